@@ -1,0 +1,176 @@
+"""binfmt_misc: whether the kernel hands foreign ELF binaries to qemu-user-static.
+
+Reads /proc/sys/fs/binfmt_misc (mounted? globally enabled? is `qemu-<name>` registered,
+enabled, with which interpreter and flags) and, when root and asked, mounts it and
+enables the entries. The F (fix-binary) flag matters for chroots: with it the kernel
+opened the interpreter at registration time, so it need not exist inside the rootfs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from plumbum import local
+
+from xarch.errors import XarchError
+from xarch.platforms import Platform
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+# Debian's qemu-user-static ships one update-binfmts format file per emulated CPU here.
+BINFMTS_FORMATS_DIR = Path("/usr/share/binfmts")
+
+
+class BinfmtError(XarchError):
+    """binfmt_misc could not be read or set up; the message says what fixes it."""
+
+
+@dataclass(frozen=True)
+class BinfmtEntry:
+    name: str
+    enabled: bool
+    interpreter: str
+    flags: str
+
+    @property
+    def fix_binary(self) -> bool:
+        return "F" in self.flags
+
+
+@dataclass(frozen=True)
+class BinfmtStatus:
+    """What the kernel will do with an ELF binary of one platform."""
+
+    name: str  # "qemu-aarch64"
+    mounted: bool
+    globally_enabled: bool
+    entry: BinfmtEntry | None
+
+    @property
+    def works(self) -> bool:
+        return self.mounted and self.globally_enabled and self.entry is not None and self.entry.enabled
+
+    def problem(self) -> str | None:
+        """Why emulation through binfmt_misc does not work now, or None when it does."""
+        if not self.mounted:
+            return f"binfmt_misc is not mounted at {BINFMT_DIR}"
+        if not self.globally_enabled:
+            return "binfmt_misc is disabled (status is not 'enabled')"
+        if self.entry is None:
+            return f"no binfmt_misc entry {self.name} is registered"
+        if not self.entry.enabled:
+            return f"the binfmt_misc entry {self.name} is disabled"
+        return None
+
+
+def entry_name(platform: Platform) -> str:
+    return f"qemu-{platform.qemu}"
+
+
+def is_mounted(root: Path = BINFMT_DIR) -> bool:
+    return (root / "status").exists() and (root / "register").exists()
+
+
+def parse_entry(name: str, text: str) -> BinfmtEntry:
+    """Parse one /proc/sys/fs/binfmt_misc/<name> file."""
+    lines = text.splitlines()
+    enabled = bool(lines) and lines[0].strip() == "enabled"
+    interpreter = ""
+    flags = ""
+    for line in lines[1:]:
+        if line.startswith("interpreter "):
+            interpreter = line[len("interpreter "):].strip()
+        elif line.startswith("flags:"):
+            flags = line[len("flags:"):].strip()
+    return BinfmtEntry(name=name, enabled=enabled, interpreter=interpreter, flags=flags)
+
+
+def read_entry(name: str, root: Path = BINFMT_DIR) -> BinfmtEntry | None:
+    try:
+        return parse_entry(name, (root / name).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def status(platform: Platform, root: Path = BINFMT_DIR) -> BinfmtStatus:
+    name = entry_name(platform)
+    if not is_mounted(root):
+        return BinfmtStatus(name=name, mounted=False, globally_enabled=False, entry=None)
+    globally_enabled = (root / "status").read_text().strip() == "enabled"
+    return BinfmtStatus(name=name, mounted=True, globally_enabled=globally_enabled, entry=read_entry(name, root))
+
+
+def _require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise BinfmtError(f"{what} needs root: run `sudo xarch platforms --setup`")
+
+
+def mount(root: Path = BINFMT_DIR) -> None:
+    _require_root("mounting binfmt_misc")
+    local["mount"]["-t", "binfmt_misc", "binfmt_misc", str(root)]()
+
+
+def _format_file_fields(path: Path) -> dict[str, str]:
+    fields = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        fields[key] = value.strip()
+    return fields
+
+
+def register_line(name: str, fields: dict[str, str]) -> str:
+    """The line written to binfmt_misc/register for an update-binfmts format file.
+
+    Written by hand only for hosts without update-binfmts (binfmt-support): the kernel's
+    register syntax is `:name:type:offset:magic:mask:interpreter:flags`.
+    """
+    flags = "F" if fields.get("fix_binary") == "yes" else ""
+    flags += "P" if fields.get("preserve") == "yes" else ""
+    flags += "C" if fields.get("credentials") == "yes" else ""
+    kind = "E" if "extension" in fields else "M"
+    match = fields.get("extension") if kind == "E" else fields.get("magic", "")
+    if re.search(r":", fields["interpreter"] + (match or "") + fields.get("mask", "")):
+        raise BinfmtError(f"binfmt format {name}: a ':' cannot be registered")
+    return (
+        f":{name}:{kind}:{fields.get('offset', '0')}:{match}:{fields.get('mask', '')}:"
+        f"{fields['interpreter']}:{flags}"
+    )
+
+
+def enable(platform: Platform, root: Path = BINFMT_DIR) -> None:
+    """Register and enable qemu-<name>: through update-binfmts when present, else directly."""
+    _require_root("registering binfmt_misc entries")
+    name = entry_name(platform)
+    format_file = BINFMTS_FORMATS_DIR / name
+    if not format_file.is_file():
+        raise BinfmtError(
+            f"{format_file} is missing, so {name} cannot be registered: apt-get install qemu-user-static"
+        )
+    if shutil.which("update-binfmts"):
+        local["update-binfmts"]["--enable", name]()
+        return
+    current = read_entry(name, root)
+    if current is not None:
+        (root / name).write_text("1")
+        return
+    (root / "register").write_text(register_line(name, _format_file_fields(format_file)))
+
+
+def ensure_binfmt(platforms: list[Platform], setup: bool = True, root: Path = BINFMT_DIR) -> dict[str, BinfmtStatus]:
+    """Status of each platform's entry; with SETUP, first mount, enable and register what is missing.
+
+    Returns the status per platform name after any set-up.
+    """
+    if setup:
+        if not is_mounted(root):
+            mount(root)
+        if (root / "status").read_text().strip() != "enabled":
+            _require_root("enabling binfmt_misc")
+            (root / "status").write_text("1")
+        for plat in platforms:
+            if not status(plat, root).works:
+                enable(plat, root)
+    return {plat.name: status(plat, root) for plat in platforms}

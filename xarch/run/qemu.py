@@ -1,0 +1,113 @@
+"""qemu-user-static, through plumbum: find it, check it can serve a platform, run under it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from plumbum import local
+
+from xarch.errors import XarchError
+from xarch.platforms import Platform
+from xarch.run import binfmt
+from xarch.run.chroot import Log, RunResult, run_in_rootfs
+
+
+class EmulationUnavailable(XarchError):
+    """A platform cannot be emulated on this host now; the message says what fixes it."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    why: str
+    fix: str
+
+
+def binary_name(platform: Platform) -> str:
+    return f"qemu-{platform.qemu}-static"
+
+
+def find_qemu(platform: Platform) -> Path | None:
+    found = shutil.which(binary_name(platform))
+    return Path(found) if found else None
+
+
+def emulation_problem(platform: Platform) -> Problem | None:
+    """Why steps of PLATFORM cannot run under QEMU now, or None when they can."""
+    if find_qemu(platform) is None:
+        return Problem(f"{binary_name(platform)} is not installed", "apt-get install qemu-user-static binfmt-support")
+    state = binfmt.status(platform)
+    why = state.problem()
+    if why:
+        return Problem(why, "xarch platforms --setup")
+    return None
+
+
+def require_emulation(platform: Platform) -> binfmt.BinfmtStatus:
+    problem = emulation_problem(platform)
+    if problem:
+        raise EmulationUnavailable(f"cannot emulate {platform.name}: {problem.why} (fix: {problem.fix})")
+    return binfmt.status(platform)
+
+
+@contextmanager
+def interpreter_inside(platform: Platform, rootfs: Path) -> Iterator[None]:
+    """Make the binfmt interpreter reachable from inside ROOTFS for as long as needed.
+
+    Without the F (fix-binary) flag the kernel opens the interpreter by path at each exec,
+    after the chroot: it must then exist inside the rootfs. It is copied in at the same
+    path and removed afterwards, so it never reaches a stage's output or an image.
+    """
+    state = require_emulation(platform)
+    assert state.entry is not None
+    if state.entry.fix_binary:
+        yield
+        return
+    inside = rootfs / state.entry.interpreter.lstrip("/")
+    if inside.exists() or inside.is_symlink():
+        yield  # the rootfs brings its own (not ours to remove)
+        return
+    created = []
+    for parent in reversed(inside.relative_to(rootfs).parents):
+        directory = rootfs / parent
+        if not directory.exists():
+            directory.mkdir()
+            created.append(directory)
+    shutil.copy2(Path(state.entry.interpreter).resolve(), inside)
+    try:
+        yield
+    finally:
+        inside.unlink(missing_ok=True)
+        for directory in reversed(created):
+            try:
+                directory.rmdir()
+            except OSError:
+                pass  # the step put files there: they are its output, not ours
+
+
+def run_emulated(
+    platform: Platform,
+    rootfs: Path,
+    step: str,
+    env: Mapping[str, str],
+    *,
+    cwd: str = "/",
+    network: bool = False,
+    log: Log,
+) -> RunResult:
+    """Run shell text STEP in ROOTFS (of PLATFORM's architecture) under QEMU via binfmt_misc."""
+    with interpreter_inside(platform, rootfs):
+        return run_in_rootfs(rootfs, step, env, cwd=cwd, network=network, log=log)
+
+
+def run_binary(platform: Platform, binary: Path, args: Sequence[str] = ()) -> str:
+    """Run one (static) PLATFORM binary on the host under qemu-user directly; its stdout."""
+    qemu = find_qemu(platform)
+    if qemu is None:
+        raise EmulationUnavailable(
+            f"{binary_name(platform)} is not installed (fix: apt-get install qemu-user-static)"
+        )
+    return str(local[str(qemu)][str(binary), *args]())
