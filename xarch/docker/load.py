@@ -1,0 +1,223 @@
+"""Put one platform's image into the local Docker engine (`xarch load`, `build --load`).
+
+Docker's image store holds one platform per tag, so a multi-arch layout is loaded one
+platform at a time: the host's unless another is asked for. The image goes in as a
+docker-archive (what `docker load` reads on every engine, Debian 12's 20.10 included)
+through the docker SDK, which negotiates the API version with whatever daemon answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from xarch import platforms
+from xarch.errors import XarchError
+from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor
+from xarch.oci.dockerarchive import write_docker_archive
+from xarch.oci.image import Image
+from xarch.oci.layer import Layer
+from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.registry.errors import InvalidReference
+from xarch.registry.reference import parse_reference
+
+_INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+
+
+class DockerError(XarchError):
+    """The Docker engine is unreachable or refused what xarch gave it."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    image_id: str
+    tag: str
+    platform: str  # "linux/arm64"
+
+
+def docker_client() -> docker.DockerClient:
+    """A client of the daemon DOCKER_HOST (or the default socket) names, checked to answer."""
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise DockerError(
+            f"cannot reach the Docker engine at {where}: {_first_line(error)} "
+            "(is dockerd running? scripts/start-dockerd starts one)"
+        ) from None
+    return client
+
+
+def load_archive(archive: Path, client: docker.DockerClient | None = None) -> str:
+    """`docker load` a docker-archive tar; returns the id ("sha256:…") of the image it held."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise DockerError(f"{archive}: no such docker-archive file")
+    client = client or docker_client()
+    try:
+        with archive.open("rb") as stream:
+            images = client.images.load(stream)
+    except docker.errors.DockerException as error:
+        raise DockerError(f"docker load of {archive} failed: {_first_line(error)}") from None
+    if not images:
+        raise DockerError(f"docker load of {archive} loaded no image")
+    return str(images[0].id)
+
+
+def load_image(
+    source: Path,
+    *,
+    platform: str | None = None,
+    tag: str | None = None,
+    client: docker.DockerClient | None = None,
+) -> LoadedImage:
+    """Load SOURCE (an OCI layout folder or oci-archive tar, or a docker-archive tar).
+
+    From a layout, PLATFORM picks the image (default: the host's, or the only one) and TAG
+    names it in Docker (default: derived from the layout's file name). A docker-archive
+    keeps its own tags and platform unless TAG is given.
+    """
+    source = Path(source)
+    if source.is_file() and _is_docker_archive(source):
+        client = client or docker_client()
+        image_id = load_archive(source, client)
+        image = client.images.get(image_id)
+        if tag:
+            name, _, version = _docker_tag(tag).rpartition(":")
+            image.tag(name, version)
+        attrs = image.attrs
+        arch = "/".join(p for p in (attrs.get("Os"), attrs.get("Architecture"), attrs.get("Variant")) if p)
+        return LoadedImage(image_id, tag or ",".join(image.tags), arch)
+
+    full_tag = _docker_tag(tag or _default_tag(source))
+    image = read_layout_image(source, platform)
+    client = client or docker_client()
+    with tempfile.TemporaryDirectory(prefix="xarch-load-") as scratch:
+        archive = Path(scratch) / "image.tar"
+        # The archive is transient: its tar header times do not matter, the epoch keeps them fixed.
+        write_docker_archive(image, [full_tag], archive, epoch=0)
+        image_id = load_archive(archive, client)
+    plat = image.platform
+    name = "/".join(p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p)
+    return LoadedImage(image_id, full_tag, name)
+
+
+def read_layout_image(layout: Path, platform: str | None) -> Image:
+    """The image for PLATFORM in an OCI layout, with its blobs checked against their digests."""
+    try:
+        reader = LayoutReader(layout)
+    except LayoutError as error:
+        raise DockerError(str(error)) from None
+    try:
+        manifests = _image_manifests(reader, reader.top_index(), depth=0)
+        chosen = _choose(layout, manifests, platform)
+        manifest_bytes = reader.blob(chosen.digest)
+        manifest = _json(manifest_bytes, layout, chosen.digest)
+        config_bytes = reader.blob(manifest["config"]["digest"])
+        config = _json(config_bytes, layout, manifest["config"]["digest"])
+        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+        if len(diff_ids) != len(manifest["layers"]):
+            raise DockerError(f"{layout}: image {chosen.digest} names {len(manifest['layers'])} layers "
+                              f"but its config has {len(diff_ids)} diff_ids")
+        layers = tuple(
+            # Sizes and entry counts are unknown here and not needed to write the archive.
+            Layer(name=f"layer{i}", diff_id=diff_id, blob=reader.blob(desc["digest"]),
+                  uncompressed_size=0, entry_count=0)
+            for i, (desc, diff_id) in enumerate(zip(manifest["layers"], diff_ids, strict=True))
+        )
+    except (LayoutError, KeyError, TypeError) as error:
+        raise DockerError(f"{layout}: not a readable OCI layout ({error})") from None
+    finally:
+        reader.close()
+    plat = chosen.platform or {"os": str(config.get("os", "linux")),
+                               "architecture": str(config.get("architecture"))}
+    return Image(dict(plat), config_bytes, manifest_bytes, layers)
+
+
+def _image_manifests(reader: LayoutReader, index: dict[str, Any], depth: int) -> list[Descriptor]:
+    """Image manifest descriptors of an index, following nested indexes (xarch writes one)."""
+    if depth > 4:
+        raise DockerError(f"{reader.path}: indexes nested too deep")
+    result = []
+    for raw in index.get("manifests", []):
+        desc = Descriptor.from_json(raw)
+        if desc.media_type in _INDEX_TYPES:
+            result.extend(_image_manifests(reader, _json(reader.blob(desc.digest), reader.path, desc.digest),
+                                           depth + 1))
+        else:
+            result.append(desc)
+    return result
+
+
+def _choose(layout: Path, manifests: list[Descriptor], platform: str | None) -> Descriptor:
+    if not manifests:
+        raise DockerError(f"{layout}: the layout holds no image")
+    if platform is None and len(manifests) == 1:
+        return manifests[0]
+    try:
+        wanted = platforms.get(platform) if platform else platforms.host()
+    except platforms.UnknownPlatform as error:
+        raise DockerError(str(error)) from None
+    for desc in manifests:
+        if desc.platform and _platform_name(desc.platform) == wanted.oci:
+            return desc
+    have = ", ".join(_platform_name(d.platform) if d.platform else "unknown" for d in manifests)
+    raise DockerError(f"{layout}: no image for {wanted.oci} (the layout has: {have}); "
+                      "choose one with --platform")
+
+
+def _platform_name(plat: dict[str, str]) -> str:
+    return "/".join(p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p)
+
+
+def _json(data: bytes, where: Path, digest: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as error:
+        raise DockerError(f"{where}: blob {digest} is not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise DockerError(f"{where}: blob {digest} is not a JSON object")
+    return value
+
+
+def _docker_tag(tag: str) -> str:
+    """TAG as docker load wants it ("name:tag"), after checking it is a valid reference."""
+    try:
+        ref = parse_reference(tag)
+    except InvalidReference as error:
+        raise DockerError(f"invalid image tag {tag!r}: {error}") from None
+    if ref.digest:
+        raise DockerError(f"invalid image tag {tag!r}: a loaded image is tagged, not pinned by digest")
+    return tag if ref.tag else f"{tag}:latest"
+
+
+def _default_tag(source: Path) -> str:
+    """A repository name from the layout's file name: "out/my_app.oci" → "my_app:latest"."""
+    stem = source.resolve().name.split(".")[0].lower()
+    stem = re.sub(r"[^a-z0-9._-]+", "-", stem).strip("._-") or "xarch-image"
+    return f"{stem}:latest"
+
+
+def _is_docker_archive(path: Path) -> bool:
+    """A tar with manifest.json at its top and no OCI index.json: what `docker save` writes."""
+    try:
+        with tarfile.open(path) as tar:
+            names = {m.name.lstrip("./") for m in tar.getmembers()}
+    except tarfile.TarError:
+        return False
+    return "manifest.json" in names and "index.json" not in names
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
