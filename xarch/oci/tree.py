@@ -1,0 +1,126 @@
+"""The file tree an image is made of, before it becomes tar layers.
+
+Every producer (recipe files, unpacked .debs, build-stage output, a buildx tar) fills a
+`Tree`; the layer writer only reads one. Paths are POSIX, relative to the image root,
+with no leading "/" or "./" and no trailing "/" (e.g. "usr/bin/app"). Metadata here is
+already what the image should carry: the writer adds nothing from the build host.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator, Literal
+
+EntryType = Literal["file", "dir", "symlink", "hardlink"]
+
+
+class TreeError(ValueError):
+    """A path or entry that cannot be part of an image tree."""
+
+
+def normalize_path(path: str) -> str:
+    """Image-relative form of PATH; refuses paths that climb out of the root."""
+    if "\x00" in path:
+        raise TreeError(f"path contains a NUL byte: {path!r}")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise TreeError(f"path escapes the image root: {path!r}")
+        parts.append(part)
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file, directory or link of an image tree.
+
+    A regular file's bytes come from `data` (small, in memory) or `source` (a file on
+    disk, read when the layer is written). `mtime` None means "the epoch".
+    """
+
+    path: str
+    type: EntryType
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    mtime: int | None = None
+    linkname: str = ""
+    data: bytes | None = None
+    source: Path | None = None
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode < 0 or self.mode > 0o7777:
+            raise TreeError(f"{self.path}: mode {oct(self.mode)} is not a permission mode")
+        if self.type in ("symlink", "hardlink") and not self.linkname:
+            raise TreeError(f"{self.path}: a {self.type} needs a target")
+        if self.type == "file" and self.data is None and self.source is None:
+            raise TreeError(f"{self.path}: a file needs data or a source")
+
+    @property
+    def size(self) -> int:
+        if self.type != "file":
+            return 0
+        if self.data is not None:
+            return len(self.data)
+        assert self.source is not None
+        return self.source.stat().st_size
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.source is not None:
+            return self.source.read_bytes()
+        return b""
+
+
+@dataclass
+class Tree:
+    """A mutable mapping of image paths to entries; later additions replace earlier ones."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def add(self, entry: Entry) -> None:
+        path = normalize_path(entry.path)
+        if not path:
+            return  # the root itself is implied by every layer
+        if path != entry.path:
+            entry = replace(entry, path=path)
+        if entry.type == "hardlink":
+            entry = replace(entry, linkname=normalize_path(entry.linkname))
+        self.entries[path] = entry
+
+    def add_parents(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
+        """Create missing parent directories of PATH with the given metadata."""
+        parent = posixpath.dirname(normalize_path(path))
+        missing = []
+        while parent and parent not in self.entries:
+            missing.append(parent)
+            parent = posixpath.dirname(parent)
+        for directory in reversed(missing):
+            self.entries[directory] = Entry(directory, "dir", mode, uid, gid)
+
+    def get(self, path: str) -> Entry | None:
+        return self.entries.get(normalize_path(path))
+
+    def remove(self, path: str) -> None:
+        """Remove PATH and everything below it."""
+        path = normalize_path(path)
+        prefix = path + "/"
+        for key in [k for k in self.entries if k == path or k.startswith(prefix)]:
+            del self.entries[key]
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and normalize_path(path) in self.entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        """Entries in the one order every writer uses: by path bytes."""
+        for key in sorted(self.entries, key=lambda p: p.encode()):
+            yield self.entries[key]
+
+    def __len__(self) -> int:
+        return len(self.entries)

@@ -1,0 +1,109 @@
+"""Platforms as data: one YAML file per platform under platforms/.
+
+Adding a platform is adding a file, not a branch in the code. A platform is named the
+way docker buildx names it: "amd64", "arm64", "arm/v7" (with or without "linux/").
+"""
+
+from __future__ import annotations
+
+import platform as host_platform
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+
+class UnknownPlatform(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str  # short name as users type it: "arm/v7"
+    os: str
+    architecture: str  # OCI architecture
+    variant: str | None
+    debian_arch: str
+    triplet: str  # GNU triplet of the cross toolchain
+    qemu: str  # qemu-<qemu>-static
+    uname_machine: str
+    cross_packages: tuple[str, ...] = field(default=())
+
+    @property
+    def oci(self) -> str:
+        """"linux/arm/v7" as in OCI and buildx."""
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+    @property
+    def slug(self) -> str:
+        """A name usable in file names: "arm-v7"."""
+        return self.name.replace("/", "-")
+
+    def oci_platform(self) -> dict[str, str]:
+        """The `platform` object of an index descriptor and the fields of a config."""
+        result = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            result["variant"] = self.variant
+        return result
+
+    def placeholders(self) -> dict[str, str]:
+        """What `{…}` in a recipe's per-platform paths may name."""
+        return {
+            "arch": self.architecture,
+            "variant": self.variant or "",
+            "platform": self.slug,
+            "debian_arch": self.debian_arch,
+            "triplet": self.triplet,
+        }
+
+
+def data_dir() -> Path:
+    """platforms/ of a source checkout, else the copy shipped inside the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "platforms", here / "_platforms"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("xarch's platforms/ data folder is missing from this install")
+
+
+@lru_cache(maxsize=None)
+def all_platforms() -> dict[str, Platform]:
+    result = {}
+    for path in sorted(data_dir().glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        plat = Platform(
+            name=str(raw["name"]),
+            os=raw["os"],
+            architecture=str(raw["architecture"]),
+            variant=raw.get("variant") or None,
+            debian_arch=raw["debian_arch"],
+            triplet=raw["triplet"],
+            qemu=raw["qemu"],
+            uname_machine=raw["uname_machine"],
+            cross_packages=tuple((raw.get("cross") or {}).get("packages") or ()),
+        )
+        result[plat.name] = plat
+    return result
+
+
+def get(name: str) -> Platform:
+    """The platform called NAME ("arm64", "linux/arm64", "linux/arm/v7", "arm-v7")."""
+    key = name.strip()
+    if key.startswith("linux/"):
+        key = key[len("linux/"):]
+    platforms = all_platforms()
+    for plat in platforms.values():
+        if key in (plat.name, plat.slug):
+            return plat
+    known = ", ".join(platforms)
+    raise UnknownPlatform(f"unknown platform {name!r} (known: {known})")
+
+
+def host() -> Platform:
+    """The platform this machine runs natively."""
+    machine = host_platform.machine()
+    for plat in all_platforms().values():
+        if machine in (plat.uname_machine, plat.architecture):
+            return plat
+    raise UnknownPlatform(f"this machine's architecture {machine!r} has no file in platforms/")

@@ -1,0 +1,71 @@
+"""Content-addressed store of downloads and blobs, shared by every platform and build.
+
+Layout: $XARCH_CACHE (else $XDG_CACHE_HOME/xarch, else ~/.cache/xarch) / sha256 / <hex>.
+A blob enters only after its sha256 has been checked, through a temporary file renamed
+into place, so a reader never sees a partial or unverified blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+CHUNK = 1 << 20
+
+
+class DigestMismatch(ValueError):
+    """Content whose sha256 is not the one it was asked to have."""
+
+
+def default_root() -> Path:
+    explicit = os.environ.get("XARCH_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "xarch"
+
+
+class Store:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else default_root()
+
+    def path(self, sha256: str) -> Path:
+        return self.root / "sha256" / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def put_chunks(self, chunks: Iterable[bytes], expected_sha256: str | None, what: str = "blob") -> str:
+        """Store the concatenated CHUNKS; verify them against EXPECTED_SHA256 first.
+
+        Returns the sha256. On a mismatch nothing enters the store and DigestMismatch
+        names WHAT, the expected and the actual digest.
+        """
+        directory = self.root / "sha256"
+        directory.mkdir(parents=True, exist_ok=True)
+        hasher = hashlib.sha256()
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    tmp.write(chunk)
+            actual = hasher.hexdigest()
+            if expected_sha256 is not None and actual != expected_sha256:
+                raise DigestMismatch(f"{what}: sha256 is {actual}, expected {expected_sha256}")
+            os.chmod(tmp_name, 0o644)
+            os.replace(tmp_name, self.path(actual))
+            return actual
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, data: bytes, expected_sha256: str | None = None, what: str = "blob") -> str:
+        return self.put_chunks([data], expected_sha256, what)
+
+    def put_stream(self, stream: BinaryIO, expected_sha256: str | None = None, what: str = "blob") -> str:
+        return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), expected_sha256, what)
