@@ -1,0 +1,69 @@
+"""Digests, descriptors and the canonical JSON every manifest, config and index uses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Media types (OCI image spec v1.1).
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+# Docker v2 schema 2 equivalents, for registries and engines that want them.
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def hex_of(digest: str) -> str:
+    algorithm, _, hexpart = digest.partition(":")
+    if algorithm != "sha256" or len(hexpart) != 64:
+        raise ValueError(f"not a sha256 digest: {digest!r}")
+    return hexpart
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8: the same bytes on every Python."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    platform: dict[str, str] | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, media_type: str, data: bytes, **kwargs: Any) -> Descriptor:
+        return cls(media_type, sha256_digest(data), len(data), **kwargs)
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.platform:
+            result["platform"] = dict(self.platform)
+        if self.annotations:
+            result["annotations"] = dict(self.annotations)
+        return result
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Descriptor:
+        return cls(
+            media_type=obj["mediaType"],
+            digest=obj["digest"],
+            size=int(obj["size"]),
+            platform=obj.get("platform"),
+            annotations=dict(obj.get("annotations") or {}),
+        )

@@ -1,0 +1,31 @@
+"""docker-archive: one platform's image as a tar that `docker load` accepts.
+
+The format `docker save` wrote before Docker 25: manifest.json names the config, the
+repo tags and the layers. Layers stay gzip-compressed (docker load decompresses them),
+so the blobs are the very bytes of the OCI layout and the digests carry over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xarch.oci.atomic import atomic_file
+from xarch.oci.digest import canonical_json, hex_of
+from xarch.oci.image import Image
+from xarch.oci.layout import layout_entries
+from xarch.oci.tar import write_tar
+
+
+def docker_archive_files(image: Image, repo_tags: list[str]) -> list[tuple[str, bytes]]:
+    config_path = f"blobs/sha256/{hex_of(image.config_descriptor.digest)}"
+    layer_paths = [f"blobs/sha256/{hex_of(layer.descriptor.digest)}" for layer in image.layers]
+    manifest = [{"Config": config_path, "Layers": layer_paths, "RepoTags": list(repo_tags)}]
+    files = {config_path: image.config_bytes, "manifest.json": canonical_json(manifest)}
+    for path, layer in zip(layer_paths, image.layers):
+        files[path] = layer.blob
+    return sorted(files.items())
+
+
+def write_docker_archive(image: Image, repo_tags: list[str], target: Path, epoch: int) -> None:
+    with atomic_file(target) as handle:
+        write_tar(layout_entries(iter(docker_archive_files(image, repo_tags))), epoch, handle)

@@ -1,0 +1,166 @@
+"""The normalized tar writer: a Tree in, the same bytes out on every host and Python.
+
+Headers are encoded here rather than by `tarfile`, whose output has changed between
+CPython versions (float mtimes add PAX records, device fields, uname lookups). Rules
+(DESIGN.md): entries sorted by path bytes; mtime = min(mtime, epoch), epoch when unset;
+uid/gid as given with empty uname/gname; permission bits kept; no atime/ctime; a PAX
+header only where a name, link target, size or id does not fit ustar; two zero blocks
+at the end and no record padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from xarch.oci.tree import Entry
+
+BLOCK = 512
+_TYPEFLAGS = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5"}
+_MAX_OCTAL = {8: 0o7777777, 12: 0o77777777777}
+PAX_NAME = b"././@PaxHeader"
+
+
+class TarError(ValueError):
+    pass
+
+
+def _octal(value: int, width: int) -> bytes:
+    """Zero-padded octal, NUL-terminated, as ustar wants: width-1 digits then NUL."""
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def _split_ustar_name(name: bytes) -> tuple[bytes, bytes] | None:
+    """(prefix, name) that fit ustar's 155+100 byte fields, or None when none does."""
+    if len(name) <= 100:
+        return b"", name
+    # Split at a "/" so that prefix <= 155 bytes and the rest <= 100 bytes.
+    for index in range(min(len(name) - 1, 155), 0, -1):
+        if name[index : index + 1] == b"/" and len(name) - index - 1 <= 100:
+            return name[:index], name[index + 1 :]
+    return None
+
+
+def _pax_record(key: str, value: bytes) -> bytes:
+    payload = b" " + key.encode() + b"=" + value + b"\n"
+    # The length prefix counts itself, so find the fixed point.
+    length = len(payload) + 1
+    while len(str(length).encode()) + len(payload) != length:
+        length = len(str(length).encode()) + len(payload)
+    return str(length).encode() + payload
+
+
+def _header(
+    name: bytes,
+    *,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    typeflag: bytes,
+    linkname: bytes = b"",
+    prefix: bytes = b"",
+) -> bytes:
+    fields = [
+        name.ljust(100, b"\x00"),
+        _octal(mode, 8),
+        _octal(uid, 8),
+        _octal(gid, 8),
+        _octal(size, 12),
+        _octal(mtime, 12),
+        b" " * 8,  # checksum placeholder
+        typeflag,
+        linkname.ljust(100, b"\x00"),
+        b"ustar\x0000",
+        b"\x00" * 32,  # uname: empty, never looked up
+        b"\x00" * 32,  # gname
+        _octal(0, 8),  # devmajor
+        _octal(0, 8),  # devminor
+        prefix.ljust(155, b"\x00"),
+        b"\x00" * 12,
+    ]
+    header = bytearray(b"".join(fields))
+    assert len(header) == BLOCK
+    header[148:156] = b"%06o\x00 " % sum(header)
+    return bytes(header)
+
+
+def _padding(size: int) -> bytes:
+    return b"\x00" * (-size % BLOCK)
+
+
+def entry_headers(entry: Entry, epoch: int, size: int) -> bytes:
+    """The header block(s) of ENTRY: a PAX header first when ustar cannot hold it."""
+    name = entry.path.encode("utf-8") + (b"/" if entry.type == "dir" else b"")
+    linkname = entry.linkname.encode("utf-8") if entry.type in ("symlink", "hardlink") else b""
+    mtime = epoch if entry.mtime is None else max(0, min(int(entry.mtime), epoch))
+    pax: dict[str, bytes] = {}
+    split = _split_ustar_name(name)
+    if split is None:
+        pax["path"] = name
+        split = (b"", name[:100])
+    if len(linkname) > 100:
+        pax["linkpath"] = linkname
+        linkname = linkname[:100]
+    for key, value, width in (("size", size, 12), ("uid", entry.uid, 8), ("gid", entry.gid, 8)):
+        if value > _MAX_OCTAL[width]:
+            pax[key] = str(value).encode()
+    if entry.xattrs:
+        for xname, xvalue in sorted(entry.xattrs):
+            pax["SCHILY.xattr." + xname] = xvalue
+    fields = {
+        "mode": entry.mode & 0o7777,
+        "uid": min(entry.uid, _MAX_OCTAL[8]),
+        "gid": min(entry.gid, _MAX_OCTAL[8]),
+        "size": min(size, _MAX_OCTAL[12]),
+        "mtime": mtime,
+    }
+    out = b""
+    if pax:
+        records = b"".join(_pax_record(key, pax[key]) for key in sorted(pax))
+        out += _header(PAX_NAME, mode=0o644, uid=0, gid=0, size=len(records), mtime=mtime, typeflag=b"x")
+        out += records + _padding(len(records))
+    out += _header(
+        split[1], prefix=split[0], typeflag=_TYPEFLAGS[entry.type], linkname=linkname, **fields
+    )
+    return out
+
+
+def tar_chunks(entries: Iterable[Entry], epoch: int) -> Iterator[bytes]:
+    """The tar stream of ENTRIES (already in the order to write) as a series of chunks."""
+    for entry in entries:
+        if entry.type not in _TYPEFLAGS:
+            raise TarError(f"{entry.path}: cannot write a {entry.type} entry")
+        data = entry.read() if entry.type == "file" else b""
+        yield entry_headers(entry, epoch, len(data))
+        if data:
+            yield data
+            yield _padding(len(data))
+    yield b"\x00" * (2 * BLOCK)
+
+
+def sorted_entries(entries: Iterable[Entry]) -> list[Entry]:
+    return sorted(entries, key=lambda e: e.path.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class TarResult:
+    sha256: str  # "sha256:…" of the uncompressed tar (a layer's diff_id)
+    size: int
+
+
+def write_tar(
+    entries: Iterable[Entry], epoch: int, out: BinaryIO, on_bytes: Callable[[int], None] | None = None
+) -> TarResult:
+    """Write the tar of ENTRIES (sorted here) to OUT; return its digest and size."""
+    hasher = hashlib.sha256()
+    size = 0
+    for chunk in tar_chunks(sorted_entries(entries), epoch):
+        hasher.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+        if on_bytes:
+            on_bytes(len(chunk))
+    return TarResult("sha256:" + hasher.hexdigest(), size)
