@@ -1,0 +1,76 @@
+"""The build pipeline: recipe → per-platform trees → layers → images → one index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xarch.contents import recipe_tree
+from xarch.layering import split_layers
+from xarch.oci.compress import compressor_id
+from xarch.oci.image import Image, RuntimeConfig, build_image
+from xarch.oci.index import build_index
+from xarch.oci.layer import Layer, build_layer
+from xarch.oci.layout import Artifact
+from xarch.oci.tree import Tree
+from xarch.platforms import Platform
+from xarch.progress import Reporter
+from xarch.recipe import LoadedRecipe
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    loaded: LoadedRecipe
+    platforms: tuple[Platform, ...]
+    epoch: int
+
+
+def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
+    spec = loaded.recipe.config
+    return RuntimeConfig(
+        entrypoint=spec.entrypoint,
+        cmd=spec.cmd,
+        env=[f"{key}={value}" for key, value in spec.env.items()],
+        user=spec.user,
+        workdir=spec.workdir,
+        exposed_ports=spec.exposed_ports,
+        volumes=spec.volumes,
+        labels=spec.labels,
+        stop_signal=spec.stop_signal,
+    )
+
+
+def platform_tree(inputs: BuildInputs, platform: Platform) -> Tree:
+    return recipe_tree(inputs.loaded, platform)
+
+
+def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter) -> Image:
+    recipe = inputs.loaded.recipe
+    level = recipe.compression.level
+    tree = platform_tree(inputs, platform)
+    layers: list[Layer] = []
+    for name, entries in split_layers(tree, recipe.layers):
+        layer = build_layer(name, entries, inputs.epoch, level)
+        reporter.detail(
+            f"[{platform.name}] layer {name}: {layer.entry_count} entries, "
+            f"{layer.uncompressed_size} bytes → {len(layer.blob)} gzip, {layer.descriptor.digest}"
+        )
+        layers.append(layer)
+    return build_image(
+        platform.oci_platform(),
+        layers,
+        runtime_config(inputs.loaded),
+        inputs.epoch,
+        compressor_id(level),
+        recipe.annotations.manifest,
+    )
+
+
+def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
+    images: list[Image] = []
+    with reporter.tasks() as board:
+        task = board.add(f"building {inputs.loaded.recipe.name}", len(inputs.platforms))
+        for platform in inputs.platforms:
+            images.append(build_platform(inputs, platform, reporter))
+            board.advance(task, f"{platform.name} done")
+    index = build_index([image.manifest_descriptor for image in images], inputs.loaded.recipe.annotations.index)
+    return Artifact(index, tuple(images), inputs.loaded.recipe.tag)

@@ -1,0 +1,154 @@
+"""The command line. Thin: parse, call, print. Errors are one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+
+from xarch import __version__
+from xarch import platforms as platform_data
+from xarch.build import BuildInputs, build
+from xarch.errors import XarchError
+from xarch.outputs import OutputSpec, write_output
+from xarch.progress import Reporter
+from xarch.recipe import DEFAULT_FILE, LoadedRecipe, load, resolve_epoch
+from xarch.summary import print_summary, summarize_artifact, summarize_path
+
+# A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def select_platforms(loaded: LoadedRecipe, requested: str | None) -> tuple[platform_data.Platform, ...]:
+    """The recipe's platforms, or those of --platform, in the recipe's order."""
+    names = loaded.recipe.platforms
+    if not requested:
+        return tuple(platform_data.get(name) for name in names)
+    wanted = []
+    for item in requested.split(","):
+        try:
+            plat = platform_data.get(item)
+        except platform_data.UnknownPlatform as error:
+            raise click.BadParameter(str(error), param_hint="--platform") from None
+        if plat.name not in names:
+            raise XarchError(f"--platform {item}: not among {loaded.path.name}'s platforms ({', '.join(names)})")
+        wanted.append(plat.name)
+    return tuple(platform_data.get(name) for name in names if name in wanted)
+
+
+def choose_docker_platform(platforms: tuple[platform_data.Platform, ...], chosen: str | None) -> platform_data.Platform:
+    if chosen:
+        return platform_data.get(chosen)
+    if len(platforms) == 1:
+        return platforms[0]
+    return platform_data.host()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xarch")
+def cli() -> None:
+    """Reproducible, minimal, multi-architecture container images from one recipe."""
+
+
+recipe_option = click.option(
+    "-f", "--file", "recipe_path", default=DEFAULT_FILE, show_default=True, type=click.Path(path_type=Path),
+    help="The recipe, or a folder holding xarch.yaml.",
+)
+
+
+@cli.command("build")
+@recipe_option
+@click.option("--platform", "platform_list", help="Comma-separated platforms (default: the recipe's).")
+@click.option("-o", "--output", "outputs", multiple=True,
+              help="oci:DIR (default dist/<name>), oci-archive:FILE or docker-archive:FILE; repeatable.")
+@click.option("--docker-platform", help="The platform a docker-archive holds (default: the host's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON for CI.")
+@click.option("-v", "--verbose", is_flag=True, help="Say what each step does.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
+def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
+                  docker_platform: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
+    """Build the recipe for every platform into one OCI image index."""
+    reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
+    loaded = load(recipe_path)
+    specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
+    platforms = select_platforms(loaded, platform_list)
+    epoch, epoch_source = resolve_epoch(loaded)
+    reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
+                  f"(epoch {epoch}: {epoch_source})")
+    artifact = build(BuildInputs(loaded, platforms, epoch), reporter)
+    repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
+    for spec in specs:
+        write_output(artifact, spec, epoch, repo_tag, choose_docker_platform(platforms, docker_platform))
+        reporter.info(f"wrote {spec}")
+    summary = summarize_artifact(artifact, str(specs[0]))
+    print_summary(summary, as_json, stdout)
+
+
+@cli.command("inspect")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def inspect_command(target: Path, as_json: bool) -> None:
+    """Show the images of an OCI layout, oci-archive or docker-archive."""
+    print_summary(summarize_path(target), as_json, stdout)
+
+
+@cli.command("verify")
+@recipe_option
+@click.option("--platform", "platform_list", help="Comma-separated platforms (default: the recipe's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_command(recipe_path: Path, platform_list: str | None, as_json: bool) -> None:
+    """Rebuild the recipe twice under different conditions and compare every digest."""
+    from xarch.verify import print_report, rebuild_and_compare
+
+    loaded = load(recipe_path)
+    platforms = select_platforms(loaded, platform_list)
+    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json))
+    print_report(report, as_json, stdout)
+    if not report.identical:
+        sys.exit(1)
+
+
+def run(command: Callable[..., Any], args: list[str] | None = None, prog_name: str = "xarch") -> None:
+    """Run the click command; an XarchError becomes one line on stderr and exit 1."""
+    try:
+        command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except XarchError as error:
+        click.echo(f"xarch: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("xarch: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("xarch: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+def main() -> None:
+    run(cli)
+
+
+def docker_plugin_main() -> None:
+    """`docker xarch …`: the Docker CLI plugin entry (see xarch/docker/plugin.py)."""
+    args = sys.argv[1:]
+    if args[:1] == ["docker-cli-plugin-metadata"]:
+        print(json.dumps({"SchemaVersion": "0.1.0", "Vendor": "xarch", "Version": __version__,
+                          "ShortDescription": "Reproducible multi-architecture images"}))
+        return
+    if args[:1] == ["xarch"]:
+        args = args[1:]
+    run(cli, args, prog_name="docker xarch")
+
+
+if __name__ == "__main__":
+    main()

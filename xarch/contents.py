@@ -1,0 +1,85 @@
+"""The recipe's files, directories and symlinks → one platform's image Tree.
+
+Nothing of the build host leaks in: modes are normalized the way git stores them
+(0755 when any execute bit is set, else 0644; folders 0755) unless the recipe gives a
+mode, so the umask under which a checkout was made does not matter; mtimes are
+dropped (the layer writer uses the epoch); owners come from the recipe (default 0:0).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from xarch.oci.tree import Entry, Tree
+from xarch.platforms import Platform
+from xarch.recipe import FileSpec, LoadedRecipe
+
+
+def _git_like_mode(mode: int) -> int:
+    return 0o755 if mode & 0o111 else 0o644
+
+
+def expand_source(loaded: LoadedRecipe, index: int, spec: FileSpec, platform: Platform) -> Path:
+    """The source path of files[INDEX] for PLATFORM, checked to exist inside the recipe folder."""
+    try:
+        relative = spec.src.format_map(platform.placeholders())
+    except KeyError as error:
+        known = ", ".join("{" + k + "}" for k in platform.placeholders())
+        raise loaded.error(("files", index, "src"), f"unknown placeholder {{{error.args[0]}}} (known: {known})")
+    except (ValueError, IndexError) as error:
+        raise loaded.error(("files", index, "src"), f"bad placeholder: {error}") from None
+    folder = loaded.folder.resolve()
+    source = (loaded.folder / relative).resolve()
+    if source != folder and folder not in source.parents:
+        raise loaded.error(("files", index, "src"), f"{relative} is outside the recipe's folder")
+    if not source.exists():
+        raise loaded.error(("files", index, "src"), f"{relative}: no such file (platform {platform.name})")
+    return source
+
+
+def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> None:
+    uid, gid = spec.owner
+    tree.add(Entry(destination, "dir", 0o755, uid, gid))
+    # os.walk order depends on the file system; sort so the walk itself is reproducible.
+    for root, dirs, files in os.walk(source):
+        dirs.sort()
+        base = Path(root)
+        rel_root = base.relative_to(source).as_posix()
+        prefix = destination.rstrip("/") + "/" + ("" if rel_root == "." else rel_root + "/")
+        for name in sorted(dirs + files):
+            path = base / name
+            info = path.lstat()
+            image_path = prefix + name
+            if stat.S_ISLNK(info.st_mode):
+                tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path)))
+            elif stat.S_ISDIR(info.st_mode):
+                tree.add(Entry(image_path, "dir", 0o755, uid, gid))
+            elif stat.S_ISREG(info.st_mode):
+                mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
+                tree.add(Entry(image_path, "file", mode, uid, gid, source=path))
+            # sockets, fifos and devices in a source tree are not image content
+
+
+def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = None) -> Tree:
+    """Add the recipe's own contents for PLATFORM to TREE (a new one by default)."""
+    recipe = loaded.recipe
+    tree = tree if tree is not None else Tree()
+    for directory in recipe.directories:
+        tree.add_parents(directory.path)
+        tree.add(Entry(directory.path, "dir", directory.mode, *directory.owner))
+    for index, spec in enumerate(recipe.files):
+        if spec.platforms is not None and platform.name not in spec.platforms:
+            continue
+        source = expand_source(loaded, index, spec, platform)
+        tree.add_parents(spec.dst)
+        if source.is_dir():
+            _copy_folder(tree, source, spec.dst, spec)
+        else:
+            mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
+            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source))
+    for link in recipe.symlinks:
+        tree.add_parents(link.path)
+        tree.add(Entry(link.path, "symlink", 0o777, *link.owner, linkname=link.target))
+    return tree

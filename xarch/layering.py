@@ -1,0 +1,87 @@
+"""Split a Tree into the recipe's named layers by ordered globs.
+
+Each entry goes to the first layer with a matching glob; entries no glob matches go
+to the last layer. Every layer also carries the parent folders of its entries (with
+their metadata from the tree) so it unpacks on its own, and a base layer's digest does
+not move when only the app layer changes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import replace
+from functools import lru_cache
+
+from xarch.oci.tree import Entry, Tree
+from xarch.recipe import LayerSpec
+
+DEFAULT_LAYER = LayerSpec(name="main", paths=["**"])
+
+
+@lru_cache(maxsize=None)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """`**` spans folders, `*` and `?` stay within one path part.
+
+    Hand-written because fnmatch lets `*` cross "/" and PurePath.full_match is 3.13+.
+    A pattern naming a folder ("usr/lib/**" or "usr/lib") also matches the folder itself.
+    """
+    pattern = pattern.strip("/")
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    if out.endswith("/.*"):
+        out = out[: -len("/.*")] + "(?:/.*)?"
+    return re.compile(out + r"\Z")
+
+
+def matches(pattern: str, path: str) -> bool:
+    return glob_regex(pattern).match(path) is not None
+
+
+def split_layers(tree: Tree, specs: list[LayerSpec]) -> list[tuple[str, list[Entry]]]:
+    specs = specs or [DEFAULT_LAYER]
+    assigned: list[dict[str, Entry]] = [{} for _ in specs]
+    for entry in tree:
+        for position, spec in enumerate(specs):
+            if any(matches(p, entry.path) for p in spec.paths):
+                break
+        else:
+            position = len(specs) - 1
+        assigned[position][entry.path] = entry
+    for members in assigned:
+        for path in list(members):
+            parent = posixpath.dirname(path)
+            while parent and parent not in members:
+                parent_entry = tree.get(parent)
+                members[parent] = parent_entry if parent_entry else Entry(parent, "dir", 0o755)
+                parent = posixpath.dirname(parent)
+    for members in assigned:
+        _copy_foreign_hardlinks(tree, members)
+    return [(spec.name, list(members.values())) for spec, members in zip(specs, assigned) if members]
+
+
+def _copy_foreign_hardlinks(tree: Tree, members: dict[str, Entry]) -> None:
+    """A hard link whose file landed in another layer becomes a copy of that file."""
+    for path, entry in list(members.items()):
+        if entry.type == "hardlink" and entry.linkname not in members:
+            target = tree.get(entry.linkname)
+            while target is not None and target.type == "hardlink":
+                target = tree.get(target.linkname)
+            if target is not None and target.type == "file":
+                members[path] = replace(entry, type="file", linkname="", data=target.data, source=target.source)

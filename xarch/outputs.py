@@ -1,0 +1,53 @@
+"""Where a build goes: `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from xarch.errors import XarchError
+from xarch.oci.dockerarchive import write_docker_archive
+from xarch.oci.image import Image
+from xarch.oci.layout import Artifact, write_layout, write_oci_archive
+from xarch.platforms import Platform
+
+KINDS = ("oci", "oci-archive", "docker-archive")
+
+
+class OutputError(XarchError):
+    pass
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    kind: str
+    path: Path
+
+    @classmethod
+    def parse(cls, text: str) -> OutputSpec:
+        kind, sep, path = text.partition(":")
+        if not sep or kind not in KINDS or not path:
+            raise OutputError(f"--output {text!r}: expected one of oci:DIR, oci-archive:FILE, docker-archive:FILE")
+        return cls(kind, Path(path))
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.path}"
+
+
+def image_for(artifact: Artifact, platform: Platform) -> Image:
+    for image in artifact.images:
+        if image.platform == platform.oci_platform():
+            return image
+    built = ", ".join("/".join(i.platform.values()) for i in artifact.images)
+    raise OutputError(f"docker-archive: platform {platform.name} was not built (built: {built})")
+
+
+def write_output(
+    artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str, docker_platform: Platform
+) -> None:
+    if spec.kind == "oci":
+        write_layout(artifact, spec.path)
+    elif spec.kind == "oci-archive":
+        write_oci_archive(artifact, spec.path, epoch)
+    else:
+        write_docker_archive(image_for(artifact, docker_platform), [repo_tag], spec.path, epoch)

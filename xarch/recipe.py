@@ -1,0 +1,278 @@
+"""The recipe (xarch.yaml): schema, defaults, and validation errors with line numbers.
+
+Every error names the file, the line and the field, e.g.
+    xarch.yaml:14: files[1].mode: must be a quoted octal string such as "0755"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from xarch import platforms as platform_data
+from xarch.errors import RecipeError
+from xarch.yamlpos import PositionedYaml, YamlPositionError
+from xarch.yamlpos import load as load_yaml
+
+DEFAULT_FILE = "xarch.yaml"
+NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _mode(value: Any) -> int:
+    # YAML 1.1 reads 0755 as the number 493, so a number here is almost surely a mistake.
+    if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3,4}", value):
+        raise ValueError('must be a quoted octal string such as "0755" (YAML reads 0755 as a number)')
+    return int(value, 8)
+
+
+def _owner(value: Any) -> tuple[int, int]:
+    if isinstance(value, int) and value >= 0:
+        return value, value
+    if isinstance(value, str) and re.fullmatch(r"\d+(:\d+)?", value):
+        uid, _, gid = value.partition(":")
+        return int(uid), int(gid or uid)
+    raise ValueError('must be "UID:GID" with numbers, e.g. "1000:1000"')
+
+
+def _image_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be an absolute path in the image, e.g. /usr/bin/app")
+    if ".." in value.split("/") or "\x00" in value:
+        raise ValueError("must not contain '..'")
+    return value
+
+
+Mode = Annotated[int, BeforeValidator(_mode)]
+Owner = Annotated[tuple[int, int], BeforeValidator(_owner)]
+ImagePath = Annotated[str, BeforeValidator(_image_path)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageConfigSpec(Strict):
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    user: str | None = None
+    workdir: str | None = None
+    exposed_ports: list[str] = Field(default_factory=list)
+    volumes: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    stop_signal: str | None = None
+
+    @field_validator("exposed_ports")
+    @classmethod
+    def _ports(cls, ports: list[str]) -> list[str]:
+        for port in ports:
+            if not re.fullmatch(r"\d{1,5}(/(tcp|udp|sctp))?", str(port)):
+                raise ValueError(f"{port!r} is not PORT or PORT/tcp|udp|sctp")
+        return [p if "/" in str(p) else f"{p}/tcp" for p in ports]
+
+    @field_validator("exposed_ports", mode="before")
+    @classmethod
+    def _ports_as_text(cls, ports: Any) -> Any:
+        return [str(p) for p in ports] if isinstance(ports, list) else ports
+
+
+class AnnotationsSpec(Strict):
+    index: dict[str, str] = Field(default_factory=dict)
+    manifest: dict[str, str] = Field(default_factory=dict)
+
+
+class FileSpec(Strict):
+    """A file or a folder of the source tree copied into the image."""
+
+    src: str
+    dst: ImagePath
+    mode: Mode | None = None
+    owner: Owner = (0, 0)
+    platforms: list[str] | None = None  # only for these platforms
+
+
+class DirectorySpec(Strict):
+    path: ImagePath
+    mode: Mode = 0o755
+    owner: Owner = (0, 0)
+
+
+class SymlinkSpec(Strict):
+    path: ImagePath
+    target: str
+    owner: Owner = (0, 0)
+
+
+class LayerSpec(Strict):
+    name: str
+    paths: list[str]
+
+
+class CompressionSpec(Strict):
+    level: int = Field(default=6, ge=1, le=12)
+
+
+class Recipe(Strict):
+    name: str
+    tag: str = "latest"
+    platforms: list[str] = Field(min_length=1)
+    epoch: int | None = Field(default=None, ge=0)
+    config: ImageConfigSpec = Field(default_factory=ImageConfigSpec)
+    annotations: AnnotationsSpec = Field(default_factory=AnnotationsSpec)
+    files: list[FileSpec] = Field(default_factory=list)
+    directories: list[DirectorySpec] = Field(default_factory=list)
+    symlinks: list[SymlinkSpec] = Field(default_factory=list)
+    layers: list[LayerSpec] = Field(default_factory=list)
+    compression: CompressionSpec = Field(default_factory=CompressionSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not NAME_RE.fullmatch(name):
+            raise ValueError("must be a lower-case image name such as 'hello' or 'team/hello'")
+        return name
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, tag: str) -> str:
+        if not TAG_RE.fullmatch(tag):
+            raise ValueError("must be a valid image tag")
+        return tag
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, names: list[str]) -> list[str]:
+        canonical = [platform_data.get(name).name for name in names]
+        if len(set(canonical)) != len(canonical):
+            raise ValueError("names a platform twice")
+        return canonical
+
+
+class LoadedRecipe:
+    """A validated recipe, with where it came from (for paths and error lines)."""
+
+    def __init__(self, path: Path, recipe: Recipe, positions: PositionedYaml) -> None:
+        self.path = path
+        self.recipe = recipe
+        self.positions = positions
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def error(self, loc: tuple[str | int, ...], message: str) -> RecipeError:
+        return RecipeError(_format(self.path, self.positions.line_of(loc), loc, message))
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _format(path: Path, line: int | None, loc: tuple[str | int, ...], message: str) -> str:
+    where = f"{path}:{line}" if line else str(path)
+    field = _format_loc(loc)
+    return f"{where}: {field}: {message}" if field else f"{where}: {message}"
+
+
+def _clean_message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "is required"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def load(path: Path | str) -> LoadedRecipe:
+    """Read and validate the recipe at PATH; RecipeError names file, line and field."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / DEFAULT_FILE
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        positions = load_yaml(path)
+    except YamlPositionError as error:
+        raise RecipeError(_format(path, error.line, (), error.message)) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"{path}: cannot read: {error}") from None
+    if not isinstance(positions.data, dict):
+        raise RecipeError(f"{path}: the recipe must be a mapping of fields (name, platforms, …)")
+    try:
+        recipe = Recipe.model_validate(positions.data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = tuple(part for part in first["loc"] if not (isinstance(part, str) and "[" in part))
+        # Pydantic adds the type name of a union branch to loc; drop such entries.
+        loc = _strip_union_branches(loc, positions)
+        raise RecipeError(_format(path, positions.line_of(loc), loc, _clean_message(first))) from None
+    loaded = LoadedRecipe(path, recipe, positions)
+    _check_unique_paths(loaded)
+    return loaded
+
+
+def _strip_union_branches(loc: tuple[Any, ...], positions: PositionedYaml) -> tuple[Any, ...]:
+    kept: list[Any] = []
+    data: Any = positions.data
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        elif kept and isinstance(part, str) and not isinstance(data, (dict, list)):
+            continue  # a type name pydantic added, not a field of the document
+        kept.append(part)
+    return tuple(kept)
+
+
+def _check_unique_paths(loaded: LoadedRecipe) -> None:
+    """Two items that write the same image path is an error, not a silent override."""
+    seen: dict[str, tuple[str | int, ...]] = {}
+    recipe = loaded.recipe
+    items: list[tuple[tuple[str | int, ...], str, list[str] | None]] = []
+    items += [(("files", i, "dst"), f.dst, f.platforms) for i, f in enumerate(recipe.files)]
+    items += [(("directories", i, "path"), d.path, None) for i, d in enumerate(recipe.directories)]
+    items += [(("symlinks", i, "path"), s.path, None) for i, s in enumerate(recipe.symlinks)]
+    for loc, image_path, only in items:
+        key = "/" + image_path.strip("/")
+        for plat in only or recipe.platforms:
+            if (plat, key) in seen:
+                first = _format_loc(seen[(plat, key)])
+                raise loaded.error(loc, f"duplicate path {key} (also written by {first})")
+            seen[(plat, key)] = loc  # type: ignore[index]
+
+
+def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
+    """SOURCE_DATE_EPOCH, else the recipe's epoch, else the last git commit of its folder.
+
+    Returns the epoch and where it came from, for the build log.
+    """
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is not None and env.strip():
+        if not env.strip().isdigit():
+            raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds")
+        return int(env), "SOURCE_DATE_EPOCH"
+    if loaded.recipe.epoch is not None:
+        return loaded.recipe.epoch, f"{loaded.path.name}: epoch"
+    try:
+        result = subprocess.run(
+            ["git", "log", "-1", "--format=%ct", "--", "."],
+            cwd=loaded.folder,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0 and result.stdout.strip().isdigit():
+            return int(result.stdout.strip()), "last git commit of the recipe's folder"
+    except OSError:
+        pass
+    return 0, "no SOURCE_DATE_EPOCH, no epoch in the recipe, no git history: 0"

@@ -1,0 +1,122 @@
+"""What `build` and `inspect` print: per platform, manifest digest, size and layers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from xarch.errors import XarchError
+from xarch.oci.digest import OCI_INDEX, DOCKER_MANIFEST_LIST, sha256_digest
+from xarch.oci.layout import Artifact, LayoutError, LayoutReader
+
+
+class InspectError(XarchError):
+    pass
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    platform: str
+    manifest_digest: str
+    compressed_size: int
+    layers: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    source: str
+    index_digest: str | None
+    images: tuple[ImageRow, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "index_digest": self.index_digest,
+                "images": [asdict(row) for row in self.images]}
+
+
+def platform_name(platform: dict[str, str]) -> str:
+    return "/".join(platform[key] for key in ("os", "architecture", "variant") if platform.get(key))
+
+
+def _row(platform: dict[str, str], manifest_bytes: bytes) -> ImageRow:
+    manifest = json.loads(manifest_bytes)
+    layers = manifest.get("layers", [])
+    return ImageRow(platform_name(platform), sha256_digest(manifest_bytes),
+                    sum(int(layer["size"]) for layer in layers), len(layers))
+
+
+def summarize_artifact(artifact: Artifact, source: str) -> Summary:
+    rows = tuple(_row(image.platform, image.manifest_bytes) for image in artifact.images)
+    return Summary(source, sha256_digest(artifact.index_bytes), rows)
+
+
+def summarize_path(path: Path) -> Summary:
+    """Summary of an OCI layout folder, an oci-archive or a docker-archive."""
+    try:
+        reader = LayoutReader(path)
+        try:
+            if reader.has("index.json"):
+                return _summarize_layout(reader, str(path))
+            if reader.has("manifest.json"):
+                return _summarize_docker_archive(reader, str(path))
+            raise InspectError(f"{path}: neither an OCI layout nor a docker-archive")
+        finally:
+            reader.close()
+    except (LayoutError, KeyError, ValueError) as error:
+        raise InspectError(f"{path}: cannot read: {error}") from None
+
+
+def _summarize_layout(reader: LayoutReader, source: str) -> Summary:
+    top = reader.top_index()
+    descriptors = top.get("manifests") or []
+    if not descriptors:
+        raise InspectError(f"{source}: index.json names no image")
+    first = descriptors[0]
+    if first["mediaType"] in (OCI_INDEX, DOCKER_MANIFEST_LIST):
+        index_bytes = reader.blob(first["digest"])
+        index = json.loads(index_bytes)
+        rows = tuple(
+            _row(d.get("platform") or {}, reader.blob(d["digest"])) for d in index.get("manifests", [])
+        )
+        return Summary(source, first["digest"], rows)
+    rows = tuple(_row(d.get("platform") or {}, reader.blob(d["digest"])) for d in descriptors)
+    return Summary(source, None, rows)
+
+
+def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:
+    rows = []
+    for item in json.loads(reader.read("manifest.json")):
+        config = json.loads(reader.read(item["Config"]))
+        platform = {key: config[key] for key in ("os", "architecture", "variant") if config.get(key)}
+        sizes = [len(reader.read(layer)) for layer in item["Layers"]]
+        rows.append(ImageRow(platform_name(platform), "(docker-archive: no manifest)", sum(sizes), len(sizes)))
+    return Summary(source, None, tuple(rows))
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def print_summary(summary: Summary, as_json: bool, console: Console) -> None:
+    if as_json:
+        print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
+        return
+    table = Table(title=summary.source, title_justify="left")
+    table.add_column("platform")
+    table.add_column("manifest digest", no_wrap=True)
+    table.add_column("compressed", justify="right")
+    table.add_column("layers", justify="right")
+    for row in summary.images:
+        table.add_row(row.platform, row.manifest_digest, human_size(row.compressed_size), str(row.layers))
+    console.print(table)
+    if summary.index_digest:
+        console.print(f"index digest: {summary.index_digest}", highlight=False)

@@ -1,0 +1,80 @@
+"""YAML with positions: load a document and find the line of any field in it.
+
+Validation errors (from pydantic) come as a path of keys and indexes; the node tree
+PyYAML composes keeps the line of every key and value, so an error can name
+"xarch.yaml:12: files[2].mode". PyYAML also silently keeps the last of two equal keys;
+this module refuses them instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+
+class YamlPositionError(ValueError):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+@dataclass
+class PositionedYaml:
+    data: Any
+    root: yaml.Node | None
+
+    def line_of(self, loc: Sequence[str | int]) -> int | None:
+        """1-based line of the field at LOC, or of its nearest existing parent."""
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else None
+        for key in loc:
+            if isinstance(node, yaml.MappingNode):
+                for key_node, value_node in node.value:
+                    if key_node.value == key:
+                        line = key_node.start_mark.line + 1
+                        node = value_node
+                        break
+                else:
+                    return line
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+                node = node.value[key]
+                line = node.start_mark.line + 1
+            else:
+                return line
+        return line
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise YamlPositionError(
+                    key_node.start_mark.line + 1, f"duplicate key {key!r} (first on line {seen[key]})"
+                )
+            seen[key] = key_node.start_mark.line + 1
+            _refuse_duplicate_keys(value_node)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item)
+
+
+def load(path: Path) -> PositionedYaml:
+    """Parse PATH; YamlPositionError (with a line) when it is not valid YAML."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_duplicate_keys(root)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else None
+        raise YamlPositionError(line, f"invalid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise YamlPositionError(None, f"invalid YAML: {error}") from None
+    return PositionedYaml(data, root)
