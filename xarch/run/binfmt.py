@@ -100,7 +100,8 @@ def status(platform: Platform, root: Path = BINFMT_DIR) -> BinfmtStatus:
     if not is_mounted(root):
         return BinfmtStatus(name=name, mounted=False, globally_enabled=False, entry=None)
     globally_enabled = (root / "status").read_text().strip() == "enabled"
-    return BinfmtStatus(name=name, mounted=True, globally_enabled=globally_enabled, entry=read_entry(name, root))
+    entry = read_entry(name, root)
+    return BinfmtStatus(name=name, mounted=True, globally_enabled=globally_enabled, entry=entry)
 
 
 def _require_root(what: str) -> None:
@@ -159,7 +160,9 @@ def enable(platform: Platform, root: Path = BINFMT_DIR) -> None:
     (root / "register").write_text(register_line(name, _format_file_fields(format_file)))
 
 
-def ensure_binfmt(platforms: list[Platform], setup: bool = True, root: Path = BINFMT_DIR) -> dict[str, BinfmtStatus]:
+def ensure_binfmt(
+    platforms: list[Platform], setup: bool = True, root: Path = BINFMT_DIR
+) -> dict[str, BinfmtStatus]:
     """Status of each platform's entry; with SETUP, first mount, enable and register what is missing.
 
     Returns the status per platform name after any set-up.

@@ -15,7 +15,7 @@ import subprocess
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path, PurePosixPath
 
 from plumbum import local
@@ -43,7 +43,7 @@ class RunResult:
     tail: tuple[str, ...]  # the last TAIL_LINES lines of stdout+stderr
 
 
-@lru_cache(maxsize=None)
+@cache
 def user_namespaces_work() -> bool:
     """Whether this user may create a user namespace mapped to root (the rootless route)."""
     if shutil.which("unshare") is None:
@@ -122,12 +122,13 @@ def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
     """Run ARGV with exactly ENV (nothing from the host's), feed each output line to LOG."""
     # `env -i` rather than Popen(env=…): plumbum merges the caller's environment in.
     env_argv = [f"{key}={value}" for key, value in sorted(env.items())]
-    command = local["env"]["-i", *env_argv, *argv]
+    arguments = ("-i", *env_argv, *argv)
+    command = local["env"][arguments]
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     process = command.popen(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     for raw in iter(process.stdout.readline, b""):
-        line = raw.decode("utf-8", "replace").rstrip("\n")
+        line = bytes(raw).decode("utf-8", "replace").rstrip("\n")  # type: ignore[arg-type]
         tail.append(line)
         log(line)
     return RunResult(exit_code=process.wait(), tail=tuple(tail))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import PurePosixPath
 
 from xarch.errors import XarchError
@@ -61,7 +61,7 @@ def require_toolchain(platform: Platform) -> None:
         raise ToolchainMissing(f"cannot cross-build for {platform.name}: {problem.why} (fix: {problem.fix})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def multiarch(platform: Platform) -> str:
     """Debian's multiarch tuple (i386 says i386-linux-gnu where the GNU triplet is i686-…)."""
     if shutil.which("dpkg-architecture"):

@@ -38,7 +38,9 @@ def find_qemu(platform: Platform) -> Path | None:
 def emulation_problem(platform: Platform) -> Problem | None:
     """Why steps of PLATFORM cannot run under QEMU now, or None when they can."""
     if find_qemu(platform) is None:
-        return Problem(f"{binary_name(platform)} is not installed", "apt-get install qemu-user-static binfmt-support")
+        return Problem(
+            f"{binary_name(platform)} is not installed", "apt-get install qemu-user-static binfmt-support"
+        )
     state = binfmt.status(platform)
     why = state.problem()
     if why:
@@ -110,4 +112,5 @@ def run_binary(platform: Platform, binary: Path, args: Sequence[str] = ()) -> st
         raise EmulationUnavailable(
             f"{binary_name(platform)} is not installed (fix: apt-get install qemu-user-static)"
         )
-    return str(local[str(qemu)][str(binary), *args]())
+    arguments = (str(binary), *args)
+    return str(local[str(qemu)][arguments]())

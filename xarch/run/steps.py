@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from xarch.errors import XarchError
@@ -64,8 +64,9 @@ def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -
         return "cross", f"{platform.triplet} toolchain installed"
     emulation = qemu.emulation_problem(platform)
     if emulation is None:
-        why = "stage does not say it can cross-build" if not stage_can_cross else toolchain.why if toolchain else ""
-        return "emulate", f"QEMU via binfmt_misc ({why})"
+        if not stage_can_cross:
+            return "emulate", "QEMU via binfmt_misc (the stage does not say it can cross-build)"
+        return "emulate", f"QEMU via binfmt_misc ({toolchain.why if toolchain else ''})"
     fixes = [emulation.fix]
     if stage_can_cross and toolchain is not None:
         fixes.insert(0, toolchain.fix)
