@@ -1,0 +1,144 @@
+"""Credentials and the registry auth handshake (Basic, and the Bearer token flow).
+
+Credentials come from, in order: what the user typed (`--username` + `--password-stdin`),
+then ~/.docker/config.json through the docker SDK's `docker.auth` (it reads `auths`,
+`credHelpers` and `credsStore` and runs the helper programs without a daemon).
+
+The token flow itself (RFC 6750 challenge -> token endpoint) is written here: the docker SDK
+leaves it to dockerd, and it is a handful of lines on the same requests.Session.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+
+import docker.auth
+import docker.errors
+import requests
+
+from xarch.registry.errors import AuthError, RegistryError
+from xarch.registry.reference import DOCKER_HUB
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A user name and a secret. The secret never appears in repr() or in any message."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # An identity (refresh) token stored by `docker login` for OAuth registries.
+    identity_token: str | None = field(default=None, repr=False)
+
+    @property
+    def present(self) -> bool:
+        return bool(self.password or self.identity_token)
+
+    def basic_header(self) -> str:
+        raw = f"{self.username or ''}:{self.password or ''}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+ANONYMOUS = Credentials()
+
+
+def docker_config_credentials(host: str, config_path: str | None = None) -> Credentials:
+    """Credentials for HOST from the Docker config file (and its credential helpers), or ANONYMOUS."""
+    try:
+        config = docker.auth.load_config(config_path=config_path)
+        # The SDK keys Docker Hub by its legacy index URL; a reference says docker.io.
+        entry = config.resolve_authconfig(None if host == DOCKER_HUB else host)
+    except docker.errors.DockerException as exc:
+        # A broken credential helper: say which host, not what the helper printed (it may echo secrets).
+        reason = type(exc).__name__
+        raise AuthError(f"cannot read credentials for {host} from the Docker config: {reason}") from None
+    if not entry:
+        return ANONYMOUS
+    lowered = {key.lower(): value for key, value in entry.items()}
+    return Credentials(
+        username=lowered.get("username") or None,
+        password=lowered.get("password") or None,
+        identity_token=lowered.get("identitytoken") or None,
+    )
+
+
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="…",service="…",scope="…"` -> ("bearer", {realm, service, scope})."""
+    scheme, _, params = header.strip().partition(" ")
+    return scheme.lower(), dict(_CHALLENGE_RE.findall(params))
+
+
+class Authenticator:
+    """Holds the Authorization header for one registry host and renews it on a 401 challenge.
+
+    Bearer tokens are asked for the union of every scope seen so far, so one token covers
+    pushing to the target repository and pulling from a mount source.
+    """
+
+    def __init__(self, host: str, credentials: Credentials, session: requests.Session):
+        self.host = host
+        self.credentials = credentials
+        self.session = session
+        self.header: str | None = None
+        self.scopes: set[str] = set()
+
+    def add_scope(self, scope: str) -> None:
+        self.scopes.add(scope)
+
+    def answer(self, response: requests.Response) -> None:
+        """Compute a new Authorization header from the 401 RESPONSE; raise AuthError when impossible."""
+        challenge = response.headers.get("WWW-Authenticate", "")
+        scheme, params = parse_challenge(challenge)
+        if scheme == "basic":
+            if not self.credentials.present:
+                raise AuthError(f"{self.host} requires a login: run `docker login {self.host}` or pass "
+                                "--username and --password-stdin")
+            self.header = self.credentials.basic_header()
+        elif scheme == "bearer":
+            if "scope" in params:
+                self.scopes.update(params["scope"].split(" "))
+            self.header = "Bearer " + self._fetch_token(params)
+        else:
+            raise AuthError(f"{self.host} answered 401 with an unsupported challenge {scheme or '(none)'!r}")
+
+    def _fetch_token(self, params: dict[str, str]) -> str:
+        realm = params.get("realm")
+        if not realm:
+            raise AuthError(f"{self.host} sent a Bearer challenge without a realm")
+        query: list[tuple[str, str]] = [("scope", scope) for scope in sorted(self.scopes)]
+        if params.get("service"):
+            query.insert(0, ("service", params["service"]))
+        try:
+            if self.credentials.identity_token:
+                # OAuth2 refresh-token grant, as `docker login` stored it.
+                form = dict(query)
+                form.update(grant_type="refresh_token", refresh_token=self.credentials.identity_token,
+                            client_id="xarch")
+                reply = self.session.post(realm, data=form, timeout=60)
+            else:
+                auth = (self.credentials.username or "", self.credentials.password or "") \
+                    if self.credentials.present else None
+                reply = self.session.get(realm, params=query, auth=auth, timeout=60)
+        except requests.RequestException as exc:
+            reason = type(exc).__name__
+            raise RegistryError(f"cannot reach the token service of {self.host}: {reason}") from None
+        if reply.status_code in (401, 403):
+            raise AuthError(self.rejected_message())
+        if reply.status_code != 200:
+            raise RegistryError(f"token service of {self.host} answered HTTP {reply.status_code}")
+        body = reply.json()
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise RegistryError(f"token service of {self.host} answered without a token")
+        return str(token)
+
+    def rejected_message(self) -> str:
+        if self.credentials.present:
+            who = f"user {self.credentials.username!r}" if self.credentials.username else "the stored token"
+            return f"{self.host} rejected the credentials of {who} (wrong user name or password?)"
+        return (f"{self.host} requires a login: run `docker login {self.host}` or pass "
+                "--username and --password-stdin")

@@ -1,0 +1,431 @@
+"""The OCI distribution HTTP API on one requests.Session: blobs, uploads, mounts, manifests.
+
+Written on requests rather than a library: oras-py (the maintained Python client) re-encodes
+manifests from a dict (so their bytes and digests change), sends only the image-manifest
+media type, has no cross-repository mount, and neither retries nor resumes an interrupted
+chunked upload. docker's SDK leaves registry traffic to dockerd. What is here follows the
+distribution spec: HEAD to skip, POST+PUT monolithic and POST+PATCH…+PUT chunked uploads,
+`?mount=&from=` mounts, manifests PUT as exact bytes.
+
+Retries: 5xx answers and dropped connections are retried with exponential backoff. A chunked
+upload that breaks asks the upload URL how far it got (GET -> Range) and resumes from there;
+if the registry forgot the upload, that blob alone starts again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from xarch.registry.auth import ANONYMOUS, Authenticator, Credentials
+from xarch.registry.errors import AuthError, RegistryError
+from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
+from xarch.registry.progress import BlobProgress, QuietProgress
+
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+# Connection-level failures worth another try (SSLError is a ConnectionError but is not retried).
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+PLAIN_HTTP_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+
+
+class _Transient(Exception):
+    """A request failed in a way another attempt may fix (dropped connection or 5xx)."""
+
+
+@dataclass
+class TransferStats:
+    """What a push moved: the summary users see and tests assert on."""
+
+    bytes_sent: int = 0
+    bytes_skipped: int = 0
+    bytes_mounted: int = 0
+    blobs_sent: int = 0
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    retries: int = 0
+    resumed_uploads: int = 0
+    restarted_uploads: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Settings:
+    insecure: bool = False
+    ca_cert: str | None = None
+    retries: int = 6
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    timeout: float = 120.0
+
+
+def _registry_error_text(response: requests.Response) -> str:
+    """`CODE: message` from the registry's JSON error body, else the HTTP reason."""
+    try:
+        errors = response.json().get("errors") or []
+        parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip()
+                 for e in errors if isinstance(e, dict)]
+        if parts:
+            return "; ".join(parts)
+    except ValueError:
+        pass
+    return response.reason or "no reason given"
+
+
+def _with_query(url: str, **params: str) -> str:
+    """Append PARAMS to URL, which may already carry the registry's own upload state query."""
+    query = "&".join(f"{key}={requests.utils.quote(value, safe=':')}" for key, value in params.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+class RegistryClient:
+    """One registry host. Every method names the repository it acts on."""
+
+    def __init__(
+        self,
+        host: str,
+        credentials: Credentials = ANONYMOUS,
+        settings: Settings | None = None,
+        stats: TransferStats | None = None,
+        on_chunk: Callable[[str, int], None] | None = None,
+    ):
+        self.host = host
+        self.settings = settings or Settings()
+        self.stats = stats or TransferStats()
+        # Called after each chunk the registry accepted: (digest, offset). Tests cut uploads here.
+        self.on_chunk = on_chunk
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "xarch"
+        if self.settings.insecure:
+            self.session.verify = False
+        elif self.settings.ca_cert:
+            self.session.verify = self.settings.ca_cert
+        # Otherwise verify=True, and requests honours REQUESTS_CA_BUNDLE from the environment.
+        self.auth = Authenticator(host, credentials, self.session)
+        self._base: str | None = None
+
+    # ---- connection -------------------------------------------------------------------------
+
+    @property
+    def plain_http_allowed(self) -> bool:
+        if self.host.startswith("["):
+            hostname = self.host[1:].split("]")[0]
+        else:
+            hostname = self.host.rsplit(":", 1)[0]
+        return self.settings.insecure or hostname in PLAIN_HTTP_HOSTS
+
+    def base_url(self) -> str:
+        """https://HOST, or http://HOST when HTTPS fails and plain HTTP is allowed for this host."""
+        if self._base is None:
+            self._base = self._probe()
+        return self._base
+
+    def _probe(self) -> str:
+        https = f"https://{self.host}"
+        for attempt in range(self.settings.retries + 1):
+            try:
+                self.session.get(f"{https}/v2/", timeout=self.settings.timeout)
+                return https
+            except requests.exceptions.SSLError as exc:
+                error: Exception = exc
+            except _TRANSIENT as exc:
+                error = exc
+            plain_answered_as_registry = False
+            if self.plain_http_allowed:
+                try:
+                    reply = self.session.get(f"http://{self.host}/v2/", timeout=self.settings.timeout)
+                    if reply.status_code in (200, 401) or "Docker-Distribution-Api-Version" in reply.headers:
+                        return f"http://{self.host}"
+                    # A 5xx is a registry (or its proxy) having a bad moment: try again after a pause.
+                    plain_answered_as_registry = reply.status_code in RETRY_STATUSES
+                except _TRANSIENT:
+                    pass
+            if isinstance(error, requests.exceptions.SSLError) and not plain_answered_as_registry:
+                raise RegistryError(
+                    f"TLS to {self.host} failed ({_ssl_reason(error)}): pass --ca-cert FILE or set "
+                    "REQUESTS_CA_BUNDLE for a private CA, or --insecure to skip verification"
+                ) from None
+            if attempt < self.settings.retries:
+                self._sleep(attempt)
+        raise RegistryError(f"cannot connect to registry {self.host}")
+
+    def _sleep(self, attempt: int) -> None:
+        self.stats.retries += 1
+        time.sleep(min(self.settings.backoff * (2**attempt), self.settings.max_backoff))
+
+    def url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return requests.compat.urljoin(self.base_url() + "/", path_or_url.lstrip("/"))
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def _send_once(self, method: str, url: str, headers: dict[str, str] | None = None,
+                   body: bytes | None = None, stream: bool = False) -> requests.Response:
+        """One request, answering one auth challenge. Raises _Transient for what a retry may fix."""
+        for answered_challenge in (False, True):
+            all_headers = dict(headers or {})
+            if self.auth.header:
+                all_headers["Authorization"] = self.auth.header
+            try:
+                response = self.session.request(method, url, headers=all_headers, data=body,
+                                                timeout=self.settings.timeout, stream=stream,
+                                                allow_redirects=True)
+            except requests.exceptions.SSLError as exc:
+                raise RegistryError(f"TLS to {self.host} failed ({_ssl_reason(exc)})") from None
+            except _TRANSIENT as exc:
+                raise _Transient(f"{method} {url}: {type(exc).__name__}") from exc
+            if response.status_code == 401:
+                if answered_challenge:
+                    raise AuthError(self.auth.rejected_message())
+                self.auth.answer(response)
+                continue
+            if response.status_code in RETRY_STATUSES:
+                raise _Transient(f"{method} {url}: HTTP {response.status_code}")
+            return response
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, path_or_url: str, headers: dict[str, str] | None = None,
+                body: bytes | None = None, stream: bool = False, what: str = "") -> requests.Response:
+        """A request retried with backoff on 5xx and dropped connections."""
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return self._send_once(method, self.url(path_or_url), headers, body, stream)
+            except _Transient as exc:
+                last = exc
+                if attempt < self.settings.retries:
+                    self._sleep(attempt)
+        raise RegistryError(f"{self.host}: {what or method} failed after {self.settings.retries + 1} "
+                            f"attempts ({last})")
+
+    def _fail(self, response: requests.Response, what: str) -> RegistryError:
+        if response.status_code == 403:
+            return AuthError(f"{self.host}: {what}: access denied ({_registry_error_text(response)})")
+        reason = _registry_error_text(response)
+        return RegistryError(f"{self.host}: {what}: HTTP {response.status_code} {reason}")
+
+    def _scope(self, repository: str, push: bool) -> None:
+        self.auth.add_scope(f"repository:{repository}:{'pull,push' if push else 'pull'}")
+
+    # ---- blobs ------------------------------------------------------------------------------
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        self._scope(repository, push=False)
+        what = f"HEAD blob {repository}@{digest}"
+        response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", what=what)
+        if response.status_code == 200:
+            return True
+        if response.status_code == 404:
+            return False
+        raise self._fail(response, what)
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
+        """Mount DIGEST from FROM_REPOSITORY. None when mounted, else the upload URL the registry opened."""
+        self._scope(repository, push=True)
+        self._scope(from_repository, push=False)
+        what = f"mount {digest} from {from_repository} into {repository}"
+        response = self.request("POST", _with_query(f"/v2/{repository}/blobs/uploads/", mount=digest,
+                                                    **{"from": from_repository}), what=what)
+        if response.status_code == 201:
+            return None
+        if response.status_code == 202:
+            return self.url(response.headers["Location"])
+        raise self._fail(response, what)
+
+    def _start_upload(self, repository: str) -> str:
+        self._scope(repository, push=True)
+        what = f"start upload to {repository}"
+        response = self.request("POST", f"/v2/{repository}/blobs/uploads/", headers={"Content-Length": "0"},
+                                what=what)
+        if response.status_code != 202 or "Location" not in response.headers:
+            raise self._fail(response, what)
+        return self.url(response.headers["Location"])
+
+    def upload_blob(self, repository: str, digest: str, path: Path, size: int,
+                    progress: BlobProgress | None = None, upload_url: str | None = None) -> None:
+        """Upload the blob at PATH: one PUT when it fits in a chunk, else PATCH chunks with resume."""
+        progress = progress or QuietProgress()
+        if size <= self.settings.chunk_size:
+            self._upload_monolithic(repository, digest, path, size, progress, upload_url)
+        else:
+            self._upload_chunked(repository, digest, path, size, progress, upload_url)
+        self.stats.blobs_sent += 1
+
+    def _upload_monolithic(self, repository: str, digest: str, path: Path, size: int,
+                           progress: BlobProgress, upload_url: str | None) -> None:
+        data = path.read_bytes()
+        what = f"upload {digest} to {repository}"
+        for restart in range(2):
+            location = upload_url if (upload_url and restart == 0) else self._start_upload(repository)
+            response = self.request(
+                "PUT", _with_query(location, digest=digest),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                body=data, what=what,
+            )
+            if response.status_code == 201:
+                self.stats.bytes_sent += size
+                progress.advance(digest, size)
+                return
+            if response.status_code != 404:  # 404: the registry lost the upload session; open a new one
+                break
+            self.stats.restarted_uploads += 1
+        raise self._fail(response, what)
+
+    def _upload_chunked(self, repository: str, digest: str, path: Path, size: int,
+                        progress: BlobProgress, upload_url: str | None) -> None:
+        what = f"upload {digest} to {repository}"
+        location = upload_url or self._start_upload(repository)
+        offset = 0
+        failures = 0
+        with path.open("rb") as blob:
+            while offset < size:
+                blob.seek(offset)
+                chunk = blob.read(self.settings.chunk_size)
+                headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
+                           "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
+                try:
+                    response = self._send_once("PATCH", location, headers, chunk)
+                except _Transient:
+                    response = None
+                if response is not None and response.status_code == 202:
+                    offset += len(chunk)
+                    self.stats.bytes_sent += len(chunk)
+                    progress.advance(digest, len(chunk))
+                    location = self.url(response.headers.get("Location", location))
+                    failures = 0
+                    if self.on_chunk:
+                        self.on_chunk(digest, offset)
+                    continue
+                if response is not None and response.status_code not in (404, 416):
+                    raise self._fail(response, what)
+                # Broken connection, a lost session (404) or a range the registry disputes (416):
+                # ask where the upload stands, after a backoff so a restarting registry can come back.
+                if failures >= self.settings.retries:
+                    raise RegistryError(f"{self.host}: {what} failed after {failures} attempts to resume")
+                self._sleep(failures)
+                failures += 1
+                location, offset = self._resume_point(repository, location)
+        response = self.request("PUT", _with_query(location, digest=digest), headers={"Content-Length": "0"},
+                                what=what)
+        if response.status_code == 404:
+            # The registry lost the finished upload before it was committed: send this blob again.
+            self.stats.restarted_uploads += 1
+            self._upload_chunked(repository, digest, path, size, progress, None)
+            return
+        if response.status_code != 201:
+            raise self._fail(response, what)
+
+    def _resume_point(self, repository: str, location: str) -> tuple[str, int]:
+        """(upload URL, next offset) from the upload's status, or a fresh upload at 0 if it is gone."""
+        response = self.request("GET", location, what=f"status of upload to {repository}")
+        if response.status_code == 204:
+            received = response.headers.get("Range", "")
+            start, _, end = received.partition("-")
+            # "0-0" means nothing or one byte received: the API cannot tell, so start over.
+            if start == "0" and end.isdigit() and int(end) > 0:
+                self.stats.resumed_uploads += 1
+                return self.url(response.headers.get("Location", location)), int(end) + 1
+        self.stats.restarted_uploads += 1
+        return self._start_upload(repository), 0
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        """A small blob (a config), verified against DIGEST."""
+        self._scope(repository, push=False)
+        what = f"GET blob {repository}@{digest}"
+        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", what=what)
+        if response.status_code != 200:
+            raise self._fail(response, what)
+        if sha256_digest(response.content) != digest:
+            raise RegistryError(f"{self.host}: blob {repository}@{digest} arrived with different content")
+        return response.content
+
+    def download_blob(self, repository: str, digest: str, destination: Path) -> None:
+        """Stream a blob to DESTINATION, verified; a partial or wrong download never lands there."""
+        import hashlib
+
+        self._scope(repository, push=False)
+        what = f"GET blob {repository}@{digest}"
+        partial = destination.with_name(destination.name + ".partial")
+        for attempt in range(self.settings.retries + 1):
+            response = self.request("GET", f"/v2/{repository}/blobs/{digest}", stream=True, what=what)
+            if response.status_code != 200:
+                raise self._fail(response, what)
+            hasher = hashlib.sha256()
+            try:
+                with partial.open("wb") as out:
+                    for piece in response.iter_content(1 << 20):
+                        hasher.update(piece)
+                        out.write(piece)
+            except _TRANSIENT:
+                if attempt < self.settings.retries:
+                    self._sleep(attempt)
+                    continue
+                partial.unlink(missing_ok=True)
+                raise RegistryError(f"{self.host}: {what}: connection dropped") from None
+            if "sha256:" + hasher.hexdigest() != digest:
+                partial.unlink(missing_ok=True)
+                raise RegistryError(f"{self.host}: blob {repository}@{digest} arrived with different content")
+            os.replace(partial, destination)
+            return
+
+    # ---- manifests --------------------------------------------------------------------------
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+        """PUT DATA exactly as given under REFERENCE (tag or digest); returns its digest."""
+        self._scope(repository, push=True)
+        digest = sha256_digest(data)
+        what = f"PUT manifest {repository}:{reference}"
+        response = self.request("PUT", f"/v2/{repository}/manifests/{reference}",
+                                headers={"Content-Type": media_type}, body=data, what=what)
+        if response.status_code not in (200, 201):
+            raise self._fail(response, what)
+        answered = response.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise RegistryError(f"{self.host}: {what}: registry stored digest {answered}, expected {digest}")
+        return digest
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
+        """(exact bytes, media type, digest) of a manifest or index; verified when REFERENCE is a digest."""
+        self._scope(repository, push=False)
+        what = f"GET manifest {repository}:{reference}" if not reference.startswith("sha256:") \
+            else f"GET manifest {repository}@{reference}"
+        response = self.request("GET", f"/v2/{repository}/manifests/{reference}",
+                                headers={"Accept": MANIFEST_ACCEPT}, what=what)
+        if response.status_code == 404:
+            raise RegistryError(f"{self.host}: {what}: not found")
+        if response.status_code != 200:
+            raise self._fail(response, what)
+        data = response.content
+        digest = sha256_digest(data)
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(f"{self.host}: {what}: content does not match the digest")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return data, media_type, digest
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _ssl_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate not trusted"
+    if "WRONG_VERSION_NUMBER" in text:
+        return "the server does not speak TLS"
+    return "handshake failed"
+
+
+def client_settings(insecure: bool = False, ca_cert: str | None = None, **overrides: Any) -> Settings:
+    settings = Settings(insecure=insecure, ca_cert=ca_cert)
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    return settings

@@ -1,0 +1,208 @@
+"""Push an OCI layout to a registry: blobs, then each platform manifest by digest, the index, the tag.
+
+The order matters: a registry accepts a manifest only once its blobs exist, and an index
+only once its manifests do, so a push cut off midway never leaves a tag naming something
+incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xarch.registry.auth import Credentials, docker_config_credentials
+from xarch.registry.client import RegistryClient, Settings, TransferStats
+from xarch.registry.errors import RegistryError
+from xarch.registry.layout_source import LayoutImage, read_layout
+from xarch.registry.mediatypes import (
+    UnsupportedInDocker,
+    canonical_json,
+    index_to_docker,
+    manifest_to_docker,
+    media_type_of,
+    platform_name,
+    sha256_digest,
+)
+from xarch.registry.progress import BlobProgress, QuietProgress
+from xarch.registry.reference import Reference, parse_reference
+
+FORMATS = ("oci", "docker")
+
+
+@dataclass
+class PushResult:
+    reference: str  # host/repo:tag@digest of what the tag now names
+    digest: str
+    media_type: str
+    manifests: dict[str, str] = field(default_factory=dict)  # platform name -> manifest digest
+    stats: TransferStats = field(default_factory=TransferStats)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "digest": self.digest, "mediaType": self.media_type,
+                "manifests": self.manifests, **self.stats.as_dict()}
+
+
+def short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def make_client(ref: Reference, credentials: Credentials | None, settings: Settings | None,
+                on_chunk: Callable[[str, int], None] | None = None) -> RegistryClient:
+    """A client for REF's registry; credentials default to the Docker config's for that host."""
+    creds = credentials if credentials is not None else docker_config_credentials(ref.host)
+    return RegistryClient(ref.api_host, creds, settings, on_chunk=on_chunk)
+
+
+def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str, Any]],
+               path_of: Callable[[str], Path], progress: BlobProgress,
+               mount_from: Sequence[str] = ()) -> None:
+    """Make every blob in BLOBS present in REPOSITORY: skip, mount, or upload, in that order of preference."""
+    stats = client.stats
+    for descriptor in blobs:
+        digest, size = descriptor["digest"], int(descriptor["size"])
+        label = f"{short(digest)} ({human_size(size)})"
+        if client.blob_exists(repository, digest):
+            stats.blobs_skipped += 1
+            stats.bytes_skipped += size
+            progress.finish(label, "already there, skipped")
+            continue
+        upload_url = None
+        mounted_from = None
+        for source in mount_from:
+            if source == repository:
+                continue
+            upload_url = client.mount_blob(repository, digest, source)
+            if upload_url is None:
+                mounted_from = source
+                break
+            # 202: the registry would not mount (blob absent there, or no access): upload into the
+            # session it opened instead of leaving it dangling.
+        if mounted_from:
+            stats.blobs_mounted += 1
+            stats.bytes_mounted += size
+            progress.finish(label, f"mounted from {mounted_from}")
+            continue
+        progress.start(label, size)
+        client.upload_blob(repository, digest, path_of(digest), size, _LabelledProgress(progress, label),
+                           upload_url=upload_url)
+        progress.finish(label, f"sent {human_size(size)}")
+
+
+class _LabelledProgress:
+    """Maps the client's per-digest progress calls onto the display's label for that blob."""
+
+    def __init__(self, inner: BlobProgress, label: str):
+        self.inner, self.label = inner, label
+
+    def start(self, label: str, total: int) -> None:
+        self.inner.start(self.label, total)
+
+    def advance(self, label: str, amount: int) -> None:
+        self.inner.advance(self.label, amount)
+
+    def finish(self, label: str, note: str) -> None:
+        self.inner.finish(self.label, note)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _PreparedManifest:
+    data: bytes
+    media_type: str
+    digest: str
+    platform: dict[str, Any] | None
+
+
+def _prepare(image: LayoutImage, fmt: str) -> tuple[list[_PreparedManifest], _PreparedManifest | None]:
+    """Platform manifests and the index as the bytes to send (rewritten for --format docker)."""
+    manifests: list[_PreparedManifest] = []
+    descriptors = []
+    for manifest in image.manifests:
+        platform = manifest.descriptor.get("platform")
+        if fmt == "docker":
+            converted = manifest_to_docker(manifest.json)
+            data, media_type = canonical_json(converted), converted["mediaType"]
+        else:
+            data, media_type = manifest.data, manifest.media_type
+        prepared = _PreparedManifest(data, media_type, sha256_digest(data), platform)
+        manifests.append(prepared)
+        descriptor = {k: v for k, v in manifest.descriptor.items() if fmt == "oci" or k == "platform"}
+        descriptor.update(mediaType=media_type, digest=prepared.digest, size=len(data))
+        descriptors.append(descriptor)
+    if not image.is_index:
+        return manifests, None
+    if fmt == "docker":
+        index_json = index_to_docker(image.top_json, descriptors)
+        data, media_type = canonical_json(index_json), index_json["mediaType"]
+    else:
+        data = image.top_data
+        media_type = media_type_of(image.top_json, image.top_descriptor.get("mediaType"))
+    return manifests, _PreparedManifest(data, media_type, sha256_digest(data), None)
+
+
+def push_layout(
+    layout: Path | str,
+    target: str | Reference,
+    fmt: str = "oci",
+    credentials: Credentials | None = None,
+    settings: Settings | None = None,
+    mount_from: Sequence[str] = (),
+    progress: BlobProgress | None = None,
+    on_chunk: Callable[[str, int], None] | None = None,
+) -> PushResult:
+    """Push the OCI layout LAYOUT to TARGET (`host/repo[:tag]`); the tag defaults to the layout's.
+
+    MOUNT_FROM names repositories on the same registry to mount blobs from before uploading.
+    """
+    if fmt not in FORMATS:
+        raise RegistryError(f"unknown push format {fmt!r} (choose oci or docker)")
+    ref = parse_reference(target) if isinstance(target, str) else target
+    if ref.digest:
+        raise RegistryError(f"push target {ref} names a digest; give a tag (digests follow from the bytes)")
+    image = read_layout(layout)
+    tag = ref.tag or image.tag or "latest"
+    try:
+        manifests, index = _prepare(image, fmt)
+    except UnsupportedInDocker as exc:
+        raise RegistryError(f"{layout}: {exc}") from None
+    progress = progress or QuietProgress()
+    client = make_client(ref, credentials, settings, on_chunk)
+    try:
+        push_blobs(client, ref.repository, image.unique_blobs(), lambda d: image.blob_path(d), progress,
+                   mount_from)
+        for prepared in manifests:
+            client.put_manifest(ref.repository, prepared.digest, prepared.data, prepared.media_type)
+        top = index or manifests[0]
+        client.put_manifest(ref.repository, top.digest, top.data, top.media_type)
+        client.put_manifest(ref.repository, tag, top.data, top.media_type)
+    finally:
+        progress.close()
+        client.close()
+    return PushResult(
+        reference=f"{ref.with_tag(tag)}@{top.digest}",
+        digest=top.digest,
+        media_type=top.media_type,
+        manifests={platform_name(m.platform or _config_platform(image, i)): m.digest
+                   for i, m in enumerate(manifests)},
+        stats=client.stats,
+    )
+
+
+def _config_platform(image: LayoutImage, position: int) -> dict[str, Any]:
+    """A single-manifest layout has no platform in a descriptor: read it from the image config."""
+    config = image.manifests[position].json["config"]
+    return dict(json.loads(image.blob_path(config["digest"]).read_bytes()))
