@@ -1,0 +1,117 @@
+"""Read what a registry publishes: an index (or single manifest), its manifests and configs.
+
+`xarch verify --against REF` compares per-platform manifest digests; `xarch diff` compares
+configs and manifests; `pull_layout` writes a full OCI layout (blobs too).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xarch.oci.atomic import atomic_dir
+from xarch.oci.digest import OCI_INDEX, REF_NAME, canonical_json, hex_of
+from xarch.registry.auth import Credentials
+from xarch.registry.client import Settings
+from xarch.registry.errors import RegistryError
+from xarch.registry.mediatypes import INDEXES, media_type_of, platform_name
+from xarch.registry.push import make_client
+from xarch.registry.reference import Reference, parse_reference
+
+
+@dataclass
+class PulledManifest:
+    digest: str
+    media_type: str
+    data: bytes
+    json: dict[str, Any]
+    platform: dict[str, str] | None
+    config_data: bytes | None = None
+
+    @property
+    def platform_name(self) -> str:
+        platform = self.platform or json.loads(self.config_data or b"{}")
+        return platform_name(platform)
+
+
+@dataclass
+class PulledImage:
+    reference: Reference
+    digest: str
+    media_type: str
+    data: bytes
+    manifests: list[PulledManifest] = field(default_factory=list)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEXES
+
+
+def fetch_image(target: str | Reference, credentials: Credentials | None = None,
+                settings: Settings | None = None, with_configs: bool = True) -> PulledImage:
+    """The index (or manifest) REF names, every platform manifest under it, and their configs."""
+    ref = parse_reference(target) if isinstance(target, str) else target
+    client = make_client(ref, credentials, settings)
+    try:
+        data, declared, digest = client.get_manifest(ref.repository, ref.target)
+        top = json.loads(data)
+        media_type = media_type_of(top, declared or None)
+        image = PulledImage(ref, digest, media_type, data)
+        if image.is_index:
+            entries = [(d["digest"], d.get("platform")) for d in top.get("manifests", [])]
+        else:
+            entries = [(digest, None)]
+        for entry_digest, platform in entries:
+            if entry_digest == digest:
+                manifest_data, manifest_type = data, media_type
+            else:
+                manifest_data, declared_type, _ = client.get_manifest(ref.repository, entry_digest)
+                manifest_type = media_type_of(json.loads(manifest_data), declared_type or None)
+            parsed = json.loads(manifest_data)
+            if manifest_type in INDEXES:
+                raise RegistryError(f"{ref}: nested index {entry_digest} is not supported")
+            pulled = PulledManifest(entry_digest, manifest_type, manifest_data, parsed, platform)
+            if with_configs or platform is None:
+                pulled.config_data = client.get_blob(ref.repository, parsed["config"]["digest"])
+            image.manifests.append(pulled)
+        return image
+    finally:
+        client.close()
+
+
+def published_digests(target: str | Reference, credentials: Credentials | None = None,
+                      settings: Settings | None = None) -> dict[str, str]:
+    """{platform name ("amd64", "arm/v7"): manifest digest} of what REF publishes."""
+    image = fetch_image(target, credentials, settings, with_configs=False)
+    return {manifest.platform_name: manifest.digest for manifest in image.manifests}
+
+
+def pull_layout(target: str | Reference, destination: Path | str, credentials: Credentials | None = None,
+                settings: Settings | None = None) -> PulledImage:
+    """Write REF as an OCI layout at DESTINATION (whole or not at all), every blob verified."""
+    ref = parse_reference(target) if isinstance(target, str) else target
+    image = fetch_image(ref, credentials, settings)
+    client = make_client(ref, credentials, settings)
+    try:
+        with atomic_dir(Path(destination)) as staging:
+            blobs = staging / "blobs" / "sha256"
+            blobs.mkdir(parents=True)
+            (blobs / hex_of(image.digest)).write_bytes(image.data)
+            for manifest in image.manifests:
+                (blobs / hex_of(manifest.digest)).write_bytes(manifest.data)
+                for descriptor in [manifest.json["config"], *manifest.json.get("layers", [])]:
+                    path = blobs / hex_of(descriptor["digest"])
+                    if not path.exists():
+                        client.download_blob(ref.repository, descriptor["digest"], path)
+            top_descriptor: dict[str, Any] = {"mediaType": image.media_type, "digest": image.digest,
+                                              "size": len(image.data)}
+            if ref.tag:
+                top_descriptor["annotations"] = {REF_NAME: ref.tag}
+            (staging / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
+            (staging / "index.json").write_bytes(canonical_json(
+                {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top_descriptor]}))
+    finally:
+        client.close()
+    return image
