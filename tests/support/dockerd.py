@@ -42,11 +42,16 @@ def dockerd() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture
-def docker_client(dockerd: docker.DockerClient) -> Iterator[docker.DockerClient]:
-    """The daemon's client, plus a list of image tags the test made, removed afterwards."""
+def docker_client(dockerd: docker.DockerClient) -> docker.DockerClient:
+    """The daemon's docker SDK client (shared by the session)."""
+    return dockerd
+
+
+@pytest.fixture
+def made_images(dockerd: docker.DockerClient) -> Iterator[list[str]]:
+    """A list the test appends the tags or ids of images it makes to; they are removed after."""
     made: list[str] = []
-    dockerd.xarch_made_images = made  # type: ignore[attr-defined]
-    yield dockerd
+    yield made
     for ref in made:
         try:
             dockerd.images.remove(ref, force=True)
@@ -89,12 +94,9 @@ def _blob(layout: Path, data: bytes) -> dict[str, object]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def write_busybox_layout(busybox: Path, layout: Path, architecture: str, tag: str = "latest") -> None:
-    """An OCI layout of one image: busybox at /bin/busybox with /bin/sh linked to it.
-
-    Written by hand (not by xarch's own writer) so Docker tests do not depend on the code
-    under test to make their inputs.
-    """
+def busybox_image_blobs(layout: Path, busybox: Path, architecture: str) -> dict[str, object]:
+    """Write the blobs of one image (busybox at /bin/busybox, /bin/sh linked to it) into
+    LAYOUT; returns its manifest descriptor, with the platform."""
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name in ("bin", "tmp"):
@@ -109,8 +111,7 @@ def write_busybox_layout(busybox: Path, layout: Path, architecture: str, tag: st
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
             tar.addfile(info)
-    layer_bytes = layer.getvalue()
-    layer_desc = _blob(layout, layer_bytes)
+    layer_desc = _blob(layout, layer.getvalue())
     config = {
         "architecture": architecture,
         "os": "linux",
@@ -124,14 +125,31 @@ def write_busybox_layout(busybox: Path, layout: Path, architecture: str, tag: st
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_desc},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer_desc}],
     }
-    manifest_desc = _blob(layout, json.dumps(manifest, sort_keys=True).encode())
+    return {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **_blob(layout, json.dumps(manifest, sort_keys=True).encode()),
+        "platform": {"architecture": architecture, "os": "linux"},
+    }
+
+
+def write_busybox_layout(images: list[tuple[Path, str]], layout: Path, tag: str = "latest") -> None:
+    """An OCI layout of busybox images, one per (busybox binary, OCI architecture).
+
+    One image is named by index.json directly (as skopeo wants); several go into a nested
+    index, as xarch writes them. Written by hand, not by xarch's own writer, so Docker
+    tests do not depend on the code under test to make their inputs.
+    """
+    descriptors = [busybox_image_blobs(layout, busybox, arch) for busybox, arch in images]
+    if len(descriptors) == 1:
+        top = descriptors[0]
+    else:
+        nested = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                  "manifests": descriptors}
+        top = {"mediaType": "application/vnd.oci.image.index.v1+json",
+               **_blob(layout, json.dumps(nested, sort_keys=True).encode())}
     index = {
         "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            **manifest_desc,
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }],
+        "manifests": [{**top, "annotations": {"org.opencontainers.image.ref.name": tag}}],
     }
     (layout / "index.json").write_text(json.dumps(index))
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
@@ -152,12 +170,18 @@ def load_layout_into_docker(layout: Path, tag: str, ref: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def busybox_arm64_image(dockerd: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def arm64_busybox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Debian's static arm64 busybox binary."""
+    return debian_busybox("arm64", tmp_path_factory.mktemp("busybox-deb"))
+
+
+@pytest.fixture(scope="session")
+def busybox_arm64_image(
+    dockerd: docker.DockerClient, arm64_busybox: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A tag in dockerd of an arm64 image with busybox as /bin/sh: a base for `RUN` steps."""
-    work = tmp_path_factory.mktemp("busybox-arm64")
-    busybox = debian_busybox("arm64", work / "deb")
-    layout = work / "layout"
-    write_busybox_layout(busybox, layout, "arm64")
+    layout = tmp_path_factory.mktemp("busybox-arm64") / "layout"
+    write_busybox_layout([(arm64_busybox, "arm64")], layout)
     ref = unique_tag("xarch-test/busybox-arm64")
     load_layout_into_docker(layout, "latest", ref)
     yield ref
