@@ -1,0 +1,248 @@
+"""A real, signed apt repository built by the tests and served on 127.0.0.1.
+
+Packages are made with `dpkg-deb --build`, indexed with `apt-ftparchive`, signed with a
+throwaway gpg key (its own GNUPGHOME in a temporary folder) and served by an
+`http.server` thread that fixtures start and stop. Hostile .debs that dpkg-deb refuses
+to build (escaping paths, device nodes) are written by `raw_deb`.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import shutil
+import subprocess
+import tarfile
+import threading
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+SUITE = "stable"
+ARCHES = ("amd64", "arm64")
+
+
+@dataclass
+class FixturePackage:
+    name: str
+    version: str = "1.0"
+    arch: str = "all"
+    fields: dict[str, str] = field(default_factory=dict)  # extra control fields
+    files: dict[str, bytes] = field(default_factory=dict)  # path -> content (mode 0644, 0755 in bin/)
+    symlinks: dict[str, str] = field(default_factory=dict)  # path -> target
+    scripts: dict[str, str] = field(default_factory=dict)  # maintainer script name -> body
+    conffiles: list[str] = field(default_factory=list)
+
+
+def build_deb(pkg: FixturePackage, workdir: Path, out_dir: Path) -> Path:
+    """One .deb made by dpkg-deb from PKG (root-owned, xz-compressed data)."""
+    root = workdir / f"{pkg.name}_{pkg.version}_{pkg.arch}"
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "DEBIAN").mkdir(parents=True)
+    control = {
+        "Package": pkg.name, "Version": pkg.version, "Architecture": pkg.arch,
+        "Maintainer": "xarch tests <tests@example.invalid>", **pkg.fields,
+        "Description": f"fixture package {pkg.name}\n made by tests/support/aptrepo.py",
+    }
+    (root / "DEBIAN" / "control").write_text("".join(f"{k}: {v}\n" for k, v in control.items()))
+    for name, body in pkg.scripts.items():
+        script = root / "DEBIAN" / name
+        script.write_text(body)
+        script.chmod(0o755)
+    if pkg.conffiles:
+        (root / "DEBIAN" / "conffiles").write_text("".join(f"/{c}\n" for c in pkg.conffiles))
+    for path, content in pkg.files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        target.chmod(0o755 if "/bin/" in f"/{path}" else 0o644)
+    for path, link in pkg.symlinks.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(link)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    deb = out_dir / f"{pkg.name}_{pkg.version}_{pkg.arch}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(deb)],
+                   check=True, capture_output=True)
+    return deb
+
+
+def _ar(members: list[tuple[str, bytes]]) -> bytes:
+    out = bytearray(b"!<arch>\n")
+    for name, data in members:
+        header = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+        out += header + data + (b"\n" if len(data) % 2 else b"")
+    return bytes(out)
+
+
+def raw_deb(path: Path, name: str, members: list[tarfile.TarInfo], contents: dict[str, bytes] | None = None,
+            version: str = "1.0", arch: str = "all") -> Path:
+    """A .deb written member by member, for content dpkg-deb would refuse to pack."""
+    control = f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\nDescription: hostile\n".encode()
+    control_tar = io.BytesIO()
+    with tarfile.open(fileobj=control_tar, mode="w:gz") as tar:
+        info = tarfile.TarInfo("./control")
+        info.size = len(control)
+        tar.addfile(info, io.BytesIO(control))
+    data_tar = io.BytesIO()
+    with tarfile.open(fileobj=data_tar, mode="w:xz") as tar:
+        for info in members:
+            payload = (contents or {}).get(info.name)
+            if payload is not None:
+                info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload) if payload is not None else None)
+    path.write_bytes(_ar([("debian-binary", b"2.0\n"), ("control.tar.gz", control_tar.getvalue()),
+                          ("data.tar.xz", data_tar.getvalue())]))
+    return path
+
+
+class GpgKey:
+    """A throwaway signing key in its own GNUPGHOME."""
+
+    def __init__(self, home: Path, uid: str = "xarch test archive <archive@example.invalid>") -> None:
+        self.home = home
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._gpg("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        listing = self._gpg("--with-colons", "--list-secret-keys").stdout.decode()
+        self.fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+
+    def _gpg(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes", *args],
+                              check=True, capture_output=True)
+
+    def export(self, keyring: Path) -> Path:
+        """The public key as a binary keyring, the form gpgv and apt read."""
+        keyring.write_bytes(self._gpg("--export", self.fingerprint).stdout)
+        return keyring
+
+    def clearsign(self, source: Path, target: Path) -> None:
+        self._gpg("--pinentry-mode", "loopback", "--passphrase", "", "--local-user", self.fingerprint,
+                  "--digest-algo", "SHA256", "--clearsign", "--output", str(target), str(source))
+
+
+class AptRepo:
+    """A repository folder: pool/ with the .debs, dists/<suite>/ with signed indexes."""
+
+    def __init__(self, root: Path, key: GpgKey) -> None:
+        self.root = root
+        self.key = key
+        (root / "pool" / "main").mkdir(parents=True, exist_ok=True)
+
+    def add(self, deb: Path) -> None:
+        shutil.copy2(deb, self.root / "pool" / "main" / deb.name)
+
+    def publish(self, suite: str = SUITE, arches: tuple[str, ...] = ARCHES, valid_until: str | None = None,
+                extra_release: str = "") -> None:
+        dist = self.root / "dists" / suite
+        for arch in arches:
+            folder = dist / "main" / f"binary-{arch}"
+            folder.mkdir(parents=True, exist_ok=True)
+            # --arch ARCH lists ARCH and all packages, like the Debian archive's indexes.
+            text = subprocess.run(["apt-ftparchive", "--arch", arch, "packages", "pool"], cwd=self.root,
+                                  check=True, capture_output=True).stdout
+            (folder / "Packages").write_bytes(text)
+            (folder / "Packages.xz").write_bytes(lzma.compress(text))
+        options = {
+            "Origin": "xarch-tests", "Suite": suite, "Codename": suite, "Components": "main",
+            "Architectures": " ".join(arches),
+        }
+        if valid_until:
+            options["Valid-Until"] = valid_until
+        args = []
+        for key, value in options.items():
+            args += ["-o", f"APT::FTPArchive::Release::{key}={value}"]
+        release = subprocess.run(["apt-ftparchive", *args, "release", str(dist)], check=True,
+                                 capture_output=True).stdout
+        (dist / "Release").write_bytes(release + extra_release.encode())
+        (dist / "InRelease").unlink(missing_ok=True)
+        self.key.clearsign(dist / "Release", dist / "InRelease")
+
+
+class RepoServer:
+    """http.server on 127.0.0.1 (an ephemeral port) serving DIRECTORY, in a thread."""
+
+    def __init__(self, directory: Path) -> None:
+        handler = partial(_QuietHandler, directory=str(directory))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.requests: list[str] = []
+        self.httpd.requests_seen = self.requests  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        self.server.requests_seen.append(self.path)  # type: ignore[attr-defined]
+
+
+def have_tools() -> list[str]:
+    return [tool for tool in ("dpkg-deb", "apt-ftparchive", "gpg", "gpgv") if shutil.which(tool) is None]
+
+
+
+def _lib(name: str, version: str, arch: str) -> FixturePackage:
+    triplet = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}[arch]
+    return FixturePackage(name, version, arch, {"Multi-Arch": "same"},
+                          files={f"usr/lib/{triplet}/libfake.so.1": f"{name} {version} {arch}\n".encode()})
+
+
+def fixture_packages() -> list[FixturePackage]:
+    """The archive the resolver, fetch and install tests work on."""
+    pkgs: list[FixturePackage] = []
+    for arch in ARCHES:
+        pkgs += [_lib("libfake1", "1.0", arch), _lib("libfake1", "2.0", arch)]
+        pkgs.append(FixturePackage(
+            "app", "1.0", arch,
+            {"Pre-Depends": "prelib", "Depends": "libfake1 (>= 1.5), mta-virtual | fallback-mta",
+             "Recommends": "recommended-pkg"},
+            files={"usr/bin/app": f"#!/bin/sh\necho app {arch}\n".encode(),
+                   "bin/app-legacy": b"#!/bin/sh\necho legacy\n",
+                   "etc/app.conf": b"listen 8080\n"},
+            symlinks={"usr/bin/app-link": "app"},
+            scripts={"postinst": "#!/bin/sh\ntouch /tmp/xarch-fixture-postinst-ran\n",
+                     "prerm": "#!/bin/sh\nexit 0\n"},
+            conffiles=["etc/app.conf"],
+        ))
+        pkgs.append(FixturePackage("interp", "3.0", arch, {"Multi-Arch": "allowed"},
+                                   files={"usr/bin/interp": b"interp\n"}))
+        pkgs.append(FixturePackage("plain", "1.0", arch, files={"usr/bin/plain": b"plain\n"}))
+    pkgs.append(FixturePackage("armonly", "1.0", "arm64", files={"usr/share/armonly": b"arm\n"}))
+    pkgs += [
+        FixturePackage("prelib", "1.0", files={"usr/share/prelib/data": b"pre\n"}),
+        FixturePackage("mail-agent", "1.0", fields={"Provides": "mta-virtual"}),
+        FixturePackage("fallback-mta", "1.0"),
+        FixturePackage("recommended-pkg", "1.0"),
+        FixturePackage("pyrt", "1.0"),
+        FixturePackage("pyrt-alt", "5.0", fields={"Provides": "pyrt (= 2.0)"}),
+        FixturePackage("py-tool", "1.0", fields={"Depends": "pyrt"}),
+        FixturePackage("vapi-old", "1.0", fields={"Provides": "vapi (= 1)"}),
+        FixturePackage("vapi-new", "1.0", fields={"Provides": "vapi (= 3)"}),
+        FixturePackage("vapi-any", "1.0", fields={"Provides": "vapi"}),
+        FixturePackage("needs-vprov", "1.0", fields={"Depends": "vapi (>= 2)"}),
+        FixturePackage("tool-user", "1.0", fields={"Depends": "interp:any"}),
+        FixturePackage("bad-any", "1.0", fields={"Depends": "plain:any"}),
+        FixturePackage("ess-base", "1.0", fields={"Essential": "yes"}, files={"usr/share/ess": b"e\n"}),
+        FixturePackage("broken-missing", "1.0", fields={"Depends": "does-not-exist"}),
+        FixturePackage("broken-version", "1.0", fields={"Depends": "libfake1 (>= 9)"}),
+        FixturePackage("conflicter", "1.0", fields={"Conflicts": "prelib"}),
+        FixturePackage("ca-certificates", "1.0", files={
+            "usr/share/ca-certificates/mozilla/Beta_Root.crt": b"-----BEGIN CERTIFICATE-----\nBBBB\n"
+                                                                b"-----END CERTIFICATE-----",
+            "usr/share/ca-certificates/mozilla/Alpha_Root.crt": b"-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                                                 b"-----END CERTIFICATE-----\n",
+        }, scripts={"postinst": "#!/bin/sh\nupdate-ca-certificates\n"}),
+        FixturePackage("tzdata", "1.0", files={"usr/share/zoneinfo/Etc/UTC": b"TZif2 fake\n"}),
+        FixturePackage("base-passwd", "1.0", files={
+            "usr/share/base-passwd/passwd.master": b"root:*:0:0:root:/root:/bin/sh\n",
+            "usr/share/base-passwd/group.master": b"root:*:0:\nshadow:*:42:\n",
+        }),
+    ]
+    return pkgs

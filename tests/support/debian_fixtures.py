@@ -1,0 +1,67 @@
+"""pytest fixtures around tests/support/aptrepo.py: a signed repository served on 127.0.0.1.
+
+Test modules import the fixtures they use by name (pytest finds imported fixtures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_tool
+from tests.support.aptrepo import AptRepo, GpgKey, RepoServer, build_deb, fixture_packages
+from xarch.sources.debian.config import DebianSource
+from xarch.store import Store
+
+
+@pytest.fixture(scope="session")
+def debian_key(tmp_path_factory: pytest.TempPathFactory) -> GpgKey:
+    need_tool("gpg")
+    need_tool("gpgv")
+    return GpgKey(tmp_path_factory.mktemp("gnupg") / "home")
+
+
+@pytest.fixture(scope="session")
+def fixture_debs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    need_tool("dpkg-deb")
+    work = tmp_path_factory.mktemp("debs")
+    return [build_deb(pkg, work / "roots", work / "out") for pkg in fixture_packages()]
+
+
+@pytest.fixture
+def apt_repo(tmp_path: Path, debian_key: GpgKey, fixture_debs: list[Path]) -> AptRepo:
+    need_tool("apt-ftparchive")
+    repo = AptRepo(tmp_path / "repo", debian_key)
+    for deb in fixture_debs:
+        repo.add(deb)
+    repo.publish()
+    return repo
+
+
+@pytest.fixture
+def apt_server(apt_repo: AptRepo) -> Iterator[RepoServer]:
+    server = RepoServer(apt_repo.root)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def keyring(tmp_path: Path, debian_key: GpgKey) -> Path:
+    return debian_key.export(tmp_path / "archive-keyring.gpg")
+
+
+@pytest.fixture
+def debian_source(apt_server: RepoServer, keyring: Path) -> DebianSource:
+    return DebianSource(suites="stable", mirror=apt_server.url, keyring=keyring)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+def stored_blobs(store: Store) -> list[str]:
+    folder = store.root / "sha256"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []

@@ -1,0 +1,51 @@
+"""`xarch lock` as a click command; the recipe loader belongs to the CLI, so it is passed in."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import click
+
+from xarch.platforms import Platform
+from xarch.sources.debian.config import DebianSource, PackageSelection
+from xarch.sources.debian.lock import Lock, resolve_lock
+from xarch.store import Store
+
+LOCK_NAME = "xarch.lock"
+Loaded = tuple[DebianSource, "PackageSelection | Mapping[str, PackageSelection]", list[Platform]]
+
+
+def lock_path(recipe_path: Path) -> Path:
+    """xarch.lock lives next to the recipe."""
+    return Path(recipe_path).resolve().parent / LOCK_NAME
+
+
+def run_lock(recipe_path: Path, source: DebianSource,
+             selection: PackageSelection | Mapping[str, PackageSelection],
+             platforms: list[Platform], store: Store | None = None,
+             say: Callable[[str], None] | None = None) -> Lock:
+    """Resolve and write xarch.lock next to RECIPE_PATH; nothing is written on error."""
+    def default_say(message: str) -> None:
+        click.echo(message, err=True)
+
+    lock = resolve_lock(source, selection, platforms, progress=say or default_say, store=store or Store())
+    lock.dump(lock_path(recipe_path))
+    return lock
+
+
+def make_lock_command(load: Callable[[Path], Loaded]) -> click.Command:
+    """The `lock` command; LOAD turns a recipe path into (source, selection(s), platforms)."""
+
+    @click.command("lock")
+    @click.option("-f", "--file", "recipe", type=click.Path(path_type=Path), default=Path("xarch.yaml"),
+                  show_default=True, help="The recipe.")
+    def lock_command(recipe: Path) -> None:
+        """Resolve and pin every package for every platform into xarch.lock."""
+        source, selection, platforms = load(recipe)
+        lock = run_lock(recipe, source, selection, platforms)
+        total = sum(len(pkgs) for per in lock.packages.values() for pkgs in per.values())
+        click.echo(f"wrote {lock_path(recipe)} ({total} package entries)", file=sys.stdout)
+
+    return lock_command

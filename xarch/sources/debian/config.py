@@ -1,0 +1,157 @@
+"""Recipe models for Debian sources and package selections (embedded by xarch/recipe.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from xarch.sources.debian.hostapt import default_mirror
+
+DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+SNAPSHOT_ARCHIVE = "http://snapshot.debian.org/archive/debian"
+_SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+
+
+class DebianSource(BaseModel):
+    """Where packages come from and which keys may sign the archive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suites: list[str]
+    components: list[str] = Field(default_factory=lambda: ["main"])
+    # The mirror is transport only (the signature vouches for the content), so it is
+    # left out of the lock's input hash: the same lock works from any mirror.
+    mirror: str = Field(default_factory=default_mirror)
+    # A snapshot.debian.org-style timestamp (20250520T000000Z). When set, the archive is
+    # read at that instant: `{snapshot}` in `mirror` is replaced by it, otherwise
+    # snapshot.debian.org is used, and Valid-Until is judged at that instant.
+    snapshot: str | None = None
+    keyring: Path = DEFAULT_KEYRING
+    # Full fingerprints (primary or signing subkey); when given, only they may sign.
+    fingerprints: list[str] = Field(default_factory=list)
+
+    @field_validator("suites", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("suites", "components")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one")
+        for item in value:
+            if not item or ".." in item or any(c.isspace() for c in item):
+                raise ValueError(f"{item!r} is not a valid name")
+        return value
+
+    @field_validator("snapshot")
+    @classmethod
+    def _snapshot_format(cls, value: str | None) -> str | None:
+        if value is not None and not _SNAPSHOT_RE.match(value):
+            raise ValueError(f"{value!r} is not a snapshot timestamp like 20250520T000000Z")
+        return value
+
+    @field_validator("fingerprints")
+    @classmethod
+    def _fingerprint_format(cls, value: list[str]) -> list[str]:
+        cleaned = []
+        for fpr in value:
+            compact = fpr.replace(" ", "").upper()
+            if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", compact):
+                raise ValueError(f"{fpr!r} is not a full OpenPGP fingerprint (40 hex digits)")
+            cleaned.append(compact)
+        return cleaned
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror_url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def base_url(self) -> str:
+        """The archive root to fetch dists/ and pool/ from."""
+        if self.snapshot is None:
+            return self.mirror.replace("{snapshot}", "").rstrip("/")
+        if "{snapshot}" in self.mirror:
+            return self.mirror.replace("{snapshot}", self.snapshot).rstrip("/")
+        return f"{SNAPSHOT_ARCHIVE}/{self.snapshot}"
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the lock's content (not the mirror, not where the keyring lives)."""
+        return {
+            "suites": self.suites,
+            "components": self.components,
+            "snapshot": self.snapshot,
+            "fingerprints": sorted(self.fingerprints),
+        }
+
+
+class PlatformPackages(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    add: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class PackageSelection(BaseModel):
+    """Which packages an image (or a stage) gets; `name` or `name=version`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    packages: list[str] = Field(default_factory=list)
+    platforms: dict[str, PlatformPackages] = Field(default_factory=dict)
+    recommends: bool = False
+    essential: bool = False
+
+    @field_validator("packages")
+    @classmethod
+    def _package_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_package(name)
+        return value
+
+    @model_validator(mode="after")
+    def _platform_lists(self) -> PackageSelection:
+        for plat, extra in self.platforms.items():
+            for name in extra.add:
+                _check_package(name)
+            for name in extra.exclude:
+                if name not in self.packages:
+                    raise ValueError(f"platforms.{plat}.exclude: {name!r} is not in packages")
+        return self
+
+    def for_platform(self, platform_name: str) -> list[str]:
+        """The requested packages of one platform, in recipe order, without duplicates."""
+        extra = self._platform_entry(platform_name)
+        wanted = [p for p in self.packages if extra is None or p not in extra.exclude]
+        if extra is not None:
+            wanted += extra.add
+        return list(dict.fromkeys(wanted))
+
+    def _platform_entry(self, platform_name: str) -> PlatformPackages | None:
+        for key, extra in self.platforms.items():
+            if key.removeprefix("linux/").replace("/", "-") == platform_name.replace("/", "-"):
+                return extra
+        return None
+
+    def identity(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _check_package(name: str) -> None:
+    if not _PACKAGE_RE.match(name):
+        raise ValueError(f"{name!r} is not a Debian package name (optionally name=version)")
+
+
+def inputs_digest(value: Any) -> str:
+    """sha256 of canonical JSON: the lock records it to notice a changed recipe."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

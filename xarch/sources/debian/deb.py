@@ -1,0 +1,240 @@
+"""Reading .deb files in pure Python and unpacking them into an image `Tree`.
+
+Nothing from a package is ever executed. What a package may put into the tree is
+checked: no path outside the root, no writing through a symlink that leaves the root or
+is absolute, no hard link to something outside, no device nodes or FIFOs.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from debian.deb822 import Deb822
+
+from xarch.oci.tree import Entry, Tree, TreeError, normalize_path
+from xarch.sources.debian.errors import UnpackError
+
+AR_MAGIC = b"!<arch>\n"
+AR_HEADER = 60
+MAINTAINER_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config", "triggers")
+# Top-level directories that are symlinks into /usr on a merged-/usr system.
+USRMERGE_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
+MAX_LINK_HOPS = 40
+
+
+def read_ar(data: bytes, what: str) -> dict[str, bytes]:
+    """Members of an ar archive (the container format of .deb).
+
+    Written by hand: no maintained pure-Python ar reader exists (PyPI's `arpy` and
+    `unix-ar` are unmaintained), the format is a 60-byte header per member, and a .deb
+    uses only its simplest form (no symbol table, no long-name table).
+    """
+    if not data.startswith(AR_MAGIC):
+        raise UnpackError(f"{what} is not a .deb (no ar header)")
+    members: dict[str, bytes] = {}
+    offset = len(AR_MAGIC)
+    while offset < len(data):
+        header = data[offset:offset + AR_HEADER]
+        if len(header) < AR_HEADER or header[58:60] != b"`\n":
+            raise UnpackError(f"{what}: corrupt ar member header at byte {offset}")
+        name = header[0:16].decode("ascii", "replace").rstrip(" ").rstrip("/")
+        try:
+            size = int(header[48:58].decode("ascii").strip())
+        except ValueError:
+            raise UnpackError(f"{what}: corrupt ar member size at byte {offset}") from None
+        start = offset + AR_HEADER
+        if start + size > len(data):
+            raise UnpackError(f"{what}: ar member {name} is truncated")
+        members[name] = data[start:start + size]
+        offset = start + size + (size & 1)  # members are padded to an even offset
+    return members
+
+
+def _open_tar(name: str, blob: bytes, what: str) -> tarfile.TarFile:
+    if name.endswith(".zst"):
+        # tarfile has no zstd before Python 3.14; zstandard is the maintained binding.
+        import zstandard
+
+        blob = zstandard.ZstdDecompressor().decompressobj().decompress(blob)
+    elif name.endswith(".xz"):
+        blob = lzma.decompress(blob)  # tarfile would do it too; this gives one error path
+    try:
+        return tarfile.open(fileobj=io.BytesIO(blob), mode="r:*")
+    except (tarfile.TarError, lzma.LZMAError, OSError) as exc:
+        raise UnpackError(f"{what}: cannot read {name}: {exc}") from None
+
+
+def _member(members: dict[str, bytes], prefix: str, what: str) -> tuple[str, bytes]:
+    for suffix in ("", ".gz", ".xz", ".zst", ".bz2"):
+        if prefix + suffix in members:
+            return prefix + suffix, members[prefix + suffix]
+    raise UnpackError(f"{what}: no {prefix}.* member")
+
+
+@dataclass
+class Deb:
+    """A .deb read into memory: its control files and its data tar."""
+
+    what: str
+    control_files: dict[str, bytes]
+    data_name: str
+    data_blob: bytes
+
+    @property
+    def control(self) -> Deb822:
+        return Deb822(self.control_files["control"].decode("utf-8"))
+
+    @property
+    def scripts(self) -> list[str]:
+        return [name for name in MAINTAINER_SCRIPTS if name in self.control_files]
+
+    @property
+    def conffiles(self) -> list[str]:
+        text = self.control_files.get("conffiles", b"").decode("utf-8", "replace")
+        return [line.strip() for line in text.splitlines() if line.strip().startswith("/")]
+
+
+def read_deb(path: Path, what: str | None = None) -> Deb:
+    what = what or path.name
+    members = read_ar(path.read_bytes(), what)
+    if members.get("debian-binary", b"").strip() != b"2.0":
+        raise UnpackError(f"{what}: not a format 2.0 .deb")
+    control_name, control_blob = _member(members, "control.tar", what)
+    data_name, data_blob = _member(members, "data.tar", what)
+    control_files = {}
+    with _open_tar(control_name, control_blob, what) as tar:
+        for info in tar:
+            name = info.name.removeprefix("./")
+            if info.isfile() and "/" not in name:
+                extracted = tar.extractfile(info)
+                control_files[name] = extracted.read() if extracted else b""
+    if "control" not in control_files:
+        raise UnpackError(f"{what}: control.tar has no control file")
+    return Deb(what, control_files, data_name, data_blob)
+
+
+@dataclass
+class Unpacked:
+    paths: list[str] = field(default_factory=list)  # as the package names them, for .list
+
+
+def unpack(deb: Deb, tree: Tree, merged_usr: bool = True) -> Unpacked:
+    """Add DEB's data.tar to TREE (later packages replace earlier files, as with dpkg)."""
+    result = Unpacked()
+    with _open_tar(deb.data_name, deb.data_blob, deb.what) as tar:
+        for info in tar:
+            try:
+                package_path = normalize_path(info.name)
+            except TreeError:
+                message = f"{deb.what}: member {info.name!r} escapes the image root; refused"
+                raise UnpackError(message) from None
+            if not package_path:
+                continue
+            result.paths.append(package_path)
+            _place(deb, tree, tar, info, package_path, merged_usr)
+    return result
+
+
+def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, path: str,
+           merged_usr: bool) -> None:
+    what = f"{deb.what}: {path}"
+    if info.ischr() or info.isblk() or info.isfifo():
+        # Refused, not dropped: Debian policy forbids them in packages, so one is a sign of
+        # a hostile or broken .deb; and the container runtime provides /dev anyway.
+        kind = "FIFO" if info.isfifo() else "device node"
+        raise UnpackError(f"{what} is a {kind}; packages may not ship those (refused)")
+    if merged_usr:
+        _ensure_usrmerge_link(tree, path)
+    mode, uid, gid, mtime = info.mode & 0o7777, info.uid, info.gid, int(info.mtime)
+    if info.isdir():
+        target = resolve(tree, path, follow_last=True, what=what)
+        existing = tree.entries.get(target)
+        if existing is not None and existing.type == "dir":
+            return  # dpkg keeps an existing directory's metadata
+        if existing is not None:
+            raise UnpackError(f"{what}: the image has a {existing.type} at {target}, the package a directory")
+        tree.add_parents(target)
+        tree.add(Entry(target, "dir", mode, uid, gid, mtime))
+        return
+    target = resolve(tree, path, follow_last=False, what=what)
+    existing = tree.entries.get(target)
+    if existing is not None and existing.type == "dir":
+        raise UnpackError(f"{what}: the image has a directory at {target}, the package a {_kind(info)}")
+    tree.add_parents(target)
+    if info.issym():
+        if not info.linkname or "\x00" in info.linkname:
+            raise UnpackError(f"{what}: symlink with an invalid target")
+        # Stored, never followed here; it is followed only to place later members, and
+        # then only when it stays inside the root (see resolve).
+        tree.add(Entry(target, "symlink", mode or 0o777, uid, gid, mtime, linkname=info.linkname))
+    elif info.islnk():
+        try:
+            link_path = normalize_path(info.linkname)
+        except TreeError:
+            message = f"{what}: hard link to {info.linkname!r} escapes the image root; refused"
+            raise UnpackError(message) from None
+        link_target = resolve(tree, link_path, follow_last=False, what=what)
+        original = tree.entries.get(link_target)
+        if original is None or original.type not in ("file", "hardlink"):
+            raise UnpackError(f"{what}: hard link to {info.linkname!r}, which the package did not ship first")
+        if original.type == "hardlink":
+            link_target = original.linkname
+        tree.add(Entry(target, "hardlink", mode, uid, gid, mtime, linkname=link_target))
+    elif info.isfile():
+        extracted = tar.extractfile(info)
+        data = extracted.read() if extracted else b""
+        tree.add(Entry(target, "file", mode, uid, gid, mtime, data=data))
+    else:
+        raise UnpackError(f"{what}: unsupported tar member type {info.type!r}")
+
+
+def _kind(info: tarfile.TarInfo) -> str:
+    return "symlink" if info.issym() else "hard link" if info.islnk() else "file"
+
+
+def _ensure_usrmerge_link(tree: Tree, path: str) -> None:
+    """On merged /usr, a package's bin/x lands in usr/bin/x through a bin -> usr/bin link."""
+    top = path.split("/", 1)[0]
+    if top in USRMERGE_DIRS and top not in tree.entries and "/" in path:
+        tree.add_parents(f"usr/{top}/x")
+        if f"usr/{top}" not in tree.entries:
+            tree.add(Entry(f"usr/{top}", "dir", 0o755))
+        tree.add(Entry(top, "symlink", 0o777, linkname=f"usr/{top}"))
+
+
+def resolve(tree: Tree, path: str, follow_last: bool, what: str) -> str:
+    """PATH with the tree's symlinks in its directories followed, as the kernel would.
+
+    Only relative targets that stay inside the root are followed (e.g. bin -> usr/bin);
+    writing through an absolute or root-escaping symlink is refused, so a package can
+    never place a file somewhere its own path does not say, outside the image or not.
+    """
+    pending = path.split("/")
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise UnpackError(f"{what}: a symlink on the way leads outside the image root; refused")
+            resolved.pop()
+            continue
+        current = "/".join([*resolved, part])
+        entry = tree.entries.get(current)
+        if entry is not None and entry.type == "symlink" and (pending or follow_last):
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise UnpackError(f"{what}: too many levels of symlinks at {current}")
+            if entry.linkname.startswith("/"):
+                raise UnpackError(f"{what}: would be written through {current} -> {entry.linkname}, "
+                                  "an absolute symlink; refused")
+            pending = entry.linkname.split("/") + pending
+            continue
+        resolved.append(part)
+    return "/".join(resolved)

@@ -1,0 +1,226 @@
+"""Install locked packages into an image tree without running anything from them.
+
+What the skipped maintainer scripts would have made that an image needs is produced
+here, deterministically: the dpkg database (so image scanners see the packages), the CA
+bundle, /etc/localtime, /etc/passwd and /etc/group. Every skipped script is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from xarch.oci.tree import Entry, Tree
+from xarch.sources.debian.deb import Deb, read_deb, unpack
+from xarch.sources.debian.errors import UnpackError
+from xarch.sources.debian.lock import LockedPackage
+from xarch.store import Store
+
+DPKG = "var/lib/dpkg"
+CA_SOURCE = "usr/share/ca-certificates"
+CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
+ZONEINFO_UTC = "/usr/share/zoneinfo/Etc/UTC"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: str = "/nonexistent"
+    shell: str = "/usr/sbin/nologin"
+    gecos: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    gid: int
+    members: tuple[str, ...] = ()
+
+
+@dataclass
+class InstallReport:
+    installed: list[str] = field(default_factory=list)  # "name version (arch)"
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (package, maintainer script)
+    generated: list[str] = field(default_factory=list)  # paths xarch made in the scripts' place
+
+
+def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store: Store, epoch: int,
+                     merged_usr: bool = True) -> InstallReport:
+    """Unpack every package (in lock order) into TREE and write what their scripts would have.
+
+    The .debs must be in STORE already (fetch_packages); they were verified on entry.
+    """
+    report = InstallReport()
+    debs: list[tuple[LockedPackage, Deb, list[str]]] = []
+    if merged_usr:
+        _usrmerge_links(tree)
+    for pkg in locked_entries:
+        if not store.has(pkg.sha256):
+            raise UnpackError(f"{pkg.label} is not in the store {store.root}; fetch it first")
+        deb = read_deb(store.path(pkg.sha256), what=f"{pkg.name}_{pkg.version}_{pkg.architecture}.deb")
+        control = deb.control
+        if control.get("Package") != pkg.name or control.get("Version") != pkg.version:
+            raise UnpackError(f"{deb.what}: control says {control.get('Package')} {control.get('Version')}, "
+                              f"the lock {pkg.name} {pkg.version}")
+        unpacked = unpack(deb, tree, merged_usr=merged_usr)
+        debs.append((pkg, deb, unpacked.paths))
+        report.installed.append(pkg.label)
+        report.skipped += [(pkg.name, script) for script in deb.scripts]
+    report.generated += _dpkg_database(tree, debs, epoch)
+    names = {pkg.name for pkg, _, _ in debs}
+    if "base-passwd" in names:
+        report.generated += _base_passwd(tree, epoch)
+    if "ca-certificates" in names:
+        report.generated += _ca_bundle(tree, epoch)
+    if "tzdata" in names:
+        report.generated += _localtime(tree, epoch)
+    return report
+
+
+def _usrmerge_links(tree: Tree) -> None:
+    """bin, sbin and lib as links into /usr, as debootstrap/mmdebstrap make them for
+    bookworm (whose base-files does not ship them yet)."""
+    for top in ("bin", "sbin", "lib"):
+        if top not in tree:
+            for directory in ("usr", f"usr/{top}"):
+                if directory not in tree:
+                    tree.add(Entry(directory, "dir", 0o755))
+            tree.add(Entry(top, "symlink", 0o777, linkname=f"usr/{top}"))
+
+
+def _file(tree: Tree, path: str, data: bytes, epoch: int | None, mode: int = 0o644, gid: int = 0) -> str:
+    tree.add_parents(path)
+    tree.add(Entry(path, "file", mode, 0, gid, epoch, data=data))
+    return "/" + path
+
+
+def _dpkg_database(tree: Tree, debs: list[tuple[LockedPackage, Deb, list[str]]], epoch: int) -> list[str]:
+    made = []
+    stanzas = []
+    for pkg, deb, paths in sorted(debs, key=lambda item: item[0].name):
+        control = deb.control
+        fields: list[tuple[str, str]] = []
+        for key, value in control.items():
+            fields.append((key, value))
+            if key == "Package":
+                fields.append(("Status", "install ok installed"))
+        conffiles = deb.conffiles
+        if conffiles:
+            lines = []
+            for conffile in conffiles:
+                entry = tree.get(conffile)
+                shipped = entry is not None and entry.type == "file"
+                digest = hashlib.md5(entry.read()).hexdigest() if entry and shipped else "newconffile"
+                lines.append(f" {conffile} {digest}")
+            fields.insert(_conffiles_position(fields), ("Conffiles", "\n" + "\n".join(lines)))
+        stanzas.append("".join(f"{key}: {value}\n" if not value.startswith("\n") else f"{key}:{value}\n"
+                               for key, value in fields))
+        info_name = pkg.name + (f":{pkg.architecture}" if control.get("Multi-Arch") == "same" else "")
+        listing = ["/."] + ["/" + p for p in paths]
+        made.append(_file(tree, f"{DPKG}/info/{info_name}.list", "\n".join(listing).encode() + b"\n", epoch))
+        for extra in ("md5sums", "conffiles", "shlibs", "symbols", "triggers", "templates"):
+            if extra in deb.control_files:
+                made.append(_file(tree, f"{DPKG}/info/{info_name}.{extra}", deb.control_files[extra], epoch))
+    made.append(_file(tree, f"{DPKG}/status", "\n".join(stanzas).encode("utf-8"), epoch))
+    return made
+
+
+def _conffiles_position(fields: list[tuple[str, str]]) -> int:
+    """dpkg writes Conffiles just before Description."""
+    for index, (key, _) in enumerate(fields):
+        if key == "Description":
+            return index
+    return len(fields)
+
+
+def _base_passwd(tree: Tree, epoch: int) -> list[str]:
+    """base-passwd's preinst copies its master files when /etc/passwd does not exist."""
+    made = []
+    for name in ("passwd", "group"):
+        master = tree.get(f"usr/share/base-passwd/{name}.master")
+        if master is not None and f"etc/{name}" not in tree:
+            made.append(_file(tree, f"etc/{name}", master.read(), epoch))
+    return made
+
+
+def _ca_bundle(tree: Tree, epoch: int) -> list[str]:
+    """What ca-certificates' postinst + update-ca-certificates make, in the same order:
+    /etc/ca-certificates.conf lists every certificate (sorted by path bytes), each gets a
+    /etc/ssl/certs/<name>.pem link, and the bundle concatenates them, each ending in a
+    newline. (The OpenSSL <hash>.0 links are not made: they need OpenSSL's subject hash.)"""
+    prefix = CA_SOURCE + "/"
+    certs = sorted((e.path[len(prefix):] for e in tree if e.path.startswith(prefix)
+                    and e.path.endswith(".crt") and e.type == "file"), key=lambda p: p.encode())
+    conf = "# Generated by xarch in place of ca-certificates' postinst: every certificate enabled.\n"
+    conf += "".join(f"{cert}\n" for cert in certs)
+    made = [_file(tree, "etc/ca-certificates.conf", conf.encode(), epoch)]
+    bundle = bytearray()
+    for cert in certs:
+        data = tree.entries[prefix + cert].read()
+        bundle += data if data.endswith(b"\n") or not data else data + b"\n"
+        stem = posixpath.basename(cert)[: -len(".crt")]
+        pem = stem.replace(" ", "_").replace("(", "=").replace(")", "=").replace(",", "_") + ".pem"
+        tree.add_parents(f"etc/ssl/certs/{pem}")
+        tree.add(Entry(f"etc/ssl/certs/{pem}", "symlink", 0o777, mtime=epoch, linkname=f"/{prefix}{cert}"))
+    made.append(_file(tree, CA_BUNDLE, bytes(bundle), epoch))
+    return made
+
+
+def _localtime(tree: Tree, epoch: int) -> list[str]:
+    """tzdata's postinst: UTC unless configured otherwise (images run in UTC)."""
+    tree.add_parents("etc/localtime")
+    tree.add(Entry("etc/localtime", "symlink", 0o777, mtime=epoch, linkname=ZONEINFO_UTC))
+    return ["/etc/localtime", _file(tree, "etc/timezone", b"Etc/UTC\n", epoch)]
+
+
+def write_accounts(tree: Tree, users: Iterable[User], groups: Iterable[Group],
+                   epoch: int | None = None) -> list[str]:
+    """Add the recipe's accounts to /etc/passwd, /etc/group and /etc/shadow (locked
+    passwords), keeping what is there (base-passwd's entries) and sorting new ones by id.
+
+    Without base-passwd the files start with root only.
+    """
+    passwd = _table(tree, "etc/passwd", "root:x:0:0:root:/root:/bin/sh")
+    group = _table(tree, "etc/group", "root:x:0:")
+    for grp in sorted(groups, key=lambda g: (g.gid, g.name)):
+        _add_row(group, "etc/group", grp.name, grp.gid, f"{grp.name}:x:{grp.gid}:{','.join(grp.members)}")
+    for user in sorted(users, key=lambda u: (u.uid, u.name)):
+        if not any(row.split(":")[2:3] == [str(user.gid)] for row in group):
+            raise UnpackError(f"accounts: user {user.name} has gid {user.gid}, which no group has")
+        _add_row(passwd, "etc/passwd", user.name, user.uid,
+                 f"{user.name}:x:{user.uid}:{user.gid}:{user.gecos}:{user.home}:{user.shell}")
+    # "*": no password can log in; empty ageing fields keep the file free of dates.
+    shadow = [f"{row.split(':')[0]}:*:::::::" for row in passwd]
+    shadow_gid = next((int(r.split(":")[2]) for r in group if r.startswith("shadow:")), 0)
+    return [
+        _file(tree, "etc/passwd", _lines(passwd), epoch),
+        _file(tree, "etc/group", _lines(group), epoch),
+        _file(tree, "etc/shadow", _lines(shadow), epoch, mode=0o640, gid=shadow_gid),
+    ]
+
+
+def _table(tree: Tree, path: str, default: str) -> list[str]:
+    entry = tree.get(path)
+    if entry is None or entry.type != "file":
+        return [default]
+    return [line for line in entry.read().decode("utf-8").splitlines() if line.strip()]
+
+
+def _add_row(rows: list[str], path: str, name: str, number: int, row: str) -> None:
+    for existing in rows:
+        fields = existing.split(":")
+        if fields[0] == name:
+            if existing != row:
+                raise UnpackError(f"accounts: {name} already exists in /{path} as {existing!r}")
+            return
+        if len(fields) > 2 and fields[2] == str(number):
+            raise UnpackError(f"accounts: id {number} of {name} is taken by {fields[0]} in /{path}")
+    rows.append(row)
+
+
+def _lines(rows: list[str]) -> bytes:
+    return "".join(row + "\n" for row in rows).encode("utf-8")

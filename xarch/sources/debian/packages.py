@@ -1,0 +1,96 @@
+"""Packages indexes: fetch per suite/component/architecture, verify against the signed
+Release hashes before parsing, parse with python-debian's deb822."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from debian.deb822 import Packages as Deb822Packages
+
+from xarch.sources.debian import http
+from xarch.sources.debian.errors import IndexMismatch
+from xarch.sources.debian.release import Release
+from xarch.store import Store
+
+# Preferred first: the smallest download apt would choose too.
+COMPRESSIONS: tuple[tuple[str, Callable[[bytes], bytes]], ...] = (
+    (".xz", lzma.decompress),
+    (".gz", gzip.decompress),
+    (".bz2", bz2.decompress),
+    ("", lambda data: data),
+)
+
+# What the resolver and the lock need; the rest of the stanza is read from the .deb.
+FIELDS = [
+    "Package", "Version", "Architecture", "Multi-Arch", "Essential", "Priority",
+    "Depends", "Pre-Depends", "Recommends", "Provides", "Conflicts", "Breaks",
+    "Filename", "Size", "SHA256",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One binary package stanza of an index."""
+
+    name: str
+    version: str
+    architecture: str
+    filename: str
+    size: int
+    sha256: str
+    suite: str
+    component: str
+    fields: dict[str, str]
+
+    def get(self, key: str) -> str:
+        return self.fields.get(key, "")
+
+
+def fetch_index(release: Release, component: str, arch: str, store: Store | None = None) -> bytes:
+    """The uncompressed Packages index of COMPONENT/binary-ARCH, verified against RELEASE."""
+    base = f"{component}/binary-{arch}/Packages"
+    for suffix, decompress in COMPRESSIONS:
+        listed = release.files.get(base + suffix)
+        if listed is None:
+            continue
+        url = release.url + base + suffix
+        if store is not None and store.has(listed.sha256):
+            raw = store.path(listed.sha256).read_bytes()  # verified when it entered the store
+        else:
+            raw = http.get_bytes(url)
+            actual = hashlib.sha256(raw).hexdigest()
+            if len(raw) != listed.size or actual != listed.sha256:
+                raise IndexMismatch(
+                    f"{url}: sha256 {actual} ({len(raw)} bytes) does not match the signed Release "
+                    f"({listed.sha256}, {listed.size} bytes); the mirror is inconsistent or tampered"
+                )
+            if store is not None:
+                store.put_bytes(raw, listed.sha256, url)
+        return decompress(raw)
+    raise IndexMismatch(f"{release.url}Release lists no {base} index "
+                        f"(is {arch} or {component} in this archive?)")
+
+
+def parse_index(data: bytes, suite: str, component: str) -> Iterable[Candidate]:
+    for stanza in Deb822Packages.iter_paragraphs(data.splitlines(keepends=True), fields=FIELDS,
+                                                 use_apt_pkg=False, encoding="utf-8"):
+        try:
+            yield Candidate(
+                name=stanza["Package"],
+                version=stanza["Version"],
+                architecture=stanza["Architecture"],
+                filename=stanza["Filename"],
+                size=int(stanza["Size"]),
+                sha256=stanza["SHA256"],
+                suite=suite,
+                component=component,
+                fields=dict(stanza),
+            )
+        except (KeyError, ValueError) as exc:
+            raise IndexMismatch(f"{suite}/{component}: stanza of {stanza.get('Package', '?')} "
+                                f"lacks a valid {exc}") from None
