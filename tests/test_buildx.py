@@ -1,0 +1,222 @@
+"""buildx backend: Dockerfile stages built per platform by a real `docker buildx`, as Trees."""
+
+# Fixtures are imported from tests/support and then named as arguments:
+# ruff: noqa: F811
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.conftest import REQUIRE_TOOLS, need_tool
+from tests.support.dockerd import (  # noqa: F401 (fixtures)
+    arm64_busybox,
+    busybox_arm64_image,
+    docker_client,
+    dockerd,
+)
+from xarch.oci.tree import Tree
+from xarch.run.buildx import (
+    INLINE_LIMIT,
+    BuildxError,
+    BuildxStage,
+    build_platform,
+    build_stage,
+    tree_from_tar,
+)
+
+
+def snapshot(tree: Tree) -> list[tuple[object, ...]]:
+    """Everything a layer is made of, with file contents as digests."""
+    return [(e.path, e.type, oct(e.mode), e.uid, e.gid, e.linkname, hashlib.sha256(e.read()).hexdigest())
+            for e in tree]
+
+
+@pytest.fixture(scope="module")
+def buildx(dockerd: docker.DockerClient) -> str:
+    """The docker client with a working buildx plugin."""
+    docker_bin = need_tool("docker")
+    try:
+        from xarch.run.buildx import find_docker
+
+        return find_docker()
+    except BuildxError as error:
+        if REQUIRE_TOOLS:
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    return docker_bin
+
+
+@pytest.fixture
+def qemu_aarch64() -> None:
+    if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+        message = "qemu-aarch64 is not registered with binfmt_misc (scripts/setup-host does it)"
+        if REQUIRE_TOOLS:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# --- tar → Tree, no daemon needed -------------------------------------------------------------
+
+
+def _add(tar: tarfile.TarFile, name: str, kind: bytes, mode: int, data: bytes = b"", **extra: object) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size = kind, mode, len(data)
+    info.mtime, info.uname, info.gname = 1_700_000_000, "builder", "staff"
+    for key, value in extra.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+def test_a_buildx_tar_becomes_a_normalized_tree(tmp_path: Path) -> None:
+    big = bytes(range(256)) * (INLINE_LIMIT // 256 + 10)
+    archive = tmp_path / "rootfs.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, "./", tarfile.DIRTYPE, 0o755)
+        _add(tar, "usr/", tarfile.DIRTYPE, 0o755)
+        _add(tar, "usr/bin/", tarfile.DIRTYPE, 0o755)
+        _add(tar, "usr/bin/tool", tarfile.REGTYPE, 0o4755, b"#!/bin/sh\n", uid=0, gid=50)
+        _add(tar, "usr/bin/tool-again", tarfile.LNKTYPE, 0o4755, linkname="usr/bin/tool")
+        _add(tar, "usr/bin/alias", tarfile.SYMTYPE, 0o777, linkname="tool")
+        _add(tar, "usr/share/big.bin", tarfile.REGTYPE, 0o644, big, uid=1000, gid=1000)
+        _add(tar, "dev/null", tarfile.CHRTYPE, 0o666, devmajor=1, devminor=3)
+        _add(tar, "run/fifo", tarfile.FIFOTYPE, 0o600)
+    tree = tree_from_tar(archive, tmp_path / "content")
+
+    assert [e.path for e in tree] == ["usr", "usr/bin", "usr/bin/alias", "usr/bin/tool", "usr/bin/tool-again",
+                                      "usr/share/big.bin"]
+    tool = tree.get("usr/bin/tool")
+    assert tool is not None and (tool.type, tool.mode, tool.uid, tool.gid) == ("file", 0o4755, 0, 50)
+    assert tool.read() == b"#!/bin/sh\n" and tool.mtime is None
+    again = tree.get("usr/bin/tool-again")
+    assert again is not None and (again.type, again.linkname) == ("hardlink", "usr/bin/tool")
+    alias = tree.get("usr/bin/alias")
+    assert alias is not None and (alias.type, alias.linkname) == ("symlink", "tool")
+    big_entry = tree.get("usr/share/big.bin")
+    assert big_entry is not None and big_entry.data is None and big_entry.source is not None
+    assert big_entry.read() == big and (big_entry.uid, big_entry.gid) == (1000, 1000)
+    assert big_entry.source.name == hashlib.sha256(big).hexdigest()
+
+
+def test_a_broken_tar_is_one_clear_error(tmp_path: Path) -> None:
+    archive = tmp_path / "rootfs.tar"
+    archive.write_bytes(b"this is not a tar" * 100)
+    with pytest.raises(BuildxError, match="rootfs.tar: cannot read the buildx output"):
+        tree_from_tar(archive, tmp_path / "content")
+
+
+def test_a_missing_dockerfile_is_named(tmp_path: Path) -> None:
+    stage = BuildxStage(tmp_path / "Dockerfile.nope", tmp_path)
+    with pytest.raises(BuildxError, match="Dockerfile.nope: no such Dockerfile"):
+        build_stage(stage, ["amd64"], tmp_path / "work", docker="docker")
+
+
+# --- real buildx builds -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def per_arch_context(tmp_path: Path, arm64_busybox: Path) -> Path:
+    """A context with a static busybox per architecture and a Dockerfile that needs no registry."""
+    host_busybox = shutil.which("busybox") or need_tool("busybox")
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy(host_busybox, context / "busybox-amd64")
+    shutil.copy(arm64_busybox, context / "busybox-arm64")
+    (context / "Dockerfile").write_text(
+        "FROM scratch\n"
+        "ARG TARGETARCH\n"
+        "ARG NOTE=none\n"
+        "COPY busybox-${TARGETARCH} /bin/busybox\n"
+        "COPY --chmod=600 note.txt /etc/note\n"
+    )
+    (context / "note.txt").write_text("a note\n")
+    return context
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_one_build_per_platform_gives_each_its_own_tree(buildx: str, per_arch_context: Path, tmp_path: Path,
+                                                       arm64_busybox: Path) -> None:
+    stage = BuildxStage(per_arch_context / "Dockerfile", per_arch_context)
+    lines: list[str] = []
+    trees = build_stage(stage, ["amd64", "linux/arm64"], tmp_path / "work", log=lines.append, docker=buildx)
+
+    assert list(trees) == ["amd64", "arm64"]
+    for arch, expected in (("amd64", per_arch_context / "busybox-amd64"), ("arm64", arm64_busybox)):
+        busybox = trees[arch].get("bin/busybox")
+        assert busybox is not None and busybox.read() == expected.read_bytes()
+        assert busybox.mode == 0o755
+        note = trees[arch].get("etc/note")
+        assert note is not None and note.mode == 0o600 and note.read() == b"a note\n"
+    assert any(line.startswith("[linux/arm64] ") for line in lines)
+    assert any(line.startswith("[linux/amd64] ") for line in lines)
+
+
+@pytest.mark.docker
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_an_arm64_run_step_runs_under_qemu(buildx: str, busybox_arm64_image: str, qemu_aarch64: None,
+                                           tmp_path: Path) -> None:
+    stage = arm64_run_stage(tmp_path, busybox_arm64_image, {"GREETING": "hello"})
+    tree = build_platform(stage, "linux/arm64", tmp_path / "work", log=lambda _line: None, docker=buildx)
+    hello = tree.get("out/hello")
+    assert hello is not None and hello.read() == b"hello from aarch64\n" and hello.mode == 0o640
+    link = tree.get("out/link")
+    assert link is not None and (link.type, link.linkname) == ("symlink", "hello")
+    assert not any(entry.path.startswith("dev/") for entry in tree)
+
+
+@pytest.mark.docker
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_two_builds_give_identical_trees(buildx: str, busybox_arm64_image: str, qemu_aarch64: None,
+                                         tmp_path: Path) -> None:
+    stage = arm64_run_stage(tmp_path, busybox_arm64_image, {"GREETING": "same"}, no_cache=True)
+    first = build_platform(stage, "linux/arm64", tmp_path / "one", log=lambda _line: None, docker=buildx)
+    second = build_platform(stage, "linux/arm64", tmp_path / "two", log=lambda _line: None, docker=buildx)
+    assert snapshot(first) == snapshot(second)
+    assert "out/hello" in first
+
+
+@pytest.mark.docker
+@pytest.mark.qemu
+def test_a_failing_step_is_one_error_with_its_last_lines(buildx: str, busybox_arm64_image: str,
+                                                         qemu_aarch64: None, tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {busybox_arm64_image}\nRUN echo about-to-fail && exit 3\n")
+    workdir = tmp_path / "work"
+    with pytest.raises(BuildxError) as caught:
+        build_platform(BuildxStage(context / "Dockerfile", context), "linux/arm64", workdir,
+                       log=lambda _line: None, docker=buildx)
+    message = str(caught.value)
+    assert message.startswith("docker buildx build for linux/arm64 failed (exit 1): ")
+    assert "exit code: 3" in message
+    assert "\n" not in message
+    assert not list(workdir.rglob("*.tar")), "a failed build left its output behind"
+
+
+@pytest.mark.docker
+def test_an_unknown_builder_is_named(buildx: str, per_arch_context: Path, tmp_path: Path) -> None:
+    stage = BuildxStage(per_arch_context / "Dockerfile", per_arch_context, builder="no-such-builder")
+    with pytest.raises(BuildxError, match="no-such-builder"):
+        build_platform(stage, "linux/amd64", tmp_path / "work", log=lambda _line: None, docker=buildx)
+
+
+def arm64_run_stage(
+    tmp_path: Path, base: str, build_args: dict[str, str], no_cache: bool = False
+) -> BuildxStage:
+    context = tmp_path / "run-context"
+    context.mkdir(exist_ok=True)
+    (context / "Dockerfile").write_text(
+        f"FROM {base}\n"
+        "ARG GREETING\n"
+        'RUN mkdir -p /out && echo "$GREETING from $(uname -m)" > /out/hello && chmod 640 /out/hello'
+        " && ln -s hello /out/link\n"
+    )
+    return BuildxStage(context / "Dockerfile", context, build_args, no_cache=no_cache)

@@ -1,0 +1,209 @@
+"""buildx backend: a Dockerfile stage built by `docker buildx build`, one platform at a time.
+
+Each platform is exported as a plain filesystem tar (`--output type=tar`), which every
+builder can stream back to the client: the local `docker` driver (Debian 12's dockerd,
+whose builder cannot export multi-platform OCI), a docker-container builder, or a remote
+or multi-node one that runs each platform on a native machine. The tar is then turned
+into a `Tree` with everything that varies between runs dropped (mtimes, device nodes,
+owner names), so the layer writer makes the same bytes from the same files.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from xarch import platforms
+from xarch.errors import BuildError
+from xarch.oci.tree import Entry, Tree, TreeError
+from xarch.progress import interactive
+
+# Files up to this size stay in memory; larger ones are written once to the content folder.
+INLINE_LIMIT = 64 * 1024
+ERROR_TAIL_LINES = 15
+
+
+class BuildxError(BuildError):
+    """docker buildx is missing or a buildx build failed."""
+
+
+@dataclass(frozen=True)
+class BuildxStage:
+    """What a recipe stage hands to buildx."""
+
+    dockerfile: Path
+    context: Path
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    builder: str | None = None  # a `docker buildx create` name; None: the current builder
+    no_cache: bool = False
+
+
+def build_stage(
+    stage: BuildxStage,
+    platform_names: Iterable[str],
+    workdir: Path,
+    *,
+    log: Callable[[str], None] | None = None,
+    docker: str | None = None,
+) -> dict[str, Tree]:
+    """Build STAGE for each platform; returns {platform name: Tree}.
+
+    WORKDIR keeps the content of large files, which the returned trees reference: it must
+    live as long as they do. Platforms are built in turn; the first failure stops the rest.
+    """
+    docker = docker or find_docker()
+    _check_stage(stage)
+    trees: dict[str, Tree] = {}
+    for name in platform_names:
+        try:
+            plat = platforms.get(name)
+        except platforms.UnknownPlatform as error:
+            raise BuildxError(str(error)) from None
+        trees[plat.name] = build_platform(stage, plat.oci, workdir / plat.slug, log=log, docker=docker)
+    return trees
+
+
+def build_platform(
+    stage: BuildxStage,
+    oci_platform: str,
+    workdir: Path,
+    *,
+    log: Callable[[str], None] | None = None,
+    docker: str | None = None,
+) -> Tree:
+    """One `docker buildx build --platform OCI_PLATFORM --output type=tar`, as a Tree."""
+    docker = docker or find_docker()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="buildx-", dir=workdir) as scratch:
+        tar_path = Path(scratch) / "rootfs.tar"
+        run_buildx(buildx_command(docker, stage, oci_platform, tar_path), oci_platform, log)
+        if not tar_path.is_file():
+            raise BuildxError(f"docker buildx build for {oci_platform} wrote no {tar_path.name}")
+        return tree_from_tar(tar_path, workdir / "content")
+
+
+def find_docker() -> str:
+    """The docker client, checked to have the buildx plugin."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise BuildxError("docker is not installed (scripts/setup-host installs docker.io)")
+    probe = subprocess.run([docker, "buildx", "version"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise BuildxError("docker buildx is not installed: scripts/setup-host puts Debian's docker-buildx "
+                          "into ~/.docker/cli-plugins")
+    return docker
+
+
+def buildx_command(docker: str, stage: BuildxStage, oci_platform: str, dest: Path) -> list[str]:
+    command = [docker, "buildx", "build"]
+    if stage.builder:
+        command += ["--builder", stage.builder]
+    command += [
+        "--platform", oci_platform,
+        "--file", str(stage.dockerfile),
+        "--output", f"type=tar,dest={dest}",
+        # Provenance and SBOM attestations would arrive as extra files in the exported tree.
+        "--provenance=false",
+        "--progress", "plain" if not _stderr_is_tty() else "auto",
+    ]
+    for key, value in sorted(stage.build_args.items()):
+        command += ["--build-arg", f"{key}={value}"]
+    if stage.target:
+        command += ["--target", stage.target]
+    if stage.no_cache:
+        command.append("--no-cache")
+    command.append(str(stage.context))
+    return command
+
+
+def run_buildx(command: list[str], oci_platform: str, log: Callable[[str], None] | None) -> None:
+    """Run buildx, passing its output through; on failure raise one error with its last lines."""
+    if _stderr_is_tty() and log is None:
+        # buildx draws its own live progress on a terminal, and shows its error there.
+        result = subprocess.run(command, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise BuildxError(f"docker buildx build for {oci_platform} failed (exit {result.returncode}); "
+                              "its output is above")
+        return
+    emit = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    tail: collections.deque[str] = collections.deque(maxlen=ERROR_TAIL_LINES)
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as process:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            tail.append(line)
+            emit(f"[{oci_platform}] {line}")
+    if process.returncode != 0:
+        last = " | ".join(line.strip() for line in tail if line.strip())
+        code = process.returncode
+        raise BuildxError(f"docker buildx build for {oci_platform} failed (exit {code}): {last}")
+
+
+def tree_from_tar(tar_path: Path, content_dir: Path) -> Tree:
+    """The filesystem in a buildx tar as a Tree: modes, owners and link targets kept;
+    mtimes, owner names, device nodes, FIFOs and xattrs dropped.
+
+    Large files are copied to CONTENT_DIR under their sha256 and referenced from there.
+    """
+    tree = Tree()
+    try:
+        with tarfile.open(tar_path, mode="r:") as tar:
+            for member in tar:
+                entry = _entry(tar, member, content_dir)
+                if entry is not None:
+                    tree.add(entry)
+    except (tarfile.TarError, TreeError) as error:
+        raise BuildxError(f"{tar_path}: cannot read the buildx output: {error}") from None
+    return tree
+
+
+def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, content_dir: Path) -> Entry | None:
+    path, mode, uid, gid = member.name, member.mode & 0o7777, member.uid, member.gid
+    if member.isdir():
+        return Entry(path, "dir", mode, uid, gid)
+    if member.issym():
+        return Entry(path, "symlink", mode, uid, gid, linkname=member.linkname)
+    if member.islnk():
+        return Entry(path, "hardlink", mode, uid, gid, linkname=member.linkname)
+    if member.isreg():
+        extracted = tar.extractfile(member)
+        assert extracted is not None
+        if member.size <= INLINE_LIMIT:
+            return Entry(path, "file", mode, uid, gid, data=extracted.read())
+        return Entry(path, "file", mode, uid, gid, source=_store(extracted, content_dir))
+    return None  # device nodes, FIFOs: the runtime makes its own /dev
+
+
+def _store(stream: IO[bytes], content_dir: Path) -> Path:
+    """Copy STREAM into CONTENT_DIR under its sha256 (identical files are kept once)."""
+    content_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=content_dir, delete=False) as out:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    final = content_dir / digest.hexdigest()
+    Path(out.name).replace(final)
+    return final
+
+
+def _check_stage(stage: BuildxStage) -> None:
+    if not stage.dockerfile.is_file():
+        raise BuildxError(f"{stage.dockerfile}: no such Dockerfile")
+    if not stage.context.is_dir():
+        raise BuildxError(f"{stage.context}: the build context is not a folder")
+
+
+def _stderr_is_tty() -> bool:
+    return interactive()
