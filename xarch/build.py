@@ -72,5 +72,6 @@ def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
         for platform in inputs.platforms:
             images.append(build_platform(inputs, platform, reporter))
             board.advance(task, f"{platform.name} done")
-    index = build_index([image.manifest_descriptor for image in images], inputs.loaded.recipe.annotations.index)
+    descriptors = [image.manifest_descriptor for image in images]
+    index = build_index(descriptors, inputs.loaded.recipe.annotations.index)
     return Artifact(index, tuple(images), inputs.loaded.recipe.tag)

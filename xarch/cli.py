@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 import click
 from rich.console import Console
@@ -23,7 +22,9 @@ from xarch.summary import print_summary, summarize_artifact, summarize_path
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
-def select_platforms(loaded: LoadedRecipe, requested: str | None) -> tuple[platform_data.Platform, ...]:
+def select_platforms(
+    loaded: LoadedRecipe, requested: str | None
+) -> tuple[platform_data.Platform, ...]:
     """The recipe's platforms, or those of --platform, in the recipe's order."""
     names = loaded.recipe.platforms
     if not requested:
@@ -35,12 +36,15 @@ def select_platforms(loaded: LoadedRecipe, requested: str | None) -> tuple[platf
         except platform_data.UnknownPlatform as error:
             raise click.BadParameter(str(error), param_hint="--platform") from None
         if plat.name not in names:
-            raise XarchError(f"--platform {item}: not among {loaded.path.name}'s platforms ({', '.join(names)})")
+            known = ", ".join(names)
+            raise XarchError(f"--platform {item}: not among {loaded.path.name}'s platforms ({known})")
         wanted.append(plat.name)
     return tuple(platform_data.get(name) for name in names if name in wanted)
 
 
-def choose_docker_platform(platforms: tuple[platform_data.Platform, ...], chosen: str | None) -> platform_data.Platform:
+def choose_docker_platform(
+    platforms: tuple[platform_data.Platform, ...], chosen: str | None
+) -> platform_data.Platform:
     if chosen:
         return platform_data.get(chosen)
     if len(platforms) == 1:
@@ -112,7 +116,7 @@ def verify_command(recipe_path: Path, platform_list: str | None, as_json: bool) 
         sys.exit(1)
 
 
-def run(command: Callable[..., Any], args: list[str] | None = None, prog_name: str = "xarch") -> None:
+def run(command: click.Command, args: list[str] | None = None, prog_name: str = "xarch") -> None:
     """Run the click command; an XarchError becomes one line on stderr and exit 1."""
     try:
         command.main(args=args, prog_name=prog_name, standalone_mode=False)

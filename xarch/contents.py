@@ -27,7 +27,8 @@ def expand_source(loaded: LoadedRecipe, index: int, spec: FileSpec, platform: Pl
         relative = spec.src.format_map(platform.placeholders())
     except KeyError as error:
         known = ", ".join("{" + k + "}" for k in platform.placeholders())
-        raise loaded.error(("files", index, "src"), f"unknown placeholder {{{error.args[0]}}} (known: {known})")
+        message = f"unknown placeholder {{{error.args[0]}}} (known: {known})"
+        raise loaded.error(("files", index, "src"), message) from None
     except (ValueError, IndexError) as error:
         raise loaded.error(("files", index, "src"), f"bad placeholder: {error}") from None
     folder = loaded.folder.resolve()

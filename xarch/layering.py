@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 
 from xarch.oci.tree import Entry, Tree
 from xarch.recipe import LayerSpec
@@ -19,7 +19,7 @@ from xarch.recipe import LayerSpec
 DEFAULT_LAYER = LayerSpec(name="main", paths=["**"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def glob_regex(pattern: str) -> re.Pattern[str]:
     """`**` spans folders, `*` and `?` stay within one path part.
 
@@ -54,16 +54,19 @@ def matches(pattern: str, path: str) -> bool:
     return glob_regex(pattern).match(path) is not None
 
 
+def _layer_of(path: str, specs: list[LayerSpec]) -> int:
+    """Position of the first layer with a glob matching PATH; the last layer otherwise."""
+    for position, spec in enumerate(specs):
+        if any(matches(pattern, path) for pattern in spec.paths):
+            return position
+    return len(specs) - 1
+
+
 def split_layers(tree: Tree, specs: list[LayerSpec]) -> list[tuple[str, list[Entry]]]:
     specs = specs or [DEFAULT_LAYER]
     assigned: list[dict[str, Entry]] = [{} for _ in specs]
     for entry in tree:
-        for position, spec in enumerate(specs):
-            if any(matches(p, entry.path) for p in spec.paths):
-                break
-        else:
-            position = len(specs) - 1
-        assigned[position][entry.path] = entry
+        assigned[_layer_of(entry.path, specs)][entry.path] = entry
     for members in assigned:
         for path in list(members):
             parent = posixpath.dirname(path)
@@ -73,7 +76,8 @@ def split_layers(tree: Tree, specs: list[LayerSpec]) -> list[tuple[str, list[Ent
                 parent = posixpath.dirname(parent)
     for members in assigned:
         _copy_foreign_hardlinks(tree, members)
-    return [(spec.name, list(members.values())) for spec, members in zip(specs, assigned) if members]
+    pairs = zip(specs, assigned, strict=True)
+    return [(spec.name, list(members.values())) for spec, members in pairs if members]
 
 
 def _copy_foreign_hardlinks(tree: Tree, members: dict[str, Entry]) -> None:
@@ -84,4 +88,5 @@ def _copy_foreign_hardlinks(tree: Tree, members: dict[str, Entry]) -> None:
             while target is not None and target.type == "hardlink":
                 target = tree.get(target.linkname)
             if target is not None and target.type == "file":
-                members[path] = replace(entry, type="file", linkname="", data=target.data, source=target.source)
+                members[path] = replace(entry, type="file", linkname="", data=target.data,
+                                        source=target.source)

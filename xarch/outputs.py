@@ -27,7 +27,8 @@ class OutputSpec:
     def parse(cls, text: str) -> OutputSpec:
         kind, sep, path = text.partition(":")
         if not sep or kind not in KINDS or not path:
-            raise OutputError(f"--output {text!r}: expected one of oci:DIR, oci-archive:FILE, docker-archive:FILE")
+            expected = "oci:DIR, oci-archive:FILE or docker-archive:FILE"
+            raise OutputError(f"--output {text!r}: expected {expected}")
         return cls(kind, Path(path))
 
     def __str__(self) -> str:

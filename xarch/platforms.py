@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform as host_platform
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -67,7 +67,7 @@ def data_dir() -> Path:
     raise FileNotFoundError("xarch's platforms/ data folder is missing from this install")
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_platforms() -> dict[str, Platform]:
     result = {}
     for path in sorted(data_dir().glob("*.yaml")):

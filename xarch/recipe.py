@@ -183,7 +183,7 @@ def _format(path: Path, line: int | None, loc: tuple[str | int, ...], message: s
     return f"{where}: {field}: {message}" if field else f"{where}: {message}"
 
 
-def _clean_message(error: dict[str, Any]) -> str:
+def _clean_message(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
     if error["type"] == "missing":
@@ -236,7 +236,7 @@ def _strip_union_branches(loc: tuple[Any, ...], positions: PositionedYaml) -> tu
 
 def _check_unique_paths(loaded: LoadedRecipe) -> None:
     """Two items that write the same image path is an error, not a silent override."""
-    seen: dict[str, tuple[str | int, ...]] = {}
+    seen: dict[tuple[str, str], tuple[str | int, ...]] = {}
     recipe = loaded.recipe
     items: list[tuple[tuple[str | int, ...], str, list[str] | None]] = []
     items += [(("files", i, "dst"), f.dst, f.platforms) for i, f in enumerate(recipe.files)]
@@ -248,7 +248,7 @@ def _check_unique_paths(loaded: LoadedRecipe) -> None:
             if (plat, key) in seen:
                 first = _format_loc(seen[(plat, key)])
                 raise loaded.error(loc, f"duplicate path {key} (also written by {first})")
-            seen[(plat, key)] = loc  # type: ignore[index]
+            seen[(plat, key)] = loc
 
 
 def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from xarch.errors import XarchError
-from xarch.oci.digest import OCI_INDEX, DOCKER_MANIFEST_LIST, sha256_digest
+from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, sha256_digest
 from xarch.oci.layout import Artifact, LayoutError, LayoutReader
 
 
@@ -93,7 +93,8 @@ def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:
         config = json.loads(reader.read(item["Config"]))
         platform = {key: config[key] for key in ("os", "architecture", "variant") if config.get(key)}
         sizes = [len(reader.read(layer)) for layer in item["Layers"]]
-        rows.append(ImageRow(platform_name(platform), "(docker-archive: no manifest)", sum(sizes), len(sizes)))
+        no_manifest = "(docker-archive: no manifest)"
+        rows.append(ImageRow(platform_name(platform), no_manifest, sum(sizes), len(sizes)))
     return Summary(source, None, tuple(rows))
 
 

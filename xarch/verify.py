@@ -125,21 +125,23 @@ def first_difference(first: LayoutReader, second: LayoutReader) -> Difference | 
         return None
     manifests_a = json.loads(first.blob(top_a["digest"]))["manifests"]
     manifests_b = json.loads(second.blob(top_b["digest"]))["manifests"]
-    for desc_a, desc_b in zip(manifests_a, manifests_b):
+    for desc_a, desc_b in zip(manifests_a, manifests_b, strict=False):
         plat = platform_name(desc_a.get("platform") or {})
         if desc_a["digest"] == desc_b["digest"]:
             continue
         man_a, man_b = first.json_blob(desc_a["digest"]), second.json_blob(desc_b["digest"])
         if man_a["config"]["digest"] != man_b["config"]["digest"]:
             return Difference(plat, "config", man_a["config"]["digest"], man_b["config"]["digest"])
-        for number, (layer_a, layer_b) in enumerate(zip(man_a["layers"], man_b["layers"])):
+        for number, (layer_a, layer_b) in enumerate(zip(man_a["layers"], man_b["layers"], strict=False)):
             if layer_a["digest"] != layer_b["digest"]:
                 return Difference(plat, f"layer {number}", layer_a["digest"], layer_b["digest"])
         return Difference(plat, "manifest", desc_a["digest"], desc_b["digest"])
     return Difference("-", "index", top_a["digest"], top_b["digest"])
 
 
-def rebuild_and_compare(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter) -> VerifyReport:
+def rebuild_and_compare(
+    loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter
+) -> VerifyReport:
     epoch, _ = resolve_epoch(loaded)
     report = VerifyReport()
     with tempfile.TemporaryDirectory(prefix="xarch-verify-") as tmp:

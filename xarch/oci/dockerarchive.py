@@ -21,7 +21,7 @@ def docker_archive_files(image: Image, repo_tags: list[str]) -> list[tuple[str, 
     layer_paths = [f"blobs/sha256/{hex_of(layer.descriptor.digest)}" for layer in image.layers]
     manifest = [{"Config": config_path, "Layers": layer_paths, "RepoTags": list(repo_tags)}]
     files = {config_path: image.config_bytes, "manifest.json": canonical_json(manifest)}
-    for path, layer in zip(layer_paths, image.layers):
+    for path, layer in zip(layer_paths, image.layers, strict=True):
         files[path] = layer.blob
     return sorted(files.items())
 

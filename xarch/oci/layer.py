@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable
 
 from xarch.oci.compress import gzip_bytes
 from xarch.oci.digest import OCI_LAYER_GZIP, Descriptor, sha256_digest
@@ -59,6 +59,6 @@ def build_layer(name: str, entries: Iterable[Entry], epoch: int, level: int) -> 
     ordered = sorted_entries(fix_hardlinks(list(entries)))
     buffer = io.BytesIO()
     result = write_tar(ordered, epoch, buffer)
-    blob = gzip_bytes(buffer.getbuffer(), level)
+    blob = gzip_bytes(buffer.getvalue(), level)
     assert result.sha256 == sha256_digest(buffer.getvalue())
     return Layer(name, result.sha256, blob, result.size, len(ordered))

@@ -11,8 +11,9 @@ at the end and no record padding.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 from xarch.oci.tree import Entry
 

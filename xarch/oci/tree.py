@@ -9,9 +9,10 @@ already what the image should carry: the writer adds nothing from the build host
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 EntryType = Literal["file", "dir", "symlink", "hardlink"]
 
