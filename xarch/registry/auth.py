@@ -118,11 +118,12 @@ class Authenticator:
                 form = dict(query)
                 form.update(grant_type="refresh_token", refresh_token=self.credentials.identity_token,
                             client_id="xarch")
-                reply = self.session.post(realm, data=form, timeout=60)
+                reply = self.session.post(realm, data=form, timeout=60, verify=self.session.verify)
             else:
                 auth = (self.credentials.username or "", self.credentials.password or "") \
                     if self.credentials.present else None
-                reply = self.session.get(realm, params=query, auth=auth, timeout=60)
+                reply = self.session.get(realm, params=query, auth=auth, timeout=60,
+                                         verify=self.session.verify)
         except requests.RequestException as exc:
             reason = type(exc).__name__
             raise RegistryError(f"cannot reach the token service of {self.host}: {reason}") from None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from xarch.registry.auth import ANONYMOUS, Authenticator, Credentials
 from xarch.registry.errors import AuthError, RegistryError
@@ -107,9 +108,12 @@ class RegistryClient:
         self.session.headers["User-Agent"] = "xarch"
         if self.settings.insecure:
             self.session.verify = False
+            # The user asked for it (--insecure); one warning per request would bury the progress lines.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         elif self.settings.ca_cert:
             self.session.verify = self.settings.ca_cert
-        # Otherwise verify=True, and requests honours REQUESTS_CA_BUNDLE from the environment.
+        # Otherwise verify=True, and requests honours REQUESTS_CA_BUNDLE from the environment. Every call
+        # passes verify= explicitly: requests lets that variable override a session's own setting.
         self.auth = Authenticator(host, credentials, self.session)
         self._base: str | None = None
 
@@ -133,7 +137,7 @@ class RegistryClient:
         https = f"https://{self.host}"
         for attempt in range(self.settings.retries + 1):
             try:
-                self.session.get(f"{https}/v2/", timeout=self.settings.timeout)
+                self.session.get(f"{https}/v2/", timeout=self.settings.timeout, verify=self.session.verify)
                 return https
             except requests.exceptions.SSLError as exc:
                 error: Exception = exc
@@ -179,7 +183,7 @@ class RegistryClient:
             try:
                 response = self.session.request(method, url, headers=all_headers, data=body,
                                                 timeout=self.settings.timeout, stream=stream,
-                                                allow_redirects=True)
+                                                allow_redirects=True, verify=self.session.verify)
             except requests.exceptions.SSLError as exc:
                 raise RegistryError(f"TLS to {self.host} failed ({_ssl_reason(exc)})") from None
             except _TRANSIENT as exc:
