@@ -19,6 +19,7 @@ from tests.support.dockerd import (  # noqa: F401 (fixtures)
     busybox_arm64_image,
     docker_client,
     dockerd,
+    unique_tag,
 )
 from xarch.oci.tree import Tree
 from xarch.run.buildx import (
@@ -220,3 +221,35 @@ def arm64_run_stage(
         " && ln -s hello /out/link\n"
     )
     return BuildxStage(context / "Dockerfile", context, build_args, no_cache=no_cache)
+
+
+@pytest.mark.docker
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_buildx_output_becomes_the_same_layer_and_runs_when_loaded(
+    buildx: str, busybox_arm64_image: str, qemu_aarch64: None, docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    from xarch.docker.load import load_built_image
+    from xarch.oci.image import RuntimeConfig, build_image
+    from xarch.oci.layer import build_layer
+
+    stage = arm64_run_stage(tmp_path, busybox_arm64_image, {"GREETING": "layered"}, no_cache=True)
+    layers = []
+    for run in ("one", "two"):
+        tree = build_platform(stage, "linux/arm64", tmp_path / run, log=lambda _line: None, docker=buildx)
+        layers.append(build_layer("rootfs", tree, epoch=0, level=6))
+    assert layers[0].diff_id == layers[1].diff_id
+    assert layers[0].descriptor.digest == layers[1].descriptor.digest
+
+    image = build_image({"architecture": "arm64", "os": "linux"}, [layers[0]],
+                        RuntimeConfig(env=["PATH=/bin"], cmd=["/bin/cat", "/out/link"]), epoch=0,
+                        compressor="test")
+    tag = unique_tag("xarch-test/buildx-layer")
+    try:
+        loaded = load_built_image(image, tag, docker_client)
+        assert loaded.platform == "linux/arm64"
+        output = docker_client.containers.run(tag, remove=True, network_disabled=True)
+        assert output == b"layered from aarch64\n"
+    finally:
+        docker_client.images.remove(tag, force=True)

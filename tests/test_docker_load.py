@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 from click.testing import CliRunner
 
@@ -149,3 +150,35 @@ def test_an_unreachable_daemon_is_one_clear_error(
 def test_a_missing_layout_is_named(tmp_path: Path) -> None:
     with pytest.raises(DockerError, match="nothing-here: no such file or folder"):
         load_image(tmp_path / "nothing-here", tag="x:y")
+
+
+def test_an_oci_archive_loads_like_a_layout(
+    docker_client: docker.DockerClient, made_images: list[str], tmp_path: Path, host_busybox: Path
+) -> None:
+    skopeo = need_tool("skopeo")
+    layout = tmp_path / "layout"
+    write_busybox_layout([(host_busybox, "amd64")], layout)
+    archive = tmp_path / "image.oci.tar"
+    subprocess.run([skopeo, "copy", "--quiet", f"oci:{layout}:latest", f"oci-archive:{archive}:latest"],
+                   check=True)
+    tag = unique_tag()
+    made_images.append(tag)
+    loaded = load_image(archive, tag=tag, client=docker_client)
+    assert docker_client.images.get(tag).id == loaded.image_id
+    assert loaded.platform == "linux/amd64"
+
+
+def test_a_platform_for_a_docker_archive_is_refused_before_loading(
+    docker_client: docker.DockerClient, tmp_path: Path, host_busybox: Path
+) -> None:
+    skopeo = need_tool("skopeo")
+    layout = tmp_path / "layout"
+    write_busybox_layout([(host_busybox, "amd64")], layout)
+    archive = tmp_path / "image.tar"
+    tag = unique_tag()
+    subprocess.run([skopeo, "copy", "--quiet", f"oci:{layout}:latest", f"docker-archive:{archive}:{tag}"],
+                   check=True)
+    with pytest.raises(DockerError, match="a docker-archive holds one platform"):
+        load_image(archive, platform="arm64", client=docker_client)
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(tag)

@@ -89,27 +89,34 @@ def load_image(
     """
     source = Path(source)
     if source.is_file() and _is_docker_archive(source):
+        if platform:
+            raise DockerError(f"{source}: a docker-archive holds one platform; --platform picks one "
+                              "from an OCI layout")
+        full_tag = _docker_tag(tag) if tag else None  # checked before anything is loaded
         client = client or docker_client()
         image_id = load_archive(source, client)
         image = client.images.get(image_id)
-        if tag:
-            name, _, version = _docker_tag(tag).rpartition(":")
+        if full_tag:
+            name, _, version = full_tag.rpartition(":")
             image.tag(name, version)
         attrs = image.attrs
         arch = "/".join(p for p in (attrs.get("Os"), attrs.get("Architecture"), attrs.get("Variant")) if p)
-        return LoadedImage(image_id, tag or ",".join(image.tags), arch)
+        return LoadedImage(image_id, full_tag or ",".join(image.tags), arch)
 
-    full_tag = _docker_tag(tag or _default_tag(source))
     image = read_layout_image(source, platform)
+    return load_built_image(image, tag or _default_tag(source), client)
+
+
+def load_built_image(image: Image, tag: str, client: docker.DockerClient | None = None) -> LoadedImage:
+    """Load one image of a build (`xarch build --load`) into Docker as TAG."""
+    full_tag = _docker_tag(tag)
     client = client or docker_client()
     with tempfile.TemporaryDirectory(prefix="xarch-load-") as scratch:
         archive = Path(scratch) / "image.tar"
         # The archive is transient: its tar header times do not matter, the epoch keeps them fixed.
         write_docker_archive(image, [full_tag], archive, epoch=0)
         image_id = load_archive(archive, client)
-    plat = image.platform
-    name = "/".join(p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p)
-    return LoadedImage(image_id, full_tag, name)
+    return LoadedImage(image_id, full_tag, _platform_name(image.platform))
 
 
 def read_layout_image(layout: Path, platform: str | None) -> Image:
