@@ -67,12 +67,15 @@ def isolation_problem() -> str | None:
     )
 
 
-def _unshare_argv(network: bool) -> list[str]:
-    problem = isolation_problem()
-    if problem:
-        raise IsolationUnavailable(problem)
+def unshare_argv(network: bool, rootless: bool | None = None) -> list[str]:
+    """The `unshare` prefix; ROOTLESS (default: not root) adds a user namespace mapped to root."""
+    if rootless is None:
+        problem = isolation_problem()
+        if problem:
+            raise IsolationUnavailable(problem)
+        rootless = os.geteuid() != 0
     argv = ["unshare"]
-    if os.geteuid() != 0:
+    if rootless:
         argv += ["--user", "--map-root-user"]
     argv += ["--mount", "--pid", "--fork", "--kill-child"]
     if not network:
@@ -138,20 +141,26 @@ def _net_word(network: bool) -> str:
     return "open" if network else "isolated"
 
 
-def run_in_rootfs(
-    rootfs: Path, step: str, env: Mapping[str, str], *, cwd: str = "/", network: bool = False, log: Log
-) -> RunResult:
-    """Run shell text STEP with /bin/sh of ROOTFS, chrooted, in CWD (a path inside ROOTFS)."""
+def rootfs_command(
+    rootfs: Path, step: str, *, cwd: str = "/", network: bool = False, rootless: bool | None = None
+) -> list[str]:
+    """The command line that runs shell text STEP with /bin/sh of ROOTFS, chrooted, in CWD."""
     rootfs = rootfs.resolve()
     if not (rootfs / "bin" / "sh").exists() and not (rootfs / "bin" / "sh").is_symlink():
         raise XarchError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
     for mountpoint in ("proc", "dev", "tmp"):
         (rootfs / mountpoint).mkdir(exist_ok=True)
-    argv = [
-        *_unshare_argv(network), "/bin/sh", "-c", _CHROOT_SETUP, "xarch-setup",
+    return [
+        *unshare_argv(network, rootless), "/bin/sh", "-c", _CHROOT_SETUP, "xarch-setup",
         _net_word(network), str(rootfs), cwd, step,
     ]
-    return _stream(argv, env, log)
+
+
+def run_in_rootfs(
+    rootfs: Path, step: str, env: Mapping[str, str], *, cwd: str = "/", network: bool = False, log: Log
+) -> RunResult:
+    """Run shell text STEP with /bin/sh of ROOTFS, chrooted, in CWD (a path inside ROOTFS)."""
+    return _stream(rootfs_command(rootfs, step, cwd=cwd, network=network), env, log)
 
 
 def run_on_host(
@@ -175,7 +184,7 @@ def run_on_host(
             raise XarchError(f"{resolved} is under {CROSS_MOUNT_BASE}, which cross steps mount over: move it")
     pairs = [str(part) for source, target in binds for part in (source.resolve(), target)]
     argv = [
-        *_unshare_argv(network), "/bin/sh", "-c", _HOST_SETUP, "xarch-setup",
+        *unshare_argv(network), "/bin/sh", "-c", _HOST_SETUP, "xarch-setup",
         _net_word(network), str(CROSS_MOUNT_BASE), str(CROSS_HOME), str(cwd), step, *pairs,
     ]
     return _stream(argv, env, log)

@@ -1,0 +1,131 @@
+"""binfmt_misc, QEMU, the interpreter copy and the rootless route, with the real kernel and QEMU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_tool
+from xarch import platforms
+from xarch.run import binfmt, qemu
+from xarch.run.chroot import rootfs_command
+from xarch.run.steps import FIXED_PATH, StepSpec
+
+pytest_plugins = ["tests.support.rootfs"]
+
+AARCH64_ENTRY = """enabled
+interpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P
+flags: POCF
+offset 0
+magic 7f454c460201010000000000000000000200b700
+mask ffffffffffffff00fffffffffffffffffeffffff
+"""
+
+
+def test_parse_entry_reads_interpreter_and_flags() -> None:
+    entry = binfmt.parse_entry("qemu-aarch64", AARCH64_ENTRY)
+    interpreter = "/usr/libexec/qemu-binfmt/aarch64-binfmt-P"
+    assert entry == binfmt.BinfmtEntry("qemu-aarch64", True, interpreter, "POCF")
+    assert entry.fix_binary
+    text = AARCH64_ENTRY.replace("enabled", "disabled").replace("POCF", "P")
+    disabled = binfmt.parse_entry("qemu-arm", text)
+    assert not disabled.enabled and not disabled.fix_binary
+
+
+def test_register_line_from_an_update_binfmts_format_file() -> None:
+    fields = {
+        "package": "qemu-user-static", "interpreter": "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+        "magic": r"\x7f\x45\x4c\x46", "offset": "0", "mask": r"\xff\xff\xff\xff", "credentials": "no",
+        "fix_binary": "yes", "preserve": "yes",
+    }
+    assert binfmt.register_line("qemu-aarch64", fields) == (
+        r":qemu-aarch64:M:0:\x7f\x45\x4c\x46:\xff\xff\xff\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:FP"
+    )
+
+
+def test_status_of_an_unmounted_binfmt_dir_says_so(tmp_path: Path, arm64) -> None:
+    state = binfmt.status(arm64, root=tmp_path)
+    assert not state.works
+    assert state.problem() == f"binfmt_misc is not mounted at {binfmt.BINFMT_DIR}"
+
+
+@pytest.mark.qemu
+def test_set_up_binfmt_reports_a_working_aarch64_entry(arm64_emulation) -> None:
+    state = binfmt.status(arm64_emulation)
+    assert state.works and state.entry is not None
+    assert Path(state.entry.interpreter).resolve() == qemu.find_qemu(arm64_emulation).resolve()
+
+
+@pytest.mark.qemu
+def test_interpreter_is_copied_in_without_fix_binary_and_removed_after(
+    arm64_emulation, arm64_rootfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Re-registering the host's entry without F would break concurrent emulation, so the
+    # status is read as if F were absent; the copy itself and the step run are real.
+    real = binfmt.status(arm64_emulation)
+    assert real.entry is not None
+    without_f = binfmt.BinfmtStatus(
+        real.name, real.mounted, real.globally_enabled,
+        binfmt.BinfmtEntry(real.entry.name, True, real.entry.interpreter, real.entry.flags.replace("F", "")),
+    )
+    monkeypatch.setattr(binfmt, "status", lambda platform, root=binfmt.BINFMT_DIR: without_f)
+    inside = real.entry.interpreter
+    lines: list[str] = []
+    step = f"test -x {inside} && echo present"
+    qemu.run_emulated(arm64_emulation, arm64_rootfs, step, {"PATH": FIXED_PATH}, log=lines.append)
+    assert lines == ["present"]
+    assert not (arm64_rootfs / inside.lstrip("/")).exists()
+    assert not (arm64_rootfs / "usr").exists()  # the directories made for it are gone too
+
+
+@pytest.mark.qemu
+def test_run_binary_runs_a_static_arm64_busybox(arm64_emulation, arm64_rootfs: Path) -> None:
+    output = qemu.run_binary(arm64_emulation, arm64_rootfs / "bin" / "busybox", ["uname", "-m"])
+    assert output == "aarch64\n"
+
+
+def test_missing_qemu_names_the_package() -> None:
+    ghost = platforms.Platform(
+        name="ghost", os="linux", architecture="ghost", variant=None, debian_arch="ghost",
+        triplet="ghost-linux-gnu", qemu="ghost", uname_machine="ghost",
+    )
+    with pytest.raises(qemu.EmulationUnavailable) as caught:
+        qemu.require_emulation(ghost)
+    assert str(caught.value) == (
+        "cannot emulate ghost: qemu-ghost-static is not installed "
+        "(fix: apt-get install qemu-user-static binfmt-support)"
+    )
+
+
+@pytest.mark.qemu
+def test_rootless_route_runs_an_emulated_step_as_an_unprivileged_user(arm64_emulation,
+                                                                     arm64_rootfs: Path) -> None:
+    """The exact command xarch runs without root, started as `nobody` (a real unprivileged user)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user; as non-root the default route is the rootless one")
+    setpriv = need_tool("setpriv")
+    # pytest's tmp dirs are private to root; nobody needs a path it can reach.
+    base = Path(tempfile.mkdtemp(prefix="xarch-rootless-"))
+    try:
+        rootfs = base / "root"
+        shutil.copytree(arm64_rootfs, rootfs, symlinks=True)
+        subprocess.run(["chown", "-R", "65534:65534", str(base)], check=True)
+        step = StepSpec("id -u > /id.txt && uname -m >> /id.txt")
+        command = rootfs_command(rootfs, step.run, cwd="/", rootless=True)
+        completed = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i", f"PATH={FIXED_PATH}",
+             *command],
+            capture_output=True, text=True,
+        )
+        if completed.returncode != 0 and "Operation not permitted" in completed.stderr:
+            pytest.skip(f"user namespaces are disabled for unprivileged users: {completed.stderr.strip()}")
+        assert completed.returncode == 0, completed.stderr
+        assert (rootfs / "id.txt").read_text() == "0\naarch64\n"
+        assert (rootfs / "id.txt").stat().st_uid == 65534
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
