@@ -1,0 +1,101 @@
+"""The bundled example (examples/hello), its busybox binaries, and the real CLI in a subprocess.
+
+Import the fixtures into a test module (`from tests.support.hello import hello_binaries, …`).
+The example is built once per session (`hello_build`); tests that change a recipe copy it
+into a tmp folder with `copy_hello`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REQUIRE_TOOLS
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO = REPO / "examples" / "hello"
+ARCHES = ("amd64", "arm64")
+
+
+def run_xarch(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], object] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI (`python -m xarch.cli ARGS`) in a subprocess, as a user would run it."""
+    # A SOURCE_DATE_EPOCH of the caller's shell would override the recipe's epoch.
+    full_env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"} if env is None else dict(env)
+    # The package is imported from the repository even when cwd is elsewhere.
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "xarch.cli", *args],
+        cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+        preexec_fn=preexec_fn, check=False,
+    )
+
+
+def run_ok(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = run_xarch(*args, **kwargs)  # type: ignore[arg-type]
+    assert result.returncode == 0, f"xarch {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def hello_binaries() -> Path:
+    """examples/hello/bin/<arch>/busybox for amd64 and arm64, fetched by the example's script."""
+    missing = [arch for arch in ARCHES if not (HELLO / "bin" / arch / "busybox").is_file()]
+    if missing:
+        result = subprocess.run([str(HELLO / "fetch-busybox"), *missing], capture_output=True, text=True,
+                                check=False, timeout=600)
+        if result.returncode != 0:
+            message = f"examples/hello/fetch-busybox failed: {result.stderr.strip()[-500:]}"
+            if REQUIRE_TOOLS:
+                pytest.fail(message)
+            pytest.skip(message)
+    return HELLO / "bin"
+
+
+def copy_hello(target: Path) -> Path:
+    """A copy of the example's folder (binaries included, no dist/) at TARGET; returns its recipe."""
+    shutil.copytree(HELLO, target, ignore=shutil.ignore_patterns("dist"), symlinks=True)
+    return target / "xarch.yaml"
+
+
+@dataclass(frozen=True)
+class HelloBuild:
+    """One build of the example for amd64,arm64 written to every kind of output."""
+
+    layout: Path
+    oci_archive: Path
+    docker_archives: dict[str, Path]  # arch → docker-archive of that platform
+    summary: dict  # the build's --json output
+
+    @property
+    def index_digest(self) -> str:
+        return str(self.summary["index_digest"])
+
+
+@pytest.fixture(scope="session")
+def hello_build(hello_binaries: Path, tmp_path_factory: pytest.TempPathFactory) -> HelloBuild:
+    out = tmp_path_factory.mktemp("hello-build")
+    recipe = str(HELLO / "xarch.yaml")
+    result = run_ok("build", "-f", recipe, "--platform", "amd64,arm64", "--json",
+                    "-o", f"oci:{out / 'layout'}", "-o", f"oci-archive:{out / 'hello.oci.tar'}",
+                    "-o", f"docker-archive:{out / 'hello-amd64.docker.tar'}", "--docker-platform", "amd64")
+    run_ok("build", "-f", recipe, "-q", "-o", f"docker-archive:{out / 'hello-arm64.docker.tar'}",
+           "--docker-platform", "arm64")
+    return HelloBuild(
+        out / "layout", out / "hello.oci.tar",
+        {"amd64": out / "hello-amd64.docker.tar", "arm64": out / "hello-arm64.docker.tar"},
+        json.loads(result.stdout),
+    )
