@@ -7,6 +7,7 @@ real registry behind it).
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.server
 import io
@@ -18,6 +19,7 @@ import subprocess
 import tarfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +69,8 @@ class Registry:
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
 
-    def write_config(self, htpasswd: Path | None, key: Path | None) -> Path:
+    def write_config(self, htpasswd: Path | None, key: Path | None,
+                     token: dict[str, str] | None = None) -> Path:
         config: dict[str, Any] = {
             "version": 0.1,
             "log": {"level": "info", "formatter": "text"},
@@ -78,6 +81,8 @@ class Registry:
         }
         if htpasswd:
             config["auth"] = {"htpasswd": {"realm": "xarch-test", "path": str(htpasswd)}}
+        if token:
+            config["auth"] = {"token": token}
         if self.tls_cert and key:
             config["http"]["tls"] = {"certificate": str(self.tls_cert), "key": str(key)}
         path = self.workdir / "config.yml"
@@ -115,7 +120,8 @@ class Registry:
             self.process = None
 
 
-def _start_registry(tmp: Path, *, auth: bool = False, tls: bool = False) -> Registry:
+def _start_registry(tmp: Path, *, auth: bool = False, tls: bool = False,
+                    token: dict[str, str] | None = None) -> Registry:
     need_tool("docker-registry")
     tmp.mkdir(parents=True, exist_ok=True)
     registry = Registry(tmp, free_port())
@@ -136,7 +142,7 @@ def _start_registry(tmp: Path, *, auth: bool = False, tls: bool = False) -> Regi
              "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(registry.tls_cert)],
             check=True, capture_output=True,
         )
-    registry.write_config(htpasswd, key)
+    registry.write_config(htpasswd, key, token)
     registry.start()
     return registry
 
@@ -163,6 +169,95 @@ def tls_registry(tmp_path: Path) -> Iterator[Registry]:
     running = _start_registry(tmp_path / "registry-tls", tls=True)
     yield running
     running.stop()
+
+
+# ---- a token service, for the Bearer flow -------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenService:
+    """A Docker token service: Basic-authenticates alice and signs RS256 JWTs the real registry checks.
+
+    Signing is done by the openssl command (already a test tool), so no JWT library is needed.
+    """
+
+    service = "xarch-test-registry"
+    issuer = "xarch-test-issuer"
+
+    def __init__(self, workdir: Path, username: str, password: str):
+        need_tool("openssl")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.key, self.cert = workdir / "token-key.pem", workdir / "token-cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=xarch-token-signer", "-keyout", str(self.key), "-out", str(self.cert)],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.username, self.password = username, password
+        self.expected_header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.requests: list[dict[str, list[str]]] = []
+        service = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib's name
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                service.requests.append(query)
+                if self.headers.get("Authorization") != service.expected_header:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = json.dumps({"token": service.sign(query.get("scope", []))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def sign(self, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": self.issuer, "sub": self.username, "aud": self.service, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": str(random.getrandbits(64)), "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                                   input=signing_input.encode(), check=True, capture_output=True).stdout
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def registry_config(self) -> dict[str, str]:
+        return {"realm": self.realm, "service": self.service, "issuer": self.issuer,
+                "rootcertbundle": str(self.cert)}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path) -> Iterator[tuple[Registry, TokenService]]:
+    """A registry that answers with Bearer challenges, and the token service it trusts."""
+    tokens = TokenService(tmp_path / "tokens", "bob", "t0ken-Pa55-plugh")
+    running = _start_registry(tmp_path / "registry-token", token=tokens.registry_config())
+    running.username, running.password = tokens.username, tokens.password
+    yield running, tokens
+    running.stop()
+    tokens.close()
 
 
 # ---- OCI layouts made by hand -----------------------------------------------------------------
