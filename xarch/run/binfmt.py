@@ -141,23 +141,27 @@ def register_line(name: str, fields: dict[str, str]) -> str:
     )
 
 
+def format_file(platform: Platform) -> Path:
+    """qemu-user-static's update-binfmts description of the entry (magic, mask, interpreter, flags)."""
+    return BINFMTS_FORMATS_DIR / entry_name(platform)
+
+
 def enable(platform: Platform, root: Path = BINFMT_DIR) -> None:
     """Register and enable qemu-<name>: through update-binfmts when present, else directly."""
     _require_root("registering binfmt_misc entries")
     name = entry_name(platform)
-    format_file = BINFMTS_FORMATS_DIR / name
-    if not format_file.is_file():
+    description = format_file(platform)
+    if not description.is_file():
         raise BinfmtError(
-            f"{format_file} is missing, so {name} cannot be registered: apt-get install qemu-user-static"
+            f"{description} is missing, so {name} cannot be registered: apt-get install qemu-user-static"
         )
+    if read_entry(name, root) is not None:
+        (root / name).write_text("1")  # registered but disabled: writing 1 re-enables it
+        return
     if shutil.which("update-binfmts"):
         local["update-binfmts"]["--enable", name]()
         return
-    current = read_entry(name, root)
-    if current is not None:
-        (root / name).write_text("1")
-        return
-    (root / "register").write_text(register_line(name, _format_file_fields(format_file)))
+    (root / "register").write_text(register_line(name, _format_file_fields(description)))
 
 
 def ensure_binfmt(

@@ -46,7 +46,7 @@ def setup_emulation() -> list[str]:
     host = platforms.host()
     foreign = [
         plat for plat in platforms.all_platforms().values()
-        if plat.name != host.name and qemu.find_qemu(plat) is not None
+        if plat.name != host.name and qemu.find_qemu(plat) is not None and binfmt.format_file(plat).is_file()
     ]
     states = binfmt.ensure_binfmt(foreign, setup=True)
     return [f"{name}: {'enabled' if state.works else state.problem()}" for name, state in states.items()]

@@ -43,6 +43,9 @@ def emulation_problem(platform: Platform) -> Problem | None:
         )
     state = binfmt.status(platform)
     why = state.problem()
+    if why and state.entry is None and not binfmt.format_file(platform).is_file():
+        # Debian registers no entry where the host CPU runs the binaries itself (i386 on amd64).
+        return Problem(f"{why}, and qemu-user-static ships no binfmt format for it on this host", "")
     if why:
         return Problem(why, "xarch platforms --setup")
     return None
