@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.debian_fixtures import (  # noqa: F401 - pytest fixtures
-    apt_repo,
-    apt_server,
-    debian_key,
-    debian_source,
-    fixture_debs,
-    keyring,
-    store,
-)
 from xarch import platforms
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import ResolveError
 from xarch.sources.debian.lock import resolve_lock
+
+# The signed test repository and its server (fixtures with teardown).
+pytest_plugins = ["tests.support.debian_fixtures"]
 
 AMD64, ARM64 = platforms.get("amd64"), platforms.get("arm64")
 
@@ -69,7 +63,8 @@ def test_per_platform_additions_and_exclusions(debian_source: DebianSource) -> N
                                  platforms={"arm64": {"add": ["armonly"], "exclude": ["plain"]}})
     lock = resolve_lock(debian_source, selection, [AMD64, ARM64])
     assert [p.name for p in lock.entries("amd64")] == ["plain", "prelib"]
-    assert [(p.name, p.architecture) for p in lock.entries("arm64")] == [("armonly", "arm64"), ("prelib", "all")]
+    arm = [(p.name, p.architecture) for p in lock.entries("arm64")]
+    assert arm == [("armonly", "arm64"), ("prelib", "all")]
     assert {p.architecture for p in resolve_lock(debian_source, PackageSelection(packages=["app"]),
                                                  [ARM64]).entries("arm64")} == {"arm64", "all"}
 
@@ -89,7 +84,8 @@ def test_pinned_version(debian_source: DebianSource) -> None:
                       r"mail-agent"),
     (["conflicter", "prelib"], r"conflicter 1\.0 conflicts with prelib 1\.0"),
 ])
-def test_unsatisfiable_is_one_clear_error(debian_source: DebianSource, packages: list[str], message: str) -> None:
+def test_unsatisfiable_is_one_clear_error(debian_source: DebianSource, packages: list[str],
+                                          message: str) -> None:
     with pytest.raises(ResolveError, match=message) as caught:
         lock_names(debian_source, packages)
     assert "\n" not in str(caught.value)

@@ -19,6 +19,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from xarch.store import Store
+
 SUITE = "stable"
 ARCHES = ("amd64", "arm64")
 
@@ -69,7 +71,7 @@ def build_deb(pkg: FixturePackage, workdir: Path, out_dir: Path) -> Path:
     return deb
 
 
-def _ar(members: list[tuple[str, bytes]]) -> bytes:
+def ar_archive(members: list[tuple[str, bytes]]) -> bytes:
     out = bytearray(b"!<arch>\n")
     for name, data in members:
         header = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
@@ -93,7 +95,7 @@ def raw_deb(path: Path, name: str, members: list[tarfile.TarInfo], contents: dic
             if payload is not None:
                 info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload) if payload is not None else None)
-    path.write_bytes(_ar([("debian-binary", b"2.0\n"), ("control.tar.gz", control_tar.getvalue()),
+    path.write_bytes(ar_archive([("debian-binary", b"2.0\n"), ("control.tar.gz", control_tar.getvalue()),
                           ("data.tar.xz", data_tar.getvalue())]))
     return path
 
@@ -106,7 +108,8 @@ class GpgKey:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._gpg("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
         listing = self._gpg("--with-colons", "--list-secret-keys").stdout.decode()
-        self.fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+        fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
+        self.fingerprint = fingerprints[0]
 
     def _gpg(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes", *args],
@@ -148,13 +151,17 @@ class AptRepo:
             "Origin": "xarch-tests", "Suite": suite, "Codename": suite, "Components": "main",
             "Architectures": " ".join(arches),
         }
-        if valid_until:
-            options["Valid-Until"] = valid_until
         args = []
         for key, value in options.items():
             args += ["-o", f"APT::FTPArchive::Release::{key}={value}"]
         release = subprocess.run(["apt-ftparchive", *args, "release", str(dist)], check=True,
                                  capture_output=True).stdout
+        if valid_until:
+            # apt-ftparchive only computes Valid-Until from now (ValidTime); a fixed one
+            # in the past is inserted after Date, before signing.
+            lines = release.decode().splitlines(keepends=True)
+            at = next(i for i, line in enumerate(lines) if line.startswith("Date:")) + 1
+            release = "".join(lines[:at] + [f"Valid-Until: {valid_until}\n"] + lines[at:]).encode()
         (dist / "Release").write_bytes(release + extra_release.encode())
         (dist / "InRelease").unlink(missing_ok=True)
         self.key.clearsign(dist / "Release", dist / "InRelease")
@@ -181,6 +188,12 @@ class RepoServer:
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         self.server.requests_seen.append(self.path)  # type: ignore[attr-defined]
+
+
+def stored_blobs(store: Store) -> list[str]:
+    """The digests in STORE (to check that a failure stored nothing)."""
+    folder = store.root / "sha256"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 def have_tools() -> list[str]:

@@ -60,8 +60,3 @@ def debian_source(apt_server: RepoServer, keyring: Path) -> DebianSource:
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
-
-
-def stored_blobs(store: Store) -> list[str]:
-    folder = store.root / "sha256"
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []

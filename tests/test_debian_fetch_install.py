@@ -1,0 +1,168 @@
+"""Verified downloads into the store and installation into an image tree, no scripts run."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.support.aptrepo import AptRepo, RepoServer, stored_blobs
+from xarch import platforms
+from xarch.oci.tree import Tree
+from xarch.sources.debian.config import DebianSource, PackageSelection
+from xarch.sources.debian.errors import FetchError, UnpackError
+from xarch.sources.debian.fetch import fetch_packages
+from xarch.sources.debian.install import Group, User, install_packages, write_accounts
+from xarch.sources.debian.lock import Lock, resolve_lock
+from xarch.store import Store
+
+# The signed test repository and its server (fixtures with teardown).
+pytest_plugins = ["tests.support.debian_fixtures"]
+
+AMD64, ARM64 = platforms.get("amd64"), platforms.get("arm64")
+EPOCH = 1700000000
+IMAGE = ["app", "ca-certificates", "tzdata", "base-passwd"]
+
+
+def locked(source: DebianSource, packages: list[str] = IMAGE) -> Lock:
+    return resolve_lock(source, PackageSelection(packages=packages), [AMD64, ARM64])
+
+
+def test_fetch_then_second_fetch_needs_no_network(debian_source: DebianSource, store: Store,
+                                                  apt_server: RepoServer) -> None:
+    lock = locked(debian_source)
+    lines: list[str] = []
+    for plat in ("amd64", "arm64"):
+        fetch_packages(lock.entries(plat), debian_source.base_url(), store, say=lines.append, show_bar=False)
+    assert len(stored_blobs(store)) == len({p.sha256 for e in ("amd64", "arm64") for p in lock.entries(e)})
+    assert any(line.startswith("fetched app 1.0 (arm64)") for line in lines)
+    apt_server.stop()  # from here on, any network access fails
+    paths = fetch_packages(lock.entries("arm64"), debian_source.base_url(), store, show_bar=False)
+    assert all(path.is_file() for path in paths.values())
+    report = install_packages(Tree(), lock.entries("arm64"), store, EPOCH)
+    assert "app 1.0 (arm64)" in report.installed
+
+
+def test_tampered_deb_never_enters_the_store(apt_repo: AptRepo, debian_source: DebianSource,
+                                             store: Store) -> None:
+    lock = locked(debian_source)
+    entry = next(p for p in lock.entries("amd64") if p.name == "app")
+    deb = apt_repo.root / entry.filename
+    data = bytearray(deb.read_bytes())
+    data[-10] ^= 0xFF  # same size, different bytes
+    deb.write_bytes(bytes(data))
+    with pytest.raises(FetchError, match=r"app 1\.0 \(amd64\) from http://127\.0\.0\.1:\d+/pool/main/"
+                                         r"app_1\.0_amd64\.deb: sha256 is [0-9a-f]{64}, expected "
+                                         + entry.sha256) as caught:
+        fetch_packages([entry], debian_source.base_url(), store, show_bar=False)
+    assert "\n" not in str(caught.value)
+    assert stored_blobs(store) == []
+    assert not list((store.root / "sha256").glob(".tmp-*"))
+
+
+def test_larger_download_is_refused(apt_repo: AptRepo, debian_source: DebianSource, store: Store) -> None:
+    lock = locked(debian_source, ["prelib"])
+    entry = lock.entries("amd64")[0]
+    deb = apt_repo.root / entry.filename
+    deb.write_bytes(deb.read_bytes() + b"trailing")
+    with pytest.raises(FetchError, match=r"larger than the locked"):
+        fetch_packages([entry], debian_source.base_url(), store, show_bar=False)
+    assert stored_blobs(store) == []
+
+
+def test_missing_file_on_the_mirror(apt_repo: AptRepo, debian_source: DebianSource, store: Store) -> None:
+    entry = locked(debian_source, ["prelib"]).entries("amd64")[0]
+    (apt_repo.root / entry.filename).unlink()
+    with pytest.raises(FetchError, match=r"cannot fetch .*prelib_1\.0_all\.deb: HTTP 404"):
+        fetch_packages([entry], debian_source.base_url(), store, show_bar=False)
+
+
+def install(source: DebianSource, store: Store, plat: str = "arm64") -> tuple[Tree, object]:
+    lock = locked(source)
+    fetch_packages(lock.entries(plat), source.base_url(), store, show_bar=False)
+    tree = Tree()
+    return tree, install_packages(tree, lock.entries(plat), store, EPOCH)
+
+
+def test_install_unpacks_without_running_scripts(debian_source: DebianSource, store: Store) -> None:
+    marker = Path("/tmp/xarch-fixture-postinst-ran")
+    marker.unlink(missing_ok=True)
+    tree, report = install(debian_source, store)
+    assert tree.get("usr/bin/app").data == b"#!/bin/sh\necho app arm64\n"
+    assert tree.get("usr/bin/app").mode == 0o755
+    assert tree.get("usr/bin/app-link").type == "symlink" and tree.get("usr/bin/app-link").linkname == "app"
+    assert tree.get("usr/lib/aarch64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 arm64\n"
+    assert ("app", "postinst") in report.skipped and ("app", "prerm") in report.skipped
+    assert ("ca-certificates", "postinst") in report.skipped
+    assert not marker.exists()
+
+
+def test_usrmerge_places_bin_in_usr(debian_source: DebianSource, store: Store) -> None:
+    tree, _ = install(debian_source, store)
+    assert tree.get("bin").type == "symlink" and tree.get("bin").linkname == "usr/bin"
+    assert tree.get("usr/bin/app-legacy").data == b"#!/bin/sh\necho legacy\n"
+    assert "bin/app-legacy" not in tree.entries
+
+
+def test_dpkg_status_and_lists(debian_source: DebianSource, store: Store) -> None:
+    tree, _ = install(debian_source, store)
+    status = tree.get("var/lib/dpkg/status").data.decode()
+    stanzas = status.split("\n\n")
+    names = [s.split("\n", 1)[0].removeprefix("Package: ") for s in stanzas]
+    assert names == sorted(names) and "app" in names and "libfake1" in names
+    app = next(s for s in stanzas if s.startswith("Package: app\n"))
+    assert app.startswith("Package: app\nStatus: install ok installed\n")
+    conf_md5 = hashlib.md5(b"listen 8080\n").hexdigest()
+    assert f"Conffiles:\n /etc/app.conf {conf_md5}\nDescription:" in app
+    assert "Architecture: arm64" in app
+    listing = tree.get("var/lib/dpkg/info/app.list").data.decode().splitlines()
+    assert "/usr/bin/app" in listing and "/bin/app-legacy" in listing
+    assert "var/lib/dpkg/info/libfake1:arm64.list" in tree  # Multi-Arch: same
+
+
+def test_generated_in_place_of_scripts(debian_source: DebianSource, store: Store) -> None:
+    tree, report = install(debian_source, store)
+    bundle = tree.get("etc/ssl/certs/ca-certificates.crt").data
+    # update-ca-certificates order (sorted paths), each certificate ending in a newline.
+    assert bundle == (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+                      b"-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n")
+    pem = tree.get("etc/ssl/certs/Alpha_Root.pem")
+    assert pem.linkname == "/usr/share/ca-certificates/mozilla/Alpha_Root.crt"
+    assert tree.get("etc/localtime").linkname == "/usr/share/zoneinfo/Etc/UTC"
+    assert tree.get("etc/passwd").data == b"root:*:0:0:root:/root:/bin/sh\n"
+    assert "/etc/ssl/certs/ca-certificates.crt" in report.generated
+    assert {tree.get(path).mtime for path in report.generated} == {EPOCH}
+
+
+def test_install_is_deterministic(debian_source: DebianSource, store: Store) -> None:
+    first, _ = install(debian_source, store)
+    second, _ = install(debian_source, store)
+    assert list(first) == list(second)
+
+
+def test_install_needs_the_package_in_the_store(debian_source: DebianSource, store: Store) -> None:
+    lock = locked(debian_source, ["prelib"])
+    with pytest.raises(UnpackError, match=r"prelib 1\.0 \(all\) is not in the store"):
+        install_packages(Tree(), lock.entries("amd64"), store, EPOCH)
+
+
+def test_write_accounts(debian_source: DebianSource, store: Store) -> None:
+    tree, _ = install(debian_source, store)
+    write_accounts(tree, [User("web", 101, 101, home="/var/www")], [Group("web", 101)], EPOCH)
+    assert tree.get("etc/passwd").data.decode().splitlines() == [
+        "root:*:0:0:root:/root:/bin/sh", "web:x:101:101::/var/www:/usr/sbin/nologin"]
+    assert tree.get("etc/group").data.decode().splitlines()[-1] == "web:x:101:"
+    shadow = tree.get("etc/shadow")
+    assert shadow.mode == 0o640 and shadow.gid == 42 and shadow.data == b"root:*:::::::\nweb:*:::::::\n"
+    with pytest.raises(UnpackError, match="id 101 of other is taken by web"):
+        write_accounts(tree, [User("other", 101, 101)], [], EPOCH)
+    with pytest.raises(UnpackError, match="gid 999, which no group has"):
+        write_accounts(tree, [User("lost", 555, 999)], [], EPOCH)
+
+
+def test_write_accounts_without_base_passwd() -> None:
+    tree = Tree()
+    write_accounts(tree, [User("app", 1000, 1000)], [Group("app", 1000)])
+    assert tree.get("etc/passwd").data.decode().splitlines() == [
+        "root:x:0:0:root:/root:/bin/sh", "app:x:1000:1000::/nonexistent:/usr/sbin/nologin"]
