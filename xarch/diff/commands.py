@@ -1,0 +1,35 @@
+"""The `xarch diff A B` command (registered on the CLI group by xarch.cli)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from xarch.diff import diff_paths
+from xarch.diff.report import print_diff
+from xarch.progress import Reporter
+
+
+@click.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--platform", help="Compare only this platform (e.g. arm64 or linux/arm64).")
+@click.option("--json", "as_json", is_flag=True, help="Print every difference as JSON.")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP / unverified TLS for registry references.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the result.")
+def diff_command(a: str, b: str, platform: str | None, as_json: bool, insecure: bool, quiet: bool) -> None:
+    """Compare two images down to the file: exit 0 when identical, 1 when they differ, 2 on trouble.
+
+    A and B are each an OCI layout folder, an oci-archive, a docker-archive (or
+    oci:DIR, oci-archive:FILE, docker-archive:FILE), or a registry reference
+    (docker://REF, or host/name:tag).
+    """
+    reporter = Reporter(quiet=quiet or as_json)
+    result = diff_paths(a, b, platform, insecure, reporter.info)
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty(),
+                      width=None if sys.stdout.isatty() else 200)
+    print_diff(result, as_json, console)
+    if not result.identical:
+        sys.exit(1)

@@ -1,0 +1,359 @@
+"""Compare two images down to the file, and say which digests each difference changes.
+
+Digests nest: a file is inside a layer blob (and its diff_id, which the config lists), the
+config and layer blobs are named by the manifest, the manifest by the index. So a file
+difference changes layer N of P, the config of P, the manifest of P and the index; an
+index annotation changes the index alone; the layout's tag (index.json) changes none.
+Blobs with equal digests are not opened: equal digests mean equal bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from xarch.diff.layers import FileRecord, LayerFiles, read_layer
+from xarch.diff.sources import DiffError, ImageSource, LayerRef, PlatformImage
+
+
+@dataclass(frozen=True)
+class Difference:
+    platform: str  # "" when the difference is above any one platform (index, layout)
+    where: str  # "layout", "index", "manifest", "config", "layer 1 (xarch layer app)"
+    item: str  # a path in the layer, or a field such as "config.Env PATH" or "annotations.x"
+    field: str  # "content", "mode", "added", "removed", "value", …
+    a: Any
+    b: Any
+    changes: tuple[str, ...]  # the digests this difference changes, innermost first
+
+    def to_json(self) -> dict[str, Any]:
+        result = asdict(self)
+        result["changes"] = list(self.changes)
+        return result
+
+
+@dataclass
+class DiffResult:
+    a: str
+    b: str
+    differences: list[Difference] = field(default_factory=list)
+    digests: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # name → (A, B)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def changed_digests(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for difference in self.differences:
+            for name in difference.changes:
+                seen.setdefault(name, None)
+        return list(seen)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "identical": self.identical,
+            "changed_digests": self.changed_digests(),
+            "digests": {name: {"a": a, "b": b} for name, (a, b) in self.digests.items()},
+            "differences": [d.to_json() for d in self.differences],
+            "notes": self.notes,
+        }
+
+
+def _match_key(platform: str) -> str:
+    # arm64's only variant is v8; images written with and without it are the same platform.
+    return platform.removesuffix("/v8") if "/arm64/" in platform + "/" else platform
+
+
+def platform_matches(image_platform: str, wanted: str) -> bool:
+    """Whether IMAGE_PLATFORM ("linux/arm64/v8") is what --platform WANTED names ("arm64", "linux/arm64")."""
+    from xarch import platforms
+    from xarch.diff.sources import platform_key
+
+    wanted = wanted.strip()
+    candidates = {_match_key(wanted), _match_key(f"linux/{wanted}")}
+    try:
+        candidates.add(_match_key(platform_key(platforms.get(wanted).oci_platform())))
+    except (platforms.UnknownPlatform, KeyError, ValueError):
+        pass  # not a name from platforms/: the literal forms above still match
+    return _match_key(image_platform) in candidates
+
+
+class _Comparer:
+    def __init__(self, a: ImageSource, b: ImageSource, progress: Callable[[str], None]) -> None:
+        self.a, self.b, self.progress = a, b, progress
+        self.result = DiffResult(a.label, b.label)
+        self.has_index = a.index is not None or b.index is not None
+        self.has_manifest = any(i.manifest is not None for i in a.images + b.images)
+
+    # --- attribution -------------------------------------------------------------------------
+    def chain(self, level: str, platform: str = "", layer: int | None = None,
+              config: bool = True) -> tuple[str, ...]:
+        names: list[str] = []
+        if level == "layer":
+            names.append(f"layer {layer} of {platform}")
+            if config:  # a layer whose content changes has a new diff_id in the config
+                names.append(f"config of {platform}")
+        elif level == "config":
+            names.append(f"config of {platform}")
+        if level in ("layer", "config", "manifest") and self.has_manifest:
+            names.append(f"manifest of {platform}")
+        if level in ("layer", "config", "manifest", "index") and self.has_index:
+            names.append("index")
+        return tuple(names)
+
+    def add(self, platform: str, where: str, item: str, field_name: str, a: Any, b: Any,
+            changes: tuple[str, ...]) -> None:
+        self.result.differences.append(Difference(platform, where, item, field_name, a, b, changes))
+
+    # --- levels ------------------------------------------------------------------------------
+    def run(self, wanted: str | None) -> DiffResult:
+        a, b = self.a, self.b
+        self.result.digests["index"] = (a.index_digest, b.index_digest)
+        # A docker-archive has RepoTags instead of a layout tag.
+        if a.tag != b.tag and "docker-archive" not in (a.kind, b.kind):
+            self.add("", "layout", "index.json ref.name (tag)", "value", a.tag, b.tag, ())
+        if a.index is not None and b.index is not None and a.index_digest != b.index_digest:
+            self.compare_index(a.index, b.index)
+        elif (a.index is None) != (b.index is None):
+            self.result.notes.append(f"only {'A' if a.index is not None else 'B'} has an image index; "
+                                     "index fields were not compared")
+        images_a = _select(a.images, wanted)
+        images_b = _select(b.images, wanted)
+        if wanted and not images_a and not images_b:
+            names_a, names_b = (", ".join(i.platform for i in s.images) for s in (a, b))
+            raise DiffError(f"--platform {wanted}: neither image has it (A: {names_a}; B: {names_b})")
+        for key in list(images_a) + [k for k in images_b if k not in images_a]:
+            image_a, image_b = images_a.get(key), images_b.get(key)
+            if image_a is None or image_b is None:
+                present = image_a or image_b
+                assert present is not None
+                self.add(present.platform, "index", "platform", "removed" if image_b is None else "added",
+                         present.platform if image_a else None, present.platform if image_b else None,
+                         ("index",) if self.has_index else ())
+                continue
+            self.compare_image(image_a, image_b)
+        return self.result
+
+    def compare_index(self, index_a: dict[str, Any], index_b: dict[str, Any]) -> None:
+        self.compare_mapping("", "index", "annotations", index_a.get("annotations") or {},
+                             index_b.get("annotations") or {}, ("index",))
+        for key in sorted((set(index_a) | set(index_b)) - {"annotations", "manifests"}):
+            if index_a.get(key) != index_b.get(key):
+                self.add("", "index", key, "value", index_a.get(key), index_b.get(key), ("index",))
+        order_a = [_descriptor_platform(d) for d in index_a.get("manifests") or []]
+        order_b = [_descriptor_platform(d) for d in index_b.get("manifests") or []]
+        if sorted(order_a) == sorted(order_b) and order_a != order_b:
+            self.add("", "index", "manifests", "platform order", order_a, order_b, ("index",))
+        descriptors_b = {_descriptor_platform(d): d for d in index_b.get("manifests") or []}
+        for descriptor_a in index_a.get("manifests") or []:
+            descriptor_b = descriptors_b.get(_descriptor_platform(descriptor_a))
+            if descriptor_b is None:
+                continue
+            platform = _descriptor_platform(descriptor_a)
+            self.compare_mapping(platform, "index", "manifests[].annotations",
+                                 descriptor_a.get("annotations") or {}, descriptor_b.get("annotations") or {},
+                                 ("index",))
+            for key in ("mediaType", "platform", "artifactType"):
+                if descriptor_a.get(key) != descriptor_b.get(key):
+                    self.add(platform, "index", f"manifests[].{key}", "value", descriptor_a.get(key),
+                             descriptor_b.get(key), ("index",))
+
+    def compare_mapping(self, platform: str, where: str, prefix: str, a: dict[str, Any], b: dict[str, Any],
+                        changes: tuple[str, ...]) -> None:
+        for key in sorted(set(a) | set(b)):
+            if key not in b:
+                self.add(platform, where, f"{prefix} {key}", "removed", a[key], None, changes)
+            elif key not in a:
+                self.add(platform, where, f"{prefix} {key}", "added", None, b[key], changes)
+            elif a[key] != b[key]:
+                self.add(platform, where, f"{prefix} {key}", "value", a[key], b[key], changes)
+
+    def compare_image(self, a: PlatformImage, b: PlatformImage) -> None:
+        platform = a.platform
+        self.result.digests[f"manifest of {platform}"] = (a.manifest_digest, b.manifest_digest)
+        self.result.digests[f"config of {platform}"] = (a.config_digest, b.config_digest)
+        for n in range(max(len(a.layers), len(b.layers))):
+            self.result.digests[f"layer {n} of {platform}"] = (
+                a.layers[n].digest if n < len(a.layers) else None,
+                b.layers[n].digest if n < len(b.layers) else None)
+        if a.manifest_digest and a.manifest_digest == b.manifest_digest:
+            return
+        if a.manifest is not None and b.manifest is not None:
+            self.compare_manifest(platform, a.manifest, b.manifest)
+        if a.config_digest != b.config_digest:
+            self.compare_config(platform, a.config, b.config)
+        self.compare_layers(platform, a.layers, b.layers)
+
+    def compare_manifest(self, platform: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+        changes = self.chain("manifest", platform)
+        self.compare_mapping(platform, "manifest", "annotations", a.get("annotations") or {},
+                             b.get("annotations") or {}, changes)
+        for key in sorted((set(a) | set(b)) - {"annotations", "config", "layers"}):
+            if a.get(key) != b.get(key):
+                self.add(platform, "manifest", key, "value", a.get(key), b.get(key), changes)
+        if a["config"].get("mediaType") != b["config"].get("mediaType"):
+            self.add(platform, "manifest", "config.mediaType", "value", a["config"].get("mediaType"),
+                     b["config"].get("mediaType"), changes)
+        pairs = zip(a.get("layers") or [], b.get("layers") or [], strict=False)
+        for n, (layer_a, layer_b) in enumerate(pairs):
+            for key in ("mediaType", "annotations"):
+                if layer_a.get(key) != layer_b.get(key):
+                    self.add(platform, "manifest", f"layers[{n}].{key}", "value", layer_a.get(key),
+                             layer_b.get(key), changes)
+
+    def compare_config(self, platform: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+        changes = self.chain("config", platform)
+        for key in sorted(set(a) | set(b)):
+            value_a, value_b = a.get(key), b.get(key)
+            if value_a == value_b:
+                continue
+            if key == "config":
+                self.compare_runtime(platform, value_a or {}, value_b or {}, changes)
+            elif key == "history" and isinstance(value_a, list) and isinstance(value_b, list):
+                for n in range(max(len(value_a), len(value_b))):
+                    entry_a = value_a[n] if n < len(value_a) else None
+                    entry_b = value_b[n] if n < len(value_b) else None
+                    if entry_a != entry_b:
+                        self.add(platform, "config", f"history[{n}]", "value", entry_a, entry_b, changes)
+            elif key == "rootfs" and isinstance(value_a, dict) and isinstance(value_b, dict):
+                # New diff_ids are explained by the layer differences; anything else is reported.
+                rest_a = {k: v for k, v in value_a.items() if k != "diff_ids"}
+                rest_b = {k: v for k, v in value_b.items() if k != "diff_ids"}
+                if rest_a != rest_b:
+                    self.add(platform, "config", "rootfs", "value", rest_a, rest_b, changes)
+            else:
+                self.add(platform, "config", key, "value", value_a, value_b, changes)
+
+    def compare_runtime(self, platform: str, a: dict[str, Any], b: dict[str, Any],
+                        changes: tuple[str, ...]) -> None:
+        for key in sorted(set(a) | set(b)):
+            value_a, value_b = a.get(key), b.get(key)
+            if value_a == value_b:
+                continue
+            if key == "Env" and isinstance(value_a or [], list) and isinstance(value_b or [], list):
+                self.compare_mapping(platform, "config", "config.Env", _env(value_a), _env(value_b), changes)
+            elif isinstance(value_a, dict) and isinstance(value_b, dict):
+                self.compare_mapping(platform, "config", f"config.{key}", value_a, value_b, changes)
+            else:
+                self.add(platform, "config", f"config.{key}", "value", value_a, value_b, changes)
+
+    def compare_layers(self, platform: str, layers_a: list[LayerRef], layers_b: list[LayerRef]) -> None:
+        for layer_a, layer_b in _match_layers(layers_a, layers_b):
+            if layer_a is None or layer_b is None:
+                layer = layer_a or layer_b
+                assert layer is not None
+                where = _layer_label(layer)
+                self.add(platform, where, "(whole layer)", "removed" if layer_b is None else "added",
+                         layer.digest if layer_a else None, layer.digest if layer_b else None,
+                         self.chain("layer", platform, layer.position))
+                continue
+            if layer_a.digest == layer_b.digest:
+                continue
+            where = _layer_label(layer_b)
+            number = layer_b.position
+            if layer_a.diff_id and layer_a.diff_id == layer_b.diff_id:
+                self.add(platform, where, "(compressed bytes)", "compression only, same content",
+                         layer_a.digest, layer_b.digest, self.chain("layer", platform, number, config=False))
+                continue
+            self.compare_files(platform, where, number, layer_a, layer_b)
+
+    def compare_files(self, platform: str, where: str, number: int, layer_a: LayerRef,
+                      layer_b: LayerRef) -> None:
+        self.progress(f"comparing {platform} {where}: {_mb(layer_a.size)} and {_mb(layer_b.size)} (streamed)")
+        files_a = read_layer(layer_a, self.a.label)
+        files_b = read_layer(layer_b, self.b.label)
+        changes = self.chain("layer", platform, number)
+        before = len(self.result.differences)
+        for path in _union_in_order(files_a, files_b):
+            record_a, record_b = files_a.files.get(path), files_b.files.get(path)
+            if record_b is None:
+                self.add(platform, where, path, "removed", _summary(record_a), None, changes)
+            elif record_a is None:
+                self.add(platform, where, path, "added", None, _summary(record_b), changes)
+            elif record_a != record_b:
+                fields_a, fields_b = record_a.fields(), record_b.fields()
+                for name in fields_a:
+                    if fields_a[name] != fields_b[name]:
+                        self.add(platform, where, path, name, fields_a[name], fields_b[name], changes)
+        if len(self.result.differences) == before:
+            if files_a.order != files_b.order:
+                self.add(platform, where, "(entry order)", "order", files_a.order[:20], files_b.order[:20],
+                         changes)
+            else:
+                self.add(platform, where, "(tar encoding)", "headers or padding differ, every file the same",
+                         layer_a.diff_id, layer_b.diff_id, changes)
+
+
+def _select(images: list[PlatformImage], wanted: str | None) -> dict[str, PlatformImage]:
+    return {_match_key(i.platform): i for i in images if not wanted or platform_matches(i.platform, wanted)}
+
+
+def _descriptor_platform(descriptor: dict[str, Any]) -> str:
+    from xarch.diff.sources import platform_key
+
+    return _match_key(platform_key(descriptor.get("platform") or {})) or descriptor.get("digest", "?")
+
+
+def _env(values: list[str] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, _, value = str(item).partition("=")
+        result[key] = value
+    return result
+
+
+def _layer_label(layer: LayerRef) -> str:
+    return f"layer {layer.position} ({layer.name})" if layer.name else f"layer {layer.position}"
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _summary(record: FileRecord | None) -> str | None:
+    if record is None:
+        return None
+    if record.type == "file":
+        return f"file {record.size} bytes {record.mode:04o} {record.sha256}"
+    if record.type in ("symlink", "hardlink"):
+        return f"{record.type} → {record.linkname}"
+    return f"{record.type} {record.mode:04o}"
+
+
+def _union_in_order(a: LayerFiles, b: LayerFiles) -> list[str]:
+    seen = dict.fromkeys(a.order)
+    for path in b.order:
+        seen.setdefault(path, None)
+    return list(seen)
+
+
+def _match_layers(a: list[LayerRef], b: list[LayerRef]) -> list[tuple[LayerRef | None, LayerRef | None]]:
+    """Pair layers by history name when every name is distinct on both sides, else by position.
+
+    Matching by name keeps a comparison meaningful when a layer was inserted or removed
+    (everything after it moved one position).
+    """
+    names_a, names_b = [layer.name for layer in a], [layer.name for layer in b]
+    by_name = (all(names_a) and all(names_b) and len(set(names_a)) == len(names_a)
+               and len(set(names_b)) == len(names_b) and names_a != names_b and set(names_a) & set(names_b))
+    if not by_name:
+        pairs: list[tuple[LayerRef | None, LayerRef | None]] = []
+        for n in range(max(len(a), len(b))):
+            pairs.append((a[n] if n < len(a) else None, b[n] if n < len(b) else None))
+        return pairs
+    lookup_b = {layer.name: layer for layer in b}
+    matched: list[tuple[LayerRef | None, LayerRef | None]] = [(x, lookup_b.get(x.name)) for x in a]
+    names_matched = {layer.name for layer in a}
+    matched += [(None, layer) for layer in b if layer.name not in names_matched]
+    return matched
+
+
+def compare(a: ImageSource, b: ImageSource, platform: str | None = None,
+            progress: Callable[[str], None] = lambda message: None) -> DiffResult:
+    """Every difference between A and B (optionally one PLATFORM), with the digests each one changes."""
+    return _Comparer(a, b, progress).run(platform)

@@ -1,0 +1,46 @@
+"""How `xarch diff` shows its result: a rich table, or JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from xarch.diff.compare import DiffResult
+
+MAX_ROWS = 200  # a table longer than this helps nobody; --json has every difference
+MAX_VALUE = 80
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
+
+
+def print_diff(result: DiffResult, as_json: bool, console: Console) -> None:
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
+        return
+    if result.identical:
+        console.print(f"identical: {result.a} and {result.b}", highlight=False)
+        for note in result.notes:
+            console.print(f"note: {note}", highlight=False)
+        return
+    table = Table(title=f"A: {result.a}\nB: {result.b}", title_justify="left")
+    for column in ("platform", "where", "item", "what", "A", "B", "changes digest of"):
+        table.add_column(column, overflow="fold")
+    for difference in result.differences[:MAX_ROWS]:
+        table.add_row(difference.platform or "-", difference.where, difference.item, difference.field,
+                      _short(difference.a), _short(difference.b), ", ".join(difference.changes) or "none")
+    console.print(table)
+    if len(result.differences) > MAX_ROWS:
+        console.print(f"… and {len(result.differences) - MAX_ROWS} more (see --json)", highlight=False)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    changed = result.changed_digests()
+    console.print(f"{len(result.differences)} differences; digests that differ: "
+                  f"{', '.join(changed) or 'none'}", highlight=False)
