@@ -175,6 +175,26 @@ def test_retries_5xx_with_backoff(registry: Registry, tmp_path: Path) -> None:
     assert skopeo_raw(f"{registry.host}/demo/flaky:v1") == layout.index_bytes
 
 
+def test_retries_dropped_connections(registry: Registry, tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "layout", ["amd64", "arm64"])
+    with FlakyProxy(registry.host, failures=3, drop=True) as proxy:
+        result = push_layout(layout.path, f"{proxy.host}/demo/dropped:v1", settings=FAST)
+    assert result.stats.retries >= 3
+    assert skopeo_raw(f"{registry.host}/demo/dropped:v1") == layout.index_bytes
+
+
+@pytest.mark.slow
+def test_chunk_refused_with_503_resumes_from_registry_range(registry: Registry, tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "layout", ["amd64"], big_layer=3 * MiB)
+    settings = Settings(chunk_size=MiB, backoff=0.05)
+    # The second chunk is refused twice; the registry's Range says 1 MiB arrived, so it goes on from there.
+    with FlakyProxy(registry.host, failures=2, method="PATCH", after=1) as proxy:
+        result = push_layout(layout.path, f"{proxy.host}/demo/patchy:v1", settings=settings)
+    assert (result.stats.resumed_uploads, result.stats.restarted_uploads) == (2, 0)
+    assert result.stats.bytes_sent == layout.blob_bytes
+    assert skopeo_raw(f"{registry.host}/demo/patchy:v1") == layout.index_bytes
+
+
 def test_gives_up_after_retries_with_one_line(registry: Registry, tmp_path: Path) -> None:
     layout = make_layout(tmp_path / "layout", ["amd64"])
     with FlakyProxy(registry.host, failures=1000) as proxy, pytest.raises(RegistryError) as caught:

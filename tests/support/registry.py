@@ -345,11 +345,16 @@ _HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "content-en
 
 
 class FlakyProxy:
-    """Forwards to a registry on 127.0.0.1, but answers 503 to the first FAILURES requests."""
+    """Forwards to a registry on 127.0.0.1, but fails its first FAILURES requests: with a 503, or
+    (DROP) by closing the connection without an answer."""
 
-    def __init__(self, upstream: str, failures: int):
+    def __init__(self, upstream: str, failures: int, drop: bool = False, method: str | None = None,
+                 after: int = 0):
         self.upstream = upstream
         self.failures = failures
+        self.drop = drop
+        self.method = method  # count (and fail) only requests of this method
+        self.after = after  # let this many counted requests through before failing
         self.seen = 0
         self.lock = threading.Lock()
         proxy = self
@@ -362,10 +367,15 @@ class FlakyProxy:
 
             def _forward(self) -> None:
                 with proxy.lock:
-                    proxy.seen += 1
-                    fail = proxy.seen <= proxy.failures
+                    counted = proxy.method in (None, self.command)
+                    proxy.seen += counted
+                    fail = counted and proxy.after < proxy.seen <= proxy.after + proxy.failures
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if fail and proxy.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if fail:
                     self.send_response(503)
                     self.send_header("Content-Length", "0")

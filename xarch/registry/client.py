@@ -143,17 +143,18 @@ class RegistryClient:
                 error: Exception = exc
             except _TRANSIENT as exc:
                 error = exc
-            plain_answered_as_registry = False
+            # A 5xx or a dropped connection on plain HTTP is a registry (or its proxy) having a bad
+            # moment: try both again after a pause rather than blame TLS.
+            plain_may_recover = False
             if self.plain_http_allowed:
                 try:
                     reply = self.session.get(f"http://{self.host}/v2/", timeout=self.settings.timeout)
                     if reply.status_code in (200, 401) or "Docker-Distribution-Api-Version" in reply.headers:
                         return f"http://{self.host}"
-                    # A 5xx is a registry (or its proxy) having a bad moment: try again after a pause.
-                    plain_answered_as_registry = reply.status_code in RETRY_STATUSES
+                    plain_may_recover = reply.status_code in RETRY_STATUSES
                 except _TRANSIENT:
-                    pass
-            if isinstance(error, requests.exceptions.SSLError) and not plain_answered_as_registry:
+                    plain_may_recover = True
+            if isinstance(error, requests.exceptions.SSLError) and not plain_may_recover:
                 raise RegistryError(
                     f"TLS to {self.host} failed ({_ssl_reason(error)}): pass --ca-cert FILE or set "
                     "REQUESTS_CA_BUNDLE for a private CA, or --insecure to skip verification"
