@@ -96,7 +96,8 @@ class Lock:
         except FileNotFoundError:
             raise LockError(f"{path} does not exist; run `xarch lock`") from None
         except (OSError, yaml.YAMLError) as exc:
-            raise LockError(f"{path}: cannot read the lock: {exc}") from None
+            detail = " ".join(str(exc).split())  # YAML errors span lines; the CLI shows one
+            raise LockError(f"{path}: cannot read the lock: {detail}") from None
         try:
             if raw.get("version") != LOCK_VERSION:
                 raise LockError(f"{path}: lock version {raw.get('version')!r}, "
