@@ -40,13 +40,14 @@ def test_bad_sources(fields: dict, message: str) -> None:
 
 
 def test_fingerprints_are_normalised() -> None:
-    source = DebianSource(suites="bookworm", fingerprints=["4cb5 0190 207b 4758 a3f7  3a79 6ed0 e7b8 2643 e131"])
+    spaced = "4cb5 0190 207b 4758 a3f7  3a79 6ed0 e7b8 2643 e131"
+    source = DebianSource(suites="bookworm", fingerprints=[spaced])
     assert source.fingerprints == ["4CB50190207B4758A3F73A796ED0E7B82643E131"]
 
 
 def test_selection_per_platform() -> None:
-    selection = PackageSelection(packages=["nginx-light", "curl"],
-                                 platforms={"linux/arm64": {"add": ["qemu-guest-agent"], "exclude": ["curl"]}})
+    arm64 = {"add": ["qemu-guest-agent"], "exclude": ["curl"]}
+    selection = PackageSelection(packages=["nginx-light", "curl"], platforms={"linux/arm64": arm64})
     assert selection.for_platform("amd64") == ["nginx-light", "curl"]
     assert selection.for_platform("arm64") == ["nginx-light", "qemu-guest-agent"]
     assert selection.recommends is False and selection.essential is False
@@ -54,7 +55,8 @@ def test_selection_per_platform() -> None:
 
 @pytest.mark.parametrize("fields, message", [
     ({"packages": ["Not A Name"]}, "is not a Debian package name"),
-    ({"packages": ["a1"], "platforms": {"arm64": {"exclude": ["b1"]}}}, r"platforms\.arm64\.exclude: 'b1' is not"),
+    ({"packages": ["a1"], "platforms": {"arm64": {"exclude": ["b1"]}}},
+     r"platforms\.arm64\.exclude: 'b1' is not"),
     ({"packages": ["a1"], "recommend": True}, "Extra inputs are not permitted"),
 ])
 def test_bad_selections(fields: dict, message: str) -> None:
@@ -72,7 +74,8 @@ def test_host_mirrors_from_both_formats(tmp_path: Path) -> None:
         "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n"
         "Components: main\n\n"
         "Types: deb\nEnabled: no\nURIs: http://off.example/debian\nSuites: bookworm\n")
-    (tmp_path / "sources.list.d" / "other.list.disabled").write_text("deb http://three.example/debian x main\n")
+    disabled = tmp_path / "sources.list.d" / "other.list.disabled"
+    disabled.write_text("deb http://three.example/debian x main\n")
     assert host_mirrors(tmp_path) == ["http://one.example/debian", "http://two.example/debian"]
     assert host_mirrors(tmp_path / "missing") == []
     assert FALLBACK_MIRROR == "http://deb.debian.org/debian"
