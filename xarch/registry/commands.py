@@ -13,7 +13,7 @@ import click
 from xarch.registry.assemble import assemble
 from xarch.registry.auth import Credentials
 from xarch.registry.client import DEFAULT_CHUNK_SIZE, Settings
-from xarch.registry.errors import AuthError
+from xarch.registry.errors import AuthError, RegistryError
 from xarch.registry.progress import progress_for
 from xarch.registry.push import PushResult, human_size, push_layout
 
@@ -48,6 +48,16 @@ def credentials_from_options(username: str | None, password_stdin: bool) -> Cred
     if username:
         raise AuthError("--username needs --password-stdin (passwords are never taken on the command line)")
     return None
+
+
+def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RegistryError(f"--annotation {pair!r}: expected KEY=VALUE")
+        result[key] = value
+    return result
 
 
 def report(result: PushResult, as_json: bool, verb: str) -> None:
@@ -88,12 +98,16 @@ def push_command(layout: Path, ref: str, fmt: str, mount_from: tuple[str, ...], 
 @click.argument("ref")
 @click.option("--from", "from_refs", multiple=True, required=True, metavar="REF@sha256:…",
               help="A per-platform image manifest in the same registry (repeatable; index order).")
+@click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE",
+              help="Index annotation (repeatable); the recipe's `annotations.index`, for equal bytes.")
 @connection_options
-def assemble_command(ref: str, from_refs: tuple[str, ...], insecure: bool, ca_cert: str | None,
-                     username: str | None, password_stdin: bool, as_json: bool, quiet: bool) -> None:
+def assemble_command(ref: str, from_refs: tuple[str, ...], annotations: tuple[str, ...], insecure: bool,
+                     ca_cert: str | None, username: str | None, password_stdin: bool, as_json: bool,
+                     quiet: bool) -> None:
     """Build an OCI index from per-platform manifests already in a registry and push it as REF."""
     credentials = credentials_from_options(username, password_stdin)
     settings = Settings(insecure=insecure, ca_cert=ca_cert)
     result = assemble(ref, from_refs, credentials=credentials, settings=settings,
+                      annotations=parse_annotations(annotations),
                       progress=progress_for(quiet=quiet or as_json))
     report(result, as_json, "assembled")
