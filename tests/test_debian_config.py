@@ -58,6 +58,7 @@ def test_selection_per_platform() -> None:
     ({"packages": ["a1"], "platforms": {"arm64": {"exclude": ["b1"]}}},
      r"platforms\.arm64\.exclude: 'b1' is not"),
     ({"packages": ["a1"], "recommend": True}, "Extra inputs are not permitted"),
+    ({"packages": ["a1"], "platforms": {"arm46": {"add": ["b1"]}}}, r"platforms: unknown platform 'arm46'"),
 ])
 def test_bad_selections(fields: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xarch import platforms
 from xarch.sources.debian.hostapt import default_mirror
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -121,6 +122,10 @@ class PackageSelection(BaseModel):
     @model_validator(mode="after")
     def _platform_lists(self) -> PackageSelection:
         for plat, extra in self.platforms.items():
+            try:
+                platforms.get(plat)
+            except platforms.UnknownPlatform as exc:
+                raise ValueError(f"platforms: {exc}") from None
             for name in extra.add:
                 _check_package(name)
             for name in extra.exclude:
@@ -137,8 +142,9 @@ class PackageSelection(BaseModel):
         return list(dict.fromkeys(wanted))
 
     def _platform_entry(self, platform_name: str) -> PlatformPackages | None:
+        wanted = platforms.get(platform_name).name
         for key, extra in self.platforms.items():
-            if key.removeprefix("linux/").replace("/", "-") == platform_name.replace("/", "-"):
+            if platforms.get(key).name == wanted:
                 return extra
         return None
 
