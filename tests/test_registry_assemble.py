@@ -56,7 +56,7 @@ def per_arch_pushes(registry: Registry, tmp_path: Path) -> tuple[HandLayout, dic
     for name in ("amd64", "arm64", "arm/v7"):
         single = single_platform_layout(layout, name, tmp_path / name.replace("/", "-"))
         result = push_layout(single, f"{registry.host}/ci/{name.replace('/', '-')}:run-42")
-        refs[name] = f"{registry.host}/ci/{name.replace('/', '-')}@{result.manifests[name]}"
+        refs[name] = f"{registry.host}/ci/{name.replace('/', '-')}@{result.manifests['linux/' + name]}"
     return layout, refs
 
 
@@ -68,10 +68,10 @@ def test_assembled_index_equals_the_local_index(registry: Registry,
     assert result.stats.bytes_sent == 0  # every blob came by mount
     assert result.stats.blobs_mounted == 7  # 3 configs, 3 platform layers, the shared base once
     assert result.stats.blobs_skipped == 2  # the shared base, already mounted for amd64
-    assert set(result.manifests) == {"amd64", "arm64", "arm/v7"}
+    assert set(result.manifests) == {"linux/amd64", "linux/arm64", "linux/arm/v7"}
     # The target repository really holds every manifest by digest.
     for name, manifest in layout.manifests.items():
-        assert skopeo_raw(f"{registry.host}/app@{result.manifests[name]}") == manifest
+        assert skopeo_raw(f"{registry.host}/app@{result.manifests['linux/' + name]}") == manifest
 
 
 def test_order_of_from_is_the_index_order(registry: Registry,
@@ -98,7 +98,7 @@ def test_assemble_refuses_bad_sources(registry: Registry, per_arch_pushes: tuple
     layout, refs = per_arch_pushes
     with pytest.raises(RegistryError, match="give a digest"):
         assemble(f"{registry.host}/app:v1", [f"{registry.host}/ci/amd64:run-42"])
-    with pytest.raises(RegistryError, match="are both arm64"):
+    with pytest.raises(RegistryError, match="are both linux/arm64"):
         assemble(f"{registry.host}/app:v1", [refs["arm64"], refs["arm64"]])
     index = push_layout(layout.path, f"{registry.host}/full:v1")
     with pytest.raises(RegistryError, match="not an image manifest"):

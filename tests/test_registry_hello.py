@@ -29,7 +29,8 @@ def layout_index(layout: Path) -> tuple[bytes, dict[str, str]]:
     """The layout's image index bytes and {platform name: manifest digest}."""
     top = json.loads((layout / "index.json").read_bytes())["manifests"][0]
     data = (layout / "blobs/sha256" / top["digest"].split(":")[1]).read_bytes()
-    return data, {m["platform"]["architecture"]: m["digest"] for m in json.loads(data)["manifests"]}
+    manifests = json.loads(data)["manifests"]
+    return data, {"linux/" + m["platform"]["architecture"]: m["digest"] for m in manifests}
 
 
 def test_push_built_layout_then_assemble_per_arch_builds(registry: Registry, hello_build: HelloBuild,
@@ -47,8 +48,9 @@ def test_push_built_layout_then_assemble_per_arch_builds(registry: Registry, hel
         run_ok("build", "-f", str(HELLO / "xarch.yaml"), "--platform", arch, "-q", "-o", f"oci:{out}")
         target = f"{registry.host}/ci/hello-{arch}:run-1"
         single = json.loads(run_ok("push", str(out), target, "--json").stdout)
-        assert single["manifests"] == {arch: digests[arch]}  # one platform built alone: the same manifest
-        from_args += ["--from", f"{registry.host}/ci/hello-{arch}@{single['manifests'][arch]}"]
+        # One platform built alone gives the same manifest as in the multi-platform build.
+        assert single["manifests"] == {f"linux/{arch}": digests[f"linux/{arch}"]}
+        from_args += ["--from", f"{registry.host}/ci/hello-{arch}@{single['manifests']['linux/' + arch]}"]
     assembled = json.loads(run_ok("assemble", f"{registry.host}/hello:assembled", *from_args, "--json",
                                   "--annotation", "org.opencontainers.image.title=hello").stdout)
     assert assembled["bytes_sent"] == 0

@@ -45,7 +45,7 @@ def test_push_two_platforms_skopeo_reads_exact_index(registry: Registry, tmp_pat
 
     assert skopeo_raw(f"{registry.host}/demo/app:v1") == layout.index_bytes  # the layout's tag is used
     for name, manifest in layout.manifests.items():
-        digest = result.manifests[name]
+        digest = result.manifests[f"linux/{name}"]
         assert skopeo_raw(f"{registry.host}/demo/app@{digest}") == manifest
     assert result.stats.bytes_sent == layout.blob_bytes
     assert result.stats.blobs_sent == len(layout.blob_sizes) == 5  # the shared base layer goes once
@@ -94,7 +94,7 @@ def test_docker_format_writes_manifest_list(registry: Registry, tmp_path: Path) 
     # Other bytes, other digests: expected and documented for --format docker.
     assert result.digest != sha256_digest(layout.index_bytes)
     assert fetch_image(f"{registry.host}/demo/docker:v1").digest == result.digest
-    arm = json.loads(skopeo_raw(f"{registry.host}/demo/docker@{result.manifests['arm/v7']}"))
+    arm = json.loads(skopeo_raw(f"{registry.host}/demo/docker@{result.manifests['linux/arm/v7']}"))
     assert arm["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
     layer_types = {layer["mediaType"] for layer in arm["layers"]}
     assert layer_types == {"application/vnd.docker.image.rootfs.diff.tar.gzip"}
@@ -243,7 +243,7 @@ def test_pull_back_and_published_digests(registry: Registry, tmp_path: Path) -> 
     layout = make_layout(tmp_path / "layout", ["amd64", "arm/v7"])
     pushed = push_layout(layout.path, f"{registry.host}/demo/pull:v1")
     assert published_digests(f"{registry.host}/demo/pull:v1") == pushed.manifests
-    assert set(pushed.manifests) == {"amd64", "arm/v7"}
+    assert set(pushed.manifests) == {"linux/amd64", "linux/arm/v7"}
 
     pulled = pull_layout(f"{registry.host}/demo/pull:v1", tmp_path / "pulled")
     assert pulled.data == layout.index_bytes

@@ -73,11 +73,5 @@ def index_to_docker(index: dict[str, Any], new_descriptors: list[dict[str, Any]]
 
 
 def platform_name(platform: dict[str, Any]) -> str:
-    """"amd64", "arm/v7", "windows/amd64": buildx-style short names (linux/ dropped, arm64/v8 = arm64)."""
-    arch = str(platform.get("architecture", "unknown"))
-    variant = platform.get("variant")
-    if arch == "arm64" and variant == "v8":
-        variant = None
-    name = f"{arch}/{variant}" if variant else arch
-    os_name = platform.get("os", "linux")
-    return name if os_name == "linux" else f"{os_name}/{name}"
+    """"linux/amd64", "linux/arm/v7": the names `xarch build` and `xarch verify` print (xarch.summary)."""
+    return "/".join(str(platform[key]) for key in ("os", "architecture", "variant") if platform.get(key))
