@@ -150,3 +150,17 @@ def test_missing_toolchain_names_the_install_command() -> None:
         "cannot cross-build for ghost: cross toolchain not installed: gcc-ghost-linux-gnu, "
         "libc6-dev-ghost-cross (fix: apt-get install gcc-ghost-linux-gnu libc6-dev-ghost-cross)"
     )
+
+
+@pytest.mark.qemu
+def test_dynamic_cross_binary_runs_with_the_cross_libc_as_sysroot(toolchain, arm64_emulation, source: Path,
+                                                                  sysroot: Path, tmp_path: Path) -> None:
+    stage_root = tmp_path / "stage"
+    stage_root.mkdir()
+    dynamic = StepSpec('mkdir -p "$DESTDIR/out" && $CC $CPPFLAGS -O2 -o "$DESTDIR/out/hello" hello.c')
+    run([dynamic], stage_root, toolchain, source, StepCache(tmp_path / "cache"), sysroot)
+    binary = stage_root / "out" / "hello"
+    with pytest.raises(qemu.EmulatedRunFailed, match="ld-linux-aarch64.so.1"):
+        qemu.run_binary(toolchain, binary)
+    cross_libc = Path("/usr/aarch64-linux-gnu")
+    assert qemu.run_binary(toolchain, binary, sysroot=cross_libc) == "hello from the sysroot, hello.c\n"

@@ -108,12 +108,27 @@ def run_emulated(
         return run_in_rootfs(rootfs, step, env, cwd=cwd, network=network, log=log)
 
 
-def run_binary(platform: Platform, binary: Path, args: Sequence[str] = ()) -> str:
-    """Run one (static) PLATFORM binary on the host under qemu-user directly; its stdout."""
+class EmulatedRunFailed(XarchError):
+    """A binary run under qemu-user exited non-zero."""
+
+
+def run_binary(
+    platform: Platform, binary: Path, args: Sequence[str] = (), sysroot: Path | None = None
+) -> str:
+    """Run one PLATFORM binary on the host under qemu-user directly; its stdout.
+
+    A dynamic binary finds its loader and libraries under SYSROOT (qemu's -L), e.g.
+    /usr/aarch64-linux-gnu for Debian's cross libc.
+    """
     qemu = find_qemu(platform)
     if qemu is None:
         raise EmulationUnavailable(
             f"{binary_name(platform)} is not installed (fix: apt-get install qemu-user-static)"
         )
-    arguments = (str(binary), *args)
-    return str(local[str(qemu)][arguments]())
+    prefix = ("-L", str(sysroot)) if sysroot else ()
+    arguments = (*prefix, str(binary), *args)
+    exit_code, stdout, stderr = local[str(qemu)][arguments].run(retcode=None)
+    if exit_code != 0:
+        last = stderr.strip().splitlines()[-1:] or [""]
+        raise EmulatedRunFailed(f"{binary} under {binary_name(platform)} exited with {exit_code}: {last[0]}")
+    return str(stdout)
