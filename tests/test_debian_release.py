@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lzma
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,17 @@ def test_signed_by_an_unknown_key(tmp_path: Path, apt_repo: AptRepo, debian_sour
     with pytest.raises(SignatureError, match=r"no valid signature from the keyring \(unknown key"):
         lock_into(tmp_path, debian_source, store)
     assert not (tmp_path / "project" / "xarch.lock").exists()
+
+
+def test_signed_by_an_expired_key(tmp_path: Path, apt_repo: AptRepo, apt_server: RepoServer) -> None:
+    short_lived = GpgKey(tmp_path / "short", expire="seconds=1")
+    short_lived.clearsign(apt_repo.root / "dists/stable/Release", apt_repo.root / INRELEASE)
+    time.sleep(2.1)
+    source = DebianSource(suites="stable", mirror=apt_server.url,
+                          keyring=short_lived.export(tmp_path / "short.gpg"))
+    expired = r"no valid signature from the keyring \(key [0-9A-F]+ has expired\)"
+    with pytest.raises(SignatureError, match=expired):
+        fetch_release(source, "stable")
 
 
 def test_unsigned_release(apt_repo: AptRepo, debian_source: DebianSource) -> None:

@@ -103,10 +103,11 @@ def raw_deb(path: Path, name: str, members: list[tarfile.TarInfo], contents: dic
 class GpgKey:
     """A throwaway signing key in its own GNUPGHOME."""
 
-    def __init__(self, home: Path, uid: str = "xarch test archive <archive@example.invalid>") -> None:
+    def __init__(self, home: Path, uid: str = "xarch test archive <archive@example.invalid>",
+                 expire: str = "never") -> None:
         self.home = home
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._gpg("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        self._gpg("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", expire)
         listing = self._gpg("--with-colons", "--list-secret-keys").stdout.decode()
         fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
         self.fingerprint = fingerprints[0]

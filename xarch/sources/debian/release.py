@@ -104,7 +104,14 @@ def _trusted_signer(status: list[str], pinned: list[str], what: str) -> str:
                 valid.append(signer if not pinned or signer in pinned else primary)
     if not valid:
         missing = [w[2] for w in words if len(w) > 2 and w[1] in ("NO_PUBKEY", "ERRSIG")]
+        stale = {w[1]: w[2] for w in words if len(w) > 2 and w[1] in ("EXPKEYSIG", "REVKEYSIG", "EXPSIG")}
         hint = f" (unknown key {missing[0]})" if missing else ""
+        if "REVKEYSIG" in stale:
+            hint = f" (key {stale['REVKEYSIG']} is revoked)"
+        elif "EXPKEYSIG" in stale:
+            hint = f" (key {stale['EXPKEYSIG']} has expired)"
+        elif "EXPSIG" in stale:
+            hint = " (the signature has expired)"
         raise SignatureError(f"{what}: no valid signature from the keyring{hint}")
     if pinned:
         for fingerprint in valid:
