@@ -12,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from xarch.progress import interactive
 from xarch.sources.debian import http
 from xarch.sources.debian.errors import FetchError
 from xarch.sources.debian.lock import LockedPackage
@@ -28,7 +30,8 @@ def fetch_packages(packages: Iterable[LockedPackage], base_url: str, store: Stor
     """Ensure every package is in STORE; returns sha256 -> stored path.
 
     BASE_URL is the archive root (DebianSource.base_url()). The progress bar is shown
-    when stderr is a terminal, else one plain line per download goes to SAY (or stderr).
+    on a terminal (xarch.progress.interactive), else one line per download goes to SAY
+    (Reporter.info fits) or to stderr.
     """
     unique = {p.sha256: p for p in packages}
     missing = [p for sha, p in sorted(unique.items(), key=lambda kv: kv[1].name) if not store.has(sha)]
@@ -40,12 +43,12 @@ def fetch_packages(packages: Iterable[LockedPackage], base_url: str, store: Stor
 def _download_all(missing: list[LockedPackage], base_url: str, store: Store, jobs: int,
                   say: Callable[[str], None] | None, show_bar: bool | None) -> None:
     if show_bar is None:
-        show_bar = sys.stderr.isatty()
+        show_bar = interactive()
     line = say or (lambda message: print(message, file=sys.stderr, flush=True))
     total = sum(p.size for p in missing)
     bar: AbstractContextManager[Progress | None] = (
         Progress(TextColumn("fetching .debs"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                 transient=True)
+                 console=Console(stderr=True), transient=True)
         if show_bar else nullcontext(None)
     )
     with bar as progress:
