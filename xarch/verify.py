@@ -1,19 +1,23 @@
-"""`xarch verify`: rebuild in isolated folders under varied conditions, compare digests.
+"""`xarch verify`: a reference build, then one rebuild per variation, like reprotest.
 
-Each rebuild is a separate process (`python -m xarch build`) on a fresh copy of the
-recipe's folder, so that nothing is shared but the inputs. The variations are those a
-different machine would bring: folder path, umask, TZ, LANG/LC_ALL, the order in which
-the source files were created, their mtimes and their group/other permission bits.
+Each build is a separate process (`python -m xarch.cli build`) on a fresh copy of the
+recipe's folder, so nothing is shared but the inputs. Each variation changes one thing a
+different machine would bring (folder path, TZ, locale, umask, hostname, user, CPU count,
+the creation order and mtimes of the source files, an empty cache), so a changed digest
+names its cause; `xarch diff` then says what changed inside the image.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,56 +25,121 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from xarch.errors import BuildError
+from xarch.errors import BuildError, XarchError
 from xarch.oci.layout import LayoutReader
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe, resolve_epoch
 from xarch.summary import platform_name
 
+TOP_DIFFERENCES = 5
+OTHER_HOSTNAME = "xarch-verify-elsewhere"
+OLD_MTIME = 1_234_567_890  # 2009: older than most epochs, so an mtime that leaks is not clamped away
+REFERENCE_ENV = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+class VerifyError(XarchError):
+    pass
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """How one build runs. The reference is the default; a variation changes one field."""
+
+    folder: str = "reference/recipe"  # where the source copy goes, under the work folder
+    env: dict[str, str] = field(default_factory=lambda: dict(REFERENCE_ENV))
+    umask: int = 0o022
+    strip_group_other: bool = False  # as a checkout under umask 077 leaves the files
+    reverse_creation: bool = False  # create the copied source files in reverse order
+    mtime: int | None = None  # every copied file's mtime (None: the time of the copy)
+    hostname: str | None = None  # run in a new UTS namespace with this hostname
+    user: str | None = None  # run as this user (root only)
+    one_cpu: bool = False  # pin to CPU 0
+    fresh_cache: bool = False  # XARCH_CACHE is a new empty folder
+
 
 @dataclass(frozen=True)
 class Variation:
     name: str
-    umask: int
-    env: dict[str, str]
-    reverse_creation: bool  # create the copied source files in reverse order
-    mtime: int | None  # set every copied file's mtime to this (None: keep the copy's)
-    strip_group_other: bool  # as a checkout under umask 077 would leave them
+    description: str
+    conditions: Conditions
 
 
 VARIATIONS = (
-    Variation("A", 0o022, {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}, False, None, False),
-    Variation("B", 0o077, {"TZ": "Pacific/Kiritimati", "LANG": "fr_FR.UTF-8", "LC_ALL": "fr_FR.UTF-8"},
-              True, 1_234_567_890, True),
+    Variation("build_path", "source in another, deeper folder",
+              Conditions(folder="elsewhere/a/much/deeper/build-path/src")),
+    Variation("tz", "TZ=Pacific/Kiritimati (UTC+14)",
+              Conditions(env={**REFERENCE_ENV, "TZ": "Pacific/Kiritimati"})),
+    Variation("locale", "LANG=LC_ALL=fr_FR.UTF-8, LANGUAGE=fr",
+              Conditions(env={**REFERENCE_ENV, "LANG": "fr_FR.UTF-8", "LC_ALL": "fr_FR.UTF-8",
+                              "LANGUAGE": "fr"})),
+    Variation("umask", "umask 077 and a checkout without group/other permission bits",
+              Conditions(umask=0o077, strip_group_other=True)),
+    Variation("hostname", f"hostname {OTHER_HOSTNAME} (new UTS namespace)",
+              Conditions(hostname=OTHER_HOSTNAME)),
+    Variation("user", "run as user nobody, with its own cache", Conditions(user="nobody", fresh_cache=True)),
+    Variation("cpus", "one CPU (taskset -c 0)", Conditions(one_cpu=True)),
+    Variation("file_order", "source files created in reverse order", Conditions(reverse_creation=True)),
+    Variation("mtimes", f"source files' mtimes set to {OLD_MTIME} (2009)", Conditions(mtime=OLD_MTIME)),
+    Variation("cache", "a fresh empty XARCH_CACHE instead of the shared one", Conditions(fresh_cache=True)),
 )
+VARIATION_NAMES = tuple(v.name for v in VARIATIONS)
+
+
+def parse_variations(text: str | None) -> tuple[str, ...]:
+    """--variations a,b,c → the names, checked; None or "all" → every variation."""
+    if not text or text.strip() == "all":
+        return VARIATION_NAMES
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in VARIATION_NAMES]
+    if unknown or not names:
+        raise VerifyError(f"--variations {text!r}: unknown variation {', '.join(unknown) or '(none given)'} "
+                          f"(known: {', '.join(VARIATION_NAMES)})")
+    return names
 
 
 @dataclass
-class Difference:
-    platform: str
-    what: str
-    first: str
-    second: str
+class VariationResult:
+    name: str
+    description: str
+    status: str  # same, differs, failed, skipped
+    note: str = ""
+    digests: dict[str, str] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)  # digest names that differ from the reference
+    differences: list[dict[str, Any]] = field(default_factory=list)  # the first few, from xarch diff
+    difference_count: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
 class VerifyReport:
-    builds: dict[str, dict[str, str]] = field(default_factory=dict)  # variation → {name: digest}
-    difference: Difference | None = None
+    reference: dict[str, str] = field(default_factory=dict)  # {"index": …, "linux/amd64": …}
+    results: list[VariationResult] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
-        return self.difference is None
+        return all(result.status in ("same", "skipped") for result in self.results)
+
+    @property
+    def builds(self) -> dict[str, dict[str, str]]:
+        """Digests per build, the reference first (skipped and failed rebuilds have none)."""
+        result = {"reference": self.reference}
+        result.update({r.name: r.digests for r in self.results if r.digests})
+        return result
 
     def to_json(self) -> dict[str, Any]:
-        diff = self.difference.__dict__ if self.difference else None
-        return {"identical": self.identical, "builds": self.builds, "first_difference": diff}
+        return {
+            "identical": self.identical,
+            "reference": self.reference,
+            "variations": [result.__dict__ for result in self.results],
+        }
 
 
-def copy_source(source: Path, target: Path, variation: Variation) -> None:
+# --- the source copy ------------------------------------------------------------------------
+
+def copy_source(source: Path, target: Path, conditions: Conditions) -> None:
     files = sorted(p for p in source.rglob("*") if not _is_output(p, source))
-    if variation.reverse_creation:
+    if conditions.reverse_creation:
         files.reverse()
     target.mkdir(parents=True)
     for path in files:
@@ -78,14 +147,19 @@ def copy_source(source: Path, target: Path, variation: Variation) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink():
             destination.symlink_to(os.readlink(path))
-        elif path.is_dir():
+            continue
+        if path.is_dir():
             destination.mkdir(exist_ok=True)
+            mode = 0o755
         else:
             shutil.copyfile(path, destination)
             mode = path.stat().st_mode & 0o7777
-            os.chmod(destination, mode & ~0o077 if variation.strip_group_other else mode)
-        if variation.mtime is not None and not path.is_symlink():
-            os.utime(destination, (variation.mtime, variation.mtime))
+        os.chmod(destination, mode & ~0o077 if conditions.strip_group_other else mode)
+    if conditions.mtime is not None:
+        # Folders last, since creating their entries above moved their mtimes.
+        for path in sorted(target.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if not path.is_symlink():
+                os.utime(path, (conditions.mtime, conditions.mtime))
 
 
 def _is_output(path: Path, source: Path) -> bool:
@@ -93,86 +167,204 @@ def _is_output(path: Path, source: Path) -> bool:
     return bool(parts) and parts[0] in ("dist", ".git", ".tox", "__pycache__")
 
 
-def _rebuild(loaded: LoadedRecipe, platforms: tuple[Platform, ...], epoch: int, variation: Variation,
-             workdir: Path) -> Path:
-    source = workdir / f"src-{variation.name}" / "recipe"
-    copy_source(loaded.folder, source, variation)
-    output = workdir / f"out-{variation.name}"
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    for path in [root, *root.rglob("*")]:
+        os.lchown(path, uid, gid)
+
+
+# --- running one build ----------------------------------------------------------------------
+
+def skip_reason(conditions: Conditions) -> str | None:
+    """Why this host cannot apply CONDITIONS (None: it can)."""
+    if conditions.hostname is not None:
+        if os.geteuid() != 0:
+            return "needs root to set a hostname in a new UTS namespace"
+        if not shutil.which("unshare") or not shutil.which("hostname"):
+            return "needs unshare and hostname (util-linux, hostname)"
+    if conditions.user is not None:
+        if os.geteuid() != 0:
+            return "needs root to run the build as another user"
+        if not shutil.which("setpriv"):
+            return "needs setpriv (util-linux)"
+        try:
+            pwd.getpwnam(conditions.user)
+        except KeyError:
+            return f"no user {conditions.user} on this host"
+    if conditions.one_cpu and not shutil.which("taskset"):
+        return "needs taskset (util-linux)"
+    return None
+
+
+def wrap_command(conditions: Conditions, argv: list[str]) -> list[str]:
+    """ARGV run under CONDITIONS' CPU set, hostname, user and umask (set last, by a shell, so that
+    nothing between here and the build resets it; preexec_fn is unsafe with parallel rebuilds)."""
+    prefix: list[str] = []
+    if conditions.one_cpu:
+        prefix += ["taskset", "-c", "0"]
+    if conditions.hostname is not None:
+        prefix += ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', conditions.hostname]
+    if conditions.user is not None:
+        account = pwd.getpwnam(conditions.user)
+        # The interpreter may live where the user cannot read (here: /root/.pyenv). Reading
+        # everywhere (CAP_DAC_READ_SEARCH) is granted; writing is not, and the uid is theirs.
+        prefix += ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
+                   "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return [*prefix, "sh", "-c", 'umask "$0" && exec "$@"', f"{conditions.umask:04o}", *argv]
+
+
+def build_env(conditions: Conditions, epoch: int, base: Path) -> dict[str, str]:
+    """The process environment under CONDITIONS: the caller's, with locale and TZ replaced."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LC_", "LANG", "TZ"))}
-    env.update(variation.env, SOURCE_DATE_EPOCH=str(epoch))
-    command = [sys.executable, "-m", "xarch.cli", "build", "-q", "-f", str(source / loaded.path.name),
-               "--platform", ",".join(p.name for p in platforms), "--output", f"oci:{output}"]
-    result = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True,
-                            preexec_fn=lambda: os.umask(variation.umask), check=False)
+    env.update(conditions.env, SOURCE_DATE_EPOCH=str(epoch))
+    if conditions.fresh_cache:
+        (base / "cache").mkdir(parents=True)
+        env["XARCH_CACHE"] = str(base / "cache")
+    if conditions.user is not None:
+        (base / "home").mkdir(parents=True)
+        env.update(HOME=str(base / "home"), USER=conditions.user, LOGNAME=conditions.user)
+    return env
+
+
+def hand_over(base: Path, conditions: Conditions) -> None:
+    """Give BASE (source copy, output folder, home, cache) to the user the build runs as."""
+    if conditions.user is not None:
+        account = pwd.getpwnam(conditions.user)
+        _chown_tree(base, account.pw_uid, account.pw_gid)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    loaded: LoadedRecipe
+    platforms: tuple[Platform, ...]
+    epoch: int
+    workdir: Path
+
+
+def run_build(request: BuildRequest, name: str, conditions: Conditions) -> Path:
+    """Copy the source under CONDITIONS, build it in a new process, return the OCI layout it wrote."""
+    loaded = request.loaded
+    base = request.workdir / name
+    source = base / conditions.folder
+    copy_source(loaded.folder, source, conditions)
+    env = build_env(conditions, request.epoch, base)
+    (base / "out").mkdir()
+    output = base / "out" / "image"
+    hand_over(base, conditions)
+    platforms = ",".join(p.name for p in request.platforms)
+    argv = [sys.executable, "-m", "xarch.cli", "build", "-q", "-f", str(source / loaded.path.name),
+            "--platform", platforms, "--output", f"oci:{output}"]
+    result = subprocess.run(wrap_command(conditions, argv), cwd=source, env=env, capture_output=True,
+                            text=True, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise BuildError(f"rebuild {variation.name} failed: {last}")
+        raise BuildError(f"build {name} failed: {last}")
     return output
 
 
-def _digests(reader: LayoutReader) -> dict[str, str]:
-    top = reader.top_index()["manifests"][0]
-    result = {"index": top["digest"]}
-    for descriptor in json.loads(reader.blob(top["digest"]))["manifests"]:
-        result[platform_name(descriptor["platform"])] = descriptor["digest"]
-    return result
+def layout_digests(path: Path) -> dict[str, str]:
+    """{"index": digest, "linux/amd64": manifest digest, …} of the layout at PATH."""
+    reader = LayoutReader(path)
+    try:
+        top = reader.top_index()["manifests"][0]
+        result = {"index": top["digest"]}
+        for descriptor in reader.json_blob(top["digest"])["manifests"]:
+            result[platform_name(descriptor["platform"])] = descriptor["digest"]
+        return result
+    finally:
+        reader.close()
 
 
-def first_difference(first: LayoutReader, second: LayoutReader) -> Difference | None:
-    """Walk both layouts index → manifest → config → layers; name the first blob that differs."""
-    top_a, top_b = first.top_index()["manifests"][0], second.top_index()["manifests"][0]
-    if top_a["digest"] == top_b["digest"]:
-        return None
-    manifests_a = json.loads(first.blob(top_a["digest"]))["manifests"]
-    manifests_b = json.loads(second.blob(top_b["digest"]))["manifests"]
-    for desc_a, desc_b in zip(manifests_a, manifests_b, strict=False):
-        plat = platform_name(desc_a.get("platform") or {})
-        if desc_a["digest"] == desc_b["digest"]:
-            continue
-        man_a, man_b = first.json_blob(desc_a["digest"]), second.json_blob(desc_b["digest"])
-        if man_a["config"]["digest"] != man_b["config"]["digest"]:
-            return Difference(plat, "config", man_a["config"]["digest"], man_b["config"]["digest"])
-        for number, (layer_a, layer_b) in enumerate(zip(man_a["layers"], man_b["layers"], strict=False)):
-            if layer_a["digest"] != layer_b["digest"]:
-                return Difference(plat, f"layer {number}", layer_a["digest"], layer_b["digest"])
-        return Difference(plat, "manifest", desc_a["digest"], desc_b["digest"])
-    return Difference("-", "index", top_a["digest"], top_b["digest"])
+def judge(result: VariationResult, reference: Path, reference_digests: dict[str, str], rebuilt: Path) -> None:
+    """Fill RESULT from the layout REBUILT: its digests, those that changed, and (through diff) why."""
+    from xarch.diff import diff_paths
+
+    result.digests = layout_digests(rebuilt)
+    result.changed = [key for key in reference_digests if result.digests.get(key) != reference_digests[key]]
+    if not result.changed:
+        result.status = "same"
+        return
+    result.status = "differs"
+    diff = diff_paths(str(reference), str(rebuilt))
+    result.difference_count = len(diff.differences)
+    result.differences = [d.to_json() for d in diff.differences[:TOP_DIFFERENCES]]
 
 
-def rebuild_and_compare(
-    loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter
-) -> VerifyReport:
+def rebuild_and_compare(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter,
+                        variations: tuple[str, ...] | None = None) -> VerifyReport:
+    """Build once under the reference conditions, then once per variation; compare every digest."""
+    chosen = [v for v in VARIATIONS if v.name in (variations or VARIATION_NAMES)]
     epoch, _ = resolve_epoch(loaded)
     report = VerifyReport()
     with tempfile.TemporaryDirectory(prefix="xarch-verify-") as tmp:
-        readers = []
-        for variation in VARIATIONS:
-            reporter.info(f"rebuild {variation.name}: umask {variation.umask:04o}, TZ={variation.env['TZ']}, "
-                          f"LANG={variation.env['LANG']}")
-            output = _rebuild(loaded, platforms, epoch, variation, Path(tmp))
-            reader = LayoutReader(output)
-            readers.append(reader)
-            report.builds[variation.name] = _digests(reader)
-        report.difference = first_difference(readers[0], readers[1])
+        os.chmod(tmp, 0o755)  # a rebuild as another user must reach its own folder inside
+        request = BuildRequest(loaded, platforms, epoch, Path(tmp))
+        with reporter.tasks() as board:
+            task = board.add("verify: reference build and rebuilds", len(chosen) + 1)
+            reference = run_build(request, "reference", Conditions())
+            report.reference = layout_digests(reference)
+            board.advance(task, "reference build done")
+            # Rebuilds are independent processes: run as many at once as there are CPUs.
+            workers = max(1, min(len(chosen), os.cpu_count() or 1))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_run_variation, request, v, reference, report.reference)
+                           for v in chosen]
+                for future in as_completed(futures):
+                    board.advance(task, f"{future.result().name}: {future.result().status}")
+            report.results = [future.result() for future in futures]
     return report
+
+
+def _run_variation(request: BuildRequest, variation: Variation, reference: Path,
+                   reference_digests: dict[str, str]) -> VariationResult:
+    result = VariationResult(variation.name, variation.description, "same")
+    reason = skip_reason(variation.conditions)
+    if reason:
+        result.status, result.note = "skipped", reason
+        return result
+    started = time.monotonic()
+    try:
+        rebuilt = run_build(request, variation.name, variation.conditions)
+    except BuildError as error:
+        result.status, result.note = "failed", str(error)
+        return result
+    finally:
+        result.seconds = round(time.monotonic() - started, 2)
+    judge(result, reference, reference_digests, rebuilt)
+    return result
+
+
+# --- output ---------------------------------------------------------------------------------
+
+def _short(value: Any, width: int = 40) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def print_report(report: VerifyReport, as_json: bool, console: Console) -> None:
     if as_json:
-        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True, default=str))
         return
-    names = list(report.builds)
-    table = Table(title="xarch verify")
-    table.add_column("image")
-    for name in names:
-        table.add_column(f"rebuild {name}", no_wrap=True)
-    table.add_column("same")
-    for key in report.builds[names[0]]:
-        values = [report.builds[name].get(key, "-") for name in names]
-        table.add_row(key, *values, "yes" if len(set(values)) == 1 else "NO")
+    table = Table(title="xarch verify: reference build vs one rebuild per variation", title_justify="left")
+    for column in ("variation", "what differs from the reference", "result", "digests that changed"):
+        table.add_column(column, overflow="fold")
+    for result in report.results:
+        outcome = result.status if result.status in ("same", "skipped") else result.status.upper()
+        detail = ", ".join(result.changed) if result.changed else result.note
+        table.add_row(result.name, result.description, outcome, detail or "-")
     console.print(table)
-    if report.difference:
-        d = report.difference
-        console.print(f"first difference: {d.platform} {d.what}: {d.first} != {d.second}", highlight=False)
-    else:
-        console.print("all digests identical", highlight=False)
+    for key, digest in report.reference.items():
+        console.print(f"reference {key}: {digest}", highlight=False)
+    for result in report.results:
+        if result.status != "differs":
+            continue
+        shown = len(result.differences)
+        console.print(f"{result.name}: {result.difference_count} differences, first {shown}:",
+                      highlight=False)
+        for d in result.differences:
+            where = " ".join(part for part in (d["platform"], d["where"], d["item"]) if part)
+            changes = ", ".join(d["changes"]) or "no digest"
+            console.print(f"  {where}: {d['field']}: {_short(d['a'])} → {_short(d['b'])} (changes {changes})",
+                          highlight=False, markup=False)
+    verdict = "all digests identical under every variation" if report.identical else "NOT reproducible"
+    console.print(verdict, highlight=False)
+
