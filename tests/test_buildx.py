@@ -203,6 +203,23 @@ def test_a_failing_step_is_one_error_with_its_last_lines(buildx: str, busybox_ar
 
 
 @pytest.mark.docker
+def test_the_epoch_reaches_run_steps_that_ask_for_it(buildx: str, tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy(shutil.which("busybox") or need_tool("busybox"), context / "busybox")
+    (context / "Dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        "ARG SOURCE_DATE_EPOCH\n"
+        'RUN ["/bin/busybox", "sh", "-c", "echo $SOURCE_DATE_EPOCH > /epoch"]\n'
+    )
+    stage = BuildxStage(context / "Dockerfile", context, source_date_epoch=1_700_000_000, no_cache=True)
+    tree = build_platform(stage, "linux/amd64", tmp_path / "work", log=lambda _line: None, docker=buildx)
+    epoch = tree.get("epoch")
+    assert epoch is not None and epoch.read() == b"1700000000\n"
+
+
+@pytest.mark.docker
 def test_an_unknown_builder_is_named(buildx: str, per_arch_context: Path, tmp_path: Path) -> None:
     stage = BuildxStage(per_arch_context / "Dockerfile", per_arch_context, builder="no-such-builder")
     with pytest.raises(BuildxError, match="no-such-builder"):

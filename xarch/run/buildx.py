@@ -46,6 +46,10 @@ class BuildxStage:
     target: str | None = None
     builder: str | None = None  # a `docker buildx create` name; None: the current builder
     no_cache: bool = False
+    # Given to the build as the SOURCE_DATE_EPOCH build arg, which BuildKit 0.11+ passes to
+    # every RUN step (older builders only where the Dockerfile declares `ARG SOURCE_DATE_EPOCH`),
+    # so tools that stamp dates into files stamp the recipe's epoch.
+    source_date_epoch: int | None = None
 
 
 def build_stage(
@@ -116,7 +120,10 @@ def buildx_command(docker: str, stage: BuildxStage, oci_platform: str, dest: Pat
         "--provenance=false",
         "--progress", "plain" if not _stderr_is_tty() else "auto",
     ]
-    for key, value in sorted(stage.build_args.items()):
+    build_args = dict(stage.build_args)
+    if stage.source_date_epoch is not None:
+        build_args.setdefault("SOURCE_DATE_EPOCH", str(stage.source_date_epoch))
+    for key, value in sorted(build_args.items()):
         command += ["--build-arg", f"{key}={value}"]
     if stage.target:
         command += ["--target", stage.target]
