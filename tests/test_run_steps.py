@@ -170,3 +170,19 @@ def test_choose_strategy_without_any_way_names_the_fix() -> None:
     assert "\n" not in message
     assert "apt-get install gcc-ghost-linux-gnu" in message
     assert "apt-get install qemu-user-static" in message
+
+
+def test_step_sees_a_fixed_hostname_not_the_hosts(host_rootfs: Path, source: Path, cache) -> None:
+    run([StepSpec("hostname > /hostname.txt")], host_rootfs, platforms.host(), "native", source, cache)
+    assert (host_rootfs / "hostname.txt").read_text() == "xarch\n"
+
+
+def test_network_step_gets_the_host_resolver_only_while_it_runs(host_rootfs: Path, source: Path,
+                                                                cache) -> None:
+    if not Path("/etc/resolv.conf").is_file():
+        pytest.skip("this host has no /etc/resolv.conf")
+    (host_rootfs / "etc").mkdir()
+    run([StepSpec("cat /etc/resolv.conf > /seen.txt", network=True)], host_rootfs, platforms.host(), "native",
+        source, cache)
+    assert (host_rootfs / "seen.txt").read_text() == Path("/etc/resolv.conf").read_text()
+    assert not (host_rootfs / "etc" / "resolv.conf").exists()

@@ -77,15 +77,17 @@ def unshare_argv(network: bool, rootless: bool | None = None) -> list[str]:
     argv = ["unshare"]
     if rootless:
         argv += ["--user", "--map-root-user"]
-    argv += ["--mount", "--pid", "--fork", "--kill-child"]
+    argv += ["--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child"]
     if not network:
         argv.append("--net")
     return argv
 
 
 # Runs on the host inside the new namespaces, before the step. `lo` is brought up so a
-# step may still talk to itself; the net namespace has no other interface.
-_LOOPBACK = 'if [ "$net" = isolated ]; then ip link set lo up 2>/dev/null || true; fi'
+# step may still talk to itself; the net namespace has no other interface. The hostname
+# (own UTS namespace) is fixed so the build host's name cannot leak into an output.
+_LOOPBACK = """if [ "$net" = isolated ]; then ip link set lo up 2>/dev/null || true; fi
+hostname xarch"""
 
 _CHROOT_SETUP = """set -eu
 net=$1 root=$2 cwd=$3 step=$4
@@ -100,6 +102,11 @@ ln -s /proc/self/fd/0 "$root/dev/stdin"
 ln -s /proc/self/fd/1 "$root/dev/stdout"
 ln -s /proc/self/fd/2 "$root/dev/stderr"
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+# A step allowed the network needs the host's resolver; the file is bound, never copied.
+if [ "$net" = open ] && [ -f /etc/resolv.conf ] && [ -f "$root/etc/resolv.conf" ] \\
+        && [ ! -L "$root/etc/resolv.conf" ]; then
+    mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
+fi
 umask 022
 exec chroot "$root" /bin/sh -c 'cd "$1" && exec /bin/sh -ec "$2"' xarch-step "$cwd" "$step"
 """
@@ -148,8 +155,11 @@ def rootfs_command(
     rootfs = rootfs.resolve()
     if not (rootfs / "bin" / "sh").exists() and not (rootfs / "bin" / "sh").is_symlink():
         raise XarchError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
-    for mountpoint in ("proc", "dev", "tmp"):
+    for mountpoint in ("proc", "dev"):
         (rootfs / mountpoint).mkdir(exist_ok=True)
+    if not (rootfs / "tmp").exists():
+        (rootfs / "tmp").mkdir()
+        (rootfs / "tmp").chmod(0o1777)
     return [
         *unshare_argv(network, rootless), "/bin/sh", "-c", _CHROOT_SETUP, "xarch-setup",
         _net_word(network), str(rootfs), cwd, step,
@@ -160,7 +170,17 @@ def run_in_rootfs(
     rootfs: Path, step: str, env: Mapping[str, str], *, cwd: str = "/", network: bool = False, log: Log
 ) -> RunResult:
     """Run shell text STEP with /bin/sh of ROOTFS, chrooted, in CWD (a path inside ROOTFS)."""
-    return _stream(rootfs_command(rootfs, step, cwd=cwd, network=network), env, log)
+    resolv = rootfs / "etc" / "resolv.conf"
+    # An empty mount point for the host's resolver, removed after: it must not ship.
+    absent = not resolv.exists() and not resolv.is_symlink()
+    make_mountpoint = network and (rootfs / "etc").is_dir() and absent
+    if make_mountpoint:
+        resolv.touch()
+    try:
+        return _stream(rootfs_command(rootfs, step, cwd=cwd, network=network), env, log)
+    finally:
+        if make_mountpoint:
+            resolv.unlink(missing_ok=True)
 
 
 def run_on_host(
