@@ -4,6 +4,8 @@ The determinism test runs the real CLI twice in different folders under a differ
 TZ, LANG, cwd, source-file creation order, mtimes and group/other permission bits, and
 compares every byte of every output.
 """
+# Fixtures are imported from tests/support and then named as arguments:
+# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_two_builds_under_different_conditions_give_identical_bytes(
-    tmp_path: Path, hello_binaries: Path  # noqa: F811
+    tmp_path: Path, hello_binaries: Path
 ) -> None:
     first = make_source(tmp_path / "one" / "src", reverse=False, strip_group_other=False, seed=1)
     second = make_source(tmp_path / "elsewhere" / "deeper" / "src", reverse=True, strip_group_other=True,
@@ -104,7 +106,7 @@ def test_two_builds_under_different_conditions_give_identical_bytes(
 
 
 @pytest.fixture
-def hello(hello_binaries: Path) -> LoadedRecipe:  # noqa: F811
+def hello(hello_binaries: Path) -> LoadedRecipe:
     return load(HELLO / "xarch.yaml")
 
 
@@ -153,7 +155,7 @@ def _digests(loaded: LoadedRecipe, epoch: int = 1_700_000_000) -> dict[str, list
             for image in artifact.images}
 
 
-def test_base_layer_does_not_move_when_only_the_app_changes(tmp_path: Path, hello_binaries: Path) -> None:  # noqa: F811
+def test_base_layer_does_not_move_when_only_the_app_changes(tmp_path: Path, hello_binaries: Path) -> None:
     recipe = copy_hello(tmp_path / "hello")
     before = _digests(load(recipe))
     (tmp_path / "hello" / "etc" / "motd").write_text("a different message\n")
