@@ -169,6 +169,10 @@ def test_an_arm64_run_step_runs_under_qemu(buildx: str, busybox_arm64_image: str
     assert hello is not None and hello.read() == b"hello from aarch64\n" and hello.mode == 0o640
     link = tree.get("out/link")
     assert link is not None and (link.type, link.linkname) == ("symlink", "hello")
+    owned = tree.get("out/owned")
+    assert owned is not None and (owned.uid, owned.gid, owned.read()) == (1000, 1000, b"owned\n")
+    again = tree.get("out/owned-too")
+    assert again is not None and (again.type, again.linkname) == ("hardlink", "out/owned")
     assert not any(entry.path.startswith("dev/") for entry in tree)
 
 
@@ -235,7 +239,8 @@ def arm64_run_stage(
         f"FROM {base}\n"
         "ARG GREETING\n"
         'RUN mkdir -p /out && echo "$GREETING from $(uname -m)" > /out/hello && chmod 640 /out/hello'
-        " && ln -s hello /out/link\n"
+        " && ln -s hello /out/link && echo owned > /out/owned && chown 1000:1000 /out/owned"
+        " && ln /out/owned /out/owned-too\n"
     )
     return BuildxStage(context / "Dockerfile", context, build_args, no_cache=no_cache)
 

@@ -107,7 +107,7 @@ def busybox_image_blobs(layout: Path, busybox: Path, architecture: str) -> dict[
         data = busybox.read_bytes()
         info.size, info.mode = len(data), 0o755
         tar.addfile(info, io.BytesIO(data))
-        for applet in ("sh", "echo", "cat", "uname", "mkdir", "ln", "chmod"):
+        for applet in ("sh", "echo", "cat", "uname", "mkdir", "ln", "chmod", "chown"):
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
             tar.addfile(info)
