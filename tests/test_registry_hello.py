@@ -40,6 +40,11 @@ def test_push_built_layout_then_assemble_per_arch_builds(registry: Registry, hel
     assert pushed["reference"].startswith(f"{registry.host}/hello:1.0@")  # the recipe's tag
     assert skopeo_raw(f"{registry.host}/hello:1.0") == index_bytes
     assert published_digests(f"{registry.host}/hello:1.0") == digests
+    # The oci-archive output of the same build pushes to the same index.
+    from_archive = json.loads(run_ok("push", str(hello_build.oci_archive), f"{registry.host}/hello-tar",
+                                     "--json").stdout)
+    assert from_archive["digest"] == pushed["digest"]
+    assert skopeo_raw(f"{registry.host}/hello-tar:1.0") == index_bytes
 
     # A CI matrix: each "runner" builds one platform and pushes it to a scratch repository.
     from_args = []

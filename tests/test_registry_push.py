@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from tests.support.registry import (  # noqa: F401 (fixtures)
 from xarch.registry.client import Settings
 from xarch.registry.errors import LayoutError, RegistryError
 from xarch.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
-from xarch.registry.progress import LineProgress
+from xarch.registry.progress import LineProgress, RichProgress, progress_for
 from xarch.registry.pull import fetch_image, published_digests, pull_layout
 from xarch.registry.push import push_layout
 
@@ -253,3 +255,32 @@ def test_pull_back_and_published_digests(registry: Registry, tmp_path: Path) -> 
     again = push_layout(tmp_path / "pulled", f"{registry.host}/demo/copy:v1")
     assert again.digest == pushed.digest
     assert skopeo_raw(f"{registry.host}/demo/copy:v1") == layout.index_bytes
+
+
+def test_oci_archive_with_unsafe_member_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(LayoutError, match="unsafe member '../escaped'"):
+        push_layout(archive, "127.0.0.1:1/never/contacted:v1")
+    assert not (tmp_path.parent / "escaped").exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(registry: Registry, tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "layout", ["amd64"], big_layer=2 * MiB)
+    terminal = _Terminal()
+    progress = progress_for(terminal)
+    assert isinstance(progress, RichProgress)
+    push_layout(layout.path, f"{registry.host}/demo/bar:v1", settings=Settings(chunk_size=MiB),
+                progress=progress)
+    assert "sent 2.1 MB" in terminal.getvalue() and "━" in terminal.getvalue()
+    plain = io.StringIO()
+    push_layout(layout.path, f"{registry.host}/demo/bar:v1", progress=progress_for(plain))
+    assert plain.getvalue().count("already there, skipped") == 4  # config and three layers

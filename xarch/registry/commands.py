@@ -74,7 +74,7 @@ def report(result: PushResult, as_json: bool, verb: str) -> None:
 
 
 @click.command("push")
-@click.argument("layout", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("layout", type=click.Path(exists=True, path_type=Path))
 @click.argument("ref")
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
               help="docker: Docker v2 manifest-list media types (changes manifest digests).")
@@ -86,7 +86,11 @@ def report(result: PushResult, as_json: bool, verb: str) -> None:
 def push_command(layout: Path, ref: str, fmt: str, mount_from: tuple[str, ...], chunk_size: int,
                  insecure: bool, ca_cert: str | None, username: str | None, password_stdin: bool,
                  as_json: bool, quiet: bool) -> None:
-    """Push the OCI layout LAYOUT to REF (host/repo[:tag]): blobs, manifests, index, tag."""
+    """Push LAYOUT (OCI layout folder or oci-archive) to REF (host/repo[:tag]).
+
+    Blobs first (skipped when present, mounted with --mount-from), then each platform's
+    manifest by digest, then the index, then the tag.
+    """
     credentials = credentials_from_options(username, password_stdin)
     settings = Settings(insecure=insecure, ca_cert=ca_cert, chunk_size=chunk_size)
     result = push_layout(layout, ref, fmt=fmt, credentials=credentials, settings=settings,

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,3 +123,29 @@ def read_layout(root: Path | str) -> LayoutImage:
     for blob in image.unique_blobs():
         _verify_file(image.blob_path(blob["digest"]), root, blob)
     return image
+
+
+@contextmanager
+def layout_folder(path: Path | str) -> Iterator[Path]:
+    """PATH when it is a layout folder; an oci-archive (a tar of one) unpacked into a temporary folder."""
+    path = Path(path)
+    if path.is_dir():
+        yield path
+        return
+    if not path.is_file():
+        raise LayoutError(f"{path}: no such OCI layout folder or oci-archive")
+    with tempfile.TemporaryDirectory(prefix="xarch-push-") as scratch:
+        try:
+            with tarfile.open(path) as archive:
+                members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
+                for member in members:
+                    # Only plain files and folders, and only inside the scratch folder.
+                    if member.name.startswith("/") or ".." in Path(member.name).parts:
+                        raise LayoutError(f"{path}: unsafe member {member.name!r} in the archive")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: belt and braces
+                    archive.extractall(scratch, members=members, filter="data")
+                else:
+                    archive.extractall(scratch, members=members)
+        except tarfile.TarError as exc:
+            raise LayoutError(f"{path}: not an oci-archive ({exc})") from None
+        yield Path(scratch)

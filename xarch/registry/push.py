@@ -16,7 +16,7 @@ from typing import Any
 from xarch.registry.auth import Credentials, docker_config_credentials
 from xarch.registry.client import RegistryClient, Settings, TransferStats
 from xarch.registry.errors import RegistryError
-from xarch.registry.layout_source import LayoutImage, read_layout
+from xarch.registry.layout_source import LayoutImage, layout_folder, read_layout
 from xarch.registry.mediatypes import (
     UnsupportedInDocker,
     canonical_json,
@@ -164,7 +164,9 @@ def push_layout(
     progress: BlobProgress | None = None,
     on_chunk: Callable[[str, int], None] | None = None,
 ) -> PushResult:
-    """Push the OCI layout LAYOUT to TARGET (`host/repo[:tag]`); the tag defaults to the layout's.
+    """Push the OCI layout (folder or oci-archive) LAYOUT to TARGET (`host/repo[:tag]`).
+
+    The tag defaults to the layout's (org.opencontainers.image.ref.name), else "latest".
 
     MOUNT_FROM names repositories on the same registry to mount blobs from before uploading.
     """
@@ -173,7 +175,14 @@ def push_layout(
     ref = parse_reference(target) if isinstance(target, str) else target
     if ref.digest:
         raise RegistryError(f"push target {ref} names a digest; give a tag (digests follow from the bytes)")
-    image = read_layout(layout)
+    with layout_folder(layout) as folder:
+        return _push_folder(folder, layout, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
+
+
+def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, credentials: Credentials | None,
+                 settings: Settings | None, mount_from: Sequence[str], progress: BlobProgress | None,
+                 on_chunk: Callable[[str, int], None] | None) -> PushResult:
+    image = read_layout(folder)
     tag = ref.tag or image.tag or "latest"
     try:
         manifests, index = _prepare(image, fmt)
