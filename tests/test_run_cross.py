@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,8 @@ from tests.support.rootfs_helpers import PongServer
 from xarch import platforms
 from xarch.run import cross, qemu
 from xarch.run.cache import StepCache
-from xarch.run.steps import StepFailed, StepSpec, run_stage_steps
+from xarch.run.chroot import CROSS_ROOT, host_command
+from xarch.run.steps import StepFailed, StepSpec, fixed_env, run_stage_steps
 
 pytest_plugins = ["tests.support.rootfs"]
 
@@ -164,3 +169,35 @@ def test_dynamic_cross_binary_runs_with_the_cross_libc_as_sysroot(toolchain, arm
         qemu.run_binary(toolchain, binary)
     cross_libc = Path("/usr/aarch64-linux-gnu")
     assert qemu.run_binary(toolchain, binary, sysroot=cross_libc) == "hello from the sysroot, hello.c\n"
+
+
+def test_rootless_cross_compile_as_an_unprivileged_user(toolchain, source: Path) -> None:
+    """The exact command xarch runs for a cross step without root, started as `nobody`."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user; as non-root the default route is the rootless one")
+    setpriv = need_tool("setpriv")
+    base = Path(tempfile.mkdtemp(prefix="xarch-rootless-cross-"))  # pytest's tmp dirs are root-only
+    try:
+        stage_root = base / "stage"
+        shutil.copytree(source, stage_root / "src")
+        (stage_root / "src" / "xarch_test.h").write_text('#define XARCH_TEST_GREETING "nobody"\n')
+        subprocess.run(["chown", "-R", "65534:65534", str(base)], check=True)
+        env = {**fixed_env(toolchain, EPOCH), **cross.toolchain_env(toolchain)}
+        compile_step = 'mkdir -p "$DESTDIR/out" && $CC -static -O2 -o "$DESTDIR/out/hello" hello.c'
+        command = host_command(compile_step, binds=[(stage_root, CROSS_ROOT)], cwd=CROSS_ROOT / "src",
+                               rootless=True)
+        completed = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
+             *(f"{key}={value}" for key, value in env.items()), *command],
+            capture_output=True, text=True,
+        )
+        if completed.returncode != 0 and "Operation not permitted" in completed.stderr:
+            pytest.skip(f"user namespaces are disabled for unprivileged users: {completed.stderr.strip()}")
+        assert completed.returncode == 0, completed.stderr
+        binary = stage_root / "out" / "hello"
+        assert binary.stat().st_uid == 65534
+        assert binary.read_bytes()[18] == EM_AARCH64
+        if qemu.find_qemu(toolchain):
+            assert qemu.run_binary(toolchain, binary) == "hello from nobody, hello.c\n"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

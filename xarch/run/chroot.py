@@ -137,10 +137,16 @@ def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     process = command.popen(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
-    for raw in iter(process.stdout.readline, b""):
-        line = bytes(raw).decode("utf-8", "replace").rstrip("\n")  # type: ignore[arg-type]
-        tail.append(line)
-        log(line)
+    try:
+        for raw in iter(process.stdout.readline, b""):
+            line = bytes(raw).decode("utf-8", "replace").rstrip("\n")  # type: ignore[arg-type]
+            tail.append(line)
+            log(line)
+    except BaseException:
+        # Interrupted (Ctrl-C, a failing log callback): unshare's --kill-child takes the step down too.
+        process.kill()
+        process.wait()
+        raise
     return RunResult(exit_code=process.wait(), tail=tuple(tail))
 
 
@@ -183,16 +189,15 @@ def run_in_rootfs(
             resolv.unlink(missing_ok=True)
 
 
-def run_on_host(
+def host_command(
     step: str,
-    env: Mapping[str, str],
     *,
     binds: Sequence[tuple[Path, PurePosixPath]],
     cwd: PurePosixPath,
     network: bool = False,
-    log: Log,
-) -> RunResult:
-    """Run STEP with the host's /bin/sh, each (host dir, fixed path) of BINDS mounted first.
+    rootless: bool | None = None,
+) -> list[str]:
+    """The command line that runs STEP with the host's /bin/sh, BINDS (host dir, fixed path) mounted.
 
     The fixed paths live on a private tmpfs over CROSS_MOUNT_BASE, so every build sees
     the same paths (compilers record them in debug info and __FILE__) without touching
@@ -203,8 +208,20 @@ def run_on_host(
         if resolved == Path(CROSS_MOUNT_BASE) or Path(CROSS_MOUNT_BASE) in resolved.parents:
             raise XarchError(f"{resolved} is under {CROSS_MOUNT_BASE}, which cross steps mount over: move it")
     pairs = [str(part) for source, target in binds for part in (source.resolve(), target)]
-    argv = [
-        *unshare_argv(network), "/bin/sh", "-c", _HOST_SETUP, "xarch-setup",
+    return [
+        *unshare_argv(network, rootless), "/bin/sh", "-c", _HOST_SETUP, "xarch-setup",
         _net_word(network), str(CROSS_MOUNT_BASE), str(CROSS_HOME), str(cwd), step, *pairs,
     ]
-    return _stream(argv, env, log)
+
+
+def run_on_host(
+    step: str,
+    env: Mapping[str, str],
+    *,
+    binds: Sequence[tuple[Path, PurePosixPath]],
+    cwd: PurePosixPath,
+    network: bool = False,
+    log: Log,
+) -> RunResult:
+    """Run STEP with the host's /bin/sh, BINDS mounted at their fixed paths (see host_command)."""
+    return _stream(host_command(step, binds=binds, cwd=cwd, network=network), env, log)
