@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import need_tool
 from tests.support.aptrepo import FixturePackage, ar_archive, build_deb, raw_deb
 from xarch.oci.tree import Entry, Tree
-from xarch.sources.debian.deb import read_ar, read_deb, unpack
+from xarch.sources.debian.deb import PathFilter, read_ar, read_deb, unpack
 from xarch.sources.debian.errors import UnpackError
 
 
@@ -131,3 +131,16 @@ def test_directory_over_file_is_refused(tmp_path: Path) -> None:
     deb = read_deb(hostile(tmp_path, member("./etc/thing", tarfile.DIRTYPE, mode=0o755)))
     with pytest.raises(UnpackError, match=r"the image has a file at etc/thing, the package a directory"):
         unpack(deb, tree)
+
+
+def test_path_filter_like_dpkg_path_exclude(tmp_path: Path) -> None:
+    deb = read_deb(hostile(tmp_path, member("./usr/share/doc/pkg/README"),
+                           member("./usr/share/doc/pkg/copyright"),
+                           member("./usr/share/man/man1/x.1.gz"), member("./usr/bin/x", mode=0o755),
+                           contents={"./usr/share/doc/pkg/copyright": b"(c)\n", "./usr/bin/x": b"x\n"}))
+    keep = PathFilter(exclude=("/usr/share/doc/*", "/usr/share/man/*"),
+                      include=("/usr/share/doc/*/copyright",))
+    tree = Tree()
+    unpacked = unpack(deb, tree, path_filter=keep)
+    assert sorted(e.path for e in tree if e.type == "file") == ["usr/bin/x", "usr/share/doc/pkg/copyright"]
+    assert unpacked.paths == ["usr/share/doc/pkg/copyright", "usr/bin/x"]

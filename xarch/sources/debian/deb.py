@@ -11,6 +11,7 @@ import io
 import lzma
 import tarfile
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from debian.deb822 import Deb822
@@ -117,12 +118,29 @@ def read_deb(path: Path, what: str | None = None) -> Deb:
     return Deb(what, control_files, data_name, data_blob)
 
 
+@dataclass(frozen=True)
+class PathFilter:
+    """dpkg's --path-exclude/--path-include: shell patterns on "/"-rooted paths; a path
+    matching an exclude is dropped unless it also matches an include (e.g. exclude
+    /usr/share/doc/*, include /usr/share/doc/*/copyright). Parents of kept paths are
+    made as needed."""
+
+    exclude: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+
+    def keeps(self, path: str) -> bool:
+        rooted = "/" + path
+        if not any(fnmatchcase(rooted, pattern) for pattern in self.exclude):
+            return True
+        return any(fnmatchcase(rooted, pattern) for pattern in self.include)
+
+
 @dataclass
 class Unpacked:
     paths: list[str] = field(default_factory=list)  # as the package names them, for .list
 
 
-def unpack(deb: Deb, tree: Tree, merged_usr: bool = True) -> Unpacked:
+def unpack(deb: Deb, tree: Tree, merged_usr: bool = True, path_filter: PathFilter | None = None) -> Unpacked:
     """Add DEB's data.tar to TREE (later packages replace earlier files, as with dpkg)."""
     result = Unpacked()
     with _open_tar(deb.data_name, deb.data_blob, deb.what) as tar:
@@ -132,7 +150,7 @@ def unpack(deb: Deb, tree: Tree, merged_usr: bool = True) -> Unpacked:
             except TreeError:
                 message = f"{deb.what}: member {info.name!r} escapes the image root; refused"
                 raise UnpackError(message) from None
-            if not package_path:
+            if not package_path or (path_filter is not None and not path_filter.keeps(package_path)):
                 continue
             result.paths.append(package_path)
             _place(deb, tree, tar, info, package_path, merged_usr)

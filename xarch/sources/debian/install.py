@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from xarch.oci.tree import Entry, Tree
-from xarch.sources.debian.deb import Deb, read_deb, unpack
+from xarch.sources.debian.deb import Deb, PathFilter, read_deb, unpack
 from xarch.sources.debian.errors import UnpackError
 from xarch.sources.debian.lock import LockedPackage
 from xarch.store import Store
@@ -49,10 +49,11 @@ class InstallReport:
 
 
 def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store: Store, epoch: int,
-                     merged_usr: bool = True) -> InstallReport:
+                     merged_usr: bool = True, path_filter: PathFilter | None = None) -> InstallReport:
     """Unpack every package (in lock order) into TREE and write what their scripts would have.
 
     The .debs must be in STORE already (fetch_packages); they were verified on entry.
+    PATH_FILTER drops paths as dpkg's --path-exclude does (docs, man pages, locales).
     """
     report = InstallReport()
     debs: list[tuple[LockedPackage, Deb, list[str]]] = []
@@ -66,7 +67,7 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
         if control.get("Package") != pkg.name or control.get("Version") != pkg.version:
             raise UnpackError(f"{deb.what}: control says {control.get('Package')} {control.get('Version')}, "
                               f"the lock {pkg.name} {pkg.version}")
-        unpacked = unpack(deb, tree, merged_usr=merged_usr)
+        unpacked = unpack(deb, tree, merged_usr=merged_usr, path_filter=path_filter)
         debs.append((pkg, deb, unpacked.paths))
         report.installed.append(pkg.label)
         report.skipped += [(pkg.name, script) for script in deb.scripts]
