@@ -133,6 +133,8 @@ def test_generated_in_place_of_scripts(debian_source: DebianSource, store: Store
     assert tree.get("etc/passwd").data == b"root:*:0:0:root:/root:/bin/sh\n"
     assert "/etc/ssl/certs/ca-certificates.crt" in report.generated
     assert {tree.get(path).mtime for path in report.generated} == {EPOCH}
+    lines = report.lines()
+    assert "not run: app postinst" in lines and "made by xarch: /var/lib/dpkg/status" in lines
 
 
 def test_install_is_deterministic(debian_source: DebianSource, store: Store) -> None:

@@ -47,6 +47,12 @@ class InstallReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (package, maintainer script)
     generated: list[str] = field(default_factory=list)  # paths xarch made in the scripts' place
 
+    def lines(self) -> list[str]:
+        """What `xarch build -v` prints: every script not run, then what xarch made instead."""
+        out = [f"not run: {package} {script}" for package, script in self.skipped]
+        made = [path for path in self.generated if not path.startswith("/var/lib/dpkg/info/")]
+        return out + [f"made by xarch: {path}" for path in made]
+
 
 def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store: Store, epoch: int,
                      merged_usr: bool = True, path_filter: PathFilter | None = None) -> InstallReport:
