@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.oci_images import EPOCH, PLATFORMS, Change, base_entries, make_artifact, replace_entry
 from xarch.diff import DiffError, diff_paths
 from xarch.oci.compress import compressor_id
 from xarch.oci.dockerarchive import write_docker_archive
@@ -19,55 +19,13 @@ from xarch.oci.layer import build_layer
 from xarch.oci.layout import Artifact, write_layout, write_oci_archive
 from xarch.oci.tree import Entry
 
-EPOCH = 1_700_000_000
-PLATFORMS = ({"architecture": "amd64", "os": "linux"},
-             {"architecture": "arm64", "os": "linux", "variant": "v8"})
 AMD64 = "linux/amd64"
-
-
-def base_entries() -> dict[str, Entry]:
-    entries = [
-        Entry("bin", "dir", 0o755),
-        Entry("bin/tool", "file", 0o755, data=b"\x7fELF pretend binary\n" * 100),
-        Entry("bin/sh", "symlink", 0o777, linkname="tool"),
-        Entry("etc", "dir", 0o755),
-        Entry("etc/motd", "file", 0o644, data=b"hello\n"),
-        Entry("etc/config", "file", 0o644, data=b"a=1\n"),
-    ]
-    return {entry.path: entry for entry in entries}
-
-
-Change = Callable[[dict[str, Entry]], None]
-
-
-def make_artifact(change: Change | None = None, env: tuple[str, ...] = ("PATH=/bin",),
-                  index_annotations: dict[str, str] | None = None) -> Artifact:
-    images = []
-    for platform in PLATFORMS:
-        entries = base_entries()
-        if change:
-            change(entries)
-        base = [e for p, e in entries.items() if p.startswith("bin")]
-        app = [e for p, e in entries.items() if not p.startswith("bin")]
-        layers = [build_layer("base", base, EPOCH, 6), build_layer("app", app, EPOCH, 6)]
-        images.append(build_image(platform, layers, RuntimeConfig(cmd=["/bin/sh"], env=list(env)), EPOCH,
-                                  compressor_id(6), {"org.opencontainers.image.title": "t"}))
-    index = build_index([image.manifest_descriptor for image in images], index_annotations or {"k": "v"})
-    return Artifact(index, tuple(images), "1.0")
 
 
 def layout(tmp_path: Path, name: str, **kwargs: object) -> str:
     target = tmp_path / name
     write_layout(make_artifact(**kwargs), target)  # type: ignore[arg-type]
     return str(target)
-
-
-def replace_entry(path: str, **fields: object) -> Change:
-    def change(entries: dict[str, Entry]) -> None:
-        from dataclasses import replace
-
-        entries[path] = replace(entries[path], **fields)  # type: ignore[arg-type]
-    return change
 
 
 FULL_CHAIN = ("layer 1 of linux/amd64", "config of linux/amd64", "manifest of linux/amd64", "index")

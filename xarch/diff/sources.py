@@ -261,6 +261,12 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
     try:
         pull_layout(reference, tmp / "image", settings=client_settings(insecure=insecure))
         source = _open_path(tmp / "image", label, None)
+    except DiffError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except XarchError as error:  # exit 2 (trouble), not 1, which means "they differ"
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DiffError(f"{label}: {error}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
