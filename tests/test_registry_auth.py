@@ -146,3 +146,14 @@ def test_bearer_token_flow(token_registry: tuple[Registry, TokenService], tmp_pa
     with pytest.raises(AuthError, match="rejected the credentials of user 'bob'"):
         push_layout(layout.path, f"{registry_.host}/team/app:v2",
                     credentials=Credentials(registry_.username, "not-the-password"))
+
+
+def test_docker_hub_entry_under_its_legacy_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `docker login` stores Docker Hub under https://index.docker.io/v1/; references say docker.io.
+    token = base64.b64encode(b"hubuser:hubsecret").decode()
+    config = {"auths": {"https://index.docker.io/v1/": {"auth": token}}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    found = docker_config_credentials("docker.io")
+    assert (found.username, found.password) == ("hubuser", "hubsecret")
+    assert docker_config_credentials("ghcr.io").present is False

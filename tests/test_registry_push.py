@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
+from tests.conftest import REQUIRE_TOOLS, need_tool
 from tests.support.registry import (  # noqa: F401 (fixtures)
     FlakyProxy,
     Registry,
@@ -284,3 +284,28 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(registry: Registry,
     plain = io.StringIO()
     push_layout(layout.path, f"{registry.host}/demo/bar:v1", progress=progress_for(plain))
     assert plain.getvalue().count("already there, skipped") == 4  # config and three layers
+
+
+def imagetools(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """`docker buildx imagetools` (talks to the registry itself; no dockerd needed)."""
+    need_tool("docker")
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        message = "docker buildx is not installed (Debian trixie's docker-buildx; scripts/setup-host)"
+        if REQUIRE_TOOLS:
+            pytest.fail(message)
+        pytest.skip(message)
+    return subprocess.run(["docker", "buildx", "imagetools", *args], capture_output=True, timeout=120,
+                          check=True)
+
+
+def test_buildx_imagetools_reads_what_xarch_pushed(registry: Registry, tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "layout", ["amd64", "arm64", "arm/v7"])
+    result = push_layout(layout.path, f"{registry.host}/demo/imagetools:v1")
+    assert imagetools("inspect", "--raw", f"{registry.host}/demo/imagetools:v1").stdout == layout.index_bytes
+    listing = imagetools("inspect", f"{registry.host}/demo/imagetools:v1").stdout.decode()
+    for platform, digest in result.manifests.items():
+        assert f"Platform:  {platform}" in listing and digest in listing
+
+    push_layout(layout.path, f"{registry.host}/demo/imagetools:docker", fmt="docker")
+    listing = imagetools("inspect", f"{registry.host}/demo/imagetools:docker").stdout.decode()
+    assert DOCKER_LIST in listing and "linux/arm/v7" in listing

@@ -196,7 +196,8 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
         for prepared in manifests:
             client.put_manifest(ref.repository, prepared.digest, prepared.data, prepared.media_type)
         top = index or manifests[0]
-        client.put_manifest(ref.repository, top.digest, top.data, top.media_type)
+        if index is not None:
+            client.put_manifest(ref.repository, index.digest, index.data, index.media_type)
         client.put_manifest(ref.repository, tag, top.data, top.media_type)
     finally:
         progress.close()
