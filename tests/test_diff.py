@@ -205,3 +205,41 @@ def test_cli_exit_codes_table_and_json(tmp_path: Path) -> None:
     missing = run_cli(a, str(tmp_path / "nothing"))
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "nothing: no such file or folder" in missing.stderr
+
+
+def docker_save_archive(target: Path, files: dict[str, bytes]) -> None:
+    """An archive shaped like `docker save` writes it: uncompressed layer.tar files named by folder,
+    written by tarfile (uname/gname set, GNU format), not by xarch's writer."""
+    import hashlib
+    import io
+    import tarfile
+
+    layer_buffer = io.BytesIO()
+    with tarfile.open(fileobj=layer_buffer, mode="w", format=tarfile.GNU_FORMAT) as layer:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.uname, info.gname = len(data), EPOCH, "root", "root"
+            layer.addfile(info, io.BytesIO(data))
+    layer_bytes = layer_buffer.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                         "history": [{"created_by": "COPY . /"}]}).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": ["t:1"], "Layers": ["abc/layer.tar"]}])
+    members = (("manifest.json", manifest.encode()), (config_name, config), ("abc/layer.tar", layer_bytes))
+    with tarfile.open(target, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_docker_save_style_archives_with_uncompressed_layers(tmp_path: Path) -> None:
+    docker_save_archive(tmp_path / "a.tar", {"var/log/apt/history.log": b"Start-Date: 1\n", "app": b"same"})
+    docker_save_archive(tmp_path / "b.tar", {"var/log/apt/history.log": b"Start-Date: 2\n", "app": b"same"})
+    result = diff_paths(str(tmp_path / "a.tar"), f"docker-archive:{tmp_path / 'b.tar'}")
+    [difference] = result.differences
+    assert (difference.platform, difference.where, difference.item, difference.field) == (
+        AMD64, "layer 0 (COPY . /)", "var/log/apt/history.log", "content")
+    assert difference.changes == ("layer 0 of linux/amd64", "config of linux/amd64")
