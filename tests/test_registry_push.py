@@ -85,6 +85,12 @@ def test_cross_repository_mount_and_fallback_when_answered_202(registry: Registr
     log = registry.log.read_text()
     assert "mount=" in log and "team%2Fempty" in log
 
+    # Sources tried in order: the first declines (its upload session is dropped), the second mounts.
+    second = push_layout(layout.path, f"{registry.host}/team/third:v1",
+                         mount_from=["team/empty", "team/base"])
+    assert (second.stats.blobs_mounted, second.stats.bytes_sent) == (5, 0)
+    assert registry.log.read_text().count('"DELETE /v2/team/third/blobs/uploads/') == 5
+
 
 def test_docker_format_writes_manifest_list(registry: Registry, tmp_path: Path) -> None:
     layout = make_layout(tmp_path / "layout", ["amd64", "arm/v7"])

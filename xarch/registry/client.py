@@ -14,6 +14,7 @@ if the registry forgot the upload, that blob alone starts again.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -246,6 +247,13 @@ class RegistryClient:
             return self.url(response.headers["Location"])
         raise self._fail(response, what)
 
+    def cancel_upload(self, upload_url: str) -> None:
+        """Drop an upload session we will not use (best effort: the registry expires it anyway)."""
+        try:
+            self._send_once("DELETE", upload_url)
+        except (_Transient, RegistryError):
+            pass
+
     def _start_upload(self, repository: str) -> str:
         self._scope(repository, push=True)
         what = f"start upload to {repository}"
@@ -355,8 +363,6 @@ class RegistryClient:
 
     def download_blob(self, repository: str, digest: str, destination: Path) -> None:
         """Stream a blob to DESTINATION, verified; a partial or wrong download never lands there."""
-        import hashlib
-
         self._scope(repository, push=False)
         what = f"GET blob {repository}@{digest}"
         partial = destination.with_name(destination.name + ".partial")

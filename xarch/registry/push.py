@@ -83,6 +83,8 @@ def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str
         for source in mount_from:
             if source == repository:
                 continue
+            if upload_url:
+                client.cancel_upload(upload_url)  # the previous source declined; its session is not needed
             upload_url = client.mount_blob(repository, digest, source)
             if upload_url is None:
                 mounted_from = source
