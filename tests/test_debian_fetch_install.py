@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.aptrepo import AptRepo, RepoServer, stored_blobs
+from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb, stored_blobs
 from xarch import platforms
 from xarch.oci.tree import Tree
 from xarch.sources.debian.config import DebianSource, PackageSelection
-from xarch.sources.debian.errors import FetchError, UnpackError
+from xarch.sources.debian.errors import FetchError, LockError, UnpackError
 from xarch.sources.debian.fetch import fetch_packages
 from xarch.sources.debian.install import Group, User, install_packages, write_accounts
-from xarch.sources.debian.lock import Lock, resolve_lock
+from xarch.sources.debian.lock import Lock, mirror_of, resolve_lock
 from xarch.store import Store
 
 # The signed test repository and its server (fixtures with teardown).
@@ -168,3 +168,29 @@ def test_write_accounts_without_base_passwd() -> None:
     write_accounts(tree, [User("app", 1000, 1000)], [Group("app", 1000)])
     assert tree.get("etc/passwd").data.decode().splitlines() == [
         "root:x:0:0:root:/root:/bin/sh", "app:x:1000:1000::/nonexistent:/usr/sbin/nologin"]
+
+
+def test_two_archives_like_main_and_security(tmp_path: Path, debian_source: DebianSource, keyring: Path,
+                                             debian_key: GpgKey, store: Store) -> None:
+    security = AptRepo(tmp_path / "security", debian_key)
+    security.add(build_deb(FixturePackage("prelib", "1.1", files={"usr/share/prelib/data": b"fixed\n"}),
+                           tmp_path / "roots", tmp_path / "debs"))
+    security.publish(suite="stable-security")
+    server = RepoServer(security.root)
+    try:
+        fixes = DebianSource(suites="stable-security", mirror=server.url, keyring=keyring)
+        lock = resolve_lock([debian_source, fixes], PackageSelection(packages=["app"]), [AMD64])
+        prelib = next(p for p in lock.entries("amd64") if p.name == "prelib")
+        assert (prelib.version, prelib.suite) == ("1.1", "stable-security")
+        assert set(lock.releases) == {"stable", "stable-security"}
+        fetch_packages(lock.entries("amd64"), mirror_of([debian_source, fixes]), store, show_bar=False,
+                       say=lambda _m: None)
+        tree = Tree()
+        install_packages(tree, lock.entries("amd64"), store, EPOCH)
+        assert tree.get("usr/share/prelib/data").data == b"fixed\n"
+        with pytest.raises(LockError, match="which sources.debian no longer lists"):
+            mirror_of(debian_source)(prelib)
+        with pytest.raises(LockError, match="suite stable is listed twice"):
+            resolve_lock([debian_source, debian_source], PackageSelection(packages=["app"]), [AMD64])
+    finally:
+        server.stop()

@@ -12,10 +12,10 @@ from xarch.sources.debian.deb import PathFilter
 from xarch.sources.debian.errors import DebianError
 from xarch.sources.debian.fetch import fetch_packages
 from xarch.sources.debian.install import Group, InstallReport, User, install_packages, write_accounts
-from xarch.sources.debian.lock import Lock, LockedPackage, lock_matches, resolve_lock
+from xarch.sources.debian.lock import Lock, LockedPackage, lock_matches, mirror_of, resolve_lock
 
 __all__ = [
     "DebianError", "DebianSource", "Group", "InstallReport", "Lock", "LockedPackage", "PackageSelection",
     "PathFilter", "PlatformPackages", "User", "fetch_packages", "install_packages", "lock_matches",
-    "lock_path", "make_lock_command", "resolve_lock", "run_lock", "write_accounts",
+    "lock_path", "make_lock_command", "mirror_of", "resolve_lock", "run_lock", "write_accounts",
 ]

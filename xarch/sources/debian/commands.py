@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -14,7 +14,9 @@ from xarch.sources.debian.lock import Lock, resolve_lock
 from xarch.store import Store
 
 LOCK_NAME = "xarch.lock"
-Loaded = tuple[DebianSource, "PackageSelection | Mapping[str, PackageSelection]", list[Platform]]
+Sources = DebianSource | Sequence[DebianSource]
+Selections = PackageSelection | Mapping[str, PackageSelection]
+Loaded = tuple[Sources, Selections, list[Platform]]
 
 
 def lock_path(recipe_path: Path) -> Path:
@@ -22,8 +24,7 @@ def lock_path(recipe_path: Path) -> Path:
     return Path(recipe_path).resolve().parent / LOCK_NAME
 
 
-def run_lock(recipe_path: Path, source: DebianSource,
-             selection: PackageSelection | Mapping[str, PackageSelection],
+def run_lock(recipe_path: Path, source: Sources, selection: Selections,
              platforms: list[Platform], store: Store | None = None,
              say: Callable[[str], None] | None = None) -> Lock:
     """Resolve and write xarch.lock next to RECIPE_PATH; nothing is written on error."""

@@ -24,24 +24,27 @@ from xarch.store import DigestMismatch, Store
 DEFAULT_JOBS = 4
 
 
-def fetch_packages(packages: Iterable[LockedPackage], base_url: str, store: Store,
+def fetch_packages(packages: Iterable[LockedPackage], base_url: str | Callable[[LockedPackage], str],
+                   store: Store,
                    jobs: int = DEFAULT_JOBS, say: Callable[[str], None] | None = None,
                    show_bar: bool | None = None) -> dict[str, Path]:
     """Ensure every package is in STORE; returns sha256 -> stored path.
 
-    BASE_URL is the archive root (DebianSource.base_url()). The progress bar is shown
+    BASE_URL is the archive root (DebianSource.base_url()) or, for several archives,
+    lock.mirror_of(sources), which picks it by the package's suite. The progress bar is shown
     on a terminal (xarch.progress.interactive), else one line per download goes to SAY
     (Reporter.info fits) or to stderr.
     """
     unique = {p.sha256: p for p in packages}
     missing = [p for sha, p in sorted(unique.items(), key=lambda kv: kv[1].name) if not store.has(sha)]
     if missing:
-        _download_all(missing, base_url.rstrip("/"), store, jobs, say, show_bar)
+        url_of = base_url if callable(base_url) else (lambda _pkg: base_url)
+        _download_all(missing, url_of, store, jobs, say, show_bar)
     return {sha: store.path(sha) for sha in unique}
 
 
-def _download_all(missing: list[LockedPackage], base_url: str, store: Store, jobs: int,
-                  say: Callable[[str], None] | None, show_bar: bool | None) -> None:
+def _download_all(missing: list[LockedPackage], base_url: Callable[[LockedPackage], str], store: Store,
+                  jobs: int, say: Callable[[str], None] | None, show_bar: bool | None) -> None:
     if show_bar is None:
         show_bar = interactive()
     line = say or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -77,8 +80,9 @@ def _download_all(missing: list[LockedPackage], base_url: str, store: Store, job
                 raise FetchError(first + more)
 
 
-def _download(pkg: LockedPackage, base_url: str, store: Store, advance: Callable[[int], None]) -> None:
-    url = f"{base_url}/{pkg.filename}"
+def _download(pkg: LockedPackage, base_url: Callable[[LockedPackage], str], store: Store,
+              advance: Callable[[int], None]) -> None:
+    url = f"{base_url(pkg).rstrip('/')}/{pkg.filename}"
 
     def counted() -> Iterable[bytes]:
         received = 0

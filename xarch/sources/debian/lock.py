@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,8 @@ from xarch.store import Store
 LOCK_VERSION = 1
 DEFAULT_SET = "image"
 Progress = Callable[[str], None]
+# One archive, or several (e.g. the main archive and debian-security); suites are unique.
+Sources = DebianSource | Sequence[DebianSource]
 
 
 @dataclass(frozen=True)
@@ -121,17 +123,50 @@ def _selections(selection: PackageSelection | Mapping[str, PackageSelection]) ->
     return dict(selection)
 
 
-def input_digests(source: DebianSource, selection: PackageSelection | Mapping[str, PackageSelection],
+def as_list(source: Sources) -> list[DebianSource]:
+    sources = [source] if isinstance(source, DebianSource) else list(source)
+    if not sources:
+        raise LockError("sources.debian names no archive")
+    seen: dict[str, str] = {}
+    for item in sources:
+        for suite in item.suites:
+            if suite in seen:
+                raise LockError(f"sources.debian: suite {suite} is listed twice "
+                                f"({seen[suite]} and {item.mirror})")
+            seen[suite] = item.mirror
+    return sources
+
+
+def mirror_of(source: Sources) -> Callable[[LockedPackage], str]:
+    """Archive root to fetch a locked package from: the source that has its suite."""
+    by_suite = {suite: item.base_url() for item in as_list(source) for suite in item.suites}
+
+    def base_url(pkg: LockedPackage) -> str:
+        try:
+            return by_suite[pkg.suite]
+        except KeyError:
+            raise LockError(f"xarch.lock pins {pkg.label} from suite {pkg.suite}, which sources.debian "
+                            "no longer lists; run `xarch lock`") from None
+
+    return base_url
+
+
+def _source_identity(source: Sources) -> object:
+    sources = as_list(source)
+    return sources[0].identity() if len(sources) == 1 else [item.identity() for item in sources]
+
+
+def input_digests(source: Sources, selection: PackageSelection | Mapping[str, PackageSelection],
                   platforms: list[Platform]) -> dict[str, str]:
     selections = _selections(selection)
     return {
-        "source": inputs_digest(source.identity()),
+        "source": inputs_digest(_source_identity(source)),
         "selections": inputs_digest({k: v.identity() for k, v in sorted(selections.items())}),
         "platforms": inputs_digest(sorted(p.name for p in platforms)),
     }
 
 
-def resolve_lock(source: DebianSource, selection: PackageSelection | Mapping[str, PackageSelection],
+def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, PackageSelection],
                  platforms: list[Platform], progress: Progress | None = None,
                  store: Store | None = None, now: datetime | None = None) -> Lock:
     """Fetch and verify the indexes, resolve every selection for every platform.
@@ -142,14 +177,15 @@ def resolve_lock(source: DebianSource, selection: PackageSelection | Mapping[str
     """
     say = progress or (lambda _message: None)
     selections = _selections(selection)
-    releases: list[Release] = []
-    for suite in source.suites:
-        say(f"verifying {source.base_url()}/dists/{suite}/InRelease")
-        releases.append(fetch_release(source, suite, now=now))
+    releases: list[tuple[DebianSource, Release]] = []
+    for item in as_list(source):
+        for suite in item.suites:
+            say(f"verifying {item.base_url()}/dists/{suite}/InRelease")
+            releases.append((item, fetch_release(item, suite, now=now)))
     lock = Lock(input_digests(source, selections, platforms),
-                {r.suite: r.lock_record() for r in releases})
+                {r.suite: r.lock_record() for _, r in releases})
     for plat in platforms:
-        universe = _universe(source, releases, plat.debian_arch, store, say)
+        universe = _universe(releases, plat.debian_arch, store, say)
         for set_name, sel in sorted(selections.items()):
             resolution = resolve(universe, sel.for_platform(plat.name), sel.recommends, sel.essential)
             lock.packages.setdefault(set_name, {})[plat.name] = [
@@ -159,10 +195,10 @@ def resolve_lock(source: DebianSource, selection: PackageSelection | Mapping[str
     return lock
 
 
-def _universe(source: DebianSource, releases: list[Release], arch: str, store: Store | None,
+def _universe(releases: list[tuple[DebianSource, Release]], arch: str, store: Store | None,
               say: Progress) -> Universe:
     candidates: list[Candidate] = []
-    for release in releases:
+    for source, release in releases:
         if release.architectures and arch not in release.architectures:
             raise LockError(f"{release.url}: the archive has no {arch} packages "
                             f"(it has {', '.join(release.architectures)})")
@@ -177,7 +213,7 @@ def _locked(cand: Candidate) -> LockedPackage:
                          cand.suite)
 
 
-def lock_matches(lock: Lock, source: DebianSource,
+def lock_matches(lock: Lock, source: Sources,
                  selection: PackageSelection | Mapping[str, PackageSelection],
                  platforms: list[Platform]) -> list[str]:
     """What differs between LOCK and the recipe's inputs (empty when the lock is current)."""
