@@ -30,7 +30,8 @@ from xarch.registry.errors import AuthError, RegistryError
 from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
 from xarch.registry.progress import BlobProgress, QuietProgress
 
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
+# 429: a rate limit (Docker Hub) is worth a few patient retries too.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Connection-level failures worth another try (SSLError is a ConnectionError but is not retried).
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 PLAIN_HTTP_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
