@@ -1,8 +1,11 @@
-"""Step cache: the stage root after a step, keyed by everything that can change it.
+"""Step cache: what a step changed in the stage root, keyed by everything that can change it.
 
-Layout: <store root>/steps/<key>/{rootfs/, meta.json}. An entry is built in a temporary
-directory and renamed into place, so a reader never sees half an entry. Keys chain
-(each includes the previous step's key): a changed input reruns its step and all after.
+Layout: <store root>/steps/<key>/{changes.tar, meta.json}. An entry holds only the step's
+delta (entries it added or changed, as a tar, plus the paths it deleted), not the whole
+root: a Debian build stage is ~400 MB and a step usually touches a few files. Replaying
+the deltas of steps 1..k onto the same starting root (the keys chain, and the first one
+covers the stage's inputs) gives back the root after step k. An entry is built in a
+temporary directory and renamed into place, so a reader never sees half an entry.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,7 @@ from plumbum import local
 
 from xarch import store
 
-KEY_VERSION = "xarch-step-cache/1"
+KEY_VERSION = "xarch-step-cache/2"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -79,18 +84,50 @@ def _file_sha256(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def _copy_tree(source: Path, target: Path) -> None:
-    # cp -a keeps owners, modes, symlinks, hard links, device nodes and xattrs, which
-    # shutil.copytree does not all keep.
-    local["cp"]["-a", "--reflink=auto", f"{source}/.", str(target)]()
+# (file type, inode, ctime): the kernel moves ctime on every write, chmod, chown or
+# rename, and a step cannot set it back, so an unchanged triple means an unchanged entry.
+Stamp = tuple[int, int, int]
 
 
-def _empty_dir(directory: Path) -> None:
-    for child in directory.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+@dataclass(frozen=True)
+class Snapshot:
+    """The stamp of every entry under a root (relative POSIX paths), taken before a step."""
+
+    stamps: Mapping[str, Stamp]
+
+    @classmethod
+    def of(cls, root: Path) -> Snapshot:
+        stamps: dict[str, Stamp] = {}
+        for directory, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                path = os.path.join(directory, name)
+                info = os.lstat(path)
+                stamp = (stat.S_IFMT(info.st_mode), info.st_ino, info.st_ctime_ns)
+                stamps[os.path.relpath(path, root)] = stamp
+        return cls(stamps)
+
+    def changes(self, after: Snapshot) -> tuple[list[str], list[str]]:
+        """(changed or added paths, deleted paths) from self to AFTER, sorted.
+
+        An entry whose type changed is both deleted and added, so that replaying
+        removes the old one (a directory cannot be overwritten by a file) first.
+        """
+        changed = sorted(p for p, s in after.stamps.items() if self.stamps.get(p) != s)
+        deleted = sorted(
+            p for p, s in self.stamps.items() if p not in after.stamps or after.stamps[p][0] != s[0]
+        )
+        return changed, deleted
+
+
+_TAR_OPTIONS = ("--numeric-owner", "--xattrs", "--xattrs-include=*", "--format=posix")
+
+
+def _delete(root: Path, relative: str) -> None:
+    path = root / relative
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 class StepCache:
@@ -103,16 +140,21 @@ class StepCache:
     def has(self, key: str) -> bool:
         return (self.entry(key) / "meta.json").is_file()
 
-    def save(self, key: str, rootfs: Path, meta: Mapping[str, Any]) -> None:
-        """Snapshot ROOTFS as the result of step KEY (no-op when another writer got there first)."""
+    def save(self, key: str, rootfs: Path, before: Snapshot, meta: Mapping[str, Any]) -> None:
+        """Store what changed in ROOTFS since BEFORE as the result of step KEY."""
         if self.has(key):
-            return
+            return  # another build stored the same step first
+        changed, deleted = before.changes(Snapshot.of(rootfs))
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
         try:
-            (tmp / "rootfs").mkdir()
-            _copy_tree(rootfs, tmp / "rootfs")
-            (tmp / "meta.json").write_bytes(canonical_json(dict(meta)))
+            # GNU tar keeps owners, modes, hard links, device nodes and xattrs exactly.
+            create = ("--create", "--file", str(tmp / "changes.tar"), "--directory", str(rootfs),
+                      "--no-recursion", "--null", "--files-from=-", *_TAR_OPTIONS)
+            tar = local["tar"][create]
+            (tar << "".join(path + "\0" for path in changed))()
+            record = {**meta, "deleted": deleted, "changed": len(changed)}
+            (tmp / "meta.json").write_bytes(canonical_json(record))
             try:
                 os.rename(tmp, self.entry(key))
             except OSError:
@@ -122,8 +164,11 @@ class StepCache:
             if tmp.exists():
                 shutil.rmtree(tmp)
 
-    def restore(self, key: str, rootfs: Path) -> None:
-        """Make ROOTFS exactly the snapshot of step KEY."""
-        rootfs.mkdir(parents=True, exist_ok=True)
-        _empty_dir(rootfs)
-        _copy_tree(self.entry(key) / "rootfs", rootfs)
+    def replay(self, key: str, rootfs: Path) -> None:
+        """Apply step KEY's changes to ROOTFS (which must be the root as it was before that step)."""
+        meta = json.loads((self.entry(key) / "meta.json").read_bytes())
+        for relative in sorted(meta["deleted"], reverse=True):
+            _delete(rootfs, relative)
+        extract = ("--extract", "--file", str(self.entry(key) / "changes.tar"), "--directory", str(rootfs),
+                   "--preserve-permissions", *_TAR_OPTIONS)
+        local["tar"][extract]()

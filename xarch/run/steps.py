@@ -11,7 +11,7 @@ from typing import Any, Literal
 from xarch.errors import XarchError
 from xarch.platforms import Platform
 from xarch.run import cross, qemu
-from xarch.run.cache import StepCache, step_key, tree_digest
+from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
 from xarch.run.chroot import CROSS_ROOT, CROSS_SYSROOT, RunResult, run_in_rootfs, run_on_host
 
 Strategy = Literal["native", "cross", "emulate"]
@@ -139,7 +139,8 @@ def run_stage_steps(
 
     INPUTS: what the pipeline knows changes the stage (lock entries, file digests,
     sysroot digest), JSON-able; part of every step's cache key. A step whose key is
-    cached is skipped; the stage root is restored from the last hit before the next run.
+    cached is skipped and its recorded changes are replayed onto ROOTFS instead, so ROOTFS
+    must start as the same root every time (what INPUTS describe), plus the source copy.
     On failure raises StepFailed; ROOTFS is then half-built and must be discarded.
     """
     from xarch import platforms
@@ -149,7 +150,6 @@ def run_stage_steps(
     source_digest = tree_digest(source_dir)
     place_source(source_dir, rootfs)
     previous: str | None = None
-    pending_restore: str | None = None
     for number, step in enumerate(steps, start=1):
         key = step_key(
             inputs=inputs or {}, source_digest=source_digest, step=step.run, network=step.network,
@@ -159,12 +159,10 @@ def run_stage_steps(
         label = f"{stage} step {number}/{len(steps)}"
         if cache.has(key):
             log(f"{label}: cached")
-            pending_restore = key
+            cache.replay(key, rootfs)
             continue
-        if pending_restore:
-            cache.restore(pending_restore, rootfs)
-            pending_restore = None
         log(f"{label}: running ({strategy})")
+        before = Snapshot.of(rootfs)
         result = _run_one(step, rootfs, platform, strategy, env, sysroot, log)
         if result.exit_code != 0:
             first = step.run.strip().splitlines()[0] if step.run.strip() else ""
@@ -172,6 +170,5 @@ def run_stage_steps(
                 f"stage {stage!r} step {number} (`{first}`) failed with exit code {result.exit_code}"
                 + "".join("\n  " + line for line in result.tail)
             )
-        cache.save(key, rootfs, {"stage": stage, "step": number, "run": step.run, "strategy": strategy})
-    if pending_restore:
-        cache.restore(pending_restore, rootfs)
+        meta = {"stage": stage, "step": number, "run": step.run, "strategy": strategy}
+        cache.save(key, rootfs, before, meta)
