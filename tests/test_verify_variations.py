@@ -187,3 +187,16 @@ def test_verify_command_runs_every_variation(tmp_path: Path) -> None:
         assert status in expected, (name, status)
     ran = [v for v in data["variations"] if v["status"] == "same"]
     assert all(v["digests"] == data["reference"] for v in ran)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_without_root_hostname_and_user_are_skipped_with_a_note(tmp_path: Path) -> None:
+    """Run the check itself as nobody: what a non-root user of `xarch verify` gets."""
+    code = ("from xarch.verify import Conditions, skip_reason; "
+            "print(skip_reason(Conditions(hostname='x'))); print(skip_reason(Conditions(user='nobody')))")
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                             "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
+                             sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).parent.parent)
+    assert result.stdout.splitlines() == ["needs root to set a hostname in a new UTS namespace",
+                                          "needs root to run the build as another user"]

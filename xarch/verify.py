@@ -192,6 +192,13 @@ def skip_reason(conditions: Conditions) -> str | None:
             return f"no user {conditions.user} on this host"
     if conditions.one_cpu and not shutil.which("taskset"):
         return "needs taskset (util-linux)"
+    if conditions.hostname is not None or conditions.user is not None or conditions.one_cpu:
+        # Root in a container may still lack CAP_SYS_ADMIN or CAP_SETPCAP: try it before building.
+        command = wrap_command(conditions, ["true"])
+        probe = subprocess.run(command, capture_output=True, text=True, check=False)
+        if probe.returncode != 0:
+            last = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+            return f"cannot be applied on this host: {last}"
     return None
 
 
