@@ -153,7 +153,7 @@ def test_bad_source_is_one_line_and_writes_nothing_when_quiet(tmp_path: Path, ca
     check_case(tmp_path, case, quiet=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "xarch/cli.py build_command prints 'building … (epoch …)' on stderr before xarch/contents.py"
     " expands and checks the per-platform sources, so stderr holds two lines"))
 @pytest.mark.parametrize("case", BUILD_TIME_CASES, ids=lambda c: c.name)
@@ -161,7 +161,7 @@ def test_bad_source_is_one_line_on_stderr(tmp_path: Path, case: Case) -> None:
     check_case(tmp_path, case, quiet=False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "xarch/recipe.py FileSpec.platforms is not validated: an unknown platform (or one the recipe"
     " does not build) is accepted and the file silently left out"))
 @pytest.mark.parametrize("platforms", ["[arm64, mips]", "[riscv64]", "[aarch64]"])
@@ -198,7 +198,7 @@ def test_platform_not_in_the_recipe(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "xarch/cli.py select_platforms raises click.BadParameter for an unknown --platform: a usage"
     " block of 4 lines and exit 2 instead of one `xarch: error:` line and exit 1"))
 def test_unknown_platform_option_is_one_line(tmp_path: Path) -> None:
@@ -238,7 +238,7 @@ def test_inspect_of_a_folder_that_is_no_layout(tmp_path: Path) -> None:
     assert_one_error_line(result.stderr, str(tmp_path), "not an OCI layout")
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "xarch/oci/layout.py LayoutReader.__init__ puts tarfile's multi-line ReadError text into the"
     " LayoutError message, so `xarch inspect` of a file that is no tar prints 5 lines"))
 def test_inspect_of_a_file_that_is_no_archive(tmp_path: Path) -> None:
