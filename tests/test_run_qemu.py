@@ -129,3 +129,15 @@ def test_rootless_route_runs_an_emulated_step_as_an_unprivileged_user(arm64_emul
         assert (rootfs / "id.txt").stat().st_uid == 65534
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_failed_binfmt_mount_is_one_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    with pytest.raises(binfmt.BinfmtError) as caught:
+        binfmt.mount(missing)
+    message = str(caught.value)
+    assert "\n" not in message
+    if os.geteuid() == 0:
+        assert message.startswith(f"mounting binfmt_misc at {missing} failed: ")
+    else:
+        assert "needs root" in message

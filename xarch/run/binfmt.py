@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plumbum import local
+from plumbum.commands.base import BaseCommand
 
 from xarch.errors import XarchError
 from xarch.platforms import Platform
@@ -109,9 +110,23 @@ def _require_root(what: str) -> None:
         raise BinfmtError(f"{what} needs root: run `sudo xarch platforms --setup`")
 
 
+def _run(command: BaseCommand, what: str) -> None:
+    exit_code, _, stderr = command.run(retcode=None)
+    if exit_code != 0:
+        last = (stderr.strip().splitlines() or [f"exit code {exit_code}"])[-1]
+        raise BinfmtError(f"{what} failed: {last}")
+
+
+def _write(path: Path, text: str, what: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as error:
+        raise BinfmtError(f"{what} failed: cannot write {path}: {error.strerror}") from error
+
+
 def mount(root: Path = BINFMT_DIR) -> None:
     _require_root("mounting binfmt_misc")
-    local["mount"]["-t", "binfmt_misc", "binfmt_misc", str(root)]()
+    _run(local["mount"]["-t", "binfmt_misc", "binfmt_misc", str(root)], f"mounting binfmt_misc at {root}")
 
 
 def _format_file_fields(path: Path) -> dict[str, str]:
@@ -156,12 +171,12 @@ def enable(platform: Platform, root: Path = BINFMT_DIR) -> None:
             f"{description} is missing, so {name} cannot be registered: apt-get install qemu-user-static"
         )
     if read_entry(name, root) is not None:
-        (root / name).write_text("1")  # registered but disabled: writing 1 re-enables it
+        _write(root / name, "1", f"enabling {name}")  # registered but disabled: 1 re-enables it
         return
     if shutil.which("update-binfmts"):
-        local["update-binfmts"]["--enable", name]()
+        _run(local["update-binfmts"]["--enable", name], f"update-binfmts --enable {name}")
         return
-    (root / "register").write_text(register_line(name, _format_file_fields(description)))
+    _write(root / "register", register_line(name, _format_file_fields(description)), f"registering {name}")
 
 
 def ensure_binfmt(
@@ -176,7 +191,7 @@ def ensure_binfmt(
             mount(root)
         if (root / "status").read_text().strip() != "enabled":
             _require_root("enabling binfmt_misc")
-            (root / "status").write_text("1")
+            _write(root / "status", "1", "enabling binfmt_misc")
         for plat in platforms:
             if not status(plat, root).works:
                 enable(plat, root)

@@ -12,7 +12,14 @@ from xarch.errors import XarchError
 from xarch.platforms import Platform
 from xarch.run import cross, qemu
 from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
-from xarch.run.chroot import CROSS_ROOT, CROSS_SYSROOT, RunResult, run_in_rootfs, run_on_host
+from xarch.run.chroot import (
+    CROSS_ROOT,
+    CROSS_SYSROOT,
+    RunResult,
+    isolation_problem,
+    run_in_rootfs,
+    run_on_host,
+)
 
 Strategy = Literal["native", "cross", "emulate"]
 STRATEGIES: tuple[Strategy, ...] = ("native", "cross", "emulate")
@@ -57,6 +64,9 @@ def fixed_env(platform: Platform, epoch: int) -> dict[str, str]:
 
 def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -> tuple[Strategy, str]:
     """`strategy: auto`: native, else cross where the stage allows it, else emulate."""
+    isolation = isolation_problem()
+    if isolation:
+        raise StrategyUnavailable(f"no way to run build steps on this host: {isolation}")
     if platform.name == host.name:
         return "native", f"host is {host.name}"
     toolchain = cross.toolchain_problem(platform)
