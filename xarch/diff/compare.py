@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from xarch import platforms
 from xarch.diff.layers import FileRecord, LayerFiles, read_layer
-from xarch.diff.sources import DiffError, ImageSource, LayerRef, PlatformImage
+from xarch.diff.sources import DiffError, ImageSource, LayerRef, PlatformImage, platform_key
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,6 @@ def _match_key(platform: str) -> str:
 
 def platform_matches(image_platform: str, wanted: str) -> bool:
     """Whether IMAGE_PLATFORM ("linux/arm64/v8") is what --platform WANTED names ("arm64", "linux/arm64")."""
-    from xarch import platforms
-    from xarch.diff.sources import platform_key
-
     wanted = wanted.strip()
     candidates = {_match_key(wanted), _match_key(f"linux/{wanted}")}
     try:
@@ -298,8 +296,6 @@ def _select(images: list[PlatformImage], wanted: str | None) -> dict[str, Platfo
 
 
 def _descriptor_platform(descriptor: dict[str, Any]) -> str:
-    from xarch.diff.sources import platform_key
-
     return _match_key(platform_key(descriptor.get("platform") or {})) or descriptor.get("digest", "?")
 
 

@@ -8,6 +8,7 @@ checked while they stream (see xarch.diff.layers).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tarfile
@@ -219,8 +220,6 @@ def _open_docker_archive(files: _Files, source: ImageSource) -> None:
 
 
 def _sha256_stream(handle: IO[bytes]) -> str:
-    import hashlib
-
     hasher = hashlib.sha256()
     while chunk := handle.read(1 << 20):
         hasher.update(chunk)
@@ -251,11 +250,10 @@ def _open_path(path: Path, label: str, wanted: str | None) -> ImageSource:
 
 
 def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
-    try:
-        from xarch.registry.client import client_settings
-        from xarch.registry.pull import pull_layout
-    except ImportError:  # pragma: no cover - the registry package ships with xarch
-        raise DiffError(f"{label}: registry references need xarch.registry") from None
+    # Imported here: local comparisons need not load the HTTP stack.
+    from xarch.registry.client import client_settings
+    from xarch.registry.pull import pull_layout
+
     # Blobs are fetched (verified) into a temporary layout; layers stay compressed on disk.
     tmp = Path(tempfile.mkdtemp(prefix="xarch-diff-"))
     try:
@@ -307,7 +305,5 @@ def _looks_like_reference(text: str) -> bool:
     try:
         parse_reference(text)
     except XarchError:
-        return False
-    except ValueError:
         return False
     return True
