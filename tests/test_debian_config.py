@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from xarch.sources.debian.config import DebianSource, PackageSelection
-from xarch.sources.debian.hostapt import FALLBACK_MIRROR, host_mirrors
+from xarch.sources.debian.hostapt import FALLBACK_MIRROR, default_mirror, host_mirrors
 
 
 def test_suites_one_or_many_and_defaults() -> None:
@@ -17,6 +17,12 @@ def test_suites_one_or_many_and_defaults() -> None:
     assert source.mirror == "http://deb.debian.org/debian"
     assert str(source.keyring) == "/usr/share/keyrings/debian-archive-keyring.gpg"
     assert source.base_url() == "http://deb.debian.org/debian"
+
+
+def test_default_mirrors_follow_the_host() -> None:
+    assert DebianSource(suites="bookworm").mirror == default_mirror()
+    assert DebianSource(suites="bookworm-security").mirror == default_mirror(security=True)
+    assert default_mirror(security=True).endswith("/debian-security")
 
 
 def test_snapshot_urls() -> None:
@@ -78,5 +84,6 @@ def test_host_mirrors_from_both_formats(tmp_path: Path) -> None:
     disabled = tmp_path / "sources.list.d" / "other.list.disabled"
     disabled.write_text("deb http://three.example/debian x main\n")
     assert host_mirrors(tmp_path) == ["http://one.example/debian", "http://two.example/debian"]
+    assert host_mirrors(tmp_path, security=True) == ["http://deb.debian.org/debian-security"]
     assert host_mirrors(tmp_path / "missing") == []
     assert FALLBACK_MIRROR == "http://deb.debian.org/debian"

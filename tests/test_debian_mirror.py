@@ -13,7 +13,7 @@ from xarch.sources.debian.config import DEFAULT_KEYRING, DebianSource, PackageSe
 from xarch.sources.debian.fetch import fetch_packages
 from xarch.sources.debian.hostapt import default_mirror
 from xarch.sources.debian.install import install_packages
-from xarch.sources.debian.lock import resolve_lock
+from xarch.sources.debian.lock import mirror_of, resolve_lock
 from xarch.store import Store
 
 ELF_MACHINE = {"amd64": 0x3E, "arm64": 0xB7}
@@ -24,17 +24,19 @@ def test_lock_fetch_install_from_the_real_archive(tmp_path: Path) -> None:
     need_tool("gpgv")
     if not DEFAULT_KEYRING.is_file():
         pytest.skip("debian-archive-keyring is not installed")
-    source = DebianSource(suites="bookworm", mirror=default_mirror())
+    # The main archive plus the security archive, both read from the host's apt config.
+    sources = [DebianSource(suites="bookworm"), DebianSource(suites="bookworm-security")]
+    assert sources[0].mirror == default_mirror()
     selection = PackageSelection(packages=["busybox-static", "ca-certificates"])
     store = Store(tmp_path / "store")
-    lock = resolve_lock(source, selection, [platforms.get("amd64"), platforms.get("arm64")], store=store)
-    assert lock.releases["bookworm"]["signed_by"]
+    lock = resolve_lock(sources, selection, [platforms.get("amd64"), platforms.get("arm64")], store=store)
+    assert lock.releases["bookworm"]["signed_by"] and "valid_until" in lock.releases["bookworm-security"]
     for plat in ("amd64", "arm64"):
         entries = lock.entries(plat)
         names = {p.name for p in entries}
         assert {"busybox-static", "ca-certificates", "openssl", "libssl3"} <= names
         assert {p.architecture for p in entries} <= {plat, "all"}
-        fetch_packages(entries, source.base_url(), store, show_bar=False, say=lambda _m: None)
+        fetch_packages(entries, mirror_of(sources), store, show_bar=False, say=lambda _m: None)
         tree = Tree()
         report = install_packages(tree, entries, store, epoch=1700000000)
         busybox = tree.get("usr/bin/busybox")

@@ -27,8 +27,9 @@ class DebianSource(BaseModel):
     suites: list[str]
     components: list[str] = Field(default_factory=lambda: ["main"])
     # The mirror is transport only (the signature vouches for the content), so it is
-    # left out of the lock's input hash: the same lock works from any mirror.
-    mirror: str = Field(default_factory=default_mirror)
+    # left out of the lock's input hash: the same lock works from any mirror. Default:
+    # the host's apt mirror (its security mirror when every suite is a -security one).
+    mirror: str = ""
     # A snapshot.debian.org-style timestamp (20250520T000000Z). When set, the archive is
     # read at that instant: `{snapshot}` in `mirror` is replaced by it, otherwise
     # snapshot.debian.org is used, and Valid-Until is judged at that instant.
@@ -36,6 +37,13 @@ class DebianSource(BaseModel):
     keyring: Path = DEFAULT_KEYRING
     # Full fingerprints (primary or signing subkey); when given, only they may sign.
     fingerprints: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _default_mirror(self) -> DebianSource:
+        if not self.mirror:
+            security = all(suite.endswith("-security") for suite in self.suites)
+            self.mirror = default_mirror(security=security)
+        return self
 
     @field_validator("suites", mode="before")
     @classmethod
@@ -73,7 +81,7 @@ class DebianSource(BaseModel):
     @field_validator("mirror")
     @classmethod
     def _mirror_url(cls, value: str) -> str:
-        if not re.match(r"^https?://", value):
+        if value and not re.match(r"^https?://", value):
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
 

@@ -7,12 +7,13 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
+FALLBACK_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 
-def host_mirrors(etc_apt: Path = Path("/etc/apt")) -> list[str]:
+def host_mirrors(etc_apt: Path = Path("/etc/apt"), security: bool = False) -> list[str]:
     """URIs of enabled `deb` entries, in apt's reading order (sources.list, then the
-    sources.list.d files sorted by name). Security and third-party archives are skipped:
-    they are not full Debian archives."""
+    sources.list.d files sorted by name): Debian archives (…/debian), or with SECURITY
+    the security archives (…/debian-security). Third-party archives are skipped."""
     uris: list[str] = []
     main_list = etc_apt / "sources.list"
     files = [main_list] if main_list.is_file() else []
@@ -25,12 +26,15 @@ def host_mirrors(etc_apt: Path = Path("/etc/apt")) -> list[str]:
         except OSError:
             continue
         uris += _deb822_uris(text) if path.suffix == ".sources" else _one_line_uris(text)
-    return [u.rstrip("/") for u in uris if _is_debian_archive(u)]
+    tail = "/debian-security" if security else "/debian"
+    return [u.rstrip("/") for u in uris if _is_archive(u, tail)]
 
 
-def default_mirror() -> str:
-    mirrors = host_mirrors()
-    return mirrors[0] if mirrors else FALLBACK_MIRROR
+def default_mirror(security: bool = False) -> str:
+    mirrors = host_mirrors(security=security)
+    if mirrors:
+        return mirrors[0]
+    return FALLBACK_SECURITY_MIRROR if security else FALLBACK_MIRROR
 
 
 def _one_line_uris(text: str) -> list[str]:
@@ -58,6 +62,6 @@ def _deb822_uris(text: str) -> list[str]:
     return uris
 
 
-def _is_debian_archive(uri: str) -> bool:
+def _is_archive(uri: str, tail: str) -> bool:
     path = uri.rstrip("/")
-    return path.startswith(("http://", "https://")) and path.endswith("/debian")
+    return path.startswith(("http://", "https://")) and path.endswith(tail)
