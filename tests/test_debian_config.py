@@ -28,6 +28,8 @@ def test_default_mirrors_follow_the_host() -> None:
 def test_snapshot_urls() -> None:
     plain = DebianSource(suites="bookworm", snapshot="20250520T000000Z")
     assert plain.base_url() == "http://snapshot.debian.org/archive/debian/20250520T000000Z"
+    security = DebianSource(suites="bookworm-security", snapshot="20250520T000000Z")
+    assert security.base_url() == "http://snapshot.debian.org/archive/debian-security/20250520T000000Z"
     templated = DebianSource(suites="bookworm", mirror="https://mirror.example/snap/{snapshot}/debian",
                              snapshot="20250520T000000Z")
     assert templated.base_url() == "https://mirror.example/snap/20250520T000000Z/debian"

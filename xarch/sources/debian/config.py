@@ -14,7 +14,7 @@ from xarch import platforms
 from xarch.sources.debian.hostapt import default_mirror
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-SNAPSHOT_ARCHIVE = "http://snapshot.debian.org/archive/debian"
+SNAPSHOT_ROOT = "http://snapshot.debian.org/archive"
 _SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 
@@ -91,7 +91,9 @@ class DebianSource(BaseModel):
             return self.mirror.replace("{snapshot}", "").rstrip("/")
         if "{snapshot}" in self.mirror:
             return self.mirror.replace("{snapshot}", self.snapshot).rstrip("/")
-        return f"{SNAPSHOT_ARCHIVE}/{self.snapshot}"
+        # snapshot.debian.org names archives like the mirror's last folder: debian, debian-security.
+        archive = self.mirror.rstrip("/").rsplit("/", 1)[-1] or "debian"
+        return f"{SNAPSHOT_ROOT}/{archive}/{self.snapshot}"
 
     def identity(self) -> dict[str, Any]:
         """What decides the lock's content (not the mirror, not where the keyring lives)."""
