@@ -27,7 +27,7 @@ STRATEGIES: tuple[Strategy, ...] = ("native", "cross", "emulate")
 # The recipe's source tree is copied here inside the stage root (/src for native and
 # emulate; for cross the stage root itself is at chroot.CROSS_ROOT, so the same files
 # are at /mnt/xarch/root/src). A copy, not a bind: a step writing into its source tree
-# must not change the user's checkout, and the copy is part of what the cache restores.
+# must not change the user's checkout. Its digest is part of every step's cache key.
 SOURCE_DIR_IN_ROOT = "src"
 FIXED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -77,12 +77,14 @@ def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -
         if not stage_can_cross:
             return "emulate", "QEMU via binfmt_misc (the stage does not say it can cross-build)"
         return "emulate", f"QEMU via binfmt_misc ({toolchain.why if toolchain else ''})"
-    fixes = [emulation.fix]
+    reasons = [emulation.why]
+    fixes = [emulation.fix] if emulation.fix else []
     if stage_can_cross and toolchain is not None:
+        reasons.insert(0, toolchain.why)
         fixes.insert(0, toolchain.fix)
+    fix = f" (fix: {' or '.join(fixes)})" if fixes else ""
     raise StrategyUnavailable(
-        f"no way to run steps for {platform.name} on this {host.name} host: {emulation.why}"
-        f"{'; ' + toolchain.why if stage_can_cross and toolchain else ''} (fix: {' or '.join(fixes)})"
+        f"no way to run steps for {platform.name} on this {host.name} host: {'; '.join(reasons)}{fix}"
     )
 
 
