@@ -169,9 +169,15 @@ def test_failed_push_sends_only_missing_blobs_on_retry(registry: Registry, tmp_p
 
     registry.start()
     second = push_layout(layout.path, f"{registry.host}/demo/retry:v1", settings=settings)
-    assert second.stats.blobs_skipped >= 2  # config and layers that made it before the cut
-    assert second.stats.bytes_sent + second.stats.bytes_skipped == layout.blob_bytes
-    assert second.stats.bytes_sent < layout.blob_bytes
+    amd64 = json.loads(layout.manifests["amd64"])
+    assert big_digests == {amd64["layers"][2]["digest"]}  # amd64's big layer was cut at 1 MiB
+    # Its config and two small layers made it before the cut: skipped now.
+    made_it = amd64["config"]["size"] + amd64["layers"][0]["size"] + amd64["layers"][1]["size"]
+    assert second.stats.blobs_skipped == 3
+    # The big blob continues from the 1 MiB the registry kept (the upload URL was remembered).
+    assert second.stats.resumed_uploads == 1
+    assert second.stats.bytes_skipped == made_it + MiB
+    assert second.stats.bytes_sent == layout.blob_bytes - made_it - MiB
     assert skopeo_raw(f"{registry.host}/demo/retry:v1") == layout.index_bytes
 
 

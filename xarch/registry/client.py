@@ -29,6 +29,7 @@ from xarch.registry.auth import ANONYMOUS, Authenticator, Credentials
 from xarch.registry.errors import AuthError, RegistryError
 from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
 from xarch.registry.progress import BlobProgress, QuietProgress
+from xarch.registry.uploads import UploadJournal
 
 # 429: a rate limit (Docker Hub) is worth a few patient retries too.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -100,8 +101,11 @@ class RegistryClient:
         settings: Settings | None = None,
         stats: TransferStats | None = None,
         on_chunk: Callable[[str, int], None] | None = None,
+        journal: UploadJournal | None = None,
     ):
         self.host = host
+        # Unfinished chunked uploads, remembered across runs (None: resume only within this run).
+        self.journal = journal
         self.settings = settings or Settings()
         self.stats = stats or TransferStats()
         # Called after each chunk the registry accepted: (digest, offset). Tests cut uploads here.
@@ -297,8 +301,15 @@ class RegistryClient:
     def _upload_chunked(self, repository: str, digest: str, path: Path, size: int,
                         progress: BlobProgress, upload_url: str | None) -> None:
         what = f"upload {digest} to {repository}"
-        location = upload_url or self._start_upload(repository)
         offset = 0
+        saved = None if upload_url or not self.journal else self.journal.get(self.host, repository, digest)
+        if saved:
+            # An earlier run was cut off during this blob: continue where the registry says it stopped.
+            location, offset = self._resume_point(repository, saved)
+            self.stats.bytes_skipped += offset
+            progress.advance(digest, offset)
+        else:
+            location = upload_url or self._start_upload(repository)
         failures = 0
         with path.open("rb") as blob:
             while offset < size:
@@ -316,6 +327,8 @@ class RegistryClient:
                     progress.advance(digest, len(chunk))
                     location = self.url(response.headers.get("Location", location))
                     failures = 0
+                    if self.journal:
+                        self.journal.put(self.host, repository, digest, location)
                     if self.on_chunk:
                         self.on_chunk(digest, offset)
                     continue
@@ -333,10 +346,14 @@ class RegistryClient:
         if response.status_code == 404:
             # The registry lost the finished upload before it was committed: send this blob again.
             self.stats.restarted_uploads += 1
+            if self.journal:
+                self.journal.drop(self.host, repository, digest)
             self._upload_chunked(repository, digest, path, size, progress, None)
             return
         if response.status_code != 201:
             raise self._fail(response, what)
+        if self.journal:
+            self.journal.drop(self.host, repository, digest)
 
     def _resume_point(self, repository: str, location: str) -> tuple[str, int]:
         """(upload URL, next offset) from the upload's status, or a fresh upload at 0 if it is gone."""

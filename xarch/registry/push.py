@@ -28,6 +28,7 @@ from xarch.registry.mediatypes import (
 )
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.reference import Reference, parse_reference
+from xarch.registry.uploads import UploadJournal
 
 FORMATS = ("oci", "docker")
 
@@ -62,7 +63,7 @@ def make_client(ref: Reference, credentials: Credentials | None, settings: Setti
                 on_chunk: Callable[[str, int], None] | None = None) -> RegistryClient:
     """A client for REF's registry; credentials default to the Docker config's for that host."""
     creds = credentials if credentials is not None else docker_config_credentials(ref.host)
-    return RegistryClient(ref.api_host, creds, settings, on_chunk=on_chunk)
+    return RegistryClient(ref.api_host, creds, settings, on_chunk=on_chunk, journal=UploadJournal())
 
 
 def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str, Any]],
