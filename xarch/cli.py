@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -103,14 +102,19 @@ def inspect_command(target: Path, as_json: bool) -> None:
 @cli.command("verify")
 @recipe_option
 @click.option("--platform", "platform_list", help="Comma-separated platforms (default: the recipe's).")
+@click.option("--variations", "variation_list",
+              help="Comma-separated, default all: build_path, tz, locale, umask, hostname, user, cpus, "
+                   "file_order, mtimes, cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify_command(recipe_path: Path, platform_list: str | None, as_json: bool) -> None:
-    """Rebuild the recipe twice under different conditions and compare every digest."""
-    from xarch.verify import print_report, rebuild_and_compare
+def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
+                   as_json: bool) -> None:
+    """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
+    from xarch.verify import parse_variations, print_report, rebuild_and_compare
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
-    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json))
+    variations = parse_variations(variation_list)
+    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
     print_report(report, as_json, stdout)
     if not report.identical:
         sys.exit(1)
@@ -138,20 +142,23 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
         sys.exit(1)
 
 
+def register_commands() -> None:
+    """Commands that live beside their area, each in its own package."""
+    from xarch.diff.commands import diff_command
+    from xarch.docker.commands import load_command, plugin_group
+    from xarch.registry.commands import assemble_command, push_command
+    from xarch.run.commands import platforms_command
+
+    for command in (push_command, assemble_command, load_command, plugin_group, platforms_command,
+                    diff_command):
+        cli.add_command(command)
+
+
+register_commands()
+
+
 def main() -> None:
     run(cli)
-
-
-def docker_plugin_main() -> None:
-    """`docker xarch …`: the Docker CLI plugin entry (see xarch/docker/plugin.py)."""
-    args = sys.argv[1:]
-    if args[:1] == ["docker-cli-plugin-metadata"]:
-        print(json.dumps({"SchemaVersion": "0.1.0", "Vendor": "xarch", "Version": __version__,
-                          "ShortDescription": "Reproducible multi-architecture images"}))
-        return
-    if args[:1] == ["xarch"]:
-        args = args[1:]
-    run(cli, args, prog_name="docker xarch")
 
 
 if __name__ == "__main__":

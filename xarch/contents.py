@@ -18,7 +18,8 @@ from xarch.recipe import FileSpec, LoadedRecipe
 
 
 def _git_like_mode(mode: int) -> int:
-    return 0o755 if mode & 0o111 else 0o644
+    # As git does: only the owner's execute bit counts (group/other bits follow the umask).
+    return 0o755 if mode & 0o100 else 0o644
 
 
 def expand_source(loaded: LoadedRecipe, index: int, spec: FileSpec, platform: Platform) -> Path:
