@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_tool
-from tests.support.rootfs_helpers import PongServer
+from tests.support.rootfs_helpers import PongServer, unavailable
 from xarch import platforms
 from xarch.run import cross, qemu
 from xarch.run.cache import StepCache
@@ -34,7 +34,7 @@ def toolchain(arm64: platforms.Platform) -> platforms.Platform:
     need_tool("aarch64-linux-gnu-gcc")
     problem = cross.toolchain_problem(arm64)
     if problem:
-        pytest.skip(f"{problem.why} (fix: {problem.fix})")
+        unavailable(f"{problem.why} (fix: {problem.fix})")
     return arm64
 
 
