@@ -12,9 +12,11 @@ import pytest
 
 from tests.conftest import need_tool
 from xarch import platforms
+from xarch.errors import XarchError
 from xarch.run import binfmt, qemu
-from xarch.run.chroot import rootfs_command
-from xarch.run.steps import FIXED_PATH, StepSpec
+from xarch.run.cache import StepCache
+from xarch.run.chroot import rootfs_command, run_in_rootfs
+from xarch.run.steps import FIXED_PATH, StepFailed, StepSpec, run_stage_steps
 
 pytest_plugins = ["tests.support.rootfs"]
 
@@ -141,3 +143,41 @@ def test_a_failed_binfmt_mount_is_one_clear_error(tmp_path: Path) -> None:
         assert message.startswith(f"mounting binfmt_misc at {missing} failed: ")
     else:
         assert "needs root" in message
+
+
+@pytest.mark.qemu
+def test_interpreter_copy_refuses_a_symlink_out_of_the_rootfs(arm64_emulation, arm64_rootfs: Path,
+                                                              tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    real = binfmt.status(arm64_emulation)
+    assert real.entry is not None
+    without_f = binfmt.BinfmtStatus(
+        real.name, real.mounted, real.globally_enabled,
+        binfmt.BinfmtEntry(real.entry.name, True, real.entry.interpreter, real.entry.flags.replace("F", "")),
+    )
+    monkeypatch.setattr(binfmt, "status", lambda platform, root=binfmt.BINFMT_DIR: without_f)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (arm64_rootfs / "usr").symlink_to(outside)  # absolute: from the host it points out of the rootfs
+    with pytest.raises(qemu.EmulationUnavailable, match="leads out of the rootfs"):
+        qemu.run_emulated(arm64_emulation, arm64_rootfs, "true", {"PATH": FIXED_PATH}, log=lambda line: None)
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.qemu
+def test_failing_emulated_step_reports_its_exit_code_and_output(arm64_emulation, arm64_rootfs: Path,
+                                                                tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    with pytest.raises(StepFailed) as caught:
+        run_stage_steps([StepSpec("uname -m\nexit 42")], arm64_rootfs, arm64_emulation, "emulate", source, 0,
+                        StepCache(tmp_path / "cache"), lambda line: None)
+    first, *tail = str(caught.value).splitlines()
+    assert first == "stage 'build' step 1 (`uname -m`) failed with exit code 42"
+    assert [line.strip() for line in tail] == ["aarch64"]
+
+
+def test_a_rootfs_without_a_shell_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(XarchError) as caught:
+        run_in_rootfs(tmp_path, "true", {}, log=lambda line: None)
+    assert str(caught.value) == f"{tmp_path} has no /bin/sh: a stage running steps needs a shell package"

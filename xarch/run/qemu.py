@@ -75,6 +75,10 @@ def interpreter_inside(platform: Platform, rootfs: Path) -> Iterator[None]:
     if inside.exists() or inside.is_symlink():
         yield  # the rootfs brings its own (not ours to remove)
         return
+    real_root = rootfs.resolve()
+    if real_root not in (inside.parent.resolve(strict=False), *inside.parent.resolve(strict=False).parents):
+        # An absolute symlink on the way would make the copy land on the host's own files.
+        raise EmulationUnavailable(f"{inside.parent} leads out of the rootfs {rootfs} through a symlink")
     created = []
     for parent in reversed(inside.relative_to(rootfs).parents):
         directory = rootfs / parent
