@@ -81,9 +81,10 @@ def test_bz2_data_member(tmp_path: Path) -> None:
     ([member("./run/fifo", tarfile.FIFOTYPE)], r"run/fifo is a FIFO"),
     ([member("./usr/escape", tarfile.SYMTYPE, "../../.."), member("./usr/escape/etc/passwd")],
      r"usr/escape/etc/passwd: a symlink on the way leads outside the image root; refused"),
-    ([member("./usr/abs", tarfile.SYMTYPE, "/etc"), member("./usr/abs/passwd")],
-     r"usr/abs/passwd: would be written through usr/abs -> /etc, an absolute symlink; refused"),
+    ([member("./usr/abs", tarfile.SYMTYPE, "/../.."), member("./usr/abs/passwd")],
+     r"usr/abs/passwd: a symlink on the way leads outside the image root; refused"),
     ([member("./usr/y", tarfile.LNKTYPE, "./usr/never-shipped")], r"which the package did not ship first"),
+    ([member("./etc/file"), member("./etc/file/below")], r"etc/file is a file in the image, not a directory"),
     ([member("./a", tarfile.SYMTYPE, "b"), member("./b", tarfile.SYMTYPE, "a"), member("./a/x")],
      r"too many levels of symlinks"),
 ])
@@ -113,6 +114,17 @@ def test_relative_directory_links_inside_the_root_are_followed(tmp_path: Path) -
     unpack(deb, tree)
     assert tree.get("usr/share/doc/real/README").data == b"r\n"
     assert tree.get("lib64").linkname == "usr/lib64" and tree.get("usr/lib64/ld.so").data == b"ld\n"
+
+
+def test_absolute_links_resolve_inside_the_image(tmp_path: Path) -> None:
+    tree = Tree()
+    tree.add(Entry("run", "dir", 0o755))
+    tree.add(Entry("var/run", "symlink", 0o777, linkname="/run"))
+    deb = read_deb(hostile(tmp_path, member("./var/run", tarfile.DIRTYPE, mode=0o755),
+                           member("./var/run/app/pid"), contents={"./var/run/app/pid": b"1\n"}))
+    unpack(deb, tree)
+    assert tree.get("var/run").type == "symlink"  # a directory does not replace the link
+    assert tree.get("run/app/pid").data == b"1\n"
 
 
 def test_hard_links_point_at_the_placed_file(tmp_path: Path) -> None:

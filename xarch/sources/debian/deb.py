@@ -1,14 +1,15 @@
 """Reading .deb files in pure Python and unpacking them into an image `Tree`.
 
 Nothing from a package is ever executed. What a package may put into the tree is
-checked: no path outside the root, no writing through a symlink that leaves the root or
-is absolute, no hard link to something outside, no device nodes or FIFOs.
+checked: no path outside the root, no writing through a symlink that climbs out of the
+root, no hard link to something outside, no device nodes or FIFOs.
 """
 
 from __future__ import annotations
 
 import io
 import lzma
+import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -168,17 +169,19 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
     if merged_usr:
         _ensure_usrmerge_link(tree, path)
     mode, uid, gid, mtime = info.mode & 0o7777, info.uid, info.gid, int(info.mtime)
+    target = resolve(tree, path, follow_last=False, what=what)
+    _check_parent_is_directory(tree, target, what)
     if info.isdir():
-        target = resolve(tree, path, follow_last=True, what=what)
         existing = tree.entries.get(target)
-        if existing is not None and existing.type == "dir":
-            return  # dpkg keeps an existing directory's metadata
+        if existing is not None and existing.type in ("dir", "symlink"):
+            # As dpkg: an existing directory keeps its metadata, and an existing symlink
+            # (bin -> usr/bin, var/run -> /run) stays a symlink.
+            return
         if existing is not None:
             raise UnpackError(f"{what}: the image has a {existing.type} at {target}, the package a directory")
         tree.add_parents(target)
         tree.add(Entry(target, "dir", mode, uid, gid, mtime))
         return
-    target = resolve(tree, path, follow_last=False, what=what)
     existing = tree.entries.get(target)
     if existing is not None and existing.type == "dir":
         raise UnpackError(f"{what}: the image has a directory at {target}, the package a {_kind(info)}")
@@ -186,8 +189,8 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
     if info.issym():
         if not info.linkname or "\x00" in info.linkname:
             raise UnpackError(f"{what}: symlink with an invalid target")
-        # Stored, never followed here; it is followed only to place later members, and
-        # then only when it stays inside the root (see resolve).
+        # Stored as is, never followed on the host; inside the tree it is followed only to
+        # place later members, and only within the image root (see resolve).
         tree.add(Entry(target, "symlink", mode or 0o777, uid, gid, mtime, linkname=info.linkname))
     elif info.islnk():
         try:
@@ -210,6 +213,18 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
         raise UnpackError(f"{what}: unsupported tar member type {info.type!r}")
 
 
+def _check_parent_is_directory(tree: Tree, target: str, what: str) -> None:
+    """Symlinks on the way are already followed; a file there would make a broken tree."""
+    parent = posixpath.dirname(target)
+    while parent:
+        existing = tree.entries.get(parent)
+        if existing is not None:
+            if existing.type != "dir":
+                raise UnpackError(f"{what}: {parent} is a {existing.type} in the image, not a directory")
+            return
+        parent = posixpath.dirname(parent)
+
+
 def _kind(info: tarfile.TarInfo) -> str:
     return "symlink" if info.issym() else "hard link" if info.islnk() else "file"
 
@@ -225,11 +240,12 @@ def _ensure_usrmerge_link(tree: Tree, path: str) -> None:
 
 
 def resolve(tree: Tree, path: str, follow_last: bool, what: str) -> str:
-    """PATH with the tree's symlinks in its directories followed, as the kernel would.
+    """PATH with the tree's symlinks in its directories followed, as dpkg in a chroot of
+    the image would: bin/x lands in usr/bin/x, var/run/x (var/run -> /run) in run/x.
 
-    Only relative targets that stay inside the root are followed (e.g. bin -> usr/bin);
-    writing through an absolute or root-escaping symlink is refused, so a package can
-    never place a file somewhere its own path does not say, outside the image or not.
+    An absolute target is read from the image root, never from the host's; a target
+    whose `..` climbs above the root is refused rather than clamped, since no honest
+    package needs that.
     """
     pending = path.split("/")
     resolved: list[str] = []
@@ -250,8 +266,7 @@ def resolve(tree: Tree, path: str, follow_last: bool, what: str) -> str:
             if hops > MAX_LINK_HOPS:
                 raise UnpackError(f"{what}: too many levels of symlinks at {current}")
             if entry.linkname.startswith("/"):
-                raise UnpackError(f"{what}: would be written through {current} -> {entry.linkname}, "
-                                  "an absolute symlink; refused")
+                resolved = []  # the image root, not the host's
             pending = entry.linkname.split("/") + pending
             continue
         resolved.append(part)
