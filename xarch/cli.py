@@ -11,8 +11,9 @@ from rich.console import Console
 from xarch import __version__
 from xarch import platforms as platform_data
 from xarch.build import BuildInputs, build
+from xarch.contents import check_sources
 from xarch.errors import XarchError
-from xarch.outputs import OutputSpec, write_output
+from xarch.outputs import OutputSpec, check_outputs, write_output
 from xarch.progress import Reporter
 from xarch.recipe import DEFAULT_FILE, LoadedRecipe, load, resolve_epoch
 from xarch.summary import print_summary, summarize_artifact, summarize_path
@@ -33,7 +34,7 @@ def select_platforms(
         try:
             plat = platform_data.get(item)
         except platform_data.UnknownPlatform as error:
-            raise click.BadParameter(str(error), param_hint="--platform") from None
+            raise XarchError(f"--platform: {error}") from None
         if plat.name not in names:
             known = ", ".join(names)
             raise XarchError(f"--platform {item}: not among {loaded.path.name}'s platforms ({known})")
@@ -45,7 +46,10 @@ def choose_docker_platform(
     platforms: tuple[platform_data.Platform, ...], chosen: str | None
 ) -> platform_data.Platform:
     if chosen:
-        return platform_data.get(chosen)
+        try:
+            return platform_data.get(chosen)
+        except platform_data.UnknownPlatform as error:
+            raise XarchError(f"--docker-platform: {error}") from None
     if len(platforms) == 1:
         return platforms[0]
     return platform_data.host()
@@ -79,13 +83,16 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     loaded = load(recipe_path)
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
+    for_docker = choose_docker_platform(platforms, docker_platform)
+    check_outputs(specs, platforms, for_docker)
+    check_sources(loaded, platforms)
     epoch, epoch_source = resolve_epoch(loaded)
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
                   f"(epoch {epoch}: {epoch_source})")
     artifact = build(BuildInputs(loaded, platforms, epoch), reporter)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
-        write_output(artifact, spec, epoch, repo_tag, choose_docker_platform(platforms, docker_platform))
+        write_output(artifact, spec, epoch, repo_tag, for_docker)
         reporter.info(f"wrote {spec}")
     summary = summarize_artifact(artifact, str(specs[0]))
     print_summary(summary, as_json, stdout)

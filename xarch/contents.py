@@ -41,6 +41,14 @@ def expand_source(loaded: LoadedRecipe, index: int, spec: FileSpec, platform: Pl
     return source
 
 
+def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None:
+    """Check every platform's sources exist before the build begins (and says so)."""
+    for platform in platforms:
+        for index, spec in enumerate(loaded.recipe.files):
+            if spec.platforms is None or platform.name in spec.platforms:
+                expand_source(loaded, index, spec, platform)
+
+
 def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> None:
     uid, gid = spec.owner
     tree.add(Entry(destination, "dir", 0o755, uid, gid))

@@ -35,6 +35,15 @@ class OutputSpec:
         return f"{self.kind}:{self.path}"
 
 
+def check_outputs(specs: list[OutputSpec], built: tuple[Platform, ...], docker_platform: Platform) -> None:
+    """Refuse, before anything is built or written, outputs the build cannot fill."""
+    wants_docker = any(spec.kind == "docker-archive" for spec in specs)
+    if wants_docker and docker_platform.name not in [p.name for p in built]:
+        names = ", ".join(p.name for p in built)
+        raise OutputError(f"docker-archive: platform {docker_platform.name} is not built (built: {names}); "
+                          "choose one with --docker-platform")
+
+
 def image_for(artifact: Artifact, platform: Platform) -> Image:
     for image in artifact.images:
         if image.platform == platform.oci_platform():

@@ -87,6 +87,10 @@ class AnnotationsSpec(Strict):
     manifest: dict[str, str] = Field(default_factory=dict)
 
 
+def canonical_platforms(names: list[str]) -> list[str]:
+    return [platform_data.get(name).name for name in names]
+
+
 class FileSpec(Strict):
     """A file or a folder of the source tree copied into the image."""
 
@@ -95,6 +99,11 @@ class FileSpec(Strict):
     mode: Mode | None = None
     owner: Owner = (0, 0)
     platforms: list[str] | None = None  # only for these platforms
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, names: list[str] | None) -> list[str] | None:
+        return None if names is None else canonical_platforms(names)
 
 
 class DirectorySpec(Strict):
@@ -148,7 +157,7 @@ class Recipe(Strict):
     @field_validator("platforms")
     @classmethod
     def _platforms(cls, names: list[str]) -> list[str]:
-        canonical = [platform_data.get(name).name for name in names]
+        canonical = canonical_platforms(names)
         if len(set(canonical)) != len(canonical):
             raise ValueError("names a platform twice")
         return canonical
@@ -216,6 +225,7 @@ def load(path: Path | str) -> LoadedRecipe:
         loc = _strip_union_branches(loc, positions)
         raise RecipeError(_format(path, positions.line_of(loc), loc, _clean_message(first))) from None
     loaded = LoadedRecipe(path, recipe, positions)
+    _check_file_platforms(loaded)
     _check_unique_paths(loaded)
     return loaded
 
@@ -232,6 +242,15 @@ def _strip_union_branches(loc: tuple[Any, ...], positions: PositionedYaml) -> tu
             continue  # a type name pydantic added, not a field of the document
         kept.append(part)
     return tuple(kept)
+
+
+def _check_file_platforms(loaded: LoadedRecipe) -> None:
+    built = loaded.recipe.platforms
+    for index, spec in enumerate(loaded.recipe.files):
+        for name in spec.platforms or []:
+            if name not in built:
+                raise loaded.error(("files", index, "platforms"),
+                                   f"{name} is not among the recipe's platforms ({', '.join(built)})")
 
 
 def _check_unique_paths(loaded: LoadedRecipe) -> None:

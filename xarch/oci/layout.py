@@ -89,7 +89,8 @@ class LayoutReader:
             try:
                 self._tar = tarfile.open(self.path)
             except tarfile.TarError as error:
-                raise LayoutError(f"{self.path}: not a tar archive ({error})") from None
+                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise LayoutError(f"{self.path}: not a tar archive ({first_line})") from None
             self._members = {m.name.lstrip("./"): m for m in self._tar.getmembers() if m.isfile()}
         else:
             raise LayoutError(f"{self.path}: no such file or folder")
