@@ -194,14 +194,14 @@ class RegistryClient:
             except requests.exceptions.SSLError as exc:
                 raise RegistryError(f"TLS to {self.host} failed ({_ssl_reason(exc)})") from None
             except _TRANSIENT as exc:
-                raise _Transient(f"{method} {url}: {type(exc).__name__}") from exc
+                raise _Transient(f"{method} {_no_query(url)}: {type(exc).__name__}") from exc
             if response.status_code == 401:
                 if answered_challenge:
                     raise AuthError(self.auth.rejected_message())
                 self.auth.answer(response)
                 continue
             if response.status_code in RETRY_STATUSES:
-                raise _Transient(f"{method} {url}: HTTP {response.status_code}")
+                raise _Transient(f"{method} {_no_query(url)}: HTTP {response.status_code}")
             return response
         raise AssertionError("unreachable")
 
@@ -442,6 +442,11 @@ class RegistryClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _no_query(url: str) -> str:
+    """URL without its query: upload URLs carry long opaque state that only clutters a message."""
+    return url.split("?", 1)[0]
 
 
 def _ssl_reason(exc: Exception) -> str:
