@@ -1,4 +1,4 @@
-"""Verified downloads into the store and installation into an image tree, no scripts run."""
+"""Verified downloads into the debian_store and installation into an image tree, no scripts run."""
 
 from __future__ import annotations
 
@@ -29,23 +29,25 @@ def locked(source: DebianSource, packages: list[str] = IMAGE) -> Lock:
     return resolve_lock(source, PackageSelection(packages=packages), [AMD64, ARM64])
 
 
-def test_fetch_then_second_fetch_needs_no_network(debian_source: DebianSource, store: Store,
+def test_fetch_then_second_fetch_needs_no_network(debian_source: DebianSource, debian_store: Store,
                                                   apt_server: RepoServer) -> None:
     lock = locked(debian_source)
     lines: list[str] = []
     for plat in ("amd64", "arm64"):
-        fetch_packages(lock.entries(plat), debian_source.base_url(), store, say=lines.append, show_bar=False)
-    assert len(stored_blobs(store)) == len({p.sha256 for e in ("amd64", "arm64") for p in lock.entries(e)})
+        fetch_packages(lock.entries(plat), debian_source.base_url(), debian_store, say=lines.append,
+                       show_bar=False)
+    wanted = {p.sha256 for e in ("amd64", "arm64") for p in lock.entries(e)}
+    assert len(stored_blobs(debian_store)) == len(wanted)
     assert any(line.startswith("fetched app 1.0 (arm64)") for line in lines)
     apt_server.stop()  # from here on, any network access fails
-    paths = fetch_packages(lock.entries("arm64"), debian_source.base_url(), store, show_bar=False)
+    paths = fetch_packages(lock.entries("arm64"), debian_source.base_url(), debian_store, show_bar=False)
     assert all(path.is_file() for path in paths.values())
-    report = install_packages(Tree(), lock.entries("arm64"), store, EPOCH)
+    report = install_packages(Tree(), lock.entries("arm64"), debian_store, EPOCH)
     assert "app 1.0 (arm64)" in report.installed
 
 
 def test_tampered_deb_never_enters_the_store(apt_repo: AptRepo, debian_source: DebianSource,
-                                             store: Store) -> None:
+                                             debian_store: Store) -> None:
     lock = locked(debian_source)
     entry = next(p for p in lock.entries("amd64") if p.name == "app")
     deb = apt_repo.root / entry.filename
@@ -55,40 +57,42 @@ def test_tampered_deb_never_enters_the_store(apt_repo: AptRepo, debian_source: D
     with pytest.raises(FetchError, match=r"app 1\.0 \(amd64\) from http://127\.0\.0\.1:\d+/pool/main/"
                                          r"app_1\.0_amd64\.deb: sha256 is [0-9a-f]{64}, expected "
                                          + entry.sha256) as caught:
-        fetch_packages([entry], debian_source.base_url(), store, show_bar=False)
+        fetch_packages([entry], debian_source.base_url(), debian_store, show_bar=False)
     assert "\n" not in str(caught.value)
-    assert stored_blobs(store) == []
-    assert not list((store.root / "sha256").glob(".tmp-*"))
+    assert stored_blobs(debian_store) == []
+    assert not list((debian_store.root / "sha256").glob(".tmp-*"))
 
 
-def test_larger_download_is_refused(apt_repo: AptRepo, debian_source: DebianSource, store: Store) -> None:
+def test_larger_download_is_refused(apt_repo: AptRepo, debian_source: DebianSource,
+                                    debian_store: Store) -> None:
     lock = locked(debian_source, ["prelib"])
     entry = lock.entries("amd64")[0]
     deb = apt_repo.root / entry.filename
     deb.write_bytes(deb.read_bytes() + b"trailing")
     with pytest.raises(FetchError, match=r"larger than the locked"):
-        fetch_packages([entry], debian_source.base_url(), store, show_bar=False)
-    assert stored_blobs(store) == []
+        fetch_packages([entry], debian_source.base_url(), debian_store, show_bar=False)
+    assert stored_blobs(debian_store) == []
 
 
-def test_missing_file_on_the_mirror(apt_repo: AptRepo, debian_source: DebianSource, store: Store) -> None:
+def test_missing_file_on_the_mirror(apt_repo: AptRepo, debian_source: DebianSource,
+                                    debian_store: Store) -> None:
     entry = locked(debian_source, ["prelib"]).entries("amd64")[0]
     (apt_repo.root / entry.filename).unlink()
     with pytest.raises(FetchError, match=r"cannot fetch .*prelib_1\.0_all\.deb: HTTP 404"):
-        fetch_packages([entry], debian_source.base_url(), store, show_bar=False)
+        fetch_packages([entry], debian_source.base_url(), debian_store, show_bar=False)
 
 
-def install(source: DebianSource, store: Store, plat: str = "arm64") -> tuple[Tree, object]:
+def install(source: DebianSource, debian_store: Store, plat: str = "arm64") -> tuple[Tree, object]:
     lock = locked(source)
-    fetch_packages(lock.entries(plat), source.base_url(), store, show_bar=False)
+    fetch_packages(lock.entries(plat), source.base_url(), debian_store, show_bar=False)
     tree = Tree()
-    return tree, install_packages(tree, lock.entries(plat), store, EPOCH)
+    return tree, install_packages(tree, lock.entries(plat), debian_store, EPOCH)
 
 
-def test_install_unpacks_without_running_scripts(debian_source: DebianSource, store: Store) -> None:
+def test_install_unpacks_without_running_scripts(debian_source: DebianSource, debian_store: Store) -> None:
     marker = Path("/tmp/xarch-fixture-postinst-ran")
     marker.unlink(missing_ok=True)
-    tree, report = install(debian_source, store)
+    tree, report = install(debian_source, debian_store)
     assert tree.get("usr/bin/app").data == b"#!/bin/sh\necho app arm64\n"
     assert tree.get("usr/bin/app").mode == 0o755
     assert tree.get("usr/bin/app-link").type == "symlink" and tree.get("usr/bin/app-link").linkname == "app"
@@ -98,15 +102,15 @@ def test_install_unpacks_without_running_scripts(debian_source: DebianSource, st
     assert not marker.exists()
 
 
-def test_usrmerge_places_bin_in_usr(debian_source: DebianSource, store: Store) -> None:
-    tree, _ = install(debian_source, store)
+def test_usrmerge_places_bin_in_usr(debian_source: DebianSource, debian_store: Store) -> None:
+    tree, _ = install(debian_source, debian_store)
     assert tree.get("bin").type == "symlink" and tree.get("bin").linkname == "usr/bin"
     assert tree.get("usr/bin/app-legacy").data == b"#!/bin/sh\necho legacy\n"
     assert "bin/app-legacy" not in tree.entries
 
 
-def test_dpkg_status_and_lists(debian_source: DebianSource, store: Store) -> None:
-    tree, _ = install(debian_source, store)
+def test_dpkg_status_and_lists(debian_source: DebianSource, debian_store: Store) -> None:
+    tree, _ = install(debian_source, debian_store)
     status = tree.get("var/lib/dpkg/status").data.decode()
     stanzas = status.split("\n\n")
     names = [s.split("\n", 1)[0].removeprefix("Package: ") for s in stanzas]
@@ -121,8 +125,8 @@ def test_dpkg_status_and_lists(debian_source: DebianSource, store: Store) -> Non
     assert "var/lib/dpkg/info/libfake1:arm64.list" in tree  # Multi-Arch: same
 
 
-def test_generated_in_place_of_scripts(debian_source: DebianSource, store: Store) -> None:
-    tree, report = install(debian_source, store)
+def test_generated_in_place_of_scripts(debian_source: DebianSource, debian_store: Store) -> None:
+    tree, report = install(debian_source, debian_store)
     bundle = tree.get("etc/ssl/certs/ca-certificates.crt").data
     # update-ca-certificates order (sorted paths), each certificate ending in a newline.
     assert bundle == (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
@@ -137,20 +141,20 @@ def test_generated_in_place_of_scripts(debian_source: DebianSource, store: Store
     assert "not run: app postinst" in lines and "made by xarch: /var/lib/dpkg/status" in lines
 
 
-def test_install_is_deterministic(debian_source: DebianSource, store: Store) -> None:
-    first, _ = install(debian_source, store)
-    second, _ = install(debian_source, store)
+def test_install_is_deterministic(debian_source: DebianSource, debian_store: Store) -> None:
+    first, _ = install(debian_source, debian_store)
+    second, _ = install(debian_source, debian_store)
     assert list(first) == list(second)
 
 
-def test_install_needs_the_package_in_the_store(debian_source: DebianSource, store: Store) -> None:
+def test_install_needs_the_package_in_the_store(debian_source: DebianSource, debian_store: Store) -> None:
     lock = locked(debian_source, ["prelib"])
     with pytest.raises(UnpackError, match=r"prelib 1\.0 \(all\) is not in the store"):
-        install_packages(Tree(), lock.entries("amd64"), store, EPOCH)
+        install_packages(Tree(), lock.entries("amd64"), debian_store, EPOCH)
 
 
-def test_write_accounts(debian_source: DebianSource, store: Store) -> None:
-    tree, _ = install(debian_source, store)
+def test_write_accounts(debian_source: DebianSource, debian_store: Store) -> None:
+    tree, _ = install(debian_source, debian_store)
     write_accounts(tree, [User("web", 101, 101, home="/var/www")], [Group("web", 101)], EPOCH)
     assert tree.get("etc/passwd").data.decode().splitlines() == [
         "root:*:0:0:root:/root:/bin/sh", "web:x:101:101::/var/www:/usr/sbin/nologin"]
@@ -170,23 +174,24 @@ def test_write_accounts_without_base_passwd() -> None:
         "root:x:0:0:root:/root:/bin/sh", "app:x:1000:1000::/nonexistent:/usr/sbin/nologin"]
 
 
-def test_two_archives_like_main_and_security(tmp_path: Path, debian_source: DebianSource, keyring: Path,
-                                             debian_key: GpgKey, store: Store) -> None:
+def test_two_archives_like_main_and_security(tmp_path: Path, debian_source: DebianSource,
+                                             debian_keyring: Path, debian_key: GpgKey,
+                                             debian_store: Store) -> None:
     security = AptRepo(tmp_path / "security", debian_key)
     security.add(build_deb(FixturePackage("prelib", "1.1", files={"usr/share/prelib/data": b"fixed\n"}),
                            tmp_path / "roots", tmp_path / "debs"))
     security.publish(suite="stable-security")
     server = RepoServer(security.root)
     try:
-        fixes = DebianSource(suites="stable-security", mirror=server.url, keyring=keyring)
+        fixes = DebianSource(suites="stable-security", mirror=server.url, keyring=debian_keyring)
         lock = resolve_lock([debian_source, fixes], PackageSelection(packages=["app"]), [AMD64])
         prelib = next(p for p in lock.entries("amd64") if p.name == "prelib")
         assert (prelib.version, prelib.suite) == ("1.1", "stable-security")
         assert set(lock.releases) == {"stable", "stable-security"}
-        fetch_packages(lock.entries("amd64"), mirror_of([debian_source, fixes]), store, show_bar=False,
+        fetch_packages(lock.entries("amd64"), mirror_of([debian_source, fixes]), debian_store, show_bar=False,
                        say=lambda _m: None)
         tree = Tree()
-        install_packages(tree, lock.entries("amd64"), store, EPOCH)
+        install_packages(tree, lock.entries("amd64"), debian_store, EPOCH)
         assert tree.get("usr/share/prelib/data").data == b"fixed\n"
         with pytest.raises(LockError, match="which sources.debian no longer lists"):
             mirror_of(debian_source)(prelib)

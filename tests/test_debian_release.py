@@ -24,10 +24,10 @@ SELECTION = PackageSelection(packages=["app"])
 INRELEASE = Path("dists/stable/InRelease")
 
 
-def lock_into(tmp_path: Path, source: DebianSource, store: Store) -> Path:
+def lock_into(tmp_path: Path, source: DebianSource, debian_store: Store) -> Path:
     recipe = tmp_path / "project" / "xarch.yaml"
     recipe.parent.mkdir(exist_ok=True)
-    run_lock(recipe, source, SELECTION, [AMD64], store=store, say=lambda _m: None)
+    run_lock(recipe, source, SELECTION, [AMD64], store=debian_store, say=lambda _m: None)
     return recipe.parent / "xarch.lock"
 
 
@@ -47,14 +47,14 @@ def test_pinned_fingerprint(debian_source: DebianSource, debian_key: GpgKey) -> 
 
 
 def test_altered_inrelease_is_a_bad_signature(tmp_path: Path, apt_repo: AptRepo, debian_source: DebianSource,
-                                              store: Store) -> None:
+                                              debian_store: Store) -> None:
     path = apt_repo.root / INRELEASE
     path.write_text(path.read_text().replace("Origin: xarch-tests", "Origin: xarch-evil0"))
     with pytest.raises(SignatureError, match=r"InRelease: BAD signature") as caught:
-        lock_into(tmp_path, debian_source, store)
+        lock_into(tmp_path, debian_source, debian_store)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "project" / "xarch.lock").exists()
-    assert stored_blobs(store) == []
+    assert stored_blobs(debian_store) == []
 
 
 def test_text_outside_the_signed_block_is_never_read(apt_repo: AptRepo, debian_source: DebianSource) -> None:
@@ -67,11 +67,11 @@ def test_text_outside_the_signed_block_is_never_read(apt_repo: AptRepo, debian_s
 
 
 def test_signed_by_an_unknown_key(tmp_path: Path, apt_repo: AptRepo, debian_source: DebianSource,
-                                  store: Store) -> None:
+                                  debian_store: Store) -> None:
     stranger = GpgKey(tmp_path / "stranger")
     stranger.clearsign(apt_repo.root / "dists/stable/Release", apt_repo.root / INRELEASE)
     with pytest.raises(SignatureError, match=r"no valid signature from the keyring \(unknown key"):
-        lock_into(tmp_path, debian_source, store)
+        lock_into(tmp_path, debian_source, debian_store)
     assert not (tmp_path / "project" / "xarch.lock").exists()
 
 
@@ -99,20 +99,21 @@ def test_missing_keyring(debian_source: DebianSource, tmp_path: Path) -> None:
 
 
 def test_expired_valid_until(tmp_path: Path, apt_repo: AptRepo, debian_source: DebianSource,
-                             store: Store) -> None:
+                             debian_store: Store) -> None:
     apt_repo.publish(valid_until="Sat, 01 Jan 2022 00:00:00 UTC")
     with pytest.raises(ReleaseExpired, match=r"InRelease expired on Sat, 01 Jan 2022 00:00:00 UTC") as caught:
-        lock_into(tmp_path, debian_source, store)
+        lock_into(tmp_path, debian_source, debian_store)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "project" / "xarch.lock").exists()
 
 
-def test_snapshot_is_judged_at_its_own_time(apt_repo: AptRepo, apt_server: RepoServer, keyring: Path) -> None:
+def test_snapshot_is_judged_at_its_own_time(apt_repo: AptRepo, apt_server: RepoServer,
+                                            debian_keyring: Path) -> None:
     apt_repo.publish(valid_until="Sat, 01 Jan 2022 00:00:00 UTC")
     for stamp in ("20211201T000000Z", "20220102T000000Z"):
         (apt_repo.root / stamp).symlink_to(".")  # a snapshot-style URL layout
     source = DebianSource(suites="stable", mirror=apt_server.url + "/{snapshot}", snapshot="20211201T000000Z",
-                          keyring=keyring)
+                          keyring=debian_keyring)
     assert source.base_url() == apt_server.url + "/20211201T000000Z"
     assert fetch_release(source, "stable").valid_until is not None
     later = source.model_copy(update={"snapshot": "20220102T000000Z"})
@@ -120,31 +121,31 @@ def test_snapshot_is_judged_at_its_own_time(apt_repo: AptRepo, apt_server: RepoS
         fetch_release(later, "stable")
 
 
-def test_release_for_another_suite(apt_repo: AptRepo, apt_server: RepoServer, keyring: Path) -> None:
+def test_release_for_another_suite(apt_repo: AptRepo, apt_server: RepoServer, debian_keyring: Path) -> None:
     # A correctly signed Release of suite "stable" served under dists/testing/.
     (apt_repo.root / "dists/testing").symlink_to("stable")
-    source = DebianSource(suites="testing", mirror=apt_server.url, keyring=keyring)
+    source = DebianSource(suites="testing", mirror=apt_server.url, keyring=debian_keyring)
     with pytest.raises(SignatureError, match="is signed for stable, not for testing"):
         fetch_release(source, "testing")
 
 
 def test_packages_hash_mismatch(tmp_path: Path, apt_repo: AptRepo, debian_source: DebianSource,
-                                store: Store) -> None:
+                                debian_store: Store) -> None:
     index = apt_repo.root / "dists/stable/main/binary-amd64/Packages.xz"
     text = lzma.decompress(index.read_bytes()).replace(b"Package: app", b"Package: evil", 1)
     index.write_bytes(lzma.compress(text))
     with pytest.raises(IndexMismatch, match=r"binary-amd64/Packages\.xz: sha256 .* does not match the signed "
                                             r"Release") as caught:
-        lock_into(tmp_path, debian_source, store)
+        lock_into(tmp_path, debian_source, debian_store)
     assert "\n" not in str(caught.value)
-    assert stored_blobs(store) == []
+    assert stored_blobs(debian_store) == []
     assert not (tmp_path / "project" / "xarch.lock").exists()
 
 
-def test_verified_indexes_are_cached(tmp_path: Path, debian_source: DebianSource, store: Store,
+def test_verified_indexes_are_cached(tmp_path: Path, debian_source: DebianSource, debian_store: Store,
                                      apt_server: RepoServer) -> None:
-    lock_into(tmp_path, debian_source, store)
-    assert len(stored_blobs(store)) == 1  # the amd64 Packages.xz
+    lock_into(tmp_path, debian_source, debian_store)
+    assert len(stored_blobs(debian_store)) == 1  # the amd64 Packages.xz
     apt_server.requests.clear()
-    lock_into(tmp_path, debian_source, store)
+    lock_into(tmp_path, debian_source, debian_store)
     assert apt_server.requests == ["/dists/stable/InRelease"]

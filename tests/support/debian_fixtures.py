@@ -48,15 +48,15 @@ def apt_server(apt_repo: AptRepo) -> Iterator[RepoServer]:
 
 
 @pytest.fixture
-def keyring(tmp_path: Path, debian_key: GpgKey) -> Path:
+def debian_keyring(tmp_path: Path, debian_key: GpgKey) -> Path:
     return debian_key.export(tmp_path / "archive-keyring.gpg")
 
 
 @pytest.fixture
-def debian_source(apt_server: RepoServer, keyring: Path) -> DebianSource:
-    return DebianSource(suites="stable", mirror=apt_server.url, keyring=keyring)
+def debian_source(apt_server: RepoServer, debian_keyring: Path) -> DebianSource:
+    return DebianSource(suites="stable", mirror=apt_server.url, keyring=debian_keyring)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def debian_store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
