@@ -23,7 +23,7 @@ from tests.support.registry import (  # noqa: F401 (fixtures)
     tls_registry,
 )
 from xarch.registry.client import Settings
-from xarch.registry.errors import LayoutError, RegistryError
+from xarch.registry.errors import AuthError, LayoutError, RegistryError
 from xarch.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
 from xarch.registry.progress import LineProgress, RichProgress, progress_for
 from xarch.registry.pull import fetch_image, published_digests, pull_layout
@@ -321,3 +321,23 @@ def test_buildx_imagetools_reads_what_xarch_pushed(registry: Registry, tmp_path:
     push_layout(layout.path, f"{registry.host}/demo/imagetools:docker", fmt="docker")
     listing = imagetools("inspect", f"{registry.host}/demo/imagetools:docker").stdout.decode()
     assert DOCKER_LIST in listing and "linux/arm/v7" in listing
+
+
+def test_push_command_prints_a_summary(registry: Registry, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from xarch.registry.commands import push_command
+
+    layout = make_layout(tmp_path / "layout", ["amd64", "arm64"])
+    args = [str(layout.path), f"{registry.host}/demo/cli", "--format", "docker", "-q"]
+    outcome = CliRunner().invoke(push_command, args)
+    assert outcome.exit_code == 0, outcome.output
+    lines = outcome.stdout.splitlines()
+    assert lines[0].startswith(f"pushed {registry.host}/demo/cli:v1@sha256:")
+    assert lines[1].split()[0] == "linux/amd64" and lines[2].split()[0] == "linux/arm64"
+    assert lines[3].strip().startswith("blobs: 5 sent (")
+    assert json.loads(skopeo_raw(f"{registry.host}/demo/cli:v1"))["mediaType"] == DOCKER_LIST
+
+    refused = CliRunner().invoke(push_command, [*args[:2], "--username", "u"])
+    assert isinstance(refused.exception, AuthError)
+    assert "--username needs --password-stdin" in str(refused.exception)
