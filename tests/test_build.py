@@ -211,9 +211,6 @@ def test_symlinks_and_hardlinks_in_a_copied_folder(tmp_path: Path) -> None:
     shutil.rmtree(folder)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "xarch/contents.py _git_like_mode tests `mode & 0o111`, so a group/other execute bit makes a file"
-    " 0755 and a checkout under umask 077 makes it 0644; git looks at the owner's bit only (0o100)"))
 @pytest.mark.parametrize("mode", [0o654, 0o645, 0o611])
 def test_group_and_other_bits_of_a_source_file_do_not_matter(tmp_path: Path, mode: int) -> None:
     folder = tmp_path / "r"
@@ -230,9 +227,6 @@ def test_group_and_other_bits_of_a_source_file_do_not_matter(tmp_path: Path, mod
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the same xarch/contents.py _git_like_mode bug, as `xarch verify` sees it: its umask variation"
-    " finds tool: mode: 0755 → 0644 and exits 1"))
 def test_verify_of_a_group_executable_source_file(tmp_path: Path) -> None:
     folder = tmp_path / "r"
     (folder / "share").mkdir(parents=True)

@@ -76,8 +76,8 @@ CASES = [
     Case("files-not-a-list", "files:\n", "files: 7\nxfiles:\n", 4, "files", "list"),
 ]
 
-# Found when the recipe is turned into files, after the build began (see the xfail below).
-BUILD_TIME_CASES = [
+# Found when the per-platform sources are checked; still before any progress line or output.
+SOURCE_CASES = [
     Case("unknown-placeholder", "src: bin/{arch}/app", "src: bin/{cpu}/app", 5, "files[0].src",
          "unknown placeholder {cpu}"),
     Case("broken-placeholder", "src: bin/{arch}/app", "src: bin/{arch/app", 5, "files[0].src", "placeholder"),
@@ -148,22 +148,12 @@ def test_malformed_recipe_is_one_line_and_writes_nothing(tmp_path: Path, case: C
     check_case(tmp_path, case, quiet=False)
 
 
-@pytest.mark.parametrize("case", BUILD_TIME_CASES, ids=lambda c: c.name)
-def test_bad_source_is_one_line_and_writes_nothing_when_quiet(tmp_path: Path, case: Case) -> None:
-    check_case(tmp_path, case, quiet=True)
+@pytest.mark.parametrize("quiet", [False, True], ids=["plain", "quiet"])
+@pytest.mark.parametrize("case", SOURCE_CASES, ids=lambda c: c.name)
+def test_bad_source_is_one_line_and_writes_nothing(tmp_path: Path, case: Case, quiet: bool) -> None:
+    check_case(tmp_path, case, quiet=quiet)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "xarch/cli.py build_command prints 'building … (epoch …)' on stderr before xarch/contents.py"
-    " expands and checks the per-platform sources, so stderr holds two lines"))
-@pytest.mark.parametrize("case", BUILD_TIME_CASES, ids=lambda c: c.name)
-def test_bad_source_is_one_line_on_stderr(tmp_path: Path, case: Case) -> None:
-    check_case(tmp_path, case, quiet=False)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "xarch/recipe.py FileSpec.platforms is not validated: an unknown platform (or one the recipe"
-    " does not build) is accepted and the file silently left out"))
 @pytest.mark.parametrize("platforms", ["[arm64, mips]", "[riscv64]", "[aarch64]"])
 def test_file_platforms_must_be_known_and_built(tmp_path: Path, platforms: str) -> None:
     case = Case("file-platforms", '    mode: "0755"', f'    mode: "0755"\n    platforms: {platforms}', 8,
@@ -198,9 +188,6 @@ def test_platform_not_in_the_recipe(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "xarch/cli.py select_platforms raises click.BadParameter for an unknown --platform: a usage"
-    " block of 4 lines and exit 2 instead of one `xarch: error:` line and exit 1"))
 def test_unknown_platform_option_is_one_line(tmp_path: Path) -> None:
     recipe = _plain_recipe(tmp_path)
     result = run_xarch("build", "-f", str(recipe), "--platform", "sparc", "-o", f"oci:{tmp_path / 'out'}")
@@ -238,9 +225,6 @@ def test_inspect_of_a_folder_that_is_no_layout(tmp_path: Path) -> None:
     assert_one_error_line(result.stderr, str(tmp_path), "not an OCI layout")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "xarch/oci/layout.py LayoutReader.__init__ puts tarfile's multi-line ReadError text into the"
-    " LayoutError message, so `xarch inspect` of a file that is no tar prints 5 lines"))
 def test_inspect_of_a_file_that_is_no_archive(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tar archive\n" * 40)
