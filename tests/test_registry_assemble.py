@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import need_tool
-from tests.support.registry import HandLayout, Registry, make_layout, registry  # noqa: F401 (fixtures)
+from tests.support.registry import FlakyProxy, HandLayout, Registry, make_layout, registry  # noqa: F401
 from xarch.oci.digest import OCI_MANIFEST, canonical_json
 from xarch.oci.index import build_index
 from xarch.registry.assemble import assemble
@@ -107,3 +107,15 @@ def test_assemble_refuses_bad_sources(registry: Registry, per_arch_pushes: tuple
         assemble(f"{registry.host}/app:v1", [f"{registry.host}/ci/amd64@sha256:{'0' * 64}"])
     with pytest.raises(subprocess.CalledProcessError):
         skopeo_raw(f"{registry.host}/app:v1")  # no failed attempt wrote the tag
+
+
+def test_registry_without_mount_gets_blobs_copied(
+        registry: Registry, per_arch_pushes: tuple[HandLayout, dict[str, str]]) -> None:
+    layout, refs = per_arch_pushes
+    with FlakyProxy(registry.host, no_mount=True) as proxy:
+        sources = [refs[name].replace(registry.host, proxy.host) for name in ("amd64", "arm64", "arm/v7")]
+        result = assemble(f"{proxy.host}/app:copied", sources)
+    # Every blob went down from the source repository and up into the target, verified on the way.
+    assert (result.stats.blobs_mounted, result.stats.blobs_sent) == (0, 7)
+    assert result.stats.bytes_sent == layout.blob_bytes
+    assert skopeo_raw(f"{registry.host}/app:copied") == layout.index_bytes

@@ -157,3 +157,17 @@ def test_docker_hub_entry_under_its_legacy_key(tmp_path: Path, monkeypatch: pyte
     found = docker_config_credentials("docker.io")
     assert (found.username, found.password) == ("hubuser", "hubsecret")
     assert docker_config_credentials("ghcr.io").present is False
+
+
+def test_mount_source_without_pull_access_falls_back_to_upload(token_registry: tuple[Registry, TokenService],
+                                                               tmp_path: Path) -> None:
+    registry_, tokens = token_registry
+    layout = make_layout(tmp_path / "layout", ["amd64"])
+    credentials = Credentials(registry_.username, registry_.password)
+    push_layout(layout.path, f"{registry_.host}/other-team/base:v1", credentials=credentials)
+    tokens.denied.add("other-team/base")  # bob may no longer read it
+
+    result = push_layout(layout.path, f"{registry_.host}/team/app:v1", credentials=credentials,
+                         mount_from=["other-team/base"])
+    assert (result.stats.blobs_mounted, result.stats.blobs_sent) == (0, 3)
+    assert result.stats.bytes_sent == layout.blob_bytes

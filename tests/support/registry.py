@@ -203,6 +203,7 @@ class TokenService:
         self.username, self.password = username, password
         self.expected_header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self.requests: list[dict[str, list[str]]] = []
+        self.denied: set[str] = set()  # repositories this service grants nothing on
         service = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -233,7 +234,8 @@ class TokenService:
         access = []
         for scope in scopes:
             kind, name, actions = scope.split(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            if name not in self.denied:  # like real token services: grant what is allowed, drop the rest
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
         claims = {"iss": self.issuer, "sub": self.username, "aud": self.service, "exp": now + 300,
@@ -349,15 +351,16 @@ _HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "content-en
 
 class FlakyProxy:
     """Forwards to a registry on 127.0.0.1, but fails its first FAILURES requests: with a 503, or
-    (DROP) by closing the connection without an answer."""
+    (DROP) by closing the connection without an answer; or (NO_MOUNT) hides mount support."""
 
-    def __init__(self, upstream: str, failures: int, drop: bool = False, method: str | None = None,
-                 after: int = 0):
+    def __init__(self, upstream: str, failures: int = 0, drop: bool = False, method: str | None = None,
+                 after: int = 0, no_mount: bool = False):
         self.upstream = upstream
         self.failures = failures
         self.drop = drop
         self.method = method  # count (and fail) only requests of this method
         self.after = after  # let this many counted requests through before failing
+        self.no_mount = no_mount  # act as a registry without cross-repository mount (strip ?mount=&from=)
         self.seen = 0
         self.lock = threading.Lock()
         proxy = self
@@ -387,7 +390,10 @@ class FlakyProxy:
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "content-length")}
                 headers["Host"] = proxy.host
-                reply = requests.request(self.command, f"http://{proxy.upstream}{self.path}", headers=headers,
+                path = self.path
+                if proxy.no_mount and "mount=" in path:
+                    path = path.split("?", 1)[0]
+                reply = requests.request(self.command, f"http://{proxy.upstream}{path}", headers=headers,
                                          data=body, allow_redirects=False, timeout=60)
                 self.send_response(reply.status_code)
                 for key, value in reply.headers.items():

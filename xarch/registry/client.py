@@ -239,17 +239,23 @@ class RegistryClient:
             return False
         raise self._fail(response, what)
 
-    def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
-        """Mount DIGEST from FROM_REPOSITORY. None when mounted, else the upload URL the registry opened."""
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> tuple[bool, str | None]:
+        """Mount DIGEST from FROM_REPOSITORY: (True, None) when mounted, else (False, the upload URL the
+        registry opened instead, if any)."""
         self._scope(repository, push=True)
         self._scope(from_repository, push=False)
         what = f"mount {digest} from {from_repository} into {repository}"
-        response = self.request("POST", _with_query(f"/v2/{repository}/blobs/uploads/", mount=digest,
-                                                    **{"from": from_repository}), what=what)
+        try:
+            response = self.request("POST", _with_query(f"/v2/{repository}/blobs/uploads/", mount=digest,
+                                                        **{"from": from_repository}), what=what)
+        except AuthError:
+            # No pull access to the source (a token registry answers 401 for the whole request):
+            # not a reason to fail the push; the upload that follows will say if the login is wrong.
+            return False, None
         if response.status_code == 201:
-            return None
+            return True, None
         if response.status_code == 202:
-            return self.url(response.headers["Location"])
+            return False, self.url(response.headers["Location"])
         raise self._fail(response, what)
 
     def cancel_upload(self, upload_url: str) -> None:

@@ -86,8 +86,8 @@ def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str
                 continue
             if upload_url:
                 client.cancel_upload(upload_url)  # the previous source declined; its session is not needed
-            upload_url = client.mount_blob(repository, digest, source)
-            if upload_url is None:
+            mounted, upload_url = client.mount_blob(repository, digest, source)
+            if mounted:
                 mounted_from = source
                 break
             # 202: the registry would not mount (blob absent there, or no access): upload into the
