@@ -161,10 +161,22 @@ def test_write_accounts(debian_source: DebianSource, debian_store: Store) -> Non
     assert tree.get("etc/group").data.decode().splitlines()[-1] == "web:x:101:"
     shadow = tree.get("etc/shadow")
     assert shadow.mode == 0o640 and shadow.gid == 42 and shadow.data == b"root:*:::::::\nweb:*:::::::\n"
+    home = tree.get("var/www")
+    assert (home.type, home.uid, home.gid, home.mode) == ("dir", 101, 101, 0o755)
     with pytest.raises(UnpackError, match="id 101 of other is taken by web"):
         write_accounts(tree, [User("other", 101, 101)], [], EPOCH)
     with pytest.raises(UnpackError, match="gid 999, which no group has"):
         write_accounts(tree, [User("lost", 555, 999)], [], EPOCH)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: User("Bad Name", 1, 1), r"user name 'Bad Name' is not a valid account name"),
+    (lambda: User("ok", 1, 1, home="/a:b"), r"'/a:b' may not contain ':'"),
+    (lambda: Group("g", -1), r"group g has id -1"),
+])
+def test_account_fields_are_checked(make, message: str) -> None:
+    with pytest.raises(UnpackError, match=message):
+        make()
 
 
 def test_write_accounts_without_base_passwd() -> None:

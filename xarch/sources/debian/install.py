@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -24,14 +25,32 @@ CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 ZONEINFO_UTC = "/usr/share/zoneinfo/Etc/UTC"
 
 
+_ACCOUNT_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+NO_HOME = "/nonexistent"
+
+
+def _check_account(kind: str, name: str, number: int, *fields: str) -> None:
+    if not _ACCOUNT_NAME.match(name):
+        raise UnpackError(f"accounts: {kind} name {name!r} is not a valid account name")
+    if not 0 <= number < 2**31:
+        raise UnpackError(f"accounts: {kind} {name} has id {number}, outside 0..2147483647")
+    for value in fields:
+        if ":" in value or "\n" in value:
+            raise UnpackError(f"accounts: {kind} {name}: {value!r} may not contain ':' or a newline")
+
+
 @dataclass(frozen=True)
 class User:
     name: str
     uid: int
     gid: int
-    home: str = "/nonexistent"
+    home: str = NO_HOME
     shell: str = "/usr/sbin/nologin"
     gecos: str = ""
+
+    def __post_init__(self) -> None:
+        _check_account("user", self.name, self.uid, self.home, self.shell, self.gecos)
+        _check_account("user", self.name, self.gid)
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,9 @@ class Group:
     name: str
     gid: int
     members: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_account("group", self.name, self.gid, *self.members)
 
 
 @dataclass
@@ -185,9 +207,10 @@ def _localtime(tree: Tree, epoch: int) -> list[str]:
 
 
 def write_accounts(tree: Tree, users: Iterable[User], groups: Iterable[Group],
-                   epoch: int | None = None) -> list[str]:
+                   epoch: int | None = None, make_homes: bool = True) -> list[str]:
     """Add the recipe's accounts to /etc/passwd, /etc/group and /etc/shadow (locked
     passwords), keeping what is there (base-passwd's entries) and sorting new ones by id.
+    With MAKE_HOMES, a missing home directory is made, owned by its user (mode 0755).
 
     Without base-passwd the files start with root only.
     """
@@ -200,6 +223,9 @@ def write_accounts(tree: Tree, users: Iterable[User], groups: Iterable[Group],
             raise UnpackError(f"accounts: user {user.name} has gid {user.gid}, which no group has")
         _add_row(passwd, "etc/passwd", user.name, user.uid,
                  f"{user.name}:x:{user.uid}:{user.gid}:{user.gecos}:{user.home}:{user.shell}")
+        if make_homes and user.home not in (NO_HOME, "/") and user.home.strip("/") not in tree:
+            tree.add_parents(user.home)
+            tree.add(Entry(user.home, "dir", 0o755, user.uid, user.gid, epoch))
     # "*": no password can log in; empty ageing fields keep the file free of dates.
     shadow = [f"{row.split(':')[0]}:*:::::::" for row in passwd]
     shadow_gid = next((int(r.split(":")[2]) for r in group if r.startswith("shadow:")), 0)
