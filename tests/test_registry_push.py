@@ -341,3 +341,19 @@ def test_push_command_prints_a_summary(registry: Registry, tmp_path: Path) -> No
     refused = CliRunner().invoke(push_command, [*args[:2], "--username", "u"])
     assert isinstance(refused.exception, AuthError)
     assert "--username needs --password-stdin" in str(refused.exception)
+
+
+def test_layout_with_several_tags_pushes_the_named_one(registry: Registry, tmp_path: Path) -> None:
+    first = make_layout(tmp_path / "first", ["amd64"], tag="v1")
+    second = make_layout(tmp_path / "second", ["arm64"], tag="v2", seed=7)
+    # One layout holding both images, as skopeo or umoci write it: two entries in index.json.
+    for blob in (second.path / "blobs/sha256").iterdir():
+        (first.path / "blobs/sha256" / blob.name).write_bytes(blob.read_bytes())
+    top = json.loads((first.path / "index.json").read_bytes())
+    top["manifests"] += json.loads((second.path / "index.json").read_bytes())["manifests"]
+    (first.path / "index.json").write_text(json.dumps(top))
+
+    push_layout(first.path, f"{registry.host}/demo/multi:v2")
+    assert skopeo_raw(f"{registry.host}/demo/multi:v2") == second.index_bytes
+    push_layout(first.path, f"{registry.host}/demo/multi")  # no tag given: the first entry and its tag
+    assert skopeo_raw(f"{registry.host}/demo/multi:v1") == first.index_bytes

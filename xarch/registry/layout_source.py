@@ -98,8 +98,9 @@ def _verify_file(path: Path, root: Path, descriptor: dict[str, Any]) -> None:
         raise LayoutError(f"{root}: blob {digest} does not match its digest or size")
 
 
-def read_layout(root: Path | str) -> LayoutImage:
-    """Parse ROOT/index.json, take its first entry (the image index or a manifest), verify all blobs."""
+def read_layout(root: Path | str, tag: str | None = None) -> LayoutImage:
+    """Parse ROOT/index.json and verify every blob of one entry: the one named TAG (annotation
+    org.opencontainers.image.ref.name) when the layout has such an entry, else the first."""
     root = Path(root)
     index_file = root / "index.json"
     if not (root / "oci-layout").is_file() or not index_file.is_file():
@@ -110,7 +111,8 @@ def read_layout(root: Path | str) -> LayoutImage:
         raise LayoutError(f"{index_file}: not valid JSON") from None
     if not entries:
         raise LayoutError(f"{index_file}: lists no image")
-    top_descriptor = entries[0]
+    named = [e for e in entries if tag and (e.get("annotations") or {}).get(REF_NAME) == tag]
+    top_descriptor = named[0] if named else entries[0]
     top_data = _read_verified(root, top_descriptor)
     image = LayoutImage(root, top_descriptor, top_data, json.loads(top_data))
     descriptors = image.top_json.get("manifests", []) if image.is_index else [top_descriptor]

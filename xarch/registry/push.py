@@ -185,7 +185,7 @@ def push_layout(
 def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, credentials: Credentials | None,
                  settings: Settings | None, mount_from: Sequence[str], progress: BlobProgress | None,
                  on_chunk: Callable[[str, int], None] | None) -> PushResult:
-    image = read_layout(folder)
+    image = read_layout(folder, ref.tag)
     tag = ref.tag or image.tag or "latest"
     try:
         manifests, index = _prepare(image, fmt)
