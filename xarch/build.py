@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from xarch.contents import recipe_tree
 from xarch.layering import split_layers
@@ -12,9 +14,13 @@ from xarch.oci.index import build_index
 from xarch.oci.layer import Layer, build_layer
 from xarch.oci.layout import Artifact
 from xarch.oci.tree import Tree
+from xarch.packages import IMAGE_SET, add_accounts, install_set
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
+from xarch.sources.debian.lock import Lock
+from xarch.stages import StageRunner
+from xarch.store import Store
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,9 @@ class BuildInputs:
     loaded: LoadedRecipe
     platforms: tuple[Platform, ...]
     epoch: int
+    lock: Lock | None = None  # xarch.lock, when the recipe has packages
+    strategy: str | None = None  # --strategy: overrides every stage's
+    store: Store = field(default_factory=Store)
 
 
 def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
@@ -39,14 +48,27 @@ def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
     )
 
 
-def platform_tree(inputs: BuildInputs, platform: Platform) -> Tree:
-    return recipe_tree(inputs.loaded, platform)
+def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Tree:
+    """Everything the image holds, in the order later parts may replace earlier ones:
+    packages, accounts, the recipe's files, then what is copied out of stages."""
+    loaded = inputs.loaded
+    tree = Tree()
+    if loaded.recipe.packages is not None:
+        assert inputs.lock is not None
+        install_set(tree, loaded, inputs.lock, IMAGE_SET, platform, inputs.store, inputs.epoch, reporter)
+    add_accounts(tree, loaded, inputs.epoch)
+    recipe_tree(loaded, platform, tree)
+    if loaded.recipe.copy_:
+        runner = StageRunner(loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir, reporter,
+                             inputs.strategy)
+        runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
+    return tree
 
 
-def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter) -> Image:
+def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
     recipe = inputs.loaded.recipe
     level = recipe.compression.level
-    tree = platform_tree(inputs, platform)
+    tree = platform_tree(inputs, platform, reporter, workdir)
     layers: list[Layer] = []
     for name, entries in split_layers(tree, recipe.layers):
         layer = build_layer(name, entries, inputs.epoch, level)
@@ -67,10 +89,11 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter) 
 
 def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
     images: list[Image] = []
-    with reporter.tasks() as board:
+    # Stage roots live here until every layer is written (tree entries point into them).
+    with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, reporter.tasks() as board:
         task = board.add(f"building {inputs.loaded.recipe.name}", len(inputs.platforms))
         for platform in inputs.platforms:
-            images.append(build_platform(inputs, platform, reporter))
+            images.append(build_platform(inputs, platform, reporter, Path(workdir) / platform.slug))
             board.advance(task, f"{platform.name} done")
     descriptors = [image.manifest_descriptor for image in images]
     index = build_index(descriptors, inputs.loaded.recipe.annotations.index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -13,9 +14,12 @@ from xarch import platforms as platform_data
 from xarch.build import BuildInputs, build
 from xarch.contents import check_sources
 from xarch.errors import XarchError
-from xarch.outputs import OutputSpec, check_outputs, write_output
+from xarch.oci.layout import Artifact, write_layout
+from xarch.outputs import OutputSpec, check_outputs, image_for, write_output
+from xarch.packages import ensure_lock, lock_inputs
 from xarch.progress import Reporter
 from xarch.recipe import DEFAULT_FILE, LoadedRecipe, load, resolve_epoch
+from xarch.store import Store
 from xarch.summary import print_summary, summarize_artifact, summarize_path
 
 # A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
@@ -74,13 +78,24 @@ recipe_option = click.option(
               help="oci:DIR (default dist/<name>), oci-archive:FILE or docker-archive:FILE; repeatable.")
 @click.option("--docker-platform", help="The platform a docker-archive holds (default: the host's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON for CI.")
-@click.option("-v", "--verbose", is_flag=True, help="Say what each step does.")
+@click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]),
+              help="How stage steps run for every platform (default: each stage's own, auto).")
+@click.option("--locked", is_flag=True, help="Fail if xarch.lock is missing or does not match the recipe.")
+@click.option("--push", "push_ref", metavar="REF", help="Also push the index to REF (host/repo:tag).")
+@click.option("--insecure", is_flag=True, help="With --push: plain HTTP / no TLS verification.")
+@click.option("--load", "load_tag", is_flag=False, flag_value="", default=None, metavar="[TAG]",
+              help="Also load the host's (or --docker-platform's) image into Docker, tagged.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Say what each step does, and which scripts were not run.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
-                  docker_platform: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
+                  docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
+                  push_ref: str | None, insecure: bool, load_tag: str | None, verbose: bool,
+                  quiet: bool) -> None:
     """Build the recipe for every platform into one OCI image index."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
     loaded = load(recipe_path)
+    store = Store()
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
     for_docker = choose_docker_platform(platforms, docker_platform)
@@ -89,13 +104,32 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     epoch, epoch_source = resolve_epoch(loaded)
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
                   f"(epoch {epoch}: {epoch_source})")
-    artifact = build(BuildInputs(loaded, platforms, epoch), reporter)
+    lock = ensure_lock(loaded, locked, store, reporter)
+    artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store), reporter)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tag, for_docker)
         reporter.info(f"wrote {spec}")
+    if load_tag is not None:
+        from xarch.docker.load import load_built_image
+
+        loaded_image = load_built_image(image_for(artifact, for_docker), load_tag or repo_tag)
+        reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
+    if push_ref:
+        push_artifact(artifact, push_ref, insecure, quiet or as_json)
     summary = summarize_artifact(artifact, str(specs[0]))
     print_summary(summary, as_json, stdout)
+
+
+def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> None:
+    """Push through a layout written to a temporary folder: the same path as `xarch push`."""
+    from xarch.registry.commands import Settings, progress_for
+    from xarch.registry.push import push_layout
+
+    with tempfile.TemporaryDirectory(prefix="xarch-push-") as tmp:
+        layout = Path(tmp) / "layout"
+        write_layout(artifact, layout)
+        push_layout(layout, ref, settings=Settings(insecure=insecure), progress=progress_for(quiet=quiet))
 
 
 @cli.command("inspect")
@@ -155,9 +189,10 @@ def register_commands() -> None:
     from xarch.docker.commands import load_command, plugin_group
     from xarch.registry.commands import assemble_command, push_command
     from xarch.run.commands import platforms_command
+    from xarch.sources.debian.commands import make_lock_command
 
     for command in (push_command, assemble_command, load_command, plugin_group, platforms_command,
-                    diff_command):
+                    diff_command, make_lock_command(lambda path: lock_inputs(load(path)))):
         cli.add_command(command)
 
 

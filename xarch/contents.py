@@ -22,31 +22,42 @@ def _git_like_mode(mode: int) -> int:
     return 0o755 if mode & 0o100 else 0o644
 
 
-def expand_source(loaded: LoadedRecipe, index: int, spec: FileSpec, platform: Platform) -> Path:
-    """The source path of files[INDEX] for PLATFORM, checked to exist inside the recipe folder."""
+Loc = tuple[str | int, ...]
+
+
+def expand_source(loaded: LoadedRecipe, loc: Loc, spec: FileSpec, platform: Platform) -> Path:
+    """The source path of the file spec at LOC for PLATFORM, checked to exist in the recipe folder."""
+    src_loc = (*loc, "src")
     try:
         relative = spec.src.format_map(platform.placeholders())
     except KeyError as error:
         known = ", ".join("{" + k + "}" for k in platform.placeholders())
         message = f"unknown placeholder {{{error.args[0]}}} (known: {known})"
-        raise loaded.error(("files", index, "src"), message) from None
+        raise loaded.error(src_loc, message) from None
     except (ValueError, IndexError) as error:
-        raise loaded.error(("files", index, "src"), f"bad placeholder: {error}") from None
+        raise loaded.error(src_loc, f"bad placeholder: {error}") from None
     folder = loaded.folder.resolve()
     source = (loaded.folder / relative).resolve()
     if source != folder and folder not in source.parents:
-        raise loaded.error(("files", index, "src"), f"{relative} is outside the recipe's folder")
+        raise loaded.error(src_loc, f"{relative} is outside the recipe's folder")
     if not source.exists():
-        raise loaded.error(("files", index, "src"), f"{relative}: no such file (platform {platform.name})")
+        raise loaded.error(src_loc, f"{relative}: no such file (platform {platform.name})")
     return source
+
+
+def _all_file_specs(loaded: LoadedRecipe) -> list[tuple[Loc, FileSpec]]:
+    specs: list[tuple[Loc, FileSpec]] = [(("files", i), f) for i, f in enumerate(loaded.recipe.files)]
+    for name, stage in loaded.recipe.stages.items():
+        specs += [(("stages", name, "files", i), f) for i, f in enumerate(stage.files)]
+    return specs
 
 
 def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None:
     """Check every platform's sources exist before the build begins (and says so)."""
     for platform in platforms:
-        for index, spec in enumerate(loaded.recipe.files):
+        for loc, spec in _all_file_specs(loaded):
             if spec.platforms is None or platform.name in spec.platforms:
-                expand_source(loaded, index, spec, platform)
+                expand_source(loaded, loc, spec, platform)
 
 
 def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> None:
@@ -72,6 +83,21 @@ def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> 
             # sockets, fifos and devices in a source tree are not image content
 
 
+def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], platform: Platform,
+                   loc: Loc) -> None:
+    """Copy the files and folders SPECS name (at LOC in the recipe) into TREE for PLATFORM."""
+    for index, spec in enumerate(specs):
+        if spec.platforms is not None and platform.name not in spec.platforms:
+            continue
+        source = expand_source(loaded, (*loc, index), spec, platform)
+        tree.add_parents(spec.dst)
+        if source.is_dir():
+            _copy_folder(tree, source, spec.dst, spec)
+        else:
+            mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
+            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source))
+
+
 def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = None) -> Tree:
     """Add the recipe's own contents for PLATFORM to TREE (a new one by default)."""
     recipe = loaded.recipe
@@ -79,16 +105,7 @@ def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = No
     for directory in recipe.directories:
         tree.add_parents(directory.path)
         tree.add(Entry(directory.path, "dir", directory.mode, *directory.owner))
-    for index, spec in enumerate(recipe.files):
-        if spec.platforms is not None and platform.name not in spec.platforms:
-            continue
-        source = expand_source(loaded, index, spec, platform)
-        tree.add_parents(spec.dst)
-        if source.is_dir():
-            _copy_folder(tree, source, spec.dst, spec)
-        else:
-            mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
-            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source))
+    add_file_specs(loaded, tree, recipe.files, platform, ("files",))
     for link in recipe.symlinks:
         tree.add_parents(link.path)
         tree.add(Entry(link.path, "symlink", 0o777, *link.owner, linkname=link.target))

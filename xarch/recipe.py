@@ -10,12 +10,21 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from xarch import platforms as platform_data
 from xarch.errors import RecipeError
+from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.yamlpos import PositionedYaml, YamlPositionError
 from xarch.yamlpos import load as load_yaml
 
@@ -127,6 +136,105 @@ class CompressionSpec(Strict):
     level: int = Field(default=6, ge=1, le=12)
 
 
+def _package_selection(value: Any) -> Any:
+    """`packages: [a, b]` is short for `packages: {install: [a, b]}`."""
+    if isinstance(value, list):
+        return {"packages": value}
+    if isinstance(value, dict) and "install" in value:
+        value = dict(value)
+        value["packages"] = value.pop("install")
+    return value
+
+
+Packages = Annotated[PackageSelection, BeforeValidator(_package_selection)]
+
+
+class SourcesSpec(Strict):
+    debian: list[DebianSource] = Field(default_factory=list)
+
+    @field_validator("debian", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+class UserSpec(Strict):
+    name: str
+    uid: int = Field(ge=0)
+    gid: int | None = Field(default=None, ge=0)  # default: the same number as uid
+    home: str = "/nonexistent"
+    shell: str = "/usr/sbin/nologin"
+    gecos: str = ""
+
+
+class GroupSpec(Strict):
+    name: str
+    gid: int = Field(ge=0)
+    members: list[str] = Field(default_factory=list)
+
+
+class AccountsSpec(Strict):
+    users: list[UserSpec] = Field(default_factory=list)
+    groups: list[GroupSpec] = Field(default_factory=list)
+
+
+class CopySpec(Strict):
+    """Take a path out of a stage: `from: build:/out/app`. Stages never ship otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: str = Field(alias="from")
+    dst: ImagePath
+    mode: Mode | None = None
+    owner: Owner | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _stage_path(cls, value: str) -> str:
+        stage, sep, path = value.partition(":")
+        if not sep or not stage or not path.startswith("/"):
+            raise ValueError("must be STAGE:/absolute/path, e.g. build:/out/app")
+        return value
+
+    @property
+    def stage(self) -> str:
+        return self.source.partition(":")[0]
+
+    @property
+    def path(self) -> str:
+        return self.source.partition(":")[2]
+
+
+class StepModel(Strict):
+    run: str
+    network: bool = False
+
+
+class StageSpec(Strict):
+    """A build stage: packages, files and steps, or a Dockerfile built by buildx."""
+
+    packages: Packages | None = None
+    files: list[FileSpec] = Field(default_factory=list)
+    copy_: list[CopySpec] = Field(default_factory=list, alias="copy")
+    steps: list[StepModel] = Field(default_factory=list)
+    cross: bool = False  # the steps can cross-build (use $CC, $DESTDIR …)
+    strategy: Literal["auto", "native", "cross", "emulate"] = "auto"
+    source: str = "."  # the recipe folder (or a part of it) that steps see at /src
+    dockerfile: str | None = None
+    context: str | None = None
+    build_args: dict[str, str] = Field(default_factory=dict)
+    target: str | None = None
+    builder: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StageSpec:
+        if self.dockerfile and (self.steps or self.packages or self.files or self.copy_):
+            raise ValueError("a stage with a dockerfile takes no packages, files, copy or steps")
+        return self
+
+
 class Recipe(Strict):
     name: str
     tag: str = "latest"
@@ -139,6 +247,13 @@ class Recipe(Strict):
     symlinks: list[SymlinkSpec] = Field(default_factory=list)
     layers: list[LayerSpec] = Field(default_factory=list)
     compression: CompressionSpec = Field(default_factory=CompressionSpec)
+    sources: SourcesSpec = Field(default_factory=SourcesSpec)
+    packages: Packages | None = None
+    accounts: AccountsSpec = Field(default_factory=AccountsSpec)
+    stages: dict[str, StageSpec] = Field(default_factory=dict)
+    copy_: list[CopySpec] = Field(default_factory=list, alias="copy")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("name")
     @classmethod
@@ -227,6 +342,7 @@ def load(path: Path | str) -> LoadedRecipe:
     loaded = LoadedRecipe(path, recipe, positions)
     _check_file_platforms(loaded)
     _check_unique_paths(loaded)
+    _check_stages(loaded)
     return loaded
 
 
@@ -253,6 +369,48 @@ def _check_file_platforms(loaded: LoadedRecipe) -> None:
                                    f"{name} is not among the recipe's platforms ({', '.join(built)})")
 
 
+def _check_stages(loaded: LoadedRecipe) -> None:
+    """Packages need a Debian source; copies name existing stages; stages form no cycle."""
+    recipe = loaded.recipe
+    if not recipe.sources.debian:
+        if recipe.packages is not None:
+            raise loaded.error(("packages",), "packages need an archive: add sources.debian")
+        for name, stage in recipe.stages.items():
+            if stage.packages is not None:
+                message = "packages need an archive: add sources.debian"
+                raise loaded.error(("stages", name, "packages"), message)
+    copies: list[tuple[tuple[str | int, ...], CopySpec]] = [
+        (("copy", i, "from"), c) for i, c in enumerate(recipe.copy_)
+    ]
+    for name, stage in recipe.stages.items():
+        if name == "image" or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            message = "a stage name is lower-case letters, digits, - and _, and not 'image'"
+            raise loaded.error(("stages", name), message)
+        copies += [(("stages", name, "copy", i, "from"), c) for i, c in enumerate(stage.copy_)]
+    for loc, copy in copies:
+        if copy.stage not in recipe.stages:
+            known = ", ".join(recipe.stages) or "none"
+            raise loaded.error(loc, f"no stage named {copy.stage!r} (stages: {known})")
+    for name in recipe.stages:
+        stage_order(recipe, name, loaded)
+
+
+def stage_order(recipe: Recipe, name: str, loaded: LoadedRecipe | None = None,
+                visiting: tuple[str, ...] = ()) -> list[str]:
+    """NAME and the stages it copies from, dependencies first."""
+    if name in visiting:
+        cycle = " → ".join((*visiting, name))
+        message = f"stages copy from each other in a cycle: {cycle}"
+        raise loaded.error(("stages", name), message) if loaded else RecipeError(message)
+    order: list[str] = []
+    for copy in recipe.stages[name].copy_:
+        for dependency in stage_order(recipe, copy.stage, loaded, (*visiting, name)):
+            if dependency not in order:
+                order.append(dependency)
+    order.append(name)
+    return order
+
+
 def _check_unique_paths(loaded: LoadedRecipe) -> None:
     """Two items that write the same image path is an error, not a silent override."""
     seen: dict[tuple[str, str], tuple[str | int, ...]] = {}
@@ -261,6 +419,7 @@ def _check_unique_paths(loaded: LoadedRecipe) -> None:
     items += [(("files", i, "dst"), f.dst, f.platforms) for i, f in enumerate(recipe.files)]
     items += [(("directories", i, "path"), d.path, None) for i, d in enumerate(recipe.directories)]
     items += [(("symlinks", i, "path"), s.path, None) for i, s in enumerate(recipe.symlinks)]
+    items += [(("copy", i, "dst"), c.dst, None) for i, c in enumerate(recipe.copy_)]
     for loc, image_path, only in items:
         key = "/" + image_path.strip("/")
         for plat in only or recipe.platforms:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,16 @@ class TransferStats:
     retries: int = 0
     resumed_uploads: int = 0
     restarted_uploads: int = 0
+    # Uploads run in parallel threads; `+=` on a shared counter is not atomic.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
 
 
 @dataclass
@@ -70,6 +78,7 @@ class Settings:
     max_backoff: float = 8.0
     chunk_size: int = DEFAULT_CHUNK_SIZE
     timeout: float = 120.0
+    jobs: int = 3  # blobs uploaded at once (docker pushes 5; registries behind small links prefer fewer)
 
 
 def _registry_error_text(response: requests.Response) -> str:
@@ -170,7 +179,7 @@ class RegistryClient:
         raise RegistryError(f"cannot connect to registry {self.host}")
 
     def _sleep(self, attempt: int) -> None:
-        self.stats.retries += 1
+        self.stats.add(retries=1)
         time.sleep(min(self.settings.backoff * (2**attempt), self.settings.max_backoff))
 
     def url(self, path_or_url: str) -> str:
@@ -282,7 +291,7 @@ class RegistryClient:
             self._upload_monolithic(repository, digest, path, size, progress, upload_url)
         else:
             self._upload_chunked(repository, digest, path, size, progress, upload_url)
-        self.stats.blobs_sent += 1
+        self.stats.add(blobs_sent=1)
 
     def _upload_monolithic(self, repository: str, digest: str, path: Path, size: int,
                            progress: BlobProgress, upload_url: str | None) -> None:
@@ -296,12 +305,12 @@ class RegistryClient:
                 body=data, what=what,
             )
             if response.status_code == 201:
-                self.stats.bytes_sent += size
+                self.stats.add(bytes_sent=size)
                 progress.advance(digest, size)
                 return
             if response.status_code != 404:  # 404: the registry lost the upload session; open a new one
                 break
-            self.stats.restarted_uploads += 1
+            self.stats.add(restarted_uploads=1)
         raise self._fail(response, what)
 
     def _upload_chunked(self, repository: str, digest: str, path: Path, size: int,
@@ -312,7 +321,7 @@ class RegistryClient:
         if saved:
             # An earlier run was cut off during this blob: continue where the registry says it stopped.
             location, offset = self._resume_point(repository, saved)
-            self.stats.bytes_skipped += offset
+            self.stats.add(bytes_skipped=offset)
             progress.advance(digest, offset)
         else:
             location = upload_url or self._start_upload(repository)
@@ -329,7 +338,7 @@ class RegistryClient:
                     response = None
                 if response is not None and response.status_code == 202:
                     offset += len(chunk)
-                    self.stats.bytes_sent += len(chunk)
+                    self.stats.add(bytes_sent=len(chunk))
                     progress.advance(digest, len(chunk))
                     location = self.url(response.headers.get("Location", location))
                     failures = 0
@@ -351,7 +360,7 @@ class RegistryClient:
                                 what=what)
         if response.status_code == 404:
             # The registry lost the finished upload before it was committed: send this blob again.
-            self.stats.restarted_uploads += 1
+            self.stats.add(restarted_uploads=1)
             if self.journal:
                 self.journal.drop(self.host, repository, digest)
             self._upload_chunked(repository, digest, path, size, progress, None)
@@ -369,9 +378,9 @@ class RegistryClient:
             start, _, end = received.partition("-")
             # "0-0" means nothing or one byte received: the API cannot tell, so start over.
             if start == "0" and end.isdigit() and int(end) > 0:
-                self.stats.resumed_uploads += 1
+                self.stats.add(resumed_uploads=1)
                 return self.url(response.headers.get("Location", location)), int(end) + 1
-        self.stats.restarted_uploads += 1
+        self.stats.add(restarted_uploads=1)
         return self._start_upload(repository), 0
 
     def get_blob(self, repository: str, digest: str) -> bytes:

@@ -75,8 +75,8 @@ def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str
         digest, size = descriptor["digest"], int(descriptor["size"])
         label = f"{short(digest)} ({human_size(size)})"
         if client.blob_exists(repository, digest):
-            stats.blobs_skipped += 1
-            stats.bytes_skipped += size
+            stats.add(blobs_skipped=1)
+            stats.add(bytes_skipped=size)
             progress.finish(label, "already there, skipped")
             continue
         upload_url = None
@@ -93,8 +93,8 @@ def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str
             # 202: the registry would not mount (blob absent there, or no access): upload into the
             # session it opened instead of leaving it dangling.
         if mounted_from:
-            stats.blobs_mounted += 1
-            stats.bytes_mounted += size
+            stats.add(blobs_mounted=1)
+            stats.add(bytes_mounted=size)
             progress.finish(label, f"mounted from {mounted_from}")
             continue
         progress.start(label, size)

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Iterator
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from xarch.sources.debian.errors import FetchError
 
@@ -19,6 +21,12 @@ def session() -> requests.Session:
     if current is None:
         current = requests.Session()
         current.headers["User-Agent"] = "xarch"
+        # Mirrors drop connections now and then; a retry is safe because every byte
+        # is verified against a signed hash before use.
+        retry = Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504),
+                      allowed_methods=("GET",))
+        current.mount("http://", HTTPAdapter(max_retries=retry))
+        current.mount("https://", HTTPAdapter(max_retries=retry))
         _local.session = current
     return current
 

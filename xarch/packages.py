@@ -1,0 +1,84 @@
+"""The recipe's Debian packages: keep xarch.lock in step with the recipe, install from it.
+
+The lock covers every platform of the recipe and every package set: "image" for the
+image's own packages, and one per stage that has packages.
+"""
+
+from __future__ import annotations
+
+from xarch import platforms as platform_data
+from xarch.errors import BuildError
+from xarch.oci.tree import Tree
+from xarch.progress import Reporter
+from xarch.recipe import LoadedRecipe
+from xarch.sources.debian.commands import lock_path, run_lock
+from xarch.sources.debian.config import DebianSource, PackageSelection
+from xarch.sources.debian.fetch import fetch_packages
+from xarch.sources.debian.install import Group, User, install_packages, write_accounts
+from xarch.sources.debian.lock import DEFAULT_SET, Lock, lock_matches, mirror_of
+from xarch.store import Store
+
+IMAGE_SET = DEFAULT_SET
+
+
+def selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
+    recipe = loaded.recipe
+    result = {IMAGE_SET: recipe.packages} if recipe.packages is not None else {}
+    for name, stage in recipe.stages.items():
+        if stage.packages is not None:
+            result[name] = stage.packages
+    return result
+
+
+def sources(loaded: LoadedRecipe) -> list[DebianSource]:
+    return list(loaded.recipe.sources.debian)
+
+
+def lock_inputs(loaded: LoadedRecipe) -> tuple[list[DebianSource], dict[str, PackageSelection],
+                                               list[platform_data.Platform]]:
+    """What `xarch lock` resolves: (sources, selections, every platform of the recipe)."""
+    platforms = [platform_data.get(name) for name in loaded.recipe.platforms]
+    return sources(loaded), selections(loaded), platforms
+
+
+def ensure_lock(loaded: LoadedRecipe, locked: bool, store: Store, reporter: Reporter) -> Lock | None:
+    """The lock to build from: created when missing and updated when stale, unless LOCKED."""
+    wanted = selections(loaded)
+    if not wanted:
+        return None
+    path = lock_path(loaded.path)
+    source_list, _, platforms = lock_inputs(loaded)
+    if not path.exists():
+        if locked:
+            raise BuildError(f"--locked: {path} does not exist; run `xarch lock`")
+        reporter.info(f"no {path.name} yet: resolving packages and creating it")
+        return run_lock(loaded.path, source_list, wanted, platforms, store=store, say=reporter.detail)
+    lock = Lock.load(path)
+    differences = lock_matches(lock, source_list, wanted, platforms)
+    if differences:
+        if locked:
+            raise BuildError(f"--locked: {path.name} does not match the recipe: {'; '.join(differences)}")
+        reporter.info(f"{path.name} is out of date ({'; '.join(differences)}): resolving again")
+        return run_lock(loaded.path, source_list, wanted, platforms, store=store, say=reporter.detail)
+    return lock
+
+
+def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
+                platform: platform_data.Platform, store: Store, epoch: int, reporter: Reporter) -> None:
+    """Fetch (verified) and unpack one package set of PLATFORM into TREE; no scripts run."""
+    entries = lock.entries(platform.name, set_name)
+    fetch_packages(entries, mirror_of(sources(loaded)), store, say=reporter.info)
+    report = install_packages(tree, entries, store, epoch)
+    reporter.detail(f"[{platform.name}] {set_name}: {len(report.installed)} packages unpacked")
+    for line in report.lines():
+        reporter.detail(f"[{platform.name}] {set_name}: {line}")
+
+
+def add_accounts(tree: Tree, loaded: LoadedRecipe, epoch: int) -> None:
+    accounts = loaded.recipe.accounts
+    if not accounts.users and not accounts.groups:
+        return
+    users = [User(u.name, u.uid, u.uid if u.gid is None else u.gid, u.home, u.shell, u.gecos)
+             for u in accounts.users]
+    groups = [Group(g.name, g.gid, tuple(g.members)) for g in accounts.groups]
+    write_accounts(tree, users, groups, epoch)

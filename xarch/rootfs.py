@@ -1,0 +1,113 @@
+"""Trees on disk: write a Tree out as a stage root, and read paths back from one.
+
+Build steps need real folders (chroot, QEMU, compilers); the image needs Trees. Owners
+are applied only when running as root (a rootless stage sees its own uid); modes are
+kept exactly as the tree says, and read back exactly as the steps left them.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from pathlib import Path
+
+from xarch.errors import BuildError
+from xarch.oci.tree import Entry, Tree, normalize_path
+
+IS_ROOT = os.geteuid() == 0
+
+
+def materialize(tree: Tree, root: Path) -> None:
+    """Write every entry of TREE under ROOT (which must exist)."""
+    deferred_dirs: list[tuple[Path, Entry]] = []
+    for entry in tree:  # sorted by path: parents before children
+        target = root / entry.path
+        if entry.type == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+            deferred_dirs.append((target, entry))
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        if entry.type == "symlink":
+            os.symlink(entry.linkname, target)
+        elif entry.type == "hardlink":
+            os.link(root / entry.linkname, target)
+            continue
+        else:
+            target.write_bytes(entry.read())
+            os.chmod(target, entry.mode)
+        if IS_ROOT:
+            os.lchown(target, entry.uid, entry.gid)
+    # Folders last: a read-only folder mode must not stop its own children being written.
+    for target, entry in reversed(deferred_dirs):
+        if IS_ROOT:
+            os.lchown(target, entry.uid, entry.gid)
+        os.chmod(target, entry.mode)
+
+
+def _entry_from_disk(path: Path, image_path: str) -> Entry | None:
+    info = path.lstat()
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode):
+        return Entry(image_path, "symlink", 0o777, info.st_uid, info.st_gid, linkname=os.readlink(path))
+    if stat.S_ISDIR(info.st_mode):
+        return Entry(image_path, "dir", mode, info.st_uid, info.st_gid)
+    if stat.S_ISREG(info.st_mode):
+        return Entry(image_path, "file", mode, info.st_uid, info.st_gid, source=path)
+    return None  # devices, sockets, fifos are never taken from a stage
+
+
+def harvest(root: Path, source: str, destination: str, what: str) -> list[Entry]:
+    """Entries for SOURCE (a path in the stage ROOT) placed at DESTINATION in the image.
+
+    A folder is taken with everything below it, walked in sorted order.
+    """
+    relative = normalize_path(source)
+    path = root / relative
+    if not (path.exists() or path.is_symlink()):
+        raise BuildError(f"{what}: /{relative} does not exist in the stage")
+    destination = normalize_path(destination)
+    first = _entry_from_disk(path, destination)
+    if first is None:
+        raise BuildError(f"{what}: /{relative} is not a file, folder or symlink")
+    entries = [first]
+    if first.type == "dir":
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            rel = Path(folder).relative_to(path).as_posix()
+            for name in sorted(dirs + files):
+                image_path = posixpath.join(destination, "" if rel == "." else rel, name)
+                entry = _entry_from_disk(Path(folder) / name, normalize_path(image_path))
+                if entry is not None:
+                    entries.append(entry)
+    return entries
+
+
+def harvest_tree(tree: Tree, source: str, destination: str, what: str) -> list[Entry]:
+    """The same as `harvest`, from a Tree (e.g. what a buildx stage produced)."""
+    from dataclasses import replace
+
+    relative = normalize_path(source)
+    destination = normalize_path(destination)
+    prefix = relative + "/" if relative else ""
+    found = [e for e in tree if e.path == relative or (e.path.startswith(prefix))]
+    if not found and relative:
+        raise BuildError(f"{what}: /{relative} does not exist in the stage")
+    result = []
+    for entry in found:
+        rest = entry.path[len(relative):].lstrip("/") if relative else entry.path
+        new_path = normalize_path(posixpath.join(destination, rest)) if rest else destination
+        linkname = entry.linkname
+        if entry.type == "hardlink":
+            # Hard links are re-rooted with the rest of the folder; outside it they become copies.
+            target = tree.get(entry.linkname)
+            if entry.linkname.startswith(prefix):
+                linkname = normalize_path(posixpath.join(destination, entry.linkname[len(prefix):]))
+            elif target is not None and target.type == "file":
+                result.append(replace(entry, path=new_path, type="file", linkname="", data=target.data,
+                                      source=target.source))
+                continue
+        result.append(replace(entry, path=new_path, linkname=linkname))
+    return result
