@@ -3,7 +3,8 @@
 The same index and request always give the same set: requested packages are chosen
 first (so they steer virtual packages and alternatives), then dependencies are followed
 breadth-first in field order; for each dependency the first satisfiable alternative
-wins, a real package beats a virtual one, and the highest version wins.
+wins, a real package beats a virtual one, and the highest version wins (among virtual
+providers: the highest provided version, then the first name).
 """
 
 from __future__ import annotations
@@ -65,12 +66,13 @@ class Universe:
             if cand.architecture in (arch, "all"):
                 universe.by_name.setdefault(cand.name, []).append(cand)
         def newest_first(a: Candidate, b: Candidate) -> int:
-            return version_compare(b.version, a.version)
+            by_version = version_compare(b.version, a.version)
+            # Same version: the image's own architecture before "all"; then (the sort is
+            # stable) the first suite listed in the recipe.
+            return by_version or (a.architecture == "all") - (b.architecture == "all")
 
         order = cmp_to_key(newest_first)
         for name, cands in universe.by_name.items():
-            # Highest version first; identical versions (same package in two suites)
-            # keep the first suite listed in the recipe.
             cands.sort(key=order)
             unique: dict[str, Candidate] = {}
             for cand in cands:
@@ -199,13 +201,26 @@ class Resolver:
                 if satisfies(cand.version, constraint) and self._qualifier_ok(rel, cand):
                     return cand
         providers = [
-            cand for cand, provided in self.universe.providers(rel["name"])
+            (cand, provided) for cand, provided in self.universe.providers(rel["name"])
             if satisfies(provided, constraint) and cand.name not in self.chosen
             and self.universe.by_name[cand.name][0] is cand  # only the version we would pick
             and (rel.get("archqual") != "any" or cand.get("Multi-Arch") in ("allowed", "foreign"))
         ]
-        providers.sort(key=lambda c: c.name)
-        return providers[0] if providers else None
+        if not providers:
+            return None
+
+        def best_first(a: tuple[Candidate, str | None], b: tuple[Candidate, str | None]) -> int:
+            """Highest provided version (unversioned last), then name."""
+            if a[1] != b[1]:
+                if a[1] is None or b[1] is None:
+                    return 1 if a[1] is None else -1
+                by_version = version_compare(b[1], a[1])
+                if by_version:
+                    return by_version
+            return (a[0].name > b[0].name) - (a[0].name < b[0].name)
+
+        providers.sort(key=cmp_to_key(best_first))
+        return providers[0][0]
 
     def _explain(self, group: list[Relation], who: str) -> str:
         wanted = " | ".join(describe(rel) for rel in group)
