@@ -146,14 +146,23 @@ def inspect_command(target: Path, as_json: bool) -> None:
 @click.option("--variations", "variation_list",
               help="Comma-separated, default all: build_path, tz, locale, umask, hostname, user, cpus, "
                    "file_order, mtimes, cache.")
+@click.option("--against", metavar="REF|LAYOUT",
+              help="Instead: rebuild once and compare each platform's manifest digest with this index.")
+@click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
-                   as_json: bool) -> None:
+                   against: str | None, insecure: bool, as_json: bool) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
     from xarch.verify import parse_variations, print_report, rebuild_and_compare
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
+    if against:
+        from xarch.against import compare_with_published, print_matches
+
+        matches = compare_with_published(loaded, platforms, against, insecure, Reporter(quiet=as_json))
+        print_matches(matches, against, as_json, stdout)
+        sys.exit(0 if all(m.matches for m in matches) else 1)
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
     print_report(report, as_json, stdout)
