@@ -211,3 +211,11 @@ def test_two_archives_like_main_and_security(tmp_path: Path, debian_source: Debi
             resolve_lock([debian_source, debian_source], PackageSelection(packages=["app"]), [AMD64])
     finally:
         server.stop()
+
+
+def test_progress_bar_path(debian_source: DebianSource, debian_store: Store,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    entries = locked(debian_source, ["app"]).entries("amd64")
+    fetch_packages(entries, debian_source.base_url(), debian_store, show_bar=True, jobs=2)
+    assert len(stored_blobs(debian_store)) == len(entries)
+    assert "fetched" not in capsys.readouterr().err  # the bar replaces the per-file lines
