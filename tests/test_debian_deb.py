@@ -156,3 +156,10 @@ def test_path_filter_like_dpkg_path_exclude(tmp_path: Path) -> None:
     unpacked = unpack(deb, tree, path_filter=keep)
     assert sorted(e.path for e in tree if e.type == "file") == ["usr/bin/x", "usr/share/doc/pkg/copyright"]
     assert unpacked.paths == ["usr/share/doc/pkg/copyright", "usr/bin/x"]
+
+
+def test_path_filter_and_hard_links(tmp_path: Path) -> None:
+    deb = read_deb(hostile(tmp_path, member("./usr/share/doc/a"), member("./usr/bin/b", tarfile.LNKTYPE,
+                                                                          "./usr/share/doc/a")))
+    with pytest.raises(UnpackError, match="which the path filter drops; include both or neither"):
+        unpack(deb, Tree(), path_filter=PathFilter(exclude=("/usr/share/doc/*",)))

@@ -154,12 +154,12 @@ def unpack(deb: Deb, tree: Tree, merged_usr: bool = True, path_filter: PathFilte
             if not package_path or (path_filter is not None and not path_filter.keeps(package_path)):
                 continue
             result.paths.append(package_path)
-            _place(deb, tree, tar, info, package_path, merged_usr)
+            _place(deb, tree, tar, info, package_path, merged_usr, path_filter)
     return result
 
 
 def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, path: str,
-           merged_usr: bool) -> None:
+           merged_usr: bool, path_filter: PathFilter | None = None) -> None:
     what = f"{deb.what}: {path}"
     if info.ischr() or info.isblk() or info.isfifo():
         # Refused, not dropped: Debian policy forbids them in packages, so one is a sign of
@@ -200,6 +200,9 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
             raise UnpackError(message) from None
         link_target = resolve(tree, link_path, follow_last=False, what=what)
         original = tree.entries.get(link_target)
+        if original is None and path_filter is not None and not path_filter.keeps(link_path):
+            raise UnpackError(f"{what}: hard link to {info.linkname!r}, which the path filter drops; "
+                              "include both or neither")
         if original is None or original.type not in ("file", "hardlink"):
             raise UnpackError(f"{what}: hard link to {info.linkname!r}, which the package did not ship first")
         if original.type == "hardlink":
