@@ -59,8 +59,10 @@ def read_ar(data: bytes, what: str) -> dict[str, bytes]:
 def _open_tar(name: str, blob: bytes, what: str) -> tarfile.TarFile:
     if name.endswith(".zst"):
         # tarfile has no zstd before Python 3.14; zstandard is the maintained binding.
-        import zstandard
-
+        try:
+            import zstandard
+        except ImportError:
+            raise UnpackError(f"{what}: {name} needs the zstandard module (pip install zstandard)") from None
         blob = zstandard.ZstdDecompressor().decompressobj().decompress(blob)
     elif name.endswith(".xz"):
         blob = lzma.decompress(blob)  # tarfile would do it too; this gives one error path
