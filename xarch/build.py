@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xarch.contents import recipe_tree
+from xarch.imagecache import ImageCache, cache_key, cacheable
 from xarch.layering import split_layers
 from xarch.oci.compress import compressor_id
 from xarch.oci.image import Image, RuntimeConfig, build_image
@@ -31,6 +32,7 @@ class BuildInputs:
     lock: Lock | None = None  # xarch.lock, when the recipe has packages
     strategy: str | None = None  # --strategy: overrides every stage's
     store: Store = field(default_factory=Store)
+    use_cache: bool = True  # reuse a finished image whose every input is unchanged
 
 
 def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
@@ -66,6 +68,21 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter, w
 
 
 def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
+    cache, key = None, None
+    if inputs.use_cache and cacheable(inputs.loaded):
+        cache = ImageCache(inputs.store)
+        key = cache_key(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.strategy)
+        cached = cache.get(key)
+        if cached is not None:
+            reporter.detail(f"[{platform.name}] no input changed: image {key} from the cache")
+            return cached
+    image = _build_platform(inputs, platform, reporter, workdir)
+    if cache is not None and key is not None:
+        cache.put(key, image)
+    return image
+
+
+def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
     recipe = inputs.loaded.recipe
     level = recipe.compression.level
     tree = platform_tree(inputs, platform, reporter, workdir)

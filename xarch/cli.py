@@ -81,6 +81,7 @@ recipe_option = click.option(
 @click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]),
               help="How stage steps run for every platform (default: each stage's own, auto).")
 @click.option("--locked", is_flag=True, help="Fail if xarch.lock is missing or does not match the recipe.")
+@click.option("--no-cache", is_flag=True, help="Rebuild every image even when no input changed.")
 @click.option("--push", "push_ref", metavar="REF", help="Also push the index to REF (host/repo:tag).")
 @click.option("--insecure", is_flag=True, help="With --push: plain HTTP / no TLS verification.")
 @click.option("--load", "load_tag", is_flag=False, flag_value="", default=None, metavar="[TAG]",
@@ -90,7 +91,7 @@ recipe_option = click.option(
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
                   docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
-                  push_ref: str | None, insecure: bool, load_tag: str | None, verbose: bool,
+                  no_cache: bool, push_ref: str | None, insecure: bool, load_tag: str | None, verbose: bool,
                   quiet: bool) -> None:
     """Build the recipe for every platform into one OCI image index."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
@@ -105,7 +106,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
                   f"(epoch {epoch}: {epoch_source})")
     lock = ensure_lock(loaded, locked, store, reporter)
-    artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store), reporter)
+    artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tag, for_docker)
