@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xarch.contents import recipe_tree
 from xarch.imagecache import ImageCache, cache_key, cacheable
@@ -19,9 +20,10 @@ from xarch.packages import IMAGE_SET, add_accounts, install_set
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
-from xarch.sources.debian.lock import Lock
-from xarch.stages import StageRunner
 from xarch.store import Store
+
+if TYPE_CHECKING:
+    from xarch.sources.debian.lock import Lock
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter, w
     add_accounts(tree, loaded, inputs.epoch)
     recipe_tree(loaded, platform, tree)
     if loaded.recipe.copy_:
+        from xarch.stages import StageRunner  # the execution layer loads only when a stage runs
+
         runner = StageRunner(loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir, reporter,
                              inputs.strategy)
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from xarch.contents import check_sources
 from xarch.errors import XarchError
 from xarch.oci.layout import Artifact, write_layout
 from xarch.outputs import OutputSpec, check_outputs, image_for, write_output
-from xarch.packages import ensure_lock, lock_inputs
+from xarch.packages import ensure_lock
 from xarch.progress import Reporter
 from xarch.recipe import DEFAULT_FILE, LoadedRecipe, load, resolve_epoch
 from xarch.store import Store
@@ -59,7 +60,35 @@ def choose_docker_platform(
     return platform_data.host()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands from other packages load only when run (or listed): startup stays fast.
+
+    The pattern click's documentation gives for lazily loaded subcommands.
+    """
+
+    lazy: dict[str, str] = {
+        "lock": "xarch.cli_lazy:lock_command",
+        "push": "xarch.registry.commands:push_command",
+        "assemble": "xarch.registry.commands:assemble_command",
+        "load": "xarch.docker.commands:load_command",
+        "plugin": "xarch.docker.commands:plugin_group",
+        "platforms": "xarch.run.commands:platforms_command",
+        "diff": "xarch.diff.commands:diff_command",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module_name, _, attribute = self.lazy[name].partition(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="xarch")
 def cli() -> None:
     """Reproducible, minimal, multi-architecture container images from one recipe."""
@@ -191,22 +220,6 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
         sys.exit(exit_.exit_code)
     except BrokenPipeError:
         sys.exit(1)
-
-
-def register_commands() -> None:
-    """Commands that live beside their area, each in its own package."""
-    from xarch.diff.commands import diff_command
-    from xarch.docker.commands import load_command, plugin_group
-    from xarch.registry.commands import assemble_command, push_command
-    from xarch.run.commands import platforms_command
-    from xarch.sources.debian.commands import make_lock_command
-
-    for command in (push_command, assemble_command, load_command, plugin_group, platforms_command,
-                    diff_command, make_lock_command(lambda path: lock_inputs(load(path)))):
-        cli.add_command(command)
-
-
-register_commands()
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xarch.oci.atomic import atomic_file
 from xarch.oci.compress import compressor_id
@@ -24,8 +25,10 @@ from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.platforms import Platform
 from xarch.recipe import LoadedRecipe
-from xarch.sources.debian.lock import Lock
 from xarch.store import Store
+
+if TYPE_CHECKING:
+    from xarch.sources.debian.lock import Lock
 
 FORMAT = 1
 IGNORED_DIRS = {"dist", ".git", ".tox", "__pycache__", ".venv"}

@@ -13,8 +13,6 @@ from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.commands import lock_path, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
-from xarch.sources.debian.fetch import fetch_packages
-from xarch.sources.debian.install import Group, User, install_packages, write_accounts
 from xarch.sources.debian.lock import DEFAULT_SET, Lock, lock_matches, mirror_of
 from xarch.store import Store
 
@@ -66,6 +64,9 @@ def ensure_lock(loaded: LoadedRecipe, locked: bool, store: Store, reporter: Repo
 def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
                 platform: platform_data.Platform, store: Store, epoch: int, reporter: Reporter) -> None:
     """Fetch (verified) and unpack one package set of PLATFORM into TREE; no scripts run."""
+    from xarch.sources.debian.fetch import fetch_packages
+    from xarch.sources.debian.install import install_packages
+
     entries = lock.entries(platform.name, set_name)
     fetch_packages(entries, mirror_of(sources(loaded)), store, say=reporter.info)
     report = install_packages(tree, entries, store, epoch)
@@ -78,6 +79,8 @@ def add_accounts(tree: Tree, loaded: LoadedRecipe, epoch: int) -> None:
     accounts = loaded.recipe.accounts
     if not accounts.users and not accounts.groups:
         return
+    from xarch.sources.debian.install import Group, User, write_accounts
+
     users = [User(u.name, u.uid, u.uid if u.gid is None else u.gid, u.home, u.shell, u.gecos)
              for u in accounts.users]
     groups = [Group(g.name, g.gid, tuple(g.members)) for g in accounts.groups]

@@ -340,6 +340,9 @@ def load(path: Path | str) -> LoadedRecipe:
         loc = _strip_union_branches(loc, positions)
         raise RecipeError(_format(path, positions.line_of(loc), loc, _clean_message(first))) from None
     loaded = LoadedRecipe(path, recipe, positions)
+    for source in recipe.sources.debian:
+        if not source.keyring.is_absolute():
+            source.keyring = loaded.folder / source.keyring  # relative to the recipe, not the cwd
     _check_file_platforms(loaded)
     _check_unique_paths(loaded)
     _check_stages(loaded)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from debian.deb822 import Deb822
 
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 FALLBACK_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
@@ -54,6 +53,8 @@ def _one_line_uris(text: str) -> list[str]:
 
 
 def _deb822_uris(text: str) -> list[str]:
+    from debian.deb822 import Deb822  # here, not at the top: `xarch build` should start fast
+
     uris = []
     for para in Deb822.iter_paragraphs(text.splitlines(keepends=True)):
         if "deb" not in para.get("Types", "").split() or para.get("Enabled", "yes").lower() == "no":

@@ -1,0 +1,9 @@
+"""Commands made from parts of the CLI module, kept apart so they load only when used."""
+
+from __future__ import annotations
+
+from xarch.packages import lock_inputs
+from xarch.recipe import load
+from xarch.sources.debian.commands import make_lock_command
+
+lock_command = make_lock_command(lambda path: lock_inputs(load(path)))
