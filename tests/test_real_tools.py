@@ -201,3 +201,38 @@ def test_docker_keeps_the_layer_digests(tmp_path: Path, hello_binaries: Path, he
     config = json.loads((blobs / manifest["config"]["digest"].removeprefix("sha256:")).read_text())
     assert image.attrs["RootFS"]["Layers"] == config["rootfs"]["diff_ids"]
     assert image.id == manifest["config"]["digest"]
+
+
+LONG_NAMES = [
+    "a" * 99,
+    "d" * 60 + "/" + "e" * 60,  # ustar prefix + name
+    "/".join(["f" * 50] * 6),  # 305 bytes: a PAX path record
+    "g" * 60 + "/" + "h" * 50 + "/file",  # its folder's name is 111 bytes: split at the folder's "/"
+    "h/" + "n" * 120,  # one part over 100 bytes
+    "日本/" * 30 + "🐍.txt",
+]
+
+
+def test_umoci_unpacks_long_and_unicode_paths(tmp_path: Path) -> None:
+    """Go's tar reader (umoci, and so docker and containerd) reads the writer's long-name headers."""
+    skopeo, umoci = need_tool("skopeo"), need_tool("umoci")
+    if os.geteuid() != 0:
+        pytest.skip("umoci unpack keeps owners and modes only as root")
+    recipe = tmp_path / "recipe"
+    for name in LONG_NAMES:
+        (recipe / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+        (recipe / "tree" / name).write_text(name)
+    (recipe / "xarch.yaml").write_text(
+        "name: long\nplatforms: [arm64]\nepoch: 1\nfiles:\n  - src: tree\n    dst: /srv\n"
+        "symlinks:\n  - path: /srv/link\n    target: /" + "t" * 300 + "\n"
+    )
+    run_ok("build", "-f", str(recipe / "xarch.yaml"), "-q", "-o", f"oci:{tmp_path / 'layout'}")
+    run(skopeo, "--override-arch", "arm64", "copy", f"oci:{tmp_path / 'layout'}:latest",
+        f"oci:{tmp_path / 'single'}:latest")
+    run(umoci, "unpack", "--image", f"{tmp_path / 'single'}:latest", str(tmp_path / "bundle"))
+    srv = tmp_path / "bundle" / "rootfs" / "srv"
+    for name in LONG_NAMES:
+        assert (srv / name).read_text() == name
+    assert os.readlink(srv / "link") == "/" + "t" * 300
+    found = {str(p.relative_to(srv)) for p in srv.rglob("*") if not p.is_symlink() and p.is_file()}
+    assert found == set(LONG_NAMES)
