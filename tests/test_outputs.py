@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import need_tool
 from tests.support.hello import (  # noqa: F401 (fixtures)
     HELLO,
+    REPO,
     HelloBuild,
     copy_hello,
     hello_binaries,
@@ -224,10 +232,6 @@ def test_atomic_file_keeps_the_old_file_when_the_writer_fails(tmp_path: Path) ->
 
 
 def test_oci_archive_and_docker_archive_tars_are_readable_by_gnu_tar(hello_build: HelloBuild) -> None:
-    import subprocess
-
-    from tests.conftest import need_tool
-
     for target in (hello_build.oci_archive, *hello_build.docker_archives.values()):
         result = subprocess.run([need_tool("tar"), "-tf", str(target)], capture_output=True, text=True,
                                 check=False)
@@ -235,3 +239,74 @@ def test_oci_archive_and_docker_archive_tars_are_readable_by_gnu_tar(hello_build
         with tarfile.open(target) as archive:
             names = [m.name + ("/" if m.isdir() else "") for m in archive.getmembers()]
             assert result.stdout.split() == names
+
+
+def _big_recipe(folder: Path, megabytes: int) -> Path:
+    """A recipe whose output takes long enough to write that it can be interrupted midway."""
+    rng = random.Random(7)
+    for arch in ("amd64", "arm64"):
+        (folder / "bin" / arch).mkdir(parents=True)
+        # Random bytes do not compress, so every blob is as big as its file.
+        (folder / "bin" / arch / "blob").write_bytes(rng.randbytes(megabytes * 1_000_000))
+    recipe = folder / "xarch.yaml"
+    recipe.write_text("name: big\nplatforms: [amd64, arm64]\nepoch: 1\nfiles:\n"
+                      "  - src: bin/{arch}/blob\n    dst: /blob\n")
+    return recipe
+
+
+def _interrupt_while_writing(recipe: Path, target: Path, signal_number: int) -> tuple[int, str]:
+    """Start a build into oci:TARGET, send SIGNAL once its staging folder holds a blob."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "xarch.cli", "build", "-f", str(recipe), "-q",
+                                "-o", f"oci:{target}"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            staging = list(target.parent.glob(f".{target.name}.tmp-*/blobs/sha256/*"))
+            if staging:
+                os.kill(process.pid, signal_number)
+                break
+            time.sleep(0.002)
+        else:
+            pytest.fail("the build finished before its output could be interrupted")
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_an_interrupted_build_leaves_the_old_output(tmp_path: Path, signal_name: str) -> None:
+    recipe = _big_recipe(tmp_path / "big", 40)
+    out = tmp_path / "out"
+    layout, _, _, before = _old_outputs(out)
+    returncode, stderr = _interrupt_while_writing(recipe, layout, getattr(signal, signal_name))
+    assert returncode != 0
+    assert "Traceback" not in stderr
+    assert snapshot(layout) == {"index.json": b"old index"}
+    leftovers = sorted(p.name for p in out.iterdir() if p.name.startswith(".layout.tmp-"))
+    if signal_name == "SIGINT":
+        assert returncode == 130 and stderr.strip() == "xarch: interrupted"
+        assert leftovers == []  # cleaned up on the way out
+    if signal_name == "SIGKILL":
+        # Nothing can clean up after SIGKILL; what is left is a hidden sibling, never the target.
+        assert all(name.startswith(".layout.tmp-") for name in leftovers)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "xarch/cli.py main installs no SIGTERM handler, so `kill`, a CI job's cancel or `docker stop`"
+    " ends the build without running atomic_dir's cleanup: a hidden .NAME.tmp-* folder of"
+    " partial blobs stays beside the output. Fix: in main(), signal.signal(SIGTERM, handler that"
+    " raises KeyboardInterrupt or SystemExit(143)) so the context managers unwind"))
+def test_sigterm_cleans_up_like_sigint(tmp_path: Path) -> None:
+    recipe = _big_recipe(tmp_path / "big", 40)
+    out = tmp_path / "out"
+    layout, _, _, _ = _old_outputs(out)
+    returncode, stderr = _interrupt_while_writing(recipe, layout, signal.SIGTERM)
+    assert returncode != 0 and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
