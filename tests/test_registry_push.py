@@ -126,12 +126,17 @@ def test_large_blob_goes_in_chunks(registry: Registry, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_upload_cut_off_mid_blob_resumes_where_it_stopped(registry: Registry, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_upload_cut_off_mid_blob_resumes_where_it_stopped(registry: Registry, tmp_path: Path,
+                                                          jobs: int) -> None:
     layout = make_layout(tmp_path / "layout", ["amd64", "arm64"], big_layer=4 * MiB)
     restarter: list[threading.Thread] = []
+    once = threading.Lock()
 
     def cut(digest: str, offset: int) -> None:
-        if offset == 2 * MiB and not restarter:
+        with once:
+            if offset != 2 * MiB or restarter:
+                return
             registry.stop()  # the server is gone mid-blob; it comes back a moment later on the same storage
 
             def back() -> None:
@@ -141,19 +146,29 @@ def test_upload_cut_off_mid_blob_resumes_where_it_stopped(registry: Registry, tm
             restarter.append(threading.Thread(target=back))
             restarter[0].start()
 
-    result = push_layout(layout.path, f"{registry.host}/demo/cut:v1", settings=Settings(chunk_size=MiB),
-                         on_chunk=cut)
+    result = push_layout(layout.path, f"{registry.host}/demo/cut:v1",
+                         settings=Settings(chunk_size=MiB, jobs=jobs), on_chunk=cut)
     restarter[0].join()
     assert registry.starts == 2
-    assert result.stats.resumed_uploads == 1 and result.stats.restarted_uploads == 0
-    assert result.stats.bytes_sent == layout.blob_bytes  # not one chunk sent twice
+    if jobs == 1:
+        assert (result.stats.resumed_uploads, result.stats.restarted_uploads) == (1, 0)
+        assert result.stats.bytes_sent == layout.blob_bytes  # not one chunk sent twice
+    else:
+        # The other big blob was mid-PATCH when the server died. Either it resumes, or the registry
+        # no longer agrees with its upload state (it answers 404 and cancels the upload; seen with
+        # docker-registry 2.8: "upload resumed at wrong offset") and that blob alone starts over,
+        # re-sending at most the 2 MiB it had before the cut.
+        assert result.stats.resumed_uploads >= 1
+        extra = result.stats.bytes_sent - layout.blob_bytes
+        assert 0 <= extra <= result.stats.restarted_uploads * 2 * MiB
     assert skopeo_raw(f"{registry.host}/demo/cut:v1") == layout.index_bytes
 
 
 @pytest.mark.slow
 def test_failed_push_sends_only_missing_blobs_on_retry(registry: Registry, tmp_path: Path) -> None:
     layout = make_layout(tmp_path / "layout", ["amd64", "arm64"], big_layer=3 * MiB)
-    settings = Settings(chunk_size=MiB, retries=1, backoff=0.05)
+    # One upload at a time, so what made it before the cut is known exactly.
+    settings = Settings(chunk_size=MiB, retries=1, backoff=0.05, jobs=1)
     big_digests: set[str] = set()
 
     def kill(digest: str, offset: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from dataclasses import dataclass, field
 
 import docker.auth
@@ -85,12 +86,19 @@ class Authenticator:
         self.session = session
         self.header: str | None = None
         self.scopes: set[str] = set()
+        # Parallel uploads may meet the same challenge at once: one token fetch at a time.
+        self._lock = threading.Lock()
 
     def add_scope(self, scope: str) -> None:
-        self.scopes.add(scope)
+        with self._lock:
+            self.scopes.add(scope)
 
     def answer(self, response: requests.Response) -> None:
         """Compute a new Authorization header from the 401 RESPONSE; raise AuthError when impossible."""
+        with self._lock:
+            self._answer(response)
+
+    def _answer(self, response: requests.Response) -> None:
         challenge = response.headers.get("WWW-Authenticate", "")
         scheme, params = parse_challenge(challenge)
         if scheme == "basic":

@@ -82,8 +82,10 @@ def report(result: PushResult, as_json: bool, verb: str) -> None:
               help="Repository on the same registry to mount blobs from (repeatable).")
 @click.option("--chunk-size", type=click.IntRange(min=1 << 20), default=DEFAULT_CHUNK_SIZE, show_default=True,
               help="Bytes per PATCH; larger blobs are uploaded in chunks, smaller in one PUT.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1, max=16), default=3, show_default=True,
+              help="Blobs uploaded at once.")
 @connection_options
-def push_command(layout: Path, ref: str, fmt: str, mount_from: tuple[str, ...], chunk_size: int,
+def push_command(layout: Path, ref: str, fmt: str, mount_from: tuple[str, ...], chunk_size: int, jobs: int,
                  insecure: bool, ca_cert: str | None, username: str | None, password_stdin: bool,
                  as_json: bool, quiet: bool) -> None:
     """Push LAYOUT (OCI layout folder or oci-archive) to REF (host/repo[:tag]).
@@ -92,7 +94,7 @@ def push_command(layout: Path, ref: str, fmt: str, mount_from: tuple[str, ...], 
     manifest by digest, then the index, then the tag.
     """
     credentials = credentials_from_options(username, password_stdin)
-    settings = Settings(insecure=insecure, ca_cert=ca_cert, chunk_size=chunk_size)
+    settings = Settings(insecure=insecure, ca_cert=ca_cert, chunk_size=chunk_size, jobs=jobs)
     result = push_layout(layout, ref, fmt=fmt, credentials=credentials, settings=settings,
                          mount_from=mount_from, progress=progress_for(quiet=quiet or as_json))
     report(result, as_json, "pushed")

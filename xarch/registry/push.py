@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,17 @@ def make_client(ref: Reference, credentials: Credentials | None, settings: Setti
 def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str, Any]],
                path_of: Callable[[str], Path], progress: BlobProgress,
                mount_from: Sequence[str] = ()) -> None:
-    """Make every blob in BLOBS present in REPOSITORY: skip, mount, or upload, in that order of preference."""
+    """Make every blob in BLOBS present in REPOSITORY: skip, mount, or upload, in that order of preference.
+
+    The cheap questions (HEAD, mount) go one by one; uploads run `settings.jobs` at a time.
+    """
     stats = client.stats
+    uploads: list[tuple[dict[str, Any], str | None, str]] = []
     for descriptor in blobs:
         digest, size = descriptor["digest"], int(descriptor["size"])
         label = f"{short(digest)} ({human_size(size)})"
         if client.blob_exists(repository, digest):
-            stats.add(blobs_skipped=1)
-            stats.add(bytes_skipped=size)
+            stats.add(blobs_skipped=1, bytes_skipped=size)
             progress.finish(label, "already there, skipped")
             continue
         upload_url = None
@@ -90,17 +94,33 @@ def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str
             if mounted:
                 mounted_from = source
                 break
-            # 202: the registry would not mount (blob absent there, or no access): upload into the
-            # session it opened instead of leaving it dangling.
+            # Declined (blob absent there, or no access): upload into the session the registry
+            # opened, if it opened one, instead of leaving it dangling.
         if mounted_from:
-            stats.add(blobs_mounted=1)
-            stats.add(bytes_mounted=size)
+            stats.add(blobs_mounted=1, bytes_mounted=size)
             progress.finish(label, f"mounted from {mounted_from}")
             continue
+        uploads.append((descriptor, upload_url, label))
+
+    def upload(item: tuple[dict[str, Any], str | None, str]) -> None:
+        descriptor, upload_url, label = item
+        digest, size = descriptor["digest"], int(descriptor["size"])
         progress.start(label, size)
         client.upload_blob(repository, digest, path_of(digest), size, _LabelledProgress(progress, label),
                            upload_url=upload_url)
         progress.finish(label, f"sent {human_size(size)}")
+
+    jobs = max(1, client.settings.jobs)
+    if jobs == 1 or len(uploads) <= 1:
+        for item in uploads:
+            upload(item)
+        return
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="xarch-upload")
+    try:
+        for future in as_completed([pool.submit(upload, item) for item in uploads]):
+            future.result()  # the first failure ends the push; blobs not yet started are cancelled
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _LabelledProgress:
