@@ -188,11 +188,14 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
     if against:
-        from xarch.against import compare_with_published, print_matches
+        from xarch.against import rebuilt_digests
+        from xarch.registry.against import print_against, verify_against
+        from xarch.registry.client import Settings
 
-        matches = compare_with_published(loaded, platforms, against, insecure, Reporter(quiet=as_json))
-        print_matches(matches, against, as_json, stdout)
-        sys.exit(0 if all(m.matches for m in matches) else 1)
+        local = rebuilt_digests(loaded, platforms, Reporter(quiet=as_json))
+        result = verify_against(local, against, settings=Settings(insecure=insecure))
+        print_against(result, as_json, stdout)
+        sys.exit(0 if result.identical else 1)
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
     print_report(report, as_json, stdout)
