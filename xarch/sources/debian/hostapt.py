@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 FALLBACK_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
