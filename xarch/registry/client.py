@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import urllib3
@@ -96,7 +97,7 @@ def _registry_error_text(response: requests.Response) -> str:
 
 def _with_query(url: str, **params: str) -> str:
     """Append PARAMS to URL, which may already carry the registry's own upload state query."""
-    query = "&".join(f"{key}={requests.utils.quote(value, safe=':')}" for key, value in params.items())
+    query = "&".join(f"{key}={quote(value, safe=":")}" for key, value in params.items())
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
