@@ -97,7 +97,7 @@ def _registry_error_text(response: requests.Response) -> str:
 
 def _with_query(url: str, **params: str) -> str:
     """Append PARAMS to URL, which may already carry the registry's own upload state query."""
-    query = "&".join(f"{key}={quote(value, safe=":")}" for key, value in params.items())
+    query = "&".join(f"{key}={quote(value, safe=':')}" for key, value in params.items())
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
