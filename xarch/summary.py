@@ -13,6 +13,7 @@ from rich.table import Table
 from xarch.errors import XarchError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, sha256_digest
 from xarch.oci.layout import Artifact, LayoutError, LayoutReader
+from xarch.units import human_size
 
 
 class InspectError(XarchError):
@@ -96,15 +97,6 @@ def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:
         no_manifest = "(docker-archive: no manifest)"
         rows.append(ImageRow(platform_name(platform), no_manifest, sum(sizes), len(sizes)))
     return Summary(source, None, tuple(rows))
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
 
 
 def print_summary(summary: Summary, as_json: bool, console: Console) -> None:

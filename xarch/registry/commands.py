@@ -15,7 +15,8 @@ from xarch.registry.auth import Credentials
 from xarch.registry.client import DEFAULT_CHUNK_SIZE, Settings
 from xarch.registry.errors import AuthError, RegistryError
 from xarch.registry.progress import progress_for
-from xarch.registry.push import PushResult, human_size, push_layout
+from xarch.registry.push import PushResult, push_layout
+from xarch.units import human_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 

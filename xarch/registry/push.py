@@ -30,6 +30,7 @@ from xarch.registry.mediatypes import (
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.reference import Reference, parse_reference
 from xarch.registry.uploads import UploadJournal
+from xarch.units import human_size
 
 FORMATS = ("oci", "docker")
 
@@ -49,15 +50,6 @@ class PushResult:
 
 def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
 
 
 def make_client(ref: Reference, credentials: Credentials | None, settings: Settings | None,
