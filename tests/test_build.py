@@ -74,10 +74,11 @@ def make_source(folder: Path, reverse: bool, strip_group_other: bool, seed: int)
 def build_all(recipe: Path, out: Path, umask: int, env: dict[str, str]) -> None:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "TZ", "SOURCE_DATE"))}
     full_env.update(env)
-    run_ok("build", "-f", str(recipe), "-q", "--platform", "amd64,arm64",
+    # --no-cache and an empty cache: both builds must really run, not reuse a finished image.
+    run_ok("build", "-f", str(recipe), "-q", "--no-cache", "--platform", "amd64,arm64",
            "-o", f"oci:{out / 'layout'}", "-o", f"oci-archive:{out / 'image.oci.tar'}",
            "-o", f"docker-archive:{out / 'image.docker.tar'}", "--docker-platform", "arm64",
-           cwd=recipe.parent, env=full_env, preexec_fn=lambda: os.umask(umask))
+           cwd=recipe.parent, env=full_env, preexec_fn=lambda: os.umask(umask), cache=out / "cache")
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -155,8 +156,8 @@ def test_layer_globs(pattern: str, path: str, expected: bool) -> None:
 
 
 def _digests(loaded: LoadedRecipe, epoch: int = 1_700_000_000) -> dict[str, list[str]]:
-    artifact = build(BuildInputs(loaded, (get_platform("amd64"), get_platform("arm64")), epoch),
-                     Reporter(quiet=True))
+    both = (get_platform("amd64"), get_platform("arm64"))
+    artifact = build(BuildInputs(loaded, both, epoch, use_cache=False), Reporter(quiet=True))
     return {image.platform["architecture"]: [layer.descriptor.digest for layer in image.layers]
             for image in artifact.images}
 
@@ -172,7 +173,8 @@ def test_base_layer_does_not_move_when_only_the_app_changes(tmp_path: Path, hell
 
 
 def test_epoch_reaches_every_timestamp(hello: LoadedRecipe) -> None:
-    artifact = build(BuildInputs(hello, (get_platform("arm64"),), 86_400), Reporter(quiet=True))
+    inputs = BuildInputs(hello, (get_platform("arm64"),), 86_400, use_cache=False)
+    artifact = build(inputs, Reporter(quiet=True))
     image = artifact.images[0]
     config = json.loads(image.config_bytes)
     assert config["created"] == "1970-01-02T00:00:00Z"
@@ -186,7 +188,7 @@ def test_epoch_reaches_every_timestamp(hello: LoadedRecipe) -> None:
 
 def test_index_keeps_the_recipe_platform_order(hello: LoadedRecipe) -> None:
     both = (get_platform("amd64"), get_platform("arm64"))
-    artifact = build(BuildInputs(hello, both, 1), Reporter(quiet=True))
+    artifact = build(BuildInputs(hello, both, 1, use_cache=False), Reporter(quiet=True))
     index = json.loads(artifact.index_bytes)
     assert [d["platform"]["architecture"] for d in index["manifests"]] == ["amd64", "arm64"]
     assert index["annotations"] == {"org.opencontainers.image.title": "hello"}

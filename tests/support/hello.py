@@ -7,11 +7,13 @@ into a tmp folder with `copy_hello`.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello"
 ARCHES = ("amd64", "arm64")
 
+# Builds in tests share one image cache per session, never the user's (~/.cache/xarch): an
+# image from an earlier run, or from the user's own builds, must not stand in for a build.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="xarch-test-cache-"))
+atexit.register(shutil.rmtree, SESSION_CACHE, True)
+
 
 def run_xarch(
     *args: str,
@@ -31,10 +38,15 @@ def run_xarch(
     env: Mapping[str, str] | None = None,
     preexec_fn: Callable[[], object] | None = None,
     timeout: float = 300,
+    cache: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The real CLI (`python -m xarch.cli ARGS`) in a subprocess, as a user would run it."""
+    """The real CLI (`python -m xarch.cli ARGS`) in a subprocess, as a user would run it.
+
+    XARCH_CACHE is CACHE, else the session's test cache.
+    """
     # A SOURCE_DATE_EPOCH of the caller's shell would override the recipe's epoch.
     full_env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"} if env is None else dict(env)
+    full_env["XARCH_CACHE"] = str(cache or SESSION_CACHE)
     # The package is imported from the repository even when cwd is elsewhere.
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     return subprocess.run(
