@@ -1,0 +1,309 @@
+"""End to end: recipe stages (steps, copy between stages, copy into the image) through the real CLI.
+
+Cross builds use the host's aarch64-linux-gnu-gcc and a stage without packages, so they
+need no archive; the emulate and native builds of examples/hello-c use the Debian mirror
+and its lock, and are marked slow.
+"""
+
+# Fixtures are imported from tests/support and then named as arguments:
+# ruff: noqa: F811
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_tool
+from tests.support.e2e import EPOCH, REPO, error_lines, image_files, xarch, xarch_ok
+
+HELLO_C = """#include <stdio.h>
+int main(void) { puts("hello from a cross-built stage"); return 0; }
+"""
+
+CROSS_RECIPE = f"""\
+name: stage-e2e
+platforms: [arm64]
+epoch: {EPOCH}
+stages:
+  build:
+    cross: true
+    steps:
+      - run: |
+          $CC -static -O2 -o hello hello.c
+          mkdir -p "$DESTDIR/out/share"
+          cp hello "$DESTDIR/out/hello"
+          echo data > "$DESTDIR/out/share/data.txt"
+          chmod 0600 "$DESTDIR/out/share/data.txt"
+copy:
+  - {{from: "build:/out/hello", dst: /usr/bin/hello, mode: "0750", owner: "1234:5678"}}
+  - {{from: "build:/out/share", dst: /usr/share/hello, owner: "7:8"}}
+config:
+  entrypoint: ["/usr/bin/hello"]
+"""
+
+
+@pytest.fixture
+def cross_toolchain() -> None:
+    need_tool("aarch64-linux-gnu-gcc")
+
+
+def write_recipe(folder: Path, text: str, **files: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "xarch.yaml").write_text(text)
+    for name, content in files.items():
+        (folder / name).write_text(content)
+    return folder / "xarch.yaml"
+
+
+@pytest.fixture
+def cross_build(tmp_path: Path, cross_toolchain: None) -> tuple[Path, dict]:
+    recipe = write_recipe(tmp_path / "src", CROSS_RECIPE, **{"hello.c": HELLO_C})
+    out = tmp_path / "out"
+    xarch_ok("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    return out, image_files(out, "arm64")
+
+
+@pytest.mark.qemu
+def test_cross_built_binary_runs_under_qemu(cross_build: tuple[Path, dict], tmp_path: Path) -> None:
+    qemu = need_tool("qemu-aarch64-static")
+    _, files = cross_build
+    binary = tmp_path / "hello-arm64"
+    binary.write_bytes(files["usr/bin/hello"].data)
+    binary.chmod(0o755)
+    assert files["usr/bin/hello"].data[:20].startswith(b"\x7fELF\x02\x01\x01")
+    assert files["usr/bin/hello"].data[18] == 0xB7  # e_machine EM_AARCH64: really cross-built
+    result = subprocess.run([qemu, str(binary)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello from a cross-built stage\n"
+
+
+def test_nothing_of_the_stage_reaches_the_image(cross_build: tuple[Path, dict]) -> None:
+    _, files = cross_build
+    assert sorted(files) == ["usr", "usr/bin", "usr/bin/hello", "usr/share", "usr/share/hello",
+                             "usr/share/hello/data.txt"]
+
+
+def test_copy_mode_and_owner_overrides_apply(cross_build: tuple[Path, dict]) -> None:
+    _, files = cross_build
+    hello = files["usr/bin/hello"]
+    assert (hello.mode, hello.uid, hello.gid) == (0o750, 1234, 5678)
+    # owner applies to a folder and all below; without mode each keeps the step's own mode.
+    data = files["usr/share/hello/data.txt"]
+    assert (data.mode, data.uid, data.gid, data.data) == (0o600, 7, 8, b"data\n")
+    assert (files["usr/share/hello"].uid, files["usr/share/hello"].gid) == (7, 8)
+
+
+@pytest.mark.parametrize("strategy", ["cross", "auto"])
+def test_strategy_flag_cross_and_auto_choose_cross(tmp_path: Path, cross_toolchain: None,
+                                                  strategy: str) -> None:
+    recipe = write_recipe(tmp_path / "src", CROSS_RECIPE, **{"hello.c": HELLO_C})
+    result = xarch_ok("build", "-f", str(recipe), "--strategy", strategy, "-o", f"oci:{tmp_path / 'out'}",
+                      cache=tmp_path / "cache")
+    assert "[arm64] stage build: cross" in result.stderr
+
+
+def test_failing_step_names_stage_step_exit_code_and_writes_nothing(tmp_path: Path,
+                                                                   cross_toolchain: None) -> None:
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: failing
+platforms: [arm64]
+epoch: {EPOCH}
+stages:
+  build:
+    cross: true
+    steps:
+      - run: mkdir -p "$DESTDIR/out" && echo fine > "$DESTDIR/out/ok"
+      - run: |
+          for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do echo "line $i"; done
+          echo "the compiler said no" >&2
+          exit 7
+copy:
+  - {{from: "build:/out/ok", dst: /ok}}
+""")
+    out = tmp_path / "out"
+    result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("xarch: error: ")
+    assert "stage 'build' step 2" in lines[0]
+    assert "exit code 7" in lines[0]
+    tail = "\n".join(lines[1:])
+    assert "line 25" in tail and "the compiler said no" in tail
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+class Listener:
+    """A TCP server on 127.0.0.1 that answers every connection with 'pong'."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"pong\n")
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("network", [False, True])
+def test_a_step_reaches_the_network_only_with_network_true(tmp_path: Path, cross_toolchain: None,
+                                                          listener: Listener, network: bool) -> None:
+    need_tool("python3")
+    connect = (f"python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', {listener.port}), "
+               f"timeout=5); print(s.recv(5).decode().strip())\"")
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: net
+platforms: [arm64]
+epoch: {EPOCH}
+stages:
+  fetch:
+    cross: true
+    steps:
+      - network: {str(network).lower()}
+        run: |
+          mkdir -p "$DESTDIR/out"
+          {connect} > "$DESTDIR/out/answer"
+copy:
+  - {{from: "fetch:/out/answer", dst: /answer}}
+""")
+    out = tmp_path / "out"
+    result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    if network:
+        assert result.returncode == 0, result.stderr
+        assert image_files(out, "arm64")["answer"].data == b"pong\n"
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "stage 'fetch' step 1" in error_lines(result)[0]
+        assert not out.exists()
+
+
+def test_stages_copy_from_stages_into_the_image(tmp_path: Path, cross_toolchain: None) -> None:
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: chain
+platforms: [arm64]
+epoch: {EPOCH}
+stages:
+  a:
+    cross: true
+    steps:
+      - run: mkdir -p "$DESTDIR/out" && echo "from a" > "$DESTDIR/out/a.txt"
+  b:
+    cross: true
+    copy:
+      - {{from: "a:/out/a.txt", dst: /in/a.txt}}
+    steps:
+      - run: |
+          mkdir -p "$DESTDIR/out"
+          cat "$DESTDIR/in/a.txt" > "$DESTDIR/out/b.txt"
+          echo "and b" >> "$DESTDIR/out/b.txt"
+copy:
+  - {{from: "b:/out/b.txt", dst: /b.txt}}
+""")
+    out = tmp_path / "out"
+    xarch_ok("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    files = image_files(out, "arm64")
+    assert files["b.txt"].data == b"from a\nand b\n"
+    assert sorted(files) == ["b.txt"]  # neither stage's /in nor /out ships
+
+
+def test_a_cycle_of_stages_is_a_one_line_recipe_error(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: cycle
+platforms: [arm64]
+epoch: {EPOCH}
+stages:
+  a:
+    copy:
+      - {{from: "b:/x", dst: /x}}
+  b:
+    copy:
+      - {{from: "a:/y", dst: /y}}
+copy:
+  - {{from: "a:/x", dst: /x}}
+""")
+    out = tmp_path / "out"
+    result = xarch("build", "-f", str(recipe), "-o", f"oci:{out}", cache=tmp_path / "cache")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"xarch: error: {recipe}:5: stages.a: ")
+    assert "cycle" in lines[0] and "a → b → a" in lines[0]
+    assert not out.exists()
+
+
+def test_copy_from_a_missing_path_is_one_clear_error(tmp_path: Path, cross_toolchain: None) -> None:
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: missing
+platforms: [arm64]
+epoch: {EPOCH}
+stages:
+  build:
+    cross: true
+    steps:
+      - run: mkdir -p "$DESTDIR/out" && echo x > "$DESTDIR/out/real"
+copy:
+  - {{from: "build:/out/real", dst: /real}}
+  - {{from: "build:/out/imaginary", dst: /imaginary}}
+""")
+    out = tmp_path / "out"
+    result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "copy[1]" in lines[0] and "build:/out/imaginary" in lines[0]
+    assert "/out/imaginary does not exist in the stage" in lines[0]
+    assert not out.exists()
+
+
+# --- examples/hello-c with its locked Debian toolchain: the real mirror, slow ----------------
+
+
+@pytest.fixture
+def hello_c(tmp_path: Path) -> Path:
+    target = tmp_path / "hello-c"
+    shutil.copytree(REPO / "examples" / "hello-c", target, ignore=shutil.ignore_patterns("dist"))
+    return target / "xarch.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+@pytest.mark.parametrize(("strategy", "arch"), [("emulate", "arm64"), ("native", "amd64")])
+def test_hello_c_with_locked_toolchain(hello_c: Path, tmp_path: Path, strategy: str, arch: str) -> None:
+    qemu = need_tool("qemu-aarch64-static")
+    out = tmp_path / "out"
+    result = xarch_ok("build", "-f", str(hello_c), "--locked", "--strategy", strategy, "--platform", arch,
+                      "-o", f"oci:{out}", cache=tmp_path / "cache", timeout=1800)
+    assert f"[{arch}] stage build: {strategy}" in result.stderr
+    files = image_files(out, arch)
+    assert sorted(files) == ["hello"]
+    binary = tmp_path / "hello"
+    binary.write_bytes(files["hello"].data)
+    binary.chmod(0o755)
+    command = [qemu, str(binary)] if arch == "arm64" else [str(binary)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    machine = {"arm64": "aarch64", "amd64": "x86_64"}[arch]
+    assert run.stdout == f"Hello from C, built by xarch, running on {machine}\n"
