@@ -7,9 +7,11 @@ carries the host's user or group names; mtimes are clamped to the epoch.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import re
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -21,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import need_tool
+from tests.support.hello import REPO
 from xarch.oci.layer import build_layer, fix_hardlinks
 from xarch.oci.tar import BLOCK, write_tar
 from xarch.oci.tree import Entry, Tree
@@ -328,3 +331,47 @@ def test_ustar_name_field_is_never_empty() -> None:
     data = tar_bytes([Entry("a" * 60, "dir", 0o755), Entry(folder, "dir", 0o755)])
     for block in header_blocks(data):
         assert block[0] != 0, (block[:100], block[345:500])
+
+
+# A tree that reaches every branch of the header encoder: ustar split, PAX path and linkpath,
+# PAX uid/gid, big and empty files, set-id and sticky bits, hard links, unicode.
+GOLDEN_PROGRAM = r"""
+import hashlib, io, sys
+from xarch.oci.tar import write_tar
+from xarch.oci.tree import Entry
+
+entries = [
+    Entry("bin", "dir", 0o755),
+    Entry("bin/app", "file", 0o4755, 0, 0, mtime=5, data=bytes(range(256)) * 40),
+    Entry("bin/hard", "hardlink", 0o4755, linkname="bin/app"),
+    Entry("bin/sh", "symlink", 0o777, linkname="app"),
+    Entry("d" * 60 + "/" + "e" * 60, "file", 0o640, 1000, 1000, data=b""),
+    Entry("/".join(["f" * 50] * 6), "file", 0o600, 2**22, 2**30, data=b"pax ids"),
+    Entry("long-link", "symlink", 0o777, linkname="/" + "t" * 300),
+    Entry("tmp", "dir", 0o1777, mtime=2**40),
+    Entry("日本/🐍", "file", 0o644, data="ünïcødé\n".encode()),
+]
+buffer = io.BytesIO()
+write_tar(entries, 1_700_000_000, buffer)
+sys.stdout.write(hashlib.sha256(buffer.getvalue()).hexdigest())
+"""
+GOLDEN_SHA256 = "92c70299985d745302931a1681b76b892bd22a2025cfbb2664fbe711be1003a0"
+
+
+def _interpreters() -> list[str]:
+    """CPython 3.10–3.13 found on this host (pyenv installs them under ~/.pyenv/versions)."""
+    found = set(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[0-3]*/bin/python3")))
+    found |= {p for p in (shutil.which(f"python3.{minor}") for minor in range(10, 14)) if p}
+    return sorted(found)
+
+
+def test_tar_bytes_are_known_and_the_same_under_every_cpython() -> None:
+    """tarfile's output changed between CPython versions; this writer's must not."""
+    results = {}
+    for interpreter in _interpreters():
+        run = subprocess.run([interpreter, "-c", GOLDEN_PROGRAM], capture_output=True, text=True, check=False,
+                             env={"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "")})
+        if run.returncode == 0:  # a pyenv shim without a selected version fails: not an interpreter
+            results[interpreter] = run.stdout
+    assert len(results) >= 2, f"only {list(results)}: install CPython 3.10–3.13 (tox's repro envs use them too)"
+    assert set(results.values()) == {GOLDEN_SHA256}, results
