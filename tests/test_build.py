@@ -239,3 +239,15 @@ def test_verify_of_a_group_executable_source_file(tmp_path: Path) -> None:
     result = run_xarch("verify", "-f", str(folder / "xarch.yaml"), "--json", cwd=tmp_path)
     report = json.loads(result.stdout)
     assert result.returncode == 0, [v for v in report["variations"] if v["status"] != "same"]
+
+
+def test_an_image_from_the_cache_has_the_bytes_of_a_fresh_build(tmp_path: Path, hello_binaries: Path) -> None:
+    cache = tmp_path / "cache"
+    outputs = {}
+    for name, flags in (("fresh", ["--no-cache"]), ("fills", []), ("cached", [])):
+        out = tmp_path / name
+        result = run_ok("build", "-f", str(HELLO), "-v", *flags, "-o", f"oci:{out / 'layout'}",
+                        "-o", f"oci-archive:{out / 'image.tar'}", cache=cache)
+        outputs[name] = files_of(out)
+        assert ("from the cache" in result.stderr) is (name == "cached"), result.stderr
+    assert outputs["fresh"] == outputs["fills"] == outputs["cached"]
