@@ -116,6 +116,7 @@ epoch: {EPOCH}
 stages:
   build:
     cross: true
+    source: code  # not the recipe's folder: editing xarch.yaml below does not change /src
     steps:
       - run: mkdir -p "$DESTDIR/out" && echo fine > "$DESTDIR/out/ok"
       - run: |
@@ -125,6 +126,8 @@ stages:
 copy:
   - {{from: "build:/out/ok", dst: /ok}}
 """)
+    (recipe.parent / "code").mkdir()
+    (recipe.parent / "code" / "README").write_text("the steps' source\n")
     out = tmp_path / "out"
     result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
     assert result.returncode == 1, result.stderr
@@ -136,6 +139,15 @@ copy:
     assert "line 25" in tail and "the compiler said no" in tail
     assert "Traceback" not in result.stderr
     assert not out.exists()
+    cache = tmp_path / "cache"
+    assert not list((cache / "images").glob("*")), "a failed build left an image cache entry"
+    # Step 1 succeeded and is kept for the next try; the failed step 2 is not.
+    assert len(list((cache / "steps").iterdir())) == 1
+    recipe.write_text(recipe.read_text().replace("exit 7", "exit 0"))
+    fixed = xarch_ok("build", "-f", str(recipe), "-v", "-o", f"oci:{out}", cache=cache)
+    assert "build step 1/2: cached" in fixed.stderr, fixed.stderr
+    assert "build step 2/2: running" in fixed.stderr
+    assert image_files(out, "arm64")["ok"].data == b"fine\n"
 
 
 class Listener:
