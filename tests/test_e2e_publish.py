@@ -19,6 +19,7 @@ import pytest
 from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
 from tests.support.e2e import EPOCH, index_digest, manifests, xarch, xarch_ok
 from tests.support.registry import Registry, registry  # noqa: F401 (fixtures)
+from xarch import platforms
 
 
 def make_recipe(folder: Path, content: str = "version 1\n") -> Path:
@@ -138,3 +139,19 @@ def test_build_load_puts_the_image_into_docker(tmp_path: Path, dockerd: docker.D
             assert member is not None and member.read() == b"loaded\n"
     finally:
         container.remove(force=True)
+
+
+@pytest.mark.docker
+def test_build_load_without_a_tag_uses_the_recipes_name_and_tag(tmp_path: Path, dockerd: docker.DockerClient,
+                                                                 made_images: list[str]) -> None:
+    recipe = make_recipe(tmp_path / "src", "default tag\n")
+    name = unique_tag("xarch-test/build-load-default").partition(":")[0]
+    recipe.write_text(recipe.read_text().replace("name: publish-e2e", f"name: {name}"))
+    made_images.append(f"{name}:v1")
+    # --load takes an optional value: an option right after it is not taken for a tag.
+    result = xarch_ok("build", "-f", str(recipe), "--load", "-o", f"oci:{tmp_path / 'out'}",
+                      cache=tmp_path / "cache")
+    host = platforms.host()  # the platform --load picks when the recipe has several
+    assert f"loaded {host.name} into Docker as {name}:v1" in result.stderr
+    assert (tmp_path / "out" / "index.json").is_file()
+    assert dockerd.images.get(f"{name}:v1").attrs["Architecture"] == host.architecture
