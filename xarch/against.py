@@ -24,7 +24,8 @@ def rebuilt_digests(
     epoch, _ = resolve_epoch(loaded)
     store = Store()
     lock = ensure_lock(loaded, locked=True, store=store, reporter=reporter)
-    artifact = build(BuildInputs(loaded, platforms, epoch, lock, None, store), reporter)
+    # use_cache=False: the publication is compared with a rebuild, never with a cache entry.
+    artifact = build(BuildInputs(loaded, platforms, epoch, lock, None, store, use_cache=False), reporter)
     digests = {"index": sha256_digest(artifact.index_bytes)}
     for image in artifact.images:
         digests[platform_name(image.platform)] = sha256_digest(image.manifest_bytes)

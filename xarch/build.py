@@ -66,7 +66,7 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter, w
         from xarch.stages import StageRunner  # the execution layer loads only when a stage runs
 
         runner = StageRunner(loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir, reporter,
-                             inputs.strategy)
+                             inputs.strategy, use_cache=inputs.use_cache)
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
     return tree
 

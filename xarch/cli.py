@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -225,7 +226,13 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
         sys.exit(1)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # SystemExit unwinds like an exception, so atomic_dir/atomic_file remove their staging.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     run(cli)
 
 

@@ -45,7 +45,7 @@ def expand_source(loaded: LoadedRecipe, loc: Loc, spec: FileSpec, platform: Plat
     return source
 
 
-def _all_file_specs(loaded: LoadedRecipe) -> list[tuple[Loc, FileSpec]]:
+def all_file_specs(loaded: LoadedRecipe) -> list[tuple[Loc, FileSpec]]:
     specs: list[tuple[Loc, FileSpec]] = [(("files", i), f) for i, f in enumerate(loaded.recipe.files)]
     for name, stage in loaded.recipe.stages.items():
         specs += [(("stages", name, "files", i), f) for i, f in enumerate(stage.files)]
@@ -55,7 +55,7 @@ def _all_file_specs(loaded: LoadedRecipe) -> list[tuple[Loc, FileSpec]]:
 def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None:
     """Check every platform's sources exist before the build begins (and says so)."""
     for platform in platforms:
-        for loc, spec in _all_file_specs(loaded):
+        for loc, spec in all_file_specs(loaded):
             if spec.platforms is None or platform.name in spec.platforms:
                 expand_source(loaded, loc, spec, platform)
 

@@ -18,20 +18,20 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xarch.contents import all_file_specs, expand_source
 from xarch.oci.atomic import atomic_file
 from xarch.oci.compress import compressor_id
 from xarch.oci.digest import canonical_json, hex_of, sha256_digest
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.platforms import Platform
-from xarch.recipe import LoadedRecipe
+from xarch.recipe import STAGE_SOURCE_IGNORED, LoadedRecipe
 from xarch.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
 
 FORMAT = 1
-IGNORED_DIRS = {"dist", ".git", ".tox", "__pycache__", ".venv"}
 
 
 def cacheable(loaded: LoadedRecipe) -> bool:
@@ -46,23 +46,36 @@ def _file_sha256(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def _source_digest(folder: Path) -> str:
-    """Digest of every file below the recipe's folder: path, type, exec bit, content."""
+def _hash_path(hasher: hashlib._Hash, label: str, root: Path, ignored: tuple[str, ...] = ()) -> None:
+    """Feed ROOT (a file, or a folder walked in sorted order) into HASHER: names, types,
+    link targets, owner-executable bits and contents, all that a build reads of it."""
+    hasher.update(f"{label}\n".encode())
+    paths = [root]
+    if root.is_dir() and not root.is_symlink():
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d not in ignored)
+            paths += [Path(folder) / name for name in sorted(dirs + [f for f in files if f not in ignored])]
+    for path in paths:
+        relative = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            hasher.update(f"L {relative} {os.readlink(path)}\n".encode())
+        elif path.is_dir():
+            hasher.update(f"D {relative}\n".encode())
+        elif path.is_file():
+            executable = bool(path.stat().st_mode & 0o100)
+            hasher.update(f"F {relative} {executable} {_file_sha256(path)}\n".encode())
+
+
+def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:
+    """Digest of exactly what the build of PLATFORM reads from the recipe's folder: every
+    `files:` source (image and stages), and each stage's /src, minus what stages skip."""
     hasher = hashlib.sha256()
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
-        for name in sorted(files):
-            path = Path(root) / name
-            relative = path.relative_to(folder).as_posix()
-            if path.is_symlink():
-                hasher.update(f"L {relative} {os.readlink(path)}\n".encode())
-            elif path.is_file():
-                executable = bool(path.stat().st_mode & 0o100)
-                hasher.update(f"F {relative} {executable} {_file_sha256(path)}\n".encode())
-        for name in dirs:
-            path = Path(root) / name
-            if path.is_symlink():
-                hasher.update(f"L {path.relative_to(folder).as_posix()} {os.readlink(path)}\n".encode())
+    for loc, spec in all_file_specs(loaded):
+        if spec.platforms is None or platform.name in spec.platforms:
+            _hash_path(hasher, repr(loc), expand_source(loaded, loc, spec, platform))
+    for name, stage in sorted(loaded.recipe.stages.items()):
+        if stage.steps:
+            _hash_path(hasher, f"stage {name} /src", loaded.folder / stage.source, STAGE_SOURCE_IGNORED)
     return hasher.hexdigest()
 
 
@@ -82,7 +95,7 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
         "epoch": epoch,
         "platform": platform.name,
         "lock": lock_entries(lock, platform),
-        "sources": _source_digest(loaded.folder),
+        "sources": sources_digest(loaded, platform),
         "strategy": strategy,
     }
     return sha256_digest(canonical_json(material))
@@ -112,8 +125,10 @@ class ImageCache:
         return Image(dict(record["platform"]), config, manifest, tuple(layers))
 
     def _blob(self, digest: str) -> bytes:
-        data = self.store.path(hex_of(digest)).read_bytes()
+        path = self.store.path(hex_of(digest))
+        data = path.read_bytes()
         if sha256_digest(data) != digest:
+            path.unlink()  # so that the rebuild stores it again
             raise ValueError(f"cached blob {digest} is corrupt")
         return data
 

@@ -210,6 +210,10 @@ class StepModel(Strict):
     network: bool = False
 
 
+# Names never copied into a stage's /src, at any depth: outputs, VCS data, tool caches.
+STAGE_SOURCE_IGNORED = ("dist", ".git", ".tox", "__pycache__", ".venv", "xarch.lock")
+
+
 class StageSpec(Strict):
     """A build stage: packages, files and steps, or a Dockerfile built by buildx."""
 

@@ -19,7 +19,7 @@ from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree
 from xarch.packages import install_set
 from xarch.progress import Reporter
-from xarch.recipe import CopySpec, LoadedRecipe, StageSpec, stage_order
+from xarch.recipe import STAGE_SOURCE_IGNORED, CopySpec, LoadedRecipe, StageSpec, stage_order
 from xarch.rootfs import harvest, harvest_tree, materialize
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache, tree_digest
@@ -27,8 +27,7 @@ from xarch.run.steps import StepSpec, Strategy, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
 from xarch.store import Store
 
-# What never reaches a stage's /src: outputs, VCS data, tool caches.
-SOURCE_IGNORE = shutil.ignore_patterns("dist", ".git", ".tox", "__pycache__", ".venv", "xarch.lock")
+SOURCE_IGNORE = shutil.ignore_patterns(*STAGE_SOURCE_IGNORED)
 
 
 @dataclass
@@ -60,7 +59,7 @@ class StageRunner:
 
     def __init__(self, loaded: LoadedRecipe, platform: platform_data.Platform, epoch: int,
                  lock: Lock | None, store: Store, workdir: Path, reporter: Reporter,
-                 strategy_override: str | None = None) -> None:
+                 strategy_override: str | None = None, use_cache: bool = True) -> None:
         self.loaded = loaded
         self.platform = platform
         self.epoch = epoch
@@ -69,6 +68,7 @@ class StageRunner:
         self.workdir = workdir
         self.reporter = reporter
         self.strategy_override = strategy_override
+        self.use_cache = use_cache  # False (--no-cache): steps and buildx run again
         self.results: dict[str, StageResult] = {}
 
     def copy_into(self, tree: Tree, copies: list[CopySpec], where: str) -> None:
@@ -124,7 +124,8 @@ class StageRunner:
             shutil.copytree(self.loaded.folder / spec.source, source, symlinks=True, ignore=SOURCE_IGNORE)
             inputs = {"root": tree_digest(root), "sysroot": tree_digest(sysroot) if sysroot else None}
             steps = [StepSpec(step.run, step.network) for step in spec.steps]
-            run_stage_steps(steps, root, self.platform, strategy, source, self.epoch, StepCache(),
+            cache = StepCache() if self.use_cache else StepCache(base / "step-cache")
+            run_stage_steps(steps, root, self.platform, strategy, source, self.epoch, cache,
                             lambda line: self.reporter.detail(f"{label}: {line}"),
                             stage=name, inputs=inputs, sysroot=sysroot)
         return StageResult(name, root=root)
@@ -137,7 +138,8 @@ class StageRunner:
             raise self.loaded.error(("stages", name, "dockerfile"), f"{spec.dockerfile}: no such file")
         context = folder / spec.context if spec.context else dockerfile.parent
         stage = BuildxStage(dockerfile=dockerfile, context=context, build_args=dict(spec.build_args),
-                            target=spec.target, builder=spec.builder, source_date_epoch=self.epoch)
+                            target=spec.target, builder=spec.builder, source_date_epoch=self.epoch,
+                            no_cache=not self.use_cache)
         self.reporter.info(f"[{self.platform.name}] stage {name}: docker buildx build")
         workdir = self.workdir / f"{self.platform.slug}-{name}-buildx"
         workdir.mkdir(parents=True)

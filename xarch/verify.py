@@ -258,8 +258,9 @@ def run_build(request: BuildRequest, name: str, conditions: Conditions) -> Path:
     output = base / "out" / "image"
     hand_over(base, conditions)
     platforms = ",".join(p.name for p in request.platforms)
-    argv = [sys.executable, "-m", "xarch.cli", "build", "-q", "-f", str(source / loaded.path.name),
-            "--platform", platforms, "--output", f"oci:{output}"]
+    # --no-cache: a rebuild that takes its images from a cache proves nothing.
+    argv = [sys.executable, "-m", "xarch.cli", "build", "-q", "--no-cache",
+            "-f", str(source / loaded.path.name), "--platform", platforms, "--output", f"oci:{output}"]
     result = subprocess.run(wrap_command(conditions, argv), cwd=source, env=env, capture_output=True,
                             text=True, check=False)
     if result.returncode != 0:

@@ -36,8 +36,9 @@ def _split_ustar_name(name: bytes) -> tuple[bytes, bytes] | None:
     """(prefix, name) that fit ustar's 155+100 byte fields, or None when none does."""
     if len(name) <= 100:
         return b"", name
-    # Split at a "/" so that prefix <= 155 bytes and the rest <= 100 bytes.
-    for index in range(min(len(name) - 1, 155), 0, -1):
+    # Split at a "/" so that prefix <= 155 bytes and the rest <= 100 bytes; never at a
+    # folder's trailing "/", which would leave the name field empty (GNU tar keeps "dir/").
+    for index in range(min(len(name) - 2, 155), 0, -1):
         if name[index : index + 1] == b"/" and len(name) - index - 1 <= 100:
             return name[:index], name[index + 1 :]
     return None
