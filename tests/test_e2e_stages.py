@@ -290,6 +290,60 @@ copy:
     assert not out.exists()
 
 
+@pytest.mark.xfail(strict=True, reason="rootfs.harvest joins the copy path onto the stage root and lets "
+                                       "the OS follow symlinks: an absolute one in the stage reads the host")
+def test_copy_never_reads_the_host_through_a_stage_symlink(tmp_path: Path, cross_toolchain: None) -> None:
+    host_dir = tmp_path / "host-only"
+    host_dir.mkdir()
+    (host_dir / "secret").write_text("a file of the host, not of the stage\n")
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: symlink-read
+platforms: [arm64]
+epoch: {EPOCH}
+stages:
+  build:
+    cross: true
+    steps:
+      # In the stage, /out/dir means the stage's own {host_dir}, which does not exist.
+      - run: mkdir -p "$DESTDIR/out" && ln -s {host_dir} "$DESTDIR/out/dir"
+copy:
+  - {{from: "build:/out/dir/secret", dst: /secret}}
+""")
+    out = tmp_path / "out"
+    result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    assert not (out.exists() and "secret" in image_files(out, "arm64")), "the host's file is in the image"
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="rootfs.materialize writes each entry at root/path, following a "
+                                       "symlink an earlier entry made: a stage's tree is written on the host")
+def test_a_stage_root_is_never_written_outside_itself(tmp_path: Path, cross_toolchain: None) -> None:
+    host_dir = tmp_path / "host-only"
+    host_dir.mkdir()
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: symlink-write
+platforms: [arm64]
+epoch: {EPOCH}
+stages:
+  a:
+    cross: true
+    steps:
+      - run: mkdir -p "$DESTDIR/out" && ln -s {host_dir} "$DESTDIR/out/link" && echo x > "$DESTDIR/payload"
+  b:
+    cross: true
+    copy:
+      - {{from: "a:/out/link", dst: /opt/link}}
+      - {{from: "a:/payload", dst: /opt/link/payload}}
+    steps:
+      - run: mkdir -p "$DESTDIR/out" && ls "$DESTDIR/opt" > "$DESTDIR/out/listing"
+copy:
+  - {{from: "b:/out/listing", dst: /listing}}
+""")
+    xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
+    assert list(host_dir.iterdir()) == [], "the build wrote into a folder of the host"
+
+
 # --- examples/hello-c with its locked Debian toolchain: the real mirror, slow ----------------
 
 
