@@ -97,9 +97,6 @@ def test_build_push_then_verify_against_the_registry(tmp_path: Path, registry: R
     assert "does NOT match" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="verify --against builds with the image cache on (against.py "
-                                       "rebuilt_digests: BuildInputs(..., store) keeps use_cache=True), "
-                                       "so a cache entry, not a rebuild, is compared with the publication")
 def test_verify_against_rebuilds_rather_than_trusting_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     recipe = make_recipe(tmp_path / "src")
