@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, REPO, error_lines, image_files, xarch, xarch_ok
+from xarch import platforms
 
 HELLO_C = """#include <stdio.h>
 int main(void) { puts("hello from a cross-built stage"); return 0; }
@@ -288,6 +289,35 @@ copy:
     assert "copy[1]" in lines[0] and "build:/out/imaginary" in lines[0]
     assert "/out/imaginary does not exist in the stage" in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("strategy", ["emulate", "native"])
+def test_a_strategy_that_cannot_run_the_stage_is_one_line(tmp_path: Path, cross_toolchain: None,
+                                                          strategy: str) -> None:
+    # An arm64 stage with no packages: natively impossible on another host, and under
+    # emulation its root has no shell.
+    if strategy == "native" and platforms.host().name == "arm64":
+        pytest.skip("native arm64 is possible on this host")
+    recipe = write_recipe(tmp_path / "src", CROSS_RECIPE, **{"hello.c": HELLO_C})
+    out = tmp_path / "out"
+    result = xarch("build", "-f", str(recipe), "-q", "--strategy", strategy, "-o", f"oci:{out}",
+                   cache=tmp_path / "cache")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xarch: error: "), result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="the error names the deleted temporary stage root "
+                                       "(/tmp/xarch-build-.../root has no /bin/sh), not the stage")
+def test_a_stage_without_a_shell_under_emulation_names_the_stage(tmp_path: Path,
+                                                                 cross_toolchain: None) -> None:
+    recipe = write_recipe(tmp_path / "src", CROSS_RECIPE, **{"hello.c": HELLO_C})
+    result = xarch("build", "-f", str(recipe), "-q", "--strategy", "emulate", "-o",
+                   f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
+    assert result.returncode == 1
+    assert "xarch-build-" not in result.stderr
+    assert "stage 'build'" in result.stderr or "stages.build" in result.stderr
 
 
 @pytest.mark.xfail(strict=True, reason="rootfs.harvest joins the copy path onto the stage root and lets "
