@@ -8,9 +8,13 @@ The archive is the hermetic signed repository of tests/support/aptrepo.py served
 # ruff: noqa: F811
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
+import docker
 import pytest
+import requests
 
 from tests.support.aptrepo import RepoServer
 from tests.support.debian_fixtures import (  # noqa: F401 (fixtures)
@@ -20,7 +24,9 @@ from tests.support.debian_fixtures import (  # noqa: F401 (fixtures)
     debian_keyring,
     fixture_debs,
 )
-from tests.support.e2e import EPOCH, image_files, layout_bytes, xarch, xarch_ok
+from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
+from tests.support.e2e import EPOCH, REPO, image_files, layout_bytes, xarch, xarch_ok
+from xarch import platforms
 
 
 def package_recipe(server: RepoServer, keyring: Path, packages: str = "[app]") -> str:
@@ -157,3 +163,41 @@ def test_packages_without_a_debian_source_are_a_one_line_error(tmp_path: Path, w
     field = "packages" if where == "image" else "stages.build.packages"
     assert lines[0] == f"xarch: error: {recipe}:{line}: {field}: packages need an archive: add sources.debian"
     assert not (tmp_path / "out").exists()
+
+
+# --- examples/nginx from the real Debian mirror, run in dockerd: slow ----------------------
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.parametrize("arch", ["amd64", pytest.param("arm64", marks=pytest.mark.qemu)])
+def test_the_nginx_example_serves_its_page_as_uid_101(tmp_path: Path, dockerd: docker.DockerClient,
+                                                      made_images: list[str], arch: str) -> None:
+    if arch != platforms.host().name and not Path(f"/proc/sys/fs/binfmt_misc/qemu-{platforms.get(arch).qemu}"
+                                                   ).exists():
+        pytest.skip(f"no binfmt_misc emulation for {arch}")
+    example = tmp_path / "nginx"
+    shutil.copytree(REPO / "examples" / "nginx", example, ignore=shutil.ignore_patterns("dist"))
+    tag = unique_tag("xarch-test/nginx-example")
+    made_images.append(tag)
+    xarch_ok("build", "-f", str(example), "--locked", "-q", "-o", f"oci:{tmp_path / 'out'}",
+             "--docker-platform", arch, "--load", tag, cache=tmp_path / "cache", timeout=1200)
+    container = dockerd.containers.run(tag, detach=True, ports={"8080/tcp": ("127.0.0.1", None)},
+                                       platform=f"linux/{arch}")
+    try:
+        container.reload()
+        port = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+        page, deadline = None, time.monotonic() + 60
+        while time.monotonic() < deadline and page is None:
+            try:
+                page = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+            except requests.RequestException:
+                time.sleep(0.3)
+        assert page is not None, container.logs().decode()[-2000:]
+        assert page.status_code == 200
+        assert page.text == (example / "html" / "index.html").read_text()
+        top = container.top(ps_args="-o pid,uid,comm")
+        users = {row[top["Titles"].index("UID")] for row in top["Processes"]}
+        assert users == {"101"}, users  # master and worker: nothing runs as root
+    finally:
+        container.remove(force=True)
