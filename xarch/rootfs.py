@@ -16,13 +16,43 @@ from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree, normalize_path
 
 IS_ROOT = os.geteuid() == 0
+MAX_SYMLINK_HOPS = 40
+
+
+def resolve_in_root(root: Path, relative: str, follow_last: bool = False) -> Path:
+    """Where RELATIVE is inside ROOT, resolving symlinks as a chroot would.
+
+    An absolute link target starts again at ROOT and ".." stops at ROOT, so no stage
+    symlink (`/out/dir -> /etc`) can make xarch read or write the host's files.
+    """
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    current: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if current:
+                current.pop()
+            continue
+        candidate = root.joinpath(*current, part)
+        if candidate.is_symlink() and (parts or follow_last):
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise BuildError(f"/{relative}: too many levels of symbolic links in the stage")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        current.append(part)
+    return root.joinpath(*current)
 
 
 def materialize(tree: Tree, root: Path) -> None:
     """Write every entry of TREE under ROOT (which must exist)."""
     deferred_dirs: list[tuple[Path, Entry]] = []
     for entry in tree:  # sorted by path: parents before children
-        target = root / entry.path
+        target = resolve_in_root(root, entry.path)
         if entry.type == "dir":
             target.mkdir(parents=True, exist_ok=True)
             deferred_dirs.append((target, entry))
@@ -33,7 +63,7 @@ def materialize(tree: Tree, root: Path) -> None:
         if entry.type == "symlink":
             os.symlink(entry.linkname, target)
         elif entry.type == "hardlink":
-            os.link(root / entry.linkname, target)
+            os.link(resolve_in_root(root, entry.linkname), target)
             continue
         else:
             target.write_bytes(entry.read())
@@ -65,7 +95,7 @@ def harvest(root: Path, source: str, destination: str, what: str) -> list[Entry]
     A folder is taken with everything below it, walked in sorted order.
     """
     relative = normalize_path(source)
-    path = root / relative
+    path = resolve_in_root(root, relative)
     if not (path.exists() or path.is_symlink()):
         raise BuildError(f"{what}: /{relative} does not exist in the stage")
     destination = normalize_path(destination)
