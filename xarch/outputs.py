@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xarch.errors import XarchError
+from xarch.oci.digest import platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
 from xarch.oci.layout import Artifact, write_layout, write_oci_archive
@@ -48,7 +49,7 @@ def image_for(artifact: Artifact, platform: Platform) -> Image:
     for image in artifact.images:
         if image.platform == platform.oci_platform():
             return image
-    built = ", ".join("/".join(i.platform.values()) for i in artifact.images)
+    built = ", ".join(platform_name(i.platform) for i in artifact.images)
     raise OutputError(f"docker-archive: platform {platform.name} was not built (built: {built})")
 
 

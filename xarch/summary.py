@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from xarch.errors import XarchError
-from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, sha256_digest
+from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, platform_name, sha256_digest
 from xarch.oci.layout import Artifact, LayoutError, LayoutReader
 from xarch.units import human_size
 
@@ -37,10 +37,6 @@ class Summary:
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "index_digest": self.index_digest,
                 "images": [asdict(row) for row in self.images]}
-
-
-def platform_name(platform: dict[str, str]) -> str:
-    return "/".join(platform[key] for key in ("os", "architecture", "variant") if platform.get(key))
 
 
 def _row(platform: dict[str, str], manifest_bytes: bytes) -> ImageRow:

@@ -22,7 +22,7 @@ import docker.errors
 
 from xarch import platforms
 from xarch.errors import XarchError
-from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor
+from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
@@ -116,7 +116,7 @@ def load_built_image(image: Image, tag: str, client: docker.DockerClient | None 
         # The archive is transient: its tar header times do not matter, the epoch keeps them fixed.
         write_docker_archive(image, [full_tag], archive, epoch=0)
         image_id = load_archive(archive, client)
-    return LoadedImage(image_id, full_tag, _platform_name(image.platform))
+    return LoadedImage(image_id, full_tag, platform_name(image.platform))
 
 
 def read_layout_image(layout: Path, platform: str | None) -> Image:
@@ -176,15 +176,11 @@ def _choose(layout: Path, manifests: list[Descriptor], platform: str | None) -> 
     except platforms.UnknownPlatform as error:
         raise DockerError(str(error)) from None
     for desc in manifests:
-        if desc.platform and _platform_name(desc.platform) == wanted.oci:
+        if desc.platform and platform_name(desc.platform) == wanted.oci:
             return desc
-    have = ", ".join(_platform_name(d.platform) if d.platform else "unknown" for d in manifests)
+    have = ", ".join(platform_name(d.platform) if d.platform else "unknown" for d in manifests)
     raise DockerError(f"{layout}: no image for {wanted.oci} (the layout has: {have}); "
                       "choose one with --platform")
-
-
-def _platform_name(plat: dict[str, str]) -> str:
-    return "/".join(p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p)
 
 
 def _json(data: bytes, where: Path, digest: str) -> dict[str, Any]:

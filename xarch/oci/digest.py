@@ -38,6 +38,11 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def platform_name(platform: dict[str, Any]) -> str:
+    """"linux/amd64", "linux/arm/v7": how every table, report and comparison names a platform."""
+    return "/".join(str(platform[key]) for key in ("os", "architecture", "variant") if platform.get(key))
+
+
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str

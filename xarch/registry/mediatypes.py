@@ -16,11 +16,13 @@ from xarch.oci.digest import (
     OCI_INDEX,
     OCI_MANIFEST,
     canonical_json,
+    platform_name,
     sha256_digest,
 )
 from xarch.oci.digest import DOCKER_MANIFEST_LIST as DOCKER_LIST
 
-__all__ = ["canonical_json", "sha256_digest", "OCI_INDEX", "OCI_MANIFEST", "DOCKER_MANIFEST", "DOCKER_LIST"]
+__all__ = ["canonical_json", "platform_name", "sha256_digest", "OCI_INDEX", "OCI_MANIFEST", "DOCKER_MANIFEST",
+           "DOCKER_LIST"]
 
 IMAGE_MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEXES = (OCI_INDEX, DOCKER_LIST)
@@ -72,6 +74,3 @@ def index_to_docker(index: dict[str, Any], new_descriptors: list[dict[str, Any]]
     return {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": new_descriptors}
 
 
-def platform_name(platform: dict[str, Any]) -> str:
-    """"linux/amd64", "linux/arm/v7": the names `xarch build` and `xarch verify` print (xarch.summary)."""
-    return "/".join(str(platform[key]) for key in ("os", "architecture", "variant") if platform.get(key))
