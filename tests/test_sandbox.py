@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_tool
-from tests.support.e2e import EPOCH, REPO, index_digest, manifests
+from tests.support.e2e import EPOCH, REPO, error_lines, index_digest, manifests, xarch
 from xarch import platforms
 from xarch.run import sandbox
 from xarch.run.chroot import run_in_rootfs
@@ -204,3 +204,39 @@ def test_root_and_an_unprivileged_account_build_the_same_digest() -> None:
         assert index_digest(nobody / "out") == index_digest(base / "root-out")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_verify_user_variation_of_hello_c_is_reproducible() -> None:
+    """The issue's own input: `xarch verify --variations user` on examples/hello-c (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("the user variation needs root to become nobody")
+    recipe = REPO / "examples" / "hello-c" / "xarch.yaml"
+    argv = [sys.executable, "-m", "xarch.cli", "verify", "--variations", "user", "-f", str(recipe), "--json"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO, timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert [(v["name"], v["status"]) for v in data["variations"]] == [("user", "same")]
+    assert data["identical"] is True
+
+
+def test_a_host_without_bubblewrap_is_a_one_line_host_error(tmp_path: Path) -> None:
+    """PATH holds every host tool but bwrap: `xarch build` exits 3 with one line saying what to install."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in ("/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            if name != "bwrap" and not (bin_dir / name).exists():
+                (bin_dir / name).symlink_to(Path(folder) / name)
+    recipe_dir = tmp_path / "recipe"
+    recipe_dir.mkdir()
+    (recipe_dir / "xarch.yaml").write_text(STAGE_RECIPE)
+    shutil.copy2(need_tool("busybox"), recipe_dir / "busybox")
+    result = xarch("build", "-q", "-f", str(recipe_dir / "xarch.yaml"), "-o", f"oci:{tmp_path / 'out'}",
+                   cache=tmp_path / "cache", extra_env={"PATH": str(bin_dir)})
+    assert result.returncode == 3, result.stderr
+    assert error_lines(result) == [
+        "xarch: error: no way to run build steps on this host: bubblewrap (bwrap) is not installed "
+        "(fix: apt-get install bubblewrap)"
+    ]
+    assert not (tmp_path / "out").exists()

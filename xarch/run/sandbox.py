@@ -108,7 +108,7 @@ def _probe(rootless: bool) -> str | None:
 def sandbox_problem() -> str | None:
     """Why steps cannot be sandboxed on this host (one line with the fix), or None."""
     if _bwrap() is None:
-        return "bubblewrap is not installed, build steps need it (fix: apt-get install bubblewrap)"
+        return "bubblewrap (bwrap) is not installed (fix: apt-get install bubblewrap)"
     if is_root() and shutil.which("setpriv") is None:
         return "setpriv is not installed, so build steps cannot drop root (fix: apt-get install util-linux)"
     if is_root():
