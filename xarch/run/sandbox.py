@@ -109,8 +109,8 @@ def sandbox_problem() -> str | None:
     """Why steps cannot be sandboxed on this host (one line with the fix), or None."""
     if _bwrap() is None:
         return "bubblewrap (bwrap) is not installed (fix: apt-get install bubblewrap)"
-    if is_root() and shutil.which("setpriv") is None:
-        return "setpriv is not installed, so build steps cannot drop root (fix: apt-get install util-linux)"
+    if shutil.which("setpriv") is None:
+        return "setpriv is not installed (fix: apt-get install util-linux)"
     if is_root():
         try:
             account = pwd.getpwuid(sandbox_id()).pw_name
