@@ -240,3 +240,28 @@ def test_a_host_without_bubblewrap_is_a_one_line_host_error(tmp_path: Path) -> N
         "(fix: apt-get install bubblewrap)"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_host_without_user_namespaces_is_a_one_line_host_error(tmp_path: Path) -> None:
+    """user.max_user_namespaces=0, set inside a user namespace of its own (the host's stays as is)."""
+    recipe_dir = tmp_path / "recipe"
+    recipe_dir.mkdir()
+    (recipe_dir / "xarch.yaml").write_text(STAGE_RECIPE)
+    shutil.copy2(need_tool("busybox"), recipe_dir / "busybox")
+    for path in (tmp_path, recipe_dir):
+        path.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    env.update(XARCH_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
+    build = [sys.executable, "-m", "xarch.cli", "build", "-q", "-f", str(recipe_dir / "xarch.yaml"),
+             "-o", f"oci:{tmp_path / 'out'}"]
+    shell = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'
+    argv = [need_tool("unshare"), "--user", "--map-root-user", "sh", "-c", shell, "limit", *build]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
+    if "max_user_namespaces" in result.stderr and "xarch: error" not in result.stderr:
+        pytest.skip(f"cannot lower the limit here: {result.stderr.strip()}")
+    assert result.returncode == 3, result.stderr
+    (line,) = error_lines(result)
+    assert line.startswith("xarch: error: no way to run build steps on this host: bwrap cannot create a user "
+                           "namespace here (bwrap: Creating new namespace failed"), line
+    assert line.endswith(f"(fix: {sandbox.FIX_USERNS})"), line
+    assert not (tmp_path / "out").exists()

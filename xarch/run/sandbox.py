@@ -51,14 +51,42 @@ PODMAN_CAPS = (
 )
 
 FIX_USERNS = "sysctl -w user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1"
+# Ubuntu 24.04 and later confine unprivileged user namespaces with AppArmor.
+APPARMOR_USERNS = Path("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+
+
+def _userns_fix() -> str:
+    try:
+        restricted = APPARMOR_USERNS.read_text().strip() == "1"
+    except OSError:
+        restricted = False
+    return "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" if restricted else FIX_USERNS
 
 
 class SandboxUnavailable(HostError):
     """bubblewrap is missing or cannot create a user namespace on this host (exit 3)."""
 
 
+def _mapped(ident: int) -> bool:
+    """Whether host-side id IDENT exists in this process's user namespace (/proc/self/uid_map)."""
+    try:
+        lines = Path("/proc/self/uid_map").read_text().splitlines()
+    except OSError:
+        return True
+    for line in lines:
+        inside, _, count = (int(word) for word in line.split())
+        if inside <= ident < inside + count:
+            return True
+    return False
+
+
 def is_root() -> bool:
-    return os.geteuid() == 0
+    """Whether steps take the root route (drop to SANDBOX_ID first).
+
+    uid 0 in a user namespace that does not map SANDBOX_ID (a rootless container) is
+    already unprivileged on the host: it takes the rootless route, mapping itself to 0.
+    """
+    return os.geteuid() == 0 and _mapped(sandbox_id())
 
 
 def sandbox_id() -> int:
@@ -121,7 +149,7 @@ def sandbox_problem() -> str | None:
                     "(fix: set XARCH_SANDBOX_ID to an unused uid)")
     why = _probe(not is_root())
     if why:
-        return f"bwrap cannot create a user namespace here ({why}) (fix: {FIX_USERNS})"
+        return f"bwrap cannot create a user namespace here ({why}) (fix: {_userns_fix()})"
     return None
 
 
