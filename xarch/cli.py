@@ -130,7 +130,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
     for_docker = choose_docker_platform(platforms, docker_platform)
-    check_outputs(specs, platforms, for_docker)
+    check_outputs(specs, platforms, for_docker, loaded.path)
     check_sources(loaded, platforms)
     epoch, epoch_source = resolve_epoch(loaded)
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
@@ -139,7 +139,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
-        write_output(artifact, spec, epoch, repo_tag, for_docker)
+        write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
         reporter.info(f"wrote {spec}")
     if load_tag is not None:
         from xarch.docker.load import load_built_image
