@@ -7,6 +7,11 @@ chunked upload. docker's SDK leaves registry traffic to dockerd. What is here fo
 distribution spec: HEAD to skip, POST+PUT monolithic and POST+PATCH…+PUT chunked uploads,
 `?mount=&from=` mounts, manifests PUT as exact bytes.
 
+Credentials go only to the registry's own origin (scheme, host, port) and to the token realm
+it names (xarch.registry.auth): an upload or blob URL on another origin, as registries backed
+by object stores hand out, gets no Authorization header, whether xarch follows the Location
+itself or requests follows a redirect (OriginSession below).
+
 Retries: 5xx answers and dropped connections are retried with exponential backoff. A chunked
 upload that breaks asks the upload URL how far it got (GET -> Range) and resumes from there;
 if the registry forgot the upload, that blob alone starts again.
@@ -22,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
@@ -39,6 +44,32 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 PLAIN_HTTP_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, lowercase host, port) of URL, the port made explicit (RFC 6454's origin)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def origin_text(url: str) -> str:
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
+class OriginSession(requests.Session):
+    """A requests.Session whose redirects keep Authorization only within the same origin.
+
+    requests' own rule keeps it across a change of port between 80 and 443 and from http to
+    https on one host; credentials here follow the origin rule exactly (RFC 6454).
+    """
+
+    def should_strip_auth(self, old_url: str, new_url: str) -> bool:
+        return origin(old_url) != origin(new_url)
 
 
 class _Transient(Exception):
@@ -120,7 +151,7 @@ class RegistryClient:
         self.stats = stats or TransferStats()
         # Called after each chunk the registry accepted: (digest, offset). Tests cut uploads here.
         self.on_chunk = on_chunk
-        self.session = requests.Session()
+        self.session = OriginSession()
         self.session.headers["User-Agent"] = "xarch"
         if self.settings.insecure:
             self.session.verify = False
@@ -192,10 +223,14 @@ class RegistryClient:
 
     def _send_once(self, method: str, url: str, headers: dict[str, str] | None = None,
                    body: bytes | None = None, stream: bool = False) -> requests.Response:
-        """One request, answering one auth challenge. Raises _Transient for what a retry may fix."""
+        """One request, answering one auth challenge. Raises _Transient for what a retry may fix.
+
+        The Authorization header goes only to the registry's own origin (see the module text).
+        """
+        home = origin(url) == origin(self.base_url())
         for answered_challenge in (False, True):
             all_headers = dict(headers or {})
-            if self.auth.header:
+            if self.auth.header and home:
                 all_headers["Authorization"] = self.auth.header
             try:
                 response = self.session.request(method, url, headers=all_headers, data=body,
@@ -206,6 +241,10 @@ class RegistryClient:
             except _TRANSIENT as exc:
                 raise _Transient(f"{method} {_no_query(url)}: {type(exc).__name__}") from exc
             if response.status_code == 401:
+                if not home or origin(response.url) != origin(self.base_url()):
+                    asker = origin_text(response.url)
+                    raise AuthError(f"{self.host}: {method} {_no_query(url)}: {asker} asked for credentials; "
+                                    f"xarch sends them only to {self.host} and its token service")
                 if answered_challenge:
                     raise AuthError(self.auth.rejected_message())
                 self.auth.answer(response)
