@@ -148,7 +148,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
     if push_ref:
         push_artifact(artifact, push_ref, insecure, quiet or as_json)
-    summary = summarize_artifact(artifact, str(specs[0]))
+    summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
     print_summary(summary, as_json, stdout)
 
 
@@ -164,11 +164,16 @@ def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> 
 
 
 @cli.command("inspect")
-@click.argument("target", type=click.Path(path_type=Path))
+@click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def inspect_command(target: Path, as_json: bool) -> None:
-    """Show the images of an OCI layout, oci-archive or docker-archive."""
-    print_summary(summarize_path(target), as_json, stdout)
+def inspect_command(target: str, as_json: bool) -> None:
+    """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
+    docker-archive:FILE)."""
+    from xarch.imageref import LOCAL_KINDS, parse_image_ref
+
+    ref = parse_image_ref(target, LOCAL_KINDS, "inspect")
+    assert ref.path is not None
+    print_summary(summarize_path(ref.path, ref.kind, target), as_json, stdout)
 
 
 @cli.command("verify")
