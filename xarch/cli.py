@@ -182,8 +182,9 @@ def inspect_command(target: str, as_json: bool) -> None:
 @click.option("--variations", "variation_list",
               help="Comma-separated, default all: build_path, tz, locale, umask, hostname, user, cpus, "
                    "file_order, mtimes, cache.")
-@click.option("--against", metavar="REF|LAYOUT",
-              help="Instead: rebuild once and compare each platform's manifest digest with this index.")
+@click.option("--against", metavar="IMAGE",
+              help="Instead: rebuild once and compare the whole index with this registry image, OCI layout "
+                   "or oci-archive.")
 @click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
@@ -194,14 +195,27 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
     if against:
-        from xarch.against import rebuilt_digests
+        from xarch.against import rebuilt_side
+        from xarch.errors import Verdict
+        from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, parse_image_ref
         from xarch.registry.against import print_against, verify_against
         from xarch.registry.client import Settings
 
-        local = rebuilt_digests(loaded, platforms, Reporter(quiet=as_json))
-        result = verify_against(local, against, settings=Settings(insecure=insecure))
+        # Parsed before the rebuild: a wrong argument costs no build, and a local file never goes
+        # to a registry.
+        ref = parse_image_ref(against, (OCI, OCI_ARCHIVE, REGISTRY), "--against")
+        reporter = Reporter(quiet=as_json)
+        reporter.info(f"comparing with {ref.label}")
+        local = rebuilt_side(loaded, platforms, reporter)
+        left_out = frozenset(platform_data.get(name).oci for name in loaded.recipe.platforms) \
+            - frozenset(p.oci for p in platforms)
+        result = verify_against(local, ref, settings=Settings(insecure=insecure), not_rebuilt=left_out)
         print_against(result, as_json, stdout)
-        sys.exit(0 if result.identical else 1)
+        if not result.identical:
+            raise Verdict(f"{against} does not match this recipe's rebuild ({len(result.differences)} "
+                          "difference(s) above); to see what differs inside: xarch build -o oci:rebuilt && "
+                          f"xarch diff oci:rebuilt {against}")
+        return
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
     print_report(report, as_json, stdout)
