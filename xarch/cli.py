@@ -190,7 +190,7 @@ def inspect_command(target: str, as_json: bool) -> None:
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
                    against: str | None, insecure: bool, as_json: bool) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
-    from xarch.verify import parse_variations, print_report, rebuild_and_compare
+    from xarch.verify import parse_variations, print_report, rebuild_and_compare, verdict_error
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
@@ -219,8 +219,9 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
     print_report(report, as_json, stdout)
-    if not report.identical:
-        sys.exit(1)
+    error = verdict_error(report)
+    if error is not None:
+        raise error
 
 
 def run(command: click.Command, args: list[str] | None = None, prog_name: str = "xarch") -> None:
