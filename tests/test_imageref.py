@@ -97,8 +97,9 @@ def test_wrong_kinds_and_unreadable_files_are_one_line(images: dict[str, Path], 
         (lambda: parse_image_ref("docker://a/b", LOCAL_KINDS, "inspect"), "is a registry image"),
         (lambda: parse_image_ref(f"oci:{images['archive']}"), "not a folder"),
         (lambda: parse_image_ref(f"oci-archive:{images['layout']}"), "not a file"),
-        (lambda: parse_image_ref(str(notes)), "not an image archive"),
+        (lambda: parse_image_ref(str(notes)), "not a tar archive"),
         (lambda: parse_image_ref(f"oci:{tmp_path / 'nope'}"), "no such file or folder"),
+        (lambda: parse_image_ref("dist/gone", LOCAL_KINDS, "inspect"), "inspect dist/gone: no such file"),
     ]
     for call, expected in cases:
         with pytest.raises(ImageRefError) as caught:

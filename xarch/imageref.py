@@ -61,7 +61,7 @@ def parse_image_ref(text: str, accept: tuple[str, ...] = KINDS, role: str = "ima
     line naming TEXT) when it names nothing, is not an image, or is a kind not in ACCEPT.
     Registry references are checked against the reference grammar (InvalidReference).
     """
-    ref = _parse(text, role)
+    ref = _parse(text, role, REGISTRY in accept)
     if ref.kind not in accept:
         names = [f"{_ARTICLE[kind]} {_NAMES[kind]}" for kind in accept]
         takes = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
@@ -70,7 +70,7 @@ def parse_image_ref(text: str, accept: tuple[str, ...] = KINDS, role: str = "ima
     return ref
 
 
-def _parse(text: str, role: str) -> ImageRef:
+def _parse(text: str, role: str, registry_ok: bool) -> ImageRef:
     for prefix in ("docker://", "registry:"):
         if text.startswith(prefix):
             return _registry(text, text[len(prefix):])
@@ -91,6 +91,8 @@ def _parse(text: str, role: str) -> ImageRef:
         if not path.is_file():
             raise ImageRefError(f"{role} {text}: neither a folder nor a file")
         return ImageRef(_archive_kind(path, role, text), text, path)
+    if not registry_ok:  # a command that reads only local images: a missing name is a missing path
+        raise ImageRefError(f"{role} {text}: no such file or folder")
     if "/" in text and not text.startswith((".", "/", "~")) and not text.endswith("/"):
         return _registry(text, text)
     raise ImageRefError(f"{role} {text}: no such file or folder (a registry image is written "
@@ -112,7 +114,8 @@ def _archive_kind(path: Path, role: str, text: str) -> str:
             names = {name.removeprefix("./") for name in archive.getnames()}
     except (tarfile.TarError, OSError, EOFError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ImageRefError(f"{role} {text}: not an image archive (not a readable tar: {first})") from None
+        raise ImageRefError(f"{role} {text}: not a tar archive, so neither an oci-archive nor a "
+                            f"docker-archive ({first})") from None
     if "index.json" in names:
         return OCI_ARCHIVE
     if "manifest.json" in names:
