@@ -87,6 +87,10 @@ def test_an_oci_output_onto_a_regular_file_is_refused(tmp_path: Path) -> None:
     notes.write_text("keep me")
     refused(run_xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{notes}"), f"oci:{notes}")
     assert notes.read_text() == "keep me"
+    link = tmp_path / "link"
+    link.symlink_to(recipe.parent)
+    refused(run_xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{link}"), "is a symbolic link")
+    assert link.is_symlink() and recipe.is_file()
     folder = tmp_path / "folder"
     folder.mkdir()
     output = f"oci-archive:{folder}"

@@ -74,7 +74,9 @@ def check_target(spec: OutputSpec, recipe: Path | None = None) -> None:
     if not (where.exists() or where.is_symlink()):
         return
     if spec.kind == "oci":
-        if where.is_symlink() or not where.is_dir():
+        if where.is_symlink():
+            raise OutputError(f"--output {spec}: is a symbolic link; name the layout folder itself")
+        if not where.is_dir():
             raise OutputError(f"--output {spec}: exists and is not a folder; remove it or choose another")
         if not _is_layout(where) and any(os.scandir(where)):
             raise OutputError(f"--output {spec}: is a folder that is not an OCI layout (no oci-layout and "
