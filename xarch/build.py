@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xarch.contents import recipe_tree
+from xarch.elfcheck import check_image
 from xarch.imagecache import ImageCache, cache_key, cacheable
 from xarch.layering import split_layers
 from xarch.oci.compress import compressor_id
@@ -90,6 +91,7 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     recipe = inputs.loaded.recipe
     level = recipe.compression.level
     tree = platform_tree(inputs, platform, reporter, workdir)
+    check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []
     for name, entries in split_layers(tree, recipe.layers):
         layer = build_layer(name, entries, inputs.epoch, level)

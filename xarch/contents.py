@@ -14,7 +14,7 @@ from pathlib import Path
 
 from xarch.oci.tree import Entry, Tree
 from xarch.platforms import Platform
-from xarch.recipe import FileSpec, LoadedRecipe
+from xarch.recipe import FileSpec, LoadedRecipe, format_loc
 
 
 def _git_like_mode(mode: int) -> int:
@@ -60,7 +60,7 @@ def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None
                 expand_source(loaded, loc, spec, platform)
 
 
-def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> None:
+def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, origin: str) -> None:
     uid, gid = spec.owner
     tree.add(Entry(destination, "dir", 0o755, uid, gid))
     # os.walk order depends on the file system; sort so the walk itself is reproducible.
@@ -79,7 +79,7 @@ def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> 
                 tree.add(Entry(image_path, "dir", 0o755, uid, gid))
             elif stat.S_ISREG(info.st_mode):
                 mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
-                tree.add(Entry(image_path, "file", mode, uid, gid, source=path))
+                tree.add(Entry(image_path, "file", mode, uid, gid, source=path, origin=origin))
             # sockets, fifos and devices in a source tree are not image content
 
 
@@ -90,12 +90,13 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
         if spec.platforms is not None and platform.name not in spec.platforms:
             continue
         source = expand_source(loaded, (*loc, index), spec, platform)
+        origin = format_loc((*loc, index))
         tree.add_parents(spec.dst)
         if source.is_dir():
-            _copy_folder(tree, source, spec.dst, spec)
+            _copy_folder(tree, source, spec.dst, spec, origin)
         else:
             mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
-            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source))
+            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source, origin=origin))
 
 
 def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = None) -> Tree:

@@ -57,9 +57,17 @@ def _image_path(value: Any) -> str:
     return value
 
 
+def _image_glob(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be an absolute glob of image paths, e.g. /opt/qemu/**")
+    _image_path(value)
+    return value
+
+
 Mode = Annotated[int, BeforeValidator(_mode)]
 Owner = Annotated[tuple[int, int], BeforeValidator(_owner)]
 ImagePath = Annotated[str, BeforeValidator(_image_path)]
+ImageGlob = Annotated[str, BeforeValidator(_image_glob)]
 
 
 class Strict(BaseModel):
@@ -256,6 +264,8 @@ class Recipe(Strict):
     accounts: AccountsSpec = Field(default_factory=AccountsSpec)
     stages: dict[str, StageSpec] = Field(default_factory=dict)
     copy_: list[CopySpec] = Field(default_factory=list, alias="copy")
+    # Image paths (globs, as in layers) whose ELF files may be code for another machine.
+    foreign_code: list[ImageGlob] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -309,6 +319,10 @@ def _format(path: Path, line: int | None, loc: tuple[str | int, ...], message: s
     where = f"{path}:{line}" if line else str(path)
     field = _format_loc(loc)
     return f"{where}: {field}: {message}" if field else f"{where}: {message}"
+
+
+format_loc = _format_loc  # "files[0].mode" for ("files", 0, "mode")
+format_error = _format  # "xarch.yaml:12: files[0].mode: message"
 
 
 def _clean_message(error: Any) -> str:

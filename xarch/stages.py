@@ -78,7 +78,8 @@ class StageRunner:
             what = f"{where}[{index}] ({copy.source})"
             for entry in self.results[copy.stage].take(copy, what):
                 tree.add_parents(entry.path)
-                tree.add(entry)
+                # The copy is where the image got it (the ELF check names it), whatever made it.
+                tree.add(replace(entry, origin=f"{where}[{index}]"))
 
     def build(self, name: str) -> StageResult:
         if name not in self.results:

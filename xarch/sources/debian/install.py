@@ -95,7 +95,8 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
         if control.get("Package") != pkg.name or control.get("Version") != pkg.version:
             raise UnpackError(f"{deb.what}: control says {control.get('Package')} {control.get('Version')}, "
                               f"the lock {pkg.name} {pkg.version}")
-        unpacked = unpack(deb, tree, merged_usr=merged_usr, path_filter=path_filter)
+        unpacked = unpack(deb, tree, merged_usr=merged_usr, path_filter=path_filter,
+                          origin=package_origin(pkg))
         debs.append((pkg, deb, unpacked.paths))
         report.installed.append(pkg.label)
         report.skipped += [(pkg.name, script) for script in deb.scripts]
@@ -108,6 +109,11 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
     if "tzdata" in names:
         report.generated += _localtime(tree, epoch)
     return report
+
+
+def package_origin(pkg: LockedPackage) -> str:
+    """How the files of PKG are labelled in a Tree: "package busybox 1:1.35.0-4 (arm64)"."""
+    return f"package {pkg.label}"
 
 
 def _usrmerge_links(tree: Tree) -> None:
