@@ -103,6 +103,18 @@ def test_tree_check_reads_files_on_disk_and_honours_globs(host_busybox: Path, tm
 
 # --- through the real CLI ---------------------------------------------------------------------
 
+
+def _refused(recipe: Path, tmp_path: Path) -> str:
+    """The one error line of a build of RECIPE that must fail (exit 2) and write nothing."""
+    out = tmp_path / "out"
+    result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    assert result.returncode == 2, result.stderr
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert not out.exists()
+    return lines[0]
+
+
 FILES_RECIPE = f"""\
 name: elf-files
 platforms: [amd64, arm64]
@@ -124,14 +136,9 @@ def _files_project(folder: Path, amd64: Path, arm64: Path) -> Path:
 
 def test_an_x86_64_binary_in_files_of_an_arm64_image_is_one_line(host_busybox: Path, tmp_path: Path) -> None:
     recipe = _files_project(tmp_path / "src", host_busybox, host_busybox)
-    out = tmp_path / "out"
-    result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
-    assert result.returncode == 2, result.stderr
-    lines = error_lines(result)
-    assert len(lines) == 1, result.stderr
-    assert f"{recipe}:5: files[0]: /bin/busybox is linux/amd64 code" in lines[0]
-    assert "the image is linux/arm64" in lines[0] and "foreign_code" in lines[0]
-    assert not out.exists()
+    line = _refused(recipe, tmp_path)
+    assert f"{recipe}:5: files[0]: /bin/busybox is linux/amd64 code" in line
+    assert "the image is linux/arm64" in line and "foreign_code" in line
 
 
 def test_the_right_binary_per_platform_passes(host_busybox: Path, arm64_busybox: Path,
@@ -175,17 +182,13 @@ def test_host_code_copied_out_of_a_stage_is_refused(host_busybox: Path, arm64_bu
         shutil.copy(binary, src / arch / "busybox")
     recipe = src / "xarch.yaml"
     recipe.write_text(STAGE_RECIPE)
-    out = tmp_path / "out"
-    result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
-    assert result.returncode == 2, result.stderr
-    lines = error_lines(result)
-    assert len(lines) == 1, result.stderr
-    assert f"{recipe}:17: copy[0]: {SO} (from build:/out/markupsafe) is linux/amd64 code" in lines[0]
-    assert "the image is linux/arm64" in lines[0]
-    assert not out.exists()
+    line = _refused(recipe, tmp_path)
+    assert f"{recipe}:17: copy[0]: {SO} (from build:/out/markupsafe) is linux/amd64 code" in line
+    assert "the image is linux/arm64" in line
 
     # The opt-out: deliberate foreign code, named by path.
     recipe.write_text(STAGE_RECIPE + 'foreign_code: ["/usr/lib/python3/dist-packages/markupsafe/*.so"]\n')
+    out = tmp_path / "out"
     xarch_ok("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
     files = image_files(out, "arm64")
     assert files[SO.lstrip("/")].data == host_busybox.read_bytes()

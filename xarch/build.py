@@ -22,6 +22,7 @@ from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
 from xarch.store import Store
+from xarch.treecheck import check_extractable
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
@@ -91,6 +92,7 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     recipe = inputs.loaded.recipe
     level = recipe.compression.level
     tree = platform_tree(inputs, platform, reporter, workdir)
+    check_extractable(inputs.loaded, tree)
     check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []
     for name, entries in split_layers(tree, recipe.layers):

@@ -62,7 +62,7 @@ def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None
 
 def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, origin: str) -> None:
     uid, gid = spec.owner
-    tree.add(Entry(destination, "dir", 0o755, uid, gid))
+    tree.add(Entry(destination, "dir", 0o755, uid, gid, origin=origin))
     # os.walk order depends on the file system; sort so the walk itself is reproducible.
     for root, dirs, files in os.walk(source):
         dirs.sort()
@@ -74,9 +74,10 @@ def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, ori
             info = path.lstat()
             image_path = prefix + name
             if stat.S_ISLNK(info.st_mode):
-                tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path)))
+                tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path),
+                               origin=origin))
             elif stat.S_ISDIR(info.st_mode):
-                tree.add(Entry(image_path, "dir", 0o755, uid, gid))
+                tree.add(Entry(image_path, "dir", 0o755, uid, gid, origin=origin))
             elif stat.S_ISREG(info.st_mode):
                 mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
                 tree.add(Entry(image_path, "file", mode, uid, gid, source=path, origin=origin))
@@ -103,11 +104,13 @@ def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = No
     """Add the recipe's own contents for PLATFORM to TREE (a new one by default)."""
     recipe = loaded.recipe
     tree = tree if tree is not None else Tree()
-    for directory in recipe.directories:
+    for index, directory in enumerate(recipe.directories):
         tree.add_parents(directory.path)
-        tree.add(Entry(directory.path, "dir", directory.mode, *directory.owner))
+        tree.add(Entry(directory.path, "dir", directory.mode, *directory.owner,
+                       origin=format_loc(("directories", index))))
     add_file_specs(loaded, tree, recipe.files, platform, ("files",))
-    for link in recipe.symlinks:
+    for index, link in enumerate(recipe.symlinks):
         tree.add_parents(link.path)
-        tree.add(Entry(link.path, "symlink", 0o777, *link.owner, linkname=link.target))
+        tree.add(Entry(link.path, "symlink", 0o777, *link.owner, linkname=link.target,
+                       origin=format_loc(("symlinks", index))))
     return tree

@@ -34,8 +34,9 @@ from xarch.layering import matches
 from xarch.oci.tree import Tree
 from xarch.packages import IMAGE_SET
 from xarch.platforms import ElfKind, Platform
-from xarch.recipe import LoadedRecipe, format_error, format_loc
+from xarch.recipe import LoadedRecipe, format_loc
 from xarch.sources.debian.install import package_origin
+from xarch.treecheck import origin_error
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
@@ -152,18 +153,7 @@ def check_image(loaded: LoadedRecipe, tree: Tree, platform: Platform, lock: Lock
         return
     first = found[0]
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    locs: dict[str, tuple[str | int, ...]] = {}
-    for index in range(len(recipe.files)):
-        locs[format_loc(("files", index))] = ("files", index)
-    sources: dict[str, str] = {}
-    for index, copy in enumerate(recipe.copy_):
-        locs[format_loc(("copy", index))] = ("copy", index)
-        sources[format_loc(("copy", index))] = copy.source
+    sources = {format_loc(("copy", index)): copy.source for index, copy in enumerate(recipe.copy_)}
     where = f" (from {sources[first.origin]})" if first.origin in sources else ""
-    message = (f"/{first.path}{where} {first.reason}{more}; "
-               "if deliberate, add the path to foreign_code")
-    if first.origin in locs:
-        loc = locs[first.origin]
-        raise ForeignCode(format_error(loaded.path, loaded.positions.line_of(loc), loc, message))
-    origin = first.origin or "made by xarch"
-    raise ForeignCode(f"{loaded.path}: {origin}: {message}")
+    message = f"/{first.path}{where} {first.reason}{more}; if deliberate, add the path to foreign_code"
+    raise ForeignCode(origin_error(loaded, first.origin, message))

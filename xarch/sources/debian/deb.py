@@ -197,7 +197,8 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
             raise UnpackError(f"{what}: symlink with an invalid target")
         # Stored as is, never followed on the host; inside the tree it is followed only to
         # place later members, and only within the image root (see resolve).
-        tree.add(Entry(target, "symlink", mode or 0o777, uid, gid, mtime, linkname=info.linkname))
+        tree.add(Entry(target, "symlink", mode or 0o777, uid, gid, mtime, linkname=info.linkname,
+                       origin=origin))
     elif info.islnk():
         try:
             link_path = normalize_path(info.linkname)
@@ -213,7 +214,7 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
             raise UnpackError(f"{what}: hard link to {info.linkname!r}, which the package did not ship first")
         if original.type == "hardlink":
             link_target = original.linkname
-        tree.add(Entry(target, "hardlink", mode, uid, gid, mtime, linkname=link_target))
+        tree.add(Entry(target, "hardlink", mode, uid, gid, mtime, linkname=link_target, origin=origin))
     elif info.isfile():
         extracted = tar.extractfile(info)
         data = extracted.read() if extracted else b""
