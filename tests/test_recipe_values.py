@@ -186,3 +186,21 @@ def test_accounts_errors_name_file_line_and_field(tmp_path: Path, accounts: str,
 def test_the_same_gaps_elsewhere_in_the_recipe(tmp_path: Path, body: str, where: str, says: str) -> None:
     message = _error(tmp_path, body)
     assert message.startswith(where) and says in message, message
+
+
+def test_a_hard_link_must_name_a_file_of_the_image(tmp_path: Path) -> None:
+    from xarch.oci.tree import Entry, Tree
+    from xarch.treecheck import BrokenTree, check_extractable
+
+    recipe = tmp_path / "xarch.yaml"
+    recipe.write_text(HEAD)
+    loaded = load(recipe)
+    tree = Tree()
+    tree.add(Entry("usr/bin/a", "file", 0o755, data=b"a"))
+    tree.add(Entry("usr/bin/b", "hardlink", 0o755, linkname="usr/bin/a", origin="package p 1 (amd64)"))
+    check_extractable(loaded, tree)
+    tree.add(Entry("usr/bin/a", "dir", 0o755))  # a later part replaced the file with a folder
+    with pytest.raises(BrokenTree) as caught:
+        check_extractable(loaded, tree)
+    assert str(caught.value) == (f"{recipe}: package p 1 (amd64): /usr/bin/b is a hard link to /usr/bin/a, "
+                                 "which is a dir in the image")
