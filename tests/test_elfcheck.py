@@ -234,3 +234,18 @@ packages:
     amd64 = image_files(out, "amd64")
     cross = amd64["usr/aarch64-linux-gnu/lib/libc.so.6"]
     assert cross.data[18] == 0xB7
+
+
+def test_every_platform_has_elf_facts_with_names_pyelftools_knows() -> None:
+    from elftools.elf.enums import ENUM_E_MACHINE, ENUM_EI_CLASS, ENUM_EI_DATA, ENUM_EI_OSABI
+
+    for plat in platforms.all_platforms().values():
+        assert plat.elf is not None, f"platforms/{plat.slug}.yaml has no elf: block"
+        for kind in (plat.elf.kind, *plat.elf.also):
+            assert kind.machine in ENUM_E_MACHINE and kind.elf_class in ENUM_EI_CLASS, plat.name
+            assert kind.data in ENUM_EI_DATA, plat.name
+        assert set(plat.elf.osabi) <= set(ENUM_EI_OSABI), plat.name
+        for rule in plat.elf.refuse_flags:
+            assert rule.value & ~rule.mask == 0 and rule.means, plat.name
+    kinds = [p.elf.kind for p in platforms.all_platforms().values() if p.elf]
+    assert len(set(kinds)) == len(kinds), "two platforms claim the same ELF kind"

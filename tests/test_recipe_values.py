@@ -64,6 +64,9 @@ BAD = [
     ('files:\n  - src: "x\\0"\n    dst: /x\n', "4: files[0].src: ", "NUL"),
     ('symlinks:\n  - {path: /l, target: ""}\n', "4: symlinks[0].target: ", ""),
     ('symlinks:\n  - {path: /l, target: "a\\0"}\n', "4: symlinks[0].target: ", "NUL"),
+    (f"symlinks:\n  - {{path: /l, target: {'a' * 4096}}}\n", "4: symlinks[0].target: ", "4095"),
+    (f"files:\n  - src: x\n    dst: /{'n' * 256}\n", "5: files[0].dst: ", "NAME_MAX"),
+    (f"files:\n  - src: x\n    dst: /{'d/' * 2048}x\n", "5: files[0].dst: ", "PATH_MAX"),
     # the runtime config
     ("config:\n  stop_signal: SIGNOPE\n", "4: config.stop_signal: ", "not a signal"),
     ("config:\n  stop_signal: 0\n", "4: config.stop_signal: ", "1..64"),
@@ -103,6 +106,7 @@ def test_values_that_break_images_are_one_line_errors(tmp_path: Path, body: str,
 
 @pytest.mark.parametrize("body", [
     FILE + f'    owner: "{MAX_ID}:{MAX_ID}"\n',
+    f"files:\n  - src: x\n    dst: /{'n' * 255}\n",
     "config:\n  stop_signal: SIGTERM\n",
     "config:\n  stop_signal: term\n",
     "config:\n  stop_signal: SIGRTMIN+3\n",

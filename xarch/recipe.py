@@ -89,9 +89,21 @@ def _image_path(value: Any) -> str:
         raise ValueError("must not contain a NUL byte")
     if ".." in value.split("/"):
         raise ValueError("must not contain '..'")
-    if not [part for part in value.split("/") if part not in ("", ".")]:
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    if not parts:
         raise ValueError(f"{value!r} is the image root itself; name a path below /")
+    _fits_linux(parts)
     return value
+
+
+def _fits_linux(parts: list[str]) -> None:
+    # Linux's NAME_MAX (255 bytes a name) and PATH_MAX (4096 bytes with the NUL): a layer
+    # holds longer names (PAX), but no runtime can then create them.
+    long_part = next((p for p in parts if len(p.encode()) > 255), None)
+    if long_part is not None:
+        raise ValueError(f"a name of {len(long_part.encode())} bytes is longer than Linux's 255 (NAME_MAX)")
+    if len("/".join(parts).encode()) + 1 > 4095:
+        raise ValueError("is longer than Linux's 4095 bytes (PATH_MAX)")
 
 
 def _image_glob(value: Any) -> str:
@@ -233,7 +245,7 @@ class DirectorySpec(Strict):
 
 class SymlinkSpec(Strict):
     path: ImagePath
-    target: Text = Field(min_length=1)
+    target: Text = Field(min_length=1, max_length=4095)  # a symlink holds at most PATH_MAX - 1 bytes
     owner: Owner = (0, 0)
 
 
@@ -390,8 +402,10 @@ class Recipe(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not NAME_RE.fullmatch(name):
-            raise ValueError("must be a lower-case image name such as 'hello' or 'team/hello'")
+        # 255: what registries and clients allow for host + "/" + name (OCI distribution spec)
+        if not NAME_RE.fullmatch(name) or len(name) > 255:
+            raise ValueError("must be a lower-case image name such as 'hello' or 'team/hello', "
+                             "at most 255 characters")
         return name
 
     @field_validator("tag")
