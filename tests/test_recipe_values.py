@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.e2e import EPOCH, error_lines, xarch
+from tests.support.e2e import EPOCH, error_lines, image_files, xarch, xarch_ok
 from xarch.errors import RecipeError
 from xarch.recipe import MAX_ID, load
 
@@ -53,12 +53,8 @@ BAD = [
     ('directories:\n  - {path: /d, owner: "99999999999"}\n', "4: directories[0].owner: ", "out of range"),
     ('copy:\n  - {from: "s:/a", dst: /a, owner: "4294967295:0"}\n', "4: copy[0].owner: ", "out of range"),
     # paths that are the root itself, climb out, or hold a NUL
-    ("files:\n  - src: x\n    dst: /\n", "5: files[0].dst: ", "image root"),
-    ("files:\n  - src: x\n    dst: /./\n", "5: files[0].dst: ", "image root"),
-    ("files:\n  - src: x\n    dst: //\n", "5: files[0].dst: ", "image root"),
     ("directories:\n  - {path: /}\n", "4: directories[0].path: ", "image root"),
     ("symlinks:\n  - {path: /., target: x}\n", "4: symlinks[0].path: ", "image root"),
-    ('copy:\n  - {from: "s:/a", dst: /}\n', "4: copy[0].dst: ", "image root"),
     ('copy:\n  - {from: "s:/a/../../etc", dst: /x}\n', "4: copy[0].from: ", "'..'"),
     ('files:\n  - src: x\n    dst: "/a\\0b"\n', "5: files[0].dst: ", "NUL"),
     ('files:\n  - src: "x\\0"\n    dst: /x\n', "4: files[0].src: ", "NUL"),
@@ -190,6 +186,36 @@ def test_accounts_errors_name_file_line_and_field(tmp_path: Path, accounts: str,
 def test_the_same_gaps_elsewhere_in_the_recipe(tmp_path: Path, body: str, where: str, says: str) -> None:
     message = _error(tmp_path, body)
     assert message.startswith(where) and says in message, message
+
+
+@pytest.mark.parametrize("dst", ["/", "/./", "//"])
+def test_a_file_as_the_image_root_is_one_line(tmp_path: Path, dst: str) -> None:
+    (tmp_path / "x").write_text("x\n")
+    recipe = tmp_path / "xarch.yaml"
+    recipe.write_text(f"name: a\nplatforms: [amd64]\nepoch: {EPOCH}\nfiles:\n  - src: x\n    dst: {dst}\n")
+    line = _build_error(recipe, tmp_path)
+    assert line == (f"xarch: error: {recipe}:6: files[0].dst: x is a file; only a folder can be copied "
+                    "as the image root /")
+
+
+def test_a_file_copied_from_a_stage_as_the_image_root_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("x\n")
+    recipe = tmp_path / "xarch.yaml"
+    recipe.write_text(f"name: a\nplatforms: [amd64]\nepoch: {EPOCH}\nstages:\n  s:\n"
+                      "    files: [{src: x, dst: /x}]\ncopy:\n  - {from: 's:/x', dst: /}\n")
+    line = _build_error(recipe, tmp_path)
+    assert line == (f"xarch: error: {recipe}:8: copy[0].dst: s:/x is a file; only a folder can be copied "
+                    "as the image root /")
+
+
+def test_a_folder_may_be_the_image_root(tmp_path: Path) -> None:
+    (tmp_path / "root" / "etc").mkdir(parents=True)
+    (tmp_path / "root" / "etc" / "motd").write_text("hi\n")
+    recipe = tmp_path / "xarch.yaml"
+    recipe.write_text(f"name: a\nplatforms: [amd64]\nepoch: {EPOCH}\nfiles:\n  - src: root\n    dst: /\n")
+    out = tmp_path / "out"
+    xarch_ok("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    assert image_files(out, "amd64")["etc/motd"].data == b"hi\n"
 
 
 def test_a_hard_link_must_name_a_file_of_the_image(tmp_path: Path) -> None:

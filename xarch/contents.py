@@ -14,7 +14,7 @@ from pathlib import Path
 
 from xarch.oci.tree import Entry, Tree
 from xarch.platforms import Platform
-from xarch.recipe import FileSpec, LoadedRecipe, format_loc
+from xarch.recipe import FileSpec, LoadedRecipe, format_loc, is_root
 
 
 def _git_like_mode(mode: int) -> int:
@@ -95,6 +95,9 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
         tree.add_parents(spec.dst)
         if source.is_dir():
             _copy_folder(tree, source, spec.dst, spec, origin)
+        elif is_root(spec.dst):
+            raise loaded.error((*loc, index, "dst"), f"{spec.src} is a file; only a folder can be copied "
+                               "as the image root /")
         else:
             mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
             tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source, origin=origin))

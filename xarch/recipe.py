@@ -82,17 +82,29 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
-def _image_path(value: Any) -> str:
+def _destination(value: Any) -> str:
+    """An absolute image path; "/" (a folder copied as the whole root) is allowed."""
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError("must be an absolute path in the image, e.g. /usr/bin/app")
     if "\x00" in value:
         raise ValueError("must not contain a NUL byte")
     if ".." in value.split("/"):
         raise ValueError("must not contain '..'")
-    parts = [part for part in value.split("/") if part not in ("", ".")]
-    if not parts:
+    _fits_linux([part for part in value.split("/") if part not in ("", ".")])
+    return value
+
+
+def is_root(path: str) -> bool:
+    """Whether the image path PATH ("/", "//", "/.") names the image root itself."""
+    return not [part for part in path.split("/") if part not in ("", ".")]
+
+
+def _image_path(value: Any) -> str:
+    """An absolute image path below "/": the root has no entry in a layer to hold a file,
+    link or folder metadata."""
+    _destination(value)
+    if is_root(value):
         raise ValueError(f"{value!r} is the image root itself; name a path below /")
-    _fits_linux(parts)
     return value
 
 
@@ -175,6 +187,7 @@ def _key(value: Any) -> Any:
 Mode = Annotated[int, BeforeValidator(_mode)]
 Owner = Annotated[tuple[int, int], BeforeValidator(_owner)]
 ImagePath = Annotated[str, BeforeValidator(_image_path)]
+Destination = Annotated[str, BeforeValidator(_destination)]  # files.dst, copy.dst: a folder may go to /
 ImageGlob = Annotated[str, BeforeValidator(_image_glob)]
 Text = Annotated[str, BeforeValidator(_no_nul)]  # what reaches argv, env or JSON a runtime reads
 Key = Annotated[str, BeforeValidator(_key)]  # label and annotation keys
@@ -226,7 +239,7 @@ class FileSpec(Strict):
     """A file or a folder of the source tree copied into the image."""
 
     src: Text
-    dst: ImagePath
+    dst: Destination
     mode: Mode | None = None
     owner: Owner = (0, 0)
     platforms: list[str] | None = None  # only for these platforms
@@ -320,7 +333,7 @@ class CopySpec(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     source: str = Field(alias="from")
-    dst: ImagePath
+    dst: Destination
     mode: Mode | None = None
     owner: Owner | None = None
 
