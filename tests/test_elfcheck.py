@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_tool
+from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb
+from tests.support.debian_fixtures import debian_key  # noqa: F401 (fixture)
 from tests.support.dockerd import arm64_busybox  # noqa: F401 (fixture)
 from tests.support.e2e import EPOCH, error_lines, image_files, xarch, xarch_ok
 from xarch import platforms
@@ -249,3 +251,37 @@ def test_every_platform_has_elf_facts_with_names_pyelftools_knows() -> None:
             assert rule.value & ~rule.mask == 0 and rule.means, plat.name
     kinds = [p.elf.kind for p in platforms.all_platforms().values() if p.elf]
     assert len(set(kinds)) == len(kinds), "two platforms claim the same ELF kind"
+
+
+# --- packages: the hermetic signed archive of tests/support/aptrepo.py -------------------------
+
+def test_package_files_are_checked_and_architecture_all_is_exempt(host_busybox: Path, tmp_path: Path,
+                                                                  debian_key: GpgKey) -> None:
+    need_tool("dpkg-deb")
+    need_tool("apt-ftparchive")
+    code = host_busybox.read_bytes()  # amd64 code, labelled as the package says
+    repo = AptRepo(tmp_path / "repo", debian_key)
+    for pkg in (FixturePackage("tool", arch="amd64", files={"usr/bin/tool": code}),
+                FixturePackage("tool", arch="arm64", files={"usr/bin/tool": code}),  # mislabelled
+                FixturePackage("fw", arch="all", files={"usr/lib/firmware/fw.elf": code})):
+        repo.add(build_deb(pkg, tmp_path / "roots", tmp_path / "debs"))
+    repo.publish()
+    server = RepoServer(repo.root)
+    try:
+        keyring = debian_key.export(tmp_path / "keyring.gpg")
+        recipe = tmp_path / "src" / "xarch.yaml"
+        recipe.parent.mkdir()
+        text = (f"name: pkg-elf\nplatforms: [amd64, arm64]\nepoch: {EPOCH}\nsources:\n  debian:\n"
+                f"    suites: [stable]\n    mirror: {server.url}\n    keyring: {keyring}\n")
+        recipe.write_text(text + "packages: [fw]\n")
+        out = tmp_path / "out"
+        xarch_ok("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
+        assert image_files(out, "arm64")["usr/lib/firmware/fw.elf"].data == code
+
+        recipe.write_text(text + "packages: [tool]\n")
+        (recipe.parent / "xarch.lock").unlink()
+        line = _refused(recipe, tmp_path / "second")
+        assert f"{recipe}:9: packages: package tool 1.0 (arm64): /usr/bin/tool is linux/amd64 code" in line
+        assert "the image is linux/arm64" in line
+    finally:
+        server.stop()

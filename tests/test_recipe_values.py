@@ -232,5 +232,6 @@ def test_a_hard_link_must_name_a_file_of_the_image(tmp_path: Path) -> None:
     tree.add(Entry("usr/bin/a", "dir", 0o755))  # a later part replaced the file with a folder
     with pytest.raises(BrokenTree) as caught:
         check_extractable(loaded, tree)
-    assert str(caught.value) == (f"{recipe}: package p 1 (amd64): /usr/bin/b is a hard link to /usr/bin/a, "
-                                 "which is a dir in the image")
+    # No `packages:` in this recipe: the line is the nearest, the first.
+    assert str(caught.value) == (f"{recipe}:1: packages: package p 1 (amd64): /usr/bin/b is a hard link to "
+                                 "/usr/bin/a, which is a dir in the image")

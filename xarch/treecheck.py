@@ -31,10 +31,13 @@ def recipe_locs(loaded: LoadedRecipe) -> dict[str, tuple[str | int, ...]]:
 
 def origin_error(loaded: LoadedRecipe, origin: str, message: str) -> str:
     """MESSAGE prefixed with where ORIGIN is: "xarch.yaml:12: copy[0]: …" for a recipe item,
-    "xarch.yaml: package busybox 1.35 (arm64): …" otherwise."""
+    "xarch.yaml:7: packages: package busybox 1.35 (arm64): …" for a package's file."""
     loc = recipe_locs(loaded).get(origin)
     if loc is not None:
         return format_error(loaded.path, loaded.positions.line_of(loc), loc, message)
+    if origin.startswith("package "):  # the recipe's `packages:` brought it
+        loc = ("packages",)
+        return format_error(loaded.path, loaded.positions.line_of(loc), loc, f"{origin}: {message}")
     return f"{loaded.path}: {origin or 'made by xarch'}: {message}"
 
 
