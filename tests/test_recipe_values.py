@@ -83,12 +83,17 @@ BAD = [
     ('annotations:\n  index: {"a\\nb": v}\n', '4: annotations.index["a\\nb"]: ', "control character"),
     ('annotations:\n  manifest: {k: "v\\0"}\n', "4: annotations.manifest.k: ", "NUL"),
     ("epoch: 253402300800\n", "3: epoch: ", "253402300799"),
+    ("epoch: true\n", "3: epoch: ", "valid integer"),
+    ('epoch: "12"\n', "3: epoch: ", "valid integer"),
+    ("compression: {level: true}\n", "3: compression.level: ", "valid integer"),
+    ("accounts:\n  users: [{name: u, uid: true}]\n", "4: accounts.users[0].uid: ", "valid integer"),
     # accounts: what /etc/passwd and /etc/group can hold
-    ("accounts:\n  users: [{name: Bad Name, uid: 1}]\n", "4: accounts.users[0].name: ", "pattern"),
+    ("accounts:\n  users: [{name: Bad Name, uid: 1}]\n", "4: accounts.users[0].name: ",
+     "not an account name"),
     ("accounts:\n  users: [{name: u, uid: 2147483648}]\n", "4: accounts.users[0].uid: ", "2147483647"),
     ("accounts:\n  users: [{name: u, uid: 1, home: /a:b}]\n", "4: accounts.users[0].home: ", "':'"),
     ("accounts:\n  groups:\n    - {name: g, gid: 1, members: [x y]}\n", "5: accounts.groups[0].members[0]: ",
-     "pattern"),
+     "not an account name"),
 ]
 
 

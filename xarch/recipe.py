@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,  # numbers only: pydantic's lax int takes true as 1 and "12" as 12
     ValidationError,
     field_validator,
     model_validator,
@@ -268,7 +269,7 @@ class LayerSpec(Strict):
 
 
 class CompressionSpec(Strict):
-    level: int = Field(default=6, ge=1, le=12)
+    level: StrictInt = Field(default=6, ge=1, le=12)
 
 
 def _package_selection(value: Any) -> Any:
@@ -293,7 +294,11 @@ class SourcesSpec(Strict):
         return [value] if isinstance(value, dict) else value
 
 
-ACCOUNT_NAME = r"^[a-z_][a-z0-9_.-]{0,31}$"  # what useradd(8) accepts by default, at most 32
+def _account_name(value: Any) -> Any:
+    # What useradd(8) and groupadd(8) accept by default, at most 32 characters.
+    if isinstance(value, str) and not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", value):
+        raise ValueError(f"{value!r} is not an account name: a-z or _, then a-z 0-9 _ . -, at most 32")
+    return value
 
 
 def _passwd_field(value: Any) -> Any:
@@ -304,13 +309,13 @@ def _passwd_field(value: Any) -> Any:
 
 
 PasswdField = Annotated[str, BeforeValidator(_passwd_field)]
-AccountName = Annotated[str, Field(pattern=ACCOUNT_NAME)]
+AccountName = Annotated[str, BeforeValidator(_account_name)]
 
 
 class UserSpec(Strict):
     name: AccountName
-    uid: int = Field(ge=0, le=MAX_ACCOUNT_ID)
-    gid: int | None = Field(default=None, ge=0, le=MAX_ACCOUNT_ID)  # default: the same number as uid
+    uid: StrictInt = Field(ge=0, le=MAX_ACCOUNT_ID)
+    gid: StrictInt | None = Field(default=None, ge=0, le=MAX_ACCOUNT_ID)  # default: the same number as uid
     home: PasswdField = "/nonexistent"
     shell: PasswdField = "/usr/sbin/nologin"
     gecos: PasswdField = ""
@@ -318,7 +323,7 @@ class UserSpec(Strict):
 
 class GroupSpec(Strict):
     name: AccountName
-    gid: int = Field(ge=0, le=MAX_ACCOUNT_ID)
+    gid: StrictInt = Field(ge=0, le=MAX_ACCOUNT_ID)
     members: list[AccountName] = Field(default_factory=list)
 
 
@@ -394,7 +399,7 @@ class Recipe(Strict):
     name: str
     tag: str = "latest"
     platforms: list[str] = Field(min_length=1)
-    epoch: int | None = Field(default=None, ge=0, le=MAX_EPOCH)
+    epoch: StrictInt | None = Field(default=None, ge=0, le=MAX_EPOCH)
     config: ImageConfigSpec = Field(default_factory=ImageConfigSpec)
     annotations: AnnotationsSpec = Field(default_factory=AnnotationsSpec)
     files: list[FileSpec] = Field(default_factory=list)
