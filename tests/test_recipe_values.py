@@ -76,6 +76,7 @@ BAD = [
     ('config:\n  entrypoint: ["/a\\0"]\n', "4: config.entrypoint[0]: ", "NUL"),
     ("config:\n  workdir: srv\n", "4: config.workdir: ", "absolute"),
     ("config:\n  volumes: [data]\n", "4: config.volumes[0]: ", "absolute"),
+    ("config:\n  volumes: [/data, /]\n", "4: config.volumes[1]: ", "image root"),
     ('config:\n  user: "a b"\n', "4: config.user: ", "USER"),
     ('config:\n  user: "1:2:3"\n', "4: config.user: ", "USER"),
     ('config:\n  user: "0:4294967295"\n', "4: config.user: ", "out of range"),

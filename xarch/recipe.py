@@ -171,6 +171,13 @@ def _absolute(value: Any) -> Any:
     return _no_nul(value)
 
 
+def _volume(value: Any) -> Any:
+    _absolute(value)
+    if isinstance(value, str) and is_root(value):
+        raise ValueError("a volume cannot be the image root /; Docker and runc refuse to mount there")
+    return value
+
+
 def _env_key(value: Any) -> Any:
     if isinstance(value, str) and (not value or "=" in value):
         raise ValueError(f"{value!r} is not a variable name (empty, or contains '=')")
@@ -206,7 +213,7 @@ class ImageConfigSpec(Strict):
     user: Annotated[str, BeforeValidator(_user)] | None = None
     workdir: Annotated[str, BeforeValidator(_absolute)] | None = None
     exposed_ports: list[str] = Field(default_factory=list)
-    volumes: list[Annotated[str, BeforeValidator(_absolute)]] = Field(default_factory=list)
+    volumes: list[Annotated[str, BeforeValidator(_volume)]] = Field(default_factory=list)
     labels: dict[Key, Text] = Field(default_factory=dict)
     stop_signal: Annotated[str, BeforeValidator(_stop_signal)] | None = None
 
