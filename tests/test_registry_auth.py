@@ -71,7 +71,7 @@ def test_wrong_password_is_one_clear_line_and_never_shown(auth_registry: Registr
     target = f"{auth_registry.host}/private/app:v1"
     result = run_push_cli([str(layout.path), target, "--username", "alice", "--password-stdin"],
                           stdin=wrong + "\n", env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
-    assert result.returncode == 1
+    assert result.returncode == 4
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("xarch: error: ") and "rejected the credentials of user 'alice'" in lines[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from xarch.errors import XarchError
+from xarch.errors import InputError
 from xarch.oci.digest import platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
@@ -15,7 +15,7 @@ from xarch.platforms import Platform
 KINDS = ("oci", "oci-archive", "docker-archive")
 
 
-class OutputError(XarchError):
+class OutputError(InputError):
     pass
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from xarch.errors import InputError
 
-class UnknownPlatform(ValueError):
+
+class UnknownPlatform(InputError, ValueError):
     pass
 
 

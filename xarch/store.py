@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from xarch.errors import InputError
+
 CHUNK = 1 << 20
 
 
-class DigestMismatch(ValueError):
+class DigestMismatch(InputError, ValueError):
     """Content whose sha256 is not the one it was asked to have."""
 
 

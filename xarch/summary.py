@@ -10,13 +10,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from xarch.errors import XarchError
+from xarch.errors import InputError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, platform_name, sha256_digest
 from xarch.oci.layout import Artifact, LayoutError, LayoutReader
 from xarch.units import human_size
 
 
-class InspectError(XarchError):
+class InspectError(InputError):
     pass
 
 

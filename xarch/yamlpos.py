@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from xarch.errors import InputError
 
-class YamlPositionError(ValueError):
+
+class YamlPositionError(InputError, ValueError):
     def __init__(self, line: int | None, message: str) -> None:
         super().__init__(message)
         self.line = line

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from xarch.errors import XarchError
+from xarch.errors import InputError, XarchError
 from xarch.oci.digest import hex_of, sha256_digest
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -27,7 +27,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 PREFIXES = ("oci:", "oci-archive:", "docker-archive:", "docker://", "registry:")
 
 
-class DiffError(XarchError):
+class DiffError(InputError):
     """An input of `xarch diff` cannot be read. Exit 2, like diff(1) when in trouble."""
 
     exit_code = 2
@@ -264,7 +264,9 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
         raise
     except XarchError as error:  # exit 2 (trouble), not 1, which means "they differ"
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DiffError(f"{label}: {error}") from None
+        wrapped = DiffError(f"{label}: {error}")
+        wrapped.exit_code = error.exit_code  # an unreachable registry stays exit 4
+        raise wrapped from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,7 +21,7 @@ import docker
 import docker.errors
 
 from xarch import platforms
-from xarch.errors import XarchError
+from xarch.errors import ExitCode, InputError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
@@ -33,8 +33,14 @@ from xarch.registry.reference import parse_reference
 _INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 
 
-class DockerError(XarchError):
-    """The Docker engine is unreachable or refused what xarch gave it."""
+class DockerError(InputError):
+    """The Docker engine refused what xarch gave it, or the image to load is wrong (exit 2)."""
+
+
+class DockerUnreachable(DockerError):
+    """No Docker engine answers at DOCKER_HOST (or the default socket) (exit 3: the host)."""
+
+    exit_code = ExitCode.HOST
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ def docker_client() -> docker.DockerClient:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as error:
-        raise DockerError(
+        raise DockerUnreachable(
             f"cannot reach the Docker engine at {where}: {_first_line(error)} "
             "(is dockerd running? scripts/start-dockerd starts one)"
         ) from None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xarch.errors import InputError
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of, sha256_digest
 from xarch.oci.image import Image
@@ -18,7 +19,7 @@ from xarch.oci.tree import Entry
 OCI_LAYOUT_FILE = canonical_json({"imageLayoutVersion": "1.0.0"})
 
 
-class LayoutError(ValueError):
+class LayoutError(InputError, ValueError):
     pass
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from xarch.errors import InputError
 from xarch.oci.tree import Entry
 
 BLOCK = 512
@@ -23,7 +24,7 @@ _MAX_OCTAL = {8: 0o7777777, 12: 0o77777777777}
 PAX_NAME = b"././@PaxHeader"
 
 
-class TarError(ValueError):
+class TarError(InputError, ValueError):
     pass
 
 

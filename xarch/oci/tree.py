@@ -14,10 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from xarch.errors import InputError
+
 EntryType = Literal["file", "dir", "symlink", "hardlink"]
 
 
-class TreeError(ValueError):
+class TreeError(InputError, ValueError):
     """A path or entry that cannot be part of an image tree."""
 
 

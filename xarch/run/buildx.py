@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from xarch import platforms
-from xarch.errors import BuildError
+from xarch.errors import BuildError, ExitCode
 from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.progress import interactive
 
@@ -33,7 +33,13 @@ ERROR_TAIL_LINES = 15
 
 
 class BuildxError(BuildError):
-    """docker buildx is missing or a buildx build failed."""
+    """A buildx build failed or its stage is wrong (exit 2)."""
+
+
+class BuildxMissing(BuildxError):
+    """docker or its buildx plugin is not installed (exit 3: the host)."""
+
+    exit_code = ExitCode.HOST
 
 
 @dataclass(frozen=True)
@@ -100,10 +106,10 @@ def find_docker() -> str:
     """The docker client, checked to have the buildx plugin."""
     docker = shutil.which("docker")
     if docker is None:
-        raise BuildxError("docker is not installed (scripts/setup-host installs docker.io)")
+        raise BuildxMissing("docker is not installed (scripts/setup-host installs docker.io)")
     probe = subprocess.run([docker, "buildx", "version"], capture_output=True, text=True)
     if probe.returncode != 0:
-        raise BuildxError("docker buildx is not installed: scripts/setup-host puts Debian's docker-buildx "
+        raise BuildxMissing("docker buildx is not installed: scripts/setup-host puts Debian's docker-buildx "
                           "into ~/.docker/cli-plugins")
     return docker
 

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from plumbum import local
 
-from xarch.errors import XarchError
+from xarch.errors import HostError, RecipeError
 
 TAIL_LINES = 10
 
@@ -33,7 +33,7 @@ CROSS_HOME = CROSS_MOUNT_BASE / "xarch" / "home"
 Log = Callable[[str], None]
 
 
-class IsolationUnavailable(XarchError):
+class IsolationUnavailable(HostError):
     """Neither root nor user namespaces: a step cannot be run isolated on this host."""
 
 
@@ -160,7 +160,7 @@ def rootfs_command(
     """The command line that runs shell text STEP with /bin/sh of ROOTFS, chrooted, in CWD."""
     rootfs = rootfs.resolve()
     if not (rootfs / "bin" / "sh").exists() and not (rootfs / "bin" / "sh").is_symlink():
-        raise XarchError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
+        raise RecipeError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
     for mountpoint in ("proc", "dev"):
         (rootfs / mountpoint).mkdir(exist_ok=True)
     if not (rootfs / "tmp").exists():
@@ -206,7 +206,8 @@ def host_command(
     for source, _ in binds:
         resolved = source.resolve()
         if resolved == Path(CROSS_MOUNT_BASE) or Path(CROSS_MOUNT_BASE) in resolved.parents:
-            raise XarchError(f"{resolved} is under {CROSS_MOUNT_BASE}, which cross steps mount over: move it")
+            raise RecipeError(
+                f"{resolved} is under {CROSS_MOUNT_BASE}, which cross steps mount over: move it")
     pairs = [str(part) for source, target in binds for part in (source.resolve(), target)]
     return [
         *unshare_argv(network, rootless), "/bin/sh", "-c", _HOST_SETUP, "xarch-setup",
