@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
-from xarch.errors import InputError
+from xarch.errors import ExitCode, InputError
 from xarch.oci.digest import platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
@@ -56,9 +57,18 @@ def image_for(artifact: Artifact, platform: Platform) -> Image:
 def write_output(
     artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str, docker_platform: Platform
 ) -> None:
-    if spec.kind == "oci":
-        write_layout(artifact, spec.path)
-    elif spec.kind == "oci-archive":
-        write_oci_archive(artifact, spec.path, epoch)
-    else:
-        write_docker_archive(image_for(artifact, docker_platform), [repo_tag], spec.path, epoch)
+    """Write SPEC whole or not at all (xarch/oci/atomic.py); OutputError naming it when the
+    disk fills up or the folder is not writable (exit 3 for a full disk, else 2)."""
+    try:
+        if spec.kind == "oci":
+            write_layout(artifact, spec.path)
+        elif spec.kind == "oci-archive":
+            write_oci_archive(artifact, spec.path, epoch)
+        else:
+            write_docker_archive(image_for(artifact, docker_platform), [repo_tag], spec.path, epoch)
+    except OSError as error:
+        # A write() that fails names no file: say which output it was.
+        failure = OutputError(f"--output {spec}: cannot write: {error.strerror or error}")
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            failure.exit_code = ExitCode.HOST
+        raise failure from None

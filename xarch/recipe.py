@@ -194,6 +194,11 @@ class CopySpec(Strict):
         stage, sep, path = value.partition(":")
         if not sep or not stage or not path.startswith("/"):
             raise ValueError("must be STAGE:/absolute/path, e.g. build:/out/app")
+        if ".." in path.split("/"):
+            # A stage path is read inside the stage's root: ".." would climb out of it.
+            raise ValueError(f"{path!r} has a '..' part; give the path inside the stage without it")
+        if "\x00" in path:
+            raise ValueError("the path holds a NUL byte")
         return value
 
     @property

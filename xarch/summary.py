@@ -63,7 +63,9 @@ def summarize_path(path: Path) -> Summary:
             raise InspectError(f"{path}: neither an OCI layout nor a docker-archive")
         finally:
             reader.close()
-    except (LayoutError, KeyError, ValueError) as error:
+    except LayoutError:
+        raise  # already names the file and what is wrong
+    except (KeyError, ValueError) as error:
         raise InspectError(f"{path}: cannot read: {error}") from None
 
 

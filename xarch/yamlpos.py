@@ -51,6 +51,24 @@ class PositionedYaml:
         return line
 
 
+# No recipe field nests more than a few levels; the bound keeps every recursive walk of
+# the document (duplicate keys, pydantic, the line finder) far from the interpreter's limit.
+MAX_DEPTH = 64
+
+
+def _refuse_deep_nesting(root: yaml.Node | None) -> None:
+    """YamlPositionError naming the line of the first node nested deeper than MAX_DEPTH."""
+    pending: list[tuple[yaml.Node, int]] = [(root, 1)] if root is not None else []
+    while pending:  # iterative, so the check itself cannot overflow the stack
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise YamlPositionError(node.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, yaml.MappingNode):
+            pending.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((child, depth + 1) for child in node.value)
+
+
 def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -72,8 +90,13 @@ def load(path: Path) -> PositionedYaml:
     text = path.read_text(encoding="utf-8")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_deep_nesting(root)
         _refuse_duplicate_keys(root)
         data = yaml.safe_load(text)
+    except RecursionError:
+        # PyYAML's composer recurses once per level: nesting deeper than the interpreter's
+        # stack fails there, before _refuse_deep_nesting can name a line.
+        raise YamlPositionError(None, f"nested more than {MAX_DEPTH} levels deep") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from xarch.errors import InputError, XarchError
+from xarch.oci.archive import open_archive, read_member
 from xarch.oci.digest import hex_of, sha256_digest
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -89,13 +90,8 @@ class _Files:
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, tarfile.TarInfo] = {}
         if path.is_file():
-            try:
-                self._tar = tarfile.open(path)  # an uncompressed archive is indexed by seeking, not reading
-            except tarfile.TarError as error:
-                raise DiffError(f"{label}: not a tar archive ({error})") from None
-            for member in self._tar.getmembers():
-                if member.isfile():
-                    self._members[member.name.removeprefix("./")] = member
+            # An uncompressed archive is indexed by seeking, not reading.
+            self._tar, self._members = open_archive(path)
 
     def has(self, relative: str) -> bool:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
@@ -113,6 +109,8 @@ class _Files:
         return handle
 
     def read(self, relative: str) -> bytes:
+        if self._tar is not None and relative in self._members:
+            return read_member(self._tar, self._members[relative], self.path)
         with self.open(relative) as handle:
             return handle.read()
 

@@ -148,7 +148,9 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
                   uncompressed_size=0, entry_count=0)
             for i, (desc, diff_id) in enumerate(zip(manifest["layers"], diff_ids, strict=True))
         )
-    except (LayoutError, KeyError, TypeError) as error:
+    except LayoutError as error:  # already names the layout and what is wrong
+        raise DockerError(str(error)) from None
+    except (KeyError, TypeError) as error:
         raise DockerError(f"{layout}: not a readable OCI layout ({error})") from None
     finally:
         reader.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xarch.errors import InputError
+from xarch.oci.archive import open_archive, read_member
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of, sha256_digest
 from xarch.oci.image import Image
@@ -87,12 +88,7 @@ class LayoutReader:
             if not (self.path / "index.json").is_file():
                 raise LayoutError(f"{self.path}: not an OCI layout (no index.json)")
         elif self.path.is_file():
-            try:
-                self._tar = tarfile.open(self.path)
-            except tarfile.TarError as error:
-                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise LayoutError(f"{self.path}: not a tar archive ({first_line})") from None
-            self._members = {m.name.lstrip("./"): m for m in self._tar.getmembers() if m.isfile()}
+            self._tar, self._members = open_archive(self.path)
         else:
             raise LayoutError(f"{self.path}: no such file or folder")
 
@@ -103,10 +99,9 @@ class LayoutReader:
                 raise LayoutError(f"{self.path}: {relative} is missing")
             return file.read_bytes()
         member = self._members.get(relative)
-        extracted = self._tar.extractfile(member) if member else None
-        if extracted is None:
+        if member is None:
             raise LayoutError(f"{self.path}: {relative} is missing")
-        return extracted.read()
+        return read_member(self._tar, member, self.path)
 
     def has(self, relative: str) -> bool:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
@@ -118,10 +113,20 @@ class LayoutReader:
         return data
 
     def json_blob(self, digest: str) -> dict[str, Any]:
-        return json.loads(self.blob(digest))
+        return self._json(self.blob(digest), f"blob {digest}")
 
     def top_index(self) -> dict[str, Any]:
-        return json.loads(self.read("index.json"))
+        return self._json(self.read("index.json"), "index.json")
+
+    def _json(self, data: bytes, what: str) -> dict[str, Any]:
+        """DATA as a JSON object; LayoutError naming the layout and WHAT otherwise."""
+        try:
+            value = json.loads(data)
+        except ValueError as error:  # also UnicodeDecodeError
+            raise LayoutError(f"{self.path}: {what}: not JSON ({error})") from None
+        if not isinstance(value, dict):
+            raise LayoutError(f"{self.path}: {what}: not a JSON object")
+        return value
 
     def close(self) -> None:
         if self._tar is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from xarch.errors import InputError
-from xarch.oci.tree import Entry
+from xarch.oci.tree import Entry, path_bytes
 
 BLOCK = 512
 _TYPEFLAGS = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5"}
@@ -52,6 +52,14 @@ def _pax_record(key: str, value: bytes) -> bytes:
     while len(str(length).encode()) + len(payload) != length:
         length = len(str(length).encode()) + len(payload)
     return str(length).encode() + payload
+
+
+def _not_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def _header(
@@ -96,8 +104,8 @@ def _padding(size: int) -> bytes:
 
 def entry_headers(entry: Entry, epoch: int, size: int) -> bytes:
     """The header block(s) of ENTRY: a PAX header first when ustar cannot hold it."""
-    name = entry.path.encode("utf-8") + (b"/" if entry.type == "dir" else b"")
-    linkname = entry.linkname.encode("utf-8") if entry.type in ("symlink", "hardlink") else b""
+    name = path_bytes(entry.path) + (b"/" if entry.type == "dir" else b"")
+    linkname = path_bytes(entry.linkname) if entry.type in ("symlink", "hardlink") else b""
     mtime = epoch if entry.mtime is None else max(0, min(int(entry.mtime), epoch))
     pax: dict[str, bytes] = {}
     split = _split_ustar_name(name)
@@ -110,6 +118,10 @@ def entry_headers(entry: Entry, epoch: int, size: int) -> bytes:
     for key, value, width in (("size", size, 12), ("uid", entry.uid, 8), ("gid", entry.gid, 8)):
         if value > _MAX_OCTAL[width]:
             pax[key] = str(value).encode()
+    if any(_not_utf8(pax.get(key, b"")) for key in ("path", "linkpath")):
+        # POSIX pax: path and linkpath records are UTF-8 unless hdrcharset says BINARY; a
+        # name that is not UTF-8 is stored byte-exact and marked so.
+        pax["hdrcharset"] = b"BINARY"
     if entry.xattrs:
         for xname, xvalue in sorted(entry.xattrs):
             pax["SCHILY.xattr." + xname] = xvalue
@@ -145,7 +157,7 @@ def tar_chunks(entries: Iterable[Entry], epoch: int) -> Iterator[bytes]:
 
 
 def sorted_entries(entries: Iterable[Entry]) -> list[Entry]:
-    return sorted(entries, key=lambda e: e.path.encode("utf-8"))
+    return sorted(entries, key=lambda e: path_bytes(e.path))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xarch.oci.archive import open_archive
 from xarch.registry.errors import LayoutError
 from xarch.registry.mediatypes import INDEXES, media_type_of, sha256_digest
 
@@ -137,8 +138,9 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
     if not path.is_file():
         raise LayoutError(f"{path}: no such OCI layout folder or oci-archive")
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as scratch:
+        archive, _ = open_archive(path)  # a file that is not a tar, or is cut short: one line
         try:
-            with tarfile.open(path) as archive:
+            with archive:
                 members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
                 for member in members:
                     # Only plain files and folders, and only inside the scratch folder.
@@ -148,6 +150,6 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
                     archive.extractall(scratch, members=members, filter="data")
                 else:
                     archive.extractall(scratch, members=members)
-        except tarfile.TarError as exc:
-            raise LayoutError(f"{path}: not an oci-archive ({exc})") from None
+        except (tarfile.TarError, EOFError) as exc:
+            raise LayoutError(f"{path}: truncated or corrupt oci-archive ({exc})") from None
         yield Path(scratch)
