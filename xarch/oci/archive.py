@@ -7,6 +7,7 @@ multi-line list of the decompressors it tried.
 
 from __future__ import annotations
 
+import io
 import tarfile
 from pathlib import Path
 from typing import IO
@@ -32,10 +33,28 @@ def open_archive(path: Path) -> tuple[tarfile.TarFile, dict[str, tarfile.TarInfo
         raise ArchiveError(f"{path}: cannot read ({error.strerror or error})") from None
     try:
         members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+        ended = _has_end_marker(tar)
     except (tarfile.TarError, EOFError, OSError) as error:
         tar.close()
         raise ArchiveError(f"{path}: truncated or corrupt tar archive ({_first_line(error)})") from None
+    if not ended:
+        tar.close()
+        raise ArchiveError(f"{path}: truncated tar archive (it ends without the end-of-archive blocks)")
     return tar, members
+
+
+def _has_end_marker(tar: tarfile.TarFile) -> bool:
+    """Whether zero blocks follow the last member, as POSIX ustar/pax requires of an archive.
+
+    tarfile takes a file cut exactly between two members for a complete archive; the end
+    marker is what tells them apart. Only checked for an uncompressed tar (what oci- and
+    docker-archives are), whose end can be read by seeking.
+    """
+    if tar.fileobj is None or not isinstance(tar.fileobj, io.BufferedReader):
+        return True
+    tar.fileobj.seek(tar.offset)
+    block = tar.fileobj.read(tarfile.BLOCKSIZE)
+    return len(block) == tarfile.BLOCKSIZE and not any(block)
 
 
 def read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from xarch.errors import InputError
-from xarch.oci.tree import Entry, path_bytes
+from xarch.oci.tree import Entry, is_utf8, path_bytes
 
 BLOCK = 512
 _TYPEFLAGS = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5"}
@@ -52,14 +52,6 @@ def _pax_record(key: str, value: bytes) -> bytes:
     while len(str(length).encode()) + len(payload) != length:
         length = len(str(length).encode()) + len(payload)
     return str(length).encode() + payload
-
-
-def _not_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
 
 
 def _header(
@@ -118,7 +110,7 @@ def entry_headers(entry: Entry, epoch: int, size: int) -> bytes:
     for key, value, width in (("size", size, 12), ("uid", entry.uid, 8), ("gid", entry.gid, 8)):
         if value > _MAX_OCTAL[width]:
             pax[key] = str(value).encode()
-    if any(_not_utf8(pax.get(key, b"")) for key in ("path", "linkpath")):
+    if ("path" in pax and not is_utf8(entry.path)) or ("linkpath" in pax and not is_utf8(entry.linkname)):
         # POSIX pax: path and linkpath records are UTF-8 unless hdrcharset says BINARY; a
         # name that is not UTF-8 is stored byte-exact and marked so.
         pax["hdrcharset"] = b"BINARY"
