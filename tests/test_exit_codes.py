@@ -370,3 +370,48 @@ def test_an_output_folder_without_permission_is_one_line(project: Path) -> None:
         assert listing(locked) == []
     finally:
         shutil.rmtree(shared)
+
+
+def _stage_writes_names(root: Path) -> None:
+    """What a stage's step does: a real shell writes names that are not UTF-8 (sh's printf)."""
+    sh = need_tool("sh")
+    script = ('mkdir -p out && printf x > "out/$(printf "caf\\351")" && '
+              'ln -s "$(printf "caf\\351")" "out/$(printf "l\\377")" && rm -f "gone-$(printf "\\376")"')
+    subprocess.run([sh, "-c", script], cwd=root, check=True)
+
+
+def test_names_a_stage_writes_that_are_not_utf8_reach_the_layer_byte_exact(tmp_path: Path) -> None:
+    from xarch.oci.tree import Tree
+    from xarch.rootfs import harvest
+
+    root = tmp_path / "stage"
+    root.mkdir()
+    _stage_writes_names(root)
+    tree = Tree()
+    for entry in harvest(root, "/out", "/data", "copy[0]"):
+        tree.add(entry)
+    buffer = io.BytesIO()
+    write_tar(list(tree), 1, buffer)
+    with tarfile.open(fileobj=io.BytesIO(buffer.getvalue())) as archive:
+        names = {os.fsencode(m.name): os.fsencode(m.linkname) for m in archive}
+    assert names == {b"data": b"", b"data/" + LATIN1.removesuffix(b".txt"): b"",
+                     b"data/" + BROKEN_LINK: LATIN1.removesuffix(b".txt")}
+
+
+def test_the_step_cache_keeps_names_that_are_not_utf8(tmp_path: Path) -> None:
+    from xarch.run.cache import Snapshot, StepCache, tree_digest
+
+    need_tool("tar")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / os.fsdecode(b"gone-\xfe")).write_text("deleted by the step\n")
+    before = Snapshot.of(root)
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, symlinks=True)
+    _stage_writes_names(root)
+    cache = StepCache(tmp_path / "steps")
+    cache.save("k", root, before, {"step": "printf"})
+    cache.replay("k", copy)  # onto the root as it was before the step
+    assert sorted(os.listdir(bytes(copy / "out"))) == sorted([b"caf\xe9", b"l\xff"])
+    assert not (copy / os.fsdecode(b"gone-\xfe")).exists()
+    assert tree_digest(copy) == tree_digest(root)
