@@ -7,6 +7,7 @@ that are not UTF-8, truncated archives, a full disk) included.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -415,3 +416,18 @@ def test_the_step_cache_keeps_names_that_are_not_utf8(tmp_path: Path) -> None:
     assert sorted(os.listdir(bytes(copy / "out"))) == sorted([b"caf\xe9", b"l\xff"])
     assert not (copy / os.fsdecode(b"gone-\xfe")).exists()
     assert tree_digest(copy) == tree_digest(root)
+
+
+def test_a_full_cache_disk_is_one_line_naming_the_cache(project: Path, small_disk: Path,
+                                                         tmp_path: Path) -> None:
+    (project / "big").write_bytes(os.urandom(3 * 1024 * 1024))
+    (project / "xarch.yaml").write_text(RECIPE + "  - src: big\n    dst: /big\n")
+    out = tmp_path / "out"
+    result = run_xarch("build", "-q", "-f", str(project / "xarch.yaml"), "-o", f"oci:{out}",
+                       cache=small_disk / "cache")
+    one_error_line(result, ExitCode.HOST, str(small_disk / "cache"), "No space left on device")
+    assert not out.exists()
+    # Whole entries may stay (each named by its content's sha256); none half-written, no temporary.
+    for entry in (small_disk / "cache").rglob("*"):
+        if entry.is_file():
+            assert hashlib.sha256(entry.read_bytes()).hexdigest() == entry.name, entry

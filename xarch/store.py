@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from xarch.errors import InputError
+from xarch.oci.atomic import name_the_path
 
 CHUNK = 1 << 20
 
@@ -63,8 +64,9 @@ class Store:
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, self.path(actual))
             return actual
-        except BaseException:
+        except BaseException as error:
             Path(tmp_name).unlink(missing_ok=True)
+            name_the_path(error, directory)
             raise
 
     def put_bytes(self, data: bytes, expected_sha256: str | None = None, what: str = "blob") -> str:

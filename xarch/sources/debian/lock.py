@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from xarch.oci.atomic import name_the_path
 from xarch.platforms import Platform
 from xarch.sources.debian.config import DebianSource, PackageSelection, inputs_digest
 from xarch.sources.debian.errors import LockError
@@ -89,8 +90,9 @@ class Lock:
                 handle.write(self.dumps())
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as error:
             Path(tmp).unlink(missing_ok=True)
+            name_the_path(error, path)
             raise
 
     @classmethod
