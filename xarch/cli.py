@@ -200,12 +200,12 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
         local = rebuilt_digests(loaded, platforms, Reporter(quiet=as_json))
         result = verify_against(local, against, settings=Settings(insecure=insecure))
         print_against(result, as_json, stdout)
-        sys.exit(0 if result.identical else 1)
+        sys.exit(ExitCode.OK if result.identical else ExitCode.VERDICT)
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
     print_report(report, as_json, stdout)
     if not report.identical:
-        sys.exit(1)
+        sys.exit(ExitCode.VERDICT)
 
 
 def run(command: click.Command, args: list[str] | None = None, prog_name: str = "xarch") -> None:
