@@ -141,6 +141,21 @@ def test_no_docker_engine_is_3(images: Path, tmp_path: Path) -> None:
     one_error_line(result, ExitCode.HOST, "cannot reach the Docker engine", str(tmp_path / "no-dockerd.sock"))
 
 
+def test_a_buildx_stage_without_a_docker_engine_is_3(project: Path, tmp_path: Path) -> None:
+    need_tool("docker")
+    (project / "Dockerfile").write_text("FROM scratch\nCOPY motd /motd\n")
+    (project / "xarch.yaml").write_text(RECIPE.replace("[amd64, arm64]", "[amd64]")
+                                        + 'stages:\n  b:\n    dockerfile: Dockerfile\n'
+                                        + 'copy:\n  - {from: "b:/motd", dst: /copied}\n')
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path / 'no-dockerd.sock'}"}
+    env.pop("SOURCE_DATE_EPOCH", None)
+    out = tmp_path / "out"
+    result = run_xarch("build", "-q", "-f", str(project / "xarch.yaml"), "-o", f"oci:{out}", env=env,
+                       cache=tmp_path / "cache")
+    one_error_line(result, ExitCode.HOST, "Cannot connect to the Docker daemon")
+    assert not out.exists()
+
+
 # --- kind 1: input the checks did not foresee ----------------------------------------------
 
 

@@ -37,7 +37,7 @@ class BuildxError(BuildError):
 
 
 class BuildxMissing(BuildxError):
-    """docker or its buildx plugin is not installed (exit 3: the host)."""
+    """docker or its buildx plugin is not installed, or no Docker engine answers (exit 3: the host)."""
 
     exit_code = ExitCode.HOST
 
@@ -160,7 +160,9 @@ def run_buildx(command: list[str], oci_platform: str, log: Callable[[str], None]
     if process.returncode != 0:
         last = " | ".join(line.strip() for line in tail if line.strip())
         code = process.returncode
-        raise BuildxError(f"docker buildx build for {oci_platform} failed (exit {code}): {last}")
+        # The docker CLI's words when no engine answers: the host's problem (exit 3), not the stage's.
+        failure = BuildxMissing if "Cannot connect to the Docker daemon" in last else BuildxError
+        raise failure(f"docker buildx build for {oci_platform} failed (exit {code}): {last}")
 
 
 def tree_from_tar(tar_path: Path, content_dir: Path) -> Tree:
