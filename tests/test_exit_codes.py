@@ -246,6 +246,36 @@ def test_a_truncated_or_foreign_image_file_is_one_line(images: Path, tmp_path: P
     assert listing(images) == before
 
 
+WRONG_SHAPES = [
+    ("[]", "should be a JSON object"),
+    ('{"manifests": 5}', "manifests: Input should be a valid list"),
+    ('{"manifests": [5]}', "manifests[0]: should be a JSON object"),
+    ('{"manifests": [{"mediaType": "x", "digest": 5, "size": 1}]}', "manifests[0].digest"),
+    ('{"manifests": [{"mediaType": "x", "digest": "sha512:ab", "size": 1}]}', "manifests[0].digest"),
+    ('{"manifests": [{"digest": "sha256:' + "0" * 64 + '", "size": 1}]}', "manifests[0].mediaType"),
+    ('{"manifests": [{"mediaType": "x", "digest": "sha256:' + "0" * 64 + '", "size": "1"}]}',
+     "manifests[0].size"),
+]
+
+
+@pytest.mark.parametrize("index, says", WRONG_SHAPES, ids=[w[1] for w in WRONG_SHAPES])
+@pytest.mark.parametrize("command", ["inspect", "diff", "load", "push"])
+def test_an_index_json_of_the_wrong_shape_names_the_field(images: Path, tmp_path: Path, command: str,
+                                                          index: str, says: str) -> None:
+    layout = tmp_path / "layout"
+    shutil.copytree(images / "layout", layout)
+    (layout / "index.json").write_text(index)
+    args = {
+        "inspect": ["inspect", str(layout)],
+        "diff": ["diff", str(images / "layout"), str(layout)],
+        "load": ["load", str(layout), "--platform", "amd64"],
+        "push": ["push", str(layout), "127.0.0.1:9/codes:v1", "--insecure"],
+    }[command]
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path / 'unused.sock'}"}
+    result = run_xarch(*args, env=env, cache=tmp_path / "cache")
+    one_error_line(result, ExitCode.INPUT, str(layout), "index.json", "not an image index", says)
+
+
 def test_diff_of_a_foreign_file_on_either_side_is_one_line(images: Path, tmp_path: Path) -> None:
     result = run_xarch("diff", str(images / "layout"), str(images / "not-a-tar"), cache=tmp_path / "cache")
     one_error_line(result, ExitCode.INPUT, str(images / "not-a-tar"), "not a tar archive")

@@ -8,7 +8,6 @@ through the docker SDK, which negotiates the API version with whatever daemon an
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tarfile
@@ -27,6 +26,7 @@ from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.schema import DocumentError, Kind, parse_document
 from xarch.registry.errors import InvalidReference
 from xarch.registry.reference import parse_reference
 
@@ -135,9 +135,9 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
         manifests = _image_manifests(reader, reader.top_index(), depth=0)
         chosen = _choose(layout, manifests, platform)
         manifest_bytes = reader.blob(chosen.digest)
-        manifest = _json(manifest_bytes, layout, chosen.digest)
+        manifest = _json(manifest_bytes, layout, chosen.digest, "manifest")
         config_bytes = reader.blob(manifest["config"]["digest"])
-        config = _json(config_bytes, layout, manifest["config"]["digest"])
+        config = _json(config_bytes, layout, manifest["config"]["digest"], "config")
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(manifest["layers"]):
             raise DockerError(f"{layout}: image {chosen.digest} names {len(manifest['layers'])} layers "
@@ -148,7 +148,7 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
                   uncompressed_size=0, entry_count=0)
             for i, (desc, diff_id) in enumerate(zip(manifest["layers"], diff_ids, strict=True))
         )
-    except LayoutError as error:  # already names the layout and what is wrong
+    except (LayoutError, DocumentError) as error:  # already names the layout and what is wrong
         raise DockerError(str(error)) from None
     except (KeyError, TypeError) as error:
         raise DockerError(f"{layout}: not a readable OCI layout ({error})") from None
@@ -167,8 +167,8 @@ def _image_manifests(reader: LayoutReader, index: dict[str, Any], depth: int) ->
     for raw in index.get("manifests", []):
         desc = Descriptor.from_json(raw)
         if desc.media_type in _INDEX_TYPES:
-            result.extend(_image_manifests(reader, _json(reader.blob(desc.digest), reader.path, desc.digest),
-                                           depth + 1))
+            nested = _json(reader.blob(desc.digest), reader.path, desc.digest, "index")
+            result.extend(_image_manifests(reader, nested, depth + 1))
         else:
             result.append(desc)
     return result
@@ -191,14 +191,11 @@ def _choose(layout: Path, manifests: list[Descriptor], platform: str | None) -> 
                       "choose one with --platform")
 
 
-def _json(data: bytes, where: Path, digest: str) -> dict[str, Any]:
+def _json(data: bytes, where: Path, digest: str, kind: Kind) -> dict[str, Any]:
     try:
-        value = json.loads(data)
-    except ValueError as error:
-        raise DockerError(f"{where}: blob {digest} is not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise DockerError(f"{where}: blob {digest} is not a JSON object")
-    return value
+        return dict(parse_document(data, f"{where}: blob {digest}", kind))
+    except DocumentError as error:
+        raise DockerError(str(error)) from None
 
 
 def _docker_tag(tag: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from xarch.oci.archive import open_archive, read_member
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of, sha256_digest
 from xarch.oci.image import Image
+from xarch.oci.schema import Kind, parse_document
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
 
@@ -112,21 +112,16 @@ class LayoutReader:
             raise LayoutError(f"{self.path}: blob {digest} does not match its digest")
         return data
 
-    def json_blob(self, digest: str) -> dict[str, Any]:
-        return self._json(self.blob(digest), f"blob {digest}")
+    def json_blob(self, digest: str, kind: Kind = "image") -> dict[str, Any]:
+        """Blob DIGEST parsed and checked to be a KIND (xarch/oci/schema.py)."""
+        return dict(parse_document(self.blob(digest), f"{self.path}: blob {digest}", kind))
 
     def top_index(self) -> dict[str, Any]:
-        return self._json(self.read("index.json"), "index.json")
+        return dict(parse_document(self.read("index.json"), f"{self.path}: index.json", "index"))
 
-    def _json(self, data: bytes, what: str) -> dict[str, Any]:
-        """DATA as a JSON object; LayoutError naming the layout and WHAT otherwise."""
-        try:
-            value = json.loads(data)
-        except ValueError as error:  # also UnicodeDecodeError
-            raise LayoutError(f"{self.path}: {what}: not JSON ({error})") from None
-        if not isinstance(value, dict):
-            raise LayoutError(f"{self.path}: {what}: not a JSON object")
-        return value
+    def document(self, relative: str, kind: Kind) -> Any:
+        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND."""
+        return parse_document(self.read(relative), f"{self.path}: {relative}", kind)
 
     def close(self) -> None:
         if self._tar is not None:
