@@ -476,3 +476,37 @@ def test_a_full_cache_disk_is_one_line_naming_the_cache(project: Path, small_dis
     for entry in (small_disk / "cache").rglob("*"):
         if entry.is_file():
             assert hashlib.sha256(entry.read_bytes()).hexdigest() == entry.name, entry
+
+
+# --- sources that are not files: nothing hangs -----------------------------------------------
+
+
+@pytest.mark.parametrize("special", ["fifo", "socket"])
+def test_a_source_that_is_a_fifo_or_socket_is_one_line_not_a_hang(project: Path, special: str) -> None:
+    path = project / "special"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+    (project / "xarch.yaml").write_text(RECIPE + "  - src: special\n    dst: /special\n")
+    result = run_xarch("build", "-q", "-f", str(project / "xarch.yaml"), "-o", f"oci:{project / 'out'}",
+                       cache=project / "cache", timeout=60)
+    one_error_line(result, ExitCode.INPUT, f"{project / 'xarch.yaml'}:7: files[1].src: special: ",
+                   "not a regular file or folder")
+    assert not (project / "out").exists()
+
+
+def test_a_fifo_in_a_files_folder_or_a_stage_source_is_left_out(project: Path, tmp_path: Path) -> None:
+    from xarch.stages import ignore_in_source
+
+    os.mkfifo(project / "pipe")
+    (project / "xarch.yaml").write_text(RECIPE + "  - src: .\n    dst: /all\n")
+    result = run_xarch("build", "-q", "-f", str(project / "xarch.yaml"), "-o", f"oci:{tmp_path / 'out'}",
+                       cache=tmp_path / "cache", timeout=60)
+    assert result.returncode == 0, result.stderr
+    # A stage's /src is copied with the same rule (copytree would wait on the FIFO for a writer).
+    shutil.copytree(project, tmp_path / "src", symlinks=True, ignore=ignore_in_source)
+    assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["motd", "xarch.yaml"]
