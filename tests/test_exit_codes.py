@@ -122,6 +122,66 @@ def test_an_unforeseen_exception_is_one_line_exit_70_and_a_traceback_only_with_d
     assert "Traceback" in debug.stderr and debug.stderr.splitlines()[-1].startswith("xarch: internal error:")
 
 
+CLASSES = [
+    ("xarch.run.chroot", "IsolationUnavailable", ExitCode.HOST),
+    ("xarch.run.qemu", "EmulationUnavailable", ExitCode.HOST),
+    ("xarch.run.binfmt", "BinfmtError", ExitCode.HOST),
+    ("xarch.run.cross", "ToolchainMissing", ExitCode.HOST),
+    ("xarch.run.steps", "StrategyUnavailable", ExitCode.HOST),
+    ("xarch.run.buildx", "BuildxMissing", ExitCode.HOST),
+    ("xarch.docker.load", "DockerUnreachable", ExitCode.HOST),
+    ("xarch.registry.errors", "RegistryError", ExitCode.NETWORK),
+    ("xarch.registry.errors", "AuthError", ExitCode.NETWORK),
+    ("xarch.registry.errors", "InvalidReference", ExitCode.INPUT),
+    ("xarch.registry.errors", "RegistryUsageError", ExitCode.INPUT),
+    ("xarch.registry.errors", "LayoutError", ExitCode.INPUT),
+    ("xarch.sources.debian.errors", "FetchError", ExitCode.NETWORK),
+    ("xarch.sources.debian.errors", "SignatureError", ExitCode.NETWORK),
+    ("xarch.sources.debian.errors", "LockError", ExitCode.INPUT),
+    ("xarch.sources.debian.errors", "ResolveError", ExitCode.INPUT),
+    ("xarch.sources.debian.errors", "UnpackError", ExitCode.INPUT),
+    ("xarch.run.steps", "StepFailed", ExitCode.INPUT),
+    ("xarch.run.buildx", "BuildxError", ExitCode.INPUT),
+    ("xarch.oci.tree", "TreeError", ExitCode.INPUT),
+    ("xarch.oci.layout", "LayoutError", ExitCode.INPUT),
+    ("xarch.oci.tar", "TarError", ExitCode.INPUT),
+    ("xarch.yamlpos", "YamlPositionError", ExitCode.INPUT),
+    ("xarch.platforms", "UnknownPlatform", ExitCode.INPUT),
+    ("xarch.store", "DigestMismatch", ExitCode.INPUT),
+    ("xarch.registry.mediatypes", "UnsupportedInDocker", ExitCode.INPUT),
+    ("xarch.errors", "Verdict", ExitCode.VERDICT),
+]
+
+
+@pytest.mark.parametrize("module, name, code", CLASSES, ids=[f"{c[1]}-{int(c[2])}" for c in CLASSES])
+def test_each_error_class_has_its_code_of_the_table(module: str, name: str, code: int) -> None:
+    import importlib
+
+    from xarch.errors import XarchError
+
+    cls = getattr(importlib.import_module(module), name)
+    assert issubclass(cls, XarchError)  # so the CLI prints it as one line, never a traceback
+    assert cls.exit_code == code
+
+
+def test_an_oserror_names_its_path_and_a_newline_in_a_message_stays_one_line(tmp_path: Path) -> None:
+    # What a command that meets an unreadable file, or prints a name holding "\n", ends with.
+    code = ("import click, xarch.cli\n"
+            "from xarch.errors import InputError\n"
+            "@click.command()\n"
+            "@click.argument('what')\n"
+            "def cmd(what):\n"
+            "    if what == 'os':\n"
+            f"        open({str(tmp_path / 'missing')!r})\n"
+            "    raise InputError('a name with\\nnewline and \\udce9')\n"
+            "import sys\n"
+            "xarch.cli.run(cmd, sys.argv[1:])\n")
+    missing = subprocess.run([sys.executable, "-c", code, "os"], capture_output=True, text=True, cwd=REPO)
+    one_error_line(missing, ExitCode.INPUT, str(tmp_path / "missing"), "No such file or directory")
+    newline = subprocess.run([sys.executable, "-c", code, "input"], capture_output=True, text=True, cwd=REPO)
+    one_error_line(newline, ExitCode.INPUT, "a name with newline and \\udce9")
+
+
 def test_usage_errors_are_2(project: Path) -> None:
     result = run_xarch("build", "-f", str(project / "xarch.yaml"), "--no-such-option")
     assert result.returncode == 2 and "Traceback" not in result.stderr
