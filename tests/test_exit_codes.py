@@ -234,6 +234,22 @@ def test_a_recipe_nested_too_deep_is_one_line(project: Path, nesting: str) -> No
     assert not out.exists()
 
 
+@pytest.mark.parametrize("where", ["recipe", "SOURCE_DATE_EPOCH"])
+def test_an_epoch_no_tar_header_can_hold_is_one_line(project: Path, where: str) -> None:
+    recipe = project / "xarch.yaml"
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    if where == "recipe":
+        recipe.write_text(RECIPE.replace("epoch: 1700000000", "epoch: 99999999999999"))
+        says = [f"{recipe}:3: epoch: ", "8589934591"]
+    else:
+        env["SOURCE_DATE_EPOCH"] = "99999999999999"
+        says = ["SOURCE_DATE_EPOCH: 99999999999999 is after 8589934591"]
+    out = project / "out"
+    result = run_xarch("build", "-q", "-f", str(recipe), "-o", f"oci:{out}", env=env, cache=project / "cache")
+    one_error_line(result, ExitCode.INPUT, *says)
+    assert not out.exists()
+
+
 LOCK_ENTRY = ("{architecture: amd64, filename: pool/main/h/hello/hello_2.10-3_amd64.deb, name: hello, "
               "sha256: " + "a" * 64 + ", size: 1000, suite: bookworm, version: 2.10-3}")
 

@@ -62,6 +62,11 @@ Owner = Annotated[tuple[int, int], BeforeValidator(_owner)]
 ImagePath = Annotated[str, BeforeValidator(_image_path)]
 
 
+# The largest mtime a ustar header's 11 octal digits hold (2242-03-16): every layer entry
+# carries the epoch, so a later one cannot be written.
+MAX_EPOCH = 8**11 - 1
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -248,7 +253,7 @@ class Recipe(Strict):
     name: str
     tag: str = "latest"
     platforms: list[str] = Field(min_length=1)
-    epoch: int | None = Field(default=None, ge=0)
+    epoch: int | None = Field(default=None, ge=0, le=MAX_EPOCH)
     config: ImageConfigSpec = Field(default_factory=ImageConfigSpec)
     annotations: AnnotationsSpec = Field(default_factory=AnnotationsSpec)
     files: list[FileSpec] = Field(default_factory=list)
@@ -450,6 +455,9 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
     if env is not None and env.strip():
         if not env.strip().isdigit():
             raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds")
+        if int(env) > MAX_EPOCH:
+            raise RecipeError(f"SOURCE_DATE_EPOCH: {env.strip()} is after {MAX_EPOCH} (2242-03-16), the last "
+                              "time a tar header can hold")
         return int(env), "SOURCE_DATE_EPOCH"
     if loaded.recipe.epoch is not None:
         return loaded.recipe.epoch, f"{loaded.path.name}: epoch"
