@@ -5,6 +5,8 @@ and nothing written: input the checks did not foresee (nesting, a malformed lock
 that are not UTF-8, truncated archives, a full disk) included.
 """
 
+# Fixtures are imported from tests/support and then named as arguments:
+# ruff: noqa: F811
 from __future__ import annotations
 
 import hashlib
@@ -19,10 +21,12 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import REQUIRE_TOOLS, need_tool
+from tests.support.dockerd import docker_client, dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
 from tests.support.hello import REPO, run_xarch
 from xarch.errors import ExitCode
 from xarch.oci.tar import write_tar
@@ -395,6 +399,30 @@ def test_a_file_name_that_is_not_utf8_is_stored_byte_exact(project: Path, tmp_pa
     need_tool("tar")
     inspect = run_xarch("inspect", str(outs[0]))
     assert inspect.returncode == 0, inspect.stderr
+
+
+@pytest.mark.docker
+def test_dockerd_unpacks_names_that_are_not_utf8_byte_exact(project: Path, tmp_path: Path, docker_client: Any,
+                                                            made_images: list[str]) -> None:
+    long_name = b"d" * 120 + b"/" + b"\xe9" * 110  # a PAX path record with hdrcharset=BINARY
+    tree = project / "tree"
+    (tree / ("d" * 120)).mkdir(parents=True)
+    (tree / os.fsdecode(long_name)).write_bytes(b"long\n")
+    (tree / os.fsdecode(LATIN1)).write_bytes(b"x\n")
+    (project / "xarch.yaml").write_text(RECIPE + "  - src: tree\n    dst: /data\n")
+    tag = unique_tag("xarch-names")
+    made_images.append(tag)
+    result = run_xarch("build", "-q", "-f", str(project / "xarch.yaml"), "--platform", "amd64",
+                       "--load", tag, "-o", f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    container = docker_client.containers.create(tag, command=["/none"])
+    try:
+        exported = b"".join(container.export())
+    finally:
+        container.remove(force=True)
+    with tarfile.open(fileobj=io.BytesIO(exported)) as archive:
+        names = {os.fsencode(m.name) for m in archive}
+    assert {b"data/" + long_name, b"data/" + LATIN1} <= names
 
 
 def test_a_long_name_that_is_not_utf8_gets_pax_hdrcharset_binary(tmp_path: Path) -> None:
