@@ -219,6 +219,7 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
     try:
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except XarchError as error:
+        _debug_traceback()
         _fail(f"xarch: error: {error}", error.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         _fail("xarch: interrupted", 130)
@@ -228,7 +229,10 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     except BrokenPipeError:
-        # The reader went away (`xarch inspect … | head`): what a shell reports for SIGPIPE.
+        # The reader went away (`xarch diff … | head`): exit as a shell reports SIGPIPE, with
+        # stdout pointed at /dev/null so flushing it at exit cannot fail again (the recipe of
+        # Python's signal module documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(128 + signal.SIGPIPE)
     except OSError as error:
         _debug_traceback()
