@@ -612,3 +612,26 @@ def test_a_fifo_in_a_files_folder_or_a_stage_source_is_left_out(project: Path, t
     # A stage's /src is copied with the same rule (copytree would wait on the FIFO for a writer).
     shutil.copytree(project, tmp_path / "src", symlinks=True, ignore=ignore_in_source)
     assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["motd", "xarch.yaml"]
+
+
+def test_a_deb_with_a_name_that_is_not_utf8_installs_byte_exact(tmp_path: Path) -> None:
+    from tests.support.aptrepo import raw_deb
+    from xarch.oci.tree import Tree
+    from xarch.sources.debian.install import install_packages
+    from xarch.sources.debian.lock import LockedPackage
+    from xarch.store import Store
+
+    name = os.fsdecode(b"./usr/share/demo/caf\xe9")
+    deb = raw_deb(tmp_path / "demo.deb", "demo", [tarfile.TarInfo(name)], {name: b"x\n"})
+    store = Store(tmp_path / "store")
+    data = deb.read_bytes()
+    sha = store.put_bytes(data)
+    tree = Tree()
+    install_packages(tree, [LockedPackage("demo", "1.0", "all", "pool/demo.deb", len(data), sha, "stable")],
+                     store, 1)
+    assert tree.get(os.fsdecode(b"usr/share/demo/caf\xe9")) is not None
+    listing = tree.get("var/lib/dpkg/info/demo.list")
+    assert listing is not None and b"/usr/share/demo/caf\xe9\n" in listing.read()
+    buffer = io.BytesIO()
+    write_tar(list(tree), 1, buffer)
+    assert b"usr/share/demo/caf\xe9" in buffer.getvalue()
