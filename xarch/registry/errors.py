@@ -1,6 +1,6 @@
 """Registry errors a user can act on (one line each; never a credential in the text)."""
 
-from xarch.errors import XarchError
+from xarch.errors import ExitCode, XarchError
 
 
 class RegistryError(XarchError):
@@ -13,6 +13,16 @@ class AuthError(RegistryError):
 
 class InvalidReference(RegistryError):
     """An image reference could not be parsed; the message quotes it."""
+
+
+class CorruptAnswer(RegistryError):
+    """The registry answered bytes that do not match the digest (or size) asked for.
+
+    Exit 4 (network or registry), not 2: the fault is the registry's (or the path to it), not
+    the user's input; the message names the registry, the repository and the digest.
+    """
+
+    exit_code = ExitCode.NETWORK
 
 
 class LayoutError(XarchError):
