@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,16 +351,19 @@ _HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "content-en
 
 class FlakyProxy:
     """Forwards to a registry on 127.0.0.1, but fails its first FAILURES requests: with a 503, or
-    (DROP) by closing the connection without an answer; or (NO_MOUNT) hides mount support."""
+    (DROP) by closing the connection without an answer; or (NO_MOUNT) hides mount support; or
+    (REWRITE) answers REWRITE(path, body) instead of the registry's body: a registry that lies."""
 
     def __init__(self, upstream: str, failures: int = 0, drop: bool = False, method: str | None = None,
-                 after: int = 0, no_mount: bool = False):
+                 after: int = 0, no_mount: bool = False,
+                 rewrite: Callable[[str, bytes], bytes] | None = None):
         self.upstream = upstream
         self.failures = failures
         self.drop = drop
         self.method = method  # count (and fail) only requests of this method
         self.after = after  # let this many counted requests through before failing
         self.no_mount = no_mount  # act as a registry without cross-repository mount (strip ?mount=&from=)
+        self.rewrite = rewrite
         self.seen = 0
         self.lock = threading.Lock()
         proxy = self
@@ -400,6 +403,8 @@ class FlakyProxy:
                     if key.lower() not in _HOP_HEADERS:
                         self.send_header(key, value)
                 content = reply.content if self.command != "HEAD" else b""
+                if proxy.rewrite and content:
+                    content = proxy.rewrite(path, content)
                 length_out = reply.headers.get("Content-Length", str(len(content)))
                 if self.command != "HEAD":
                     length_out = str(len(content))

@@ -217,9 +217,11 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
     except DiffError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except XarchError as error:  # exit 2 (trouble), not 1, which means "they differ"
+    except XarchError as error:  # never 1, which means "they differ": the registry's own code (2 or 4)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DiffError(f"{label}: {error}") from None
+        wrapped = DiffError(f"{label}: {error}")
+        wrapped.exit_code = error.exit_code
+        raise wrapped from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
