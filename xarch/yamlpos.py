@@ -49,7 +49,32 @@ class PositionedYaml:
         return line
 
 
-def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
+# A recipe has hundreds of nodes. Aliases can make a short document expand to billions
+# ("billion laughs"): everything after loading (checks, validation) walks the expanded data.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes NODE stands for once every alias is expanded (each shared node counted once
+    per use, computed once)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = 1  # an alias cycle (which SafeLoader refuses anyway) counts once
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, memo) for item in node.value)
+    memo[id(node)] = size
+    return size
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, seen_nodes: set[int] | None = None) -> None:
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if node is None or id(node) in seen_nodes:
+        return  # an alias: that node was checked where it was defined
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -59,19 +84,34 @@ def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
                     key_node.start_mark.line + 1, f"duplicate key {key!r} (first on line {seen[key]})"
                 )
             seen[key] = key_node.start_mark.line + 1
-            _refuse_duplicate_keys(value_node)
+            _refuse_duplicate_keys(value_node, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _refuse_duplicate_keys(item)
+            _refuse_duplicate_keys(item, seen_nodes)
 
 
 def load(path: Path) -> PositionedYaml:
     """Parse PATH; YamlPositionError (with a line) when it is not valid YAML."""
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - raw.rfind(b"\n", 0, error.start)
+        message = f"not UTF-8 text: byte 0x{raw[error.start]:02x} (column {column})"
+        raise YamlPositionError(line, message) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         _refuse_duplicate_keys(root)
+        if root is not None and _expanded_size(root, {}) > MAX_EXPANDED_NODES:
+            raise YamlPositionError(None, f"aliases expand to more than {MAX_EXPANDED_NODES} values")
         data = yaml.safe_load(text)
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise YamlPositionError(None, "invalid YAML: nested too deeply") from None
+    except yaml.reader.ReaderError as error:  # its text is two lines and has no line number
+        reader_line = text.count("\n", 0, max(error.position, 0)) + 1
+        what = f"character #x{error.character:04x}" if isinstance(error.character, int) else "byte"
+        raise YamlPositionError(reader_line, f"invalid YAML: unacceptable {what}: {error.reason}") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else None
