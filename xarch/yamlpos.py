@@ -96,10 +96,10 @@ def load(path: Path) -> PositionedYaml:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
+        bad_line = raw.count(b"\n", 0, error.start) + 1
         column = error.start - raw.rfind(b"\n", 0, error.start)
         message = f"not UTF-8 text: byte 0x{raw[error.start]:02x} (column {column})"
-        raise YamlPositionError(line, message) from None
+        raise YamlPositionError(bad_line, message) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         _refuse_duplicate_keys(root)
