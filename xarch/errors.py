@@ -31,6 +31,13 @@ class XarchError(Exception):
 
     exit_code: int = ExitCode.INPUT
 
+    def __str__(self) -> str:
+        # Always one line, whatever the message took in: a library's multi-line text (tarfile,
+        # PyYAML), a file or key name holding a newline. Line breaks become " / ".
+        text = super().__str__()
+        lines = text.splitlines()
+        return text if lines == [text] else " / ".join(part.strip() for part in lines if part.strip())
+
 
 class InputError(XarchError):
     """Bad input: a recipe, lock, argument or image file; the message names it (exit 2)."""

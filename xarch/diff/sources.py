@@ -83,15 +83,23 @@ def _json(data: bytes, what: str, kinds: tuple[type, ...] = (dict,)) -> Any:
     return json_object(data, what, kinds)
 
 
-def _layer_names(config: dict[str, Any]) -> list[str]:
+def _layer_names(config: dict[str, Any], where: str) -> list[str]:
     """created_by of each history entry that has a layer (empty_layer entries have none)."""
-    return [str(h.get("created_by", "")) for h in config.get("history") or [] if not h.get("empty_layer")]
+    history = config.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise BadDescriptor(f"{where}: history is not a list of JSON objects")
+    return [str(h.get("created_by", "")) for h in history if not h.get("empty_layer")]
 
 
 def _layers(config: dict[str, Any], blobs: list[tuple[str, int, str]],
-            opener: Callable[[int], Callable[[], IO[bytes]]]) -> list[LayerRef]:
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    names = _layer_names(config)
+            opener: Callable[[int], Callable[[], IO[bytes]]], where: str) -> list[LayerRef]:
+    """The layers of an image, named from CONFIG (parsed JSON, its types checked here; the OCI image
+    spec's config.md: rootfs.diff_ids a list of digests, history a list of objects)."""
+    rootfs = config.get("rootfs") or {}
+    diff_ids = rootfs.get("diff_ids") or [] if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise BadDescriptor(f"{where}: rootfs.diff_ids is not a list of digests")
+    names = _layer_names(config, where)
     return [
         LayerRef(position, digest, size, media_type,
                  diff_ids[position] if position < len(diff_ids) else None,
@@ -136,7 +144,8 @@ def _open_layout(files: LayoutReader, source: ImageSource, verify_layers: bool) 
             if verify_layers:  # layers that compare equal by digest are never streamed otherwise
                 files.verify_blob(layer_digest, layer_size)
             layer_blobs.append((layer_digest, layer_size, layer_type))
-        layers = _layers(config, layer_blobs, _blob_opener(files, layer_blobs))
+        config_where = f"{label}: config {config_digest}"
+        layers = _layers(config, layer_blobs, _blob_opener(files, layer_blobs), config_where)
         source.images.append(PlatformImage(platform_key(platform), config_digest, config, layers,
                                            digest, manifest))
 
@@ -174,7 +183,7 @@ def _open_docker_archive(files: LayoutReader, source: ImageSource) -> None:
         for n, path in enumerate(paths):
             digest, size = files.docker_file(path, diff_ids[n] if n < len(diff_ids) else None)
             layer_blobs.append((digest, size, ""))
-        layers = _layers(config, layer_blobs, _file_opener(files, paths))
+        layers = _layers(config, layer_blobs, _file_opener(files, paths), f"{source.label}: {item['Config']}")
         source.images.append(PlatformImage(platform_key(config), config_digest, config, layers))
 
 

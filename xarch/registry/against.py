@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials
 from xarch.registry.client import Settings
 from xarch.registry.errors import LayoutError
@@ -67,12 +68,15 @@ def published_side(target: str, credentials: Credentials | None = None,
 
 
 def _platform(image: Any, manifest: Any) -> dict[str, Any]:
-    if manifest.descriptor.get("platform"):
-        return dict(manifest.descriptor["platform"])
-    config = manifest.json["config"]["digest"]
+    platform = manifest.descriptor.get("platform")
+    if isinstance(platform, dict) and platform:
+        return dict(platform)
+    if platform:
+        raise LayoutError(f"{image.root}: the platform of {manifest.digest} is not a JSON object")
+    config = manifest.json["config"]["digest"]  # read_layout checked the descriptor and the blob
     try:
-        return dict(json.loads(image.blob_path(config).read_bytes()))
-    except (OSError, ValueError):
+        return dict(json_object(image.blob_path(config).read_bytes(), f"{image.root}: config {config}"))
+    except OSError:
         raise LayoutError(f"{image.root}: config {config} of {manifest.digest} is unreadable") from None
 
 

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object, read_verified, verify_blob
+from xarch.oci.verified import (
+    BadDescriptor,
+    descriptor_fields,
+    first_line,
+    json_object,
+    read_verified,
+    verify_blob,
+)
 from xarch.registry.errors import LayoutError
 from xarch.registry.mediatypes import INDEXES, media_type_of
 
@@ -148,6 +156,6 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
                     archive.extractall(scratch, members=members, filter="data")
                 else:
                     archive.extractall(scratch, members=members)
-        except tarfile.TarError as exc:
-            raise LayoutError(f"{path}: not an oci-archive ({exc})") from None
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise LayoutError(f"{path}: not an oci-archive ({first_line(exc)})") from None
         yield Path(scratch)
