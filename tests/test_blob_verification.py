@@ -166,7 +166,7 @@ def test_an_oci_archive_with_a_flipped_layer_byte_is_refused(
     outcome.one_error_line(layer)
 
 
-@pytest.mark.parametrize("command", ["inspect", "diff"])
+@pytest.mark.parametrize("command", ["inspect", "diff", "load"])
 def test_a_docker_archive_with_a_flipped_layer_byte_is_refused(command: str, hello_build: HelloBuild,
                                                                 tmp_path: Path) -> None:
     good = hello_build.docker_archives["amd64"]
@@ -176,7 +176,11 @@ def test_a_docker_archive_with_a_flipped_layer_byte_is_refused(command: str, hel
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     layer_path = manifest[0]["Layers"][-1]
     flip_byte(archive, tar_member_offset(archive, layer_path) + 100)
-    args = ["inspect", str(archive)] if command == "inspect" else ["diff", str(good), str(archive)]
+    args = {
+        "inspect": ["inspect", str(archive)],
+        "diff": ["diff", str(good), str(archive)],
+        "load": ["load", str(archive)],  # refused before Docker is asked
+    }[command]
     outcome = xarch_in_process(*args)
     assert outcome.code == INPUT, outcome
     outcome.one_error_line(str(archive), layer_path.rsplit("/", 1)[-1], "does not match its digest")
