@@ -40,6 +40,8 @@ from xarch.errors import XarchError
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.registry.against import published_side
 from xarch.registry.layout_source import layout_folder, read_layout
+from xarch.registry.mediatypes import UnsupportedInDocker, platform_name
+from xarch.registry.push import _config_platform, _prepare
 
 EXAMPLES = int(os.environ.get("XARCH_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(
@@ -450,8 +452,17 @@ def check_reader(name: str, call: Callable[[], object]) -> None:
 
 
 def push_reader(path: Path) -> None:
+    """What `xarch push` does before it opens a connection: read and verify, then prepare the bytes
+    to send in both formats (docker: converted media types), as _push_folder does."""
     with layout_folder(path) as folder:
-        read_layout(folder)
+        image = read_layout(folder)
+        for fmt in ("oci", "docker"):
+            try:
+                manifests, _ = _prepare(image, fmt)
+            except UnsupportedInDocker:
+                continue  # push turns this into a RegistryError naming the layout
+            for i, manifest in enumerate(manifests):
+                platform_name(manifest.platform or _config_platform(image, i))
 
 
 @pytest.mark.timeout(900)

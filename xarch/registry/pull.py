@@ -57,7 +57,7 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
     client = make_client(ref, credentials, settings)
     try:
         data, declared, digest = client.get_manifest(ref.repository, ref.target)
-        top = _answer_json(data, ref, digest)
+        top = answer_json(data, ref, digest)
         media_type = media_type_of(top, declared or None)
         image = PulledImage(ref, digest, media_type, data)
         if image.is_index:
@@ -66,7 +66,7 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
                 raise CorruptAnswer(f"{ref}: index {digest}: manifests is not a JSON array")
             entries = []
             for item in listed:
-                _, entry_digest, entry_size = _answer_descriptor(item, f"{ref}: index {digest}")
+                _, entry_digest, entry_size = answer_descriptor(item, f"{ref}: index {digest}")
                 platform = item.get("platform")
                 entries.append((entry_digest, entry_size, platform if isinstance(platform, dict) else None))
         else:
@@ -76,19 +76,19 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
                 manifest_data, manifest_type = data, media_type
             else:
                 manifest_data, declared_type, _ = client.get_manifest(ref.repository, entry_digest)
-                manifest_type = media_type_of(_answer_json(manifest_data, ref, entry_digest),
+                manifest_type = media_type_of(answer_json(manifest_data, ref, entry_digest),
                                               declared_type or None)
             if len(manifest_data) != entry_size:
                 raise CorruptAnswer(f"{ref}: manifest {entry_digest} is {len(manifest_data)} bytes, its "
                                     f"descriptor says {entry_size}")
-            parsed = _answer_json(manifest_data, ref, entry_digest)
+            parsed = answer_json(manifest_data, ref, entry_digest)
             if manifest_type in INDEXES:
                 raise RegistryError(f"{ref}: nested index {entry_digest} is not supported")
             layers = parsed.get("layers", [])
             if not isinstance(layers, list):
                 raise CorruptAnswer(f"{ref}: manifest {entry_digest}: layers is not a JSON array")
             for blob in [parsed.get("config"), *layers]:
-                _answer_descriptor(blob, f"{ref}: manifest {entry_digest}")
+                answer_descriptor(blob, f"{ref}: manifest {entry_digest}")
             pulled = PulledManifest(entry_digest, manifest_type, manifest_data, parsed, platform)
             if with_configs or platform is None:
                 config = parsed["config"]
@@ -99,7 +99,7 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
         client.close()
 
 
-def _answer_json(data: bytes, ref: Reference, digest: str) -> dict[str, Any]:
+def answer_json(data: bytes, ref: Reference, digest: str) -> dict[str, Any]:
     """A manifest or index the registry answered, as a JSON object; CorruptAnswer (exit 4) if not."""
     try:
         return dict(json_object(data, f"{ref}: {digest}"))
@@ -107,7 +107,7 @@ def _answer_json(data: bytes, ref: Reference, digest: str) -> dict[str, Any]:
         raise CorruptAnswer(str(error)) from None
 
 
-def _answer_descriptor(obj: Any, where: str) -> tuple[str, str, int]:
+def answer_descriptor(obj: Any, where: str) -> tuple[str, str, int]:
     try:
         return descriptor_fields(obj, where)
     except BadDescriptor as error:
