@@ -65,11 +65,14 @@ HELLO_LIKE: dict[str, Any] = {
     },
     "files": [
         {"src": "bin/{arch}/app", "dst": "/bin/app", "mode": "0755", "owner": "0:0"},
-        {"src": "etc/motd", "dst": "/etc/motd", "mode": "0644"},
-        {"src": "data", "dst": "/srv/data"},
+        {"src": "etc/motd", "dst": "/etc/motd", "mode": "0644", "owner": "0:0"},
+        {"src": "data", "dst": "/srv/data", "owner": "1000:1000"},
     ],
-    "directories": [{"path": "/tmp", "mode": "1777"}, {"path": "/var/log/app", "owner": "101:101"}],
-    "symlinks": [{"path": "/bin/sh", "target": "app"}],
+    "directories": [
+        {"path": "/tmp", "mode": "1777", "owner": "0:0"},
+        {"path": "/var/log/app", "owner": "101:101"},
+    ],
+    "symlinks": [{"path": "/bin/sh", "target": "app", "owner": "0:0"}],
     "layers": [{"name": "base", "paths": ["/bin/**"]}, {"name": "app", "paths": ["**"]}],
     "compression": {"level": 6},
 }
@@ -132,7 +135,21 @@ paths = st.sampled_from(
 )
 modes = st.sampled_from(["0755", "755", "0o755", "07777", "99999", "-1", "0x1ed", 493, "", "1777"])
 owners = st.sampled_from(
-    ["0:0", "18446744073709551616:0", "-1:0", "a:b", "1000", 1000, -5, "1:2:3", "4294967296"]
+    [
+        "0:0",
+        "18446744073709551616:0",
+        "0:18446744073709551616",
+        "2097152:0",
+        "4294967295:0",
+        "99999999999:1",
+        "-1:0",
+        "a:b",
+        "1000",
+        1000,
+        -5,
+        "1:2:3",
+        "4294967296",
+    ]
 )
 scalars = st.one_of(st.none(), st.booleans(), numbers, texts, paths, modes, owners)
 nasty = st.recursive(
@@ -144,35 +161,86 @@ nasty = st.recursive(
 )
 
 
-def _walk(document: Any, data: st.DataObject) -> list[Any]:
-    """A random path of keys/indexes into DOCUMENT (possibly empty: the whole document)."""
-    path: list[Any] = []
-    node = document
-    while isinstance(node, (dict, list)) and node and data.draw(st.integers(0, 9), label="deeper") < 8:
-        key = data.draw(
-            st.sampled_from(sorted(node, key=str) if isinstance(node, dict) else range(len(node)))
-        )
-        path.append(key)
-        node = node[key]
-    return path
+def _all_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    result = [prefix]
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            result += _all_paths(value[key], (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            result += _all_paths(item, (*prefix, index))
+    return result
+
+
+def _at(document: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        document = document[part]
+    return document
+
+
+# Values that still have the field's type, picked by the field's name: they pass the schema often
+# and reach the build, where a value the checks did not foresee is most likely to break something.
+signals = st.sampled_from(["SIGTERM", "SIGKILL", "SIGNOPE", "9", "0", "SIGRTMIN+3", "", "sigterm"])
+platform_names = st.sampled_from(
+    [
+        "amd64",
+        "arm64",
+        "arm/v7",
+        "s390x",
+        "riscv64",
+        "386",
+        "linux/amd64",
+        "mips",
+        "",
+        "AMD64",
+        "amd64/",
+        "arm",
+    ]
+)
+globs = st.sampled_from(["**", "/**", "[", "*", "/bin/*", "[!a]", "**/**", "/\\", "{a,b}", ""])
+sources = st.sampled_from(
+    [
+        "etc/motd",
+        "data",
+        "bin/{arch}/app",
+        "{nope}",
+        "{arch",
+        "../etc/motd",
+        "/etc/hostname",
+        "missing",
+        "",
+        "data/",
+        ".",
+        "bin/{variant}/app",
+        "bin/{platform}/app",
+    ]
+)
+FIELD_VALUES: dict[str, Any] = {
+    "owner": owners,
+    "user": st.one_of(owners.filter(lambda o: isinstance(o, str)), texts),
+    "mode": modes.filter(lambda m: isinstance(m, str)),
+    "dst": paths,
+    "path": paths,
+    "workdir": paths,
+    "target": st.one_of(paths, texts),
+    "src": sources,
+    "stop_signal": signals,
+    "platforms": platform_names,
+    "paths": globs,
+    "exposed_ports": st.one_of(numbers, texts),
+    "volumes": paths,
+    "name": texts,
+    "tag": texts,
+}
 
 
 def _mutate(document: Any, data: st.DataObject) -> Any:
-    path = _walk(document, data)
+    every = _all_paths(document)
+    leaves = [p for p in every if p and not isinstance(_at(document, p), (dict, list))]
+    # Mostly a leaf (a value a field can hold), else any node (a whole list or mapping, the root).
+    path = data.draw(st.sampled_from(leaves if leaves and data.draw(st.integers(0, 3)) else every))
     action = data.draw(
-        st.sampled_from(
-            [
-                "same type",
-                "same type",
-                "same type",
-                "replace",
-                "delete",
-                "unknown key",
-                "wrap",
-                "nest",
-                "empty",
-            ]
-        )
+        st.sampled_from(["same type"] * 5 + ["replace", "delete", "unknown key", "wrap", "nest", "empty"])
     )
     if not path:
         return data.draw(nasty) if action == "replace" else document
@@ -180,6 +248,7 @@ def _mutate(document: Any, data: st.DataObject) -> Any:
     for key in path[:-1]:
         parent = parent[key]
     last = path[-1]
+    field = next((part for part in reversed(path) if isinstance(part, str)), "")
     if action == "same type":  # still valid to the schema, often: reaches the build
         value = parent[last]
         if isinstance(value, bool):
@@ -187,31 +256,7 @@ def _mutate(document: Any, data: st.DataObject) -> Any:
         elif isinstance(value, int):
             parent[last] = data.draw(numbers.filter(lambda n: isinstance(n, int)))
         elif isinstance(value, str):
-            parent[last] = data.draw(
-                st.one_of(
-                    paths,
-                    modes.filter(lambda m: isinstance(m, str)),
-                    owners.filter(lambda o: isinstance(o, str)),
-                    texts,
-                    st.sampled_from(
-                        [
-                            "**",
-                            "/**",
-                            "[",
-                            "*",
-                            "{arch}",
-                            "{nope}",
-                            "amd64",
-                            "arm/v7",
-                            "s390x",
-                            "SIGKILL",
-                            "SIGNOPE",
-                            "65536/tcp",
-                            "a=b",
-                        ]
-                    ),
-                )
-            )
+            parent[last] = data.draw(FIELD_VALUES.get(field, texts))
         elif isinstance(value, list) and value:
             value.append(copy.deepcopy(value[data.draw(st.integers(0, len(value) - 1))]))
     elif action == "replace":
@@ -473,3 +518,41 @@ def test_aliases_within_the_bound_still_load(tmp_path: Path) -> None:
         "name: a\nplatforms: [amd64]\nannotations:\n  index: &labels {a: b}\n  manifest: *labels\n"
     )
     assert load(recipe).recipe.annotations.manifest == {"a": "b"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "says"),
+    [
+        # TreeError from the image tree was a traceback: now the recipe's error at that field.
+        ("target: app", "target: ''", 9, "symlinks[0].target: /bin/sh: a symlink needs a target"),
+        # YAML's "\udcff" escape made a lone surrogate: UnicodeEncodeError hashing the recipe.
+        ("dst: /motd", 'dst: "/mo\\udcfftd"', 6, "files[0].dst: not valid Unicode text"),
+        # An epoch past ustar's 11 octal digits broke the layer writer (AssertionError).
+        ("epoch: 0", "epoch: 8589934592", 3, "epoch: Input should be less than or equal to 8589934591"),
+    ],
+)
+def test_values_the_image_cannot_hold_are_the_recipes_error(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str, line: int, says: str
+) -> None:
+    monkeypatch.setenv("XARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    base = "name: m\nplatforms: [amd64]\nepoch: 0\nfiles:\n  - src: etc/motd\n    dst: /motd\n"
+    base += "symlinks:\n  - path: /bin/sh\n    target: app\n"
+    recipe = folder / "regression.yaml"
+    recipe.write_text(base.replace(old, new))
+    outcome = xarch_in_process("build", "-f", str(recipe), "-q", "-o", f"oci:{tmp_path / 'out'}")
+    assert outcome.code == 2, outcome
+    outcome.one_error_line(f"{recipe}:{line}: {says}")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "cache" / "images").exists()
+
+
+def test_a_source_date_epoch_past_2242_is_refused(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(8**11))
+    recipe = folder / "regression.yaml"
+    recipe.write_text("name: m\nplatforms: [amd64]\nfiles: [{src: etc/motd, dst: /motd}]\n")
+    outcome = xarch_in_process("build", "-f", str(recipe), "-q", "-o", f"oci:{tmp_path / 'out'}")
+    assert outcome.code == 2
+    outcome.one_error_line("SOURCE_DATE_EPOCH: 8589934592 is past 8589934591")

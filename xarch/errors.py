@@ -32,9 +32,10 @@ class XarchError(Exception):
     exit_code: int = ExitCode.INPUT
 
     def __str__(self) -> str:
-        # Always one line, whatever the message took in: a library's multi-line text (tarfile,
-        # PyYAML), a file or key name holding a newline. Line breaks become " / ".
-        text = super().__str__()
+        # Always one line that any terminal can print, whatever the message took in: a library's
+        # multi-line text (tarfile, PyYAML), a name holding a newline or a lone surrogate (a
+        # non-UTF-8 file name, YAML's "\udcff"). Line breaks become " / ", surrogates \udcff.
+        text = super().__str__().encode("utf-8", "backslashreplace").decode("utf-8")
         lines = text.splitlines()
         return text if lines == [text] else " / ".join(part.strip() for part in lines if part.strip())
 

@@ -30,6 +30,8 @@ from xarch.yamlpos import load as load_yaml
 
 DEFAULT_FILE = "xarch.yaml"
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+# Layers store the epoch as every entry's mtime: ustar's field holds 11 octal digits (to 2242).
+MAX_EPOCH = 8**11 - 1
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -243,7 +245,7 @@ class Recipe(Strict):
     name: str
     tag: str = "latest"
     platforms: list[str] = Field(min_length=1)
-    epoch: int | None = Field(default=None, ge=0)
+    epoch: int | None = Field(default=None, ge=0, le=MAX_EPOCH)
     config: ImageConfigSpec = Field(default_factory=ImageConfigSpec)
     annotations: AnnotationsSpec = Field(default_factory=AnnotationsSpec)
     files: list[FileSpec] = Field(default_factory=list)
@@ -335,6 +337,11 @@ def load(path: Path | str) -> LoadedRecipe:
         raise RecipeError(f"{path}: cannot read: {error}") from None
     if not isinstance(positions.data, dict):
         raise RecipeError(f"{path}: the recipe must be a mapping of fields (name, platforms, …)")
+    bad = _unencodable(positions.data)
+    if bad is not None:
+        # YAML's "\udcff" escape makes a lone surrogate: no file, tar header or JSON can hold it.
+        message = "not valid Unicode text (a lone surrogate)"
+        raise RecipeError(_format(path, positions.line_of(bad), bad, message))
     try:
         recipe = Recipe.model_validate(positions.data)
     except ValidationError as error:
@@ -351,6 +358,25 @@ def load(path: Path | str) -> LoadedRecipe:
     _check_unique_paths(loaded)
     _check_stages(loaded)
     return loaded
+
+
+def _unencodable(data: Any) -> tuple[str | int, ...] | None:
+    """The location of the first key or string in DATA that UTF-8 cannot encode, else None."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return loc
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                stack.append(((*loc, str(key)), key))
+                stack.append(((*loc, str(key)), item))
+        elif isinstance(value, list):
+            stack += [((*loc, index), item) for index, item in enumerate(value)]
+    return None
 
 
 def _strip_union_branches(loc: tuple[Any, ...], positions: PositionedYaml) -> tuple[Any, ...]:
@@ -445,6 +471,9 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
     if env is not None and env.strip():
         if not env.strip().isdigit():
             raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds")
+        if int(env) > MAX_EPOCH:
+            raise RecipeError(f"SOURCE_DATE_EPOCH: {env.strip()} is past {MAX_EPOCH} (the year 2242), "
+                              "the last mtime a layer can hold")
         return int(env), "SOURCE_DATE_EPOCH"
     if loaded.recipe.epoch is not None:
         return loaded.recipe.epoch, f"{loaded.path.name}: epoch"
