@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from tests.support.inprocess import HANDLED, xarch_in_process
 from xarch.docker.load import read_layout_image
 from xarch.errors import XarchError
+from xarch.imageref import parse_image_ref
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.registry.against import published_side
 from xarch.registry.layout_source import layout_folder, read_layout
@@ -529,8 +530,9 @@ def test_corrupt_layouts_and_archives_work_or_fail_with_one_line(good: Good, tmp
         if "docker" not in kind:
             check_reader("push", lambda: push_reader(target))
             check_reader("load", lambda: read_layout_image(target, "amd64"))
-            if target.is_dir():
-                check_reader("verify --against", lambda: published_side(str(target)))
+            check_reader(
+                "verify --against", lambda: published_side(parse_image_ref(str(target), role="--against"))
+            )
 
     check()
     elapsed = time.monotonic() - started
@@ -583,18 +585,20 @@ def test_diff_of_a_config_whose_runtime_config_is_a_list_reports_it(good: Good, 
     assert "config" in outcome.stdout
 
 
-def test_verify_against_a_layout_whose_platform_is_not_an_object_is_one_line(
+def test_verify_against_a_layout_whose_config_is_not_an_object_is_one_line(
     good: Good, tmp_path: Path
 ) -> None:
-    # Was TypeError/ValueError from dict() of the descriptor's platform.
+    # A lone-manifest layout takes its platform from the config: a JSON array there was a TypeError.
     layout = tmp_path / "edited"
     shutil.copytree(good.layout, layout)
-    top = json.loads((layout / "index.json").read_bytes())["manifests"][0]["digest"]
-    index = json.loads((layout / "blobs/sha256" / top[7:]).read_bytes())
-    index["manifests"][0]["platform"] = 1.5
-    _rechain(layout, top, canonical_json(index))
-    with pytest.raises(XarchError, match="is not a JSON object"):
-        published_side(str(layout))
+    top_json = json.loads((layout / "index.json").read_bytes())
+    index = json.loads((layout / "blobs/sha256" / top_json["manifests"][0]["digest"][7:]).read_bytes())
+    top_json["manifests"] = [index["manifests"][0]]  # index.json names one manifest, no index
+    (layout / "index.json").write_bytes(canonical_json(top_json))
+    manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"][7:]).read_bytes())
+    _rechain(layout, manifest["config"]["digest"], b'["not", "a", "config"]')
+    with pytest.raises(XarchError, match="a JSON array where a JSON object was expected"):
+        published_side(parse_image_ref(str(layout)))
 
 
 @pytest.mark.parametrize("content", [b"", b"not a tar archive\n" * 40])
@@ -604,7 +608,7 @@ def test_push_of_a_file_that_is_not_an_archive_is_one_line(tmp_path: Path, conte
     archive.write_bytes(content)
     outcome = xarch_in_process("push", str(archive), "127.0.0.1:9/never/pushed:1", "-q")
     assert outcome.code == 2
-    outcome.one_error_line(str(archive), "not an oci-archive")
+    outcome.one_error_line(str(archive), "not a tar archive")
 
 
 def test_every_xarch_error_prints_as_one_line() -> None:

@@ -126,6 +126,10 @@ class LayoutReader:
     def has(self, relative: str) -> bool:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
 
+    @property
+    def is_archive(self) -> bool:
+        return self._tar is not None
+
     def blob_path(self, digest: str) -> str:
         try:
             return f"blobs/sha256/{hex_of(digest)}"

@@ -7,6 +7,12 @@ class RegistryError(XarchError):
     """A registry refused or failed a request; the message names the reference and the step."""
 
 
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached, or kept failing (429/5xx) past the retries and waits (exit 4)."""
+
+    exit_code = ExitCode.NETWORK
+
+
 class AuthError(RegistryError):
     """The registry rejected the credentials (or none were found where they were needed)."""
 
