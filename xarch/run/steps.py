@@ -172,7 +172,7 @@ def run_stage_steps(
         )
         previous = key
         label = f"{stage} step {number}/{len(steps)}"
-        if cache.has(key):
+        if cache.usable(key):  # checked against its recorded sha256; a damaged entry is rerun
             log(f"{label}: cached")
             cache.replay(key, rootfs)
             continue
