@@ -101,7 +101,7 @@ def test_lock_command(tmp_path: Path, debian_source: DebianSource, monkeypatch: 
 
     def load(path: Path):  # the CLI's recipe loader stands here
         seen.append(path)
-        return debian_source, SELECTION, [AMD64, ARM64]
+        return debian_source, SELECTION, [AMD64, ARM64], {}
 
     command = make_lock_command(load)
     assert isinstance(command, click.Command)
