@@ -75,9 +75,14 @@ def test_toolchain_is_native_and_target_dev_packages_sit_beside_it() -> None:
     }
 
 
-def test_a_multi_arch_foreign_stage_package_is_the_build_architecture_one() -> None:
-    # dash is a tool steps run: apt's cross Build-Depends rule takes the native one.
+def test_a_tool_in_the_stage_packages_is_the_build_architecture_one() -> None:
+    # dash (foreign) and make (allowed) are tools steps run: the native ones, even when
+    # the toolchain has one already; a library (same) or a plain package is the target's.
     assert cross([], ["dash"]) == {"dash": "amd64", "libc6": "amd64", "libgcc-s1": "amd64"}
+    assert cross(["make"], ["make"])["make"] == "amd64"
+    assert cross([], ["make"]) == {"make": "amd64", "libc6": "amd64", "libgcc-s1": "amd64"}
+    assert cross([], ["tool"])["tool:arm64"] == "arm64"
+    assert cross([], ["make:arm64"])["make:arm64"] == "arm64"
 
 
 def test_foreign_dependency_of_a_target_package_is_met_natively() -> None:

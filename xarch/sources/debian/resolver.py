@@ -144,8 +144,8 @@ class Resolver:
     def resolve(self, requested: list[str], target: list[str] | None = None,
                 target_arch: str | None = None) -> Resolution:
         """REQUESTED: `name[:arch|:native][=version]`, native unless qualified. TARGET (a
-        cross root's stage packages): for TARGET_ARCH, except a `Multi-Arch: foreign`
-        package, which the native one stands for (as apt does for cross Build-Depends)."""
+        cross root's stage packages): for TARGET_ARCH, except an unqualified tool (`all`,
+        `Multi-Arch: foreign` or `allowed`), which steps run, so the native one."""
         for spec in self._requested(requested):
             self._choose_requested(spec, self.universe.arch, False)
         for spec in target or []:
@@ -175,9 +175,10 @@ class Resolver:
         if foreign_goes_native and not qual:
             newest = self.universe.best(name, arch)
             native = self.universe.best(name, self.universe.arch)
-            # An `all` package is native; a Multi-Arch: foreign one is run, so native too.
-            if native is not None and (newest is None and native.architecture == "all"
-                                       or newest is not None and multi_arch(newest) == "foreign"):
+            # An `all` package is native; a tool (Multi-Arch: foreign or allowed) is run, so
+            # native too; a library (same) or a package that is not multiarch is the target's.
+            tool = newest is not None and multi_arch(newest) in ("foreign", "allowed")
+            if native is not None and (newest is None and native.architecture == "all" or tool):
                 arch = self.universe.arch
         cands = [c for c in self.universe.by_name.get(name, []) if self.universe.arch_of(c) == arch]
         if version:
