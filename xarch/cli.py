@@ -180,25 +180,29 @@ def inspect_command(target: Path, as_json: bool) -> None:
 @click.option("--against", metavar="REF|LAYOUT",
               help="Instead: rebuild once and compare each platform's manifest digest with this index.")
 @click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
+@click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]), default=None,
+              help="How stage steps run in every build (default: each stage's; with --against: the "
+                   "strategy the published image recorded, which this must match).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
-                   against: str | None, insecure: bool, as_json: bool) -> None:
+                   against: str | None, insecure: bool, strategy: str | None, as_json: bool) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
     from xarch.verify import parse_variations, print_report, rebuild_and_compare
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
     if against:
-        from xarch.against import rebuilt_digests
+        from xarch.against import published_strategies, rebuilt_digests
         from xarch.registry.against import print_against, verify_against
         from xarch.registry.client import Settings
 
-        local = rebuilt_digests(loaded, platforms, Reporter(quiet=as_json))
+        recorded = published_strategies(against, Settings(insecure=insecure))
+        local = rebuilt_digests(loaded, platforms, Reporter(quiet=as_json), strategy, recorded)
         result = verify_against(local, against, settings=Settings(insecure=insecure))
         print_against(result, as_json, stdout)
         sys.exit(0 if result.identical else 1)
     variations = parse_variations(variation_list)
-    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
+    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations, strategy)
     print_report(report, as_json, stdout)
     if not report.identical:
         sys.exit(1)

@@ -125,6 +125,10 @@ class StageRunner:
                 raise StrategyUnavailable(
                     f"stage {name!r} ({self.platform.name}): the image was built with strategy {recorded}, "
                     f"--strategy asks for {self.strategy_override}")
+            if strategy == "native" and self.platform.name != host.name:
+                raise StrategyUnavailable(
+                    f"stage {name!r} ({self.platform.name}): the image was built with strategy native, "
+                    f"this host is {host.name}: rebuild it on a {self.platform.name} host")
             if build and build != host.name:
                 raise StrategyUnavailable(
                     f"stage {name!r} ({self.platform.name}): the image was built with strategy {recorded}, "
