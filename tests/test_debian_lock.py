@@ -129,3 +129,17 @@ def test_cross_stages_are_an_input_of_the_lock(debian_source: DebianSource) -> N
     assert why in said
     with pytest.raises(LockError, match=r"xarch.lock has no cross root for 'build' on arm64 built on amd64"):
         with_cross.cross_entries("arm64", "amd64", "build")
+
+
+def test_the_image_cache_keys_a_platforms_cross_roots_too() -> None:
+    from xarch.imagecache import lock_entries
+    from xarch.sources.debian.lock import LockedPackage, cross_key
+
+    def pkg(name: str, arch: str, sha: str) -> LockedPackage:
+        return LockedPackage(name, "1", arch, f"pool/{name}.deb", 1, sha * 64, "stable")
+
+    lock = Lock({}, {}, {"build": {"arm64": [pkg("gcc", "arm64", "a")],
+                                   cross_key("amd64", "arm64"): [pkg("gcc-aarch64-linux-gnu", "amd64", "b")],
+                                   cross_key("arm64", "amd64"): [pkg("gcc-x86-64-linux-gnu", "arm64", "c")]}})
+    assert lock_entries(lock, ARM64) == {"build arm64": ["a" * 64], "build amd64->arm64": ["b" * 64]}
+    assert lock_entries(lock, AMD64) == {"build arm64->amd64": ["c" * 64]}

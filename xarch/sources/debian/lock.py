@@ -257,6 +257,12 @@ def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, Pac
         for build in (platform_data.get(name) for name in BUILD_PLATFORMS):
             if build == plat or not cross:
                 continue
+            lacking = [r.url for _, r in releases
+                       if r.architectures and build.debian_arch not in r.architectures]
+            if lacking:
+                say(f"no cross root for {plat.name} built on {build.name}: {lacking[0]} has no "
+                    f"{build.debian_arch} packages")
+                continue
             universe = Universe.build(build.debian_arch, candidates(build.debian_arch)
                                       + candidates(plat.debian_arch), foreign=[plat.debian_arch])
             compiler = plat.cross_packages[0] if plat.cross_packages else f"gcc-{plat.triplet}"
