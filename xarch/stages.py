@@ -42,6 +42,29 @@ def strategy_record(stage: str, strategy: str, build: str | None) -> str:
     return f"{RECORD_PREFIX}{stage}: {strategy}" + (f" on {build}" if build else "")
 
 
+def rebuild_strategy(recorded: str, override: str | None, platform: platform_data.Platform,
+                     host: platform_data.Platform, what: str) -> Strategy:
+    """How to rebuild a stage whose image recorded RECORDED (strategy_record's text).
+
+    native and emulate give the same bytes (the same target root and tools, on the CPU or
+    under QEMU), so either stands for the other: native when PLATFORM is HOST's, else
+    emulate. A cross root is of the build machine's architecture, so `cross on amd64` needs
+    an amd64 host. OVERRIDE (--strategy) must agree; else StrategyUnavailable names WHAT
+    (the stage) and both strategies."""
+    strategy, _, build = recorded.partition(" on ")
+    if override not in (None, "auto") and (override == "cross") != (strategy == "cross"):
+        raise StrategyUnavailable(f"{what}: the image was built with strategy {recorded}, "
+                                  f"--strategy asks for {override}")
+    if strategy == "cross":
+        if build and build != host.name:
+            raise StrategyUnavailable(f"{what}: the image was built with strategy {recorded}, "
+                                      f"this host is {host.name}: rebuild it on an {build} host")
+        return "cross"
+    if strategy in ("native", "emulate"):
+        return "native" if platform.name == host.name else "emulate"
+    raise StrategyUnavailable(f"{what}: the image records an unknown strategy {recorded!r}")
+
+
 def parse_strategy_records(history: list[dict[str, object]]) -> dict[str, str]:
     """stage → "native" | "emulate" | "cross on BUILD", from an image config's history."""
     found = {}
@@ -120,20 +143,9 @@ class StageRunner:
         host = platform_data.host()
         recorded = self.recorded.get(name)
         if recorded is not None:
-            strategy, _, build = recorded.partition(" on ")
-            if self.strategy_override not in (None, "auto", strategy):
-                raise StrategyUnavailable(
-                    f"stage {name!r} ({self.platform.name}): the image was built with strategy {recorded}, "
-                    f"--strategy asks for {self.strategy_override}")
-            if strategy == "native" and self.platform.name != host.name:
-                raise StrategyUnavailable(
-                    f"stage {name!r} ({self.platform.name}): the image was built with strategy native, "
-                    f"this host is {host.name}: rebuild it on a {self.platform.name} host")
-            if build and build != host.name:
-                raise StrategyUnavailable(
-                    f"stage {name!r} ({self.platform.name}): the image was built with strategy {recorded}, "
-                    f"this host is {host.name}: rebuild it on a {build} host")
-            return strategy, "recorded in the image"  # type: ignore[return-value]
+            strategy = rebuild_strategy(recorded, self.strategy_override, self.platform, host,
+                                        f"stage {name!r} ({self.platform.name})")
+            return strategy, f"the image recorded {recorded}"
         chosen = self.strategy_override or spec.strategy
         if chosen == "auto":
             return choose_strategy(self.platform, spec.cross, host)
