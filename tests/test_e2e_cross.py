@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -153,11 +154,17 @@ def test_the_strategy_is_recorded_in_the_image_history(built: tuple[Path, str]) 
 
 def test_same_digest_when_the_host_has_no_cross_toolchain(project: Path, cache: Path, built: tuple[Path, str],
                                                          tmp_path: Path) -> None:
-    bare = path_without_cross_tools(tmp_path / "bin")
-    assert shutil.which("aarch64-linux-gnu-gcc", path=bare) is None
-    out = tmp_path / "out"
-    xarch_ok("build", "-f", str(project / "xarch.yaml"), "--locked", "--no-cache", "-q", "-o", f"oci:{out}",
-             cache=cache, extra_env={"PATH": bare}, timeout=1800)
+    # Outside pytest's root-only tmp: the sandbox's own account follows this PATH too.
+    folder = Path(tempfile.mkdtemp(prefix="xarch-bare-path-"))
+    try:
+        folder.chmod(0o755)
+        bare = path_without_cross_tools(folder / "bin")
+        assert shutil.which("aarch64-linux-gnu-gcc", path=bare) is None
+        out = tmp_path / "out"
+        xarch_ok("build", "-f", str(project / "xarch.yaml"), "--locked", "--no-cache", "-q", "-o",
+                 f"oci:{out}", cache=cache, extra_env={"PATH": bare}, timeout=1800)
+    finally:
+        shutil.rmtree(folder)
     first, _ = built
     assert index_digest(out) == index_digest(first)
 

@@ -1,14 +1,14 @@
-"""`xarch verify --against REF|LAYOUT`: rebuild here, then compare with what was published.
+"""`xarch verify --against IMAGE`: rebuild here, then compare with what was published.
 
 The rebuild happens in this process under the recipe's own conditions and lock
 (`--locked`: a published image is only checked against the inputs it was built from);
-xarch.registry.against reads the published side and lines the digests up.
+xarch.registry.against reads the published side and compares the whole index.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from xarch import platforms as platform_data
@@ -18,48 +18,52 @@ from xarch.packages import ensure_lock
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe, resolve_epoch
+from xarch.registry.against import Side, side_of_index
 from xarch.store import Store
-
-if TYPE_CHECKING:
-    from xarch.registry.client import Settings
 from xarch.summary import platform_name
 
+if TYPE_CHECKING:
+    from xarch.imageref import ImageRef
+    from xarch.registry.client import Settings
 
-def published_strategies(target: str, settings: Settings | None = None) -> dict[str, dict[str, str]]:
+
+def published_strategies(ref: ImageRef, settings: Settings | None = None) -> dict[str, dict[str, str]]:
     """platform name ("arm64") → stage → the strategy the published image recorded
-    (xarch.stages.strategy_record in its config's history), for a registry reference or a layout."""
+    (xarch.stages.strategy_record in each config's history): a registry image, an OCI
+    layout or an oci-archive. Raises what reading REF raises (RegistryError, LayoutError)."""
+    from xarch.imageref import OCI_ARCHIVE, REGISTRY
     from xarch.stages import parse_strategy_records
 
     configs: list[bytes] = []
-    if Path(target).is_dir():
-        from xarch.registry.layout_source import read_layout
-
-        image = read_layout(Path(target))
-        configs = [image.blob_path(m.json["config"]["digest"]).read_bytes() for m in image.manifests]
-    else:
+    if ref.kind == REGISTRY:
         from xarch.registry.pull import fetch_image
 
-        pulled = fetch_image(target, None, settings)
+        assert ref.reference is not None
+        pulled = fetch_image(ref.reference, None, settings)
         configs = [m.config_data for m in pulled.manifests if m.config_data]
+    elif ref.path is not None:
+        from xarch.registry.layout_source import layout_folder, read_layout
+
+        with ExitStack() as stack:
+            folder = stack.enter_context(layout_folder(ref.path)) if ref.kind == OCI_ARCHIVE else ref.path
+            image = read_layout(folder)
+            configs = [image.blob_path(m.json["config"]["digest"]).read_bytes() for m in image.manifests]
     found: dict[str, dict[str, str]] = {}
     for data in configs:
         config = json.loads(data)
         if not config.get("architecture"):
             continue  # an attestation or another artifact: no platform, no stages
-        name = platform_name(config)
         try:
-            plat = platform_data.get(name)
+            plat = platform_data.get(platform_name(config))
         except platform_data.UnknownPlatform:
             continue
         found[plat.name] = parse_strategy_records(config.get("history") or [])
     return found
 
 
-def rebuilt_digests(
-    loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter,
-    strategy: str | None = None, recorded: dict[str, dict[str, str]] | None = None,
-) -> dict[str, str]:
-    """{"index": digest, "linux/amd64": manifest digest, …} of a fresh local build.
+def rebuilt_side(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter,
+                 strategy: str | None = None, recorded: dict[str, dict[str, str]] | None = None) -> Side:
+    """The index of a fresh local build (no cache) of PLATFORMS, as xarch.registry.against compares it.
 
     RECORDED (published_strategies): each stage runs with the strategy the published image
     used; STRATEGY (--strategy) must then agree, else StrategyUnavailable names the stage."""
@@ -70,7 +74,4 @@ def rebuilt_digests(
     inputs = BuildInputs(loaded, platforms, epoch, lock, strategy, store, use_cache=False,
                          recorded=recorded or {})
     artifact = build(inputs, reporter)
-    digests = {"index": sha256_digest(artifact.index_bytes)}
-    for image in artifact.images:
-        digests[platform_name(image.platform)] = sha256_digest(image.manifest_bytes)
-    return digests
+    return side_of_index("this rebuild", sha256_digest(artifact.index_bytes), artifact.index_bytes)

@@ -12,7 +12,8 @@ from xarch.errors import XarchError
 from xarch.platforms import Platform
 from xarch.run import cross, qemu
 from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
-from xarch.run.chroot import RunResult, isolation_problem, run_in_rootfs
+from xarch.run.chroot import IsolationUnavailable, RunResult, isolation_problem, run_in_rootfs
+from xarch.run.sandbox import hand_over
 
 Strategy = Literal["native", "cross", "emulate"]
 STRATEGIES: tuple[Strategy, ...] = ("native", "cross", "emulate")
@@ -60,7 +61,7 @@ def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -
     tools (a cross root brings its own), so every host of one architecture chooses alike."""
     isolation = isolation_problem()
     if isolation:
-        raise StrategyUnavailable(f"no way to run build steps on this host: {isolation}")
+        raise IsolationUnavailable(f"no way to run build steps on this host: {isolation}")
     if platform.name == host.name:
         return "native", f"host is {host.name}"
     if stage_can_cross:
@@ -140,6 +141,7 @@ def run_stage_steps(
         env.update(cross.toolchain_env(platform, host))
     source_digest = tree_digest(source_dir)
     place_source(source_dir, rootfs)
+    hand_over(rootfs)  # before the first snapshot: the owner change is not a step's doing
     previous: str | None = None
     for number, step in enumerate(steps, start=1):
         key = step_key(
