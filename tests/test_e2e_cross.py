@@ -182,3 +182,55 @@ def test_verify_against_uses_the_recorded_strategy(project: Path, cache: Path,
     assert other.stderr.strip().splitlines()[-1] == (
         "xarch: error: stage 'build' (arm64): the image was built with strategy cross on amd64, "
         "--strategy asks for emulate")
+
+
+CMAKELISTS = """cmake_minimum_required(VERSION 3.21)
+project(zpipe C)
+find_package(ZLIB REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(ZPC REQUIRED zlib)
+add_executable(zpipe zpipe.c)
+target_link_libraries(zpipe ZLIB::ZLIB)
+"""
+CMAKE_RECIPE = f"""\
+name: zpipe-cmake
+platforms: [arm64]
+epoch: {EPOCH}
+sources:
+  debian:
+    suites: [bookworm]
+stages:
+  build:
+    cross: true
+    packages: [cmake, zlib1g-dev]
+    steps:
+      - run: |
+          cmake -S . -B /tmp/b -DCMAKE_BUILD_TYPE=Release
+          cmake --build /tmp/b
+          mkdir -p /out && cp /tmp/b/zpipe /out/
+          grep -E "^(ZLIB_LIBRARY_RELEASE|ZPC_[A-Z_]*):" \\
+            /tmp/b/CMakeCache.txt > /out/found
+copy:
+  - {{from: "build:/out/zpipe", dst: /zpipe, mode: "0755"}}
+  - {{from: "build:/out/found", dst: /found}}
+"""
+
+
+def test_cmake_project_finds_the_target_zlib_through_the_toolchain_file(project: Path, cache: Path,
+                                                                         tmp_path: Path) -> None:
+    """CMAKE_TOOLCHAIN_FILE alone (no -D on the command line): find_package and pkg-config
+    find zlib1g-dev:arm64 in the multiarch folders."""
+    folder = tmp_path / "cmake"
+    folder.mkdir()
+    (folder / "xarch.yaml").write_text(CMAKE_RECIPE)
+    (folder / "zpipe.c").write_text(ZPIPE_C)
+    (folder / "CMakeLists.txt").write_text(CMAKELISTS)
+    out = tmp_path / "out"
+    xarch_ok("build", "-f", str(folder / "xarch.yaml"), "-q", "-o", f"oci:{out}", cache=cache, timeout=1800)
+    files = image_files(out, "arm64")
+    assert int.from_bytes(files["zpipe"].data[18:20], "little") == EM_AARCH64
+    cached = dict(line.split("=", 1) for line in files["found"].data.decode().splitlines())
+    found = {key.split(":")[0]: value for key, value in cached.items()}
+    assert found["ZLIB_LIBRARY_RELEASE"] == "/usr/lib/aarch64-linux-gnu/libz.so", found
+    # pkg-config is the target's (aarch64 personality): zlib.pc of zlib1g-dev:arm64
+    assert found["ZPC_FOUND"] == "1" and found["ZPC_LIBDIR"] == "/usr/lib/aarch64-linux-gnu", found
