@@ -163,6 +163,9 @@ def _dpkg_database(tree: Tree, debs: list[tuple[LockedPackage, Deb, list[str]]],
             if extra in deb.control_files:
                 made.append(_file(tree, f"{DPKG}/info/{info_name}.{extra}", deb.control_files[extra], epoch))
     made.append(_file(tree, f"{DPKG}/status", "\n".join(stanzas).encode("utf-8"), epoch))
+    # dpkg's database format 1 (dpkg >= 1.16.2): info files of Multi-Arch: same packages are
+    # named name:arch.*, as above; without this file dpkg reads the old, unqualified names.
+    made.append(_file(tree, f"{DPKG}/info/format", b"1\n", epoch))
     return made
 
 
