@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
+from tests.conftest import need_tool
+from tests.support.e2e import EPOCH, xarch_ok
+from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
 from xarch import platforms
+from xarch.against import published_strategies
+from xarch.imageref import parse_image_ref
+from xarch.registry.push import push_layout
 from xarch.run.steps import StrategyUnavailable
 from xarch.stages import parse_strategy_records, rebuild_strategy, strategy_record
 
@@ -46,3 +55,33 @@ def test_a_mismatch_names_the_stage_and_both_strategies(recorded: str, override:
     with pytest.raises(StrategyUnavailable) as caught:
         rebuild_strategy(recorded, override, ARM64, host, "stage 'build' (arm64)")
     assert str(caught.value) == message
+
+
+def test_published_strategies_are_read_from_a_layout_an_archive_and_a_registry(
+        registry: Registry, tmp_path: Path) -> None:  # noqa: F811 (the fixture imported above)
+    """A stage built natively here (its root: the host's static busybox as /bin/sh)."""
+    busybox = need_tool("busybox")
+    host = platforms.host()
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    shutil.copy(busybox, folder / "busybox")
+    (folder / "xarch.yaml").write_text(f"""\
+name: recorded
+platforms: [{host.name}]
+epoch: {EPOCH}
+stages:
+  build:
+    files:
+      - {{src: busybox, dst: /bin/sh, mode: "0755"}}
+    steps:
+      - run: mkdir -p /out && echo made > /out/file
+copy:
+  - {{from: "build:/out/file", dst: /file}}
+""")
+    layout, archive = tmp_path / "layout", tmp_path / "image.tar"
+    for output in (f"oci:{layout}", f"oci-archive:{archive}"):
+        xarch_ok("build", "-q", "-f", str(folder / "xarch.yaml"), "-o", output, cache=tmp_path / "cache")
+    push_layout(layout, f"{registry.host}/demo/recorded:v1")
+    expected = {host.name: {"build": "native"}}
+    for text in (str(layout), f"oci-archive:{archive}", f"{registry.host}/demo/recorded:v1"):
+        assert published_strategies(parse_image_ref(text)) == expected, text
