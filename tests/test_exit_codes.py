@@ -130,7 +130,6 @@ CLASSES = [
     ("xarch.run.chroot", "IsolationUnavailable", ExitCode.HOST),
     ("xarch.run.qemu", "EmulationUnavailable", ExitCode.HOST),
     ("xarch.run.binfmt", "BinfmtError", ExitCode.HOST),
-    ("xarch.run.cross", "ToolchainMissing", ExitCode.HOST),
     ("xarch.run.steps", "StrategyUnavailable", ExitCode.HOST),
     ("xarch.run.buildx", "BuildxMissing", ExitCode.HOST),
     ("xarch.docker.load", "DockerUnreachable", ExitCode.HOST),

@@ -81,10 +81,12 @@ def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:
 
 
 def lock_entries(lock: Lock | None, platform: Platform) -> dict[str, list[str]]:
-    """The sha256 of every locked package of PLATFORM, per package set."""
+    """The sha256 of every locked package of PLATFORM, per package set and cross root
+    (`BUILD->PLATFORM`, see xarch.sources.debian.lock.cross_key)."""
     if lock is None:
         return {}
-    return {name: sorted(p.sha256 for p in per.get(platform.name, [])) for name, per in lock.packages.items()}
+    return {f"{name} {key}": sorted(p.sha256 for p in entries) for name, per in lock.packages.items()
+            for key, entries in per.items() if key == platform.name or key.endswith(f"->{platform.name}")}
 
 
 def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock | None,

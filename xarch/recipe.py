@@ -388,7 +388,7 @@ class StageSpec(Strict):
     files: list[FileSpec] = Field(default_factory=list)
     copy_: list[CopySpec] = Field(default_factory=list, alias="copy")
     steps: list[StepModel] = Field(default_factory=list)
-    cross: bool = False  # the steps can cross-build (use $CC, $DESTDIR …)
+    cross: bool = False  # the steps can cross-build (use $CC, $CXX, $PKG_CONFIG …; see xarch/run/cross.py)
     strategy: Literal["auto", "native", "cross", "emulate"] = "auto"
     source: str = "."  # the recipe folder (or a part of it) that steps see at /src
     dockerfile: str | None = None
@@ -599,6 +599,10 @@ def _check_stages(loaded: LoadedRecipe) -> None:
             if stage.packages is not None:
                 message = "packages need an archive: add sources.debian"
                 raise loaded.error(("stages", name, "packages"), message)
+            if (stage.cross or stage.strategy == "cross") and stage.steps:
+                message = ("a cross stage runs in a root of locked Debian packages (the cross toolchain): "
+                           "add sources.debian")
+                raise loaded.error(("stages", name, "cross" if stage.cross else "strategy"), message)
     copies: list[tuple[tuple[str | int, ...], CopySpec]] = [
         (("copy", i, "from"), c) for i, c in enumerate(recipe.copy_)
     ]
