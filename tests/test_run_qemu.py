@@ -172,9 +172,8 @@ def test_failing_emulated_step_reports_its_exit_code_and_output(arm64_emulation,
     with pytest.raises(StepFailed) as caught:
         run_stage_steps([StepSpec("uname -m\nexit 42")], arm64_rootfs, arm64_emulation, "emulate", source, 0,
                         StepCache(tmp_path / "cache"), lambda line: None)
-    first, *tail = str(caught.value).splitlines()
-    assert first == "stage 'build' step 1 (`uname -m`) failed with exit code 42"
-    assert [line.strip() for line in tail] == ["aarch64"]
+    assert str(caught.value) == "stage 'build' step 1 (`uname -m`) failed with exit code 42"
+    assert [line.strip() for line in caught.value.details] == ["aarch64"]
 
 
 def test_a_rootfs_without_a_shell_is_one_clear_error(tmp_path: Path) -> None:

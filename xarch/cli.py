@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -244,7 +245,7 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except XarchError as error:
         _debug_traceback()
-        _fail(f"xarch: error: {error}", error.exit_code)
+        _fail(f"xarch: error: {error}", error.exit_code, error.details)
     except (click.exceptions.Abort, KeyboardInterrupt):
         _fail("xarch: interrupted", 130)
     except click.ClickException as error:
@@ -283,10 +284,13 @@ def _os_error_text(error: OSError) -> str:
     return f"{' -> '.join(names)}: {reason}" if names else reason
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    """Print MESSAGE as exactly one line (a file name may hold a newline or bytes that are not UTF-8)."""
+def _fail(message: str, code: int, details: Sequence[str] = ()) -> NoReturn:
+    """Print MESSAGE as exactly one line (a file name may hold a newline or bytes that are not UTF-8),
+    then DETAILS (a failed step's last output lines), each indented as quoted context."""
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
     click.echo(one_line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+    for line in details:
+        click.echo("  | " + line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     sys.exit(code)
 
 

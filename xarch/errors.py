@@ -14,6 +14,7 @@ the error's `exit_code`. Anything else that escapes is a bug: one line naming it
 | 70 | internal error: a bug in xarch |
 """
 
+from collections.abc import Sequence
 from enum import IntEnum
 
 
@@ -30,6 +31,14 @@ class XarchError(Exception):
     """Base of every error shown to the user as `xarch: error: <message>` (bad input, exit 2)."""
 
     exit_code: int = ExitCode.INPUT
+    # Context the CLI prints after the one error line, each line indented: e.g. the last
+    # output lines of a failed build step, which are the step's words, not xarch's.
+    details: tuple[str, ...] = ()
+
+    def __init__(self, *args: object, details: Sequence[str] = ()) -> None:
+        super().__init__(*args)
+        if details:
+            self.details = tuple(details)
 
     def __str__(self) -> str:
         # Always one line that any terminal can print, whatever the message took in: a library's

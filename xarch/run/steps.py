@@ -26,7 +26,7 @@ FIXED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class StepFailed(BuildError):
-    """A build step exited non-zero. First line: what failed; then the step's last output lines."""
+    """A build step exited non-zero: the message says which; `details` holds its last output lines."""
 
 
 class StrategyUnavailable(HostError):
@@ -160,8 +160,8 @@ def run_stage_steps(
         if result.exit_code != 0:
             first = step.run.strip().splitlines()[0] if step.run.strip() else ""
             raise StepFailed(
-                f"stage {stage!r} step {number} (`{first}`) failed with exit code {result.exit_code}"
-                + "".join("\n  " + line for line in result.tail)
+                f"stage {stage!r} step {number} (`{first}`) failed with exit code {result.exit_code}",
+                details=result.tail,
             )
         meta = {"stage": stage, "step": number, "run": step.run, "strategy": strategy}
         cache.save(key, rootfs, before, meta)
