@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from xarch.oci.tree import Entry, Tree
+from xarch.sources.debian.accounts import DEFAULT_GROUP, shadow_gid
 from xarch.sources.debian.deb import Deb, PathFilter, read_deb, unpack
+from xarch.sources.debian.effects import Effects, reproduce
 from xarch.sources.debian.errors import UnpackError
 from xarch.sources.debian.lock import LockedPackage
 from xarch.store import Store
@@ -68,12 +70,16 @@ class InstallReport:
     installed: list[str] = field(default_factory=list)  # "name version (arch)"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (package, maintainer script)
     generated: list[str] = field(default_factory=list)  # paths xarch made in the scripts' place
+    effects: Effects = field(default_factory=Effects)  # what the scripts would do that xarch did not
 
     def lines(self) -> list[str]:
-        """What `xarch build -v` prints: every script not run, then what xarch made instead."""
+        """What `xarch build -v` prints: every script not run, what xarch made instead, and
+        what each script would do that xarch did not reproduce."""
         out = [f"not run: {package} {script}" for package, script in self.skipped]
         made = [path for path in self.generated if not path.startswith("/var/lib/dpkg/info/")]
-        return out + [f"made by xarch: {path}" for path in made]
+        lost = [f"not reproduced: {package} {script}: {what}"
+                for package, script, what in self.effects.not_reproduced]
+        return out + [f"made by xarch: {path}" for path in made] + lost
 
 
 def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store: Store, epoch: int,
@@ -107,6 +113,8 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
         report.generated += _ca_bundle(tree, epoch)
     if "tzdata" in names:
         report.generated += _localtime(tree, epoch)
+    report.effects = reproduce(tree, ((pkg.name, deb) for pkg, deb, _ in debs), epoch)
+    report.generated += report.effects.generated
     return report
 
 
@@ -215,7 +223,7 @@ def write_accounts(tree: Tree, users: Iterable[User], groups: Iterable[Group],
     Without base-passwd the files start with root only.
     """
     passwd = _table(tree, "etc/passwd", "root:x:0:0:root:/root:/bin/sh")
-    group = _table(tree, "etc/group", "root:x:0:")
+    group = _table(tree, "etc/group", *DEFAULT_GROUP)
     for grp in sorted(groups, key=lambda g: (g.gid, g.name)):
         _add_row(group, "etc/group", grp.name, grp.gid, f"{grp.name}:x:{grp.gid}:{','.join(grp.members)}")
     for user in sorted(users, key=lambda u: (u.uid, u.name)):
@@ -226,20 +234,27 @@ def write_accounts(tree: Tree, users: Iterable[User], groups: Iterable[Group],
         if make_homes and user.home not in (NO_HOME, "/") and user.home.strip("/") not in tree:
             tree.add_parents(user.home)
             tree.add(Entry(user.home, "dir", 0o755, user.uid, user.gid, epoch))
-    # "*": no password can log in; empty ageing fields keep the file free of dates.
-    shadow = [f"{row.split(':')[0]}:*:::::::" for row in passwd]
-    shadow_gid = next((int(r.split(":")[2]) for r in group if r.startswith("shadow:")), 0)
-    return [
+    # Rows passwd's postinst made stay; "*": no password can log in; empty ageing fields
+    # keep the new rows free of dates.
+    known = {r.split(":")[0]: r for r in _table(tree, "etc/shadow")}
+    shadow = [known.get(row.split(":")[0]) or f"{row.split(':')[0]}:*:::::::" for row in passwd]
+    gid = shadow_gid(group)
+    made = [
         _file(tree, "etc/passwd", _lines(passwd), epoch),
         _file(tree, "etc/group", _lines(group), epoch),
-        _file(tree, "etc/shadow", _lines(shadow), epoch, mode=0o640, gid=shadow_gid),
+        _file(tree, "etc/shadow", _lines(shadow), epoch, mode=0o640, gid=gid),
     ]
+    if "etc/gshadow" in tree:
+        known = {r.split(":")[0]: r for r in _table(tree, "etc/gshadow")}
+        gshadow = [known.get(r.split(":")[0]) or f"{r.split(':')[0]}:!::{r.split(':')[3]}" for r in group]
+        made.append(_file(tree, "etc/gshadow", _lines(gshadow), epoch, mode=0o640, gid=gid))
+    return made
 
 
-def _table(tree: Tree, path: str, default: str) -> list[str]:
+def _table(tree: Tree, path: str, *default: str) -> list[str]:
     entry = tree.get(path)
     if entry is None or entry.type != "file":
-        return [default]
+        return list(default)
     return [line for line in entry.read().decode("utf-8").splitlines() if line.strip()]
 
 

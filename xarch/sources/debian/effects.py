@@ -1,0 +1,141 @@
+"""Maintainer-script effects, reproduced without running a script.
+
+Called once from install_packages after every package is unpacked. For each package,
+in lock order, its preinst and postinst are read as text (xarch.sources.debian.scripts)
+as dpkg would run them for a fresh install ("install" then "configure"):
+
+- `update-alternatives --install/--remove` → xarch.sources.debian.alternatives;
+- `setcap TEXT FILE` → the file's security.capability xattr (capabilities.from_text);
+  `setcap -r FILE` removes it. iputils-ping's postinst takes its setcap branch, as on a
+  system with libcap2-bin; without it, it would make ping setuid root instead;
+- passwd's `groupadd -g 42 shadow` and `shadowconfig on` → /etc/shadow and /etc/gshadow
+  (accounts.shadow_files);
+- /var/lib/dpkg/info/format "1": dpkg reads arch-qualified NAME:ARCH.list files
+  (Multi-Arch: same packages) only when it says so.
+
+Every other command from EFFECT_COMMANDS that a script calls, and every call above this
+module cannot read (words that need the script's variables, options it does not
+reproduce), is reported per package: `-v` prints each, and the build prints one summary
+line naming the packages. Packages in HANDLED are reproduced whole elsewhere
+(install.py: base-passwd, ca-certificates, tzdata) or have nothing to do on a merged-/usr
+image made fresh (usrmerge, dpkg's own admin-dir upgrades).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from xarch.oci.tree import Entry, Tree
+from xarch.sources.debian import capabilities
+from xarch.sources.debian.accounts import shadow_files
+from xarch.sources.debian.alternatives import Alternatives, CallError, Install, Remove, parse_call
+from xarch.sources.debian.deb import Deb, resolve
+from xarch.sources.debian.errors import UnpackError
+from xarch.sources.debian.scripts import Command, commands
+
+# Scripts in the order dpkg runs them on a fresh install.
+FRESH_INSTALL_SCRIPTS = ("preinst", "postinst")
+# Commands whose effect on the image matters and that xarch does not reproduce.
+EFFECT_COMMANDS = frozenset({
+    "adduser", "addgroup", "useradd", "groupadd", "usermod", "groupmod", "chown", "chgrp", "chmod",
+    "dpkg-statoverride", "ln", "mkdir", "install", "cp", "mv", "touch", "dpkg-divert", "ldconfig",
+    "update-ca-certificates", "py3compile", "pycompile", "systemd-sysusers", "systemd-tmpfiles",
+    "ucf", "ucfr", "update-passwd", "pam-auth-update", "shadowconfig", "pwconv", "grpconv",
+    "add-shell", "update-shells", "locale-gen", "update-locale", "update-alternatives", "setcap",
+    "make-ssl-cert", "update-mime-database", "glib-compile-schemas", "gdk-pixbuf-query-loaders",
+})
+HANDLED = frozenset({"base-passwd", "ca-certificates", "tzdata", "usrmerge", "dpkg", "passwd"})
+DPKG_FORMAT = "var/lib/dpkg/info/format"
+
+
+@dataclass
+class Effects:
+    generated: list[str] = field(default_factory=list)  # image paths made
+    not_reproduced: list[tuple[str, str, str]] = field(default_factory=list)  # (package, script, what)
+
+    def packages(self) -> list[str]:
+        return sorted({package for package, _, _ in self.not_reproduced})
+
+    def summary(self) -> str | None:
+        """The one line a build prints without -v, or None when every effect was reproduced."""
+        names = self.packages()
+        if not names:
+            return None
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        return (f"{len(names)} package{'s' if len(names) != 1 else ''} have maintainer-script effects "
+                f"xarch does not reproduce: {shown}; see -v")
+
+
+def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effects:
+    """Apply the effects of the (package name, Deb) pairs' scripts to TREE (see module doc)."""
+    effects = Effects()
+    alternatives = Alternatives()
+    names: set[str] = set()
+    for name, deb in debs:
+        names.add(name)
+        for script in FRESH_INSTALL_SCRIPTS:
+            if script not in deb.control_files:
+                continue
+            capped: set[str] = set()
+            for command in commands(deb.control_files[script]):
+                if command.name == "chmod" and command.words[1:2] in (("u-s",), ("u+s",)) \
+                        and command.words[-1] in capped:
+                    continue  # the setuid fallback of a setcap that xarch made (iputils-ping)
+                problem = _apply(tree, alternatives, command, name)
+                if command.name == "setcap" and problem is None:
+                    capped.add(command.words[-1])
+                if problem is not None and name not in HANDLED \
+                        and (name, script, problem) not in effects.not_reproduced:
+                    effects.not_reproduced.append((name, script, problem))
+    for package, alt_name, path in alternatives.missing(tree):
+        lost = f"alternative {alt_name}: {path} is not in the image"
+        effects.not_reproduced.append((package, "postinst", lost))
+    effects.generated += alternatives.apply(tree, epoch)
+    tree.add_parents(DPKG_FORMAT)
+    tree.add(Entry(DPKG_FORMAT, "file", 0o644, mtime=epoch, data=b"1\n"))
+    effects.generated.append("/" + DPKG_FORMAT)
+    if "passwd" in names:
+        effects.generated += shadow_files(tree, epoch)
+    return effects
+
+
+def _apply(tree: Tree, alternatives: Alternatives, command: Command, package: str) -> str | None:
+    """Reproduce COMMAND if it is one this module knows; a sentence when its effect is lost."""
+    if command.name not in EFFECT_COMMANDS:
+        return None
+    if not command.resolved:
+        return f"would run {command} (its words need the script's variables)"
+    if command.name == "update-alternatives":
+        try:
+            call = parse_call(command.words)
+            if isinstance(call, Install):
+                alternatives.install(call, package)
+            elif isinstance(call, Remove):
+                alternatives.remove(call)
+        except CallError as error:
+            return f"would run {command} ({error})"
+        return None
+    if command.name == "setcap":
+        try:
+            _setcap(tree, command.words[1:])
+        except (capabilities.CapabilityError, UnpackError) as error:
+            return f"would run {command} ({error})"
+        return None
+    return f"would run {command}"
+
+
+def _setcap(tree: Tree, args: tuple[str, ...]) -> None:
+    if len(args) != 2:
+        raise capabilities.CapabilityError("expected CAPS FILE")
+    text, path = args
+    where = resolve(tree, path.lstrip("/"), follow_last=True, what=path)
+    entry = tree.entries.get(where)
+    while entry is not None and entry.type == "hardlink":
+        where = entry.linkname
+        entry = tree.entries.get(where)
+    if entry is None or entry.type != "file":
+        raise UnpackError(f"{path} is not a file in the image")
+    others = tuple(x for x in entry.xattrs if x[0] != capabilities.XATTR)
+    value = () if text == "-r" else ((capabilities.XATTR, capabilities.from_text(text)),)
+    tree.entries[where] = replace(entry, xattrs=tuple(sorted(others + value)))
