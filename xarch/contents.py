@@ -12,6 +12,7 @@ import os
 import stat
 from pathlib import Path
 
+from xarch.fsmeta import HardLinks, kept_xattrs
 from xarch.oci.tree import Entry, Tree
 from xarch.platforms import Platform
 from xarch.recipe import FileSpec, LoadedRecipe
@@ -63,6 +64,7 @@ def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None
 def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> None:
     uid, gid = spec.owner
     tree.add(Entry(destination, "dir", 0o755, uid, gid))
+    links = HardLinks()
     # os.walk order depends on the file system; sort so the walk itself is reproducible.
     for root, dirs, files in os.walk(source):
         dirs.sort()
@@ -79,7 +81,11 @@ def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> 
                 tree.add(Entry(image_path, "dir", 0o755, uid, gid))
             elif stat.S_ISREG(info.st_mode):
                 mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
-                tree.add(Entry(image_path, "file", mode, uid, gid, source=path))
+                first = links.seen(info, image_path)
+                if first is not None:  # a hard link of a file already taken stays a link
+                    tree.add(Entry(image_path, "hardlink", mode, uid, gid, linkname=first))
+                else:
+                    tree.add(Entry(image_path, "file", mode, uid, gid, source=path, xattrs=kept_xattrs(path)))
             # sockets, fifos and devices in a source tree are not image content
 
 
@@ -95,7 +101,7 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
             _copy_folder(tree, source, spec.dst, spec)
         else:
             mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
-            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source))
+            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source, xattrs=kept_xattrs(source)))
 
 
 def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = None) -> Tree:
