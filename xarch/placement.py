@@ -4,10 +4,12 @@ A layer is applied by Docker, containerd or umoci to a root that already holds t
 image's symlinks (bin -> usr/bin on merged /usr). An entry `bin/hello` in the same
 layer as the link `bin` is refused by Docker's loader ("open /bin/hello: no such file or
 directory") and silently followed by umoci. So before any layer is written, `settle`
-moves every entry whose folders pass through a symlink of the tree to the path that
-symlink leads to (bin/hello -> usr/bin/hello), reading absolute link targets from the
-image root, never the host's. The entry moved replaces what was at its new path (it was
-added later: a recipe file over a package's). Hard-link targets are moved the same way.
+moves every entry whose folders pass through a symlink to a folder of the tree to the
+path that symlink leads to (bin/hello -> usr/bin/hello), reading absolute link targets
+from the image root, never the host's. The entry moved replaces what was at its new path
+(it was added later: a recipe file over a package's). Hard-link targets are renamed with
+it. A link that leads to no folder (dangling, a loop, out of the root) moves nothing:
+xarch.treecheck.check_extractable then refuses the entry in one line.
 
 It also refuses, in one line naming the path, a name a runtime would treat as an
 instruction rather than a file: the OCI whiteouts `.wh.NAME` and `.wh..wh..opq`
@@ -19,51 +21,52 @@ from __future__ import annotations
 import posixpath
 from dataclasses import replace
 
-from xarch.errors import BuildError
 from xarch.oci.tree import Tree
+from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.deb import resolve
 from xarch.sources.debian.errors import UnpackError
+from xarch.treecheck import BrokenTree, origin_error
 
 WHITEOUT_PREFIX = ".wh."
 
 
 def _resolved_parent(tree: Tree, path: str) -> str:
+    """Where PATH lands when its folders are followed through the tree's symlinks; PATH
+    itself when that does not lead to a folder of the tree (a dangling link, a loop, a
+    link out of the root): xarch.treecheck then names the entry and where it came from."""
     parent, name = posixpath.split(path)
     if not parent:
         return path
     try:
         where = resolve(tree, parent, follow_last=True, what=f"/{path}")
-    except UnpackError as error:
-        raise BuildError(f"image path {error}") from None  # the error starts with /PATH
-    return f"{where}/{name}" if where else name
+    except UnpackError:
+        return path
+    holder = tree.entries.get(where)
+    if holder is None or holder.type != "dir":
+        return path
+    return f"{where}/{name}"
 
 
-def settle(tree: Tree) -> list[tuple[str, str]]:
-    """Move every entry of TREE that lies below a symlink to where the link leads; the
-    (old, new) paths moved, in path order.
+def settle(tree: Tree, loaded: LoadedRecipe | None = None) -> list[tuple[str, str]]:
+    """Move every entry of TREE whose folders pass through a symlink to a folder of the
+    tree to where that link leads; the (old, new) paths moved, in path order.
 
-    Raises BuildError for a whiteout name, for a symlink on the way that climbs out of
-    the image root, and for a path whose folder resolves to something that is not a
-    folder in the image.
+    Raises BrokenTree (one line, naming the recipe item when LOADED is given) for a
+    whiteout name.
     """
     moved: list[tuple[str, str]] = []
     for path in sorted(tree.entries, key=lambda p: p.encode()):
-        name = posixpath.basename(path)
-        if name.startswith(WHITEOUT_PREFIX):
-            raise BuildError(f"image path /{path}: a name starting with {WHITEOUT_PREFIX} is a whiteout, "
-                             "which runtimes apply as a deletion, not a file; rename it")
         entry = tree.entries.get(path)
         if entry is None:
-            continue  # moved with an earlier entry
+            continue
+        if posixpath.basename(path).startswith(WHITEOUT_PREFIX):
+            message = (f"/{path}: a name starting with {WHITEOUT_PREFIX} is a whiteout, which runtimes "
+                       "apply as a deletion, not a file; rename it")
+            raise BrokenTree(origin_error(loaded, entry.origin, message) if loaded else message)
         target = _resolved_parent(tree, path)
         if target == path:
             continue
-        folder = posixpath.dirname(target)
-        holder = tree.entries.get(folder)
-        if holder is not None and holder.type != "dir":
-            raise BuildError(f"image path /{path}: its folder /{folder} is a {holder.type}")
         del tree.entries[path]
-        tree.add_parents(target)
         tree.entries[target] = replace(entry, path=target)
         moved.append((path, target))
     if moved:
