@@ -28,6 +28,7 @@ from xarch.placement import settle
 from xarch.sources.debian import capabilities
 from xarch.sources.debian.accounts import shadow_files
 from xarch.sources.debian.alternatives import Alternatives, CallError, Install, Remove, admin_file, parse_call
+from xarch.sources.debian.certhash import rehash_links, subject_hash
 from xarch.sources.debian.scripts import commands
 
 MAWK_POSTINST = b"""#!/bin/sh
@@ -194,6 +195,27 @@ def test_capability_text_matches_libcaps_setcap(tmp_path: Path) -> None:
         assert capabilities.from_text(text) == written, text
 
 
+def test_subject_hash_matches_openssl_for_every_debian_ca() -> None:
+    openssl = need_tool("openssl")
+    certs = sorted(Path("/usr/share/ca-certificates").rglob("*.crt"))
+    if not certs:
+        pytest.skip("ca-certificates is not installed on this host")
+    for cert in certs:
+        wanted = subprocess.run([openssl, "x509", "-noout", "-subject_hash", "-in", str(cert)],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        assert subject_hash(cert.read_bytes()) == wanted, cert
+
+
+def test_rehash_links_number_collisions_and_skip_duplicates() -> None:
+    cert = next(iter(sorted(Path("/usr/share/ca-certificates").rglob("*.crt"))), None)
+    if cert is None:
+        pytest.skip("ca-certificates is not installed on this host")
+    data = cert.read_bytes()
+    digest = subject_hash(data)
+    links = rehash_links([("b.pem", data), ("a.pem", data), ("bundle.crt", b"not a cert")])
+    assert links == [(f"{digest}.0", "a.pem")]  # b.pem is the same certificate: skipped
+
+
 # --- accounts -----------------------------------------------------------------------------
 
 def test_passwd_makes_shadow_and_gshadow_root_shadow_0640() -> None:
@@ -300,7 +322,8 @@ def _pax_xattrs(layout: Path, path: str, arch: str = "amd64") -> dict[str, bytes
 
 # --- the real archive, the real runtime --------------------------------------------------
 
-PACKAGES = "[mawk, debianutils, dash, dpkg, libc6, libssl3, libzstd1, iputils-ping, passwd, base-passwd]"
+PACKAGES = ("[mawk, debianutils, dash, dpkg, libc6, libssl3, libzstd1, iputils-ping, passwd, base-passwd, "
+            "ca-certificates, openssl]")
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +407,9 @@ def test_the_image_behaves_as_if_apt_made_it(debian_image: tuple[Path, str], arc
     assert "ii  mawk" in listing and f"ii  libzstd1:{arch}" in listing
     assert _run(dockerd, tag, platform, ["dpkg", "--verify"]) == ""
     assert _run(dockerd, tag, platform, ["dpkg", "--audit"]) == ""
+    ca = "/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt"
+    verified = _run(dockerd, tag, platform, ["openssl", "verify", "-CApath", "/etc/ssl/certs", ca])
+    assert verified == f"{ca}: OK\n"
     # ping as uid 1000 needs the file capability: the ICMP datagram socket is off (as in
     # Kubernetes' default), so only cap_net_raw lets it open a raw socket.
     expected = {"SCHILY.xattr.security.capability": capabilities.from_text("cap_net_raw+ep")}

@@ -30,6 +30,7 @@ from xarch.oci.tree import Entry, Tree
 from xarch.sources.debian import capabilities
 from xarch.sources.debian.accounts import shadow_files
 from xarch.sources.debian.alternatives import Alternatives, CallError, Install, Remove, parse_call
+from xarch.sources.debian.certhash import rehash_links
 from xarch.sources.debian.deb import Deb, resolve
 from xarch.sources.debian.errors import UnpackError
 from xarch.sources.debian.scripts import Command, commands
@@ -97,7 +98,32 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
     effects.generated.append("/" + DPKG_FORMAT)
     if "passwd" in names:
         effects.generated += shadow_files(tree, epoch)
+    if "ca-certificates" in names:
+        effects.generated += _ca_hash_links(tree, epoch)
     return effects
+
+
+CERTS = "etc/ssl/certs"
+
+
+def _ca_hash_links(tree: Tree, epoch: int) -> list[str]:
+    """update-ca-certificates' last step, `openssl rehash /etc/ssl/certs`: HASH.0 links to
+    each NAME.pem there (certhash.rehash_links), so `openssl verify -CApath` finds issuers."""
+    found = []
+    for entry in tree:
+        if entry.path.startswith(CERTS + "/") and entry.path.count("/") == 3 and entry.path.endswith(".pem"):
+            try:
+                where = resolve(tree, entry.path, follow_last=True, what=entry.path)
+            except UnpackError:
+                continue
+            target = tree.entries.get(where)
+            if target is not None and target.type == "file":
+                found.append((entry.path.rsplit("/", 1)[1], target.read()))
+    made = []
+    for link, name in rehash_links(found):
+        tree.add(Entry(f"{CERTS}/{link}", "symlink", 0o777, mtime=epoch, linkname=name))
+        made.append(f"/{CERTS}/{link}")
+    return made
 
 
 def _apply(tree: Tree, alternatives: Alternatives, command: Command, package: str) -> str | None:

@@ -203,7 +203,7 @@ def _ca_bundle(tree: Tree, epoch: int) -> list[str]:
     """What ca-certificates' postinst + update-ca-certificates make, in the same order:
     /etc/ca-certificates.conf lists every certificate (sorted by path bytes), each gets a
     /etc/ssl/certs/<name>.pem link, and the bundle concatenates them, each ending in a
-    newline. (The OpenSSL <hash>.0 links are not made: they need OpenSSL's subject hash.)"""
+    newline. (The OpenSSL <hash>.0 links are made in effects.py, after this.)"""
     prefix = CA_SOURCE + "/"
     certs = sorted((e.path[len(prefix):] for e in tree if e.path.startswith(prefix)
                     and e.path.endswith(".crt") and e.type == "file"), key=lambda p: p.encode())
