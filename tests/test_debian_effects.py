@@ -26,7 +26,7 @@ from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree
 from xarch.placement import settle
 from xarch.sources.debian import capabilities
-from xarch.sources.debian.accounts import shadow_files
+from xarch.sources.debian.accounts import AccountCallError, add_system_account, shadow_files
 from xarch.sources.debian.alternatives import Alternatives, CallError, Install, Remove, admin_file, parse_call
 from xarch.sources.debian.certhash import rehash_links, subject_hash
 from xarch.sources.debian.scripts import commands
@@ -231,6 +231,35 @@ def test_passwd_makes_shadow_and_gshadow_root_shadow_0640() -> None:
     for name in ("etc/shadow", "etc/gshadow"):
         entry = tree.get(name)
         assert (entry.mode, entry.uid, entry.gid) == (0o640, 0, 42)
+
+
+def test_system_accounts_as_adduser_makes_them() -> None:
+    tree = Tree()
+    tree.add_parents("etc/passwd")
+    tree.add(Entry("etc/passwd", "file", 0o644, data=b"root:x:0:0:root:/root:/bin/bash\n"
+                   b"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"))
+    tree.add(Entry("etc/group", "file", 0o644, data=b"root:x:0:\nshadow:x:42:\nnogroup:x:65534:\n"))
+    scripts = [
+        b"adduser --force-badname --system --home /nonexistent --no-create-home --quiet _apt\n",  # apt
+        b"addgroup --system --quiet tcpdump\n"  # tcpdump
+        b"adduser --system --quiet --ingroup tcpdump --no-create-home --home /nonexistent tcpdump\n",
+        b"adduser --system --home /var/lib/redis --quiet --group redis\n",  # redis-tools
+        b"adduser --system --quiet _apt\n",  # an existing name is left alone
+    ]
+    for script in scripts:
+        for command in commands(script):
+            add_system_account(tree, command.words, EPOCH)
+    assert tree.get("etc/passwd").read().decode().splitlines()[2:] == [
+        "_apt:x:100:65534::/nonexistent:/usr/sbin/nologin",
+        "tcpdump:x:101:100::/nonexistent:/usr/sbin/nologin",
+        "redis:x:102:102::/var/lib/redis:/usr/sbin/nologin",
+    ]
+    assert tree.get("etc/group").read().decode().splitlines()[3:] == ["tcpdump:x:100:", "redis:x:102:"]
+    home = tree.get("var/lib/redis")
+    assert (home.type, home.uid, home.gid, home.mode) == ("dir", 102, 102, 0o755)
+    for bad in (("adduser", "_apt"), ("adduser", "--system", "--bogus", "x"), ("adduser", "u", "g")):
+        with pytest.raises(AccountCallError):
+            add_system_account(tree, bad, EPOCH)
 
 
 # --- placement ----------------------------------------------------------------------------

@@ -10,6 +10,9 @@ as dpkg would run them for a fresh install ("install" then "configure"):
   system with libcap2-bin; without it, it would make ping setuid root instead;
 - passwd's `groupadd -g 42 shadow` and `shadowconfig on` → /etc/shadow and /etc/gshadow
   (accounts.shadow_files);
+- `adduser --system …` and `addgroup --system …` → system users and groups
+  (accounts.add_system_account): ids as adduser gives them on a fresh system, the first
+  free from 100, packages taken in lock order (by name), each script's calls in text order;
 - /var/lib/dpkg/info/format "1": dpkg reads arch-qualified NAME:ARCH.list files
   (Multi-Arch: same packages) only when it says so.
 
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from xarch.oci.tree import Entry, Tree
 from xarch.sources.debian import capabilities
-from xarch.sources.debian.accounts import shadow_files
+from xarch.sources.debian.accounts import AccountCallError, add_system_account, shadow_files
 from xarch.sources.debian.alternatives import Alternatives, CallError, Install, Remove, parse_call
 from xarch.sources.debian.certhash import rehash_links
 from xarch.sources.debian.deb import Deb, resolve
@@ -83,7 +86,7 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
                 if command.name == "chmod" and command.words[1:2] in (("u-s",), ("u+s",)) \
                         and command.words[-1] in capped:
                     continue  # the setuid fallback of a setcap that xarch made (iputils-ping)
-                problem = _apply(tree, alternatives, command, name)
+                problem = _apply(tree, alternatives, command, name, epoch)
                 if command.name == "setcap" and problem is None:
                     capped.add(command.words[-1])
                 if problem is not None and name not in HANDLED \
@@ -126,7 +129,7 @@ def _ca_hash_links(tree: Tree, epoch: int) -> list[str]:
     return made
 
 
-def _apply(tree: Tree, alternatives: Alternatives, command: Command, package: str) -> str | None:
+def _apply(tree: Tree, alternatives: Alternatives, command: Command, package: str, epoch: int) -> str | None:
     """Reproduce COMMAND if it is one this module knows; a sentence when its effect is lost."""
     if command.name not in EFFECT_COMMANDS:
         return None
@@ -140,6 +143,12 @@ def _apply(tree: Tree, alternatives: Alternatives, command: Command, package: st
             elif isinstance(call, Remove):
                 alternatives.remove(call)
         except CallError as error:
+            return f"would run {command} ({error})"
+        return None
+    if command.name in ("adduser", "addgroup"):
+        try:
+            add_system_account(tree, command.words, epoch)
+        except (AccountCallError, ValueError) as error:
             return f"would run {command} ({error})"
         return None
     if command.name == "setcap":
