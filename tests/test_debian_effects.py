@@ -451,3 +451,35 @@ def test_the_image_behaves_as_if_apt_made_it(debian_image: tuple[Path, str], arc
                 sysctls={"net.ipv4.ping_group_range": "1 0"})
     assert "1 received" in ping
 
+
+
+@pytest.mark.slow
+def test_a_capability_set_in_a_stage_step_reaches_the_image(tmp_path: Path) -> None:
+    """setcap inside the sandbox writes a revision-3 value (its root is a mapped host
+    uid); the layer carries it as revision 2, as Docker and BuildKit do."""
+    need_tool("gpgv")
+    need_tool("bwrap")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "xarch.yaml").write_text(f"""\
+name: capstage
+platforms: [amd64]
+epoch: {EPOCH}
+sources:
+  debian:
+    suites: [bookworm]
+stages:
+  build:
+    packages: [dash, coreutils, libcap2-bin]
+    steps:
+      - run: |
+          mkdir -p /out
+          cp /usr/bin/dash /out/tool
+          setcap cap_net_raw+ep /out/tool
+copy:
+  - {{from: "build:/out/tool", dst: /usr/bin/tool}}
+""")
+    out = tmp_path / "out"
+    xarch_ok("build", "-f", str(project / "xarch.yaml"), "-o", f"oci:{out}", cache=tmp_path / "cache")
+    expected = {"SCHILY.xattr.security.capability": capabilities.from_text("cap_net_raw+ep")}
+    assert _pax_xattrs(out, "usr/bin/tool") == expected
