@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import subprocess
 import tarfile
@@ -29,6 +30,7 @@ from xarch.sources.debian import capabilities
 from xarch.sources.debian.accounts import AccountCallError, add_system_account, shadow_files
 from xarch.sources.debian.alternatives import Alternatives, CallError, Install, Remove, admin_file, parse_call
 from xarch.sources.debian.certhash import rehash_links, subject_hash
+from xarch.sources.debian.effects import etc_shells
 from xarch.sources.debian.scripts import commands
 
 MAWK_POSTINST = b"""#!/bin/sh
@@ -260,6 +262,37 @@ def test_system_accounts_as_adduser_makes_them() -> None:
     for bad in (("adduser", "_apt"), ("adduser", "--system", "--bogus", "x"), ("adduser", "u", "g")):
         with pytest.raises(AccountCallError):
             add_system_account(tree, bad, EPOCH)
+
+
+def test_etc_shells_matches_debianutils_update_shells(tmp_path: Path) -> None:
+    """The host's update-shells (debianutils 5.7) on a merged-/usr root, after the postinst's
+    copy of the template, gives the /etc/shells and state file xarch writes."""
+    tool = need_tool("update-shells")
+    need_tool("dpkg-realpath")
+    files = {
+        "usr/share/debianutils/shells": b"# /etc/shells: valid login shells\n/bin/sh\n",
+        "usr/share/debianutils/shells.d/dash": b"/bin/dash\n",
+        "usr/share/debianutils/shells.d/bash": b"/bin/bash\n/bin/rbash\n",
+        "usr/share/debianutils/shells.d/zsh": b"/bin/zsh\n/usr/bin/zsh # comment\n",
+    }
+    root = tmp_path / "root"
+    tree = Tree()
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+        tree.add_parents(path)
+        tree.add(Entry(path, "file", 0o644, data=data))
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    tree.add(Entry("usr/bin", "dir", 0o755))
+    tree.add(Entry("bin", "symlink", 0o777, linkname="usr/bin"))
+    for folder in ("etc", "var/lib"):
+        (root / folder).mkdir(parents=True)
+    shutil.copy(root / "usr/share/debianutils/shells", root / "etc/shells")
+    subprocess.run([tool, "--root", str(root)], check=True, capture_output=True)
+    etc_shells(tree, EPOCH)
+    assert tree.get("etc/shells").read() == (root / "etc/shells").read_bytes()
+    assert tree.get("var/lib/shells.state").read() == (root / "var/lib/shells.state").read_bytes()
 
 
 # --- placement ----------------------------------------------------------------------------

@@ -21,7 +21,8 @@ module cannot read (words that need the script's variables, options it does not
 reproduce), is reported per package: `-v` prints each, and the build prints one summary
 line naming the packages. Packages in HANDLED are reproduced whole elsewhere
 (install.py: base-passwd, ca-certificates, tzdata) or have nothing to do on a merged-/usr
-image made fresh (usrmerge, dpkg's own admin-dir upgrades).
+image made fresh (usrmerge, dpkg's own admin-dir upgrades); debianutils' /etc/shells and
+`update-shells` are `etc_shells` here.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ EFFECT_COMMANDS = frozenset({
     "add-shell", "update-shells", "locale-gen", "update-locale", "update-alternatives", "setcap",
     "make-ssl-cert", "update-mime-database", "glib-compile-schemas", "gdk-pixbuf-query-loaders",
 })
-HANDLED = frozenset({"base-passwd", "ca-certificates", "tzdata", "usrmerge", "dpkg", "passwd"})
+HANDLED = frozenset({"base-passwd", "ca-certificates", "tzdata", "usrmerge", "dpkg", "passwd", "debianutils"})
 DPKG_FORMAT = "var/lib/dpkg/info/format"
 
 
@@ -103,7 +104,53 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
         effects.generated += shadow_files(tree, epoch)
     if "ca-certificates" in names:
         effects.generated += _ca_hash_links(tree, epoch)
+    if "debianutils" in names:
+        effects.generated += etc_shells(tree, epoch)
     return effects
+
+
+SHELLS_TEMPLATE = "usr/share/debianutils/shells"
+SHELLS_D = "usr/share/debianutils/shells.d"
+
+
+def etc_shells(tree: Tree, epoch: int) -> list[str]:
+    """debianutils' postinst on a fresh system: /etc/shells copied from its template, then
+    `update-shells`: every shell of the template and of shells.d/* (files in C order), each
+    followed by its path through the image's symlinks when that differs (/bin/sh, then
+    /usr/bin/sh on merged /usr), once each; /var/lib/shells.state lists them all."""
+    template = tree.get(SHELLS_TEMPLATE)
+    if template is None or template.type != "file":
+        return []
+    sources = [template] + [e for e in tree if e.path.startswith(SHELLS_D + "/") and e.type == "file"
+                            and e.path.count("/") == SHELLS_D.count("/") + 1]
+    packaged: list[str] = []
+    for source in sources:
+        for line in source.read().decode("utf-8", "replace").splitlines():
+            shell = line.split("#", 1)[0]
+            if not shell:
+                continue
+            packaged.append(shell)
+            folder, name = shell.rsplit("/", 1) if "/" in shell else ("", shell)
+            try:
+                real = "/" + resolve(tree, folder.lstrip("/"), follow_last=True, what=shell) if folder else ""
+            except UnpackError:
+                real = folder
+            if f"{real}/{name}" != shell:
+                packaged.append(f"{real}/{name}")
+    lines: list[str] = []
+    listed: set[str] = set()
+    for line in template.read().decode("utf-8", "replace").splitlines():
+        shell = line.split("#", 1)[0]
+        if not shell or shell not in listed:
+            lines.append(line)
+            listed.add(shell)
+    lines += [shell for shell in packaged if shell not in listed]  # as update-shells: not deduplicated
+    made = []
+    for path, rows in (("etc/shells", lines), ("var/lib/shells.state", packaged)):
+        tree.add_parents(path)
+        tree.add(Entry(path, "file", 0o644, mtime=epoch, data="".join(f"{r}\n" for r in rows).encode()))
+        made.append("/" + path)
+    return made
 
 
 CERTS = "etc/ssl/certs"
