@@ -20,7 +20,7 @@ Every other command from EFFECT_COMMANDS that a script calls, and every call abo
 module cannot read (words that need the script's variables, options it does not
 reproduce), is reported per package: `-v` prints each, and the build prints one summary
 line naming the packages. Packages in HANDLED are reproduced whole elsewhere
-(install.py: base-passwd, ca-certificates, tzdata) or have nothing to do on a merged-/usr
+(install.py: base-passwd, ca-certificates, tzdata; basefiles.py) or have nothing to do on a merged-/usr
 image made fresh (usrmerge, dpkg's own admin-dir upgrades); debianutils' /etc/shells and
 `update-shells` are `etc_shells` here.
 """
@@ -34,6 +34,7 @@ from xarch.oci.tree import Entry, Tree
 from xarch.sources.debian import capabilities
 from xarch.sources.debian.accounts import AccountCallError, add_system_account, shadow_files
 from xarch.sources.debian.alternatives import Alternatives, CallError, Install, Remove, parse_call
+from xarch.sources.debian.basefiles import base_files, copy_defaults
 from xarch.sources.debian.certhash import rehash_links
 from xarch.sources.debian.deb import Deb, resolve
 from xarch.sources.debian.errors import UnpackError
@@ -50,7 +51,8 @@ EFFECT_COMMANDS = frozenset({
     "add-shell", "update-shells", "locale-gen", "update-locale", "update-alternatives", "setcap",
     "make-ssl-cert", "update-mime-database", "glib-compile-schemas", "gdk-pixbuf-query-loaders",
 })
-HANDLED = frozenset({"base-passwd", "ca-certificates", "tzdata", "usrmerge", "dpkg", "passwd", "debianutils"})
+HANDLED = frozenset({"base-files", "base-passwd", "ca-certificates", "tzdata", "usrmerge", "dpkg", "passwd",
+                     "debianutils", "readline-common"})
 DPKG_FORMAT = "var/lib/dpkg/info/format"
 
 
@@ -104,6 +106,9 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
         effects.generated += shadow_files(tree, epoch)
     if "ca-certificates" in names:
         effects.generated += _ca_hash_links(tree, epoch)
+    if "base-files" in names:
+        effects.generated += base_files(tree, epoch)
+    effects.generated += copy_defaults(tree, names, epoch)
     if "debianutils" in names:
         effects.generated += etc_shells(tree, epoch)
     return effects
@@ -170,6 +175,10 @@ def _ca_hash_links(tree: Tree, epoch: int) -> list[str]:
             if target is not None and target.type == "file":
                 found.append((entry.path.rsplit("/", 1)[1], target.read()))
     made = []
+    if "usr/local/share/ca-certificates" not in tree:  # the postinst's mkdir, for local CAs
+        tree.add_parents("usr/local/share/ca-certificates/x")
+        tree.add(Entry("usr/local/share/ca-certificates", "dir", 0o755, mtime=epoch))
+        made.append("/usr/local/share/ca-certificates")
     for link, name in rehash_links(found):
         tree.add(Entry(f"{CERTS}/{link}", "symlink", 0o777, mtime=epoch, linkname=name))
         made.append(f"/{CERTS}/{link}")
