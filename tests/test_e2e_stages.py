@@ -131,7 +131,7 @@ copy:
     (recipe.parent / "code" / "README").write_text("the steps' source\n")
     out = tmp_path / "out"
     result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0].startswith("xarch: error: ")
     assert "stage 'build' step 2" in lines[0]
@@ -213,7 +213,7 @@ copy:
         assert result.returncode == 0, result.stderr
         assert image_files(out, "arm64")["answer"].data == b"pong\n"
     else:
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == 2, result.stderr
         lines = error_lines(result)
         assert "stage 'fetch' step 1" in lines[0]
         # It failed for the right reason: the connection, in a network namespace of its own.
@@ -267,7 +267,7 @@ copy:
 """)
     out = tmp_path / "out"
     result = xarch("build", "-f", str(recipe), "-o", f"oci:{out}", cache=tmp_path / "cache")
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"xarch: error: {recipe}:5: stages.a: ")
@@ -291,7 +291,7 @@ copy:
 """)
     out = tmp_path / "out"
     result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert "copy[1]" in lines[0] and "build:/out/imaginary" in lines[0]
@@ -310,7 +310,7 @@ def test_a_strategy_that_cannot_run_the_stage_is_one_line(tmp_path: Path, cross_
     out = tmp_path / "out"
     result = xarch("build", "-f", str(recipe), "-q", "--strategy", strategy, "-o", f"oci:{out}",
                    cache=tmp_path / "cache")
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("xarch: error: "), result.stderr
     assert not out.exists()
@@ -321,7 +321,7 @@ def test_a_stage_without_a_shell_under_emulation_names_the_stage(tmp_path: Path,
     recipe = write_recipe(tmp_path / "src", CROSS_RECIPE, **{"hello.c": HELLO_C})
     result = xarch("build", "-f", str(recipe), "-q", "--strategy", "emulate", "-o",
                    f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "xarch-build-" not in result.stderr
     assert "stage 'build'" in result.stderr or "stages.build" in result.stderr
 
@@ -346,7 +346,7 @@ copy:
     out = tmp_path / "out"
     result = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")
     assert not (out.exists() and "secret" in image_files(out, "arm64")), "the host's file is in the image"
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 

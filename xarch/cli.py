@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import signal
 import sys
 import tempfile
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -15,7 +19,7 @@ from xarch import __version__
 from xarch import platforms as platform_data
 from xarch.build import BuildInputs, build
 from xarch.contents import check_sources
-from xarch.errors import XarchError
+from xarch.errors import ExitCode, XarchError
 from xarch.oci.layout import Artifact, write_layout
 from xarch.outputs import OutputSpec, check_outputs, image_for, write_output
 from xarch.packages import ensure_lock
@@ -225,25 +229,66 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
 
 
 def run(command: click.Command, args: list[str] | None = None, prog_name: str = "xarch") -> None:
-    """Run the click command; an XarchError becomes one line on stderr and exit 1."""
+    """Run the click command; every failure ends as one line on stderr and a code of xarch/errors.py.
+
+    XarchError: its message, its exit_code. Usage errors: click's text, exit 2. OSError
+    (a full disk, a folder not writable): the path and the reason, exit 2 (3 when the host
+    is out of space). Anything else is a bug: one line naming it, exit 70, and the
+    traceback only with XARCH_DEBUG=1.
+    """
     try:
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except XarchError as error:
-        click.echo(f"xarch: error: {error}", err=True)
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        click.echo("xarch: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("xarch: interrupted", err=True)
-        sys.exit(130)
+        _debug_traceback()
+        _fail(f"xarch: error: {error}", error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("xarch: interrupted", 130)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     except BrokenPipeError:
-        sys.exit(1)
+        # The reader went away (`xarch diff … | head`): exit as a shell reports SIGPIPE, with
+        # stdout pointed at /dev/null so flushing it at exit cannot fail again (the recipe of
+        # Python's signal module documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
+    except OSError as error:
+        _debug_traceback()
+        code = ExitCode.HOST if error.errno in _HOST_ERRNOS else ExitCode.INPUT
+        _fail(f"xarch: error: {_os_error_text(error)}", code)
+    except RecursionError as error:
+        # A reader that recursed on nested input the checks did not bound; exit 2 (the input), not 70.
+        _debug_traceback()
+        _fail(f"xarch: error: input nested too deeply to process ({error})", ExitCode.INPUT)
+    except Exception as error:
+        _debug_traceback()
+        _fail(f"xarch: internal error: {type(error).__name__}: {error} "
+              "(this is a bug; XARCH_DEBUG=1 shows the traceback)", ExitCode.INTERNAL)
+
+
+# A full disk or quota is the host's, not the input's.
+_HOST_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _os_error_text(error: OSError) -> str:
+    """`PATH: reason`, naming both paths of a rename or link."""
+    reason = error.strerror or str(error)
+    names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Print MESSAGE as exactly one line (a file name may hold a newline or bytes that are not UTF-8)."""
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    click.echo(one_line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+    sys.exit(code)
+
+
+def _debug_traceback() -> None:
+    if os.environ.get("XARCH_DEBUG") == "1":
+        traceback.print_exc()
 
 
 def _terminated(signum: int, frame: object) -> None:

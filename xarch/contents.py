@@ -43,6 +43,9 @@ def expand_source(loaded: LoadedRecipe, loc: Loc, spec: FileSpec, platform: Plat
         raise loaded.error(src_loc, f"{relative} is outside the recipe's folder")
     if not source.exists():
         raise loaded.error(src_loc, f"{relative}: no such file (platform {platform.name})")
+    if not (source.is_file() or source.is_dir()):
+        # Reading a FIFO would wait forever; a socket or device has no bytes to put in a layer.
+        raise loaded.error(src_loc, f"{relative}: not a regular file or folder")
     return source
 
 

@@ -24,6 +24,7 @@ from xarch.oci.compress import compressor_id
 from xarch.oci.digest import canonical_json, hex_of, sha256_digest
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
+from xarch.oci.tree import path_bytes
 from xarch.platforms import Platform
 from xarch.recipe import STAGE_SOURCE_IGNORED, LoadedRecipe
 from xarch.store import Store
@@ -58,12 +59,12 @@ def _hash_path(hasher: hashlib._Hash, label: str, root: Path, ignored: tuple[str
     for path in paths:
         relative = path.relative_to(root).as_posix()
         if path.is_symlink():
-            hasher.update(f"L {relative} {os.readlink(path)}\n".encode())
+            hasher.update(path_bytes(f"L {relative} {os.readlink(path)}\n"))
         elif path.is_dir():
-            hasher.update(f"D {relative}\n".encode())
+            hasher.update(path_bytes(f"D {relative}\n"))
         elif path.is_file():
             executable = bool(path.stat().st_mode & 0o100)
-            hasher.update(f"F {relative} {executable} {_file_sha256(path)}\n".encode())
+            hasher.update(path_bytes(f"F {relative} {executable} {_file_sha256(path)}\n"))
 
 
 def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import replace
 
-from xarch.oci.tree import Tree
+from xarch.oci.tree import Tree, path_bytes
 from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.deb import resolve
 from xarch.sources.debian.errors import UnpackError
@@ -55,7 +55,7 @@ def settle(tree: Tree, loaded: LoadedRecipe | None = None) -> list[tuple[str, st
     whiteout name.
     """
     moved: list[tuple[str, str]] = []
-    for path in sorted(tree.entries, key=lambda p: p.encode()):
+    for path in sorted(tree.entries, key=path_bytes):
         entry = tree.entries.get(path)
         if entry is None:
             continue

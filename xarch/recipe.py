@@ -31,8 +31,9 @@ from xarch.yamlpos import PositionedYaml, YamlPositionError
 from xarch.yamlpos import load as load_yaml
 
 DEFAULT_FILE = "xarch.yaml"
-# 9999-12-31T23:59:59Z: the last second OCI's RFC 3339 `created` (four-digit year) can hold.
-MAX_EPOCH = 253402300799
+# The largest mtime a ustar header's 11 octal digits hold (2242-03-16): every layer entry
+# carries the epoch, so a later one cannot be written (OCI's `created` would go to 9999).
+MAX_EPOCH = 8**11 - 1
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -355,8 +356,11 @@ class CopySpec(Strict):
         stage, sep, path = value.partition(":")
         if not sep or not stage or not path.startswith("/"):
             raise ValueError("must be STAGE:/absolute/path, e.g. build:/out/app")
-        if "\x00" in path or ".." in path.split("/"):
-            raise ValueError("the stage path must not contain '..' or a NUL byte")
+        if ".." in path.split("/"):
+            # A stage path is read inside the stage's root: ".." would climb out of it.
+            raise ValueError(f"{path!r} has a '..' part; give the path inside the stage without it")
+        if "\x00" in path:
+            raise ValueError("the path holds a NUL byte")
         return value
 
     @property
@@ -628,9 +632,11 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
     """
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None and env.strip():
-        if not env.strip().isdigit() or int(env) > MAX_EPOCH:
-            raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds "
-                              f"in 0..{MAX_EPOCH}")
+        if not env.strip().isdigit():
+            raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds")
+        if int(env) > MAX_EPOCH:
+            raise RecipeError(f"SOURCE_DATE_EPOCH: {env.strip()} is after {MAX_EPOCH} (2242-03-16), the last "
+                              "time a tar header can hold")
         return int(env), "SOURCE_DATE_EPOCH"
     if loaded.recipe.epoch is not None:
         return loaded.recipe.epoch, f"{loaded.path.name}: epoch"

@@ -9,7 +9,9 @@ which docker buildx builds one platform at a time (xarch/run/buildx.py).
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +29,18 @@ from xarch.run.steps import StepSpec, Strategy, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
 from xarch.store import Store
 
-SOURCE_IGNORE = shutil.ignore_patterns(*STAGE_SOURCE_IGNORED)
+_IGNORED_NAMES = shutil.ignore_patterns(*STAGE_SOURCE_IGNORED)
+
+
+def ignore_in_source(folder: str, names: list[str]) -> set[str]:
+    """Names copytree leaves out of a stage's /src: outputs and tool caches, and FIFOs,
+    sockets and devices (copying a FIFO would wait for a writer; none is source)."""
+    ignored = set(_IGNORED_NAMES(folder, names))
+    for name in names:
+        mode = os.lstat(os.path.join(folder, name)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            ignored.add(name)
+    return ignored
 
 
 @dataclass
@@ -132,7 +145,7 @@ class StageRunner:
                              f"steps: add a shell package (e.g. dash) to stages.{name}.packages")
         if spec.steps:
             source = base / "src"
-            shutil.copytree(self.loaded.folder / spec.source, source, symlinks=True, ignore=SOURCE_IGNORE)
+            shutil.copytree(self.loaded.folder / spec.source, source, symlinks=True, ignore=ignore_in_source)
             inputs = {"root": tree_digest(root), "sysroot": tree_digest(sysroot) if sysroot else None}
             steps = [StepSpec(step.run, step.network) for step in spec.steps]
             cache = StepCache() if self.use_cache else StepCache(base / "step-cache")

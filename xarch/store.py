@@ -14,10 +14,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from xarch.errors import InputError
+from xarch.oci.atomic import name_the_path
+
 CHUNK = 1 << 20
 
 
-class DigestMismatch(ValueError):
+class DigestMismatch(InputError, ValueError):
     """Content whose sha256 is not the one it was asked to have."""
 
 
@@ -61,8 +64,9 @@ class Store:
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, self.path(actual))
             return actual
-        except BaseException:
+        except BaseException as error:
             Path(tmp_name).unlink(missing_ok=True)
+            name_the_path(error, directory)
             raise
 
     def put_bytes(self, data: bytes, expected_sha256: str | None = None, what: str = "blob") -> str:

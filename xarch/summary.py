@@ -10,13 +10,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from xarch.errors import XarchError
+from xarch.errors import InputError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, platform_name, sha256_digest
 from xarch.oci.layout import Artifact, LayoutError, LayoutReader
+from xarch.oci.schema import DocumentError, parse_document
 from xarch.units import human_size
 
 
-class InspectError(XarchError):
+class InspectError(InputError):
     pass
 
 
@@ -40,8 +41,9 @@ class Summary:
                 "images": [asdict(row) for row in self.images]}
 
 
-def _row(platform: dict[str, str], manifest_bytes: bytes) -> ImageRow:
-    manifest = json.loads(manifest_bytes)
+def _row(platform: dict[str, str], manifest_bytes: bytes, source: str = "") -> ImageRow:
+    where = f"{source}: manifest {sha256_digest(manifest_bytes)}" if source else "manifest"
+    manifest = parse_document(manifest_bytes, where, "manifest")
     layers = manifest.get("layers", [])
     return ImageRow(platform_name(platform), sha256_digest(manifest_bytes),
                     sum(int(layer["size"]) for layer in layers), len(layers))
@@ -69,7 +71,9 @@ def summarize_path(path: Path, kind: str | None = None, source: str | None = Non
             raise InspectError(f"{path}: neither an OCI layout nor a docker-archive")
         finally:
             reader.close()
-    except (LayoutError, KeyError, ValueError) as error:
+    except (LayoutError, DocumentError):
+        raise  # already names the file and what is wrong
+    except (KeyError, ValueError) as error:
         raise InspectError(f"{path}: cannot read: {error}") from None
 
 
@@ -79,21 +83,19 @@ def _summarize_layout(reader: LayoutReader, source: str) -> Summary:
     if not descriptors:
         raise InspectError(f"{source}: index.json names no image")
     first = descriptors[0]
-    if first["mediaType"] in (OCI_INDEX, DOCKER_MANIFEST_LIST):
-        index_bytes = reader.blob(first["digest"])
-        index = json.loads(index_bytes)
-        rows = tuple(
-            _row(d.get("platform") or {}, reader.blob(d["digest"])) for d in index.get("manifests", [])
-        )
+    if first.get("mediaType") in (OCI_INDEX, DOCKER_MANIFEST_LIST):
+        index = reader.json_blob(first["digest"], "index")
+        rows = tuple(_row(d.get("platform") or {}, reader.blob(d["digest"]), source)
+                     for d in index.get("manifests", []))
         return Summary(source, first["digest"], rows)
-    rows = tuple(_row(d.get("platform") or {}, reader.blob(d["digest"])) for d in descriptors)
+    rows = tuple(_row(d.get("platform") or {}, reader.blob(d["digest"]), source) for d in descriptors)
     return Summary(source, None, rows)
 
 
 def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:
     rows = []
-    for item in json.loads(reader.read("manifest.json")):
-        config = json.loads(reader.read(item["Config"]))
+    for item in reader.document("manifest.json", "docker-manifest"):
+        config = reader.document(item["Config"], "config")
         platform = {key: config[key] for key in ("os", "architecture", "variant") if config.get(key)}
         sizes = [len(reader.read(layer)) for layer in item["Layers"]]
         no_manifest = "(docker-archive: no manifest)"

@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from xarch.errors import BuildError, Verdict, XarchError
+from xarch.errors import BuildError, InputError, Verdict, XarchError
 from xarch.oci.layout import LayoutReader
 from xarch.platforms import Platform
 from xarch.progress import Reporter
@@ -38,7 +38,7 @@ OLD_MTIME = 1_234_567_890  # 2009: older than most epochs, so an mtime that leak
 REFERENCE_ENV = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 
-class VerifyError(XarchError):
+class VerifyError(InputError):
     pass
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from xarch.errors import InputError
 
-class YamlPositionError(ValueError):
+
+class YamlPositionError(InputError, ValueError):
     """Not valid YAML (or not UTF-8) at 1-based LINE and COLUMN (None when unknown)."""
 
     def __init__(self, line: int | None, message: str, column: int | None = None) -> None:
@@ -59,6 +61,24 @@ class PositionedYaml:
         return line
 
 
+# No recipe field nests more than a few levels; the bound keeps every recursive walk of
+# the document (duplicate keys, pydantic, the line finder) far from the interpreter's limit.
+MAX_DEPTH = 64
+
+
+def _refuse_deep_nesting(root: yaml.Node | None) -> None:
+    """YamlPositionError naming the line of the first node nested deeper than MAX_DEPTH."""
+    pending: list[tuple[yaml.Node, int]] = [(root, 1)] if root is not None else []
+    while pending:  # iterative, so the check itself cannot overflow the stack
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise YamlPositionError(node.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, yaml.MappingNode):
+            pending.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((child, depth + 1) for child in node.value)
+
+
 def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -87,6 +107,7 @@ def load(path: Path) -> PositionedYaml:
                                 column) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_deep_nesting(root)
         _refuse_duplicate_keys(root)
         data = yaml.safe_load(text)
     except yaml.reader.ReaderError as error:
@@ -96,6 +117,10 @@ def load(path: Path) -> PositionedYaml:
         character = f"U+{error.character:04X}" if isinstance(error.character, int) else repr(error.character)
         raise YamlPositionError(line, f"invalid YAML: character {character} is not allowed ({error.reason})",
                                 column) from None
+    except RecursionError:
+        # PyYAML's composer recurses once per level: nesting deeper than the interpreter's
+        # stack fails there, before _refuse_deep_nesting can name a line.
+        raise YamlPositionError(None, f"nested more than {MAX_DEPTH} levels deep") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         message = f"invalid YAML: {error.problem or error.context}"

@@ -9,7 +9,6 @@ checked while they stream (see xarch.diff.layers).
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tarfile
 import tempfile
@@ -18,16 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from xarch.errors import XarchError
+from xarch.errors import InputError, XarchError
 from xarch.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
+from xarch.oci.archive import open_archive, read_member
 from xarch.oci.digest import hex_of, sha256_digest
+from xarch.oci.schema import DocumentError, Kind, parse_document
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
-class DiffError(XarchError):
+class DiffError(InputError):
     """An input of `xarch diff` cannot be read. Exit 2, like diff(1) when in trouble."""
 
     exit_code = 2
@@ -89,13 +90,8 @@ class _Files:
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, tarfile.TarInfo] = {}
         if path.is_file():
-            try:
-                self._tar = tarfile.open(path)  # an uncompressed archive is indexed by seeking, not reading
-            except tarfile.TarError as error:
-                raise DiffError(f"{label}: not a tar archive ({error})") from None
-            for member in self._tar.getmembers():
-                if member.isfile():
-                    self._members[member.name.removeprefix("./")] = member
+            # An uncompressed archive is indexed by seeking, not reading.
+            self._tar, self._members = open_archive(path)
 
     def has(self, relative: str) -> bool:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
@@ -113,6 +109,8 @@ class _Files:
         return handle
 
     def read(self, relative: str) -> bytes:
+        if self._tar is not None and relative in self._members:
+            return read_member(self._tar, self._members[relative], self.path)
         with self.open(relative) as handle:
             return handle.read()
 
@@ -126,14 +124,11 @@ class _Files:
             self._tar.close()
 
 
-def _json(data: bytes, what: str) -> dict[str, Any]:
+def _json(data: bytes, what: str, kind: Kind) -> Any:
     try:
-        value = json.loads(data)
-    except ValueError as error:
-        raise DiffError(f"{what}: not JSON ({error})") from None
-    if not isinstance(value, (dict, list)):
-        raise DiffError(f"{what}: not a JSON object")
-    return value  # type: ignore[return-value]
+        return parse_document(data, what, kind)
+    except DocumentError as error:
+        raise DiffError(str(error)) from None
 
 
 def _layer_names(config: dict[str, Any]) -> list[str]:
@@ -175,7 +170,7 @@ class _LayoutBlobs:
 
 def _open_layout(files: _Files, source: ImageSource) -> None:
     blobs = _LayoutBlobs(files)
-    top = _json(files.read("index.json"), f"{source.label}: index.json")
+    top = _json(files.read("index.json"), f"{source.label}: index.json", "index")
     descriptors = top.get("manifests") or []
     if not descriptors:
         raise DiffError(f"{source.label}: index.json names no image")
@@ -183,15 +178,15 @@ def _open_layout(files: _Files, source: ImageSource) -> None:
     source.tag = (first.get("annotations") or {}).get(REF_NAME)
     if first.get("mediaType") in INDEX_TYPES:
         source.index_digest = first["digest"]
-        source.index = _json(blobs.read(first["digest"]), f"{source.label}: index {first['digest']}")
+        source.index = _json(blobs.read(first["digest"]), f"{source.label}: index {first['digest']}", "index")
         descriptors = source.index.get("manifests") or []
     for descriptor in descriptors:
         digest = descriptor["digest"]
-        manifest = _json(blobs.read(digest), f"{source.label}: manifest {digest}")
+        manifest = _json(blobs.read(digest), f"{source.label}: manifest {digest}", "image")
         if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
             raise DiffError(f"{source.label}: nested index {digest} is not supported")
         config_digest = manifest["config"]["digest"]
-        config = _json(blobs.read(config_digest), f"{source.label}: config {config_digest}")
+        config = _json(blobs.read(config_digest), f"{source.label}: config {config_digest}", "config")
         platform = descriptor.get("platform") or config
         layer_blobs = [(d["digest"], int(d["size"]), d.get("mediaType", ""))
                        for d in manifest.get("layers", [])]
@@ -201,21 +196,26 @@ def _open_layout(files: _Files, source: ImageSource) -> None:
                                            digest, manifest))
 
 
+def _path_opener(files: _Files, paths: list[str]) -> Callable[[int], Callable[[], IO[bytes]]]:
+    """Layer N's opener: the member paths[N] of FILES."""
+    return lambda n: (lambda: files.open(paths[n]))
+
+
 def _open_docker_archive(files: _Files, source: ImageSource) -> None:
-    items = _json(files.read("manifest.json"), f"{source.label}: manifest.json")
+    items = _json(files.read("manifest.json"), f"{source.label}: manifest.json", "docker-manifest")
     if not isinstance(items, list) or not items:
         raise DiffError(f"{source.label}: manifest.json names no image")
     for item in items:
         config_data = files.read(item["Config"])
-        config = _json(config_data, f"{source.label}: {item['Config']}")
-        paths = list(item.get("Layers") or [])
+        config: dict[str, Any] = _json(config_data, f"{source.label}: {item['Config']}", "config")
+        paths: list[str] = list(item.get("Layers") or [])
         # A docker-archive names layers by path; its layers' digests are those of the stored files.
-        layer_blobs = []
+        layer_blobs: list[tuple[str, int, str]] = []
         for path in paths:
             with files.open(path) as handle:
                 digest = _sha256_stream(handle)
             layer_blobs.append((digest, files.size(path), ""))
-        layers = _layers(config, layer_blobs, lambda n, p=paths: (lambda: files.open(p[n])))
+        layers = _layers(config, layer_blobs, _path_opener(files, paths))
         source.images.append(PlatformImage(platform_key(config), sha256_digest(config_data), config, layers))
 
 
@@ -265,7 +265,9 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
         raise
     except XarchError as error:  # exit 2 (trouble), not 1, which means "they differ"
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DiffError(f"{label}: {error}") from None
+        wrapped = DiffError(f"{label}: {error}")
+        wrapped.exit_code = error.exit_code  # an unreachable registry stays exit 4
+        raise wrapped from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -8,7 +8,6 @@ through the docker SDK, which negotiates the API version with whatever daemon an
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tarfile
@@ -21,20 +20,27 @@ import docker
 import docker.errors
 
 from xarch import platforms
-from xarch.errors import XarchError
+from xarch.errors import ExitCode, InputError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.schema import DocumentError, Kind, parse_document
 from xarch.registry.errors import InvalidReference
 from xarch.registry.reference import parse_reference
 
 _INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 
 
-class DockerError(XarchError):
-    """The Docker engine is unreachable or refused what xarch gave it."""
+class DockerError(InputError):
+    """The Docker engine refused what xarch gave it, or the image to load is wrong (exit 2)."""
+
+
+class DockerUnreachable(DockerError):
+    """No Docker engine answers at DOCKER_HOST (or the default socket) (exit 3: the host)."""
+
+    exit_code = ExitCode.HOST
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ def docker_client() -> docker.DockerClient:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as error:
-        raise DockerError(
+        raise DockerUnreachable(
             f"cannot reach the Docker engine at {where}: {_first_line(error)} "
             "(is dockerd running? scripts/start-dockerd starts one)"
         ) from None
@@ -131,9 +137,9 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
         manifests = _image_manifests(reader, reader.top_index(), depth=0)
         chosen = _choose(layout, manifests, platform)
         manifest_bytes = reader.blob(chosen.digest)
-        manifest = _json(manifest_bytes, layout, chosen.digest)
+        manifest = _json(manifest_bytes, layout, chosen.digest, "manifest")
         config_bytes = reader.blob(manifest["config"]["digest"])
-        config = _json(config_bytes, layout, manifest["config"]["digest"])
+        config = _json(config_bytes, layout, manifest["config"]["digest"], "config")
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(manifest["layers"]):
             raise DockerError(f"{layout}: image {chosen.digest} names {len(manifest['layers'])} layers "
@@ -144,7 +150,9 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
                   uncompressed_size=0, entry_count=0)
             for i, (desc, diff_id) in enumerate(zip(manifest["layers"], diff_ids, strict=True))
         )
-    except (LayoutError, KeyError, TypeError) as error:
+    except (LayoutError, DocumentError) as error:  # already names the layout and what is wrong
+        raise DockerError(str(error)) from None
+    except (KeyError, TypeError) as error:
         raise DockerError(f"{layout}: not a readable OCI layout ({error})") from None
     finally:
         reader.close()
@@ -161,8 +169,8 @@ def _image_manifests(reader: LayoutReader, index: dict[str, Any], depth: int) ->
     for raw in index.get("manifests", []):
         desc = Descriptor.from_json(raw)
         if desc.media_type in _INDEX_TYPES:
-            result.extend(_image_manifests(reader, _json(reader.blob(desc.digest), reader.path, desc.digest),
-                                           depth + 1))
+            nested = _json(reader.blob(desc.digest), reader.path, desc.digest, "index")
+            result.extend(_image_manifests(reader, nested, depth + 1))
         else:
             result.append(desc)
     return result
@@ -185,14 +193,11 @@ def _choose(layout: Path, manifests: list[Descriptor], platform: str | None) -> 
                       "choose one with --platform")
 
 
-def _json(data: bytes, where: Path, digest: str) -> dict[str, Any]:
+def _json(data: bytes, where: Path, digest: str, kind: Kind) -> dict[str, Any]:
     try:
-        value = json.loads(data)
-    except ValueError as error:
-        raise DockerError(f"{where}: blob {digest} is not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise DockerError(f"{where}: blob {digest} is not a JSON object")
-    return value
+        return dict(parse_document(data, f"{where}: blob {digest}", kind))
+    except DocumentError as error:
+        raise DockerError(str(error)) from None
 
 
 def _docker_tag(tag: str) -> str:

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xarch.errors import InputError
+from xarch.oci.archive import open_archive, read_member
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of, sha256_digest
 from xarch.oci.image import Image
+from xarch.oci.schema import Kind, parse_document
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
 
 OCI_LAYOUT_FILE = canonical_json({"imageLayoutVersion": "1.0.0"})
 
 
-class LayoutError(ValueError):
+class LayoutError(InputError, ValueError):
     pass
 
 
@@ -86,12 +88,7 @@ class LayoutReader:
             if not (self.path / "index.json").is_file():
                 raise LayoutError(f"{self.path}: not an OCI layout (no index.json)")
         elif self.path.is_file():
-            try:
-                self._tar = tarfile.open(self.path)
-            except tarfile.TarError as error:
-                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise LayoutError(f"{self.path}: not a tar archive ({first_line})") from None
-            self._members = {m.name.lstrip("./"): m for m in self._tar.getmembers() if m.isfile()}
+            self._tar, self._members = open_archive(self.path)
         else:
             raise LayoutError(f"{self.path}: no such file or folder")
 
@@ -102,10 +99,9 @@ class LayoutReader:
                 raise LayoutError(f"{self.path}: {relative} is missing")
             return file.read_bytes()
         member = self._members.get(relative)
-        extracted = self._tar.extractfile(member) if member else None
-        if extracted is None:
+        if member is None:
             raise LayoutError(f"{self.path}: {relative} is missing")
-        return extracted.read()
+        return read_member(self._tar, member, self.path)
 
     def has(self, relative: str) -> bool:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
@@ -120,11 +116,16 @@ class LayoutReader:
             raise LayoutError(f"{self.path}: blob {digest} does not match its digest")
         return data
 
-    def json_blob(self, digest: str) -> dict[str, Any]:
-        return json.loads(self.blob(digest))
+    def json_blob(self, digest: str, kind: Kind = "image") -> dict[str, Any]:
+        """Blob DIGEST parsed and checked to be a KIND (xarch/oci/schema.py)."""
+        return dict(parse_document(self.blob(digest), f"{self.path}: blob {digest}", kind))
 
     def top_index(self) -> dict[str, Any]:
-        return json.loads(self.read("index.json"))
+        return dict(parse_document(self.read("index.json"), f"{self.path}: index.json", "index"))
+
+    def document(self, relative: str, kind: Kind) -> Any:
+        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND."""
+        return parse_document(self.read(relative), f"{self.path}: {relative}", kind)
 
     def close(self) -> None:
         if self._tar is not None:

@@ -6,7 +6,6 @@ Only reading, and only what a push needs; the writer lives in xarch.oci.layout.
 from __future__ import annotations
 
 import hashlib
-import json
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xarch.oci.archive import open_archive
+from xarch.oci.schema import parse_document
 from xarch.registry.errors import LayoutError
 from xarch.registry.mediatypes import INDEXES, media_type_of, sha256_digest
 
@@ -105,20 +106,18 @@ def read_layout(root: Path | str, tag: str | None = None) -> LayoutImage:
     index_file = root / "index.json"
     if not (root / "oci-layout").is_file() or not index_file.is_file():
         raise LayoutError(f"{root}: not an OCI layout (oci-layout and index.json expected)")
-    try:
-        entries = json.loads(index_file.read_bytes()).get("manifests") or []
-    except (ValueError, AttributeError):
-        raise LayoutError(f"{index_file}: not valid JSON") from None
+    entries = parse_document(index_file.read_bytes(), str(index_file), "index")["manifests"]
     if not entries:
         raise LayoutError(f"{index_file}: lists no image")
     named = [e for e in entries if tag and (e.get("annotations") or {}).get(REF_NAME) == tag]
     top_descriptor = named[0] if named else entries[0]
     top_data = _read_verified(root, top_descriptor)
-    image = LayoutImage(root, top_descriptor, top_data, json.loads(top_data))
+    where = f"{root}: blob {top_descriptor['digest']}"
+    image = LayoutImage(root, top_descriptor, top_data, parse_document(top_data, where, "image"))
     descriptors = image.top_json.get("manifests", []) if image.is_index else [top_descriptor]
     for descriptor in descriptors:
         data = top_data if descriptor is top_descriptor else _read_verified(root, descriptor)
-        manifest = json.loads(data)
+        manifest = parse_document(data, f"{root}: blob {descriptor['digest']}", "image")
         if media_type_of(manifest, descriptor.get("mediaType")) in INDEXES:
             raise LayoutError(f"{root}: nested index {descriptor['digest']} is not supported")
         image.manifests.append(Manifest(descriptor, data, manifest))
@@ -137,8 +136,9 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
     if not path.is_file():
         raise LayoutError(f"{path}: no such OCI layout folder or oci-archive")
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as scratch:
+        archive, _ = open_archive(path)  # a file that is not a tar, or is cut short: one line
         try:
-            with tarfile.open(path) as archive:
+            with archive:
                 members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
                 for member in members:
                     # Only plain files and folders, and only inside the scratch folder.
@@ -148,6 +148,6 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
                     archive.extractall(scratch, members=members, filter="data")
                 else:
                     archive.extractall(scratch, members=members)
-        except tarfile.TarError as exc:
-            raise LayoutError(f"{path}: not an oci-archive ({exc})") from None
+        except (tarfile.TarError, EOFError) as exc:
+            raise LayoutError(f"{path}: truncated or corrupt oci-archive ({exc})") from None
         yield Path(scratch)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from xarch.errors import InputError
+
 # One source of truth for media types and the canonical JSON encoding: the OCI core's.
 from xarch.oci.digest import (
     DOCKER_CONFIG,
@@ -36,7 +38,7 @@ _LAYER_TO_DOCKER = {
 }
 
 
-class UnsupportedInDocker(ValueError):
+class UnsupportedInDocker(InputError, ValueError):
     """A layer or manifest that Docker schema2 cannot express (e.g. zstd layers)."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from xarch.oci.atomic import atomic_dir
 from xarch.oci.digest import OCI_INDEX, REF_NAME, canonical_json, hex_of
+from xarch.oci.schema import DocumentError, parse_document
 from xarch.registry.auth import Credentials
 from xarch.registry.client import Settings
 from xarch.registry.errors import RegistryError
@@ -56,7 +57,7 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
     client = make_client(ref, credentials, settings)
     try:
         data, declared, digest = client.get_manifest(ref.repository, ref.target)
-        top = json.loads(data)
+        top = _document(data, f"{ref}: manifest {digest}")
         media_type = media_type_of(top, declared or None)
         image = PulledImage(ref, digest, media_type, data)
         if image.is_index:
@@ -68,8 +69,9 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
                 manifest_data, manifest_type = data, media_type
             else:
                 manifest_data, declared_type, _ = client.get_manifest(ref.repository, entry_digest)
-                manifest_type = media_type_of(json.loads(manifest_data), declared_type or None)
-            parsed = json.loads(manifest_data)
+                manifest_type = media_type_of(_document(manifest_data, f"{ref}: manifest {entry_digest}"),
+                                              declared_type or None)
+            parsed = _document(manifest_data, f"{ref}: manifest {entry_digest}")
             if manifest_type in INDEXES:
                 raise RegistryError(f"{ref}: nested index {entry_digest} is not supported")
             pulled = PulledManifest(entry_digest, manifest_type, manifest_data, parsed, platform)
@@ -79,6 +81,15 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
         return image
     finally:
         client.close()
+
+
+def _document(data: bytes, where: str) -> Any:
+    """A manifest or index the registry served, checked for the fields read here; a registry
+    that serves a malformed one is the registry's fault (exit 4), said in one line."""
+    try:
+        return parse_document(data, where, "image")
+    except DocumentError as error:
+        raise RegistryError(str(error)) from None
 
 
 def published_digests(target: str | Reference, credentials: Credentials | None = None,

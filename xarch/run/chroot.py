@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from plumbum import local
 
-from xarch.errors import XarchError
+from xarch.errors import RecipeError
 from xarch.run.sandbox import (
     DEV_PROC,
     Bind,
@@ -87,7 +87,7 @@ def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
 def _prepare_root(rootfs: Path) -> Path:
     rootfs = rootfs.resolve()
     if not (rootfs / "bin" / "sh").exists() and not (rootfs / "bin" / "sh").is_symlink():
-        raise XarchError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
+        raise RecipeError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
     for mountpoint in ("proc", "dev"):
         (rootfs / mountpoint).mkdir(exist_ok=True)
     if not (rootfs / "tmp").exists():
@@ -177,7 +177,8 @@ def host_command(
     for source, _ in binds:
         resolved = source.resolve()
         if resolved == Path(CROSS_MOUNT_BASE) or Path(CROSS_MOUNT_BASE) in resolved.parents:
-            raise XarchError(f"{resolved} is under {CROSS_MOUNT_BASE}, which cross steps mount over: move it")
+            raise RecipeError(
+                f"{resolved} is under {CROSS_MOUNT_BASE}, which cross steps mount over: move it")
     mounts: list[Bind | str] = [
         Bind(Path("/"), PurePosixPath("/"), read_only=True, staged=False), *DEV_PROC,
         "--tmpfs", "/tmp", "--tmpfs", str(CROSS_MOUNT_BASE),

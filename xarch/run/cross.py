@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePosixPath
 
-from xarch.errors import XarchError
+from xarch.errors import HostError
 from xarch.platforms import Platform
 from xarch.run.chroot import CROSS_HOME, CROSS_ROOT, CROSS_SYSROOT
 
 
-class ToolchainMissing(XarchError):
-    """The platform's cross toolchain packages are not installed."""
+class ToolchainMissing(HostError):
+    """The platform's cross toolchain packages are not installed (exit 3)."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from xarch.errors import XarchError
+from xarch.errors import BuildError, HostError
 from xarch.platforms import Platform
 from xarch.run import cross, qemu
 from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
@@ -34,11 +34,11 @@ SOURCE_DIR_IN_ROOT = "src"
 FIXED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class StepFailed(XarchError):
+class StepFailed(BuildError):
     """A build step exited non-zero. First line: what failed; then the step's last output lines."""
 
 
-class StrategyUnavailable(XarchError):
+class StrategyUnavailable(HostError):
     """No strategy can run a stage's steps for a platform on this host."""
 
 

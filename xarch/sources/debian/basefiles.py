@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from xarch.oci.tree import Entry, Tree
+from xarch.oci.tree import Entry, Tree, path_bytes
 from xarch.sources.debian.accounts import rows
 
 DEFAULTS = "usr/share/base-files"
@@ -55,7 +55,7 @@ def _migrate(tree: Tree, path: str, target: str, epoch: int, made: list[str]) ->
         return
     prefix = path + "/"
     destination = target.lstrip("/")
-    for key in sorted((k for k in tree.entries if k.startswith(prefix)), key=lambda k: k.encode()):
+    for key in sorted((k for k in tree.entries if k.startswith(prefix)), key=path_bytes):
         moved = destination + "/" + key[len(prefix):]
         if moved not in tree.entries:
             tree.add_parents(moved)

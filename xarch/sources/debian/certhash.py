@@ -24,6 +24,8 @@ import re
 
 from asn1crypto import core, pem, x509
 
+from xarch.oci.tree import path_bytes
+
 _STRING_TYPES = (core.UTF8String, core.BMPString, core.UniversalString, core.PrintableString,
                  core.TeletexString, core.IA5String, core.VisibleString)
 _SPACE = re.compile(rb"[ \t\n\v\f\r]+")
@@ -74,7 +76,7 @@ def rehash_links(names_and_certs: list[tuple[str, bytes]]) -> list[tuple[str, st
     """
     links: list[tuple[str, str]] = []
     seen: dict[str, list[bytes]] = {}
-    for name, data in sorted(names_and_certs, key=lambda item: item[0].encode()):
+    for name, data in sorted(names_and_certs, key=lambda item: path_bytes(item[0])):
         try:
             digest, mark = subject_hash(data), fingerprint(data)
         except ValueError:

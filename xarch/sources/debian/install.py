@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from xarch.oci.tree import Entry, Tree
+from xarch.oci.tree import Entry, Tree, path_bytes
 from xarch.sources.debian.accounts import DEFAULT_GROUP, shadow_gid
 from xarch.sources.debian.deb import Deb, PathFilter, read_deb, unpack
 from xarch.sources.debian.dpkgdb import dpkg_order
@@ -174,7 +174,9 @@ def _dpkg_database(tree: Tree, debs: list[tuple[LockedPackage, Deb, list[str]]],
                                for key, value in dpkg_order(fields)))
         info_name = pkg.name + (f":{pkg.architecture}" if control.get("Multi-Arch") == "same" else "")
         listing = ["/."] + ["/" + p for p in paths]
-        made.append(_file(tree, f"{DPKG}/info/{info_name}.list", "\n".join(listing).encode() + b"\n", epoch))
+        # dpkg's .list holds paths as bytes: a name that is not UTF-8 is written as it is.
+        listed = path_bytes("\n".join(listing)) + b"\n"
+        made.append(_file(tree, f"{DPKG}/info/{info_name}.list", listed, epoch))
         for extra in ("md5sums", "conffiles", "shlibs", "symbols", "triggers", "templates"):
             if extra in deb.control_files:
                 made.append(_file(tree, f"{DPKG}/info/{info_name}.{extra}", deb.control_files[extra], epoch))
@@ -208,7 +210,7 @@ def _ca_bundle(tree: Tree, epoch: int) -> list[str]:
     newline. (The OpenSSL <hash>.0 links are made in effects.py, after this.)"""
     prefix = CA_SOURCE + "/"
     certs = sorted((e.path[len(prefix):] for e in tree if e.path.startswith(prefix)
-                    and e.path.endswith(".crt") and e.type == "file"), key=lambda p: p.encode())
+                    and e.path.endswith(".crt") and e.type == "file"), key=path_bytes)
     # The header ca-certificates' postinst writes (debconf's default: every certificate enabled).
     conf = (
         "# This file lists certificates that you wish to use or to ignore to be\n"
@@ -224,7 +226,7 @@ def _ca_bundle(tree: Tree, epoch: int) -> list[str]:
         "#\n"
     )
     conf += "".join(f"{cert}\n" for cert in certs)
-    made = [_file(tree, "etc/ca-certificates.conf", conf.encode(), epoch)]
+    made = [_file(tree, "etc/ca-certificates.conf", path_bytes(conf), epoch)]
     bundle = bytearray()
     for cert in certs:
         data = tree.entries[prefix + cert].read()

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from xarch.oci.atomic import name_the_path
 from xarch.platforms import Platform
 from xarch.sources.debian.config import DebianSource, PackageSelection, inputs_digest
 from xarch.sources.debian.errors import LockError
@@ -88,8 +90,9 @@ class Lock:
                 handle.write(self.dumps())
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as error:
             Path(tmp).unlink(missing_ok=True)
+            name_the_path(error, path)
             raise
 
     @classmethod
@@ -104,17 +107,63 @@ class Lock:
         except (OSError, yaml.YAMLError) as exc:
             detail = " ".join(str(exc).split())  # YAML errors span lines; the CLI shows one
             raise LockError(f"{path}: cannot read the lock: {detail}") from None
+        if not isinstance(raw, dict):
+            raise LockError(f"{path}: malformed lock (not a mapping); run `xarch lock` again")
+        if raw.get("version") != LOCK_VERSION:
+            raise LockError(f"{path}: lock version {raw.get('version')!r}, this xarch reads {LOCK_VERSION}")
         try:
-            if raw.get("version") != LOCK_VERSION:
-                raise LockError(f"{path}: lock version {raw.get('version')!r}, "
-                                f"this xarch reads {LOCK_VERSION}")
-            packages = {
-                name: {plat: [LockedPackage(**entry) for entry in entries] for plat, entries in per.items()}
-                for name, per in raw["packages"].items()
-            }
-            return cls(inputs=dict(raw["inputs"]), releases=dict(raw["releases"]), packages=packages)
-        except (AttributeError, KeyError, TypeError) as exc:
-            raise LockError(f"{path}: malformed lock ({exc}); run `xarch lock` again") from None
+            data = _LockFile.model_validate(raw)
+        except ValidationError as exc:
+            problem = _schema_problem(raw, exc)
+            raise LockError(f"{path}: malformed lock: {problem}; run `xarch lock` again") from None
+        packages = {
+            name: {plat: [LockedPackage(**entry.model_dump()) for entry in entries]
+                   for plat, entries in per.items()}
+            for name, per in data.packages.items()
+        }
+        return cls(inputs=data.inputs, releases=data.releases, packages=packages)
+
+
+class _LockedEntry(BaseModel):
+    """The schema of one package of xarch.lock (what `Lock.dumps` writes), checked on load."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    version: str
+    architecture: str
+    filename: str = Field(pattern=r"^[^/]")  # below the archive root
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    suite: str
+
+
+class _LockFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: int
+    inputs: dict[str, str]
+    releases: dict[str, dict[str, str]]
+    packages: dict[str, dict[str, list[_LockedEntry]]]
+
+
+def _schema_problem(raw: dict[str, Any], error: ValidationError) -> str:
+    """The first problem as `packages.image.amd64[3] (libc6).size: <what is wrong>`."""
+    first = error.errors()[0]
+    loc = first["loc"]
+    where = ""
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    # Name the package too: an index alone is hard to find in a lock of hundreds.
+    if len(loc) >= 4 and loc[0] == "packages" and isinstance(loc[3], int):
+        try:
+            entry = raw["packages"][loc[1]][loc[2]][loc[3]]
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                where = where.replace(f"[{loc[3]}]", f"[{loc[3]}] ({entry['name']})", 1)
+        except (KeyError, IndexError, TypeError):
+            pass
+    message = "unknown field" if first["type"] == "extra_forbidden" else str(first["msg"])
+    return f"{where}: {message}" if where else message
 
 
 def _entry_data(pkg: LockedPackage) -> dict[str, Any]:
