@@ -103,7 +103,7 @@ def _known(path: str, what: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["amd64"])
+@pytest.mark.parametrize("arch", ["amd64", pytest.param("arm64", marks=pytest.mark.qemu)])
 def test_xarch_matches_mmdebstrap_but_for_the_documented_differences(tmp_path: Path, arch: str) -> None:
     mmdebstrap = need_tool("mmdebstrap")
     need_tool("gpgv")
