@@ -295,6 +295,37 @@ def test_etc_shells_matches_debianutils_update_shells(tmp_path: Path) -> None:
     assert tree.get("var/lib/shells.state").read() == (root / "var/lib/shells.state").read_bytes()
 
 
+def test_lost_effects_are_one_summary_line_and_each_is_said_with_v() -> None:
+    from xarch.sources.debian.deb import Deb
+    from xarch.sources.debian.effects import reproduce
+    from xarch.sources.debian.install import InstallReport
+
+    def deb(name: str, postinst: bytes) -> tuple[str, Deb]:
+        control = {"control": f"Package: {name}\n".encode(), "postinst": postinst}
+        return name, Deb(name, control, "data.tar", b"")
+
+    tree = _tree_with("usr/bin/mawk", "usr/bin/ping")
+    effects = reproduce(tree, [
+        deb("mawk", MAWK_POSTINST),  # reproduced in full
+        deb("iputils-ping", b"setcap cap_net_raw+ep /usr/bin/ping || chmod u+s /usr/bin/ping\n"),
+        deb("nginx-common", b"chown www-data:adm /var/log/nginx\nln -s /a /b\n"),
+        deb("dash", b"dpkg-divert --package dash --add /bin/sh\n"),
+        deb("quiet", b"echo hello\n"),  # no effect command
+    ], EPOCH)
+    assert effects.summary() == ("2 packages have maintainer-script effects xarch does not reproduce: "
+                                 "dash, nginx-common; see -v")
+    report = InstallReport(effects=effects)
+    assert report.lines()[-3:] == [
+        "not reproduced: nginx-common postinst: would run chown www-data:adm /var/log/nginx",
+        "not reproduced: nginx-common postinst: would run ln -s /a /b",
+        "not reproduced: dash postinst: would run dpkg-divert --package dash --add /bin/sh",
+    ]
+    assert tree.get("usr/bin/awk").linkname == "/etc/alternatives/awk"
+    capability = capabilities.from_text("cap_net_raw+ep")
+    assert tree.get("usr/bin/ping").xattrs == ((capabilities.XATTR, capability),)
+    assert reproduce(Tree(), [deb("quiet", b"true\n")], EPOCH).summary() is None
+
+
 # --- placement ----------------------------------------------------------------------------
 
 def test_entries_below_a_symlink_move_to_where_it_leads() -> None:
