@@ -494,6 +494,9 @@ def test_the_image_behaves_as_if_apt_made_it(debian_image: tuple[Path, str], arc
     assert _run(dockerd, tag, platform, ["/bin/hello"]) == "hello from /bin\n"
     assert _run(dockerd, tag, platform, ["awk", "BEGIN { print 6 * 7 }"]) == "42\n"
     assert _run(dockerd, tag, platform, ["which", "awk"]) == "/usr/bin/awk\n"
+    # dpkg's own update-alternatives reads the records xarch wrote as its own.
+    display = _run(dockerd, tag, platform, ["update-alternatives", "--display", "awk"])
+    assert "awk - auto mode\n" in display and "link currently points to /usr/bin/mawk\n" in display
     assert "/usr/lib/" in _run(dockerd, tag, platform, ["dpkg", "-L", "libzstd1"])
     assert _run(dockerd, tag, platform, ["dpkg", "-S", "libzstd.so.1"]).startswith(f"libzstd1:{arch}: ")
     listing = _run(dockerd, tag, platform, ["dpkg", "-l"])

@@ -23,6 +23,7 @@ from xarch.sources.debian.lock import LockedPackage
 from xarch.store import Store
 
 DPKG = "var/lib/dpkg"
+INFO_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")  # kept in info/ by dpkg
 CA_SOURCE = "usr/share/ca-certificates"
 CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 ZONEINFO_UTC = "/usr/share/zoneinfo/Etc/UTC"
@@ -177,9 +178,13 @@ def _dpkg_database(tree: Tree, debs: list[tuple[LockedPackage, Deb, list[str]]],
         # dpkg's .list holds paths as bytes: a name that is not UTF-8 is written as it is.
         listed = path_bytes("\n".join(listing)) + b"\n"
         made.append(_file(tree, f"{DPKG}/info/{info_name}.list", listed, epoch))
-        for extra in ("md5sums", "conffiles", "shlibs", "symbols", "triggers", "templates"):
+        for extra in ("md5sums", "conffiles", "shlibs", "symbols", "triggers", "templates", *INFO_SCRIPTS):
             if extra in deb.control_files:
-                made.append(_file(tree, f"{DPKG}/info/{info_name}.{extra}", deb.control_files[extra], epoch))
+                # Scripts are kept (0755) as dpkg keeps them: a later `dpkg -r` in a derived
+                # image runs prerm/postrm, which undo what effects.py reproduced.
+                mode = 0o755 if extra in INFO_SCRIPTS else 0o644
+                data = deb.control_files[extra]
+                made.append(_file(tree, f"{DPKG}/info/{info_name}.{extra}", data, epoch, mode))
     # dpkg ends every stanza, the last too, with an empty line.
     made.append(_file(tree, f"{DPKG}/status", "".join(s + "\n" for s in stanzas).encode("utf-8"), epoch))
     return made
