@@ -83,7 +83,7 @@ BAD = [
     ('config:\n  labels: {"": v}\n', '4: config.labels[""]: ', "empty"),
     ('annotations:\n  index: {"a\\nb": v}\n', '4: annotations.index["a\\nb"]: ', "control character"),
     ('annotations:\n  manifest: {k: "v\\0"}\n', "4: annotations.manifest.k: ", "NUL"),
-    ("epoch: 8589934592\n", "3: epoch: ", "8589934591"),
+    ("epoch: 8589934592\n", "3: epoch: ", "8589934591"),  # past ustar's mtime field
     ("epoch: true\n", "3: epoch: ", "valid integer"),
     ('epoch: "12"\n', "3: epoch: ", "valid integer"),
     ("compression: {level: true}\n", "3: compression.level: ", "valid integer"),

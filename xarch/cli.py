@@ -190,16 +190,19 @@ def inspect_command(target: str, as_json: bool) -> None:
               help="Instead: rebuild once and compare the whole index with this registry image, OCI layout "
                    "or oci-archive.")
 @click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
+@click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]), default=None,
+              help="How stage steps run in every build (default: each stage's; with --against: the "
+                   "strategy the published image recorded, which this must match).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
-                   against: str | None, insecure: bool, as_json: bool) -> None:
+                   against: str | None, insecure: bool, strategy: str | None, as_json: bool) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
     from xarch.verify import parse_variations, print_report, rebuild_and_compare, verdict_error
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
     if against:
-        from xarch.against import rebuilt_side
+        from xarch.against import published_strategies, rebuilt_side
         from xarch.errors import Verdict
         from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, parse_image_ref
         from xarch.registry.against import print_against, verify_against
@@ -210,7 +213,8 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
         ref = parse_image_ref(against, (OCI, OCI_ARCHIVE, REGISTRY), "--against")
         reporter = Reporter(quiet=as_json)
         reporter.info(f"comparing with {ref.label}")
-        local = rebuilt_side(loaded, platforms, reporter)
+        recorded = published_strategies(ref, Settings(insecure=insecure))
+        local = rebuilt_side(loaded, platforms, reporter, strategy, recorded)
         left_out = frozenset(platform_data.get(name).oci for name in loaded.recipe.platforms) \
             - frozenset(p.oci for p in platforms)
         result = verify_against(local, ref, settings=Settings(insecure=insecure), not_rebuilt=left_out)
@@ -221,7 +225,7 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
                           f"xarch diff oci:rebuilt {against}")
         return
     variations = parse_variations(variation_list)
-    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
+    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations, strategy)
     print_report(report, as_json, stdout)
     error = verdict_error(report)
     if error is not None:

@@ -79,7 +79,32 @@ def _refuse_deep_nesting(root: yaml.Node | None) -> None:
             pending.extend((child, depth + 1) for child in node.value)
 
 
-def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
+# A recipe has hundreds of nodes. Aliases can make a short document expand to billions
+# ("billion laughs"): everything after loading (checks, validation) walks the expanded data.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes NODE stands for once every alias is expanded (each shared node counted once
+    per use, computed once)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = 1  # an alias cycle (which SafeLoader refuses anyway) counts once
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, memo) for item in node.value)
+    memo[id(node)] = size
+    return size
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, seen_nodes: set[int] | None = None) -> None:
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if node is None or id(node) in seen_nodes:
+        return  # an alias: that node was checked where it was defined
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -89,10 +114,10 @@ def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
                     key_node.start_mark.line + 1, f"duplicate key {key!r} (first on line {seen[key]})"
                 )
             seen[key] = key_node.start_mark.line + 1
-            _refuse_duplicate_keys(value_node)
+            _refuse_duplicate_keys(value_node, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _refuse_duplicate_keys(item)
+            _refuse_duplicate_keys(item, seen_nodes)
 
 
 def load(path: Path) -> PositionedYaml:
@@ -107,6 +132,9 @@ def load(path: Path) -> PositionedYaml:
                                 column) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        # Alias expansion first: the other walks visit a shared node once per use.
+        if root is not None and _expanded_size(root, {}) > MAX_EXPANDED_NODES:
+            raise YamlPositionError(None, f"aliases expand to more than {MAX_EXPANDED_NODES} values")
         _refuse_deep_nesting(root)
         _refuse_duplicate_keys(root)
         data = yaml.safe_load(text)

@@ -9,7 +9,6 @@ index, then the tag.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from xarch.registry.client import RegistryClient, Settings
 from xarch.registry.errors import RegistryError, RegistryUsageError
 from xarch.registry.mediatypes import IMAGE_MANIFESTS, OCI_INDEX, media_type_of, platform_name
 from xarch.registry.progress import BlobProgress, QuietProgress
+from xarch.registry.pull import answer_descriptor, answer_json
 from xarch.registry.push import PushResult, make_client, push_blobs
 from xarch.registry.reference import Reference, parse_reference
 
@@ -54,12 +54,13 @@ def fetch_source(client: RegistryClient, ref: Reference) -> SourceManifest:
     """The image manifest REF@sha256:… and its platform (from its config)."""
     assert ref.digest
     data, declared, _ = client.get_manifest(ref.repository, ref.digest)
-    manifest = json.loads(data)
+    manifest = answer_json(data, ref, ref.digest)
     media_type = media_type_of(manifest, declared or None)
     if media_type not in IMAGE_MANIFESTS:
         raise RegistryUsageError(f"--from {ref}: is {media_type}, not an image manifest "
                             "(give the digest of one platform's manifest)")
-    config = json.loads(client.get_blob(ref.repository, manifest["config"]["digest"]))
+    _, config_digest, config_size = answer_descriptor(manifest.get("config"), f"--from {ref}")
+    config = answer_json(client.get_blob(ref.repository, config_digest, config_size), ref, config_digest)
     try:
         platform = platform_of_config(config)
     except RegistryError as exc:

@@ -31,5 +31,16 @@ class InvalidReference(RegistryUsageError):
     """An image reference could not be parsed; the message quotes it (exit 2)."""
 
 
+
+class CorruptAnswer(RegistryError):
+    """The registry answered bytes that do not match the digest (or size) asked for.
+
+    Exit 4 (network or registry), not 2: the fault is the registry's (or the path to it), not
+    the user's input; the message names the registry, the repository and the digest.
+    """
+
+    exit_code = ExitCode.NETWORK
+
+
 class LayoutError(InputError):
-    """An OCI layout directory is missing a file or holds a blob whose digest does not match (exit 2)."""
+    """An OCI layout directory is missing a file or holds a blob whose digest does not match."""

@@ -58,10 +58,10 @@ def manifest_to_docker(manifest: dict[str, Any]) -> dict[str, Any]:
     config.pop("annotations", None)
     converted["config"] = config
     layers = []
-    for layer in manifest["layers"]:
-        media_type = layer["mediaType"]
+    for layer in manifest.get("layers") or []:
+        media_type = layer.get("mediaType")  # required by the OCI spec, but absent is not a traceback
         if media_type not in _LAYER_TO_DOCKER:
-            raise UnsupportedInDocker(f"layer {layer['digest']} has media type {media_type}, "
+            raise UnsupportedInDocker(f"layer {layer['digest']} has media type {media_type or '(none)'}, "
                                       "which Docker schema2 cannot express (use --format oci)")
         converted_layer = {k: v for k, v in layer.items() if k in ("digest", "size", "urls")}
         converted_layer["mediaType"] = _LAYER_TO_DOCKER[media_type]

@@ -7,13 +7,13 @@ incomplete.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials, docker_config_credentials
 from xarch.registry.client import RegistryClient, Settings, TransferStats
 from xarch.registry.errors import RegistryUsageError
@@ -231,4 +231,5 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
 def _config_platform(image: LayoutImage, position: int) -> dict[str, Any]:
     """A single-manifest layout has no platform in a descriptor: read it from the image config."""
     config = image.manifests[position].json["config"]
-    return dict(json.loads(image.blob_path(config["digest"]).read_bytes()))
+    where = f"{image.root}: config {config['digest']}"
+    return dict(json_object(image.blob_path(config["digest"]).read_bytes(), where))

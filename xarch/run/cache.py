@@ -153,6 +153,23 @@ class StepCache:
     def has(self, key: str) -> bool:
         return (self.entry(key) / "meta.json").is_file()
 
+    def usable(self, key: str) -> bool:
+        """True when step KEY's entry is whole: meta.json parses and changes.tar still has the
+        sha256 recorded when it was saved. A damaged (or older, unrecorded) entry is deleted, so
+        the step runs again and saves it anew; it is never replayed."""
+        entry = self.entry(key)
+        if not self.has(key):
+            return False
+        try:
+            meta = json.loads((entry / "meta.json").read_bytes())
+            recorded = meta.get("changes_sha256") if isinstance(meta, dict) else None
+            intact = isinstance(recorded, str) and _file_sha256(entry / "changes.tar") == recorded
+        except (OSError, ValueError):
+            intact = False
+        if not intact:
+            shutil.rmtree(entry, ignore_errors=True)
+        return intact
+
     def save(self, key: str, rootfs: Path, before: Snapshot, meta: Mapping[str, Any]) -> None:
         """Store what changed in ROOTFS since BEFORE as the result of step KEY."""
         if self.has(key):
@@ -167,7 +184,8 @@ class StepCache:
             tar = local["tar"][create]
             # Bytes, so a name that is not UTF-8 reaches tar as it is on disk.
             (tar << b"".join(path_bytes(path) + b"\0" for path in changed))()
-            record = {**meta, "deleted": [_json_name(path) for path in deleted], "changed": len(changed)}
+            record = {**meta, "deleted": [_json_name(path) for path in deleted], "changed": len(changed),
+                      "changes_sha256": _file_sha256(tmp / "changes.tar")}
             (tmp / "meta.json").write_bytes(canonical_json(record))
             try:
                 os.rename(tmp, self.entry(key))

@@ -13,8 +13,6 @@ as dpkg would run them for a fresh install ("install" then "configure"):
 - `adduser --system …` and `addgroup --system …` → system users and groups
   (accounts.add_system_account): ids as adduser gives them on a fresh system, the first
   free from 100, packages taken in lock order (by name), each script's calls in text order;
-- /var/lib/dpkg/info/format "1": dpkg reads arch-qualified NAME:ARCH.list files
-  (Multi-Arch: same packages) only when it says so.
 
 Every other command from EFFECT_COMMANDS that a script calls, and every call above this
 module cannot read (words that need the script's variables, options it does not
@@ -53,7 +51,6 @@ EFFECT_COMMANDS = frozenset({
 })
 HANDLED = frozenset({"base-files", "base-passwd", "ca-certificates", "tzdata", "usrmerge", "dpkg", "passwd",
                      "debianutils", "readline-common"})
-DPKG_FORMAT = "var/lib/dpkg/info/format"
 
 
 @dataclass
@@ -99,9 +96,6 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
         lost = f"alternative {alt_name}: {path} is not in the image"
         effects.not_reproduced.append((package, "postinst", lost))
     effects.generated += alternatives.apply(tree, epoch)
-    tree.add_parents(DPKG_FORMAT)
-    tree.add(Entry(DPKG_FORMAT, "file", 0o644, mtime=epoch, data=b"1\n"))
-    effects.generated.append("/" + DPKG_FORMAT)
     if "passwd" in names:
         effects.generated += shadow_files(tree, epoch)
     if "ca-certificates" in names:

@@ -94,11 +94,14 @@ class InstallReport:
 
 
 def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store: Store, epoch: int,
-                     merged_usr: bool = True, path_filter: PathFilter | None = None) -> InstallReport:
+                     merged_usr: bool = True, path_filter: PathFilter | None = None,
+                     native: str | None = None) -> InstallReport:
     """Unpack every package (in lock order) into TREE and write what their scripts would have.
 
     The .debs must be in STORE already (fetch_packages); they were verified on entry.
     PATH_FILTER drops paths as dpkg's --path-exclude does (docs, man pages, locales).
+    NATIVE: dpkg's native architecture of the root; packages of any other architecture
+    (a multiarch root) are listed in /var/lib/dpkg/arch as dpkg --add-architecture does.
     """
     report = InstallReport()
     debs: list[tuple[LockedPackage, Deb, list[str]]] = []
@@ -118,6 +121,10 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
         report.installed.append(pkg.label)
         report.skipped += [(pkg.name, script) for script in deb.scripts]
     report.generated += _dpkg_database(tree, debs, epoch)
+    foreign = sorted({pkg.architecture for pkg, _, _ in debs} - {"all", native or ""})
+    if native is not None and foreign:
+        listing = "".join(f"{arch}\n" for arch in [native, *foreign]).encode()
+        report.generated.append(_file(tree, f"{DPKG}/arch", listing, epoch))
     names = {pkg.name for pkg, _, _ in debs}
     if "base-passwd" in names:
         report.generated += _base_passwd(tree, epoch)
@@ -155,7 +162,8 @@ def _file(tree: Tree, path: str, data: bytes, epoch: int | None, mode: int = 0o6
 def _dpkg_database(tree: Tree, debs: list[tuple[LockedPackage, Deb, list[str]]], epoch: int) -> list[str]:
     made = []
     stanzas = []
-    for pkg, deb, paths in sorted(debs, key=lambda item: item[0].name):
+    # dpkg's status holds one stanza per package and architecture, sorted by name.
+    for pkg, deb, paths in sorted(debs, key=lambda item: (item[0].name, item[0].architecture)):
         control = deb.control
         fields: list[tuple[str, str]] = []
         for key, value in control.items():
@@ -187,6 +195,9 @@ def _dpkg_database(tree: Tree, debs: list[tuple[LockedPackage, Deb, list[str]]],
                 made.append(_file(tree, f"{DPKG}/info/{info_name}.{extra}", data, epoch, mode))
     # dpkg ends every stanza, the last too, with an empty line.
     made.append(_file(tree, f"{DPKG}/status", "".join(s + "\n" for s in stanzas).encode("utf-8"), epoch))
+    # dpkg's database format 1 (dpkg >= 1.16.2): info files of Multi-Arch: same packages are
+    # named name:arch.*, as above; without this file dpkg reads the old, unqualified names.
+    made.append(_file(tree, f"{DPKG}/info/format", b"1\n", epoch))
     return made
 
 
