@@ -114,7 +114,8 @@ def test_usrmerge_places_bin_in_usr(debian_source: DebianSource, debian_store: S
 def test_dpkg_status_and_lists(debian_source: DebianSource, debian_store: Store) -> None:
     tree, _ = install(debian_source, debian_store)
     status = tree.get("var/lib/dpkg/status").data.decode()
-    stanzas = status.split("\n\n")
+    assert status.endswith("\n\n")  # dpkg ends every stanza, the last too, with an empty line
+    stanzas = status[:-2].split("\n\n")
     names = [s.split("\n", 1)[0].removeprefix("Package: ") for s in stanzas]
     assert names == sorted(names) and "app" in names and "libfake1" in names
     app = next(s for s in stanzas if s.startswith("Package: app\n"))

@@ -18,6 +18,7 @@ from xarch.oci.layer import Layer, build_layer
 from xarch.oci.layout import Artifact
 from xarch.oci.tree import Tree
 from xarch.packages import IMAGE_SET, add_accounts, install_set
+from xarch.placement import settle
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
@@ -99,6 +100,8 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     recipe = inputs.loaded.recipe
     level = recipe.compression.level
     tree, notes = platform_tree(inputs, platform, reporter, workdir)
+    for old, new in settle(tree, inputs.loaded):
+        reporter.detail(f"[{platform.name}] /{old} is /{new} in the image (through its symlinks)")
     check_extractable(inputs.loaded, tree)
     check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from xarch.fsmeta import HardLinks, kept_xattrs
 from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.platforms import Platform
 from xarch.recipe import FileSpec, LoadedRecipe, format_loc, is_root
@@ -68,6 +69,7 @@ def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None
 def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, origin: str) -> None:
     uid, gid = spec.owner
     tree.add(Entry(destination, "dir", 0o755, uid, gid, origin=origin))
+    links = HardLinks()
     # os.walk order depends on the file system; sort so the walk itself is reproducible.
     for root, dirs, files in os.walk(source):
         dirs.sort()
@@ -85,7 +87,12 @@ def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, ori
                 tree.add(Entry(image_path, "dir", 0o755, uid, gid, origin=origin))
             elif stat.S_ISREG(info.st_mode):
                 mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
-                tree.add(Entry(image_path, "file", mode, uid, gid, source=path, origin=origin))
+                first = links.seen(info, image_path)
+                if first is not None:  # a hard link of a file already taken stays a link
+                    tree.add(Entry(image_path, "hardlink", mode, uid, gid, linkname=first, origin=origin))
+                else:
+                    tree.add(Entry(image_path, "file", mode, uid, gid, source=path, xattrs=kept_xattrs(path),
+                                   origin=origin))
             # sockets, fifos and devices in a source tree are not image content
 
 
@@ -106,7 +113,8 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
                                    "as the image root /")
             else:
                 mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
-                tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source, origin=origin))
+                tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source, xattrs=kept_xattrs(source),
+                               origin=origin))
 
 
 @contextmanager

@@ -89,6 +89,9 @@ def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
     reporter.detail(f"[{platform.name}] {set_name}: {len(report.installed)} packages unpacked")
     for line in report.lines():
         reporter.detail(f"[{platform.name}] {set_name}: {line}")
+    summary = report.effects.summary()
+    if summary:
+        reporter.info(f"[{platform.name}] {set_name}: {summary}")
 
 
 def add_accounts(tree: Tree, loaded: LoadedRecipe, epoch: int) -> None:

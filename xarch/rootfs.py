@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from xarch.errors import BuildError
+from xarch.fsmeta import HardLinks, kept_xattrs
 from xarch.oci.tree import Entry, Tree, normalize_path
 
 MAX_SYMLINK_HOPS = 40
@@ -75,8 +76,10 @@ def materialize(tree: Tree, root: Path) -> None:
         os.chmod(target, entry.mode)
 
 
-def _entry_from_disk(path: Path, image_path: str) -> Entry | None:
-    """PATH as an image entry owned 0:0: its owner on disk is the build host's account."""
+def _entry_from_disk(path: Path, image_path: str, links: HardLinks | None = None) -> Entry | None:
+    """PATH as an image entry owned 0:0: its owner on disk is the build host's account.
+    A file LINKS has seen under another inode path is a hard link to that path; a file
+    keeps its file capabilities (xarch.fsmeta)."""
     info = path.lstat()
     mode = stat.S_IMODE(info.st_mode)
     if stat.S_ISLNK(info.st_mode):
@@ -84,7 +87,10 @@ def _entry_from_disk(path: Path, image_path: str) -> Entry | None:
     if stat.S_ISDIR(info.st_mode):
         return Entry(image_path, "dir", mode, 0, 0)
     if stat.S_ISREG(info.st_mode):
-        return Entry(image_path, "file", mode, 0, 0, source=path)
+        first = links.seen(info, image_path) if links is not None else None
+        if first is not None:
+            return Entry(image_path, "hardlink", mode, 0, 0, linkname=first)
+        return Entry(image_path, "file", mode, 0, 0, source=path, xattrs=kept_xattrs(path))
     return None  # devices, sockets, fifos are never taken from a stage
 
 
@@ -99,7 +105,8 @@ def harvest(root: Path, source: str, destination: str, what: str) -> list[Entry]
     if not (path.exists() or path.is_symlink()):
         raise BuildError(f"{what}: /{relative} does not exist in the stage")
     destination = normalize_path(destination)
-    first = _entry_from_disk(path, destination)
+    links = HardLinks()
+    first = _entry_from_disk(path, destination, links)
     if first is None:
         raise BuildError(f"{what}: /{relative} is not a file, folder or symlink")
     entries = [first]
@@ -109,7 +116,7 @@ def harvest(root: Path, source: str, destination: str, what: str) -> list[Entry]
             rel = Path(folder).relative_to(path).as_posix()
             for name in sorted(dirs + files):
                 image_path = posixpath.join(destination, "" if rel == "." else rel, name)
-                entry = _entry_from_disk(Path(folder) / name, normalize_path(image_path))
+                entry = _entry_from_disk(Path(folder) / name, normalize_path(image_path), links)
                 if entry is not None:
                     entries.append(entry)
     return entries

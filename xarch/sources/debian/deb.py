@@ -242,7 +242,9 @@ def _kind(info: tarfile.TarInfo) -> str:
 def _ensure_usrmerge_link(tree: Tree, path: str) -> None:
     """On merged /usr, a package's bin/x lands in usr/bin/x through a bin -> usr/bin link."""
     top = path.split("/", 1)[0]
-    if top in USRMERGE_DIRS and top not in tree.entries and "/" in path:
+    # The folder itself too: libc6 ships ./lib64/ first, and its preinst makes lib64 the
+    # link usr/lib64 on a merged-/usr system.
+    if top in USRMERGE_DIRS and top not in tree.entries:
         tree.add_parents(f"usr/{top}/x")
         if f"usr/{top}" not in tree.entries:
             tree.add(Entry(f"usr/{top}", "dir", 0o755))

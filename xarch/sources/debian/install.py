@@ -14,12 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from xarch.oci.tree import Entry, Tree, path_bytes
+from xarch.sources.debian.accounts import DEFAULT_GROUP, shadow_gid
 from xarch.sources.debian.deb import Deb, PathFilter, read_deb, unpack
+from xarch.sources.debian.dpkgdb import dpkg_order
+from xarch.sources.debian.effects import Effects, reproduce
 from xarch.sources.debian.errors import UnpackError
 from xarch.sources.debian.lock import LockedPackage
 from xarch.store import Store
 
 DPKG = "var/lib/dpkg"
+INFO_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")  # kept in info/ by dpkg
 CA_SOURCE = "usr/share/ca-certificates"
 CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 ZONEINFO_UTC = "/usr/share/zoneinfo/Etc/UTC"
@@ -77,12 +81,16 @@ class InstallReport:
     installed: list[str] = field(default_factory=list)  # "name version (arch)"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (package, maintainer script)
     generated: list[str] = field(default_factory=list)  # paths xarch made in the scripts' place
+    effects: Effects = field(default_factory=Effects)  # what the scripts would do that xarch did not
 
     def lines(self) -> list[str]:
-        """What `xarch build -v` prints: every script not run, then what xarch made instead."""
+        """What `xarch build -v` prints: every script not run, what xarch made instead, and
+        what each script would do that xarch did not reproduce."""
         out = [f"not run: {package} {script}" for package, script in self.skipped]
         made = [path for path in self.generated if not path.startswith("/var/lib/dpkg/info/")]
-        return out + [f"made by xarch: {path}" for path in made]
+        lost = [f"not reproduced: {package} {script}: {what}"
+                for package, script, what in self.effects.not_reproduced]
+        return out + [f"made by xarch: {path}" for path in made] + lost
 
 
 def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store: Store, epoch: int,
@@ -124,6 +132,8 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
         report.generated += _ca_bundle(tree, epoch)
     if "tzdata" in names:
         report.generated += _localtime(tree, epoch)
+    report.effects = reproduce(tree, ((pkg.name, deb) for pkg, deb, _ in debs), epoch)
+    report.generated += report.effects.generated
     return report
 
 
@@ -170,16 +180,21 @@ def _dpkg_database(tree: Tree, debs: list[tuple[LockedPackage, Deb, list[str]]],
                 lines.append(f" {conffile} {digest}")
             fields.insert(_conffiles_position(fields), ("Conffiles", "\n" + "\n".join(lines)))
         stanzas.append("".join(f"{key}: {value}\n" if not value.startswith("\n") else f"{key}:{value}\n"
-                               for key, value in fields))
+                               for key, value in dpkg_order(fields)))
         info_name = pkg.name + (f":{pkg.architecture}" if control.get("Multi-Arch") == "same" else "")
         listing = ["/."] + ["/" + p for p in paths]
         # dpkg's .list holds paths as bytes: a name that is not UTF-8 is written as it is.
         listed = path_bytes("\n".join(listing)) + b"\n"
         made.append(_file(tree, f"{DPKG}/info/{info_name}.list", listed, epoch))
-        for extra in ("md5sums", "conffiles", "shlibs", "symbols", "triggers", "templates"):
+        for extra in ("md5sums", "conffiles", "shlibs", "symbols", "triggers", "templates", *INFO_SCRIPTS):
             if extra in deb.control_files:
-                made.append(_file(tree, f"{DPKG}/info/{info_name}.{extra}", deb.control_files[extra], epoch))
-    made.append(_file(tree, f"{DPKG}/status", "\n".join(stanzas).encode("utf-8"), epoch))
+                # Scripts are kept (0755) as dpkg keeps them: a later `dpkg -r` in a derived
+                # image runs prerm/postrm, which undo what effects.py reproduced.
+                mode = 0o755 if extra in INFO_SCRIPTS else 0o644
+                data = deb.control_files[extra]
+                made.append(_file(tree, f"{DPKG}/info/{info_name}.{extra}", data, epoch, mode))
+    # dpkg ends every stanza, the last too, with an empty line.
+    made.append(_file(tree, f"{DPKG}/status", "".join(s + "\n" for s in stanzas).encode("utf-8"), epoch))
     # dpkg's database format 1 (dpkg >= 1.16.2): info files of Multi-Arch: same packages are
     # named name:arch.*, as above; without this file dpkg reads the old, unqualified names.
     made.append(_file(tree, f"{DPKG}/info/format", b"1\n", epoch))
@@ -208,11 +223,24 @@ def _ca_bundle(tree: Tree, epoch: int) -> list[str]:
     """What ca-certificates' postinst + update-ca-certificates make, in the same order:
     /etc/ca-certificates.conf lists every certificate (sorted by path bytes), each gets a
     /etc/ssl/certs/<name>.pem link, and the bundle concatenates them, each ending in a
-    newline. (The OpenSSL <hash>.0 links are not made: they need OpenSSL's subject hash.)"""
+    newline. (The OpenSSL <hash>.0 links are made in effects.py, after this.)"""
     prefix = CA_SOURCE + "/"
     certs = sorted((e.path[len(prefix):] for e in tree if e.path.startswith(prefix)
                     and e.path.endswith(".crt") and e.type == "file"), key=path_bytes)
-    conf = "# Generated by xarch in place of ca-certificates' postinst: every certificate enabled.\n"
+    # The header ca-certificates' postinst writes (debconf's default: every certificate enabled).
+    conf = (
+        "# This file lists certificates that you wish to use or to ignore to be\n"
+        "# installed in /etc/ssl/certs.\n"
+        "# update-ca-certificates(8) will update /etc/ssl/certs by reading this file.\n"
+        "#\n"
+        "# This is autogenerated by dpkg-reconfigure ca-certificates.\n"
+        "# Certificates should be installed under /usr/share/ca-certificates\n"
+        "# and files with extension '.crt' is recognized as available certs.\n"
+        "#\n"
+        "# line begins with # is comment.\n"
+        "# line begins with ! is certificate filename to be deselected.\n"
+        "#\n"
+    )
     conf += "".join(f"{cert}\n" for cert in certs)
     made = [_file(tree, "etc/ca-certificates.conf", path_bytes(conf), epoch)]
     bundle = bytearray()
@@ -243,7 +271,7 @@ def write_accounts(tree: Tree, users: Iterable[User], groups: Iterable[Group],
     Without base-passwd the files start with root only.
     """
     passwd = _table(tree, "etc/passwd", "root:x:0:0:root:/root:/bin/sh")
-    group = _table(tree, "etc/group", "root:x:0:")
+    group = _table(tree, "etc/group", *DEFAULT_GROUP)
     for grp in sorted(groups, key=lambda g: (g.gid, g.name)):
         _add_row(group, "etc/group", "group", grp.name, grp.gid,
                  f"{grp.name}:x:{grp.gid}:{','.join(grp.members)}")
@@ -256,20 +284,27 @@ def write_accounts(tree: Tree, users: Iterable[User], groups: Iterable[Group],
         if make_homes and user.home not in (NO_HOME, "/") and user.home.strip("/") not in tree:
             tree.add_parents(user.home)
             tree.add(Entry(user.home, "dir", 0o755, user.uid, user.gid, epoch))
-    # "*": no password can log in; empty ageing fields keep the file free of dates.
-    shadow = [f"{row.split(':')[0]}:*:::::::" for row in passwd]
-    shadow_gid = next((int(r.split(":")[2]) for r in group if r.startswith("shadow:")), 0)
-    return [
+    # Rows passwd's postinst made stay; "*": no password can log in; empty ageing fields
+    # keep the new rows free of dates.
+    known = {r.split(":")[0]: r for r in _table(tree, "etc/shadow")}
+    shadow = [known.get(row.split(":")[0]) or f"{row.split(':')[0]}:*:::::::" for row in passwd]
+    gid = shadow_gid(group)
+    made = [
         _file(tree, "etc/passwd", _lines(passwd), epoch),
         _file(tree, "etc/group", _lines(group), epoch),
-        _file(tree, "etc/shadow", _lines(shadow), epoch, mode=0o640, gid=shadow_gid),
+        _file(tree, "etc/shadow", _lines(shadow), epoch, mode=0o640, gid=gid),
     ]
+    if "etc/gshadow" in tree:
+        known = {r.split(":")[0]: r for r in _table(tree, "etc/gshadow")}
+        gshadow = [known.get(r.split(":")[0]) or f"{r.split(':')[0]}:!::{r.split(':')[3]}" for r in group]
+        made.append(_file(tree, "etc/gshadow", _lines(gshadow), epoch, mode=0o640, gid=gid))
+    return made
 
 
-def _table(tree: Tree, path: str, default: str) -> list[str]:
+def _table(tree: Tree, path: str, *default: str) -> list[str]:
     entry = tree.get(path)
     if entry is None or entry.type != "file":
-        return [default]
+        return list(default)
     return [line for line in entry.read().decode("utf-8").splitlines() if line.strip()]
 
 
