@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_tool
+from tests.support.needs import need_root
 from tests.support.rootfs_helpers import PongServer, unavailable
 from xarch import platforms
 from xarch.run import cross, qemu
@@ -173,8 +173,7 @@ def test_dynamic_cross_binary_runs_with_the_cross_libc_as_sysroot(toolchain, arm
 
 def test_rootless_cross_compile_as_an_unprivileged_user(toolchain, source: Path) -> None:
     """The exact command xarch runs for a cross step without root, started as `nobody`."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become another user; as non-root the default route is the rootless one")
+    need_root("to become another user; as non-root the default route is the rootless one")
     setpriv = need_tool("setpriv")
     base = Path(tempfile.mkdtemp(prefix="xarch-rootless-cross-"))  # pytest's tmp dirs are root-only
     try:
@@ -192,7 +191,7 @@ def test_rootless_cross_compile_as_an_unprivileged_user(toolchain, source: Path)
             capture_output=True, text=True,
         )
         if completed.returncode != 0 and "Operation not permitted" in completed.stderr:
-            pytest.skip(f"user namespaces are disabled for unprivileged users: {completed.stderr.strip()}")
+            unavailable(f"user namespaces are disabled for unprivileged users: {completed.stderr.strip()}")
         assert completed.returncode == 0, completed.stderr
         binary = stage_root / "out" / "hello"
         assert binary.stat().st_uid == 65534
