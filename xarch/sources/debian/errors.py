@@ -1,6 +1,6 @@
 """Errors of the Debian source; each message is one line a user can act on."""
 
-from xarch.errors import XarchError
+from xarch.errors import NetworkError, XarchError
 
 
 class DebianError(XarchError):
@@ -25,6 +25,10 @@ class ResolveError(DebianError):
 
 class FetchError(DebianError):
     """A download failed or did not match the lock."""
+
+
+class DownloadError(FetchError, NetworkError):
+    """The mirror could not be reached, refused the file, or kept dropping it past the retries (exit 4)."""
 
 
 class UnpackError(DebianError):
