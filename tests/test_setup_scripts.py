@@ -18,7 +18,7 @@ from tests.support.needs import need_root
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
-@pytest.mark.parametrize("script", ["setup-host", "start-dockerd"])
+@pytest.mark.parametrize("script", ["setup-host", "start-dockerd", "fresh-check"])
 def test_scripts_parse(script: str) -> None:
     subprocess.run(["bash", "-n", str(SCRIPTS / script)], check=True)
 
