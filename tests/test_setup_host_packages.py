@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.support.needs import need_tool
 from xarch import platforms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,3 +95,61 @@ def test_an_unknown_platform_is_one_error_line() -> None:
     assert result.stderr.strip().splitlines() == [
         f"setup-host: error: XARCH_PLATFORMS names 'sparc', which has no file in {ROOT}/scripts/../platforms"
     ]
+
+
+def tools_the_tests_need() -> set[str]:
+    """Every literal NAME in need_tool("NAME") under tests/."""
+    names = set()
+    for test_file in (ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(test_file.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            called = getattr(node.func, "id", getattr(node.func, "attr", None))
+            first = node.args[0]
+            if called == "need_tool" and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
+    return names
+
+
+def package_of(tool: str) -> str:
+    """The Debian package that ships TOOL on this host: the first on PATH that dpkg knows
+    (a hand-installed /usr/local/bin copy is passed over), under /usr or, merged, /."""
+    need_tool(tool)
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = Path(folder, tool)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            continue
+        path = path.resolve()
+        candidates = [path] + ([Path("/") / path.relative_to("/usr")] if path.is_relative_to("/usr") else [])
+        for candidate in candidates:
+            result = subprocess.run(["dpkg-query", "-S", str(candidate)], capture_output=True, text=True,
+                                    check=False)
+            if result.returncode == 0:
+                return result.stdout.split(":")[0].split(",")[0].strip()
+    raise AssertionError(f"no Debian package ships {tool} on this host's PATH: a fresh machine will lack it")
+
+
+def test_every_tool_a_test_needs_comes_from_a_package_setup_host_installs() -> None:
+    """A fresh Debian 12 has its required packages, python3, and what setup-host and install add.
+
+    A tool found on this host only because someone installed it by hand (file, git, ps were)
+    would fail on a fresh machine under XARCH_REQUIRE_TOOLS=1: name its package here first.
+    """
+    need_tool("dpkg-query")
+    need_tool("apt-cache")
+    installed = _print_packages().stdout.split() + ["python3", "python3-venv"]  # scripts/install: venv
+    closure = subprocess.run(
+        ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+         "--no-breaks", "--no-replaces", "--no-enhances", *installed],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.split("\n")
+    have = {line.strip() for line in closure if line and not line.startswith(" ")}
+    required = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Essential} ${Priority}\n"],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+    for line in required:
+        package, essential, priority = (line.split() + ["", ""])[:3]
+        if essential == "yes" or priority == "required":
+            have.add(package)
+    missing = {tool: package_of(tool) for tool in sorted(tools_the_tests_need())}
+    missing = {tool: package for tool, package in missing.items() if package not in have}
+    assert not missing, f"tools the tests need whose packages setup-host does not install: {missing}"
