@@ -40,14 +40,14 @@ class Case:
     name: str
     old: str  # replaced (first occurrence) in BASE by new
     new: str
-    line: int | None  # the line the error must name
+    line: int | str | None  # the line (or "line:column") the error must name
     field: str  # the field it must name ("" when the file itself is wrong)
     says: str  # a part of the message
 
 
 CASES = [
-    Case("bad-yaml", "  - src: etc/motd", "  - src: [etc/motd", 9, "", "invalid YAML"),
-    Case("bad-yaml-indent", "    dst: /etc/motd", "   dst: /etc/motd", 9, "", "invalid YAML"),
+    Case("bad-yaml", "  - src: etc/motd", "  - src: [etc/motd", "9:8", "", "invalid YAML"),
+    Case("bad-yaml-indent", "    dst: /etc/motd", "   dst: /etc/motd", "9:4", "", "invalid YAML"),
     Case("unknown-field", "epoch: 1700000000", "epoch: 1700000000\ncolour: blue", 4, "colour",
          "unknown field"),
     Case("unknown-nested-field", "    target: app", "    target: app\n    colour: blue", 16,

@@ -134,7 +134,8 @@ def test_the_load_command_prints_what_it_loaded(
     result = CliRunner().invoke(load_command, [str(two_arch_layout), "--platform", "arm64", "--tag", tag])
     assert result.exit_code == 0, result.output
     image = docker_client.images.get(tag)
-    assert result.output.strip() == f"loaded {tag} (linux/arm64) {image.id}"
+    expected = f"loaded {tag} (linux/arm64) {image.id} from OCI layout folder {two_arch_layout}"
+    assert result.output.strip() == expected
 
 
 def test_an_unreachable_daemon_is_one_clear_error(

@@ -8,14 +8,17 @@ Each verification runs with its own empty XARCH_CACHE, so it is a rebuild, not a
 # ruff: noqa: F811
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 
 import docker
 import pytest
 
+from tests.conftest import need_tool
 from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
 from tests.support.e2e import EPOCH, index_digest, manifests, xarch, xarch_ok
 from tests.support.registry import Registry, registry  # noqa: F401 (fixtures)
@@ -152,3 +155,84 @@ def test_build_load_without_a_tag_uses_the_recipes_name_and_tag(tmp_path: Path, 
     assert f"loaded {host.name} into Docker as {name}:v1" in result.stderr
     assert (tmp_path / "out" / "index.json").is_file()
     assert dockerd.images.get(f"{name}:v1").attrs["Architecture"] == host.architecture
+
+
+# ---- a tampered index (issue 10, item 5), and archives taken for what they are (issue 11, kind 5) ----
+
+
+def add_s390x_entry(layout: Path) -> tuple[str, str]:
+    """Add a linux/s390x entry pointing at the amd64 image to LAYOUT's index, as an attacker would;
+    returns (the amd64 manifest digest, the new index digest)."""
+    top = json.loads((layout / "index.json").read_text())
+    old = top["manifests"][0]["digest"]
+    index = json.loads((layout / "blobs" / "sha256" / old.split(":")[1]).read_bytes())
+    amd64 = next(d for d in index["manifests"] if d["platform"]["architecture"] == "amd64")
+    index["manifests"].append({**amd64, "platform": {"architecture": "s390x", "os": "linux"}})
+    data = json.dumps(index, separators=(",", ":")).encode()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
+    top["manifests"][0].update(digest=digest, size=len(data))
+    (layout / "index.json").write_text(json.dumps(top))
+    return amd64["digest"], digest
+
+
+def tar_folder(folder: Path, target: Path) -> Path:
+    with tarfile.open(target, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            archive.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return target
+
+
+def assert_tampering_named(result: subprocess.CompletedProcess[str], amd64: str, tampered_index: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    extra = f"  EXTRA: linux/s390x entry {amd64} published, but this recipe's rebuild has no such entry"
+    assert extra in lines
+    assert any(line.startswith(f"  DIFFERS: index {tampered_index}") for line in lines)
+    assert rows(result.stdout) == {**MATCH, "linux/s390x": "EXTRA", "index": "DIFFERS"}
+    assert "the published image is what this recipe builds" not in result.stdout
+    assert "xarch diff" in result.stderr.strip().splitlines()[-1]
+
+
+def test_verify_against_a_tampered_index(tmp_path: Path, registry: Registry) -> None:
+    skopeo = need_tool("skopeo")
+    recipe = make_recipe(tmp_path / "src")
+    layout = tmp_path / "published"
+    xarch_ok("build", "-f", str(recipe), "-q", "-o", f"oci:{layout}", cache=tmp_path / "cache")
+    amd64, tampered = add_s390x_entry(layout)
+    ref = f"{registry.host}/team/tampered:v1"
+    subprocess.run([skopeo, "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false",
+                    f"oci:{layout}:v1", f"docker://{ref}"], check=True, capture_output=True, timeout=120)
+    archive = tar_folder(layout, tmp_path / "published.tar")
+    for against in (ref, str(layout), str(archive), f"oci-archive:{archive}"):
+        result = xarch("verify", "-f", str(recipe), "--against", against, "--insecure",
+                       cache=tmp_path / "verify-cache")
+        assert_tampering_named(result, amd64, tampered)
+
+
+def test_verify_against_an_oci_archive_never_goes_online(tmp_path: Path) -> None:
+    recipe = make_recipe(tmp_path / "src")
+    xarch_ok("build", "-f", str(recipe), "-q", "-o", f"oci-archive:{tmp_path / 'out.tar'}",
+             cache=tmp_path / "cache")
+    # Any registry request would go to a proxy that is not there.
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    result = xarch("verify", "-f", str(recipe), "--against", "out.tar", cwd=tmp_path,
+                   cache=tmp_path / "verify-cache", extra_env=offline)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "comparing with oci-archive out.tar" in result.stderr
+    assert rows(result.stdout) == MATCH
+    missing = xarch("verify", "-f", str(recipe), "--against", "gone.tar", cwd=tmp_path,
+                    cache=tmp_path / "verify-cache", extra_env=offline)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "xarch: error: --against gone.tar: no such file or folder (a registry " \
+        "image is written host/name:tag, user/name:tag or docker://name:tag)"
+
+
+def test_could_not_fetch_is_not_a_verdict(tmp_path: Path, registry: Registry) -> None:
+    recipe = make_recipe(tmp_path / "src")
+    result = xarch("verify", "-f", str(recipe), "--against", f"{registry.host}/team/never-pushed:v1",
+                   cache=tmp_path / "cache")
+    assert result.returncode not in (0, 1), result.stdout + result.stderr
+    assert "not found" in result.stderr and "NOT" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("xarch: error: ") and "Traceback" not in result.stderr

@@ -156,6 +156,7 @@ def test_build_json_matches_the_written_layout(hello_build: HelloBuild) -> None:
 def _old_outputs(folder: Path) -> tuple[Path, Path, Path, dict[str, bytes]]:
     layout, archive, docker = folder / "layout", folder / "image.oci.tar", folder / "image.docker.tar"
     layout.mkdir(parents=True)
+    (layout / "oci-layout").write_text("old oci-layout")  # a layout: the only folder oci: may replace
     (layout / "index.json").write_text("old index")
     archive.write_bytes(b"old oci-archive")
     docker.write_bytes(b"old docker-archive")
@@ -287,7 +288,7 @@ def test_an_interrupted_build_leaves_the_old_output(tmp_path: Path, signal_name:
     returncode, stderr = _interrupt_while_writing(recipe, layout, getattr(signal, signal_name))
     assert returncode != 0
     assert "Traceback" not in stderr
-    assert snapshot(layout) == {"index.json": b"old index"}
+    assert snapshot(layout) == {"index.json": b"old index", "oci-layout": b"old oci-layout"}
     leftovers = sorted(p.name for p in out.iterdir() if p.name.startswith(".layout.tmp-"))
     if signal_name == "SIGINT":
         assert returncode == 130 and stderr.strip() == "xarch: interrupted"

@@ -8,6 +8,7 @@ from pathlib import Path
 from tests.support.rootfs_helpers import copy_rootfs
 from xarch import platforms
 from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
+from xarch.run.sandbox import host_owner
 from xarch.run.steps import StepSpec, run_stage_steps
 
 pytest_plugins = ["tests.support.rootfs"]
@@ -54,7 +55,8 @@ def test_replayed_steps_rebuild_the_same_tree(host_rootfs: Path, tmp_path: Path)
     assert tree_digest(replayed) == tree_digest(host_rootfs)
     assert _owners(replayed) == _owners(host_rootfs)
     assert (replayed / "same.txt").read_text() == "same-size-a\n"
-    assert (replayed / "same.txt").stat().st_uid == 1234  # written in place: the owner stays
+    # Written in place: the owner stays the sandbox's (hand_over gave it the whole root).
+    assert (replayed / "same.txt").stat().st_uid == host_owner()
     assert (replayed / "kept.txt").stat().st_ino == (replayed / "kept-link.txt").stat().st_ino
     assert not (replayed / "to-delete").exists()
 

@@ -123,7 +123,8 @@ def test_verify_of_a_broken_recipe_is_one_line(tmp_path: Path) -> None:
     recipe = tmp_path / "xarch.yaml"
     recipe.write_text("name: x\nplatforms: [amd64]\nfiles:\n  - src: missing\n    dst: /m\n")
     result = run_xarch("verify", "-f", str(recipe), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input (errors.py's table), never the "not reproducible" verdict
+    assert "NOT reproducible" not in result.stdout
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr
     assert lines[-1].startswith("xarch: error: ") and "missing" in lines[-1]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xarch.contents import recipe_tree
+from xarch.elfcheck import check_image
 from xarch.imagecache import ImageCache, cache_key, cacheable
 from xarch.layering import split_layers
 from xarch.oci.compress import compressor_id
@@ -21,6 +22,7 @@ from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
 from xarch.store import Store
+from xarch.treecheck import check_extractable
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
@@ -90,6 +92,8 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     recipe = inputs.loaded.recipe
     level = recipe.compression.level
     tree = platform_tree(inputs, platform, reporter, workdir)
+    check_extractable(inputs.loaded, tree)
+    check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []
     for name, entries in split_layers(tree, recipe.layers):
         layer = build_layer(name, entries, inputs.epoch, level)

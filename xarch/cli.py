@@ -130,7 +130,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
     for_docker = choose_docker_platform(platforms, docker_platform)
-    check_outputs(specs, platforms, for_docker)
+    check_outputs(specs, platforms, for_docker, loaded.path)
     check_sources(loaded, platforms)
     epoch, epoch_source = resolve_epoch(loaded)
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
@@ -139,7 +139,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
-        write_output(artifact, spec, epoch, repo_tag, for_docker)
+        write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
         reporter.info(f"wrote {spec}")
     if load_tag is not None:
         from xarch.docker.load import load_built_image
@@ -148,7 +148,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
     if push_ref:
         push_artifact(artifact, push_ref, insecure, quiet or as_json)
-    summary = summarize_artifact(artifact, str(specs[0]))
+    summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
     print_summary(summary, as_json, stdout)
 
 
@@ -164,11 +164,16 @@ def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> 
 
 
 @cli.command("inspect")
-@click.argument("target", type=click.Path(path_type=Path))
+@click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def inspect_command(target: Path, as_json: bool) -> None:
-    """Show the images of an OCI layout, oci-archive or docker-archive."""
-    print_summary(summarize_path(target), as_json, stdout)
+def inspect_command(target: str, as_json: bool) -> None:
+    """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
+    docker-archive:FILE)."""
+    from xarch.imageref import LOCAL_KINDS, parse_image_ref
+
+    ref = parse_image_ref(target, LOCAL_KINDS, "inspect")
+    assert ref.path is not None
+    print_summary(summarize_path(ref.path, ref.kind, target), as_json, stdout)
 
 
 @cli.command("verify")
@@ -177,31 +182,46 @@ def inspect_command(target: Path, as_json: bool) -> None:
 @click.option("--variations", "variation_list",
               help="Comma-separated, default all: build_path, tz, locale, umask, hostname, user, cpus, "
                    "file_order, mtimes, cache.")
-@click.option("--against", metavar="REF|LAYOUT",
-              help="Instead: rebuild once and compare each platform's manifest digest with this index.")
+@click.option("--against", metavar="IMAGE",
+              help="Instead: rebuild once and compare the whole index with this registry image, OCI layout "
+                   "or oci-archive.")
 @click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
                    against: str | None, insecure: bool, as_json: bool) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
-    from xarch.verify import parse_variations, print_report, rebuild_and_compare
+    from xarch.verify import parse_variations, print_report, rebuild_and_compare, verdict_error
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
     if against:
-        from xarch.against import rebuilt_digests
+        from xarch.against import rebuilt_side
+        from xarch.errors import Verdict
+        from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, parse_image_ref
         from xarch.registry.against import print_against, verify_against
         from xarch.registry.client import Settings
 
-        local = rebuilt_digests(loaded, platforms, Reporter(quiet=as_json))
-        result = verify_against(local, against, settings=Settings(insecure=insecure))
+        # Parsed before the rebuild: a wrong argument costs no build, and a local file never goes
+        # to a registry.
+        ref = parse_image_ref(against, (OCI, OCI_ARCHIVE, REGISTRY), "--against")
+        reporter = Reporter(quiet=as_json)
+        reporter.info(f"comparing with {ref.label}")
+        local = rebuilt_side(loaded, platforms, reporter)
+        left_out = frozenset(platform_data.get(name).oci for name in loaded.recipe.platforms) \
+            - frozenset(p.oci for p in platforms)
+        result = verify_against(local, ref, settings=Settings(insecure=insecure), not_rebuilt=left_out)
         print_against(result, as_json, stdout)
-        sys.exit(0 if result.identical else 1)
+        if not result.identical:
+            raise Verdict(f"{against} does not match this recipe's rebuild ({len(result.differences)} "
+                          "difference(s) above); to see what differs inside: xarch build -o oci:rebuilt && "
+                          f"xarch diff oci:rebuilt {against}")
+        return
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
     print_report(report, as_json, stdout)
-    if not report.identical:
-        sys.exit(1)
+    error = verdict_error(report)
+    if error is not None:
+        raise error
 
 
 def run(command: click.Command, args: list[str] | None = None, prog_name: str = "xarch") -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from xarch.oci.tree import Entry, Tree
 from xarch.platforms import Platform
-from xarch.recipe import FileSpec, LoadedRecipe
+from xarch.recipe import FileSpec, LoadedRecipe, format_loc, is_root
 
 
 def _git_like_mode(mode: int) -> int:
@@ -60,9 +60,9 @@ def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None
                 expand_source(loaded, loc, spec, platform)
 
 
-def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> None:
+def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, origin: str) -> None:
     uid, gid = spec.owner
-    tree.add(Entry(destination, "dir", 0o755, uid, gid))
+    tree.add(Entry(destination, "dir", 0o755, uid, gid, origin=origin))
     # os.walk order depends on the file system; sort so the walk itself is reproducible.
     for root, dirs, files in os.walk(source):
         dirs.sort()
@@ -74,12 +74,13 @@ def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec) -> 
             info = path.lstat()
             image_path = prefix + name
             if stat.S_ISLNK(info.st_mode):
-                tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path)))
+                tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path),
+                               origin=origin))
             elif stat.S_ISDIR(info.st_mode):
-                tree.add(Entry(image_path, "dir", 0o755, uid, gid))
+                tree.add(Entry(image_path, "dir", 0o755, uid, gid, origin=origin))
             elif stat.S_ISREG(info.st_mode):
                 mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
-                tree.add(Entry(image_path, "file", mode, uid, gid, source=path))
+                tree.add(Entry(image_path, "file", mode, uid, gid, source=path, origin=origin))
             # sockets, fifos and devices in a source tree are not image content
 
 
@@ -90,23 +91,29 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
         if spec.platforms is not None and platform.name not in spec.platforms:
             continue
         source = expand_source(loaded, (*loc, index), spec, platform)
+        origin = format_loc((*loc, index))
         tree.add_parents(spec.dst)
         if source.is_dir():
-            _copy_folder(tree, source, spec.dst, spec)
+            _copy_folder(tree, source, spec.dst, spec, origin)
+        elif is_root(spec.dst):
+            raise loaded.error((*loc, index, "dst"), f"{spec.src} is a file; only a folder can be copied "
+                               "as the image root /")
         else:
             mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
-            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source))
+            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source, origin=origin))
 
 
 def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = None) -> Tree:
     """Add the recipe's own contents for PLATFORM to TREE (a new one by default)."""
     recipe = loaded.recipe
     tree = tree if tree is not None else Tree()
-    for directory in recipe.directories:
+    for index, directory in enumerate(recipe.directories):
         tree.add_parents(directory.path)
-        tree.add(Entry(directory.path, "dir", directory.mode, *directory.owner))
+        tree.add(Entry(directory.path, "dir", directory.mode, *directory.owner,
+                       origin=format_loc(("directories", index))))
     add_file_specs(loaded, tree, recipe.files, platform, ("files",))
-    for link in recipe.symlinks:
+    for index, link in enumerate(recipe.symlinks):
         tree.add_parents(link.path)
-        tree.add(Entry(link.path, "symlink", 0o777, *link.owner, linkname=link.target))
+        tree.add(Entry(link.path, "symlink", 0o777, *link.owner, linkname=link.target,
+                       origin=format_loc(("symlinks", index))))
     return tree

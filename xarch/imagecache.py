@@ -31,7 +31,7 @@ from xarch.store import Store
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
 
-FORMAT = 1
+FORMAT = 2  # 2: images passed the ELF check (xarch/elfcheck.py) before they were cached
 
 
 def cacheable(loaded: LoadedRecipe) -> bool:

@@ -1,11 +1,17 @@
-"""Where a build goes: `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`."""
+"""Where a build goes: `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`.
+
+An output replaces only what is safe to replace (see `check_target`): an existing OCI
+layout (or an empty folder) for `oci:`, a regular file for the archives; never the current
+folder or one above it, never the recipe, its lock or a folder holding them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from xarch.errors import XarchError
+from xarch.errors import InputError
 from xarch.oci.digest import platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
@@ -15,14 +21,15 @@ from xarch.platforms import Platform
 KINDS = ("oci", "oci-archive", "docker-archive")
 
 
-class OutputError(XarchError):
-    pass
+class OutputError(InputError):
+    """An output that cannot be written, or must not be (it would destroy other data); exit 2."""
 
 
 @dataclass(frozen=True)
 class OutputSpec:
     kind: str
     path: Path
+    text: str = field(default="", compare=False)  # as the user typed it (Path drops a trailing /.)
 
     @classmethod
     def parse(cls, text: str) -> OutputSpec:
@@ -30,14 +37,64 @@ class OutputSpec:
         if not sep or kind not in KINDS or not path:
             expected = "oci:DIR, oci-archive:FILE or docker-archive:FILE"
             raise OutputError(f"--output {text!r}: expected {expected}")
-        return cls(kind, Path(path))
+        return cls(kind, Path(path), text)
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.path}"
+        return self.text or f"{self.kind}:{self.path}"
 
 
-def check_outputs(specs: list[OutputSpec], built: tuple[Platform, ...], docker_platform: Platform) -> None:
-    """Refuse, before anything is built or written, outputs the build cannot fill."""
+def _location(path: Path) -> Path:
+    """Where PATH points, as the rename in xarch.oci.atomic will see it: the parent resolved, the
+    name itself kept (a symlink output is replaced as a link, its target untouched)."""
+    if path.name in ("", ".", ".."):
+        return path.resolve()
+    return path.parent.resolve() / path.name
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_target(spec: OutputSpec, recipe: Path | None = None) -> None:
+    """Raise OutputError (one line naming the output) when writing SPEC would destroy data.
+
+    `oci:DIR` replaces DIR only when DIR is missing, empty, or an OCI layout (has `oci-layout`
+    and `index.json`); the archives replace only a regular file. Never `.`, `..`, the current
+    folder or one above it; never RECIPE (the recipe file), its xarch.lock, or a folder holding them.
+    """
+    where = _location(spec.path)
+    if spec.path.name in ("", ".", "..") or _is_within(Path.cwd().resolve(), where):
+        raise OutputError(f"--output {spec}: is the current folder or one above it; name a folder of its own "
+                          f"(e.g. {spec.kind}:dist/image)")
+    if recipe is not None:
+        recipe_file = _location(recipe)
+        for precious in (recipe_file, recipe_file.parent / "xarch.lock"):
+            if _is_within(precious, where):
+                raise OutputError(f"--output {spec}: would replace {precious} (the recipe's own files)")
+    if not (where.exists() or where.is_symlink()):
+        return
+    if spec.kind == "oci":
+        if where.is_symlink():
+            raise OutputError(f"--output {spec}: is a symbolic link; name the layout folder itself")
+        if not where.is_dir():
+            raise OutputError(f"--output {spec}: exists and is not a folder; remove it or choose another")
+        if not _is_layout(where) and any(os.scandir(where)):
+            raise OutputError(f"--output {spec}: is a folder that is not an OCI layout (no oci-layout and "
+                              "index.json); xarch replaces only a layout, remove it or choose another path")
+    elif where.is_dir() and not where.is_symlink():
+        raise OutputError(f"--output {spec}: is a folder; {spec.kind} writes a file")
+
+
+def _is_layout(folder: Path) -> bool:
+    return (folder / "oci-layout").is_file() and (folder / "index.json").is_file()
+
+
+def check_outputs(specs: list[OutputSpec], built: tuple[Platform, ...], docker_platform: Platform,
+                  recipe: Path | None = None) -> None:
+    """Refuse, before anything is built or written, outputs the build cannot fill or that would
+    destroy data (check_target; RECIPE is the recipe file)."""
+    for spec in specs:
+        check_target(spec, recipe)
     wants_docker = any(spec.kind == "docker-archive" for spec in specs)
     if wants_docker and docker_platform.name not in [p.name for p in built]:
         names = ", ".join(p.name for p in built)
@@ -54,8 +111,11 @@ def image_for(artifact: Artifact, platform: Platform) -> Image:
 
 
 def write_output(
-    artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str, docker_platform: Platform
+    artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str, docker_platform: Platform,
+    recipe: Path | None = None,
 ) -> None:
+    """Write SPEC; checked again (check_target) since the folder may have changed during the build."""
+    check_target(spec, recipe)
     if spec.kind == "oci":
         write_layout(artifact, spec.path)
     elif spec.kind == "oci-archive":

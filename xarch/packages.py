@@ -79,9 +79,20 @@ def add_accounts(tree: Tree, loaded: LoadedRecipe, epoch: int) -> None:
     accounts = loaded.recipe.accounts
     if not accounts.users and not accounts.groups:
         return
-    from xarch.sources.debian.install import Group, User, write_accounts
+    from xarch.sources.debian.install import AccountError, Group, User, write_accounts
 
     users = [User(u.name, u.uid, u.uid if u.gid is None else u.gid, u.home, u.shell, u.gecos)
              for u in accounts.users]
     groups = [Group(g.name, g.gid, tuple(g.members)) for g in accounts.groups]
-    write_accounts(tree, users, groups, epoch)
+    try:
+        write_accounts(tree, users, groups, epoch)
+    except AccountError as error:
+        # One line with the recipe's file, line and field, as every other recipe error.
+        specs = accounts.users if error.kind == "user" else accounts.groups
+        names = [spec.name for spec in specs]
+        index = max(i for i, name in enumerate(names) if name == error.name)  # a repeat is the later
+        field = error.field
+        if error.kind == "user" and field == "gid" and accounts.users[index].gid is None:
+            field = "uid"  # a user without a gid has the uid's number
+        message = str(error).removeprefix("accounts: ")
+        raise loaded.error(("accounts", f"{error.kind}s", index, field), message) from None

@@ -10,12 +10,42 @@ import platform as host_platform
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 
 class UnknownPlatform(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class ElfKind:
+    """e_machine, EI_CLASS and EI_DATA of an ELF header, named as pyelftools names them
+    (System V gABI): ("EM_AARCH64", "ELFCLASS64", "ELFDATA2LSB")."""
+
+    machine: str
+    elf_class: str
+    data: str
+
+
+@dataclass(frozen=True)
+class FlagRule:
+    """An e_flags pattern this platform's code never has: (e_flags & mask) == value."""
+
+    mask: int
+    value: int
+    means: str
+
+
+@dataclass(frozen=True)
+class ElfFacts:
+    """What the ELF header of code for a platform says (the `elf:` block of platforms/*.yaml)."""
+
+    kind: ElfKind
+    osabi: tuple[str, ...]  # EI_OSABI values accepted
+    also: tuple[ElfKind, ...] = ()  # other kinds the platform runs (amd64: i386, x32)
+    refuse_flags: tuple[FlagRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -29,6 +59,7 @@ class Platform:
     qemu: str  # qemu-<qemu>-static
     uname_machine: str
     cross_packages: tuple[str, ...] = field(default=())
+    elf: ElfFacts | None = None
 
     @property
     def oci(self) -> str:
@@ -82,9 +113,24 @@ def all_platforms() -> dict[str, Platform]:
             qemu=raw["qemu"],
             uname_machine=raw["uname_machine"],
             cross_packages=tuple((raw.get("cross") or {}).get("packages") or ()),
+            elf=_elf_facts(raw["elf"]) if raw.get("elf") else None,
         )
         result[plat.name] = plat
     return result
+
+
+def _elf_kind(raw: dict[str, str]) -> ElfKind:
+    return ElfKind(str(raw["machine"]), str(raw["class"]), str(raw["data"]))
+
+
+def _elf_facts(raw: dict[str, Any]) -> ElfFacts:
+    return ElfFacts(
+        kind=_elf_kind(raw),
+        osabi=tuple(raw.get("osabi") or ("ELFOSABI_SYSV",)),
+        also=tuple(_elf_kind(item) for item in raw.get("also") or ()),
+        refuse_flags=tuple(FlagRule(int(r["mask"]), int(r["value"]), str(r["means"]))
+                           for r in raw.get("refuse_flags") or ()),
+    )
 
 
 def get(name: str) -> Platform:

@@ -6,6 +6,7 @@ Every error names the file, the line and the field, e.g.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,  # numbers only: pydantic's lax int takes true as 1 and "12" as 12
     ValidationError,
     field_validator,
     model_validator,
@@ -29,6 +31,8 @@ from xarch.yamlpos import PositionedYaml, YamlPositionError
 from xarch.yamlpos import load as load_yaml
 
 DEFAULT_FILE = "xarch.yaml"
+# 9999-12-31T23:59:59Z: the last second OCI's RFC 3339 `created` (four-digit year) can hold.
+MAX_EPOCH = 253402300799
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -40,26 +44,162 @@ def _mode(value: Any) -> int:
     return int(value, 8)
 
 
+# uid_t and gid_t are 32-bit on Linux and (uid_t)-1 means "no change" to chown(2), so the
+# largest id a file can carry is 2**32 - 2 (tar's PAX headers hold any number; GNU tar and
+# runtimes then refuse what does not fit).
+MAX_ID = 2**32 - 2
+# Accounts are stricter: passwd/group ids above 2**31 - 1 break tools that read them signed.
+MAX_ACCOUNT_ID = 2**31 - 1
+
+
+def _id(text: str) -> int:
+    number = int(text)
+    if number > MAX_ID:
+        raise ValueError(f"id {number} is out of range 0..{MAX_ID} (Linux's 32-bit uid_t/gid_t)")
+    return number
+
+
 def _owner(value: Any) -> tuple[int, int]:
-    if isinstance(value, int) and value >= 0:
-        return value, value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return _id(str(value)), _id(str(value))
     if isinstance(value, str) and re.fullmatch(r"\d+(:\d+)?", value):
         uid, _, gid = value.partition(":")
-        return int(uid), int(gid or uid)
+        return _id(uid), _id(gid or uid)
     raise ValueError('must be "UID:GID" with numbers, e.g. "1000:1000"')
 
 
-def _image_path(value: Any) -> str:
+def _no_control(value: str, what: str = "") -> str:
+    # A NUL cannot pass execve(2), a path or a tar header; other control characters make
+    # names that no shell or runtime can show or type.
+    bad = next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise ValueError(f"{what or 'must not contain'} a control character ({bad!r})")
+    return value
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain a NUL byte")
+    return value
+
+
+def _destination(value: Any) -> str:
+    """An absolute image path; "/" (a folder copied as the whole root) is allowed."""
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError("must be an absolute path in the image, e.g. /usr/bin/app")
-    if ".." in value.split("/") or "\x00" in value:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL byte")
+    if ".." in value.split("/"):
         raise ValueError("must not contain '..'")
+    _fits_linux([part for part in value.split("/") if part not in ("", ".")])
+    return value
+
+
+def is_root(path: str) -> bool:
+    """Whether the image path PATH ("/", "//", "/.") names the image root itself."""
+    return not [part for part in path.split("/") if part not in ("", ".")]
+
+
+def _image_path(value: Any) -> str:
+    """An absolute image path below "/": the root has no entry in a layer to hold a file,
+    link or folder metadata."""
+    _destination(value)
+    if is_root(value):
+        raise ValueError(f"{value!r} is the image root itself; name a path below /")
+    return value
+
+
+def _fits_linux(parts: list[str]) -> None:
+    # Linux's NAME_MAX (255 bytes a name) and PATH_MAX (4096 bytes with the NUL): a layer
+    # holds longer names (PAX), but no runtime can then create them.
+    long_part = next((p for p in parts if len(p.encode()) > 255), None)
+    if long_part is not None:
+        raise ValueError(f"a name of {len(long_part.encode())} bytes is longer than Linux's 255 (NAME_MAX)")
+    if len("/".join(parts).encode()) + 1 > 4095:
+        raise ValueError("is longer than Linux's 4095 bytes (PATH_MAX)")
+
+
+def _image_glob(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be an absolute glob of image paths, e.g. /opt/qemu/**")
+    if "\x00" in value or ".." in value.split("/"):
+        raise ValueError("must not contain a NUL byte or '..'")
+    return value
+
+
+# Signal names the Linux container runtimes know (moby/sys/signal's signal_linux.go, which
+# containerd and Docker use; "SIG" optional, any case), SIGRTMIN+n / SIGRTMAX-n, or 1..64.
+SIGNALS = frozenset("""
+    ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT
+    STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX
+    """.split())
+RT_SIGNALS = 30  # SIGRTMIN (34) .. SIGRTMAX (64) on Linux
+
+
+def _stop_signal(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return value
+    if value.isdigit():
+        if not 1 <= int(value) <= 64:
+            raise ValueError(f"signal {value} is out of range 1..64")
+        return value
+    name = value.upper().removeprefix("SIG")
+    match = re.fullmatch(r"RTMIN\+(\d+)|RTMAX-(\d+)", name)
+    if name in SIGNALS or (match and 1 <= int(match.group(1) or match.group(2)) <= RT_SIGNALS):
+        return value
+    raise ValueError(f"{value!r} is not a signal Linux runtimes know (e.g. SIGTERM, SIGRTMIN+3, 15)")
+
+
+def _user(value: Any) -> Any:
+    """USER, UID, USER:GROUP or UID:GID, as Docker and runc take it."""
+    if not isinstance(value, str):
+        return value
+    if not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", value):
+        raise ValueError('must be USER, UID, "USER:GROUP" or "UID:GID", without spaces')
+    _no_control(value, "must not contain")
+    for part in value.split(":"):
+        if part.isdigit():
+            _id(part)
+    return value
+
+
+def _absolute(value: Any) -> Any:
+    if isinstance(value, str) and not value.startswith("/"):
+        raise ValueError("must be an absolute path, e.g. /srv")
+    return _no_nul(value)
+
+
+def _volume(value: Any) -> Any:
+    _absolute(value)
+    if isinstance(value, str) and is_root(value):
+        raise ValueError("a volume cannot be the image root /; Docker and runc refuse to mount there")
+    return value
+
+
+def _env_key(value: Any) -> Any:
+    if isinstance(value, str) and (not value or "=" in value):
+        raise ValueError(f"{value!r} is not a variable name (empty, or contains '=')")
+    return _no_nul(value)
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("a key must not be empty")
+        _no_control(value, "a key must not contain")
     return value
 
 
 Mode = Annotated[int, BeforeValidator(_mode)]
 Owner = Annotated[tuple[int, int], BeforeValidator(_owner)]
 ImagePath = Annotated[str, BeforeValidator(_image_path)]
+Destination = Annotated[str, BeforeValidator(_destination)]  # files.dst, copy.dst: a folder may go to /
+ImageGlob = Annotated[str, BeforeValidator(_image_glob)]
+Text = Annotated[str, BeforeValidator(_no_nul)]  # what reaches argv, env or JSON a runtime reads
+Key = Annotated[str, BeforeValidator(_key)]  # label and annotation keys
+EnvKey = Annotated[str, BeforeValidator(_env_key)]
 
 
 class Strict(BaseModel):
@@ -67,22 +207,25 @@ class Strict(BaseModel):
 
 
 class ImageConfigSpec(Strict):
-    entrypoint: list[str] | None = None
-    cmd: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    user: str | None = None
-    workdir: str | None = None
+    entrypoint: list[Text] | None = None
+    cmd: list[Text] | None = None
+    env: dict[EnvKey, Text] = Field(default_factory=dict)
+    user: Annotated[str, BeforeValidator(_user)] | None = None
+    workdir: Annotated[str, BeforeValidator(_absolute)] | None = None
     exposed_ports: list[str] = Field(default_factory=list)
-    volumes: list[str] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
-    stop_signal: str | None = None
+    volumes: list[Annotated[str, BeforeValidator(_volume)]] = Field(default_factory=list)
+    labels: dict[Key, Text] = Field(default_factory=dict)
+    stop_signal: Annotated[str, BeforeValidator(_stop_signal)] | None = None
 
     @field_validator("exposed_ports")
     @classmethod
     def _ports(cls, ports: list[str]) -> list[str]:
         for port in ports:
-            if not re.fullmatch(r"\d{1,5}(/(tcp|udp|sctp))?", str(port)):
+            match = re.fullmatch(r"(\d{1,5})(/(tcp|udp|sctp))?", str(port))
+            if not match:
                 raise ValueError(f"{port!r} is not PORT or PORT/tcp|udp|sctp")
+            if not 1 <= int(match.group(1)) <= 65535:
+                raise ValueError(f"port {match.group(1)} is out of range 1..65535")
         return [p if "/" in str(p) else f"{p}/tcp" for p in ports]
 
     @field_validator("exposed_ports", mode="before")
@@ -92,8 +235,8 @@ class ImageConfigSpec(Strict):
 
 
 class AnnotationsSpec(Strict):
-    index: dict[str, str] = Field(default_factory=dict)
-    manifest: dict[str, str] = Field(default_factory=dict)
+    index: dict[Key, Text] = Field(default_factory=dict)
+    manifest: dict[Key, Text] = Field(default_factory=dict)
 
 
 def canonical_platforms(names: list[str]) -> list[str]:
@@ -103,8 +246,8 @@ def canonical_platforms(names: list[str]) -> list[str]:
 class FileSpec(Strict):
     """A file or a folder of the source tree copied into the image."""
 
-    src: str
-    dst: ImagePath
+    src: Text
+    dst: Destination
     mode: Mode | None = None
     owner: Owner = (0, 0)
     platforms: list[str] | None = None  # only for these platforms
@@ -123,7 +266,7 @@ class DirectorySpec(Strict):
 
 class SymlinkSpec(Strict):
     path: ImagePath
-    target: str
+    target: Text = Field(min_length=1, max_length=4095)  # a symlink holds at most PATH_MAX - 1 bytes
     owner: Owner = (0, 0)
 
 
@@ -133,7 +276,7 @@ class LayerSpec(Strict):
 
 
 class CompressionSpec(Strict):
-    level: int = Field(default=6, ge=1, le=12)
+    level: StrictInt = Field(default=6, ge=1, le=12)
 
 
 def _package_selection(value: Any) -> Any:
@@ -158,19 +301,37 @@ class SourcesSpec(Strict):
         return [value] if isinstance(value, dict) else value
 
 
+def _account_name(value: Any) -> Any:
+    # What useradd(8) and groupadd(8) accept by default, at most 32 characters.
+    if isinstance(value, str) and not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", value):
+        raise ValueError(f"{value!r} is not an account name: a-z or _, then a-z 0-9 _ . -, at most 32")
+    return value
+
+
+def _passwd_field(value: Any) -> Any:
+    # One line of /etc/passwd or /etc/group, ':'-separated: neither may appear in a field.
+    if isinstance(value, str) and (":" in value or any(ord(c) < 0x20 for c in value)):
+        raise ValueError("must not contain ':' or a control character (it is a field of /etc/passwd)")
+    return value
+
+
+PasswdField = Annotated[str, BeforeValidator(_passwd_field)]
+AccountName = Annotated[str, BeforeValidator(_account_name)]
+
+
 class UserSpec(Strict):
-    name: str
-    uid: int = Field(ge=0)
-    gid: int | None = Field(default=None, ge=0)  # default: the same number as uid
-    home: str = "/nonexistent"
-    shell: str = "/usr/sbin/nologin"
-    gecos: str = ""
+    name: AccountName
+    uid: StrictInt = Field(ge=0, le=MAX_ACCOUNT_ID)
+    gid: StrictInt | None = Field(default=None, ge=0, le=MAX_ACCOUNT_ID)  # default: the same number as uid
+    home: PasswdField = "/nonexistent"
+    shell: PasswdField = "/usr/sbin/nologin"
+    gecos: PasswdField = ""
 
 
 class GroupSpec(Strict):
-    name: str
-    gid: int = Field(ge=0)
-    members: list[str] = Field(default_factory=list)
+    name: AccountName
+    gid: StrictInt = Field(ge=0, le=MAX_ACCOUNT_ID)
+    members: list[AccountName] = Field(default_factory=list)
 
 
 class AccountsSpec(Strict):
@@ -184,7 +345,7 @@ class CopySpec(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     source: str = Field(alias="from")
-    dst: ImagePath
+    dst: Destination
     mode: Mode | None = None
     owner: Owner | None = None
 
@@ -194,6 +355,8 @@ class CopySpec(Strict):
         stage, sep, path = value.partition(":")
         if not sep or not stage or not path.startswith("/"):
             raise ValueError("must be STAGE:/absolute/path, e.g. build:/out/app")
+        if "\x00" in path or ".." in path.split("/"):
+            raise ValueError("the stage path must not contain '..' or a NUL byte")
         return value
 
     @property
@@ -206,7 +369,7 @@ class CopySpec(Strict):
 
 
 class StepModel(Strict):
-    run: str
+    run: Text
     network: bool = False
 
 
@@ -226,7 +389,7 @@ class StageSpec(Strict):
     source: str = "."  # the recipe folder (or a part of it) that steps see at /src
     dockerfile: str | None = None
     context: str | None = None
-    build_args: dict[str, str] = Field(default_factory=dict)
+    build_args: dict[EnvKey, Text] = Field(default_factory=dict)
     target: str | None = None
     builder: str | None = None
 
@@ -243,7 +406,7 @@ class Recipe(Strict):
     name: str
     tag: str = "latest"
     platforms: list[str] = Field(min_length=1)
-    epoch: int | None = Field(default=None, ge=0)
+    epoch: StrictInt | None = Field(default=None, ge=0, le=MAX_EPOCH)
     config: ImageConfigSpec = Field(default_factory=ImageConfigSpec)
     annotations: AnnotationsSpec = Field(default_factory=AnnotationsSpec)
     files: list[FileSpec] = Field(default_factory=list)
@@ -256,14 +419,18 @@ class Recipe(Strict):
     accounts: AccountsSpec = Field(default_factory=AccountsSpec)
     stages: dict[str, StageSpec] = Field(default_factory=dict)
     copy_: list[CopySpec] = Field(default_factory=list, alias="copy")
+    # Image paths (globs, as in layers) whose ELF files may be code for another machine.
+    foreign_code: list[ImageGlob] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not NAME_RE.fullmatch(name):
-            raise ValueError("must be a lower-case image name such as 'hello' or 'team/hello'")
+        # 255: what registries and clients allow for host + "/" + name (OCI distribution spec)
+        if not NAME_RE.fullmatch(name) or len(name) > 255:
+            raise ValueError("must be a lower-case image name such as 'hello' or 'team/hello', "
+                             "at most 255 characters")
         return name
 
     @field_validator("tag")
@@ -298,17 +465,34 @@ class LoadedRecipe:
         return RecipeError(_format(self.path, self.positions.line_of(loc), loc, message))
 
 
+PLAIN_KEY = re.compile(r"[\w.\-/:=+@]+")
+
+
 def _format_loc(loc: tuple[str | int, ...]) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not PLAIN_KEY.fullmatch(str(part)):
+            text += f"[{json.dumps(str(part))}]"  # an empty key, or one with spaces or control characters
+        else:
+            text += f".{part}" if text else str(part)
     return text
+
+
+def one_line(text: str) -> str:
+    """TEXT with every character str.splitlines() breaks at escaped: an error stays one line."""
+    return "".join(repr(c)[1:-1] if c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029" else c for c in text)
 
 
 def _format(path: Path, line: int | None, loc: tuple[str | int, ...], message: str) -> str:
     where = f"{path}:{line}" if line else str(path)
     field = _format_loc(loc)
-    return f"{where}: {field}: {message}" if field else f"{where}: {message}"
+    return one_line(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+format_loc = _format_loc  # "files[0].mode" for ("files", 0, "mode")
+format_error = _format  # "xarch.yaml:12: files[0].mode: message"
 
 
 def _clean_message(error: Any) -> str:
@@ -330,7 +514,8 @@ def load(path: Path | str) -> LoadedRecipe:
     try:
         positions = load_yaml(path)
     except YamlPositionError as error:
-        raise RecipeError(_format(path, error.line, (), error.message)) from None
+        where = ":".join(str(part) for part in (path, error.line, error.column) if part)
+        raise RecipeError(one_line(f"{where}: {error.message}")) from None
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"{path}: cannot read: {error}") from None
     if not isinstance(positions.data, dict):
@@ -428,7 +613,7 @@ def _check_unique_paths(loaded: LoadedRecipe) -> None:
     items += [(("symlinks", i, "path"), s.path, None) for i, s in enumerate(recipe.symlinks)]
     items += [(("copy", i, "dst"), c.dst, None) for i, c in enumerate(recipe.copy_)]
     for loc, image_path, only in items:
-        key = "/" + image_path.strip("/")
+        key = "/" + "/".join(p for p in image_path.split("/") if p not in ("", "."))  # /a/./b is /a/b
         for plat in only or recipe.platforms:
             if (plat, key) in seen:
                 first = _format_loc(seen[(plat, key)])
@@ -443,8 +628,9 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
     """
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None and env.strip():
-        if not env.strip().isdigit():
-            raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds")
+        if not env.strip().isdigit() or int(env) > MAX_EPOCH:
+            raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds "
+                              f"in 0..{MAX_EPOCH}")
         return int(env), "SOURCE_DATE_EPOCH"
     if loaded.recipe.epoch is not None:
         return loaded.recipe.epoch, f"{loaded.path.name}: epoch"

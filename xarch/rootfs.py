@@ -1,8 +1,11 @@
 """Trees on disk: write a Tree out as a stage root, and read paths back from one.
 
-Build steps need real folders (chroot, QEMU, compilers); the image needs Trees. Owners
-are applied only when running as root (a rootless stage sees its own uid); modes are
-kept exactly as the tree says, and read back exactly as the steps left them.
+Build steps need real folders (the sandbox, QEMU, compilers); the image needs Trees.
+Owners never go to disk and never come back from it: a stage root belongs to whoever
+the sandbox maps to uid 0 (xarch.run.sandbox.hand_over), and everything read back is
+owned 0:0 (a `copy:` may say `owner:`), so the host account that ran the build cannot
+reach an image. Modes are kept exactly as the tree says, and read back exactly as the
+steps left them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from pathlib import Path
 from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree, normalize_path
 
-IS_ROOT = os.geteuid() == 0
 MAX_SYMLINK_HOPS = 40
 
 
@@ -68,30 +70,28 @@ def materialize(tree: Tree, root: Path) -> None:
         else:
             target.write_bytes(entry.read())
             os.chmod(target, entry.mode)
-        if IS_ROOT:
-            os.lchown(target, entry.uid, entry.gid)
     # Folders last: a read-only folder mode must not stop its own children being written.
     for target, entry in reversed(deferred_dirs):
-        if IS_ROOT:
-            os.lchown(target, entry.uid, entry.gid)
         os.chmod(target, entry.mode)
 
 
 def _entry_from_disk(path: Path, image_path: str) -> Entry | None:
+    """PATH as an image entry owned 0:0: its owner on disk is the build host's account."""
     info = path.lstat()
     mode = stat.S_IMODE(info.st_mode)
     if stat.S_ISLNK(info.st_mode):
-        return Entry(image_path, "symlink", 0o777, info.st_uid, info.st_gid, linkname=os.readlink(path))
+        return Entry(image_path, "symlink", 0o777, 0, 0, linkname=os.readlink(path))
     if stat.S_ISDIR(info.st_mode):
-        return Entry(image_path, "dir", mode, info.st_uid, info.st_gid)
+        return Entry(image_path, "dir", mode, 0, 0)
     if stat.S_ISREG(info.st_mode):
-        return Entry(image_path, "file", mode, info.st_uid, info.st_gid, source=path)
+        return Entry(image_path, "file", mode, 0, 0, source=path)
     return None  # devices, sockets, fifos are never taken from a stage
 
 
 def harvest(root: Path, source: str, destination: str, what: str) -> list[Entry]:
     """Entries for SOURCE (a path in the stage ROOT) placed at DESTINATION in the image.
 
+    Every entry is owned 0:0, whoever ran the build (StageResult.take applies `owner:`).
     A folder is taken with everything below it, walked in sorted order.
     """
     relative = normalize_path(source)

@@ -19,7 +19,7 @@ from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree
 from xarch.packages import install_set
 from xarch.progress import Reporter
-from xarch.recipe import STAGE_SOURCE_IGNORED, CopySpec, LoadedRecipe, StageSpec, stage_order
+from xarch.recipe import STAGE_SOURCE_IGNORED, CopySpec, LoadedRecipe, StageSpec, is_root, stage_order
 from xarch.rootfs import harvest, harvest_tree, materialize
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache, tree_digest
@@ -76,9 +76,16 @@ class StageRunner:
             for name in stage_order(self.loaded.recipe, copy.stage):
                 self.build(name)
             what = f"{where}[{index}] ({copy.source})"
-            for entry in self.results[copy.stage].take(copy, what):
+            entries = self.results[copy.stage].take(copy, what)
+            if is_root(copy.dst) and entries and entries[0].type != "dir":
+                # where is "copy" or "stages.NAME.copy" (stage names have no dots)
+                loc: tuple[str | int, ...] = (*where.split("."), index, "dst")
+                raise self.loaded.error(loc, f"{copy.source} is a {entries[0].type}; only a folder can be "
+                                        "copied as the image root /")
+            for entry in entries:
                 tree.add_parents(entry.path)
-                tree.add(entry)
+                # The copy is where the image got it (the ELF check names it), whatever made it.
+                tree.add(replace(entry, origin=f"{where}[{index}]"))
 
     def build(self, name: str) -> StageResult:
         if name not in self.results:

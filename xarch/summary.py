@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,10 @@ class Summary:
     source: str
     index_digest: str | None
     images: tuple[ImageRow, ...]
+    kind: str = "oci"  # oci, oci-archive or docker-archive (xarch.imageref)
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "index_digest": self.index_digest,
+        return {"source": self.source, "kind": self.kind, "index_digest": self.index_digest,
                 "images": [asdict(row) for row in self.images]}
 
 
@@ -46,20 +47,25 @@ def _row(platform: dict[str, str], manifest_bytes: bytes) -> ImageRow:
                     sum(int(layer["size"]) for layer in layers), len(layers))
 
 
-def summarize_artifact(artifact: Artifact, source: str) -> Summary:
+def summarize_artifact(artifact: Artifact, source: str, kind: str = "oci") -> Summary:
     rows = tuple(_row(image.platform, image.manifest_bytes) for image in artifact.images)
-    return Summary(source, sha256_digest(artifact.index_bytes), rows)
+    return Summary(source, sha256_digest(artifact.index_bytes), rows, kind)
 
 
-def summarize_path(path: Path) -> Summary:
-    """Summary of an OCI layout folder, an oci-archive or a docker-archive."""
+def summarize_path(path: Path, kind: str | None = None, source: str | None = None) -> Summary:
+    """Summary of an OCI layout folder, an oci-archive or a docker-archive at PATH.
+
+    KIND is what xarch.imageref took PATH for (None: decide from the files); SOURCE labels it.
+    """
+    label = source or str(path)
     try:
         reader = LayoutReader(path)
         try:
-            if reader.has("index.json"):
-                return _summarize_layout(reader, str(path))
+            if reader.has("index.json") and kind != "docker-archive":
+                summary = _summarize_layout(reader, label)
+                return replace(summary, kind="oci-archive" if reader.is_archive else "oci")
             if reader.has("manifest.json"):
-                return _summarize_docker_archive(reader, str(path))
+                return replace(_summarize_docker_archive(reader, label), kind="docker-archive")
             raise InspectError(f"{path}: neither an OCI layout nor a docker-archive")
         finally:
             reader.close()
@@ -99,7 +105,7 @@ def print_summary(summary: Summary, as_json: bool, console: Console) -> None:
     if as_json:
         print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
         return
-    table = Table(title=summary.source, title_justify="left")
+    table = Table(title=f"{summary.source} ({summary.kind})", title_justify="left")
     table.add_column("platform")
     table.add_column("manifest digest", no_wrap=True)
     table.add_column("compressed", justify="right")

@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from xarch.errors import BuildError, XarchError
+from xarch.errors import BuildError, Verdict, XarchError
 from xarch.oci.layout import LayoutReader
 from xarch.platforms import Platform
 from xarch.progress import Reporter
@@ -98,11 +98,14 @@ def parse_variations(text: str | None) -> tuple[str, ...]:
     return names
 
 
+ACCEPTED = ("same", "skipped", "not applicable")
+
+
 @dataclass
 class VariationResult:
     name: str
     description: str
-    status: str  # same, differs, failed, skipped
+    status: str  # same, differs, failed (could not rebuild), skipped, not applicable
     note: str = ""
     digests: dict[str, str] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)  # digest names that differ from the reference
@@ -118,7 +121,17 @@ class VerifyReport:
 
     @property
     def identical(self) -> bool:
-        return all(result.status in ("same", "skipped") for result in self.results)
+        return all(result.status in ACCEPTED for result in self.results)
+
+    @property
+    def differing(self) -> list[VariationResult]:
+        """Rebuilds that gave other digests: the only ground for "NOT reproducible"."""
+        return [result for result in self.results if result.status == "differs"]
+
+    @property
+    def failed(self) -> list[VariationResult]:
+        """Rebuilds that could not run to the end: nothing is known about them either way."""
+        return [result for result in self.results if result.status == "failed"]
 
     @property
     def builds(self) -> dict[str, dict[str, str]]:
@@ -173,6 +186,31 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
 
 
 # --- running one build ----------------------------------------------------------------------
+
+def docker_socket() -> str | None:
+    """The Unix socket of the Docker daemon a `dockerfile:` stage talks to (None: not a Unix socket)."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return host.removeprefix("unix://") if host.startswith("unix://") else None
+
+
+def not_applicable(conditions: Conditions, loaded: LoadedRecipe) -> str | None:
+    """Why CONDITIONS cannot apply to this recipe at all (None: they can).
+
+    A `dockerfile:` stage is built by the Docker daemon; another user without access to its
+    socket cannot build it, which says nothing about reproducibility.
+    """
+    socket_path = docker_socket()
+    if conditions.user is None or socket_path is None:
+        return None
+    if not any(stage.dockerfile for stage in loaded.recipe.stages.values()):
+        return None
+    check = ["sh", "-c", 'test -r "$0" && test -w "$0"', socket_path]
+    probe = subprocess.run(wrap_command(conditions, check), capture_output=True, check=False)
+    if probe.returncode != 0:
+        return (f"the recipe has dockerfile: stages and user {conditions.user} cannot use the Docker socket "
+                f"{socket_path}")
+    return None
+
 
 def skip_reason(conditions: Conditions) -> str | None:
     """Why this host cannot apply CONDITIONS (None: it can)."""
@@ -329,6 +367,10 @@ def _run_variation(request: BuildRequest, variation: Variation, reference: Path,
     if reason:
         result.status, result.note = "skipped", reason
         return result
+    reason = not_applicable(variation.conditions, request.loaded)
+    if reason:
+        result.status, result.note = "not applicable", reason
+        return result
     started = time.monotonic()
     try:
         rebuilt = run_build(request, variation.name, variation.conditions)
@@ -356,7 +398,7 @@ def print_report(report: VerifyReport, as_json: bool, console: Console) -> None:
     for column in ("variation", "what differs from the reference", "result", "digests that changed"):
         table.add_column(column, overflow="fold")
     for result in report.results:
-        outcome = result.status if result.status in ("same", "skipped") else result.status.upper()
+        outcome = result.status if result.status in ACCEPTED else result.status.upper()
         detail = ", ".join(result.changed) if result.changed else result.note
         table.add_row(result.name, result.description, outcome, detail or "-")
     console.print(table)
@@ -373,6 +415,25 @@ def print_report(report: VerifyReport, as_json: bool, console: Console) -> None:
             changes = ", ".join(d["changes"]) or "no digest"
             console.print(f"  {where}: {d['field']}: {_short(d['a'])} → {_short(d['b'])} (changes {changes})",
                           highlight=False, markup=False)
-    verdict = "all digests identical under every variation" if report.identical else "NOT reproducible"
+    if report.differing:
+        verdict = "NOT reproducible"
+    elif report.failed:
+        # A rebuild that could not run proves nothing either way: not a verdict (see verdict_error).
+        verdict = f"not verified: {len(report.failed)} rebuild(s) could not run"
+    else:
+        verdict = "all digests identical under every variation"
     console.print(verdict, highlight=False)
+
+
+def verdict_error(report: VerifyReport) -> XarchError | None:
+    """What `xarch verify` exits with: None (0) when identical; Verdict (1) when a rebuild gave other
+    digests; BuildError (2) when some rebuild could not run and none differed."""
+    if report.differing:
+        names = ", ".join(result.name for result in report.differing)
+        return Verdict(f"not reproducible: the {names} variation(s) changed digests; the table above says "
+                       "which, and what changed inside (xarch diff)")
+    if report.failed:
+        names = ", ".join(result.name for result in report.failed)
+        return BuildError(f"could not verify: the {names} rebuild(s) could not run ({report.failed[0].note})")
+    return None
 

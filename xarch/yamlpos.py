@@ -17,10 +17,20 @@ import yaml
 
 
 class YamlPositionError(ValueError):
-    def __init__(self, line: int | None, message: str) -> None:
+    """Not valid YAML (or not UTF-8) at 1-based LINE and COLUMN (None when unknown)."""
+
+    def __init__(self, line: int | None, message: str, column: int | None = None) -> None:
         super().__init__(message)
         self.line = line
+        self.column = column
         self.message = message
+
+
+def _line_column(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of OFFSET (characters of a str, bytes of bytes) in TEXT."""
+    newline = "\n" if isinstance(text, str) else b"\n"
+    before = text[:offset]
+    return before.count(newline) + 1, offset - (before.rfind(newline) + 1) + 1  # type: ignore[arg-type]
 
 
 @dataclass
@@ -66,16 +76,31 @@ def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
 
 
 def load(path: Path) -> PositionedYaml:
-    """Parse PATH; YamlPositionError (with a line) when it is not valid YAML."""
-    text = path.read_text(encoding="utf-8")
+    """Parse PATH; YamlPositionError (with line and column) when it is not UTF-8 or not valid
+    YAML, e.g. holds a character YAML 1.1 refuses (NUL and other C0 controls but tab, CR, LF)."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _line_column(raw, error.start)
+        raise YamlPositionError(line, f"not UTF-8: byte {raw[error.start]:#04x} ({error.reason})",
+                                column) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         _refuse_duplicate_keys(root)
         data = yaml.safe_load(text)
+    except yaml.reader.ReaderError as error:
+        # PyYAML's reader refuses the character before any mark exists; its position
+        # counts characters of TEXT.
+        line, column = _line_column(text, error.position)
+        character = f"U+{error.character:04X}" if isinstance(error.character, int) else repr(error.character)
+        raise YamlPositionError(line, f"invalid YAML: character {character} is not allowed ({error.reason})",
+                                column) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else None
-        raise YamlPositionError(line, f"invalid YAML: {error.problem or error.context}") from None
+        message = f"invalid YAML: {error.problem or error.context}"
+        raise YamlPositionError(mark.line + 1 if mark else None, message,
+                                mark.column + 1 if mark else None) from None
     except yaml.YAMLError as error:
         raise YamlPositionError(None, f"invalid YAML: {error}") from None
     return PositionedYaml(data, root)

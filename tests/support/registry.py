@@ -350,18 +350,29 @@ _HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "content-en
 
 
 class FlakyProxy:
-    """Forwards to a registry on 127.0.0.1, but fails its first FAILURES requests: with a 503, or
-    (DROP) by closing the connection without an answer; or (NO_MOUNT) hides mount support."""
+    """Forwards to a registry on 127.0.0.1, but fails its first FAILURES requests: with STATUS (503 by
+    default, with a RETRY_AFTER header when given), or (DROP) by closing the connection without an
+    answer; or (NO_MOUNT) hides mount support.
+
+    It can also play the parts of an object-store-backed registry: UPLOADS_TO rewrites the Location of
+    an upload POST to another origin, BLOBS_TO answers blob GETs with a 307 there, and SIGN (an
+    Authorization value) is what such an origin adds itself when forwarding (a pre-signed URL needs
+    no credentials from the client). Every request's method, path and headers are in `seen_requests`.
+    """
 
     def __init__(self, upstream: str, failures: int = 0, drop: bool = False, method: str | None = None,
-                 after: int = 0, no_mount: bool = False):
+                 after: int = 0, no_mount: bool = False, status: int = 503, retry_after: str | None = None,
+                 uploads_to: str | None = None, blobs_to: str | None = None, sign: str | None = None):
         self.upstream = upstream
         self.failures = failures
         self.drop = drop
         self.method = method  # count (and fail) only requests of this method
         self.after = after  # let this many counted requests through before failing
         self.no_mount = no_mount  # act as a registry without cross-repository mount (strip ?mount=&from=)
+        self.status, self.retry_after = status, retry_after
+        self.uploads_to, self.blobs_to, self.sign = uploads_to, blobs_to, sign
         self.seen = 0
+        self.seen_requests: list[tuple[str, str, dict[str, str]]] = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -371,8 +382,15 @@ class FlakyProxy:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
                 pass
 
+            def _answer(self, status: int, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": "0"}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+
             def _forward(self) -> None:
                 with proxy.lock:
+                    proxy.seen_requests.append((self.command, self.path, dict(self.headers.items())))
                     counted = proxy.method in (None, self.command)
                     proxy.seen += counted
                     fail = counted and proxy.after < proxy.seen <= proxy.after + proxy.failures
@@ -383,14 +401,20 @@ class FlakyProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if fail:
-                    self.send_response(503)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    extra = {"Retry-After": proxy.retry_after} if proxy.retry_after else {}
+                    self._answer(proxy.status, extra)
+                    return
+                path = self.path
+                if proxy.blobs_to and self.command == "GET" and "/blobs/sha256:" in path:
+                    self._answer(307, {"Location": f"http://{proxy.blobs_to}{path}"})
                     return
                 headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length")}
+                           if k.lower() not in ("host", "content-length", "authorization")}
+                if self.headers.get("Authorization"):
+                    headers["Authorization"] = self.headers["Authorization"]
+                if proxy.sign:
+                    headers["Authorization"] = proxy.sign
                 headers["Host"] = proxy.host
-                path = self.path
                 if proxy.no_mount and "mount=" in path:
                     path = path.split("?", 1)[0]
                 reply = requests.request(self.command, f"http://{proxy.upstream}{path}", headers=headers,
@@ -398,6 +422,9 @@ class FlakyProxy:
                 self.send_response(reply.status_code)
                 for key, value in reply.headers.items():
                     if key.lower() not in _HOP_HEADERS:
+                        if (key.lower() == "location" and proxy.uploads_to and self.command == "POST"
+                                and "/blobs/uploads/" in path):
+                            value = value.replace(proxy.host, proxy.uploads_to)
                         self.send_header(key, value)
                 content = reply.content if self.command != "HEAD" else b""
                 length_out = reply.headers.get("Content-Length", str(len(content)))

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from xarch.errors import XarchError
+from xarch.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
 from xarch.oci.digest import hex_of, sha256_digest
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 REF_NAME = "org.opencontainers.image.ref.name"
-PREFIXES = ("oci:", "oci-archive:", "docker-archive:", "docker://", "registry:")
 
 
 class DiffError(XarchError):
@@ -226,17 +226,18 @@ def _sha256_stream(handle: IO[bytes]) -> str:
     return "sha256:" + hasher.hexdigest()
 
 
-def _open_path(path: Path, label: str, wanted: str | None) -> ImageSource:
+def _open_path(path: Path, label: str, kind: str) -> ImageSource:
+    """Open PATH as KIND (oci, oci-archive, docker-archive), as xarch.imageref decided it."""
     files = _Files(path, label)
     is_archive = path.is_file()
-    source = ImageSource(label, "oci-archive" if is_archive else "oci")
+    source = ImageSource(label, kind)
     source._closers.append(files.close)
     try:
-        # Docker 25+ `docker save` writes both index.json and manifest.json: the index says more.
-        if files.has("index.json") and wanted != "docker-archive":
+        # Docker 25+ `docker save` writes both index.json and manifest.json: the index says more,
+        # unless docker-archive: asked for the other view.
+        if files.has("index.json") and kind != DOCKER_ARCHIVE:
             _open_layout(files, source)
         elif files.has("manifest.json") and is_archive:
-            source.kind = "docker-archive"
             _open_docker_archive(files, source)
         else:
             raise DiffError(f"{label}: neither an OCI layout, an oci-archive nor a docker-archive")
@@ -258,7 +259,7 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
     tmp = Path(tempfile.mkdtemp(prefix="xarch-diff-"))
     try:
         pull_layout(reference, tmp / "image", settings=client_settings(insecure=insecure))
-        source = _open_path(tmp / "image", label, None)
+        source = _open_path(tmp / "image", label, "oci")
     except DiffError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -274,36 +275,11 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
 
 
 def open_source(text: str, insecure: bool = False) -> ImageSource:
-    """Open TEXT: a path (layout folder, oci-archive, docker-archive), an explicit `kind:PATH`,
-    or a registry reference (`docker://REF`, `registry:REF`, or a REF that is not a path)."""
-    kind, sep, rest = text.partition(":")
-    if text.startswith("docker://"):
-        return _open_registry(text.removeprefix("docker://"), text, insecure)
-    if sep and kind == "registry":
-        return _open_registry(rest, text, insecure)
-    if sep and kind in ("oci", "oci-archive", "docker-archive") and rest:
-        path = Path(rest)
-        if not path.exists():
-            raise DiffError(f"{text}: no such file or folder")
-        if kind == "oci" and not path.is_dir():
-            raise DiffError(f"{text}: not a folder")
-        if kind != "oci" and not path.is_file():
-            raise DiffError(f"{text}: not a file")
-        return _open_path(path, text, kind)
-    path = Path(text)
-    if path.exists():
-        return _open_path(path, text, None)
-    if "/" in text and not text.startswith((".", "/")) and _looks_like_reference(text):
-        return _open_registry(text, text, insecure)
-    raise DiffError(f"{text}: no such file or folder (a registry reference needs a registry host, "
-                    "e.g. localhost:5000/name:tag)")
-
-
-def _looks_like_reference(text: str) -> bool:
-    from xarch.registry.reference import parse_reference
-
-    try:
-        parse_reference(text)
-    except XarchError:
-        return False
-    return True
+    """Open TEXT, parsed by xarch.imageref: a layout folder, an oci-archive, a docker-archive (or
+    `kind:PATH`), or a registry reference (`docker://REF`, `registry:REF`, host/name:tag)."""
+    ref = parse_image_ref(text)
+    if ref.kind == REGISTRY:
+        assert ref.reference is not None
+        return _open_registry(ref.reference, text, insecure)
+    assert ref.path is not None
+    return _open_path(ref.path, text, ref.kind)

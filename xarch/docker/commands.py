@@ -11,16 +11,20 @@ import click
 
 from xarch.docker.load import load_image
 from xarch.docker.plugin import default_plugin_dir, install_plugin
+from xarch.imageref import LOCAL_KINDS, parse_image_ref
 
 
 @click.command("load")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source")
 @click.option("--platform", help="The image to load from a multi-arch layout (default: the host's).")
 @click.option("-t", "--tag", help="Name in Docker, e.g. myapp:1.0 (default: from the layout's name).")
-def load_command(source: Path, platform: str | None, tag: str | None) -> None:
-    """Load one platform of an OCI layout (or a docker-archive) into the local Docker engine."""
-    loaded = load_image(source, platform=platform, tag=tag)
-    click.echo(f"loaded {loaded.tag} ({loaded.platform}) {loaded.image_id}")
+def load_command(source: str, platform: str | None, tag: str | None) -> None:
+    """Load one platform of an OCI layout folder, oci-archive or docker-archive (or oci:DIR,
+    oci-archive:FILE, docker-archive:FILE) into the local Docker engine."""
+    ref = parse_image_ref(source, LOCAL_KINDS, "load")
+    assert ref.path is not None
+    loaded = load_image(ref.path, platform=platform, tag=tag, kind=ref.kind)
+    click.echo(f"loaded {loaded.tag} ({loaded.platform}) {loaded.image_id} from {ref.label}")
 
 
 @click.group("plugin")

@@ -80,15 +80,17 @@ def load_image(
     platform: str | None = None,
     tag: str | None = None,
     client: docker.DockerClient | None = None,
+    kind: str | None = None,
 ) -> LoadedImage:
-    """Load SOURCE (an OCI layout folder or oci-archive tar, or a docker-archive tar).
+    """Load SOURCE (an OCI layout folder or oci-archive tar, or a docker-archive tar; KIND is
+    what xarch.imageref took it for, None to look at the file).
 
     From a layout, PLATFORM picks the image (default: the host's, or the only one) and TAG
     names it in Docker (default: derived from the layout's file name). A docker-archive
     keeps its own tags and platform unless TAG is given.
     """
     source = Path(source)
-    if source.is_file() and _is_docker_archive(source):
+    if kind == "docker-archive" or (kind is None and source.is_file() and _is_docker_archive(source)):
         if platform:
             raise DockerError(f"{source}: a docker-archive holds one platform; --platform picks one "
                               "from an OCI layout")

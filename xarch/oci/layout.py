@@ -110,6 +110,10 @@ class LayoutReader:
     def has(self, relative: str) -> bool:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
 
+    @property
+    def is_archive(self) -> bool:
+        return self._tar is not None
+
     def blob(self, digest: str) -> bytes:
         data = self.read(f"blobs/sha256/{hex_of(digest)}")
         if sha256_digest(data) != digest:

@@ -53,6 +53,9 @@ class Entry:
     data: bytes | None = None
     source: Path | None = None
     xattrs: tuple[tuple[str, bytes], ...] = ()
+    # Where the entry came from, for error messages only ("files[0]", "copy[1]",
+    # "package busybox 1.35 (arm64)"); never written to a layer, never compared.
+    origin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.mode < 0 or self.mode > 0o7777:
@@ -70,6 +73,16 @@ class Entry:
             return len(self.data)
         assert self.source is not None
         return self.source.stat().st_size
+
+    def head(self, size: int) -> bytes:
+        """The first SIZE bytes of a regular file (fewer when it is shorter); b"" otherwise."""
+        if self.type != "file":
+            return b""
+        if self.data is not None:
+            return self.data[:size]
+        assert self.source is not None
+        with self.source.open("rb") as handle:
+            return handle.read(size)
 
     def read(self) -> bytes:
         if self.data is not None:

@@ -1,116 +1,278 @@
-"""`xarch verify --against REF|LAYOUT`: a local build's digests next to what was published.
+"""`xarch verify --against IMAGE`: a rebuild's whole index next to the published one.
 
-The caller rebuilds (xarch.verify) and passes its digests ({"index": …, "linux/amd64": …});
-this module reads the published side (registry index, or an OCI layout on disk), lines the
-two up per platform and says whether they match. Exit 0 only when every rebuilt platform
-matches and nothing rebuilt is missing from the published image.
+The caller rebuilds (xarch.against) and passes its index; this module reads the published
+side (a registry, an OCI layout folder or an oci-archive: xarch.imageref) and compares the
+two both ways: the index digest, and every entry (platform with variant, media type, digest,
+size, annotations). An entry only one side has is named on its own row (missing, extra,
+duplicated); entries of one platform are paired exact match first, then in index order, so
+two `unknown/unknown` attestation entries stay two rows. Identical only when nothing differs;
+the one allowance is a platform of the recipe left out of the rebuild with --platform (then
+the index itself cannot be compared, and the report says so).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from xarch.errors import InputError
+from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef
+from xarch.oci.digest import platform_name
 from xarch.registry.auth import Credentials
 from xarch.registry.client import Settings
 from xarch.registry.errors import LayoutError
-from xarch.registry.layout_source import read_layout
-from xarch.registry.mediatypes import platform_name
+from xarch.registry.layout_source import layout_folder, read_layout
+from xarch.registry.mediatypes import media_type_of
 from xarch.registry.pull import fetch_image
 
 INDEX = "index"
-SAME, DIFFERS, NOT_PUBLISHED, NOT_REBUILT = "same", "differs", "not published", "not rebuilt"
+SAME, DIFFERS = "same", "differs"
+MISSING = "missing"  # rebuilt here, not in the published index
+EXTRA = "extra"  # in the published index, not rebuilt by this recipe
+DUPLICATED = "duplicated"  # a second published entry for a platform and digest already listed
+NOT_REBUILT = "not rebuilt"  # a recipe platform left out with --platform: shown, not failed
+NOT_COMPARED = "not compared"  # the index, when the rebuild was partial
+ACCEPTED = (SAME, NOT_REBUILT, NOT_COMPARED)
+COMPARED_FIELDS = ("mediaType", "digest", "size", "platform", "annotations")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One manifest descriptor of an index: POSITION in it, its platform name, the descriptor."""
+
+    position: int
+    platform: str
+    descriptor: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        return str(self.descriptor.get("digest", ""))
+
+
+@dataclass
+class Side:
+    """An image as compared: the digest of its top (index, or lone manifest) and its entries."""
+
+    label: str
+    digest: str
+    is_index: bool
+    document: dict[str, Any] = field(default_factory=dict)  # the index JSON ({} for a lone manifest)
+    entries: list[Entry] = field(default_factory=list)
+
+
+def side_of_index(label: str, digest: str, data: bytes) -> Side:
+    """A Side from the exact bytes DATA of an OCI index (or Docker manifest list) with DIGEST."""
+    try:
+        document = json.loads(data)
+        manifests = document.get("manifests") or []
+        entries = [Entry(i, _platform_of(d), dict(d)) for i, d in enumerate(manifests)]
+    except (ValueError, AttributeError, TypeError):
+        raise InputError(f"{label}: index {digest} is not a JSON image index") from None
+    return Side(label, digest, True, document, entries)
+
+
+def _platform_of(descriptor: dict[str, Any]) -> str:
+    platform = descriptor.get("platform")
+    return platform_name(platform) if isinstance(platform, dict) and platform else "(no platform)"
+
+
+def _lone_manifest(label: str, digest: str, data: bytes, media_type: str,
+                   platform: dict[str, Any]) -> Side:
+    descriptor = {"mediaType": media_type, "digest": digest, "size": len(data), "platform": platform}
+    return Side(label, digest, False, {}, [Entry(0, platform_name(platform), descriptor)])
+
+
+@contextmanager
+def _layout_dir(ref: ImageRef) -> Iterator[Any]:
+    assert ref.path is not None
+    if ref.kind == OCI_ARCHIVE:
+        with layout_folder(ref.path) as folder:
+            yield folder
+    else:
+        yield ref.path
+
+
+def published_side(ref: ImageRef, credentials: Credentials | None = None,
+                   settings: Settings | None = None) -> Side:
+    """The Side of REF: a registry image, an OCI layout folder or an oci-archive (every blob read is
+    verified). Raises InputError/LayoutError for unreadable files, RegistryError for the registry."""
+    if ref.kind == REGISTRY:
+        assert ref.reference is not None
+        pulled = fetch_image(ref.reference, credentials, settings, with_configs=False)
+        if pulled.is_index:
+            return side_of_index(ref.label, pulled.digest, pulled.data)
+        [lone] = pulled.manifests
+        platform = _config_platform(json.loads(lone.config_data or b"{}"))
+        return _lone_manifest(ref.label, pulled.digest, pulled.data, pulled.media_type, platform)
+    if ref.kind not in (OCI, OCI_ARCHIVE):
+        raise InputError(f"--against {ref}: is a {ref.kind}, which holds no manifest or index to compare; "
+                         "give an OCI layout, an oci-archive or a registry image")
+    with _layout_dir(ref) as folder:
+        image = read_layout(folder)
+        if image.is_index:
+            return side_of_index(ref.label, str(image.top_descriptor["digest"]), image.top_data)
+        [manifest] = image.manifests
+        config_digest = manifest.json["config"]["digest"]
+        try:
+            config = json.loads(image.blob_path(config_digest).read_bytes())
+        except (OSError, ValueError):
+            raise LayoutError(f"{ref}: config {config_digest} of {manifest.digest} is unreadable") from None
+        return _lone_manifest(ref.label, manifest.digest, manifest.data,
+                              media_type_of(manifest.json, manifest.descriptor.get("mediaType")),
+                              _config_platform(config))
+
+
+def _config_platform(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: config[key] for key in ("os", "architecture", "variant") if config.get(key)}
 
 
 @dataclass
 class AgainstRow:
-    platform: str
-    local: str | None
+    platform: str  # "linux/amd64", "unknown/unknown", or "index"
+    local: str | None  # digest rebuilt here
     published: str | None
     status: str
+    detail: str = ""  # which fields differ, or why a row is missing/extra
+    local_position: int | None = None  # place in the rebuilt index
+    published_position: int | None = None
 
 
 @dataclass
 class AgainstReport:
-    against: str
+    against: str  # what the user gave
+    kind: str = ""  # what it was taken for (xarch.imageref)
     rows: list[AgainstRow] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
-        # A published platform that was not rebuilt (--platform subset) is shown, not failed.
-        return bool(self.rows) and all(row.status in (SAME, NOT_REBUILT) for row in self.rows)
+        return bool(self.rows) and all(row.status in ACCEPTED for row in self.rows)
+
+    @property
+    def differences(self) -> list[AgainstRow]:
+        return [row for row in self.rows if row.status not in ACCEPTED]
 
     def to_json(self) -> dict[str, Any]:
-        return {"against": self.against, "identical": self.identical, "rows": [asdict(r) for r in self.rows]}
+        return {"against": self.against, "kind": self.kind, "identical": self.identical,
+                "rows": [asdict(r) for r in self.rows]}
 
 
-def published_side(target: str, credentials: Credentials | None = None,
-                   settings: Settings | None = None) -> dict[str, str]:
-    """{"index": digest, "linux/amd64": manifest digest, …} of a registry reference or an OCI layout path."""
-    path = Path(target)
-    if path.is_dir():
-        image = read_layout(path)
-        result = {platform_name(_platform(image, m)): m.digest for m in image.manifests}
-        if image.is_index:
-            result[INDEX] = str(image.top_descriptor["digest"])
-        return result
-    pulled = fetch_image(target, credentials, settings, with_configs=False)
-    result = {manifest.platform_name: manifest.digest for manifest in pulled.manifests}
-    if pulled.is_index:
-        result[INDEX] = pulled.digest
-    return result
+def _fields_differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Descriptor fields that differ; annotations named key by key."""
+    differing: list[str] = []
+    for key in COMPARED_FIELDS:
+        if key == "annotations":
+            mine, theirs = a.get(key) or {}, b.get(key) or {}
+            keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            differing.extend(f"annotation {k}" for k in keys)
+        elif a.get(key) != b.get(key):
+            differing.append(key)
+    extra_keys = sorted((set(a) ^ set(b)) - set(COMPARED_FIELDS))
+    differing.extend(extra_keys)
+    return differing
 
 
-def _platform(image: Any, manifest: Any) -> dict[str, Any]:
-    if manifest.descriptor.get("platform"):
-        return dict(manifest.descriptor["platform"])
-    config = manifest.json["config"]["digest"]
-    try:
-        return dict(json.loads(image.blob_path(config).read_bytes()))
-    except (OSError, ValueError):
-        raise LayoutError(f"{image.root}: config {config} of {manifest.digest} is unreadable") from None
+def _pair(local: list[Entry],
+          published: list[Entry]) -> tuple[list[tuple[Entry, Entry]], list[Entry], list[Entry]]:
+    """Pairs of one platform's entries: identical descriptors first, then by position; the rest."""
+    mine, theirs = list(local), list(published)
+    pairs = []
+    for entry in list(mine):
+        match = next((other for other in theirs if other.descriptor == entry.descriptor), None)
+        if match is not None:
+            pairs.append((entry, match))
+            mine.remove(entry)
+            theirs.remove(match)
+    while mine and theirs:
+        pairs.append((mine.pop(0), theirs.pop(0)))
+    return pairs, mine, theirs
 
 
-def compare(local: dict[str, str], published: dict[str, str], against: str) -> AgainstReport:
-    """Rows per platform (LOCAL's order, then published-only ones), and the index when comparable."""
-    report = AgainstReport(against)
-    local_platforms = [key for key in local if key != INDEX]
-    published_platforms = [key for key in published if key != INDEX]
-    for name in local_platforms:
-        theirs = published.get(name)
-        status = NOT_PUBLISHED if theirs is None else SAME if theirs == local[name] else DIFFERS
-        report.rows.append(AgainstRow(name, local[name], theirs, status))
-    for name in published_platforms:
-        if name not in local:
-            report.rows.append(AgainstRow(name, None, published[name], NOT_REBUILT))
-    # The index only means something when the same platforms were built on both sides.
-    if INDEX in local and INDEX in published and sorted(local_platforms) == sorted(published_platforms):
-        status = SAME if local[INDEX] == published[INDEX] else DIFFERS
-        report.rows.append(AgainstRow(INDEX, local[INDEX], published[INDEX], status))
+def compare(local: Side, published: Side, against: str = "", kind: str = "",
+            not_rebuilt: frozenset[str] = frozenset()) -> AgainstReport:
+    """Rows: every platform's entries (the rebuild's order, then published-only ones), then the index.
+
+    NOT_REBUILT: platform names of the recipe that this rebuild left out (--platform); their
+    published entries are shown as such, and the index digest is then not compared.
+    """
+    report = AgainstReport(against or published.label, kind)
+    order: list[str] = []
+    for entry in [*local.entries, *published.entries]:
+        if entry.platform not in order:
+            order.append(entry.platform)
+    for name in order:
+        mine = [e for e in local.entries if e.platform == name]
+        theirs = [e for e in published.entries if e.platform == name]
+        pairs, only_local, only_published = _pair(mine, theirs)
+        for a, b in sorted(pairs, key=lambda pair: pair[0].position):
+            differing = _fields_differing(a.descriptor, b.descriptor)
+            report.rows.append(AgainstRow(name, a.digest, b.digest, DIFFERS if differing else SAME,
+                                          ", ".join(differing), a.position, b.position))
+        for a in only_local:
+            report.rows.append(AgainstRow(name, a.digest, None, MISSING,
+                                          "rebuilt here, not in the published index", a.position, None))
+        for b in only_published:
+            seen = [p for _, p in pairs] + [e for e in theirs if e.position < b.position]
+            if name in not_rebuilt and not mine:
+                status, detail = NOT_REBUILT, "left out of this rebuild (--platform)"
+            elif any(e.descriptor.get("digest") == b.digest for e in seen if e is not b):
+                status, detail = DUPLICATED, f"a second entry for {name} with the same digest"
+            else:
+                status, detail = EXTRA, "published, but this recipe's rebuild has no such entry"
+            report.rows.append(AgainstRow(name, None, b.digest, status, detail, None, b.position))
+    if not_rebuilt:
+        report.rows.append(AgainstRow(INDEX, local.digest, published.digest, NOT_COMPARED,
+                                      "partial rebuild (--platform): the index cannot be the same"))
+    else:
+        report.rows.append(AgainstRow(INDEX, local.digest, published.digest,
+                                      SAME if local.digest == published.digest else DIFFERS,
+                                      _index_detail(local, published)))
     return report
 
 
-def verify_against(local: dict[str, str], target: str, credentials: Credentials | None = None,
-                   settings: Settings | None = None) -> AgainstReport:
-    """Compare a rebuild's digests LOCAL with TARGET (registry reference or OCI layout folder)."""
-    return compare(local, published_side(target, credentials, settings), target)
+def _index_detail(local: Side, published: Side) -> str:
+    if local.digest == published.digest:
+        return ""
+    if not published.is_index:
+        return "published is a single manifest, not an index"
+    what = []
+    for key in sorted((set(local.document) | set(published.document)) - {"manifests"}):
+        if local.document.get(key) != published.document.get(key):
+            what.append("annotations" if key == "annotations" else key)
+    if [e.descriptor for e in local.entries] != [e.descriptor for e in published.entries]:
+        what.append("entries")
+    return ", ".join(what) or "bytes (same content, other encoding)"
+
+
+def verify_against(local: Side, ref: ImageRef, credentials: Credentials | None = None,
+                   settings: Settings | None = None,
+                   not_rebuilt: frozenset[str] = frozenset()) -> AgainstReport:
+    """Compare the rebuild LOCAL with the image REF names (see compare)."""
+    return compare(local, published_side(ref, credentials, settings), ref.text, ref.kind, not_rebuilt)
 
 
 def print_against(report: AgainstReport, as_json: bool, console: Console) -> None:
     if as_json:
         console.print_json(json.dumps(report.to_json(), sort_keys=True))
         return
-    table = Table(title=f"xarch verify --against {report.against}", title_justify="left")
+    table = Table(title=f"xarch verify --against {report.against} ({report.kind})", title_justify="left")
+    # Four columns: two full digests fit a 200-column pipe; each difference's detail follows below.
     for column in ("platform", "rebuilt here", "published", "result"):
         table.add_column(column, overflow="fold")
     for row in report.rows:
-        outcome = row.status if row.status in (SAME, NOT_REBUILT) else row.status.upper()
+        outcome = row.status if row.status in ACCEPTED else row.status.upper()
         table.add_row(row.platform, row.local or "-", row.published or "-", outcome)
     console.print(table)
-    verdict = "the published image is what this recipe builds" if report.identical else "does NOT match"
-    console.print(verdict, highlight=False)
+    if report.identical:
+        console.print("the published image is what this recipe builds", highlight=False)
+        return
+    console.print(f"does NOT match: {len(report.differences)} difference(s)", highlight=False)
+    for row in report.differences:  # each on its own line, whatever the table's width
+        where = row.platform if row.platform == INDEX else f"{row.platform} entry"
+        console.print(f"  {row.status.upper()}: {where} {row.published or row.local} {row.detail}".rstrip(),
+                      highlight=False)

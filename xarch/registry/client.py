@@ -7,28 +7,38 @@ chunked upload. docker's SDK leaves registry traffic to dockerd. What is here fo
 distribution spec: HEAD to skip, POST+PUT monolithic and POST+PATCH…+PUT chunked uploads,
 `?mount=&from=` mounts, manifests PUT as exact bytes.
 
-Retries: 5xx answers and dropped connections are retried with exponential backoff. A chunked
+Credentials go only to the registry's own origin (scheme, host, port) and to the token realm
+it names (xarch.registry.auth): an upload or blob URL on another origin, as registries backed
+by object stores hand out, gets no Authorization header, whether xarch follows the Location
+itself or requests follows a redirect (OriginSession below).
+
+Retries: 5xx answers and dropped connections are retried with exponential backoff. A 429 or
+5xx with `Retry-After` (seconds or an HTTP date, RFC 9110 §10.2.3) is waited for as asked, saying
+so on stderr, within a budget per request (Settings.max_wait, XARCH_REGISTRY_MAX_WAIT, default
+60 s); an answer that asks for more ends in RegistryUnavailable (exit 4) naming registry and status. A chunked
 upload that breaks asks the upload URL how far it got (GET -> Range) and resumes from there;
 if the registry forgot the upload, that blob alone starts again.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
 
 from xarch.registry.auth import ANONYMOUS, Authenticator, Credentials
-from xarch.registry.errors import AuthError, RegistryError
+from xarch.registry.errors import AuthError, RegistryError, RegistryUnavailable
 from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.uploads import UploadJournal
@@ -41,8 +51,63 @@ PLAIN_HTTP_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, lowercase host, port) of URL, the port made explicit (RFC 6454's origin)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def origin_text(url: str) -> str:
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
+class OriginSession(requests.Session):
+    """A requests.Session whose redirects keep Authorization only within the same origin.
+
+    requests' own rule keeps it across a change of port between 80 and 443 and from http to
+    https on one host; credentials here follow the origin rule exactly (RFC 6454).
+    """
+
+    def should_strip_auth(self, old_url: str, new_url: str) -> bool:
+        return origin(old_url) != origin(new_url)
+
+
 class _Transient(Exception):
-    """A request failed in a way another attempt may fix (dropped connection or 5xx)."""
+    """A request failed in a way another attempt may fix (dropped connection, 429 or 5xx)."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str = "",
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.status, self.reason, self.retry_after = status, reason, retry_after
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a `Retry-After` header value asks to wait: delay-seconds or an HTTP date (RFC 9110
+    §10.2.3); a date in the past is 0; None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None  # RFC 9110 dates are GMT; one without a zone is not one of them
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _max_wait_from_env() -> float:
+    try:
+        return max(0.0, float(os.environ.get("XARCH_REGISTRY_MAX_WAIT", "60")))
+    except ValueError:
+        return 60.0
 
 
 @dataclass
@@ -80,6 +145,8 @@ class Settings:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     timeout: float = 120.0
     jobs: int = 3  # blobs uploaded at once (docker pushes 5; registries behind small links prefer fewer)
+    # Seconds one request may spend waiting as Retry-After asks (XARCH_REGISTRY_MAX_WAIT).
+    max_wait: float = field(default_factory=_max_wait_from_env)
 
 
 def _registry_error_text(response: requests.Response) -> str:
@@ -120,7 +187,7 @@ class RegistryClient:
         self.stats = stats or TransferStats()
         # Called after each chunk the registry accepted: (digest, offset). Tests cut uploads here.
         self.on_chunk = on_chunk
-        self.session = requests.Session()
+        self.session = OriginSession()
         self.session.headers["User-Agent"] = "xarch"
         if self.settings.insecure:
             self.session.verify = False
@@ -151,7 +218,8 @@ class RegistryClient:
 
     def _probe(self) -> str:
         https = f"https://{self.host}"
-        for attempt in range(self.settings.retries + 1):
+        waited, attempt = 0.0, 0
+        while attempt <= self.settings.retries:
             try:
                 self.session.get(f"{https}/v2/", timeout=self.settings.timeout, verify=self.session.verify)
                 return https
@@ -165,6 +233,9 @@ class RegistryClient:
             if self.plain_http_allowed:
                 try:
                     reply = self.session.get(f"http://{self.host}/v2/", timeout=self.settings.timeout)
+                    if reply.status_code in RETRY_STATUSES and "Retry-After" in reply.headers:
+                        waited = self._pause(_transient_of(reply, "GET /v2/"), "GET /v2/", waited)
+                        continue
                     if reply.status_code in (200, 401) or "Docker-Distribution-Api-Version" in reply.headers:
                         return f"http://{self.host}"
                     plain_may_recover = reply.status_code in RETRY_STATUSES
@@ -177,11 +248,32 @@ class RegistryClient:
                 ) from None
             if attempt < self.settings.retries:
                 self._sleep(attempt)
-        raise RegistryError(f"cannot connect to registry {self.host}")
+            attempt += 1
+        raise RegistryUnavailable(f"cannot connect to registry {self.host}")
 
     def _sleep(self, attempt: int) -> None:
         self.stats.add(retries=1)
         time.sleep(min(self.settings.backoff * (2**attempt), self.settings.max_backoff))
+
+    def _pause(self, failure: _Transient, what: str, waited: float) -> float:
+        """Wait as FAILURE's Retry-After asks, saying so on stderr; the new total WAITED.
+
+        Raises RegistryUnavailable when that would take the request past settings.max_wait.
+        """
+        assert failure.retry_after is not None
+        # Retry-After: 0 (or a past date) still pauses a little, so the budget always runs out.
+        delay = max(failure.retry_after, self.settings.backoff)
+        answer = f"HTTP {failure.status} {failure.reason}".rstrip()
+        if waited + delay > self.settings.max_wait:
+            raise RegistryUnavailable(
+                f"{self.host}: {what}: {answer}, and it asks to wait {failure.retry_after:.0f} s more "
+                f"(Retry-After) after {waited:.0f} s; xarch waits at most {self.settings.max_wait:.0f} s "
+                "per request (XARCH_REGISTRY_MAX_WAIT)")
+        print(f"xarch: {self.host} answered {answer} to {what}; waiting {delay:.0f} s as its Retry-After "
+              "asks", file=sys.stderr, flush=True)
+        self.stats.add(retries=1)
+        time.sleep(delay)
+        return waited + delay
 
     def url(self, path_or_url: str) -> str:
         if path_or_url.startswith(("http://", "https://")):
@@ -192,10 +284,14 @@ class RegistryClient:
 
     def _send_once(self, method: str, url: str, headers: dict[str, str] | None = None,
                    body: bytes | None = None, stream: bool = False) -> requests.Response:
-        """One request, answering one auth challenge. Raises _Transient for what a retry may fix."""
+        """One request, answering one auth challenge. Raises _Transient for what a retry may fix.
+
+        The Authorization header goes only to the registry's own origin (see the module text).
+        """
+        home = origin(url) == origin(self.base_url())
         for answered_challenge in (False, True):
             all_headers = dict(headers or {})
-            if self.auth.header:
+            if self.auth.header and home:
                 all_headers["Authorization"] = self.auth.header
             try:
                 response = self.session.request(method, url, headers=all_headers, data=body,
@@ -206,27 +302,38 @@ class RegistryClient:
             except _TRANSIENT as exc:
                 raise _Transient(f"{method} {_no_query(url)}: {type(exc).__name__}") from exc
             if response.status_code == 401:
+                if not home or origin(response.url) != origin(self.base_url()):
+                    asker = origin_text(response.url)
+                    raise AuthError(f"{self.host}: {method} {_no_query(url)}: {asker} asked for credentials; "
+                                    f"xarch sends them only to {self.host} and its token service")
                 if answered_challenge:
                     raise AuthError(self.auth.rejected_message())
                 self.auth.answer(response)
                 continue
             if response.status_code in RETRY_STATUSES:
-                raise _Transient(f"{method} {_no_query(url)}: HTTP {response.status_code}")
+                raise _transient_of(response, f"{method} {_no_query(url)}")
             return response
         raise AssertionError("unreachable")
 
     def request(self, method: str, path_or_url: str, headers: dict[str, str] | None = None,
                 body: bytes | None = None, stream: bool = False, what: str = "") -> requests.Response:
-        """A request retried with backoff on 5xx and dropped connections."""
-        for attempt in range(self.settings.retries + 1):
+        """A request retried with backoff on 429, 5xx and dropped connections; Retry-After is honoured
+        (waits do not use up attempts, only settings.max_wait). Raises RegistryUnavailable (exit 4)."""
+        waited, attempt = 0.0, 0
+        while True:
             try:
                 return self._send_once(method, self.url(path_or_url), headers, body, stream)
             except _Transient as exc:
                 last = exc
-                if attempt < self.settings.retries:
-                    self._sleep(attempt)
-        raise RegistryError(f"{self.host}: {what or method} failed after {self.settings.retries + 1} "
-                            f"attempts ({last})")
+                if exc.retry_after is not None:
+                    waited = self._pause(exc, what or method, waited)
+                    continue
+                if attempt >= self.settings.retries:
+                    break
+                self._sleep(attempt)
+                attempt += 1
+        raise RegistryUnavailable(f"{self.host}: {what or method} failed after {self.settings.retries + 1} "
+                                  f"attempts ({last})")
 
     def _fail(self, response: requests.Response, what: str) -> RegistryError:
         if response.status_code == 403:
@@ -326,7 +433,7 @@ class RegistryClient:
             progress.advance(digest, offset)
         else:
             location = upload_url or self._start_upload(repository)
-        failures = 0
+        failures, waited = 0, 0.0
         with path.open("rb") as blob:
             while offset < size:
                 blob.seek(offset)
@@ -335,8 +442,11 @@ class RegistryClient:
                            "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
                 try:
                     response = self._send_once("PATCH", location, headers, chunk)
-                except _Transient:
+                except _Transient as exc:
                     response = None
+                    if exc.retry_after is not None:
+                        waited = self._pause(exc, what, waited)
+                        continue
                 if response is not None and response.status_code == 202:
                     offset += len(chunk)
                     self.stats.add(bytes_sent=len(chunk))
@@ -458,6 +568,11 @@ class RegistryClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _transient_of(response: requests.Response, what: str) -> _Transient:
+    return _Transient(f"{what}: HTTP {response.status_code}", response.status_code, response.reason or "",
+                      retry_after_seconds(response.headers.get("Retry-After")))
 
 
 def _no_query(url: str) -> str:

@@ -1,10 +1,16 @@
 """Registry errors a user can act on (one line each; never a credential in the text)."""
 
-from xarch.errors import XarchError
+from xarch.errors import ExitCode, XarchError
 
 
 class RegistryError(XarchError):
     """A registry refused or failed a request; the message names the reference and the step."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached, or kept failing (429/5xx) past the retries and waits (exit 4)."""
+
+    exit_code = ExitCode.NETWORK
 
 
 class AuthError(RegistryError):

@@ -1,26 +1,34 @@
-"""Run one shell step isolated: inside a rootfs directory (chroot) or on the host (cross).
+"""Run one shell step sandboxed: in a stage root, or on the host's file system (cross).
 
-Isolation comes from util-linux `unshare`: a private mount namespace (every mount made
-for the step vanishes with it, so nothing needs unmounting and nothing leaks to the
-host), a PID namespace, and a network namespace unless the step asked for the network
-(a fresh one holds only `lo`, so the step sees no network at all). As root that is all;
-without root the same runs inside a user namespace that maps the caller to root.
+Both go through xarch.run.sandbox (bubblewrap in a user namespace, pivot_root into the
+stage root, own PID/IPC/UTS/net namespaces, podman's rootless capability set); this
+module says what each kind of step sees. The module keeps its old name for its callers.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path, PurePosixPath
 
 from plumbum import local
 
 from xarch.errors import XarchError
+from xarch.run.sandbox import (
+    DEV_PROC,
+    Bind,
+    SandboxUnavailable,
+    bwrap_argv,
+    hand_over,
+    is_root,
+    new_staging,
+    require_sandbox,
+    sandbox_problem,
+)
 
 TAIL_LINES = 10
 
@@ -33,8 +41,8 @@ CROSS_HOME = CROSS_MOUNT_BASE / "xarch" / "home"
 Log = Callable[[str], None]
 
 
-class IsolationUnavailable(XarchError):
-    """Neither root nor user namespaces: a step cannot be run isolated on this host."""
+# Kept names: callers check and raise these.
+IsolationUnavailable = SandboxUnavailable
 
 
 @dataclass(frozen=True)
@@ -43,89 +51,13 @@ class RunResult:
     tail: tuple[str, ...]  # the last TAIL_LINES lines of stdout+stderr
 
 
-@cache
-def user_namespaces_work() -> bool:
-    """Whether this user may create a user namespace mapped to root (the rootless route)."""
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "true"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    return probe.returncode == 0
-
-
 def isolation_problem() -> str | None:
-    """Why steps cannot be isolated here, or None."""
-    if shutil.which("unshare") is None:
-        return "util-linux `unshare` is not installed (apt-get install util-linux)"
-    if os.geteuid() == 0 or user_namespaces_work():
-        return None
-    return (
-        "not root and user namespaces are disabled, so steps cannot be isolated: run as root, "
-        "or enable them (sysctl -w kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000)"
-    )
+    """Why steps cannot be sandboxed here (one line with the fix), or None."""
+    return sandbox_problem()
 
 
-def unshare_argv(network: bool, rootless: bool | None = None) -> list[str]:
-    """The `unshare` prefix; ROOTLESS (default: not root) adds a user namespace mapped to root."""
-    if rootless is None:
-        problem = isolation_problem()
-        if problem:
-            raise IsolationUnavailable(problem)
-        rootless = os.geteuid() != 0
-    argv = ["unshare"]
-    if rootless:
-        argv += ["--user", "--map-root-user"]
-    argv += ["--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child"]
-    if not network:
-        argv.append("--net")
-    return argv
-
-
-# Runs on the host inside the new namespaces, before the step. `lo` is brought up so a
-# step may still talk to itself; the net namespace has no other interface. The hostname
-# (own UTS namespace) is fixed so the build host's name cannot leak into an output.
-_LOOPBACK = """if [ "$net" = isolated ]; then ip link set lo up 2>/dev/null || true; fi
-hostname xarch"""
-
-_CHROOT_SETUP = """set -eu
-net=$1 root=$2 cwd=$3 step=$4
-""" + _LOOPBACK + """
-mount -t tmpfs -o mode=0755,nosuid xarch-dev "$root/dev"
-for node in null zero full random urandom; do
-    : > "$root/dev/$node"
-    mount --bind "/dev/$node" "$root/dev/$node"
-done
-ln -s /proc/self/fd "$root/dev/fd"
-ln -s /proc/self/fd/0 "$root/dev/stdin"
-ln -s /proc/self/fd/1 "$root/dev/stdout"
-ln -s /proc/self/fd/2 "$root/dev/stderr"
-mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
-# A step allowed the network needs the host's resolver; the file is bound, never copied.
-if [ "$net" = open ] && [ -f /etc/resolv.conf ] && [ -f "$root/etc/resolv.conf" ] \\
-        && [ ! -L "$root/etc/resolv.conf" ]; then
-    mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
-fi
-umask 022
-exec chroot "$root" /bin/sh -c 'cd "$1" && exec /bin/sh -ec "$2"' xarch-step "$cwd" "$step"
-"""
-
-_HOST_SETUP = """set -eu
-net=$1 base=$2 home=$3 cwd=$4 step=$5
-shift 5
-""" + _LOOPBACK + """
-mount -t tmpfs -o mode=0755 xarch-mnt "$base"
-mkdir -p "$home"
-while [ $# -gt 0 ]; do
-    mkdir -p "$2"
-    mount --bind "$1" "$2"
-    shift 2
-done
-umask 022
-cd "$cwd"
-exec /bin/sh -ec "$step"
-"""
+# The step's shell: a fixed umask (the caller's must not reach the outputs), then CWD.
+_STEP_SHELL = 'umask 022 && cd "$1" && exec /bin/sh -ec "$2"'
 
 
 def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
@@ -135,7 +67,9 @@ def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
     arguments = ("-i", *env_argv, *argv)
     command = local["env"][arguments]
     tail: deque[str] = deque(maxlen=TAIL_LINES)
-    process = command.popen(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # cwd "/": the caller's folder may be one the sandbox id cannot enter.
+    process = command.popen(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd="/")
     assert process.stdout is not None
     try:
         for raw in iter(process.stdout.readline, b""):
@@ -143,21 +77,14 @@ def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
             tail.append(line)
             log(line)
     except BaseException:
-        # Interrupted (Ctrl-C, a failing log callback): unshare's --kill-child takes the step down too.
+        # Interrupted (Ctrl-C, a failing log callback): bwrap's --die-with-parent takes the step down too.
         process.kill()
         process.wait()
         raise
     return RunResult(exit_code=process.wait(), tail=tuple(tail))
 
 
-def _net_word(network: bool) -> str:
-    return "open" if network else "isolated"
-
-
-def rootfs_command(
-    rootfs: Path, step: str, *, cwd: str = "/", network: bool = False, rootless: bool | None = None
-) -> list[str]:
-    """The command line that runs shell text STEP with /bin/sh of ROOTFS, chrooted, in CWD."""
+def _prepare_root(rootfs: Path) -> Path:
     rootfs = rootfs.resolve()
     if not (rootfs / "bin" / "sh").exists() and not (rootfs / "bin" / "sh").is_symlink():
         raise XarchError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
@@ -166,16 +93,56 @@ def rootfs_command(
     if not (rootfs / "tmp").exists():
         (rootfs / "tmp").mkdir()
         (rootfs / "tmp").chmod(0o1777)
-    return [
-        *unshare_argv(network, rootless), "/bin/sh", "-c", _CHROOT_SETUP, "xarch-setup",
-        _net_word(network), str(rootfs), cwd, step,
-    ]
+    return rootfs
+
+
+def _resolver(rootfs: Path, network: bool) -> list[str]:
+    """A step allowed the network gets the host's resolver, bound (never copied) over the stage's."""
+    stage_file = rootfs / "etc" / "resolv.conf"
+    stage_has_file = stage_file.is_file() and not stage_file.is_symlink()
+    if network and Path("/etc/resolv.conf").is_file() and stage_has_file:
+        return ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+    return []
+
+
+@contextmanager
+def _staging(rootless: bool | None = None) -> Iterator[Path | None]:
+    """A staging folder for a root sandbox's binds (see sandbox.bwrap_argv), removed after."""
+    if rootless if rootless is not None else not is_root():
+        yield None
+        return
+    staging = new_staging()
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # empty folders: the binds died with the step
+
+
+def rootfs_command(
+    rootfs: Path, step: str, *, cwd: str = "/", network: bool = False, rootless: bool | None = None,
+    staging: Path | None = None,
+) -> list[str]:
+    """The command line that runs shell text STEP with /bin/sh of ROOTFS as its root, in CWD.
+
+    ROOTLESS and STAGING: see sandbox.bwrap_argv (as root a STAGING folder is required).
+    """
+    rootfs = _prepare_root(rootfs)
+    mounts: list[Bind | str] = [Bind(rootfs, PurePosixPath("/")), *DEV_PROC, *_resolver(rootfs, network)]
+    return bwrap_argv(mounts, ["/bin/sh", "-c", _STEP_SHELL, "xarch-step", cwd, step],
+                      network=network, rootless=rootless, staging=staging)
 
 
 def run_in_rootfs(
     rootfs: Path, step: str, env: Mapping[str, str], *, cwd: str = "/", network: bool = False, log: Log
 ) -> RunResult:
-    """Run shell text STEP with /bin/sh of ROOTFS, chrooted, in CWD (a path inside ROOTFS)."""
+    """Run shell text STEP with /bin/sh of ROOTFS as its root, in CWD (a path inside ROOTFS).
+
+    The step runs in the sandbox (xarch.run.sandbox) as uid 0 of a user namespace; ROOTFS
+    is first handed to the host id that maps to it. Returns the exit code and the output's
+    tail; raises SandboxUnavailable (a HostError, exit 3) when this host cannot sandbox.
+    """
+    require_sandbox()
+    rootfs = _prepare_root(rootfs)
     resolv = rootfs / "etc" / "resolv.conf"
     # An empty mount point for the host's resolver, removed after: it must not ship.
     absent = not resolv.exists() and not resolv.is_symlink()
@@ -183,7 +150,10 @@ def run_in_rootfs(
     if make_mountpoint:
         resolv.touch()
     try:
-        return _stream(rootfs_command(rootfs, step, cwd=cwd, network=network), env, log)
+        hand_over(rootfs)
+        with _staging() as staging:
+            command = rootfs_command(rootfs, step, cwd=cwd, network=network, staging=staging)
+            return _stream(command, env, log)
     finally:
         if make_mountpoint:
             resolv.unlink(missing_ok=True)
@@ -196,22 +166,26 @@ def host_command(
     cwd: PurePosixPath,
     network: bool = False,
     rootless: bool | None = None,
+    staging: Path | None = None,
 ) -> list[str]:
     """The command line that runs STEP with the host's /bin/sh, BINDS (host dir, fixed path) mounted.
 
-    The fixed paths live on a private tmpfs over CROSS_MOUNT_BASE, so every build sees
-    the same paths (compilers record them in debug info and __FILE__) without touching
-    the host's files and without clashing with a concurrent build.
+    The host's file system is seen read-only, with a private /tmp. The fixed paths live on
+    a private tmpfs over CROSS_MOUNT_BASE, so every build sees the same paths (compilers
+    record them in debug info and __FILE__) without touching the host's files.
     """
     for source, _ in binds:
         resolved = source.resolve()
         if resolved == Path(CROSS_MOUNT_BASE) or Path(CROSS_MOUNT_BASE) in resolved.parents:
             raise XarchError(f"{resolved} is under {CROSS_MOUNT_BASE}, which cross steps mount over: move it")
-    pairs = [str(part) for source, target in binds for part in (source.resolve(), target)]
-    return [
-        *unshare_argv(network, rootless), "/bin/sh", "-c", _HOST_SETUP, "xarch-setup",
-        _net_word(network), str(CROSS_MOUNT_BASE), str(CROSS_HOME), str(cwd), step, *pairs,
+    mounts: list[Bind | str] = [
+        Bind(Path("/"), PurePosixPath("/"), read_only=True, staged=False), *DEV_PROC,
+        "--tmpfs", "/tmp", "--tmpfs", str(CROSS_MOUNT_BASE),
+        *(Bind(source.resolve(), target) for source, target in binds),
+        "--dir", str(CROSS_HOME),
     ]
+    return bwrap_argv(mounts, ["/bin/sh", "-c", _STEP_SHELL, "xarch-step", str(cwd), step],
+                      network=network, rootless=rootless, staging=staging)
 
 
 def run_on_host(
@@ -224,4 +198,9 @@ def run_on_host(
     log: Log,
 ) -> RunResult:
     """Run STEP with the host's /bin/sh, BINDS mounted at their fixed paths (see host_command)."""
-    return _stream(host_command(step, binds=binds, cwd=cwd, network=network), env, log)
+    require_sandbox()
+    for source, _ in binds:
+        hand_over(source)
+    with _staging() as staging:
+        command = host_command(step, binds=binds, cwd=cwd, network=network, staging=staging)
+        return _stream(command, env, log)

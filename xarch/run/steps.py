@@ -15,11 +15,13 @@ from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
 from xarch.run.chroot import (
     CROSS_ROOT,
     CROSS_SYSROOT,
+    IsolationUnavailable,
     RunResult,
     isolation_problem,
     run_in_rootfs,
     run_on_host,
 )
+from xarch.run.sandbox import hand_over
 
 Strategy = Literal["native", "cross", "emulate"]
 STRATEGIES: tuple[Strategy, ...] = ("native", "cross", "emulate")
@@ -66,7 +68,7 @@ def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -
     """`strategy: auto`: native, else cross where the stage allows it, else emulate."""
     isolation = isolation_problem()
     if isolation:
-        raise StrategyUnavailable(f"no way to run build steps on this host: {isolation}")
+        raise IsolationUnavailable(f"no way to run build steps on this host: {isolation}")
     if platform.name == host.name:
         return "native", f"host is {host.name}"
     toolchain = cross.toolchain_problem(platform)
@@ -161,6 +163,7 @@ def run_stage_steps(
     env = fixed_env(platform, epoch)
     source_digest = tree_digest(source_dir)
     place_source(source_dir, rootfs)
+    hand_over(rootfs)  # before the first snapshot: the owner change is not a step's doing
     previous: str | None = None
     for number, step in enumerate(steps, start=1):
         key = step_key(

@@ -143,8 +143,12 @@ class Unpacked:
     paths: list[str] = field(default_factory=list)  # as the package names them, for .list
 
 
-def unpack(deb: Deb, tree: Tree, merged_usr: bool = True, path_filter: PathFilter | None = None) -> Unpacked:
-    """Add DEB's data.tar to TREE (later packages replace earlier files, as with dpkg)."""
+def unpack(deb: Deb, tree: Tree, merged_usr: bool = True, path_filter: PathFilter | None = None,
+           origin: str = "") -> Unpacked:
+    """Add DEB's data.tar to TREE (later packages replace earlier files, as with dpkg).
+
+    ORIGIN labels the regular files for error messages (e.g. "package busybox 1.35 (arm64)").
+    """
     result = Unpacked()
     with _open_tar(deb.data_name, deb.data_blob, deb.what) as tar:
         for info in tar:
@@ -156,12 +160,12 @@ def unpack(deb: Deb, tree: Tree, merged_usr: bool = True, path_filter: PathFilte
             if not package_path or (path_filter is not None and not path_filter.keeps(package_path)):
                 continue
             result.paths.append(package_path)
-            _place(deb, tree, tar, info, package_path, merged_usr, path_filter)
+            _place(deb, tree, tar, info, package_path, merged_usr, path_filter, origin)
     return result
 
 
 def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, path: str,
-           merged_usr: bool, path_filter: PathFilter | None = None) -> None:
+           merged_usr: bool, path_filter: PathFilter | None = None, origin: str = "") -> None:
     what = f"{deb.what}: {path}"
     if info.ischr() or info.isblk() or info.isfifo():
         # Refused, not dropped: Debian policy forbids them in packages, so one is a sign of
@@ -193,7 +197,8 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
             raise UnpackError(f"{what}: symlink with an invalid target")
         # Stored as is, never followed on the host; inside the tree it is followed only to
         # place later members, and only within the image root (see resolve).
-        tree.add(Entry(target, "symlink", mode or 0o777, uid, gid, mtime, linkname=info.linkname))
+        tree.add(Entry(target, "symlink", mode or 0o777, uid, gid, mtime, linkname=info.linkname,
+                       origin=origin))
     elif info.islnk():
         try:
             link_path = normalize_path(info.linkname)
@@ -209,11 +214,11 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
             raise UnpackError(f"{what}: hard link to {info.linkname!r}, which the package did not ship first")
         if original.type == "hardlink":
             link_target = original.linkname
-        tree.add(Entry(target, "hardlink", mode, uid, gid, mtime, linkname=link_target))
+        tree.add(Entry(target, "hardlink", mode, uid, gid, mtime, linkname=link_target, origin=origin))
     elif info.isfile():
         extracted = tar.extractfile(info)
         data = extracted.read() if extracted else b""
-        tree.add(Entry(target, "file", mode, uid, gid, mtime, data=data))
+        tree.add(Entry(target, "file", mode, uid, gid, mtime, data=data, origin=origin))
     else:
         raise UnpackError(f"{what}: unsupported tar member type {info.type!r}")
 

@@ -29,6 +29,15 @@ _ACCOUNT_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 NO_HOME = "/nonexistent"
 
 
+class AccountError(UnpackError):
+    """An account the image cannot hold; KIND ("user"/"group"), NAME and FIELD ("name", "uid",
+    "gid") say which value, so the recipe loader can name its line."""
+
+    def __init__(self, message: str, kind: str, name: str, field: str) -> None:
+        super().__init__(message)
+        self.kind, self.name, self.field = kind, name, field
+
+
 def _check_account(kind: str, name: str, number: int, *fields: str) -> None:
     if not _ACCOUNT_NAME.match(name):
         raise UnpackError(f"accounts: {kind} name {name!r} is not a valid account name")
@@ -95,7 +104,8 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
         if control.get("Package") != pkg.name or control.get("Version") != pkg.version:
             raise UnpackError(f"{deb.what}: control says {control.get('Package')} {control.get('Version')}, "
                               f"the lock {pkg.name} {pkg.version}")
-        unpacked = unpack(deb, tree, merged_usr=merged_usr, path_filter=path_filter)
+        unpacked = unpack(deb, tree, merged_usr=merged_usr, path_filter=path_filter,
+                          origin=package_origin(pkg))
         debs.append((pkg, deb, unpacked.paths))
         report.installed.append(pkg.label)
         report.skipped += [(pkg.name, script) for script in deb.scripts]
@@ -108,6 +118,11 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
     if "tzdata" in names:
         report.generated += _localtime(tree, epoch)
     return report
+
+
+def package_origin(pkg: LockedPackage) -> str:
+    """How the files of PKG are labelled in a Tree: "package busybox 1:1.35.0-4 (arm64)"."""
+    return f"package {pkg.label}"
 
 
 def _usrmerge_links(tree: Tree) -> None:
@@ -217,11 +232,13 @@ def write_accounts(tree: Tree, users: Iterable[User], groups: Iterable[Group],
     passwd = _table(tree, "etc/passwd", "root:x:0:0:root:/root:/bin/sh")
     group = _table(tree, "etc/group", "root:x:0:")
     for grp in sorted(groups, key=lambda g: (g.gid, g.name)):
-        _add_row(group, "etc/group", grp.name, grp.gid, f"{grp.name}:x:{grp.gid}:{','.join(grp.members)}")
+        _add_row(group, "etc/group", "group", grp.name, grp.gid,
+                 f"{grp.name}:x:{grp.gid}:{','.join(grp.members)}")
     for user in sorted(users, key=lambda u: (u.uid, u.name)):
         if not any(row.split(":")[2:3] == [str(user.gid)] for row in group):
-            raise UnpackError(f"accounts: user {user.name} has gid {user.gid}, which no group has")
-        _add_row(passwd, "etc/passwd", user.name, user.uid,
+            raise AccountError(f"accounts: user {user.name} has gid {user.gid}, which no group has",
+                               "user", user.name, "gid")
+        _add_row(passwd, "etc/passwd", "user", user.name, user.uid,
                  f"{user.name}:x:{user.uid}:{user.gid}:{user.gecos}:{user.home}:{user.shell}")
         if make_homes and user.home not in (NO_HOME, "/") and user.home.strip("/") not in tree:
             tree.add_parents(user.home)
@@ -243,15 +260,17 @@ def _table(tree: Tree, path: str, default: str) -> list[str]:
     return [line for line in entry.read().decode("utf-8").splitlines() if line.strip()]
 
 
-def _add_row(rows: list[str], path: str, name: str, number: int, row: str) -> None:
+def _add_row(rows: list[str], path: str, kind: str, name: str, number: int, row: str) -> None:
     for existing in rows:
         fields = existing.split(":")
         if fields[0] == name:
             if existing != row:
-                raise UnpackError(f"accounts: {name} already exists in /{path} as {existing!r}")
+                raise AccountError(f"accounts: {name} already exists in /{path} as {existing!r}", kind, name,
+                                   "name")
             return
         if len(fields) > 2 and fields[2] == str(number):
-            raise UnpackError(f"accounts: id {number} of {name} is taken by {fields[0]} in /{path}")
+            raise AccountError(f"accounts: id {number} of {name} is taken by {fields[0]} in /{path}", kind,
+                               name, "uid" if kind == "user" else "gid")
     rows.append(row)
 
 
