@@ -1,6 +1,6 @@
 """Malformed recipes and bad arguments through the REAL CLI (`python -m xarch.cli` in a subprocess).
 
-Each must end with exit code 1 and exactly one line on stderr, `xarch: error: …`, naming the
+Each must end with exit code 2 (bad input) and exactly one line on stderr, `xarch: error: …`, naming the
 file, the line and the field; no traceback; the output not created, and an output that
 already exists left exactly as it was.
 """
@@ -125,13 +125,14 @@ def check_case(tmp_path: Path, case: Case, quiet: bool) -> None:
     existing = tmp_path / "out" / "existing"
     existing.mkdir(parents=True)
     (existing / "index.json").write_text('{"old": true}')
+    (existing / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')  # a layout: replaceable
     archive = tmp_path / "out" / "existing.tar"
     archive.write_bytes(b"old archive")
     before = {p: tree_digest(p) for p in (existing, archive)}
     flags = ["-q"] if quiet else []
     result = run_xarch("build", "-f", str(recipe), *flags, "-o", f"oci:{fresh}", "-o", f"oci:{existing}",
                        "-o", f"oci-archive:{archive}", cwd=tmp_path)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
     where = f"{recipe}:{case.line}: " if case.line else f"{recipe}: "
     line = assert_one_error_line(result.stderr, where, case.says)
     if case.field:
@@ -167,7 +168,7 @@ def _plain_recipe(tmp_path: Path) -> Path:
 
 def test_missing_recipe_file(tmp_path: Path) -> None:
     result = run_xarch("build", "-f", str(tmp_path / "nope.yaml"), "-o", f"oci:{tmp_path / 'out'}")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, f"{tmp_path / 'nope.yaml'}: no such recipe file")
     assert not (tmp_path / "out").exists()
 
@@ -176,14 +177,14 @@ def test_recipe_that_is_not_a_mapping(tmp_path: Path) -> None:
     recipe = tmp_path / "xarch.yaml"
     recipe.write_text("- just\n- a list\n")
     result = run_xarch("build", "-f", str(recipe), "-o", f"oci:{tmp_path / 'out'}")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, str(recipe), "mapping")
 
 
 def test_platform_not_in_the_recipe(tmp_path: Path) -> None:
     recipe = _plain_recipe(tmp_path)
     result = run_xarch("build", "-f", str(recipe), "--platform", "riscv64", "-o", f"oci:{tmp_path / 'out'}")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, "--platform riscv64", "amd64, arm64")
     assert not (tmp_path / "out").exists()
 
@@ -191,14 +192,14 @@ def test_platform_not_in_the_recipe(tmp_path: Path) -> None:
 def test_unknown_platform_option_is_one_line(tmp_path: Path) -> None:
     recipe = _plain_recipe(tmp_path)
     result = run_xarch("build", "-f", str(recipe), "--platform", "sparc", "-o", f"oci:{tmp_path / 'out'}")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, "--platform", "sparc")
 
 
 def test_bad_output_spec(tmp_path: Path) -> None:
     recipe = _plain_recipe(tmp_path)
     result = run_xarch("build", "-f", str(recipe), "-o", f"tarball:{tmp_path / 'out'}")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, "--output", "oci:DIR")
     assert not (tmp_path / "out").exists()
 
@@ -208,20 +209,20 @@ def test_docker_platform_that_was_not_built(tmp_path: Path) -> None:
     target = tmp_path / "hello.docker.tar"
     result = run_xarch("build", "-f", str(recipe), "--platform", "amd64", "-o", f"docker-archive:{target}",
                        "--docker-platform", "arm64", "-q")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, "docker-archive", "arm64", "not built")
     assert not target.exists()
 
 
 def test_inspect_of_a_missing_path(tmp_path: Path) -> None:
     result = run_xarch("inspect", str(tmp_path / "nothing"))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, str(tmp_path / "nothing"))
 
 
 def test_inspect_of_a_folder_that_is_no_layout(tmp_path: Path) -> None:
     result = run_xarch("inspect", str(tmp_path))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, str(tmp_path), "not an OCI layout")
 
 
@@ -229,7 +230,7 @@ def test_inspect_of_a_file_that_is_no_archive(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tar archive\n" * 40)
     result = run_xarch("inspect", str(junk))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, str(junk), "not a tar archive")
 
 
@@ -243,5 +244,5 @@ def test_inspect_of_a_layout_with_a_corrupt_blob(tmp_path: Path) -> None:
     manifest = blobs / manifest_digest[7:]
     manifest.write_bytes(manifest.read_bytes() + b" ")
     result = run_xarch("inspect", str(layout))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_one_error_line(result.stderr, "does not match its digest")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import need_tool
 from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb, stored_blobs
 from xarch import platforms
 from xarch.oci.tree import Tree
@@ -219,3 +221,33 @@ def test_progress_bar_path(debian_source: DebianSource, debian_store: Store,
     fetch_packages(entries, debian_source.base_url(), debian_store, show_bar=True, jobs=2)
     assert len(stored_blobs(debian_store)) == len(entries)
     assert "fetched" not in capsys.readouterr().err  # the bar replaces the per-file lines
+
+
+def test_a_multiarch_root_has_dpkg_state_dpkg_reads(debian_source: DebianSource, debian_store: Store,
+                                                     tmp_path: Path) -> None:
+    """A cross root: libfake1 (Multi-Arch: same) for amd64 and arm64 beside each other, and
+    interp for amd64 only; dpkg-query itself reads the database xarch wrote."""
+    dpkg_query = need_tool("dpkg-query")
+    lock = locked(debian_source, ["libfake1", "interp"])
+    entries = lock.entries("amd64") + [p for p in lock.entries("arm64") if p.name == "libfake1"]
+    fetch_packages(entries, debian_source.base_url(), debian_store, show_bar=False)
+    tree = Tree()
+    install_packages(tree, entries, debian_store, EPOCH, native="amd64")
+    assert tree.get("usr/lib/x86_64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 amd64\n"
+    assert tree.get("usr/lib/aarch64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 arm64\n"
+    assert tree.get("var/lib/dpkg/arch").data == b"amd64\narm64\n"
+    admin = tmp_path / "dpkg"
+    for entry in tree:
+        if entry.path.startswith("var/lib/dpkg/") and entry.type == "file":
+            target = admin / entry.path[len("var/lib/dpkg/"):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(entry.read())
+    (admin / "updates").mkdir()
+    query = [dpkg_query, f"--admindir={admin}"]
+    said = subprocess.run([*query, "-W", "-f=${Package}:${Architecture} ${Status}\\n"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    assert said == ["interp:amd64 install ok installed", "libfake1:amd64 install ok installed",
+                    "libfake1:arm64 install ok installed"]
+    listed = subprocess.run([*query, "-L", "libfake1:arm64"],
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "/usr/lib/aarch64-linux-gnu/libfake.so.1" in listed

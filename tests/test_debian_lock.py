@@ -101,7 +101,7 @@ def test_lock_command(tmp_path: Path, debian_source: DebianSource, monkeypatch: 
 
     def load(path: Path):  # the CLI's recipe loader stands here
         seen.append(path)
-        return debian_source, SELECTION, [AMD64, ARM64]
+        return debian_source, SELECTION, [AMD64, ARM64], {}
 
     command = make_lock_command(load)
     assert isinstance(command, click.Command)
@@ -110,3 +110,36 @@ def test_lock_command(tmp_path: Path, debian_source: DebianSource, monkeypatch: 
     assert seen == [recipe]
     assert f"wrote {tmp_path / 'xarch.lock'}" in result.output
     assert Lock.load(tmp_path / "xarch.lock").entries("arm64")
+
+
+def test_cross_stages_are_an_input_of_the_lock(debian_source: DebianSource) -> None:
+    """Adding or dropping a cross stage (or changing a cross toolchain) makes --locked fail;
+    a build platform whose archive has no such cross compiler gets no cross root, and says so."""
+    said: list[str] = []
+    cross = {"build": PackageSelection(packages=["app"])}
+    plain = resolve_lock(debian_source, SELECTION, [AMD64, ARM64])
+    with_cross = resolve_lock(debian_source, SELECTION, [AMD64, ARM64], progress=said.append, cross=cross)
+    assert "cross" not in plain.inputs and "cross" in with_cross.inputs
+    changed = "the cross-building stages or their toolchains (platforms/*.yaml cross.packages) changed"
+    assert lock_matches(plain, debian_source, SELECTION, [AMD64, ARM64], cross) == [changed]
+    assert lock_matches(with_cross, debian_source, SELECTION, [AMD64, ARM64]) == [changed]
+    assert lock_matches(with_cross, debian_source, SELECTION, [AMD64, ARM64], cross) == []
+    # The fixture archive has no gcc-aarch64-linux-gnu: no cross root, and a line that says why.
+    why = "no cross root for arm64 built on amd64: the archive has no gcc-aarch64-linux-gnu for amd64"
+    assert why in said
+    with pytest.raises(LockError, match=r"xarch.lock has no cross root for 'build' on arm64 built on amd64"):
+        with_cross.cross_entries("arm64", "amd64", "build")
+
+
+def test_the_image_cache_keys_a_platforms_cross_roots_too() -> None:
+    from xarch.imagecache import lock_entries
+    from xarch.sources.debian.lock import LockedPackage, cross_key
+
+    def pkg(name: str, arch: str, sha: str) -> LockedPackage:
+        return LockedPackage(name, "1", arch, f"pool/{name}.deb", 1, sha * 64, "stable")
+
+    lock = Lock({}, {}, {"build": {"arm64": [pkg("gcc", "arm64", "a")],
+                                   cross_key("amd64", "arm64"): [pkg("gcc-aarch64-linux-gnu", "amd64", "b")],
+                                   cross_key("arm64", "amd64"): [pkg("gcc-x86-64-linux-gnu", "arm64", "c")]}})
+    assert lock_entries(lock, ARM64) == {"build arm64": ["a" * 64], "build amd64->arm64": ["b" * 64]}
+    assert lock_entries(lock, AMD64) == {"build arm64->amd64": ["c" * 64]}

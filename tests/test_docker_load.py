@@ -24,6 +24,7 @@ from tests.support.dockerd import (  # noqa: F401 (fixtures)
 )
 from xarch.docker.commands import load_command
 from xarch.docker.load import DockerError, load_archive, load_image
+from xarch.oci.verified import BlobMismatch
 
 pytestmark = pytest.mark.docker
 
@@ -122,7 +123,7 @@ def test_a_corrupt_blob_is_refused(
     write_busybox_layout([(host_busybox, "amd64")], layout)
     biggest = max((layout / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
     biggest.write_bytes(biggest.read_bytes()[:-1] + b"X")
-    with pytest.raises(DockerError, match="does not match its digest"):
+    with pytest.raises(BlobMismatch, match=rf"{layout}: blob sha256:{biggest.name} does not match"):
         load_image(layout, tag=unique_tag(), client=docker_client)
 
 

@@ -72,7 +72,7 @@ def test_an_xarch_error_through_docker_is_one_line(docker_config: dict[str, str]
     docker = need_tool("docker")
     install_plugin(Path(docker_config["DOCKER_CONFIG"]) / "cli-plugins")
     result = run(docker, "xarch", "inspect", str(tmp_path / "missing"), env=docker_config)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith("xarch: error: ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr

@@ -79,7 +79,7 @@ def test_locked_without_a_lock_fails_and_writes_nothing(project: Path, tmp_path:
     out = tmp_path / "out"
     result = xarch("build", "-f", str(project / "xarch.yaml"), "--locked", "-o", f"oci:{out}",
                    cache=tmp_path / "cache")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("xarch: error: --locked: ")
     assert "xarch.lock does not exist" in result.stderr
     assert not (project / "xarch.lock").exists()
@@ -96,7 +96,7 @@ def test_locked_with_a_stale_lock_fails_and_touches_nothing(
     (project / "xarch.yaml").write_text(package_recipe(apt_server, debian_keyring, "[app, plain]"))
     result = xarch("build", "-f", str(project / "xarch.yaml"), "--locked", "-q", "-o", f"oci:{out}",
                    cache=cache)
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("xarch: error: --locked: xarch.lock does not match the recipe: ")
@@ -158,7 +158,7 @@ def test_packages_without_a_debian_source_are_a_one_line_error(tmp_path: Path, w
     recipe = tmp_path / "xarch.yaml"
     recipe.write_text(f"name: nosource\nplatforms: [amd64]\nepoch: {EPOCH}\n{body}")
     result = xarch("build", "-f", str(recipe), "-o", f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     line = 4 if where == "image" else 6

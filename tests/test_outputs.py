@@ -175,7 +175,7 @@ def test_a_failing_second_platform_writes_no_output(tmp_path: Path, hello_binari
     result = run_xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{fresh}", "-o", f"oci:{layout}",
                        "-o", f"oci-archive:{archive}", "-o", f"docker-archive:{docker}",
                        "--docker-platform", "amd64")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "platform arm64" in result.stderr
     assert not fresh.exists()
     assert snapshot(tmp_path / "out") == before  # old outputs intact, no temporary leftovers
@@ -185,7 +185,7 @@ def test_a_bad_docker_platform_writes_no_output(tmp_path: Path, hello_binaries: 
     fresh = tmp_path / "out" / "fresh"
     result = run_xarch("build", "-f", str(HELLO), "-q", "--platform", "amd64", "-o", f"oci:{fresh}",
                        "-o", f"docker-archive:{tmp_path / 'out' / 'd.tar'}", "--docker-platform", "arm64")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert not fresh.exists()
 
 

@@ -32,7 +32,7 @@ from xarch.registry.pull import published_digests
 from xarch.registry.push import push_layout
 
 REPO = Path(__file__).resolve().parent.parent
-# The click command run the way the CLI runs it: XarchError -> one line on stderr, exit 1.
+# The click command run the way the CLI runs it: XarchError -> one line on stderr, its exit code.
 CLI = ("import sys; from xarch.cli import run; from xarch.registry.commands import push_command; "
        "run(push_command, sys.argv[1:], 'xarch push')")
 
@@ -71,7 +71,7 @@ def test_wrong_password_is_one_clear_line_and_never_shown(auth_registry: Registr
     target = f"{auth_registry.host}/private/app:v1"
     result = run_push_cli([str(layout.path), target, "--username", "alice", "--password-stdin"],
                           stdin=wrong + "\n", env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
-    assert result.returncode == 1
+    assert result.returncode == 4
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("xarch: error: ") and "rejected the credentials of user 'alice'" in lines[0]

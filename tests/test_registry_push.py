@@ -24,7 +24,7 @@ from tests.support.registry import (  # noqa: F401 (fixtures)
     tls_registry,
 )
 from xarch.registry.client import Settings
-from xarch.registry.errors import AuthError, LayoutError, RegistryError
+from xarch.registry.errors import LayoutError, RegistryError, RegistryUsageError
 from xarch.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
 from xarch.registry.progress import LineProgress, RichProgress, progress_for
 from xarch.registry.pull import fetch_image, published_digests, pull_layout
@@ -352,7 +352,7 @@ def test_push_command_prints_a_summary(registry: Registry, tmp_path: Path) -> No
     assert json.loads(skopeo_raw(f"{registry.host}/demo/cli:v1"))["mediaType"] == DOCKER_LIST
 
     refused = CliRunner().invoke(push_command, [*args[:2], "--username", "u"])
-    assert isinstance(refused.exception, AuthError)
+    assert isinstance(refused.exception, RegistryUsageError) and refused.exception.exit_code == 2
     assert "--username needs --password-stdin" in str(refused.exception)
 
 

@@ -72,6 +72,20 @@ def test_an_entry_holds_only_what_the_step_changed(host_rootfs: Path, tmp_path: 
     assert [p.name for p in cache.root.iterdir()] == ["k"]  # no temporary left behind
 
 
+def test_a_damaged_entry_is_dropped_and_never_replayed(host_rootfs: Path, tmp_path: Path) -> None:
+    before = Snapshot.of(host_rootfs)
+    (host_rootfs / "made-by-the-step").write_text("x" * 5000)
+    cache = StepCache(tmp_path / "steps")
+    cache.save("k", host_rootfs, before, {})
+    assert cache.usable("k")
+    changes = cache.entry("k") / "changes.tar"
+    data = bytearray(changes.read_bytes())
+    data[1024] ^= 0x01  # inside the file's content: tar would replay it without complaint
+    changes.write_bytes(bytes(data))
+    assert not cache.usable("k")
+    assert not cache.entry("k").exists()  # so the step runs again and saves a whole entry
+
+
 def test_keys_change_with_every_input() -> None:
     base = dict(inputs={"lock": "a"}, source_digest="s", step="make", network=False, previous=None,
                 platform="linux/arm64", strategy="cross", env={"SOURCE_DATE_EPOCH": "0"})

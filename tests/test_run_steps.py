@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from tests.support.hostpath import path_without_cross_tools
 from tests.support.needs import need_file
 from tests.support.rootfs_helpers import PongServer, copy_rootfs
 from xarch import platforms
@@ -149,28 +151,32 @@ def test_native_strategy_refuses_a_foreign_platform(host_rootfs: Path, source: P
         run([StepSpec("true")], host_rootfs, arm64, "native", source, cache)
 
 
-def test_choose_strategy_prefers_native_then_cross_then_emulate(arm64_emulation) -> None:
-    host = platforms.host()
-    assert choose_strategy(host, stage_can_cross=True, host=host)[0] == "native"
-    assert choose_strategy(arm64_emulation, stage_can_cross=False, host=host)[0] == "emulate"
-    strategy, reason = choose_strategy(arm64_emulation, stage_can_cross=True, host=host)
-    assert (strategy, reason) == ("cross", "aarch64-linux-gnu toolchain installed")
+@pytest.mark.parametrize("host_name", ["amd64", "arm64"])
+def test_choose_strategy_depends_on_the_host_architecture_only(host_name: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """native for the host's platform, else cross where the stage says so, else emulate;
+    the same with the host's cross compilers on PATH or not (a cross root brings its own)."""
+    host = platforms.get(host_name)
+    other = platforms.get("arm64" if host_name == "amd64" else "amd64")
+    choices = []
+    for path in (os.environ.get("PATH", ""), path_without_cross_tools(tmp_path / "bin")):
+        monkeypatch.setenv("PATH", path)
+        choices.append([choose_strategy(host, True, host)[0], choose_strategy(other, True, host)[0],
+                        choose_strategy(other, False, host)[0]])
+    assert choices == [["native", "cross", "emulate"]] * 2
 
 
-def test_choose_strategy_without_any_way_names_the_fix() -> None:
-    host = platforms.host()
-    # A platform whose qemu binary name does not exist and which has no toolchain packages.
+def test_cross_on_a_host_without_locked_cross_roots_names_the_fix(host_rootfs: Path, source: Path,
+                                                                   cache) -> None:
     ghost = platforms.Platform(
         name="ghost", os="linux", architecture="ghost", variant=None, debian_arch="ghost",
         triplet="ghost-linux-gnu", qemu="ghost-nonexistent", uname_machine="ghost",
         cross_packages=("gcc-ghost-linux-gnu",),
     )
     with pytest.raises(StrategyUnavailable) as caught:
-        choose_strategy(ghost, stage_can_cross=True, host=host)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert "apt-get install gcc-ghost-linux-gnu" in message
-    assert "apt-get install qemu-user-static" in message
+        run([StepSpec("true")], host_rootfs, platforms.get("arm64"), "cross", source, cache, host=ghost)
+    assert str(caught.value) == ("strategy cross cannot build arm64 on this ghost host: cross roots are "
+                                 "locked for amd64, arm64 hosts, not ghost (use strategy emulate)")
 
 
 def test_step_sees_a_fixed_hostname_not_the_hosts(host_rootfs: Path, source: Path, cache) -> None:

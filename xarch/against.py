@@ -7,6 +7,11 @@ xarch.registry.against reads the published side and compares the whole index.
 
 from __future__ import annotations
 
+import json
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from xarch import platforms as platform_data
 from xarch.build import BuildInputs, build
 from xarch.oci.digest import sha256_digest
 from xarch.packages import ensure_lock
@@ -15,13 +20,58 @@ from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe, resolve_epoch
 from xarch.registry.against import Side, side_of_index
 from xarch.store import Store
+from xarch.summary import platform_name
+
+if TYPE_CHECKING:
+    from xarch.imageref import ImageRef
+    from xarch.registry.client import Settings
 
 
-def rebuilt_side(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter) -> Side:
-    """The index of a fresh local build (no cache) of PLATFORMS, as xarch.registry.against compares it."""
+def published_strategies(ref: ImageRef, settings: Settings | None = None) -> dict[str, dict[str, str]]:
+    """platform name ("arm64") → stage → the strategy the published image recorded
+    (xarch.stages.strategy_record in each config's history): a registry image, an OCI
+    layout or an oci-archive. Raises what reading REF raises (RegistryError, LayoutError)."""
+    from xarch.imageref import OCI_ARCHIVE, REGISTRY
+    from xarch.stages import parse_strategy_records
+
+    configs: list[bytes] = []
+    if ref.kind == REGISTRY:
+        from xarch.registry.pull import fetch_image
+
+        assert ref.reference is not None
+        pulled = fetch_image(ref.reference, None, settings)
+        configs = [m.config_data for m in pulled.manifests if m.config_data]
+    elif ref.path is not None:
+        from xarch.registry.layout_source import layout_folder, read_layout
+
+        with ExitStack() as stack:
+            folder = stack.enter_context(layout_folder(ref.path)) if ref.kind == OCI_ARCHIVE else ref.path
+            image = read_layout(folder)
+            configs = [image.blob_path(m.json["config"]["digest"]).read_bytes() for m in image.manifests]
+    found: dict[str, dict[str, str]] = {}
+    for data in configs:
+        config = json.loads(data)
+        if not config.get("architecture"):
+            continue  # an attestation or another artifact: no platform, no stages
+        try:
+            plat = platform_data.get(platform_name(config))
+        except platform_data.UnknownPlatform:
+            continue
+        found[plat.name] = parse_strategy_records(config.get("history") or [])
+    return found
+
+
+def rebuilt_side(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter,
+                 strategy: str | None = None, recorded: dict[str, dict[str, str]] | None = None) -> Side:
+    """The index of a fresh local build (no cache) of PLATFORMS, as xarch.registry.against compares it.
+
+    RECORDED (published_strategies): each stage runs with the strategy the published image
+    used; STRATEGY (--strategy) must then agree, else StrategyUnavailable names the stage."""
     epoch, _ = resolve_epoch(loaded)
     store = Store()
     lock = ensure_lock(loaded, locked=True, store=store, reporter=reporter)
     # use_cache=False: the publication is compared with a rebuild, never with a cache entry.
-    artifact = build(BuildInputs(loaded, platforms, epoch, lock, None, store, use_cache=False), reporter)
+    inputs = BuildInputs(loaded, platforms, epoch, lock, strategy, store, use_cache=False,
+                         recorded=recorded or {})
+    artifact = build(inputs, reporter)
     return side_of_index("this rebuild", sha256_digest(artifact.index_bytes), artifact.index_bytes)

@@ -37,6 +37,8 @@ class BuildInputs:
     strategy: str | None = None  # --strategy: overrides every stage's
     store: Store = field(default_factory=Store)
     use_cache: bool = True  # reuse a finished image whose every input is unchanged
+    # platform name → stage → strategy a published image recorded (verify --against uses it)
+    recorded: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
@@ -54,11 +56,14 @@ def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
     )
 
 
-def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Tree:
+def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
+                  workdir: Path) -> tuple[Tree, list[str]]:
     """Everything the image holds, in the order later parts may replace earlier ones:
-    packages, accounts, the recipe's files, then what is copied out of stages."""
+    packages, accounts, the recipe's files, then what is copied out of stages; and the
+    strategy record of each stage that ran steps (xarch.stages.strategy_record)."""
     loaded = inputs.loaded
     tree = Tree()
+    notes: list[str] = []
     if loaded.recipe.packages is not None:
         assert inputs.lock is not None
         install_set(tree, loaded, inputs.lock, IMAGE_SET, platform, inputs.store, inputs.epoch, reporter)
@@ -68,9 +73,11 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter, w
         from xarch.stages import StageRunner  # the execution layer loads only when a stage runs
 
         runner = StageRunner(loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir, reporter,
-                             inputs.strategy, use_cache=inputs.use_cache)
+                             inputs.strategy, use_cache=inputs.use_cache,
+                             recorded=inputs.recorded.get(platform.name))
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
-    return tree
+        notes = list(runner.used.values())
+    return tree, notes
 
 
 def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
@@ -91,7 +98,7 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, 
 def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
     recipe = inputs.loaded.recipe
     level = recipe.compression.level
-    tree = platform_tree(inputs, platform, reporter, workdir)
+    tree, notes = platform_tree(inputs, platform, reporter, workdir)
     check_extractable(inputs.loaded, tree)
     check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []
@@ -109,6 +116,7 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
         inputs.epoch,
         compressor_id(level),
         recipe.annotations.manifest,
+        notes,
     )
 
 

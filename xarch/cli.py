@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import signal
 import sys
 import tempfile
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -15,7 +19,7 @@ from xarch import __version__
 from xarch import platforms as platform_data
 from xarch.build import BuildInputs, build
 from xarch.contents import check_sources
-from xarch.errors import XarchError
+from xarch.errors import ExitCode, XarchError
 from xarch.oci.layout import Artifact, write_layout
 from xarch.outputs import OutputSpec, check_outputs, image_for, write_output
 from xarch.packages import ensure_lock
@@ -186,16 +190,19 @@ def inspect_command(target: str, as_json: bool) -> None:
               help="Instead: rebuild once and compare the whole index with this registry image, OCI layout "
                    "or oci-archive.")
 @click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
+@click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]), default=None,
+              help="How stage steps run in every build (default: each stage's; with --against: the "
+                   "strategy the published image recorded, which this must match).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
-                   against: str | None, insecure: bool, as_json: bool) -> None:
+                   against: str | None, insecure: bool, strategy: str | None, as_json: bool) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
     from xarch.verify import parse_variations, print_report, rebuild_and_compare, verdict_error
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
     if against:
-        from xarch.against import rebuilt_side
+        from xarch.against import published_strategies, rebuilt_side
         from xarch.errors import Verdict
         from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, parse_image_ref
         from xarch.registry.against import print_against, verify_against
@@ -206,7 +213,8 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
         ref = parse_image_ref(against, (OCI, OCI_ARCHIVE, REGISTRY), "--against")
         reporter = Reporter(quiet=as_json)
         reporter.info(f"comparing with {ref.label}")
-        local = rebuilt_side(loaded, platforms, reporter)
+        recorded = published_strategies(ref, Settings(insecure=insecure))
+        local = rebuilt_side(loaded, platforms, reporter, strategy, recorded)
         left_out = frozenset(platform_data.get(name).oci for name in loaded.recipe.platforms) \
             - frozenset(p.oci for p in platforms)
         result = verify_against(local, ref, settings=Settings(insecure=insecure), not_rebuilt=left_out)
@@ -217,7 +225,7 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
                           f"xarch diff oci:rebuilt {against}")
         return
     variations = parse_variations(variation_list)
-    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations)
+    report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations, strategy)
     print_report(report, as_json, stdout)
     error = verdict_error(report)
     if error is not None:
@@ -225,25 +233,66 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
 
 
 def run(command: click.Command, args: list[str] | None = None, prog_name: str = "xarch") -> None:
-    """Run the click command; an XarchError becomes one line on stderr and exit 1."""
+    """Run the click command; every failure ends as one line on stderr and a code of xarch/errors.py.
+
+    XarchError: its message, its exit_code. Usage errors: click's text, exit 2. OSError
+    (a full disk, a folder not writable): the path and the reason, exit 2 (3 when the host
+    is out of space). Anything else is a bug: one line naming it, exit 70, and the
+    traceback only with XARCH_DEBUG=1.
+    """
     try:
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except XarchError as error:
-        click.echo(f"xarch: error: {error}", err=True)
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        click.echo("xarch: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("xarch: interrupted", err=True)
-        sys.exit(130)
+        _debug_traceback()
+        _fail(f"xarch: error: {error}", error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("xarch: interrupted", 130)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     except BrokenPipeError:
-        sys.exit(1)
+        # The reader went away (`xarch diff … | head`): exit as a shell reports SIGPIPE, with
+        # stdout pointed at /dev/null so flushing it at exit cannot fail again (the recipe of
+        # Python's signal module documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
+    except OSError as error:
+        _debug_traceback()
+        code = ExitCode.HOST if error.errno in _HOST_ERRNOS else ExitCode.INPUT
+        _fail(f"xarch: error: {_os_error_text(error)}", code)
+    except RecursionError as error:
+        # A reader that recursed on nested input the checks did not bound; exit 2 (the input), not 70.
+        _debug_traceback()
+        _fail(f"xarch: error: input nested too deeply to process ({error})", ExitCode.INPUT)
+    except Exception as error:
+        _debug_traceback()
+        _fail(f"xarch: internal error: {type(error).__name__}: {error} "
+              "(this is a bug; XARCH_DEBUG=1 shows the traceback)", ExitCode.INTERNAL)
+
+
+# A full disk or quota is the host's, not the input's.
+_HOST_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _os_error_text(error: OSError) -> str:
+    """`PATH: reason`, naming both paths of a rename or link."""
+    reason = error.strerror or str(error)
+    names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Print MESSAGE as exactly one line (a file name may hold a newline or bytes that are not UTF-8)."""
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    click.echo(one_line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+    sys.exit(code)
+
+
+def _debug_traceback() -> None:
+    if os.environ.get("XARCH_DEBUG") == "1":
+        traceback.print_exc()
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from xarch.oci.tree import Entry, Tree
+from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.platforms import Platform
 from xarch.recipe import FileSpec, LoadedRecipe, format_loc, is_root
 
@@ -42,6 +44,9 @@ def expand_source(loaded: LoadedRecipe, loc: Loc, spec: FileSpec, platform: Plat
         raise loaded.error(src_loc, f"{relative} is outside the recipe's folder")
     if not source.exists():
         raise loaded.error(src_loc, f"{relative}: no such file (platform {platform.name})")
+    if not (source.is_file() or source.is_dir()):
+        # Reading a FIFO would wait forever; a socket or device has no bytes to put in a layer.
+        raise loaded.error(src_loc, f"{relative}: not a regular file or folder")
     return source
 
 
@@ -92,15 +97,25 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
             continue
         source = expand_source(loaded, (*loc, index), spec, platform)
         origin = format_loc((*loc, index))
-        tree.add_parents(spec.dst)
-        if source.is_dir():
-            _copy_folder(tree, source, spec.dst, spec, origin)
-        elif is_root(spec.dst):
-            raise loaded.error((*loc, index, "dst"), f"{spec.src} is a file; only a folder can be copied "
-                               "as the image root /")
-        else:
-            mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
-            tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source, origin=origin))
+        with _field(loaded, (*loc, index, "dst")):
+            tree.add_parents(spec.dst)
+            if source.is_dir():
+                _copy_folder(tree, source, spec.dst, spec, origin)
+            elif is_root(spec.dst):
+                raise loaded.error((*loc, index, "dst"), f"{spec.src} is a file; only a folder can be copied "
+                                   "as the image root /")
+            else:
+                mode = spec.mode if spec.mode is not None else _git_like_mode(source.stat().st_mode)
+                tree.add(Entry(spec.dst, "file", mode, *spec.owner, source=source, origin=origin))
+
+
+@contextmanager
+def _field(loaded: LoadedRecipe, loc: Loc) -> Iterator[None]:
+    """A value the image tree refuses (TreeError) is the recipe's error at LOC: file, line, field."""
+    try:
+        yield
+    except TreeError as error:
+        raise loaded.error(loc, str(error)) from None
 
 
 def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = None) -> Tree:
@@ -108,12 +123,14 @@ def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = No
     recipe = loaded.recipe
     tree = tree if tree is not None else Tree()
     for index, directory in enumerate(recipe.directories):
-        tree.add_parents(directory.path)
-        tree.add(Entry(directory.path, "dir", directory.mode, *directory.owner,
-                       origin=format_loc(("directories", index))))
+        with _field(loaded, ("directories", index, "path")):
+            tree.add_parents(directory.path)
+            tree.add(Entry(directory.path, "dir", directory.mode, *directory.owner,
+                           origin=format_loc(("directories", index))))
     add_file_specs(loaded, tree, recipe.files, platform, ("files",))
     for index, link in enumerate(recipe.symlinks):
-        tree.add_parents(link.path)
-        tree.add(Entry(link.path, "symlink", 0o777, *link.owner, linkname=link.target,
-                       origin=format_loc(("symlinks", index))))
+        with _field(loaded, ("symlinks", index, "target")):
+            tree.add_parents(link.path)
+            tree.add(Entry(link.path, "symlink", 0o777, *link.owner, linkname=link.target,
+                           origin=format_loc(("symlinks", index))))
     return tree

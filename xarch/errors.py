@@ -31,6 +31,14 @@ class XarchError(Exception):
 
     exit_code: int = ExitCode.INPUT
 
+    def __str__(self) -> str:
+        # Always one line that any terminal can print, whatever the message took in: a library's
+        # multi-line text (tarfile, PyYAML), a name holding a newline or a lone surrogate (a
+        # non-UTF-8 file name, YAML's "\udcff"). Line breaks become " / ", surrogates \udcff.
+        text = super().__str__().encode("utf-8", "backslashreplace").decode("utf-8")
+        lines = text.splitlines()
+        return text if lines == [text] else " / ".join(part.strip() for part in lines if part.strip())
+
 
 class InputError(XarchError):
     """Bad input: a recipe, lock, argument or image file; the message names it (exit 2)."""

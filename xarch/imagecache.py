@@ -24,6 +24,7 @@ from xarch.oci.compress import compressor_id
 from xarch.oci.digest import canonical_json, hex_of, sha256_digest
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
+from xarch.oci.tree import path_bytes
 from xarch.platforms import Platform
 from xarch.recipe import STAGE_SOURCE_IGNORED, LoadedRecipe
 from xarch.store import Store
@@ -58,12 +59,12 @@ def _hash_path(hasher: hashlib._Hash, label: str, root: Path, ignored: tuple[str
     for path in paths:
         relative = path.relative_to(root).as_posix()
         if path.is_symlink():
-            hasher.update(f"L {relative} {os.readlink(path)}\n".encode())
+            hasher.update(path_bytes(f"L {relative} {os.readlink(path)}\n"))
         elif path.is_dir():
-            hasher.update(f"D {relative}\n".encode())
+            hasher.update(path_bytes(f"D {relative}\n"))
         elif path.is_file():
             executable = bool(path.stat().st_mode & 0o100)
-            hasher.update(f"F {relative} {executable} {_file_sha256(path)}\n".encode())
+            hasher.update(path_bytes(f"F {relative} {executable} {_file_sha256(path)}\n"))
 
 
 def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:
@@ -80,10 +81,12 @@ def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:
 
 
 def lock_entries(lock: Lock | None, platform: Platform) -> dict[str, list[str]]:
-    """The sha256 of every locked package of PLATFORM, per package set."""
+    """The sha256 of every locked package of PLATFORM, per package set and cross root
+    (`BUILD->PLATFORM`, see xarch.sources.debian.lock.cross_key)."""
     if lock is None:
         return {}
-    return {name: sorted(p.sha256 for p in per.get(platform.name, [])) for name, per in lock.packages.items()}
+    return {f"{name} {key}": sorted(p.sha256 for p in entries) for name, per in lock.packages.items()
+            for key, entries in per.items() if key == platform.name or key.endswith(f"->{platform.name}")}
 
 
 def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock | None,
@@ -120,21 +123,19 @@ class ImageCache:
                                     item["entry_count"]))
             config = self._blob(record["config"])
             manifest = self._blob(record["manifest"])
-        except (OSError, ValueError, KeyError):
-            return None
-        return Image(dict(record["platform"]), config, manifest, tuple(layers))
+            return Image(dict(record["platform"]), config, manifest, tuple(layers))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # a damaged entry is rebuilt (and rewritten), never served
 
     def _blob(self, digest: str) -> bytes:
-        path = self.store.path(hex_of(digest))
-        data = path.read_bytes()
-        if sha256_digest(data) != digest:
-            path.unlink()  # so that the rebuild stores it again
-            raise ValueError(f"cached blob {digest} is corrupt")
+        data = self.store.read(digest)  # checked against DIGEST; a corrupt blob is deleted
+        if data is None:
+            raise ValueError(f"cached blob {digest} is missing or corrupt")
         return data
 
     def put(self, key: str, image: Image) -> None:
         for data in (image.config_bytes, image.manifest_bytes, *(layer.blob for layer in image.layers)):
-            if not self.store.has(hashlib.sha256(data).hexdigest()):
+            if not self.store.verified(hashlib.sha256(data).hexdigest()):
                 self.store.put_bytes(data)
         record = {
             "platform": image.platform,

@@ -18,11 +18,11 @@ which kind it took (ImageRef.label).
 
 from __future__ import annotations
 
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from xarch.errors import InputError
+from xarch.oci.archive import ArchiveError, open_archive
 
 OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, REGISTRY = "oci", "oci-archive", "docker-archive", "registry"
 KINDS = (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, REGISTRY)
@@ -108,14 +108,17 @@ def _registry(text: str, reference: str) -> ImageRef:
 
 
 def _archive_kind(path: Path, role: str, text: str) -> str:
-    """oci-archive or docker-archive, from the names in the tar at PATH."""
+    """oci-archive or docker-archive, from the names in the tar at PATH.
+
+    Read through the one archive opener (xarch/oci/archive.py), so a cut or foreign file
+    is worded the same whichever command meets it.
+    """
     try:
-        with tarfile.open(path) as archive:
-            names = {name.removeprefix("./") for name in archive.getnames()}
-    except (tarfile.TarError, OSError, EOFError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ImageRefError(f"{role} {text}: not a tar archive, so neither an oci-archive nor a "
-                            f"docker-archive ({first})") from None
+        archive, members = open_archive(path)
+    except ArchiveError as error:
+        raise ImageRefError(f"{role} {error}") from None
+    archive.close()
+    names = set(members)
     if "index.json" in names:
         return OCI_ARCHIVE
     if "manifest.json" in names:

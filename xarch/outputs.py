@@ -7,11 +7,12 @@ folder or one above it, never the recipe, its lock or a folder holding them.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xarch.errors import InputError
+from xarch.errors import ExitCode, InputError
 from xarch.oci.digest import platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
@@ -114,11 +115,20 @@ def write_output(
     artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str, docker_platform: Platform,
     recipe: Path | None = None,
 ) -> None:
-    """Write SPEC; checked again (check_target) since the folder may have changed during the build."""
+    """Write SPEC whole or not at all (xarch/oci/atomic.py), checked again (check_target) since the
+    folder may have changed during the build; OutputError naming it when the disk fills up or the
+    folder is not writable (exit 3 for a full disk, else 2)."""
     check_target(spec, recipe)
-    if spec.kind == "oci":
-        write_layout(artifact, spec.path)
-    elif spec.kind == "oci-archive":
-        write_oci_archive(artifact, spec.path, epoch)
-    else:
-        write_docker_archive(image_for(artifact, docker_platform), [repo_tag], spec.path, epoch)
+    try:
+        if spec.kind == "oci":
+            write_layout(artifact, spec.path)
+        elif spec.kind == "oci-archive":
+            write_oci_archive(artifact, spec.path, epoch)
+        else:
+            write_docker_archive(image_for(artifact, docker_platform), [repo_tag], spec.path, epoch)
+    except OSError as error:
+        # A write() that fails names no file: say which output it was.
+        failure = OutputError(f"--output {spec}: cannot write: {error.strerror or error}")
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            failure.exit_code = ExitCode.HOST
+        raise failure from None

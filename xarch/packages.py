@@ -1,7 +1,8 @@
 """The recipe's Debian packages: keep xarch.lock in step with the recipe, install from it.
 
 The lock covers every platform of the recipe and every package set: "image" for the
-image's own packages, and one per stage that has packages.
+image's own packages, and one per stage that has packages; a stage that may cross-build
+(`cross: true` or `strategy: cross`) also has cross roots (see sources/debian/lock.py).
 """
 
 from __future__ import annotations
@@ -28,48 +29,63 @@ def selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
     return result
 
 
+def cross_selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
+    """The stages that may cross-build, and their packages (for the target architecture)."""
+    return {name: stage.packages or PackageSelection() for name, stage in loaded.recipe.stages.items()
+            if (stage.cross or stage.strategy == "cross") and stage.steps and not stage.dockerfile}
+
+
 def sources(loaded: LoadedRecipe) -> list[DebianSource]:
     return list(loaded.recipe.sources.debian)
 
 
 def lock_inputs(loaded: LoadedRecipe) -> tuple[list[DebianSource], dict[str, PackageSelection],
-                                               list[platform_data.Platform]]:
-    """What `xarch lock` resolves: (sources, selections, every platform of the recipe)."""
+                                               list[platform_data.Platform], dict[str, PackageSelection]]:
+    """What `xarch lock` resolves: (sources, selections, every platform of the recipe, cross stages)."""
     platforms = [platform_data.get(name) for name in loaded.recipe.platforms]
-    return sources(loaded), selections(loaded), platforms
+    return sources(loaded), selections(loaded), platforms, cross_selections(loaded)
 
 
 def ensure_lock(loaded: LoadedRecipe, locked: bool, store: Store, reporter: Reporter) -> Lock | None:
     """The lock to build from: created when missing and updated when stale, unless LOCKED."""
-    wanted = selections(loaded)
-    if not wanted:
+    source_list, wanted, platforms, cross = lock_inputs(loaded)
+    if not wanted and not cross:
         return None
     path = lock_path(loaded.path)
-    source_list, _, platforms = lock_inputs(loaded)
     if not path.exists():
         if locked:
             raise BuildError(f"--locked: {path} does not exist; run `xarch lock`")
         reporter.info(f"no {path.name} yet: resolving packages and creating it")
-        return run_lock(loaded.path, source_list, wanted, platforms, store=store, say=reporter.detail)
+        return run_lock(loaded.path, source_list, wanted, platforms, store=store, say=reporter.detail,
+                        cross=cross)
     lock = Lock.load(path)
-    differences = lock_matches(lock, source_list, wanted, platforms)
+    differences = lock_matches(lock, source_list, wanted, platforms, cross)
     if differences:
         if locked:
             raise BuildError(f"--locked: {path.name} does not match the recipe: {'; '.join(differences)}")
         reporter.info(f"{path.name} is out of date ({'; '.join(differences)}): resolving again")
-        return run_lock(loaded.path, source_list, wanted, platforms, store=store, say=reporter.detail)
+        return run_lock(loaded.path, source_list, wanted, platforms, store=store, say=reporter.detail,
+                        cross=cross)
     return lock
 
 
 def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
-                platform: platform_data.Platform, store: Store, epoch: int, reporter: Reporter) -> None:
-    """Fetch (verified) and unpack one package set of PLATFORM into TREE; no scripts run."""
+                platform: platform_data.Platform, store: Store, epoch: int, reporter: Reporter,
+                build: platform_data.Platform | None = None) -> None:
+    """Fetch (verified) and unpack one package set of PLATFORM into TREE; no scripts run.
+
+    With BUILD: the set's cross root for PLATFORM built on BUILD (both architectures'
+    packages; dpkg's database names BUILD's architecture native)."""
     from xarch.sources.debian.fetch import fetch_packages
     from xarch.sources.debian.install import install_packages
 
-    entries = lock.entries(platform.name, set_name)
+    if build is None:
+        entries = lock.entries(platform.name, set_name)
+    else:
+        entries = lock.cross_entries(platform.name, build.name, set_name)
     fetch_packages(entries, mirror_of(sources(loaded)), store, say=reporter.info)
-    report = install_packages(tree, entries, store, epoch)
+    native = build.debian_arch if build is not None else platform.debian_arch
+    report = install_packages(tree, entries, store, epoch, native=native)
     reporter.detail(f"[{platform.name}] {set_name}: {len(report.installed)} packages unpacked")
     for line in report.lines():
         reporter.detail(f"[{platform.name}] {set_name}: {line}")

@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from xarch.errors import InputError
 
-class UnknownPlatform(ValueError):
+
+class UnknownPlatform(InputError, ValueError):
     pass
 
 

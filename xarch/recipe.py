@@ -31,8 +31,9 @@ from xarch.yamlpos import PositionedYaml, YamlPositionError
 from xarch.yamlpos import load as load_yaml
 
 DEFAULT_FILE = "xarch.yaml"
-# 9999-12-31T23:59:59Z: the last second OCI's RFC 3339 `created` (four-digit year) can hold.
-MAX_EPOCH = 253402300799
+# The last second both places an epoch goes can hold: OCI's RFC 3339 `created` (a four-digit
+# year, to 9999) and every layer entry's mtime, whose ustar field holds 11 octal digits (to 2242).
+MAX_EPOCH = 8**11 - 1
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -355,8 +356,11 @@ class CopySpec(Strict):
         stage, sep, path = value.partition(":")
         if not sep or not stage or not path.startswith("/"):
             raise ValueError("must be STAGE:/absolute/path, e.g. build:/out/app")
-        if "\x00" in path or ".." in path.split("/"):
-            raise ValueError("the stage path must not contain '..' or a NUL byte")
+        if ".." in path.split("/"):
+            # A stage path is read inside the stage's root: ".." would climb out of it.
+            raise ValueError(f"{path!r} has a '..' part; give the path inside the stage without it")
+        if "\x00" in path:
+            raise ValueError("the path holds a NUL byte")
         return value
 
     @property
@@ -384,7 +388,7 @@ class StageSpec(Strict):
     files: list[FileSpec] = Field(default_factory=list)
     copy_: list[CopySpec] = Field(default_factory=list, alias="copy")
     steps: list[StepModel] = Field(default_factory=list)
-    cross: bool = False  # the steps can cross-build (use $CC, $DESTDIR …)
+    cross: bool = False  # the steps can cross-build (use $CC, $CXX, $PKG_CONFIG …; see xarch/run/cross.py)
     strategy: Literal["auto", "native", "cross", "emulate"] = "auto"
     source: str = "."  # the recipe folder (or a part of it) that steps see at /src
     dockerfile: str | None = None
@@ -520,6 +524,11 @@ def load(path: Path | str) -> LoadedRecipe:
         raise RecipeError(f"{path}: cannot read: {error}") from None
     if not isinstance(positions.data, dict):
         raise RecipeError(f"{path}: the recipe must be a mapping of fields (name, platforms, …)")
+    bad = _unencodable(positions.data)
+    if bad is not None:
+        # YAML's "\udcff" escape makes a lone surrogate: no file, tar header or JSON can hold it.
+        message = "not valid Unicode text (a lone surrogate)"
+        raise RecipeError(_format(path, positions.line_of(bad), bad, message))
     try:
         recipe = Recipe.model_validate(positions.data)
     except ValidationError as error:
@@ -536,6 +545,25 @@ def load(path: Path | str) -> LoadedRecipe:
     _check_unique_paths(loaded)
     _check_stages(loaded)
     return loaded
+
+
+def _unencodable(data: Any) -> tuple[str | int, ...] | None:
+    """The location of the first key or string in DATA that UTF-8 cannot encode, else None."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return loc
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                stack.append(((*loc, str(key)), key))
+                stack.append(((*loc, str(key)), item))
+        elif isinstance(value, list):
+            stack += [((*loc, index), item) for index, item in enumerate(value)]
+    return None
 
 
 def _strip_union_branches(loc: tuple[Any, ...], positions: PositionedYaml) -> tuple[Any, ...]:
@@ -571,6 +599,10 @@ def _check_stages(loaded: LoadedRecipe) -> None:
             if stage.packages is not None:
                 message = "packages need an archive: add sources.debian"
                 raise loaded.error(("stages", name, "packages"), message)
+            if (stage.cross or stage.strategy == "cross") and stage.steps:
+                message = ("a cross stage runs in a root of locked Debian packages (the cross toolchain): "
+                           "add sources.debian")
+                raise loaded.error(("stages", name, "cross" if stage.cross else "strategy"), message)
     copies: list[tuple[tuple[str | int, ...], CopySpec]] = [
         (("copy", i, "from"), c) for i, c in enumerate(recipe.copy_)
     ]
@@ -628,9 +660,11 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
     """
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None and env.strip():
-        if not env.strip().isdigit() or int(env) > MAX_EPOCH:
-            raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds "
-                              f"in 0..{MAX_EPOCH}")
+        if not env.strip().isdigit():
+            raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds")
+        if int(env) > MAX_EPOCH:
+            raise RecipeError(f"SOURCE_DATE_EPOCH: {env.strip()} is after {MAX_EPOCH} (2242-03-16), the last "
+                              "time a tar header can hold")
         return int(env), "SOURCE_DATE_EPOCH"
     if loaded.recipe.epoch is not None:
         return loaded.recipe.epoch, f"{loaded.path.name}: epoch"

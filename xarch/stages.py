@@ -1,15 +1,20 @@
 """Build stages: a root made of packages, files and other stages' outputs, then steps.
 
 A stage never ships. The image (or a later stage) takes paths out of it by name
-(`copy: [{from: build:/out/app, dst: /usr/bin/app}]`). Steps run natively, with the
-platform's cross toolchain on the host, or under QEMU (xarch/run/), and their results
-are cached by everything that can change them. A stage may instead name a Dockerfile,
-which docker buildx builds one platform at a time (xarch/run/buildx.py).
+(`copy: [{from: build:/out/app, dst: /usr/bin/app}]`). Steps run natively, in a cross
+root (the host's architecture, the locked cross toolchain, the stage's packages for the
+target beside it), or under QEMU (xarch/run/), and their results are cached by
+everything that can change them. Which strategy each stage used is recorded in the
+image's history (see strategy_record) so verify and rebuilds can use it again. A stage
+may instead name a Dockerfile, which docker buildx builds one platform at a time
+(xarch/run/buildx.py).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,11 +28,67 @@ from xarch.recipe import STAGE_SOURCE_IGNORED, CopySpec, LoadedRecipe, StageSpec
 from xarch.rootfs import harvest, harvest_tree, materialize
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache, tree_digest
-from xarch.run.steps import StepSpec, Strategy, choose_strategy, run_stage_steps
+from xarch.run.cross import add_cross_files
+from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
 from xarch.store import Store
 
-SOURCE_IGNORE = shutil.ignore_patterns(*STAGE_SOURCE_IGNORED)
+_IGNORED_NAMES = shutil.ignore_patterns(*STAGE_SOURCE_IGNORED)
+
+
+def ignore_in_source(folder: str, names: list[str]) -> set[str]:
+    """Names copytree leaves out of a stage's /src: outputs and tool caches, and FIFOs,
+    sockets and devices (copying a FIFO would wait for a writer; none is source)."""
+    ignored = set(_IGNORED_NAMES(folder, names))
+    for name in names:
+        mode = os.lstat(os.path.join(folder, name)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            ignored.add(name)
+    return ignored
+
+
+RECORD_PREFIX = "xarch stage "
+
+
+def strategy_record(stage: str, strategy: str, build: str | None) -> str:
+    """The image history line of one stage: `xarch stage build: cross on amd64`,
+    `xarch stage build: emulate`, `xarch stage build: native`. A cross build depends on
+    the build machine's architecture (its root is made of that architecture's packages)."""
+    return f"{RECORD_PREFIX}{stage}: {strategy}" + (f" on {build}" if build else "")
+
+
+def rebuild_strategy(recorded: str, override: str | None, platform: platform_data.Platform,
+                     host: platform_data.Platform, what: str) -> Strategy:
+    """How to rebuild a stage whose image recorded RECORDED (strategy_record's text).
+
+    native and emulate give the same bytes (the same target root and tools, on the CPU or
+    under QEMU), so either stands for the other: native when PLATFORM is HOST's, else
+    emulate. A cross root is of the build machine's architecture, so `cross on amd64` needs
+    an amd64 host. OVERRIDE (--strategy) must agree; else StrategyUnavailable names WHAT
+    (the stage) and both strategies."""
+    strategy, _, build = recorded.partition(" on ")
+    if override not in (None, "auto") and (override == "cross") != (strategy == "cross"):
+        raise StrategyUnavailable(f"{what}: the image was built with strategy {recorded}, "
+                                  f"--strategy asks for {override}")
+    if strategy == "cross":
+        if build and build != host.name:
+            raise StrategyUnavailable(f"{what}: the image was built with strategy {recorded}, "
+                                      f"this host is {host.name}: rebuild it on an {build} host")
+        return "cross"
+    if strategy in ("native", "emulate"):
+        return "native" if platform.name == host.name else "emulate"
+    raise StrategyUnavailable(f"{what}: the image records an unknown strategy {recorded!r}")
+
+
+def parse_strategy_records(history: list[dict[str, object]]) -> dict[str, str]:
+    """stage → "native" | "emulate" | "cross on BUILD", from an image config's history."""
+    found = {}
+    for item in history:
+        text = str(item.get("created_by", ""))
+        if text.startswith(RECORD_PREFIX) and ": " in text:
+            stage, _, strategy = text[len(RECORD_PREFIX):].partition(": ")
+            found[stage] = strategy
+    return found
 
 
 @dataclass
@@ -59,7 +120,8 @@ class StageRunner:
 
     def __init__(self, loaded: LoadedRecipe, platform: platform_data.Platform, epoch: int,
                  lock: Lock | None, store: Store, workdir: Path, reporter: Reporter,
-                 strategy_override: str | None = None, use_cache: bool = True) -> None:
+                 strategy_override: str | None = None, use_cache: bool = True,
+                 recorded: dict[str, str] | None = None) -> None:
         self.loaded = loaded
         self.platform = platform
         self.epoch = epoch
@@ -69,7 +131,10 @@ class StageRunner:
         self.reporter = reporter
         self.strategy_override = strategy_override
         self.use_cache = use_cache  # False (--no-cache): steps and buildx run again
+        # stage → what a published image recorded (verify --against): used, not chosen.
+        self.recorded = recorded or {}
         self.results: dict[str, StageResult] = {}
+        self.used: dict[str, str] = {}  # stage → strategy_record text, in build order
 
     def copy_into(self, tree: Tree, copies: list[CopySpec], where: str) -> None:
         for index, copy in enumerate(copies):
@@ -97,48 +162,49 @@ class StageRunner:
         return self.results[name]
 
     def _strategy(self, name: str, spec: StageSpec) -> tuple[Strategy, str]:
+        host = platform_data.host()
+        recorded = self.recorded.get(name)
+        if recorded is not None:
+            strategy = rebuild_strategy(recorded, self.strategy_override, self.platform, host,
+                                        f"stage {name!r} ({self.platform.name})")
+            return strategy, f"the image recorded {recorded}"
         chosen = self.strategy_override or spec.strategy
         if chosen == "auto":
-            return choose_strategy(self.platform, spec.cross, platform_data.host())
+            return choose_strategy(self.platform, spec.cross, host)
         return chosen, "asked for"  # type: ignore[return-value]
 
     def _steps(self, name: str, spec: StageSpec) -> StageResult:
         strategy, why = self._strategy(name, spec)
         label = f"[{self.platform.name}] stage {name}"
         self.reporter.info(f"{label}: {strategy} ({why})")
+        build = platform_data.host() if strategy == "cross" and spec.steps else None
+        self.used[name] = strategy_record(name, strategy, build.name if build else None)
         base = self.workdir / f"{self.platform.slug}-{name}"
-        root, sysroot = base / "root", None
+        root = base / "root"
         root.mkdir(parents=True)
         stage_tree = Tree()
-        if spec.packages is not None:
+        if spec.packages is not None or build is not None:
             assert self.lock is not None
-            if strategy == "cross":
-                # The host runs the tools; the target's packages form the sysroot to build against.
-                sysroot = base / "sysroot"
-                sysroot.mkdir()
-                sysroot_tree = Tree()
-                install_set(sysroot_tree, self.loaded, self.lock, name, self.platform, self.store, self.epoch,
-                            self.reporter)
-                materialize(sysroot_tree, sysroot)
-            else:
-                install_set(stage_tree, self.loaded, self.lock, name, self.platform, self.store, self.epoch,
-                            self.reporter)
+            # cross: the host's architecture runs the tools, the target's packages sit beside them.
+            install_set(stage_tree, self.loaded, self.lock, name, self.platform, self.store, self.epoch,
+                        self.reporter, build=build)
+        if build is not None:
+            add_cross_files(stage_tree, self.platform, self.epoch)
         add_file_specs(self.loaded, stage_tree, spec.files, self.platform, ("stages", name, "files"))
         self.copy_into(stage_tree, list(spec.copy_), f"stages.{name}.copy")
         materialize(stage_tree, root)
-        if spec.steps and strategy != "cross" and not (root / "bin" / "sh").is_symlink() \
-                and not (root / "bin" / "sh").exists():
+        if spec.steps and not (root / "bin" / "sh").is_symlink() and not (root / "bin" / "sh").exists():
             raise BuildError(f"stage '{name}' ({self.platform.name}, {strategy}) has no /bin/sh to run its "
                              f"steps: add a shell package (e.g. dash) to stages.{name}.packages")
         if spec.steps:
             source = base / "src"
-            shutil.copytree(self.loaded.folder / spec.source, source, symlinks=True, ignore=SOURCE_IGNORE)
-            inputs = {"root": tree_digest(root), "sysroot": tree_digest(sysroot) if sysroot else None}
+            shutil.copytree(self.loaded.folder / spec.source, source, symlinks=True, ignore=ignore_in_source)
+            inputs = {"root": tree_digest(root)}
             steps = [StepSpec(step.run, step.network) for step in spec.steps]
             cache = StepCache() if self.use_cache else StepCache(base / "step-cache")
             run_stage_steps(steps, root, self.platform, strategy, source, self.epoch, cache,
                             lambda line: self.reporter.detail(f"{label}: {line}"),
-                            stage=name, inputs=inputs, sysroot=sysroot)
+                            stage=name, inputs=inputs)
         return StageResult(name, root=root)
 
     def _buildx(self, name: str, spec: StageSpec) -> StageResult:

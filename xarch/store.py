@@ -14,10 +14,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from xarch.errors import InputError
+from xarch.oci.atomic import name_the_path
+from xarch.oci.digest import hex_of
+from xarch.oci.verified import BlobMismatch, read_verified
+
 CHUNK = 1 << 20
 
 
-class DigestMismatch(ValueError):
+class DigestMismatch(InputError, ValueError):
     """Content whose sha256 is not the one it was asked to have."""
 
 
@@ -40,6 +45,34 @@ class Store:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
+    def verified(self, sha256: str) -> bool:
+        """True when the store holds SHA256 with exactly those bytes. A file that has changed since
+        it entered (disk fault, a hand edit) is deleted, so the caller fetches or rebuilds it."""
+        path = self.path(sha256)
+        hasher = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    hasher.update(chunk)
+        except FileNotFoundError:
+            return False
+        if hasher.hexdigest() == sha256:
+            return True
+        path.unlink(missing_ok=True)
+        return False
+
+    def read(self, digest: str) -> bytes | None:
+        """The bytes stored for DIGEST ("sha256:<hex>"), checked; None when absent or corrupt (then
+        deleted, so that the rebuild stores it again)."""
+        path = self.path(hex_of(digest))
+        try:
+            return read_verified(path.open("rb"), digest, None, str(path))
+        except FileNotFoundError:
+            return None
+        except BlobMismatch:
+            path.unlink(missing_ok=True)
+            return None
+
     def put_chunks(self, chunks: Iterable[bytes], expected_sha256: str | None, what: str = "blob") -> str:
         """Store the concatenated CHUNKS; verify them against EXPECTED_SHA256 first.
 
@@ -61,8 +94,9 @@ class Store:
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, self.path(actual))
             return actual
-        except BaseException:
+        except BaseException as error:
             Path(tmp_name).unlink(missing_ok=True)
+            name_the_path(error, directory)
             raise
 
     def put_bytes(self, data: bytes, expected_sha256: str | None = None, what: str = "blob") -> str:

@@ -10,13 +10,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from xarch.errors import XarchError
+from xarch.errors import InputError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, platform_name, sha256_digest
 from xarch.oci.layout import Artifact, LayoutError, LayoutReader
+from xarch.oci.schema import parse_document
+from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 from xarch.units import human_size
 
 
-class InspectError(XarchError):
+class InspectError(InputError):
     pass
 
 
@@ -40,8 +42,9 @@ class Summary:
                 "images": [asdict(row) for row in self.images]}
 
 
-def _row(platform: dict[str, str], manifest_bytes: bytes) -> ImageRow:
-    manifest = json.loads(manifest_bytes)
+def _row(platform: dict[str, str], manifest_bytes: bytes, source: str = "") -> ImageRow:
+    where = f"{source}: manifest {sha256_digest(manifest_bytes)}" if source else "manifest"
+    manifest = parse_document(manifest_bytes, where, "manifest")
     layers = manifest.get("layers", [])
     return ImageRow(platform_name(platform), sha256_digest(manifest_bytes),
                     sum(int(layer["size"]) for layer in layers), len(layers))
@@ -56,6 +59,9 @@ def summarize_path(path: Path, kind: str | None = None, source: str | None = Non
     """Summary of an OCI layout folder, an oci-archive or a docker-archive at PATH.
 
     KIND is what xarch.imageref took PATH for (None: decide from the files); SOURCE labels it.
+    Every blob the summary stands for is read and checked against its descriptor (layers are
+    hashed as they stream, not kept): a corrupt image raises BlobMismatch rather than being
+    described. Anything else unreadable raises InspectError naming PATH. Both exit 2.
     """
     label = source or str(path)
     try:
@@ -69,33 +75,58 @@ def summarize_path(path: Path, kind: str | None = None, source: str | None = Non
             raise InspectError(f"{path}: neither an OCI layout nor a docker-archive")
         finally:
             reader.close()
-    except (LayoutError, KeyError, ValueError) as error:
+    except LayoutError as error:
         raise InspectError(f"{path}: cannot read: {error}") from None
+
+
+def _layout_row(reader: LayoutReader, source: str, descriptor: Any) -> ImageRow:
+    _, digest, size = descriptor_fields(descriptor, f"{source}: index")
+    platform = descriptor.get("platform") or {}
+    if not isinstance(platform, dict):
+        raise BadDescriptor(f"{source}: descriptor {digest} has a platform that is not a JSON object")
+    where = f"{source}: manifest {digest}"
+    manifest = json_object(reader.blob(digest, size), where)
+    _, config_digest, config_size = descriptor_fields(manifest.get("config"), f"{where}: config")
+    reader.verify_blob(config_digest, config_size)
+    layers = manifest.get("layers") or []
+    if not isinstance(layers, list):
+        raise BadDescriptor(f"{where}: layers is not a JSON array")
+    total = 0
+    for layer in layers:
+        _, layer_digest, layer_size = descriptor_fields(layer, f"{where}: layer")
+        reader.verify_blob(layer_digest, layer_size)
+        total += layer_size
+    return ImageRow(platform_name(platform), digest, total, len(layers))
 
 
 def _summarize_layout(reader: LayoutReader, source: str) -> Summary:
     top = reader.top_index()
     descriptors = top.get("manifests") or []
-    if not descriptors:
+    if not isinstance(descriptors, list) or not descriptors:
         raise InspectError(f"{source}: index.json names no image")
-    first = descriptors[0]
-    if first["mediaType"] in (OCI_INDEX, DOCKER_MANIFEST_LIST):
-        index_bytes = reader.blob(first["digest"])
-        index = json.loads(index_bytes)
-        rows = tuple(
-            _row(d.get("platform") or {}, reader.blob(d["digest"])) for d in index.get("manifests", [])
-        )
-        return Summary(source, first["digest"], rows)
-    rows = tuple(_row(d.get("platform") or {}, reader.blob(d["digest"])) for d in descriptors)
-    return Summary(source, None, rows)
+    media_type, digest, size = descriptor_fields(descriptors[0], f"{source}: index.json")
+    if media_type in (OCI_INDEX, DOCKER_MANIFEST_LIST):
+        index = json_object(reader.blob(digest, size), f"{source}: index {digest}")
+        manifests = index.get("manifests") or []
+        if not isinstance(manifests, list):
+            raise BadDescriptor(f"{source}: index {digest}: manifests is not a JSON array")
+        return Summary(source, digest, tuple(_layout_row(reader, source, d) for d in manifests))
+    return Summary(source, None, tuple(_layout_row(reader, source, d) for d in descriptors))
 
 
 def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:
     rows = []
-    for item in json.loads(reader.read("manifest.json")):
-        config = json.loads(reader.read(item["Config"]))
+    items = json_object(reader.read("manifest.json"), f"{source}: manifest.json", (list,))
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("Layers", []), list):
+            raise BadDescriptor(f"{source}: manifest.json: an entry without Config and Layers")
+        reader.docker_file(item.get("Config"))
+        config = json_object(reader.read(item["Config"]), f"{source}: {item['Config']}")
         platform = {key: config[key] for key in ("os", "architecture", "variant") if config.get(key)}
-        sizes = [len(reader.read(layer)) for layer in item["Layers"]]
+        rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
+        diff_ids: list[Any] = rootfs["diff_ids"] if isinstance(rootfs.get("diff_ids"), list) else []
+        sizes = [reader.docker_file(layer, diff_ids[n] if n < len(diff_ids) else None)[1]
+                 for n, layer in enumerate(item.get("Layers") or [])]
         no_manifest = "(docker-archive: no manifest)"
         rows.append(ImageRow(platform_name(platform), no_manifest, sum(sizes), len(sizes)))
     return Summary(source, None, tuple(rows))

@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from xarch.errors import BuildError, Verdict, XarchError
+from xarch.errors import BuildError, InputError, Verdict, XarchError
 from xarch.oci.layout import LayoutReader
 from xarch.platforms import Platform
 from xarch.progress import Reporter
@@ -38,7 +38,7 @@ OLD_MTIME = 1_234_567_890  # 2009: older than most epochs, so an mtime that leak
 REFERENCE_ENV = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 
-class VerifyError(XarchError):
+class VerifyError(InputError):
     pass
 
 
@@ -283,6 +283,7 @@ class BuildRequest:
     platforms: tuple[Platform, ...]
     epoch: int
     workdir: Path
+    strategy: str | None = None  # --strategy for every build (the reference's and each variation's)
 
 
 def run_build(request: BuildRequest, name: str, conditions: Conditions) -> Path:
@@ -299,6 +300,8 @@ def run_build(request: BuildRequest, name: str, conditions: Conditions) -> Path:
     # --no-cache: a rebuild that takes its images from a cache proves nothing.
     argv = [sys.executable, "-m", "xarch.cli", "build", "-q", "--no-cache",
             "-f", str(source / loaded.path.name), "--platform", platforms, "--output", f"oci:{output}"]
+    if request.strategy:
+        argv += ["--strategy", request.strategy]
     result = subprocess.run(wrap_command(conditions, argv), cwd=source, env=env, capture_output=True,
                             text=True, check=False)
     if result.returncode != 0:
@@ -336,14 +339,15 @@ def judge(result: VariationResult, reference: Path, reference_digests: dict[str,
 
 
 def rebuild_and_compare(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter,
-                        variations: tuple[str, ...] | None = None) -> VerifyReport:
+                        variations: tuple[str, ...] | None = None,
+                        strategy: str | None = None) -> VerifyReport:
     """Build once under the reference conditions, then once per variation; compare every digest."""
     chosen = [v for v in VARIATIONS if v.name in (variations or VARIATION_NAMES)]
     epoch, _ = resolve_epoch(loaded)
     report = VerifyReport()
     with tempfile.TemporaryDirectory(prefix="xarch-verify-") as tmp:
         os.chmod(tmp, 0o755)  # a rebuild as another user must reach its own folder inside
-        request = BuildRequest(loaded, platforms, epoch, Path(tmp))
+        request = BuildRequest(loaded, platforms, epoch, Path(tmp), strategy)
         with reporter.tasks() as board:
             task = board.add("verify: reference build and rebuilds", len(chosen) + 1)
             reference = run_build(request, "reference", Conditions())

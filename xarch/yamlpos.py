@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from xarch.errors import InputError
 
-class YamlPositionError(ValueError):
+
+class YamlPositionError(InputError, ValueError):
     """Not valid YAML (or not UTF-8) at 1-based LINE and COLUMN (None when unknown)."""
 
     def __init__(self, line: int | None, message: str, column: int | None = None) -> None:
@@ -59,7 +61,50 @@ class PositionedYaml:
         return line
 
 
-def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
+# No recipe field nests more than a few levels; the bound keeps every recursive walk of
+# the document (duplicate keys, pydantic, the line finder) far from the interpreter's limit.
+MAX_DEPTH = 64
+
+
+def _refuse_deep_nesting(root: yaml.Node | None) -> None:
+    """YamlPositionError naming the line of the first node nested deeper than MAX_DEPTH."""
+    pending: list[tuple[yaml.Node, int]] = [(root, 1)] if root is not None else []
+    while pending:  # iterative, so the check itself cannot overflow the stack
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise YamlPositionError(node.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, yaml.MappingNode):
+            pending.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((child, depth + 1) for child in node.value)
+
+
+# A recipe has hundreds of nodes. Aliases can make a short document expand to billions
+# ("billion laughs"): everything after loading (checks, validation) walks the expanded data.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes NODE stands for once every alias is expanded (each shared node counted once
+    per use, computed once)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = 1  # an alias cycle (which SafeLoader refuses anyway) counts once
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, memo) for item in node.value)
+    memo[id(node)] = size
+    return size
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, seen_nodes: set[int] | None = None) -> None:
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if node is None or id(node) in seen_nodes:
+        return  # an alias: that node was checked where it was defined
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -69,10 +114,10 @@ def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
                     key_node.start_mark.line + 1, f"duplicate key {key!r} (first on line {seen[key]})"
                 )
             seen[key] = key_node.start_mark.line + 1
-            _refuse_duplicate_keys(value_node)
+            _refuse_duplicate_keys(value_node, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _refuse_duplicate_keys(item)
+            _refuse_duplicate_keys(item, seen_nodes)
 
 
 def load(path: Path) -> PositionedYaml:
@@ -87,6 +132,10 @@ def load(path: Path) -> PositionedYaml:
                                 column) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        # Alias expansion first: the other walks visit a shared node once per use.
+        if root is not None and _expanded_size(root, {}) > MAX_EXPANDED_NODES:
+            raise YamlPositionError(None, f"aliases expand to more than {MAX_EXPANDED_NODES} values")
+        _refuse_deep_nesting(root)
         _refuse_duplicate_keys(root)
         data = yaml.safe_load(text)
     except yaml.reader.ReaderError as error:
@@ -96,6 +145,10 @@ def load(path: Path) -> PositionedYaml:
         character = f"U+{error.character:04X}" if isinstance(error.character, int) else repr(error.character)
         raise YamlPositionError(line, f"invalid YAML: character {character} is not allowed ({error.reason})",
                                 column) from None
+    except RecursionError:
+        # PyYAML's composer recurses once per level: nesting deeper than the interpreter's
+        # stack fails there, before _refuse_deep_nesting can name a line.
+        raise YamlPositionError(None, f"nested more than {MAX_DEPTH} levels deep") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         message = f"invalid YAML: {error.problem or error.context}"

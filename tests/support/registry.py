@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,7 +352,8 @@ _HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "content-en
 class FlakyProxy:
     """Forwards to a registry on 127.0.0.1, but fails its first FAILURES requests: with STATUS (503 by
     default, with a RETRY_AFTER header when given), or (DROP) by closing the connection without an
-    answer; or (NO_MOUNT) hides mount support.
+    answer; or (NO_MOUNT) hides mount support; or (REWRITE) answers REWRITE(path, body) instead of
+    the registry's body: a registry that lies.
 
     It can also play the parts of an object-store-backed registry: UPLOADS_TO rewrites the Location of
     an upload POST to another origin, BLOBS_TO answers blob GETs with a 307 there, and SIGN (an
@@ -362,13 +363,15 @@ class FlakyProxy:
 
     def __init__(self, upstream: str, failures: int = 0, drop: bool = False, method: str | None = None,
                  after: int = 0, no_mount: bool = False, status: int = 503, retry_after: str | None = None,
-                 uploads_to: str | None = None, blobs_to: str | None = None, sign: str | None = None):
+                 uploads_to: str | None = None, blobs_to: str | None = None, sign: str | None = None,
+                 rewrite: Callable[[str, bytes], bytes] | None = None):
         self.upstream = upstream
         self.failures = failures
         self.drop = drop
         self.method = method  # count (and fail) only requests of this method
         self.after = after  # let this many counted requests through before failing
         self.no_mount = no_mount  # act as a registry without cross-repository mount (strip ?mount=&from=)
+        self.rewrite = rewrite
         self.status, self.retry_after = status, retry_after
         self.uploads_to, self.blobs_to, self.sign = uploads_to, blobs_to, sign
         self.seen = 0
@@ -427,6 +430,8 @@ class FlakyProxy:
                             value = value.replace(proxy.host, proxy.uploads_to)
                         self.send_header(key, value)
                 content = reply.content if self.command != "HEAD" else b""
+                if proxy.rewrite and content:
+                    content = proxy.rewrite(path, content)
                 length_out = reply.headers.get("Content-Length", str(len(content)))
                 if self.command != "HEAD":
                     length_out = str(len(content))

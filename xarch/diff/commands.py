@@ -9,6 +9,7 @@ from rich.console import Console
 
 from xarch.diff import diff_paths
 from xarch.diff.report import print_diff
+from xarch.errors import ExitCode
 from xarch.progress import Reporter
 
 
@@ -32,4 +33,4 @@ def diff_command(a: str, b: str, platform: str | None, as_json: bool, insecure: 
                       width=None if sys.stdout.isatty() else 200)
     print_diff(result, as_json, console)
     if not result.identical:
-        sys.exit(1)
+        sys.exit(ExitCode.VERDICT)

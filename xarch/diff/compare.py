@@ -211,7 +211,7 @@ class _Comparer:
             value_a, value_b = a.get(key), b.get(key)
             if value_a == value_b:
                 continue
-            if key == "config":
+            if key == "config" and isinstance(value_a or {}, dict) and isinstance(value_b or {}, dict):
                 self.compare_runtime(platform, value_a or {}, value_b or {}, changes)
             elif key == "history" and isinstance(value_a, list) and isinstance(value_b, list):
                 for n in range(max(len(value_a), len(value_b))):

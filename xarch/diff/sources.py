@@ -8,26 +8,25 @@ checked while they stream (see xarch.diff.layers).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from xarch.errors import XarchError
+from xarch.errors import InputError, XarchError
 from xarch.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
-from xarch.oci.digest import hex_of, sha256_digest
+from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.schema import parse_document
+from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
-class DiffError(XarchError):
+class DiffError(InputError):
     """An input of `xarch diff` cannot be read. Exit 2, like diff(1) when in trouble."""
 
     exit_code = 2
@@ -81,70 +80,27 @@ class ImageSource:
         self.close()
 
 
-class _Files:
-    """Read files by relative path from a folder or from a tar archive (without unpacking it)."""
-
-    def __init__(self, path: Path, label: str) -> None:
-        self.path, self.label = path, label
-        self._tar: tarfile.TarFile | None = None
-        self._members: dict[str, tarfile.TarInfo] = {}
-        if path.is_file():
-            try:
-                self._tar = tarfile.open(path)  # an uncompressed archive is indexed by seeking, not reading
-            except tarfile.TarError as error:
-                raise DiffError(f"{label}: not a tar archive ({error})") from None
-            for member in self._tar.getmembers():
-                if member.isfile():
-                    self._members[member.name.removeprefix("./")] = member
-
-    def has(self, relative: str) -> bool:
-        return (self.path / relative).is_file() if self._tar is None else relative in self._members
-
-    def open(self, relative: str) -> IO[bytes]:
-        if self._tar is None:
-            try:
-                return open(self.path / relative, "rb")
-            except OSError as error:
-                raise DiffError(f"{self.label}: cannot read {relative}: {error.strerror}") from None
-        member = self._members.get(relative)
-        handle = self._tar.extractfile(member) if member else None
-        if handle is None:
-            raise DiffError(f"{self.label}: {relative} is missing")
-        return handle
-
-    def read(self, relative: str) -> bytes:
-        with self.open(relative) as handle:
-            return handle.read()
-
-    def size(self, relative: str) -> int:
-        if self._tar is None:
-            return (self.path / relative).stat().st_size
-        return self._members[relative].size
-
-    def close(self) -> None:
-        if self._tar is not None:
-            self._tar.close()
+def _json(data: bytes, what: str, kinds: tuple[type, ...] = (dict,)) -> Any:
+    return json_object(data, what, kinds)
 
 
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError as error:
-        raise DiffError(f"{what}: not JSON ({error})") from None
-    if not isinstance(value, (dict, list)):
-        raise DiffError(f"{what}: not a JSON object")
-    return value  # type: ignore[return-value]
-
-
-def _layer_names(config: dict[str, Any]) -> list[str]:
+def _layer_names(config: dict[str, Any], where: str) -> list[str]:
     """created_by of each history entry that has a layer (empty_layer entries have none)."""
-    return [str(h.get("created_by", "")) for h in config.get("history") or [] if not h.get("empty_layer")]
+    history = config.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise BadDescriptor(f"{where}: history is not a list of JSON objects")
+    return [str(h.get("created_by", "")) for h in history if not h.get("empty_layer")]
 
 
 def _layers(config: dict[str, Any], blobs: list[tuple[str, int, str]],
-            opener: Callable[[int], Callable[[], IO[bytes]]]) -> list[LayerRef]:
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    names = _layer_names(config)
+            opener: Callable[[int], Callable[[], IO[bytes]]], where: str) -> list[LayerRef]:
+    """The layers of an image, named from CONFIG (parsed JSON, its types checked here; the OCI image
+    spec's config.md: rootfs.diff_ids a list of digests, history a list of objects)."""
+    rootfs = config.get("rootfs") or {}
+    diff_ids = rootfs.get("diff_ids") or [] if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise BadDescriptor(f"{where}: rootfs.diff_ids is not a list of digests")
+    names = _layer_names(config, where)
     return [
         LayerRef(position, digest, size, media_type,
                  diff_ids[position] if position < len(diff_ids) else None,
@@ -153,82 +109,94 @@ def _layers(config: dict[str, Any], blobs: list[tuple[str, int, str]],
     ]
 
 
-class _LayoutBlobs:
-    def __init__(self, files: _Files) -> None:
-        self.files = files
-
-    def path(self, digest: str) -> str:
-        try:
-            return f"blobs/sha256/{hex_of(digest)}"
-        except ValueError as error:
-            raise DiffError(f"{self.files.label}: {error}") from None
-
-    def read(self, digest: str) -> bytes:
-        data = self.files.read(self.path(digest))
-        if sha256_digest(data) != digest:
-            raise DiffError(f"{self.files.label}: blob {digest} does not match its digest")
-        return data
-
-    def opener(self, digest: str) -> Callable[[], IO[bytes]]:
-        return lambda: self.files.open(self.path(digest))
-
-
-def _open_layout(files: _Files, source: ImageSource) -> None:
-    blobs = _LayoutBlobs(files)
-    top = _json(files.read("index.json"), f"{source.label}: index.json")
+def _open_layout(files: LayoutReader, source: ImageSource, verify_layers: bool) -> None:
+    label = source.label
+    # The top index is checked against its schema first, as every other reader does.
+    top = parse_document(files.read("index.json"), f"{label}: index.json", "index")
     descriptors = top.get("manifests") or []
-    if not descriptors:
-        raise DiffError(f"{source.label}: index.json names no image")
+    if not isinstance(descriptors, list) or not descriptors:
+        raise DiffError(f"{label}: index.json names no image")
     first = descriptors[0]
-    source.tag = (first.get("annotations") or {}).get(REF_NAME)
-    if first.get("mediaType") in INDEX_TYPES:
-        source.index_digest = first["digest"]
-        source.index = _json(blobs.read(first["digest"]), f"{source.label}: index {first['digest']}")
+    media_type, digest, size = descriptor_fields(first, f"{label}: index.json")
+    annotations = first.get("annotations") or {}
+    source.tag = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+    if media_type in INDEX_TYPES:
+        source.index_digest = digest
+        source.index = _json(files.blob(digest, size), f"{label}: index {digest}")
         descriptors = source.index.get("manifests") or []
+        if not isinstance(descriptors, list):
+            raise BadDescriptor(f"{label}: index {digest}: manifests is not a JSON array")
     for descriptor in descriptors:
-        digest = descriptor["digest"]
-        manifest = _json(blobs.read(digest), f"{source.label}: manifest {digest}")
+        _, digest, size = descriptor_fields(descriptor, f"{label}: index")
+        manifest = _json(files.blob(digest, size), f"{label}: manifest {digest}")
         if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-            raise DiffError(f"{source.label}: nested index {digest} is not supported")
-        config_digest = manifest["config"]["digest"]
-        config = _json(blobs.read(config_digest), f"{source.label}: config {config_digest}")
+            raise DiffError(f"{label}: nested index {digest} is not supported")
+        where = f"{label}: manifest {digest}"
+        _, config_digest, config_size = descriptor_fields(manifest.get("config"), where)
+        config = _json(files.blob(config_digest, config_size), f"{label}: config {config_digest}")
         platform = descriptor.get("platform") or config
-        layer_blobs = [(d["digest"], int(d["size"]), d.get("mediaType", ""))
-                       for d in manifest.get("layers", [])]
-        digests = [digest for digest, _, _ in layer_blobs]
-        layers = _layers(config, layer_blobs, lambda n, d=digests: blobs.opener(d[n]))  # type: ignore[misc]
+        if not isinstance(platform, dict):
+            raise BadDescriptor(f"{label}: descriptor {digest} has a platform that is not a JSON object")
+        layer_list = manifest.get("layers") or []
+        if not isinstance(layer_list, list):
+            raise BadDescriptor(f"{label}: manifest {digest}: layers is not a JSON array")
+        layer_blobs = []
+        for layer in layer_list:
+            layer_type, layer_digest, layer_size = descriptor_fields(layer, f"{label}: manifest {digest}")
+            if verify_layers:  # layers that compare equal by digest are never streamed otherwise
+                files.verify_blob(layer_digest, layer_size)
+            layer_blobs.append((layer_digest, layer_size, layer_type))
+        config_where = f"{label}: config {config_digest}"
+        layers = _layers(config, layer_blobs, _blob_opener(files, layer_blobs), config_where)
         source.images.append(PlatformImage(platform_key(platform), config_digest, config, layers,
                                            digest, manifest))
 
 
-def _open_docker_archive(files: _Files, source: ImageSource) -> None:
-    items = _json(files.read("manifest.json"), f"{source.label}: manifest.json")
-    if not isinstance(items, list) or not items:
+Opener = Callable[[int], Callable[[], IO[bytes]]]
+
+
+def _blob_opener(files: LayoutReader, blobs: list[tuple[str, int, str]]) -> Opener:
+    """Position -> opener of that layer's blob, verified as it streams (digest and size)."""
+    def opener(position: int) -> Callable[[], IO[bytes]]:
+        digest, size, _ = blobs[position]
+        return lambda: files.open_blob(digest, size)  # type: ignore[return-value]
+    return opener
+
+
+def _file_opener(files: LayoutReader, paths: list[str]) -> Opener:
+    return lambda position: (lambda: files.open(paths[position]))
+
+
+def _open_docker_archive(files: LayoutReader, source: ImageSource) -> None:
+    items = _json(files.read("manifest.json"), f"{source.label}: manifest.json", (list,))
+    if not items:
         raise DiffError(f"{source.label}: manifest.json names no image")
     for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("Layers", []), list):
+            raise BadDescriptor(f"{source.label}: manifest.json: an entry without Config and Layers")
+        config_digest, _ = files.docker_file(item.get("Config"))
         config_data = files.read(item["Config"])
         config = _json(config_data, f"{source.label}: {item['Config']}")
+        rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
+        diff_ids: list[Any] = rootfs["diff_ids"] if isinstance(rootfs.get("diff_ids"), list) else []
         paths = list(item.get("Layers") or [])
         # A docker-archive names layers by path; its layers' digests are those of the stored files.
         layer_blobs = []
-        for path in paths:
-            with files.open(path) as handle:
-                digest = _sha256_stream(handle)
-            layer_blobs.append((digest, files.size(path), ""))
-        layers = _layers(config, layer_blobs, lambda n, p=paths: (lambda: files.open(p[n])))
-        source.images.append(PlatformImage(platform_key(config), sha256_digest(config_data), config, layers))
+        for n, path in enumerate(paths):
+            digest, size = files.docker_file(path, diff_ids[n] if n < len(diff_ids) else None)
+            layer_blobs.append((digest, size, ""))
+        layers = _layers(config, layer_blobs, _file_opener(files, paths), f"{source.label}: {item['Config']}")
+        source.images.append(PlatformImage(platform_key(config), config_digest, config, layers))
 
 
-def _sha256_stream(handle: IO[bytes]) -> str:
-    hasher = hashlib.sha256()
-    while chunk := handle.read(1 << 20):
-        hasher.update(chunk)
-    return "sha256:" + hasher.hexdigest()
-
-
-def _open_path(path: Path, label: str, kind: str) -> ImageSource:
-    """Open PATH as KIND (oci, oci-archive, docker-archive), as xarch.imageref decided it."""
-    files = _Files(path, label)
+def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) -> ImageSource:
+    """Open PATH as KIND (oci, oci-archive, docker-archive), as xarch.imageref decided it. Every
+    blob is checked against its descriptor; VERIFY_LAYERS False skips hashing the layers up front
+    (a registry pull verified them already)."""
+    try:
+        files = LayoutReader(path)
+    except LayoutError as error:
+        raise DiffError(f"{label}: {error}") from None
     is_archive = path.is_file()
     source = ImageSource(label, kind)
     source._closers.append(files.close)
@@ -236,14 +204,14 @@ def _open_path(path: Path, label: str, kind: str) -> ImageSource:
         # Docker 25+ `docker save` writes both index.json and manifest.json: the index says more,
         # unless docker-archive: asked for the other view.
         if files.has("index.json") and kind != DOCKER_ARCHIVE:
-            _open_layout(files, source)
+            _open_layout(files, source, verify_layers)
         elif files.has("manifest.json") and is_archive:
             _open_docker_archive(files, source)
         else:
             raise DiffError(f"{label}: neither an OCI layout, an oci-archive nor a docker-archive")
-    except (KeyError, TypeError, ValueError) as error:
+    except LayoutError as error:
         source.close()
-        raise DiffError(f"{label}: malformed image ({type(error).__name__}: {error})") from None
+        raise DiffError(f"{label}: {error}") from None
     except BaseException:
         source.close()
         raise
@@ -259,13 +227,15 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
     tmp = Path(tempfile.mkdtemp(prefix="xarch-diff-"))
     try:
         pull_layout(reference, tmp / "image", settings=client_settings(insecure=insecure))
-        source = _open_path(tmp / "image", label, "oci")
+        source = _open_path(tmp / "image", label, "oci", verify_layers=False)  # pull_layout verified them
     except DiffError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except XarchError as error:  # exit 2 (trouble), not 1, which means "they differ"
+    except XarchError as error:  # never 1, which means "they differ": the registry's own code (2 or 4)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DiffError(f"{label}: {error}") from None
+        wrapped = DiffError(f"{label}: {error}")
+        wrapped.exit_code = error.exit_code  # an unreachable registry stays exit 4
+        raise wrapped from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

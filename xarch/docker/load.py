@@ -8,7 +8,6 @@ through the docker SDK, which negotiates the API version with whatever daemon an
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tarfile
@@ -21,20 +20,29 @@ import docker
 import docker.errors
 
 from xarch import platforms
-from xarch.errors import XarchError
+from xarch.errors import ExitCode, InputError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.schema import DocumentError, Kind, parse_document
+from xarch.oci.verified import descriptor_fields
 from xarch.registry.errors import InvalidReference
 from xarch.registry.reference import parse_reference
+from xarch.summary import summarize_path
 
 _INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 
 
-class DockerError(XarchError):
-    """The Docker engine is unreachable or refused what xarch gave it."""
+class DockerError(InputError):
+    """The Docker engine refused what xarch gave it, or the image to load is wrong (exit 2)."""
+
+
+class DockerUnreachable(DockerError):
+    """No Docker engine answers at DOCKER_HOST (or the default socket) (exit 3: the host)."""
+
+    exit_code = ExitCode.HOST
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ def docker_client() -> docker.DockerClient:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as error:
-        raise DockerError(
+        raise DockerUnreachable(
             f"cannot reach the Docker engine at {where}: {_first_line(error)} "
             "(is dockerd running? scripts/start-dockerd starts one)"
         ) from None
@@ -95,6 +103,7 @@ def load_image(
             raise DockerError(f"{source}: a docker-archive holds one platform; --platform picks one "
                               "from an OCI layout")
         full_tag = _docker_tag(tag) if tag else None  # checked before anything is loaded
+        summarize_path(source)  # every file checked against its content address before Docker sees it
         client = client or docker_client()
         image_id = load_archive(source, client)
         image = client.images.get(image_id)
@@ -130,27 +139,34 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
     try:
         manifests = _image_manifests(reader, reader.top_index(), depth=0)
         chosen = _choose(layout, manifests, platform)
-        manifest_bytes = reader.blob(chosen.digest)
-        manifest = _json(manifest_bytes, layout, chosen.digest)
-        config_bytes = reader.blob(manifest["config"]["digest"])
-        config = _json(config_bytes, layout, manifest["config"]["digest"])
-        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-        if len(diff_ids) != len(manifest["layers"]):
-            raise DockerError(f"{layout}: image {chosen.digest} names {len(manifest['layers'])} layers "
-                              f"but its config has {len(diff_ids)} diff_ids")
-        layers = tuple(
+        manifest_bytes = reader.blob(chosen.digest, chosen.size)
+        manifest = _json(manifest_bytes, layout, chosen.digest, "image")
+        where = f"{layout}: {chosen.digest}"
+        _, config_digest, config_size = descriptor_fields(manifest.get("config"), where)
+        config_bytes = reader.blob(config_digest, config_size)
+        config = _json(config_bytes, layout, config_digest, "config")
+        rootfs = config.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        layer_list = manifest.get("layers")
+        if not isinstance(diff_ids, list) or not isinstance(layer_list, list) \
+                or len(diff_ids) != len(layer_list):
+            raise DockerError(f"{layout}: image {chosen.digest}: its manifest's layers and its config's "
+                              "rootfs.diff_ids do not pair up")
+        layers = []
+        for i, (desc, diff_id) in enumerate(zip(layer_list, diff_ids, strict=True)):
+            _, layer_digest, layer_size = descriptor_fields(desc, f"{layout}: {chosen.digest}")
+            if not isinstance(diff_id, str):
+                raise DockerError(f"{layout}: config {config_digest}: diff_id {i} is not a string")
             # Sizes and entry counts are unknown here and not needed to write the archive.
-            Layer(name=f"layer{i}", diff_id=diff_id, blob=reader.blob(desc["digest"]),
-                  uncompressed_size=0, entry_count=0)
-            for i, (desc, diff_id) in enumerate(zip(manifest["layers"], diff_ids, strict=True))
-        )
-    except (LayoutError, KeyError, TypeError) as error:
+            layers.append(Layer(name=f"layer{i}", diff_id=diff_id, blob=reader.blob(layer_digest, layer_size),
+                                uncompressed_size=0, entry_count=0))
+    except LayoutError as error:
         raise DockerError(f"{layout}: not a readable OCI layout ({error})") from None
     finally:
         reader.close()
     plat = chosen.platform or {"os": str(config.get("os", "linux")),
                                "architecture": str(config.get("architecture"))}
-    return Image(dict(plat), config_bytes, manifest_bytes, layers)
+    return Image(dict(plat), config_bytes, manifest_bytes, tuple(layers))
 
 
 def _image_manifests(reader: LayoutReader, index: dict[str, Any], depth: int) -> list[Descriptor]:
@@ -158,11 +174,14 @@ def _image_manifests(reader: LayoutReader, index: dict[str, Any], depth: int) ->
     if depth > 4:
         raise DockerError(f"{reader.path}: indexes nested too deep")
     result = []
-    for raw in index.get("manifests", []):
-        desc = Descriptor.from_json(raw)
+    raws = index.get("manifests") or []
+    if not isinstance(raws, list):
+        raise DockerError(f"{reader.path}: an index's manifests is not a JSON array")
+    for raw in raws:
+        desc = Descriptor.from_json(raw, str(reader.path))
         if desc.media_type in _INDEX_TYPES:
-            result.extend(_image_manifests(reader, _json(reader.blob(desc.digest), reader.path, desc.digest),
-                                           depth + 1))
+            nested = _json(reader.blob(desc.digest, desc.size), reader.path, desc.digest, "index")
+            result.extend(_image_manifests(reader, nested, depth + 1))
         else:
             result.append(desc)
     return result
@@ -185,14 +204,11 @@ def _choose(layout: Path, manifests: list[Descriptor], platform: str | None) -> 
                       "choose one with --platform")
 
 
-def _json(data: bytes, where: Path, digest: str) -> dict[str, Any]:
+def _json(data: bytes, where: Path, digest: str, kind: Kind) -> dict[str, Any]:
     try:
-        value = json.loads(data)
-    except ValueError as error:
-        raise DockerError(f"{where}: blob {digest} is not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise DockerError(f"{where}: blob {digest} is not a JSON object")
-    return value
+        return dict(parse_document(data, f"{where}: blob {digest}", kind))
+    except DocumentError as error:
+        raise DockerError(str(error)) from None
 
 
 def _docker_tag(tag: str) -> str:

@@ -110,8 +110,9 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             shutil.rmtree(old)
         else:
             os.rename(staging, target)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        name_the_path(error, target)
         raise
     finally:
         for fd in locks:
@@ -136,6 +137,14 @@ def atomic_file(target: Path) -> Iterator[BinaryIO]:
             handle.flush()
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)
+        name_the_path(error, target)
         raise
+
+
+def name_the_path(error: BaseException, path: Path) -> None:
+    """Give an OSError that names no file (a write() on a full disk) PATH, so the one-line
+    error the CLI prints says which output or cache entry could not be written."""
+    if isinstance(error, OSError) and error.filename is None:
+        error.filename = str(path)

@@ -64,11 +64,15 @@ class Descriptor:
         return result
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Descriptor:
-        return cls(
-            media_type=obj["mediaType"],
-            digest=obj["digest"],
-            size=int(obj["size"]),
-            platform=obj.get("platform"),
-            annotations=dict(obj.get("annotations") or {}),
-        )
+    def from_json(cls, obj: Any, where: str = "descriptor") -> Descriptor:
+        """The descriptor OBJ (parsed JSON), its fields checked; BadDescriptor (exit 2) names WHERE."""
+        from xarch.oci.verified import BadDescriptor, descriptor_fields
+
+        media_type, digest, size = descriptor_fields(obj, where)
+        platform, annotations = obj.get("platform"), obj.get("annotations") or {}
+        if platform is not None and not isinstance(platform, dict):
+            raise BadDescriptor(f"{where}: descriptor {digest} has a platform that is not a JSON object")
+        if not isinstance(annotations, dict):
+            raise BadDescriptor(f"{where}: descriptor {digest} has annotations that are not a JSON object")
+        return cls(media_type=media_type, digest=digest, size=size, platform=platform,
+                   annotations=dict(annotations))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -84,7 +85,10 @@ def build_image(
     epoch: int,
     compressor: str,
     annotations: dict[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> Image:
+    """NOTES: history entries without a layer (how the build went, e.g. a stage's strategy),
+    placed before the layers' entries as they happened before them."""
     created = rfc3339(epoch)
     config: dict[str, Any] = {
         **platform,
@@ -92,8 +96,9 @@ def build_image(
         "config": runtime.to_json(),
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
         "history": [
-            {"created": created, "created_by": f"xarch layer {layer.name}", "comment": compressor}
-            for layer in layers
+            *({"created": created, "created_by": note, "empty_layer": True} for note in notes),
+            *({"created": created, "created_by": f"xarch layer {layer.name}", "comment": compressor}
+              for layer in layers),
         ],
     }
     config_bytes = canonical_json(config)

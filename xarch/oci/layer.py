@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from xarch.oci.compress import gzip_bytes
 from xarch.oci.digest import OCI_LAYER_GZIP, Descriptor, sha256_digest
 from xarch.oci.tar import sorted_entries, write_tar
-from xarch.oci.tree import Entry
+from xarch.oci.tree import Entry, path_bytes
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def fix_hardlinks(entries: list[Entry]) -> list[Entry]:
     result = dict(by_path)
     for target_path, members in groups.items():
         file_entry = by_path[target_path]
-        ordered = sorted(members, key=lambda p: p.encode())
+        ordered = sorted(members, key=path_bytes)
         first = ordered[0]
         result[first] = replace(by_path[first], type="file", linkname="", data=file_entry.data,
                                 source=file_entry.source)

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from xarch.errors import InputError
+from xarch.oci.archive import open_archive, read_member
 from xarch.oci.atomic import atomic_dir, atomic_file
-from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of, sha256_digest
+from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of
 from xarch.oci.image import Image
+from xarch.oci.schema import Kind, parse_document
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
+from xarch.oci.verified import SHA256, VerifiedStream, first_line
 
 OCI_LAYOUT_FILE = canonical_json({"imageLayoutVersion": "1.0.0"})
 
 
-class LayoutError(ValueError):
+class LayoutError(InputError, ValueError):
     pass
 
 
@@ -76,7 +80,12 @@ def write_oci_archive(artifact: Artifact, target: Path, epoch: int) -> None:
 
 
 class LayoutReader:
-    """Read blobs and the top index of an OCI layout folder or oci-archive tar."""
+    """Read blobs and the top index of an OCI layout folder or oci-archive tar.
+
+    Every blob is read through xarch.oci.verified: bytes that do not match the digest (and,
+    when the caller passes it, the size) of their descriptor raise BlobMismatch (exit 2).
+    Unreadable or malformed files raise LayoutError naming the layout and the file.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -86,26 +95,34 @@ class LayoutReader:
             if not (self.path / "index.json").is_file():
                 raise LayoutError(f"{self.path}: not an OCI layout (no index.json)")
         elif self.path.is_file():
-            try:
-                self._tar = tarfile.open(self.path)
-            except tarfile.TarError as error:
-                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise LayoutError(f"{self.path}: not a tar archive ({first_line})") from None
-            self._members = {m.name.lstrip("./"): m for m in self._tar.getmembers() if m.isfile()}
+            self._tar, self._members = open_archive(self.path)
         else:
             raise LayoutError(f"{self.path}: no such file or folder")
 
-    def read(self, relative: str) -> bytes:
+    def open(self, relative: str) -> IO[bytes]:
+        """An unverified stream of file RELATIVE; use blob()/open_blob() for blobs."""
         if self._tar is None:
-            file = self.path / relative
-            if not file.is_file():
-                raise LayoutError(f"{self.path}: {relative} is missing")
-            return file.read_bytes()
+            try:
+                return open(self.path / relative, "rb")
+            except OSError as error:
+                raise LayoutError(f"{self.path}: cannot read {relative} ({error.strerror})") from None
         member = self._members.get(relative)
         extracted = self._tar.extractfile(member) if member else None
         if extracted is None:
             raise LayoutError(f"{self.path}: {relative} is missing")
-        return extracted.read()
+        return extracted
+
+    def read(self, relative: str) -> bytes:
+        if self._tar is not None:
+            member = self._members.get(relative)
+            if member is None:
+                raise LayoutError(f"{self.path}: {relative} is missing")
+            return read_member(self._tar, member, self.path)  # one line for an archive cut short
+        with self.open(relative) as handle:
+            try:
+                return handle.read()
+            except (OSError, EOFError, tarfile.TarError, zlib.error) as error:
+                raise LayoutError(f"{self.path}: cannot read {relative} ({first_line(error)})") from None
 
     def has(self, relative: str) -> bool:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
@@ -114,18 +131,58 @@ class LayoutReader:
     def is_archive(self) -> bool:
         return self._tar is not None
 
-    def blob(self, digest: str) -> bytes:
-        data = self.read(f"blobs/sha256/{hex_of(digest)}")
-        if sha256_digest(data) != digest:
-            raise LayoutError(f"{self.path}: blob {digest} does not match its digest")
+    def blob_path(self, digest: str) -> str:
+        try:
+            return f"blobs/sha256/{hex_of(digest)}"
+        except ValueError as error:
+            raise LayoutError(f"{self.path}: {error}") from None
+
+    def open_blob(self, digest: str, size: int | None = None) -> VerifiedStream:
+        """A stream of blob DIGEST that raises BlobMismatch once it proves not DIGEST of SIZE bytes."""
+        path = self.blob_path(digest)
+        if not self.has(path):
+            raise LayoutError(f"{self.path}: blob {digest} is missing ({path})")
+        return VerifiedStream(self.open(path), digest, size, str(self.path))
+
+    def blob(self, digest: str, size: int | None = None) -> bytes:
+        with self.open_blob(digest, size) as stream:
+            data = stream.read()
+            stream.verify()
         return data
 
-    def json_blob(self, digest: str) -> dict[str, Any]:
-        return json.loads(self.blob(digest))
+    def verify_blob(self, digest: str, size: int | None = None) -> None:
+        """Hash blob DIGEST (a layer, say) without keeping it; BlobMismatch when it differs."""
+        with self.open_blob(digest, size) as stream:
+            stream.verify()
+
+    def docker_file(self, name: Any, diff_id: Any = None) -> tuple[str, int]:
+        """(sha256, size) of docker-archive file NAME, checked against its content address: the
+        sha256 its name carries (blobs/sha256/<hex>, <hex>.json, <hex>.tar) or, for an uncompressed
+        legacy <id>/layer.tar, DIFF_ID. BlobMismatch when it differs; LayoutError when absent."""
+        if not isinstance(name, str) or not self.has(name):
+            raise LayoutError(f"{self.path}: manifest.json names {name!r}, which the archive does not hold")
+        base = name.rsplit("/", 1)[-1].removesuffix(".json").removesuffix(".tar")
+        expected = f"sha256:{base}" if SHA256.fullmatch(f"sha256:{base}") else None
+        if expected is None and isinstance(diff_id, str) and SHA256.fullmatch(diff_id):
+            with self.open(name) as handle:
+                if handle.read(2) != b"\x1f\x8b":  # an uncompressed layer's digest is its diff_id
+                    expected = diff_id
+        with VerifiedStream(self.open(name), expected, None, f"{self.path}: {name}") as stream:
+            stream.verify()
+        return stream.check.actual, stream.count
+
+    def json_blob(self, digest: str, kind: Kind = "image", size: int | None = None) -> dict[str, Any]:
+        """Blob DIGEST (verified) parsed and checked to be a KIND (xarch/oci/schema.py)."""
+        return dict(parse_document(self.blob(digest, size), f"{self.path}: blob {digest}", kind))
 
     def top_index(self) -> dict[str, Any]:
-        return json.loads(self.read("index.json"))
+        return dict(parse_document(self.read("index.json"), f"{self.path}: index.json", "index"))
+
+    def document(self, relative: str, kind: Kind) -> Any:
+        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND."""
+        return parse_document(self.read(relative), f"{self.path}: {relative}", kind)
 
     def close(self) -> None:
         if self._tar is not None:
             self._tar.close()
+

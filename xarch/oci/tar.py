@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from xarch.oci.tree import Entry
+from xarch.errors import InputError
+from xarch.oci.tree import Entry, is_utf8, path_bytes
 
 BLOCK = 512
 _TYPEFLAGS = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5"}
@@ -23,7 +24,7 @@ _MAX_OCTAL = {8: 0o7777777, 12: 0o77777777777}
 PAX_NAME = b"././@PaxHeader"
 
 
-class TarError(ValueError):
+class TarError(InputError, ValueError):
     pass
 
 
@@ -95,8 +96,8 @@ def _padding(size: int) -> bytes:
 
 def entry_headers(entry: Entry, epoch: int, size: int) -> bytes:
     """The header block(s) of ENTRY: a PAX header first when ustar cannot hold it."""
-    name = entry.path.encode("utf-8") + (b"/" if entry.type == "dir" else b"")
-    linkname = entry.linkname.encode("utf-8") if entry.type in ("symlink", "hardlink") else b""
+    name = path_bytes(entry.path) + (b"/" if entry.type == "dir" else b"")
+    linkname = path_bytes(entry.linkname) if entry.type in ("symlink", "hardlink") else b""
     mtime = epoch if entry.mtime is None else max(0, min(int(entry.mtime), epoch))
     pax: dict[str, bytes] = {}
     split = _split_ustar_name(name)
@@ -109,6 +110,10 @@ def entry_headers(entry: Entry, epoch: int, size: int) -> bytes:
     for key, value, width in (("size", size, 12), ("uid", entry.uid, 8), ("gid", entry.gid, 8)):
         if value > _MAX_OCTAL[width]:
             pax[key] = str(value).encode()
+    if ("path" in pax and not is_utf8(entry.path)) or ("linkpath" in pax and not is_utf8(entry.linkname)):
+        # POSIX pax: path and linkpath records are UTF-8 unless hdrcharset says BINARY; a
+        # name that is not UTF-8 is stored byte-exact and marked so.
+        pax["hdrcharset"] = b"BINARY"
     if entry.xattrs:
         for xname, xvalue in sorted(entry.xattrs):
             pax["SCHILY.xattr." + xname] = xvalue
@@ -144,7 +149,7 @@ def tar_chunks(entries: Iterable[Entry], epoch: int) -> Iterator[bytes]:
 
 
 def sorted_entries(entries: Iterable[Entry]) -> list[Entry]:
-    return sorted(entries, key=lambda e: e.path.encode("utf-8"))
+    return sorted(entries, key=lambda e: path_bytes(e.path))
 
 
 @dataclass(frozen=True)

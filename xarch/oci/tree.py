@@ -14,11 +14,33 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from xarch.errors import InputError
+
 EntryType = Literal["file", "dir", "symlink", "hardlink"]
 
 
-class TreeError(ValueError):
+class TreeError(InputError, ValueError):
     """A path or entry that cannot be part of an image tree."""
+
+
+def path_bytes(path: str) -> bytes:
+    """The bytes of an image PATH, as they go into a tar header, a sort key or a hash.
+
+    Paths are str everywhere. A file name that is not UTF-8 comes from the filesystem as
+    Python's PEP 383 form (each undecodable byte a lone surrogate, what os.listdir gives with
+    the UTF-8 filesystem encoding of every Linux CPython since 3.7), so "utf-8" with
+    "surrogateescape" returns the original bytes, exactly, on every CPython 3.10-3.13.
+    """
+    return path.encode("utf-8", "surrogateescape")
+
+
+def is_utf8(path: str) -> bool:
+    """Whether PATH is valid UTF-8 text (no undecodable bytes carried as surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def normalize_path(path: str) -> str:
@@ -133,7 +155,7 @@ class Tree:
 
     def __iter__(self) -> Iterator[Entry]:
         """Entries in the one order every writer uses: by path bytes."""
-        for key in sorted(self.entries, key=lambda p: p.encode()):
+        for key in sorted(self.entries, key=path_bytes):
             yield self.entries[key]
 
     def __len__(self) -> int:

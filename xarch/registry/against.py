@@ -24,6 +24,7 @@ from rich.table import Table
 from xarch.errors import InputError
 from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef
 from xarch.oci.digest import platform_name
+from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials
 from xarch.registry.client import Settings
 from xarch.registry.errors import LayoutError
@@ -69,7 +70,7 @@ class Side:
 def side_of_index(label: str, digest: str, data: bytes) -> Side:
     """A Side from the exact bytes DATA of an OCI index (or Docker manifest list) with DIGEST."""
     try:
-        document = json.loads(data)
+        document = json_object(data, f"{label}: index {digest}")
         manifests = document.get("manifests") or []
         entries = [Entry(i, _platform_of(d), dict(d)) for i, d in enumerate(manifests)]
     except (ValueError, AttributeError, TypeError):
@@ -108,7 +109,7 @@ def published_side(ref: ImageRef, credentials: Credentials | None = None,
         if pulled.is_index:
             return side_of_index(ref.label, pulled.digest, pulled.data)
         [lone] = pulled.manifests
-        platform = _config_platform(json.loads(lone.config_data or b"{}"))
+        platform = _config_platform(json_object(lone.config_data or b"{}", f"{ref}: config"))
         return _lone_manifest(ref.label, pulled.digest, pulled.data, pulled.media_type, platform)
     if ref.kind not in (OCI, OCI_ARCHIVE):
         raise InputError(f"--against {ref}: is a {ref.kind}, which holds no manifest or index to compare; "
@@ -119,9 +120,10 @@ def published_side(ref: ImageRef, credentials: Credentials | None = None,
             return side_of_index(ref.label, str(image.top_descriptor["digest"]), image.top_data)
         [manifest] = image.manifests
         config_digest = manifest.json["config"]["digest"]
-        try:
-            config = json.loads(image.blob_path(config_digest).read_bytes())
-        except (OSError, ValueError):
+        try:  # read_layout checked the config's digest and size; here it must be a JSON object
+            where = f"{ref}: config {config_digest}"
+            config = json_object(image.blob_path(config_digest).read_bytes(), where)
+        except OSError:
             raise LayoutError(f"{ref}: config {config_digest} of {manifest.digest} is unreadable") from None
         return _lone_manifest(ref.label, manifest.digest, manifest.data,
                               media_type_of(manifest.json, manifest.descriptor.get("mediaType")),

@@ -9,7 +9,6 @@ index, then the tag.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ from xarch.oci.digest import Descriptor
 from xarch.oci.index import build_index
 from xarch.registry.auth import Credentials
 from xarch.registry.client import RegistryClient, Settings
-from xarch.registry.errors import RegistryError
+from xarch.registry.errors import RegistryError, RegistryUsageError
 from xarch.registry.mediatypes import IMAGE_MANIFESTS, OCI_INDEX, media_type_of, platform_name
 from xarch.registry.progress import BlobProgress, QuietProgress
+from xarch.registry.pull import answer_descriptor, answer_json
 from xarch.registry.push import PushResult, make_client, push_blobs
 from xarch.registry.reference import Reference, parse_reference
 
@@ -54,12 +54,13 @@ def fetch_source(client: RegistryClient, ref: Reference) -> SourceManifest:
     """The image manifest REF@sha256:… and its platform (from its config)."""
     assert ref.digest
     data, declared, _ = client.get_manifest(ref.repository, ref.digest)
-    manifest = json.loads(data)
+    manifest = answer_json(data, ref, ref.digest)
     media_type = media_type_of(manifest, declared or None)
     if media_type not in IMAGE_MANIFESTS:
-        raise RegistryError(f"--from {ref}: is {media_type}, not an image manifest "
+        raise RegistryUsageError(f"--from {ref}: is {media_type}, not an image manifest "
                             "(give the digest of one platform's manifest)")
-    config = json.loads(client.get_blob(ref.repository, manifest["config"]["digest"]))
+    _, config_digest, config_size = answer_descriptor(manifest.get("config"), f"--from {ref}")
+    config = answer_json(client.get_blob(ref.repository, config_digest, config_size), ref, config_digest)
     try:
         platform = platform_of_config(config)
     except RegistryError as exc:
@@ -78,15 +79,15 @@ def assemble(
     """Build an OCI index of FROM_REFS (each `host/repo@sha256:…`, in this order) and push it to TARGET."""
     ref = parse_reference(target) if isinstance(target, str) else target
     if ref.digest:
-        raise RegistryError(f"assemble target {ref} names a digest; give a tag")
+        raise RegistryUsageError(f"assemble target {ref} names a digest; give a tag")
     sources = [parse_reference(r) if isinstance(r, str) else r for r in from_refs]
     if not sources:
-        raise RegistryError("assemble needs at least one --from REF@sha256:…")
+        raise RegistryUsageError("assemble needs at least one --from REF@sha256:…")
     for source in sources:
         if not source.digest:
-            raise RegistryError(f"--from {source}: give a digest (REF@sha256:…); a tag can move")
+            raise RegistryUsageError(f"--from {source}: give a digest (REF@sha256:…); a tag can move")
         if source.host != ref.host:
-            raise RegistryError(f"--from {source}: is on {source.host}, the target on {ref.host}; "
+            raise RegistryUsageError(f"--from {source}: is on {source.host}, the target on {ref.host}; "
                                 "assemble mounts blobs within one registry")
     progress = progress or QuietProgress()
     client = make_client(ref, credentials, settings)
@@ -96,7 +97,8 @@ def assemble(
         for manifest in manifests:
             name = platform_name(manifest.platform)
             if name in seen:
-                raise RegistryError(f"--from {manifest.reference} and --from {seen[name]} are both {name}")
+                raise RegistryUsageError(
+                    f"--from {manifest.reference} and --from {seen[name]} are both {name}")
             seen[name] = manifest.reference
         index = build_index([m.descriptor for m in manifests], annotations)
         with tempfile.TemporaryDirectory(prefix="xarch-assemble-") as scratch:

@@ -23,7 +23,6 @@ if the registry forgot the upload, that blob alone starts again.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import os
 import sys
 import threading
@@ -37,8 +36,9 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 
+from xarch.oci.verified import BlobCheck
 from xarch.registry.auth import ANONYMOUS, Authenticator, Credentials
-from xarch.registry.errors import AuthError, RegistryError, RegistryUnavailable
+from xarch.registry.errors import AuthError, CorruptAnswer, RegistryError, RegistryUnavailable
 from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.uploads import UploadJournal
@@ -494,19 +494,21 @@ class RegistryClient:
         self.stats.add(restarted_uploads=1)
         return self._start_upload(repository), 0
 
-    def get_blob(self, repository: str, digest: str) -> bytes:
-        """A small blob (a config), verified against DIGEST."""
+    def get_blob(self, repository: str, digest: str, size: int | None = None) -> bytes:
+        """A small blob (a config), verified against DIGEST (and SIZE when given); CorruptAnswer if not."""
         self._scope(repository, push=False)
         what = f"GET blob {repository}@{digest}"
         response = self.request("GET", f"/v2/{repository}/blobs/{digest}", what=what)
         if response.status_code != 200:
             raise self._fail(response, what)
-        if sha256_digest(response.content) != digest:
-            raise RegistryError(f"{self.host}: blob {repository}@{digest} arrived with different content")
+        check = BlobCheck(digest, size, f"{self.host}: {what}", CorruptAnswer)
+        check.update(response.content)
+        check.finish()
         return response.content
 
-    def download_blob(self, repository: str, digest: str, destination: Path) -> None:
-        """Stream a blob to DESTINATION, verified; a partial or wrong download never lands there."""
+    def download_blob(self, repository: str, digest: str, destination: Path, size: int | None = None) -> None:
+        """Stream a blob to DESTINATION, verified against DIGEST (and SIZE when given: a longer answer
+        is cut off there); a partial or wrong download never lands there (CorruptAnswer, exit 4)."""
         self._scope(repository, push=False)
         what = f"GET blob {repository}@{digest}"
         partial = destination.with_name(destination.name + ".partial")
@@ -514,21 +516,27 @@ class RegistryClient:
             response = self.request("GET", f"/v2/{repository}/blobs/{digest}", stream=True, what=what)
             if response.status_code != 200:
                 raise self._fail(response, what)
-            hasher = hashlib.sha256()
+            check = BlobCheck(digest, size, f"{self.host}: {what}", CorruptAnswer)
             try:
                 with partial.open("wb") as out:
                     for piece in response.iter_content(1 << 20):
-                        hasher.update(piece)
+                        check.update(piece)
                         out.write(piece)
+            except CorruptAnswer:
+                partial.unlink(missing_ok=True)
+                response.close()
+                raise
             except _TRANSIENT:
                 if attempt < self.settings.retries:
                     self._sleep(attempt)
                     continue
                 partial.unlink(missing_ok=True)
                 raise RegistryError(f"{self.host}: {what}: connection dropped") from None
-            if "sha256:" + hasher.hexdigest() != digest:
+            try:
+                check.finish()
+            except CorruptAnswer:
                 partial.unlink(missing_ok=True)
-                raise RegistryError(f"{self.host}: blob {repository}@{digest} arrived with different content")
+                raise
             os.replace(partial, destination)
             return
 
@@ -562,7 +570,8 @@ class RegistryClient:
         data = response.content
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:
-            raise RegistryError(f"{self.host}: {what}: content does not match the digest")
+            raise CorruptAnswer(f"{self.host}: {what}: content does not match the digest "
+                                f"(it hashes to {digest})")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return data, media_type, digest
 

@@ -13,7 +13,7 @@ import click
 from xarch.registry.assemble import assemble
 from xarch.registry.auth import Credentials
 from xarch.registry.client import DEFAULT_CHUNK_SIZE, Settings
-from xarch.registry.errors import AuthError, RegistryError
+from xarch.registry.errors import RegistryUsageError
 from xarch.registry.progress import progress_for
 from xarch.registry.push import PushResult, push_layout
 from xarch.units import human_size
@@ -41,13 +41,14 @@ def credentials_from_options(username: str | None, password_stdin: bool) -> Cred
     """Credentials typed by the user, or None to use the Docker config's."""
     if password_stdin:
         if not username:
-            raise AuthError("--password-stdin needs --username")
+            raise RegistryUsageError("--password-stdin needs --username")
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            raise AuthError("--password-stdin: standard input held no password")
+            raise RegistryUsageError("--password-stdin: standard input held no password")
         return Credentials(username=username, password=password)
     if username:
-        raise AuthError("--username needs --password-stdin (passwords are never taken on the command line)")
+        raise RegistryUsageError(
+            "--username needs --password-stdin (passwords are never taken on the command line)")
     return None
 
 
@@ -56,7 +57,7 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise RegistryError(f"--annotation {pair!r}: expected KEY=VALUE")
+            raise RegistryUsageError(f"--annotation {pair!r}: expected KEY=VALUE")
         result[key] = value
     return result
 

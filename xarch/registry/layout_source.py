@@ -5,18 +5,27 @@ Only reading, and only what a push needs; the writer lives in xarch.oci.layout.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xarch.oci.archive import open_archive
+from xarch.oci.schema import parse_document
+from xarch.oci.verified import (
+    BadDescriptor,
+    descriptor_fields,
+    first_line,
+    json_object,
+    read_verified,
+    verify_blob,
+)
 from xarch.registry.errors import LayoutError
-from xarch.registry.mediatypes import INDEXES, media_type_of, sha256_digest
+from xarch.registry.mediatypes import INDEXES, media_type_of
 
 REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -72,30 +81,23 @@ class LayoutImage:
         return list(seen.values())
 
 
-def _read_verified(root: Path, descriptor: dict[str, Any]) -> bytes:
-    digest = descriptor.get("digest", "")
-    path = root / "blobs" / Path(*digest.split(":", 1))
-    if not digest.startswith("sha256:") or not path.is_file():
-        raise LayoutError(f"{root}: blob {digest or '(no digest)'} is missing from blobs/")
-    data = path.read_bytes()
-    if sha256_digest(data) != digest or len(data) != descriptor.get("size"):
-        raise LayoutError(f"{root}: blob {digest} does not match its digest or size")
-    return data
-
-
-def _verify_file(path: Path, root: Path, descriptor: dict[str, Any]) -> None:
-    """Hash a (possibly large) blob file in pieces; the registry checks too, but only after the upload."""
-    digest = descriptor["digest"]
+def _blob_file(root: Path, descriptor: Any, where: str) -> tuple[Path, str, int]:
+    _, digest, size = descriptor_fields(descriptor, where)
+    path = root / "blobs" / "sha256" / digest.removeprefix("sha256:")
     if not path.is_file():
         raise LayoutError(f"{root}: blob {digest} is missing from blobs/")
-    hasher = hashlib.sha256()
-    size = 0
-    with path.open("rb") as blob:
-        while piece := blob.read(1 << 20):
-            hasher.update(piece)
-            size += len(piece)
-    if "sha256:" + hasher.hexdigest() != digest or size != descriptor.get("size"):
-        raise LayoutError(f"{root}: blob {digest} does not match its digest or size")
+    return path, digest, size
+
+
+def _read_verified(root: Path, descriptor: Any, where: str) -> bytes:
+    path, digest, size = _blob_file(root, descriptor, where)
+    return read_verified(path.open("rb"), digest, size, str(root), LayoutError)
+
+
+def _verify_file(root: Path, descriptor: Any, where: str) -> None:
+    """Hash a (possibly large) blob file in pieces; the registry checks too, but only after the upload."""
+    path, digest, size = _blob_file(root, descriptor, where)
+    verify_blob(path.open("rb"), digest, size, str(root), LayoutError)
 
 
 def read_layout(root: Path | str, tag: str | None = None) -> LayoutImage:
@@ -105,25 +107,34 @@ def read_layout(root: Path | str, tag: str | None = None) -> LayoutImage:
     index_file = root / "index.json"
     if not (root / "oci-layout").is_file() or not index_file.is_file():
         raise LayoutError(f"{root}: not an OCI layout (oci-layout and index.json expected)")
-    try:
-        entries = json.loads(index_file.read_bytes()).get("manifests") or []
-    except (ValueError, AttributeError):
-        raise LayoutError(f"{index_file}: not valid JSON") from None
-    if not entries:
+    # The top index is checked against its schema first, as every other reader does.
+    entries = parse_document(index_file.read_bytes(), str(index_file), "index").get("manifests") or []
+    if not isinstance(entries, list) or not entries:
         raise LayoutError(f"{index_file}: lists no image")
+    for entry in entries:
+        descriptor_fields(entry, str(index_file))
     named = [e for e in entries if tag and (e.get("annotations") or {}).get(REF_NAME) == tag]
     top_descriptor = named[0] if named else entries[0]
-    top_data = _read_verified(root, top_descriptor)
-    image = LayoutImage(root, top_descriptor, top_data, json.loads(top_data))
+    top_data = _read_verified(root, top_descriptor, str(index_file))
+    top_where = f"{root}: {top_descriptor['digest']}"
+    image = LayoutImage(root, top_descriptor, top_data, json_object(top_data, top_where))
     descriptors = image.top_json.get("manifests", []) if image.is_index else [top_descriptor]
+    if not isinstance(descriptors, list):
+        raise BadDescriptor(f"{top_where}: manifests is not a JSON array")
     for descriptor in descriptors:
-        data = top_data if descriptor is top_descriptor else _read_verified(root, descriptor)
-        manifest = json.loads(data)
+        data = top_data if descriptor is top_descriptor else _read_verified(root, descriptor, top_where)
+        where = f"{root}: {descriptor['digest']}"
+        manifest = json_object(data, where)
         if media_type_of(manifest, descriptor.get("mediaType")) in INDEXES:
             raise LayoutError(f"{root}: nested index {descriptor['digest']} is not supported")
+        layers = manifest.get("layers", [])
+        if not isinstance(layers, list):
+            raise BadDescriptor(f"{where}: layers is not a JSON array")
+        for blob in [manifest.get("config"), *layers]:
+            descriptor_fields(blob, where)
         image.manifests.append(Manifest(descriptor, data, manifest))
     for blob in image.unique_blobs():
-        _verify_file(image.blob_path(blob["digest"]), root, blob)
+        _verify_file(root, blob, str(root))
     return image
 
 
@@ -137,8 +148,9 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
     if not path.is_file():
         raise LayoutError(f"{path}: no such OCI layout folder or oci-archive")
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as scratch:
+        archive, _ = open_archive(path)  # a file that is not a tar, or is cut short: one line
         try:
-            with tarfile.open(path) as archive:
+            with archive:
                 members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
                 for member in members:
                     # Only plain files and folders, and only inside the scratch folder.
@@ -148,6 +160,6 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
                     archive.extractall(scratch, members=members, filter="data")
                 else:
                     archive.extractall(scratch, members=members)
-        except tarfile.TarError as exc:
-            raise LayoutError(f"{path}: not an oci-archive ({exc})") from None
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise LayoutError(f"{path}: truncated or corrupt oci-archive ({first_line(exc)})") from None
         yield Path(scratch)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from xarch.errors import InputError
+
 # One source of truth for media types and the canonical JSON encoding: the OCI core's.
 from xarch.oci.digest import (
     DOCKER_CONFIG,
@@ -36,7 +38,7 @@ _LAYER_TO_DOCKER = {
 }
 
 
-class UnsupportedInDocker(ValueError):
+class UnsupportedInDocker(InputError, ValueError):
     """A layer or manifest that Docker schema2 cannot express (e.g. zstd layers)."""
 
 
@@ -56,10 +58,10 @@ def manifest_to_docker(manifest: dict[str, Any]) -> dict[str, Any]:
     config.pop("annotations", None)
     converted["config"] = config
     layers = []
-    for layer in manifest["layers"]:
-        media_type = layer["mediaType"]
+    for layer in manifest.get("layers") or []:
+        media_type = layer.get("mediaType")  # required by the OCI spec, but absent is not a traceback
         if media_type not in _LAYER_TO_DOCKER:
-            raise UnsupportedInDocker(f"layer {layer['digest']} has media type {media_type}, "
+            raise UnsupportedInDocker(f"layer {layer['digest']} has media type {media_type or '(none)'}, "
                                       "which Docker schema2 cannot express (use --format oci)")
         converted_layer = {k: v for k, v in layer.items() if k in ("digest", "size", "urls")}
         converted_layer["mediaType"] = _LAYER_TO_DOCKER[media_type]

@@ -13,9 +13,10 @@ from typing import Any
 
 from xarch.oci.atomic import atomic_dir
 from xarch.oci.digest import OCI_INDEX, REF_NAME, canonical_json, hex_of
+from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 from xarch.registry.auth import Credentials
 from xarch.registry.client import Settings
-from xarch.registry.errors import RegistryError
+from xarch.registry.errors import CorruptAnswer, RegistryError
 from xarch.registry.mediatypes import INDEXES, media_type_of, platform_name
 from xarch.registry.push import make_client
 from xarch.registry.reference import Reference, parse_reference
@@ -56,29 +57,61 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
     client = make_client(ref, credentials, settings)
     try:
         data, declared, digest = client.get_manifest(ref.repository, ref.target)
-        top = json.loads(data)
+        top = answer_json(data, ref, digest)
         media_type = media_type_of(top, declared or None)
         image = PulledImage(ref, digest, media_type, data)
         if image.is_index:
-            entries = [(d["digest"], d.get("platform")) for d in top.get("manifests", [])]
+            listed = top.get("manifests") or []
+            if not isinstance(listed, list):
+                raise CorruptAnswer(f"{ref}: index {digest}: manifests is not a JSON array")
+            entries = []
+            for item in listed:
+                _, entry_digest, entry_size = answer_descriptor(item, f"{ref}: index {digest}")
+                platform = item.get("platform")
+                entries.append((entry_digest, entry_size, platform if isinstance(platform, dict) else None))
         else:
-            entries = [(digest, None)]
-        for entry_digest, platform in entries:
+            entries = [(digest, len(data), None)]
+        for entry_digest, entry_size, platform in entries:
             if entry_digest == digest:
                 manifest_data, manifest_type = data, media_type
             else:
                 manifest_data, declared_type, _ = client.get_manifest(ref.repository, entry_digest)
-                manifest_type = media_type_of(json.loads(manifest_data), declared_type or None)
-            parsed = json.loads(manifest_data)
+                manifest_type = media_type_of(answer_json(manifest_data, ref, entry_digest),
+                                              declared_type or None)
+            if len(manifest_data) != entry_size:
+                raise CorruptAnswer(f"{ref}: manifest {entry_digest} is {len(manifest_data)} bytes, its "
+                                    f"descriptor says {entry_size}")
+            parsed = answer_json(manifest_data, ref, entry_digest)
             if manifest_type in INDEXES:
                 raise RegistryError(f"{ref}: nested index {entry_digest} is not supported")
+            layers = parsed.get("layers", [])
+            if not isinstance(layers, list):
+                raise CorruptAnswer(f"{ref}: manifest {entry_digest}: layers is not a JSON array")
+            for blob in [parsed.get("config"), *layers]:
+                answer_descriptor(blob, f"{ref}: manifest {entry_digest}")
             pulled = PulledManifest(entry_digest, manifest_type, manifest_data, parsed, platform)
             if with_configs or platform is None:
-                pulled.config_data = client.get_blob(ref.repository, parsed["config"]["digest"])
+                config = parsed["config"]
+                pulled.config_data = client.get_blob(ref.repository, config["digest"], config["size"])
             image.manifests.append(pulled)
         return image
     finally:
         client.close()
+
+
+def answer_json(data: bytes, ref: Reference, digest: str) -> dict[str, Any]:
+    """A manifest or index the registry answered, as a JSON object; CorruptAnswer (exit 4) if not."""
+    try:
+        return dict(json_object(data, f"{ref}: {digest}"))
+    except BadDescriptor as error:
+        raise CorruptAnswer(str(error)) from None
+
+
+def answer_descriptor(obj: Any, where: str) -> tuple[str, str, int]:
+    try:
+        return descriptor_fields(obj, where)
+    except BadDescriptor as error:
+        raise CorruptAnswer(str(error)) from None
 
 
 def published_digests(target: str | Reference, credentials: Credentials | None = None,
@@ -104,7 +137,7 @@ def pull_layout(target: str | Reference, destination: Path | str, credentials: C
                 for descriptor in [manifest.json["config"], *manifest.json.get("layers", [])]:
                     path = blobs / hex_of(descriptor["digest"])
                     if not path.exists():
-                        client.download_blob(ref.repository, descriptor["digest"], path)
+                        client.download_blob(ref.repository, descriptor["digest"], path, descriptor["size"])
             top_descriptor: dict[str, Any] = {"mediaType": image.media_type, "digest": image.digest,
                                               "size": len(image.data)}
             if ref.tag:

@@ -7,16 +7,16 @@ incomplete.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials, docker_config_credentials
 from xarch.registry.client import RegistryClient, Settings, TransferStats
-from xarch.registry.errors import RegistryError
+from xarch.registry.errors import RegistryUsageError
 from xarch.registry.layout_source import LayoutImage, layout_folder, read_layout
 from xarch.registry.mediatypes import (
     UnsupportedInDocker,
@@ -186,10 +186,11 @@ def push_layout(
     MOUNT_FROM names repositories on the same registry to mount blobs from before uploading.
     """
     if fmt not in FORMATS:
-        raise RegistryError(f"unknown push format {fmt!r} (choose oci or docker)")
+        raise RegistryUsageError(f"unknown push format {fmt!r} (choose oci or docker)")
     ref = parse_reference(target) if isinstance(target, str) else target
     if ref.digest:
-        raise RegistryError(f"push target {ref} names a digest; give a tag (digests follow from the bytes)")
+        raise RegistryUsageError(
+            f"push target {ref} names a digest; give a tag (digests follow from the bytes)")
     with layout_folder(layout) as folder:
         return _push_folder(folder, layout, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
 
@@ -202,7 +203,7 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
     try:
         manifests, index = _prepare(image, fmt)
     except UnsupportedInDocker as exc:
-        raise RegistryError(f"{layout}: {exc}") from None
+        raise RegistryUsageError(f"{layout}: {exc}") from None
     progress = progress or QuietProgress()
     client = make_client(ref, credentials, settings, on_chunk)
     try:
@@ -230,4 +231,5 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
 def _config_platform(image: LayoutImage, position: int) -> dict[str, Any]:
     """A single-manifest layout has no platform in a descriptor: read it from the image config."""
     config = image.manifests[position].json["config"]
-    return dict(json.loads(image.blob_path(config["digest"]).read_bytes()))
+    where = f"{image.root}: config {config['digest']}"
+    return dict(json_object(image.blob_path(config["digest"]).read_bytes(), where))

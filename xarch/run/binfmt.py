@@ -17,7 +17,7 @@ from pathlib import Path
 from plumbum import local
 from plumbum.commands.base import BaseCommand
 
-from xarch.errors import XarchError
+from xarch.errors import HostError
 from xarch.platforms import Platform
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
@@ -25,7 +25,7 @@ BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 BINFMTS_FORMATS_DIR = Path("/usr/share/binfmts")
 
 
-class BinfmtError(XarchError):
+class BinfmtError(HostError):
     """binfmt_misc could not be read or set up; the message says what fixes it."""
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from xarch import platforms
-from xarch.errors import BuildError
+from xarch.errors import BuildError, ExitCode
 from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.progress import interactive
 
@@ -33,7 +33,13 @@ ERROR_TAIL_LINES = 15
 
 
 class BuildxError(BuildError):
-    """docker buildx is missing or a buildx build failed."""
+    """A buildx build failed or its stage is wrong (exit 2)."""
+
+
+class BuildxMissing(BuildxError):
+    """docker or its buildx plugin is not installed, or no Docker engine answers (exit 3: the host)."""
+
+    exit_code = ExitCode.HOST
 
 
 @dataclass(frozen=True)
@@ -100,10 +106,10 @@ def find_docker() -> str:
     """The docker client, checked to have the buildx plugin."""
     docker = shutil.which("docker")
     if docker is None:
-        raise BuildxError("docker is not installed (scripts/setup-host installs docker.io)")
+        raise BuildxMissing("docker is not installed (scripts/setup-host installs docker.io)")
     probe = subprocess.run([docker, "buildx", "version"], capture_output=True, text=True)
     if probe.returncode != 0:
-        raise BuildxError("docker buildx is not installed: scripts/setup-host puts Debian's docker-buildx "
+        raise BuildxMissing("docker buildx is not installed: scripts/setup-host puts Debian's docker-buildx "
                           "into ~/.docker/cli-plugins")
     return docker
 
@@ -154,7 +160,9 @@ def run_buildx(command: list[str], oci_platform: str, log: Callable[[str], None]
     if process.returncode != 0:
         last = " | ".join(line.strip() for line in tail if line.strip())
         code = process.returncode
-        raise BuildxError(f"docker buildx build for {oci_platform} failed (exit {code}): {last}")
+        # The docker CLI's words when no engine answers: the host's problem (exit 3), not the stage's.
+        failure = BuildxMissing if "Cannot connect to the Docker daemon" in last else BuildxError
+        raise failure(f"docker buildx build for {oci_platform} failed (exit {code}): {last}")
 
 
 def tree_from_tar(tar_path: Path, content_dir: Path) -> Tree:

@@ -24,6 +24,7 @@ from typing import Any
 from plumbum import local
 
 from xarch import store
+from xarch.oci.tree import is_utf8, path_bytes
 
 KEY_VERSION = "xarch-step-cache/2"
 
@@ -58,16 +59,28 @@ def step_key(
     return hashlib.sha256(canonical_json(material)).hexdigest()
 
 
+def _json_name(name: str) -> str | list[str]:
+    """NAME for canonical_json: as is when UTF-8, else ["bytes", hex] (which no str equals)."""
+    return name if is_utf8(name) else ["bytes", path_bytes(name).hex()]
+
+
+def _name_of(json_name: str | list[str]) -> str:
+    """The inverse of _json_name."""
+    if isinstance(json_name, str):
+        return json_name
+    return bytes.fromhex(json_name[1]).decode("utf-8", "surrogateescape")
+
+
 def tree_digest(root: Path) -> str:
     """sha256 over the paths, kinds, modes and contents of the files under ROOT, in a fixed order."""
     hasher = hashlib.sha256()
     if not root.exists():
         return hasher.hexdigest()
-    for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix().encode()):
-        rel = path.relative_to(root).as_posix()
+    for path in sorted(root.rglob("*"), key=lambda p: path_bytes(p.relative_to(root).as_posix())):
+        rel = _json_name(path.relative_to(root).as_posix())
         info = path.lstat()
         if path.is_symlink():
-            record = ["l", rel, os.readlink(path)]
+            record = ["l", rel, _json_name(os.readlink(path))]
         elif path.is_dir():
             record = ["d", rel, oct(info.st_mode & 0o7777)]
         else:
@@ -140,6 +153,23 @@ class StepCache:
     def has(self, key: str) -> bool:
         return (self.entry(key) / "meta.json").is_file()
 
+    def usable(self, key: str) -> bool:
+        """True when step KEY's entry is whole: meta.json parses and changes.tar still has the
+        sha256 recorded when it was saved. A damaged (or older, unrecorded) entry is deleted, so
+        the step runs again and saves it anew; it is never replayed."""
+        entry = self.entry(key)
+        if not self.has(key):
+            return False
+        try:
+            meta = json.loads((entry / "meta.json").read_bytes())
+            recorded = meta.get("changes_sha256") if isinstance(meta, dict) else None
+            intact = isinstance(recorded, str) and _file_sha256(entry / "changes.tar") == recorded
+        except (OSError, ValueError):
+            intact = False
+        if not intact:
+            shutil.rmtree(entry, ignore_errors=True)
+        return intact
+
     def save(self, key: str, rootfs: Path, before: Snapshot, meta: Mapping[str, Any]) -> None:
         """Store what changed in ROOTFS since BEFORE as the result of step KEY."""
         if self.has(key):
@@ -152,8 +182,10 @@ class StepCache:
             create = ("--create", "--file", str(tmp / "changes.tar"), "--directory", str(rootfs),
                       "--no-recursion", "--null", "--files-from=-", *_TAR_OPTIONS)
             tar = local["tar"][create]
-            (tar << "".join(path + "\0" for path in changed))()
-            record = {**meta, "deleted": deleted, "changed": len(changed)}
+            # Bytes, so a name that is not UTF-8 reaches tar as it is on disk.
+            (tar << b"".join(path_bytes(path) + b"\0" for path in changed))()
+            record = {**meta, "deleted": [_json_name(path) for path in deleted], "changed": len(changed),
+                      "changes_sha256": _file_sha256(tmp / "changes.tar")}
             (tmp / "meta.json").write_bytes(canonical_json(record))
             try:
                 os.rename(tmp, self.entry(key))
@@ -167,7 +199,8 @@ class StepCache:
     def replay(self, key: str, rootfs: Path) -> None:
         """Apply step KEY's changes to ROOTFS (which must be the root as it was before that step)."""
         meta = json.loads((self.entry(key) / "meta.json").read_bytes())
-        for relative in sorted(meta["deleted"], reverse=True):
+        deleted = [_name_of(name) for name in meta["deleted"]]
+        for relative in sorted(deleted, reverse=True):
             _delete(rootfs, relative)
         extract = ("--extract", "--file", str(self.entry(key) / "changes.tar"), "--directory", str(rootfs),
                    "--preserve-permissions", *_TAR_OPTIONS)

@@ -1,8 +1,9 @@
-"""Run one shell step sandboxed: in a stage root, or on the host's file system (cross).
+"""Run one shell step sandboxed in a stage root (every strategy: native, cross, emulate).
 
-Both go through xarch.run.sandbox (bubblewrap in a user namespace, pivot_root into the
+It goes through xarch.run.sandbox (bubblewrap in a user namespace, pivot_root into the
 stage root, own PID/IPC/UTS/net namespaces, podman's rootless capability set); this
-module says what each kind of step sees. The module keeps its old name for its callers.
+module says what a step sees. Nothing runs on the host's file system: a cross step's
+tools come from its cross root (xarch.run.cross). The module keeps its old name.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from plumbum import local
 
-from xarch.errors import XarchError
+from xarch.errors import RecipeError
 from xarch.run.sandbox import (
     DEV_PROC,
     Bind,
@@ -31,12 +32,6 @@ from xarch.run.sandbox import (
 )
 
 TAIL_LINES = 10
-
-# Cross steps see their stage root and sysroot at these fixed paths (see CROSS_ROOT's use).
-CROSS_MOUNT_BASE = PurePosixPath("/mnt")
-CROSS_ROOT = CROSS_MOUNT_BASE / "xarch" / "root"
-CROSS_SYSROOT = CROSS_MOUNT_BASE / "xarch" / "sysroot"
-CROSS_HOME = CROSS_MOUNT_BASE / "xarch" / "home"
 
 Log = Callable[[str], None]
 
@@ -87,7 +82,7 @@ def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
 def _prepare_root(rootfs: Path) -> Path:
     rootfs = rootfs.resolve()
     if not (rootfs / "bin" / "sh").exists() and not (rootfs / "bin" / "sh").is_symlink():
-        raise XarchError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
+        raise RecipeError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
     for mountpoint in ("proc", "dev"):
         (rootfs / mountpoint).mkdir(exist_ok=True)
     if not (rootfs / "tmp").exists():
@@ -158,49 +153,3 @@ def run_in_rootfs(
         if make_mountpoint:
             resolv.unlink(missing_ok=True)
 
-
-def host_command(
-    step: str,
-    *,
-    binds: Sequence[tuple[Path, PurePosixPath]],
-    cwd: PurePosixPath,
-    network: bool = False,
-    rootless: bool | None = None,
-    staging: Path | None = None,
-) -> list[str]:
-    """The command line that runs STEP with the host's /bin/sh, BINDS (host dir, fixed path) mounted.
-
-    The host's file system is seen read-only, with a private /tmp. The fixed paths live on
-    a private tmpfs over CROSS_MOUNT_BASE, so every build sees the same paths (compilers
-    record them in debug info and __FILE__) without touching the host's files.
-    """
-    for source, _ in binds:
-        resolved = source.resolve()
-        if resolved == Path(CROSS_MOUNT_BASE) or Path(CROSS_MOUNT_BASE) in resolved.parents:
-            raise XarchError(f"{resolved} is under {CROSS_MOUNT_BASE}, which cross steps mount over: move it")
-    mounts: list[Bind | str] = [
-        Bind(Path("/"), PurePosixPath("/"), read_only=True, staged=False), *DEV_PROC,
-        "--tmpfs", "/tmp", "--tmpfs", str(CROSS_MOUNT_BASE),
-        *(Bind(source.resolve(), target) for source, target in binds),
-        "--dir", str(CROSS_HOME),
-    ]
-    return bwrap_argv(mounts, ["/bin/sh", "-c", _STEP_SHELL, "xarch-step", str(cwd), step],
-                      network=network, rootless=rootless, staging=staging)
-
-
-def run_on_host(
-    step: str,
-    env: Mapping[str, str],
-    *,
-    binds: Sequence[tuple[Path, PurePosixPath]],
-    cwd: PurePosixPath,
-    network: bool = False,
-    log: Log,
-) -> RunResult:
-    """Run STEP with the host's /bin/sh, BINDS mounted at their fixed paths (see host_command)."""
-    require_sandbox()
-    for source, _ in binds:
-        hand_over(source)
-    with _staging() as staging:
-        command = host_command(step, binds=binds, cwd=cwd, network=network, staging=staging)
-        return _stream(command, env, log)

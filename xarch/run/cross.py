@@ -1,101 +1,120 @@
-"""The cross strategy: steps run on the host's CPU with the platform's cross toolchain.
+"""The cross strategy, Debian style: steps run natively in a root of build-architecture
+packages (the cross toolchain as crossbuild-essential-ARCH pulls it, from the lock) with the
+target's packages installed multi-arch beside them (/usr/lib/TRIPLET, /usr/include/TRIPLET).
 
-The target's -dev packages are unpacked (by the build pipeline) into a sysroot directory;
-the step sees it, and its stage root, at fixed paths (xarch.run.chroot.CROSS_*), with the
-usual cross variables set so autotools, CMake, Meson and plain Makefiles pick them up.
+Nothing comes from the host: no compiler, no QEMU. Debian's cross compilers search the
+multiarch folders themselves, so `$CC` links against the target's `-dev` packages with no
+sysroot flags. The variables are those `dpkg-architecture -aARCH` and debhelper set for a
+cross build; CMake and Meson get a toolchain and a cross file written into the root.
+
+Tools a cross step runs are the build architecture's: whatever a step builds for the host
+(a `pip install`, a generated helper) is build-architecture code, not the target's.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
-from functools import cache
-from pathlib import PurePosixPath
 
-from xarch.errors import XarchError
+from xarch.oci.tree import Entry, Tree
 from xarch.platforms import Platform
-from xarch.run.chroot import CROSS_HOME, CROSS_ROOT, CROSS_SYSROOT
 
+CROSS_DIR = "usr/share/xarch/cross"  # in the root: the CMake toolchain and the Meson cross file
 
-class ToolchainMissing(XarchError):
-    """The platform's cross toolchain packages are not installed."""
+# Meson's cpu_family and endianness (https://mesonbuild.com/Reference-tables.html) and
+# Debian's multiarch tuple, per Debian architecture. The tuple is the GNU triplet except on i386.
+_MESON = {
+    "amd64": ("x86_64", "little"), "arm64": ("aarch64", "little"), "armhf": ("arm", "little"),
+    "i386": ("x86", "little"), "ppc64el": ("ppc64", "little"), "s390x": ("s390x", "big"),
+    "riscv64": ("riscv64", "little"),
+}
+_MULTIARCH = {"i386": "i386-linux-gnu"}
 
 
 @dataclass(frozen=True)
 class ToolchainProblem:
-    missing: tuple[str, ...]
-
-    @property
-    def why(self) -> str:
-        return "cross toolchain not installed: " + ", ".join(self.missing)
-
-    @property
-    def fix(self) -> str:
-        return "apt-get install " + " ".join(self.missing)
+    why: str
+    fix: str = ""
 
 
-def installed(package: str) -> bool:
-    if shutil.which("dpkg-query") is None:
-        return False
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f=${db:Status-Status}", package],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True,
-    )
-    return result.returncode == 0 and result.stdout.strip() == "installed"
+def toolchain_problem(platform: Platform, build: Platform | None = None) -> ToolchainProblem | None:
+    """Why a cross root cannot exist for PLATFORM (built on BUILD), or None. Only data is
+    consulted: the toolchain is fetched from the archive by `xarch lock`, never the host's."""
+    from xarch.sources.debian.lock import BUILD_PLATFORMS
 
-
-def toolchain_problem(platform: Platform) -> ToolchainProblem | None:
-    """What is missing to cross-build for PLATFORM, or None when all is installed."""
-    missing = tuple(pkg for pkg in platform.cross_packages if not installed(pkg))
     if not platform.cross_packages:
-        return ToolchainProblem(missing=("(no cross.packages in platforms/" + platform.slug + ".yaml)",))
-    if shutil.which(f"{platform.triplet}-gcc") is None and not missing:
-        missing = (f"gcc-{platform.triplet}",)
-    return ToolchainProblem(missing) if missing else None
+        return ToolchainProblem(f"platforms/{platform.slug}.yaml lists no cross.packages")
+    if build is not None and build.name not in BUILD_PLATFORMS:
+        return ToolchainProblem(f"cross roots are locked for {', '.join(BUILD_PLATFORMS)} hosts, "
+                                f"not {build.name}", "use strategy emulate")
+    if build is not None and build.name == platform.name:
+        return ToolchainProblem(f"host is {platform.name}: native")
+    return None
 
 
-def require_toolchain(platform: Platform) -> None:
-    problem = toolchain_problem(platform)
-    if problem:
-        raise ToolchainMissing(f"cannot cross-build for {platform.name}: {problem.why} (fix: {problem.fix})")
-
-
-@cache
 def multiarch(platform: Platform) -> str:
     """Debian's multiarch tuple (i386 says i386-linux-gnu where the GNU triplet is i686-…)."""
-    if shutil.which("dpkg-architecture"):
-        result = subprocess.run(
-            ["dpkg-architecture", f"-a{platform.debian_arch}", "-qDEB_HOST_MULTIARCH"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        )
-        if result.returncode == 0 and result.stdout.strip():
-            return result.stdout.strip()
-    return platform.triplet
+    return _MULTIARCH.get(platform.debian_arch, platform.triplet)
 
 
-def toolchain_env(platform: Platform, sysroot: PurePosixPath = CROSS_SYSROOT) -> dict[str, str]:
-    """The variables a cross step runs with (paths as the step sees them)."""
+def gnu_cpu(platform: Platform) -> str:
+    return platform.triplet.split("-", 1)[0]
+
+
+def toolchain_env(platform: Platform, build: Platform) -> dict[str, str]:
+    """The variables a cross step for PLATFORM runs with, in a root of BUILD's architecture."""
     triplet = platform.triplet
-    tuple_ = multiarch(platform)
-    include = f"-isystem {sysroot}/usr/include/{tuple_} -isystem {sysroot}/usr/include"
-    libdirs = [f"{sysroot}/usr/lib/{tuple_}", f"{sysroot}/lib/{tuple_}"]
-    return {
-        "CC": f"{triplet}-gcc",
-        "CXX": f"{triplet}-g++",
-        "AR": f"{triplet}-ar",
-        "RANLIB": f"{triplet}-ranlib",
-        "STRIP": f"{triplet}-strip",
-        "LD": f"{triplet}-ld",
-        "CPPFLAGS": include,
-        "LDFLAGS": " ".join(f"-L{d} -Wl,-rpath-link,{d}" for d in libdirs),
-        "PKG_CONFIG_LIBDIR": f"{sysroot}/usr/lib/{tuple_}/pkgconfig:{sysroot}/usr/share/pkgconfig",
-        "PKG_CONFIG_SYSROOT_DIR": str(sysroot),
-        "DEB_HOST_ARCH": platform.debian_arch,
-        "DEB_HOST_GNU_TYPE": triplet,
-        "DEB_HOST_MULTIARCH": tuple_,
-        "XARCH_SYSROOT": str(sysroot),
-        # `make install` (and most build systems) then install into the stage root.
-        "DESTDIR": str(CROSS_ROOT),
-        "HOME": str(CROSS_HOME),
+    tools = {
+        "CC": "gcc", "CXX": "g++", "CPP": "cpp", "AR": "ar", "AS": "as", "LD": "ld", "NM": "nm",
+        "OBJCOPY": "objcopy", "OBJDUMP": "objdump", "RANLIB": "ranlib", "READELF": "readelf",
+        "STRIP": "strip", "PKG_CONFIG": "pkg-config",
     }
+    env = {key: f"{triplet}-{tool}" for key, tool in tools.items()}
+    for side, plat in (("BUILD", build), ("HOST", platform)):
+        env.update({
+            f"DEB_{side}_ARCH": plat.debian_arch,
+            f"DEB_{side}_GNU_CPU": gnu_cpu(plat),
+            f"DEB_{side}_GNU_TYPE": plat.triplet,
+            f"DEB_{side}_GNU_SYSTEM": plat.triplet.split("-", 1)[1],
+            f"DEB_{side}_MULTIARCH": multiarch(plat),
+        })
+    env["CMAKE_TOOLCHAIN_FILE"] = f"/{CROSS_DIR}/{triplet}.cmake"  # read by CMake >= 3.21
+    env["MESON_CROSS_FILE"] = f"/{CROSS_DIR}/{triplet}.meson"  # meson setup --cross-file "$MESON_CROSS_FILE"
+    return env
+
+
+def cross_files(platform: Platform) -> dict[str, bytes]:
+    """Path in the root → bytes: the CMake toolchain file (what debhelper passes with -D) and
+    the Meson cross file (what debcrossgen writes) for PLATFORM."""
+    triplet, cpu = platform.triplet, gnu_cpu(platform)
+    family, endian = _MESON.get(platform.debian_arch, (cpu, "little"))
+    cmake = (
+        "# Written by xarch: a Debian multiarch cross build (as dh_auto_configure sets it).\n"
+        "set(CMAKE_SYSTEM_NAME Linux)\n"
+        f"set(CMAKE_SYSTEM_PROCESSOR {cpu})\n"
+        f"set(CMAKE_C_COMPILER {triplet}-gcc)\n"
+        f"set(CMAKE_CXX_COMPILER {triplet}-g++)\n"
+        f"set(CMAKE_LIBRARY_ARCHITECTURE {multiarch(platform)})\n"
+        f"set(PKG_CONFIG_EXECUTABLE /usr/bin/{triplet}-pkg-config)\n"
+        f"set(CMAKE_INSTALL_LIBDIR lib/{multiarch(platform)})\n"
+    )
+    meson = (
+        "# Written by xarch: a Debian multiarch cross build (as debcrossgen writes it).\n"
+        "[binaries]\n"
+        f"c = '{triplet}-gcc'\n"
+        f"cpp = '{triplet}-g++'\n"
+        f"ar = '{triplet}-ar'\n"
+        f"strip = '{triplet}-strip'\n"
+        f"pkgconfig = '{triplet}-pkg-config'\n"
+        "\n[host_machine]\n"
+        "system = 'linux'\n"
+        f"cpu_family = '{family}'\n"
+        f"cpu = '{cpu}'\n"
+        f"endian = '{endian}'\n"
+    )
+    return {f"{CROSS_DIR}/{triplet}.cmake": cmake.encode(), f"{CROSS_DIR}/{triplet}.meson": meson.encode()}
+
+
+def add_cross_files(tree: Tree, platform: Platform, epoch: int) -> None:
+    for path, data in cross_files(platform).items():
+        tree.add_parents(path)
+        tree.add(Entry(path, "file", 0o644, 0, 0, epoch, data=data))

@@ -38,7 +38,8 @@ def check_platform(platform: Platform, host: Platform) -> PlatformRow:
         checks.append(StrategyCheck("emulate", None, "not needed: host is this platform"))
     else:
         checks.append(StrategyCheck("native", False, f"host is {host.name}"))
-        toolchain = cross.toolchain_problem(platform)
+        # The cross root comes from the archive (xarch lock), so nothing on this host counts.
+        toolchain = cross.toolchain_problem(platform, host)
         if toolchain is not None:
             checks.append(StrategyCheck("cross", False, toolchain.why, toolchain.fix))
         elif isolation is not None:

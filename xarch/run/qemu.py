@@ -10,13 +10,13 @@ from pathlib import Path
 
 from plumbum import local
 
-from xarch.errors import XarchError
+from xarch.errors import BuildError, HostError
 from xarch.platforms import Platform
 from xarch.run import binfmt
 from xarch.run.chroot import Log, RunResult, run_in_rootfs
 
 
-class EmulationUnavailable(XarchError):
+class EmulationUnavailable(HostError):
     """A platform cannot be emulated on this host now; the message says what fixes it."""
 
 
@@ -112,7 +112,7 @@ def run_emulated(
         return run_in_rootfs(rootfs, step, env, cwd=cwd, network=network, log=log)
 
 
-class EmulatedRunFailed(XarchError):
+class EmulatedRunFailed(BuildError):
     """A binary run under qemu-user exited non-zero."""
 
 

@@ -8,37 +8,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from xarch.errors import XarchError
+from xarch.errors import BuildError, HostError
 from xarch.platforms import Platform
 from xarch.run import cross, qemu
 from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
-from xarch.run.chroot import (
-    CROSS_ROOT,
-    CROSS_SYSROOT,
-    IsolationUnavailable,
-    RunResult,
-    isolation_problem,
-    run_in_rootfs,
-    run_on_host,
-)
+from xarch.run.chroot import IsolationUnavailable, RunResult, isolation_problem, run_in_rootfs
 from xarch.run.sandbox import hand_over
 
 Strategy = Literal["native", "cross", "emulate"]
 STRATEGIES: tuple[Strategy, ...] = ("native", "cross", "emulate")
 
-# The recipe's source tree is copied here inside the stage root (/src for native and
-# emulate; for cross the stage root itself is at chroot.CROSS_ROOT, so the same files
-# are at /mnt/xarch/root/src). A copy, not a bind: a step writing into its source tree
-# must not change the user's checkout. Its digest is part of every step's cache key.
+# The recipe's source tree is copied here inside the stage root: /src in every strategy.
+# A copy, not a bind: a step writing into its source tree must not change the user's
+# checkout. Its digest is part of every step's cache key.
 SOURCE_DIR_IN_ROOT = "src"
 FIXED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class StepFailed(XarchError):
+class StepFailed(BuildError):
     """A build step exited non-zero. First line: what failed; then the step's last output lines."""
 
 
-class StrategyUnavailable(XarchError):
+class StrategyUnavailable(HostError):
     """No strategy can run a stage's steps for a platform on this host."""
 
 
@@ -65,29 +56,17 @@ def fixed_env(platform: Platform, epoch: int) -> dict[str, str]:
 
 
 def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -> tuple[Strategy, str]:
-    """`strategy: auto`: native, else cross where the stage allows it, else emulate."""
+    """`strategy: auto`: native when PLATFORM is the host's, else cross when the stage says
+    `cross: true`, else emulate. Only the host's architecture counts, never its installed
+    tools (a cross root brings its own), so every host of one architecture chooses alike."""
     isolation = isolation_problem()
     if isolation:
         raise IsolationUnavailable(f"no way to run build steps on this host: {isolation}")
     if platform.name == host.name:
         return "native", f"host is {host.name}"
-    toolchain = cross.toolchain_problem(platform)
-    if stage_can_cross and toolchain is None:
-        return "cross", f"{platform.triplet} toolchain installed"
-    emulation = qemu.emulation_problem(platform)
-    if emulation is None:
-        if not stage_can_cross:
-            return "emulate", "QEMU via binfmt_misc (the stage does not say it can cross-build)"
-        return "emulate", f"QEMU via binfmt_misc ({toolchain.why if toolchain else ''})"
-    reasons = [emulation.why]
-    fixes = [emulation.fix] if emulation.fix else []
-    if stage_can_cross and toolchain is not None:
-        reasons.insert(0, toolchain.why)
-        fixes.insert(0, toolchain.fix)
-    fix = f" (fix: {' or '.join(fixes)})" if fixes else ""
-    raise StrategyUnavailable(
-        f"no way to run steps for {platform.name} on this {host.name} host: {'; '.join(reasons)}{fix}"
-    )
+    if stage_can_cross:
+        return "cross", f"cross: true; a {host.name} root with the locked {platform.triplet} toolchain"
+    return "emulate", f"QEMU (host is {host.name}; the stage does not say cross: true)"
 
 
 def place_source(source_dir: Path, rootfs: Path) -> None:
@@ -106,21 +85,13 @@ def _run_one(
     platform: Platform,
     strategy: Strategy,
     env: Mapping[str, str],
-    sysroot: Path | None,
     log: Callable[[str], None],
 ) -> RunResult:
     cwd = "/" + SOURCE_DIR_IN_ROOT
-    if strategy == "native":
-        return run_in_rootfs(rootfs, step.run, env, cwd=cwd, network=step.network, log=log)
     if strategy == "emulate":
         return qemu.run_emulated(platform, rootfs, step.run, env, cwd=cwd, network=step.network, log=log)
-    binds = [(rootfs, CROSS_ROOT)]
-    if sysroot is not None:
-        binds.append((sysroot, CROSS_SYSROOT))
-    cross_env = {**env, **cross.toolchain_env(platform)}
-    return run_on_host(
-        step.run, cross_env, binds=binds, cwd=CROSS_ROOT / SOURCE_DIR_IN_ROOT, network=step.network, log=log
-    )
+    # native, and cross: the root is of the host's architecture either way.
+    return run_in_rootfs(rootfs, step.run, env, cwd=cwd, network=step.network, log=log)
 
 
 def _check_strategy(platform: Platform, strategy: Strategy, host: Platform) -> None:
@@ -129,7 +100,11 @@ def _check_strategy(platform: Platform, strategy: Strategy, host: Platform) -> N
             f"strategy native cannot build {platform.name} on a {host.name} host (use cross or emulate)"
         )
     if strategy == "cross":
-        cross.require_toolchain(platform)
+        problem = cross.toolchain_problem(platform, host)
+        if problem:
+            fix = f" ({problem.fix})" if problem.fix else ""
+            raise StrategyUnavailable(f"strategy cross cannot build {platform.name} on this {host.name} "
+                                      f"host: {problem.why}{fix}")
     if strategy == "emulate":
         qemu.require_emulation(platform)
 
@@ -146,21 +121,24 @@ def run_stage_steps(
     *,
     stage: str = "build",
     inputs: Mapping[str, Any] | None = None,
-    sysroot: Path | None = None,
     host: Platform | None = None,
 ) -> None:
-    """Run STEPS of STAGE in ROOTFS (the stage root, of PLATFORM's arch unless cross).
+    """Run STEPS of STAGE in ROOTFS (the stage root: of PLATFORM's arch, or for cross a
+    root of HOST's arch with PLATFORM's toolchain and packages, see xarch.run.cross).
 
-    INPUTS: what the pipeline knows changes the stage (lock entries, file digests,
-    sysroot digest), JSON-able; part of every step's cache key. A step whose key is
+    INPUTS: what the pipeline knows changes the stage (lock entries, file digests),
+    JSON-able; part of every step's cache key. A step whose key is
     cached is skipped and its recorded changes are replayed onto ROOTFS instead, so ROOTFS
     must start as the same root every time (what INPUTS describe), plus the source copy.
     On failure raises StepFailed; ROOTFS is then half-built and must be discarded.
     """
     from xarch import platforms
 
-    _check_strategy(platform, strategy, host or platforms.host())
+    host = host or platforms.host()
+    _check_strategy(platform, strategy, host)
     env = fixed_env(platform, epoch)
+    if strategy == "cross":
+        env.update(cross.toolchain_env(platform, host))
     source_digest = tree_digest(source_dir)
     place_source(source_dir, rootfs)
     hand_over(rootfs)  # before the first snapshot: the owner change is not a step's doing
@@ -172,13 +150,13 @@ def run_stage_steps(
         )
         previous = key
         label = f"{stage} step {number}/{len(steps)}"
-        if cache.has(key):
+        if cache.usable(key):  # checked against its recorded sha256; a damaged entry is rerun
             log(f"{label}: cached")
             cache.replay(key, rootfs)
             continue
         log(f"{label}: running ({strategy})")
         before = Snapshot.of(rootfs)
-        result = _run_one(step, rootfs, platform, strategy, env, sysroot, log)
+        result = _run_one(step, rootfs, platform, strategy, env, log)
         if result.exit_code != 0:
             first = step.run.strip().splitlines()[0] if step.run.strip() else ""
             raise StepFailed(

@@ -16,7 +16,8 @@ from xarch.store import Store
 LOCK_NAME = "xarch.lock"
 Sources = DebianSource | Sequence[DebianSource]
 Selections = PackageSelection | Mapping[str, PackageSelection]
-Loaded = tuple[Sources, Selections, list[Platform]]
+# (sources, selections, platforms, cross stages' selections)
+Loaded = tuple[Sources, Selections, list[Platform], Mapping[str, PackageSelection]]
 
 
 def lock_path(recipe_path: Path) -> Path:
@@ -26,12 +27,14 @@ def lock_path(recipe_path: Path) -> Path:
 
 def run_lock(recipe_path: Path, source: Sources, selection: Selections,
              platforms: list[Platform], store: Store | None = None,
-             say: Callable[[str], None] | None = None) -> Lock:
+             say: Callable[[str], None] | None = None,
+             cross: Mapping[str, PackageSelection] | None = None) -> Lock:
     """Resolve and write xarch.lock next to RECIPE_PATH; nothing is written on error."""
     def default_say(message: str) -> None:
         click.echo(message, err=True)
 
-    lock = resolve_lock(source, selection, platforms, progress=say or default_say, store=store or Store())
+    lock = resolve_lock(source, selection, platforms, progress=say or default_say, store=store or Store(),
+                        cross=cross)
     lock.dump(lock_path(recipe_path))
     return lock
 
@@ -44,8 +47,8 @@ def make_lock_command(load: Callable[[Path], Loaded]) -> click.Command:
                   show_default=True, help="The recipe.")
     def lock_command(recipe: Path) -> None:
         """Resolve and pin every package for every platform into xarch.lock."""
-        source, selection, platforms = load(recipe)
-        lock = run_lock(recipe, source, selection, platforms)
+        source, selection, platforms, cross = load(recipe)
+        lock = run_lock(recipe, source, selection, platforms, cross=cross)
         total = sum(len(pkgs) for per in lock.packages.values() for pkgs in per.values())
         click.echo(f"wrote {lock_path(recipe)} ({total} package entries)", file=sys.stdout)
 

@@ -16,7 +16,9 @@ from xarch.sources.debian.hostapt import default_mirror
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 SNAPSHOT_ROOT = "http://snapshot.debian.org/archive"
 _SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+# name, an optional architecture qualifier (:native, :arm64; what a cross root installs
+# it for), an optional =version.
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
 
 
 class DebianSource(BaseModel):
@@ -113,7 +115,7 @@ class PlatformPackages(BaseModel):
 
 
 class PackageSelection(BaseModel):
-    """Which packages an image (or a stage) gets; `name` or `name=version`."""
+    """Which packages an image (or a stage) gets; `name`, `name:arch` or `name=version`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -164,7 +166,7 @@ class PackageSelection(BaseModel):
 
 def _check_package(name: str) -> None:
     if not _PACKAGE_RE.match(name):
-        raise ValueError(f"{name!r} is not a Debian package name (optionally name=version)")
+        raise ValueError(f"{name!r} is not a Debian package name (optionally name:arch, name=version)")
 
 
 def inputs_digest(value: Any) -> str:

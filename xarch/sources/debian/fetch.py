@@ -1,7 +1,7 @@
 """Download locked .debs into the content-addressed store, in parallel, verified.
 
-A package already in the store costs no network at all. A download enters the store
-only once its sha256 matches the lock (Store.put_chunks checks before the rename).
+A package already in the store (and still matching its sha256) costs no network at all.
+A download enters the store only once its sha256 matches the lock (Store.put_chunks checks before the rename).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def fetch_packages(packages: Iterable[LockedPackage], base_url: str | Callable[[
     (Reporter.info fits) or to stderr.
     """
     unique = {p.sha256: p for p in packages}
-    missing = [p for sha, p in sorted(unique.items(), key=lambda kv: kv[1].name) if not store.has(sha)]
+    missing = [p for sha, p in sorted(unique.items(), key=lambda kv: kv[1].name) if not store.verified(sha)]
     if missing:
         url_of = base_url if callable(base_url) else (lambda _pkg: base_url)
         _download_all(missing, url_of, store, jobs, say, show_bar)

@@ -2,7 +2,13 @@
 
 YAML with sorted keys and sorted entries, so the same resolution gives the same bytes.
 The lock stores a digest of the inputs it was made from (source identity, selections,
-platforms) so `--locked` can say exactly what changed.
+platforms, cross roots) so `--locked` can say exactly what changed.
+
+Packages are keyed by set (the image, each stage) and platform. A stage that may
+cross-build also gets a root per build machine architecture: its key is
+`BUILD->TARGET` (e.g. `amd64->arm64`) and it pins both architectures' packages, the
+build architecture's cross toolchain (platforms/*.yaml `cross.packages`) and the stage's
+packages for the target (see resolver.resolve_cross).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from xarch.oci.atomic import name_the_path
 from xarch.platforms import Platform
 from xarch.sources.debian.config import DebianSource, PackageSelection, inputs_digest
 from xarch.sources.debian.errors import LockError
@@ -25,10 +33,15 @@ from xarch.store import Store
 if TYPE_CHECKING:  # the resolving machinery (HTTP, python-debian) loads only to resolve
     from xarch.sources.debian.packages import Candidate
     from xarch.sources.debian.release import Release
-    from xarch.sources.debian.resolver import Universe
 
 LOCK_VERSION = 1
 DEFAULT_SET = "image"
+# The machines a cross root is locked for: those xarch is run on (CI runners and
+# workstations). A cross root needs no host tool, so the lock is the same whichever host made it.
+BUILD_PLATFORMS = ("amd64", "arm64")
+# In a cross root these name the native compiler, which the cross toolchain stands in for
+# (as crossbuild-essential-ARCH stands in for build-essential); they are not installed.
+NATIVE_TOOLCHAIN = frozenset({"build-essential", "gcc", "g++", "cpp"})
 Progress = Callable[[str], None]
 # One archive, or several (e.g. the main archive and debian-security); suites are unique.
 Sources = DebianSource | Sequence[DebianSource]
@@ -62,13 +75,23 @@ class Lock:
             raise LockError(f"xarch.lock has no packages for {selection!r} on {platform}; "
                             "run `xarch lock`") from None
 
+    def cross_entries(self, target: str, build: str, selection: str) -> list[LockedPackage]:
+        """The cross root of SELECTION for TARGET built on BUILD (platform names)."""
+        try:
+            return self.packages[selection][cross_key(build, target)]
+        except KeyError:
+            raise LockError(f"xarch.lock has no cross root for {selection!r} on {target} built on {build} "
+                            f"(stages.{selection}.cross must be true, and the archive must have the "
+                            f"{target} cross toolchain for {build}); run `xarch lock`, or use strategy "
+                            "emulate") from None
+
     def to_data(self) -> dict[str, Any]:
         return {
             "version": LOCK_VERSION,
             "inputs": dict(sorted(self.inputs.items())),
             "releases": {suite: dict(sorted(rec.items())) for suite, rec in sorted(self.releases.items())},
             "packages": {
-                name: {plat: [_entry_data(p) for p in sorted(pkgs, key=lambda p: p.name)]
+                name: {plat: [_entry_data(p) for p in sorted(pkgs, key=lambda p: (p.name, p.architecture))]
                        for plat, pkgs in sorted(per_platform.items())}
                 for name, per_platform in sorted(self.packages.items())
             },
@@ -88,8 +111,9 @@ class Lock:
                 handle.write(self.dumps())
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as error:
             Path(tmp).unlink(missing_ok=True)
+            name_the_path(error, path)
             raise
 
     @classmethod
@@ -104,17 +128,68 @@ class Lock:
         except (OSError, yaml.YAMLError) as exc:
             detail = " ".join(str(exc).split())  # YAML errors span lines; the CLI shows one
             raise LockError(f"{path}: cannot read the lock: {detail}") from None
+        if not isinstance(raw, dict):
+            raise LockError(f"{path}: malformed lock (not a mapping); run `xarch lock` again")
+        if raw.get("version") != LOCK_VERSION:
+            raise LockError(f"{path}: lock version {raw.get('version')!r}, this xarch reads {LOCK_VERSION}")
         try:
-            if raw.get("version") != LOCK_VERSION:
-                raise LockError(f"{path}: lock version {raw.get('version')!r}, "
-                                f"this xarch reads {LOCK_VERSION}")
-            packages = {
-                name: {plat: [LockedPackage(**entry) for entry in entries] for plat, entries in per.items()}
-                for name, per in raw["packages"].items()
-            }
-            return cls(inputs=dict(raw["inputs"]), releases=dict(raw["releases"]), packages=packages)
-        except (AttributeError, KeyError, TypeError) as exc:
-            raise LockError(f"{path}: malformed lock ({exc}); run `xarch lock` again") from None
+            data = _LockFile.model_validate(raw)
+        except ValidationError as exc:
+            problem = _schema_problem(raw, exc)
+            raise LockError(f"{path}: malformed lock: {problem}; run `xarch lock` again") from None
+        packages = {
+            name: {plat: [LockedPackage(**entry.model_dump()) for entry in entries]
+                   for plat, entries in per.items()}
+            for name, per in data.packages.items()
+        }
+        return cls(inputs=data.inputs, releases=data.releases, packages=packages)
+
+
+class _LockedEntry(BaseModel):
+    """The schema of one package of xarch.lock (what `Lock.dumps` writes), checked on load."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    version: str
+    architecture: str
+    filename: str = Field(pattern=r"^[^/]")  # below the archive root
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    suite: str
+
+
+class _LockFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: int
+    inputs: dict[str, str]
+    releases: dict[str, dict[str, str]]
+    packages: dict[str, dict[str, list[_LockedEntry]]]
+
+
+def _schema_problem(raw: dict[str, Any], error: ValidationError) -> str:
+    """The first problem as `packages.image.amd64[3] (libc6).size: <what is wrong>`."""
+    first = error.errors()[0]
+    loc = first["loc"]
+    where = ""
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    # Name the package too: an index alone is hard to find in a lock of hundreds.
+    if len(loc) >= 4 and loc[0] == "packages" and isinstance(loc[3], int):
+        try:
+            entry = raw["packages"][loc[1]][loc[2]][loc[3]]
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                where = where.replace(f"[{loc[3]}]", f"[{loc[3]}] ({entry['name']})", 1)
+        except (KeyError, IndexError, TypeError):
+            pass
+    message = "unknown field" if first["type"] == "extra_forbidden" else str(first["msg"])
+    return f"{where}: {message}" if where else message
+
+
+def cross_key(build: str, target: str) -> str:
+    """`amd64->arm64`: the lock's key of a cross root (platform names)."""
+    return f"{build}->{target}"
 
 
 def _entry_data(pkg: LockedPackage) -> dict[str, Any]:
@@ -161,26 +236,47 @@ def _source_identity(source: Sources) -> object:
 
 
 def input_digests(source: Sources, selection: PackageSelection | Mapping[str, PackageSelection],
-                  platforms: list[Platform]) -> dict[str, str]:
+                  platforms: list[Platform], cross: Mapping[str, PackageSelection] | None = None
+                  ) -> dict[str, str]:
     selections = _selections(selection)
-    return {
+    digests = {
         "source": inputs_digest(_source_identity(source)),
         "selections": inputs_digest({k: v.identity() for k, v in sorted(selections.items())}),
         "platforms": inputs_digest(sorted(p.name for p in platforms)),
     }
+    if cross:  # only then: a lock without cross stages keeps its bytes
+        digests["cross"] = inputs_digest({
+            "sets": {k: v.identity() for k, v in sorted(cross.items())},
+            "build": list(BUILD_PLATFORMS),
+            "toolchains": {p.name: list(p.cross_packages) for p in sorted(platforms, key=lambda p: p.name)},
+        })
+    return digests
+
+
+def cross_request(target: Platform, selection: PackageSelection) -> tuple[list[str], list[str]]:
+    """(build-architecture packages, target packages) of a cross root for TARGET."""
+    wanted = [spec for spec in selection.for_platform(target.name)
+              if spec.partition("=")[0] not in NATIVE_TOOLCHAIN]
+    return list(target.cross_packages), wanted
 
 
 def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, PackageSelection],
                  platforms: list[Platform], progress: Progress | None = None,
-                 store: Store | None = None, now: datetime | None = None) -> Lock:
+                 store: Store | None = None, now: datetime | None = None,
+                 cross: Mapping[str, PackageSelection] | None = None) -> Lock:
     """Fetch and verify the indexes, resolve every selection for every platform.
 
     SELECTION is one PackageSelection (the image's, stored as "image") or a mapping of
-    names (the image, each stage) to selections. STORE, when given, caches the verified
-    Packages indexes so relocking the same archive state needs no index download.
+    names (the image, each stage) to selections. CROSS maps the names of stages that may
+    cross-build to their target packages: each gets a cross root per build platform
+    (BUILD_PLATFORMS) and target platform, under cross_key(build, target); a pair whose
+    build architecture has no such cross toolchain in the archive is left out (and said).
+    STORE, when given, caches the verified Packages indexes so relocking the same archive
+    state needs no index download. Raises LockError, ResolveError, IndexMismatch.
     """
+    from xarch import platforms as platform_data
     from xarch.sources.debian.release import fetch_release
-    from xarch.sources.debian.resolver import resolve
+    from xarch.sources.debian.resolver import Universe, resolve, resolve_cross
 
     say = progress or (lambda _message: None)
     selections = _selections(selection)
@@ -189,23 +285,53 @@ def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, Pac
         for suite in item.suites:
             say(f"verifying {item.base_url()}/dists/{suite}/InRelease")
             releases.append((item, fetch_release(item, suite, now=now)))
-    lock = Lock(input_digests(source, selections, platforms),
+    lock = Lock(input_digests(source, selections, platforms, cross),
                 {r.suite: r.lock_record() for _, r in releases})
+    indexes: dict[str, list[Candidate]] = {}
+
+    def candidates(arch: str) -> list[Candidate]:
+        if arch not in indexes:
+            indexes[arch] = _candidates(releases, arch, store, say)
+        return indexes[arch]
+
     for plat in platforms:
-        universe = _universe(releases, plat.debian_arch, store, say)
+        universe = Universe.build(plat.debian_arch, candidates(plat.debian_arch))
         for set_name, sel in sorted(selections.items()):
             resolution = resolve(universe, sel.for_platform(plat.name), sel.recommends, sel.essential)
             lock.packages.setdefault(set_name, {})[plat.name] = [
                 _locked(c) for c in resolution.packages.values()
             ]
             say(f"{set_name} on {plat.name}: {len(resolution.packages)} packages")
+    for plat in platforms:
+        for build in (platform_data.get(name) for name in BUILD_PLATFORMS):
+            if build == plat or not cross:
+                continue
+            lacking = [r.url for _, r in releases
+                       if r.architectures and build.debian_arch not in r.architectures]
+            if lacking:
+                say(f"no cross root for {plat.name} built on {build.name}: {lacking[0]} has no "
+                    f"{build.debian_arch} packages")
+                continue
+            universe = Universe.build(build.debian_arch, candidates(build.debian_arch)
+                                      + candidates(plat.debian_arch), foreign=[plat.debian_arch])
+            compiler = plat.cross_packages[0] if plat.cross_packages else f"gcc-{plat.triplet}"
+            if universe.best(compiler, build.debian_arch) is None:
+                say(f"no cross root for {plat.name} built on {build.name}: the archive has no "
+                    f"{compiler} for {build.debian_arch}")
+                continue
+            for set_name, sel in sorted(cross.items()):
+                toolchain, target = cross_request(plat, sel)
+                resolution = resolve_cross(universe, toolchain, target, plat.debian_arch, sel.recommends)
+                lock.packages.setdefault(set_name, {})[cross_key(build.name, plat.name)] = [
+                    _locked(c) for c in resolution.packages.values()
+                ]
+                say(f"{set_name} on {plat.name} built on {build.name}: {len(resolution.packages)} packages")
     return lock
 
 
-def _universe(releases: list[tuple[DebianSource, Release]], arch: str, store: Store | None,
-              say: Progress) -> Universe:
+def _candidates(releases: list[tuple[DebianSource, Release]], arch: str, store: Store | None,
+                say: Progress) -> list[Candidate]:
     from xarch.sources.debian.packages import fetch_index, parse_index
-    from xarch.sources.debian.resolver import Universe
 
     candidates: list[Candidate] = []
     for source, release in releases:
@@ -215,7 +341,7 @@ def _universe(releases: list[tuple[DebianSource, Release]], arch: str, store: St
         for component in source.components:
             say(f"reading {release.suite}/{component}/binary-{arch}/Packages")
             candidates += parse_index(fetch_index(release, component, arch, store), release.suite, component)
-    return Universe.build(arch, candidates)
+    return candidates
 
 
 def _locked(cand: Candidate) -> LockedPackage:
@@ -225,15 +351,17 @@ def _locked(cand: Candidate) -> LockedPackage:
 
 def lock_matches(lock: Lock, source: Sources,
                  selection: PackageSelection | Mapping[str, PackageSelection],
-                 platforms: list[Platform]) -> list[str]:
+                 platforms: list[Platform], cross: Mapping[str, PackageSelection] | None = None) -> list[str]:
     """What differs between LOCK and the recipe's inputs (empty when the lock is current)."""
-    wanted = input_digests(source, selection, platforms)
+    wanted = input_digests(source, selection, platforms, cross)
     explain = {
         "source": "sources.debian (suites, components, snapshot or fingerprints) changed",
         "selections": "the package lists (packages, per-platform add/exclude, recommends, essential) changed",
         "platforms": "the platforms changed",
+        "cross": "the cross-building stages or their toolchains (platforms/*.yaml cross.packages) changed",
     }
-    differences = [explain[part] for part in sorted(wanted) if lock.inputs.get(part) != wanted[part]]
+    parts = sorted(set(wanted) | ({"cross"} & set(lock.inputs)))
+    differences = [explain[part] for part in parts if lock.inputs.get(part) != wanted.get(part)]
     for set_name in _selections(selection):
         for plat in platforms:
             if plat.name not in lock.packages.get(set_name, {}):

@@ -63,8 +63,9 @@ def fetch_index(release: Release, component: str, arch: str, store: Store | None
         if listed is None:
             continue
         url = release.url + base + suffix
-        if store is not None and store.has(listed.sha256):
-            raw = store.path(listed.sha256).read_bytes()  # verified when it entered the store
+        cached = store.read(f"sha256:{listed.sha256}") if store is not None else None
+        if cached is not None:
+            raw = cached
         else:
             raw = http.get_bytes(url)
             actual = hashlib.sha256(raw).hexdigest()

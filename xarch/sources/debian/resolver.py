@@ -1,10 +1,20 @@
-"""Dependency resolution for one architecture, deterministic and without backtracking.
+"""Dependency resolution for one architecture or a Debian multiarch set, deterministic and
+without backtracking.
 
 The same index and request always give the same set: requested packages are chosen
 first (so they steer virtual packages and alternatives), then dependencies are followed
 breadth-first in field order; for each dependency the first satisfiable alternative
 wins, a real package beats a virtual one, and the highest version wins (among virtual
 providers: the highest provided version, then the first name).
+
+Multiarch (https://wiki.ubuntu.com/MultiarchSpec, dpkg's deparchsatisfied): the universe
+has one *native* architecture (the build machine's in a cross root) and may hold foreign
+ones. A package is installed for its architecture, `all` counting as native. An
+unqualified dependency needs the dependent's architecture unless the target is
+`Multi-Arch: foreign`; `:any` takes any architecture of a `Multi-Arch: allowed` (or
+foreign) package; `:native` the native one; `:ARCH` that one. Two architectures of one
+name are co-installable only when both are `Multi-Arch: same` at the same version. A
+chosen package is named `name` when native and `name:arch` otherwise, as dpkg prints it.
 """
 
 from __future__ import annotations
@@ -51,34 +61,52 @@ def describe(rel: Relation) -> str:
     return text
 
 
+def multi_arch(cand: Candidate) -> str:
+    """The Multi-Arch field: "same", "foreign", "allowed" or "no"."""
+    return cand.get("Multi-Arch") or "no"
+
+
 @dataclass
 class Universe:
-    """Every candidate usable on one architecture (its own and `all`)."""
+    """Every candidate usable on the native architecture ARCH (its own and `all`) and on
+    the FOREIGN architectures (a cross root's target), each sorted newest first."""
 
     arch: str
     by_name: dict[str, list[Candidate]] = field(default_factory=dict)
+    foreign: tuple[str, ...] = ()
     _providers: dict[str, list[tuple[Candidate, str | None]]] | None = None
 
     @classmethod
-    def build(cls, arch: str, candidates: Iterable[Candidate]) -> Universe:
-        universe = cls(arch)
+    def build(cls, arch: str, candidates: Iterable[Candidate], foreign: Iterable[str] = ()) -> Universe:
+        universe = cls(arch, foreign=tuple(a for a in foreign if a != arch))
+        usable = {arch, "all", *universe.foreign}
         for cand in candidates:
-            if cand.architecture in (arch, "all"):
+            if cand.architecture in usable:
                 universe.by_name.setdefault(cand.name, []).append(cand)
+
         def newest_first(a: Candidate, b: Candidate) -> int:
             by_version = version_compare(b.version, a.version)
-            # Same version: the image's own architecture before "all"; then (the sort is
-            # stable) the first suite listed in the recipe.
+            # Same version: a real architecture before "all"; then (the sort is stable)
+            # the first suite listed in the recipe.
             return by_version or (a.architecture == "all") - (b.architecture == "all")
 
         order = cmp_to_key(newest_first)
         for name, cands in universe.by_name.items():
             cands.sort(key=order)
-            unique: dict[str, Candidate] = {}
-            for cand in cands:
-                unique.setdefault(cand.version, cand)
+            unique: dict[tuple[str, str], Candidate] = {}
+            for cand in cands:  # `all` is in every architecture's index: keep one
+                unique.setdefault((cand.version, universe.arch_of(cand)), cand)
             universe.by_name[name] = list(unique.values())
         return universe
+
+    def arch_of(self, cand: Candidate) -> str:
+        """The architecture CAND is installed for (dpkg treats `all` as native)."""
+        return self.arch if cand.architecture == "all" else cand.architecture
+
+    def key(self, cand: Candidate) -> str:
+        """`name` when native, `name:arch` otherwise."""
+        arch = self.arch_of(cand)
+        return cand.name if arch == self.arch else f"{cand.name}:{arch}"
 
     def providers(self, virtual: str) -> list[tuple[Candidate, str | None]]:
         if self._providers is None:
@@ -92,12 +120,16 @@ class Universe:
             self._providers = index
         return self._providers.get(virtual, [])
 
+    def best(self, name: str, arch: str) -> Candidate | None:
+        """The newest NAME installable for ARCH, or None."""
+        return next((c for c in self.by_name.get(name, []) if self.arch_of(c) == arch), None)
+
 
 @dataclass
 class Resolution:
     arch: str
-    packages: dict[str, Candidate]  # name -> chosen
-    needed_by: dict[str, str]  # name -> who pulled it in ("requested" for top level)
+    packages: dict[str, Candidate]  # key (name, or name:arch when foreign) -> chosen
+    needed_by: dict[str, str]  # key -> who pulled it in ("requested" for top level)
 
 
 class Resolver:
@@ -109,9 +141,16 @@ class Resolver:
         self.needed_by: dict[str, str] = {}
         self.queue: deque[Candidate] = deque()
 
-    def resolve(self, requested: list[str]) -> Resolution:
+    def resolve(self, requested: list[str], target: list[str] | None = None,
+                target_arch: str | None = None) -> Resolution:
+        """REQUESTED: `name[:arch|:native][=version]`, native unless qualified. TARGET (a
+        cross root's stage packages): for TARGET_ARCH, except an unqualified tool (`all`,
+        `Multi-Arch: foreign` or `allowed`), which steps run, so the native one."""
         for spec in self._requested(requested):
-            self._choose_requested(spec)
+            self._choose_requested(spec, self.universe.arch, False)
+        for spec in target or []:
+            assert target_arch is not None
+            self._choose_requested(spec, target_arch, True)
         while self.queue:
             pkg = self.queue.popleft()
             fields = ["Pre-Depends", "Depends"] + (["Recommends"] if self.recommends else [])
@@ -124,142 +163,219 @@ class Resolver:
     def _requested(self, requested: list[str]) -> list[str]:
         specs = list(requested)
         if self.essential:
-            specs += sorted(name for name, cands in self.universe.by_name.items()
-                            if cands[0].get("Essential") == "yes" and name not in specs)
+            native = [self.universe.best(name, self.universe.arch) for name in self.universe.by_name]
+            specs += sorted(c.name for c in native
+                            if c is not None and c.get("Essential") == "yes" and c.name not in specs)
         return specs
 
-    def _choose_requested(self, spec: str) -> None:
-        name, _, version = spec.partition("=")
-        cands = self.universe.by_name.get(name, [])
+    def _choose_requested(self, spec: str, default_arch: str, foreign_goes_native: bool) -> None:
+        name_qual, _, version = spec.partition("=")
+        name, _, qual = name_qual.partition(":")
+        arch = self.universe.arch if qual == "native" else (qual or default_arch)
+        if foreign_goes_native and not qual:
+            newest = self.universe.best(name, arch)
+            native = self.universe.best(name, self.universe.arch)
+            # An `all` package is native; a tool (Multi-Arch: foreign or allowed) is run, so
+            # native too; a library (same) or a package that is not multiarch is the target's.
+            tool = newest is not None and multi_arch(newest) in ("foreign", "allowed")
+            if native is not None and (newest is None and native.architecture == "all" or tool):
+                arch = self.universe.arch
+        cands = [c for c in self.universe.by_name.get(name, []) if self.universe.arch_of(c) == arch]
         if version:
             cands = [c for c in cands if c.version == version]
         if not cands:
             if not version and self.universe.providers(name):
                 providers = sorted({c.name for c, _ in self.universe.providers(name)})
-                raise ResolveError(f"{name} ({self.universe.arch}) is a virtual package; "
+                raise ResolveError(f"{name} ({arch}) is a virtual package; "
                                    f"list one of its providers instead: {', '.join(providers)}")
-            known = ", ".join(c.version for c in self.universe.by_name.get(name, [])) or "none"
+            known = ", ".join(c.version for c in self.universe.by_name.get(name, [])
+                              if self.universe.arch_of(c) == arch) or "none"
             wanted = f"{name} {version}" if version else name
-            raise ResolveError(f"package {wanted} is not available for {self.universe.arch} "
+            raise ResolveError(f"package {wanted} is not available for {arch} "
                                f"(requested; versions available: {known})")
-        if name in self.chosen:
+        if self.universe.key(cands[0]) in self.chosen:
             return
         self._add(cands[0], "requested")
 
     def _add(self, cand: Candidate, why: str) -> None:
-        self.chosen[cand.name] = cand
-        self.needed_by[cand.name] = why
+        key = self.universe.key(cand)
+        self.chosen[key] = cand
+        self.needed_by[key] = why
         self.queue.append(cand)
 
     def _satisfy(self, group: list[Relation], pkg: Candidate, optional: bool) -> None:
-        usable = [rel for rel in group if self._arch_ok(rel)]
-        if any(self._already_met(rel) for rel in usable):
+        arch = self.universe.arch_of(pkg)
+        usable = [rel for rel in group if self._arch_ok(rel, arch)]
+        if any(self._already_met(rel, arch) for rel in usable):
             return
-        who = f"{pkg.name} {pkg.version}"
+        who = f"{self.universe.key(pkg)} {pkg.version}"
         for rel in usable:
-            pick = self._candidate_for(rel)
+            pick = self._candidate_for(rel, arch)
             if pick is not None:
                 self._add(pick, who)
                 return
         if optional:
             return
-        raise ResolveError(self._explain(group, who))
+        raise ResolveError(self._explain(group, who, arch))
 
-    def _arch_ok(self, rel: Relation) -> bool:
+    def _arch_ok(self, rel: Relation, arch: str) -> bool:
         """Binary dependency lines may carry [arch] lists only in exotic cases; honour them."""
         arches = rel.get("arch")
         if not arches:
             return True
         enabled = [a.arch for a in arches if a.enabled]
         disabled = [a.arch for a in arches if not a.enabled]
-        return self.universe.arch in enabled if enabled else self.universe.arch not in disabled
+        return arch in enabled if enabled else arch not in disabled
 
-    def _qualifier_ok(self, rel: Relation, cand: Candidate) -> bool:
-        """Multi-Arch in a single-architecture image: `:any` needs Multi-Arch allowed (or
-        foreign); `:native`/no qualifier need the image's arch or all; `:<arch>` that arch."""
+    def _qualifier_ok(self, rel: Relation, cand: Candidate, arch: str) -> bool:
+        """Whether CAND meets REL (its name and qualifier) for a dependent installed for ARCH."""
         qual = rel.get("archqual")
-        if qual in (None, "native"):
-            return True
+        ma = multi_arch(cand)
         if qual == "any":
-            return cand.get("Multi-Arch") in ("allowed", "foreign")
-        return cand.architecture in (qual, "all")
-
-    def _already_met(self, rel: Relation) -> bool:
-        real = self.chosen.get(rel["name"])
-        if real is not None and satisfies(real.version, rel.get("version")) and self._qualifier_ok(rel, real):
+            return ma in ("allowed", "foreign")
+        if ma == "foreign":
             return True
+        wanted = self.universe.arch if qual == "native" else (qual or arch)
+        return self.universe.arch_of(cand) == wanted
+
+    def _provider_ok(self, rel: Relation, cand: Candidate, arch: str) -> bool:
+        """A Provides of CAND stands for the virtual name on CAND's architecture (any, when foreign)."""
+        ma = multi_arch(cand)
+        if rel.get("archqual") == "any":
+            return ma in ("allowed", "foreign")
+        return ma == "foreign" or self.universe.arch_of(cand) == arch
+
+    def _chosen_named(self, name: str) -> list[Candidate]:
+        return [c for c in self.chosen.values() if c.name == name]
+
+    def _already_met(self, rel: Relation, arch: str) -> bool:
+        for real in self._chosen_named(rel["name"]):
+            if satisfies(real.version, rel.get("version")) and self._qualifier_ok(rel, real, arch):
+                return True
         for cand, provided in self.universe.providers(rel["name"]):
-            if self.chosen.get(cand.name) is cand and satisfies(provided, rel.get("version")):
-                if rel.get("archqual") != "any" or cand.get("Multi-Arch") in ("allowed", "foreign"):
+            if self.chosen.get(self.universe.key(cand)) is cand and satisfies(provided, rel.get("version")):
+                if self._provider_ok(rel, cand, arch):
                     return True
         return False
 
-    def _candidate_for(self, rel: Relation) -> Candidate | None:
+    def _arch_preference(self, cand: Candidate, arch: str, qual: str | None) -> int:
+        """The dependent's own architecture first, except where any architecture would do
+        (`:any`, Multi-Arch: foreign): then native, a tool that runs (as apt prefers)."""
+        own = self.universe.arch_of(cand)
+        if qual == "any" or multi_arch(cand) == "foreign":
+            return 0 if own == self.universe.arch else 1 if own == arch else 2
+        return 0 if own == arch else 1 if own == self.universe.arch else 2
+
+    def _candidate_for(self, rel: Relation, arch: str) -> Candidate | None:
         constraint = rel.get("version")
-        if rel["name"] not in self.chosen:  # a chosen real package that failed cannot be swapped
-            for cand in self.universe.by_name.get(rel["name"], []):
-                if satisfies(cand.version, constraint) and self._qualifier_ok(rel, cand):
-                    return cand
+        chosen_names = {c.name for c in self.chosen.values()}
+        qual = rel.get("archqual")
+        # The sort is stable: newest first within one architecture preference.
+        cands = sorted(self.universe.by_name.get(rel["name"], []),
+                       key=lambda c: self._arch_preference(c, arch, qual))
+        for cand in cands:
+            # A chosen real package that failed cannot be swapped (another architecture may join it).
+            if self.universe.key(cand) not in self.chosen and satisfies(cand.version, constraint) \
+                    and self._qualifier_ok(rel, cand, arch):
+                return cand
         providers = [
             (cand, provided) for cand, provided in self.universe.providers(rel["name"])
-            if satisfies(provided, constraint) and cand.name not in self.chosen
-            and self.universe.by_name[cand.name][0] is cand  # only the version we would pick
-            and (rel.get("archqual") != "any" or cand.get("Multi-Arch") in ("allowed", "foreign"))
+            if satisfies(provided, constraint) and cand.name not in chosen_names
+            # only the version we would pick
+            and self.universe.best(cand.name, self.universe.arch_of(cand)) is cand
+            and self._provider_ok(rel, cand, arch)
         ]
         if not providers:
             return None
 
         def best_first(a: tuple[Candidate, str | None], b: tuple[Candidate, str | None]) -> int:
-            """Highest provided version (unversioned last), then name."""
+            """Highest provided version (unversioned last), then name, then architecture preference."""
             if a[1] != b[1]:
                 if a[1] is None or b[1] is None:
                     return 1 if a[1] is None else -1
                 by_version = version_compare(b[1], a[1])
                 if by_version:
                     return by_version
-            return (a[0].name > b[0].name) - (a[0].name < b[0].name)
+            by_name = (a[0].name > b[0].name) - (a[0].name < b[0].name)
+            prefer = self._arch_preference
+            return by_name or prefer(a[0], arch, qual) - prefer(b[0], arch, qual)
 
         providers.sort(key=cmp_to_key(best_first))
         return providers[0][0]
 
-    def _explain(self, group: list[Relation], who: str) -> str:
+    def _explain(self, group: list[Relation], who: str, arch: str) -> str:
         wanted = " | ".join(describe(rel) for rel in group)
         reasons = []
         for rel in group:
             name = rel["name"]
-            if name in self.chosen:
-                reasons.append(f"{name} {self.chosen[name].version} is already selected "
-                               f"(needed by {self.needed_by[name]})")
+            chosen = self._chosen_named(name)
+            if chosen:
+                reasons += [f"{self.universe.key(c)} {c.version} is already selected "
+                            f"(needed by {self.needed_by[self.universe.key(c)]})" for c in chosen]
             elif self.universe.by_name.get(name):
-                versions = ", ".join(c.version for c in self.universe.by_name[name])
+                cands = self.universe.by_name[name]
+                versions = ", ".join(c.version for c in cands)
+                if self.universe.foreign:
+                    versions = ", ".join(f"{c.version} ({self.universe.arch_of(c)}, Multi-Arch: "
+                                         f"{multi_arch(c)})" for c in cands)
                 reasons.append(f"{name} has only {versions}")
             elif self.universe.providers(name):
                 reasons.append(f"no provider of {name} meets the constraint")
             else:
-                reasons.append(f"no package {name} for {self.universe.arch}")
-        return f"cannot satisfy {wanted}, needed by {who} ({self.universe.arch}): {'; '.join(reasons)}"
+                reasons.append(f"no package {name} for {arch}")
+        return f"cannot satisfy {wanted}, needed by {who} ({arch}): {'; '.join(reasons)}"
 
     def _check_conflicts(self) -> None:
-        for name, pkg in self.chosen.items():
+        self._check_coinstallable()
+        for key, pkg in self.chosen.items():
             for field_name in ("Conflicts", "Breaks"):
                 for group in relations(pkg, field_name):
                     for rel in group:
-                        other = self.chosen.get(rel["name"])
-                        clash = other is not None and other is not pkg
-                        if other is not None and clash and satisfies(other.version, rel.get("version")):
-                            raise ResolveError(
-                                f"{name} {pkg.version} {field_name.lower()} with {other.name} "
-                                f"{other.version} (needed by {self.needed_by[other.name]}) "
-                                f"on {self.universe.arch}")
-                        for cand, provided in self.universe.providers(rel["name"]):
-                            if (self.chosen.get(cand.name) is cand and cand is not pkg
-                                    and satisfies(provided, rel.get("version"))):
-                                raise ResolveError(
-                                    f"{name} {pkg.version} {field_name.lower()} with {rel['name']}, "
-                                    f"provided by {cand.name} (needed by {self.needed_by[cand.name]}) "
-                                    f"on {self.universe.arch}")
+                        self._check_clash(key, pkg, field_name, rel)
+
+    def _check_coinstallable(self) -> None:
+        """dpkg installs one name for two architectures only as Multi-Arch: same, same version."""
+        by_name: dict[str, list[str]] = {}
+        for key, cand in self.chosen.items():
+            by_name.setdefault(cand.name, []).append(key)
+        for keys in by_name.values():
+            if len(keys) < 2:
+                continue
+            cands = [self.chosen[k] for k in keys]
+            if all(multi_arch(c) == "same" for c in cands) and len({c.version for c in cands}) == 1:
+                continue
+            described = " and ".join(f"{k} {self.chosen[k].version} (Multi-Arch: "
+                                     f"{multi_arch(self.chosen[k])}, needed by {self.needed_by[k]})"
+                                     for k in keys)
+            raise ResolveError(f"{described} cannot be installed together: two architectures of one "
+                               f"package need Multi-Arch: same and one version")
+
+    def _check_clash(self, key: str, pkg: Candidate, field_name: str, rel: Relation) -> None:
+        # An unqualified Conflicts/Breaks applies to every architecture of the name (dpkg),
+        # never to the package's own name.
+        for other in self._chosen_named(rel["name"]):
+            if other.name != pkg.name and satisfies(other.version, rel.get("version")):
+                raise ResolveError(
+                    f"{key} {pkg.version} {field_name.lower()} with {self.universe.key(other)} "
+                    f"{other.version} (needed by {self.needed_by[self.universe.key(other)]}) "
+                    f"on {self.universe.arch}")
+        for cand, provided in self.universe.providers(rel["name"]):
+            cand_key = self.universe.key(cand)
+            if (self.chosen.get(cand_key) is cand and cand.name != pkg.name
+                    and satisfies(provided, rel.get("version"))):
+                raise ResolveError(
+                    f"{key} {pkg.version} {field_name.lower()} with {rel['name']}, "
+                    f"provided by {cand_key} (needed by {self.needed_by[cand_key]}) "
+                    f"on {self.universe.arch}")
 
 
 def resolve(universe: Universe, requested: list[str], recommends: bool = False,
             essential: bool = False) -> Resolution:
     return Resolver(universe, recommends, essential).resolve(requested)
+
+
+def resolve_cross(universe: Universe, toolchain: list[str], target: list[str], target_arch: str,
+                  recommends: bool = False) -> Resolution:
+    """A cross root: TOOLCHAIN for the native (build) architecture, TARGET for TARGET_ARCH
+    (a Multi-Arch: foreign one natively), dependencies followed across both."""
+    return Resolver(universe, recommends).resolve(toolchain, target, target_arch)
