@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import REQUIRE_TOOLS, need_tool
+from tests.conftest import need_tool
 from tests.support.dockerd import (  # noqa: F401 (fixtures)
     arm64_busybox,
     busybox_arm64_image,
@@ -21,6 +21,7 @@ from tests.support.dockerd import (  # noqa: F401 (fixtures)
     dockerd,
     unique_tag,
 )
+from tests.support.needs import missing, need_binfmt
 from xarch.oci.tree import Tree
 from xarch.run.buildx import (
     INLINE_LIMIT,
@@ -47,19 +48,13 @@ def buildx(dockerd: docker.DockerClient) -> str:
 
         return find_docker()
     except BuildxError as error:
-        if REQUIRE_TOOLS:
-            pytest.fail(str(error))
-        pytest.skip(str(error))
+        missing(str(error))
     return docker_bin
 
 
 @pytest.fixture
 def qemu_aarch64() -> None:
-    if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
-        message = "qemu-aarch64 is not registered with binfmt_misc (scripts/setup-host does it)"
-        if REQUIRE_TOOLS:
-            pytest.fail(message)
-        pytest.skip(message)
+    need_binfmt("aarch64")
 
 
 # --- tar → Tree, no daemon needed -------------------------------------------------------------

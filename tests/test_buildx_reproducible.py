@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import REQUIRE_TOOLS, need_tool
+from tests.conftest import need_tool
 from tests.support.dockerd import (  # noqa: F401 (fixtures)
     arm64_busybox,
     busybox_arm64_image,
@@ -30,6 +30,7 @@ from tests.support.dockerd import (  # noqa: F401 (fixtures)
     unique_tag,
 )
 from tests.support.e2e import EPOCH, image_files, manifests, xarch, xarch_ok
+from tests.support.needs import missing, need_binfmt
 
 pytestmark = [pytest.mark.docker, pytest.mark.qemu]
 
@@ -42,15 +43,8 @@ RUN_STEP = ("RUN mkdir -p /srv /var/log"
 def buildx(dockerd: docker.DockerClient) -> str:
     docker_bin = need_tool("docker")
     if subprocess.run([docker_bin, "buildx", "version"], capture_output=True).returncode != 0:
-        message = "docker buildx is not installed (scripts/setup-host installs it)"
-        if REQUIRE_TOOLS:
-            pytest.fail(message)
-        pytest.skip(message)
-    if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
-        message = "qemu-aarch64 is not registered with binfmt_misc (scripts/setup-host does it)"
-        if REQUIRE_TOOLS:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("docker buildx is not installed (scripts/setup-host installs it)")
+    need_binfmt("aarch64")
     return docker_bin
 
 

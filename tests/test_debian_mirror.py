@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_tool
+from tests.support.needs import need_file
 from xarch import platforms
 from xarch.oci.tree import Tree
 from xarch.sources.debian.config import DEFAULT_KEYRING, DebianSource, PackageSelection
@@ -22,8 +23,7 @@ ELF_MACHINE = {"amd64": 0x3E, "arm64": 0xB7}
 @pytest.mark.slow
 def test_lock_fetch_install_from_the_real_archive(tmp_path: Path) -> None:
     need_tool("gpgv")
-    if not DEFAULT_KEYRING.is_file():
-        pytest.skip("debian-archive-keyring is not installed")
+    need_file(DEFAULT_KEYRING, "debian-archive-keyring is not installed (a Debian host has it)")
     # The main archive plus the security archive, both read from the host's apt config.
     sources = [DebianSource(suites="bookworm"), DebianSource(suites="bookworm-security")]
     assert sources[0].mirror == default_mirror()

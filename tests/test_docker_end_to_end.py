@@ -21,6 +21,7 @@ from tests.support.dockerd import (  # noqa: F401 (fixtures)
     made_images,
     unique_tag,
 )
+from tests.support.needs import not_applicable
 from xarch import platforms
 from xarch.docker.load import load_image
 from xarch.docker.plugin import install_plugin
@@ -47,7 +48,7 @@ files:
 @pytest.fixture
 def recipe_dir(tmp_path: Path, arm64_busybox: Path) -> Path:
     if platforms.host().name != "amd64":
-        pytest.skip("the host's own busybox stands in for amd64's")
+        not_applicable("the host's own busybox stands in for amd64's: needs an amd64 host")
     folder = tmp_path / "recipe"
     host_busybox = Path(shutil.which("busybox") or need_tool("busybox"))
     for arch, binary in (("amd64", host_busybox), ("arm64", arm64_busybox)):

@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, REPO, error_lines, image_files, xarch, xarch_ok
+from tests.support.needs import not_applicable
 from xarch import platforms
 
 HOST = platforms.host().name
@@ -297,7 +298,7 @@ copy:
 def test_a_strategy_that_cannot_run_the_stage_is_one_line(tmp_path: Path, strategy: str) -> None:
     # natively impossible on another host, under emulation no shell
     if strategy == "native" and HOST == "arm64":
-        pytest.skip("native arm64 is possible on this host")
+        not_applicable("native arm64 is possible on this (arm64) host")
     recipe = write_recipe(tmp_path / "src", NO_SHELL_RECIPE)
     out = tmp_path / "out"
     result = xarch("build", "-f", str(recipe), "-q", "--strategy", strategy, "-o", f"oci:{out}",
@@ -390,9 +391,9 @@ def hello_c(tmp_path: Path) -> Path:
                                                 ("native", "amd64")])
 def test_hello_c_with_locked_toolchain(hello_c: Path, tmp_path: Path, strategy: str, arch: str) -> None:
     if strategy == "native" and platforms.host().name != arch:
-        pytest.skip(f"native {arch} needs an {arch} host")
+        not_applicable(f"native {arch} needs an {arch} host")
     if strategy == "cross" and platforms.host().name == arch:
-        pytest.skip(f"cross {arch} needs another host")
+        not_applicable(f"cross {arch} needs another host")
     qemu = need_tool("qemu-aarch64-static") if arch == "arm64" else ""
     out = tmp_path / "out"
     result = xarch_ok("build", "-f", str(hello_c), "--locked", "--strategy", strategy, "--platform", arch,

@@ -20,6 +20,7 @@ from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, b
 from tests.support.debian_fixtures import debian_key  # noqa: F401 (fixture)
 from tests.support.dockerd import arm64_busybox  # noqa: F401 (fixture)
 from tests.support.e2e import EPOCH, error_lines, image_files, xarch, xarch_ok
+from tests.support.needs import not_applicable
 from xarch import platforms
 from xarch.elfcheck import foreign_files, mismatch, read_header
 from xarch.oci.tree import Entry, Tree
@@ -28,7 +29,7 @@ from xarch.oci.tree import Entry, Tree
 @pytest.fixture
 def host_busybox() -> Path:
     if platforms.host().name != "amd64":
-        pytest.skip("these tests use the host's busybox as the amd64 binary")
+        not_applicable("these tests use the host's busybox as the amd64 binary: needs an amd64 host")
     return Path(shutil.which("busybox") or need_tool("busybox"))
 
 

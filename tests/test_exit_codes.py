@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REQUIRE_TOOLS, need_tool
+from tests.conftest import need_tool
 from tests.support.dockerd import docker_client, dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
 from tests.support.hello import REPO, run_xarch
+from tests.support.needs import need_root
 from xarch.errors import ExitCode
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
@@ -464,11 +465,7 @@ def test_a_long_name_that_is_not_utf8_gets_pax_hdrcharset_binary(tmp_path: Path)
 def small_disk() -> Iterator[Path]:
     """A 1 MiB tmpfs, mounted for this test (needs root: the CI machine runs tests as root)."""
     mount = need_tool("mount")
-    if os.geteuid() != 0:
-        message = "mounting a tmpfs needs root"
-        if REQUIRE_TOOLS:
-            pytest.fail(message)
-        pytest.skip(message)
+    need_root("mounting a tmpfs")
     where = Path(tempfile.mkdtemp(prefix="xarch-small-disk-"))
     subprocess.run([mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], check=True)
     try:
@@ -493,8 +490,7 @@ def test_a_full_output_disk_is_one_line_and_leaves_nothing(project: Path, small_
 
 def test_an_output_folder_without_permission_is_one_line(project: Path) -> None:
     setpriv = need_tool("setpriv")
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to the unprivileged account")
+    need_root("to switch to the unprivileged account")
     # A world-readable copy of the project (pytest's tmp folders are root's alone), a cache
     # the account may write, and an output folder it may not.
     shared = Path(tempfile.mkdtemp(prefix="xarch-perm-"))

@@ -29,6 +29,7 @@ from tests.support.hello import (  # noqa: F401 (fixtures)
     hello_build,
     run_ok,
 )
+from tests.support.needs import need_root
 from tests.support.rootfs import arm64, arm64_emulation  # noqa: F401 (fixtures)
 
 TAG = "1.0"  # examples/hello/xarch.yaml
@@ -94,8 +95,7 @@ def test_skopeo_copy_all_without_preserve_flag_keeps_the_digests(
 def unpacked(hello_build: HelloBuild, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each platform's image taken out with skopeo, then unpacked by umoci into a bundle."""
     skopeo, umoci = need_tool("skopeo"), need_tool("umoci")
-    if os.geteuid() != 0:
-        pytest.skip("umoci unpack keeps owners and modes only as root")
+    need_root("umoci unpack keeps owners and modes only as root")
     bundles = {}
     for arch in ("amd64", "arm64"):
         work = tmp_path_factory.mktemp(f"umoci-{arch}")
@@ -216,8 +216,7 @@ LONG_NAMES = [
 def test_umoci_unpacks_long_and_unicode_paths(tmp_path: Path) -> None:
     """Go's tar reader (umoci, and so docker and containerd) reads the writer's long-name headers."""
     skopeo, umoci = need_tool("skopeo"), need_tool("umoci")
-    if os.geteuid() != 0:
-        pytest.skip("umoci unpack keeps owners and modes only as root")
+    need_root("umoci unpack keeps owners and modes only as root")
     recipe = tmp_path / "recipe"
     for name in LONG_NAMES:
         (recipe / "tree" / name).parent.mkdir(parents=True, exist_ok=True)

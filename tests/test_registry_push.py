@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_TOOLS, need_tool
+from tests.conftest import need_tool
+from tests.support.needs import missing
 from tests.support.registry import (  # noqa: F401 (fixtures)
     FlakyProxy,
     Registry,
@@ -317,10 +318,7 @@ def imagetools(*args: str) -> subprocess.CompletedProcess[bytes]:
     """`docker buildx imagetools` (talks to the registry itself; no dockerd needed)."""
     need_tool("docker")
     if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
-        message = "docker buildx is not installed (Debian trixie's docker-buildx; scripts/setup-host)"
-        if REQUIRE_TOOLS:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("docker buildx is not installed (Debian trixie's docker-buildx; scripts/setup-host)")
     return subprocess.run(["docker", "buildx", "imagetools", *args], capture_output=True, timeout=120,
                           check=True)
 

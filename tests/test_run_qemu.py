@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_tool
+from tests.support.needs import missing, need_root
 from xarch import platforms
 from xarch.errors import XarchError
 from xarch.run import binfmt, qemu
@@ -108,8 +109,7 @@ def test_missing_qemu_names_the_package() -> None:
 def test_rootless_route_runs_an_emulated_step_as_an_unprivileged_user(arm64_emulation,
                                                                      arm64_rootfs: Path) -> None:
     """The exact command xarch runs without root, started as `nobody` (a real unprivileged user)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become another user; as non-root the default route is the rootless one")
+    need_root("to become another user; as non-root the default route is the rootless one")
     setpriv = need_tool("setpriv")
     # pytest's tmp dirs are private to root; nobody needs a path it can reach.
     base = Path(tempfile.mkdtemp(prefix="xarch-rootless-"))
@@ -125,7 +125,7 @@ def test_rootless_route_runs_an_emulated_step_as_an_unprivileged_user(arm64_emul
             capture_output=True, text=True,
         )
         if completed.returncode != 0 and "Operation not permitted" in completed.stderr:
-            pytest.skip(f"user namespaces are disabled for unprivileged users: {completed.stderr.strip()}")
+            missing(f"user namespaces are disabled for unprivileged users: {completed.stderr.strip()}")
         assert completed.returncode == 0, completed.stderr
         assert (rootfs / "id.txt").read_text() == "0\naarch64\n"
         assert (rootfs / "id.txt").stat().st_uid == 65534

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.hostpath import path_without_cross_tools
+from tests.support.needs import need_file
 from tests.support.rootfs_helpers import PongServer, copy_rootfs
 from xarch import platforms
 from xarch.errors import XarchError
@@ -185,8 +186,7 @@ def test_step_sees_a_fixed_hostname_not_the_hosts(host_rootfs: Path, source: Pat
 
 def test_network_step_gets_the_host_resolver_only_while_it_runs(host_rootfs: Path, source: Path,
                                                                 cache) -> None:
-    if not Path("/etc/resolv.conf").is_file():
-        pytest.skip("this host has no /etc/resolv.conf")
+    need_file("/etc/resolv.conf", "a network step gets the host's resolver")
     (host_rootfs / "etc").mkdir()
     run([StepSpec("cat /etc/resolv.conf > /seen.txt", network=True)], host_rootfs, platforms.host(), "native",
         source, cache)

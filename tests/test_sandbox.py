@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, REPO, error_lines, index_digest, manifests, xarch
+from tests.support.needs import missing, need_root
 from xarch import platforms
 from xarch.run import sandbox
 from xarch.run.chroot import run_in_rootfs
@@ -181,8 +182,7 @@ def _owners(layout: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_root_and_an_unprivileged_account_build_the_same_digest() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run one of the two builds as another account")
+    need_root("to run one of the two builds as another account")
     busybox = need_tool("busybox")
     base = Path(tempfile.mkdtemp(prefix="xarch-owners-"))  # pytest's tmp folders are root's only
     try:
@@ -209,8 +209,7 @@ def test_root_and_an_unprivileged_account_build_the_same_digest() -> None:
 @pytest.mark.slow
 def test_verify_user_variation_of_hello_c_is_reproducible() -> None:
     """The issue's own input: `xarch verify --variations user` on examples/hello-c (root only)."""
-    if os.geteuid() != 0:
-        pytest.skip("the user variation needs root to become nobody")
+    need_root("the user variation becomes nobody")
     recipe = REPO / "examples" / "hello-c" / "xarch.yaml"
     argv = [sys.executable, "-m", "xarch.cli", "verify", "--variations", "user", "-f", str(recipe), "--json"]
     result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO, timeout=1800)
@@ -260,7 +259,7 @@ def test_a_host_without_user_namespaces_is_a_one_line_host_error(tmp_path: Path)
     if result.returncode in (126, 127) or ("max_user_namespaces" in result.stderr
                                            and "xarch: error" not in result.stderr):
         # Not root: the namespace may not lower the limit, or reach an interpreter under /root.
-        pytest.skip(f"cannot run the build in a limited user namespace here: {result.stderr.strip()}")
+        missing(f"cannot run the build in a limited user namespace here: {result.stderr.strip()}")
     assert result.returncode == 3, result.stderr
     (line,) = error_lines(result)
     assert line.startswith("xarch: error: no way to run build steps on this host: bwrap cannot create a user "

@@ -13,11 +13,12 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.support.dockerd import dockerd  # noqa: F401 (fixture)
+from tests.support.needs import need_root
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
-@pytest.mark.parametrize("script", ["setup-host", "start-dockerd"])
+@pytest.mark.parametrize("script", ["setup-host", "start-dockerd", "fresh-check"])
 def test_scripts_parse(script: str) -> None:
     subprocess.run(["bash", "-n", str(SCRIPTS / script)], check=True)
 
@@ -30,8 +31,8 @@ def test_a_running_daemon_is_left_alone(dockerd: docker.DockerClient) -> None:
     assert "already answers" in result.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="starting dockerd needs root")
 def test_a_daemon_that_dies_is_one_clear_error(tmp_path: Path) -> None:
+    need_root("starting dockerd needs root")
     need_tool("dockerd")
     env = {
         **os.environ,

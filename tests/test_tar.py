@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import need_tool
 from tests.support.hello import REPO
+from tests.support.needs import need_root
 from xarch.oci.layer import build_layer, fix_hardlinks
 from xarch.oci.tar import BLOCK, write_tar
 from xarch.oci.tree import Entry, Tree
@@ -291,12 +292,12 @@ def _extract_with_gnu_tar(data: bytes, folder: Path) -> Path:
     return root
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="extracting owners and set-id bits needs root")
 @settings(tar_settings, max_examples=30)
 @given(entries=trees())
 def test_gnu_tar_extracts_the_same_contents_modes_and_links(
     entries: list[Entry], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    need_root("extracting owners and set-id bits needs root")
     root = _extract_with_gnu_tar(tar_bytes(entries), tmp_path_factory.mktemp("extract"))
     expected = _expected(entries)
     found = {str(p.relative_to(root)) for p in root.rglob("*")}
@@ -373,6 +374,6 @@ def test_tar_bytes_are_known_and_the_same_under_every_cpython() -> None:
     with contextlib.redirect_stdout(io.StringIO()) as here:
         exec(GOLDEN_PROGRAM, namespace)  # this interpreter, in process
     results["this interpreter"] = here.getvalue()
+    # Every CPython found must give the golden bytes; one alone (a fresh Debian 12 has only 3.11 and
+    # no pyenv) still checks them against the golden digest, so nothing here skips.
     assert set(results.values()) == {GOLDEN_SHA256}, results
-    if len(results) < 3:
-        pytest.skip(f"checked only {list(results)}: no other CPython 3.10–3.13 found (pyenv installs them)")

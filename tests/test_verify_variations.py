@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tests.support.needs import need_root
 from xarch.errors import XarchError
 from xarch.verify import (
     OLD_MTIME,
@@ -189,9 +190,9 @@ def test_verify_command_runs_every_variation(tmp_path: Path) -> None:
     assert all(v["digests"] == data["reference"] for v in ran)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_without_root_hostname_and_user_are_skipped_with_a_note(tmp_path: Path) -> None:
     """Run the check itself as nobody: what a non-root user of `xarch verify` gets."""
+    need_root("to become another user")
     code = ("from xarch.verify import Conditions, skip_reason; "
             "print(skip_reason(Conditions(hostname='x'))); print(skip_reason(Conditions(user='nobody')))")
     result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",

@@ -9,10 +9,11 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 
 from tests.conftest import need_tool
+from tests.support import needs
+from tests.support.needs import need_root
 from xarch.errors import BuildError, Verdict
 from xarch.recipe import load
 from xarch.verify import (
@@ -53,13 +54,11 @@ def test_only_a_difference_is_not_reproducible() -> None:
 
 
 def test_user_variation_of_a_dockerfile_stage_without_the_socket_is_not_applicable(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the user variation needs root (as xarch verify itself)")
+    need_root("the user variation needs root (as xarch verify itself)")
     need_tool("setpriv")
     socket_path = docker_socket()
     if socket_path is None or not Path(socket_path).exists():
-        need_tool("dockerd")  # fails under XARCH_REQUIRE_TOOLS=1 when no daemon socket is there
-        pytest.skip("no Docker socket")
+        needs.missing("no Docker socket (scripts/start-dockerd starts dockerd)")
     user = next(v for v in VARIATIONS if v.name == "user").conditions
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
@@ -68,7 +67,7 @@ def test_user_variation_of_a_dockerfile_stage_without_the_socket_is_not_applicab
     with_docker = load(tmp_path / "xarch.yaml")
     mode = os.stat(socket_path).st_mode
     if mode & 0o002:
-        pytest.skip(f"{socket_path} is writable by everyone here")
+        needs.not_applicable(f"{socket_path} is writable by everyone on this host")
     reason = not_applicable(user, with_docker)
     assert reason == (f"the recipe has dockerfile: stages and user nobody cannot use the Docker socket "
                       f"{socket_path}")

@@ -8,12 +8,16 @@ to build (escaping paths, device nodes) are written by `raw_deb`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import lzma
+import re
 import shutil
+import socket
 import subprocess
 import tarfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -168,15 +172,47 @@ class AptRepo:
         self.key.clearsign(dist / "Release", dist / "InRelease")
 
 
-class RepoServer:
-    """http.server on 127.0.0.1 (an ephemeral port) serving DIRECTORY, in a thread."""
+@dataclass
+class Faults:
+    """What a RepoServer does wrong on purpose: connections it cuts, Range it ignores.
 
-    def __init__(self, directory: Path) -> None:
-        handler = partial(_QuietHandler, directory=str(directory))
+    drops: path suffix -> how many more GETs of a matching file to cut short: the server sends
+    the whole Content-Length header, half the body, and closes the connection.
+    ranges: answer `Range: bytes=N-` with 206 and the rest; False answers 200 with the whole body.
+    seen: (path, Range header or None, status) of every file GET, in order.
+    after_drop: called with the file's path once a connection to it was cut (e.g. to change it).
+    """
+
+    drops: dict[str, int] = field(default_factory=dict)
+    ranges: bool = True
+    seen: list[tuple[str, str | None, int]] = field(default_factory=list)
+    after_drop: Callable[[Path], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_drop(self, path: str) -> bool:
+        with self.lock:
+            for suffix, left in self.drops.items():
+                if path.endswith(suffix) and left > 0:
+                    self.drops[suffix] = left - 1
+                    return True
+        return False
+
+
+class RepoServer:
+    """http.server on 127.0.0.1 (an ephemeral port) serving DIRECTORY, in a thread.
+
+    With FAULTS the files are served by a handler that cuts connections and honours Range
+    as FAULTS says (the stdlib handler knows no Range).
+    """
+
+    def __init__(self, directory: Path, faults: Faults | None = None) -> None:
+        handler = partial(_FaultyHandler if faults else _QuietHandler, directory=str(directory))
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.requests: list[str] = []
+        self.faults = faults
         self.httpd.requests_seen = self.requests  # type: ignore[attr-defined]
+        self.httpd.faults = faults  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
@@ -189,6 +225,41 @@ class RepoServer:
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         self.server.requests_seen.append(self.path)  # type: ignore[attr-defined]
+
+
+class _FaultyHandler(_QuietHandler):
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        faults: Faults = self.server.faults  # type: ignore[attr-defined]
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            super().do_GET()
+            return
+        body = path.read_bytes()
+        asked = self.headers.get("Range")
+        start, status = 0, 200
+        match = re.fullmatch(r"bytes=(\d+)-", asked or "")
+        if faults.ranges and match and int(match.group(1)) < len(body):
+            start, status = int(match.group(1)), 206
+        part = body[start:]
+        faults.seen.append((self.path, asked, status))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(part)))
+        self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()[:16]}"')
+        if faults.ranges:
+            self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if faults.take_drop(self.path):
+            self.wfile.write(part[: len(part) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)  # the drop: fewer bytes than Content-Length
+            if faults.after_drop is not None:
+                faults.after_drop(path)
+        else:
+            self.wfile.write(part)
+        self.close_connection = True
 
 
 def stored_blobs(store: Store) -> list[str]:

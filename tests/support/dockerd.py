@@ -20,13 +20,7 @@ import docker
 import docker.errors
 import pytest
 
-from tests.conftest import REQUIRE_TOOLS, need_tool
-
-
-def _skip_or_fail(message: str) -> None:
-    if REQUIRE_TOOLS:
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.support.needs import missing, need_tool
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +30,7 @@ def dockerd() -> Iterator[docker.DockerClient]:
         client = docker.from_env(timeout=120)
         client.ping()
     except docker.errors.DockerException as exc:
-        _skip_or_fail(f"dockerd does not answer ({exc}); scripts/start-dockerd starts one")
+        missing(f"dockerd does not answer ({exc}); scripts/start-dockerd starts one")
     yield client
     client.close()
 
@@ -81,7 +75,7 @@ def debian_busybox(debian_arch: str, workdir: Path) -> Path:
     )
     debs = sorted(workdir.glob(f"busybox-static_*_{debian_arch}.deb"))
     if result.returncode != 0 or not debs:
-        _skip_or_fail(f"cannot download busybox-static:{debian_arch}: {result.stderr.strip()}")
+        missing(f"cannot download busybox-static:{debian_arch}: {result.stderr.strip()}")
     root = workdir / f"root-{debian_arch}"
     subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
     return root / "bin" / "busybox"

@@ -8,16 +8,9 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
+from tests.support.needs import missing as unavailable  # skip, or fail under XARCH_REQUIRE_TOOLS=1
 
-from tests.conftest import REQUIRE_TOOLS
-
-
-def unavailable(message: str) -> None:
-    """Skip, or fail in CI (XARCH_REQUIRE_TOOLS=1): a green CI run must not hide a missing part."""
-    if REQUIRE_TOOLS:
-        pytest.fail(message)
-    pytest.skip(message)
+__all__ = ["unavailable"]
 
 
 def busybox_rootfs(target: Path, busybox: Path) -> Path:

@@ -32,6 +32,10 @@ class FetchError(DebianError, NetworkError):
     """A download failed or did not match the lock (exit 4)."""
 
 
+class DownloadError(FetchError):
+    """The mirror could not be reached, refused the file, or kept dropping it past the retries (exit 4)."""
+
+
 class UnpackError(DebianError, InputError):
     """A .deb is malformed or tries to put something unsafe into the image (exit 2)."""
 

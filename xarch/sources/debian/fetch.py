@@ -63,21 +63,22 @@ def _download_all(missing: list[LockedPackage], base_url: Callable[[LockedPackag
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {pool.submit(_download, p, base_url, store, advance): p for p in missing}
-            errors = []
+            errors: list[FetchError] = []
             for future in as_completed(futures):
                 pkg = futures[future]
                 try:
                     future.result()
                 except FetchError as exc:
-                    errors.append(str(exc))
+                    errors.append(exc)
                     continue
                 if progress is None:
                     line(f"fetched {pkg.label} {pkg.size} bytes")
             if errors:
-                # Every failure was already kept out of the store; report the first by name.
-                first = sorted(errors)[0]
+                # Every failure was already kept out of the store; report the first by name, as
+                # the kind it is (a DownloadError keeps its network exit code).
+                first = min(errors, key=str)
                 more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-                raise FetchError(first + more)
+                raise type(first)(f"{first}{more}")
 
 
 def _download(pkg: LockedPackage, base_url: Callable[[LockedPackage], str], store: Store,
