@@ -20,9 +20,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
 from tests.support.e2e import EPOCH, image_files, xarch_ok
+from tests.support.needs import missing, need_tool, not_applicable
 from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree
 from xarch.placement import settle
@@ -192,7 +192,7 @@ def test_capability_text_matches_libcaps_setcap(tmp_path: Path) -> None:
                  "cap_chown,cap_bpf+ip"):
         done = subprocess.run([setcap, text, str(target)], capture_output=True, text=True)
         if done.returncode != 0:
-            pytest.skip(f"setcap cannot set file capabilities here: {done.stderr.strip()}")
+            missing(f"setcap cannot set file capabilities here: {done.stderr.strip()}")
         written = capabilities.portable(os.getxattr(target, capabilities.XATTR))
         assert capabilities.from_text(text) == written, text
 
@@ -201,7 +201,7 @@ def test_subject_hash_matches_openssl_for_every_debian_ca() -> None:
     openssl = need_tool("openssl")
     certs = sorted(Path("/usr/share/ca-certificates").rglob("*.crt"))
     if not certs:
-        pytest.skip("ca-certificates is not installed on this host")
+        missing("ca-certificates is not installed on this host (scripts/setup-host installs it)")
     for cert in certs:
         wanted = subprocess.run([openssl, "x509", "-noout", "-subject_hash", "-in", str(cert)],
                                 capture_output=True, text=True, check=True).stdout.strip()
@@ -211,7 +211,7 @@ def test_subject_hash_matches_openssl_for_every_debian_ca() -> None:
 def test_rehash_links_number_collisions_and_skip_duplicates() -> None:
     cert = next(iter(sorted(Path("/usr/share/ca-certificates").rglob("*.crt"))), None)
     if cert is None:
-        pytest.skip("ca-certificates is not installed on this host")
+        missing("ca-certificates is not installed on this host (scripts/setup-host installs it)")
     data = cert.read_bytes()
     digest = subject_hash(data)
     links = rehash_links([("b.pem", data), ("a.pem", data), ("bundle.crt", b"not a cert")])
@@ -513,7 +513,8 @@ def test_the_image_behaves_as_if_apt_made_it(debian_image: tuple[Path, str], arc
     if arch != "amd64" and "C" not in _binfmt_flags("qemu-aarch64"):
         # Without binfmt_misc's C flag the kernel gives an emulated program the
         # interpreter's credentials, never the program's file capabilities.
-        pytest.skip("binfmt_misc qemu-aarch64 lacks the C flag: file capabilities do not apply under QEMU")
+        not_applicable("Debian registers qemu-aarch64 without binfmt_misc's C flag: file capabilities "
+                       "never apply under QEMU")
     ping = _run(dockerd, tag, platform, ["ping", "-c1", "127.0.0.1"], user="1000",
                 sysctls={"net.ipv4.ping_group_range": "1 0"})
     assert "1 received" in ping
