@@ -207,15 +207,18 @@ def test_root_and_an_unprivileged_account_build_the_same_digest() -> None:
 
 
 @pytest.mark.slow
-def test_verify_user_variation_of_hello_c_is_reproducible() -> None:
-    """The issue's own input: `xarch verify --variations user` on examples/hello-c (root only)."""
+def test_verify_of_hello_c_under_every_variation_is_reproducible() -> None:
+    """The issue's own input: `xarch verify` on examples/hello-c, every variation, `user` included
+    (root only: the user variation becomes nobody). About 4 minutes on 2 cores."""
     need_root("the user variation becomes nobody")
     recipe = REPO / "examples" / "hello-c" / "xarch.yaml"
-    argv = [sys.executable, "-m", "xarch.cli", "verify", "--variations", "user", "-f", str(recipe), "--json"]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO, timeout=1800)
+    argv = [sys.executable, "-m", "xarch.cli", "verify", "-f", str(recipe), "--json"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO, timeout=2400)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(result.stdout)
-    assert [(v["name"], v["status"]) for v in data["variations"]] == [("user", "same")]
+    statuses = {v["name"]: v["status"] for v in data["variations"]}
+    assert "user" in statuses and len(statuses) >= 10, statuses
+    assert set(statuses.values()) == {"same"}, statuses
     assert data["identical"] is True
 
 
