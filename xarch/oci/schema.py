@@ -86,7 +86,7 @@ def parse_document(data: bytes, where: str, kind: Kind) -> Any:
     """
     try:
         value = json.loads(data)
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, deep nesting
         raise DocumentError(f"{where}: not JSON ({error})") from None
     if kind == "image":
         kind = "index" if isinstance(value, dict) and "manifests" in value else "manifest"
