@@ -631,3 +631,26 @@ def test_a_deb_with_a_name_that_is_not_utf8_installs_byte_exact(tmp_path: Path) 
     buffer = io.BytesIO()
     write_tar(list(tree), 1, buffer)
     assert b"usr/share/demo/caf\xe9" in buffer.getvalue()
+
+
+def test_a_lock_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """Found by the new-user attack: a 0xff byte in xarch.lock was exit 70 (UnicodeDecodeError)."""
+    project = tmp_path / "nginx"
+    shutil.copytree(REPO / "examples" / "nginx", project)
+    (project / "xarch.lock").write_bytes(b"inputs: {}\n\xff\n")
+    out = tmp_path / "out"
+    result = run_xarch("build", "-q", "-f", str(project / "xarch.yaml"), "--platform", "amd64",
+                       "-o", f"oci:{out}", cache=tmp_path / "cache")
+    one_error_line(result, ExitCode.INPUT, str(project / "xarch.lock"), "cannot read the lock")
+    assert not out.exists()
+
+
+def test_the_lock_of_a_recipe_folder_lives_in_that_folder(tmp_path: Path) -> None:
+    """Found by the new-user attack: `xarch lock -f DIR` wrote DIR/../xarch.lock, another recipe's."""
+    from xarch.sources.debian.commands import lock_path
+
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "xarch.yaml").write_text("name: a\n")
+    assert lock_path(folder) == folder.resolve() / "xarch.lock"
+    assert lock_path(folder / "xarch.yaml") == folder.resolve() / "xarch.lock"

@@ -21,8 +21,9 @@ Loaded = tuple[Sources, Selections, list[Platform], Mapping[str, PackageSelectio
 
 
 def lock_path(recipe_path: Path) -> Path:
-    """xarch.lock lives next to the recipe."""
-    return Path(recipe_path).resolve().parent / LOCK_NAME
+    """xarch.lock lives next to the recipe; RECIPE_PATH may be the recipe's folder (as `-f` allows)."""
+    path = Path(recipe_path).resolve()
+    return (path if path.is_dir() else path.parent) / LOCK_NAME
 
 
 def run_lock(recipe_path: Path, source: Sources, selection: Selections,

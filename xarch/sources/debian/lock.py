@@ -125,7 +125,7 @@ class Lock:
             raw = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
         except FileNotFoundError:
             raise LockError(f"{path} does not exist; run `xarch lock`") from None
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as exc:
             detail = " ".join(str(exc).split())  # YAML errors span lines; the CLI shows one
             raise LockError(f"{path}: cannot read the lock: {detail}") from None
         if not isinstance(raw, dict):
