@@ -72,4 +72,4 @@ def test_a_cross_root_needs_no_host_tool_only_data() -> None:
                                uname_machine="ghost")
     assert cross.toolchain_problem(platforms.get("arm64"), AMD64) is None
     problem = cross.toolchain_problem(ghost, AMD64)
-    assert problem is not None and problem.why == "platforms/ghost.yaml lists no cross.packages"
+    assert problem is not None and problem.why == "platforms/ghost.yaml lists no cross.root_packages"

@@ -171,7 +171,7 @@ def test_cross_on_a_host_without_locked_cross_roots_names_the_fix(host_rootfs: P
     ghost = platforms.Platform(
         name="ghost", os="linux", architecture="ghost", variant=None, debian_arch="ghost",
         triplet="ghost-linux-gnu", qemu="ghost-nonexistent", uname_machine="ghost",
-        cross_packages=("gcc-ghost-linux-gnu",),
+        cross_root_packages=("gcc-ghost-linux-gnu",),
     )
     with pytest.raises(StrategyUnavailable) as caught:
         run([StepSpec("true")], host_rootfs, platforms.get("arm64"), "cross", source, cache, host=ghost)

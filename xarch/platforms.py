@@ -60,7 +60,8 @@ class Platform:
     triplet: str  # GNU triplet of the cross toolchain
     qemu: str  # qemu-<qemu>-static
     uname_machine: str
-    cross_packages: tuple[str, ...] = field(default=())
+    # The cross root: build-architecture packages locked from the archive (never the host's).
+    cross_root_packages: tuple[str, ...] = field(default=())
     elf: ElfFacts | None = None
 
     @property
@@ -114,7 +115,7 @@ def all_platforms() -> dict[str, Platform]:
             triplet=raw["triplet"],
             qemu=raw["qemu"],
             uname_machine=raw["uname_machine"],
-            cross_packages=tuple((raw.get("cross") or {}).get("packages") or ()),
+            cross_root_packages=tuple((raw.get("cross") or {}).get("root_packages") or ()),
             elf=_elf_facts(raw["elf"]) if raw.get("elf") else None,
         )
         result[plat.name] = plat

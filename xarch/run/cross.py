@@ -41,8 +41,8 @@ def toolchain_problem(platform: Platform, build: Platform | None = None) -> Tool
     consulted: the toolchain is fetched from the archive by `xarch lock`, never the host's."""
     from xarch.sources.debian.lock import BUILD_PLATFORMS
 
-    if not platform.cross_packages:
-        return ToolchainProblem(f"platforms/{platform.slug}.yaml lists no cross.packages")
+    if not platform.cross_root_packages:
+        return ToolchainProblem(f"platforms/{platform.slug}.yaml lists no cross.root_packages")
     if build is not None and build.name not in BUILD_PLATFORMS:
         return ToolchainProblem(f"cross roots are locked for {', '.join(BUILD_PLATFORMS)} hosts, "
                                 f"not {build.name}", "use strategy emulate")

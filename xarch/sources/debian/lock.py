@@ -7,7 +7,7 @@ platforms, cross roots) so `--locked` can say exactly what changed.
 Packages are keyed by set (the image, each stage) and platform. A stage that may
 cross-build also gets a root per build machine architecture: its key is
 `BUILD->TARGET` (e.g. `amd64->arm64`) and it pins both architectures' packages, the
-build architecture's cross toolchain (platforms/*.yaml `cross.packages`) and the stage's
+build architecture's cross toolchain (platforms/*.yaml `cross.root_packages`) and the stage's
 packages for the target (see resolver.resolve_cross).
 """
 
@@ -248,7 +248,8 @@ def input_digests(source: Sources, selection: PackageSelection | Mapping[str, Pa
         digests["cross"] = inputs_digest({
             "sets": {k: v.identity() for k, v in sorted(cross.items())},
             "build": list(BUILD_PLATFORMS),
-            "toolchains": {p.name: list(p.cross_packages) for p in sorted(platforms, key=lambda p: p.name)},
+            "toolchains": {p.name: list(p.cross_root_packages)
+                           for p in sorted(platforms, key=lambda p: p.name)},
         })
     return digests
 
@@ -257,7 +258,7 @@ def cross_request(target: Platform, selection: PackageSelection) -> tuple[list[s
     """(build-architecture packages, target packages) of a cross root for TARGET."""
     wanted = [spec for spec in selection.for_platform(target.name)
               if spec.partition("=")[0] not in NATIVE_TOOLCHAIN]
-    return list(target.cross_packages), wanted
+    return list(target.cross_root_packages), wanted
 
 
 def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, PackageSelection],
@@ -314,7 +315,7 @@ def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, Pac
                 continue
             universe = Universe.build(build.debian_arch, candidates(build.debian_arch)
                                       + candidates(plat.debian_arch), foreign=[plat.debian_arch])
-            compiler = plat.cross_packages[0] if plat.cross_packages else f"gcc-{plat.triplet}"
+            compiler = plat.cross_root_packages[0] if plat.cross_root_packages else f"gcc-{plat.triplet}"
             if universe.best(compiler, build.debian_arch) is None:
                 say(f"no cross root for {plat.name} built on {build.name}: the archive has no "
                     f"{compiler} for {build.debian_arch}")
@@ -358,7 +359,8 @@ def lock_matches(lock: Lock, source: Sources,
         "source": "sources.debian (suites, components, snapshot or fingerprints) changed",
         "selections": "the package lists (packages, per-platform add/exclude, recommends, essential) changed",
         "platforms": "the platforms changed",
-        "cross": "the cross-building stages or their toolchains (platforms/*.yaml cross.packages) changed",
+        "cross": ("the cross-building stages or their toolchains (platforms/*.yaml cross.root_packages) "
+                  "changed"),
     }
     parts = sorted(set(wanted) | ({"cross"} & set(lock.inputs)))
     differences = [explain[part] for part in parts if lock.inputs.get(part) != wanted.get(part)]
