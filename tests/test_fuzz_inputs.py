@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.fuzz import EXAMPLES, FUZZ
 from tests.support.inprocess import HANDLED, xarch_in_process
 from xarch.docker.load import read_layout_image
 from xarch.errors import XarchError
@@ -43,15 +44,6 @@ from xarch.registry.against import published_side
 from xarch.registry.layout_source import layout_folder, read_layout
 from xarch.registry.mediatypes import UnsupportedInDocker, platform_name
 from xarch.registry.push import _config_platform, _prepare
-
-EXAMPLES = int(os.environ.get("XARCH_FUZZ_EXAMPLES", "1000"))
-FUZZ = settings(
-    derandomize=True,
-    max_examples=EXAMPLES,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
 
 RECIPE = """\
 name: fuzz

@@ -27,21 +27,13 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.fuzz import EXAMPLES, FUZZ
 from tests.support.inprocess import HANDLED, xarch_in_process
 from xarch.errors import XarchError
 from xarch.recipe import load
-
-EXAMPLES = int(os.environ.get("XARCH_FUZZ_EXAMPLES", "1000"))
-FUZZ = settings(
-    derandomize=True,
-    max_examples=EXAMPLES,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
 
 HELLO_LIKE: dict[str, Any] = {
     "name": "hello",
