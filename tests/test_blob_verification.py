@@ -286,3 +286,16 @@ def test_a_corrupt_store_entry_is_dropped_not_served(tmp_path: Path) -> None:
     flip_byte(store.path(sha), 0)
     assert not store.verified(sha)
     assert not store.path(sha).exists()
+
+
+def test_a_descriptor_whose_platform_is_not_an_object_is_refused() -> None:
+    """Found by the input fuzzer under CPython 3.10: an index entry with `"platform": 2` reached
+    platform_name in push and raised AttributeError (exit 70)."""
+    from xarch.oci.verified import BadDescriptor, descriptor_fields
+
+    good = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "0" * 64,
+            "size": 1}
+    assert descriptor_fields(good, "x")[2] == 1
+    for field_name in ("platform", "annotations"):
+        with pytest.raises(BadDescriptor, match=f"{field_name} that is not a JSON object"):
+            descriptor_fields({**good, field_name: 2}, "x")

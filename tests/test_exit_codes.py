@@ -507,7 +507,10 @@ def test_an_output_folder_without_permission_is_one_line(project: Path) -> None:
         env.update(XARCH_CACHE=str(shared / "cache"), HOME=str(shared / "cache"),
                    PYTHONPATH=str(REPO))
         result = subprocess.run(
-            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "xarch.cli",
+            # dac_read_search: the account may read the interpreter and its libpython wherever
+            # they are installed (pyenv under /root, root's alone), and still write nothing of root's.
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_read_search",
+             "--ambient-caps=+dac_read_search", sys.executable, "-m", "xarch.cli",
              "build", "-q", "-f", str(shared / "project" / "xarch.yaml"), "-o", f"oci:{locked / 'out'}"],
             capture_output=True, text=True, env=env, cwd=shared, timeout=300)
         one_error_line(result, ExitCode.INPUT, f"--output oci:{locked / 'out'}", "Permission denied")

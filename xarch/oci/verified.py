@@ -39,7 +39,8 @@ class BadDescriptor(InputError):
 
 def descriptor_fields(obj: Any, where: str) -> tuple[str, str, int]:
     """(mediaType, digest, size) of descriptor OBJ, each checked: digest `sha256:<64 hex>`, size an
-    integer >= 0 (not a bool). mediaType may be absent (""); raises BadDescriptor naming WHERE."""
+    integer >= 0 (not a bool), platform and annotations objects when present. mediaType may be
+    absent (""); raises BadDescriptor naming WHERE."""
     if not isinstance(obj, dict):
         raise BadDescriptor(f"{where}: a descriptor must be a JSON object, not {_kind(obj)}")
     digest, size, media_type = obj.get("digest"), obj.get("size"), obj.get("mediaType", "")
@@ -49,6 +50,9 @@ def descriptor_fields(obj: Any, where: str) -> tuple[str, str, int]:
         raise BadDescriptor(f"{where}: descriptor {digest} has size {_short(size)}, not a whole number >= 0")
     if not isinstance(media_type, str):
         raise BadDescriptor(f"{where}: descriptor {digest} has mediaType {_short(media_type)}, not a string")
+    for name in ("platform", "annotations"):  # OCI image spec: both are JSON objects when present
+        if name in obj and not isinstance(obj[name], dict):
+            raise BadDescriptor(f"{where}: descriptor {digest} has a {name} that is not a JSON object")
     return media_type, digest, size
 
 
