@@ -239,6 +239,16 @@ def test_a_recipe_nested_too_deep_is_one_line(project: Path, nesting: str) -> No
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["\u0663\u0663", "\u00b2", "1_000", "+5"])
+def test_an_epoch_of_anything_but_ascii_digits_is_one_line(project: Path, value: str) -> None:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": value}
+    out = project / "out"
+    result = run_xarch("build", "-q", "-f", str(project / "xarch.yaml"), "-o", f"oci:{out}", env=env,
+                       cache=project / "cache")
+    one_error_line(result, ExitCode.INPUT, "SOURCE_DATE_EPOCH: ", "not a whole number of seconds")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("where", ["recipe", "SOURCE_DATE_EPOCH"])
 def test_an_epoch_no_tar_header_can_hold_is_one_line(project: Path, where: str) -> None:
     recipe = project / "xarch.yaml"

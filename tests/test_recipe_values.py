@@ -68,6 +68,10 @@ BAD = [
     ("config:\n  stop_signal: 0\n", "4: config.stop_signal: ", "1..64"),
     ("config:\n  stop_signal: 65\n", "4: config.stop_signal: ", "1..64"),
     ("config:\n  stop_signal: SIGRTMIN+31\n", "4: config.stop_signal: ", "not a signal"),
+    # Numbers are ASCII digits only: int() and \d also take "٣" or "３", which no runtime reads
+    (FILE + '    owner: "\u0663:0"\n', "6: files[0].owner: ", "UID:GID"),
+    ('config:\n  stop_signal: "\u0661\u0665"\n', "4: config.stop_signal: ", "not a signal"),
+    ('config:\n  exposed_ports: ["\uff18\uff10"]\n', "4: config.exposed_ports: ", ""),
     ("config:\n  exposed_ports: [0]\n", "4: config.exposed_ports: ", "1..65535"),
     ("config:\n  exposed_ports: [65536/udp]\n", "4: config.exposed_ports: ", "1..65535"),
     ("config:\n  env:\n    A=B: c\n", "5: config.env.A=B: ", "'='"),

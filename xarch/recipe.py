@@ -63,7 +63,7 @@ def _id(text: str) -> int:
 def _owner(value: Any) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return _id(str(value)), _id(str(value))
-    if isinstance(value, str) and re.fullmatch(r"\d+(:\d+)?", value):
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+(:[0-9]+)?", value):
         uid, _, gid = value.partition(":")
         return _id(uid), _id(gid or uid)
     raise ValueError('must be "UID:GID" with numbers, e.g. "1000:1000"')
@@ -142,12 +142,12 @@ def _stop_signal(value: Any) -> Any:
         value = str(value)
     if not isinstance(value, str):
         return value
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         if not 1 <= int(value) <= 64:
             raise ValueError(f"signal {value} is out of range 1..64")
         return value
     name = value.upper().removeprefix("SIG")
-    match = re.fullmatch(r"RTMIN\+(\d+)|RTMAX-(\d+)", name)
+    match = re.fullmatch(r"RTMIN\+([0-9]+)|RTMAX-([0-9]+)", name)
     if name in SIGNALS or (match and 1 <= int(match.group(1) or match.group(2)) <= RT_SIGNALS):
         return value
     raise ValueError(f"{value!r} is not a signal Linux runtimes know (e.g. SIGTERM, SIGRTMIN+3, 15)")
@@ -161,7 +161,7 @@ def _user(value: Any) -> Any:
         raise ValueError('must be USER, UID, "USER:GROUP" or "UID:GID", without spaces')
     _no_control(value, "must not contain")
     for part in value.split(":"):
-        if part.isdigit():
+        if part.isascii() and part.isdigit():
             _id(part)
     return value
 
@@ -222,7 +222,7 @@ class ImageConfigSpec(Strict):
     @classmethod
     def _ports(cls, ports: list[str]) -> list[str]:
         for port in ports:
-            match = re.fullmatch(r"(\d{1,5})(/(tcp|udp|sctp))?", str(port))
+            match = re.fullmatch(r"([0-9]{1,5})(/(tcp|udp|sctp))?", str(port))
             if not match:
                 raise ValueError(f"{port!r} is not PORT or PORT/tcp|udp|sctp")
             if not 1 <= int(match.group(1)) <= 65535:
@@ -660,7 +660,7 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
     """
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None and env.strip():
-        if not env.strip().isdigit():
+        if not (env.strip().isascii() and env.strip().isdigit()):
             raise RecipeError(f"SOURCE_DATE_EPOCH: {env!r} is not a whole number of seconds")
         if int(env) > MAX_EPOCH:
             raise RecipeError(f"SOURCE_DATE_EPOCH: {env.strip()} is after {MAX_EPOCH} (2242-03-16), the last "
@@ -676,7 +676,7 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
             text=True,
             check=False,
         )
-        if result.returncode == 0 and result.stdout.strip().isdigit():
+        if result.returncode == 0 and result.stdout.strip().isascii() and result.stdout.strip().isdigit():
             return int(result.stdout.strip()), "last git commit of the recipe's folder"
     except OSError:
         pass

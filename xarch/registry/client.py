@@ -92,7 +92,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
@@ -488,7 +488,7 @@ class RegistryClient:
             received = response.headers.get("Range", "")
             start, _, end = received.partition("-")
             # "0-0" means nothing or one byte received: the API cannot tell, so start over.
-            if start == "0" and end.isdigit() and int(end) > 0:
+            if start == "0" and end.isascii() and end.isdigit() and int(end) > 0:
                 self.stats.add(resumed_uploads=1)
                 return self.url(response.headers.get("Location", location)), int(end) + 1
         self.stats.add(restarted_uploads=1)

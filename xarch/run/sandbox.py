@@ -93,7 +93,7 @@ def sandbox_id() -> int:
     """The host uid (= gid) that stands for uid 0 of a step when xarch runs as root."""
     raw = os.environ.get("XARCH_SANDBOX_ID", "")
     if raw:
-        if not raw.isdigit() or not 0 < int(raw) < 2**32 - 1:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**32 - 1:
             raise SandboxUnavailable(f"XARCH_SANDBOX_ID={raw!r} is not a host uid above 0")
         return int(raw)
     return DEFAULT_SANDBOX_ID

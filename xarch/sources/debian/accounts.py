@@ -97,7 +97,7 @@ def _ids(table: list[str], column: int) -> set[int]:
     found = set()
     for row in table:
         fields = row.split(":")
-        if len(fields) > column and fields[column].isdigit():
+        if len(fields) > column and fields[column].isascii() and fields[column].isdigit():
             found.add(int(fields[column]))
     return found
 

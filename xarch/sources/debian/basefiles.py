@@ -29,7 +29,7 @@ LOCAL_DIRS = ("usr/local", "usr/local/share", "usr/local/share/man", "usr/local/
 def _gid(tree: Tree, name: str) -> int:
     for row in rows(tree, "etc/group"):
         fields = row.split(":")
-        if fields[0] == name and len(fields) > 2 and fields[2].isdigit():
+        if fields[0] == name and len(fields) > 2 and fields[2].isascii() and fields[2].isdigit():
             return int(fields[2])
     return 0
 

@@ -15,7 +15,7 @@ from xarch.sources.debian.hostapt import default_mirror
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 SNAPSHOT_ROOT = "http://snapshot.debian.org/archive"
-_SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
+_SNAPSHOT_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
 # name, an optional architecture qualifier (:native, :arm64; what a cross root installs
 # it for), an optional =version.
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")

@@ -31,7 +31,7 @@ TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.Chu
 
 _log = logging.getLogger(__name__)
 _local = threading.local()
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)$")
 
 
 def session() -> requests.Session:
@@ -131,7 +131,7 @@ def _bytes_to_skip(url: str, response: requests.Response, received: int) -> int:
 def _expected_end(response: requests.Response, offset: int) -> int | None:
     """The byte count the caller should have once RESPONSE (starting at OFFSET) is complete."""
     length = response.headers.get("Content-Length")
-    return offset + int(length) if length and length.isdigit() else None
+    return offset + int(length) if length and length.isascii() and length.isdigit() else None
 
 
 def _reason(exc: BaseException) -> str:

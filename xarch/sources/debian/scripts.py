@@ -114,7 +114,8 @@ def _without_redirections(words: list[str]) -> tuple[str, ...]:
         if word in (">", ">>", "<"):
             skip = True
             continue
-        if word.isdigit() and index + 1 < len(words) and words[index + 1] in (">", ">>", "<"):
+        redirect = index + 1 < len(words) and words[index + 1] in (">", ">>", "<")
+        if word.isascii() and word.isdigit() and redirect:
             continue
         kept.append(word)
     return tuple(kept)
