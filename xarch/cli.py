@@ -11,7 +11,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -90,8 +90,39 @@ class LazyGroup(click.Group):
             module_name, _, attribute = self.lazy[name].partition(":")
             command = getattr(importlib.import_module(module_name), attribute)
             assert isinstance(command, click.Command)
-            return command
-        return super().get_command(ctx, name)
+        else:
+            command = super().get_command(ctx, name)
+        if command is not None:
+            refuse_empty_values(command)
+        return command
+
+
+def refuse_empty_values(command: click.Command) -> None:
+    """Make every option and argument of COMMAND (and of its subcommands) refuse "".
+
+    An empty value is a mistake, never a request for the default: `--platform ""` built every
+    platform, `--against ""` ran a plain verify and `-f ""` read ./xarch.yaml (click turns "" into
+    the path "."). One check, on the raw value before click converts it, for every parameter, so
+    an option added later cannot forget it. Click reports it as a usage error, exit 2.
+    """
+    for param in command.params:
+        if not getattr(param, "refuses_empty", False):
+            # Set on the instance: click has no hook that sees raw values for all parameters.
+            param.process_value = _refusing_empty(param, param.process_value)  # type: ignore[method-assign]
+            param.refuses_empty = True  # type: ignore[attr-defined]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            refuse_empty_values(sub)
+
+
+def _refusing_empty(param: click.Parameter, process: Any) -> Any:
+    def process_value(ctx: click.Context, value: Any) -> Any:
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(item, str) and not item.strip() for item in values):
+            raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+        return process(ctx, value)
+
+    return process_value
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
