@@ -610,15 +610,30 @@ def test_a_source_that_is_a_fifo_or_socket_is_one_line_not_a_hang(project: Path,
     assert not (project / "out").exists()
 
 
-def test_a_fifo_in_a_files_folder_or_a_stage_source_is_left_out(project: Path, tmp_path: Path) -> None:
-    from xarch.stages import ignore_in_source
+@pytest.mark.parametrize("special", ["fifo", "socket"])
+def test_a_fifo_or_socket_in_a_files_folder_is_one_line(project: Path, tmp_path: Path, special: str) -> None:
+    """Found by the new-user attack: it was left out silently, so the image lacked a path the folder has."""
+    (project / "sub").mkdir()
+    if special == "fifo":
+        os.mkfifo(project / "sub" / "pipe")
+    else:
+        import socket
 
-    os.mkfifo(project / "pipe")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(project / "sub" / "pipe"))
     (project / "xarch.yaml").write_text(RECIPE + "  - src: .\n    dst: /all\n")
     result = run_xarch("build", "-q", "-f", str(project / "xarch.yaml"), "-o", f"oci:{tmp_path / 'out'}",
                        cache=tmp_path / "cache", timeout=60)
-    assert result.returncode == 0, result.stderr
-    # A stage's /src is copied with the same rule (copytree would wait on the FIFO for a writer).
+    one_error_line(result, ExitCode.INPUT, f"{project / 'xarch.yaml'}:7: files[1].src: ",
+                   f"./sub/pipe is a {'FIFO' if special == 'fifo' else 'socket'}; only files, folders")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_fifo_in_a_stage_source_is_left_out(project: Path, tmp_path: Path) -> None:
+    from xarch.stages import ignore_in_source
+
+    os.mkfifo(project / "pipe")
+    # A stage's /src is not image content; copytree would wait on the FIFO for a writer.
     shutil.copytree(project, tmp_path / "src", symlinks=True, ignore=ignore_in_source)
     assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["motd", "xarch.yaml"]
 

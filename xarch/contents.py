@@ -93,7 +93,22 @@ def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, ori
                 else:
                     tree.add(Entry(image_path, "file", mode, uid, gid, source=path, xattrs=kept_xattrs(path),
                                    origin=origin))
-            # sockets, fifos and devices in a source tree are not image content
+            else:
+                # A FIFO, socket or device has no bytes to put in a layer; dropping it silently
+                # would ship an image that lacks a path its recipe folder has.
+                raise SpecialFileError(path.relative_to(source).as_posix(), _kind(info.st_mode))
+
+
+class SpecialFileError(Exception):
+    """A FIFO, socket or device inside a folder that `files:` copies: (relative path, kind)."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device node"
 
 
 def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], platform: Platform,
@@ -107,7 +122,12 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
         with _field(loaded, (*loc, index, "dst")):
             tree.add_parents(spec.dst)
             if source.is_dir():
-                _copy_folder(tree, source, spec.dst, spec, origin)
+                try:
+                    _copy_folder(tree, source, spec.dst, spec, origin)
+                except SpecialFileError as error:
+                    inside, kind = error.args
+                    raise loaded.error((*loc, index, "src"), f"{spec.src}/{inside} is {kind}; only files, "
+                                       "folders and symlinks can go into an image") from None
             elif is_root(spec.dst):
                 raise loaded.error((*loc, index, "dst"), f"{spec.src} is a file; only a folder can be copied "
                                    "as the image root /")
