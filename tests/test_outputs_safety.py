@@ -98,6 +98,25 @@ def test_an_oci_output_onto_a_regular_file_is_refused(tmp_path: Path) -> None:
     assert folder.is_dir()
 
 
+@pytest.mark.parametrize("kind", ["oci-archive", "docker-archive"])
+def test_an_archive_onto_a_fifo_or_socket_is_refused(tmp_path: Path, kind: str) -> None:
+    """Found by the new-user attack: a FIFO at the archive's path was replaced by a file."""
+    import socket
+    import stat
+
+    recipe = tiny_recipe(tmp_path / "r")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    refused(run_xarch("build", "-f", str(recipe), "-q", "--docker-platform", "amd64", "-o", f"{kind}:{fifo}"),
+            "not a regular file")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock"))
+        refused(run_xarch("build", "-f", str(recipe), "-q", "-o", f"{kind}:{tmp_path / 'sock'}"),
+                "not a regular file")
+        assert stat.S_ISSOCK((tmp_path / "sock").lstat().st_mode)
+
+
 def test_a_layout_an_empty_folder_and_a_new_path_are_written(tmp_path: Path) -> None:
     recipe = tiny_recipe(tmp_path / "r")
     empty, new = tmp_path / "empty", tmp_path / "new" / "layout"

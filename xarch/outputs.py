@@ -82,8 +82,14 @@ def check_target(spec: OutputSpec, recipe: Path | None = None) -> None:
         if not _is_layout(where) and any(os.scandir(where)):
             raise OutputError(f"--output {spec}: is a folder that is not an OCI layout (no oci-layout and "
                               "index.json); xarch replaces only a layout, remove it or choose another path")
-    elif where.is_dir() and not where.is_symlink():
+    elif where.is_symlink():
+        return  # the rename replaces the link itself, never what it points to
+    elif where.is_dir():
         raise OutputError(f"--output {spec}: is a folder; {spec.kind} writes a file")
+    elif not where.is_file():
+        # A FIFO, socket or device would be replaced by a file, and whoever used it cut off.
+        raise OutputError(f"--output {spec}: exists and is not a regular file; xarch replaces only a "
+                          "regular file, remove it or choose another path")
 
 
 def _is_layout(folder: Path) -> bool:
