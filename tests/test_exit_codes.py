@@ -682,3 +682,17 @@ def test_the_lock_of_a_recipe_folder_lives_in_that_folder(tmp_path: Path) -> Non
     (folder / "xarch.yaml").write_text("name: a\n")
     assert lock_path(folder) == folder.resolve() / "xarch.lock"
     assert lock_path(folder / "xarch.yaml") == folder.resolve() / "xarch.lock"
+
+
+@pytest.mark.parametrize("target", ["/" + "n" * 300, "/proc/1/root/etc/hostname", "/etc/shadow"])
+def test_a_stage_symlink_is_taken_as_a_link_never_followed_on_the_host(tmp_path: Path, target: str) -> None:
+    """Found by the new-user attack: `copy: {from: build:/out/hn}` with /out/hn -> /proc/1/root/…
+    stat()ed the host's path (EACCES: exit 2 naming a temporary folder). Links of a stage root
+    are the stage's: lstat only. A 300-byte name makes stat() fail on any host (ENAMETOOLONG)."""
+    from xarch.rootfs import harvest
+
+    root = tmp_path / "stage"
+    (root / "out").mkdir(parents=True)
+    (root / "out" / "hn").symlink_to(target)
+    (entry,) = harvest(root, "/out/hn", "/x", "copy[0]")
+    assert (entry.path, entry.type, entry.linkname) == ("x", "symlink", target)

@@ -61,7 +61,7 @@ def materialize(tree: Tree, root: Path) -> None:
             deferred_dirs.append((target, entry))
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.exists():
+        if os.path.lexists(target):
             target.unlink()
         if entry.type == "symlink":
             os.symlink(entry.linkname, target)
@@ -102,7 +102,8 @@ def harvest(root: Path, source: str, destination: str, what: str) -> list[Entry]
     """
     relative = normalize_path(source)
     path = resolve_in_root(root, relative)
-    if not (path.exists() or path.is_symlink()):
+    # lexists: exists() would follow a stage symlink out to the host (/out/x -> /proc/1/root/...).
+    if not os.path.lexists(path):
         raise BuildError(f"{what}: /{relative} does not exist in the stage")
     destination = normalize_path(destination)
     links = HardLinks()

@@ -193,7 +193,7 @@ class StageRunner:
         add_file_specs(self.loaded, stage_tree, spec.files, self.platform, ("stages", name, "files"))
         self.copy_into(stage_tree, list(spec.copy_), f"stages.{name}.copy")
         materialize(stage_tree, root)
-        if spec.steps and not (root / "bin" / "sh").is_symlink() and not (root / "bin" / "sh").exists():
+        if spec.steps and not os.path.lexists(root / "bin" / "sh"):
             raise BuildError(f"stage '{name}' ({self.platform.name}, {strategy}) has no /bin/sh to run its "
                              f"steps: add a shell package (e.g. dash) to stages.{name}.packages")
         if spec.steps:

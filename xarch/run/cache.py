@@ -139,7 +139,7 @@ def _delete(root: Path, relative: str) -> None:
     path = root / relative
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
+    elif os.path.lexists(path):
         path.unlink()
 
 

@@ -8,6 +8,7 @@ tools come from its cross root (xarch.run.cross). The module keeps its old name.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections import deque
@@ -81,20 +82,26 @@ def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
 
 def _prepare_root(rootfs: Path) -> Path:
     rootfs = rootfs.resolve()
-    if not (rootfs / "bin" / "sh").exists() and not (rootfs / "bin" / "sh").is_symlink():
+    # Nothing here follows a link of the stage root: it would lead to the host's files.
+    if not os.path.lexists(rootfs / "bin" / "sh"):
         raise RecipeError(f"{rootfs} has no /bin/sh: a stage running steps needs a shell package")
     for mountpoint in ("proc", "dev"):
         (rootfs / mountpoint).mkdir(exist_ok=True)
-    if not (rootfs / "tmp").exists():
+    if not os.path.lexists(rootfs / "tmp"):
         (rootfs / "tmp").mkdir()
         (rootfs / "tmp").chmod(0o1777)
     return rootfs
 
 
+def _real_dir(path: Path) -> bool:
+    """PATH is a folder of the stage root itself, not a symlink that may lead to the host's."""
+    return not path.is_symlink() and path.is_dir()
+
+
 def _resolver(rootfs: Path, network: bool) -> list[str]:
     """A step allowed the network gets the host's resolver, bound (never copied) over the stage's."""
     stage_file = rootfs / "etc" / "resolv.conf"
-    stage_has_file = stage_file.is_file() and not stage_file.is_symlink()
+    stage_has_file = _real_dir(rootfs / "etc") and not stage_file.is_symlink() and stage_file.is_file()
     if network and Path("/etc/resolv.conf").is_file() and stage_has_file:
         return ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
     return []
@@ -140,8 +147,8 @@ def run_in_rootfs(
     rootfs = _prepare_root(rootfs)
     resolv = rootfs / "etc" / "resolv.conf"
     # An empty mount point for the host's resolver, removed after: it must not ship.
-    absent = not resolv.exists() and not resolv.is_symlink()
-    make_mountpoint = network and (rootfs / "etc").is_dir() and absent
+    absent = not os.path.lexists(resolv)
+    make_mountpoint = network and _real_dir(rootfs / "etc") and absent
     if make_mountpoint:
         resolv.touch()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -72,7 +73,7 @@ def interpreter_inside(platform: Platform, rootfs: Path) -> Iterator[None]:
         yield
         return
     inside = rootfs / state.entry.interpreter.lstrip("/")
-    if inside.exists() or inside.is_symlink():
+    if os.path.lexists(inside):
         yield  # the rootfs brings its own (not ours to remove)
         return
     real_root = rootfs.resolve()

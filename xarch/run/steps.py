@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -
 
 def place_source(source_dir: Path, rootfs: Path) -> None:
     target = rootfs / SOURCE_DIR_IN_ROOT
-    if target.exists() or target.is_symlink():
+    if os.path.lexists(target):
         shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
     if source_dir.exists():
         shutil.copytree(source_dir, target, symlinks=True)
