@@ -161,6 +161,8 @@ def test_an_entry_below_a_symlink_or_file_is_one_line(tmp_path: Path, items: str
     (b"name: a\nplatforms: [amd64]\ntag: \x7f\n", ":3:6: ", "U+007F"),
     (b"name: a\nplatforms: [amd64]\ntag: x\xffy\n", ":3:7: ", "not UTF-8: byte 0xff"),
     (b"name: a\nplatforms: [amd64]\n  x: [\n", ":3:3: ", "invalid YAML"),
+    (b"name: a\nplatforms: [amd64]\nfiles: [{src: bin/{arch}/x, dst: /x}]\n", ":3:19: ",
+     'quote a value that holds {placeholders} ("bin/{arch}/x")'),
 ])
 def test_characters_yaml_refuses_are_one_line_with_line_and_column(tmp_path: Path, raw: bytes, where: str,
                                                                     says: str) -> None:

@@ -152,6 +152,9 @@ def load(path: Path) -> PositionedYaml:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         message = f"invalid YAML: {error.problem or error.context}"
+        if error.problem and "got '{'" in error.problem:
+            # `[{src: bin/{arch}/x}]`: inside flow style, a placeholder's brace starts a mapping.
+            message += '; inside [ ] or { }, quote a value that holds {placeholders} ("bin/{arch}/x")'
         raise YamlPositionError(mark.line + 1 if mark else None, message,
                                 mark.column + 1 if mark else None) from None
     except yaml.YAMLError as error:
