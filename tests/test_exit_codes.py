@@ -91,6 +91,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     index = (root / "layout" / "index.json").read_bytes()
     (root / "cut-layout" / "index.json").write_bytes(index[: len(index) // 2])
     (root / "not-a-tar").write_text("just text, not a tar archive\n" * 30)
+    # The image-layout spec's oci-layout file missing: push refused it, inspect/diff/load took it.
+    shutil.copytree(root / "layout", root / "no-oci-layout")
+    (root / "no-oci-layout" / "oci-layout").unlink()
     return root
 
 
@@ -312,6 +315,7 @@ BROKEN = [
     ("short-docker.tar", "truncated tar archive"),
     ("cut-layout", "index.json: not"),  # "not JSON", or push's "not valid JSON"
     ("not-a-tar", "not a tar archive"),
+    ("no-oci-layout", "not an OCI layout"),
 ]
 
 

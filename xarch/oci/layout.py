@@ -92,10 +92,14 @@ class LayoutReader:
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, tarfile.TarInfo] = {}
         if self.path.is_dir():
-            if not (self.path / "index.json").is_file():
-                raise LayoutError(f"{self.path}: not an OCI layout (no index.json)")
+            missing = [name for name in ("oci-layout", "index.json") if not (self.path / name).is_file()]
+            if missing:
+                # image-layout spec: both MUST exist; every reader (push too) asks for both.
+                raise LayoutError(f"{self.path}: not an OCI layout (no {' and no '.join(missing)})")
         elif self.path.is_file():
             self._tar, self._members = open_archive(self.path)
+            if "index.json" in self._members and "oci-layout" not in self._members:
+                raise LayoutError(f"{self.path}: not an oci-archive (index.json but no oci-layout)")
         else:
             raise LayoutError(f"{self.path}: no such file or folder")
 
