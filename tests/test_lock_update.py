@@ -1,0 +1,335 @@
+"""Keeping locks fresh against the hermetic signed archive: `xarch outdated`, `xarch lock --update
+[PKG…]` (the change report, the minimal lock diff), `xarch lock --snapshot`, and their bad inputs.
+
+The archive starts with version 1 of every package; the tests then publish newer versions in
+the main suite and a fix in a separate security archive (`stable-security`), as Debian does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_tool
+from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb
+from tests.support.inprocess import Outcome, xarch_in_process
+from xarch.sources.debian import http
+from xarch.sources.debian.lock import Lock
+
+pytest_plugins = ["tests.support.debian_fixtures"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _lib(version: str, arch: str, kib: int) -> FixturePackage:
+    return FixturePackage("libfoo", version, arch, {"Multi-Arch": "same", "Installed-Size": str(kib)},
+                          files={f"usr/lib/libfoo-{arch}.so": f"libfoo {version}\n".encode()})
+
+
+def _pkg(name: str, version: str, kib: int, depends: str = "") -> FixturePackage:
+    fields = {"Installed-Size": str(kib)} | ({"Depends": depends} if depends else {})
+    return FixturePackage(name, version, "all", fields, files={f"usr/share/{name}/v": version.encode()})
+
+
+FIRST = [_pkg("app", "1.0", 40, "libfoo (>= 1.0)"), _lib("1.0", "amd64", 100), _lib("1.0", "arm64", 100),
+         _pkg("tool", "1.0", 3, "libbar"), _pkg("libbar", "1.0", 10), _pkg("base", "1.0", 5)]
+NEWER = [_pkg("app", "2.0", 50, "libfoo (>= 2.0), newdep"), _lib("2.0", "amd64", 120),
+         _lib("2.0", "arm64", 120), _pkg("newdep", "1.0", 7), _pkg("tool", "1.1", 3, "libbar")]
+SECURITY_FIX = [_pkg("libbar", "1.0+deb1u1", 11)]
+
+
+@pytest.fixture(scope="module")
+def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    need_tool("dpkg-deb")
+    work = tmp_path_factory.mktemp("update-debs")
+    return {name: [build_deb(pkg, work / "roots", work / name) for pkg in pkgs]
+            for name, pkgs in (("first", FIRST), ("newer", NEWER), ("security", SECURITY_FIX))}
+
+
+@dataclass
+class Archive:
+    """The main archive (suite stable) and the security archive (stable-security), one server."""
+
+    main: AptRepo
+    security: AptRepo
+    server: RepoServer
+    debs: dict[str, list[Path]]
+
+    def publish_newer(self) -> None:
+        for deb in self.debs["newer"]:
+            self.main.add(deb)
+        self.main.publish()
+
+    def publish_security_fix(self) -> None:
+        for deb in self.debs["security"]:
+            self.security.add(deb)
+        self.security.publish("stable-security")
+
+
+@pytest.fixture
+def archive(tmp_path: Path, debian_key: GpgKey, debs: dict[str, list[Path]]) -> Iterator[Archive]:
+    need_tool("apt-ftparchive")
+    main = AptRepo(tmp_path / "www" / "debian", debian_key)
+    for deb in debs["first"]:
+        main.add(deb)
+    main.publish()
+    security = AptRepo(tmp_path / "www" / "debian-security", debian_key)
+    security.publish("stable-security")  # empty until a fix is published
+    server = RepoServer(tmp_path / "www")
+    yield Archive(main, security, server, debs)
+    server.stop()
+
+
+def recipe_text(mirror: str, security_mirror: str, keyring: Path) -> str:
+    return f"""\
+name: fresh
+platforms: [amd64, arm64]
+sources:
+  debian:
+    - suites: [stable]
+      mirror: {mirror}
+      keyring: {keyring}
+    - suites: [stable-security]
+      mirror: {security_mirror}
+      keyring: {keyring}
+packages: [app, tool, base]
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, archive: Archive, debian_keyring: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XARCH_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "project"
+    folder.mkdir()
+    url = archive.server.url
+    (folder / "xarch.yaml").write_text(recipe_text(f"{url}/debian", f"{url}/debian-security", debian_keyring))
+    ok(xarch_in_process("lock", "-f", str(folder)))
+    return folder
+
+
+def ok(outcome: Outcome) -> Outcome:
+    assert outcome.code == 0, outcome.stderr
+    return outcome
+
+
+def versions(folder: Path, platform: str = "amd64") -> dict[str, str]:
+    return {p.name: p.version for p in Lock.load(folder / "xarch.lock").entries(platform)}
+
+
+def blocks(text: str) -> dict[tuple[str, str], str]:
+    """(platform key, package name) -> the lines of that package's entry in a lock's text."""
+    found: dict[tuple[str, str], list[str]] = {}
+    platform, current = "", None
+    for line in text.splitlines():
+        if line.startswith("    ") and not line.startswith("    -") and not line.startswith("     ") \
+                and line.rstrip().endswith(":"):
+            platform = line.strip().rstrip(":")
+        elif line.startswith("    - "):
+            current = [line]
+            found[(platform, "?")] = current  # named once its name line is read
+        elif line.startswith("      ") and current is not None:
+            current.append(line)
+        else:
+            current = None
+        if current is not None and line.strip().lstrip("- ").startswith("name: "):
+            name = line.split("name: ", 1)[1]
+            found[(platform, name)] = found.pop((platform, "?"))
+    return {key: "\n".join(lines) for key, lines in found.items()}
+
+
+def test_outdated_lists_newer_and_security_versions(project: Path, archive: Archive) -> None:
+    fresh = ok(xarch_in_process("outdated", "-f", str(project)))
+    assert fresh.stdout.splitlines() == ["amd64: up to date", "arm64: up to date"]
+
+    archive.publish_newer()
+    archive.publish_security_fix()
+    result = xarch_in_process("outdated", "-f", str(project))
+    assert result.code == 1, result.stderr
+    result.one_error_line("8 locked package(s) have a newer version", "2 from a security suite")
+    amd64 = result.stdout.split("arm64:")[0].splitlines()
+    assert amd64 == ["amd64:",
+                     "  app 1.0 → 2.0 (stable)",
+                     "  libbar 1.0 → 1.0+deb1u1 (stable-security, security)",
+                     "  libfoo 1.0 → 2.0 (stable)",
+                     "  tool 1.0 → 1.1 (stable)"]
+
+    as_json = xarch_in_process("outdated", "-f", str(project), "--json")
+    assert as_json.code == 1
+    report = json.loads(as_json.stdout)
+    assert report["outdated"] == 8 and report["security"] == 2  # four per platform
+    assert report["suites"] == ["stable", "stable-security"]
+    by_name = {item["name"]: item for item in report["platforms"]["arm64"]}
+    assert by_name["libfoo"] == {"name": "libfoo", "architecture": "arm64", "old": "1.0", "new": "2.0",
+                                 "suite": "stable", "security": False, "sets": ["image"]}
+    assert by_name["libbar"]["security"] is True and by_name["libbar"]["suite"] == "stable-security"
+    assert "base" not in by_name
+
+
+def test_update_one_package_changes_only_it_and_what_it_needs(project: Path, archive: Archive) -> None:
+    lock_file = project / "xarch.lock"
+    before = lock_file.read_text()
+    archive.publish_newer()
+    archive.publish_security_fix()
+
+    result = ok(xarch_in_process("lock", "-f", str(project), "--update", "app"))
+    assert versions(project) == {"app": "2.0", "libfoo": "2.0", "newdep": "1.0",
+                                 "tool": "1.0", "libbar": "1.0", "base": "1.0"}
+    amd64 = result.stdout.split("arm64:")[0].splitlines()
+    assert amd64 == ["amd64:",
+                     "  ~ app 1.0 → 2.0",
+                     "  ~ libfoo 1.0 → 2.0",
+                     "  + newdep 1.0",
+                     # 40+100+3+10+5 KiB before, 50+120+7+3+10+5 after (Installed-Size)
+                     "  image: installed +37 KiB (158 → 195 KiB), download "
+                     f"{amd64[-1].split('download ')[1]}"]
+    assert int(amd64[-1].split("download ")[1].split()[0]) > 0
+
+    # The minimal diff: only the entries of app, libfoo and newdep differ; every other entry keeps
+    # its bytes, and so do the inputs; the releases record the re-signed InRelease.
+    old_blocks, new_blocks = blocks(before), blocks(lock_file.read_text())
+    changed = {key for key in set(old_blocks) | set(new_blocks) if old_blocks.get(key) != new_blocks.get(key)}
+    assert changed == {(plat, name) for plat in ("amd64", "arm64") for name in ("app", "libfoo", "newdep")}
+    assert before.split("packages:")[0].split("inputs:")[1] == \
+        lock_file.read_text().split("packages:")[0].split("inputs:")[1]
+
+    # Then everything: tool moves, and libbar takes the security fix.
+    report = json.loads(ok(xarch_in_process("lock", "-f", str(project), "--update", "--json")).stdout)
+    assert report["changed"] is True and report["snapshot"] is None
+    arm64 = report["platforms"]["arm64"]
+    assert [(c["name"], c["old"], c["new"]) for c in arm64["upgraded"]] == [
+        ("libbar", "1.0", "1.0+deb1u1"), ("tool", "1.0", "1.1")]
+    assert arm64["added"] == [] and arm64["removed"] == [] and arm64["downgraded"] == []
+    assert arm64["sizes"]["image"]["installed_kib_change"] == 1
+    assert ok(xarch_in_process("outdated", "-f", str(project))).stdout.splitlines() == [
+        "amd64: up to date", "arm64: up to date"]
+    again = ok(xarch_in_process("lock", "-f", str(project), "--update"))
+    assert again.stdout.splitlines() == ["amd64: no changes", "arm64: no changes",
+                                         "xarch.lock: no package changed"]
+
+
+def test_old_lock_without_installed_sizes_loads_and_keeps_its_bytes(project: Path, archive: Archive) -> None:
+    """A lock written before installed_size was recorded: loads, and an update rewrites only what changed."""
+    lock_file = project / "xarch.lock"
+    old_style = "".join(line for line in lock_file.read_text().splitlines(keepends=True)
+                        if "installed_size:" not in line)
+    lock_file.write_text(old_style)
+    assert Lock.load(lock_file).entries("amd64")[0].installed_size is None
+    archive.publish_newer()
+    report = json.loads(ok(xarch_in_process("lock", "-f", str(project), "--update", "tool", "--json")).stdout)
+    assert [c["name"] for c in report["platforms"]["amd64"]["upgraded"]] == ["tool"]
+    # The old entries' sizes come from the archive, which still has those versions.
+    assert report["platforms"]["amd64"]["sizes"]["image"]["installed_size_unknown"] == 0
+    new_blocks = blocks(lock_file.read_text())
+    changed = {key for key, text in blocks(old_style).items() if new_blocks.get(key) != text}
+    assert changed == {("amd64", "tool"), ("arm64", "tool")}
+    assert "installed_size: 3" in new_blocks[("amd64", "tool")]
+
+
+def test_example_locks_still_load_with_their_bytes() -> None:
+    for path in sorted(REPO_ROOT.glob("examples/*/xarch.lock")):
+        text = path.read_text()
+        assert Lock.load(path).dumps() == text.split("\n", 1)[1], path
+
+
+def test_bad_input_and_unreachable_archive(project: Path, archive: Archive, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    lock_file = project / "xarch.lock"
+    before = lock_file.read_bytes()
+    unknown = xarch_in_process("lock", "-f", str(project), "--update", "no-such-package")
+    assert unknown.code == 2
+    unknown.one_error_line("--update no-such-package", "xarch.lock pins no package named no-such-package")
+    assert len(unknown.stderr.splitlines()) == 1  # refused before any download
+    names_alone = xarch_in_process("lock", "-f", str(project), "app")
+    assert names_alone.code == 2
+    names_alone.one_error_line("need --update")
+    assert lock_file.read_bytes() == before
+
+    monkeypatch.setattr(http, "BACKOFF", 0.01)
+    closed = RepoServer(tmp_path)  # a port that was listening, then closed
+    closed.stop()
+    recipe = project / "xarch.yaml"
+    recipe.write_text(recipe.read_text().replace(archive.server.url, closed.url))
+    for args in (("outdated",), ("lock", "--update", "app")):
+        result = xarch_in_process(*args, "-f", str(project))
+        assert result.code == 4, (args, result.stderr)
+        result.one_error_line("cannot fetch", closed.url)
+    assert lock_file.read_bytes() == before
+
+
+# ---- time-pinned archives -----------------------------------------------------------------------
+
+EARLY, LATE = "20250101T000000Z", "20250201T000000Z"
+
+
+@pytest.fixture
+def snapshots(tmp_path: Path, debian_key: GpgKey, debs: dict[str, list[Path]]) -> Iterator[RepoServer]:
+    """A snapshot.debian.org-like layout: archive/debian/TIMESTAMP/{dists,pool}, the folder listed."""
+    need_tool("apt-ftparchive")
+    for stamp, sets in ((EARLY, ["first"]), (LATE, ["first", "newer"])):
+        repo = AptRepo(tmp_path / "snap" / "archive" / "debian" / stamp, debian_key)
+        for name in sets:
+            for deb in debs[name]:
+                repo.add(deb)
+        repo.publish()
+    server = RepoServer(tmp_path / "snap")
+    yield server
+    server.stop()
+
+
+def test_snapshot_moves_the_pin_in_the_recipe(tmp_path: Path, snapshots: RepoServer, debian_keyring: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XARCH_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "snapshot-project"
+    folder.mkdir()
+    recipe = folder / "xarch.yaml"
+    text = f"""\
+name: pinned
+platforms: [amd64]
+sources:
+  debian:
+    suites: [stable]
+    mirror: {snapshots.url}/archive/debian/{{snapshot}}
+    snapshot: "{EARLY}"  # moved by `xarch lock --snapshot`
+    keyring: {debian_keyring}
+packages: [app]
+"""
+    recipe.write_text(text)
+    ok(xarch_in_process("lock", "-f", str(recipe)))
+    assert versions(folder)["app"] == "1.0"
+    assert ok(xarch_in_process("outdated", "-f", str(recipe))).stdout == "amd64: up to date\n"
+    ahead = xarch_in_process("outdated", "-f", str(recipe), "--snapshot", "latest")
+    assert ahead.code == 1 and "  app 1.0 → 2.0 (stable)" in ahead.stdout
+
+    moved = ok(xarch_in_process("lock", "-f", str(recipe), "--snapshot", "latest"))
+    assert recipe.read_text() == text.replace(EARLY, LATE)  # that value only, quotes and comment kept
+    assert moved.stdout.splitlines()[:3] == [f"snapshot: {EARLY} → {LATE}", "amd64:", "  ~ app 1.0 → 2.0"]
+    assert versions(folder) == {"app": "2.0", "libfoo": "2.0", "newdep": "1.0"}
+    # The lock matches the rewritten recipe: a --locked build would take it.
+    assert ok(xarch_in_process("outdated", "-f", str(recipe))).stdout == "amd64: up to date\n"
+
+    back = json.loads(ok(xarch_in_process("lock", "-f", str(recipe), "--snapshot", EARLY, "--json")).stdout)
+    assert back["snapshot"] == {"old": LATE, "new": EARLY}
+    amd64 = back["platforms"]["amd64"]
+    assert [(c["name"], c["old"], c["new"]) for c in amd64["downgraded"]] == [
+        ("app", "2.0", "1.0"), ("libfoo", "2.0", "1.0")]
+    assert [c["name"] for c in amd64["removed"]] == ["newdep"]
+    assert amd64["sizes"]["image"]["installed_kib_change"] == -37
+    assert recipe.read_text() == text
+
+    for bad in ("yesterday", "2025-01-01"):
+        result = xarch_in_process("lock", "-f", str(recipe), "--snapshot", bad)
+        assert result.code == 2
+        result.one_error_line(f"--snapshot {bad!r}")
+    assert recipe.read_text() == text
+
+
+def test_snapshot_needs_a_pinned_recipe(project: Path) -> None:
+    before = (project / "xarch.yaml").read_bytes()
+    result = xarch_in_process("lock", "-f", str(project), "--snapshot", EARLY)
+    assert result.code == 2
+    result.one_error_line("the recipe sets no sources.debian snapshot")
+    assert (project / "xarch.yaml").read_bytes() == before
