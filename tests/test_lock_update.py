@@ -8,6 +8,7 @@ the main suite and a fix in a separate security archive (`stable-security`), as 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,16 @@ def versions(folder: Path, platform: str = "amd64") -> dict[str, str]:
     return {p.name: p.version for p in Lock.load(folder / "xarch.lock").entries(platform)}
 
 
+def doc_transcripts() -> list[str]:
+    """The ```text blocks of docs/locks.md, download byte counts masked (they depend on compression)."""
+    text = (REPO_ROOT / "docs" / "locks.md").read_text()
+    return [masked(body) for body in re.findall(r"^```text\n(.*?)^```$", text, re.M | re.S)]
+
+
+def masked(output: str) -> str:
+    return re.sub(r"download [+-]\d+ bytes", "download ±N bytes", output)
+
+
 def blocks(text: str) -> dict[tuple[str, str], str]:
     """(platform key, package name) -> the lines of that package's entry in a lock's text."""
     found: dict[tuple[str, str], list[str]] = {}
@@ -150,6 +161,7 @@ def test_outdated_lists_newer_and_security_versions(project: Path, archive: Arch
     result = xarch_in_process("outdated", "-f", str(project))
     assert result.code == 1, result.stderr
     result.one_error_line("8 locked package(s) have a newer version", "2 from a security suite")
+    assert masked(result.stdout) == doc_transcripts()[0]
     amd64 = result.stdout.split("arm64:")[0].splitlines()
     assert amd64 == ["amd64:",
                      "  app 1.0 → 2.0 (stable)",
@@ -168,6 +180,13 @@ def test_outdated_lists_newer_and_security_versions(project: Path, archive: Arch
     assert by_name["libbar"]["security"] is True and by_name["libbar"]["suite"] == "stable-security"
     assert "base" not in by_name
 
+    # A fix that a point release also folds into the main suite is still a security update.
+    for deb in archive.debs["security"]:
+        archive.main.add(deb)
+    archive.main.publish()
+    folded = xarch_in_process("outdated", "-f", str(project))
+    assert "  libbar 1.0 → 1.0+deb1u1 (stable-security, security)" in folded.stdout.splitlines()
+
 
 def test_update_one_package_changes_only_it_and_what_it_needs(project: Path, archive: Archive) -> None:
     lock_file = project / "xarch.lock"
@@ -176,6 +195,7 @@ def test_update_one_package_changes_only_it_and_what_it_needs(project: Path, arc
     archive.publish_security_fix()
 
     result = ok(xarch_in_process("lock", "-f", str(project), "--update", "app"))
+    assert masked(result.stdout) == doc_transcripts()[1]
     assert versions(project) == {"app": "2.0", "libfoo": "2.0", "newdep": "1.0",
                                  "tool": "1.0", "libbar": "1.0", "base": "1.0"}
     amd64 = result.stdout.split("arm64:")[0].splitlines()

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cmp_to_key
 from typing import Any
 
 from debian.debian_support import version_compare
@@ -106,12 +107,18 @@ def find_outdated(lock: Lock, source: Sources, store: Store | None = None,
     keys = {key for per in lock.packages.values() for key in per}
     arches = sorted({platform_data.get(part).debian_arch for key in keys for part in key.split("->")})
     newest: dict[tuple[str, str], Candidate] = {}  # (name, architecture) -> newest candidate
+    # (name, architecture, version) -> every suite that has it: a fix published in -security and
+    # then folded into a point release is in both, and is a security update either way.
+    suites: dict[tuple[str, str, str], list[str]] = {}
     for arch in arches:
         for cand in _candidates(releases, arch, store, say):
             ident = (cand.name, cand.architecture)
             best = newest.get(ident)
             if best is None or version_compare(cand.version, best.version) > 0:
                 newest[ident] = cand
+            listed = suites.setdefault((cand.name, cand.architecture, cand.version), [])
+            if cand.suite not in listed:
+                listed.append(cand.suite)
     platforms: dict[str, list[Outdated]] = {}
     for set_name, per in sorted(lock.packages.items()):
         for key, entries in sorted(per.items()):
@@ -125,8 +132,10 @@ def find_outdated(lock: Lock, source: Sources, store: Store | None = None,
                 if same is not None:
                     same.sets.append(set_name)
                     continue
-                found.append(Outdated(entry.name, entry.architecture, entry.version, cand.version, cand.suite,
-                                      is_security_suite(cand.suite), [set_name]))
+                having = suites.get((cand.name, cand.architecture, cand.version), [cand.suite])
+                security = [suite for suite in having if is_security_suite(suite)]
+                found.append(Outdated(entry.name, entry.architecture, entry.version, cand.version,
+                                      (security or having)[0], bool(security), [set_name]))
     for items in platforms.values():
         items.sort(key=lambda o: (o.name, o.architecture))
     return OutdatedReport(platforms, [r.suite for _, r in releases])
@@ -142,12 +151,10 @@ def _newer(name: str, architecture: str, version: str, native: str,
                if c is not None and version_compare(c.version, version) > 0]
     if not options:
         return None
-    options.sort(key=lambda c: c.version)
-    best = options[0]
-    for cand in options[1:]:
-        if version_compare(cand.version, best.version) > 0:
-            best = cand
-    return best
+    def by_version(a: Any, b: Any) -> int:
+        return version_compare(a.version, b.version)
+
+    return max(options, key=cmp_to_key(by_version))
 
 
 def moved(source: Sources, snapshot: str | None) -> list[DebianSource]:
