@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from debian.debian_support import version_compare
@@ -117,9 +117,22 @@ def pinned_universe(universe: Universe, pins: Mapping[tuple[str, str], str]
     return narrowed, gone
 
 
+# The input digests resolve_lock makes; any other (another source's section of the lock) is kept.
+DEBIAN_INPUTS = frozenset({"source", "selections", "platforms", "cross"})
+
+
 def keep_unchanged(old: Lock, new: Lock) -> Lock:
     """NEW with every entry that OLD pins identically (same file, same hash) taken from OLD,
-    so the lines of an unchanged package keep their bytes (e.g. no new installed_size line)."""
+    so the lines of an unchanged package keep their bytes (e.g. no new installed_size line).
+
+    Only the Debian entries are re-resolved here: what else OLD holds (another field of Lock,
+    an input digest resolve_lock does not make) is carried over as it was."""
+    for name, value in old.inputs.items():
+        if name not in DEBIAN_INPUTS:
+            new.inputs.setdefault(name, value)
+    for item in fields(Lock):
+        if item.name not in ("inputs", "releases", "packages") and not getattr(new, item.name):
+            setattr(new, item.name, getattr(old, item.name))
     for set_name, per in new.packages.items():
         for key, entries in per.items():
             before = {(p.name, p.architecture, p.version, p.sha256): p
