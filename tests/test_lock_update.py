@@ -194,6 +194,11 @@ def test_bad_input_and_unreachable_archive(project: Path, archive: Archive, tmp_
     names_alone.one_error_line("need --update")
     assert lock_file.read_bytes() == before
 
+    no_report = xarch_in_process("lock", "-f", str(project), "--json")
+    assert no_report.code == 2
+    no_report.one_error_line("--json needs --update or --snapshot")
+    assert lock_file.read_bytes() == before
+
     monkeypatch.setattr(http, "BACKOFF", 0.01)
     closed = RepoServer(tmp_path)  # a port that was listening, then closed
     closed.stop()
@@ -279,3 +284,22 @@ def test_snapshot_needs_a_pinned_recipe(project: Path) -> None:
     assert result.code == 2
     result.one_error_line("the recipe sets no sources.debian snapshot")
     assert (project / "xarch.yaml").read_bytes() == before
+
+
+def test_latest_reads_both_listing_forms_of_snapshot_debian_org() -> None:
+    """The link forms snapshot.debian.org's pages use (its front page documents them): months on
+    /archive/debian/, a month's timestamps on its page. (The real service is not reached in tests.)"""
+    from xarch.sources.debian.config import DebianSource
+    from xarch.sources.debian.snapshot import _MONTH, listing_url, timestamps_in
+
+    months = '<a href="./?year=2009;month=9">9</a> <a href="?year=2009&amp;month=10">10</a>'
+    assert sorted(_MONTH.findall(months)) == [("2009", "10"), ("2009", "9")]
+    month = ('<a href="20091004T111800Z/">2009-10-04 11:18:00</a>\n'
+             '<a href="/archive/debian/20091031T215606Z/">2009-10-31</a> <a href="../">up</a>')
+    assert timestamps_in(month) == ["20091004T111800Z", "20091031T215606Z"]
+    security = DebianSource(suites="bookworm-security", mirror="http://deb.debian.org/debian-security",
+                            snapshot="20250101T000000Z")
+    assert listing_url(security) == "http://snapshot.debian.org/archive/debian-security/"
+    templated = DebianSource(suites="stable", mirror="http://host/archive/debian/{snapshot}/",
+                             snapshot="20250101T000000Z")
+    assert listing_url(templated) == "http://host/archive/debian/"
