@@ -303,3 +303,31 @@ def test_latest_reads_both_listing_forms_of_snapshot_debian_org() -> None:
     templated = DebianSource(suites="stable", mirror="http://host/archive/debian/{snapshot}/",
                              snapshot="20250101T000000Z")
     assert listing_url(templated) == "http://host/archive/debian/"
+
+
+def test_pins_of_a_cross_root_are_per_architecture() -> None:
+    """In a cross root (native amd64, foreign arm64) a pin holds one architecture of a name: the
+    other stays free; a pinned version the archive lost is reported and left free; providers of a
+    virtual name are narrowed with the versions they come from."""
+    from xarch.sources.debian.packages import Candidate
+    from xarch.sources.debian.resolver import Universe
+    from xarch.sources.debian.update import pinned_universe
+
+    def cand(name: str, version: str, arch: str, **fields: str) -> Candidate:
+        return Candidate(name, version, arch, f"pool/{name}_{version}_{arch}.deb", 1, "0" * 64, "stable",
+                         "main", {"Multi-Arch": "same", **fields})
+
+    universe = Universe.build("amd64", [
+        cand("libfake1", "1.0", "amd64"), cand("libfake1", "2.0", "amd64"),
+        cand("libfake1", "1.0", "arm64"), cand("libfake1", "2.0", "arm64"),
+        cand("mta", "1.0", "all", Provides="mail-agent"), cand("mta", "2.0", "all", Provides="mail-agent"),
+        cand("gone", "3.0", "arm64")], foreign=["arm64"])
+    narrowed, gone = pinned_universe(universe, {("libfake1", "arm64"): "1.0", ("mta", "amd64"): "1.0",
+                                                ("gone", "arm64"): "2.0"})
+    assert [(c.version, c.architecture) for c in narrowed.by_name["libfake1"]] == [
+        ("2.0", "amd64"), ("1.0", "amd64"), ("1.0", "arm64")]
+    assert narrowed.best("libfake1", "arm64").version == "1.0"
+    assert narrowed.best("libfake1", "amd64").version == "2.0"
+    assert [c.version for c, _ in narrowed.providers("mail-agent")] == ["1.0"]
+    assert gone == [("gone", "arm64", "2.0")] and narrowed.best("gone", "arm64").version == "3.0"
+    assert len(universe.by_name["libfake1"]) == 4  # the universe the other sets use is untouched
