@@ -80,6 +80,7 @@ class LazyGroup(click.Group):
         "plugin": "xarch.docker.commands:plugin_group",
         "platforms": "xarch.run.commands:platforms_command",
         "diff": "xarch.diff.commands:diff_command",
+        "outdated": "xarch.cli_lazy:outdated_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

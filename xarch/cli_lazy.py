@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from xarch.packages import lock_inputs
 from xarch.recipe import load
-from xarch.sources.debian.commands import make_lock_command
+from xarch.sources.debian.commands import make_lock_command, make_outdated_command
 
 lock_command = make_lock_command(lambda path: lock_inputs(load(path)))
+outdated_command = make_outdated_command(lambda path: lock_inputs(load(path)))

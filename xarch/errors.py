@@ -74,6 +74,6 @@ class NetworkError(XarchError):
 
 
 class Verdict(XarchError):
-    """A negative verdict the user asked for (not reproducible, images differ) (exit 1)."""
+    """A negative verdict the user asked for (not reproducible, images differ, pins outdated) (exit 1)."""
 
     exit_code = ExitCode.VERDICT

@@ -34,7 +34,10 @@ GITHUB_JOB_KEYS = {"name", "runs-on", "container", "strategy", "needs", "permiss
 GITHUB_STEP_KEYS = {"name", "uses", "with", "run", "env"}
 GITLAB_TOP_KEYWORDS = {"stages", "variables", "default"}
 GITLAB_DEFAULT_KEYS = {"image", "before_script"}
-GITLAB_JOB_KEYS = {"stage", "image", "tags", "parallel", "variables", "before_script", "script", "artifacts"}
+GITLAB_JOB_KEYS = {"stage", "image", "tags", "parallel", "variables", "before_script", "script", "artifacts",
+                   "rules"}
+# The one form of `rules: - if:` the harness evaluates: which event started the pipeline.
+GITLAB_SOURCE_RULE = re.compile(r'\$CI_PIPELINE_SOURCE\s*(==|!=)\s*"(\w+)"')
 
 
 class PipelineError(AssertionError):
@@ -361,8 +364,27 @@ def _script_items(where: str, value: Any) -> list[str]:
     return items
 
 
-def run_gitlab(pipeline_text: str, runner: Runner) -> list[JobRun]:
-    """Run every job of a .gitlab-ci.yml, stage by stage, parallel:matrix entries one after another."""
+def _gitlab_rules_run(where: str, rules: Any, source: str) -> bool:
+    """Whether a job with RULES runs in a pipeline started by SOURCE ("push", "schedule"): the first
+    rule whose `if: $CI_PIPELINE_SOURCE == "…"` (or !=) matches decides; no rules: it runs."""
+    if rules is None:
+        return True
+    if not isinstance(rules, list):
+        raise PipelineError(f"{where}.rules: a list of rules")
+    for rule in rules:
+        _check_keys(f"{where}.rules", rule, {"if", "when"})
+        match = GITLAB_SOURCE_RULE.fullmatch(str(rule.get("if", "")).strip())
+        if match is None:
+            raise PipelineError(f"{where}.rules: the harness evaluates only "
+                                f"`if: $CI_PIPELINE_SOURCE == \"…\"` (or !=), not {rule!r}")
+        if (source == match.group(2)) == (match.group(1) == "=="):
+            return rule.get("when", "on_success") != "never"
+    return False
+
+
+def run_gitlab(pipeline_text: str, runner: Runner, source: str = "push") -> list[JobRun]:
+    """Run every job of a .gitlab-ci.yml, stage by stage, parallel:matrix entries one after another;
+    SOURCE is the event that started the pipeline, for the jobs' `rules`."""
     pipeline = yaml.safe_load(pipeline_text)
     stages = pipeline.get("stages")
     if not stages:
@@ -381,7 +403,7 @@ def run_gitlab(pipeline_text: str, runner: Runner) -> list[JobRun]:
     for stage in stages:
         finished_here: list[tuple[JobRun, list[str]]] = []
         for name, job in jobs.items():
-            if job["stage"] != stage:
+            if job["stage"] != stage or not _gitlab_rules_run(name, job.get("rules"), source):
                 continue
             for matrix in _gitlab_matrix(f"{name}.parallel", job.get("parallel")):
                 tags = [resolve_gitlab(f"{name}.tags", tag, matrix) for tag in job.get("tags") or []]

@@ -33,6 +33,7 @@ from xarch.store import Store
 if TYPE_CHECKING:  # the resolving machinery (HTTP, python-debian) loads only to resolve
     from xarch.sources.debian.packages import Candidate
     from xarch.sources.debian.release import Release
+    from xarch.sources.debian.resolver import Universe
 
 LOCK_VERSION = 1
 DEFAULT_SET = "image"
@@ -45,6 +46,9 @@ NATIVE_TOOLCHAIN = frozenset({"build-essential", "gcc", "g++", "cpp"})
 Progress = Callable[[str], None]
 # One archive, or several (e.g. the main archive and debian-security); suites are unique.
 Sources = DebianSource | Sequence[DebianSource]
+# (set name, platform key, universe, recommends) -> the universe to resolve that set in: how
+# `xarch lock --update PKG` keeps the other pins (sources/debian/update.py).
+Pinning = Callable[[str, str, "Universe", bool], "Universe"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class LockedPackage:
     size: int
     sha256: str
     suite: str
+    # KiB, from the index's Installed-Size; None in locks written before it was recorded
+    # (they still load, and keep their bytes: None is not written).
+    installed_size: int | None = None
 
     @property
     def label(self) -> str:
@@ -157,6 +164,7 @@ class _LockedEntry(BaseModel):
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     suite: str
+    installed_size: int | None = Field(default=None, ge=0)
 
 
 class _LockFile(BaseModel):
@@ -193,7 +201,7 @@ def cross_key(build: str, target: str) -> str:
 
 
 def _entry_data(pkg: LockedPackage) -> dict[str, Any]:
-    return asdict(pkg)
+    return {key: value for key, value in asdict(pkg).items() if value is not None}
 
 
 def _selections(selection: PackageSelection | Mapping[str, PackageSelection]) -> dict[str, PackageSelection]:
@@ -264,7 +272,8 @@ def cross_request(target: Platform, selection: PackageSelection) -> tuple[list[s
 def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, PackageSelection],
                  platforms: list[Platform], progress: Progress | None = None,
                  store: Store | None = None, now: datetime | None = None,
-                 cross: Mapping[str, PackageSelection] | None = None) -> Lock:
+                 cross: Mapping[str, PackageSelection] | None = None,
+                 pinning: Pinning | None = None) -> Lock:
     """Fetch and verify the indexes, resolve every selection for every platform.
 
     SELECTION is one PackageSelection (the image's, stored as "image") or a mapping of
@@ -273,7 +282,8 @@ def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, Pac
     (BUILD_PLATFORMS) and target platform, under cross_key(build, target); a pair whose
     build architecture has no such cross toolchain in the archive is left out (and said).
     STORE, when given, caches the verified Packages indexes so relocking the same archive
-    state needs no index download. Raises LockError, ResolveError, IndexMismatch.
+    state needs no index download. PINNING, when given, narrows the universe of each set and
+    platform (keeping pins). Raises LockError, ResolveError, IndexMismatch.
     """
     from xarch import platforms as platform_data
     from xarch.sources.debian.release import fetch_release
@@ -298,7 +308,8 @@ def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, Pac
     for plat in platforms:
         universe = Universe.build(plat.debian_arch, candidates(plat.debian_arch))
         for set_name, sel in sorted(selections.items()):
-            resolution = resolve(universe, sel.for_platform(plat.name), sel.recommends, sel.essential)
+            here = pinning(set_name, plat.name, universe, sel.recommends) if pinning else universe
+            resolution = resolve(here, sel.for_platform(plat.name), sel.recommends, sel.essential)
             lock.packages.setdefault(set_name, {})[plat.name] = [
                 _locked(c) for c in resolution.packages.values()
             ]
@@ -322,8 +333,10 @@ def resolve_lock(source: Sources, selection: PackageSelection | Mapping[str, Pac
                 continue
             for set_name, sel in sorted(cross.items()):
                 toolchain, target = cross_request(plat, sel)
-                resolution = resolve_cross(universe, toolchain, target, plat.debian_arch, sel.recommends)
-                lock.packages.setdefault(set_name, {})[cross_key(build.name, plat.name)] = [
+                key = cross_key(build.name, plat.name)
+                here = pinning(set_name, key, universe, sel.recommends) if pinning else universe
+                resolution = resolve_cross(here, toolchain, target, plat.debian_arch, sel.recommends)
+                lock.packages.setdefault(set_name, {})[key] = [
                     _locked(c) for c in resolution.packages.values()
                 ]
                 say(f"{set_name} on {plat.name} built on {build.name}: {len(resolution.packages)} packages")
@@ -347,7 +360,7 @@ def _candidates(releases: list[tuple[DebianSource, Release]], arch: str, store: 
 
 def _locked(cand: Candidate) -> LockedPackage:
     return LockedPackage(cand.name, cand.version, cand.architecture, cand.filename, cand.size, cand.sha256,
-                         cand.suite)
+                         cand.suite, cand.installed_size)
 
 
 def lock_matches(lock: Lock, source: Sources,

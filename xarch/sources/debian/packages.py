@@ -30,7 +30,7 @@ COMPRESSIONS: tuple[tuple[str, Callable[[bytes], bytes]], ...] = (
 FIELDS = [
     "Package", "Version", "Architecture", "Multi-Arch", "Essential",
     "Depends", "Pre-Depends", "Recommends", "Provides", "Conflicts", "Breaks",
-    "Filename", "Size", "SHA256",
+    "Filename", "Size", "SHA256", "Installed-Size",
 ]
 
 RELATION_FIELDS = ("Multi-Arch", "Essential", "Depends", "Pre-Depends", "Recommends", "Provides", "Conflicts",
@@ -50,6 +50,7 @@ class Candidate:
     suite: str
     component: str
     fields: dict[str, str]
+    installed_size: int | None = None  # KiB (Installed-Size; an estimate, Debian Policy 5.6.20)
 
     def get(self, key: str) -> str:
         return self.fields.get(key, "")
@@ -97,7 +98,13 @@ def parse_index(data: bytes, suite: str, component: str) -> Iterable[Candidate]:
                 # Only the relationship fields: the rest are attributes already, and
                 # 60,000 stanzas per architecture make every kept string count.
                 fields={key: stanza[key] for key in RELATION_FIELDS if key in stanza},
+                installed_size=_kib(stanza.get("Installed-Size")),
             )
         except (KeyError, ValueError) as exc:
             raise IndexMismatch(f"{suite}/{component}: stanza of {stanza.get('Package', '?')} "
                                 f"lacks a valid {exc}") from None
+
+
+def _kib(value: str | None) -> int | None:
+    """Installed-Size as an int; an absent or malformed one is unknown (it only informs reports)."""
+    return int(value) if value is not None and value.strip().isdigit() else None
