@@ -80,6 +80,7 @@ class LazyGroup(click.Group):
         "plugin": "xarch.docker.commands:plugin_group",
         "platforms": "xarch.run.commands:platforms_command",
         "diff": "xarch.diff.commands:diff_command",
+        "trace": "xarch.trace.commands:trace_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
