@@ -223,8 +223,9 @@ def user_ids(user: str | None, tree: Tree) -> tuple[int, int]:
         text = entry.read().decode("utf-8", "replace") if entry is not None and entry.type == "file" else ""
         for line in text.splitlines():
             fields = line.split(":")
-            if fields[0] == key and len(fields) > column and fields[column].isascii() and fields[column].isdigit():
-                return int(fields[column])
+            number = fields[column] if fields[0] == key and len(fields) > column else ""
+            if number.isascii() and number.isdigit():
+                return int(number)
         raise RecipeError(f"config.user: {key!r} is not in the image's /{file}")
 
     uid = lookup("etc/passwd", name, 2)

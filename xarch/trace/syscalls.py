@@ -40,8 +40,8 @@ _DIRFD = re.compile(r"(AT_FDCWD|-?\d+)\s*,\s*$")
 
 # Calls whose first string is not a path: symlink's first argument is the link's text.
 _TEXT_FIRST = frozenset({"symlink", "symlinkat"})
-# Calls with only one path, then other strings (argv, xattr names).
-_ONE_PATH = frozenset({"execve", "execveat", "getxattr", "lgetxattr", "setxattr", "lsetxattr",
+# Calls with only one path, then other strings (argv, a link's text, xattr names).
+_ONE_PATH = frozenset({"execve", "execveat", "readlink", "readlinkat", "getxattr", "lgetxattr", "setxattr", "lsetxattr",
                        "removexattr", "lremovexattr"})
 _FORK = frozenset({"clone", "clone3", "fork", "vfork"})
 _OPENS = frozenset({"open", "openat", "openat2", "creat"})
