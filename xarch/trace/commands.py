@@ -89,7 +89,7 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
             full_bytes, full_entries = _tree_bytes(tree), len(tree)
             if check:
                 apply_trace(loaded, tree, platform.name)
-            how = "natively" if platform.name == host.name else "under QEMU"
+            how = "natively" if platform.name == host.name else "in QEMU"
             reporter.info(f"[{platform.name}] running {' '.join(command)} {how}"
                           + (" against the minimized image" if check else " under strace"))
             outcome = run_tree(tree, platform, host, command, env, config.workdir or "/", spec.probe,
