@@ -96,12 +96,26 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, 
     return image
 
 
-def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
-    recipe = inputs.loaded.recipe
-    level = recipe.compression.level
+def full_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
+              workdir: Path) -> tuple[Tree, list[str]]:
+    """platform_tree with every entry settled where the image's symlinks put it: what the image
+    holds before any trace minimizes it."""
     tree, notes = platform_tree(inputs, platform, reporter, workdir)
     for old, new in settle(tree, inputs.loaded):
         reporter.detail(f"[{platform.name}] /{old} is /{new} in the image (through its symlinks)")
+    return tree, notes
+
+
+def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
+    recipe = inputs.loaded.recipe
+    level = recipe.compression.level
+    tree, notes = full_tree(inputs, platform, reporter, workdir)
+    if recipe.trace is not None:
+        from xarch.trace.apply import apply_trace
+
+        minimized = apply_trace(inputs.loaded, tree, platform.name)
+        reporter.detail(f"[{platform.name}] xarch.trace keeps {minimized.kept} entries, drops "
+                        f"{len(minimized.dropped)}")
     check_extractable(inputs.loaded, tree)
     check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []

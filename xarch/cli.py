@@ -81,6 +81,7 @@ class LazyGroup(click.Group):
         "platforms": "xarch.run.commands:platforms_command",
         "diff": "xarch.diff.commands:diff_command",
         "outdated": "xarch.cli_lazy:outdated_command",
+        "trace": "xarch.trace.commands:trace_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -101,6 +101,10 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
         "sources": sources_digest(loaded, platform),
         "strategy": strategy,
     }
+    if loaded.recipe.trace is not None:
+        from xarch.trace.apply import record_digest
+
+        material["trace"] = record_digest(loaded)  # xarch.trace decides what the image keeps
     return sha256_digest(canonical_json(material))
 
 

@@ -406,6 +406,20 @@ class StageSpec(Strict):
         return self
 
 
+class TraceSpec(Strict):
+    """`xarch trace`: how to exercise the image, and what to keep whatever the trace sees.
+
+    RUN is the command (default: the config's entrypoint + cmd); PROBE a host command run in
+    the image's network namespace until it succeeds (e.g. an HTTP request to its port);
+    TIMEOUT the seconds allowed for either; KEEP image globs always kept.
+    """
+
+    run: list[Text] | None = Field(default=None, min_length=1)
+    probe: list[Text] | None = Field(default=None, min_length=1)
+    timeout: StrictInt = Field(default=30, ge=1, le=3600)
+    keep: list[ImageGlob] = Field(default_factory=list)
+
+
 class Recipe(Strict):
     name: str
     tag: str = "latest"
@@ -425,6 +439,8 @@ class Recipe(Strict):
     copy_: list[CopySpec] = Field(default_factory=list, alias="copy")
     # Image paths (globs, as in layers) whose ELF files may be code for another machine.
     foreign_code: list[ImageGlob] = Field(default_factory=list)
+    # Minimal by tracing: keep only what xarch.trace recorded (see xarch/trace/).
+    trace: TraceSpec | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -224,8 +224,11 @@ def bwrap_argv(
     network: bool,
     rootless: bool | None = None,
     staging: Path | None = None,
+    cwd: str = "/",
+    ids: tuple[int, int] = (0, 0),
 ) -> list[str]:
-    """The full command line: bwrap with MOUNTS (Binds, or bwrap words) in order, then COMMAND in /.
+    """The full command line: bwrap with MOUNTS (Binds, or bwrap words) in order, then COMMAND in CWD
+    as IDS (uid, gid inside the user namespace; both map to the one host id that runs bwrap).
 
     ROOTLESS (default: not root) says whether the caller is already an unprivileged user;
     otherwise the command binds the staged sources below STAGING (an empty folder from
@@ -247,7 +250,7 @@ def bwrap_argv(
         prefix = [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _STAGE_BINDS,
                   "xarch-binds", str(staging), *(str(m.source) for m in staged), "--"]
     argv = [*prefix, *drop_prefix(rootless), bwrap,
-            "--unshare-user", "--uid", "0", "--gid", "0",
+            "--unshare-user", "--uid", str(ids[0]), "--gid", str(ids[1]),
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "xarch", "--die-with-parent", "--new-session"]
     if not network:
@@ -261,7 +264,7 @@ def bwrap_argv(
         else:
             argv += mount.argv()
     argv += ["--cap-drop", "ALL"]
-    for cap in PODMAN_CAPS:
+    for cap in PODMAN_CAPS if ids[0] == 0 else ():  # another uid has none, as under a runtime
         argv += ["--cap-add", cap]
-    argv += ["--chdir", "/", "--", *command]
+    argv += ["--chdir", cwd, "--", *command]
     return argv

@@ -1,0 +1,113 @@
+"""xarch.trace: the paths each platform's image used, written by `xarch trace`, read by builds.
+
+A lock-like file beside the recipe, committed by the user and reviewed in diffs: one sorted
+list of absolute image paths per platform. A build of a recipe with `trace:` keeps only these
+paths (plus `trace.keep` and what the config needs); the file's bytes are an input of the
+image's cache key, so builds stay reproducible without tracing again.
+
+    # Written by `xarch trace`; review changes like a lock.
+    version: 1
+    platforms:
+      amd64:
+      - /etc/nginx/nginx.conf
+      - /usr/sbin/nginx
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from xarch.errors import InputError
+from xarch.oci.atomic import atomic_file
+
+FILE_NAME = "xarch.trace"
+VERSION = 1
+HEADER = "# Written by `xarch trace`; review changes like a lock.\n"
+MAX_PATH = 4095  # PATH_MAX less the NUL
+
+
+class TraceFileError(InputError):
+    """xarch.trace is missing, unreadable or malformed: one line naming the file and field (exit 2)."""
+
+
+def _image_path(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if not value.startswith("/") or posixpath.normpath(value) != value or value.startswith("//"):
+        raise ValueError(f"{value!r} is not an absolute, normalized image path")
+    if "\x00" in value or len(value.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise ValueError(f"{value[:60]!r}…: a NUL byte or longer than {MAX_PATH} bytes")
+    return value
+
+
+class _TraceFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: int
+    platforms: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("platforms")
+    @classmethod
+    def _paths(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for paths in value.values():
+            for path in paths:
+                _image_path(path)
+        return value
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """Platform name → the sorted absolute image paths its image used."""
+
+    platforms: dict[str, tuple[str, ...]]
+
+    def dumps(self) -> str:
+        data = {"version": VERSION, "platforms": {name: sorted(paths) for name, paths in
+                                                   sorted(self.platforms.items())}}
+        return HEADER + yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=1000,
+                                       allow_unicode=True)
+
+    def dump(self, path: Path) -> None:
+        """Write atomically: a build reads the old record or the new one, never half of one."""
+        with atomic_file(path) as handle:
+            handle.write(self.dumps().encode("utf-8", "surrogateescape"))
+
+    def paths(self, platform: str, where: Path) -> tuple[str, ...]:
+        if platform not in self.platforms:
+            raise TraceFileError(f"{where}: platforms.{platform}: not traced; run `xarch trace --platform "
+                                 f"{platform}`")
+        return self.platforms[platform]
+
+
+def trace_file(recipe_path: Path) -> Path:
+    return recipe_path.parent / FILE_NAME
+
+
+def load(path: Path) -> TraceRecord:
+    """Read and check PATH. Raises TraceFileError (one line naming the file and field)."""
+    try:
+        text = path.read_bytes().decode("utf-8", "surrogateescape")
+        raw = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise TraceFileError(f"{path} does not exist; the recipe has trace:, run `xarch trace`") from None
+    except (OSError, RecursionError, yaml.YAMLError) as error:
+        detail = " ".join(str(error).split())
+        raise TraceFileError(f"{path}: cannot read: {detail}") from None
+    if not isinstance(raw, dict):
+        raise TraceFileError(f"{path}: not a mapping; run `xarch trace` again")
+    if raw.get("version") != VERSION:
+        raise TraceFileError(f"{path}: version: {raw.get('version')!r}, this xarch reads {VERSION}")
+    try:
+        data = _TraceFile.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise TraceFileError(f"{path}: {where}: {message}") from None
+    return TraceRecord({name: tuple(paths) for name, paths in data.platforms.items()})

@@ -1,0 +1,241 @@
+"""Run an image's tree in the step sandbox, optionally under strace, and probe it.
+
+The tree is written to a private folder and run by bubblewrap exactly as build steps are
+(xarch.run.sandbox: uid 0 of a user namespace, no network but its own loopback, podman's
+rootless capabilities), natively or under qemu-user through binfmt_misc. The probe is a host
+command run in the sandbox's network namespace (nsenter), so it reaches the ports the program
+listens on while nothing is exposed on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from xarch.errors import HostError
+from xarch.oci.tree import Tree
+from xarch.platforms import Platform
+from xarch.rootfs import materialize
+from xarch.run import qemu
+from xarch.run.sandbox import (
+    DEV_PROC,
+    Bind,
+    bwrap_argv,
+    hand_over,
+    is_root,
+    new_staging,
+    require_sandbox,
+    sandbox_id,
+)
+
+POLL = 0.25  # seconds between probe attempts
+HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when the run is stopped
+
+
+class TracerMissing(HostError):
+    """strace or nsenter is not installed (exit 3)."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How one run went: PASSED says whether the probe succeeded (or, without a probe, whether
+    the command exited 0 in time); DETAIL the last output lines for the message."""
+
+    passed: bool
+    detail: str
+    trace: Path | None  # strace output, when traced
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise TracerMissing(f"{name} is not installed; `apt-get install {name}` (scripts/setup-host does)")
+    return path
+
+
+def _inside_pid(trace: Path, program: str) -> int | None:
+    """The host pid of the traced command once it has exec'd (from the strace log so far)."""
+    if not trace.exists():
+        return None
+    wanted = program.encode("utf-8", "surrogateescape")
+    escaped = "".join(f"\\x{byte:02x}" for byte in wanted)
+    with trace.open("r", encoding="ascii", errors="replace") as handle:
+        for line in handle:
+            match = re.match(r"([0-9]+)\s+execve\(\"((?:\\x[0-9a-f]{2})*)\"", line)
+            if match and (match.group(2) == escaped or match.group(2).endswith("\\x2f" + escaped)):
+                return int(match.group(1))
+    return None
+
+
+def _children_inside(pid: int) -> int | None:
+    """A process below PID whose network namespace is not ours (the sandboxed command)."""
+    ours = os.readlink("/proc/self/ns/net")
+    frontier = [pid]
+    seen = set()
+    while frontier:
+        current = frontier.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            if os.readlink(f"/proc/{current}/ns/net") != ours:
+                return current
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        frontier += [int(child) for child in children]
+    return None
+
+
+def run_tree(tree: Tree, platform: Platform, host: Platform, command: Sequence[str],
+             env: Mapping[str, str], workdir: str, probe: Sequence[str] | None, timeout: int, scratch: Path,
+             traced: bool, ids: tuple[int, int] = (0, 0)) -> RunOutcome:
+    """Write TREE below SCRATCH and run COMMAND in it (PLATFORM's architecture; QEMU when it is
+    not HOST's). With PROBE, retry it in the command's network namespace until it succeeds or
+    TIMEOUT seconds pass, then stop the command; without, wait for the command to exit.
+    With TRACED, strace records every file call of the process tree. IDS: the config's user.
+
+    Raises SandboxUnavailable/EmulationUnavailable/TracerMissing (exit 3) when this host
+    cannot run it.
+    """
+    require_sandbox()
+    strace = _tool("strace") if traced else None
+    nsenter = _tool("nsenter") if probe else None
+    root = scratch / "root"
+    root.mkdir(parents=True)
+    materialize(tree, root)
+    for mountpoint in ("proc", "dev"):
+        if not os.path.lexists(root / mountpoint):
+            (root / mountpoint).mkdir()
+    hand_over(root)
+    log = scratch / "output.log"
+    trace = scratch / "strace.log"
+    with ExitStack() as stack:
+        if platform.name != host.name:
+            stack.enter_context(qemu.interpreter_inside(platform, root))
+        staging = None if not is_root() else new_staging()
+        if staging is not None:
+            stack.callback(shutil.rmtree, staging, True)
+        # The command sees the image's environment only; the host tools before it get a fixed PATH.
+        settings = ["--clearenv"]
+        for key, value in sorted(env.items()):
+            settings += ["--setenv", key, value]
+        argv = bwrap_argv([Bind(root, PurePosixPath("/")), *DEV_PROC, *settings], command, network=False,
+                          staging=staging, cwd=workdir, ids=ids)
+        if strace is not None:
+            argv = [strace, "-f", "-qq", "-xx", "-s", "4096", "--pidns-translation", "-o", str(trace),
+                    "-e", "trace=%file,%process,fchdir", "--", *argv]
+        log.touch(mode=0o600)
+        if is_root():
+            # As runc does for a container's stdio: the command may reopen /dev/stdout (nginx does).
+            os.chown(log, sandbox_id(), sandbox_id())
+        with log.open("wb") as output:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
+                                       stderr=subprocess.STDOUT, env={"PATH": HOST_PATH, "LC_ALL": "C.UTF-8"},
+                                       start_new_session=True)
+            try:
+                passed, detail = _watch(process, probe, nsenter, timeout, trace if traced else None, command)
+            finally:
+                _stop(process)
+    tail = log.read_bytes()[-2000:].decode("utf-8", "replace").strip().splitlines()[-5:]
+    if not passed and tail:
+        detail += " / output: " + " / ".join(tail)
+    return RunOutcome(passed, detail, trace if traced else None)
+
+
+def _watch(process: subprocess.Popen[bytes], probe: Sequence[str] | None, nsenter: str | None,
+           timeout: int, trace: Path | None, command: Sequence[str]) -> tuple[bool, str]:
+    deadline = time.monotonic() + timeout
+    if probe is None:
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False, f"the command did not exit within {timeout} s (a server needs trace.probe)"
+        return code == 0, f"the command exited {code}"
+    assert nsenter is not None
+    last = "the probe never ran"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False, f"the command exited {process.returncode} before the probe succeeded ({last})"
+        target = _inside_pid(trace, command[0]) if trace is not None else None
+        target = target or _children_inside(process.pid)
+        if target is not None:
+            enter = [nsenter, "-t", str(target), "-n"]
+            if not is_root():
+                enter += ["-U", "--preserve-credentials"]
+            try:
+                result = subprocess.run([*enter, "--", *probe], capture_output=True, timeout=max(1, timeout),
+                                        stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                last = "the probe timed out"
+                continue
+            if result.returncode == 0:
+                return True, "the probe succeeded"
+            text = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()
+            last = f"probe exit {result.returncode}: {text[-1] if text else ''}"
+        time.sleep(POLL)
+    return False, f"the probe did not succeed within {timeout} s ({last})"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End the whole run: strace, the sandbox tools and, through bwrap's --die-with-parent, the command."""
+    if process.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=STOP_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def scratch_folder() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="xarch-trace-")
+
+
+def user_ids(user: str | None, tree: Tree) -> tuple[int, int]:
+    """The (uid, gid) the config's USER names: numbers, or names looked up in TREE's
+    /etc/passwd and /etc/group as a runtime does (a name it lacks is a RecipeError)."""
+    from xarch.errors import RecipeError
+
+    if not user:
+        return 0, 0
+    name, _, group = user.partition(":")
+
+    def lookup(file: str, key: str, column: int) -> int:
+        if key.isascii() and key.isdigit():
+            return int(key)
+        entry = tree.get(file)
+        text = entry.read().decode("utf-8", "replace") if entry is not None and entry.type == "file" else ""
+        for line in text.splitlines():
+            fields = line.split(":")
+            number = fields[column] if fields[0] == key and len(fields) > column else ""
+            if number.isascii() and number.isdigit():
+                return int(number)
+        raise RecipeError(f"config.user: {key!r} is not in the image's /{file}")
+
+    uid = lookup("etc/passwd", name, 2)
+    if group:
+        return uid, lookup("etc/group", group, 2)
+    if name.isascii() and name.isdigit():
+        return uid, 0  # as runc: a bare uid runs with gid 0
+    primary = tree.get("etc/passwd")
+    for line in (primary.read().decode("utf-8", "replace") if primary else "").splitlines():
+        fields = line.split(":")
+        if fields[0] == name and len(fields) > 3 and fields[3].isascii() and fields[3].isdigit():
+            return uid, int(fields[3])
+    return uid, 0
