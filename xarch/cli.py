@@ -124,16 +124,20 @@ recipe_option = click.option(
 @click.option("-v", "--verbose", is_flag=True,
               help="Say what each step does, and which scripts were not run.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
+@click.option("--sbom", "sbom_formats", is_flag=False, flag_value="spdx,cyclonedx", default=None,
+              metavar="[spdx,cyclonedx]", help="Attach each platform's SBOM (default: both formats).")
+@click.option("--provenance", is_flag=True, help="Attach each platform's SLSA v1 provenance.")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
                   docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
                   no_cache: bool, push_ref: str | None, insecure: bool, load_tag: str | None, verbose: bool,
-                  quiet: bool) -> None:
+                  quiet: bool, sbom_formats: str | None, provenance: bool) -> None:
     """Build the recipe for every platform into one OCI image index."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
     loaded = load(recipe_path)
     store = Store()
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
+    formats = _sbom_formats(sbom_formats)  # a wrong --sbom costs no build
     for_docker = choose_docker_platform(platforms, docker_platform)
     check_outputs(specs, platforms, for_docker, loaded.path)
     check_sources(loaded, platforms)
@@ -142,6 +146,8 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
                   f"(epoch {epoch}: {epoch_source})")
     lock = ensure_lock(loaded, locked, store, reporter)
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
+    if formats or provenance:
+        artifact = _attach(artifact, loaded, lock, epoch, formats, provenance)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
@@ -155,6 +161,23 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         push_artifact(artifact, push_ref, insecure, quiet or as_json)
     summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
     print_summary(summary, as_json, stdout)
+
+
+def _sbom_formats(text: str | None) -> tuple[str, ...]:
+    from xarch.sbom.attach import parse_formats
+
+    return parse_formats(text) if text is not None else ()
+
+
+def _attach(artifact: Artifact, loaded: LoadedRecipe, lock: object, epoch: int, formats: tuple[str, ...],
+            provenance: bool) -> Artifact:
+    """ARTIFACT with its SBOMs and provenance attached (xarch.sbom.attach); the index is unchanged."""
+    from dataclasses import replace
+
+    from xarch.sbom.attach import build_attachments
+
+    attached = build_attachments(artifact.images, loaded, lock, epoch, formats, provenance)  # type: ignore[arg-type]
+    return replace(artifact, attachments=attached)
 
 
 def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> None:

@@ -215,6 +215,8 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
         if index is not None:
             client.put_manifest(ref.repository, index.digest, index.data, index.media_type)
         client.put_manifest(ref.repository, tag, top.data, top.media_type)
+        if fmt == "oci":  # --format docker changes the manifests' digests: their attachments would dangle
+            _push_attachments(client, ref.repository, folder, {m.digest for m in manifests} | {top.digest})
     finally:
         progress.close()
         client.close()
@@ -226,6 +228,15 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
                    for i, m in enumerate(manifests)},
         stats=client.stats,
     )
+
+
+def _push_attachments(client: RegistryClient, repository: str, folder: Path, pushed: set[str]) -> None:
+    """The layout's attachments (SBOMs, provenance) whose subject was just pushed, as referrers."""
+    from xarch.registry.referrers import layout_attachments, push_attachment
+
+    for attached in layout_attachments(folder):
+        if attached.subject.digest in pushed:
+            push_attachment(client, repository, attached)
 
 
 def _config_platform(image: LayoutImage, position: int) -> dict[str, Any]:

@@ -35,12 +35,14 @@ from typing import Any
 from urllib.parse import quote
 
 from xarch.oci.artifact import Attachment
-from xarch.oci.digest import OCI_INDEX, OCI_MANIFEST, canonical_json, hex_of
+from xarch.oci.digest import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json, hex_of
+from xarch.oci.schema import parse_document
+from xarch.oci.verified import descriptor_fields, json_object, read_verified
 from xarch.registry.client import RegistryClient
-from xarch.registry.errors import CorruptAnswer, RegistryError
+from xarch.registry.errors import CorruptAnswer, LayoutError, RegistryError
 
-__all__ = ["Attachment", "Referrers", "fetch_attachment", "list_referrers", "push_attachment",
-           "push_attachments", "referrers_tag"]
+__all__ = ["Attachment", "Referrers", "fetch_attachment", "layout_attachments", "list_referrers",
+           "push_attachment", "push_attachments", "referrers_tag"]
 
 
 def referrers_tag(digest: str) -> str:
@@ -181,3 +183,39 @@ def fetch_attachment(client: RegistryClient, repository: str, descriptor: dict[s
 def push_attachments(client: RegistryClient, repository: str, attachments: Sequence[Attachment]) -> list[str]:
     """push_attachment for each, in order; how each was made listable."""
     return [push_attachment(client, repository, item) for item in attachments]
+
+
+def layout_attachments(root: Path) -> list[Attachment]:
+    """The attachments an OCI layout folder lists in its index.json (entries with an `artifactType`
+    whose manifest has a `subject`), in that order, every blob read and verified (LayoutError /
+    BlobMismatch, exit 2, naming the layout)."""
+    index_file = root / "index.json"
+    entries = parse_document(index_file.read_bytes(), str(index_file), "index").get("manifests") or []
+    found = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or not entry.get("artifactType"):
+            continue
+        _, digest, size = descriptor_fields(entry, str(index_file))
+        data = _layout_blob(root, digest, size)
+        where = f"{root}: {digest}"
+        manifest = json_object(data, where)
+        subject = manifest.get("subject")
+        if not isinstance(subject, dict):
+            continue  # an artifact about nothing: not an attachment
+        media_type, subject_digest, subject_size = descriptor_fields(subject, f"{where}: subject")
+        blobs = {}
+        layers = manifest.get("layers") if isinstance(manifest.get("layers"), list) else []
+        for blob in [manifest.get("config"), *layers]:
+            _, blob_digest, blob_size = descriptor_fields(blob, where)
+            blobs[blob_digest] = _layout_blob(root, blob_digest, blob_size)
+        annotations = manifest.get("annotations") if isinstance(manifest.get("annotations"), dict) else {}
+        about = Descriptor(media_type, subject_digest, subject_size)
+        found.append(Attachment(data, str(entry["artifactType"]), about, blobs, dict(annotations)))
+    return found
+
+
+def _layout_blob(root: Path, digest: str, size: int) -> bytes:
+    path = root / "blobs" / "sha256" / hex_of(digest)
+    if not path.is_file():
+        raise LayoutError(f"{root}: blob {digest} is missing from blobs/")
+    return read_verified(path.open("rb"), digest, size, str(root), LayoutError)
