@@ -20,6 +20,8 @@ import yaml
 from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb
 from tests.support.e2e import EPOCH, image_files, index_digest, layout_bytes, manifests, xarch, xarch_ok
 from tests.support.needs import need_tool
+from tests.support.referrers_server import ReferrersRegistry, referrers_registry  # noqa: F401
+from tests.support.registry import Registry, registry  # noqa: F401
 from xarch.oci.artifact import CYCLONEDX_JSON, IN_TOTO, SPDX_JSON
 
 COPYRIGHT = b"""\
@@ -232,3 +234,63 @@ def test_oci_archive_output(built: dict[str, Path], project: Path, tmp_path: Pat
     shutil.unpack_archive(archive, unpacked, "tar")
     assert index_digest(unpacked) == index_digest(built["plain"])
     assert [e["artifactType"] for e, _, _ in _attachments(unpacked)] == [SPDX_JSON, SPDX_JSON]
+
+
+# ---- pushed: referrers in a registry ----------------------------------------------------------------
+
+
+def _referrers(host: str, digest: str) -> list[dict]:
+    from xarch.registry.client import RegistryClient
+    from xarch.registry.referrers import list_referrers
+
+    return list_referrers(RegistryClient(host), "sbom/app", digest).descriptors
+
+
+def _push_verify_attest(host: str, built: dict[str, Path], project: Path, tmp_path: Path) -> None:
+    ref = f"{host}/sbom/app:1.0"
+    xarch_ok("build", "-f", str(project), "-o", f"oci:{tmp_path / 'out'}", "--sbom", "--provenance",
+             "--push", ref, "-q", cache=built["cache"])
+    layout = built["attested"]
+    for arch, digest in manifests(layout).items():
+        kinds = sorted(d["artifactType"] for d in _referrers(host, digest))
+        assert kinds == sorted([SPDX_JSON, CYCLONEDX_JSON, IN_TOTO])
+        printed = xarch_ok("sbom", ref, "--platform", arch, "--format", "cyclonedx", cache=built["cache"])
+        assert json.loads(printed.stdout) == _sbom(layout, arch, CYCLONEDX_JSON)
+    # A second builder rebuilds from the recipe and lock and attests that every digest matched.
+    env = {"XARCH_BUILDER_ID": "https://ci.example/jobs/42"}
+    verified = xarch_ok("verify", "-f", str(project), "--against", ref, "--attest", cache=built["cache"],
+                        extra_env=env)
+    assert "attached reproduction attestation" in verified.stderr
+    index = index_digest(layout)
+    attestations = _referrers(host, index)
+    assert [d["annotations"]["in-toto.io/predicate-type"] for d in attestations] \
+        == ["https://xarch.invalid/attestations/reproduction/v1"]
+    inspected = xarch_ok("inspect", str(layout), "--json", cache=built["cache"])
+    assert len(json.loads(inspected.stdout)["referrers"]) == 6
+    from xarch.registry.client import RegistryClient
+    from xarch.registry.referrers import fetch_attachment
+
+    _, payload = fetch_attachment(RegistryClient(host), "sbom/app", attestations[0])
+    statement = json.loads(payload)
+    assert statement["subject"][0]["digest"]["sha256"] == index[7:]
+    assert statement["predicate"]["builder"]["id"] == "https://ci.example/jobs/42"
+    assert statement["predicate"]["matched"] == {"index": index, **{
+        f"linux/{arch}": digest for arch, digest in manifests(layout).items()}}
+
+
+def test_push_and_attest_with_the_tag_schema(registry: Registry, built: dict[str, Path], project: Path,
+                                             tmp_path: Path) -> None:
+    _push_verify_attest(registry.host, built, project, tmp_path)
+
+
+def test_push_and_attest_with_the_referrers_api(referrers_registry: ReferrersRegistry, built: dict[str, Path],
+                                                project: Path, tmp_path: Path) -> None:
+    _push_verify_attest(referrers_registry.host, built, project, tmp_path)
+    assert any("/referrers/" in line for line in referrers_registry.state.requests)
+
+
+def test_attest_needs_a_registry_image(built: dict[str, Path], project: Path) -> None:
+    result = xarch("verify", "-f", str(project), "--against", f"oci:{built['plain']}", "--attest",
+                   cache=built["cache"])
+    assert result.returncode == 2
+    assert "--attest: OCI layout folder" in result.stderr

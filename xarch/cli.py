@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import json
 import os
 import signal
 import sys
@@ -80,6 +81,7 @@ class LazyGroup(click.Group):
         "plugin": "xarch.docker.commands:plugin_group",
         "platforms": "xarch.run.commands:platforms_command",
         "diff": "xarch.diff.commands:diff_command",
+        "sbom": "xarch.sbom.commands:sbom_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -201,7 +203,15 @@ def inspect_command(target: str, as_json: bool) -> None:
 
     ref = parse_image_ref(target, LOCAL_KINDS, "inspect")
     assert ref.path is not None
-    print_summary(summarize_path(ref.path, ref.kind, target), as_json, stdout)
+    summary = summarize_path(ref.path, ref.kind, target)
+    from xarch.sbom.commands import print_referrers, referrer_rows, rows_json  # attachments (SBOMs, ...)
+
+    referrers = referrer_rows(ref.path, ref.kind)
+    if as_json and referrers:
+        print(json.dumps({**summary.to_json(), "referrers": rows_json(referrers)}, indent=2, sort_keys=True))
+        return
+    print_summary(summary, as_json, stdout)
+    print_referrers(referrers)
 
 
 @cli.command("verify")
@@ -218,13 +228,19 @@ def inspect_command(target: str, as_json: bool) -> None:
               help="How stage steps run in every build (default: each stage's; with --against: the "
                    "strategy the published image recorded, which this must match).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--attest", is_flag=True,
+              help="With --against REF (a registry image): when the rebuild matches, attach a reproduction "
+                   "attestation to it ($XARCH_BUILDER_ID names this builder).")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
-                   against: str | None, insecure: bool, strategy: str | None, as_json: bool) -> None:
+                   against: str | None, insecure: bool, strategy: str | None, as_json: bool,
+                   attest: bool = False) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
     from xarch.verify import parse_variations, print_report, rebuild_and_compare, verdict_error
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
+    if attest and not against:
+        raise XarchError("--attest: needs --against REF (the published image the attestation is about)")
     if against:
         from xarch.against import published_strategies, rebuilt_side
         from xarch.errors import Verdict
@@ -235,6 +251,9 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
         # Parsed before the rebuild: a wrong argument costs no build, and a local file never goes
         # to a registry.
         ref = parse_image_ref(against, (OCI, OCI_ARCHIVE, REGISTRY), "--against")
+        if attest and ref.kind != REGISTRY:
+            raise XarchError(f"--attest: {ref.label} is not a registry image; attestations are pushed "
+                             "as referrers of a published index")
         reporter = Reporter(quiet=as_json)
         reporter.info(f"comparing with {ref.label}")
         recorded = published_strategies(ref, Settings(insecure=insecure))
@@ -247,6 +266,14 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
             raise Verdict(f"{against} does not match this recipe's rebuild ({len(result.differences)} "
                           "difference(s) above); to see what differs inside: xarch build -o oci:rebuilt && "
                           f"xarch diff oci:rebuilt {against}")
+        if attest:
+            from xarch.sbom.reproduce import attest as push_attestation
+
+            assert ref.reference is not None
+            attached, via = push_attestation(loaded, [p.name for p in platforms], resolve_epoch(loaded)[0],
+                                             ref.reference, result, Settings(insecure=insecure))
+            reporter.info(f"attached reproduction attestation {attached.digest} to {ref.reference} "
+                          f"(referrers {'API' if via == 'api' else 'tag'})")
         return
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations, strategy)
