@@ -294,3 +294,33 @@ def test_attest_needs_a_registry_image(built: dict[str, Path], project: Path) ->
                    cache=built["cache"])
     assert result.returncode == 2
     assert "--attest: OCI layout folder" in result.stderr
+
+
+def test_skopeo_copies_the_image_and_the_referrers_tag(registry: Registry, built: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """skopeo 1.9 (bookworm) knows no referrers: `copy --all` copies the image alone; the referrers
+    tag is a second copy, after which the attachments are listed (and read) at the destination."""
+    need_tool("skopeo")
+    import subprocess
+
+    from xarch.registry.referrers import referrers_tag
+
+    host = registry.host
+    xarch_ok("push", str(built["attested"]), f"{host}/sbom/app:1.0", cache=built["cache"])
+    flags = ["--all", "--src-tls-verify=false", "--dest-tls-verify=false"]
+
+    def copy(tag: str) -> None:
+        subprocess.run(["skopeo", "copy", *flags, f"docker://{host}/sbom/app:{tag}", f"docker://{host}/copy/app:{tag}"],
+                       check=True, capture_output=True)
+
+    copy("1.0")
+    amd64 = manifests(built["attested"])["amd64"]
+    from xarch.registry.client import RegistryClient
+    from xarch.registry.referrers import list_referrers
+
+    assert list_referrers(RegistryClient(host), "copy/app", amd64).descriptors == []
+    copy(referrers_tag(amd64))
+    copied = list_referrers(RegistryClient(host), "copy/app", amd64).descriptors
+    assert sorted(d["artifactType"] for d in copied) == sorted([SPDX_JSON, CYCLONEDX_JSON, IN_TOTO])
+    printed = xarch_ok("sbom", f"{host}/copy/app:1.0", "--platform", "amd64", cache=built["cache"])
+    assert json.loads(printed.stdout) == _sbom(built["attested"], "amd64", SPDX_JSON)

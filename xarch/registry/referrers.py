@@ -155,10 +155,33 @@ def list_referrers(client: RegistryClient, repository: str, digest: str,
         return Referrers(found, via)
     if status != 404:
         raise RegistryError(f"{client.host}: {what}: HTTP {status}")
-    found = _tag_index(client, repository, digest)
+    found = [_complete(client, repository, d) for d in _tag_index(client, repository, digest)]
     if artifact_type:
         found = [m for m in found if m.get("artifactType") == artifact_type]
     return Referrers(found, "tag")
+
+
+def _complete(client: RegistryClient, repository: str, descriptor: dict[str, Any]) -> dict[str, Any]:
+    """DESCRIPTOR with the `artifactType` (and annotations) its manifest states when the tag's index
+    lost them: tools that predate image-spec v1.1 re-encode the index without the field when they
+    copy it (skopeo 1.9 does)."""
+    if descriptor.get("artifactType"):
+        return descriptor
+    data, _, _ = client.get_manifest(repository, str(descriptor["digest"]))
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError):
+        return descriptor
+    if not isinstance(manifest, dict):
+        return descriptor
+    config = manifest.get("config")
+    kind = manifest.get("artifactType") or (config.get("mediaType") if isinstance(config, dict) else None)
+    completed = dict(descriptor)
+    if isinstance(kind, str):
+        completed["artifactType"] = kind
+    if isinstance(manifest.get("annotations"), dict) and "annotations" not in completed:
+        completed["annotations"] = manifest["annotations"]
+    return completed
 
 
 def fetch_attachment(client: RegistryClient, repository: str, descriptor: dict[str, Any]) -> tuple[
