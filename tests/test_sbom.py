@@ -101,7 +101,7 @@ def built(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     xarch_ok("build", "-f", str(project), "-o", f"oci:{plain}", "-q", cache=cache)
     xarch_ok("build", "-f", str(project), "-o", f"oci:{attested}", "--sbom", "--provenance", "-q",
              cache=cache)
-    return {"plain": plain, "attested": attested, "cache": cache}
+    return {"plain": plain, "attested": attested, "cache": cache, "project": project}
 
 
 def _attachments(layout: Path) -> list[tuple[dict, dict, bytes]]:
@@ -324,3 +324,24 @@ def test_skopeo_copies_the_image_and_the_referrers_tag(registry: Registry, built
     assert sorted(d["artifactType"] for d in copied) == sorted([SPDX_JSON, CYCLONEDX_JSON, IN_TOTO])
     printed = xarch_ok("sbom", f"{host}/copy/app:1.0", "--platform", "amd64", cache=built["cache"])
     assert json.loads(printed.stdout) == _sbom(built["attested"], "amd64", SPDX_JSON)
+
+
+def test_sbom_command_reads_a_layout(built: dict[str, Path], tmp_path: Path) -> None:
+    layout = built["attested"]
+    written = tmp_path / "arm64.spdx.json"
+    xarch_ok("sbom", f"oci:{layout}", "--platform", "arm64", "-o", str(written), cache=built["cache"])
+    assert json.loads(written.read_bytes()) == _sbom(layout, "arm64", SPDX_JSON)
+    archive = tmp_path / "image.tar"
+    xarch_ok("build", "-f", str(built["project"]), "-o", f"oci-archive:{archive}", "--sbom", "cyclonedx",
+             "-q", cache=built["cache"])
+    printed = xarch_ok("sbom", str(archive), "--format", "cyclonedx", "--platform", "amd64",
+                       cache=built["cache"])
+    assert json.loads(printed.stdout) == _sbom(layout, "amd64", CYCLONEDX_JSON)
+    missing = xarch("sbom", str(built["plain"]), "--platform", "amd64", cache=built["cache"])
+    assert missing.returncode == 2
+    assert "no spdx SBOM is attached to linux/amd64" in missing.stderr
+    assert "build with `xarch build --sbom spdx`" in missing.stderr
+    wrong = xarch("sbom", str(layout), "--platform", "riscv64", cache=built["cache"])
+    assert wrong.returncode == 2 and "has no such image" in wrong.stderr
+    listed = xarch_ok("inspect", str(layout), cache=built["cache"])
+    assert listed.stdout.count("referrer sha256:") == 6
