@@ -345,3 +345,16 @@ def test_sbom_command_reads_a_layout(built: dict[str, Path], tmp_path: Path) -> 
     assert wrong.returncode == 2 and "has no such image" in wrong.stderr
     listed = xarch_ok("inspect", str(layout), cache=built["cache"])
     assert listed.stdout.count("referrer sha256:") == 6
+
+
+def test_single_platform_layout_with_attachments_is_still_one_image(built: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
+    """Readers that take the layout's only image (xarch load) skip the attachments beside it."""
+    from xarch.docker.load import read_layout_image
+
+    layout = tmp_path / "one"
+    xarch_ok("build", "-f", str(built["project"]), "--platform", "arm64", "--sbom", "-o", f"oci:{layout}",
+             "-q", cache=built["cache"])
+    assert len(json.loads((layout / "index.json").read_text())["manifests"]) == 3
+    image = read_layout_image(layout, None)  # no --platform: the only image, whatever the host
+    assert image.platform["architecture"] == "arm64"
