@@ -112,6 +112,15 @@ def referrer_rows(path: Path, kind: str) -> list[ReferrerRow]:
     """The attachments of the OCI layout or oci-archive at PATH ([] for a docker-archive)."""
     if kind not in (OCI, OCI_ARCHIVE):
         return []
+    from xarch.oci.layout import LayoutReader
+
+    reader = LayoutReader(path)  # index.json alone says whether there is anything to read
+    try:
+        entries = reader.top_index().get("manifests") or []
+    finally:
+        reader.close()
+    if not any(isinstance(entry, dict) and entry.get("artifactType") for entry in entries):
+        return []
     return _found(ImageRef(kind, str(path), path), False).rows
 
 

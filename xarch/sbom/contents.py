@@ -10,11 +10,11 @@ machine-readable format (DEP-5, parsed with python-debian's `debian.copyright`).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 
 from xarch.errors import InputError
@@ -59,28 +59,46 @@ class ImageFacts:
         return {path for package in self.packages for path in package.files}
 
 
-def _layer_tar(data: bytes) -> bytes:
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+def _wanted(name: str) -> bool:
+    """The files whose bytes an SBOM reads (the dpkg database, copyright files); of the others only
+    the hashes are kept, so a large image is never held uncompressed in memory."""
+    return name == f"{DPKG}/status" or (name.startswith(f"{DPKG}/info/") and name.endswith(".list")) \
+        or (name.startswith("usr/share/doc/") and name.endswith("/copyright"))
 
 
-def image_files(image: Image) -> dict[str, bytes]:
-    """Every regular file of IMAGE (layers applied in order; a hard link has its target's bytes)."""
-    contents: dict[str, bytes] = {}
+def _hashed(name: str, data: bytes) -> FileFact:
+    return FileFact(_path_text(name), hashlib.sha256(data).hexdigest(), hashlib.sha1(data).hexdigest(),
+                    len(data))
+
+
+def read_image(image: Image) -> tuple[dict[str, FileFact], dict[str, bytes]]:
+    """Every regular file of IMAGE as a FileFact (layers applied in order; a hard link is its
+    target's), and the bytes of the files an SBOM reads (_wanted). Layers are streamed."""
+    facts: dict[str, FileFact] = {}
+    kept: dict[str, bytes] = {}
     for layer in image.layers:
         try:
-            with tarfile.open(fileobj=io.BytesIO(_layer_tar(layer.blob)), mode="r:") as tar:
+            with tarfile.open(fileobj=io.BytesIO(layer.blob), mode="r|*") as tar:  # gzip or plain, streamed
                 for info in tar:
                     name = info.name.removeprefix("./").rstrip("/")
+                    kept.pop(name, None)
                     if info.isfile():
                         handle = tar.extractfile(info)
-                        contents[name] = handle.read() if handle else b""
-                    elif info.islnk():
-                        contents[name] = contents.get(info.linkname.removeprefix("./"), b"")
+                        data = handle.read() if handle else b""
+                        facts[name] = _hashed(name, data)
+                        if _wanted(name):
+                            kept[name] = data
+                    elif info.islnk() and info.linkname.removeprefix("./") in facts:
+                        target = info.linkname.removeprefix("./")
+                        facts[name] = FileFact(_path_text(name), facts[target].sha256, facts[target].sha1,
+                                               facts[target].size)
+                        if target in kept:
+                            kept[name] = kept[target]
                     else:
-                        contents.pop(name, None)
-        except (tarfile.TarError, OSError, EOFError) as error:
+                        facts.pop(name, None)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
             raise SbomError(f"layer {layer.descriptor.digest}: not a readable tar ({error})") from None
-    return contents
+    return facts, kept
 
 
 def _stanzas(status: bytes) -> list[dict[str, str]]:
@@ -125,12 +143,7 @@ def image_facts(image: Image, locked: list[tuple[str, str, str, str, str, str]])
     """The facts of IMAGE; LOCKED: the lock's entries for its platform as (name, version, architecture,
     .deb sha256, filename, suite). Every locked package is listed, whether or not the image's dpkg
     database names it (a package whose files were all excluded is still installed)."""
-    contents = image_files(image)
-    files = {
-        path: FileFact(_path_text(path), hashlib.sha256(data).hexdigest(), hashlib.sha1(data).hexdigest(),
-                       len(data))
-        for path, data in contents.items()
-    }
+    files, contents = read_image(image)
     stanzas = {(s.get("Package", ""), s.get("Architecture", "")): s
                for s in _stanzas(contents.get(f"{DPKG}/status", b""))}
     packages = []
@@ -140,7 +153,7 @@ def image_facts(image: Image, locked: list[tuple[str, str, str, str, str, str]])
         listing = contents.get(f"{DPKG}/info/{name}:{architecture}.list") \
             or contents.get(f"{DPKG}/info/{name}.list", b"")
         owned = sorted({line.decode("utf-8", "surrogateescape").lstrip("/")
-                        for line in listing.splitlines() if line.strip()} & set(contents))
+                        for line in listing.splitlines() if line.strip()} & set(files))
         copyright_file = contents.get(f"usr/share/doc/{name}/copyright")
         licenses = licenses_of(copyright_file) if copyright_file is not None else []
         packages.append(PackageFact(name, version, architecture, sha256, filename, suite, source,
