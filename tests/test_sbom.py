@@ -18,7 +18,16 @@ import pytest
 import yaml
 
 from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb
-from tests.support.e2e import EPOCH, image_files, index_digest, layout_bytes, manifests, xarch, xarch_ok
+from tests.support.e2e import (
+    EPOCH,
+    error_lines,
+    image_files,
+    index_digest,
+    layout_bytes,
+    manifests,
+    xarch,
+    xarch_ok,
+)
 from tests.support.needs import need_tool
 from tests.support.referrers_server import ReferrersRegistry, referrers_registry  # noqa: F401
 from tests.support.registry import Registry, registry  # noqa: F401
@@ -358,3 +367,45 @@ def test_single_platform_layout_with_attachments_is_still_one_image(built: dict[
     assert len(json.loads((layout / "index.json").read_text())["manifests"]) == 3
     image = read_layout_image(layout, None)  # no --platform: the only image, whatever the host
     assert image.platform["architecture"] == "arm64"
+
+
+def _damaged_copy(built: dict[str, Path], tmp_path: Path) -> tuple[Path, dict, dict]:
+    layout = tmp_path / "damaged"
+    shutil.copytree(built["attested"], layout)
+    entry, manifest, _ = _attachments(layout)[0]
+    return layout, entry, manifest
+
+
+def test_damaged_attachments_are_one_line_errors(built: dict[str, Path], tmp_path: Path) -> None:
+    """Attachments are input like any other: a payload that does not match its digest, a manifest
+    that is not JSON, an entry whose descriptor is wrong — each is exit 2 and one line."""
+    layout, entry, manifest = _damaged_copy(built, tmp_path)
+    payload = layout / "blobs/sha256" / manifest["layers"][0]["digest"][7:]
+    payload.write_bytes(payload.read_bytes()[:-1] + b"!")
+    for args in (["inspect", str(layout)], ["sbom", str(layout), "--platform", "amd64"]):
+        result = xarch(*args, cache=built["cache"])
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(error_lines(result)) == 1 and manifest["layers"][0]["digest"] in result.stderr
+    shutil.rmtree(layout)
+    layout, entry, manifest = _damaged_copy(built, tmp_path)
+    top = json.loads((layout / "index.json").read_text())
+    top["manifests"][1]["size"] = "many"
+    (layout / "index.json").write_text(json.dumps(top))
+    result = xarch("sbom", str(layout), "--platform", "amd64", cache=built["cache"])
+    assert result.returncode == 2 and len(error_lines(result)) == 1 and "size" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_artifact_about_nothing_is_not_an_attachment(built: dict[str, Path], tmp_path: Path) -> None:
+    layout, entry, manifest = _damaged_copy(built, tmp_path)
+    del manifest["subject"]
+    data = json.dumps(manifest).encode()
+    import hashlib
+
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256" / digest[7:]).write_bytes(data)
+    top = json.loads((layout / "index.json").read_text())
+    top["manifests"][1].update(digest=digest, size=len(data))
+    (layout / "index.json").write_text(json.dumps(top))
+    listed = xarch_ok("inspect", str(layout), "--json", cache=built["cache"])
+    assert len(json.loads(listed.stdout)["referrers"]) == 5

@@ -45,6 +45,13 @@ _SPDX_NAMES = {
     "lgpl-2": "LGPL-2.0-only", "lgpl-2+": "LGPL-2.0-or-later", "lgpl-2.1": "LGPL-2.1-only",
     "lgpl-2.1+": "LGPL-2.1-or-later", "gfdl-1.2": "GFDL-1.2-only", "gfdl-1.2+": "GFDL-1.2-or-later",
     "gfdl-1.3": "GFDL-1.3-only", "gfdl-1.3+": "GFDL-1.3-or-later",
+    # Packages that already write SPDX's spelling, or drop the ".0".
+    "apache-2": "Apache-2.0", "mpl-2": "MPL-2.0", "cc0": "CC0-1.0", "lgpl-2.0": "LGPL-2.0-only",
+    "lgpl-2.0+": "LGPL-2.0-or-later",
+    **{f"{family}-{v}.0{suffix}": f"{family.upper()}-{v}.0-{kind}"
+       for family, versions in {"gpl": ["1", "2", "3"], "lgpl": ["3"], "agpl": ["3"]}.items()
+       for v in versions for suffix, kind in (("", "only"), ("+", "or-later"), ("-only", "only"), ("-or-later", "or-later"))},
+    "lgpl-2.1-only": "LGPL-2.1-only", "lgpl-2.1-or-later": "LGPL-2.1-or-later",
 }
 
 
