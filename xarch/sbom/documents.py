@@ -50,7 +50,8 @@ _SPDX_NAMES = {
     "lgpl-2.0+": "LGPL-2.0-or-later",
     **{f"{family}-{v}.0{suffix}": f"{family.upper()}-{v}.0-{kind}"
        for family, versions in {"gpl": ["1", "2", "3"], "lgpl": ["3"], "agpl": ["3"]}.items()
-       for v in versions for suffix, kind in (("", "only"), ("+", "or-later"), ("-only", "only"), ("-or-later", "or-later"))},
+       for v in versions
+       for suffix, kind in (("", "only"), ("+", "or-later"), ("-only", "only"), ("-or-later", "or-later"))},
     "lgpl-2.1-only": "LGPL-2.1-only", "lgpl-2.1-or-later": "LGPL-2.1-or-later",
 }
 
