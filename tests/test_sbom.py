@@ -276,6 +276,11 @@ def _push_verify_attest(host: str, built: dict[str, Path], project: Path, tmp_pa
         == ["https://xarch.invalid/attestations/reproduction/v1"]
     inspected = xarch_ok("inspect", str(layout), "--json", cache=built["cache"])
     assert len(json.loads(inspected.stdout)["referrers"]) == 6
+    # In the registry: the six of the layout, and the attestation of the index.
+    listed = json.loads(xarch_ok("referrers", ref, "--json", cache=built["cache"]).stdout)
+    assert sorted(row["subject"] for row in listed) == ["index"] + ["linux/amd64"] * 3 + ["linux/arm64"] * 3
+    in_layout = {row["digest"] for row in json.loads(inspected.stdout)["referrers"]}
+    assert {row["digest"] for row in listed} >= in_layout
     from xarch.registry.client import RegistryClient
     from xarch.registry.referrers import fetch_attachment
 

@@ -82,6 +82,7 @@ class LazyGroup(click.Group):
         "platforms": "xarch.run.commands:platforms_command",
         "diff": "xarch.diff.commands:diff_command",
         "sbom": "xarch.sbom.commands:sbom_command",
+        "referrers": "xarch.sbom.commands:referrers_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -154,6 +155,9 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
         reporter.info(f"wrote {spec}")
+        if artifact.attachments and spec.kind == "docker-archive":
+            reporter.info(f"{spec}: a docker-archive has no place for SBOMs or provenance "
+                          "(use oci: or --push)")
     if load_tag is not None:
         from xarch.docker.load import load_built_image
 

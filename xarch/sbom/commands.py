@@ -181,3 +181,20 @@ def sbom_command(image: str, fmt: str, platform: str | None, output: Path | None
 
     with atomic_file(output) as handle:
         handle.write(data)
+
+
+@click.command("referrers")
+@click.argument("image")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.option("--insecure", is_flag=True, help="For a registry image: plain HTTP / no TLS verification.")
+def referrers_command(image: str, as_json: bool, insecure: bool) -> None:
+    """List what is attached to IMAGE (registry reference, OCI layout or oci-archive): SBOMs,
+    provenance, reproduction attestations, each with the manifest or index it is about."""
+    import json
+
+    ref = parse_image_ref(image, (OCI, OCI_ARCHIVE, REGISTRY), "IMAGE")
+    rows = _found(ref, insecure).rows
+    if as_json:
+        click.echo(json.dumps(rows_json(rows), indent=2, sort_keys=True))
+        return
+    print_referrers(rows)
