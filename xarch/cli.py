@@ -150,7 +150,9 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     lock = ensure_lock(loaded, locked, store, reporter)
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
     if formats or provenance:
-        artifact = _attach(artifact, loaded, lock, epoch, formats, provenance)
+        from xarch.sbom.attach import attach_to
+
+        artifact = attach_to(artifact, loaded, lock, epoch, formats, provenance)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
@@ -173,17 +175,6 @@ def _sbom_formats(text: str | None) -> tuple[str, ...]:
     from xarch.sbom.attach import parse_formats
 
     return parse_formats(text) if text is not None else ()
-
-
-def _attach(artifact: Artifact, loaded: LoadedRecipe, lock: object, epoch: int, formats: tuple[str, ...],
-            provenance: bool) -> Artifact:
-    """ARTIFACT with its SBOMs and provenance attached (xarch.sbom.attach); the index is unchanged."""
-    from dataclasses import replace
-
-    from xarch.sbom.attach import build_attachments
-
-    attached = build_attachments(artifact.images, loaded, lock, epoch, formats, provenance)  # type: ignore[arg-type]
-    return replace(artifact, attachments=attached)
 
 
 def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> None:

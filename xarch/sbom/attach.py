@@ -8,6 +8,7 @@ index.json beside the image index, whose bytes do not change; a push makes them 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from xarch import platforms as platform_data
@@ -33,6 +34,7 @@ from xarch.sbom.provenance import (
 )
 
 if TYPE_CHECKING:
+    from xarch.oci.layout import Artifact
     from xarch.recipe import LoadedRecipe
     from xarch.sources.debian.lock import Lock
 
@@ -112,6 +114,13 @@ def build_attachments(images: Sequence[Image], loaded: LoadedRecipe, lock: Lock 
             result.append(attachment(IN_TOTO, statement, subject,
                                      annotations={**created, PREDICATE_ANNOTATION: SLSA_PROVENANCE}))
     return tuple(result)
+
+
+def attach_to(artifact: Artifact, loaded: LoadedRecipe, lock: Lock | None, epoch: int,
+              sbom_formats: Sequence[str], provenance: bool) -> Artifact:
+    """ARTIFACT with its SBOMs and provenance attached (build_attachments); the index is unchanged."""
+    attached = build_attachments(artifact.images, loaded, lock, epoch, sbom_formats, provenance)
+    return replace(artifact, attachments=attached)
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
