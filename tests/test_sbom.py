@@ -320,7 +320,8 @@ def test_skopeo_copies_the_image_and_the_referrers_tag(registry: Registry, built
     from xarch.registry.referrers import referrers_tag
 
     host = registry.host
-    xarch_ok("push", str(built["attested"]), f"{host}/sbom/app:1.0", cache=built["cache"])
+    pushed = xarch_ok("push", str(built["attested"]), f"{host}/sbom/app:1.0", cache=built["cache"])
+    assert "referrers: 6 attached (SBOMs, provenance) through the referrers tag" in pushed.stdout
     flags = ["--all", "--src-tls-verify=false", "--dest-tls-verify=false"]
 
     def copy(tag: str) -> None:
