@@ -122,7 +122,22 @@ def check_pipeline(runs: list[JobRun], build: HelloBuild, registry: Registry,
     assert "xarch verify" in last.script and "--against" in last.script and last.returncode == 0
     assert "the published image is what this recipe builds" in last.output
     assert published_index_digest(registry, TAG) == build.index_digest, "assembled index != local build"
+    # Attached beside the images: each platform's SBOMs and provenance, the final job's attestation.
+    for platform in ("amd64", "arm64"):
+        assert sorted(referrer_types(registry, local[f"linux/{platform}"])) == [
+            "application/spdx+json", "application/vnd.cyclonedx+json", "application/vnd.in-toto+json"]
+    assert referrer_types(registry, build.index_digest) == ["application/vnd.in-toto+json"]
     return final
+
+
+def referrer_types(registry: Registry, digest: str) -> list[str]:
+    """artifactType of each referrer of DIGEST, from the referrers tag (docker-registry 2.8 has no API)."""
+    assert registry.username and registry.password
+    url = f"http://{registry.host}/v2/{IMAGE}/manifests/sha256-{digest.removeprefix('sha256:')}"
+    reply = requests.get(url, headers={"Accept": OCI_INDEX}, auth=(registry.username, registry.password),
+                         timeout=30)
+    reply.raise_for_status()
+    return [entry["artifactType"] for entry in reply.json()["manifests"]]
 
 
 def test_doc_has_exactly_the_two_tested_pipelines() -> None:

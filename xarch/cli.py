@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import json
 import os
 import signal
 import sys
@@ -82,6 +83,8 @@ class LazyGroup(click.Group):
         "diff": "xarch.diff.commands:diff_command",
         "outdated": "xarch.cli_lazy:outdated_command",
         "trace": "xarch.trace.commands:trace_command",
+        "sbom": "xarch.sbom.commands:sbom_command",
+        "referrers": "xarch.sbom.commands:referrers_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -157,16 +160,20 @@ recipe_option = click.option(
 @click.option("-v", "--verbose", is_flag=True,
               help="Say what each step does, and which scripts were not run.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
+@click.option("--sbom", "sbom_formats", is_flag=False, flag_value="spdx,cyclonedx", default=None,
+              metavar="[spdx,cyclonedx]", help="Attach each platform's SBOM (default: both formats).")
+@click.option("--provenance", is_flag=True, help="Attach each platform's SLSA v1 provenance.")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
                   docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
                   no_cache: bool, push_ref: str | None, insecure: bool, load_tag: str | None, verbose: bool,
-                  quiet: bool) -> None:
+                  quiet: bool, sbom_formats: str | None, provenance: bool) -> None:
     """Build the recipe for every platform into one OCI image index."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
     loaded = load(recipe_path)
     store = Store()
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
+    formats = _sbom_formats(sbom_formats)  # a wrong --sbom costs no build
     for_docker = choose_docker_platform(platforms, docker_platform)
     check_outputs(specs, platforms, for_docker, loaded.path)
     check_sources(loaded, platforms)
@@ -175,10 +182,17 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
                   f"(epoch {epoch}: {epoch_source})")
     lock = ensure_lock(loaded, locked, store, reporter)
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
+    if formats or provenance:
+        from xarch.sbom.attach import attach_to
+
+        artifact = attach_to(artifact, loaded, lock, epoch, formats, provenance)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
         reporter.info(f"wrote {spec}")
+        if artifact.attachments and spec.kind == "docker-archive":
+            reporter.info(f"{spec}: a docker-archive has no place for SBOMs or provenance "
+                          "(use oci: or --push)")
     if load_tag is not None:
         from xarch.docker.load import load_built_image
 
@@ -188,6 +202,12 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         push_artifact(artifact, push_ref, insecure, quiet or as_json)
     summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
     print_summary(summary, as_json, stdout)
+
+
+def _sbom_formats(text: str | None) -> tuple[str, ...]:
+    from xarch.sbom.attach import parse_formats
+
+    return parse_formats(text) if text is not None else ()
 
 
 def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> None:
@@ -211,7 +231,15 @@ def inspect_command(target: str, as_json: bool) -> None:
 
     ref = parse_image_ref(target, LOCAL_KINDS, "inspect")
     assert ref.path is not None
-    print_summary(summarize_path(ref.path, ref.kind, target), as_json, stdout)
+    summary = summarize_path(ref.path, ref.kind, target)
+    from xarch.sbom.commands import print_referrers, referrer_rows, rows_json  # attachments (SBOMs, ...)
+
+    referrers = referrer_rows(ref.path, ref.kind)
+    if as_json and referrers:
+        print(json.dumps({**summary.to_json(), "referrers": rows_json(referrers)}, indent=2, sort_keys=True))
+        return
+    print_summary(summary, as_json, stdout)
+    print_referrers(referrers)
 
 
 @cli.command("verify")
@@ -228,13 +256,19 @@ def inspect_command(target: str, as_json: bool) -> None:
               help="How stage steps run in every build (default: each stage's; with --against: the "
                    "strategy the published image recorded, which this must match).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--attest", is_flag=True,
+              help="With --against REF (a registry image): when the rebuild matches, attach a reproduction "
+                   "attestation to it ($XARCH_BUILDER_ID names this builder).")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
-                   against: str | None, insecure: bool, strategy: str | None, as_json: bool) -> None:
+                   against: str | None, insecure: bool, strategy: str | None, as_json: bool,
+                   attest: bool = False) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
     from xarch.verify import parse_variations, print_report, rebuild_and_compare, verdict_error
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
+    if attest and not against:
+        raise XarchError("--attest: needs --against REF (the published image the attestation is about)")
     if against:
         from xarch.against import published_strategies, rebuilt_side
         from xarch.errors import Verdict
@@ -245,6 +279,9 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
         # Parsed before the rebuild: a wrong argument costs no build, and a local file never goes
         # to a registry.
         ref = parse_image_ref(against, (OCI, OCI_ARCHIVE, REGISTRY), "--against")
+        if attest and ref.kind != REGISTRY:
+            raise XarchError(f"--attest: {ref.label} is not a registry image; attestations are pushed "
+                             "as referrers of a published index")
         reporter = Reporter(quiet=as_json)
         reporter.info(f"comparing with {ref.label}")
         recorded = published_strategies(ref, Settings(insecure=insecure))
@@ -257,6 +294,14 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
             raise Verdict(f"{against} does not match this recipe's rebuild ({len(result.differences)} "
                           "difference(s) above); to see what differs inside: xarch build -o oci:rebuilt && "
                           f"xarch diff oci:rebuilt {against}")
+        if attest:
+            from xarch.sbom.reproduce import attest as push_attestation
+
+            assert ref.reference is not None
+            attached, via = push_attestation(loaded, [p.name for p in platforms], resolve_epoch(loaded)[0],
+                                             ref.reference, result, Settings(insecure=insecure))
+            reporter.info(f"attached reproduction attestation {attached.digest} to {ref.reference} "
+                          f"(referrers {'API' if via == 'api' else 'tag'})")
         return
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations, strategy)

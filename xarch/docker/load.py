@@ -178,6 +178,8 @@ def _image_manifests(reader: LayoutReader, index: dict[str, Any], depth: int) ->
     if not isinstance(raws, list):
         raise DockerError(f"{reader.path}: an index's manifests is not a JSON array")
     for raw in raws:
+        if depth == 0 and isinstance(raw, dict) and raw.get("artifactType"):
+            continue  # an SBOM or attestation listed beside the image (xarch.oci.artifact), not an image
         desc = Descriptor.from_json(raw, str(reader.path))
         if desc.media_type in _INDEX_TYPES:
             nested = _json(reader.blob(desc.digest, desc.size), reader.path, desc.digest, "index")

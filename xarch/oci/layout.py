@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from xarch.errors import InputError
 from xarch.oci.archive import open_archive, read_member
+from xarch.oci.artifact import Attachment
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of
 from xarch.oci.image import Image
@@ -33,6 +34,9 @@ class Artifact:
     index_bytes: bytes
     images: tuple[Image, ...]
     tag: str = "latest"
+    # SBOMs, provenance (xarch.oci.artifact): listed in the layout's index.json beside the image
+    # index, never inside it, so the index digest is the same with and without them.
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def index_descriptor(self) -> Descriptor:
@@ -43,12 +47,16 @@ class Artifact:
         for image in self.images:
             result.update(image.blobs())
         result[self.index_descriptor.digest] = self.index_bytes
+        for attached in self.attachments:
+            result.update(attached.blobs)
+            result[attached.digest] = attached.manifest_bytes
         return result
 
     def layout_files(self) -> Iterator[tuple[str, bytes]]:
         """(relative path, bytes) of every file of the layout, in a fixed order."""
         yield "oci-layout", OCI_LAYOUT_FILE
-        top = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [self.index_descriptor.to_json()]}
+        top = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            self.index_descriptor.to_json(), *(attached.descriptor for attached in self.attachments)]}
         yield "index.json", canonical_json(top)
         for digest, data in sorted(self.blobs().items()):
             yield f"blobs/sha256/{hex_of(digest)}", data

@@ -73,6 +73,9 @@ def report(result: PushResult, as_json: bool, verb: str) -> None:
     click.echo(f"  blobs: {stats.blobs_sent} sent ({human_size(stats.bytes_sent)}), "
                f"{stats.blobs_skipped} already there ({human_size(stats.bytes_skipped)}), "
                f"{stats.blobs_mounted} mounted ({human_size(stats.bytes_mounted)})")
+    if result.referrers:
+        how = "the referrers API" if set(result.referrers.values()) == {"api"} else "the referrers tag"
+        click.echo(f"  referrers: {len(result.referrers)} attached (SBOMs, provenance) through {how}")
 
 
 @click.command("push")

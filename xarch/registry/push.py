@@ -42,10 +42,11 @@ class PushResult:
     media_type: str
     manifests: dict[str, str] = field(default_factory=dict)  # platform name -> manifest digest
     stats: TransferStats = field(default_factory=TransferStats)
+    referrers: dict[str, str] = field(default_factory=dict)  # attachment digest -> "api" or "tag"
 
     def as_dict(self) -> dict[str, Any]:
         return {"reference": self.reference, "digest": self.digest, "mediaType": self.media_type,
-                "manifests": self.manifests, **self.stats.as_dict()}
+                "manifests": self.manifests, "referrers": self.referrers, **self.stats.as_dict()}
 
 
 def short(digest: str) -> str:
@@ -215,6 +216,10 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
         if index is not None:
             client.put_manifest(ref.repository, index.digest, index.data, index.media_type)
         client.put_manifest(ref.repository, tag, top.data, top.media_type)
+        referrers = {}
+        if fmt == "oci":  # --format docker changes the manifests' digests: their attachments would dangle
+            pushed = {m.digest for m in manifests} | {top.digest}
+            referrers = _push_attachments(client, ref.repository, folder, pushed)
     finally:
         progress.close()
         client.close()
@@ -225,7 +230,18 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
         manifests={platform_name(m.platform or _config_platform(image, i)): m.digest
                    for i, m in enumerate(manifests)},
         stats=client.stats,
+        referrers=referrers,
     )
+
+
+def _push_attachments(client: RegistryClient, repository: str, folder: Path,
+                      pushed: set[str]) -> dict[str, str]:
+    """The layout's attachments (SBOMs, provenance) whose subject was just pushed, as referrers:
+    attachment digest -> "api" or "tag" (xarch.registry.referrers.push_attachment)."""
+    from xarch.registry.referrers import layout_attachments, push_attachment
+
+    return {attached.digest: push_attachment(client, repository, attached)
+            for attached in layout_attachments(folder) if attached.subject.digest in pushed}
 
 
 def _config_platform(image: LayoutImage, position: int) -> dict[str, Any]:
