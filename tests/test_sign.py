@@ -1,0 +1,305 @@
+"""cosign-compatible signing: xarch signs → the real `cosign verify` accepts; cosign signs → xarch accepts.
+
+The real tools are the oracle (Debian trixie's cosign 2.5 and oras 1.2, scripts/setup-host), against a
+real docker-registry on 127.0.0.1. Offline: cosign runs with --insecure-ignore-tlog (no Rekor) and key
+files from `cosign generate-key-pair`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.e2e import xarch
+from tests.support.inprocess import xarch_in_process
+from tests.support.needs import need_tool
+from tests.support.registry import Registry, _start_registry, make_layout
+from xarch.registry.client import Settings
+from xarch.registry.push import push_layout
+from xarch.registry.reference import parse_reference
+from xarch.sign.cosign import attest_image, signature_tag, statement_for
+from xarch.sign.keys import load_signing_key
+
+PASSWORD = "correct horse battery staple"
+REPRODUCED = "https://xarch.dev/attestations/reproduction/v1"
+# The flags cosign 2.5 needs for a plain-HTTP registry on 127.0.0.1 and no transparency log.
+OFFLINE = ["--insecure-ignore-tlog", "--allow-http-registry", "--allow-insecure-registry"]
+
+
+def cosign(*args: str, password: str = PASSWORD, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    binary = need_tool("cosign")
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, check=False, cwd=cwd,
+                          env={**os.environ, "COSIGN_PASSWORD": password})
+
+
+@dataclass
+class Keys:
+    private: Path
+    public: Path
+
+
+def make_keys(folder: Path, password: str = PASSWORD) -> Keys:
+    folder.mkdir(parents=True)
+    made = cosign("generate-key-pair", password=password, cwd=folder)
+    assert made.returncode == 0, made.stderr
+    return Keys(folder / "cosign.key", folder / "cosign.pub")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    running = _start_registry(tmp_path_factory.mktemp("sign-registry"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return make_keys(tmp_path_factory.mktemp("keys") / "a")
+
+
+@pytest.fixture(scope="module")
+def other_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return make_keys(tmp_path_factory.mktemp("keys") / "b", password="another")
+
+
+@dataclass
+class Pushed:
+    ref: str  # host/repo:tag
+    index: str
+    manifests: dict[str, str]  # linux/amd64 -> digest
+
+    def at(self, digest: str) -> str:
+        return self.ref.rsplit(":", 1)[0] + "@" + digest
+
+
+def push(registry: Registry, tmp: Path, repo: str, seed: int = 1) -> Pushed:
+    make_layout(tmp / f"layout-{repo}-{seed}", ["amd64", "arm64"], seed=seed)
+    result = push_layout(tmp / f"layout-{repo}-{seed}", f"{registry.host}/{repo}:v1")
+    return Pushed(f"{registry.host}/{repo}:v1", result.digest, dict(result.manifests))
+
+
+def tags(registry: Registry, repo: str) -> set[str]:
+    answer = requests.get(f"http://{registry.host}/v2/{repo}/tags/list", timeout=10).json()
+    return set(answer["tags"])
+
+
+def manifest_digest(registry: Registry, repo: str, reference: str) -> str:
+    answer = requests.head(f"http://{registry.host}/v2/{repo}/manifests/{reference}", timeout=10, headers={
+        "Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"})
+    return answer.headers["Docker-Content-Digest"]
+
+
+def signed_with_xarch(pushed: Pushed, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    outcome = xarch_in_process("sign", pushed.ref, "--key", str(keys.private))
+    assert outcome.code == 0, outcome.stderr
+
+
+def test_cosign_verifies_what_xarch_signs_and_digests_stay(registry: Registry, keys: Keys, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pushed = push(registry, tmp_path, "signed-by-xarch")
+    signed_with_xarch(pushed, keys, monkeypatch)
+    # Signatures are separate objects: the tag still names the same index, and nothing was re-pushed.
+    assert manifest_digest(registry, "signed-by-xarch", "v1") == pushed.index
+    assert {signature_tag(d) for d in [pushed.index, *pushed.manifests.values()]} | {"v1"} \
+        == tags(registry, "signed-by-xarch")
+    for digest in [pushed.index, *pushed.manifests.values()]:
+        checked = cosign("verify", "--key", str(keys.public), *OFFLINE, pushed.at(digest))
+        assert checked.returncode == 0, checked.stderr
+        payload = json.loads(checked.stdout)[0]
+        assert payload["critical"]["image"]["docker-manifest-digest"] == digest
+        assert payload["critical"]["identity"]["docker-reference"] == f"{registry.host}/signed-by-xarch"
+    # Signing again adds nothing: one signature per manifest and key.
+    assert xarch_in_process("sign", pushed.ref, "--key", str(keys.private)).code == 0
+    listed = xarch_in_process("inspect", pushed.ref, "--json")
+    assert listed.code == 0, listed.stderr
+    parts = json.loads(listed.stdout)["parts"]
+    assert [(p["name"], p["digest"], p["signatures"]) for p in parts] == [
+        ("index", pushed.index, 1), *((name, digest, 1) for name, digest in pushed.manifests.items())]
+
+
+def test_cosign_refuses_xarch_signature_under_another_key(
+        registry: Registry, keys: Keys, other_keys: Keys, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pushed = push(registry, tmp_path, "cosign-wrong-key")
+    signed_with_xarch(pushed, keys, monkeypatch)
+    checked = cosign("verify", "--key", str(other_keys.public), *OFFLINE, pushed.at(pushed.index))
+    assert checked.returncode != 0
+    assert "no matching signatures" in checked.stderr
+
+
+def test_xarch_verifies_what_cosign_signs(registry: Registry, keys: Keys, other_keys: Keys,
+                                          tmp_path: Path) -> None:
+    pushed = push(registry, tmp_path, "signed-by-cosign")
+    signed = cosign("sign", "--key", str(keys.private), "--tlog-upload=false", "-y", "--recursive",
+                    "--allow-http-registry", "--allow-insecure-registry", pushed.at(pushed.index))
+    assert signed.returncode == 0, signed.stderr
+    outcome = xarch_in_process("verify-signature", pushed.ref, "--key", str(keys.public))
+    assert outcome.code == 0, outcome.stderr
+    assert f"verified {pushed.at(pushed.index)}: 3 manifest(s)" in outcome.stdout
+    wrong = xarch_in_process("verify-signature", pushed.ref, "--key", str(other_keys.public))
+    assert wrong.code == 1
+    wrong.one_error_line(pushed.at(pushed.index), "(index)", f"no signature by {other_keys.public}")
+
+
+def test_an_index_signed_without_its_manifests_is_refused_naming_the_manifest(
+        registry: Registry, keys: Keys, tmp_path: Path) -> None:
+    pushed = push(registry, tmp_path, "index-only")
+    signed = cosign("sign", "--key", str(keys.private), "--tlog-upload=false", "-y",
+                    "--allow-http-registry", "--allow-insecure-registry", pushed.at(pushed.index))
+    assert signed.returncode == 0, signed.stderr
+    outcome = xarch_in_process("verify-signature", pushed.ref, "--key", str(keys.public))
+    assert outcome.code == 1
+    amd64 = pushed.manifests["linux/amd64"]
+    outcome.one_error_line(pushed.at(amd64), "(linux/amd64)", f"not signed (no {signature_tag(amd64)})")
+
+
+def test_unsigned_and_repushed_images_are_refused(registry: Registry, keys: Keys, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    unsigned = push(registry, tmp_path, "unsigned")
+    outcome = xarch_in_process("verify-signature", unsigned.ref, "--key", str(keys.public))
+    assert outcome.code == 1
+    outcome.one_error_line(unsigned.at(unsigned.index), "(index)", "not signed")
+    # Signed, then another image pushed under the same tag: the tag names bytes nobody signed.
+    pushed = push(registry, tmp_path, "repushed")
+    signed_with_xarch(pushed, keys, monkeypatch)
+    again = push(registry, tmp_path, "repushed", seed=2)
+    assert again.index != pushed.index
+    outcome = xarch_in_process("verify-signature", pushed.ref, "--key", str(keys.public))
+    assert outcome.code == 1
+    outcome.one_error_line(again.at(again.index), "(index)", "not signed")
+    # A signature moved onto another manifest (a copied .sig tag) verifies, but signs another digest.
+    amd64, arm64 = again.manifests["linux/amd64"], again.manifests["linux/arm64"]
+    for digest in (again.index, amd64):
+        assert xarch_in_process("sign", again.at(digest), "--key", str(keys.private)).code == 0
+    moved = requests.get(f"http://{registry.host}/v2/repushed/manifests/{signature_tag(amd64)}", timeout=10,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    put = requests.put(f"http://{registry.host}/v2/repushed/manifests/{signature_tag(arm64)}", timeout=10,
+                       data=moved.content,
+                       headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert put.status_code == 201
+    outcome = xarch_in_process("verify-signature", again.ref, "--key", str(keys.public))
+    assert outcome.code == 1
+    outcome.one_error_line(again.at(arm64), "(linux/arm64)", "signs another digest")
+    assert cosign("verify", "--key", str(keys.public), *OFFLINE, again.at(arm64)).returncode != 0
+
+
+def test_attestation_cosign_verifies(registry: Registry, keys: Keys, tmp_path: Path) -> None:
+    pushed = push(registry, tmp_path, "attested")
+    key = load_signing_key(keys.private, PASSWORD.encode())
+    statement = statement_for(parse_reference(pushed.ref), pushed.index, REPRODUCED, {"rebuilt": "same"})
+    pinned, predicate_type = attest_image(pushed.ref, statement, key, Settings())
+    assert (pinned.digest, predicate_type) == (pushed.index, REPRODUCED)
+    checked = cosign("verify-attestation", "--key", str(keys.public), "--type", REPRODUCED, *OFFLINE,
+                     pushed.at(pushed.index))
+    assert checked.returncode == 0, checked.stderr
+    listed = xarch_in_process("inspect", pushed.ref)
+    assert listed.code == 0, listed.stderr
+    assert f"index        {pushed.index}  signatures: 0  attestations: {REPRODUCED}" in listed.stdout
+    # oras, another registry client, reads the same manifest: a DSSE layer with its predicate type.
+    fetched = subprocess.run([need_tool("oras"), "manifest", "fetch", "--plain-http",
+                              f"{registry.host}/attested:{signature_tag(pushed.index, 'att')}"],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert fetched.returncode == 0, fetched.stderr
+    layer = json.loads(fetched.stdout)["layers"][0]
+    assert layer["mediaType"] == "application/vnd.dsse.envelope.v1+json"
+    assert layer["annotations"]["predicateType"] == REPRODUCED
+
+
+def test_an_attestation_about_another_digest_is_refused(registry: Registry, keys: Keys,
+                                                        tmp_path: Path) -> None:
+    from xarch.errors import InputError
+
+    pushed = push(registry, tmp_path, "attest-wrong")
+    key = load_signing_key(keys.private, PASSWORD.encode())
+    about_amd64 = statement_for(parse_reference(pushed.ref), pushed.manifests["linux/amd64"], REPRODUCED, {})
+    with pytest.raises(InputError, match="no subject has the digest"):
+        attest_image(pushed.ref, about_amd64, key, Settings())
+    assert signature_tag(pushed.index, "att") not in tags(registry, "attest-wrong")
+
+
+def test_key_passwords(registry: Registry, keys: Keys, tmp_path: Path) -> None:
+    """From $COSIGN_PASSWORD or --password-stdin; a wrong or missing one is one line, never echoed."""
+    pushed = push(registry, tmp_path, "passwords")
+    env = {"COSIGN_PASSWORD": "wrong-password-xyzzy"}
+    wrong = xarch("sign", pushed.ref, "--key", str(keys.private), cache=tmp_path / "c", extra_env=env)
+    assert wrong.returncode == 2
+    assert wrong.stderr == f"xarch: error: private key {keys.private}: wrong password (from " \
+                           "$COSIGN_PASSWORD or --password-stdin), or the file is damaged\n"
+    assert "xyzzy" not in wrong.stdout + wrong.stderr
+    env = {k: v for k, v in os.environ.items() if k != "COSIGN_PASSWORD"}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    stdin = subprocess.run([sys.executable, "-m", "xarch.cli", "sign", pushed.ref, "--key", str(keys.private),
+                            "--password-stdin"], input=PASSWORD + "\n", capture_output=True, text=True,
+                           env=env, timeout=120, check=False)
+    assert stdin.returncode == 0, stdin.stderr
+    assert PASSWORD not in stdin.stdout + stdin.stderr
+    none = subprocess.run([sys.executable, "-m", "xarch.cli", "sign", pushed.ref, "--key", str(keys.private)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
+                          env=env)
+    assert none.returncode == 2
+    assert none.stderr.endswith("no password: set $COSIGN_PASSWORD or pass --password-stdin\n")
+    public = xarch_in_process("sign", pushed.ref, "--key", str(keys.public))
+    assert public.code == 2
+    public.one_error_line(f"private key {keys.public}: no PEM block ENCRYPTED SIGSTORE PRIVATE KEY")
+    checked = cosign("verify", "--key", str(keys.public), *OFFLINE, pushed.at(pushed.index))
+    assert checked.returncode == 0, checked.stderr
+
+
+# ---- build --push --sign-key, verify --against --key ----------------------------------------------
+
+
+def test_build_push_signs_and_verify_against_checks_first(registry: Registry, keys: Keys, other_keys: Keys,
+                                                          tmp_path: Path) -> None:
+    from tests.support.e2e import index_digest, manifests
+    from tests.test_e2e_publish import MATCH, make_recipe, rows
+
+    recipe = make_recipe(tmp_path / "src")
+    signed_ref, unsigned_ref = f"{registry.host}/e2e/signed:v1", f"{registry.host}/e2e/unsigned:v1"
+    password = {"COSIGN_PASSWORD": PASSWORD}
+    # The key is opened before the build: a wrong password or a missing --push costs no build.
+    for args, env in [(["--sign-key", str(keys.private)], password),
+                      (["--push", signed_ref, "--insecure", "--sign-key", str(keys.private)],
+                       {"COSIGN_PASSWORD": "wrong"})]:
+        refused = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{tmp_path / 'never'}", *args,
+                        cache=tmp_path / "never-cache", extra_env=env)
+        assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+        assert not (tmp_path / "never-cache").exists() and not (tmp_path / "never").exists()
+    out = tmp_path / "out"
+    built = xarch("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", "--push", signed_ref, "--insecure",
+                  "--sign-key", str(keys.private), cache=tmp_path / "cache", extra_env=password)
+    assert built.returncode == 0, built.stderr
+    index = index_digest(out)
+    for digest in [index, *manifests(out).values()]:  # the local layout's digests are what was signed
+        checked = cosign("verify", "--key", str(keys.public), *OFFLINE,
+                         f"{registry.host}/e2e/signed@{digest}")
+        assert checked.returncode == 0, checked.stderr
+    verified = xarch("verify", "-f", str(recipe), "--against", signed_ref, "--insecure", "--key",
+                     str(keys.public), cache=tmp_path / "verify-cache")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert rows(verified.stdout) == MATCH
+    assert f"signed by {keys.public}" in verified.stderr
+    # Unsigned, or signed by another key: exit 1 naming the index, and no rebuild (its cache never made).
+    pushed = xarch("build", "-f", str(recipe), "-q", "--push", unsigned_ref, "--insecure", "-o",
+                   f"oci:{tmp_path / 'out2'}", cache=tmp_path / "cache")
+    assert pushed.returncode == 0, pushed.stderr
+    for ref, key, why in [(unsigned_ref, keys.public, "not signed"),
+                          (signed_ref, other_keys.public, f"no signature by {other_keys.public}")]:
+        refused = xarch("verify", "-f", str(recipe), "--against", ref, "--insecure", "--key", str(key),
+                        cache=tmp_path / "refused-cache")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        line = refused.stderr.splitlines()[-1]
+        assert line.startswith(f"xarch: error: {ref.rsplit(':', 1)[0]}@{index} (index): {why}"), line
+        assert not (tmp_path / "refused-cache").exists()
+    local = xarch("verify", "-f", str(recipe), "--against", str(out), "--key", str(keys.public),
+                  cache=tmp_path / "refused-cache")
+    assert local.returncode == 2
+    assert local.stderr.splitlines()[-1].endswith("has no signatures; cosign signatures live in a registry")
