@@ -7,6 +7,7 @@ files from `cosign generate-key-pair`.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -192,12 +193,17 @@ def test_unsigned_and_repushed_images_are_refused(registry: Registry, keys: Keys
     assert cosign("verify", "--key", str(keys.public), *OFFLINE, again.at(arm64)).returncode != 0
 
 
-def test_attestation_cosign_verifies(registry: Registry, keys: Keys, tmp_path: Path) -> None:
+def test_attestation_cosign_verifies(registry: Registry, keys: Keys, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     pushed = push(registry, tmp_path, "attested")
-    key = load_signing_key(keys.private, PASSWORD.encode())
-    statement = statement_for(parse_reference(pushed.ref), pushed.index, REPRODUCED, {"rebuilt": "same"})
-    pinned, predicate_type = attest_image(pushed.ref, statement, key, Settings())
-    assert (pinned.digest, predicate_type) == (pushed.index, REPRODUCED)
+    statement = tmp_path / "statement.json"
+    statement.write_bytes(statement_for(parse_reference(pushed.ref), pushed.index, REPRODUCED,
+                                        {"rebuilt": "same"}))
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    attested = xarch_in_process("attest", pushed.ref, "--key", str(keys.private),
+                                "--statement", str(statement))
+    assert attested.code == 0, attested.stderr
+    assert attested.stdout == f"attested {pushed.at(pushed.index)} ({REPRODUCED}) with {keys.private}\n"
     checked = cosign("verify-attestation", "--key", str(keys.public), "--type", REPRODUCED, *OFFLINE,
                      pushed.at(pushed.index))
     assert checked.returncode == 0, checked.stderr
@@ -212,17 +218,25 @@ def test_attestation_cosign_verifies(registry: Registry, keys: Keys, tmp_path: P
     layer = json.loads(fetched.stdout)["layers"][0]
     assert layer["mediaType"] == "application/vnd.dsse.envelope.v1+json"
     assert layer["annotations"]["predicateType"] == REPRODUCED
-
-
-def test_an_attestation_about_another_digest_is_refused(registry: Registry, keys: Keys,
-                                                        tmp_path: Path) -> None:
-    from xarch.errors import InputError
-
-    pushed = push(registry, tmp_path, "attest-wrong")
+    # The library call the reproduction attestation uses: the same object, a second layer.
     key = load_signing_key(keys.private, PASSWORD.encode())
-    about_amd64 = statement_for(parse_reference(pushed.ref), pushed.manifests["linux/amd64"], REPRODUCED, {})
-    with pytest.raises(InputError, match="no subject has the digest"):
-        attest_image(pushed.ref, about_amd64, key, Settings())
+    pinned, predicate_type = attest_image(pushed.ref, statement.read_bytes(), key, Settings())
+    assert (pinned.digest, predicate_type) == (pushed.index, REPRODUCED)
+    assert xarch_in_process("inspect", pushed.ref, "--json").stdout.count(REPRODUCED) == 2
+
+
+def test_an_attestation_about_another_digest_is_refused(registry: Registry, keys: Keys, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pushed = push(registry, tmp_path, "attest-wrong")
+    statement = tmp_path / "amd64.json"
+    statement.write_bytes(statement_for(parse_reference(pushed.ref), pushed.manifests["linux/amd64"],
+                                        REPRODUCED, {}))
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    refused = xarch_in_process("attest", pushed.ref, "--key", str(keys.private),
+                               "--statement", str(statement))
+    assert refused.code == 2
+    refused.one_error_line(f"--statement {statement}: in-toto statement: no subject has the digest "
+                           f"{pushed.index}")
     assert signature_tag(pushed.index, "att") not in tags(registry, "attest-wrong")
 
 
@@ -303,3 +317,44 @@ def test_build_push_signs_and_verify_against_checks_first(registry: Registry, ke
                   cache=tmp_path / "refused-cache")
     assert local.returncode == 2
     assert local.stderr.splitlines()[-1].endswith("has no signatures; cosign signatures live in a registry")
+
+
+def _key_file(path: Path, envelope: object) -> Path:
+    body = base64.b64encode(json.dumps(envelope).encode()).decode()
+    path.write_text(f"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{body}\n"
+                    "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+    return path
+
+
+def test_hostile_key_files_are_one_line_each(keys: Keys, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key file is input: whatever it holds, one line naming it and exit 2, within bounded memory."""
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    real = json.loads(base64.b64decode("".join(keys.private.read_text().splitlines()[1:-1])))
+    cases = {
+        "not PEM": ("garbage\n", "no PEM block ENCRYPTED SIGSTORE PRIVATE KEY"),
+        "not base64": ("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n!!!\n"
+                       "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n", "the PEM body is not base64"),
+        "huge scrypt": ({**real, "kdf": {**real["kdf"], "params": {"N": 1 << 30, "r": 8, "p": 1}}},
+                        "scrypt N=1073741824 r=8 p=1 out of bounds"),
+        "not scrypt": ({**real, "kdf": {"name": "pbkdf2"}}, "kdf must be scrypt"),
+        "other cipher": ({**real, "cipher": {"name": "aes", "nonce": "AAAA"}},
+                         "cipher must be nacl/secretbox"),
+        "short nonce": ({**real, "cipher": {"name": "nacl/secretbox", "nonce": "AAAA"}}, "nonce is 3 bytes"),
+        "cut ciphertext": ({**real, "ciphertext": real["ciphertext"][:40]}, "wrong password"),
+        "list": ([1, 2], "the PEM body is not a JSON object"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '-')}.key"
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            _key_file(path, content)
+        outcome = xarch_in_process("sign", "127.0.0.1:1/never:v1", "--key", str(path))
+        assert outcome.code == 2, (name, outcome.stderr)
+        outcome.one_error_line(f"private key {path}: {message}")
+    big = tmp_path / "big.key"
+    big.write_bytes(b"x" * 100_000)
+    xarch_in_process("sign", "127.0.0.1:1/never:v1", "--key", str(big)).one_error_line("not a key file")
+    bad_pub = xarch_in_process("verify-signature", "127.0.0.1:1/never:v1", "--key", str(tmp_path / "big.key"))
+    assert bad_pub.code == 2

@@ -82,6 +82,7 @@ class LazyGroup(click.Group):
         "diff": "xarch.diff.commands:diff_command",
         "sign": "xarch.sign.commands:sign_command",
         "verify-signature": "xarch.sign.commands:verify_signature_command",
+        "attest": "xarch.sign.commands:attest_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -133,3 +133,41 @@ def checked_signatures(ref: Any, key_path: Path, settings: Settings, reporter: A
     pinned, parts = verify_image(parse_reference(ref.reference), key, settings)
     reporter.info(f"signatures: {len(parts)} manifest(s) of {_pinned(pinned)} signed by {key_path}")
     return ImageRef(REGISTRY, ref.text, reference=str(pinned))
+
+
+_MAX_STATEMENT = 4 << 20  # as the largest blob read back (xarch.sign.cosign)
+
+
+@click.command("attest")
+@click.argument("ref")
+@key_option
+@click.option("--statement", "statement_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An in-toto statement (JSON) whose subject is the digest REF names.")
+@password_option
+@insecure_option
+@ca_cert_option
+@json_option
+def attest_command(ref: str, key_path: Path, statement_path: Path, password_stdin: bool, insecure: bool,
+                   ca_cert: str | None, as_json: bool) -> None:
+    """Attach the in-toto STATEMENT to the image REF as a signed attestation, as `cosign attest --key KEY`
+    does (DSSE envelope, tag sha256-<hex>.att; `cosign verify-attestation --key` accepts it)."""
+    from xarch.errors import InputError
+    from xarch.sign.cosign import attest_image
+
+    reference = registry_reference(ref, "attest")
+    with statement_path.open("rb") as stream:
+        statement = stream.read(_MAX_STATEMENT + 1)
+    if len(statement) > _MAX_STATEMENT:
+        raise InputError(f"--statement {statement_path}: larger than {_MAX_STATEMENT} bytes")
+    key = signing_key_from(key_path, password_stdin)
+    try:
+        pinned, predicate_type = attest_image(reference, statement, key,
+                                              Settings(insecure=insecure, ca_cert=ca_cert))
+    except InputError as error:
+        raise InputError(f"--statement {statement_path}: {error}") from None
+    if as_json:
+        click.echo(json.dumps({"reference": _pinned(pinned), "key": str(key_path),
+                               "predicateType": predicate_type}, sort_keys=True))
+        return
+    click.echo(f"attested {_pinned(pinned)} ({predicate_type}) with {key_path}")
