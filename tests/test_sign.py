@@ -26,6 +26,7 @@ from tests.support.registry import Registry, _start_registry, make_layout
 from xarch.registry.client import Settings
 from xarch.registry.push import push_layout
 from xarch.registry.reference import parse_reference
+from xarch.sign.commands import sign_reproduction
 from xarch.sign.cosign import attest_image, signature_tag, statement_for
 from xarch.sign.keys import load_signing_key
 
@@ -218,11 +219,15 @@ def test_attestation_cosign_verifies(registry: Registry, keys: Keys, tmp_path: P
     layer = json.loads(fetched.stdout)["layers"][0]
     assert layer["mediaType"] == "application/vnd.dsse.envelope.v1+json"
     assert layer["annotations"]["predicateType"] == REPRODUCED
-    # The library call the reproduction attestation uses: the same object, a second layer.
+    # The library calls the reproduction attestation uses: the same kind of object, more layers.
     key = load_signing_key(keys.private, PASSWORD.encode())
     pinned, predicate_type = attest_image(pushed.ref, statement.read_bytes(), key, Settings())
     assert (pinned.digest, predicate_type) == (pushed.index, REPRODUCED)
-    assert xarch_in_process("inspect", pushed.ref, "--json").stdout.count(REPRODUCED) == 2
+    said: list[str] = []
+    reporter = type("Said", (), {"info": lambda self, text: said.append(text)})()
+    sign_reproduction(pushed.ref, statement.read_bytes(), key, Settings(), reporter)
+    assert said == [f"signed {REPRODUCED} attestation of {pushed.at(pushed.index)} with {keys.private}"]
+    assert xarch_in_process("inspect", pushed.ref, "--json").stdout.count(REPRODUCED) == 3
 
 
 def test_an_attestation_about_another_digest_is_refused(registry: Registry, keys: Keys, tmp_path: Path,
@@ -301,6 +306,12 @@ def test_build_push_signs_and_verify_against_checks_first(registry: Registry, ke
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert rows(verified.stdout) == MATCH
     assert f"signed by {keys.public}" in verified.stderr
+    # The private key checks too (its public half): the key that can also sign the reproduction attestation.
+    with_private = xarch("verify", "-f", str(recipe), "--against", signed_ref, "--insecure", "--key",
+                         str(keys.private), cache=tmp_path / "verify-cache", extra_env=password)
+    assert with_private.returncode == 0, with_private.stderr
+    assert f"3 manifest(s) of {registry.host}/e2e/signed@{index} signed by {keys.private}" \
+        in with_private.stderr
     # Unsigned, or signed by another key: exit 1 naming the index, and no rebuild (its cache never made).
     pushed = xarch("build", "-f", str(recipe), "-q", "--push", unsigned_ref, "--insecure", "-o",
                    f"oci:{tmp_path / 'out2'}", cache=tmp_path / "cache")

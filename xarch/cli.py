@@ -222,9 +222,10 @@ def inspect_command(target: str, as_json: bool, insecure: bool) -> None:
               help="Instead: rebuild once and compare the whole index with this registry image, OCI layout "
                    "or oci-archive.")
 @click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
-@click.option("--key", "key_path", type=click.Path(path_type=Path), metavar="PUB",
-              help="With --against REF: first check REF's cosign signatures with this public key (exit 1 "
-                   "when the index or a manifest is unsigned or signed otherwise), then compare that digest.")
+@click.option("--key", "key_path", type=click.Path(path_type=Path), metavar="KEY",
+              help="With --against REF: first check REF's cosign signatures with this key (cosign.pub, or "
+                   "cosign.key: its public half), exit 1 when the index or a manifest is unsigned or signed "
+                   "otherwise; then compare that digest.")
 @click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]), default=None,
               help="How stage steps run in every build (default: each stage's; with --against: the "
                    "strategy the published image recorded, which this must match).")
@@ -252,7 +253,8 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
             from xarch.sign.commands import checked_signatures
 
             # Signatures first, before any rebuild; then the digest they cover is what is compared.
-            ref = checked_signatures(ref, key_path, Settings(insecure=insecure), reporter)
+            # A private key also signs what --attest attaches (xarch.sign.commands.sign_reproduction).
+            ref, _signer = checked_signatures(ref, key_path, Settings(insecure=insecure), reporter)
         reporter.info(f"comparing with {ref.label}")
         recorded = published_strategies(ref, Settings(insecure=insecure))
         local = rebuilt_side(loaded, platforms, reporter, strategy, recorded)

@@ -15,7 +15,7 @@ import click
 from xarch.registry.client import Settings
 from xarch.registry.reference import Reference
 from xarch.sign.cosign import SignedPart, list_signatures, sign_image, verify_image
-from xarch.sign.keys import SigningKey, load_verify_key, signing_key_from
+from xarch.sign.keys import KeyFileError, SigningKey, VerifyKey, load_verify_key, signing_key_from
 
 key_option = click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
                           help="cosign's key file (cosign generate-key-pair).")
@@ -118,21 +118,49 @@ def print_signatures(reference: Reference, settings: Settings, as_json: bool) ->
                    f"attestations: {attested}")
 
 
-def checked_signatures(ref: Any, key_path: Path, settings: Settings, reporter: Any) -> Any:
-    """`xarch verify --against REF --key PUB`: check REF's signatures (Verdict, exit 1, naming the
+def key_for_checking(key_path: Path) -> tuple[VerifyKey, SigningKey | None]:
+    """`verify --key`: a public key (cosign.pub), or a cosign private key, whose public half checks
+    and which can then also sign the reproduction attestation (sign_reproduction). A private key's
+    password comes from $COSIGN_PASSWORD (or a terminal prompt), read before any rebuild."""
+    try:
+        with key_path.open("rb") as stream:
+            head = stream.read(4096)
+    except OSError as error:
+        raise KeyFileError(f"key {key_path}: {error.strerror or error}") from None
+    if b"PRIVATE KEY-----" in head:
+        signer = signing_key_from(key_path, password_stdin=False)
+        return signer.public(), signer
+    return load_verify_key(key_path), None
+
+
+def checked_signatures(ref: Any, key_path: Path, settings: Settings,
+                       reporter: Any) -> tuple[Any, SigningKey | None]:
+    """`xarch verify --against REF --key KEY`: check REF's signatures (Verdict, exit 1, naming the
     manifest) and return REF pinned to the digest they cover, so the comparison reads those bytes and
-    not whatever the tag names a moment later. REF is an xarch.imageref.ImageRef; a local layout has no
-    signatures (InputError, exit 2)."""
+    not whatever the tag names a moment later, and the signing key when KEY is a private key.
+    REF is an xarch.imageref.ImageRef; a local layout has no signatures (InputError, exit 2)."""
     from xarch.errors import InputError
     from xarch.imageref import REGISTRY, ImageRef
     from xarch.registry.reference import parse_reference
 
     if ref.kind != REGISTRY or ref.reference is None:
         raise InputError(f"--key: {ref.label} has no signatures; cosign signatures live in a registry")
-    key = load_verify_key(key_path)
+    key, signer = key_for_checking(key_path)
     pinned, parts = verify_image(parse_reference(ref.reference), key, settings)
     reporter.info(f"signatures: {len(parts)} manifest(s) of {_pinned(pinned)} signed by {key_path}")
-    return ImageRef(REGISTRY, ref.text, reference=str(pinned))
+    return ImageRef(REGISTRY, ref.text, reference=str(pinned)), signer
+
+
+def sign_reproduction(reference: str, statement: bytes, signer: SigningKey, settings: Settings,
+                      reporter: Any) -> None:
+    """`verify --against REF --attest --key cosign.key`: store the reproduction attestation's in-toto
+    STATEMENT (its subject the index REFERENCE names) as a cosign attestation signed with SIGNER, so
+    `cosign verify-attestation --key cosign.pub --type <its predicateType>` accepts it. The unsigned
+    referrer the --attest flag pushes is left as it is: this is the signed copy cosign reads."""
+    from xarch.sign.cosign import attest_image
+
+    pinned, predicate_type = attest_image(reference, statement, signer, settings)
+    reporter.info(f"signed {predicate_type} attestation of {_pinned(pinned)} with {signer.path}")
 
 
 _MAX_STATEMENT = 4 << 20  # as the largest blob read back (xarch.sign.cosign)
