@@ -27,7 +27,14 @@ from xarch.registry.client import Settings
 from xarch.registry.push import push_layout
 from xarch.registry.reference import parse_reference
 from xarch.sign.commands import sign_reproduction
-from xarch.sign.cosign import attest_image, signature_tag, statement_for
+from xarch.sign.cosign import (
+    ARTIFACT_SIG,
+    StoredLayer,
+    attest_image,
+    signature_manifest,
+    signature_tag,
+    statement_for,
+)
 from xarch.sign.keys import load_signing_key
 
 PASSWORD = "correct horse battery staple"
@@ -36,10 +43,11 @@ REPRODUCED = "https://xarch.dev/attestations/reproduction/v1"
 OFFLINE = ["--insecure-ignore-tlog", "--allow-http-registry", "--allow-insecure-registry"]
 
 
-def cosign(*args: str, password: str = PASSWORD, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cosign(*args: str, password: str = PASSWORD, cwd: Path | None = None,
+           **env: str) -> subprocess.CompletedProcess[str]:
     binary = need_tool("cosign")
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, check=False, cwd=cwd,
-                          env={**os.environ, "COSIGN_PASSWORD": password})
+                          env={**os.environ, "COSIGN_PASSWORD": password, **env})
 
 
 @dataclass
@@ -369,3 +377,39 @@ def test_hostile_key_files_are_one_line_each(keys: Keys, tmp_path: Path,
     xarch_in_process("sign", "127.0.0.1:1/never:v1", "--key", str(big)).one_error_line("not a key file")
     bad_pub = xarch_in_process("verify-signature", "127.0.0.1:1/never:v1", "--key", str(tmp_path / "big.key"))
     assert bad_pub.code == 2
+
+
+def _stored(manifest: bytes) -> list[StoredLayer]:
+    return [StoredLayer(item["mediaType"], item["digest"], item["size"], item.get("annotations", {}))
+            for item in json.loads(manifest)["layers"]]
+
+
+def test_xarch_writes_cosigns_manifest_bytes_in_both_forms(registry: Registry, keys: Keys,
+                                                           tmp_path: Path) -> None:
+    """Given the signature layers cosign stored, xarch's manifest (and config) are cosign's bytes: the tag
+    form, and the OCI 1.1 referrer form cosign writes with --registry-referrers-mode=oci-1-1."""
+    pushed = push(registry, tmp_path, "same-bytes")
+    amd64 = pushed.manifests["linux/amd64"]
+    common = ["--key", str(keys.private), "--tlog-upload=false", "-y", "--allow-http-registry",
+              "--allow-insecure-registry"]
+    for _ in range(2):  # two signatures: a manifest of two layers
+        assert cosign("sign", *common, pushed.at(amd64)).returncode == 0
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"}
+    base = f"http://{registry.host}/v2/same-bytes"
+    tagged = requests.get(f"{base}/manifests/{signature_tag(amd64)}", headers=accept, timeout=10).content
+    manifest, config = signature_manifest(_stored(tagged))
+    assert manifest == tagged
+    config_digest = json.loads(tagged)["config"]["digest"]
+    assert requests.get(f"{base}/blobs/{config_digest}", timeout=10).content == config
+    # The referrer form: docker-registry 2.8 has no referrers API, so cosign keeps the referrers tag.
+    made = cosign("sign", *common, "--registry-referrers-mode=oci-1-1", pushed.at(amd64),
+                  COSIGN_EXPERIMENTAL="1")
+    assert made.returncode == 0, made.stderr
+    listing = requests.get(f"{base}/manifests/sha256-{amd64.removeprefix('sha256:')}", headers=accept,
+                           timeout=10).json()
+    (entry,) = listing["manifests"]
+    assert entry["artifactType"] == ARTIFACT_SIG
+    referrer = requests.get(f"{base}/manifests/{entry['digest']}", headers=accept, timeout=10).content
+    subject = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64,
+               "size": len(requests.get(f"{base}/manifests/{amd64}", headers=accept, timeout=10).content)}
+    assert signature_manifest(_stored(referrer), subject)[0] == referrer

@@ -50,6 +50,7 @@ IN_TOTO = "application/vnd.in-toto+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PREDICATE_TYPE_ANNOTATION = "predicateType"
 SIGNATURE_TYPE = "cosign container image signature"
+ARTIFACT_SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"  # the referrer form's config mediaType
 _MAX_MANIFEST = 4 << 20  # the distribution registry's own manifest limit
 _MAX_BLOB = 4 << 20  # a payload or envelope larger than this is not one cosign wrote
 
@@ -210,21 +211,34 @@ def _put_blob(client: RegistryClient, repository: str, data: bytes) -> str:
     return digest
 
 
+def signature_manifest(layers: list[StoredLayer],
+                       subject: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
+    """(manifest bytes, config bytes) of the cosign manifest holding LAYERS, byte for byte as cosign
+    writes it: the `.sig`/`.att` tag form, or with SUBJECT (a descriptor: mediaType, size, digest of the
+    signed manifest) the OCI 1.1 referrer form of `--registry-referrers-mode=oci-1-1` (config mediaType
+    `application/vnd.dev.cosign.artifact.sig.v1+json`, the `subject` field). The referrer form is
+    for xarch.registry.referrers.push_attachment, which makes it listable (API or referrers tag)."""
+    config = _config_for([layer.digest for layer in layers])
+    config_type = OCI_CONFIG if subject is None else ARTIFACT_SIG
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": config_type, "size": len(config), "digest": sha256_digest(config)},
+        "layers": [layer.as_descriptor() for layer in layers],
+    }
+    if subject is not None:
+        manifest["subject"] = {"mediaType": subject["mediaType"], "size": subject["size"],
+                               "digest": subject["digest"]}
+    return json.dumps(manifest, separators=(",", ":")).encode(), config
+
+
 def _append_layer(client: RegistryClient, ref: Reference, tag: str, layers: list[StoredLayer],
                   new: StoredLayer, blob: bytes) -> str:
     """Upload BLOB, then the manifest of LAYERS + NEW under TAG (blobs first: the manifest never names a
     missing blob). Returns the new manifest's digest."""
     _put_blob(client, ref.repository, blob)
-    all_layers = [*layers, new]
-    config = _config_for([layer.digest for layer in all_layers])
+    manifest, config = signature_manifest([*layers, new])
     _put_blob(client, ref.repository, config)
-    manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": sha256_digest(config)},
-        "layers": [layer.as_descriptor() for layer in all_layers],
-    }
-    return client.put_manifest(ref.repository, tag, json.dumps(manifest, separators=(",", ":")).encode(),
-                               OCI_MANIFEST)
+    return client.put_manifest(ref.repository, tag, manifest, OCI_MANIFEST)
 
 
 def sign_digest(client: RegistryClient, ref: Reference, digest: str, key: SigningKey) -> bool:
