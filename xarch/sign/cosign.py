@@ -157,11 +157,13 @@ def _b64(text: str) -> bytes | None:
         return None
 
 
-def signature_problem(client: RegistryClient, ref: Reference, digest: str, key: VerifyKey) -> str | None:
+def signature_problem(client: RegistryClient, ref: Reference, digest: str, key: VerifyKey,
+                      layers: list[StoredLayer] | None = None) -> str | None:
     """None when a signature of DIGEST made with KEY is stored the way cosign stores it; else why not
-    (one phrase: no signature, no signature by KEY, a signed payload naming another digest)."""
+    (one phrase: no signature, no signature by KEY, a signed payload naming another digest). LAYERS:
+    the `.sig` manifest's, when the caller has read them already."""
     tag = signature_tag(digest)
-    layers = read_layers(client, ref, tag)
+    layers = layers if layers is not None else read_layers(client, ref, tag)
     if layers is None:
         return f"not signed (no {tag})"
     wrong_key = other_digest = 0
@@ -245,9 +247,10 @@ def sign_digest(client: RegistryClient, ref: Reference, digest: str, key: Signin
     """Store a cosign signature of DIGEST (in REF's repository) made with KEY; False when one by KEY
     is already there (signing is idempotent: the signature list does not grow on a re-run)."""
     tag = signature_tag(digest)
-    layers = read_layers(client, ref, tag) or []
-    if signature_problem(client, ref, digest, key.public()) is None:
+    stored = read_layers(client, ref, tag)
+    if stored is not None and signature_problem(client, ref, digest, key.public(), stored) is None:
         return False
+    layers = stored or []
     payload = simple_signing_payload(ref, digest)
     signature = base64.b64encode(key.sign(payload)).decode()
     new = StoredLayer(SIMPLE_SIGNING, sha256_digest(payload), len(payload), {SIGNATURE_ANNOTATION: signature})
