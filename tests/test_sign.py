@@ -8,6 +8,7 @@ files from `cosign generate-key-pair`.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -413,3 +414,44 @@ def test_xarch_writes_cosigns_manifest_bytes_in_both_forms(registry: Registry, k
     subject = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64,
                "size": len(requests.get(f"{base}/manifests/{amd64}", headers=accept, timeout=10).content)}
     assert signature_manifest(_stored(referrer), subject)[0] == referrer
+
+
+def test_hostile_signature_manifests_are_one_line_each(registry: Registry, keys: Keys,
+                                                       tmp_path: Path) -> None:
+    """What a registry stores under a .sig tag is input too: a layer that claims a huge payload, a
+    signature that is not base64, a signed payload that names no digest. Each is one line: exit 4 (the
+    registry's answer is wrong) or a refusal naming the manifest (exit 1); never a traceback."""
+    pushed = push(registry, tmp_path, "hostile-sig")
+    base = f"http://{registry.host}/v2/hostile-sig"
+    payload = b'{"critical":{}}'
+    digests = {}
+    for blob in (b"{}", payload):  # POST, then one PUT of the whole blob
+        digests[blob] = "sha256:" + hashlib.sha256(blob).hexdigest()
+        location = requests.post(f"{base}/blobs/uploads/", timeout=10).headers["Location"]
+        location = location if location.startswith("http") else f"http://{registry.host}{location}"
+        sep = "&" if "?" in location else "?"
+        put = requests.put(f"{location}{sep}digest={digests[blob]}", data=blob, timeout=10,
+                           headers={"Content-Type": "application/octet-stream"})
+        assert put.status_code == 201, put.text
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2, "digest": digests[b"{}"]}
+    layer = {"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "size": len(payload),
+             "digest": digests[payload]}
+    cases = [
+        ({**layer, "size": 1 << 30, "annotations": {"dev.cosignproject.cosign/signature": "AAAA"}},
+         4, "signature payload; cosign writes small ones"),
+        ({**layer, "annotations": {"dev.cosignproject.cosign/signature": "%%% not base64"}},
+         1, f"no signature by {keys.public}"),
+        # Signed by the key, but a payload that names no digest at all.
+        ({**layer, "annotations": {"dev.cosignproject.cosign/signature": base64.b64encode(
+            load_signing_key(keys.private, PASSWORD.encode()).sign(payload)).decode()}},
+         1, "signs another digest"),
+    ]
+    for bad_layer, code, message in cases:
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": config, "layers": [bad_layer]}
+        put = requests.put(f"{base}/manifests/{signature_tag(pushed.index)}", data=json.dumps(manifest),
+                           headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, timeout=10)
+        assert put.status_code == 201, put.text
+        outcome = xarch_in_process("verify-signature", pushed.ref, "--key", str(keys.public))
+        assert outcome.code == code, (bad_layer, outcome.stderr)
+        outcome.one_error_line(message)
