@@ -285,6 +285,7 @@ def test_key_passwords(registry: Registry, keys: Keys, tmp_path: Path) -> None:
 # ---- build --push --sign-key, verify --against --key ----------------------------------------------
 
 
+@pytest.mark.slow  # four builds and rebuilds of a small recipe
 def test_build_push_signs_and_verify_against_checks_first(registry: Registry, keys: Keys, other_keys: Keys,
                                                           tmp_path: Path) -> None:
     from tests.support.e2e import index_digest, manifests
