@@ -456,3 +456,22 @@ def test_hostile_signature_manifests_are_one_line_each(registry: Registry, keys:
         outcome = xarch_in_process("verify-signature", pushed.ref, "--key", str(keys.public))
         assert outcome.code == code, (bad_layer, outcome.stderr)
         outcome.one_error_line(message)
+
+
+def test_an_ed25519_key_imported_into_cosign_signs_too(registry: Registry, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """cosign import-key-pair turns an Ed25519 key into a cosign key file; xarch signs with it and cosign
+    verifies (ECDSA P-256, generate-key-pair's kind, is every other test's)."""
+    folder = tmp_path / "ed25519"
+    folder.mkdir()
+    made = subprocess.run([need_tool("openssl"), "genpkey", "-algorithm", "ed25519", "-out", "ed.pem"],
+                          cwd=folder, capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    imported = cosign("import-key-pair", "--key", "ed.pem", "--output-key-prefix", "ed", cwd=folder)
+    assert imported.returncode == 0, imported.stderr
+    pushed = push(registry, tmp_path, "ed25519")
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    assert xarch_in_process("sign", pushed.ref, "--key", str(folder / "ed.key")).code == 0
+    checked = cosign("verify", "--key", str(folder / "ed.pub"), *OFFLINE, pushed.at(pushed.index))
+    assert checked.returncode == 0, checked.stderr
+    assert xarch_in_process("verify-signature", pushed.ref, "--key", str(folder / "ed.pub")).code == 0
