@@ -30,6 +30,7 @@ from tests.support.ci_pipelines import (
     run_gitlab,
 )
 from tests.support.hello import HELLO, REPO, HelloBuild, hello_binaries, hello_build  # noqa: F401
+from tests.support.needs import need_tool
 from tests.support.registry import Registry, auth_registry  # noqa: F401
 from xarch.oci.digest import OCI_INDEX
 
@@ -70,6 +71,12 @@ def xarch_shim(folder: Path) -> Path:
 
 def make_runner(tmp: Path, registry: Registry) -> Runner:
     assert registry.username and registry.password
+    # The doc's signing key: a real `cosign generate-key-pair`, as its secrets and variables hold it.
+    keys, password = tmp / "cosign-keys", "ci-docs-key-password"
+    keys.mkdir(parents=True)
+    made = subprocess.run([need_tool("cosign"), "generate-key-pair"], cwd=keys, capture_output=True,
+                          env={**os.environ, "COSIGN_PASSWORD": password}, timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
     contexts = {
         # GitHub: only these expressions besides ${{ matrix.* }}.
         "github.actor": registry.username,
@@ -79,6 +86,13 @@ def make_runner(tmp: Path, registry: Registry) -> Runner:
         "CI_REGISTRY_USER": registry.username,
         "CI_REGISTRY_PASSWORD": registry.password,
         "CI_PROJECT_PATH": "ci-docs",
+        # The signing key: GitHub secrets (the key's text) and a variable; GitLab File variables (paths).
+        "secrets.COSIGN_PRIVATE_KEY": (keys / "cosign.key").read_text(),
+        "secrets.COSIGN_PASSWORD": password,
+        "vars.COSIGN_PUBLIC_KEY": (keys / "cosign.pub").read_text(),
+        "COSIGN_PRIVATE_KEY": str(keys / "cosign.key"),
+        "COSIGN_KEY_PASSWORD": password,
+        "COSIGN_PUBLIC_KEY": str(keys / "cosign.pub"),
     }
     overrides = {"REGISTRY": registry.host, "IMAGE": IMAGE, "XARCH_PUSH_FLAGS": "--insecure"}
     return Runner(tmp / "jobs", checkout, overrides, contexts, path_prefix=[xarch_shim(tmp / "bin")])
@@ -121,6 +135,7 @@ def check_pipeline(runs: list[JobRun], build: HelloBuild, registry: Registry,
     last = final.steps[-1]
     assert "xarch verify" in last.script and "--against" in last.script and last.returncode == 0
     assert "the published image is what this recipe builds" in last.output
+    assert "signatures: 3 manifest(s)" in last.output, "verify checked the index's and manifests' signatures"
     assert published_index_digest(registry, TAG) == build.index_digest, "assembled index != local build"
     # Attached beside the images: each platform's SBOMs and provenance, the final job's attestation.
     for platform in ("amd64", "arm64"):

@@ -157,6 +157,7 @@ CLASSES = [
     ("xarch.store", "DigestMismatch", ExitCode.INPUT),
     ("xarch.registry.mediatypes", "UnsupportedInDocker", ExitCode.INPUT),
     ("xarch.errors", "Verdict", ExitCode.VERDICT),
+    ("xarch.sign.keys", "KeyFileError", ExitCode.INPUT),
 ]
 
 

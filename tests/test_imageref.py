@@ -123,8 +123,11 @@ def test_commands_say_which_kind_they_took(images: dict[str, Path], tmp_path: Pa
     diffed = run_cli("diff", "out.tar", "oci:layout", cwd=tmp_path)
     assert diffed.returncode == 0, diffed.stderr
     assert "A: oci-archive out.tar; B: oci oci:layout" in diffed.stderr
-    refused = run_cli("inspect", "docker://127.0.0.1:5000/a:b", cwd=tmp_path)
+    refused = run_cli("push", "docker://127.0.0.1:5000/a:b", "127.0.0.1:5000/c:d", cwd=tmp_path)
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
-        "xarch: error: inspect docker://127.0.0.1:5000/a:b: is a registry image; "
-        "this command takes an OCI layout folder, an oci-archive or a docker-archive")
+        "xarch: error: push docker://127.0.0.1:5000/a:b: is a registry image; "
+        "this command takes an OCI layout folder or an oci-archive")
+    # inspect takes a registry image too (its signatures, docs/signing.md): it went to the registry.
+    asked = run_cli("inspect", "docker://127.0.0.1:9/a:b", cwd=tmp_path)
+    assert (asked.returncode, asked.stderr) == (4, "xarch: error: cannot connect to registry 127.0.0.1:9\n")

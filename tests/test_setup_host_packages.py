@@ -152,6 +152,26 @@ def test_every_tool_a_test_needs_comes_from_a_package_setup_host_installs() -> N
         package, essential, priority = (line.split() + ["", ""])[:3]
         if essential == "yes" or priority == "required":
             have.add(package)
-    missing = {tool: package_of(tool) for tool in sorted(tools_the_tests_need())}
+    missing = {tool: package_of(tool) for tool in sorted(tools_the_tests_need() - trixie_tools())}
     missing = {tool: package for tool, package in missing.items() if package not in have}
     assert not missing, f"tools the tests need whose packages setup-host does not install: {missing}"
+
+
+def trixie_tools() -> set[str]:
+    """The tools setup-host takes out of Debian trixie's packages into /usr/local/bin (bookworm has none)."""
+    result = subprocess.run(["bash", str(SETUP_HOST), "--print-trixie-tools"], capture_output=True, text=True,
+                            timeout=60, check=True)
+    return set(result.stdout.split())
+
+
+def test_the_tools_taken_from_trixie_are_setup_hosts_and_run_here() -> None:
+    """cosign and oras (tests/test_sign.py's oracles) come from trixie as buildx does: the binary only,
+    with the Debian version it came from beside it; each runs on this bookworm libc."""
+    tools = trixie_tools()
+    assert {"cosign", "oras"} <= tools <= tools_the_tests_need()
+    for tool in sorted(tools):
+        path = Path(need_tool(tool))
+        marker = path.parent / f".{tool}.deb-version"
+        assert marker.is_file() and marker.read_text().strip(), f"{path} was not put there by setup-host"
+        ran = subprocess.run([str(path), "version"], capture_output=True, text=True, timeout=60, check=False)
+        assert ran.returncode == 0, ran.stderr

@@ -85,6 +85,9 @@ class LazyGroup(click.Group):
         "trace": "xarch.trace.commands:trace_command",
         "sbom": "xarch.sbom.commands:sbom_command",
         "referrers": "xarch.sbom.commands:referrers_command",
+        "sign": "xarch.sign.commands:sign_command",
+        "verify-signature": "xarch.sign.commands:verify_signature_command",
+        "attest": "xarch.sign.commands:attest_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -155,6 +158,10 @@ recipe_option = click.option(
 @click.option("--no-cache", is_flag=True, help="Rebuild every image even when no input changed.")
 @click.option("--push", "push_ref", metavar="REF", help="Also push the index to REF (host/repo:tag).")
 @click.option("--insecure", is_flag=True, help="With --push: plain HTTP / no TLS verification.")
+@click.option("--sign-key", type=click.Path(path_type=Path), metavar="KEY",
+              help="With --push: sign the index and every manifest with this cosign key (docs/signing.md).")
+@click.option("--password-stdin", is_flag=True, help="With --sign-key: its password from stdin "
+              "(default: $COSIGN_PASSWORD).")
 @click.option("--load", "load_tag", is_flag=False, flag_value="", default=None, metavar="[TAG]",
               help="Also load the host's (or --docker-platform's) image into Docker, tagged.")
 @click.option("-v", "--verbose", is_flag=True,
@@ -165,10 +172,18 @@ recipe_option = click.option(
 @click.option("--provenance", is_flag=True, help="Attach each platform's SLSA v1 provenance.")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
                   docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
-                  no_cache: bool, push_ref: str | None, insecure: bool, load_tag: str | None, verbose: bool,
-                  quiet: bool, sbom_formats: str | None, provenance: bool) -> None:
+                  no_cache: bool, push_ref: str | None, insecure: bool, sign_key: Path | None,
+                  password_stdin: bool, load_tag: str | None, verbose: bool, quiet: bool,
+                  sbom_formats: str | None, provenance: bool) -> None:
     """Build the recipe for every platform into one OCI image index."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
+    signer = None
+    if sign_key is not None:  # the key is opened before the build: a wrong password costs no build
+        if not push_ref:
+            raise XarchError("--sign-key needs --push REF (signatures are stored in the registry)")
+        from xarch.sign.keys import signing_key_from
+
+        signer = signing_key_from(sign_key, password_stdin)
     loaded = load(recipe_path)
     store = Store()
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
@@ -199,7 +214,12 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         loaded_image = load_built_image(image_for(artifact, for_docker), load_tag or repo_tag)
         reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
     if push_ref:
-        push_artifact(artifact, push_ref, insecure, quiet or as_json)
+        pushed = push_artifact(artifact, push_ref, insecure, quiet or as_json)
+        if signer is not None:
+            from xarch.registry.client import Settings
+            from xarch.sign.commands import sign_pushed
+
+            sign_pushed(pushed, signer, Settings(insecure=insecure), quiet=quiet or as_json)
     summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
     print_summary(summary, as_json, stdout)
 
@@ -210,26 +230,38 @@ def _sbom_formats(text: str | None) -> tuple[str, ...]:
     return parse_formats(text) if text is not None else ()
 
 
-def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> None:
-    """Push through a layout written to a temporary folder: the same path as `xarch push`."""
+def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> str:
+    """Push through a layout written to a temporary folder: the same path as `xarch push`. Returns
+    the pushed reference, pinned to the index digest."""
     from xarch.registry.commands import Settings, progress_for
     from xarch.registry.push import push_layout
 
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as tmp:
         layout = Path(tmp) / "layout"
         write_layout(artifact, layout)
-        push_layout(layout, ref, settings=Settings(insecure=insecure), progress=progress_for(quiet=quiet))
+        return push_layout(layout, ref, settings=Settings(insecure=insecure),
+                           progress=progress_for(quiet=quiet)).reference
 
 
 @cli.command("inspect")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def inspect_command(target: str, as_json: bool) -> None:
+@click.option("--insecure", is_flag=True, help="A registry image: plain HTTP / no TLS verification.")
+def inspect_command(target: str, as_json: bool, insecure: bool) -> None:
     """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
-    docker-archive:FILE)."""
-    from xarch.imageref import LOCAL_KINDS, parse_image_ref
+    docker-archive:FILE); of a registry image, the cosign signatures and attestations of its index
+    and every manifest."""
+    from xarch.imageref import KINDS, REGISTRY, parse_image_ref
 
-    ref = parse_image_ref(target, LOCAL_KINDS, "inspect")
+    ref = parse_image_ref(target, KINDS, "inspect")
+    if ref.kind == REGISTRY:
+        from xarch.registry.client import Settings
+        from xarch.registry.reference import parse_reference
+        from xarch.sign.commands import print_signatures
+
+        assert ref.reference is not None
+        print_signatures(parse_reference(ref.reference), Settings(insecure=insecure), as_json)
+        return
     assert ref.path is not None
     summary = summarize_path(ref.path, ref.kind, target)
     from xarch.sbom.commands import print_referrers, referrer_rows, rows_json  # attachments (SBOMs, ...)
@@ -252,6 +284,10 @@ def inspect_command(target: str, as_json: bool) -> None:
               help="Instead: rebuild once and compare the whole index with this registry image, OCI layout "
                    "or oci-archive.")
 @click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
+@click.option("--key", "key_path", type=click.Path(path_type=Path), metavar="KEY",
+              help="With --against REF: first check REF's cosign signatures with this key (cosign.pub, or "
+                   "cosign.key: its public half), exit 1 when the index or a manifest is unsigned or signed "
+                   "otherwise; then compare that digest.")
 @click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]), default=None,
               help="How stage steps run in every build (default: each stage's; with --against: the "
                    "strategy the published image recorded, which this must match).")
@@ -260,8 +296,8 @@ def inspect_command(target: str, as_json: bool) -> None:
               help="With --against REF (a registry image): when the rebuild matches, attach a reproduction "
                    "attestation to it ($XARCH_BUILDER_ID names this builder).")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
-                   against: str | None, insecure: bool, strategy: str | None, as_json: bool,
-                   attest: bool = False) -> None:
+                   against: str | None, insecure: bool, key_path: Path | None, strategy: str | None,
+                   as_json: bool, attest: bool = False) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
     from xarch.verify import parse_variations, print_report, rebuild_and_compare, verdict_error
 
@@ -283,6 +319,12 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
             raise XarchError(f"--attest: {ref.label} is not a registry image; attestations are pushed "
                              "as referrers of a published index")
         reporter = Reporter(quiet=as_json)
+        if key_path is not None:
+            from xarch.sign.commands import checked_signatures
+
+            # Signatures first, before any rebuild; then the digest they cover is what is compared.
+            # A private key also signs what --attest attaches (xarch.sign.commands.sign_reproduction).
+            ref, _signer = checked_signatures(ref, key_path, Settings(insecure=insecure), reporter)
         reporter.info(f"comparing with {ref.label}")
         recorded = published_strategies(ref, Settings(insecure=insecure))
         local = rebuilt_side(loaded, platforms, reporter, strategy, recorded)
@@ -303,6 +345,8 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
             reporter.info(f"attached reproduction attestation {attached.digest} to {ref.reference} "
                           f"(referrers {'API' if via == 'api' else 'tag'})")
         return
+    if key_path is not None:
+        raise XarchError("--key needs --against REF (it checks the published image's signatures)")
     variations = parse_variations(variation_list)
     report = rebuild_and_compare(loaded, platforms, Reporter(quiet=as_json), variations, strategy)
     print_report(report, as_json, stdout)
