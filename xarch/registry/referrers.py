@@ -199,12 +199,13 @@ def fetch_attachment(client: RegistryClient, repository: str, descriptor: dict[s
     except (ValueError, RecursionError):
         raise CorruptAnswer(f"{where}: manifest is not JSON") from None
     layers = manifest.get("layers") if isinstance(manifest, dict) else None
-    if not isinstance(layers, list) or not layers or not isinstance(layers[0], dict) \
-            or not isinstance(layers[0].get("digest"), str):
+    if not isinstance(layers, list) or not layers:
         raise CorruptAnswer(f"{where}: an attachment manifest without a payload layer")
-    layer = layers[0]
-    size = layer.get("size") if isinstance(layer.get("size"), int) else None
-    return manifest, client.get_blob(repository, layer["digest"], size)
+    try:
+        _, digest, size = descriptor_fields(layers[0], where)
+    except BadDescriptor as error:
+        raise CorruptAnswer(str(error)) from None
+    return manifest, client.get_blob(repository, digest, size)
 
 
 def push_attachments(client: RegistryClient, repository: str, attachments: Sequence[Attachment]) -> list[str]:
