@@ -308,6 +308,9 @@ def test_attest_needs_a_registry_image(built: dict[str, Path], project: Path) ->
                    cache=built["cache"])
     assert result.returncode == 2
     assert "--attest: OCI layout folder" in result.stderr
+    alone = xarch("verify", "-f", str(project), "--attest", cache=built["cache"])
+    assert alone.returncode == 2 and error_lines(alone) == [
+        "xarch: error: --attest: needs --against REF (the published image the attestation is about)"]
 
 
 def test_skopeo_copies_the_image_and_the_referrers_tag(registry: Registry, built: dict[str, Path],
