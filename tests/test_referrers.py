@@ -66,3 +66,25 @@ def test_referrers_api(referrers_registry: ReferrersRegistry, tmp_path: Path) ->
     _round_trip(client, subject, "api")
     # A registry with the API needs no fallback tag: none was written or read.
     assert not any(referrers_tag(subject.digest) in line for line in referrers_registry.state.requests)
+
+
+def test_a_hostile_referrers_answer_is_refused(referrers_registry: ReferrersRegistry, tmp_path: Path) -> None:
+    """A listing whose digest is not sha256:<64 hex> is the registry's fault (exit 4), never a URL."""
+    import pytest
+
+    from xarch.errors import ExitCode
+    from xarch.registry.errors import CorruptAnswer
+
+    client, subject = _pushed(referrers_registry.host, tmp_path)
+    tag = referrers_tag(subject.digest)
+    bad = json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": "sha256:../../../v2/_catalog", "size": 1}]}).encode()
+    # Served as the referrers tag, read as the fallback reads it (this server's API lists only
+    # manifests it stored, which are well-formed).
+    referrers_registry.state.manifests[("demo/app", tag)] = (bad, "application/vnd.oci.image.index.v1+json")
+    with pytest.raises(CorruptAnswer) as caught:
+        from xarch.registry import referrers
+
+        referrers._tag_index(client, "demo/app", subject.digest)
+    assert caught.value.exit_code == ExitCode.NETWORK
+    assert "sha256:<64 hex digits>" in str(caught.value)

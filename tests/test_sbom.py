@@ -308,6 +308,9 @@ def test_attest_needs_a_registry_image(built: dict[str, Path], project: Path) ->
                    cache=built["cache"])
     assert result.returncode == 2
     assert "--attest: OCI layout folder" in result.stderr
+    alone = xarch("verify", "-f", str(project), "--attest", cache=built["cache"])
+    assert alone.returncode == 2 and error_lines(alone) == [
+        "xarch: error: --attest: needs --against REF (the published image the attestation is about)"]
 
 
 def test_skopeo_copies_the_image_and_the_referrers_tag(registry: Registry, built: dict[str, Path],
@@ -330,6 +333,14 @@ def test_skopeo_copies_the_image_and_the_referrers_tag(registry: Registry, built
 
     copy("1.0")
     amd64 = manifests(built["attested"])["amd64"]
+    # From the layout too: skopeo reads the tagged image index and ignores the attachments beside it.
+    subprocess.run(["skopeo", "copy", "--all", "--dest-tls-verify=false", f"oci:{built['attested']}:1.0",
+                    f"docker://{host}/from-layout/app:1.0"], check=True, capture_output=True)
+    import requests
+
+    served = requests.get(f"http://{host}/v2/from-layout/app/manifests/1.0", timeout=10,
+                          headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+    assert served.headers["Docker-Content-Digest"] == index_digest(built["attested"])
     from xarch.registry.client import RegistryClient
     from xarch.registry.referrers import list_referrers
 

@@ -37,7 +37,7 @@ from urllib.parse import quote
 from xarch.oci.artifact import Attachment
 from xarch.oci.digest import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json, hex_of
 from xarch.oci.schema import parse_document
-from xarch.oci.verified import descriptor_fields, json_object, read_verified
+from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object, read_verified
 from xarch.registry.client import RegistryClient
 from xarch.registry.errors import CorruptAnswer, LayoutError, RegistryError
 
@@ -105,10 +105,14 @@ def _index_manifests(data: bytes, where: str) -> list[dict[str, Any]]:
     except (ValueError, RecursionError):
         raise CorruptAnswer(f"{where}: not JSON") from None
     manifests = document.get("manifests") if isinstance(document, dict) else None
-    if not isinstance(manifests, list) or not all(
-            isinstance(m, dict) and isinstance(m.get("digest"), str) and isinstance(m.get("size"), int)
-            and isinstance(m.get("mediaType"), str) for m in manifests):
+    if not isinstance(manifests, list):
         raise CorruptAnswer(f"{where}: not an image index of descriptors")
+    for entry in manifests:
+        # The digest becomes part of a URL: only sha256:<64 hex> (BadDescriptor → CorruptAnswer, exit 4).
+        try:
+            descriptor_fields(entry, where)
+        except BadDescriptor as error:
+            raise CorruptAnswer(str(error)) from None
     return manifests
 
 
@@ -195,12 +199,13 @@ def fetch_attachment(client: RegistryClient, repository: str, descriptor: dict[s
     except (ValueError, RecursionError):
         raise CorruptAnswer(f"{where}: manifest is not JSON") from None
     layers = manifest.get("layers") if isinstance(manifest, dict) else None
-    if not isinstance(layers, list) or not layers or not isinstance(layers[0], dict) \
-            or not isinstance(layers[0].get("digest"), str):
+    if not isinstance(layers, list) or not layers:
         raise CorruptAnswer(f"{where}: an attachment manifest without a payload layer")
-    layer = layers[0]
-    size = layer.get("size") if isinstance(layer.get("size"), int) else None
-    return manifest, client.get_blob(repository, layer["digest"], size)
+    try:
+        _, digest, size = descriptor_fields(layers[0], where)
+    except BadDescriptor as error:
+        raise CorruptAnswer(str(error)) from None
+    return manifest, client.get_blob(repository, digest, size)
 
 
 def push_attachments(client: RegistryClient, repository: str, attachments: Sequence[Attachment]) -> list[str]:
