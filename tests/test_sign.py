@@ -322,6 +322,15 @@ def test_build_push_signs_and_verify_against_checks_first(registry: Registry, ke
     assert with_private.returncode == 0, with_private.stderr
     assert f"3 manifest(s) of {registry.host}/e2e/signed@{index} signed by {keys.private}" \
         in with_private.stderr
+    # With the private key, --attest also stores the reproduction attestation signed: cosign accepts it.
+    attested = xarch("verify", "-f", str(recipe), "--against", signed_ref, "--insecure", "--key",
+                     str(keys.private), "--attest", cache=tmp_path / "verify-cache", extra_env=password)
+    assert attested.returncode == 0, attested.stderr
+    from xarch.sbom.provenance import REPRODUCTION
+
+    checked = cosign("verify-attestation", "--key", str(keys.public), "--type", REPRODUCTION, *OFFLINE,
+                     f"{registry.host}/e2e/signed@{index}")
+    assert checked.returncode == 0, checked.stderr
     # Unsigned, or signed by another key: exit 1 naming the index, and no rebuild (its cache never made).
     pushed = xarch("build", "-f", str(recipe), "-q", "--push", unsigned_ref, "--insecure", "-o",
                    f"oci:{tmp_path / 'out2'}", cache=tmp_path / "cache")

@@ -324,7 +324,7 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
 
             # Signatures first, before any rebuild; then the digest they cover is what is compared.
             # A private key also signs what --attest attaches (xarch.sign.commands.sign_reproduction).
-            ref, _signer = checked_signatures(ref, key_path, Settings(insecure=insecure), reporter)
+            ref, signer = checked_signatures(ref, key_path, Settings(insecure=insecure), reporter)
         reporter.info(f"comparing with {ref.label}")
         recorded = published_strategies(ref, Settings(insecure=insecure))
         local = rebuilt_side(loaded, platforms, reporter, strategy, recorded)
@@ -344,6 +344,11 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
                                              ref.reference, result, Settings(insecure=insecure))
             reporter.info(f"attached reproduction attestation {attached.digest} to {ref.reference} "
                           f"(referrers {'API' if via == 'api' else 'tag'})")
+            if signer is not None:  # --key was the private key: the signed copy cosign reads
+                from xarch.sign.commands import sign_reproduction
+
+                sign_reproduction(ref.reference, attached.payload, signer, Settings(insecure=insecure),
+                                  reporter)
         return
     if key_path is not None:
         raise XarchError("--key needs --against REF (it checks the published image's signatures)")
