@@ -10,6 +10,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,6 +20,7 @@ from rich.console import Console
 from xarch import __version__
 from xarch import platforms as platform_data
 from xarch.build import BuildInputs, build
+from xarch.buildopts import DEFAULT_LOG_LINES
 from xarch.contents import check_sources
 from xarch.errors import ExitCode, XarchError
 from xarch.oci.layout import Artifact, write_layout
@@ -121,16 +123,30 @@ recipe_option = click.option(
 @click.option("--insecure", is_flag=True, help="With --push: plain HTTP / no TLS verification.")
 @click.option("--load", "load_tag", is_flag=False, flag_value="", default=None, metavar="[TAG]",
               help="Also load the host's (or --docker-platform's) image into Docker, tagged.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Say what each step does, and which scripts were not run.")
+@click.option("-v", "--verbose", is_flag=True, help="Say what each part of the build does.")
+@click.option("--show-scripts", is_flag=True,
+              help="List the maintainer scripts not run and what xarch wrote in their place.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE",
+              help="Set a build argument the recipe declares in args: (repeatable).")
+@click.option("--secret", "secrets", multiple=True, metavar="id=NAME,src=FILE|env=VAR",
+              help="A secret for steps listing it: read-only at /run/secrets/NAME, in no output or "
+                   "cache key (repeatable).")
+@click.option("--log-lines", type=click.IntRange(min=1), default=DEFAULT_LOG_LINES, show_default=True,
+              help="How many of a failed step's last output lines to print.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="An image config label, over the recipe's config.labels (repeatable).")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
                   docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
                   no_cache: bool, push_ref: str | None, insecure: bool, load_tag: str | None, verbose: bool,
-                  quiet: bool) -> None:
+                  show_scripts: bool, quiet: bool, build_args: tuple[str, ...], secrets: tuple[str, ...],
+                  log_lines: int, labels: tuple[str, ...]) -> None:
     """Build the recipe for every platform into one OCI image index."""
-    reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
+    from xarch.buildopts import parse_labels, resolve
+
+    reporter = Reporter(quiet=quiet or as_json, verbose=verbose, show_scripts=show_scripts)
     loaded = load(recipe_path)
+    options = replace(resolve(loaded, build_args, secrets, log_lines), labels=parse_labels(labels))
     store = Store()
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
@@ -141,7 +157,8 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
                   f"(epoch {epoch}: {epoch_source})")
     lock = ensure_lock(loaded, locked, store, reporter)
-    artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
+    artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache,
+                                 options=options), reporter)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
@@ -245,7 +262,7 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except XarchError as error:
         _debug_traceback()
-        _fail(f"xarch: error: {error}", error.exit_code, error.details)
+        _fail(f"xarch: error: {error}", error.exit_code, error.details, error.hint)
     except (click.exceptions.Abort, KeyboardInterrupt):
         _fail("xarch: interrupted", 130)
     except click.ClickException as error:
@@ -284,13 +301,15 @@ def _os_error_text(error: OSError) -> str:
     return f"{' -> '.join(names)}: {reason}" if names else reason
 
 
-def _fail(message: str, code: int, details: Sequence[str] = ()) -> NoReturn:
+def _fail(message: str, code: int, details: Sequence[str] = (), hint: str = "") -> NoReturn:
     """Print MESSAGE as exactly one line (a file name may hold a newline or bytes that are not UTF-8),
     then DETAILS (a failed step's last output lines), each indented as quoted context."""
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
     click.echo(one_line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     for line in details:
         click.echo("  | " + line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+    if hint:
+        click.echo("hint: " + " ".join(hint.split()), err=True)
     sys.exit(code)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xarch import platforms as platform_data
+from xarch.buildopts import BuildOptions
 from xarch.contents import add_file_specs
 from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree
@@ -121,7 +122,7 @@ class StageRunner:
     def __init__(self, loaded: LoadedRecipe, platform: platform_data.Platform, epoch: int,
                  lock: Lock | None, store: Store, workdir: Path, reporter: Reporter,
                  strategy_override: str | None = None, use_cache: bool = True,
-                 recorded: dict[str, str] | None = None) -> None:
+                 recorded: dict[str, str] | None = None, options: BuildOptions | None = None) -> None:
         self.loaded = loaded
         self.platform = platform
         self.epoch = epoch
@@ -133,6 +134,7 @@ class StageRunner:
         self.use_cache = use_cache  # False (--no-cache): steps and buildx run again
         # stage → what a published image recorded (verify --against): used, not chosen.
         self.recorded = recorded or {}
+        self.options = options or BuildOptions()  # --build-arg, --secret, --log-lines
         self.results: dict[str, StageResult] = {}
         self.used: dict[str, str] = {}  # stage → strategy_record text, in build order
 
@@ -200,11 +202,16 @@ class StageRunner:
             source = base / "src"
             shutil.copytree(self.loaded.folder / spec.source, source, symlinks=True, ignore=ignore_in_source)
             inputs = {"root": tree_digest(root)}
-            steps = [StepSpec(step.run, step.network) for step in spec.steps]
+            steps = [StepSpec(step.run, step.network, tuple(step.env.items()), tuple(step.secrets),
+                              tuple(step.ca_certificates), f"stages.{name}.steps[{index}]")
+                     for index, step in enumerate(spec.steps)]
             cache = StepCache() if self.use_cache else StepCache(base / "step-cache")
+            prefix = f"{name}/{self.platform.name}"
             run_stage_steps(steps, root, self.platform, strategy, source, self.epoch, cache,
-                            lambda line: self.reporter.detail(f"{label}: {line}"),
-                            stage=name, inputs=inputs)
+                            lambda line: self.reporter.step_output(prefix, line),
+                            stage=name, inputs=inputs, args=self.options.args, secrets=self.options.secrets,
+                            log_lines=self.options.log_lines,
+                            status=lambda text: self.reporter.step_status(f"{label} {text.split(' ', 1)[1]}"))
         return StageResult(name, root=root)
 
     def _buildx(self, name: str, spec: StageSpec) -> StageResult:
