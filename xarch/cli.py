@@ -119,7 +119,10 @@ recipe_option = click.option(
               help="How stage steps run for every platform (default: each stage's own, auto).")
 @click.option("--locked", is_flag=True, help="Fail if xarch.lock is missing or does not match the recipe.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every image even when no input changed.")
-@click.option("--push", "push_ref", metavar="REF", help="Also push the index to REF (host/repo:tag).")
+@click.option("--push", "push_refs", metavar="REF", multiple=True,
+              help="Also push the index to REF (host/repo:tag); repeatable.")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]",
+              help="The name a docker-archive and --load carry (default: the recipe's name:tag); repeatable.")
 @click.option("--insecure", is_flag=True, help="With --push: plain HTTP / no TLS verification.")
 @click.option("--load", "load_tag", is_flag=False, flag_value="", default=None, metavar="[TAG]",
               help="Also load the host's (or --docker-platform's) image into Docker, tagged.")
@@ -138,7 +141,8 @@ recipe_option = click.option(
               help="An image config label, over the recipe's config.labels (repeatable).")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
                   docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
-                  no_cache: bool, push_ref: str | None, insecure: bool, load_tag: str | None, verbose: bool,
+                  no_cache: bool, push_refs: tuple[str, ...], tags: tuple[str, ...], insecure: bool,
+                  load_tag: str | None, verbose: bool,
                   show_scripts: bool, quiet: bool, build_args: tuple[str, ...], secrets: tuple[str, ...],
                   log_lines: int, labels: tuple[str, ...]) -> None:
     """Build the recipe for every platform into one OCI image index."""
@@ -147,54 +151,87 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose, show_scripts=show_scripts)
     loaded = load(recipe_path)
     options = replace(resolve(loaded, build_args, secrets, log_lines), labels=parse_labels(labels))
+    repo_tags = check_names(tags, push_refs) or [f"{loaded.recipe.name}:{loaded.recipe.tag}"]
     store = Store()
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
     for_docker = choose_docker_platform(platforms, docker_platform)
     check_outputs(specs, platforms, for_docker, loaded.path)
     check_sources(loaded, platforms)
+    if any(stage.steps for stage in loaded.recipe.stages.values()):
+        from xarch.stages import check_strategies  # before the lock and any download
+
+        check_strategies(loaded, platforms, strategy, reporter)
     epoch, epoch_source = resolve_epoch(loaded)
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
                   f"(epoch {epoch}: {epoch_source})")
     lock = ensure_lock(loaded, locked, store, reporter)
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache,
                                  options=options), reporter)
-    repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
-        write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
+        write_output(artifact, spec, epoch, repo_tags, for_docker, loaded.path)
         reporter.info(f"wrote {spec}")
     if load_tag is not None:
         from xarch.docker.load import load_built_image
 
-        loaded_image = load_built_image(image_for(artifact, for_docker), load_tag or repo_tag)
-        reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
-    if push_ref:
-        push_artifact(artifact, push_ref, insecure, quiet or as_json)
+        for name in [load_tag] if load_tag else repo_tags:
+            loaded_image = load_built_image(image_for(artifact, for_docker), name)
+            reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
+    if push_refs:
+        push_artifact(artifact, push_refs, insecure, quiet or as_json)
     summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
     print_summary(summary, as_json, stdout)
 
 
-def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> None:
-    """Push through a layout written to a temporary folder: the same path as `xarch push`."""
+def check_names(tags: Sequence[str], push_refs: Sequence[str]) -> list[str]:
+    """Check every -t and --push reference before the build (one line naming a bad one); the tags."""
+    from xarch.registry.reference import parse_reference
+
+    for option, names in (("-t", tags), ("--push", push_refs)):
+        for name in names:
+            try:
+                reference = parse_reference(name)
+            except XarchError as error:
+                raise XarchError(f"{option} {name!r}: {error}") from None
+            if option == "-t" and reference.digest:
+                raise XarchError(f"-t {name!r}: a tag names the image, not a digest")
+    return [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest" for name in tags]
+
+
+def push_artifact(artifact: Artifact, refs: Sequence[str] | str, insecure: bool, quiet: bool) -> None:
+    """Push through a layout written to a temporary folder (once for every REFS): the same
+    path as `xarch push`."""
     from xarch.registry.commands import Settings, progress_for
     from xarch.registry.push import push_layout
 
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as tmp:
         layout = Path(tmp) / "layout"
         write_layout(artifact, layout)
-        push_layout(layout, ref, settings=Settings(insecure=insecure), progress=progress_for(quiet=quiet))
+        for ref in [refs] if isinstance(refs, str) else refs:
+            push_layout(layout, ref, settings=Settings(insecure=insecure), progress=progress_for(quiet=quiet))
 
 
 @cli.command("inspect")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def inspect_command(target: str, as_json: bool) -> None:
+@click.option("--platform", help="The image of this platform (arm64), with --config, --files, --packages.")
+@click.option("--config", "view", flag_value="config", help="Print the image config.")
+@click.option("--files", "view", flag_value="files", help="List every file of the image (layers applied).")
+@click.option("--packages", "view", flag_value="packages", help="List the Debian packages the image holds.")
+def inspect_command(target: str, as_json: bool, platform: str | None, view: str | None) -> None:
     """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
-    docker-archive:FILE)."""
+    docker-archive:FILE); with --config, --files or --packages, inside one of them."""
     from xarch.imageref import LOCAL_KINDS, parse_image_ref
 
     ref = parse_image_ref(target, LOCAL_KINDS, "inspect")
     assert ref.path is not None
+    if view:
+        from xarch.inspectview import show
+
+        show(target, platform, view, as_json, stdout)
+        return
+    if platform:
+        raise XarchError("inspect --platform: give --config, --files or --packages as well")
     print_summary(summarize_path(ref.path, ref.kind, target), as_json, stdout)
 
 

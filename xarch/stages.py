@@ -171,6 +171,9 @@ class StageRunner:
                                         f"stage {name!r} ({self.platform.name})")
             return strategy, f"the image recorded {recorded}"
         chosen = self.strategy_override or spec.strategy
+        if chosen == "cross" and self.platform.name == host.name:
+            # The host's own architecture needs no cross toolchain: decided here, before any download.
+            return "native", f"cross asked for, but {host.name} is the host's architecture"
         if chosen == "auto":
             return choose_strategy(self.platform, spec.cross, host)
         return chosen, "asked for"  # type: ignore[return-value]
@@ -232,3 +235,22 @@ class StageRunner:
         if tree is None:
             raise BuildError(f"stage {name}: buildx returned nothing for {self.platform.name}")
         return StageResult(name, tree=tree)
+
+
+def check_strategies(loaded: LoadedRecipe, platforms: tuple[platform_data.Platform, ...],
+                     override: str | None, reporter: Reporter) -> None:
+    """Choose each step stage's strategy for every platform and check this host can run it,
+    before anything is downloaded: StrategyUnavailable (exit 3) names the stage and platform.
+    `cross` for the host's own architecture is `native` (see StageRunner._strategy)."""
+    from xarch.run.steps import check_strategy
+
+    host = platform_data.host()
+    for platform in platforms:
+        runner = StageRunner(loaded, platform, 0, None, Store(), Path("/nonexistent"), reporter, override)
+        for name, spec in loaded.recipe.stages.items():
+            if spec.steps and not spec.dockerfile:
+                strategy, _ = runner._strategy(name, spec)
+                try:
+                    check_strategy(platform, strategy, host)
+                except StrategyUnavailable as error:
+                    raise StrategyUnavailable(f"stage {name!r}: {error}") from None

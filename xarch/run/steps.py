@@ -120,7 +120,8 @@ def _run_one(
     return run_in_rootfs(rootfs, step.run, env, cwd=cwd, network=step.network, log=log, binds=binds)
 
 
-def _check_strategy(platform: Platform, strategy: Strategy, host: Platform) -> None:
+def check_strategy(platform: Platform, strategy: Strategy, host: Platform) -> None:
+    """StrategyUnavailable (or EmulationUnavailable) when STRATEGY cannot build PLATFORM on HOST."""
     if strategy == "native" and platform.name != host.name:
         raise StrategyUnavailable(
             f"strategy native cannot build {platform.name} on a {host.name} host (use cross or emulate)"
@@ -172,7 +173,7 @@ def run_stage_steps(
     from xarch import platforms
 
     host = host or platforms.host()
-    _check_strategy(platform, strategy, host)
+    check_strategy(platform, strategy, host)
     base_env = fixed_env(platform, epoch)
     if strategy == "cross":
         base_env.update(cross.toolchain_env(platform, host))

@@ -1,0 +1,87 @@
+"""`xarch build` options a buildx user expects: several -t and --push, --label, --strategy cross
+with the host's own architecture (native, decided before anything is fetched)."""
+
+# ruff: noqa: F811
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+from tests.support.e2e import EPOCH, index_digest, xarch, xarch_ok
+from tests.support.needs import need_tool
+from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
+from tests.test_e2e_stages import SHELL, busybox_shell, write_recipe  # noqa: F401
+from xarch import platforms
+
+HOST = platforms.host().name
+
+FILES_RECIPE = f"""\
+name: options
+platforms: [{HOST}]
+epoch: {EPOCH}
+files:
+  - {{src: data.txt, dst: /data.txt}}
+config:
+  labels: {{from-recipe: "1", team: recipe}}
+"""
+
+
+def test_several_tags_name_a_docker_archive_and_labels_join_the_config(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "src", FILES_RECIPE, **{"data.txt": "data\n"})
+    archive = tmp_path / "image.tar"
+    xarch_ok("build", "-f", str(recipe), "-q", "-t", "team/app:1.0", "-t", "team/app", "--label", "team=cli",
+             "--label", "org.opencontainers.image.version=1.0", "-o", f"docker-archive:{archive}",
+             cache=tmp_path / "cache")
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config = json.load(tar.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+    assert manifest[0]["RepoTags"] == ["team/app:1.0", "team/app:latest"]
+    assert config["config"]["Labels"] == {"from-recipe": "1", "team": "cli",
+                                          "org.opencontainers.image.version": "1.0"}
+
+
+def test_a_bad_tag_or_label_is_one_line_before_the_build(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "src", FILES_RECIPE, **{"data.txt": "data\n"})
+    for args, message in ((("-t", "Team/App"), "-t 'Team/App': "), (("--push", "x y"), "--push 'x y': "),
+                          (("--label", "novalue"), "--label 'novalue': must be KEY=VALUE")):
+        result = xarch("build", "-f", str(recipe), *args, "-o", f"oci:{tmp_path / 'out'}",
+                       cache=tmp_path / "cache")
+        assert result.returncode == 2, result.stderr
+        [line] = result.stderr.splitlines()
+        assert line.startswith("xarch: error: " + message), line
+        assert not (tmp_path / "out").exists()
+
+
+def test_one_build_pushes_to_several_references(tmp_path: Path, registry: Registry) -> None:
+    skopeo = need_tool("skopeo")
+    recipe = write_recipe(tmp_path / "src", FILES_RECIPE, **{"data.txt": "data\n"})
+    out = tmp_path / "out"
+    refs = [f"{registry.host}/{name}" for name in ("team/app:1.0", "team/app:latest", "mirror/app:1")]
+    pushes = [arg for ref in refs for arg in ("--push", ref)]
+    xarch_ok("build", "-f", str(recipe), "-q", "-o", f"oci:{out}", *pushes, "--insecure",
+             cache=tmp_path / "cache")
+    for ref in refs:
+        raw = subprocess.run([skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                             capture_output=True, check=True).stdout
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        assert digest == index_digest(out), ref
+
+
+def test_strategy_cross_for_the_host_architecture_is_native(tmp_path: Path, busybox_shell: None) -> None:
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: cross-host
+platforms: [{HOST}]
+epoch: {EPOCH}
+stages:
+  build:
+{SHELL}    steps:
+      - run: mkdir -p /out && echo built > /out/file
+copy:
+  - {{from: "build:/out/file", dst: /file}}
+""")
+    result = xarch_ok("build", "-f", str(recipe), "--strategy", "cross", "-o", f"oci:{tmp_path / 'out'}",
+                      cache=tmp_path / "cache")
+    assert f"stage build: native (cross asked for, but {HOST} is the host's architecture)" in result.stderr
