@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -335,3 +336,54 @@ def test_the_documented_example_builds(tmp_path: Path, busybox_shell: None) -> N
     files = image_files(out, HOST)
     assert files["srv/message"].data == b"hi world\n"
     assert files["srv/token-length"].data.strip() == str(len(SECRET)).encode()
+
+
+def test_on_a_terminal_step_output_streams_under_its_progress_line(tmp_path: Path,
+                                                                   busybox_shell: None) -> None:
+    """stderr on a pseudo-terminal (not CI): rich's live display, not prefixed lines."""
+    import pty
+    import select
+    import sys
+
+    from tests.support.e2e import REPO
+
+    recipe = write_recipe(tmp_path / "src", ARGS_RECIPE.replace(
+        'echo "said $GREETING"', 'for i in 1 2 3; do echo "live line $i"; sleep 0.4; done'))
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "SOURCE_DATE_EPOCH")}
+    env.update(XARCH_CACHE=str(tmp_path / "cache"), TERM="xterm", COLUMNS="120",
+               PYTHONPATH=str(REPO))
+    process = subprocess.Popen([sys.executable, "-m", "xarch.cli", "build", "-f", str(recipe), "-o",
+                                f"oci:{tmp_path / 'out'}"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=slave, env=env, cwd=REPO)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert process.wait(timeout=60) == 0, seen.decode("utf-8", "replace")
+    text = seen.decode("utf-8", "replace")
+    assert "live line 3" in text, text
+    assert f"[build/{HOST}] live line" not in text  # the plain CI form is not used on a terminal
+    assert "\x1b[" in text  # drawn with terminal control sequences
+    assert "build step 1/1: done in" in text
+    assert f"[{HOST}] stage build step 1/1: running (native)" in text  # the progress line, as written
+
+
+def test_a_step_listing_a_secret_it_was_not_given_is_one_line(host_rootfs: Path, tmp_path: Path) -> None:
+    from xarch.errors import BuildError
+    from xarch.run.cache import StepCache
+    from xarch.run.steps import StepSpec, run_stage_steps
+
+    with pytest.raises(BuildError, match=r"stages.build.steps\[0\] lists secret 'token', which this command"):
+        run_stage_steps([StepSpec("true", secrets=("token",))], host_rootfs, platforms.host(), "native",
+                        tmp_path, EPOCH, StepCache(tmp_path / "cache"), print)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
@@ -33,8 +34,8 @@ class _StepProgress(Progress):
     """rich's Progress with the running step's last output lines under the bars."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        self.output: deque[str] = deque(maxlen=LIVE_LINES)  # first: Progress may render while it starts
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.output: deque[str] = deque(maxlen=LIVE_LINES)
 
     def get_renderables(self) -> Iterable[RenderableType]:
         yield self.make_tasks_table(self.tasks)
@@ -89,7 +90,7 @@ class Reporter:
         if isinstance(progress, _StepProgress):
             progress.output.clear()
         if message.endswith(")") and ": running (" in message:
-            self._step = progress.add_task(message, total=None)
+            self._step = progress.add_task(escape(message), total=None)  # "[amd64]" is not markup
         else:
             self.info(message)
 

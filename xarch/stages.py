@@ -224,7 +224,9 @@ class StageRunner:
         if not dockerfile.is_file():
             raise self.loaded.error(("stages", name, "dockerfile"), f"{spec.dockerfile}: no such file")
         context = folder / spec.context if spec.context else dockerfile.parent
-        stage = BuildxStage(dockerfile=dockerfile, context=context, build_args=dict(spec.build_args),
+        # The recipe's args (after --build-arg) reach the Dockerfile's ARGs; the stage's build_args win.
+        build_args = {**self.options.args, **spec.build_args}
+        stage = BuildxStage(dockerfile=dockerfile, context=context, build_args=build_args,
                             target=spec.target, builder=spec.builder, source_date_epoch=self.epoch,
                             no_cache=not self.use_cache)
         self.reporter.info(f"[{self.platform.name}] stage {name}: docker buildx build")

@@ -181,6 +181,12 @@ def run_stage_steps(
     secrets = secrets or {}
     masks = sorted({m for s in secrets.values() for m in s.masks()}, key=len, reverse=True)
     status = status or log
+    for number, step in enumerate(steps, start=1):
+        missing = [i for i in (*step.secrets, *step.ca_certificates) if i not in secrets]
+        if missing:  # the build command checks this up front (xarch.buildopts.resolve); others may not
+            where = step.where or f"stages.{stage}.steps[{number - 1}]"
+            raise BuildError(f"{where} lists secret {missing[0]!r}, which this command was not given "
+                             f"(xarch build --secret id={missing[0]},src=FILE)")
     source_digest = tree_digest(source_dir)
     place_source(source_dir, rootfs)
     hand_over(rootfs)  # before the first snapshot: the owner change is not a step's doing
