@@ -10,9 +10,13 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from tests.support.e2e import EPOCH, index_digest, xarch, xarch_ok
+import pytest
+
+from tests.support.dockerd import dockerd  # noqa: F401 (fixture)
+from tests.support.e2e import EPOCH, image_files, index_digest, xarch, xarch_ok
 from tests.support.needs import need_tool
 from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
+from tests.test_buildx import buildx  # noqa: F401 (fixture)
 from tests.test_e2e_stages import SHELL, busybox_shell, write_recipe  # noqa: F401
 from xarch import platforms
 
@@ -85,3 +89,24 @@ copy:
     result = xarch_ok("build", "-f", str(recipe), "--strategy", "cross", "-o", f"oci:{tmp_path / 'out'}",
                       cache=tmp_path / "cache")
     assert f"stage build: native (cross asked for, but {HOST} is the host's architecture)" in result.stderr
+
+
+@pytest.mark.docker
+def test_recipe_args_reach_a_dockerfile_stage(tmp_path: Path, buildx: str) -> None:
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: docker-args
+platforms: [{HOST}]
+epoch: {EPOCH}
+args:
+  GREETING: hello
+stages:
+  app:
+    dockerfile: Dockerfile
+copy:
+  - {{from: "app:/greeting.txt", dst: /greeting.txt}}
+""", **{"Dockerfile": "FROM scratch\nARG GREETING\nCOPY ${GREETING}.txt /greeting.txt\n",
+        "hello.txt": "hello\n", "hi.txt": "hi\n"})
+    out = tmp_path / "out"
+    xarch_ok("build", "-f", str(recipe), "-q", "--build-arg", "GREETING=hi", "-o", f"oci:{out}",
+             cache=tmp_path / "cache")
+    assert image_files(out, HOST)["greeting.txt"].data == b"hi\n"

@@ -301,6 +301,7 @@ copy:
     assert ca_body not in _everything(out) and ca_body not in _everything(cache)
 
 
+@pytest.mark.qemu
 def test_secret_of_an_arm64_step_under_qemu(arm64_emulation: platforms.Platform, arm64_rootfs: Path,
                                             tmp_path: Path) -> None:
     """The real sandbox under QEMU: the step reads its secret; neither root nor cache holds it."""
