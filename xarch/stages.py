@@ -247,10 +247,11 @@ def check_strategies(loaded: LoadedRecipe, platforms: tuple[platform_data.Platfo
     from xarch.run.steps import check_strategy
 
     host = platform_data.host()
+    used = {name for copy in loaded.recipe.copy_ for name in stage_order(loaded.recipe, copy.stage)}
     for platform in platforms:
         runner = StageRunner(loaded, platform, 0, None, Store(), Path("/nonexistent"), reporter, override)
         for name, spec in loaded.recipe.stages.items():
-            if spec.steps and not spec.dockerfile:
+            if name in used and spec.steps and not spec.dockerfile:
                 strategy, _ = runner._strategy(name, spec)
                 try:
                     check_strategy(platform, strategy, host)
