@@ -10,9 +10,10 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import docker
 import pytest
 
-from tests.support.dockerd import dockerd  # noqa: F401 (fixture)
+from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
 from tests.support.e2e import EPOCH, image_files, index_digest, xarch, xarch_ok
 from tests.support.needs import need_tool
 from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
@@ -110,3 +111,17 @@ copy:
     xarch_ok("build", "-f", str(recipe), "-q", "--build-arg", "GREETING=hi", "-o", f"oci:{out}",
              cache=tmp_path / "cache")
     assert image_files(out, HOST)["greeting.txt"].data == b"hi\n"
+
+
+@pytest.mark.docker
+def test_load_tags_the_image_with_every_tag(tmp_path: Path, dockerd: docker.DockerClient,
+                                            made_images: list[str]) -> None:
+    recipe = write_recipe(tmp_path / "src", FILES_RECIPE, **{"data.txt": "data\n"})
+    tags = [unique_tag("xarch-test/tags-one"), unique_tag("xarch-test/tags-two")]
+    made_images.extend(tags)
+    result = xarch_ok("build", "-f", str(recipe), "-t", tags[0], "-t", tags[1], "--load", "-o",
+                      f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
+    for tag in tags:
+        assert f"into Docker as {tag}" in result.stderr
+    ids = {dockerd.images.get(tag).id for tag in tags}
+    assert len(ids) == 1  # one image, two names

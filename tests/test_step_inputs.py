@@ -173,6 +173,8 @@ def test_a_failed_step_masks_the_secret_in_its_tail(tmp_path: Path, busybox_shel
     ("id=../x,src=/etc/hostname", "--secret: id '../x' must be"),
     ("id=token,env=XARCH_TEST_UNSET_VARIABLE", "environment variable XARCH_TEST_UNSET_VARIABLE is not set"),
     ("id=other,env=HOME", "stages.build.steps[0].secrets[0]: secret 'token' is not given"),
+    ("id=token,src=/dev/zero", "--secret id=token: /dev/zero is not a regular file"),
+    ("id=token,src=/nonexistent/token", "--secret id=token: cannot read /nonexistent/token: No such file"),
 ])
 def test_bad_or_missing_secrets_are_one_line(tmp_path: Path, given: str, message: str) -> None:
     recipe = write_recipe(tmp_path / "src", SECRET_RECIPE)

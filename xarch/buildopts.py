@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A file name under /run/secrets: no '/', no leading dot (xarch's own files there start with one).
 SECRET_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 DEFAULT_LOG_LINES = 200
+MAX_SECRET = 500 * 1024  # bytes; BuildKit's MaxSecretSize (500 KB)
 # Secret lines shorter than this are not masked in output: a 1-character secret would mask
 # every such character of the log and so tell it away anyway.
 MIN_MASKED = 3
@@ -101,10 +103,20 @@ def parse_secret(text: str, environ: dict[str, str] | None = None) -> Secret:
     if env is not None:
         if env not in environ:
             raise InputError(f"--secret id={secret_id}: environment variable {env} is not set")
-        return Secret(secret_id, environ[env].encode(), f"env {env}")
+        return Secret(secret_id, environ[env].encode("utf-8", "surrogateescape"), f"env {env}")
     assert src is not None
+    path = Path(src).expanduser()
     try:
-        data = Path(src).expanduser().read_bytes()
+        # Opened without blocking and checked before reading: a FIFO or a device would never end.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"--secret id={secret_id}: {src} is not a regular file")
+            if info.st_size > MAX_SECRET:
+                raise InputError(f"--secret id={secret_id}: {src} is {info.st_size} bytes, more than "
+                                 f"{MAX_SECRET} (BuildKit's limit too)")
+            data = handle.read(MAX_SECRET + 1)
     except OSError as error:
         raise InputError(f"--secret id={secret_id}: cannot read {src}: {error.strerror or error}") from None
     return Secret(secret_id, data, f"file {src}")
