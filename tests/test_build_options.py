@@ -19,6 +19,7 @@ from tests.support.needs import need_tool
 from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
 from tests.test_buildx import buildx  # noqa: F401 (fixture)
 from tests.test_e2e_stages import SHELL, busybox_shell, write_recipe  # noqa: F401
+from tests.test_step_inputs import _everything as everything
 from xarch import platforms
 
 HOST = platforms.host().name
@@ -125,3 +126,27 @@ def test_load_tags_the_image_with_every_tag(tmp_path: Path, dockerd: docker.Dock
         assert f"into Docker as {tag}" in result.stderr
     ids = {dockerd.images.get(tag).id for tag in tags}
     assert len(ids) == 1  # one image, two names
+
+
+@pytest.mark.docker
+def test_a_dockerfile_stage_mounts_a_secret_and_keeps_none(tmp_path: Path, buildx: str) -> None:
+    secret = "dockerfile-s3cret-9b1e"
+    recipe = write_recipe(tmp_path / "src", f"""\
+name: docker-secret
+platforms: [{HOST}]
+epoch: {EPOCH}
+stages:
+  app:
+    dockerfile: Dockerfile
+copy:
+  - {{from: "app:/length", dst: /length}}
+""", **{"Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\n"
+        'RUN --mount=type=secret,id=token ["/bin/busybox", "sh", "-c", '
+        '"/bin/busybox wc -c < /run/secrets/token > /length; /bin/busybox cat /run/secrets/token"]\n'})
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    result = xarch_ok("build", "-f", str(recipe), "--no-cache", "--secret", "id=token,env=TOKEN", "-o",
+                      f"oci:{out}", cache=cache, extra_env={"TOKEN": secret})
+    assert image_files(out, HOST)["length"].data.strip() == str(len(secret)).encode()
+    assert secret not in result.stderr + result.stdout
+    assert "***" in result.stderr  # the RUN step printed it: shown masked
+    assert secret.encode() not in everything(out) + everything(cache)

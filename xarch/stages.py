@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xarch import platforms as platform_data
-from xarch.buildopts import BuildOptions
+from xarch.buildopts import BuildOptions, mask
 from xarch.contents import add_file_specs
-from xarch.errors import BuildError
+from xarch.errors import BuildError, XarchError
 from xarch.oci.tree import Entry, Tree
 from xarch.packages import install_set
 from xarch.progress import Reporter
@@ -30,6 +31,7 @@ from xarch.rootfs import harvest, harvest_tree, materialize
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache, tree_digest
 from xarch.run.cross import add_cross_files
+from xarch.run.secretmount import secret_files
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
 from xarch.store import Store
@@ -226,13 +228,28 @@ class StageRunner:
         context = folder / spec.context if spec.context else dockerfile.parent
         # The recipe's args (after --build-arg) reach the Dockerfile's ARGs; the stage's build_args win.
         build_args = {**self.options.args, **spec.build_args}
-        stage = BuildxStage(dockerfile=dockerfile, context=context, build_args=build_args,
-                            target=spec.target, builder=spec.builder, source_date_epoch=self.epoch,
-                            no_cache=not self.use_cache)
-        self.reporter.info(f"[{self.platform.name}] stage {name}: docker buildx build")
+        label = f"[{self.platform.name}] stage {name}"
         workdir = self.workdir / f"{self.platform.slug}-{name}-buildx"
         workdir.mkdir(parents=True)
-        trees = build_stage(stage, [self.platform.name], workdir, log=self.reporter.detail)
+        masks = self.options.masks()
+        started = time.monotonic()
+        # Every --secret is offered to the Dockerfile (RUN --mount=type=secret,id=ID), as buildx does.
+        with secret_files(self.options.secrets) as files:
+            stage = BuildxStage(dockerfile=dockerfile, context=context, build_args=build_args,
+                                target=spec.target, builder=spec.builder, source_date_epoch=self.epoch,
+                                no_cache=not self.use_cache, secrets=files)
+            self.reporter.step_status(f"{label}: running (docker buildx build)")
+            prefix = f"{name}/{self.platform.name}"
+            try:
+                trees = build_stage(stage, [self.platform.name], workdir,
+                                    log=lambda line: self.reporter.step_output(prefix, mask(line, masks)))
+            except XarchError as error:
+                if not masks:
+                    raise
+                masked = BuildError(mask(str(error), masks))
+                masked.exit_code = error.exit_code  # a missing buildx stays exit 3
+                raise masked from None
+        self.reporter.step_status(f"{label}: done in {time.monotonic() - started:.1f} s")
         tree = trees.get(self.platform.name)
         if tree is None:
             raise BuildError(f"stage {name}: buildx returned nothing for {self.platform.name}")

@@ -141,3 +141,19 @@ def mount_points(rootfs: Path, binds: Sequence[Bind]) -> Iterator[None]:
                 path.rmdir()
             except OSError:
                 pass  # the step wrote there: its output
+
+
+@contextmanager
+def secret_files(secrets: Mapping[str, Secret]) -> Iterator[dict[str, Path]]:
+    """Each secret in a file of its own (RAM, mode 0400, the caller's), for `docker buildx build
+    --secret id=ID,src=FILE`; removed when the context ends."""
+    if not secrets:
+        yield {}
+        return
+    folder = _ram_folder()
+    try:
+        for secret_id, secret in secrets.items():
+            _write(folder, secret_id, secret.value)
+        yield {secret_id: folder / secret_id for secret_id in secrets}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
