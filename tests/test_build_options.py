@@ -150,3 +150,23 @@ copy:
     assert secret not in result.stderr + result.stdout
     assert "***" in result.stderr  # the RUN step printed it: shown masked
     assert secret.encode() not in everything(out) + everything(cache)
+
+
+def test_a_strategy_this_host_cannot_run_fails_before_any_download(tmp_path: Path) -> None:
+    """examples/hello-c has packages: an impossible strategy is one line before the lock or a fetch."""
+    import shutil
+
+    from tests.support.e2e import REPO
+
+    other = "arm64" if HOST == "amd64" else "amd64"
+    project = tmp_path / "hello-c"
+    shutil.copytree(REPO / "examples" / "hello-c", project, ignore=shutil.ignore_patterns("dist"))
+    cache = tmp_path / "cache"
+    result = xarch("build", "-f", str(project), "--strategy", "native", "--platform", other, "-o",
+                   f"oci:{tmp_path / 'out'}", cache=cache)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines() == [
+        f"xarch: error: stage 'build': strategy native cannot build {other} on a {HOST} host "
+        "(use cross or emulate)"]
+    assert not any(p.is_file() for p in cache.rglob("*")), "something was fetched first"
+    assert not (tmp_path / "out").exists()
