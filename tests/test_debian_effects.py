@@ -313,7 +313,7 @@ def test_lost_effects_are_one_summary_line_and_each_is_said_with_v() -> None:
         deb("quiet", b"echo hello\n"),  # no effect command
     ], EPOCH)
     assert effects.summary() == ("2 packages have maintainer-script effects xarch does not reproduce: "
-                                 "dash, nginx-common; see -v")
+                                 "dash, nginx-common; see --show-scripts")
     report = InstallReport(effects=effects)
     assert report.lines()[-3:] == [
         "not reproduced: nginx-common postinst: would run chown www-data:adm /var/log/nginx",
@@ -453,7 +453,7 @@ def test_the_build_names_packages_whose_effects_are_lost_in_one_line(debian_imag
     _, stderr = debian_image
     lines = [line for line in stderr.splitlines() if "maintainer-script effects" in line]
     assert len(lines) == 2  # one per platform
-    assert "see -v" in lines[0] and "dash" in lines[0]
+    assert "see --show-scripts" in lines[0] and "dash" in lines[0]
     assert "mawk" not in lines[0] and "iputils-ping" not in lines[0]  # reproduced in full
 
 

@@ -110,13 +110,13 @@ def test_locked_with_a_stale_lock_fails_and_touches_nothing(
     assert "usr/bin/plain" in image_files(out, "amd64")
 
 
-def test_verbose_lists_the_maintainer_scripts_not_run(project: Path, tmp_path: Path) -> None:
-    result = xarch_ok("build", "-f", str(project / "xarch.yaml"), "-v", "-o", f"oci:{tmp_path / 'out'}",
-                      cache=tmp_path / "cache")
+def test_show_scripts_lists_the_maintainer_scripts_not_run(project: Path, tmp_path: Path) -> None:
+    result = xarch_ok("build", "-f", str(project / "xarch.yaml"), "--show-scripts", "-o",
+                      f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
     for arch in ("amd64", "arm64"):
         assert f"[{arch}] image: not run: app postinst" in result.stderr
         assert f"[{arch}] image: not run: app prerm" in result.stderr
-    quiet = xarch_ok("build", "-f", str(project / "xarch.yaml"), "--no-cache", "-o",
+    quiet = xarch_ok("build", "-f", str(project / "xarch.yaml"), "--no-cache", "-v", "-o",
                      f"oci:{tmp_path / 'out2'}", cache=tmp_path / "cache")
     assert "not run:" not in quiet.stderr
 

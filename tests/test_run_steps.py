@@ -71,7 +71,7 @@ def test_failing_step_reports_stage_step_exit_code_and_tail(host_rootfs: Path, s
         StepSpec("for i in $(seq 1 15); do echo line$i; done\necho oops >&2\nexit 3"),
     ]
     with pytest.raises(StepFailed) as caught:
-        run(steps, host_rootfs, platforms.host(), "native", source, cache, stage="compile")
+        run(steps, host_rootfs, platforms.host(), "native", source, cache, stage="compile", log_lines=10)
     first = str(caught.value)
     assert first.splitlines() == [first]  # one line; the step's own output travels in details
     assert "stage 'compile' step 2" in first and "exit code 3" in first

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xarch.buildopts import BuildOptions
 from xarch.contents import recipe_tree
 from xarch.elfcheck import check_image
 from xarch.imagecache import ImageCache, cache_key, cacheable
 from xarch.layering import split_layers
 from xarch.oci.compress import compressor_id
+from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.oci.image import Image, RuntimeConfig, build_image
 from xarch.oci.index import build_index
 from xarch.oci.layer import Layer, build_layer
@@ -40,9 +42,11 @@ class BuildInputs:
     use_cache: bool = True  # reuse a finished image whose every input is unchanged
     # platform name → stage → strategy a published image recorded (verify --against uses it)
     recorded: dict[str, dict[str, str]] = field(default_factory=dict)
+    options: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --secret, --log-lines
 
 
-def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
+def runtime_config(loaded: LoadedRecipe, labels: dict[str, str] | None = None) -> RuntimeConfig:
+    """The image config of LOADED; LABELS (--label) are added over the recipe's."""
     spec = loaded.recipe.config
     return RuntimeConfig(
         entrypoint=spec.entrypoint,
@@ -52,7 +56,7 @@ def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
         workdir=spec.workdir,
         exposed_ports=spec.exposed_ports,
         volumes=spec.volumes,
-        labels=spec.labels,
+        labels={**spec.labels, **(labels or {})},
         stop_signal=spec.stop_signal,
     )
 
@@ -75,7 +79,7 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
 
         runner = StageRunner(loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir, reporter,
                              inputs.strategy, use_cache=inputs.use_cache,
-                             recorded=inputs.recorded.get(platform.name))
+                             recorded=inputs.recorded.get(platform.name), options=inputs.options)
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
         notes = list(runner.used.values())
     return tree, notes
@@ -86,6 +90,10 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, 
     if inputs.use_cache and cacheable(inputs.loaded):
         cache = ImageCache(inputs.store)
         key = cache_key(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.strategy)
+        if inputs.options.args or inputs.options.labels:
+            # --build-arg and --label values change the image; the recipe part of the key has only defaults.
+            extra = {"image": key, "args": inputs.options.args, "labels": inputs.options.labels}
+            key = sha256_digest(canonical_json(extra))
         cached = cache.get(key)
         if cached is not None:
             reporter.detail(f"[{platform.name}] no input changed: image {key} from the cache")
@@ -129,7 +137,7 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     return build_image(
         platform.oci_platform(),
         layers,
-        runtime_config(inputs.loaded),
+        runtime_config(inputs.loaded, inputs.options.labels),
         inputs.epoch,
         compressor_id(level),
         recipe.annotations.manifest,

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,6 +21,7 @@ from rich.console import Console
 from xarch import __version__
 from xarch import platforms as platform_data
 from xarch.build import BuildInputs, build
+from xarch.buildopts import DEFAULT_LOG_LINES
 from xarch.contents import check_sources
 from xarch.errors import ExitCode, XarchError
 from xarch.oci.layout import Artifact, write_layout
@@ -156,7 +158,10 @@ recipe_option = click.option(
               help="How stage steps run for every platform (default: each stage's own, auto).")
 @click.option("--locked", is_flag=True, help="Fail if xarch.lock is missing or does not match the recipe.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every image even when no input changed.")
-@click.option("--push", "push_ref", metavar="REF", help="Also push the index to REF (host/repo:tag).")
+@click.option("--push", "push_refs", metavar="REF", multiple=True,
+              help="Also push the index to REF (host/repo:tag); repeatable.")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]",
+              help="The name a docker-archive and --load carry (default: the recipe's name:tag); repeatable.")
 @click.option("--insecure", is_flag=True, help="With --push: plain HTTP / no TLS verification.")
 @click.option("--sign-key", type=click.Path(path_type=Path), metavar="KEY",
               help="With --push: sign the index and every manifest with this cosign key (docs/signing.md).")
@@ -164,27 +169,43 @@ recipe_option = click.option(
               "(default: $COSIGN_PASSWORD).")
 @click.option("--load", "load_tag", is_flag=False, flag_value="", default=None, metavar="[TAG]",
               help="Also load the host's (or --docker-platform's) image into Docker, tagged.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Say what each step does, and which scripts were not run.")
+@click.option("-v", "--verbose", is_flag=True, help="Say what each part of the build does.")
+@click.option("--show-scripts", is_flag=True,
+              help="List the maintainer scripts not run and what xarch wrote in their place.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
 @click.option("--sbom", "sbom_formats", is_flag=False, flag_value="spdx,cyclonedx", default=None,
               metavar="[spdx,cyclonedx]", help="Attach each platform's SBOM (default: both formats).")
 @click.option("--provenance", is_flag=True, help="Attach each platform's SLSA v1 provenance.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE",
+              help="Set a build argument the recipe declares in args: (repeatable).")
+@click.option("--secret", "secrets", multiple=True, metavar="id=NAME,src=FILE|env=VAR",
+              help="A secret for steps listing it: read-only at /run/secrets/NAME, in no output or "
+                   "cache key (repeatable).")
+@click.option("--log-lines", type=click.IntRange(min=1), default=DEFAULT_LOG_LINES, show_default=True,
+              help="How many of a failed step's last output lines to print.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="An image config label, over the recipe's config.labels (repeatable).")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
                   docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
-                  no_cache: bool, push_ref: str | None, insecure: bool, sign_key: Path | None,
-                  password_stdin: bool, load_tag: str | None, verbose: bool, quiet: bool,
-                  sbom_formats: str | None, provenance: bool) -> None:
+                  no_cache: bool, push_refs: tuple[str, ...], tags: tuple[str, ...], insecure: bool,
+                  sign_key: Path | None, password_stdin: bool, load_tag: str | None, verbose: bool,
+                  show_scripts: bool, quiet: bool, sbom_formats: str | None, provenance: bool,
+                  build_args: tuple[str, ...], secrets: tuple[str, ...], log_lines: int,
+                  labels: tuple[str, ...]) -> None:
     """Build the recipe for every platform into one OCI image index."""
-    reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
+    from xarch.buildopts import parse_labels, resolve
+
+    reporter = Reporter(quiet=quiet or as_json, verbose=verbose, show_scripts=show_scripts)
     signer = None
     if sign_key is not None:  # the key is opened before the build: a wrong password costs no build
-        if not push_ref:
+        if not push_refs:
             raise XarchError("--sign-key needs --push REF (signatures are stored in the registry)")
         from xarch.sign.keys import signing_key_from
 
         signer = signing_key_from(sign_key, password_stdin)
     loaded = load(recipe_path)
+    options = replace(resolve(loaded, build_args, secrets, log_lines), labels=parse_labels(labels))
+    repo_tags = check_names(tags, push_refs) or [f"{loaded.recipe.name}:{loaded.recipe.tag}"]
     store = Store()
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
@@ -192,18 +213,22 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     for_docker = choose_docker_platform(platforms, docker_platform)
     check_outputs(specs, platforms, for_docker, loaded.path)
     check_sources(loaded, platforms)
+    if any(stage.steps for stage in loaded.recipe.stages.values()):
+        from xarch.stages import check_strategies  # before the lock and any download
+
+        check_strategies(loaded, platforms, strategy, reporter)
     epoch, epoch_source = resolve_epoch(loaded)
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
                   f"(epoch {epoch}: {epoch_source})")
     lock = ensure_lock(loaded, locked, store, reporter)
-    artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
+    artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache,
+                                 options=options), reporter)
     if formats or provenance:
         from xarch.sbom.attach import attach_to
 
         artifact = attach_to(artifact, loaded, lock, epoch, formats, provenance)
-    repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
-        write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)
+        write_output(artifact, spec, epoch, repo_tags, for_docker, loaded.path)
         reporter.info(f"wrote {spec}")
         if artifact.attachments and spec.kind == "docker-archive":
             reporter.info(f"{spec}: a docker-archive has no place for SBOMs or provenance "
@@ -211,15 +236,17 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     if load_tag is not None:
         from xarch.docker.load import load_built_image
 
-        loaded_image = load_built_image(image_for(artifact, for_docker), load_tag or repo_tag)
-        reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
-    if push_ref:
-        pushed = push_artifact(artifact, push_ref, insecure, quiet or as_json)
+        for name in [load_tag] if load_tag else repo_tags:
+            loaded_image = load_built_image(image_for(artifact, for_docker), name)
+            reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
+    if push_refs:
+        pushed = push_artifact(artifact, push_refs, insecure, quiet or as_json)
         if signer is not None:
             from xarch.registry.client import Settings
             from xarch.sign.commands import sign_pushed
 
-            sign_pushed(pushed, signer, Settings(insecure=insecure), quiet=quiet or as_json)
+            for reference in pushed:
+                sign_pushed(reference, signer, Settings(insecure=insecure), quiet=quiet or as_json)
     summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
     print_summary(summary, as_json, stdout)
 
@@ -230,27 +257,48 @@ def _sbom_formats(text: str | None) -> tuple[str, ...]:
     return parse_formats(text) if text is not None else ()
 
 
-def push_artifact(artifact: Artifact, ref: str, insecure: bool, quiet: bool) -> str:
-    """Push through a layout written to a temporary folder: the same path as `xarch push`. Returns
-    the pushed reference, pinned to the index digest."""
+def check_names(tags: Sequence[str], push_refs: Sequence[str]) -> list[str]:
+    """Check every -t and --push reference before the build (one line naming a bad one); the tags."""
+    from xarch.registry.reference import parse_reference
+
+    for option, names in (("-t", tags), ("--push", push_refs)):
+        for name in names:
+            try:
+                reference = parse_reference(name)
+            except XarchError as error:
+                raise XarchError(f"{option} {name!r}: {error}") from None
+            if option == "-t" and reference.digest:
+                raise XarchError(f"-t {name!r}: a tag names the image, not a digest")
+    return [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest" for name in tags]
+
+
+def push_artifact(artifact: Artifact, refs: Sequence[str] | str, insecure: bool, quiet: bool) -> list[str]:
+    """Push through a layout written to a temporary folder (once for every REFS): the same
+    path as `xarch push`. Returns each pushed reference, pinned to the index digest."""
     from xarch.registry.commands import Settings, progress_for
     from xarch.registry.push import push_layout
 
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as tmp:
         layout = Path(tmp) / "layout"
         write_layout(artifact, layout)
-        return push_layout(layout, ref, settings=Settings(insecure=insecure),
-                           progress=progress_for(quiet=quiet)).reference
+        return [push_layout(layout, ref, settings=Settings(insecure=insecure),
+                            progress=progress_for(quiet=quiet)).reference
+                for ref in ([refs] if isinstance(refs, str) else refs)]
 
 
 @cli.command("inspect")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--insecure", is_flag=True, help="A registry image: plain HTTP / no TLS verification.")
-def inspect_command(target: str, as_json: bool, insecure: bool) -> None:
+@click.option("--platform", help="The image of this platform (arm64), with --config, --files, --packages.")
+@click.option("--config", "view", flag_value="config", help="Print the image config.")
+@click.option("--files", "view", flag_value="files", help="List every file of the image (layers applied).")
+@click.option("--packages", "view", flag_value="packages", help="List the Debian packages the image holds.")
+def inspect_command(target: str, as_json: bool, insecure: bool, platform: str | None,
+                    view: str | None) -> None:
     """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
-    docker-archive:FILE); of a registry image, the cosign signatures and attestations of its index
-    and every manifest."""
+    docker-archive:FILE); with --config, --files or --packages, inside one of them; of a registry
+    image, the cosign signatures and attestations of its index and every manifest."""
     from xarch.imageref import KINDS, REGISTRY, parse_image_ref
 
     ref = parse_image_ref(target, KINDS, "inspect")
@@ -263,6 +311,13 @@ def inspect_command(target: str, as_json: bool, insecure: bool) -> None:
         print_signatures(parse_reference(ref.reference), Settings(insecure=insecure), as_json)
         return
     assert ref.path is not None
+    if view:
+        from xarch.inspectview import show
+
+        show(target, platform, view, as_json, stdout)
+        return
+    if platform:
+        raise XarchError("inspect --platform: give --config, --files or --packages as well")
     summary = summarize_path(ref.path, ref.kind, target)
     from xarch.sbom.commands import print_referrers, referrer_rows, rows_json  # attachments (SBOMs, ...)
 
@@ -372,7 +427,7 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except XarchError as error:
         _debug_traceback()
-        _fail(f"xarch: error: {error}", error.exit_code, error.details)
+        _fail(f"xarch: error: {error}", error.exit_code, error.details, error.hint)
     except (click.exceptions.Abort, KeyboardInterrupt):
         _fail("xarch: interrupted", 130)
     except click.ClickException as error:
@@ -411,13 +466,15 @@ def _os_error_text(error: OSError) -> str:
     return f"{' -> '.join(names)}: {reason}" if names else reason
 
 
-def _fail(message: str, code: int, details: Sequence[str] = ()) -> NoReturn:
+def _fail(message: str, code: int, details: Sequence[str] = (), hint: str = "") -> NoReturn:
     """Print MESSAGE as exactly one line (a file name may hold a newline or bytes that are not UTF-8),
     then DETAILS (a failed step's last output lines), each indented as quoted context."""
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
     click.echo(one_line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     for line in details:
         click.echo("  | " + line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+    if hint:
+        click.echo("hint: " + " ".join(hint.split()), err=True)
     sys.exit(code)
 
 

@@ -34,6 +34,8 @@ class XarchError(Exception):
     # Context the CLI prints after the one error line, each line indented: e.g. the last
     # output lines of a failed build step, which are the step's words, not xarch's.
     details: tuple[str, ...] = ()
+    # One line the CLI prints last, `hint: …`, when the cause is likely one the user can fix.
+    hint: str = ""
 
     def __init__(self, *args: object, details: Sequence[str] = ()) -> None:
         super().__init__(*args)

@@ -118,7 +118,7 @@ def image_for(artifact: Artifact, platform: Platform) -> Image:
 
 
 def write_output(
-    artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str, docker_platform: Platform,
+    artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str | list[str], docker_platform: Platform,
     recipe: Path | None = None,
 ) -> None:
     """Write SPEC whole or not at all (xarch/oci/atomic.py), checked again (check_target) since the
@@ -131,7 +131,8 @@ def write_output(
         elif spec.kind == "oci-archive":
             write_oci_archive(artifact, spec.path, epoch)
         else:
-            write_docker_archive(image_for(artifact, docker_platform), [repo_tag], spec.path, epoch)
+            tags = [repo_tag] if isinstance(repo_tag, str) else list(repo_tag)  # -t, repeatable
+            write_docker_archive(image_for(artifact, docker_platform), tags, spec.path, epoch)
     except OSError as error:
         # A write() that fails names no file: say which output it was.
         failure = OutputError(f"--output {spec}: cannot write: {error.strerror or error}")

@@ -88,7 +88,7 @@ def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
     report = install_packages(tree, entries, store, epoch, native=native)
     reporter.detail(f"[{platform.name}] {set_name}: {len(report.installed)} packages unpacked")
     for line in report.lines():
-        reporter.detail(f"[{platform.name}] {set_name}: {line}")
+        reporter.scripts(f"[{platform.name}] {set_name}: {line}")
     summary = report.effects.summary()
     if summary:
         reporter.info(f"[{platform.name}] {set_name}: {summary}")

@@ -1,14 +1,47 @@
-"""Progress for long work: rich bars on a terminal, plain lines in CI and pipes."""
+"""Progress for long work: rich bars on a terminal, plain lines in CI and pipes.
+
+Build steps: on a terminal (and not CI) the running step has a line of its own with the last
+LIVE_LINES lines of its output under it (rich's live display), and one line stays when it
+ends; elsewhere every output line is printed as `[STAGE/PLATFORM] line`, so a CI log reads
+like `docker buildx build --progress plain`. `-q` shows neither (a failure still shows the
+step's last lines, see xarch.run.steps).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.console import Console, RenderableType
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+LIVE_LINES = 12  # output lines shown under a running step on a terminal
+
+
+class _CountColumn(ProgressColumn):
+    """done/total, or nothing for a task without a total (a running step)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("" if task.total is None else f"{task.completed:g}/{task.total:g}")
+
+
+class _StepProgress(Progress):
+    """rich's Progress with the running step's last output lines under the bars."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.output: deque[str] = deque(maxlen=LIVE_LINES)  # first: Progress may render while it starts
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.output:
+            yield Text("\n".join("  " + line for line in self.output), style="dim", no_wrap=True,
+                       overflow="ellipsis")
 
 
 def interactive() -> bool:
@@ -18,11 +51,13 @@ def interactive() -> bool:
 class Reporter:
     """Where build steps say what they do; quiet=True keeps only errors."""
 
-    def __init__(self, quiet: bool = False, verbose: bool = False) -> None:
+    def __init__(self, quiet: bool = False, verbose: bool = False, show_scripts: bool = False) -> None:
         self.quiet = quiet
         self.verbose = verbose
+        self.show_scripts = show_scripts  # --show-scripts: maintainer scripts not run, what xarch made
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self._progress: Progress | None = None
+        self._step: TaskID | None = None
 
     def info(self, message: str) -> None:
         if self.quiet:
@@ -36,19 +71,53 @@ class Reporter:
         if self.verbose:
             self.info(message)
 
+    def scripts(self, message: str) -> None:
+        """A line of the maintainer-script listing (--show-scripts)."""
+        if self.show_scripts:
+            self.info(message)
+
+    def step_status(self, message: str) -> None:
+        """A build step starts ("…: running (native)"), was cached, or ended ("…: done in 2.0 s")."""
+        if self.quiet:
+            return
+        progress = self._progress
+        if progress is None:
+            self.info(message)
+            return
+        if self._step is not None:
+            progress.remove_task(self._step)
+            self._step = None
+        if isinstance(progress, _StepProgress):
+            progress.output.clear()
+        if message.endswith(")") and ": running (" in message:
+            self._step = progress.add_task(escape(message), total=None)  # "[amd64]" is not markup
+        else:
+            self.info(message)
+
+    def step_output(self, prefix: str, line: str) -> None:
+        """One output line of the running step: under its progress line on a terminal,
+        `[PREFIX] line` otherwise."""
+        if self.quiet:
+            return
+        if isinstance(self._progress, _StepProgress) and self._step is not None:
+            self._progress.output.append(line)
+            return
+        self.console.print(f"[{prefix}] {line}", markup=False, highlight=False)
+
     @contextmanager
     def tasks(self) -> Iterator[TaskBoard]:
         if self.quiet or not interactive():
             yield TaskBoard(None, self)
             return
-        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        columns = (TextColumn("{task.description}"), BarColumn(), _CountColumn(),
                    TimeElapsedColumn())
-        with Progress(*columns, console=self.console, transient=True) as progress:
+        with _StepProgress(*columns, console=self.console, transient=True) as progress:
             self._progress = progress
             try:
                 yield TaskBoard(progress, self)
             finally:
                 self._progress = None
+                self._step = None
 
 
 class TaskBoard:

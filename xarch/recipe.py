@@ -372,9 +372,36 @@ class CopySpec(Strict):
         return self.source.partition(":")[2]
 
 
+# Variables a step gets from xarch (xarch.run.steps.fixed_env): facts, not settings.
+RESERVED_ENV = ("TARGETARCH", "TARGETPLATFORM", "TARGETVARIANT", "TARGETOS", "SOURCE_DATE_EPOCH")
+
+
+def _step_env_name(value: Any) -> Any:
+    # A POSIX shell variable name: /bin/sh drops or mangles anything else it is given.
+    if isinstance(value, str):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not a variable name (letters, digits and _, not first a digit)")
+        if value in RESERVED_ENV:
+            raise ValueError(f"{value} is set by xarch for every step and cannot be changed")
+    return value
+
+
+def _secret_id(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", value):
+        raise ValueError(f"{value!r} is not a secret id (letters, digits, '_', '.', '-', as --secret id=…)")
+    return value
+
+
+StepEnvName = Annotated[str, BeforeValidator(_step_env_name)]
+SecretId = Annotated[str, BeforeValidator(_secret_id)]
+
+
 class StepModel(Strict):
     run: Text
     network: bool = False
+    env: dict[StepEnvName, Text] = Field(default_factory=dict)  # also sees every `args:` entry
+    secrets: list[SecretId] = Field(default_factory=list)  # mounted at /run/secrets/ID (xarch.buildopts)
+    ca_certificates: list[SecretId] = Field(default_factory=list)  # extra trusted CAs (docs/stages.md)
 
 
 # Names never copied into a stage's /src, at any depth: outputs, VCS data, tool caches.
@@ -441,6 +468,7 @@ class Recipe(Strict):
     foreign_code: list[ImageGlob] = Field(default_factory=list)
     # Minimal by tracing: keep only what xarch.trace recorded (see xarch/trace/).
     trace: TraceSpec | None = None
+    args: dict[StepEnvName, Text] = Field(default_factory=dict)  # build arguments: --build-arg overrides
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -515,9 +543,43 @@ format_loc = _format_loc  # "files[0].mode" for ("files", 0, "mode")
 format_error = _format  # "xarch.yaml:12: files[0].mode: message"
 
 
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The field names (as the YAML spells them) of the model holding LOC's last part, or []."""
+    import typing
+
+    def unwrap(kind: Any) -> Any:
+        while True:
+            if getattr(kind, "__metadata__", None) is not None:  # Annotated[X, …] → X
+                kind = kind.__origin__
+                continue
+            origin = getattr(kind, "__origin__", None)
+            args = [a for a in getattr(kind, "__args__", ()) if a is not type(None)]
+            if not isinstance(kind, type) and origin in (None, typing.Union) and len(args) == 1:
+                kind = args[0]  # X | None → X
+                continue
+            return kind
+
+    model: Any = Recipe
+    for part in loc[:-1]:
+        model = unwrap(model)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            by_name = {f.alias or n: f for n, f in model.model_fields.items()}
+            if part not in by_name:
+                return []
+            model = by_name[part].annotation
+        else:
+            args = getattr(model, "__args__", ())
+            model = args[-1] if args else None  # list[X] → X, dict[K, V] → V
+    model = unwrap(model)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f.alias or n for n, f in model.model_fields.items()]
+    return []
+
+
 def _clean_message(error: Any) -> str:
     if error["type"] == "extra_forbidden":
-        return "unknown field"
+        fields = _fields_at(tuple(error["loc"]))
+        return f"unknown field (fields: {', '.join(fields)})" if fields else "unknown field"
     if error["type"] == "missing":
         return "is required"
     message = str(error["msg"])

@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xarch import platforms as platform_data
+from xarch.buildopts import BuildOptions, mask
 from xarch.contents import add_file_specs
-from xarch.errors import BuildError
+from xarch.errors import BuildError, XarchError
 from xarch.oci.tree import Entry, Tree
 from xarch.packages import install_set
 from xarch.progress import Reporter
@@ -29,6 +31,7 @@ from xarch.rootfs import harvest, harvest_tree, materialize
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache, tree_digest
 from xarch.run.cross import add_cross_files
+from xarch.run.secretmount import secret_files
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
 from xarch.store import Store
@@ -121,7 +124,7 @@ class StageRunner:
     def __init__(self, loaded: LoadedRecipe, platform: platform_data.Platform, epoch: int,
                  lock: Lock | None, store: Store, workdir: Path, reporter: Reporter,
                  strategy_override: str | None = None, use_cache: bool = True,
-                 recorded: dict[str, str] | None = None) -> None:
+                 recorded: dict[str, str] | None = None, options: BuildOptions | None = None) -> None:
         self.loaded = loaded
         self.platform = platform
         self.epoch = epoch
@@ -133,6 +136,7 @@ class StageRunner:
         self.use_cache = use_cache  # False (--no-cache): steps and buildx run again
         # stage → what a published image recorded (verify --against): used, not chosen.
         self.recorded = recorded or {}
+        self.options = options or BuildOptions()  # --build-arg, --secret, --log-lines
         self.results: dict[str, StageResult] = {}
         self.used: dict[str, str] = {}  # stage → strategy_record text, in build order
 
@@ -169,6 +173,9 @@ class StageRunner:
                                         f"stage {name!r} ({self.platform.name})")
             return strategy, f"the image recorded {recorded}"
         chosen = self.strategy_override or spec.strategy
+        if chosen == "cross" and self.platform.name == host.name:
+            # The host's own architecture needs no cross toolchain: decided here, before any download.
+            return "native", f"cross asked for, but {host.name} is the host's architecture"
         if chosen == "auto":
             return choose_strategy(self.platform, spec.cross, host)
         return chosen, "asked for"  # type: ignore[return-value]
@@ -200,11 +207,16 @@ class StageRunner:
             source = base / "src"
             shutil.copytree(self.loaded.folder / spec.source, source, symlinks=True, ignore=ignore_in_source)
             inputs = {"root": tree_digest(root)}
-            steps = [StepSpec(step.run, step.network) for step in spec.steps]
+            steps = [StepSpec(step.run, step.network, tuple(step.env.items()), tuple(step.secrets),
+                              tuple(step.ca_certificates), f"stages.{name}.steps[{index}]")
+                     for index, step in enumerate(spec.steps)]
             cache = StepCache() if self.use_cache else StepCache(base / "step-cache")
+            prefix = f"{name}/{self.platform.name}"
             run_stage_steps(steps, root, self.platform, strategy, source, self.epoch, cache,
-                            lambda line: self.reporter.detail(f"{label}: {line}"),
-                            stage=name, inputs=inputs)
+                            lambda line: self.reporter.step_output(prefix, line),
+                            stage=name, inputs=inputs, args=self.options.args, secrets=self.options.secrets,
+                            log_lines=self.options.log_lines,
+                            status=lambda text: self.reporter.step_status(f"{label} {text.split(' ', 1)[1]}"))
         return StageResult(name, root=root)
 
     def _buildx(self, name: str, spec: StageSpec) -> StageResult:
@@ -214,14 +226,51 @@ class StageRunner:
         if not dockerfile.is_file():
             raise self.loaded.error(("stages", name, "dockerfile"), f"{spec.dockerfile}: no such file")
         context = folder / spec.context if spec.context else dockerfile.parent
-        stage = BuildxStage(dockerfile=dockerfile, context=context, build_args=dict(spec.build_args),
-                            target=spec.target, builder=spec.builder, source_date_epoch=self.epoch,
-                            no_cache=not self.use_cache)
-        self.reporter.info(f"[{self.platform.name}] stage {name}: docker buildx build")
+        # The recipe's args (after --build-arg) reach the Dockerfile's ARGs; the stage's build_args win.
+        build_args = {**self.options.args, **spec.build_args}
+        label = f"[{self.platform.name}] stage {name}"
         workdir = self.workdir / f"{self.platform.slug}-{name}-buildx"
         workdir.mkdir(parents=True)
-        trees = build_stage(stage, [self.platform.name], workdir, log=self.reporter.detail)
+        masks = self.options.masks()
+        started = time.monotonic()
+        # Every --secret is offered to the Dockerfile (RUN --mount=type=secret,id=ID), as buildx does.
+        with secret_files(self.options.secrets) as files:
+            stage = BuildxStage(dockerfile=dockerfile, context=context, build_args=build_args,
+                                target=spec.target, builder=spec.builder, source_date_epoch=self.epoch,
+                                no_cache=not self.use_cache, secrets=files)
+            self.reporter.step_status(f"{label}: running (docker buildx build)")
+            prefix = f"{name}/{self.platform.name}"
+            try:
+                trees = build_stage(stage, [self.platform.name], workdir,
+                                    log=lambda line: self.reporter.step_output(prefix, mask(line, masks)))
+            except XarchError as error:
+                if not masks:
+                    raise
+                masked = BuildError(mask(str(error), masks))
+                masked.exit_code = error.exit_code  # a missing buildx stays exit 3
+                raise masked from None
+        self.reporter.step_status(f"{label}: done in {time.monotonic() - started:.1f} s")
         tree = trees.get(self.platform.name)
         if tree is None:
             raise BuildError(f"stage {name}: buildx returned nothing for {self.platform.name}")
         return StageResult(name, tree=tree)
+
+
+def check_strategies(loaded: LoadedRecipe, platforms: tuple[platform_data.Platform, ...],
+                     override: str | None, reporter: Reporter) -> None:
+    """Choose each step stage's strategy for every platform and check this host can run it,
+    before anything is downloaded: StrategyUnavailable (exit 3) names the stage and platform.
+    `cross` for the host's own architecture is `native` (see StageRunner._strategy)."""
+    from xarch.run.steps import check_strategy
+
+    host = platform_data.host()
+    used = {name for copy in loaded.recipe.copy_ for name in stage_order(loaded.recipe, copy.stage)}
+    for platform in platforms:
+        runner = StageRunner(loaded, platform, 0, None, Store(), Path("/nonexistent"), reporter, override)
+        for name, spec in loaded.recipe.stages.items():
+            if name in used and spec.steps and not spec.dockerfile:
+                strategy, _ = runner._strategy(name, spec)
+                try:
+                    check_strategy(platform, strategy, host)
+                except StrategyUnavailable as error:
+                    raise StrategyUnavailable(f"stage {name!r}: {error}") from None

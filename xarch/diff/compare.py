@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from xarch import platforms
@@ -28,6 +28,7 @@ class Difference:
     a: Any
     b: Any
     changes: tuple[str, ...]  # the digests this difference changes, innermost first
+    diff: str | None = None  # a unified diff of a small changed text file (xarch.diff.textdiff)
 
     def to_json(self) -> dict[str, Any]:
         result = asdict(self)
@@ -282,6 +283,7 @@ class _Comparer:
                 for name in fields_a:
                     if fields_a[name] != fields_b[name]:
                         self.add(platform, where, path, name, fields_a[name], fields_b[name], changes)
+        self.add_text_diffs(before, layer_a, layer_b, files_a, files_b)
         if len(self.result.differences) == before:
             if files_a.order != files_b.order:
                 self.add(platform, where, "(entry order)", "order", files_a.order[:20], files_b.order[:20],
@@ -289,6 +291,26 @@ class _Comparer:
             else:
                 self.add(platform, where, "(tar encoding)", "headers or padding differ, every file the same",
                          layer_a.diff_id, layer_b.diff_id, changes)
+
+
+    def add_text_diffs(self, start: int, layer_a: LayerRef, layer_b: LayerRef, files_a: LayerFiles,
+                       files_b: LayerFiles) -> None:
+        """Give the content differences from index START on a unified diff when both sides are
+        small text files (xarch.diff.textdiff)."""
+        from xarch.diff.textdiff import MAX_TEXT_DIFFS, TEXT_LIMIT, contents, unified
+
+        positions = [i for i, d in enumerate(self.result.differences[start:], start)
+                     if d.field == "content" and files_a.files[d.item].size <= TEXT_LIMIT
+                     and files_b.files[d.item].size <= TEXT_LIMIT][:MAX_TEXT_DIFFS]
+        if not positions:
+            return
+        wanted = {self.result.differences[i].item for i in positions}
+        data_a, data_b = contents(layer_a, wanted), contents(layer_b, wanted)
+        for i in positions:
+            difference = self.result.differences[i]
+            if difference.item in data_a and difference.item in data_b:
+                text = unified(difference.item, data_a[difference.item], data_b[difference.item])
+                self.result.differences[i] = replace(difference, diff=text)
 
 
 def _select(images: list[PlatformImage], wanted: str | None) -> dict[str, PlatformImage]:

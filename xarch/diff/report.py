@@ -37,6 +37,10 @@ def print_diff(result: DiffResult, as_json: bool, console: Console) -> None:
         table.add_row(difference.platform or "-", difference.where, difference.item, difference.field,
                       _short(difference.a), _short(difference.b), ", ".join(difference.changes) or "none")
     console.print(table)
+    for difference in result.differences:
+        if difference.diff:  # a small text file: show what changed, as diff -u does
+            console.print(f"{difference.platform} {difference.where}: /{difference.item}", highlight=False)
+            console.out(difference.diff, end="", highlight=False)
     if len(result.differences) > MAX_ROWS:
         console.print(f"… and {len(result.differences) - MAX_ROWS} more (see --json)", highlight=False)
     for note in result.notes:

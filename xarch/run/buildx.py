@@ -56,6 +56,8 @@ class BuildxStage:
     # every RUN step (older builders only where the Dockerfile declares `ARG SOURCE_DATE_EPOCH`),
     # so tools that stamp dates into files stamp the recipe's epoch.
     source_date_epoch: int | None = None
+    # --secret id → a file holding it (xarch.run.secretmount.secret_files), for RUN --mount=type=secret.
+    secrets: Mapping[str, Path] = field(default_factory=dict)
 
 
 def build_stage(
@@ -131,6 +133,8 @@ def buildx_command(docker: str, stage: BuildxStage, oci_platform: str, dest: Pat
         build_args.setdefault("SOURCE_DATE_EPOCH", str(stage.source_date_epoch))
     for key, value in sorted(build_args.items()):
         command += ["--build-arg", f"{key}={value}"]
+    for key, path in sorted(stage.secrets.items()):
+        command += ["--secret", f"id={key},src={path}"]
     if stage.target:
         command += ["--target", stage.target]
     if stage.no_cache:

@@ -122,27 +122,33 @@ def _staging(rootless: bool | None = None) -> Iterator[Path | None]:
 
 def rootfs_command(
     rootfs: Path, step: str, *, cwd: str = "/", network: bool = False, rootless: bool | None = None,
-    staging: Path | None = None,
+    staging: Path | None = None, binds: Sequence[Bind] = (),
 ) -> list[str]:
     """The command line that runs shell text STEP with /bin/sh of ROOTFS as its root, in CWD.
 
     ROOTLESS and STAGING: see sandbox.bwrap_argv (as root a STAGING folder is required).
     """
     rootfs = _prepare_root(rootfs)
-    mounts: list[Bind | str] = [Bind(rootfs, PurePosixPath("/")), *DEV_PROC, *_resolver(rootfs, network)]
+    mounts: list[Bind | str] = [Bind(rootfs, PurePosixPath("/")), *DEV_PROC, *_resolver(rootfs, network),
+                                *binds]
     return bwrap_argv(mounts, ["/bin/sh", "-c", _STEP_SHELL, "xarch-step", cwd, step],
                       network=network, rootless=rootless, staging=staging)
 
 
 def run_in_rootfs(
-    rootfs: Path, step: str, env: Mapping[str, str], *, cwd: str = "/", network: bool = False, log: Log
+    rootfs: Path, step: str, env: Mapping[str, str], *, cwd: str = "/", network: bool = False, log: Log,
+    binds: Sequence[Bind] = (),
 ) -> RunResult:
     """Run shell text STEP with /bin/sh of ROOTFS as its root, in CWD (a path inside ROOTFS).
 
     The step runs in the sandbox (xarch.run.sandbox) as uid 0 of a user namespace; ROOTFS
     is first handed to the host id that maps to it. Returns the exit code and the output's
     tail; raises SandboxUnavailable (a HostError, exit 3) when this host cannot sandbox.
+    BINDS (secrets, xarch.run.secretmount) are mounted after the root; their mount points
+    exist only while the step runs.
     """
+    from xarch.run.secretmount import mount_points
+
     require_sandbox()
     rootfs = _prepare_root(rootfs)
     resolv = rootfs / "etc" / "resolv.conf"
@@ -152,10 +158,11 @@ def run_in_rootfs(
     if make_mountpoint:
         resolv.touch()
     try:
-        hand_over(rootfs)
-        with _staging() as staging:
-            command = rootfs_command(rootfs, step, cwd=cwd, network=network, staging=staging)
-            return _stream(command, env, log)
+        with mount_points(rootfs, binds):
+            hand_over(rootfs)
+            with _staging() as staging:
+                command = rootfs_command(rootfs, step, cwd=cwd, network=network, staging=staging, binds=binds)
+                return _stream(command, env, log)
     finally:
         if make_mountpoint:
             resolv.unlink(missing_ok=True)

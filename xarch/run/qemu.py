@@ -15,6 +15,7 @@ from xarch.errors import BuildError, HostError
 from xarch.platforms import Platform
 from xarch.run import binfmt
 from xarch.run.chroot import Log, RunResult, run_in_rootfs
+from xarch.run.sandbox import Bind
 
 
 class EmulationUnavailable(HostError):
@@ -107,10 +108,11 @@ def run_emulated(
     cwd: str = "/",
     network: bool = False,
     log: Log,
+    binds: Sequence[Bind] = (),
 ) -> RunResult:
     """Run shell text STEP in ROOTFS (of PLATFORM's architecture) under QEMU via binfmt_misc."""
     with interpreter_inside(platform, rootfs):
-        return run_in_rootfs(rootfs, step, env, cwd=cwd, network=network, log=log)
+        return run_in_rootfs(rootfs, step, env, cwd=cwd, network=network, log=log, binds=binds)
 
 
 class EmulatedRunFailed(BuildError):

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from xarch.buildopts import DEFAULT_LOG_LINES, Secret, mask
 from xarch.errors import BuildError, HostError
 from xarch.platforms import Platform
 from xarch.run import cross, qemu
 from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
 from xarch.run.chroot import IsolationUnavailable, RunResult, isolation_problem, run_in_rootfs
-from xarch.run.sandbox import hand_over
+from xarch.run.sandbox import Bind, hand_over
+from xarch.run.secretmount import ca_env, step_secrets
 
 Strategy = Literal["native", "cross", "emulate"]
 STRATEGIES: tuple[Strategy, ...] = ("native", "cross", "emulate")
@@ -38,6 +42,26 @@ class StrategyUnavailable(HostError):
 class StepSpec:
     run: str  # shell text, run by the stage's /bin/sh with `-e`
     network: bool = False
+    env: tuple[tuple[str, str], ...] = ()  # the step's `env:`, over the build arguments
+    secrets: tuple[str, ...] = ()  # ids mounted at /run/secrets/ID (xarch.run.secretmount)
+    ca_certificates: tuple[str, ...] = ()  # ids of secrets holding extra trusted CAs (PEM)
+    where: str = ""  # the step in the recipe, e.g. stages.build.steps[1], for hints
+
+
+# Output of a step that could not reach the network: glibc, musl, Python, curl, wget, Node, Go, apt.
+OFFLINE_PATTERNS = (
+    "temporary failure in name resolution", "name or service not known", "could not resolve host",
+    "name does not resolve", "bad address", "network is unreachable", "connection refused",
+    "no address associated with hostname", "nodename nor servname", "getaddrinfo", "eai_again",
+    "enotfound", "econnrefused", "enetunreach", "failed to establish a new connection", "dial tcp",
+    "could not resolve", "unable to resolve host",
+)
+
+
+def looks_offline(lines: Sequence[str]) -> bool:
+    """Whether a failed step's output reads like a missing network (name resolution, refused)."""
+    text = "\n".join(lines).lower()
+    return any(pattern in text for pattern in OFFLINE_PATTERNS)
 
 
 def fixed_env(platform: Platform, epoch: int) -> dict[str, str]:
@@ -87,15 +111,18 @@ def _run_one(
     strategy: Strategy,
     env: Mapping[str, str],
     log: Callable[[str], None],
+    binds: Sequence[Bind] = (),
 ) -> RunResult:
     cwd = "/" + SOURCE_DIR_IN_ROOT
     if strategy == "emulate":
-        return qemu.run_emulated(platform, rootfs, step.run, env, cwd=cwd, network=step.network, log=log)
+        return qemu.run_emulated(platform, rootfs, step.run, env, cwd=cwd, network=step.network, log=log,
+                                 binds=binds)
     # native, and cross: the root is of the host's architecture either way.
-    return run_in_rootfs(rootfs, step.run, env, cwd=cwd, network=step.network, log=log)
+    return run_in_rootfs(rootfs, step.run, env, cwd=cwd, network=step.network, log=log, binds=binds)
 
 
-def _check_strategy(platform: Platform, strategy: Strategy, host: Platform) -> None:
+def check_strategy(platform: Platform, strategy: Strategy, host: Platform) -> None:
+    """StrategyUnavailable (or EmulationUnavailable) when STRATEGY cannot build PLATFORM on HOST."""
     if strategy == "native" and platform.name != host.name:
         raise StrategyUnavailable(
             f"strategy native cannot build {platform.name} on a {host.name} host (use cross or emulate)"
@@ -123,6 +150,10 @@ def run_stage_steps(
     stage: str = "build",
     inputs: Mapping[str, Any] | None = None,
     host: Platform | None = None,
+    args: Mapping[str, str] | None = None,
+    secrets: Mapping[str, Secret] | None = None,
+    log_lines: int = DEFAULT_LOG_LINES,
+    status: Callable[[str], None] | None = None,
 ) -> None:
     """Run STEPS of STAGE in ROOTFS (the stage root: of PLATFORM's arch, or for cross a
     root of HOST's arch with PLATFORM's toolchain and packages, see xarch.run.cross).
@@ -131,38 +162,78 @@ def run_stage_steps(
     JSON-able; part of every step's cache key. A step whose key is
     cached is skipped and its recorded changes are replayed onto ROOTFS instead, so ROOTFS
     must start as the same root every time (what INPUTS describe), plus the source copy.
-    On failure raises StepFailed; ROOTFS is then half-built and must be discarded.
+    On failure raises StepFailed (its details: the last LOG_LINES output lines, and a hint
+    when the output reads like a missing network in a step without `network: true`); ROOTFS
+    is then half-built and must be discarded.
+
+    ARGS (the recipe's build arguments) and each step's `env:` are in its environment and its
+    key. SECRETS (id → Secret) are mounted for the steps that list them and are in no key;
+    every secret string is replaced by *** in what reaches LOG and the failure's details.
+    STATUS gets "step N/M: running|cached|done" lines (default: LOG).
     """
     from xarch import platforms
 
     host = host or platforms.host()
-    _check_strategy(platform, strategy, host)
-    env = fixed_env(platform, epoch)
+    check_strategy(platform, strategy, host)
+    base_env = fixed_env(platform, epoch)
     if strategy == "cross":
-        env.update(cross.toolchain_env(platform, host))
+        base_env.update(cross.toolchain_env(platform, host))
+    base_env.update(args or {})
+    secrets = secrets or {}
+    masks = sorted({m for s in secrets.values() for m in s.masks()}, key=len, reverse=True)
+    status = status or log
+    for number, step in enumerate(steps, start=1):
+        missing = [i for i in (*step.secrets, *step.ca_certificates) if i not in secrets]
+        if missing:  # the build command checks this up front (xarch.buildopts.resolve); others may not
+            where = step.where or f"stages.{stage}.steps[{number - 1}]"
+            raise BuildError(f"{where} lists secret {missing[0]!r}, which this command was not given "
+                             f"(xarch build --secret id={missing[0]},src=FILE)")
     source_digest = tree_digest(source_dir)
     place_source(source_dir, rootfs)
     hand_over(rootfs)  # before the first snapshot: the owner change is not a step's doing
     previous: str | None = None
     for number, step in enumerate(steps, start=1):
+        env = {**base_env, **dict(step.env)}
+        if step.ca_certificates:
+            env.update(ca_env())
+        key_text = step.run
+        if step.secrets or step.ca_certificates:
+            # Which secrets are mounted changes what the step sees; their values never enter a key.
+            key_text += "\0secrets:" + ",".join(step.secrets) + "\0ca:" + ",".join(step.ca_certificates)
         key = step_key(
-            inputs=inputs or {}, source_digest=source_digest, step=step.run, network=step.network,
+            inputs=inputs or {}, source_digest=source_digest, step=key_text, network=step.network,
             previous=previous, platform=platform.oci, strategy=strategy, env=env,
         )
         previous = key
         label = f"{stage} step {number}/{len(steps)}"
         if cache.usable(key):  # checked against its recorded sha256; a damaged entry is rerun
-            log(f"{label}: cached")
+            status(f"{label}: cached")
             cache.replay(key, rootfs)
             continue
-        log(f"{label}: running ({strategy})")
+        status(f"{label}: running ({strategy})")
+        tail: deque[str] = deque(maxlen=log_lines)
+
+        def output(line: str, tail: deque[str] = tail) -> None:
+            line = mask(line, masks)
+            tail.append(line)
+            log(line)
+
         before = Snapshot.of(rootfs)
-        result = _run_one(step, rootfs, platform, strategy, env, log)
+        started = time.monotonic()
+        with step_secrets(rootfs, secrets, step.secrets, step.ca_certificates) as mounts:
+            result = _run_one(step, rootfs, platform, strategy, env, output, mounts.binds)
         if result.exit_code != 0:
             first = step.run.strip().splitlines()[0] if step.run.strip() else ""
-            raise StepFailed(
-                f"stage {stage!r} step {number} (`{first}`) failed with exit code {result.exit_code}",
-                details=result.tail,
+            failed = StepFailed(
+                mask(f"stage {stage!r} step {number} (`{first}`) failed with exit code {result.exit_code}",
+                     masks),
+                details=tuple(tail),
             )
+            if not step.network and looks_offline(tail):
+                where = step.where or f"stages.{stage}.steps[{number - 1}]"
+                failed.hint = (f"the output reads like a missing network; this step runs without one: "
+                               f"add `network: true` to {where} if it needs it")
+            raise failed
+        status(f"{label}: done in {time.monotonic() - started:.1f} s")
         meta = {"stage": stage, "step": number, "run": step.run, "strategy": strategy}
         cache.save(key, rootfs, before, meta)

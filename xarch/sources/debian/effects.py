@@ -62,13 +62,13 @@ class Effects:
         return sorted({package for package, _, _ in self.not_reproduced})
 
     def summary(self) -> str | None:
-        """The one line a build prints without -v, or None when every effect was reproduced."""
+        """The one line a build prints without --show-scripts, or None when every effect was reproduced."""
         names = self.packages()
         if not names:
             return None
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         return (f"{len(names)} package{'s' if len(names) != 1 else ''} have maintainer-script effects "
-                f"xarch does not reproduce: {shown}; see -v")
+                f"xarch does not reproduce: {shown}; see --show-scripts")
 
 
 def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effects:
