@@ -36,7 +36,7 @@ def _cases() -> Iterator[tuple[str, ...]]:
             yield (*path, "")  # the first argument, empty
         for param in command.params:
             if isinstance(param, click.Option) and not param.is_flag and not param.count \
-                    and param.name not in ("help",):
+                    and param.flag_value != "" and param.name not in ("help",):
                 yield (*path, param.opts[-1], "")
 
 

@@ -116,6 +116,8 @@ def refuse_empty_values(command: click.Command) -> None:
     an option added later cannot forget it. Click reports it as a usage error, exit 2.
     """
     for param in command.params:
+        if isinstance(param, click.Option) and param.flag_value == "":
+            continue  # `--load` alone means "" (its default name): bare and empty are one to click
         if not getattr(param, "refuses_empty", False):
             # Set on the instance: click has no hook that sees raw values for all parameters.
             param.process_value = _refusing_empty(param, param.process_value)  # type: ignore[method-assign]
