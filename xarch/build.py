@@ -27,6 +27,7 @@ from xarch.treecheck import check_extractable
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
+    from xarch.sources.python.lock import PythonLock
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class BuildInputs:
     use_cache: bool = True  # reuse a finished image whose every input is unchanged
     # platform name → stage → strategy a published image recorded (verify --against uses it)
     recorded: dict[str, dict[str, str]] = field(default_factory=dict)
+    python: PythonLock | None = None  # xarch.lock's python section, when the recipe has python:
 
 
 def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
@@ -60,7 +62,7 @@ def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
 def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
                   workdir: Path) -> tuple[Tree, list[str]]:
     """Everything the image holds, in the order later parts may replace earlier ones:
-    packages, accounts, the recipe's files, then what is copied out of stages; and the
+    packages, Python wheels, accounts, the recipe's files, then what is copied out of stages; and the
     strategy record of each stage that ran steps (xarch.stages.strategy_record)."""
     loaded = inputs.loaded
     tree = Tree()
@@ -68,6 +70,10 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     if loaded.recipe.packages is not None:
         assert inputs.lock is not None
         install_set(tree, loaded, inputs.lock, IMAGE_SET, platform, inputs.store, inputs.epoch, reporter)
+    if inputs.python is not None:
+        from xarch.sources.python.commands import install_python
+
+        install_python(tree, loaded, inputs.python, inputs.lock, platform, inputs.store, reporter)
     add_accounts(tree, loaded, inputs.epoch)
     recipe_tree(loaded, platform, tree)
     if loaded.recipe.copy_:
@@ -85,7 +91,7 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, 
     cache, key = None, None
     if inputs.use_cache and cacheable(inputs.loaded):
         cache = ImageCache(inputs.store)
-        key = cache_key(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.strategy)
+        key = cache_key(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.strategy, inputs.python)
         cached = cache.get(key)
         if cached is not None:
             reporter.detail(f"[{platform.name}] no input changed: image {key} from the cache")

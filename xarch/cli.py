@@ -141,7 +141,13 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
                   f"(epoch {epoch}: {epoch_source})")
     lock = ensure_lock(loaded, locked, store, reporter)
-    artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache), reporter)
+    python = None
+    if loaded.recipe.python is not None:
+        from xarch.sources.python.commands import ensure_python_lock
+
+        python = ensure_python_lock(loaded, lock, locked, reporter)
+    inputs = BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache, python=python)
+    artifact = build(inputs, reporter)
     repo_tag = f"{loaded.recipe.name}:{loaded.recipe.tag}"
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tag, for_docker, loaded.path)

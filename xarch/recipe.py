@@ -27,6 +27,7 @@ from pydantic import (
 from xarch import platforms as platform_data
 from xarch.errors import RecipeError
 from xarch.sources.debian.config import DebianSource, PackageSelection
+from xarch.sources.python.config import PythonSpec
 from xarch.yamlpos import PositionedYaml, YamlPositionError
 from xarch.yamlpos import load as load_yaml
 
@@ -425,6 +426,8 @@ class Recipe(Strict):
     copy_: list[CopySpec] = Field(default_factory=list, alias="copy")
     # Image paths (globs, as in layers) whose ELF files may be code for another machine.
     foreign_code: list[ImageGlob] = Field(default_factory=list)
+    # Python dependencies from a package index, locked per platform (docs/python.md).
+    python: PythonSpec | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
