@@ -84,6 +84,10 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
                              recorded=inputs.recorded.get(platform.name))
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
         notes = list(runner.used.values())
+    if inputs.python is not None:
+        from xarch.sources.python.commands import check_interpreter
+
+        check_interpreter(tree, loaded, platform)
     return tree, notes
 
 

@@ -159,13 +159,19 @@ def install_python(
     files = install_wheels(
         tree, wheels, spec, target.python, store, full_version(debian, platform.name, target.python)
     )
+    reporter.detail(f"[{platform.name}] python: {len(wheels)} wheels, {files} files")
+
+
+def check_interpreter(tree: Tree, loaded: LoadedRecipe, platform: Platform) -> None:
+    """The interpreter the scripts name is in the finished tree (from packages, files or a copy)."""
+    spec = loaded.recipe.python
+    assert spec is not None
     if spec.interpreter not in tree:
         raise loaded.error(
             ("python", "interpreter"),
             f"{spec.interpreter} is not in the {platform.name} image: "
             "install python3 (packages:) or give the interpreter's path",
         )
-    reporter.detail(f"[{platform.name}] python: {len(wheels)} wheels, {files} files")
 
 
 def cache_material(lock: PythonLock | None, platform: Platform) -> str | None:
