@@ -304,3 +304,36 @@ def test_the_flask_example_serves_its_page_on_both_machines(flask_layout: Path, 
         finally:
             subprocess.run([docker, "rm", "-f", name], capture_output=True)
             subprocess.run([docker, "rmi", "-f", tag], capture_output=True)
+
+
+def test_the_debian_part_and_the_python_section_keep_each_other(tmp_path: Path) -> None:
+    from xarch.sources.debian.lock import Lock, LockedPackage
+    from xarch.sources.python.lock import PythonLock, dump_section, load_section
+    from xarch.sources.python.resolve import LockedWheel, Target
+
+    path = tmp_path / "xarch.lock"
+    wheel = LockedWheel("tinypure", "1.0", "tinypure-1.0-py3-none-any.whl", "http://127.0.0.1:9/files/x.whl",
+                        "a" * 64, None)
+    python = PythonLock("http://127.0.0.1:9/simple", "sha256:" + "b" * 64, "uv 0.13.9",
+                        {"amd64": Target("amd64", "x86_64", "3.11", "2.36")}, {"amd64": [wheel]})
+    dump_section(path, python)  # a lock with only the python section
+    debian = Lock({"source": "sha256:1"}, {"bookworm": {"date": "x"}},
+                  {"image": {"amd64": [LockedPackage("libc6", "2.36-9", "amd64", "pool/l.deb", 1, "c" * 64,
+                                                     "bookworm")]}})
+    debian.dump(path)
+    assert load_section(path) == python
+    before = path.read_bytes()
+    dump_section(path, python)
+    assert path.read_bytes() == before  # rewriting the python section leaves the Debian part's bytes
+    assert Lock.load(path).packages == debian.packages
+    assert before.index(b"\npackages:") < before.index(b"\npython:") < before.index(b"\nreleases:")
+
+
+@pytest.mark.slow
+def test_the_flask_example_is_reproducible(tmp_path: Path) -> None:
+    # The whole `xarch verify` (eleven builds) took 200 s here; these variations touch what the
+    # wheels' install could pick up from the host: the build path, the umask, an empty cache.
+    result = xarch("verify", "-f", str(FLASK), "--variations", "build_path,umask,cache",
+                   cache=tmp_path / "cache", timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all digests identical under every variation" in result.stdout
