@@ -209,6 +209,9 @@ def test_a_wheel_that_differs_from_the_lock_is_refused_and_not_stored(index: Pac
     ({"index_url": "file:///srv/simple"}, "python.index_url", "http(s) URL"),
     ({"requirements_file": "requirements.txt"}, "python", "exactly one"),
     ({"extra": 1}, "python.extra", "unknown field"),
+    ({"index_url": "http://127.0.0.1/\x00"}, "python.index_url", "control character"),
+    ({"requirements": [], "requirements_file": "/etc/passwd"}, "python.requirements_file",
+     "beside the recipe"),
 ])
 def test_bad_python_sections_are_one_line(tmp_path: Path, python: dict, field: str, message: str) -> None:
     from tests.support.inprocess import xarch_in_process

@@ -68,6 +68,22 @@ class PythonSpec(BaseModel):
                 _requirement(item)
         return value
 
+    @field_validator("requirements", "requirements_file", "interpreter", "target", "index_url", mode="after")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        # They reach uv's argv, a file and error lines: a NUL cannot, other control characters hide.
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+                raise ValueError("must not contain a control character")
+        return value
+
+    @field_validator("requirements_file")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is not None and (not value or value.startswith("/")):
+            raise ValueError("must be a file beside the recipe, e.g. requirements.txt")
+        return value
+
     @field_validator("interpreter")
     @classmethod
     def _interpreter(cls, value: str) -> str:
