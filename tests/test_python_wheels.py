@@ -239,6 +239,19 @@ def test_a_requirements_file_takes_requirements_only(index: PackageIndex, tmp_pa
     assert len(python_section(path.parent / "xarch.lock")["platforms"]["arm64"]["wheels"]) == 2
 
 
+def test_a_pyproject_gives_its_project_dependencies(index: PackageIndex, tmp_path: Path) -> None:
+    path = recipe(tmp_path / "app", index, requirements=[], requirements_file="pyproject.toml")
+    (path.parent / "pyproject.toml").write_text('[project]\nname = "app"\ndependencies = ["tinypure", 3]\n')
+    result = run("lock", "-f", str(path), cache=tmp_path / "cache")
+    assert result.returncode == 2
+    assert error_lines(result) == [f"xarch: error: {path}: python.requirements_file: pyproject.toml: "
+                                   "project.dependencies[1]: 3 is not a requirement string"]
+    (path.parent / "pyproject.toml").write_text('[project]\nname = "app"\ndependencies = ["tinybin==1.0"]\n')
+    ok("lock", "-f", str(path), cache=tmp_path / "cache")
+    wheels = python_section(path.parent / "xarch.lock")["platforms"]["arm64"]["wheels"]
+    assert [w["name"] for w in wheels] == ["tinybin"]
+
+
 def test_the_real_pypi_gives_markupsafe_for_both_machines(tmp_path: Path) -> None:
     opt_in("XARCH_PYPI", "resolves and fetches MarkupSafe from https://pypi.org")
     folder = tmp_path / "app"

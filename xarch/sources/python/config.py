@@ -1,7 +1,7 @@
 """The recipe's `python:` section (embedded by xarch/recipe.py).
 
 python:
-  requirements: [flask==3.1.*]      # or requirements_file: requirements.txt (names and specifiers only)
+  requirements: [flask==3.1.*]      # or requirements_file: requirements.txt or pyproject.toml
   interpreter: /usr/bin/python3     # the image's interpreter: script shebangs, the Python version
   target: site-packages             # or a venv path, e.g. /opt/venv
   # version: "3.11"                 # default: the interpreter's name, else Debian's python3 (lock)
@@ -145,6 +145,8 @@ def read_requirements(spec: PythonSpec, folder: Path, recipe: Path) -> list[str]
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"{where}: cannot read {path}: {' '.join(str(error).split())}") from None
+    if path.name == "pyproject.toml":
+        return _project_dependencies(text, where, spec.requirements_file)
     result: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
@@ -163,3 +165,27 @@ def read_requirements(spec: PythonSpec, folder: Path, recipe: Path) -> list[str]
     if not result:
         raise RecipeError(f"{where}: {spec.requirements_file} names no requirement")
     return result
+
+
+def _project_dependencies(text: str, where: str, name: str) -> list[str]:
+    """[project].dependencies of a pyproject.toml (PEP 621), each checked as a requirement."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"{where}: {name}: not TOML: {error}") from None
+    project = data.get("project")
+    dependencies = project.get("dependencies") if isinstance(project, dict) else None
+    if not isinstance(dependencies, list) or not dependencies:
+        raise RecipeError(f"{where}: {name}: no [project] dependencies list (PEP 621)")
+    for index, item in enumerate(dependencies):
+        try:
+            if not isinstance(item, str) or any(ord(c) < 0x20 for c in item):
+                raise ValueError(f"{item!r} is not a requirement string")
+            _requirement(item)
+        except ValueError as error:
+            raise RecipeError(f"{where}: {name}: project.dependencies[{index}]: {error}") from None
+    return list(dependencies)
