@@ -353,3 +353,21 @@ def test_the_flask_example_is_reproducible(tmp_path: Path) -> None:
                    cache=tmp_path / "cache", timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all digests identical under every variation" in result.stdout
+
+
+def test_an_index_that_cannot_be_reached_is_one_line_exit_4(index: PackageIndex, tmp_path: Path) -> None:
+    path = recipe(tmp_path / "app", index)
+    ok("lock", "-f", str(path), cache=tmp_path / "lock-cache")
+    url = python_section(path.parent / "xarch.lock")["platforms"]["amd64"]["wheels"][0]["url"]
+    index.close()  # the index goes away after the lock was made
+    out = tmp_path / "out"
+    result = run("build", "-f", str(path), "--locked", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    assert result.returncode == 4
+    (line,) = error_lines(result)
+    assert line.startswith(f"xarch: error: cannot fetch {url}: connection failed")
+    assert "gave up after 5 attempts" in line
+    assert not (tmp_path / "out").exists()
+    result = run("lock", "-f", str(path), cache=tmp_path / "lock-cache")
+    assert result.returncode == 4
+    assert error_lines(result) == [f"xarch: error: python: cannot reach the index {index.url} for amd64: "
+                                   f"Failed to fetch: {index.url}/tinypure/"]
