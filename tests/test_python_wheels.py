@@ -371,3 +371,16 @@ def test_an_index_that_cannot_be_reached_is_one_line_exit_4(index: PackageIndex,
     assert result.returncode == 4
     assert error_lines(result) == [f"xarch: error: python: cannot reach the index {index.url} for amd64: "
                                    f"Failed to fetch: {index.url}/tinypure/"]
+
+
+def test_an_extension_for_another_machine_meets_the_elf_check(index: PackageIndex, tmp_path: Path) -> None:
+    for old in Path(index.folder).glob("tinybin-*.whl"):
+        old.unlink()
+    write_wheels(Path(index.folder), native=elf_header("x86_64"))  # the aarch64 wheel holds x86_64 code
+    path = recipe(tmp_path / "app", index)
+    result = run("build", "-f", str(path), "--platform", "arm64", "-o", f"oci:{tmp_path / 'out'}",
+                 cache=tmp_path / "cache")
+    assert result.returncode == 2
+    (line,) = error_lines(result)
+    assert f"/{SITE}/tinybin/_native.cpython-311-aarch64-linux-gnu.so" in line
+    assert "wheel tinybin-1.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl" in line
