@@ -96,6 +96,8 @@ WITH_PACKAGES: dict[str, Any] = {  # the README's second recipe: loaded, never b
     },
     "copy": [{"from": "build:/out/hello", "dst": "/usr/bin/hello", "mode": "0755"}],
     "files": [{"src": "etc/motd", "dst": "/etc/motd"}],
+    "python": {"requirements": ["flask==3.1.*"], "interpreter": "/usr/bin/python3", "target": "/opt/venv",
+               "version": "3.11", "glibc": "2.36", "index_url": "https://pypi.org/simple"},
 }
 BASES = [HELLO_LIKE, MINIMAL, WITH_PACKAGES]
 
@@ -419,7 +421,8 @@ STATS = {"examples": 0, "loaded": 0, "built": 0, "refused": 0}
 
 
 def buildable(recipe: Any) -> bool:
-    return not (recipe.packages is not None or recipe.stages or recipe.copy_ or recipe.sources.debian)
+    return not (recipe.packages is not None or recipe.stages or recipe.copy_ or recipe.sources.debian
+                or recipe.python is not None)  # python: resolves against an index
 
 
 @pytest.mark.timeout(600)

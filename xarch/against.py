@@ -70,8 +70,13 @@ def rebuilt_side(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter
     epoch, _ = resolve_epoch(loaded)
     store = Store()
     lock = ensure_lock(loaded, locked=True, store=store, reporter=reporter)
+    python = None
+    if loaded.recipe.python is not None:
+        from xarch.sources.python.commands import ensure_python_lock
+
+        python = ensure_python_lock(loaded, lock, locked=True, reporter=reporter)
     # use_cache=False: the publication is compared with a rebuild, never with a cache entry.
     inputs = BuildInputs(loaded, platforms, epoch, lock, strategy, store, use_cache=False,
-                         recorded=recorded or {})
+                         recorded=recorded or {}, python=python)
     artifact = build(inputs, reporter)
     return side_of_index("this rebuild", sha256_digest(artifact.index_bytes), artifact.index_bytes)

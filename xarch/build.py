@@ -29,6 +29,7 @@ from xarch.treecheck import check_extractable
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
+    from xarch.sources.python.lock import PythonLock
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class BuildInputs:
     # platform name → stage → strategy a published image recorded (verify --against uses it)
     recorded: dict[str, dict[str, str]] = field(default_factory=dict)
     options: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --secret, --log-lines
+    python: PythonLock | None = None  # xarch.lock's python section, when the recipe has python:
 
 
 def runtime_config(loaded: LoadedRecipe, labels: dict[str, str] | None = None) -> RuntimeConfig:
@@ -64,7 +66,7 @@ def runtime_config(loaded: LoadedRecipe, labels: dict[str, str] | None = None) -
 def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
                   workdir: Path) -> tuple[Tree, list[str]]:
     """Everything the image holds, in the order later parts may replace earlier ones:
-    packages, accounts, the recipe's files, then what is copied out of stages; and the
+    packages, Python wheels, accounts, the recipe's files, then what is copied out of stages; and the
     strategy record of each stage that ran steps (xarch.stages.strategy_record)."""
     loaded = inputs.loaded
     tree = Tree()
@@ -72,6 +74,10 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     if loaded.recipe.packages is not None:
         assert inputs.lock is not None
         install_set(tree, loaded, inputs.lock, IMAGE_SET, platform, inputs.store, inputs.epoch, reporter)
+    if inputs.python is not None:
+        from xarch.sources.python.commands import install_python
+
+        install_python(tree, loaded, inputs.python, inputs.lock, platform, inputs.store, reporter)
     add_accounts(tree, loaded, inputs.epoch)
     recipe_tree(loaded, platform, tree)
     if loaded.recipe.copy_:
@@ -82,6 +88,10 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
                              recorded=inputs.recorded.get(platform.name), options=inputs.options)
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
         notes = list(runner.used.values())
+    if inputs.python is not None:
+        from xarch.sources.python.commands import check_interpreter
+
+        check_interpreter(tree, loaded, platform)
     return tree, notes
 
 
@@ -89,7 +99,7 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, 
     cache, key = None, None
     if inputs.use_cache and cacheable(inputs.loaded):
         cache = ImageCache(inputs.store)
-        key = cache_key(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.strategy)
+        key = cache_key(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.strategy, inputs.python)
         if inputs.options.args or inputs.options.labels:
             # --build-arg and --label values change the image; the recipe part of the key has only defaults.
             extra = {"image": key, "args": inputs.options.args, "labels": inputs.options.labels}

@@ -223,8 +223,13 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     reporter.info(f"building {loaded.recipe.name} for {', '.join(p.name for p in platforms)} "
                   f"(epoch {epoch}: {epoch_source})")
     lock = ensure_lock(loaded, locked, store, reporter)
+    python = None
+    if loaded.recipe.python is not None:
+        from xarch.sources.python.commands import ensure_python_lock
+
+        python = ensure_python_lock(loaded, lock, locked, reporter)
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache,
-                                 options=options), reporter)
+                                 options=options, python=python), reporter)
     if formats or provenance:
         from xarch.sbom.attach import attach_to
 

@@ -8,3 +8,8 @@ from xarch.sources.debian.commands import make_lock_command, make_outdated_comma
 
 lock_command = make_lock_command(lambda path: lock_inputs(load(path)))
 outdated_command = make_outdated_command(lambda path: lock_inputs(load(path)))
+
+# Python dependencies (xarch/sources/python): their own section of xarch.lock, after the Debian part.
+from xarch.sources.python.commands import with_python  # noqa: E402
+
+lock_command = with_python(lock_command, lambda path: lock_inputs(load(path)), load)

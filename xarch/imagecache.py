@@ -31,6 +31,7 @@ from xarch.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
+    from xarch.sources.python.lock import PythonLock
 
 FORMAT = 2  # 2: images passed the ELF check (xarch/elfcheck.py) before they were cached
 
@@ -90,7 +91,7 @@ def lock_entries(lock: Lock | None, platform: Platform) -> dict[str, list[str]]:
 
 
 def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock | None,
-              strategy: str | None) -> str:
+              strategy: str | None, python: PythonLock | None = None) -> str:
     material = {
         "format": FORMAT,
         "compressor": compressor_id(loaded.recipe.compression.level),
@@ -105,6 +106,10 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
         from xarch.trace.apply import record_digest
 
         material["trace"] = record_digest(loaded)  # xarch.trace decides what the image keeps
+    if python is not None:  # only then: the keys of recipes without python: stay as they were
+        from xarch.sources.python.commands import cache_material
+
+        material["python"] = cache_material(python, platform)
     return sha256_digest(canonical_json(material))
 
 

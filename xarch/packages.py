@@ -14,7 +14,7 @@ from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.commands import lock_path, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
-from xarch.sources.debian.lock import DEFAULT_SET, Lock, lock_matches, mirror_of
+from xarch.sources.debian.lock import DEFAULT_SET, Lock, has_packages, lock_matches, mirror_of
 from xarch.store import Store
 
 IMAGE_SET = DEFAULT_SET
@@ -52,7 +52,7 @@ def ensure_lock(loaded: LoadedRecipe, locked: bool, store: Store, reporter: Repo
     if not wanted and not cross:
         return None
     path = lock_path(loaded.path)
-    if not path.exists():
+    if not path.exists() or not has_packages(path):  # a lock may hold only the python section
         if locked:
             raise BuildError(f"--locked: {path} does not exist; run `xarch lock`")
         reporter.info(f"no {path.name} yet: resolving packages and creating it")

@@ -27,6 +27,7 @@ from pydantic import (
 from xarch import platforms as platform_data
 from xarch.errors import RecipeError
 from xarch.sources.debian.config import DebianSource, PackageSelection
+from xarch.sources.python.config import PythonSpec
 from xarch.yamlpos import PositionedYaml, YamlPositionError
 from xarch.yamlpos import load as load_yaml
 
@@ -469,6 +470,8 @@ class Recipe(Strict):
     # Minimal by tracing: keep only what xarch.trace recorded (see xarch/trace/).
     trace: TraceSpec | None = None
     args: dict[StepEnvName, Text] = Field(default_factory=dict)  # build arguments: --build-arg overrides
+    # Python dependencies from a package index, locked per platform (docs/python.md).
+    python: PythonSpec | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -66,3 +66,10 @@ def need_binfmt(qemu: str) -> None:
     """The kernel hands qemu-QEMU binaries to QEMU (binfmt_misc); `missing` otherwise."""
     need_file(f"/proc/sys/fs/binfmt_misc/qemu-{qemu}",
               f"qemu-{qemu} is not registered with binfmt_misc (scripts/setup-host does it)")
+
+
+def opt_in(variable: str, why: str) -> None:
+    """Go on only when the environment sets VARIABLE=1 (a test that reaches the internet, e.g. the
+    real PyPI: never part of CI's hermetic run). Otherwise it always skips, with WHY."""
+    if os.environ.get(variable) != "1":
+        pytest.skip(f"opt-in: set {variable}=1 to run ({why})")

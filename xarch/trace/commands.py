@@ -74,7 +74,12 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
     epoch, _ = resolve_epoch(loaded)
     store = Store()
     lock = ensure_lock(loaded, False, store, reporter)
-    inputs = BuildInputs(loaded, platforms, epoch, lock, None, store)
+    python = None
+    if loaded.recipe.python is not None:
+        from xarch.sources.python.commands import ensure_python_lock
+
+        python = ensure_python_lock(loaded, lock, False, reporter)
+    inputs = BuildInputs(loaded, platforms, epoch, lock, None, store, python=python)
     host = platform_data.host()
     config = loaded.recipe.config
     env = dict(config.env) or {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}

@@ -1,0 +1,257 @@
+"""Glue between the recipe, xarch.lock's python section, `xarch lock` and `xarch build`.
+
+The Python version and glibc level of each platform come from the recipe (`version:`,
+`glibc:`, an interpreter named python3.N) or else from the Debian part of the same lock:
+Debian's `python3.N` (or `python3`) and `libc6` packages of the image, per platform.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from xarch import platforms as platform_data
+from xarch.errors import BuildError, ExitCode
+from xarch.oci.tree import Tree
+from xarch.platforms import Platform
+from xarch.progress import Reporter
+from xarch.recipe import LoadedRecipe
+from xarch.sources.python.config import read_requirements
+from xarch.sources.python.lock import (
+    PythonLock,
+    compare_pins,
+    drift,
+    dump_section,
+    load_section,
+    requirements_digest,
+)
+from xarch.sources.python.resolve import Target, resolve, target_for, uv_version
+from xarch.store import Store
+
+if TYPE_CHECKING:
+    from xarch.sources.debian.lock import Lock
+
+IMAGE_SET = "image"
+
+
+def lock_file(loaded: LoadedRecipe) -> Path:
+    return loaded.path.resolve().parent / "xarch.lock"
+
+
+def _debian_version(lock: Lock | None, platform: str, names: Callable[[str], bool]) -> str | None:
+    if lock is None:
+        return None
+    for package in lock.packages.get(IMAGE_SET, {}).get(platform, []):
+        if names(package.name):
+            return re.sub(r"^\d+:", "", package.version)  # without Debian's epoch
+    return None
+
+
+def targets(
+    loaded: LoadedRecipe, debian: Lock | None, platforms: list[Platform] | None = None
+) -> dict[str, Target]:
+    """platform name → Target for every platform of the recipe (or PLATFORMS).
+    Raises RecipeError naming the field to add when the version or glibc cannot be known."""
+    spec = loaded.recipe.python
+    assert spec is not None
+    result: dict[str, Target] = {}
+    for platform in platforms or [platform_data.get(name) for name in loaded.recipe.platforms]:
+        python = spec.interpreter_version()
+        if python is None:
+            found = _debian_version(
+                debian,
+                platform.name,
+                lambda name: name == "python3" or bool(re.fullmatch(r"python3\.\d+", name)),
+            )
+            python = ".".join(found.split(".")[:2]) if found else None
+        if python is None or not re.fullmatch(r"3\.\d{1,2}", python):
+            raise loaded.error(
+                ("python", "interpreter"),
+                f"cannot tell {spec.interpreter}'s Python version on "
+                f"{platform.name}: name it python3.N, give python.version, or install python3 "
+                "from sources.debian",
+            )
+        glibc = spec.glibc
+        if glibc is None:
+            found = _debian_version(debian, platform.name, lambda name: name == "libc6")
+            glibc = ".".join(re.split(r"[.-]", found)[:2]) if found else None
+        if glibc is None or not re.fullmatch(r"2\.\d{1,3}", glibc):
+            raise loaded.error(
+                ("python",),
+                f"cannot tell the image's glibc on {platform.name}: give "
+                'python.glibc (e.g. "2.36") or install libc6 from sources.debian',
+            )
+        result[platform.name] = target_for(platform, python, glibc)
+    return result
+
+
+def full_version(debian: Lock | None, platform: str, version: str) -> str:
+    """3.11.2 from Debian's python3.11 package, else VERSION (for a venv's pyvenv.cfg)."""
+    found = _debian_version(debian, platform, lambda name: name == f"python{version}")
+    match = re.match(r"\d+\.\d+\.\d+", found or "")
+    return match.group(0) if match else version
+
+
+def resolve_python(loaded: LoadedRecipe, debian: Lock | None, say: Callable[[str], None]) -> PythonLock:
+    """Resolve the recipe's python section for every platform (uv, see resolve.py)."""
+    spec = loaded.recipe.python
+    assert spec is not None
+    requirements = read_requirements(spec, loaded.folder, loaded.path)
+    lock = PythonLock(spec.index_url, requirements_digest(requirements), uv_version())
+    for name, target in targets(loaded, debian).items():
+        say(f"python: resolving {len(requirements)} requirements for {target.describe()}")
+        lock.targets[name] = target
+        lock.wheels[name] = resolve(requirements, target, spec.index_url)
+        say(f"python on {name}: {len(lock.wheels[name])} wheels")
+    return lock
+
+
+def lock_drift(loaded: LoadedRecipe, lock: PythonLock | None, debian: Lock | None) -> list[str]:
+    spec = loaded.recipe.python
+    assert spec is not None
+    if lock is None:
+        return ["xarch.lock has no python section"]
+    requirements = read_requirements(spec, loaded.folder, loaded.path)
+    return drift(lock, requirements, spec.index_url, targets(loaded, debian))
+
+
+def ensure_python_lock(
+    loaded: LoadedRecipe, debian: Lock | None, locked: bool, reporter: Reporter
+) -> PythonLock | None:
+    """The python section to build from: resolved when missing or stale, unless LOCKED."""
+    if loaded.recipe.python is None:
+        return None
+    path = lock_file(loaded)
+    current = load_section(path)
+    differences = lock_drift(loaded, current, debian)
+    if not differences:
+        return current
+    if locked:
+        raise BuildError(f"--locked: {path.name} does not match the recipe: {'; '.join(differences)}")
+    reporter.info(f"{path.name}: {'; '.join(differences)}: resolving the python dependencies")
+    lock = resolve_python(loaded, debian, reporter.detail)
+    dump_section(path, lock)
+    return lock
+
+
+def install_python(
+    tree: Tree,
+    loaded: LoadedRecipe,
+    lock: PythonLock,
+    debian: Lock | None,
+    platform: Platform,
+    store: Store,
+    reporter: Reporter,
+) -> None:
+    """Fetch (verified) and install PLATFORM's wheels into TREE; nothing of them runs."""
+    from xarch.sources.python.install import fetch_wheels, install_wheels
+
+    spec = loaded.recipe.python
+    assert spec is not None
+    wheels = lock.for_platform(platform.name)
+    target = lock.targets[platform.name]
+    fetch_wheels(wheels, store, say=reporter.info)
+    files = install_wheels(
+        tree, wheels, spec, target.python, store, full_version(debian, platform.name, target.python)
+    )
+    reporter.detail(f"[{platform.name}] python: {len(wheels)} wheels, {files} files")
+
+
+def check_interpreter(tree: Tree, loaded: LoadedRecipe, platform: Platform) -> None:
+    """The interpreter the scripts name is in the finished tree (from packages, files or a copy)."""
+    spec = loaded.recipe.python
+    assert spec is not None
+    if spec.interpreter not in tree:
+        raise loaded.error(
+            ("python", "interpreter"),
+            f"{spec.interpreter} is not in the {platform.name} image: "
+            "install python3 (packages:) or give the interpreter's path",
+        )
+
+
+def cache_material(lock: PythonLock | None, platform: Platform) -> str | None:
+    """What the image cache key needs of the python section for PLATFORM (None: no section)."""
+    if lock is None:
+        return None
+    from xarch.sources.python.install import wheels_digest
+
+    return wheels_digest(lock.wheels.get(platform.name, []))
+
+
+def check_command(loaded: LoadedRecipe, debian: Lock | None) -> int:
+    """`xarch lock --check`: say what drifted, without writing. Exit 1 when anything did.
+
+    Input drift (the recipe changed since the lock) needs no network; then each platform is
+    resolved again and every dependency whose pin would change is named."""
+    if loaded.recipe.python is None:
+        return 0
+    lock = load_section(lock_file(loaded))
+    lines = [f"python: {line}" for line in lock_drift(loaded, lock, debian)]
+    if lock is not None:
+        fresh = resolve_python(loaded, debian, lambda _message: None)
+        lines += [f"python on {line}" for line in compare_pins(lock, fresh)]
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        click.echo("python: every pin is what the index resolves today")
+    return ExitCode.VERDICT if lines else ExitCode.OK
+
+
+def with_python(
+    lock_command: click.Command, debian_inputs: Callable[[Path], Any], load: Callable[[Path], LoadedRecipe]
+) -> click.Command:
+    """The `lock` command, extended: after the Debian part, the python section; `--check`."""
+    original = lock_command.callback
+    assert original is not None
+
+    def callback(**kwargs: Any) -> None:
+        check = kwargs.pop("check")
+        recipe_path: Path = kwargs["recipe"]
+        loaded = load(recipe_path)
+        from xarch.packages import cross_selections, selections
+        from xarch.sources.debian.lock import Lock
+
+        debian_wanted = bool(selections(loaded) or cross_selections(loaded))
+        path = lock_file(loaded)
+        if check:
+            code = 0
+            if debian_wanted:
+                from xarch.sources.debian.lock import lock_matches
+
+                source, wanted, platforms, cross = debian_inputs(recipe_path)
+                debian_lock = Lock.load(path)
+                for line in lock_matches(debian_lock, source, wanted, platforms, cross):
+                    click.echo(f"debian: {line}")
+                    code = ExitCode.VERDICT
+            debian = Lock.load(path) if debian_wanted else None
+            code = max(code, check_command(loaded, debian))
+            sys.exit(code)
+        if debian_wanted or loaded.recipe.python is None:
+            original(**kwargs)
+        if loaded.recipe.python is not None:
+            debian = Lock.load(path) if debian_wanted else None
+            lock = resolve_python(loaded, debian, lambda message: click.echo(message, err=True))
+            dump_section(path, lock)
+            total = sum(len(wheels) for wheels in lock.wheels.values())
+            click.echo(f"wrote {path} ({total} python wheel entries)", file=sys.stdout)
+
+    params = [
+        *lock_command.params,
+        click.Option(
+            ["--check"],
+            is_flag=True,
+            help="Write nothing; say which locked inputs and pins drifted (exit 1 if any).",
+        ),
+    ]
+    return click.Command(
+        lock_command.name,
+        params=params,
+        callback=callback,
+        help=lock_command.help,
+        short_help=lock_command.short_help,
+    )
