@@ -381,6 +381,7 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
             raise XarchError(f"--attest: {ref.label} is not a registry image; attestations are pushed "
                              "as referrers of a published index")
         reporter = Reporter(quiet=as_json)
+        signer = None  # set when --key is a private key: it also signs what --attest attaches
         if key_path is not None:
             from xarch.sign.commands import checked_signatures
 
