@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xarch.contents import recipe_tree
 from xarch.elfcheck import check_image
@@ -42,19 +42,11 @@ class BuildInputs:
     recorded: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def runtime_config(loaded: LoadedRecipe) -> RuntimeConfig:
-    spec = loaded.recipe.config
-    return RuntimeConfig(
-        entrypoint=spec.entrypoint,
-        cmd=spec.cmd,
-        env=[f"{key}={value}" for key, value in spec.env.items()],
-        user=spec.user,
-        workdir=spec.workdir,
-        exposed_ports=spec.exposed_ports,
-        volumes=spec.volumes,
-        labels=spec.labels,
-        stop_signal=spec.stop_signal,
-    )
+def runtime_config(loaded: LoadedRecipe, stage_config: dict[str, Any] | None = None) -> RuntimeConfig:
+    """The recipe's `config:`, over STAGE_CONFIG (the Dockerfile stage `config: {from:}` names)."""
+    from xarch.stageconfig import merged_config
+
+    return RuntimeConfig(**merged_config(loaded, stage_config))
 
 
 def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
@@ -79,6 +71,19 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
         notes = list(runner.used.values())
     return tree, notes
+
+
+def stage_image_config(inputs: BuildInputs, platform: Platform, reporter: Reporter,
+                       workdir: Path) -> dict[str, Any] | None:
+    """The final image config of the Dockerfile stage `config: {from: STAGE}` names (None: no from)."""
+    name = inputs.loaded.recipe.config.from_
+    if name is None:
+        return None
+    from xarch.stages import StageRunner
+
+    runner = StageRunner(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir / "config",
+                         reporter, inputs.strategy, use_cache=inputs.use_cache)
+    return runner.image_config(name)
 
 
 def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
@@ -115,7 +120,7 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     return build_image(
         platform.oci_platform(),
         layers,
-        runtime_config(inputs.loaded),
+        runtime_config(inputs.loaded, stage_image_config(inputs, platform, reporter, workdir)),
         inputs.epoch,
         compressor_id(level),
         recipe.annotations.manifest,

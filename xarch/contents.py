@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from xarch.fsmeta import HardLinks, kept_xattrs
+from xarch.ignorefile import ignore_matcher, select
 from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.platforms import Platform
 from xarch.recipe import FileSpec, LoadedRecipe, format_loc, is_root
@@ -66,34 +67,31 @@ def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None
                 expand_source(loaded, loc, spec, platform)
 
 
-def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, origin: str) -> None:
+def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, origin: str,
+                 loaded: LoadedRecipe) -> None:
     uid, gid = spec.owner
     tree.add(Entry(destination, "dir", 0o755, uid, gid, origin=origin))
     links = HardLinks()
-    # os.walk order depends on the file system; sort so the walk itself is reproducible.
-    for root, dirs, files in os.walk(source):
-        dirs.sort()
-        base = Path(root)
-        rel_root = base.relative_to(source).as_posix()
-        prefix = destination.rstrip("/") + "/" + ("" if rel_root == "." else rel_root + "/")
-        for name in sorted(dirs + files):
-            path = base / name
-            info = path.lstat()
-            image_path = prefix + name
-            if stat.S_ISLNK(info.st_mode):
-                tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path),
+    # .xarchignore and the built-in ignores (xarch/ignorefile.py) leave out .git, caches,
+    # editor files …; select sorts by name bytes, so the walk itself is reproducible.
+    # Sockets, FIFOs and devices in a source tree are not image content.
+    folder = loaded.folder.resolve()
+    for relative in select(folder, source, ignore_matcher(folder)):
+        path = source / relative
+        info = path.lstat()
+        image_path = destination.rstrip("/") + "/" + relative
+        if stat.S_ISLNK(info.st_mode):
+            tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path), origin=origin))
+        elif stat.S_ISDIR(info.st_mode):
+            tree.add(Entry(image_path, "dir", 0o755, uid, gid, origin=origin))
+        elif stat.S_ISREG(info.st_mode):
+            mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
+            first = links.seen(info, image_path)
+            if first is not None:  # a hard link of a file already taken stays a link
+                tree.add(Entry(image_path, "hardlink", mode, uid, gid, linkname=first, origin=origin))
+            else:
+                tree.add(Entry(image_path, "file", mode, uid, gid, source=path, xattrs=kept_xattrs(path),
                                origin=origin))
-            elif stat.S_ISDIR(info.st_mode):
-                tree.add(Entry(image_path, "dir", 0o755, uid, gid, origin=origin))
-            elif stat.S_ISREG(info.st_mode):
-                mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
-                first = links.seen(info, image_path)
-                if first is not None:  # a hard link of a file already taken stays a link
-                    tree.add(Entry(image_path, "hardlink", mode, uid, gid, linkname=first, origin=origin))
-                else:
-                    tree.add(Entry(image_path, "file", mode, uid, gid, source=path, xattrs=kept_xattrs(path),
-                                   origin=origin))
-            # sockets, fifos and devices in a source tree are not image content
 
 
 def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], platform: Platform,
@@ -107,7 +105,7 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
         with _field(loaded, (*loc, index, "dst")):
             tree.add_parents(spec.dst)
             if source.is_dir():
-                _copy_folder(tree, source, spec.dst, spec, origin)
+                _copy_folder(tree, source, spec.dst, spec, origin, loaded)
             elif is_root(spec.dst):
                 raise loaded.error((*loc, index, "dst"), f"{spec.src} is a file; only a folder can be copied "
                                    "as the image root /")
