@@ -19,6 +19,7 @@ image nor changes a cache key.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -168,8 +169,6 @@ def _mark_parents(relative: str, marked: set[str]) -> None:
 
 def copy_selected(start: Path, paths: Sequence[str], target: Path) -> None:
     """Copy PATHS (select's answer for START) to TARGET: files with their mode bits, symlinks as links."""
-    import shutil
-
     target.mkdir(parents=True, exist_ok=True)
     for relative in paths:
         source, destination = start / relative, target / relative
