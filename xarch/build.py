@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xarch.buildopts import BuildOptions
 from xarch.contents import recipe_tree
@@ -47,20 +47,16 @@ class BuildInputs:
     python: PythonLock | None = None  # xarch.lock's python section, when the recipe has python:
 
 
-def runtime_config(loaded: LoadedRecipe, labels: dict[str, str] | None = None) -> RuntimeConfig:
-    """The image config of LOADED; LABELS (--label) are added over the recipe's."""
-    spec = loaded.recipe.config
-    return RuntimeConfig(
-        entrypoint=spec.entrypoint,
-        cmd=spec.cmd,
-        env=[f"{key}={value}" for key, value in spec.env.items()],
-        user=spec.user,
-        workdir=spec.workdir,
-        exposed_ports=spec.exposed_ports,
-        volumes=spec.volumes,
-        labels={**spec.labels, **(labels or {})},
-        stop_signal=spec.stop_signal,
-    )
+def runtime_config(loaded: LoadedRecipe, stage_config: dict[str, Any] | None = None,
+                   labels: dict[str, str] | None = None) -> RuntimeConfig:
+    """The recipe's `config:`, over STAGE_CONFIG (the Dockerfile stage `config: {from:}` names);
+    LABELS (--label) are added over both."""
+    from xarch.stageconfig import merged_config
+
+    merged = merged_config(loaded, stage_config)
+    if labels:
+        merged["labels"] = {**(merged.get("labels") or {}), **labels}
+    return RuntimeConfig(**merged)
 
 
 def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
@@ -93,6 +89,19 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
 
         check_interpreter(tree, loaded, platform)
     return tree, notes
+
+
+def stage_image_config(inputs: BuildInputs, platform: Platform, reporter: Reporter,
+                       workdir: Path) -> dict[str, Any] | None:
+    """The final image config of the Dockerfile stage `config: {from: STAGE}` names (None: no from)."""
+    name = inputs.loaded.recipe.config.from_
+    if name is None:
+        return None
+    from xarch.stages import StageRunner
+
+    runner = StageRunner(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir / "config",
+                         reporter, inputs.strategy, use_cache=inputs.use_cache)
+    return runner.image_config(name)
 
 
 def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
@@ -147,7 +156,8 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     return build_image(
         platform.oci_platform(),
         layers,
-        runtime_config(inputs.loaded, inputs.options.labels),
+        runtime_config(inputs.loaded, stage_image_config(inputs, platform, reporter, workdir),
+                       inputs.options.labels),
         inputs.epoch,
         compressor_id(level),
         recipe.annotations.manifest,

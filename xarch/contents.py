@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from xarch.fsmeta import HardLinks, kept_xattrs
+from xarch.ignorefile import ignore_matcher, select
 from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.platforms import Platform
 from xarch.recipe import FileSpec, LoadedRecipe, format_loc, is_root
@@ -66,37 +67,36 @@ def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None
                 expand_source(loaded, loc, spec, platform)
 
 
-def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, origin: str) -> None:
+def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, origin: str,
+                 loaded: LoadedRecipe) -> None:
     uid, gid = spec.owner
     tree.add(Entry(destination, "dir", 0o755, uid, gid, origin=origin))
     links = HardLinks()
-    # os.walk order depends on the file system; sort so the walk itself is reproducible.
-    for root, dirs, files in os.walk(source):
-        dirs.sort()
-        base = Path(root)
-        rel_root = base.relative_to(source).as_posix()
-        prefix = destination.rstrip("/") + "/" + ("" if rel_root == "." else rel_root + "/")
-        for name in sorted(dirs + files):
-            path = base / name
-            info = path.lstat()
-            image_path = prefix + name
-            if stat.S_ISLNK(info.st_mode):
-                tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path),
-                               origin=origin))
-            elif stat.S_ISDIR(info.st_mode):
-                tree.add(Entry(image_path, "dir", 0o755, uid, gid, origin=origin))
-            elif stat.S_ISREG(info.st_mode):
-                mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
-                first = links.seen(info, image_path)
-                if first is not None:  # a hard link of a file already taken stays a link
-                    tree.add(Entry(image_path, "hardlink", mode, uid, gid, linkname=first, origin=origin))
-                else:
-                    tree.add(Entry(image_path, "file", mode, uid, gid, source=path, xattrs=kept_xattrs(path),
-                                   origin=origin))
+    # .xarchignore and the built-in ignores (xarch/ignorefile.py) leave out .git, caches,
+    # editor files …; select sorts by name bytes, so the walk itself is reproducible.
+    # A FIFO, socket or device that is not ignored has no bytes to put in a layer; leaving it
+    # out silently would ship an image that lacks a path its recipe folder has (SpecialFileError).
+    folder = loaded.folder.resolve()
+
+    def refuse(relative: str, mode: int) -> None:
+        raise SpecialFileError(relative, _kind(mode))
+
+    for relative in select(folder, source, ignore_matcher(folder), special=refuse):
+        path = source / relative
+        info = path.lstat()
+        image_path = destination.rstrip("/") + "/" + relative
+        if stat.S_ISLNK(info.st_mode):
+            tree.add(Entry(image_path, "symlink", 0o777, uid, gid, linkname=os.readlink(path), origin=origin))
+        elif stat.S_ISDIR(info.st_mode):
+            tree.add(Entry(image_path, "dir", 0o755, uid, gid, origin=origin))
+        elif stat.S_ISREG(info.st_mode):
+            mode = spec.mode if spec.mode is not None else _git_like_mode(info.st_mode)
+            first = links.seen(info, image_path)
+            if first is not None:  # a hard link of a file already taken stays a link
+                tree.add(Entry(image_path, "hardlink", mode, uid, gid, linkname=first, origin=origin))
             else:
-                # A FIFO, socket or device has no bytes to put in a layer; dropping it silently
-                # would ship an image that lacks a path its recipe folder has.
-                raise SpecialFileError(path.relative_to(source).as_posix(), _kind(info.st_mode))
+                tree.add(Entry(image_path, "file", mode, uid, gid, source=path, xattrs=kept_xattrs(path),
+                               origin=origin))
 
 
 class SpecialFileError(Exception):
@@ -123,11 +123,12 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
             tree.add_parents(spec.dst)
             if source.is_dir():
                 try:
-                    _copy_folder(tree, source, spec.dst, spec, origin)
+                    _copy_folder(tree, source, spec.dst, spec, origin, loaded)
                 except SpecialFileError as error:
                     inside, kind = error.args
                     raise loaded.error((*loc, index, "src"), f"{spec.src}/{inside} is {kind}; only files, "
-                                       "folders and symlinks can go into an image") from None
+                                       "folders and symlinks can go into an image (or list it in "
+                                       ".xarchignore)") from None
             elif is_root(spec.dst):
                 raise loaded.error((*loc, index, "dst"), f"{spec.src} is a file; only a folder can be copied "
                                    "as the image root /")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xarch.contents import all_file_specs, expand_source
+from xarch.ignorefile import ignore_matcher, select, stage_inputs
 from xarch.oci.atomic import atomic_file
 from xarch.oci.compress import compressor_id
 from xarch.oci.digest import canonical_json, hex_of, sha256_digest
@@ -26,14 +27,14 @@ from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.oci.tree import path_bytes
 from xarch.platforms import Platform
-from xarch.recipe import STAGE_SOURCE_IGNORED, LoadedRecipe
+from xarch.recipe import LoadedRecipe
 from xarch.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
     from xarch.sources.python.lock import PythonLock
 
-FORMAT = 2  # 2: images passed the ELF check (xarch/elfcheck.py) before they were cached
+FORMAT = 3  # 2: images passed the ELF check (xarch/elfcheck.py); 3: .xarchignore, stage inputs
 
 
 def cacheable(loaded: LoadedRecipe) -> bool:
@@ -48,17 +49,12 @@ def _file_sha256(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def _hash_path(hasher: hashlib._Hash, label: str, root: Path, ignored: tuple[str, ...] = ()) -> None:
-    """Feed ROOT (a file, or a folder walked in sorted order) into HASHER: names, types,
-    link targets, owner-executable bits and contents, all that a build reads of it."""
+def _hash_path(hasher: hashlib._Hash, label: str, root: Path, paths: list[str] | None = None) -> None:
+    """Feed ROOT (a file, or PATHS below the folder ROOT) into HASHER: names, types, link
+    targets, owner-executable bits and contents, all that a build reads of it."""
     hasher.update(f"{label}\n".encode())
-    paths = [root]
-    if root.is_dir() and not root.is_symlink():
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if d not in ignored)
-            paths += [Path(folder) / name for name in sorted(dirs + [f for f in files if f not in ignored])]
-    for path in paths:
-        relative = path.relative_to(root).as_posix()
+    for relative in [".", *(paths or [])]:
+        path = root / relative if relative != "." else root
         if path.is_symlink():
             hasher.update(path_bytes(f"L {relative} {os.readlink(path)}\n"))
         elif path.is_dir():
@@ -70,14 +66,19 @@ def _hash_path(hasher: hashlib._Hash, label: str, root: Path, ignored: tuple[str
 
 def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:
     """Digest of exactly what the build of PLATFORM reads from the recipe's folder: every
-    `files:` source (image and stages), and each stage's /src, minus what stages skip."""
+    `files:` source (image and stages) minus what .xarchignore leaves out, and each stage's
+    inputs (xarch.ignorefile.stage_inputs)."""
     hasher = hashlib.sha256()
+    folder = loaded.folder.resolve()
     for loc, spec in all_file_specs(loaded):
         if spec.platforms is None or platform.name in spec.platforms:
-            _hash_path(hasher, repr(loc), expand_source(loaded, loc, spec, platform))
+            source = expand_source(loaded, loc, spec, platform)
+            paths = select(folder, source, ignore_matcher(folder)) if source.is_dir() else None
+            _hash_path(hasher, repr(loc), source, paths)
     for name, stage in sorted(loaded.recipe.stages.items()):
         if stage.steps:
-            _hash_path(hasher, f"stage {name} /src", loaded.folder / stage.source, STAGE_SOURCE_IGNORED)
+            start, paths = stage_inputs(loaded, name, stage)
+            _hash_path(hasher, f"stage {name} /src", start, paths)
     return hasher.hexdigest()
 
 

@@ -62,11 +62,46 @@ def _layer_of(path: str, specs: list[LayerSpec]) -> int:
     return len(specs) - 1
 
 
+# Without `layers:`, entries are split by where they came from, in the order they change
+# least often to most often, so an app edit does not re-upload libc: packages (and what xarch
+# writes for them and the accounts), then what is copied out of stages, then the recipe's
+# own files, directories and symlinks. A recipe with only one kind keeps the single layer "main".
+DEFAULT_KINDS = ("packages", "stages", "files")
+
+
+def origin_kind(entry: Entry) -> int | None:
+    """Position in DEFAULT_KINDS of ENTRY's origin ("copy[0]": stages, "files[1]": files);
+    None for a folder nothing named (a parent made on the way), which goes with the first kind."""
+    if entry.origin.startswith(("copy[", "copy.")):
+        return 1
+    if entry.origin.startswith(("files[", "directories[", "symlinks[")):
+        return 2
+    if not entry.origin and entry.type == "dir":
+        return None
+    return 0
+
+
 def split_layers(tree: Tree, specs: list[LayerSpec]) -> list[tuple[str, list[Entry]]]:
-    specs = specs or [DEFAULT_LAYER]
-    assigned: list[dict[str, Entry]] = [{} for _ in specs]
-    for entry in tree:
-        assigned[_layer_of(entry.path, specs)][entry.path] = entry
+    if specs:
+        assigned: list[dict[str, Entry]] = [{} for _ in specs]
+        for entry in tree:
+            assigned[_layer_of(entry.path, specs)][entry.path] = entry
+    else:
+        assigned = [{} for _ in DEFAULT_KINDS]
+        parents = []
+        for entry in tree:
+            kind = origin_kind(entry)
+            if kind is None:
+                parents.append(entry)
+            else:
+                assigned[kind][entry.path] = entry
+        first = next((kind for kind, members in enumerate(assigned) if members), 0)
+        for entry in parents:
+            assigned[first][entry.path] = entry
+        if sum(1 for members in assigned if members) <= 1:
+            specs, assigned = [DEFAULT_LAYER], [{entry.path: entry for entry in tree}]
+        else:
+            specs = [LayerSpec(name=name, paths=[]) for name in DEFAULT_KINDS]
     for members in assigned:
         for path in list(members):
             parent = posixpath.dirname(path)

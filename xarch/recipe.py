@@ -209,6 +209,10 @@ class Strict(BaseModel):
 
 
 class ImageConfigSpec(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    # A dockerfile: stage whose final image config (USER, ENV, CMD …) is the base of this one.
+    from_: str | None = Field(default=None, alias="from")
     entrypoint: list[Text] | None = None
     cmd: list[Text] | None = None
     env: dict[EnvKey, Text] = Field(default_factory=dict)
@@ -405,8 +409,12 @@ class StepModel(Strict):
     ca_certificates: list[SecretId] = Field(default_factory=list)  # extra trusted CAs (docs/stages.md)
 
 
-# Names never copied into a stage's /src, at any depth: outputs, VCS data, tool caches.
-STAGE_SOURCE_IGNORED = ("dist", ".git", ".tox", "__pycache__", ".venv", "xarch.lock")
+def _relative_glob(value: Any) -> Any:
+    if isinstance(value, str):
+        _no_nul(value)
+        if ".." in value.lstrip("!").split("/"):
+            raise ValueError(f"{value!r}: an input glob stays inside the stage's source folder (no '..')")
+    return value
 
 
 class StageSpec(Strict):
@@ -419,6 +427,8 @@ class StageSpec(Strict):
     cross: bool = False  # the steps can cross-build (use $CC, $CXX, $PKG_CONFIG …; see xarch/run/cross.py)
     strategy: Literal["auto", "native", "cross", "emulate"] = "auto"
     source: str = "."  # the recipe folder (or a part of it) that steps see at /src
+    # Globs (.xarchignore syntax) relative to source: only these reach /src and the cache key.
+    inputs: list[Annotated[str, BeforeValidator(_relative_glob)]] | None = None
     dockerfile: str | None = None
     context: str | None = None
     build_args: dict[EnvKey, Text] = Field(default_factory=dict)
@@ -429,8 +439,9 @@ class StageSpec(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> StageSpec:
-        if self.dockerfile and (self.steps or self.packages or self.files or self.copy_):
-            raise ValueError("a stage with a dockerfile takes no packages, files, copy or steps")
+        if self.dockerfile and (self.steps or self.packages or self.files or self.copy_
+                                or self.inputs is not None):
+            raise ValueError("a stage with a dockerfile takes no packages, files, copy, inputs or steps")
         return self
 
 
@@ -698,6 +709,11 @@ def _check_stages(loaded: LoadedRecipe) -> None:
             raise loaded.error(loc, f"no stage named {copy.stage!r} (stages: {known})")
     for name in recipe.stages:
         stage_order(recipe, name, loaded)
+    source = recipe.config.from_
+    if source is not None and (source not in recipe.stages or not recipe.stages[source].dockerfile):
+        dockerfiles = ", ".join(n for n, s in recipe.stages.items() if s.dockerfile) or "none"
+        message = f"{source!r} is not a dockerfile: stage (those: {dockerfiles})"
+        raise loaded.error(("config", "from"), message)
 
 
 def stage_order(recipe: Recipe, name: str, loaded: LoadedRecipe | None = None,

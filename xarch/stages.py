@@ -13,20 +13,20 @@ may instead name a Dockerfile, which docker buildx builds one platform at a time
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from xarch import platforms as platform_data
 from xarch.buildopts import BuildOptions, mask
 from xarch.contents import add_file_specs
 from xarch.errors import BuildError, XarchError
+from xarch.ignorefile import copy_stage_inputs
 from xarch.oci.tree import Entry, Tree
 from xarch.packages import install_set
 from xarch.progress import Reporter
-from xarch.recipe import STAGE_SOURCE_IGNORED, CopySpec, LoadedRecipe, StageSpec, is_root, stage_order
+from xarch.recipe import CopySpec, LoadedRecipe, StageSpec, is_root, stage_order
 from xarch.rootfs import harvest, harvest_tree, materialize
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache, tree_digest
@@ -35,20 +35,6 @@ from xarch.run.secretmount import secret_files
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
 from xarch.store import Store
-
-_IGNORED_NAMES = shutil.ignore_patterns(*STAGE_SOURCE_IGNORED)
-
-
-def ignore_in_source(folder: str, names: list[str]) -> set[str]:
-    """Names copytree leaves out of a stage's /src: outputs and tool caches, and FIFOs,
-    sockets and devices (copying a FIFO would wait for a writer; none is source)."""
-    ignored = set(_IGNORED_NAMES(folder, names))
-    for name in names:
-        mode = os.lstat(os.path.join(folder, name)).st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
-            ignored.add(name)
-    return ignored
-
 
 RECORD_PREFIX = "xarch stage "
 
@@ -205,7 +191,8 @@ class StageRunner:
                              f"steps: add a shell package (e.g. dash) to stages.{name}.packages")
         if spec.steps:
             source = base / "src"
-            shutil.copytree(self.loaded.folder / spec.source, source, symlinks=True, ignore=ignore_in_source)
+            # Only what the stage declares it reads (its inputs) is in /src and in the key.
+            copy_stage_inputs(self.loaded, name, spec, source)
             inputs = {"root": tree_digest(root)}
             steps = [StepSpec(step.run, step.network, tuple(step.env.items()), tuple(step.secrets),
                               tuple(step.ca_certificates), f"stages.{name}.steps[{index}]")
@@ -219,7 +206,7 @@ class StageRunner:
                             status=lambda text: self.reporter.step_status(f"{label} {text.split(' ', 1)[1]}"))
         return StageResult(name, root=root)
 
-    def _buildx(self, name: str, spec: StageSpec) -> StageResult:
+    def _buildx_stage(self, name: str, spec: StageSpec) -> BuildxStage:
         assert spec.dockerfile is not None
         folder = self.loaded.folder
         dockerfile = folder / spec.dockerfile
@@ -228,6 +215,21 @@ class StageRunner:
         context = folder / spec.context if spec.context else dockerfile.parent
         # The recipe's args (after --build-arg) reach the Dockerfile's ARGs; the stage's build_args win.
         build_args = {**self.options.args, **spec.build_args}
+        return BuildxStage(dockerfile=dockerfile, context=context, build_args=build_args,
+                           target=spec.target, builder=spec.builder, source_date_epoch=self.epoch,
+                           no_cache=not self.use_cache)
+
+    def image_config(self, name: str) -> dict[str, Any]:
+        """The image config (Docker's Config object) the Dockerfile stage NAME ends with."""
+        from xarch.run.buildx_config import stage_config
+
+        stage = self._buildx_stage(name, self.loaded.recipe.stages[name])
+        self.reporter.info(f"[{self.platform.name}] stage {name}: its image config (config.from)")
+        return stage_config(stage, self.platform.oci, self.workdir / f"{self.platform.slug}-{name}-config",
+                            log=self.reporter.detail)
+
+    def _buildx(self, name: str, spec: StageSpec) -> StageResult:
+        stage = self._buildx_stage(name, spec)
         label = f"[{self.platform.name}] stage {name}"
         workdir = self.workdir / f"{self.platform.slug}-{name}-buildx"
         workdir.mkdir(parents=True)
@@ -235,9 +237,7 @@ class StageRunner:
         started = time.monotonic()
         # Every --secret is offered to the Dockerfile (RUN --mount=type=secret,id=ID), as buildx does.
         with secret_files(self.options.secrets) as files:
-            stage = BuildxStage(dockerfile=dockerfile, context=context, build_args=build_args,
-                                target=spec.target, builder=spec.builder, source_date_epoch=self.epoch,
-                                no_cache=not self.use_cache, secrets=files)
+            stage = replace(stage, secrets=files)
             self.reporter.step_status(f"{label}: running (docker buildx build)")
             prefix = f"{name}/{self.platform.name}"
             try:

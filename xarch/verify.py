@@ -1,10 +1,11 @@
-"""`xarch verify`: a reference build, then one rebuild per variation, like reprotest.
+"""`xarch verify`: a control build and one build with every variation at once, as reprotest
+does; only when they differ are the variations bisected to name the cause.
 
 Each build is a separate process (`python -m xarch.cli build`) on a fresh copy of the
 recipe's folder, so nothing is shared but the inputs. Each variation changes one thing a
 different machine would bring (folder path, TZ, locale, umask, hostname, user, CPU count,
-the creation order and mtimes of the source files, an empty cache), so a changed digest
-names its cause; `xarch diff` then says what changed inside the image.
+the creation order and mtimes of the source files, an empty cache); bisection names the
+variation behind a changed digest, and `xarch diff` then says what changed inside the image.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -338,53 +339,133 @@ def judge(result: VariationResult, reference: Path, reference_digests: dict[str,
     result.differences = [d.to_json() for d in diff.differences[:TOP_DIFFERENCES]]
 
 
+def combine(variations: list[Variation]) -> Conditions:
+    """One set of conditions with every variation of VARIATIONS applied at once (reprotest's
+    "all variations" build): each field that a variation changes from the reference takes
+    that variation's value; the environments are merged."""
+    reference = Conditions()
+    values: dict[str, Any] = {}
+    env = dict(reference.env)
+    for variation in variations:
+        for item in fields(Conditions):
+            value = getattr(variation.conditions, item.name)
+            if item.name == "env":
+                env.update({k: v for k, v in value.items() if reference.env.get(k) != v})
+            elif value != getattr(reference, item.name):
+                values[item.name] = value
+    return replace(reference, env=env, **values)
+
+
 def rebuild_and_compare(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter,
                         variations: tuple[str, ...] | None = None,
                         strategy: str | None = None) -> VerifyReport:
-    """Build once under the reference conditions, then once per variation; compare every digest."""
+    """As reprotest does: one control build and, beside it, one build with every variation that
+    applies here at once. Only when those differ (or the varied build fails) are the variations
+    bisected, in halves built side by side, down to the one (or the set that only together)
+    changes a digest. Variations this host cannot apply are "skipped"; those that cannot apply
+    to the recipe are "not applicable"; neither is a difference."""
     chosen = [v for v in VARIATIONS if v.name in (variations or VARIATION_NAMES)]
     epoch, _ = resolve_epoch(loaded)
     report = VerifyReport()
+    results = {v.name: VariationResult(v.name, v.description, "same") for v in chosen}
+    applicable: list[Variation] = []
+    for variation in chosen:
+        result = results[variation.name]
+        reason = skip_reason(variation.conditions)
+        if reason:
+            result.status, result.note = "skipped", reason
+            continue
+        reason = not_applicable(variation.conditions, loaded)
+        if reason:
+            result.status, result.note = "not applicable", reason
+            continue
+        applicable.append(variation)
     with tempfile.TemporaryDirectory(prefix="xarch-verify-") as tmp:
         os.chmod(tmp, 0o755)  # a rebuild as another user must reach its own folder inside
         request = BuildRequest(loaded, platforms, epoch, Path(tmp), strategy)
-        with reporter.tasks() as board:
-            task = board.add("verify: reference build and rebuilds", len(chosen) + 1)
-            reference = run_build(request, "reference", Conditions())
+        with reporter.tasks() as board, ThreadPoolExecutor(max_workers=2) as pool:
+            task = board.add("verify: control build and one build with every variation", 2)
+            control = pool.submit(run_build, request, "reference", Conditions())
+            varied = pool.submit(_build_group, request, applicable, None, None) if applicable else None
+            reference = control.result()
             report.reference = layout_digests(reference)
-            board.advance(task, "reference build done")
-            # Rebuilds are independent processes: run as many at once as there are CPUs.
-            workers = max(1, min(len(chosen), os.cpu_count() or 1))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(_run_variation, request, v, reference, report.reference)
-                           for v in chosen]
-                for future in as_completed(futures):
-                    board.advance(task, f"{future.result().name}: {future.result().status}")
-            report.results = [future.result() for future in futures]
+            board.advance(task, "control build done")
+            if varied is not None:
+                outcome = varied.result()
+                _judge_group(outcome, reference, report.reference)
+                board.advance(task, f"every variation at once: {outcome[0].status}")
+                _settle(request, applicable, outcome, reference, report.reference, results, pool, reporter)
+    report.results = [results[v.name] for v in chosen]
     return report
 
 
-def _run_variation(request: BuildRequest, variation: Variation, reference: Path,
-                   reference_digests: dict[str, str]) -> VariationResult:
-    result = VariationResult(variation.name, variation.description, "same")
-    reason = skip_reason(variation.conditions)
-    if reason:
-        result.status, result.note = "skipped", reason
-        return result
-    reason = not_applicable(variation.conditions, request.loaded)
-    if reason:
-        result.status, result.note = "not applicable", reason
-        return result
+def _group_name(group: list[Variation]) -> str:
+    return "+".join(v.name for v in group)
+
+
+def _build_group(request: BuildRequest, group: list[Variation], reference: Path | None,
+                 reference_digests: dict[str, str] | None) -> tuple[VariationResult, Path | None]:
+    """Build with GROUP's variations at once. (result, layout); status "failed" when it cannot run."""
+    name = _group_name(group)
+    result = VariationResult(name, "; ".join(v.description for v in group), "same")
     started = time.monotonic()
     try:
-        rebuilt = run_build(request, variation.name, variation.conditions)
+        # Folder names are short: the build path variation already makes a deep one.
+        rebuilt = run_build(request, "all" if len(group) > 1 else group[0].name, combine(group))
     except BuildError as error:
         result.status, result.note = "failed", str(error)
-        return result
+        return result, None
     finally:
         result.seconds = round(time.monotonic() - started, 2)
-    judge(result, reference, reference_digests, rebuilt)
-    return result
+    if reference is not None and reference_digests is not None:
+        judge(result, reference, reference_digests, rebuilt)
+    return result, rebuilt
+
+
+def _judge_group(outcome: tuple[VariationResult, Path | None], reference: Path,
+                 reference_digests: dict[str, str]) -> None:
+    result, rebuilt = outcome
+    if rebuilt is not None and not result.digests:
+        judge(result, reference, reference_digests, rebuilt)
+
+
+def _settle(request: BuildRequest, group: list[Variation], outcome: tuple[VariationResult, Path | None],
+            reference: Path, reference_digests: dict[str, str], results: dict[str, VariationResult],
+            pool: ThreadPoolExecutor, reporter: Reporter) -> None:
+    """Give each variation of GROUP its result from OUTCOME (GROUP's build), bisecting GROUP
+    when OUTCOME differs from the reference or failed."""
+    found, _ = outcome
+    if found.status == "same" or len(group) == 1:
+        for variation in group:
+            mine = results[variation.name]
+            mine.status, mine.digests, mine.seconds = found.status, dict(found.digests), found.seconds
+            mine.changed, mine.differences = list(found.changed), list(found.differences)
+            mine.difference_count = found.difference_count
+            mine.note = found.note if len(group) == 1 else f"built with {_group_name(group)} at once"
+        return
+    reporter.info(f"verify: {_group_name(group)} {found.status}; bisecting")
+    halves = [group[: len(group) // 2], group[len(group) // 2:]]
+    # Folder names must not collide: each half builds under its own name.
+    futures = [pool.submit(_build_half, request, half, reference, reference_digests) for half in halves]
+    outcomes = [future.result() for future in futures]
+    if all(result.status == "same" for result, _ in outcomes):
+        # Neither half alone changes anything: these variations only do it together.
+        for variation in group:
+            mine = results[variation.name]
+            mine.status, mine.digests, mine.changed = found.status, dict(found.digests), list(found.changed)
+            mine.differences, mine.difference_count = list(found.differences), found.difference_count
+            mine.note = f"only together with {', '.join(v.name for v in group if v is not variation)}"
+        return
+    for part, part_outcome in zip(halves, outcomes, strict=True):
+        _settle(request, part, part_outcome, reference, reference_digests, results, pool, reporter)
+
+
+def _build_half(request: BuildRequest, group: list[Variation], reference: Path,
+                reference_digests: dict[str, str]) -> tuple[VariationResult, Path | None]:
+    unique = replace(request, workdir=request.workdir / f"bisect-{_group_name(group)}")
+    unique.workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(unique.workdir, 0o755)
+    return _build_group(unique, group, reference, reference_digests)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -398,7 +479,8 @@ def print_report(report: VerifyReport, as_json: bool, console: Console) -> None:
     if as_json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True, default=str))
         return
-    table = Table(title="xarch verify: reference build vs one rebuild per variation", title_justify="left")
+    table = Table(title="xarch verify: control build vs every variation at once, bisected on a difference",
+                  title_justify="left")
     for column in ("variation", "what differs from the reference", "result", "digests that changed"):
         table.add_column(column, overflow="fold")
     for result in report.results:
