@@ -178,6 +178,8 @@ def test_old_lock_without_installed_sizes_loads_and_keeps_its_bytes(project: Pat
 def test_example_locks_still_load_with_their_bytes() -> None:
     for path in sorted(REPO_ROOT.glob("examples/*/xarch.lock")):
         text = path.read_text()
+        # The Debian part is Lock's; a python: section (xarch/sources/python) is another reader's.
+        text = re.sub(r"\npython:\n(?:[ -].*\n)*", "\n", text)
         assert Lock.load(path).dumps() == text.split("\n", 1)[1], path
 
 
