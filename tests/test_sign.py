@@ -120,8 +120,17 @@ def test_cosign_verifies_what_xarch_signs_and_digests_stay(registry: Registry, k
     signed_with_xarch(pushed, keys, monkeypatch)
     # Signatures are separate objects: the tag still names the same index, and nothing was re-pushed.
     assert manifest_digest(registry, "signed-by-xarch", "v1") == pushed.index
-    assert {signature_tag(d) for d in [pushed.index, *pushed.manifests.values()]} | {"v1"} \
+    signed = [pushed.index, *pushed.manifests.values()]
+    # cosign's .sig tags, and the referrers tags (distribution-spec's fallback) of the OCI 1.1 form.
+    assert {signature_tag(d) for d in signed} | {d.replace(":", "-") for d in signed} | {"v1"} \
         == tags(registry, "signed-by-xarch")
+    for digest in signed:  # oras, another client, finds each signature as a referrer
+        found = subprocess.run([need_tool("oras"), "discover", "--plain-http", "--format", "json",
+                                pushed.at(digest)], capture_output=True, text=True, timeout=60, check=False)
+        assert found.returncode == 0, found.stderr
+        kinds = [r.get("artifactType") for r in json.loads(found.stdout).get("referrers") or
+                 json.loads(found.stdout).get("manifests") or []]
+        assert kinds == ["application/vnd.dev.cosign.artifact.sig.v1+json"], found.stdout
     for digest in [pushed.index, *pushed.manifests.values()]:
         checked = cosign("verify", "--key", str(keys.public), *OFFLINE, pushed.at(digest))
         assert checked.returncode == 0, checked.stderr

@@ -255,7 +255,26 @@ def sign_digest(client: RegistryClient, ref: Reference, digest: str, key: Signin
     signature = base64.b64encode(key.sign(payload)).decode()
     new = StoredLayer(SIMPLE_SIGNING, sha256_digest(payload), len(payload), {SIGNATURE_ANNOTATION: signature})
     _append_layer(client, ref, tag, layers, new, payload)
+    _push_referrer(client, ref, digest, new, payload)
     return True
+
+
+def _push_referrer(client: RegistryClient, ref: Reference, digest: str, layer: StoredLayer,
+                   blob: bytes) -> None:
+    """The same signature in cosign's OCI 1.1 form (`--registry-referrers-mode=oci-1-1`): a manifest
+    whose `subject` is DIGEST, listed by the referrers API or, where a registry has none, the
+    referrers tag (xarch.registry.referrers), so `oras discover` finds it. The `.sig` tag above
+    stays what `cosign verify` reads."""
+    from xarch.oci.artifact import Attachment
+    from xarch.oci.digest import Descriptor
+    from xarch.registry.referrers import push_attachment
+
+    data, media_type, _ = client.get_manifest(ref.repository, digest)
+    subject = Descriptor(media_type, digest, len(data))
+    manifest, config = signature_manifest([layer], subject={"mediaType": media_type, "size": len(data),
+                                                           "digest": digest})
+    blobs = {sha256_digest(config): config, layer.digest: blob}
+    push_attachment(client, ref.repository, Attachment(manifest, ARTIFACT_SIG, subject, blobs))
 
 
 def attest_digest(client: RegistryClient, ref: Reference, digest: str, statement: bytes,
