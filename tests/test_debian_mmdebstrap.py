@@ -43,7 +43,7 @@ KNOWN = [
     ("var/lib/apt/*", "only-mmdebstrap", "apt's state"),
     ("var/cache/apt/archives/lock", "only-mmdebstrap", "apt's lock"),
     ("var/log/*", "only-mmdebstrap", "logs"),
-    ("etc/ld.so.cache", "only-mmdebstrap", "ldconfig: not reproduced"),
+    ("var/cache/ldconfig/aux-cache", "only-mmdebstrap", "ldconfig's own cache of inode numbers and times"),
     ("**/__pycache__*", "only-mmdebstrap", "py3compile: bytecode is made at first import"),
     ("var/lib/python*", "only-mmdebstrap", "python3's postinst state"),
     ("etc/python3*", "only-mmdebstrap", "python3-minimal's postinst: reported"),
