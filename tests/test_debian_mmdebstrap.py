@@ -48,8 +48,6 @@ KNOWN = [
     ("var/lib/python*", "only-mmdebstrap", "python3's postinst state"),
     ("etc/python3*", "only-mmdebstrap", "python3-minimal's postinst: reported"),
     ("usr/local/lib/python3*", "only-mmdebstrap", "python3.11-minimal's postinst mkdir: reported"),
-    ("etc/pam.d/common-*", "only-mmdebstrap", "pam-auth-update: reported"),
-    ("var/lib/pam*", "only-mmdebstrap", "pam-auth-update's state: reported"),
     ("etc/rc?.d*", "only-mmdebstrap", "update-rc.d: services do not start in containers"),
     ("etc/systemd/system*", "only-mmdebstrap", "deb-systemd-helper: services do not start in containers"),
     ("var/lib/systemd*", "only-mmdebstrap", "deb-systemd-helper's state"),

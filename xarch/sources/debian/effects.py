@@ -15,6 +15,9 @@ as dpkg would run them for a fresh install ("install" then "configure"):
   free from 100, packages taken in lock order (by name), each script's calls in text order;
 - `ldconfig` (libc-bin's postinst and trigger) → /etc/ld.so.cache, once, after every
   package is in (xarch.sources.debian.ldconfig);
+- `pam-auth-update` (libpam-runtime's postinst, and packages shipping a profile) →
+  /etc/pam.d/common-* and /var/lib/pam/*, once, from every profile
+  (xarch.sources.debian.pamconfigs);
 
 Every other command from EFFECT_COMMANDS that a script calls, and every call above this
 module cannot read (words that need the script's variables, options it does not
@@ -39,6 +42,7 @@ from xarch.sources.debian.certhash import rehash_links
 from xarch.sources.debian.deb import Deb, resolve
 from xarch.sources.debian.errors import UnpackError
 from xarch.sources.debian.ldconfig import LdconfigUnsupported, write_cache
+from xarch.sources.debian.pamconfigs import PamConfigError, pam_auth_update
 from xarch.sources.debian.scripts import Command, commands
 
 # Scripts in the order dpkg runs them on a fresh install.
@@ -83,6 +87,7 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
     names: set[str] = set()
     libc_bin: Deb | None = None
     ldconfig_callers: list[tuple[str, str]] = []
+    pam_callers: list[tuple[str, str, str]] = []
     for name, deb in debs:
         names.add(name)
         if name == "libc-bin":
@@ -95,6 +100,9 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
                 if command.resolved and command.words in LDCONFIG_CALLS:
                     ldconfig_callers.append((name, script))
                     continue  # reproduced once every package is in, below
+                if command.name == "pam-auth-update":
+                    pam_callers.append((name, script, str(command)))
+                    continue  # likewise: its end state depends on every profile
                 if command.name == "chmod" and command.words[1:2] in (("u-s",), ("u+s",)) \
                         and command.words[-1] in capped:
                     continue  # the setuid fallback of a setcap that xarch made (iputils-ping)
@@ -129,6 +137,17 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
         for package, script in ldconfig_callers:
             effects.not_reproduced.append((package, script, "would run ldconfig (libc-bin, which has it, "
                                                             "is not installed)"))
+    if "libpam-runtime" in names:
+        try:
+            effects.generated += pam_auth_update(tree, epoch)
+        except PamConfigError as error:
+            pam_callers = pam_callers or [("libpam-runtime", "postinst", "pam-auth-update")]
+            for package, script, call in pam_callers:
+                effects.not_reproduced.append((package, script, f"would run {call} ({error})"))
+    else:
+        for package, script, call in pam_callers:
+            lost = f"would run {call} (libpam-runtime, which has it, is not installed)"
+            effects.not_reproduced.append((package, script, lost))
     return effects
 
 
