@@ -335,13 +335,16 @@ def libraries(tree: Tree, arch: str, epoch: int | None = None) -> tuple[list[Lib
     root = _Root(tree)
     found: list[Library] = []
     made: list[str] = []
+    links: list[Entry] = []
     for path, real in directories(root):
         for soname, name, is_link in search(root, path, real, target):
             if not is_link and soname != name and _needs_link(root, path, name, soname):
                 link = f"{real}/{soname}" if real else soname
-                tree.add(Entry(link, "symlink", 0o777, mtime=epoch, linkname=name))
-                made.append("/" + link)
+                links.append(Entry(link, "symlink", 0o777, mtime=epoch, linkname=name))
             found.append(Library(soname, f"{path}/{soname}", target.flags))
+    for entry in links:  # only once nothing was refused: a refused root stays as it was
+        tree.add(entry)
+        made.append("/" + entry.path)
 
     def compare(first: Library, second: Library) -> int:
         result = libcmp(second.soname.encode("utf-8", "surrogateescape"),
