@@ -91,3 +91,32 @@ def test_a_failing_script_is_one_line_naming_package_and_script(tmp_path: Path) 
     assert lines[0] == "xarch: error: maintainer scripts (amd64): libc6 preinst failed with exit code 127"
     assert any("sed: not found" in line for line in lines[1:])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_stage_runs_its_packages_scripts_before_its_steps(tmp_path: Path) -> None:
+    need_tool("gpgv")
+    need_tool("bwrap")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "xarch.yaml").write_text(f"""\
+name: stagescripts
+platforms: [amd64]
+epoch: {EPOCH}
+sources:
+  debian:
+    suites: [bookworm]
+stages:
+  build:
+    packages:
+      install: {PACKAGES}
+      maintainer_scripts: run
+    steps:
+      - run: mkdir -p /out && ls /etc/security/opasswd /etc/environment > /out/made
+copy:
+  - {{from: "build:/out/made", dst: /made}}
+""")
+    result = xarch_ok("build", "-v", "-f", str(project / "xarch.yaml"), "-o", f"oci:{tmp_path / 'out'}",
+                      cache=tmp_path / "cache")
+    assert "[amd64] build: ran 15 maintainer scripts" in result.stderr
+    assert image_files(tmp_path / "out", "amd64")["made"].data == b"/etc/environment\n/etc/security/opasswd\n"
