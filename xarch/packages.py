@@ -14,7 +14,7 @@ from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.commands import lock_path, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
-from xarch.sources.debian.lock import DEFAULT_SET, Lock, has_packages, lock_matches, mirror_of
+from xarch.sources.debian.lock import DEFAULT_SET, Lock, LockedPackage, has_packages, lock_matches, mirror_of
 from xarch.store import Store
 
 IMAGE_SET = DEFAULT_SET
@@ -89,9 +89,29 @@ def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
     reporter.detail(f"[{platform.name}] {set_name}: {len(report.installed)} packages unpacked")
     for line in report.lines():
         reporter.scripts(f"[{platform.name}] {set_name}: {line}")
+    selection = selections(loaded).get(set_name)
+    if selection is not None and selection.maintainer_scripts == "run":
+        _run_scripts(tree, loaded, set_name, entries, platform, epoch, reporter, build)
+        return
     summary = report.effects.summary()
     if summary:
         reporter.info(f"[{platform.name}] {set_name}: {summary}")
+
+
+def _run_scripts(tree: Tree, loaded: LoadedRecipe, set_name: str, entries: list[LockedPackage],
+                 platform: platform_data.Platform, epoch: int, reporter: Reporter,
+                 build: platform_data.Platform | None) -> None:
+    """`maintainer_scripts: run` (xarch.sources.debian.runscripts)."""
+    from xarch.sources.debian.runscripts import run_maintainer_scripts
+
+    where = ("packages",) if set_name == IMAGE_SET else ("stages", set_name, "packages")
+    if build is not None:
+        message = "a cross stage's root cannot run maintainer scripts (its packages are of two architectures)"
+        raise loaded.error((*where, "maintainer_scripts"), message)
+    label = f"[{platform.name}] {set_name}"
+    count = run_maintainer_scripts(tree, entries, platform, epoch,
+                                   lambda line: reporter.detail(f"{label}: {line}"))
+    reporter.info(f"{label}: ran {count} maintainer scripts")
 
 
 def add_accounts(tree: Tree, loaded: LoadedRecipe, epoch: int) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -123,6 +123,10 @@ class PackageSelection(BaseModel):
     platforms: dict[str, PlatformPackages] = Field(default_factory=dict)
     recommends: bool = False
     essential: bool = False
+    # "reproduce": no script runs, their effects are reproduced (xarch.sources.debian.effects);
+    # "run": the packages' preinst and postinst also run, in the step sandbox
+    # (xarch.sources.debian.runscripts). Not part of the lock's identity.
+    maintainer_scripts: Literal["reproduce", "run"] = "reproduce"
 
     @field_validator("packages")
     @classmethod
@@ -161,7 +165,7 @@ class PackageSelection(BaseModel):
         return None
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude={"maintainer_scripts"})
 
 
 def _check_package(name: str) -> None:

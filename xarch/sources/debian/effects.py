@@ -13,6 +13,11 @@ as dpkg would run them for a fresh install ("install" then "configure"):
 - `adduser --system …` and `addgroup --system …` → system users and groups
   (accounts.add_system_account): ids as adduser gives them on a fresh system, the first
   free from 100, packages taken in lock order (by name), each script's calls in text order;
+- `ldconfig` (libc-bin's postinst and trigger) → /etc/ld.so.cache, once, after every
+  package is in (xarch.sources.debian.ldconfig);
+- `pam-auth-update` (libpam-runtime's postinst, and packages shipping a profile) →
+  /etc/pam.d/common-* and /var/lib/pam/*, once, from every profile
+  (xarch.sources.debian.pamconfigs);
 
 Every other command from EFFECT_COMMANDS that a script calls, and every call above this
 module cannot read (words that need the script's variables, options it does not
@@ -36,6 +41,8 @@ from xarch.sources.debian.basefiles import base_files, copy_defaults
 from xarch.sources.debian.certhash import rehash_links
 from xarch.sources.debian.deb import Deb, resolve
 from xarch.sources.debian.errors import UnpackError
+from xarch.sources.debian.ldconfig import LdconfigUnsupported, write_cache
+from xarch.sources.debian.pamconfigs import PamConfigError, pam_auth_update
 from xarch.sources.debian.scripts import Command, commands
 
 # Scripts in the order dpkg runs them on a fresh install.
@@ -49,6 +56,8 @@ EFFECT_COMMANDS = frozenset({
     "add-shell", "update-shells", "locale-gen", "update-locale", "update-alternatives", "setcap",
     "make-ssl-cert", "update-mime-database", "glib-compile-schemas", "gdk-pixbuf-query-loaders",
 })
+# libc-bin's postinst and trigger (`ldconfig -r "$DPKG_ROOT/"`), older packages' postinsts.
+LDCONFIG_CALLS = frozenset({("ldconfig",), ("ldconfig", "-r", "/"), ("ldconfig", "--verbose", "-r", "/")})
 HANDLED = frozenset({"base-files", "base-passwd", "ca-certificates", "tzdata", "usrmerge", "dpkg", "passwd",
                      "debianutils", "readline-common"})
 
@@ -76,13 +85,24 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
     effects = Effects()
     alternatives = Alternatives()
     names: set[str] = set()
+    libc_bin: Deb | None = None
+    ldconfig_callers: list[tuple[str, str]] = []
+    pam_callers: list[tuple[str, str, str]] = []
     for name, deb in debs:
         names.add(name)
+        if name == "libc-bin":
+            libc_bin = deb
         for script in FRESH_INSTALL_SCRIPTS:
             if script not in deb.control_files:
                 continue
             capped: set[str] = set()
             for command in commands(deb.control_files[script]):
+                if command.resolved and command.words in LDCONFIG_CALLS:
+                    ldconfig_callers.append((name, script))
+                    continue  # reproduced once every package is in, below
+                if command.name == "pam-auth-update":
+                    pam_callers.append((name, script, str(command)))
+                    continue  # likewise: its end state depends on every profile
                 if command.name == "chmod" and command.words[1:2] in (("u-s",), ("u+s",)) \
                         and command.words[-1] in capped:
                     continue  # the setuid fallback of a setcap that xarch made (iputils-ping)
@@ -105,6 +125,29 @@ def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effect
     effects.generated += copy_defaults(tree, names, epoch)
     if "debianutils" in names:
         effects.generated += etc_shells(tree, epoch)
+    if libc_bin is not None:
+        # libc-bin's postinst and the `ldconfig` trigger of every library package: once,
+        # after every file is in place (xarch.sources.debian.ldconfig).
+        try:
+            effects.generated += write_cache(tree, libc_bin.control.get("Architecture", ""),
+                                             libc_bin.control.get("Version", ""), epoch)
+        except LdconfigUnsupported as error:
+            effects.not_reproduced.append(("libc-bin", "postinst", f"would run ldconfig ({error})"))
+    else:
+        for package, script in ldconfig_callers:
+            effects.not_reproduced.append((package, script, "would run ldconfig (libc-bin, which has it, "
+                                                            "is not installed)"))
+    if "libpam-runtime" in names:
+        try:
+            effects.generated += pam_auth_update(tree, epoch)
+        except PamConfigError as error:
+            pam_callers = pam_callers or [("libpam-runtime", "postinst", "pam-auth-update")]
+            for package, script, call in pam_callers:
+                effects.not_reproduced.append((package, script, f"would run {call} ({error})"))
+    else:
+        for package, script, call in pam_callers:
+            lost = f"would run {call} (libpam-runtime, which has it, is not installed)"
+            effects.not_reproduced.append((package, script, lost))
     return effects
 
 
