@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 
+import deflate
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import need_tool
-from xarch.oci.compress import GZIP_HEADER, compressor_id, gunzip_bytes, gzip_bytes
+from xarch.oci.compress import (
+    _LIBDEFLATE,
+    CHUNK,
+    GZIP_HEADER,
+    ZSTD_MAGIC,
+    compress_bytes,
+    compressed_stream,
+    compressor_id,
+    gunzip_bytes,
+    gzip_bytes,
+)
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
 
@@ -68,8 +80,6 @@ def test_round_trip_any_bytes(data: bytes, level: int) -> None:
 
 def test_known_bytes_do_not_drift() -> None:
     """A pinned libdeflate gives these exact bytes on every host; a change here changes every digest."""
-    import hashlib
-
     blob = gzip_bytes(sample_tar(), 6)
     assert hashlib.sha256(blob).hexdigest() == KNOWN_SHA256
 
@@ -81,7 +91,70 @@ def test_levels_out_of_range_are_refused() -> None:
 
 
 def test_compressor_is_recorded_with_its_pinned_version() -> None:
-    assert compressor_id(6) == "gzip (libdeflate via deflate==0.9.0) level 6"
+    assert compressor_id(6) == "gzip (libdeflate via deflate==0.9.0) level 6, 1 MiB members"
+    assert compressor_id(3, "zstd") == "zstd (libzstd 1.5.7 via zstandard==0.25.0) level 3, 1 MiB frames"
+
+
+def big_input() -> bytes:
+    """2.5 MiB, text and random-looking bytes, the same on every host (three chunks)."""
+    text = b"".join(b"line %d of the layer, some words repeat\n" % i for i in range(40_000))
+    noise = hashlib.shake_256(b"xarch").digest(CHUNK)
+    return (text + noise + text)[: CHUNK * 2 + CHUNK // 2]
+
+
+def test_ctypes_libdeflate_gives_the_wheels_bytes() -> None:
+    """The GIL-free path (ctypes into the wheel's libdeflate) is the same compressor as deflate's own."""
+    assert _LIBDEFLATE is not None, "the deflate wheel's libdeflate_* symbols were not found"
+    data = big_input()[:CHUNK]
+    for level in (1, 6, 12):
+        assert _LIBDEFLATE.deflate(data, level) == deflate.deflate_compress(data, level)
+    assert _LIBDEFLATE.crc32(data) == deflate.crc32(data)
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "zstd"])
+def test_same_bytes_for_any_worker_count_and_any_split(algorithm: str) -> None:
+    data = big_input()
+    reference = b"".join(compressed_stream([data], algorithm, 6, workers=1))
+    splits = [[data], [data[:1], data[1:]], [data[i : i + 4099] for i in range(0, len(data), 4099)]]
+    for workers in (2, 3, 8):
+        for pieces in splits:
+            assert b"".join(compressed_stream(iter(pieces), algorithm, 6, workers=workers)) == reference
+
+
+def test_gzip_is_one_member_per_chunk_and_gnu_gzip_reads_it() -> None:
+    data = big_input()
+    blob = gzip_bytes(data, 6)
+    members = [gzip_bytes(data[i : i + CHUNK], 6) for i in range(0, len(data), CHUNK)]
+    assert len(members) == 3 and blob == b"".join(members)
+    assert gnu_gunzip(blob) == data and gunzip_bytes(blob) == data
+    check = subprocess.run([need_tool("gzip"), "-t"], input=blob, capture_output=True, check=False)
+    assert check.returncode == 0, check.stderr.decode()
+
+
+def test_zstd_frames_are_read_by_the_zstd_tool() -> None:
+    data = big_input()
+    blob = compress_bytes(data, "zstd", 3)
+    assert blob[:4] == ZSTD_MAGIC
+    result = subprocess.run([need_tool("zstd"), "-dc"], input=blob, capture_output=True, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == data
+
+
+def test_large_inputs_do_not_drift() -> None:
+    """Pinned bytes of a multi-chunk input: the same on every host, CPU and core count."""
+    data = big_input()
+    assert hashlib.sha256(compress_bytes(data, "gzip", 6)).hexdigest() == KNOWN_BIG_GZIP
+    assert hashlib.sha256(compress_bytes(data, "zstd", 3)).hexdigest() == KNOWN_BIG_ZSTD
+
+
+def test_zstd_levels_out_of_range_are_refused() -> None:
+    for level in (0, 20):
+        with pytest.raises(ValueError, match="1..19"):
+            compress_bytes(b"x", "zstd", level)
+    with pytest.raises(ValueError, match="gzip, zstd"):
+        compress_bytes(b"x", "brotli", 3)
 
 
 KNOWN_SHA256 = "53d93312ff9758b30b566168d3315989d39ec317546d323c6b0b66850373e117"
+KNOWN_BIG_GZIP = "a3bb458c6de1006b4f23f942de6301f26eeb05384bd967dfd50d38d2ab63cb77"
+KNOWN_BIG_ZSTD = "3f505c00756a51ca6519175b63390dd0bf1871844e89e5df70e8d676f1c6293f"

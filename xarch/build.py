@@ -14,7 +14,7 @@ from xarch.layering import split_layers
 from xarch.oci.compress import compressor_id
 from xarch.oci.image import Image, RuntimeConfig, build_image
 from xarch.oci.index import build_index
-from xarch.oci.layer import Layer, build_layer
+from xarch.oci.layer import Layer, write_layer
 from xarch.oci.layout import Artifact
 from xarch.oci.tree import Tree
 from xarch.packages import IMAGE_SET, add_accounts, install_set
@@ -98,7 +98,7 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, 
 
 def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
     recipe = inputs.loaded.recipe
-    level = recipe.compression.level
+    algorithm, level = recipe.compression.algorithm, recipe.compression.level
     tree, notes = platform_tree(inputs, platform, reporter, workdir)
     for old, new in settle(tree, inputs.loaded):
         reporter.detail(f"[{platform.name}] /{old} is /{new} in the image (through its symlinks)")
@@ -106,10 +106,10 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []
     for name, entries in split_layers(tree, recipe.layers):
-        layer = build_layer(name, entries, inputs.epoch, level)
+        layer = write_layer(name, entries, inputs.epoch, inputs.store, algorithm, level)
         reporter.detail(
             f"[{platform.name}] layer {name}: {layer.entry_count} entries, "
-            f"{layer.uncompressed_size} bytes → {len(layer.blob)} gzip, {layer.descriptor.digest}"
+            f"{layer.uncompressed_size} bytes → {layer.size} {algorithm}, {layer.descriptor.digest}"
         )
         layers.append(layer)
     return build_image(
@@ -117,7 +117,7 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
         layers,
         runtime_config(inputs.loaded),
         inputs.epoch,
-        compressor_id(level),
+        compressor_id(level, algorithm),
         recipe.annotations.manifest,
         notes,
     )

@@ -277,7 +277,16 @@ class LayerSpec(Strict):
 
 
 class CompressionSpec(Strict):
-    level: StrictInt = Field(default=6, ge=1, le=12)
+    """`compression: {algorithm: gzip|zstd, level: N}`: gzip (libdeflate) 1–12, zstd 1–19; default gzip 6."""
+
+    algorithm: Literal["gzip", "zstd"] = "gzip"
+    level: StrictInt = Field(default=6, ge=1, le=19)
+
+    @model_validator(mode="after")
+    def _level_in_range(self) -> CompressionSpec:
+        if self.algorithm == "gzip" and self.level > 12:
+            raise ValueError(f"gzip level must be 1..12, not {self.level}")
+        return self
 
 
 def _package_selection(value: Any) -> Any:
