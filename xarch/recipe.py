@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StrictInt,  # numbers only: pydantic's lax int takes true as 1 and "12" as 12
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -282,11 +283,12 @@ class CompressionSpec(Strict):
     algorithm: Literal["gzip", "zstd"] = "gzip"
     level: StrictInt = Field(default=6, ge=1, le=19)
 
-    @model_validator(mode="after")
-    def _level_in_range(self) -> CompressionSpec:
-        if self.algorithm == "gzip" and self.level > 12:
-            raise ValueError(f"gzip level must be 1..12, not {self.level}")
-        return self
+    @field_validator("level")
+    @classmethod
+    def _level_in_range(cls, level: int, info: ValidationInfo) -> int:
+        if info.data.get("algorithm", "gzip") == "gzip" and level > 12:
+            raise ValueError(f"gzip levels are 1..12 (zstd: 1..19), not {level}")
+        return level
 
 
 def _package_selection(value: Any) -> Any:
