@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
+import sys
 
 import deflate
 import pytest
@@ -158,3 +159,29 @@ def test_zstd_levels_out_of_range_are_refused() -> None:
 KNOWN_SHA256 = "53d93312ff9758b30b566168d3315989d39ec317546d323c6b0b66850373e117"
 KNOWN_BIG_GZIP = "a3bb458c6de1006b4f23f942de6301f26eeb05384bd967dfd50d38d2ab63cb77"
 KNOWN_BIG_ZSTD = "3f505c00756a51ca6519175b63390dd0bf1871844e89e5df70e8d676f1c6293f"
+
+
+LAYER_DIGEST = """\
+import hashlib, sys, tempfile
+from pathlib import Path
+from xarch.oci.compress import default_workers
+from xarch.oci.layer import write_layer
+from xarch.oci.tree import Entry
+from xarch.store import Store
+data = hashlib.shake_256(b"cores").digest(3 << 20) + b"text " * 300_000
+with tempfile.TemporaryDirectory() as store:
+    layer = write_layer("l", [Entry("f", "file", 0o644, data=data)], 1, Store(Path(store)), sys.argv[1], 6)
+print(default_workers(), layer.digest, layer.diff_id)
+"""
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "zstd"])
+def test_one_cpu_and_every_cpu_give_the_same_layer(algorithm: str) -> None:
+    """The real process pinned to one CPU (one worker) writes the bytes of an unpinned one."""
+    taskset = need_tool("taskset")
+    command = [sys.executable, "-c", LAYER_DIGEST, algorithm]
+    pinned = subprocess.run([taskset, "-c", "0", *command], capture_output=True, text=True, check=True)
+    free = subprocess.run(command, capture_output=True, text=True, check=True)
+    one, everyone = pinned.stdout.split(), free.stdout.split()
+    assert one[0] == "1"
+    assert one[1:] == everyone[1:]

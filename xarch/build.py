@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,9 +129,27 @@ def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
     # Stage roots live here until every layer is written (tree entries point into them).
     with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, reporter.tasks() as board:
         task = board.add(f"building {inputs.loaded.recipe.name}", len(inputs.platforms))
-        for platform in inputs.platforms:
-            images.append(build_platform(inputs, platform, reporter, Path(workdir) / platform.slug))
+
+        def one(platform: Platform) -> Image:
+            image = build_platform(inputs, platform, reporter, Path(workdir) / platform.slug)
             board.advance(task, f"{platform.name} done")
+            return image
+
+        # Platforms of a recipe without stages build concurrently: unpacking .debs (lzma), hashing and
+        # compressing release the GIL. Images keep the recipe's order whatever finishes first. With
+        # stages they stay in sequence: a step already uses the machine, and a SIGTERM must not wait
+        # for another platform's step.
+        if len(inputs.platforms) > 1 and not inputs.loaded.recipe.copy_:
+            with ThreadPoolExecutor(len(inputs.platforms), thread_name_prefix="xarch-platform") as pool:
+                futures = [pool.submit(one, platform) for platform in inputs.platforms]
+                try:
+                    images = [future.result() for future in futures]
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+        else:
+            images = [one(platform) for platform in inputs.platforms]
     descriptors = [image.manifest_descriptor for image in images]
     index = build_index(descriptors, inputs.loaded.recipe.annotations.index)
     return Artifact(index, tuple(images), inputs.loaded.recipe.tag)
