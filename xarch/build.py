@@ -106,8 +106,19 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     check_extractable(inputs.loaded, tree)
     check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []
-    for name, entries in split_layers(tree, recipe.layers):
-        layer = write_layer(name, entries, inputs.epoch, inputs.store, algorithm, level)
+    parts = split_layers(tree, recipe.layers)
+    # Layers are written concurrently (each also compresses on every core): the tar and hashing of
+    # one overlap another's. The image lists them in the recipe's order whatever finishes first.
+    with ThreadPoolExecutor(max(1, len(parts)), thread_name_prefix="xarch-layer") as pool:
+        written = [pool.submit(write_layer, name, entries, inputs.epoch, inputs.store, algorithm, level)
+                   for name, entries in parts]
+        try:
+            done = [future.result() for future in written]
+        except BaseException:
+            for future in written:
+                future.cancel()
+            raise
+    for (name, _), layer in zip(parts, done, strict=True):
         reporter.detail(
             f"[{platform.name}] layer {name}: {layer.entry_count} entries, "
             f"{layer.uncompressed_size} bytes → {layer.size} {algorithm}, {layer.descriptor.digest}"
