@@ -40,8 +40,8 @@ class Layer:
     def __init__(self, name: str, diff_id: str, blob: bytes | None = None, uncompressed_size: int = 0,
                  entry_count: int = 0, *, path: Path | None = None, digest: str = "", size: int = -1,
                  media_type: str = OCI_LAYER_GZIP) -> None:
-        if blob is None and path is None:
-            raise ValueError(f"layer {name}: neither bytes nor a file")
+        if blob is None and (path is None or not digest):
+            raise ValueError(f"layer {name}: neither bytes nor a file and its digest")
         self.name = name
         self.diff_id = diff_id  # sha256 of the uncompressed tar: the layer's identity
         self.data = blob
