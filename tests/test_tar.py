@@ -406,3 +406,18 @@ def test_a_layer_is_streamed_not_held_in_memory(tmp_path: Path) -> None:
     with tarfile.open(blob, "r:gz") as archive:
         member = archive.getmember("big")
         assert member.size == 512 << 20
+
+
+def test_a_failing_source_leaves_nothing_in_the_store(tmp_path: Path) -> None:
+    """An error while the tar is produced (here a file gone before it is read) reaches the caller
+    from the producer thread, and the store keeps no partial blob."""
+    from xarch.oci.layer import write_layer
+    from xarch.store import Store
+
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 << 20))
+    entries = [Entry("a", "file", 0o644, source=big), Entry("b", "file", 0o644, source=tmp_path / "gone")]
+    store = Store(tmp_path / "store")
+    with pytest.raises(FileNotFoundError):
+        write_layer("l", entries, EPOCH, store, "gzip", 6, workers=2)
+    assert list((tmp_path / "store" / "sha256").iterdir()) == []

@@ -37,7 +37,7 @@ import ctypes
 import os
 import queue
 import struct
-from collections import deque
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version
@@ -221,18 +221,42 @@ def compressed_stream(pieces: Iterable[bytes], algorithm: str = "gzip", level: i
         for chunk in fixed_chunks(pieces):
             yield compress(chunk)
         return
-    pending: deque[Future[bytes]] = deque()
+    # Three stages overlap: a producer thread reads and cuts PIECES (the tar writer: file reads,
+    # headers, the diff_id hash) and submits chunks, WORKERS threads compress, and the caller's
+    # thread takes the results in order (the blob hash and the file write). The queue bounds
+    # what is in flight.
+    in_flight: queue.Queue[Future[bytes] | BaseException | None] = queue.Queue(maxsize=2 * workers)
+    stop = threading.Event()
     with ThreadPoolExecutor(workers, thread_name_prefix="xarch-compress") as pool:
+
+        def produce() -> None:
+            try:
+                for chunk in fixed_chunks(pieces):
+                    if stop.is_set():
+                        return
+                    in_flight.put(pool.submit(compress, chunk))
+            except BaseException as error:  # handed to the caller's thread, raised there
+                in_flight.put(error)
+                return
+            in_flight.put(None)
+
+        producer = threading.Thread(target=produce, name="xarch-tar", daemon=True)
+        producer.start()
         try:
-            for chunk in fixed_chunks(pieces):
-                pending.append(pool.submit(compress, chunk))
-                while len(pending) > 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+            while (item := in_flight.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item.result()
         finally:
-            for future in pending:
-                future.cancel()
+            stop.set()
+            while producer.is_alive() or not in_flight.empty():  # unblock and drain the producer
+                try:
+                    left = in_flight.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if isinstance(left, Future):
+                    left.cancel()
+            producer.join()
 
 
 def compress_bytes(data: bytes, algorithm: str = "gzip", level: int = DEFAULT_LEVEL) -> bytes:
