@@ -143,6 +143,9 @@ class _Zstd:
 
     libzstd's own multithreading is not used: each chunk is already its own frame and the
     pool gives the parallelism, so the bytes cannot depend on libzstd's job scheduling.
+    (Checked with libzstd 1.5.7 on 22 MB: `threads=1, 2, 4, 8` give identical bytes, which differ
+    from `threads=0`; so libzstd's MT would also be core-count independent if pinned to ≥ 1,
+    but its job size is derived from the level and window, a rule we would not control.)
     """
 
     def __init__(self) -> None:
