@@ -93,7 +93,7 @@ def test_levels_out_of_range_are_refused() -> None:
 
 def test_compressor_is_recorded_with_its_pinned_version() -> None:
     assert compressor_id(6) == "gzip (libdeflate via deflate==0.9.0) level 6, 1 MiB members"
-    assert compressor_id(3, "zstd") == "zstd (libzstd 1.5.7 via zstandard==0.25.0) level 3, 1 MiB frames"
+    assert compressor_id(3, "zstd") == "zstd (libzstd 1.5.7 via zstandard==0.25.0) level 3, one MT frame"
 
 
 def big_input() -> bytes:
@@ -132,6 +132,17 @@ def test_gzip_is_one_member_per_chunk_and_gnu_gzip_reads_it() -> None:
     assert check.returncode == 0, check.stderr.decode()
 
 
+def test_zstd_is_one_frame_whatever_the_workers_and_the_split() -> None:
+    """libzstd's multithreaded jobs (several here: 24 MiB) give the same single frame for any worker
+    count ≥ 1 and any way the input is fed."""
+    data = big_input() * 10
+    reference = b"".join(compressed_stream([data], "zstd", 3, workers=1))
+    for workers in (2, 3, 8):
+        pieces = [data[i : i + 65537] for i in range(0, len(data), 65537)]
+        assert b"".join(compressed_stream(iter(pieces), "zstd", 3, workers=workers)) == reference
+    assert hashlib.sha256(reference).hexdigest() == KNOWN_MT_ZSTD
+
+
 def test_zstd_frames_are_read_by_the_zstd_tool() -> None:
     data = big_input()
     blob = compress_bytes(data, "zstd", 3)
@@ -158,7 +169,7 @@ def test_zstd_levels_out_of_range_are_refused() -> None:
 
 KNOWN_SHA256 = "53d93312ff9758b30b566168d3315989d39ec317546d323c6b0b66850373e117"
 KNOWN_BIG_GZIP = "a3bb458c6de1006b4f23f942de6301f26eeb05384bd967dfd50d38d2ab63cb77"
-KNOWN_BIG_ZSTD = "3f505c00756a51ca6519175b63390dd0bf1871844e89e5df70e8d676f1c6293f"
+KNOWN_BIG_ZSTD = "3e1d25a73f2cbeee749357bfacac95af35900ebfd0051fd055d85187eb50d441"
 
 
 LAYER_DIGEST = """\
@@ -185,3 +196,4 @@ def test_one_cpu_and_every_cpu_give_the_same_layer(algorithm: str) -> None:
     one, everyone = pinned.stdout.split(), free.stdout.split()
     assert one[0] == "1"
     assert one[1:] == everyone[1:]
+KNOWN_MT_ZSTD = "20ad7091b2b1300382f818cb756ead42833ef55fd1d9bc8c9d9ab79cbc3c1c6c"

@@ -1,13 +1,13 @@
 # Fixtures are imported from tests/support and then named as arguments:
 # ruff: noqa: F811
-"""Real consumers read xarch's chunked layers: multi-member gzip and multi-frame zstd (xarch/oci/compress.py).
+"""Real consumers read xarch's layers: multi-member gzip and multithreaded zstd (xarch/oci/compress.py).
 
 Every layer here is several 1 MiB chunks long, and the file that proves the end was read
 (`zz/last.txt`) sits in the last chunk. Each consumer decompresses the whole stream and checks
 it against the config's diff_id (docker load, containerd's unpacker) or hands back what it
 decompressed (skopeo --dest-decompress, umoci unpack), which is compared here.
 
-docker 20.10 (Debian 12's docker.io) and umoci 0.4.7 do not read zstd layers, so they are
+dockerd 20.10 (Debian 12's docker.io) and umoci 0.4.7 do not read zstd layers, so they are
 tested with gzip only; skopeo and containerd read both. podman is not on the CI host (it reads
 layers through containers/image, as skopeo does).
 """
@@ -80,9 +80,8 @@ class Built:
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Built:
     algorithm = str(request.param)
     result = Built(tmp_path_factory.mktemp(f"consumers-{algorithm}"), algorithm)
-    members = result.layer.blob.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" if algorithm == "gzip"
-                                      else b"\x28\xb5\x2f\xfd")
-    assert members >= 4  # the point of these tests: several members/frames
+    if algorithm == "gzip":  # the point of these tests: several members
+        assert result.layer.blob.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff") >= 4
     return result
 
 
@@ -141,7 +140,9 @@ def test_containerd_imports_and_unpacks(built: Built) -> None:
 
 
 @pytest.mark.docker
-def test_docker_loads_multi_member_gzip(gzip_built: Built, tmp_path: Path) -> None:
+def test_docker_loads_every_member(gzip_built: Built, tmp_path: Path) -> None:
+    """docker load of a docker-archive (gzip only: dockerd 20.10 fails on tar+zstd layers with
+    "archive/tar: invalid tar header" unless it already has a layer of that diff_id)."""
     docker = need_tool("docker")
     ref = f"xarch-test-chunked:{uuid.uuid4().hex[:10]}"
     archive = tmp_path / "image.docker.tar"

@@ -10,10 +10,16 @@ libzstd inside the exactly pinned `zstandard` wheel.
 All cores, same bytes (the scheme, and why): the input (a layer's tar stream) is cut into
 fixed chunks of CHUNK bytes — a constant, never derived from the host or its core count —
 and every chunk is compressed on its own, in a thread pool, into a complete gzip member
-(RFC 1952 §2.2: "A gzip file consists of a series of members") or a complete zstd frame
-(RFC 8878 §3: "Zstandard compressed data is made of one or more frames"); the members are
-written in input order. Every byte is thus a function of the input, the chunk size, the
-level and the pinned library, whatever the number of workers or the order they finish in.
+(RFC 1952 §2.2: "A gzip file consists of a series of members"); the members are written in
+input order. Every byte is thus a function of the input, the chunk size, the level and the
+pinned library, whatever the number of workers or the order they finish in.
+
+zstd is one frame compressed by libzstd's own worker threads (ZSTD_c_nbWorkers ≥ 1): its
+multithreaded mode cuts the input into jobs by a rule of the level and the pinned version,
+never of the worker count or of how the input is fed, so the bytes are the same for 1 or 64
+workers (tests/test_compress.py; only nbWorkers=0, never used here, gives other bytes). So
+zstd needs no chunking of ours, and its window spans the whole stream. (Checked with libzstd
+1.5.7: `threads=1, 2, 4, 8` give identical bytes for any split of the input.)
 pigz's alternative (one member whose deflate blocks continue across chunks, each chunk
 primed with the previous 32 KiB as a dictionary) is not available with libdeflate, which
 has no dictionary or sync-flush API, and zlib's bytes are host-dependent. The price of
@@ -41,14 +47,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version
-from typing import Any
 
 import deflate
 
 DEFAULT_LEVEL = 6
 GZIP_HEADER = bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 0xFF])
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-# Part of the output bytes: changing it changes the digest of every layer larger than it.
+# Part of the output bytes (gzip): changing it changes the digest of every layer larger than it.
 CHUNK = 1 << 20
 ALGORITHMS = ("gzip", "zstd")
 LEVELS = {"gzip": (1, 12), "zstd": (1, 19)}
@@ -69,7 +74,7 @@ def compressor_id(level: int, algorithm: str = "gzip") -> str:
         import zstandard
 
         libzstd = ".".join(map(str, zstandard.ZSTD_VERSION))
-        return f"zstd (libzstd {libzstd} via zstandard=={version('zstandard')}) level {level}, 1 MiB frames"
+        return f"zstd (libzstd {libzstd} via zstandard=={version('zstandard')}) level {level}, one MT frame"
     return f"gzip (libdeflate via deflate=={version('deflate')}) level {level}, 1 MiB members"
 
 
@@ -138,43 +143,29 @@ def gzip_member(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
     return GZIP_HEADER + body + struct.pack("<II", crc & 0xFFFFFFFF, len(data) & 0xFFFFFFFF)
 
 
-class _Zstd:
-    """Single-threaded zstd compressors (one per concurrent caller), fixed parameters.
+def _zstd_stream(pieces: Iterable[bytes], level: int, workers: int) -> Iterator[bytes]:
+    """One zstd frame of the concatenated PIECES, compressed by WORKERS (≥ 1) libzstd threads.
 
-    libzstd's own multithreading is not used: each chunk is already its own frame and the
-    pool gives the parallelism, so the bytes cannot depend on libzstd's job scheduling.
-    (Checked with libzstd 1.5.7 on 22 MB: `threads=1, 2, 4, 8` give identical bytes, which differ
-    from `threads=0`; so libzstd's MT would also be core-count independent if pinned to ≥ 1,
-    but its job size is derived from the level and window, a rule we would not control.)
+    Fixed parameters: the level's, a checksum, no dictionary id; the content size is not in the
+    header (the stream's length is not known when it starts). The GIL is released while libzstd works.
     """
+    import zstandard
 
-    def __init__(self) -> None:
-        self.free: dict[int, queue.SimpleQueue[Any]] = {}
-
-    def frame(self, data: bytes, level: int) -> bytes:
-        import zstandard
-
-        free = self.free.setdefault(level, queue.SimpleQueue())
-        try:
-            compressor = free.get_nowait()
-        except queue.Empty:
-            params = zstandard.ZstdCompressionParameters.from_level(
-                level, source_size=CHUNK, threads=0, write_checksum=1, write_content_size=1, write_dict_id=0)
-            compressor = zstandard.ZstdCompressor(compression_params=params)
-        try:
-            return bytes(compressor.compress(data))
-        finally:
-            free.put(compressor)
-
-
-_ZSTD = _Zstd()
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, threads=max(1, workers), write_checksum=1, write_content_size=0, write_dict_id=0)
+    stream = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    for piece in pieces:
+        out = stream.compress(piece)
+        if out:
+            yield bytes(out)
+    yield bytes(stream.flush())
 
 
 def chunk_compressor(algorithm: str, level: int) -> Callable[[bytes], bytes]:
-    """The function that turns one chunk into one gzip member or zstd frame."""
+    """The function that turns one chunk into one gzip member."""
     check_level(algorithm, level)
-    if algorithm == "zstd":
-        return lambda data: _ZSTD.frame(data, level)
+    if algorithm != "gzip":
+        raise ValueError(f"{algorithm} is not compressed chunk by chunk")
     return lambda data: gzip_member(data, level)
 
 
@@ -211,15 +202,20 @@ def default_workers() -> int:
 
 def compressed_stream(pieces: Iterable[bytes], algorithm: str = "gzip", level: int = DEFAULT_LEVEL,
                       workers: int | None = None) -> Iterator[bytes]:
-    """The compressed stream of the concatenated PIECES, as one member/frame per CHUNK input bytes.
+    """The compressed stream of the concatenated PIECES: gzip as one member per CHUNK input bytes,
+    zstd as one multithreaded frame (see the module's docstring).
 
-    Chunks are compressed by WORKERS threads (default: every CPU); at most 2×WORKERS+1 chunks
+    gzip chunks are compressed by WORKERS threads (default: every CPU); at most 2×WORKERS+1 chunks
     are in flight, so memory stays a few MiB whatever the input size. The output is the same
     for any WORKERS and any way PIECES are split. ValueError for an unknown algorithm or a
     level out of range; exceptions of the producer of PIECES or of a compressor propagate.
     """
-    compress = chunk_compressor(algorithm, level)
+    check_level(algorithm, level)
     workers = workers or default_workers()
+    if algorithm == "zstd":
+        yield from _zstd_stream(pieces, level, workers)
+        return
+    compress = chunk_compressor(algorithm, level)
     if workers == 1:
         for chunk in fixed_chunks(pieces):
             yield compress(chunk)
