@@ -14,20 +14,22 @@ and every chunk is compressed on its own, in a thread pool, into a complete gzip
 input order. Every byte is thus a function of the input, the chunk size, the level and the
 pinned library, whatever the number of workers or the order they finish in.
 
+pigz's alternative (one member whose deflate blocks continue across chunks, each chunk
+primed with the previous 32 KiB as a dictionary) is not available with libdeflate, which
+has no dictionary or sync-flush API, and zlib's bytes are host-dependent. The price of
+independent members is 18 bytes a chunk plus the 32 KiB window lost at each boundary:
+about 0.1–0.2 % of output at 1 MiB chunks (215.2 MB against 214.9 MB for the
+300 MB tree of BENCHMARKS.md). Every gzip reader that matters reads multi-member
+gzip: Go's compress/gzip (docker, containerd, skopeo, podman, umoci) reads "multistream"
+by default, GNU gzip, zlib's gzread and Python's gzip too; tests/test_consumers.py loads
+such layers with the tools present.
+
 zstd is one frame compressed by libzstd's own worker threads (ZSTD_c_nbWorkers ≥ 1): its
 multithreaded mode cuts the input into jobs by a rule of the level and the pinned version,
 never of the worker count or of how the input is fed, so the bytes are the same for 1 or 64
 workers (tests/test_compress.py; only nbWorkers=0, never used here, gives other bytes). So
 zstd needs no chunking of ours, and its window spans the whole stream. (Checked with libzstd
 1.5.7: `threads=1, 2, 4, 8` give identical bytes for any split of the input.)
-pigz's alternative (one member whose deflate blocks continue across chunks, each chunk
-primed with the previous 32 KiB as a dictionary) is not available with libdeflate, which
-has no dictionary or sync-flush API, and zlib's bytes are host-dependent. The price of
-independent members is 18 bytes a chunk plus the 32 KiB window lost at each boundary:
-about 0.1 % of output at 1 MiB chunks. Every gzip reader that matters reads multi-member
-gzip: Go's compress/gzip (docker, containerd, skopeo, podman, umoci) reads "multistream"
-by default, GNU gzip, zlib's gzread and Python's gzip too; tests/test_consumers.py loads
-such layers with the tools present.
 
 libdeflate is called through ctypes from the same shared object the `deflate` wheel loaded
 (its libdeflate_* symbols are exported): ctypes releases the GIL during a foreign call,
@@ -143,6 +145,9 @@ def gzip_member(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
     return GZIP_HEADER + body + struct.pack("<II", crc & 0xFFFFFFFF, len(data) & 0xFFFFFFFF)
 
 
+ZSTD_MAX_THREADS = 8  # each libzstd job buffers a few window sizes: this bounds memory on large hosts
+
+
 def _zstd_stream(pieces: Iterable[bytes], level: int, workers: int) -> Iterator[bytes]:
     """One zstd frame of the concatenated PIECES, compressed by WORKERS (≥ 1) libzstd threads.
 
@@ -152,7 +157,8 @@ def _zstd_stream(pieces: Iterable[bytes], level: int, workers: int) -> Iterator[
     import zstandard
 
     params = zstandard.ZstdCompressionParameters.from_level(
-        level, threads=max(1, workers), write_checksum=1, write_content_size=0, write_dict_id=0)
+        level, threads=max(1, min(workers, ZSTD_MAX_THREADS)), write_checksum=1, write_content_size=0,
+        write_dict_id=0)
     stream = zstandard.ZstdCompressor(compression_params=params).compressobj()
     for piece in pieces:
         out = stream.compress(piece)
@@ -192,12 +198,17 @@ def fixed_chunks(pieces: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
+MAX_WORKERS = 16  # memory: 2 chunks in and out per worker in flight; beyond this, little to gain
+
+
 def default_workers() -> int:
-    """Threads for compression: the CPUs this process may run on. Never changes the bytes."""
+    """Threads for compression: the CPUs this process may run on (at most MAX_WORKERS). Never
+    changes the bytes."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS))
 
 
 def compressed_stream(pieces: Iterable[bytes], algorithm: str = "gzip", level: int = DEFAULT_LEVEL,
