@@ -82,6 +82,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert recipe.tag == "latest" and recipe.epoch is None
     assert recipe.files == [] and recipe.layers == []
     assert recipe.compression.level == 6
+    assert recipe.compression.algorithm == "gzip"
+
+
+def test_zstd_takes_levels_up_to_19(tmp_path: Path) -> None:
+    text = "name: a\nplatforms: [amd64]\ncompression: {algorithm: zstd, level: 19}\n"
+    compression = load(write(tmp_path, text)).recipe.compression
+    assert (compression.algorithm, compression.level) == ("zstd", 19)
 
 
 def test_a_folder_means_its_xarch_yaml() -> None:
@@ -97,6 +104,8 @@ def test_a_folder_means_its_xarch_yaml() -> None:
     ("name: a\nplatforms: [amd64]\nconfig:\n  exposed_ports: [http]\n", 4, "config.exposed_ports"),
     ("name: a\nplatforms: []\n", 2, "platforms"),
     ("name: a\nplatforms: [amd64]\ncompression:\n  level: 13\n", 4, "compression.level"),
+    ("name: a\nplatforms: [amd64]\ncompression:\n  algorithm: zstd\n  level: 20\n", 5, "compression.level"),
+    ("name: a\nplatforms: [amd64]\ncompression:\n  algorithm: brotli\n", 4, "compression.algorithm"),
     ("name: a\nplatforms: [amd64]\nlayers:\n  - paths: ['**']\n", 4, "layers[0].name"),
     ("name: a\nplatforms: [amd64]\nconfig:\n  env: {A: {b: c}}\n", 4, "config.env.A"),
 ])

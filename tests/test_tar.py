@@ -377,3 +377,49 @@ def test_tar_bytes_are_known_and_the_same_under_every_cpython() -> None:
     # Every CPython found must give the golden bytes; one alone (a fresh Debian 12 has only 3.11 and
     # no pyenv) still checks them against the golden digest, so nothing here skips.
     assert set(results.values()) == {GOLDEN_SHA256}, results
+
+
+STREAM_LAYER = """\
+import sys
+from pathlib import Path
+from xarch.oci.layer import write_layer
+from xarch.oci.tree import Entry
+from xarch.store import Store
+big = Path(sys.argv[1])
+layer = write_layer("big", [Entry("big", "file", 0o644, source=big)], 1, Store(Path(sys.argv[2])), "gzip", 1)
+# VmHWM: the peak of this program's own memory (ru_maxrss would carry the forking parent's over exec)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(hwm * 1024, layer.uncompressed_size, layer.path)
+"""
+
+
+def test_a_layer_is_streamed_not_held_in_memory(tmp_path: Path) -> None:
+    """A 512 MiB file (sparse: no disk used) becomes a layer in a process that never holds it."""
+    import sys
+
+    big = tmp_path / "big"
+    with big.open("wb") as handle:
+        handle.truncate(512 << 20)
+    result = subprocess.run([sys.executable, "-c", STREAM_LAYER, str(big), str(tmp_path / "store")],
+                            capture_output=True, text=True, check=True, cwd=REPO)
+    peak, size, blob = result.stdout.split()
+    assert int(size) == (512 << 20) + 3 * BLOCK  # header, content, two zero blocks
+    assert int(peak) < 120 << 20, f"peak RSS {int(peak) >> 20} MiB for a 512 MiB layer"
+    with tarfile.open(blob, "r:gz") as archive:
+        member = archive.getmember("big")
+        assert member.size == 512 << 20
+
+
+def test_a_failing_source_leaves_nothing_in_the_store(tmp_path: Path) -> None:
+    """An error while the tar is produced (here a file gone before it is read) reaches the caller
+    from the producer thread, and the store keeps no partial blob."""
+    from xarch.oci.layer import write_layer
+    from xarch.store import Store
+
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 << 20))
+    entries = [Entry("a", "file", 0o644, source=big), Entry("b", "file", 0o644, source=tmp_path / "gone")]
+    store = Store(tmp_path / "store")
+    with pytest.raises(FileNotFoundError):
+        write_layer("l", entries, EPOCH, store, "gzip", 6, workers=2)
+    assert list((tmp_path / "store" / "sha256").iterdir()) == []

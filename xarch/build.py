@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from xarch.oci.compress import compressor_id
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.oci.image import Image, RuntimeConfig, build_image
 from xarch.oci.index import build_index
-from xarch.oci.layer import Layer, build_layer
+from xarch.oci.layer import Layer, write_layer
 from xarch.oci.layout import Artifact
 from xarch.oci.tree import Tree
 from xarch.packages import IMAGE_SET, add_accounts, install_set
@@ -135,7 +136,7 @@ def full_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
 
 def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
     recipe = inputs.loaded.recipe
-    level = recipe.compression.level
+    algorithm, level = recipe.compression.algorithm, recipe.compression.level
     tree, notes = full_tree(inputs, platform, reporter, workdir)
     if recipe.trace is not None:
         from xarch.trace.apply import apply_trace
@@ -146,11 +147,22 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     check_extractable(inputs.loaded, tree)
     check_image(inputs.loaded, tree, platform, inputs.lock)
     layers: list[Layer] = []
-    for name, entries in split_layers(tree, recipe.layers):
-        layer = build_layer(name, entries, inputs.epoch, level)
+    parts = split_layers(tree, recipe.layers)
+    # Layers are written concurrently (each also compresses on every core): the tar and hashing of
+    # one overlap another's. The image lists them in the recipe's order whatever finishes first.
+    with ThreadPoolExecutor(max(1, len(parts)), thread_name_prefix="xarch-layer") as pool:
+        written = [pool.submit(write_layer, name, entries, inputs.epoch, inputs.store, algorithm, level)
+                   for name, entries in parts]
+        try:
+            done = [future.result() for future in written]
+        except BaseException:
+            for future in written:
+                future.cancel()
+            raise
+    for (name, _), layer in zip(parts, done, strict=True):
         reporter.detail(
             f"[{platform.name}] layer {name}: {layer.entry_count} entries, "
-            f"{layer.uncompressed_size} bytes → {len(layer.blob)} gzip, {layer.descriptor.digest}"
+            f"{layer.uncompressed_size} bytes → {layer.size} {algorithm}, {layer.descriptor.digest}"
         )
         layers.append(layer)
     return build_image(
@@ -159,7 +171,7 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
         runtime_config(inputs.loaded, stage_image_config(inputs, platform, reporter, workdir),
                        inputs.options.labels),
         inputs.epoch,
-        compressor_id(level),
+        compressor_id(level, algorithm),
         recipe.annotations.manifest,
         notes,
     )
@@ -170,9 +182,27 @@ def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
     # Stage roots live here until every layer is written (tree entries point into them).
     with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, reporter.tasks() as board:
         task = board.add(f"building {inputs.loaded.recipe.name}", len(inputs.platforms))
-        for platform in inputs.platforms:
-            images.append(build_platform(inputs, platform, reporter, Path(workdir) / platform.slug))
+
+        def one(platform: Platform) -> Image:
+            image = build_platform(inputs, platform, reporter, Path(workdir) / platform.slug)
             board.advance(task, f"{platform.name} done")
+            return image
+
+        # Platforms of a recipe without stages build concurrently: unpacking .debs (lzma), hashing and
+        # compressing release the GIL. Images keep the recipe's order whatever finishes first. With
+        # stages they stay in sequence: a step already uses the machine, and a SIGTERM must not wait
+        # for another platform's step.
+        if len(inputs.platforms) > 1 and not inputs.loaded.recipe.copy_:
+            with ThreadPoolExecutor(len(inputs.platforms), thread_name_prefix="xarch-platform") as pool:
+                futures = [pool.submit(one, platform) for platform in inputs.platforms]
+                try:
+                    images = [future.result() for future in futures]
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+        else:
+            images = [one(platform) for platform in inputs.platforms]
     descriptors = [image.manifest_descriptor for image in images]
     index = build_index(descriptors, inputs.loaded.recipe.annotations.index)
     return Artifact(index, tuple(images), inputs.loaded.recipe.tag)

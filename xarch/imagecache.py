@@ -22,7 +22,7 @@ from xarch.contents import all_file_specs, expand_source
 from xarch.ignorefile import ignore_matcher, select, stage_inputs
 from xarch.oci.atomic import atomic_file
 from xarch.oci.compress import compressor_id
-from xarch.oci.digest import canonical_json, hex_of, sha256_digest
+from xarch.oci.digest import OCI_LAYER_GZIP, canonical_json, hex_of, sha256_digest
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.oci.tree import path_bytes
@@ -95,7 +95,7 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
               strategy: str | None, python: PythonLock | None = None) -> str:
     material = {
         "format": FORMAT,
-        "compressor": compressor_id(loaded.recipe.compression.level),
+        "compressor": compressor_id(loaded.recipe.compression.level, loaded.recipe.compression.algorithm),
         "recipe": loaded.recipe.model_dump(mode="json", by_alias=True),
         "epoch": epoch,
         "platform": platform.name,
@@ -128,9 +128,13 @@ class ImageCache:
             record = json.loads(self._entry(key).read_text())
             layers = []
             for item in record["layers"]:
-                blob = self._blob(item["digest"])
-                layers.append(Layer(item["name"], item["diff_id"], blob, item["uncompressed_size"],
-                                    item["entry_count"]))
+                # Checked by streaming it through sha256 (a corrupt blob is deleted), then named by
+                # path: a layer is never read into memory.
+                if not self.store.verified(hex_of(item["digest"])):
+                    raise ValueError(f"cached blob {item['digest']} is missing or corrupt")
+                layers.append(Layer(item["name"], item["diff_id"], None, item["uncompressed_size"],
+                                    item["entry_count"], path=self.store.path(hex_of(item["digest"])),
+                                    digest=item["digest"], media_type=item.get("media_type", OCI_LAYER_GZIP)))
             config = self._blob(record["config"])
             manifest = self._blob(record["manifest"])
             return Image(dict(record["platform"]), config, manifest, tuple(layers))
@@ -144,15 +148,21 @@ class ImageCache:
         return data
 
     def put(self, key: str, image: Image) -> None:
-        for data in (image.config_bytes, image.manifest_bytes, *(layer.blob for layer in image.layers)):
+        for data in (image.config_bytes, image.manifest_bytes):
             if not self.store.verified(hashlib.sha256(data).hexdigest()):
                 self.store.put_bytes(data)
+        for layer in image.layers:
+            if layer.path is not None and layer.path == self.store.path(hex_of(layer.digest)):
+                continue  # written into this store by write_layer
+            with layer.open() as stream:
+                self.store.put_stream(stream, hex_of(layer.digest), f"layer {layer.name}")
         record = {
             "platform": image.platform,
             "config": image.config_descriptor.digest,
             "manifest": sha256_digest(image.manifest_bytes),
             "layers": [
                 {"name": layer.name, "digest": layer.descriptor.digest, "diff_id": layer.diff_id,
+                 "media_type": layer.media_type,
                  "uncompressed_size": layer.uncompressed_size, "entry_count": layer.entry_count}
                 for layer in image.layers
             ],

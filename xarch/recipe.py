@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StrictInt,  # numbers only: pydantic's lax int takes true as 1 and "12" as 12
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -282,7 +283,17 @@ class LayerSpec(Strict):
 
 
 class CompressionSpec(Strict):
-    level: StrictInt = Field(default=6, ge=1, le=12)
+    """`compression: {algorithm: gzip|zstd, level: N}`: gzip (libdeflate) 1–12, zstd 1–19; default gzip 6."""
+
+    algorithm: Literal["gzip", "zstd"] = "gzip"
+    level: StrictInt = Field(default=6, ge=1, le=19)
+
+    @field_validator("level")
+    @classmethod
+    def _level_in_range(cls, level: int, info: ValidationInfo) -> int:
+        if info.data.get("algorithm", "gzip") == "gzip" and level > 12:
+            raise ValueError(f"gzip levels are 1..12 (zstd: 1..19), not {level}")
+        return level
 
 
 def _package_selection(value: Any) -> Any:

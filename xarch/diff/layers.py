@@ -14,6 +14,8 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO, Any
 
+import zstandard
+
 from xarch.diff.sources import DiffError, LayerRef
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -93,12 +95,16 @@ def read_layer(layer: LayerRef, label: str) -> LayerFiles:
     with layer.open() as raw_handle:
         blob = _HashingReader(raw_handle)
         head = blob.raw.peek(4)[:4] if hasattr(blob.raw, "peek") else b""
-        if head == ZSTD_MAGIC or "zstd" in layer.media_type:
-            raise DiffError(f"{where}: zstd layers are not supported")
-        gz = "gzip" in layer.media_type or head[:2] == b"\x1f\x8b"
+        zstd = head == ZSTD_MAGIC or "zstd" in layer.media_type
+        gz = not zstd and ("gzip" in layer.media_type or head[:2] == b"\x1f\x8b")
         if not head and not layer.media_type:
             gz = _sniff_gzip(layer)
-        decompressed = gzip.GzipFile(fileobj=blob, mode="rb") if gz else None  # type: ignore[call-overload]
+        decompressed: Any = None
+        if zstd:  # every frame, as xarch writes one per 1 MiB chunk (xarch/oci/compress.py)
+            decompressed = zstandard.ZstdDecompressor().stream_reader(
+                blob, read_across_frames=True, closefd=False)  # type: ignore[arg-type]
+        elif gz:
+            decompressed = gzip.GzipFile(fileobj=blob, mode="rb")  # type: ignore[call-overload]
         tar_stream = _HashingReader(decompressed) if decompressed else blob
         result = LayerFiles({}, [])
         try:
@@ -108,7 +114,7 @@ def read_layer(layer: LayerRef, label: str) -> LayerFiles:
                     result.order.append(_normal(member.name))
             tar_stream.drain()  # the zero blocks and padding after the last entry are part of the diff_id
             blob.drain()
-        except (tarfile.TarError, OSError, EOFError) as error:
+        except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as error:
             raise DiffError(f"{where}: unreadable layer ({error})") from None
     if blob.digest != layer.digest:
         raise DiffError(f"{where}: blob does not match its digest (got {blob.digest})")

@@ -16,13 +16,14 @@ from xarch.oci.layout import layout_entries
 from xarch.oci.tar import write_tar
 
 
-def docker_archive_files(image: Image, repo_tags: list[str]) -> list[tuple[str, bytes]]:
+def docker_archive_files(image: Image, repo_tags: list[str]) -> list[tuple[str, bytes | Path]]:
     config_path = f"blobs/sha256/{hex_of(image.config_descriptor.digest)}"
     layer_paths = [f"blobs/sha256/{hex_of(layer.descriptor.digest)}" for layer in image.layers]
     manifest = [{"Config": config_path, "Layers": layer_paths, "RepoTags": list(repo_tags)}]
-    files = {config_path: image.config_bytes, "manifest.json": canonical_json(manifest)}
+    files: dict[str, bytes | Path] = {config_path: image.config_bytes,
+                                      "manifest.json": canonical_json(manifest)}
     for path, layer in zip(layer_paths, image.layers, strict=True):
-        files[path] = layer.blob
+        files[path] = layer.source  # a store file is streamed into the archive
     return sorted(files.items())
 
 

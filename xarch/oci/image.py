@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from xarch.oci.digest import OCI_CONFIG, OCI_MANIFEST, Descriptor, canonical_json
@@ -70,12 +71,18 @@ class Image:
     def manifest_descriptor(self) -> Descriptor:
         return Descriptor.of(OCI_MANIFEST, self.manifest_bytes, platform=self.platform)
 
-    def blobs(self) -> dict[str, bytes]:
-        """Every blob of this image by digest, the manifest included."""
-        result = {layer.descriptor.digest: layer.blob for layer in self.layers}
+    def blob_sources(self) -> dict[str, bytes | Path]:
+        """Every blob of this image by digest, the manifest included: its bytes, or for a layer
+        written to the store the file that holds them (copied or streamed by writers)."""
+        result: dict[str, bytes | Path] = {layer.digest: layer.source for layer in self.layers}
         result[self.config_descriptor.digest] = self.config_bytes
         result[self.manifest_descriptor.digest] = self.manifest_bytes
         return result
+
+    def blobs(self) -> dict[str, bytes]:
+        """Every blob of this image by digest, read into memory (small images and tests only)."""
+        return {digest: source if isinstance(source, bytes) else source.read_bytes()
+                for digest, source in self.blob_sources().items()}
 
 
 def build_image(

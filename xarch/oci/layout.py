@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -42,24 +43,37 @@ class Artifact:
     def index_descriptor(self) -> Descriptor:
         return Descriptor.of(OCI_INDEX, self.index_bytes, annotations={REF_NAME: self.tag})
 
-    def blobs(self) -> dict[str, bytes]:
-        result: dict[str, bytes] = {}
+    def blob_sources(self) -> dict[str, bytes | Path]:
+        result: dict[str, bytes | Path] = {}
         for image in self.images:
-            result.update(image.blobs())
+            result.update(image.blob_sources())
         result[self.index_descriptor.digest] = self.index_bytes
         for attached in self.attachments:
             result.update(attached.blobs)
             result[attached.digest] = attached.manifest_bytes
         return result
 
-    def layout_files(self) -> Iterator[tuple[str, bytes]]:
-        """(relative path, bytes) of every file of the layout, in a fixed order."""
+    def blobs(self) -> dict[str, bytes]:
+        """Every blob read into memory (small artifacts and tests only; writers stream)."""
+        return {digest: source if isinstance(source, bytes) else source.read_bytes()
+                for digest, source in self.blob_sources().items()}
+
+    def layout_files(self) -> Iterator[tuple[str, bytes | Path]]:
+        """(relative path, bytes or the file holding them) of every file of the layout, in a fixed order."""
         yield "oci-layout", OCI_LAYOUT_FILE
         top = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
             self.index_descriptor.to_json(), *(attached.descriptor for attached in self.attachments)]}
         yield "index.json", canonical_json(top)
-        for digest, data in sorted(self.blobs().items()):
+        for digest, data in sorted(self.blob_sources().items()):
             yield f"blobs/sha256/{hex_of(digest)}", data
+
+
+def write_file(path: Path, data: bytes | Path) -> None:
+    """PATH gets DATA, or a copy of the file DATA (copy_file_range/sendfile: no bytes through Python)."""
+    if isinstance(data, Path):
+        shutil.copyfile(data, path)
+    else:
+        path.write_bytes(data)
 
 
 def write_layout(artifact: Artifact, target: Path) -> None:
@@ -67,18 +81,21 @@ def write_layout(artifact: Artifact, target: Path) -> None:
         for relative, data in artifact.layout_files():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            write_file(path, data)
 
 
-def layout_entries(files: Iterator[tuple[str, bytes]]) -> list[Entry]:
-    """Tree entries of a layout, for writing it as a deterministic tar."""
+def layout_entries(files: Iterator[tuple[str, bytes | Path]]) -> list[Entry]:
+    """Tree entries of a layout, for writing it as a deterministic tar (files streamed from disk)."""
     entries: dict[str, Entry] = {}
     for relative, data in files:
         parts = relative.split("/")
         for depth in range(1, len(parts)):
             directory = "/".join(parts[:depth])
             entries.setdefault(directory, Entry(directory, "dir", 0o755))
-        entries[relative] = Entry(relative, "file", 0o644, data=data)
+        if isinstance(data, Path):
+            entries[relative] = Entry(relative, "file", 0o644, source=data)
+        else:
+            entries[relative] = Entry(relative, "file", 0o644, data=data)
     return list(entries.values())
 
 

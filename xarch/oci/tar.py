@@ -11,6 +11,7 @@ at the end and no record padding.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -135,11 +136,41 @@ def entry_headers(entry: Entry, epoch: int, size: int) -> bytes:
     return out
 
 
+READ_SIZE = 1 << 20  # a file on disk is read in pieces of this size: memory does not grow with it
+
+
+def _source_pieces(entry: Entry, epoch: int) -> Iterator[bytes]:
+    """Header and content of a file entry whose bytes are on disk, read piece by piece.
+
+    The size in the header is the file's size when opened; a file that shrinks while it is
+    read is an error (TarError), one that grows is cut at that size.
+    """
+    assert entry.source is not None
+    with open(entry.source, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        yield entry_headers(entry, epoch, size)
+        left = size
+        while left:
+            piece = handle.read(min(READ_SIZE, left))
+            if not piece:
+                raise TarError(f"{entry.path}: {entry.source} shrank while it was written to the layer")
+            left -= len(piece)
+            yield piece
+    yield _padding(size)
+
+
 def tar_chunks(entries: Iterable[Entry], epoch: int) -> Iterator[bytes]:
-    """The tar stream of ENTRIES (already in the order to write) as a series of chunks."""
+    """The tar stream of ENTRIES (already in the order to write) as a series of chunks.
+
+    File contents are streamed from their sources, so no chunk is larger than READ_SIZE
+    or an in-memory entry's data.
+    """
     for entry in entries:
         if entry.type not in _TYPEFLAGS:
             raise TarError(f"{entry.path}: cannot write a {entry.type} entry")
+        if entry.type == "file" and entry.data is None and entry.source is not None:
+            yield from _source_pieces(entry, epoch)
+            continue
         data = entry.read() if entry.type == "file" else b""
         yield entry_headers(entry, epoch, len(data))
         if data:
