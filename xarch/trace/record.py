@@ -15,7 +15,9 @@ image's cache key, so builds stay reproducible without tracing again.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ FILE_NAME = "xarch.trace"
 VERSION = 1
 HEADER = "# Written by `xarch trace`; review changes like a lock.\n"
 MAX_PATH = 4095  # PATH_MAX less the NUL
+# A record of every path of a large image is a few MB; past this it is not one `xarch trace` wrote.
+MAX_BYTES = 64 * 1024 * 1024
 
 
 class TraceFileError(InputError):
@@ -89,10 +93,35 @@ def trace_file(recipe_path: Path) -> Path:
     return recipe_path.parent / FILE_NAME
 
 
+def read_bytes(path: Path) -> bytes:
+    """PATH's bytes, when it is (or links to) a regular file of at most MAX_BYTES.
+
+    The file comes with the recipe, so it is hostile until checked: a link to /dev/zero would
+    be read until memory runs out and a FIFO would block forever. O_NONBLOCK makes opening a
+    FIFO return at once; fstat then refuses anything but a regular file.
+    Raises FileNotFoundError when PATH does not exist, TraceFileError (exit 2) otherwise.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise TraceFileError(f"{path}: cannot read: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TraceFileError(f"{path}: not a regular file; run `xarch trace` to write it")
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise TraceFileError(f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MiB; run `xarch trace` "
+                             "to write it again")
+    return data
+
+
 def load(path: Path) -> TraceRecord:
     """Read and check PATH. Raises TraceFileError (one line naming the file and field)."""
     try:
-        text = path.read_bytes().decode("utf-8", "surrogateescape")
+        text = read_bytes(path).decode("utf-8", "surrogateescape")
         raw = yaml.safe_load(text)
     except FileNotFoundError:
         raise TraceFileError(f"{path} does not exist; the recipe has trace:, run `xarch trace`") from None
