@@ -57,3 +57,30 @@ def test_a_huge_record_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     link.parent.mkdir()
     link.symlink_to(small)
     assert record.load(link).platforms == {"amd64": ("/usr/bin/x",)}
+
+
+@pytest.mark.parametrize(("text", "where", "says"), [
+    ("version: 1\nplatforms: {amd64: [/a, etc/passwd]}", "platforms.amd64.1:", "not an absolute"),
+    ("version: 1\nplatforms: {arm64: [/etc/../etc/passwd]}", "platforms.arm64.0:", "normalized"),
+    ('version: 1\nplatforms: {amd64: ["/etc/\\0x"]}', "platforms.amd64.0:", "NUL"),
+    ("version: 1\nplatforms: {amd64: [/" + "a" * 5000 + "]}", "platforms.amd64.0:", "longer than 4095"),
+    ("version: 1\nplatforms: {amd64: [/etc], bogus: [/x]}", "platforms.bogus:", "not a platform name"),
+    ("version: 1\nplatforms: {linux/amd64: [/etc]}", "platforms.linux/amd64:", "not a platform name"),
+    ("version: 1\nplatforms: {amd64: &a [*a]}", "platforms.amd64.0:", "valid string"),
+    ("version: 1\nplatforms: {amd64: [/x], arm64: null}", "platforms.arm64:", "valid list"),
+    ("not: [yaml", "cannot read:", "expected ','"),
+])
+def test_a_malformed_record_names_the_platform_and_entry(tmp_path: Path, text: str, where: str,
+                                                         says: str) -> None:
+    path = tmp_path / record.FILE_NAME
+    path.write_text(text)
+    message = _load_error(path)
+    assert f"{path}: {where}" in message and says in message, message
+    assert "<unicode string>" not in message
+
+
+def test_a_record_of_every_platform_and_odd_bytes_loads_back(tmp_path: Path) -> None:
+    path = tmp_path / record.FILE_NAME
+    written = record.TraceRecord({"amd64": ("/etc", "/x\udcff"), "arm/v7": ("/usr/bin/a b",)})
+    written.dump(path)
+    assert record.load(path) == written
