@@ -238,9 +238,10 @@ class ChangeReport:
                 if size.installed_new == size.installed_old and size.download_new == size.download_old:
                     continue
                 unknown = f", {size.unknown} without Installed-Size" if size.unknown else ""
+                if size.uncertain:
+                    unknown += f", {size.uncertain} of them moved"
                 kib = size.installed_change
-                installed = f"{_signed(kib)} KiB" if kib is not None else \
-                    f"? KiB ({size.uncertain} moved without Installed-Size)"
+                installed = f"{_signed(kib)} KiB" if kib is not None else "? KiB"
                 out.append(f"  {set_name}: installed {installed} ({size.installed_old} → "
                            f"{size.installed_new} KiB{unknown}), download "
                            f"{_signed(size.download_new - size.download_old)} bytes")
