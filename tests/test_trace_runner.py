@@ -78,6 +78,8 @@ def test_a_probe_this_host_lacks_is_a_host_error_before_any_build() -> None:
         with pytest.raises(ProbeMissing) as caught:
             require_tools(False, [program, "http://127.0.0.1/"])
         assert caught.value.exit_code == ExitCode.HOST and says in str(caught.value), str(caught.value)
+    with pytest.raises(RecipeError, match=r"trace.probe\[0\]: the probe's program is empty"):
+        require_tools(False, [" ", "x"])
     require_tools(False, ["sh", "-c", "true"])
     require_tools(False, None)
 

@@ -74,12 +74,16 @@ class ProbeMissing(HostError):
 def require_tools(traced: bool, probe: Sequence[str] | None) -> None:
     """Before any image is built: strace (TRACED), nsenter and the probe's program (PROBE, run
     on the host as the caller, found in the caller's PATH as nsenter's execvp finds it).
-    Raises TracerMissing/ProbeMissing (exit 3)."""
+    Raises TracerMissing/ProbeMissing (exit 3), RecipeError for an empty program (exit 2)."""
     if traced:
         _tool("strace")
     if probe:
         _tool("nsenter")
         program = probe[0]
+        if not program.strip():
+            from xarch.errors import RecipeError
+
+            raise RecipeError("trace.probe[0]: the probe's program is empty")
         if shutil.which(program) is None:
             where = "is not an executable file" if "/" in program else "is not in PATH"
             raise ProbeMissing(f"trace.probe: {program!r} {where} on this host; install it or name "
