@@ -333,3 +333,44 @@ def test_pins_of_a_cross_root_are_per_architecture() -> None:
     assert [c.version for c, _ in narrowed.providers("mail-agent")] == ["1.0"]
     assert gone == [("gone", "arm64", "2.0")] and narrowed.best("gone", "arm64").version == "3.0"
     assert len(universe.by_name["libfake1"]) == 4  # the universe the other sets use is untouched
+
+
+def test_a_pin_the_archive_dropped_makes_the_installed_change_unknown_not_wrong(project: Path) -> None:
+    """An old lock (no installed_size) pinning a version the archive no longer has: its size is
+    unknown, so the report must not count it as 0 KiB (that printed `installed +N KiB` for every
+    point release). Unknown entries on both sides cancel, so the rest stays exact."""
+    lock_file = project / "xarch.lock"
+    text = "".join(line for line in lock_file.read_text().splitlines(keepends=True)
+                   if "installed_size:" not in line)
+    edited = re.sub(r"(name: tool\n(?:      .*\n)*?      version: )'?1\.0'?", r"\g<1>0.9-gone", text)
+    assert edited != text
+    lock_file.write_text(edited)
+    printed = ok(xarch_in_process("lock", "-f", str(project), "--update", "tool")).stdout
+    said = "image: installed ? KiB (155 → 158 KiB, 1 without Installed-Size, 1 of them moved)"
+    assert "~ tool 0.9-gone → 1.0" in printed and said in printed, printed
+    lock_file.write_text(edited)
+    report = json.loads(ok(xarch_in_process("lock", "-f", str(project), "--update", "tool", "--json")).stdout)
+    amd64 = report["platforms"]["amd64"]
+    assert [(c["name"], c["old"]) for c in amd64["upgraded"]] == [("tool", "0.9-gone")], report
+    assert amd64["sizes"]["image"]["installed_kib_change"] is None, amd64["sizes"]
+    # Nothing moved, every size unknown on both sides: the change is exact again (0).
+    lock_file.write_text(text)
+    report = json.loads(ok(xarch_in_process("lock", "-f", str(project), "--update", "--json")).stdout)
+    assert report["platforms"]["amd64"]["sizes"]["image"]["installed_kib_change"] == 0, report
+
+
+def test_odd_package_names_and_a_lock_of_another_recipe(project: Path, tmp_path: Path) -> None:
+    before = (project / "xarch.lock").read_bytes()
+    for name in ("tool\n", "tool:amd64", "tool=1.0", "Tool", "t", "../tool", "-x"):
+        outcome = xarch_in_process("lock", "-f", str(project), "--update", "--", name)
+        assert outcome.code == 2, (name, outcome.stderr)
+        outcome.one_error_line("not a Debian package name")
+        assert (project / "xarch.lock").read_bytes() == before
+    # Duplicates are one name; the lock does not move when nothing is newer.
+    ok(xarch_in_process("lock", "-f", str(project), "--update", "tool", "tool"))
+    # A lock that another recipe wrote: said once, then the recipe wins.
+    other = Lock.load(project / "xarch.lock")
+    other.inputs["selections"] = "sha256:" + "0" * 64
+    other.dump(project / "xarch.lock")
+    outcome = ok(xarch_in_process("lock", "-f", str(project), "--update", "tool"))
+    assert "note: xarch.lock does not match the recipe" in outcome.stderr, outcome.stderr

@@ -42,9 +42,9 @@ def record_digest(loaded: LoadedRecipe) -> str | None:
     if loaded.recipe.trace is None:
         return None
     try:
-        return hashlib.sha256(record_path(loaded).read_bytes()).hexdigest()
-    except OSError:
-        return None  # the build itself says the file is missing
+        return hashlib.sha256(record.read_bytes(record_path(loaded))).hexdigest()
+    except (OSError, record.TraceFileError):
+        return None  # the build itself says what is wrong with the file
 
 
 @dataclass(frozen=True)

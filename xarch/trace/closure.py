@@ -22,7 +22,7 @@ from xarch.oci.tree import Entry, Tree
 MAX_HOPS = 40  # Linux's limit on symlinks followed in one lookup (MAXSYMLINKS)
 
 
-def _resolve(tree: Tree, path: str, kept: set[str]) -> str | None:
+def resolve(tree: Tree, path: str, kept: set[str]) -> str | None:
     """Walk absolute PATH through TREE as the kernel would, adding every entry passed
     (folders, symlinks, the final entry) to KEPT; the final tree path, or None if missing."""
     parts = [p for p in path.split("/") if p]
@@ -116,7 +116,7 @@ def kept_paths(tree: Tree, used: Iterable[str], executed: Iterable[str], keep_gl
     seen_programs: set[str] = set()
     while programs:
         program = programs.pop()
-        final = _resolve(tree, program, kept)
+        final = resolve(tree, program, kept)
         if final is None or final in seen_programs:
             continue
         seen_programs.add(final)
@@ -125,11 +125,11 @@ def kept_paths(tree: Tree, used: Iterable[str], executed: Iterable[str], keep_gl
         if interpreter:
             programs.append(interpreter)
     for path in pending:
-        _resolve(tree, path, kept)
+        resolve(tree, path, kept)
     for path in list(kept):
         link = tree.get(path)
         if link is not None and link.type == "hardlink":
-            _resolve(tree, "/" + link.linkname, kept)
+            resolve(tree, "/" + link.linkname, kept)
     for path in list(kept):
         parent = posixpath.dirname(path)
         while parent and parent not in kept:

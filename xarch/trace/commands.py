@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -12,16 +13,24 @@ from pathlib import Path
 import click
 
 from xarch import platforms as platform_data
-from xarch.errors import RecipeError, Verdict
+from xarch.errors import BuildError, RecipeError, Verdict
 from xarch.oci.tree import Tree
 from xarch.progress import Reporter
 from xarch.recipe import DEFAULT_FILE, load, resolve_epoch
 from xarch.store import Store
 from xarch.units import human_size
 
+# What execvp searches when PATH is unset (glibc's confstr(_CS_PATH)): bwrap runs the command so.
+EXECVP_PATH = "/bin:/usr/bin"
+
 
 class TraceFailed(Verdict):
-    """The probe (or the command) did not pass against an image (exit 1)."""
+    """`--check`: the probe (or the command) did not pass against the minimized image (exit 1)."""
+
+
+class TraceRunFailed(BuildError):
+    """The probe (or the command) did not pass against the full image: the recipe's trace:
+    settings do not work, so nothing is recorded (exit 2, as a failing build step)."""
 
 
 def _tree_bytes(tree: Tree) -> int:
@@ -59,7 +68,7 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
     from xarch.trace import record
     from xarch.trace.apply import apply_trace, command_of, dropped_by_origin, needs_of, record_path
     from xarch.trace.closure import kept_paths
-    from xarch.trace.runner import run_tree, user_ids
+    from xarch.trace.runner import find_program, require_tools, run_tree, user_ids
     from xarch.trace.syscalls import paths_used
 
     reporter = Reporter(quiet=quiet or as_json)
@@ -71,6 +80,7 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
     if not command:
         raise RecipeError(f"{loaded.path}: trace.run is not set and the config has no entrypoint or cmd")
     platforms = select_platforms(loaded, platform_list)
+    require_tools(not check, spec.probe)  # before minutes of building
     epoch, _ = resolve_epoch(loaded)
     store = Store()
     lock = ensure_lock(loaded, False, store, reporter)
@@ -84,7 +94,14 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
     config = loaded.recipe.config
     env = dict(config.env) or {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
     path = record_path(loaded)
-    previous = record.load(path).platforms if path.exists() and not check else {}
+    previous: dict[str, tuple[str, ...]] = {}
+    if not check and os.path.lexists(path):
+        try:
+            previous = record.load(path).platforms
+        except record.TraceFileError as error:
+            # A broken record must not stop the command that rewrites it.
+            click.echo(f"note: {error}; it is written anew (platforms not traced now are left out)",
+                       err=True)  # shown even with --json/-q: what the command overwrites
     results: list[Result] = []
     traced: dict[str, tuple[str, ...]] = dict(previous)
     with tempfile.TemporaryDirectory(prefix="xarch-trace-") as scratch:
@@ -92,6 +109,11 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
             workdir = Path(scratch) / platform.slug
             tree, _ = full_tree(inputs, platform, reporter, workdir / "build")
             full_bytes, full_entries = _tree_bytes(tree), len(tree)
+            if find_program(tree, command[0], env.get("PATH", EXECVP_PATH), config.workdir or "/") is None:
+                field_name = "trace.run" if spec.run else "config.entrypoint"
+                raise RecipeError(f"{loaded.path}: {field_name}: {command[0]!r} is not a program in the "
+                                  f"{platform.name} image")
+            ids = user_ids(config.user, tree, f"{loaded.path}: ")
             if check:
                 apply_trace(loaded, tree, platform.name)
             how = "natively" if platform.name == host.name else "in QEMU"
@@ -99,10 +121,11 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
                           + (" against the minimized image" if check else " under strace"))
             outcome = run_tree(tree, platform, host, command, env, config.workdir or "/", spec.probe,
                                spec.timeout, workdir / "run", traced=not check,
-                               ids=user_ids(config.user, tree))
+                               ids=ids)
+            if not outcome.passed and check:
+                raise TraceFailed(f"{platform.name}: {outcome.detail} (the minimized image)")
             if not outcome.passed:
-                which = "minimized" if check else "full"
-                raise TraceFailed(f"{platform.name}: {outcome.detail} (the {which} image)")
+                raise TraceRunFailed(f"{platform.name}: {outcome.detail} (the full image)")
             if check:
                 results.append(Result(platform.name, len(tree), full_entries, _tree_bytes(tree), full_bytes))
                 continue

@@ -15,13 +15,15 @@ image's cache key, so builds stay reproducible without tracing again.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from xarch.errors import InputError
 from xarch.oci.atomic import atomic_file
@@ -30,35 +32,44 @@ FILE_NAME = "xarch.trace"
 VERSION = 1
 HEADER = "# Written by `xarch trace`; review changes like a lock.\n"
 MAX_PATH = 4095  # PATH_MAX less the NUL
+# A record of every path of a large image is a few MB; past this it is not one `xarch trace` wrote.
+MAX_BYTES = 64 * 1024 * 1024
 
 
 class TraceFileError(InputError):
     """xarch.trace is missing, unreadable or malformed: one line naming the file and field (exit 2)."""
 
 
-def _image_path(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    if not value.startswith("/") or posixpath.normpath(value) != value or value.startswith("//"):
-        raise ValueError(f"{value!r} is not an absolute, normalized image path")
+def _image_path(value: str) -> str:
     if "\x00" in value or len(value.encode("utf-8", "surrogateescape")) > MAX_PATH:
-        raise ValueError(f"{value[:60]!r}…: a NUL byte or longer than {MAX_PATH} bytes")
+        raise ValueError(f"{value[:60]!r}: a NUL byte or longer than {MAX_PATH} bytes")
+    if not value.startswith("/") or posixpath.normpath(value) != value or value.startswith("//"):
+        raise ValueError(f"{value[:200]!r} is not an absolute, normalized image path")
     return value
+
+
+def _platform_name(value: str) -> str:
+    from xarch import platforms as platform_data
+
+    try:
+        known = platform_data.get(value).name
+    except platform_data.UnknownPlatform:
+        known = None
+    if known != value:
+        raise ValueError(f"{value[:60]!r} is not a platform name xarch writes (amd64, arm64, arm/v7, …)")
+    return value
+
+
+# Each path is checked on its own, so an error's location names its platform and index.
+ImagePath = Annotated[str, AfterValidator(_image_path)]
+PlatformName = Annotated[str, AfterValidator(_platform_name)]
 
 
 class _TraceFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     version: int
-    platforms: dict[str, list[str]] = Field(default_factory=dict)
-
-    @field_validator("platforms")
-    @classmethod
-    def _paths(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        for paths in value.values():
-            for path in paths:
-                _image_path(path)
-        return value
+    platforms: dict[PlatformName, list[ImagePath]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,15 +100,52 @@ def trace_file(recipe_path: Path) -> Path:
     return recipe_path.parent / FILE_NAME
 
 
+def read_bytes(path: Path) -> bytes:
+    """PATH's bytes, when it is (or links to) a regular file of at most MAX_BYTES.
+
+    The file comes with the recipe, so it is hostile until checked: a link to /dev/zero would
+    be read until memory runs out and a FIFO would block forever. O_NONBLOCK makes opening a
+    FIFO return at once; fstat then refuses anything but a regular file.
+    Raises FileNotFoundError when PATH does not exist, TraceFileError (exit 2) otherwise.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise TraceFileError(f"{path}: cannot read: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TraceFileError(f"{path}: not a regular file; run `xarch trace` to write it")
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise TraceFileError(f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MiB; run `xarch trace` "
+                             "to write it again")
+    return data
+
+
+def _parse(text: str) -> object:
+    """YAML TEXT with libyaml when PyYAML has it (a record of 400,000 paths: 5 s, not 30 s);
+    libyaml refuses the "\\uDCxx" escapes dump writes for a non-UTF-8 byte, PyYAML reads them."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)  # noqa: S506 (a safe loader)
+        except yaml.YAMLError:
+            pass  # PyYAML's own loader reads those escapes, and words any real error the same way
+    return yaml.safe_load(text)
+
+
 def load(path: Path) -> TraceRecord:
     """Read and check PATH. Raises TraceFileError (one line naming the file and field)."""
     try:
-        text = path.read_bytes().decode("utf-8", "surrogateescape")
-        raw = yaml.safe_load(text)
+        text = read_bytes(path).decode("utf-8", "surrogateescape")
+        raw = _parse(text)
     except FileNotFoundError:
         raise TraceFileError(f"{path} does not exist; the recipe has trace:, run `xarch trace`") from None
     except (OSError, RecursionError, yaml.YAMLError) as error:
-        detail = " ".join(str(error).split())
+        detail = " ".join(str(error).replace(' in "<unicode string>",', "").split())
         raise TraceFileError(f"{path}: cannot read: {detail}") from None
     if not isinstance(raw, dict):
         raise TraceFileError(f"{path}: not a mapping; run `xarch trace` again")
@@ -107,7 +155,8 @@ def load(path: Path) -> TraceRecord:
         data = _TraceFile.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+        # A bad key's location ends in "[key]"; the key itself is in the message.
+        where = ".".join(str(part) for part in first["loc"] if part != "[key]")
         message = str(first["msg"]).removeprefix("Value error, ")
         raise TraceFileError(f"{path}: {where}: {message}") from None
     return TraceRecord({name: tuple(paths) for name, paths in data.platforms.items()})

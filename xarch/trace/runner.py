@@ -9,15 +9,17 @@ listens on while nothing is exposed on the host.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import posixpath
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -40,6 +42,8 @@ from xarch.run.sandbox import (
 POLL = 0.25  # seconds between probe attempts
 HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when the run is stopped
+# A server that forks into the background leaves the sandbox; its PID namespace then ends it.
+DAEMON_HINT = " (a server must stay in the foreground: give trace.run the option that ends its daemon mode)"
 
 
 class TracerMissing(HostError):
@@ -63,6 +67,29 @@ def _tool(name: str) -> str:
     return path
 
 
+class ProbeMissing(HostError):
+    """trace.probe names a program this host does not have (exit 3)."""
+
+
+def require_tools(traced: bool, probe: Sequence[str] | None) -> None:
+    """Before any image is built: strace (TRACED), nsenter and the probe's program (PROBE, run
+    on the host as the caller, found in the caller's PATH as nsenter's execvp finds it).
+    Raises TracerMissing/ProbeMissing (exit 3), RecipeError for an empty program (exit 2)."""
+    if traced:
+        _tool("strace")
+    if probe:
+        _tool("nsenter")
+        program = probe[0]
+        if not program.strip():
+            from xarch.errors import RecipeError
+
+            raise RecipeError("trace.probe[0]: the probe's program is empty")
+        if shutil.which(program) is None:
+            where = "is not an executable file" if "/" in program else "is not in PATH"
+            raise ProbeMissing(f"trace.probe: {program!r} {where} on this host; install it or name "
+                               "another probe")
+
+
 def _inside_pid(trace: Path, program: str) -> int | None:
     """The host pid of the traced command once it has exec'd (from the strace log so far)."""
     if not trace.exists():
@@ -78,7 +105,8 @@ def _inside_pid(trace: Path, program: str) -> int | None:
 
 
 def _children_inside(pid: int) -> int | None:
-    """A process below PID whose network namespace is not ours (the sandboxed command)."""
+    """The topmost process below PID whose network namespace is not ours (the sandbox's first
+    process, whose user namespace owns that network namespace), or None while there is none."""
     ours = os.readlink("/proc/self/ns/net")
     frontier = [pid]
     seen = set()
@@ -166,25 +194,71 @@ def _watch(process: subprocess.Popen[bytes], probe: Sequence[str] | None, nsente
     last = "the probe never ran"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            return False, f"the command exited {process.returncode} before the probe succeeded ({last})"
-        target = _inside_pid(trace, command[0]) if trace is not None else None
-        target = target or _children_inside(process.pid)
-        if target is not None:
-            enter = [nsenter, "-t", str(target), "-n"]
-            if not is_root():
-                enter += ["-U", "--preserve-credentials"]
-            try:
-                result = subprocess.run([*enter, "--", *probe], capture_output=True, timeout=max(1, timeout),
-                                        stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                last = "the probe timed out"
-                continue
-            if result.returncode == 0:
+            hint = DAEMON_HINT if process.returncode == 0 else ""
+            return False, f"the command exited {process.returncode} before the probe succeeded ({last}){hint}"
+        target = _children_inside(process.pid)
+        if target is not None and (trace is None or _inside_pid(trace, command[0]) is not None):
+            left = max(1.0, deadline - time.monotonic())
+            with _entering(nsenter, target) as (enter, fds):
+                status, text = _probe_once([*enter, "--", *probe], left, fds)
+            if status == 0:
                 return True, "the probe succeeded"
-            text = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()
-            last = f"probe exit {result.returncode}: {text[-1] if text else ''}"
+            said = f": {text}" if text else ""
+            last = "the probe timed out" if status is None else f"probe exit {status}{said}"
         time.sleep(POLL)
     return False, f"the probe did not succeed within {timeout} s ({last})"
+
+
+NS_GET_USERNS = 0xB701  # ioctl(2) of a namespace file: the user namespace owning it (Linux 4.9)
+
+
+@contextmanager
+def _entering(nsenter: str, target: int) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """The nsenter words that enter TARGET's network namespace, and the fds to pass them.
+
+    Root may enter it directly. An unprivileged caller first enters the user namespace that
+    owns it, found with NS_GET_USERNS: not TARGET's own, which bwrap nests below that one to
+    map --uid when it mounts /dev, and from which entering the network namespace is refused.
+    """
+    net = f"/proc/{target}/ns/net"
+    if is_root():
+        yield [nsenter, f"--net={net}"], ()
+        return
+    try:
+        with open(net, "rb") as handle:
+            owner = fcntl.ioctl(handle.fileno(), NS_GET_USERNS)
+    except OSError:
+        yield [nsenter, f"--net={net}", f"--user=/proc/{target}/ns/user", "--preserve-credentials"], ()
+        return
+    try:
+        yield [nsenter, f"--net={net}", f"--user=/proc/self/fd/{owner}", "--preserve-credentials"], (owner,)
+    finally:
+        os.close(owner)
+
+
+def _probe_once(argv: Sequence[str], timeout: float, fds: tuple[int, ...] = ()) -> tuple[int | None, str]:
+    """Run the probe once in a session of its own; (exit code or None on timeout, its last line).
+
+    Whatever it started (a background helper, a shell's children) is killed with it, so no
+    probe process outlives the attempt or keeps the sandbox's network namespace alive. Its
+    output goes to a file, not a pipe: a child left holding a pipe would hide the probe's exit.
+    """
+    with tempfile.TemporaryFile() as output:
+        probe = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                 start_new_session=True, pass_fds=fds)
+        try:
+            status: int | None = probe.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            status = None
+        finally:
+            try:
+                os.killpg(probe.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            probe.wait()
+        output.seek(0)
+        lines = output.read().decode("utf-8", "replace").strip().splitlines()
+    return status, lines[-1] if lines and status is not None else ""
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -207,9 +281,30 @@ def scratch_folder() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="xarch-trace-")
 
 
-def user_ids(user: str | None, tree: Tree) -> tuple[int, int]:
+def find_program(tree: Tree, program: str, path_env: str, workdir: str) -> str | None:
+    """The image path (no leading "/") of the regular file PROGRAM runs in TREE, following
+    symlinks as the kernel does: an absolute path, a path with a slash from WORKDIR, or a bare
+    name searched in PATH_ENV's folders as execvp does. None when there is no such file."""
+    from xarch.trace.closure import resolve
+
+    if program.startswith("/"):
+        candidates = [program]
+    elif "/" in program:
+        candidates = [posixpath.join(workdir, program)]
+    else:
+        candidates = [posixpath.join(folder or "/", program) for folder in path_env.split(":") if folder]
+    for candidate in candidates:
+        final = resolve(tree, candidate, set())
+        entry = tree.get(final) if final else None
+        if entry is not None and entry.type in ("file", "hardlink"):
+            return final
+    return None
+
+
+def user_ids(user: str | None, tree: Tree, where: str = "") -> tuple[int, int]:
     """The (uid, gid) the config's USER names: numbers, or names looked up in TREE's
-    /etc/passwd and /etc/group as a runtime does (a name it lacks is a RecipeError)."""
+    /etc/passwd and /etc/group as a runtime does (a name it lacks is a RecipeError, its
+    message starting with WHERE: the recipe's path)."""
     from xarch.errors import RecipeError
 
     if not user:
@@ -226,7 +321,7 @@ def user_ids(user: str | None, tree: Tree) -> tuple[int, int]:
             number = fields[column] if fields[0] == key and len(fields) > column else ""
             if number.isascii() and number.isdigit():
                 return int(number)
-        raise RecipeError(f"config.user: {key!r} is not in the image's /{file}")
+        raise RecipeError(f"{where}config.user: {key!r} is not in the image's /{file}")
 
     uid = lookup("etc/passwd", name, 2)
     if group:

@@ -107,6 +107,10 @@ def update_lock(recipe: Path, load: Callable[[Path], Loaded], names: list[str], 
     path = lock_path(recipe)
     old = Lock.load(path)
     check_names(old, names, path.name)
+    differences = lock_matches(old, source, selection, platforms, cross)
+    if differences:
+        # E.g. a lock copied from another recipe: what the recipe does not ask for leaves it.
+        say(f"note: {path.name} does not match the recipe ({'; '.join(differences)})")
     sources = as_list(source)
     text = new_text = ""
     moved_pin: tuple[str | None, str | None] | None = None

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from xarch.sources.debian.packages import Candidate
     from xarch.sources.debian.resolver import Universe
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# Debian Policy §5.6.1; fullmatch, so a trailing newline is not taken ("$" matches before one).
+_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
 
 def installed_for(entry: LockedPackage, native: str) -> str:
@@ -41,7 +42,7 @@ def check_names(lock: Lock, names: Sequence[str], where: str = "xarch.lock") -> 
     """LockError (exit 2, one line) for a name that is not a package the lock pins."""
     pinned = {p.name for per in lock.packages.values() for pkgs in per.values() for p in pkgs}
     for name in names:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise LockError(f"--update {name!r}: not a Debian package name")
         if name not in pinned:
             raise LockError(f"--update {name}: {where} pins no package named {name} "
@@ -156,17 +157,25 @@ class Change:
 
 @dataclass
 class SetSize:
-    """One set's sizes before and after: installed KiB (None: unknown for UNKNOWN packages)."""
+    """One set's sizes before and after: installed KiB (the sum of the known Installed-Size
+    fields) and download bytes. An entry of unknown size that is on both sides adds 0 to both,
+    so the change stays exact; one on a single side (an old version the archive dropped, in a
+    lock written before installed_size was recorded) makes the installed change unknown."""
 
     installed_old: int
     installed_new: int
     download_old: int
     download_new: int
     unknown: int  # entries whose Installed-Size neither the lock nor the archive gave
+    uncertain: int = 0  # of those, entries on one side only: the installed change is not known
 
-    def to_json(self) -> dict[str, int]:
+    @property
+    def installed_change(self) -> int | None:
+        return None if self.uncertain else self.installed_new - self.installed_old
+
+    def to_json(self) -> dict[str, int | None]:
         return {"installed_kib_old": self.installed_old, "installed_kib_new": self.installed_new,
-                "installed_kib_change": self.installed_new - self.installed_old,
+                "installed_kib_change": self.installed_change,
                 "download_bytes_old": self.download_old, "download_bytes_new": self.download_new,
                 "download_bytes_change": self.download_new - self.download_old,
                 "installed_size_unknown": self.unknown}
@@ -229,8 +238,12 @@ class ChangeReport:
                 if size.installed_new == size.installed_old and size.download_new == size.download_old:
                     continue
                 unknown = f", {size.unknown} without Installed-Size" if size.unknown else ""
-                out.append(f"  {set_name}: installed {_signed(size.installed_new - size.installed_old)} KiB "
-                           f"({size.installed_old} → {size.installed_new} KiB{unknown}), download "
+                if size.uncertain:
+                    unknown += f", {size.uncertain} of them moved"
+                kib = size.installed_change
+                installed = f"{_signed(kib)} KiB" if kib is not None else "? KiB"
+                out.append(f"  {set_name}: installed {installed} ({size.installed_old} → "
+                           f"{size.installed_new} KiB{unknown}), download "
                            f"{_signed(size.download_new - size.download_old)} bytes")
         if not self.changed:
             out.append("xarch.lock: no package changed")
@@ -297,6 +310,12 @@ def _set_size(before: list[LockedPackage], after: list[LockedPackage],
             return pkg.installed_size
         return known.get((pkg.name, pkg.version, pkg.architecture))
 
+    def ident(pkg: LockedPackage) -> tuple[str, str, str]:
+        return pkg.name, pkg.architecture, pkg.version
+
+    unknown_before = {ident(p) for p in before if kib(p) is None}
+    unknown_after = {ident(p) for p in after if kib(p) is None}
     unknown = sum(1 for p in [*before, *after] if kib(p) is None)
     return SetSize(sum(kib(p) or 0 for p in before), sum(kib(p) or 0 for p in after),
-                   sum(p.size for p in before), sum(p.size for p in after), unknown)
+                   sum(p.size for p in before), sum(p.size for p in after), unknown,
+                   len(unknown_before ^ unknown_after))
