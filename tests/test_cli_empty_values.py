@@ -61,3 +61,13 @@ def test_through_the_real_command_line(args: tuple[str, ...]) -> None:
     result = run_xarch(*args)
     assert result.returncode == 2, result
     assert "must not be empty" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("value", ["amd64\n", "\tamd64", "amd64\x00"])
+def test_a_platform_with_control_characters_is_unknown(value: str) -> None:
+    """Found by the new-user attack: `--platform $'amd64\\n'` was taken as amd64."""
+    from xarch import platforms
+
+    with pytest.raises(platforms.UnknownPlatform):
+        platforms.get(value)
+    assert platforms.get(" amd64 ").name == "amd64"

@@ -138,7 +138,8 @@ def _elf_facts(raw: dict[str, Any]) -> ElfFacts:
 
 def get(name: str) -> Platform:
     """The platform called NAME ("arm64", "linux/arm64", "linux/arm/v7", "arm-v7")."""
-    key = name.strip()
+    # Spaces only ("amd64, arm64"): a newline or tab is no part of a platform name.
+    key = name.strip(" ")
     if key.startswith("linux/"):
         key = key[len("linux/"):]
     platforms = all_platforms()

@@ -15,9 +15,7 @@ image's cache key, so builds stay reproducible without tracing again.
 
 from __future__ import annotations
 
-import os
 import posixpath
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from xarch.errors import InputError
 from xarch.oci.atomic import atomic_file
+from xarch.userfile import read_regular
 
 FILE_NAME = "xarch.trace"
 VERSION = 1
@@ -101,28 +100,9 @@ def trace_file(recipe_path: Path) -> Path:
 
 
 def read_bytes(path: Path) -> bytes:
-    """PATH's bytes, when it is (or links to) a regular file of at most MAX_BYTES.
-
-    The file comes with the recipe, so it is hostile until checked: a link to /dev/zero would
-    be read until memory runs out and a FIFO would block forever. O_NONBLOCK makes opening a
-    FIFO return at once; fstat then refuses anything but a regular file.
-    Raises FileNotFoundError when PATH does not exist, TraceFileError (exit 2) otherwise.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        raise TraceFileError(f"{path}: cannot read: {error.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise TraceFileError(f"{path}: not a regular file; run `xarch trace` to write it")
-        data = handle.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise TraceFileError(f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MiB; run `xarch trace` "
-                             "to write it again")
-    return data
+    """PATH's bytes, when it is (or links to) a regular file of at most MAX_BYTES (xarch.userfile).
+    Raises FileNotFoundError when PATH does not exist, TraceFileError (exit 2) otherwise."""
+    return read_regular(path, MAX_BYTES, TraceFileError, "run `xarch trace` to write it again")
 
 
 def _parse(text: str) -> object:

@@ -133,7 +133,7 @@ class Lock:
         try:
             # The C loader when PyYAML has it: a lock of a few hundred packages loads 10× faster.
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
+            raw = yaml.load(_read_lock(path), Loader=loader)  # noqa: S506 (a safe loader)
         except FileNotFoundError:
             raise LockError(f"{path} does not exist; run `xarch lock`") from None
         except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as exc:
@@ -163,7 +163,7 @@ def _other_sections(path: Path) -> dict[str, Any]:
     """The OTHER_SECTIONS of the lock at PATH as they are (none when it is absent or unreadable)."""
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
+        raw = yaml.load(_read_lock(path), Loader=loader)  # noqa: S506 (a safe loader)
     except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError):
         return {}
     return {key: raw[key] for key in OTHER_SECTIONS if isinstance(raw, dict) and key in raw}
@@ -173,7 +173,7 @@ def has_packages(path: Path) -> bool:
     """Whether the lock at PATH has a Debian part (a lock may hold only another source's section)."""
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
+        raw = yaml.load(_read_lock(path), Loader=loader)  # noqa: S506 (a safe loader)
     except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError):
         return True  # Lock.load names the problem
     return not isinstance(raw, dict) or any(key not in OTHER_SECTIONS for key in raw)
@@ -409,3 +409,15 @@ def lock_matches(lock: Lock, source: Sources,
             if plat.name not in lock.packages.get(set_name, {}):
                 differences.append(f"the lock has no packages for {set_name!r} on {plat.name}")
     return differences
+
+
+# A lock of every package of a large image is a few MB; past this it is not a lock.
+MAX_LOCK_BYTES = 64 << 20
+
+
+def _read_lock(path: Path) -> str:
+    """The lock's text, read as xarch.userfile does (a regular file, bounded): a lock linked to
+    /dev/zero or a FIFO is one line, exit 2, never a hang or an out-of-memory kill."""
+    from xarch.userfile import read_regular
+
+    return read_regular(path, MAX_LOCK_BYTES, LockError, "run `xarch lock` again").decode("utf-8")
