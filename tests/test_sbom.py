@@ -426,3 +426,22 @@ def test_an_artifact_about_nothing_is_not_an_attachment(built: dict[str, Path], 
     (layout / "index.json").write_text(json.dumps(top))
     listed = xarch_ok("inspect", str(layout), "--json", cache=built["cache"])
     assert len(json.loads(listed.stdout)["referrers"]) == 5
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "zstd"])
+def test_every_file_of_a_layer_past_its_first_mib_is_listed(tmp_path: Path, algorithm: str) -> None:
+    """Found by CI: tarfile's stream mode reads only a gzip layer's first member, and xarch writes
+    one member per 1 MiB, so `--sbom` failed on any layer over 1 MiB; zstd it did not read at all."""
+    import os
+
+    folder = tmp_path / "p"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "a-big").write_bytes(os.urandom(3 << 20))
+    (folder / "data" / "z-last").write_text("after the first MiB\n")
+    (folder / "xarch.yaml").write_text(
+        f"name: big\nplatforms: [amd64]\nepoch: 1\ncompression: {{algorithm: {algorithm}}}\n"
+        "files:\n  - {src: data, dst: /data}\n")
+    out = tmp_path / "out"
+    xarch_ok("build", "-q", "-f", str(folder), "--sbom", "spdx", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    document = json.dumps(_sbom(out, "amd64", SPDX_JSON))
+    assert "/data/a-big" in document and "/data/z-last" in document

@@ -49,6 +49,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version
+from typing import BinaryIO
 
 import deflate
 
@@ -286,3 +287,17 @@ def gunzip_bytes(data: bytes) -> bytes:
     import gzip  # reading is not part of the output bytes, so the stdlib is fine here
 
     return gzip.decompress(data)
+
+
+def decompressing_reader(raw: BinaryIO, media_type: str) -> BinaryIO:
+    """A reader of RAW's tar stream for a layer of MEDIA_TYPE: every gzip member (xarch writes one
+    per 1 MiB; tarfile's own "r|gz" stops after the first), every zstd frame, or RAW itself."""
+    import gzip  # reading is not part of the output bytes, so the stdlib is fine here
+
+    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    if media_type.endswith("gzip") or "tar.gzip" in media_type:
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw

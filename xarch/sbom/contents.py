@@ -18,6 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from xarch.errors import InputError
+from xarch.oci.compress import decompressing_reader
 from xarch.oci.image import Image
 from xarch.oci.tree import path_bytes
 
@@ -78,7 +79,8 @@ def read_image(image: Image) -> tuple[dict[str, FileFact], dict[str, bytes]]:
     kept: dict[str, bytes] = {}
     for layer in image.layers:
         try:
-            with tarfile.open(fileobj=io.BytesIO(layer.blob), mode="r|*") as tar:  # gzip or plain, streamed
+            stream = decompressing_reader(io.BytesIO(layer.blob), layer.descriptor.media_type)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:  # every gzip member or zstd frame
                 for info in tar:
                     name = info.name.removeprefix("./").rstrip("/")
                     kept.pop(name, None)
