@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.e2e import EPOCH, xarch_ok
 from tests.test_e2e_stages import SHELL, busybox_shell, write_recipe  # noqa: F401
 from xarch import platforms
+from xarch.buildopts import parse_secret
+from xarch.errors import InputError
 
 HOST = platforms.host().name
 
@@ -42,3 +46,16 @@ def test_a_steps_env_reaches_the_sandbox_never_the_host_tools(tmp_path: Path, bu
     assert (f"[build/{HOST}] path=/nonexistent-xarch-bin home=/work preload=/nonexistent-xarch-probe.so "
             "lib=/nonexistent-xarch-lib2") in result.stderr
     assert "ld.so" not in result.stderr and "not found" not in result.stderr
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ("hunter2-typed-as-value", "--secret: field 1 is not key=value"),
+    ("id=a\nhunter2-typed-as-value", "--secret: not a comma-separated list of key=value"),
+    ("id=a,env=", "--secret id=a: env= names no variable"),
+])
+def test_a_mistyped_secret_is_one_line_without_its_text(given: str, message: str) -> None:
+    # The text of a bad --secret was echoed, and a mistyped one may be the secret itself.
+    with pytest.raises(InputError) as caught:
+        parse_secret(given, environ={})
+    assert message in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
