@@ -94,19 +94,44 @@ def _matcher(lines: Sequence[str], where: str) -> Matcher:
     return Matcher(spec, any(line.strip().startswith("!") for line in lines))
 
 
+# What this process writes (build outputs, the cache folder; set by never_source).
+_WRITTEN: list[Path] = []
+
+
+def never_source(paths: Iterable[Path]) -> None:
+    """Leave PATHS (what a build writes: its outputs, XARCH_CACHE) out of every folder it reads,
+    after `.xarchignore` (a `!` there cannot bring them back): an `-o oci:out` inside the recipe
+    folder must not put the last build's image into the next one. Relative PATHS are from the
+    current folder; the last component is not resolved (an output may not exist yet)."""
+    _WRITTEN[:] = [path.parent.resolve() / path.name if path.name not in ("", ".", "..") else path.resolve()
+                   for path in (Path(os.path.abspath(p)) for p in paths)]
+
+
+def _literal(relative: str) -> str:
+    """RELATIVE (POSIX, below the folder) as an anchored gitignore pattern matching it alone."""
+    escaped = "".join("\\" + c if c in "\\*?[" else c for c in relative)
+    return "/" + (escaped[:-1] + "\\ " if escaped.endswith(" ") else escaped)
+
+
 @lru_cache(maxsize=64)
-def _ignore_for(folder: str, text: str | None, extra: tuple[str, ...]) -> Matcher:
+def _ignore_for(folder: str, text: str | None, extra: tuple[str, ...],
+                written: tuple[str, ...] = ()) -> Matcher:
     builtin = list(BUILTIN_IGNORES) + list(extra)
     where = os.path.join(folder, IGNORE_FILE)
     own = text.splitlines() if text is not None else []
     # Line numbers in errors are the file's own: check the user's lines on their own first.
     compile_patterns(own, where)
-    return _matcher(builtin + own, where)
+    matcher = _matcher(builtin + own, where)
+    if not written:
+        return matcher
+    return Matcher(matcher.spec + pathspec.GitIgnoreSpec.from_lines(written), matcher.negates)
 
 
 def ignore_matcher(folder: Path, extra: tuple[str, ...] = ()) -> Matcher:
-    """The ignore rules of the recipe FOLDER: built-in patterns, EXTRA, then its `.xarchignore`.
-    Raises InputError for an unreadable or bad file."""
+    """The ignore rules of the recipe FOLDER: built-in patterns, EXTRA, its `.xarchignore`, then
+    what this build writes (never_source). Raises InputError for an unreadable or bad file."""
+    root = folder.resolve()
+    written = tuple(sorted(_literal(p.relative_to(root).as_posix()) for p in _WRITTEN if root in p.parents))
     path = folder / IGNORE_FILE
     text: str | None = None
     if path.is_file():
@@ -116,7 +141,7 @@ def ignore_matcher(folder: Path, extra: tuple[str, ...] = ()) -> Matcher:
             raise InputError(f"{path}: not UTF-8 text") from None
         except OSError as error:
             raise InputError(f"{path}: cannot read: {error.strerror}") from None
-    return _ignore_for(str(folder), text, extra)
+    return _ignore_for(str(folder), text, extra, written)
 
 
 def inputs_matcher(patterns: Sequence[str], where: str) -> Matcher:
