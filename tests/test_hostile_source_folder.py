@@ -6,6 +6,8 @@ first one under /app/out (and a `.xarchignore` `!out` could not be the reason).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pathspec
@@ -13,7 +15,8 @@ import pytest
 
 from tests.support.e2e import EPOCH, image_files, xarch_ok
 from xarch import platforms
-from xarch.ignorefile import _literal
+from xarch.errors import InputError
+from xarch.ignorefile import IGNORE_FILE, MAX_IGNORE_FILE, _literal, ignore_matcher
 
 HOST = platforms.host().name
 
@@ -47,3 +50,19 @@ def test_a_written_path_is_matched_literally(name: str) -> None:
     spec = pathspec.GitIgnoreSpec.from_lines([_literal(name)])
     assert spec.match_file(name) and spec.match_file(name + "/below")
     assert not spec.match_file(name.replace(name[0], "z", 1) if name[0] != "z" else "y" + name[1:])
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.symlink_to("/etc/hostname"), "is a symbolic link"),
+    (lambda p: os.mkfifo(p), "is not a regular file"),  # was skipped in silence (is_file() is False)
+    (lambda p: p.mkdir(), "is not a regular file"),
+    (lambda p: p.write_bytes(b"x" * (MAX_IGNORE_FILE + 1)), f"more than {MAX_IGNORE_FILE}"),
+    (lambda p: p.write_bytes(b"\xff\xfe\n"), "not UTF-8 text"),
+])
+def test_an_odd_ignore_file_is_one_line(tmp_path: Path, make: Callable[[Path], object], message: str) -> None:
+    # A symlink was followed to any host file and read as patterns; a FIFO was silently no file.
+    make(tmp_path / IGNORE_FILE)
+    with pytest.raises(InputError) as caught:
+        ignore_matcher(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / IGNORE_FILE}: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -46,6 +46,8 @@ BUILTIN_IGNORES: tuple[str, ...] = (
 # Also left out of a stage's /src (not of `files:` folders): the recipe file and its lock; a
 # step's result must not depend on them (the stage's own fields are in its cache key).
 LOCK_FILE = "xarch.lock"
+# A pattern list, not data: a bigger file is a mistake (or /dev/zero behind a name).
+MAX_IGNORE_FILE = 1024 * 1024  # bytes
 
 
 def _anchored(line: str) -> str | None:
@@ -132,16 +134,34 @@ def ignore_matcher(folder: Path, extra: tuple[str, ...] = ()) -> Matcher:
     what this build writes (never_source). Raises InputError for an unreadable or bad file."""
     root = folder.resolve()
     written = tuple(sorted(_literal(p.relative_to(root).as_posix()) for p in _WRITTEN if root in p.parents))
-    path = folder / IGNORE_FILE
-    text: str | None = None
-    if path.is_file():
+    return _ignore_for(str(folder), _read_ignore_file(folder / IGNORE_FILE), extra, written)
+
+
+def _read_ignore_file(path: Path) -> str | None:
+    """PATH's text, or None when there is none. Only a regular file of the folder itself is
+    read: a symlink (which may lead to any host file), a FIFO (would block), a device or a file
+    over MAX_IGNORE_FILE is one line, never skipped in silence."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if os.path.islink(path):
+            raise InputError(f"{path}: is a symbolic link; xarch reads only a regular file here") from None
+        raise InputError(f"{path}: cannot read: {error.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise InputError(f"{path}: is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > MAX_IGNORE_FILE:
+            raise InputError(f"{path}: is {info.st_size} bytes, more than {MAX_IGNORE_FILE}")
         try:
-            text = path.read_bytes().decode("utf-8")
+            return handle.read(MAX_IGNORE_FILE + 1).decode("utf-8")
         except UnicodeDecodeError:
             raise InputError(f"{path}: not UTF-8 text") from None
         except OSError as error:
             raise InputError(f"{path}: cannot read: {error.strerror}") from None
-    return _ignore_for(str(folder), text, extra, written)
 
 
 def inputs_matcher(patterns: Sequence[str], where: str) -> Matcher:
