@@ -122,11 +122,12 @@ def key_for_checking(key_path: Path) -> tuple[VerifyKey, SigningKey | None]:
     """`verify --key`: a public key (cosign.pub), or a cosign private key, whose public half checks
     and which can then also sign the reproduction attestation (sign_reproduction). A private key's
     password comes from $COSIGN_PASSWORD (or a terminal prompt), read before any rebuild."""
+    from xarch.smallfile import SmallFileError, read_small
+
     try:
-        with key_path.open("rb") as stream:
-            head = stream.read(4096)
-    except OSError as error:
-        raise KeyFileError(f"key {key_path}: {error.strerror or error}") from None
+        head = read_small(key_path, 64 * 1024)  # a key file's limit (xarch.sign.keys); a FIFO blocked here
+    except SmallFileError as error:
+        raise KeyFileError(f"key {key_path}: {error}; not a key file") from None
     if b"PRIVATE KEY-----" in head:
         signer = signing_key_from(key_path, password_stdin=False)
         return signer.public(), signer
@@ -184,10 +185,12 @@ def attest_command(ref: str, key_path: Path, statement_path: Path, password_stdi
     from xarch.sign.cosign import attest_image
 
     reference = registry_reference(ref, "attest")
-    with statement_path.open("rb") as stream:
-        statement = stream.read(_MAX_STATEMENT + 1)
-    if len(statement) > _MAX_STATEMENT:
-        raise InputError(f"--statement {statement_path}: larger than {_MAX_STATEMENT} bytes")
+    from xarch.smallfile import SmallFileError, read_small
+
+    try:
+        statement = read_small(statement_path, _MAX_STATEMENT)
+    except SmallFileError as error:
+        raise InputError(f"--statement {statement_path}: {error}") from None
     key = signing_key_from(key_path, password_stdin)
     try:
         pinned, predicate_type = attest_image(reference, statement, key,

@@ -85,14 +85,12 @@ class VerifyKey:
 
 
 def _read_small(path: Path, what: str) -> bytes:
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(_MAX_KEY_FILE + 1)
-    except OSError as error:
-        raise KeyFileError(f"{what} {path}: {error.strerror or error}") from None
-    if len(data) > _MAX_KEY_FILE:
-        raise KeyFileError(f"{what} {path}: larger than {_MAX_KEY_FILE} bytes; not a key file")
-    return data
+    from xarch.smallfile import SmallFileError, read_small
+
+    try:  # a FIFO blocked here, a folder or /dev/zero read as "no such file"
+        return read_small(path, _MAX_KEY_FILE)
+    except SmallFileError as error:
+        raise KeyFileError(f"{what} {path}: {error}; not a key file") from None
 
 
 def _pem_body(text: str, types: tuple[str, ...], path: Path, what: str) -> bytes:
@@ -211,8 +209,6 @@ def read_password(from_stdin: bool, path: Path) -> bytes:
 
 def signing_key_from(path: Path, password_stdin: bool) -> SigningKey:
     """Read the password the user chose a way to give, then decrypt PATH (see load_signing_key)."""
-    if not path.is_file():
-        raise KeyFileError(f"private key {path}: no such file")
     # The file's shape first: a public key given by mistake is named before a password is asked for.
     _pem_body(_read_small(path, "private key").decode("ascii", "replace"), PRIVATE_PEM_TYPES, path,
               "private key")
