@@ -164,6 +164,8 @@ def _choose_platform(platforms: dict[str, str], wanted: str | None, label: str) 
 def sbom_command(image: str, fmt: str, platform: str | None, output: Path | None, insecure: bool) -> None:
     """Print (or write) the SBOM attached to IMAGE (registry reference, OCI layout or oci-archive)."""
     ref = parse_image_ref(image, (OCI, OCI_ARCHIVE, REGISTRY), "IMAGE")
+    if output is not None:
+        check_sbom_output(output, ref)  # before anything is read or downloaded
     found = _found(ref, insecure)
     chosen = _choose_platform(found.platforms, platform, ref.label)
     digest = found.platforms[chosen]
@@ -181,6 +183,29 @@ def sbom_command(image: str, fmt: str, platform: str | None, output: Path | None
 
     with atomic_file(output) as handle:
         handle.write(data)
+
+
+def check_sbom_output(output: Path, ref: ImageRef) -> None:
+    """Refuse (InputError, one line naming -o) an `sbom -o FILE` that would destroy data: FILE is
+    replaced only when missing, a regular file or a symlink (the link itself is replaced), never a
+    folder, FIFO, socket or device (whoever reads it would be cut off), never the image read
+    (an oci-archive) and never a file inside an OCI layout (its index.json or a blob)."""
+    import os
+
+    named = output.name not in ("", ".", "..")
+    where = output.parent.resolve() / output.name if named else output.resolve()
+    if not named or where.is_dir() and not where.is_symlink():
+        raise InputError(f"-o {output}: is a folder; -o names the file to write")
+    if where.exists() and not where.is_symlink() and not where.is_file():
+        raise InputError(f"-o {output}: exists and is not a regular file (a FIFO, socket or device); "
+                         "remove it or choose another path")
+    being_read = ref.path is not None and where.is_file() and os.path.samefile(where, ref.path)
+    if being_read and not where.is_symlink():
+        raise InputError(f"-o {output}: is the image being read ({ref.label})")
+    for folder in where.parents:
+        if (folder / "oci-layout").is_file():
+            raise InputError(f"-o {output}: is inside the OCI layout {folder}; writing there would "
+                             "damage it, choose a path outside")
 
 
 @click.command("referrers")
