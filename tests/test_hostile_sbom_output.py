@@ -57,3 +57,21 @@ def test_sbom_output_replaces_a_file_or_link(built: Path) -> None:
         xarch_ok("sbom", str(built / "image.tar"), "-o", str(built / name), cache=built / "cache")
         assert b'"spdxVersion"' in (built / name).read_bytes()
     assert not (built / "link.json").is_symlink() and (built / "image.tar").stat().st_size > 1000
+
+
+def test_a_damaged_layout_is_named_once(built: Path, tmp_path: Path) -> None:
+    # `xarch inspect --files d` said "d: d: blob … is missing".
+    import json
+    import shutil
+
+    damaged = tmp_path / "d"
+    shutil.copytree(built / "image", damaged)
+    index = json.loads((damaged / "index.json").read_text())
+    inner = json.loads((damaged / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    manifest = json.loads((damaged / "blobs" / "sha256" / inner["manifests"][0]["digest"][7:]).read_text())
+    layer = manifest["layers"][0]["digest"]
+    (damaged / "blobs" / "sha256" / layer[7:]).unlink()
+    result = xarch("inspect", "--files", str(damaged), cache=built / "cache")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"xarch: error: {damaged}: blob {layer} is missing "
+                                          f"(blobs/sha256/{layer[7:]})"]
