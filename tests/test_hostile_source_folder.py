@@ -7,6 +7,7 @@ first one under /app/out (and a `.xarchignore` `!out` could not be the reason).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pathspec
 import pytest
 
 from tests.support.e2e import EPOCH, image_files, xarch_ok
+from tests.support.needs import need_tool
 from xarch import platforms
 from xarch.errors import InputError
 from xarch.ignorefile import IGNORE_FILE, MAX_IGNORE_FILE, _literal, ignore_matcher
@@ -26,6 +28,14 @@ platforms: [{HOST}]
 epoch: {EPOCH}
 files:
   - {{src: ., dst: /app}}
+stages:
+  build:
+    files:
+      - {{src: busybox, dst: /bin/sh, mode: "0755"}}
+    steps:
+      - run: mkdir /out && cd /src && find . | sort > /out/src-list
+copy:
+  - {{from: "build:/out/src-list", dst: /src-list}}
 """
 
 
@@ -34,13 +44,17 @@ def test_outputs_and_the_cache_in_the_recipe_folder_are_never_source(tmp_path: P
     folder.mkdir()
     (folder / "xarch.yaml").write_text(RECIPE)
     (folder / "a.txt").write_text("hi\n")
+    shutil.copy(need_tool("busybox"), folder / "busybox")
     (folder / ".xarchignore").write_text("!out\n!image.tar\n!cache\n")  # cannot bring them back
     outputs = ("-o", "oci:out", "-o", "oci-archive:image.tar")
     first = xarch_ok("build", *outputs, cache=folder / "cache", cwd=folder)
     assert (folder / "out" / "index.json").is_file() and (folder / "cache").is_dir()
     second = xarch_ok("build", *outputs, cache=folder / "cache", cwd=folder)
-    names = sorted(image_files(folder / "out", HOST))
-    assert names == ["app", "app/.xarchignore", "app/a.txt", "app/xarch.yaml"], names
+    files = image_files(folder / "out", HOST)
+    assert sorted(files) == ["app", "app/.xarchignore", "app/a.txt", "app/busybox", "app/xarch.yaml",
+                             "src-list"], sorted(files)
+    # A stage's /src (its inputs) is read through the same rules.
+    assert files["src-list"].data.decode().split() == [".", "./.xarchignore", "./a.txt", "./busybox"]
     assert first.stdout.splitlines()[-1] == second.stdout.splitlines()[-1]  # the same index digest
 
 
