@@ -73,3 +73,23 @@ def test_read_small_takes_a_regular_file_up_to_its_limit(tmp_path: Path) -> None
 def test_a_folder_key_in_process_names_the_option(odd_files: dict[str, tuple[Path, str]]) -> None:
     folder, _ = odd_files["folder"]
     xarch_in_process("sign", REF, "--key", str(folder)).one_error_line(f"private key {folder}: is a folder")
+
+
+def test_an_endless_password_on_stdin_is_one_line(tmp_path: Path) -> None:
+    # readline() without a bound read `--password-stdin < /dev/zero` until memory ran out.
+    import subprocess
+    import sys
+
+    from tests.support.e2e import REPO
+
+    key = tmp_path / "cosign.key"
+    pem = "ENCRYPTED SIGSTORE PRIVATE KEY"
+    key.write_text(f"-----BEGIN {pem}-----\neyJ9\n-----END {pem}-----\n")
+    argv = [sys.executable, "-m", "xarch.cli", "sign", REF, "--key", str(key), "--password-stdin"]
+    result = subprocess.run(argv,
+                            input=b"\0" * 1_000_000, capture_output=True, cwd=REPO, timeout=60, check=False,
+                            env={**os.environ, "XARCH_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        f"xarch: error: private key {key}: the password on standard input is longer than 4096 bytes "
+        "(is it the right input?)"]

@@ -34,6 +34,7 @@ PASSWORD_ENV = "COSIGN_PASSWORD"
 # A key file is small; its scrypt cost is bounded so a hostile file cannot take the machine's memory
 # (cosign writes N=2^16, r=8, p=1: 64 MiB).
 _MAX_KEY_FILE = 64 * 1024
+_MAX_PASSWORD = 4096  # bytes of a --password-stdin line
 _MAX_SCRYPT_MEMORY = 1 << 30
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
@@ -196,7 +197,11 @@ def read_password(from_stdin: bool, path: Path) -> bytes:
     """The key's password: one line of standard input with FROM_STDIN, else $COSIGN_PASSWORD (which
     may be empty, as cosign allows), else a prompt on a terminal. Never echoed or printed."""
     if from_stdin:
-        line = sys.stdin.buffer.readline()
+        # Bounded: `--password-stdin < /dev/zero` would otherwise read until memory runs out.
+        line = sys.stdin.buffer.readline(_MAX_PASSWORD + 2)
+        if len(line.rstrip(b"\r\n")) > _MAX_PASSWORD:
+            raise KeyFileError(f"private key {path}: the password on standard input is longer than "
+                               f"{_MAX_PASSWORD} bytes (is it the right input?)")
         return line.rstrip(b"\r\n")
     if PASSWORD_ENV in os.environ:
         return os.environ[PASSWORD_ENV].encode()
