@@ -93,3 +93,18 @@ def test_an_endless_password_on_stdin_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.decode().splitlines() == [
         f"xarch: error: private key {key}: the password on standard input is longer than 4096 bytes "
         "(is it the right input?)"]
+
+
+@pytest.mark.parametrize("command", [("verify-signature", REF, "--key", "KEY"), ("push", "LAYOUT", REF)])
+def test_a_ca_cert_that_is_a_fifo_or_device_is_one_line(odd_files: dict[str, tuple[Path, str]],
+                                                        command: tuple[str, ...], tmp_path: Path) -> None:
+    # requests/OpenSSL opened a FIFO --ca-cert and waited for ever.
+    (tmp_path / "layout").mkdir()
+    words = [str(tmp_path / "cosign.pub") if w == "KEY" else str(tmp_path / "layout") if w == "LAYOUT" else w
+             for w in command]
+    for kind in ("fifo", "device"):
+        path, _ = odd_files[kind]
+        result = xarch(*words, "--ca-cert", str(path), cache=tmp_path / "cache", timeout=60)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [f"xarch: error: --ca-cert {path}: is not a regular file "
+                                              "(a FIFO, device or socket)"]

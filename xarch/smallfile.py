@@ -49,3 +49,17 @@ def read_small(path: Path | str, limit: int) -> bytes:
     if len(data) > limit:
         raise SmallFileError(f"is more than {limit} bytes")
     return data
+
+
+MAX_CA_BUNDLE = 16 * 1024 * 1024  # bytes; Debian's whole ca-certificates.crt is about 200 KB
+
+
+def checked_ca_cert(_context: object, parameter: object, value: str | None) -> str | None:
+    """A click callback for `--ca-cert FILE`: FILE must be a regular file (requests/OpenSSL would
+    block on a FIFO for ever, and read a device until memory runs out). InputError names it."""
+    if value is not None:
+        try:
+            read_small(value, MAX_CA_BUNDLE)
+        except SmallFileError as error:
+            raise InputError(f"--ca-cert {value}: {error}") from None
+    return value

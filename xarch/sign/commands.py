@@ -16,6 +16,7 @@ from xarch.registry.client import Settings
 from xarch.registry.reference import Reference
 from xarch.sign.cosign import SignedPart, list_signatures, sign_image, verify_image
 from xarch.sign.keys import KeyFileError, SigningKey, VerifyKey, load_verify_key, signing_key_from
+from xarch.smallfile import checked_ca_cert
 
 key_option = click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
                           help="cosign's key file (cosign generate-key-pair).")
@@ -23,6 +24,7 @@ password_option = click.option("--password-stdin", is_flag=True,
                                help="Read the key's password from stdin (default: $COSIGN_PASSWORD).")
 insecure_option = click.option("--insecure", is_flag=True, help="Plain HTTP / no TLS verification.")
 ca_cert_option = click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False),
+                              callback=checked_ca_cert,
                               help="PEM bundle of the CA that signed the registry's certificate.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
