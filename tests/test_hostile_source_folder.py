@@ -6,6 +6,7 @@ first one under /app/out (and a `.xarchignore` `!out` could not be the reason).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -17,8 +18,9 @@ import pytest
 from tests.support.e2e import EPOCH, image_files, xarch_ok
 from tests.support.needs import need_tool
 from xarch import platforms
-from xarch.errors import InputError
+from xarch.errors import InputError, RecipeError
 from xarch.ignorefile import IGNORE_FILE, MAX_IGNORE_FILE, _literal, ignore_matcher
+from xarch.recipe import load
 
 HOST = platforms.host().name
 
@@ -80,3 +82,15 @@ def test_an_odd_ignore_file_is_one_line(tmp_path: Path, make: Callable[[Path], o
         ignore_matcher(tmp_path)
     assert str(caught.value).startswith(f"{tmp_path / IGNORE_FILE}: ") and message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("glob", ["/", "!", "", "./", "!/", " / "])
+def test_an_input_glob_that_names_no_path_is_one_line(tmp_path: Path, glob: str) -> None:
+    # These compiled to no pattern at all, so the stage silently got an empty /src.
+    recipe = tmp_path / "xarch.yaml"
+    recipe.write_text(f"name: g\nplatforms: [{HOST}]\nstages:\n  build:\n    inputs: [{json.dumps(glob)}]\n"
+                      "    files: []\n")
+    with pytest.raises(RecipeError) as caught:
+        load(recipe)
+    assert str(caught.value) == (f"{recipe}:5: stages.build.inputs[0]: {glob!r}: an input glob names no path "
+                                 "(all of the folder is `**`)")
