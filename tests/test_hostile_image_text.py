@@ -53,3 +53,13 @@ def test_diff_shows_markup_like_names_as_text(two_images: tuple[Path, Path], tmp
 
 def test_visible_escapes_c0_del_and_c1_only() -> None:
     assert visible("a\x1b[2Jb\nc\td\x7f\x85é[/x]") == "a\\x1b[2Jb\\nc\\td\\x7f\\x85é[/x]"
+
+
+def test_inspect_of_a_path_that_reads_like_markup(two_images: tuple[Path, Path], tmp_path: Path) -> None:
+    # A layout at `…/[/x]` (a folder `[` holding `x]`) ended `xarch inspect` with MarkupError, exit 70.
+    import shutil
+
+    odd = tmp_path / "[" / "x]"
+    shutil.copytree(two_images[0], odd)
+    result = xarch_ok("inspect", str(odd), cache=tmp_path / "c", extra_env={"COLUMNS": "400"})
+    assert f"{odd} (oci)" in result.stdout

@@ -24,6 +24,7 @@ from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef, parse_image_ref
 from xarch.oci.artifact import IN_TOTO, PREDICATE_ANNOTATION
 from xarch.oci.digest import platform_name
 from xarch.sbom.attach import FORMAT_OF, MEDIA_TYPES
+from xarch.visible import visible
 
 
 class NoSbom(InputError):
@@ -130,7 +131,8 @@ def print_referrers(rows: list[ReferrerRow]) -> None:
         what = FORMAT_OF.get(row.artifact_type) or ("in-toto" if row.artifact_type == IN_TOTO
                                                      else row.artifact_type)
         predicate = f" ({row.predicate_type})" if row.predicate_type else ""
-        click.echo(f"referrer {row.digest} {what}{predicate} -> {row.subject} {row.subject_digest}")
+        # The types come from the registry or layout: control characters are escaped (xarch.visible).
+        click.echo(visible(f"referrer {row.digest} {what}{predicate} -> {row.subject} {row.subject_digest}"))
 
 
 def rows_json(rows: list[ReferrerRow]) -> list[dict[str, str]]:

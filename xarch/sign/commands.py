@@ -17,6 +17,7 @@ from xarch.registry.reference import Reference
 from xarch.sign.cosign import SignedPart, list_signatures, sign_image, verify_image
 from xarch.sign.keys import KeyFileError, SigningKey, VerifyKey, load_verify_key, signing_key_from
 from xarch.smallfile import checked_ca_cert
+from xarch.visible import visible
 
 key_option = click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
                           help="cosign's key file (cosign generate-key-pair).")
@@ -116,8 +117,8 @@ def print_signatures(reference: Reference, settings: Settings, as_json: bool) ->
     click.echo(_pinned(pinned))
     for part in parts:
         attested = ", ".join(part.attestations) or "none"
-        click.echo(f"  {part.name:<12} {part.digest}  signatures: {part.signatures}  "
-                   f"attestations: {attested}")
+        click.echo(visible(f"  {part.name:<12} {part.digest}  signatures: {part.signatures}  "
+                           f"attestations: {attested}"))  # predicate types are the registry's text
 
 
 def key_for_checking(key_path: Path) -> tuple[VerifyKey, SigningKey | None]:
