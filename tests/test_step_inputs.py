@@ -168,7 +168,7 @@ def test_a_failed_step_masks_the_secret_in_its_tail(tmp_path: Path, busybox_shel
 
 
 @pytest.mark.parametrize(("given", "message"), [
-    ("id=token,src", "--secret: field 'src' must be key=value"),
+    ("id=token,src", "--secret: field 2 is not key=value"),
     ("id=token,colour=red", "--secret: unknown key 'colour'"),
     ("id=../x,src=/etc/hostname", "--secret: id '../x' must be"),
     ("id=token,env=XARCH_TEST_UNSET_VARIABLE", "environment variable XARCH_TEST_UNSET_VARIABLE is not set"),

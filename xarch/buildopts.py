@@ -69,14 +69,16 @@ def parse_secret(text: str, environ: dict[str, str] | None = None) -> Secret:
     try:
         fields = next(csv.reader([text]))
     except (csv.Error, StopIteration):
-        raise InputError(f"--secret {text!r}: not a comma-separated list of key=value") from None
+        # Neither here nor below is the text echoed: a mistyped --secret may be the value itself.
+        raise InputError("--secret: not a comma-separated list of key=value "
+                         "(id=NAME,src=FILE or id=NAME,env=VAR)") from None
     kind = secret_id = src = env = None
-    for item in fields:
+    for number, item in enumerate(fields, start=1):
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if not sep:
-            raise InputError(f"--secret: field {item!r} must be key=value "
-                             "(id=NAME,src=FILE or id=NAME,env=VAR)")
+            raise InputError(f"--secret: field {number} is not key=value (its text is not shown: it may be "
+                             "a secret); use id=NAME,src=FILE or id=NAME,env=VAR")
         if key == "type":
             if value not in ("file", "env"):
                 raise InputError(f"--secret: type={value!r} is not file or env")
@@ -101,6 +103,8 @@ def parse_secret(text: str, environ: dict[str, str] | None = None) -> Secret:
     if src is None and env is None:
         env = secret_id
     if env is not None:
+        if not env:
+            raise InputError(f"--secret id={secret_id}: env= names no variable")
         if env not in environ:
             raise InputError(f"--secret id={secret_id}: environment variable {env} is not set")
         return Secret(secret_id, environ[env].encode("utf-8", "surrogateescape"), f"env {env}")

@@ -214,6 +214,9 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     formats = _sbom_formats(sbom_formats)  # a wrong --sbom costs no build
     for_docker = choose_docker_platform(platforms, docker_platform)
     check_outputs(specs, platforms, for_docker, loaded.path)
+    from xarch.ignorefile import never_source  # an output or the cache in the recipe folder is no source
+
+    never_source([spec.path for spec in specs] + [store.root])
     check_sources(loaded, platforms)
     if any(stage.steps for stage in loaded.recipe.stages.values()):
         from xarch.stages import check_strategies  # before the lock and any download

@@ -46,6 +46,8 @@ BUILTIN_IGNORES: tuple[str, ...] = (
 # Also left out of a stage's /src (not of `files:` folders): the recipe file and its lock; a
 # step's result must not depend on them (the stage's own fields are in its cache key).
 LOCK_FILE = "xarch.lock"
+# A pattern list, not data: a bigger file is a mistake (or /dev/zero behind a name).
+MAX_IGNORE_FILE = 1024 * 1024  # bytes
 
 
 def _anchored(line: str) -> str | None:
@@ -94,29 +96,72 @@ def _matcher(lines: Sequence[str], where: str) -> Matcher:
     return Matcher(spec, any(line.strip().startswith("!") for line in lines))
 
 
+# What this process writes (build outputs, the cache folder; set by never_source).
+_WRITTEN: list[Path] = []
+
+
+def never_source(paths: Iterable[Path]) -> None:
+    """Leave PATHS (what a build writes: its outputs, XARCH_CACHE) out of every folder it reads,
+    after `.xarchignore` (a `!` there cannot bring them back): an `-o oci:out` inside the recipe
+    folder must not put the last build's image into the next one. Relative PATHS are from the
+    current folder; the last component is not resolved (an output may not exist yet)."""
+    _WRITTEN[:] = [path.parent.resolve() / path.name if path.name not in ("", ".", "..") else path.resolve()
+                   for path in (Path(os.path.abspath(p)) for p in paths)]
+
+
+def _literal(relative: str) -> str:
+    """RELATIVE (POSIX, below the folder) as an anchored gitignore pattern matching it alone."""
+    escaped = "".join("\\" + c if c in "\\*?[" else c for c in relative)
+    return "/" + (escaped[:-1] + "\\ " if escaped.endswith(" ") else escaped)
+
+
 @lru_cache(maxsize=64)
-def _ignore_for(folder: str, text: str | None, extra: tuple[str, ...]) -> Matcher:
+def _ignore_for(folder: str, text: str | None, extra: tuple[str, ...],
+                written: tuple[str, ...] = ()) -> Matcher:
     builtin = list(BUILTIN_IGNORES) + list(extra)
     where = os.path.join(folder, IGNORE_FILE)
     own = text.splitlines() if text is not None else []
     # Line numbers in errors are the file's own: check the user's lines on their own first.
     compile_patterns(own, where)
-    return _matcher(builtin + own, where)
+    matcher = _matcher(builtin + own, where)
+    if not written:
+        return matcher
+    return Matcher(matcher.spec + pathspec.GitIgnoreSpec.from_lines(written), matcher.negates)
 
 
 def ignore_matcher(folder: Path, extra: tuple[str, ...] = ()) -> Matcher:
-    """The ignore rules of the recipe FOLDER: built-in patterns, EXTRA, then its `.xarchignore`.
-    Raises InputError for an unreadable or bad file."""
-    path = folder / IGNORE_FILE
-    text: str | None = None
-    if path.is_file():
+    """The ignore rules of the recipe FOLDER: built-in patterns, EXTRA, its `.xarchignore`, then
+    what this build writes (never_source). Raises InputError for an unreadable or bad file."""
+    root = folder.resolve()
+    written = tuple(sorted(_literal(p.relative_to(root).as_posix()) for p in _WRITTEN if root in p.parents))
+    return _ignore_for(str(folder), _read_ignore_file(folder / IGNORE_FILE), extra, written)
+
+
+def _read_ignore_file(path: Path) -> str | None:
+    """PATH's text, or None when there is none. Only a regular file of the folder itself is
+    read: a symlink (which may lead to any host file), a FIFO (would block), a device or a file
+    over MAX_IGNORE_FILE is one line, never skipped in silence."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if os.path.islink(path):
+            raise InputError(f"{path}: is a symbolic link; xarch reads only a regular file here") from None
+        raise InputError(f"{path}: cannot read: {error.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise InputError(f"{path}: is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > MAX_IGNORE_FILE:
+            raise InputError(f"{path}: is {info.st_size} bytes, more than {MAX_IGNORE_FILE}")
         try:
-            text = path.read_bytes().decode("utf-8")
+            return handle.read(MAX_IGNORE_FILE + 1).decode("utf-8")
         except UnicodeDecodeError:
             raise InputError(f"{path}: not UTF-8 text") from None
         except OSError as error:
             raise InputError(f"{path}: cannot read: {error.strerror}") from None
-    return _ignore_for(str(folder), text, extra)
 
 
 def inputs_matcher(patterns: Sequence[str], where: str) -> Matcher:

@@ -20,6 +20,7 @@ from xarch.diff.layers import read_layer
 from xarch.diff.sources import ImageSource, PlatformImage, open_source
 from xarch.diff.textdiff import contents
 from xarch.errors import InputError
+from xarch.visible import visible
 
 STATUS = "var/lib/dpkg/status"
 WHITEOUT = ".wh."
@@ -103,9 +104,9 @@ def show(target: str, platform: str | None, view: str, as_json: bool, console: C
                 print(json.dumps({"platform": image.platform, "files": files}, indent=2))
                 return
             for entry in files:
-                link = f" -> {entry['link']}" if entry["link"] else ""
+                link = f" -> {visible(entry['link'])}" if entry["link"] else ""
                 console.print(f"{entry['type']:<8} {entry['mode']} {entry['owner']:>9} {entry['size']:>10} "
-                              f"{entry['path']}{link}", markup=False, highlight=False)
+                              f"{visible(entry['path'])}{link}", markup=False, highlight=False)
             return
         packages = package_list(image, source.label)
         if as_json:
@@ -114,5 +115,5 @@ def show(target: str, platform: str | None, view: str, as_json: bool, console: C
         if not packages:
             console.print(f"{image.platform}: no dpkg database (/{STATUS}) in this image", markup=False)
         for package in packages:
-            console.print(f"{package['name']:<32} {package['version']:<32} {package['architecture']}",
-                          markup=False, highlight=False)
+            line = f"{package['name']:<32} {package['version']:<32} {package['architecture']}"
+            console.print(visible(line), markup=False, highlight=False)

@@ -425,6 +425,9 @@ def _relative_glob(value: Any) -> Any:
         _no_nul(value)
         if ".." in value.lstrip("!").split("/"):
             raise ValueError(f"{value!r}: an input glob stays inside the stage's source folder (no '..')")
+        if not [part for part in value.strip().removeprefix("!").strip().split("/") if part not in ("", ".")]:
+            # `/`, `!`, `` and `./` name no path: such a stage silently got an empty /src.
+            raise ValueError(f"{value!r}: an input glob names no path (all of the folder is `**`)")
     return value
 
 

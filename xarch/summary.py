@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from xarch.errors import InputError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, platform_name, sha256_digest
@@ -16,6 +17,7 @@ from xarch.oci.layout import Artifact, LayoutError, LayoutReader
 from xarch.oci.schema import parse_document
 from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 from xarch.units import human_size
+from xarch.visible import visible
 
 
 class InspectError(InputError):
@@ -136,13 +138,15 @@ def print_summary(summary: Summary, as_json: bool, console: Console) -> None:
     if as_json:
         print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
         return
-    table = Table(title=f"{summary.source} ({summary.kind})", title_justify="left")
+    # Text, not str: rich would read `[…]` in a path or an index's platform fields as markup.
+    table = Table(title=Text(visible(f"{summary.source} ({summary.kind})")), title_justify="left")
     table.add_column("platform")
     table.add_column("manifest digest", no_wrap=True)
     table.add_column("compressed", justify="right")
     table.add_column("layers", justify="right")
     for row in summary.images:
-        table.add_row(row.platform, row.manifest_digest, human_size(row.compressed_size), str(row.layers))
+        table.add_row(Text(visible(row.platform)), row.manifest_digest, human_size(row.compressed_size),
+                      str(row.layers))
     console.print(table)
     if summary.index_digest:
-        console.print(f"index digest: {summary.index_digest}", highlight=False)
+        console.print(f"index digest: {summary.index_digest}", markup=False, highlight=False)

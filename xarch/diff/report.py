@@ -7,8 +7,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from xarch.diff.compare import DiffResult
+from xarch.visible import visible
 
 MAX_ROWS = 200  # a table longer than this helps nobody; --json has every difference
 MAX_VALUE = 80
@@ -17,8 +19,14 @@ MAX_VALUE = 80
 def _short(value: Any) -> str:
     if value is None:
         return "-"
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    text = visible(value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False))
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
+
+
+def _cell(text: str) -> Text:
+    # A Text, never a str: rich reads `[red]` or `[/x]` in a str as markup (a link target `[/x]`
+    # in an image crashed `xarch diff` with MarkupError).
+    return Text(visible(text))
 
 
 def print_diff(result: DiffResult, as_json: bool, console: Console) -> None:
@@ -26,25 +34,27 @@ def print_diff(result: DiffResult, as_json: bool, console: Console) -> None:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
         return
     if result.identical:
-        console.print(f"identical: {result.a} and {result.b}", highlight=False)
+        console.print(f"identical: {result.a} and {result.b}", markup=False, highlight=False)
         for note in result.notes:
-            console.print(f"note: {note}", highlight=False)
+            console.print(visible(f"note: {note}"), markup=False, highlight=False)
         return
-    table = Table(title=f"A: {result.a}\nB: {result.b}", title_justify="left")
+    table = Table(title=Text(f"A: {result.a}\nB: {result.b}"), title_justify="left")
     for column in ("platform", "where", "item", "what", "A", "B", "changes digest of"):
         table.add_column(column, overflow="fold")
     for difference in result.differences[:MAX_ROWS]:
-        table.add_row(difference.platform or "-", difference.where, difference.item, difference.field,
-                      _short(difference.a), _short(difference.b), ", ".join(difference.changes) or "none")
+        table.add_row(*(_cell(text) for text in (
+            difference.platform or "-", difference.where, difference.item, difference.field,
+            _short(difference.a), _short(difference.b), ", ".join(difference.changes) or "none")))
     console.print(table)
     for difference in result.differences:
         if difference.diff:  # a small text file: show what changed, as diff -u does
-            console.print(f"{difference.platform} {difference.where}: /{difference.item}", highlight=False)
+            console.print(visible(f"{difference.platform} {difference.where}: /{difference.item}"),
+                          markup=False, highlight=False)
             console.out(difference.diff, end="", highlight=False)
     if len(result.differences) > MAX_ROWS:
         console.print(f"… and {len(result.differences) - MAX_ROWS} more (see --json)", highlight=False)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(visible(f"note: {note}"), markup=False, highlight=False)
     changed = result.changed_digests()
     console.print(f"{len(result.differences)} differences; digests that differ: "
-                  f"{', '.join(changed) or 'none'}", highlight=False)
+                  f"{', '.join(changed) or 'none'}", markup=False, highlight=False)

@@ -189,6 +189,12 @@ def _open_docker_archive(files: LayoutReader, source: ImageSource) -> None:
         source.images.append(PlatformImage(platform_key(config), config_digest, config, layers))
 
 
+def _labelled(label: str, error: Exception) -> str:
+    """ERROR's message led by LABEL once (a LayoutError often names the path already: "d: d: blob …")."""
+    message = str(error)
+    return message if message.startswith(f"{label}:") else f"{label}: {message}"
+
+
 def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) -> ImageSource:
     """Open PATH as KIND (oci, oci-archive, docker-archive), as xarch.imageref decided it. Every
     blob is checked against its descriptor; VERIFY_LAYERS False skips hashing the layers up front
@@ -196,7 +202,7 @@ def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) ->
     try:
         files = LayoutReader(path)
     except LayoutError as error:
-        raise DiffError(f"{label}: {error}") from None
+        raise DiffError(_labelled(label, error)) from None
     is_archive = path.is_file()
     source = ImageSource(label, kind)
     source._closers.append(files.close)
@@ -211,7 +217,7 @@ def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) ->
             raise DiffError(f"{label}: neither an OCI layout, an oci-archive nor a docker-archive")
     except LayoutError as error:
         source.close()
-        raise DiffError(f"{label}: {error}") from None
+        raise DiffError(_labelled(label, error)) from None
     except BaseException:
         source.close()
         raise

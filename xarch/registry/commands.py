@@ -16,6 +16,7 @@ from xarch.registry.client import DEFAULT_CHUNK_SIZE, Settings
 from xarch.registry.errors import RegistryUsageError
 from xarch.registry.progress import progress_for
 from xarch.registry.push import PushResult, push_layout
+from xarch.smallfile import checked_ca_cert
 from xarch.units import human_size
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,7 +27,7 @@ def connection_options(command: F) -> F:
     for option in reversed([
         click.option("--insecure", is_flag=True,
                      help="Allow plain HTTP and unverified TLS (localhost gets plain HTTP without it)."),
-        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False),
+        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), callback=checked_ca_cert,
                      help="PEM bundle of the CA that signed the registry's certificate."),
         click.option("--username", "-u", help="Registry user (default: ~/.docker/config.json)."),
         click.option("--password-stdin", is_flag=True, help="Read the password (or token) from stdin."),

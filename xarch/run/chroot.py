@@ -52,12 +52,17 @@ def isolation_problem() -> str | None:
     return sandbox_problem()
 
 
+# What the host tools before the sandbox (unshare, the bind script, setpriv, bwrap) run with.
+# Never the step's env: a recipe's PATH or LD_PRELOAD would pick or inject host code run as root.
+HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
+
 # The step's shell: a fixed umask (the caller's must not reach the outputs), then CWD.
 _STEP_SHELL = 'umask 022 && cd "$1" && exec /bin/sh -ec "$2"'
 
 
 def _stream(argv: Sequence[str], env: Mapping[str, str], log: Log) -> RunResult:
-    """Run ARGV with exactly ENV (nothing from the host's), feed each output line to LOG."""
+    """Run host command ARGV with exactly ENV (nothing from the caller's), feed each output line
+    to LOG. ENV is the host side's (HOST_ENV); what the step sees is set inside bwrap."""
     # `env -i` rather than Popen(env=…): plumbum merges the caller's environment in.
     env_argv = [f"{key}={value}" for key, value in sorted(env.items())]
     arguments = ("-i", *env_argv, *argv)
@@ -122,15 +127,19 @@ def _staging(rootless: bool | None = None) -> Iterator[Path | None]:
 
 def rootfs_command(
     rootfs: Path, step: str, *, cwd: str = "/", network: bool = False, rootless: bool | None = None,
-    staging: Path | None = None, binds: Sequence[Bind] = (),
+    staging: Path | None = None, binds: Sequence[Bind] = (), env: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The command line that runs shell text STEP with /bin/sh of ROOTFS as its root, in CWD.
 
     ROOTLESS and STAGING: see sandbox.bwrap_argv (as root a STAGING folder is required).
+    ENV: the step's whole environment, set by bwrap inside the sandbox (--clearenv, --setenv).
     """
     rootfs = _prepare_root(rootfs)
+    settings = ["--clearenv"]
+    for key, value in sorted((env or {}).items()):
+        settings += ["--setenv", key, value]
     mounts: list[Bind | str] = [Bind(rootfs, PurePosixPath("/")), *DEV_PROC, *_resolver(rootfs, network),
-                                *binds]
+                                *binds, *settings]
     return bwrap_argv(mounts, ["/bin/sh", "-c", _STEP_SHELL, "xarch-step", cwd, step],
                       network=network, rootless=rootless, staging=staging)
 
@@ -161,8 +170,9 @@ def run_in_rootfs(
         with mount_points(rootfs, binds):
             hand_over(rootfs)
             with _staging() as staging:
-                command = rootfs_command(rootfs, step, cwd=cwd, network=network, staging=staging, binds=binds)
-                return _stream(command, env, log)
+                command = rootfs_command(rootfs, step, cwd=cwd, network=network, staging=staging, binds=binds,
+                                         env=env)
+                return _stream(command, HOST_ENV, log)
     finally:
         if make_mountpoint:
             resolv.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef, parse_image_ref
 from xarch.oci.artifact import IN_TOTO, PREDICATE_ANNOTATION
 from xarch.oci.digest import platform_name
 from xarch.sbom.attach import FORMAT_OF, MEDIA_TYPES
+from xarch.visible import visible
 
 
 class NoSbom(InputError):
@@ -130,7 +131,8 @@ def print_referrers(rows: list[ReferrerRow]) -> None:
         what = FORMAT_OF.get(row.artifact_type) or ("in-toto" if row.artifact_type == IN_TOTO
                                                      else row.artifact_type)
         predicate = f" ({row.predicate_type})" if row.predicate_type else ""
-        click.echo(f"referrer {row.digest} {what}{predicate} -> {row.subject} {row.subject_digest}")
+        # The types come from the registry or layout: control characters are escaped (xarch.visible).
+        click.echo(visible(f"referrer {row.digest} {what}{predicate} -> {row.subject} {row.subject_digest}"))
 
 
 def rows_json(rows: list[ReferrerRow]) -> list[dict[str, str]]:
@@ -164,6 +166,8 @@ def _choose_platform(platforms: dict[str, str], wanted: str | None, label: str) 
 def sbom_command(image: str, fmt: str, platform: str | None, output: Path | None, insecure: bool) -> None:
     """Print (or write) the SBOM attached to IMAGE (registry reference, OCI layout or oci-archive)."""
     ref = parse_image_ref(image, (OCI, OCI_ARCHIVE, REGISTRY), "IMAGE")
+    if output is not None:
+        check_sbom_output(output, ref)  # before anything is read or downloaded
     found = _found(ref, insecure)
     chosen = _choose_platform(found.platforms, platform, ref.label)
     digest = found.platforms[chosen]
@@ -181,6 +185,29 @@ def sbom_command(image: str, fmt: str, platform: str | None, output: Path | None
 
     with atomic_file(output) as handle:
         handle.write(data)
+
+
+def check_sbom_output(output: Path, ref: ImageRef) -> None:
+    """Refuse (InputError, one line naming -o) an `sbom -o FILE` that would destroy data: FILE is
+    replaced only when missing, a regular file or a symlink (the link itself is replaced), never a
+    folder, FIFO, socket or device (whoever reads it would be cut off), never the image read
+    (an oci-archive) and never a file inside an OCI layout (its index.json or a blob)."""
+    import os
+
+    named = output.name not in ("", ".", "..")
+    where = output.parent.resolve() / output.name if named else output.resolve()
+    if not named or where.is_dir() and not where.is_symlink():
+        raise InputError(f"-o {output}: is a folder; -o names the file to write")
+    if where.exists() and not where.is_symlink() and not where.is_file():
+        raise InputError(f"-o {output}: exists and is not a regular file (a FIFO, socket or device); "
+                         "remove it or choose another path")
+    being_read = ref.path is not None and where.is_file() and os.path.samefile(where, ref.path)
+    if being_read and not where.is_symlink():
+        raise InputError(f"-o {output}: is the image being read ({ref.label})")
+    for folder in where.parents:
+        if (folder / "oci-layout").is_file():
+            raise InputError(f"-o {output}: is inside the OCI layout {folder}; writing there would "
+                             "damage it, choose a path outside")
 
 
 @click.command("referrers")

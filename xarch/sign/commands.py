@@ -16,6 +16,8 @@ from xarch.registry.client import Settings
 from xarch.registry.reference import Reference
 from xarch.sign.cosign import SignedPart, list_signatures, sign_image, verify_image
 from xarch.sign.keys import KeyFileError, SigningKey, VerifyKey, load_verify_key, signing_key_from
+from xarch.smallfile import checked_ca_cert
+from xarch.visible import visible
 
 key_option = click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
                           help="cosign's key file (cosign generate-key-pair).")
@@ -23,6 +25,7 @@ password_option = click.option("--password-stdin", is_flag=True,
                                help="Read the key's password from stdin (default: $COSIGN_PASSWORD).")
 insecure_option = click.option("--insecure", is_flag=True, help="Plain HTTP / no TLS verification.")
 ca_cert_option = click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False),
+                              callback=checked_ca_cert,
                               help="PEM bundle of the CA that signed the registry's certificate.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
@@ -114,19 +117,20 @@ def print_signatures(reference: Reference, settings: Settings, as_json: bool) ->
     click.echo(_pinned(pinned))
     for part in parts:
         attested = ", ".join(part.attestations) or "none"
-        click.echo(f"  {part.name:<12} {part.digest}  signatures: {part.signatures}  "
-                   f"attestations: {attested}")
+        click.echo(visible(f"  {part.name:<12} {part.digest}  signatures: {part.signatures}  "
+                           f"attestations: {attested}"))  # predicate types are the registry's text
 
 
 def key_for_checking(key_path: Path) -> tuple[VerifyKey, SigningKey | None]:
     """`verify --key`: a public key (cosign.pub), or a cosign private key, whose public half checks
     and which can then also sign the reproduction attestation (sign_reproduction). A private key's
     password comes from $COSIGN_PASSWORD (or a terminal prompt), read before any rebuild."""
+    from xarch.smallfile import SmallFileError, read_small
+
     try:
-        with key_path.open("rb") as stream:
-            head = stream.read(4096)
-    except OSError as error:
-        raise KeyFileError(f"key {key_path}: {error.strerror or error}") from None
+        head = read_small(key_path, 64 * 1024)  # a key file's limit (xarch.sign.keys); a FIFO blocked here
+    except SmallFileError as error:
+        raise KeyFileError(f"key {key_path}: {error}; not a key file") from None
     if b"PRIVATE KEY-----" in head:
         signer = signing_key_from(key_path, password_stdin=False)
         return signer.public(), signer
@@ -184,10 +188,12 @@ def attest_command(ref: str, key_path: Path, statement_path: Path, password_stdi
     from xarch.sign.cosign import attest_image
 
     reference = registry_reference(ref, "attest")
-    with statement_path.open("rb") as stream:
-        statement = stream.read(_MAX_STATEMENT + 1)
-    if len(statement) > _MAX_STATEMENT:
-        raise InputError(f"--statement {statement_path}: larger than {_MAX_STATEMENT} bytes")
+    from xarch.smallfile import SmallFileError, read_small
+
+    try:
+        statement = read_small(statement_path, _MAX_STATEMENT)
+    except SmallFileError as error:
+        raise InputError(f"--statement {statement_path}: {error}") from None
     key = signing_key_from(key_path, password_stdin)
     try:
         pinned, predicate_type = attest_image(reference, statement, key,

@@ -34,6 +34,7 @@ PASSWORD_ENV = "COSIGN_PASSWORD"
 # A key file is small; its scrypt cost is bounded so a hostile file cannot take the machine's memory
 # (cosign writes N=2^16, r=8, p=1: 64 MiB).
 _MAX_KEY_FILE = 64 * 1024
+_MAX_PASSWORD = 4096  # bytes of a --password-stdin line
 _MAX_SCRYPT_MEMORY = 1 << 30
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
@@ -85,14 +86,12 @@ class VerifyKey:
 
 
 def _read_small(path: Path, what: str) -> bytes:
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(_MAX_KEY_FILE + 1)
-    except OSError as error:
-        raise KeyFileError(f"{what} {path}: {error.strerror or error}") from None
-    if len(data) > _MAX_KEY_FILE:
-        raise KeyFileError(f"{what} {path}: larger than {_MAX_KEY_FILE} bytes; not a key file")
-    return data
+    from xarch.smallfile import SmallFileError, read_small
+
+    try:  # a FIFO blocked here, a folder or /dev/zero read as "no such file"
+        return read_small(path, _MAX_KEY_FILE)
+    except SmallFileError as error:
+        raise KeyFileError(f"{what} {path}: {error}; not a key file") from None
 
 
 def _pem_body(text: str, types: tuple[str, ...], path: Path, what: str) -> bytes:
@@ -198,7 +197,11 @@ def read_password(from_stdin: bool, path: Path) -> bytes:
     """The key's password: one line of standard input with FROM_STDIN, else $COSIGN_PASSWORD (which
     may be empty, as cosign allows), else a prompt on a terminal. Never echoed or printed."""
     if from_stdin:
-        line = sys.stdin.buffer.readline()
+        # Bounded: `--password-stdin < /dev/zero` would otherwise read until memory runs out.
+        line = sys.stdin.buffer.readline(_MAX_PASSWORD + 2)
+        if len(line.rstrip(b"\r\n")) > _MAX_PASSWORD:
+            raise KeyFileError(f"private key {path}: the password on standard input is longer than "
+                               f"{_MAX_PASSWORD} bytes (is it the right input?)")
         return line.rstrip(b"\r\n")
     if PASSWORD_ENV in os.environ:
         return os.environ[PASSWORD_ENV].encode()
@@ -211,8 +214,6 @@ def read_password(from_stdin: bool, path: Path) -> bytes:
 
 def signing_key_from(path: Path, password_stdin: bool) -> SigningKey:
     """Read the password the user chose a way to give, then decrypt PATH (see load_signing_key)."""
-    if not path.is_file():
-        raise KeyFileError(f"private key {path}: no such file")
     # The file's shape first: a public key given by mistake is named before a password is asked for.
     _pem_body(_read_small(path, "private key").decode("ascii", "replace"), PRIVATE_PEM_TYPES, path,
               "private key")

@@ -22,6 +22,7 @@ from xarch.errors import RecipeError
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 SITE_PACKAGES = "site-packages"
+MAX_REQUIREMENTS_FILE = 1024 * 1024  # bytes: a requirement list, or a pyproject.toml
 _VERSION_RE = re.compile(r"^3\.\d{1,2}$")
 _GLIBC_RE = re.compile(r"^2\.\d{1,3}$")
 _INTERPRETER_VERSION_RE = re.compile(r"python(3\.\d{1,2})$")
@@ -31,11 +32,15 @@ def _requirement(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        Requirement(value)
+        parsed = Requirement(value)
     except InvalidRequirement as error:
         raise ValueError(
             f"{value!r} is not a requirement (PEP 508): {' '.join(str(error).split())}"
         ) from None
+    if parsed.url:
+        # `name @ URL` would make uv fetch any URL, or read any host file (file:///…), behind index_url.
+        raise ValueError(f"{value!r} is a direct reference (name @ URL); wheels come from python.index_url "
+                         "only, pinned in the lock")
     return value
 
 
@@ -80,7 +85,7 @@ class PythonSpec(BaseModel):
     @field_validator("requirements_file")
     @classmethod
     def _relative(cls, value: str | None) -> str | None:
-        if value is not None and (not value or value.startswith("/")):
+        if value is not None and (not value or value.startswith("/") or ".." in value.split("/")):
             raise ValueError("must be a file beside the recipe, e.g. requirements.txt")
         return value
 
@@ -139,12 +144,19 @@ def read_requirements(spec: PythonSpec, folder: Path, recipe: Path) -> list[str]
     if spec.requirements:
         return list(spec.requirements)
     assert spec.requirements_file is not None
+    from xarch.smallfile import SmallFileError, read_small
+
     path = folder / spec.requirements_file
     where = f"{recipe}: python.requirements_file"
+    # A symlink out of the recipe folder would read a host file (and echo its lines in errors).
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise RecipeError(f"{where}: {spec.requirements_file} leads out of the recipe's folder")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise RecipeError(f"{where}: cannot read {path}: {' '.join(str(error).split())}") from None
+        text = read_small(path, MAX_REQUIREMENTS_FILE).decode("utf-8")
+    except SmallFileError as error:
+        raise RecipeError(f"{where}: cannot read {path}: {error}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{where}: {path} is not UTF-8 text") from None
     if path.name == "pyproject.toml":
         return _project_dependencies(text, where, spec.requirements_file)
     result: list[str] = []
