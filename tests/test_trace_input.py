@@ -49,7 +49,7 @@ def test_a_huge_record_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(record, "MAX_BYTES", 1000)
     path = tmp_path / record.FILE_NAME
     path.write_text("version: 1\nplatforms:\n  amd64:\n" + "  - /usr/bin/x\n" * 100)
-    assert "larger than" in _load_error(path)
+    assert "more than" in _load_error(path)
     # A link to a regular file is read as the file (a record may be shared between recipes).
     small = tmp_path / "small.trace"
     small.write_text("version: 1\nplatforms:\n  amd64: [/usr/bin/x]\n")

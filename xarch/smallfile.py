@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from xarch.errors import InputError
+from xarch.errors import InputError, XarchError
 
 
 class SmallFileError(InputError):
@@ -63,3 +63,15 @@ def checked_ca_cert(_context: object, parameter: object, value: str | None) -> s
         except SmallFileError as error:
             raise InputError(f"--ca-cert {value}: {error}") from None
     return value
+
+
+def read_regular(path: Path, limit: int, error: type[XarchError], fix: str) -> bytes:
+    """read_small for a file that comes with a recipe (a lock, a trace record): FileNotFoundError
+    when PATH does not exist (the caller says how to make it), else ERROR naming PATH, the reason
+    and FIX (e.g. "run `xarch lock` again")."""
+    if not os.path.lexists(path):
+        raise FileNotFoundError(path)
+    try:
+        return read_small(path, limit)
+    except SmallFileError as problem:
+        raise error(f"{path}: {problem}; {fix}") from None

@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from xarch.errors import InputError
 from xarch.oci.atomic import atomic_file
-from xarch.userfile import read_regular
+from xarch.smallfile import read_regular
 
 FILE_NAME = "xarch.trace"
 VERSION = 1
@@ -100,7 +100,7 @@ def trace_file(recipe_path: Path) -> Path:
 
 
 def read_bytes(path: Path) -> bytes:
-    """PATH's bytes, when it is (or links to) a regular file of at most MAX_BYTES (xarch.userfile).
+    """PATH's bytes, when it is (or links to) a regular file of at most MAX_BYTES (xarch.smallfile).
     Raises FileNotFoundError when PATH does not exist, TraceFileError (exit 2) otherwise."""
     return read_regular(path, MAX_BYTES, TraceFileError, "run `xarch trace` to write it again")
 

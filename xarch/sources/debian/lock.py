@@ -416,8 +416,8 @@ MAX_LOCK_BYTES = 64 << 20
 
 
 def _read_lock(path: Path) -> str:
-    """The lock's text, read as xarch.userfile does (a regular file, bounded): a lock linked to
+    """The lock's text, read as xarch.smallfile does (a regular file, bounded): a lock linked to
     /dev/zero or a FIFO is one line, exit 2, never a hang or an out-of-memory kill."""
-    from xarch.userfile import read_regular
+    from xarch.smallfile import read_regular
 
     return read_regular(path, MAX_LOCK_BYTES, LockError, "run `xarch lock` again").decode("utf-8")
