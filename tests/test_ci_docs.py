@@ -137,12 +137,18 @@ def check_pipeline(runs: list[JobRun], build: HelloBuild, registry: Registry,
     assert "the published image is what this recipe builds" in last.output
     assert "signatures: 3 manifest(s)" in last.output, "verify checked the index's and manifests' signatures"
     assert published_index_digest(registry, TAG) == build.index_digest, "assembled index != local build"
-    # Attached beside the images: each platform's SBOMs and provenance, the final job's attestation.
+    # Attached beside the images: each platform's SBOMs and provenance, the publish job's cosign
+    # signatures (their OCI 1.1 form), the final job's attestation.
     for platform in ("amd64", "arm64"):
         assert sorted(referrer_types(registry, local[f"linux/{platform}"])) == [
-            "application/spdx+json", "application/vnd.cyclonedx+json", "application/vnd.in-toto+json"]
-    assert referrer_types(registry, build.index_digest) == ["application/vnd.in-toto+json"]
+            "application/spdx+json", "application/vnd.cyclonedx+json", COSIGN_SIGNATURE,
+            "application/vnd.in-toto+json"]
+    assert sorted(referrer_types(registry, build.index_digest)) == [COSIGN_SIGNATURE,
+                                                                    "application/vnd.in-toto+json"]
     return final
+
+
+COSIGN_SIGNATURE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 
 def referrer_types(registry: Registry, digest: str) -> list[str]:
