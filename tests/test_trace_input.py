@@ -84,3 +84,21 @@ def test_a_record_of_every_platform_and_odd_bytes_loads_back(tmp_path: Path) -> 
     written = record.TraceRecord({"amd64": ("/etc", "/x\udcff"), "arm/v7": ("/usr/bin/a b",)})
     written.dump(path)
     assert record.load(path) == written
+
+
+def test_the_config_user_is_looked_up_as_a_runtime_does() -> None:
+    from xarch.errors import RecipeError
+    from xarch.oci.tree import Entry, Tree
+    from xarch.trace.runner import user_ids
+
+    tree = Tree()
+    passwd = b"root:x:0:0::/root:/bin/sh\nweb:x:101:102::/:/bin/sh\n"
+    tree.add(Entry("etc/passwd", "file", 0o644, data=passwd))
+    tree.add(Entry("etc/group", "file", 0o644, data=b"root:x:0:\nweb:x:102:\nstaff:x:50:\n"))
+    assert user_ids(None, tree) == (0, 0)
+    assert user_ids("web", tree) == (101, 102)  # the primary group from /etc/passwd
+    assert user_ids("web:staff", tree) == (101, 50)
+    assert user_ids("1000", tree) == (1000, 0)  # a bare uid runs with gid 0, as runc
+    assert user_ids("1000:7", tree) == (1000, 7)
+    with pytest.raises(RecipeError, match="'nobody' is not in the image's /etc/passwd"):
+        user_ids("nobody", tree, "xarch.yaml: ")

@@ -311,9 +311,8 @@ def user_ids(user: str | None, tree: Tree, where: str = "") -> tuple[int, int]:
         return 0, 0
     name, _, group = user.partition(":")
 
-    def lookup(file: str, key: str, column: int) -> int:
-        if key.isascii() and key.isdigit():
-            return int(key)
+    def field(file: str, key: str, column: int) -> int | None:
+        """COLUMN (a number) of the row of FILE whose first field is KEY."""
         entry = tree.get(file)
         text = entry.read().decode("utf-8", "replace") if entry is not None and entry.type == "file" else ""
         for line in text.splitlines():
@@ -321,16 +320,17 @@ def user_ids(user: str | None, tree: Tree, where: str = "") -> tuple[int, int]:
             number = fields[column] if fields[0] == key and len(fields) > column else ""
             if number.isascii() and number.isdigit():
                 return int(number)
-        raise RecipeError(f"{where}config.user: {key!r} is not in the image's /{file}")
+        return None
 
-    uid = lookup("etc/passwd", name, 2)
+    def lookup(file: str, key: str) -> int:
+        found = int(key) if key.isascii() and key.isdigit() else field(file, key, 2)
+        if found is None:
+            raise RecipeError(f"{where}config.user: {key!r} is not in the image's /{file}")
+        return found
+
+    uid = lookup("etc/passwd", name)
     if group:
-        return uid, lookup("etc/group", group, 2)
+        return uid, lookup("etc/group", group)
     if name.isascii() and name.isdigit():
         return uid, 0  # as runc: a bare uid runs with gid 0
-    primary = tree.get("etc/passwd")
-    for line in (primary.read().decode("utf-8", "replace") if primary else "").splitlines():
-        fields = line.split(":")
-        if fields[0] == name and len(fields) > 3 and fields[3].isascii() and fields[3].isdigit():
-            return uid, int(fields[3])
-    return uid, 0
+    return uid, field("etc/passwd", name, 3) or 0  # the user's primary group
