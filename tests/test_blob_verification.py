@@ -24,11 +24,11 @@ from tests.support.hello import SESSION_CACHE, HelloBuild, copy_hello, hello_bin
 from tests.support.inprocess import xarch_in_process
 from tests.support.registry import FlakyProxy, Registry, make_layout, registry  # noqa: F401 (fixtures)
 from xarch.oci.digest import canonical_json, sha256_digest
+from xarch.oci.store import Store
 from xarch.registry.client import Settings
 from xarch.registry.errors import CorruptAnswer
 from xarch.registry.pull import fetch_image, pull_layout
 from xarch.registry.push import push_layout
-from xarch.store import Store
 
 INPUT, NETWORK = 2, 4
 

@@ -1,4 +1,4 @@
-"""The build pipeline (xarch/build.py, contents.py, layering.py): trees, layers, determinism.
+"""The build pipeline (xarch/build/pipeline.py, contents.py, layering.py): trees, layers, determinism.
 
 The determinism test runs the real CLI twice in different folders under a different umask,
 TZ, LANG, cwd, source-file creation order, mtimes and group/other permission bits, and
@@ -26,10 +26,11 @@ from tests.support.hello import (  # noqa: F401 (fixtures)
     run_ok,
     run_xarch,
 )
-from xarch.build import BuildInputs, build
-from xarch.contents import recipe_tree
-from xarch.layering import matches, split_layers
+from xarch.build.contents import recipe_tree
+from xarch.build.layering import split_layers
+from xarch.build.pipeline import BuildInputs, build
 from xarch.oci.compress import gunzip_bytes
+from xarch.oci.pathglob import matches
 from xarch.platforms import get as get_platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe, load

@@ -178,7 +178,7 @@ from pathlib import Path
 from xarch.oci.compress import default_workers
 from xarch.oci.layer import write_layer
 from xarch.oci.tree import Entry
-from xarch.store import Store
+from xarch.oci.store import Store
 data = hashlib.shake_256(b"cores").digest(3 << 20) + b"text " * 300_000
 with tempfile.TemporaryDirectory() as store:
     layer = write_layer("l", [Entry("f", "file", 0o644, data=data)], 1, Store(Path(store)), sys.argv[1], 6)

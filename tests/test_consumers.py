@@ -32,8 +32,8 @@ from xarch.oci.image import RuntimeConfig, build_image
 from xarch.oci.index import build_index
 from xarch.oci.layer import write_layer
 from xarch.oci.layout import Artifact, write_layout, write_oci_archive
+from xarch.oci.store import Store
 from xarch.oci.tree import Entry
-from xarch.store import Store
 
 EPOCH = 1_700_000_000
 TAG = "chunked"

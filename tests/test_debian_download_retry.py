@@ -16,12 +16,12 @@ import pytest
 from tests.support.aptrepo import AptRepo, Faults, RepoServer, stored_blobs
 from xarch import platforms
 from xarch.errors import ExitCode
+from xarch.oci.store import Store
 from xarch.sources.debian import http
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import DownloadError, FetchError
 from xarch.sources.debian.fetch import fetch_packages
 from xarch.sources.debian.lock import Lock, resolve_lock
-from xarch.store import Store
 
 pytest_plugins = ["tests.support.debian_fixtures"]
 

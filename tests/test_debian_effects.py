@@ -23,9 +23,9 @@ import pytest
 from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
 from tests.support.e2e import EPOCH, image_files, xarch_ok
 from tests.support.needs import missing, need_tool, not_applicable
+from xarch.build.placement import settle
 from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree
-from xarch.placement import settle
 from xarch.sources.debian import capabilities
 from xarch.sources.debian.accounts import AccountCallError, add_system_account, shadow_files
 from xarch.sources.debian.alternatives import Alternatives, CallError, Install, Remove, admin_file, parse_call
@@ -355,7 +355,7 @@ def test_whiteout_names_are_one_line_errors_and_dangling_links_move_nothing() ->
     tree.add(Entry("nowhere", "symlink", 0o777, linkname="/missing"))
     tree.add(Entry("up/x", "file", 0o644, data=b""))
     tree.add(Entry("nowhere/y", "file", 0o644, data=b""))
-    assert settle(tree) == []  # left for xarch.treecheck to refuse with the recipe line
+    assert settle(tree) == []  # left for xarch.build.treecheck to refuse with the recipe line
 
 
 # --- recipe files: hard links and capabilities ------------------------------------------

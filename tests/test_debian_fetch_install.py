@@ -11,13 +11,13 @@ import pytest
 from tests.conftest import need_tool
 from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb, stored_blobs
 from xarch import platforms
+from xarch.oci.store import Store
 from xarch.oci.tree import Tree
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import FetchError, LockError, UnpackError
 from xarch.sources.debian.fetch import fetch_packages
 from xarch.sources.debian.install import Group, User, install_packages, write_accounts
 from xarch.sources.debian.lock import Lock, mirror_of, resolve_lock
-from xarch.store import Store
 
 # The signed test repository and its server (fixtures with teardown).
 pytest_plugins = ["tests.support.debian_fixtures"]

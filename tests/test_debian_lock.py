@@ -10,11 +10,11 @@ import yaml
 from click.testing import CliRunner
 
 from xarch import platforms
+from xarch.oci.store import Store
 from xarch.sources.debian.commands import lock_path, make_lock_command, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import LockError, ResolveError
 from xarch.sources.debian.lock import Lock, lock_matches, resolve_lock
-from xarch.store import Store
 
 # The signed test repository and its server (fixtures with teardown).
 pytest_plugins = ["tests.support.debian_fixtures"]
@@ -132,7 +132,7 @@ def test_cross_stages_are_an_input_of_the_lock(debian_source: DebianSource) -> N
 
 
 def test_the_image_cache_keys_a_platforms_cross_roots_too() -> None:
-    from xarch.imagecache import lock_entries
+    from xarch.build.imagecache import lock_entries
     from xarch.sources.debian.lock import LockedPackage, cross_key
 
     def pkg(name: str, arch: str, sha: str) -> LockedPackage:

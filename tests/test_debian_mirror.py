@@ -9,13 +9,13 @@ import pytest
 from tests.conftest import need_tool
 from tests.support.needs import need_file
 from xarch import platforms
+from xarch.oci.store import Store
 from xarch.oci.tree import Tree
 from xarch.sources.debian.config import DEFAULT_KEYRING, DebianSource, PackageSelection
 from xarch.sources.debian.fetch import fetch_packages
 from xarch.sources.debian.hostapt import default_mirror
 from xarch.sources.debian.install import install_packages
 from xarch.sources.debian.lock import mirror_of, resolve_lock
-from xarch.store import Store
 
 ELF_MACHINE = {"amd64": 0x3E, "arm64": 0xB7}
 

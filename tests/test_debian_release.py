@@ -10,11 +10,11 @@ import pytest
 
 from tests.support.aptrepo import AptRepo, GpgKey, RepoServer, stored_blobs
 from xarch import platforms
+from xarch.oci.store import Store
 from xarch.sources.debian.commands import run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import IndexMismatch, ReleaseExpired, SignatureError
 from xarch.sources.debian.release import fetch_release
-from xarch.store import Store
 
 # The signed test repository and its server (fixtures with teardown).
 pytest_plugins = ["tests.support.debian_fixtures"]

@@ -1,4 +1,4 @@
-"""No foreign code in an image: ELF files are checked against the platform (xarch/elfcheck.py).
+"""No foreign code in an image: ELF files are checked against the platform (xarch/build/elfcheck.py).
 
 Real binaries throughout: the host's busybox (amd64 on an amd64 host), Debian's static
 arm64 busybox, the host shell copied out of a cross stage, and real Debian packages
@@ -22,7 +22,7 @@ from tests.support.dockerd import arm64_busybox  # noqa: F401 (fixture)
 from tests.support.e2e import EPOCH, error_lines, image_files, xarch, xarch_ok
 from tests.support.needs import not_applicable
 from xarch import platforms
-from xarch.elfcheck import foreign_files, mismatch, read_header
+from xarch.build.elfcheck import foreign_files, mismatch, read_header
 from xarch.oci.tree import Entry, Tree
 
 

@@ -154,7 +154,7 @@ CLASSES = [
     ("xarch.oci.tar", "TarError", ExitCode.INPUT),
     ("xarch.yamlpos", "YamlPositionError", ExitCode.INPUT),
     ("xarch.platforms", "UnknownPlatform", ExitCode.INPUT),
-    ("xarch.store", "DigestMismatch", ExitCode.INPUT),
+    ("xarch.oci.store", "DigestMismatch", ExitCode.INPUT),
     ("xarch.registry.mediatypes", "UnsupportedInDocker", ExitCode.INPUT),
     ("xarch.errors", "Verdict", ExitCode.VERDICT),
     ("xarch.sign.keys", "KeyFileError", ExitCode.INPUT),
@@ -544,7 +544,7 @@ def _stage_writes_names(root: Path) -> None:
 
 def test_names_a_stage_writes_that_are_not_utf8_reach_the_layer_byte_exact(tmp_path: Path) -> None:
     from xarch.oci.tree import Tree
-    from xarch.rootfs import harvest
+    from xarch.run.rootfs import harvest
 
     root = tmp_path / "stage"
     root.mkdir()
@@ -640,7 +640,7 @@ def test_a_fifo_or_socket_in_a_files_folder_is_one_line(project: Path, tmp_path:
 
 
 def test_a_fifo_in_a_stage_source_is_left_out(project: Path, tmp_path: Path) -> None:
-    from xarch.ignorefile import ignore_matcher, select
+    from xarch.build.ignorefile import ignore_matcher, select
 
     os.mkfifo(project / "pipe")
     # A stage's /src is not image content; copytree would wait on the FIFO for a writer.
@@ -649,10 +649,10 @@ def test_a_fifo_in_a_stage_source_is_left_out(project: Path, tmp_path: Path) -> 
 
 def test_a_deb_with_a_name_that_is_not_utf8_installs_byte_exact(tmp_path: Path) -> None:
     from tests.support.aptrepo import raw_deb
+    from xarch.oci.store import Store
     from xarch.oci.tree import Tree
     from xarch.sources.debian.install import install_packages
     from xarch.sources.debian.lock import LockedPackage
-    from xarch.store import Store
 
     name = os.fsdecode(b"./usr/share/demo/caf\xe9")
     deb = raw_deb(tmp_path / "demo.deb", "demo", [tarfile.TarInfo(name)], {name: b"x\n"})
@@ -698,7 +698,7 @@ def test_a_stage_symlink_is_taken_as_a_link_never_followed_on_the_host(tmp_path:
     """Found by the new-user attack: `copy: {from: build:/out/hn}` with /out/hn -> /proc/1/root/…
     stat()ed the host's path (EACCES: exit 2 naming a temporary folder). Links of a stage root
     are the stage's: lstat only. A 300-byte name makes stat() fail on any host (ENAMETOOLONG)."""
-    from xarch.rootfs import harvest
+    from xarch.run.rootfs import harvest
 
     root = tmp_path / "stage"
     (root / "out").mkdir(parents=True)

@@ -38,12 +38,12 @@ from tests.support.fuzz import EXAMPLES, FUZZ
 from tests.support.inprocess import HANDLED, xarch_in_process
 from xarch.docker.load import read_layout_image
 from xarch.errors import XarchError
-from xarch.imageref import parse_image_ref
 from xarch.oci.digest import canonical_json, sha256_digest
-from xarch.registry.against import published_side
+from xarch.registry.imageref import parse_image_ref
 from xarch.registry.layout_source import layout_folder, read_layout
 from xarch.registry.mediatypes import UnsupportedInDocker, platform_name
 from xarch.registry.push import _config_platform, _prepare
+from xarch.verify.published import published_side
 
 RECIPE = """\
 name: fuzz

@@ -18,8 +18,8 @@ import pytest
 from tests.support.e2e import EPOCH, image_files, xarch_ok
 from tests.support.needs import need_tool
 from xarch import platforms
+from xarch.build.ignorefile import IGNORE_FILE, MAX_IGNORE_FILE, _literal, ignore_matcher
 from xarch.errors import InputError, RecipeError
-from xarch.ignorefile import IGNORE_FILE, MAX_IGNORE_FILE, _literal, ignore_matcher
 from xarch.recipe import load
 
 HOST = platforms.host().name

@@ -13,8 +13,8 @@ import pytest
 from tests.support.e2e import EPOCH, xarch_ok
 from tests.test_e2e_stages import SHELL, busybox_shell, write_recipe  # noqa: F401
 from xarch import platforms
-from xarch.buildopts import parse_secret
 from xarch.errors import InputError
+from xarch.run.options import parse_secret
 
 HOST = platforms.host().name
 

@@ -1,4 +1,4 @@
-"""One parser for every image argument (issue 11, kind 5): xarch/imageref.py, and the commands that
+"""One parser for every image argument (issue 11, kind 5): xarch/registry/imageref.py, and the commands that
 use it saying which kind they took. A local file or folder is never taken for a registry name."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.registry import make_layout
-from xarch.imageref import (
+from xarch.registry.errors import InvalidReference
+from xarch.registry.imageref import (
     DOCKER_ARCHIVE,
     LOCAL_KINDS,
     OCI,
@@ -23,7 +24,6 @@ from xarch.imageref import (
     ImageRefError,
     parse_image_ref,
 )
-from xarch.registry.errors import InvalidReference
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Outputs (xarch/outputs.py, xarch/oci/layout.py, dockerarchive.py, atomic.py) and `xarch inspect`.
+"""Outputs (xarch/build/outputs.py, xarch/oci/layout.py, dockerarchive.py, atomic.py) and `xarch inspect`.
 
 One build of the example (session fixture) is written as an OCI layout folder, an
 oci-archive and a docker-archive per platform; each is checked as files and bytes, and read

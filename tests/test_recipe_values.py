@@ -231,8 +231,8 @@ def test_a_folder_may_be_the_image_root(tmp_path: Path) -> None:
 
 
 def test_a_hard_link_must_name_a_file_of_the_image(tmp_path: Path) -> None:
+    from xarch.build.treecheck import BrokenTree, check_extractable
     from xarch.oci.tree import Entry, Tree
-    from xarch.treecheck import BrokenTree, check_extractable
 
     recipe = tmp_path / "xarch.yaml"
     recipe.write_text(HEAD)

@@ -14,9 +14,10 @@ from typing import Any
 from rich.console import Console
 
 from tests.support.registry import Registry, make_layout, registry  # noqa: F401 (fixtures)
-from xarch.imageref import parse_image_ref
 from xarch.oci.digest import canonical_json, sha256_digest
-from xarch.registry.against import (
+from xarch.registry.imageref import parse_image_ref
+from xarch.registry.push import push_layout
+from xarch.verify.published import (
     DIFFERS,
     DUPLICATED,
     EXTRA,
@@ -32,7 +33,6 @@ from xarch.registry.against import (
     side_of_index,
     verify_against,
 )
-from xarch.registry.push import push_layout
 
 ATTESTATION = {"architecture": "unknown", "os": "unknown"}
 

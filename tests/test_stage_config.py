@@ -15,8 +15,8 @@ from tests.conftest import need_tool
 from tests.support.dockerd import dockerd  # noqa: F401 (fixture)
 from tests.support.e2e import EPOCH, _json, image_files, manifests, xarch, xarch_ok
 from tests.test_e2e_stages import HOST
+from xarch.build.stageconfig import merged_config
 from xarch.recipe import load
-from xarch.stageconfig import merged_config
 
 DOCKERFILE = """\
 FROM scratch AS base

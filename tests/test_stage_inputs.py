@@ -18,8 +18,8 @@ import pytest
 
 from tests.support.e2e import EPOCH, _json, image_files, manifests, xarch, xarch_ok
 from tests.test_e2e_stages import HOST, SHELL, busybox_shell, write_recipe  # noqa: F401 (fixture)
+from xarch.build.ignorefile import ignore_matcher, inputs_matcher, select
 from xarch.errors import InputError
-from xarch.ignorefile import ignore_matcher, inputs_matcher, select
 
 RECIPE = f"""\
 name: inputs

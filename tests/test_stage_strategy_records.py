@@ -11,11 +11,11 @@ from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, xarch_ok
 from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
 from xarch import platforms
-from xarch.against import published_strategies
-from xarch.imageref import parse_image_ref
+from xarch.build.stages import parse_strategy_records, rebuild_strategy, strategy_record
+from xarch.registry.imageref import parse_image_ref
 from xarch.registry.push import push_layout
 from xarch.run.steps import StrategyUnavailable
-from xarch.stages import parse_strategy_records, rebuild_strategy, strategy_record
+from xarch.verify.against import published_strategies
 
 AMD64, ARM64 = platforms.get("amd64"), platforms.get("arm64")
 

@@ -307,8 +307,8 @@ copy:
 def test_secret_of_an_arm64_step_under_qemu(arm64_emulation: platforms.Platform, arm64_rootfs: Path,
                                             tmp_path: Path) -> None:
     """The real sandbox under QEMU: the step reads its secret; neither root nor cache holds it."""
-    from xarch.buildopts import Secret
     from xarch.run.cache import StepCache
+    from xarch.run.options import Secret
     from xarch.run.steps import StepSpec, run_stage_steps
 
     source = tmp_path / "source"

@@ -384,7 +384,7 @@ import sys
 from pathlib import Path
 from xarch.oci.layer import write_layer
 from xarch.oci.tree import Entry
-from xarch.store import Store
+from xarch.oci.store import Store
 big = Path(sys.argv[1])
 layer = write_layer("big", [Entry("big", "file", 0o644, source=big)], 1, Store(Path(sys.argv[2])), "gzip", 1)
 # VmHWM: the peak of this program's own memory (ru_maxrss would carry the forking parent's over exec)
@@ -414,7 +414,7 @@ def test_a_failing_source_leaves_nothing_in_the_store(tmp_path: Path) -> None:
     """An error while the tar is produced (here a file gone before it is read) reaches the caller
     from the producer thread, and the store keeps no partial blob."""
     from xarch.oci.layer import write_layer
-    from xarch.store import Store
+    from xarch.oci.store import Store
 
     big = tmp_path / "big"
     big.write_bytes(os.urandom(3 << 20))

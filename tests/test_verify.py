@@ -1,4 +1,4 @@
-"""`xarch verify` (xarch/verify.py): rebuild under varied conditions, compare, name the difference.
+"""`xarch verify` (xarch/verify/rebuild.py): rebuild under varied conditions, compare, name the difference.
 
 The happy path runs the real CLI on the example. A build that is not reproducible cannot be
 made from the foundation's recipe fields alone (they are pure functions of the inputs), so
@@ -25,7 +25,7 @@ from tests.support.hello import (  # noqa: F401 (fixtures)
     run_ok,
     run_xarch,
 )
-from xarch.verify import (
+from xarch.verify.rebuild import (
     VARIATION_NAMES,
     Conditions,
     VariationResult,

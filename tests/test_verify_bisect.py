@@ -22,11 +22,11 @@ from tests.test_verify_variations import make_recipe
 from xarch import platforms
 from xarch.progress import Reporter
 from xarch.recipe import load
-from xarch.verify import VARIATIONS, Conditions, combine, docker_socket, rebuild_and_compare
+from xarch.verify.rebuild import VARIATIONS, Conditions, combine, docker_socket, rebuild_and_compare
 
 LEAK = """\
 import dataclasses, os
-import xarch.build as build
+import xarch.build.pipeline as build
 _original = build.runtime_config
 def _leaky(*args):
     config = _original(*args)

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from tests.support.needs import need_root
 from xarch.errors import XarchError
-from xarch.verify import (
+from xarch.verify.rebuild import (
     OLD_MTIME,
     OTHER_HOSTNAME,
     VARIATION_NAMES,
@@ -193,7 +193,7 @@ def test_verify_command_runs_every_variation(tmp_path: Path) -> None:
 def test_without_root_hostname_and_user_are_skipped_with_a_note(tmp_path: Path) -> None:
     """Run the check itself as nobody: what a non-root user of `xarch verify` gets."""
     need_root("to become another user")
-    code = ("from xarch.verify import Conditions, skip_reason; "
+    code = ("from xarch.verify.rebuild import Conditions, skip_reason; "
             "print(skip_reason(Conditions(hostname='x'))); print(skip_reason(Conditions(user='nobody')))")
     result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                              "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",

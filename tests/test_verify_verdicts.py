@@ -16,7 +16,7 @@ from tests.support import needs
 from tests.support.needs import need_root
 from xarch.errors import BuildError, Verdict
 from xarch.recipe import load
-from xarch.verify import (
+from xarch.verify.rebuild import (
     VARIATIONS,
     VariationResult,
     VerifyReport,

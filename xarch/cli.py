@@ -20,16 +20,16 @@ from rich.console import Console
 
 from xarch import __version__
 from xarch import platforms as platform_data
-from xarch.build import BuildInputs, build
-from xarch.buildopts import DEFAULT_LOG_LINES
-from xarch.contents import check_sources
+from xarch.build.contents import check_sources
+from xarch.build.outputs import OutputSpec, check_outputs, image_for, write_output
+from xarch.build.packages import ensure_lock
+from xarch.build.pipeline import BuildInputs, build
 from xarch.errors import ExitCode, XarchError
 from xarch.oci.layout import Artifact, write_layout
-from xarch.outputs import OutputSpec, check_outputs, image_for, write_output
-from xarch.packages import ensure_lock
+from xarch.oci.store import Store
 from xarch.progress import Reporter
 from xarch.recipe import DEFAULT_FILE, LoadedRecipe, load, resolve_epoch
-from xarch.store import Store
+from xarch.run.options import DEFAULT_LOG_LINES
 from xarch.summary import print_summary, summarize_artifact, summarize_path
 
 # A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
@@ -195,7 +195,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
                   build_args: tuple[str, ...], secrets: tuple[str, ...], log_lines: int,
                   labels: tuple[str, ...]) -> None:
     """Build the recipe for every platform into one OCI image index."""
-    from xarch.buildopts import parse_labels, resolve
+    from xarch.run.options import parse_labels, resolve
 
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose, show_scripts=show_scripts)
     signer = None
@@ -214,12 +214,14 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     formats = _sbom_formats(sbom_formats)  # a wrong --sbom costs no build
     for_docker = choose_docker_platform(platforms, docker_platform)
     check_outputs(specs, platforms, for_docker, loaded.path)
-    from xarch.ignorefile import never_source  # an output or the cache in the recipe folder is no source
+    from xarch.build.ignorefile import (
+        never_source,  # an output or the cache in the recipe folder is no source
+    )
 
     never_source([spec.path for spec in specs] + [store.root])
     check_sources(loaded, platforms)
     if any(stage.steps for stage in loaded.recipe.stages.values()):
-        from xarch.stages import check_strategies  # before the lock and any download
+        from xarch.build.stages import check_strategies  # before the lock and any download
 
         check_strategies(loaded, platforms, strategy, reporter)
     epoch, epoch_source = resolve_epoch(loaded)
@@ -309,7 +311,7 @@ def inspect_command(target: str, as_json: bool, insecure: bool, platform: str | 
     """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
     docker-archive:FILE); with --config, --files or --packages, inside one of them; of a registry
     image, the cosign signatures and attestations of its index and every manifest."""
-    from xarch.imageref import KINDS, REGISTRY, parse_image_ref
+    from xarch.registry.imageref import KINDS, REGISTRY, parse_image_ref
 
     ref = parse_image_ref(target, KINDS, "inspect")
     if ref.kind == REGISTRY:
@@ -322,7 +324,7 @@ def inspect_command(target: str, as_json: bool, insecure: bool, platform: str | 
         return
     assert ref.path is not None
     if view:
-        from xarch.inspectview import show
+        from xarch.diff.views import show
 
         show(target, platform, view, as_json, stdout)
         return
@@ -364,18 +366,18 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
                    against: str | None, insecure: bool, key_path: Path | None, strategy: str | None,
                    as_json: bool, attest: bool = False) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
-    from xarch.verify import parse_variations, print_report, rebuild_and_compare, verdict_error
+    from xarch.verify.rebuild import parse_variations, print_report, rebuild_and_compare, verdict_error
 
     loaded = load(recipe_path)
     platforms = select_platforms(loaded, platform_list)
     if attest and not against:
         raise XarchError("--attest: needs --against REF (the published image the attestation is about)")
     if against:
-        from xarch.against import published_strategies, rebuilt_side
         from xarch.errors import Verdict
-        from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, parse_image_ref
-        from xarch.registry.against import print_against, verify_against
         from xarch.registry.client import Settings
+        from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, parse_image_ref
+        from xarch.verify.against import published_strategies, rebuilt_side
+        from xarch.verify.published import print_against, verify_against
 
         # Parsed before the rebuild: a wrong argument costs no build, and a local file never goes
         # to a registry.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xarch.packages import lock_inputs
+from xarch.build.packages import lock_inputs
 from xarch.recipe import load
 from xarch.sources.debian.commands import make_lock_command, make_outdated_command
 

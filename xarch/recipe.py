@@ -416,7 +416,7 @@ class StepModel(Strict):
     run: Text
     network: bool = False
     env: dict[StepEnvName, Text] = Field(default_factory=dict)  # also sees every `args:` entry
-    secrets: list[SecretId] = Field(default_factory=list)  # mounted at /run/secrets/ID (xarch.buildopts)
+    secrets: list[SecretId] = Field(default_factory=list)  # mounted at /run/secrets/ID (xarch.run.options)
     ca_certificates: list[SecretId] = Field(default_factory=list)  # extra trusted CAs (docs/stages.md)
 
 

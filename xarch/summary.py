@@ -37,7 +37,7 @@ class Summary:
     source: str
     index_digest: str | None
     images: tuple[ImageRow, ...]
-    kind: str = "oci"  # oci, oci-archive or docker-archive (xarch.imageref)
+    kind: str = "oci"  # oci, oci-archive or docker-archive (xarch.registry.imageref)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "kind": self.kind, "index_digest": self.index_digest,
@@ -60,7 +60,7 @@ def summarize_artifact(artifact: Artifact, source: str, kind: str = "oci") -> Su
 def summarize_path(path: Path, kind: str | None = None, source: str | None = None) -> Summary:
     """Summary of an OCI layout folder, an oci-archive or a docker-archive at PATH.
 
-    KIND is what xarch.imageref took PATH for (None: decide from the files); SOURCE labels it.
+    KIND is what xarch.registry.imageref took PATH for (None: decide from the files); SOURCE labels it.
     Every blob the summary stands for is read and checked against its descriptor (layers are
     hashed as they stream, not kept): a corrupt image raises BlobMismatch rather than being
     described. Anything else unreadable raises InspectError naming PATH. Both exit 2.

@@ -23,7 +23,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from xarch.store import Store
+from xarch.oci.store import Store
 
 SUITE = "stable"
 ARCHES = ("amd64", "arm64")

@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.support.aptrepo import AptRepo, GpgKey, RepoServer, build_deb, fixture_packages
+from xarch.oci.store import Store
 from xarch.sources.debian.config import DebianSource
-from xarch.store import Store
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from xarch.errors import InputError, XarchError
-from xarch.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
 from xarch.oci.layout import LayoutError, LayoutReader
 from xarch.oci.schema import parse_document
 from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
+from xarch.registry.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
@@ -196,7 +196,7 @@ def _labelled(label: str, error: Exception) -> str:
 
 
 def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) -> ImageSource:
-    """Open PATH as KIND (oci, oci-archive, docker-archive), as xarch.imageref decided it. Every
+    """Open PATH as KIND (oci, oci-archive, docker-archive), as xarch.registry.imageref decided it. Every
     blob is checked against its descriptor; VERIFY_LAYERS False skips hashing the layers up front
     (a registry pull verified them already)."""
     try:
@@ -251,7 +251,7 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
 
 
 def open_source(text: str, insecure: bool = False) -> ImageSource:
-    """Open TEXT, parsed by xarch.imageref: a layout folder, an oci-archive, a docker-archive (or
+    """Open TEXT, parsed by xarch.registry.imageref: a layout folder, an oci-archive, a docker-archive (or
     `kind:PATH`), or a registry reference (`docker://REF`, `registry:REF`, host/name:tag)."""
     ref = parse_image_ref(text)
     if ref.kind == REGISTRY:

@@ -11,7 +11,7 @@ import click
 
 from xarch.docker.load import load_image
 from xarch.docker.plugin import default_plugin_dir, install_plugin
-from xarch.imageref import LOCAL_KINDS, parse_image_ref
+from xarch.registry.imageref import LOCAL_KINDS, parse_image_ref
 
 
 @click.command("load")

@@ -91,7 +91,7 @@ def load_image(
     kind: str | None = None,
 ) -> LoadedImage:
     """Load SOURCE (an OCI layout folder or oci-archive tar, or a docker-archive tar; KIND is
-    what xarch.imageref took it for, None to look at the file).
+    what xarch.registry.imageref took it for, None to look at the file).
 
     From a layout, PLATFORM picks the image (default: the host's, or the only one) and TAG
     names it in Docker (default: derived from the layout's file name). A docker-archive

@@ -81,7 +81,7 @@ def remove_leftovers(target: Path) -> list[Path]:
 def _checked(target: Path) -> Path:
     target = Path(target)
     if target.name in ("", ".", ".."):
-        # `.` or `..` cannot be renamed aside; callers (xarch.outputs) refuse such outputs first.
+        # `.` or `..` cannot be renamed aside; callers (xarch.build.outputs) refuse such outputs first.
         raise ValueError(f"{target}: an output needs a name of its own, not . or ..")
     return target
 

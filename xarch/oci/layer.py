@@ -21,7 +21,7 @@ from xarch.oci.tar import sorted_entries, tar_chunks
 from xarch.oci.tree import Entry, path_bytes
 
 if TYPE_CHECKING:
-    from xarch.store import Store
+    from xarch.oci.store import Store
 
 MEDIA_TYPES = {"gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
 

@@ -99,7 +99,7 @@ def push_command(layout: str, ref: str, fmt: str, mount_from: tuple[str, ...], c
     Blobs first (skipped when present, mounted with --mount-from), then each platform's
     manifest by digest, then the index, then the tag.
     """
-    from xarch.imageref import OCI, OCI_ARCHIVE, parse_image_ref
+    from xarch.registry.imageref import OCI, OCI_ARCHIVE, parse_image_ref
 
     source = parse_image_ref(layout, (OCI, OCI_ARCHIVE), "push")
     assert source.path is not None

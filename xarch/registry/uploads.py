@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from xarch.store import default_root
+from xarch.oci.store import default_root
 
 
 class UploadJournal:

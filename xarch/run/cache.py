@@ -23,7 +23,7 @@ from typing import Any
 
 from plumbum import local
 
-from xarch import store
+from xarch.oci import store
 from xarch.oci.tree import is_utf8, path_bytes
 
 KEY_VERSION = "xarch-step-cache/2"

@@ -22,7 +22,7 @@ arbitrary host id itself (it maps the caller's uid), so a root build first drops
 SANDBOX_ID with setpriv; that gives requirement "never the host's real root" without
 owning a helper in C. It maps one id only: `chown` inside a step to another uid fails,
 as in a rootless container without subordinate ids; stage outputs are owned 0:0 anyway
-(xarch.rootfs.harvest), so nothing of the host's accounts reaches an image.
+(xarch.run.rootfs.harvest), so nothing of the host's accounts reaches an image.
 """
 
 from __future__ import annotations

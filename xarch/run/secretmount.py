@@ -1,6 +1,6 @@
 """A step's secrets and extra CA certificates: files in RAM, bound read-only at /run/secrets.
 
-For one step, `step_secrets` writes the secrets it lists (xarch.buildopts.Secret) into a
+For one step, `step_secrets` writes the secrets it lists (xarch.run.options.Secret) into a
 fresh folder on a RAM file system (/dev/shm when writable), mode 0400 and owned by the
 id that is uid 0 in the sandbox, and yields a read-only Bind of it at /run/secrets plus
 the environment the step gets for its CA certificates. The folder is removed when the
@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from xarch.buildopts import Secret
 from xarch.errors import BuildError
+from xarch.run.options import Secret
 from xarch.run.sandbox import Bind, host_owner, is_root
 
 SECRETS_DIR = PurePosixPath("/run/secrets")

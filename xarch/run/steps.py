@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from xarch.buildopts import DEFAULT_LOG_LINES, Secret, mask
 from xarch.errors import BuildError, HostError
 from xarch.platforms import Platform
 from xarch.run import cross, qemu
 from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
 from xarch.run.chroot import IsolationUnavailable, RunResult, isolation_problem, run_in_rootfs
+from xarch.run.options import DEFAULT_LOG_LINES, Secret, mask
 from xarch.run.sandbox import Bind, hand_over
 from xarch.run.secretmount import ca_env, step_secrets
 
@@ -184,7 +184,7 @@ def run_stage_steps(
     status = status or log
     for number, step in enumerate(steps, start=1):
         missing = [i for i in (*step.secrets, *step.ca_certificates) if i not in secrets]
-        if missing:  # the build command checks this up front (xarch.buildopts.resolve); others may not
+        if missing:  # the build command checks this up front (xarch.run.options.resolve); others may not
             where = step.where or f"stages.{stage}.steps[{number - 1}]"
             raise BuildError(f"{where} lists secret {missing[0]!r}, which this command was not given "
                              f"(xarch build --secret id={missing[0]},src=FILE)")

@@ -20,9 +20,9 @@ import click
 
 from xarch import platforms as platform_data
 from xarch.errors import InputError
-from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef, parse_image_ref
 from xarch.oci.artifact import IN_TOTO, PREDICATE_ANNOTATION
 from xarch.oci.digest import platform_name
+from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef, parse_image_ref
 from xarch.sbom.attach import FORMAT_OF, MEDIA_TYPES
 from xarch.visible import visible
 

@@ -72,8 +72,8 @@ class BuildFacts:
 
 
 def strategies_of(config_bytes: bytes) -> dict[str, str]:
-    """stage → strategy, from an image config's history (xarch.stages.strategy_record)."""
-    from xarch.stages import parse_strategy_records
+    """stage → strategy, from an image config's history (xarch.build.stages.strategy_record)."""
+    from xarch.build.stages import parse_strategy_records
 
     config = json.loads(config_bytes)
     history = config.get("history") if isinstance(config, dict) else None

@@ -16,13 +16,13 @@ from xarch.sbom.provenance import REPRODUCTION, reproduction_statement
 
 if TYPE_CHECKING:
     from xarch.recipe import LoadedRecipe
-    from xarch.registry.against import AgainstReport
     from xarch.registry.client import Settings
+    from xarch.verify.published import AgainstReport
 
 
 def matched_digests(report: AgainstReport) -> dict[str, str]:
     """platform ("linux/arm64", "index") → the published digest the rebuild matched byte for byte."""
-    from xarch.registry.against import SAME
+    from xarch.verify.published import SAME
 
     return {row.platform: row.published for row in report.rows if row.status == SAME and row.published}
 
@@ -44,10 +44,10 @@ def attest(loaded: LoadedRecipe, platforms: list[str], epoch: int, reference: st
            settings: Settings) -> tuple[Attachment, str]:
     """Push the reproduction attestation of REFERENCE (which REPORT found identical); returns it and
     how it was made listable ("api" or "tag", xarch.registry.referrers.push_attachment)."""
-    from xarch.registry.against import INDEX
     from xarch.registry.push import make_client
     from xarch.registry.reference import parse_reference
     from xarch.registry.referrers import push_attachment
+    from xarch.verify.published import INDEX
 
     assert report.identical
     ref = parse_reference(reference)

@@ -32,7 +32,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 
 def registry_reference(text: str, role: str) -> Reference:
     """TEXT as a registry reference (a local layout has no signatures); exit 2 naming it if not."""
-    from xarch.imageref import REGISTRY, parse_image_ref
+    from xarch.registry.imageref import REGISTRY, parse_image_ref
     from xarch.registry.reference import parse_reference
 
     ref = parse_image_ref(text, (REGISTRY,), role)
@@ -142,9 +142,9 @@ def checked_signatures(ref: Any, key_path: Path, settings: Settings,
     """`xarch verify --against REF --key KEY`: check REF's signatures (Verdict, exit 1, naming the
     manifest) and return REF pinned to the digest they cover, so the comparison reads those bytes and
     not whatever the tag names a moment later, and the signing key when KEY is a private key.
-    REF is an xarch.imageref.ImageRef; a local layout has no signatures (InputError, exit 2)."""
+    REF is an xarch.registry.imageref.ImageRef; a local layout has no signatures (InputError, exit 2)."""
     from xarch.errors import InputError
-    from xarch.imageref import REGISTRY, ImageRef
+    from xarch.registry.imageref import REGISTRY, ImageRef
     from xarch.registry.reference import parse_reference
 
     if ref.kind != REGISTRY or ref.reference is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from xarch.layering import matches
+from xarch.oci.pathglob import matches
 from xarch.oci.tree import Entry, Tree
 
 MAX_HOPS = 40  # Linux's limit on symlinks followed in one lookup (MAXSYMLINKS)

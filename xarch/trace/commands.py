@@ -14,10 +14,10 @@ import click
 
 from xarch import platforms as platform_data
 from xarch.errors import BuildError, RecipeError, Verdict
+from xarch.oci.store import Store
 from xarch.oci.tree import Tree
 from xarch.progress import Reporter
 from xarch.recipe import DEFAULT_FILE, load, resolve_epoch
-from xarch.store import Store
 from xarch.units import human_size
 
 # What execvp searches when PATH is unset (glibc's confstr(_CS_PATH)): bwrap runs the command so.
@@ -62,9 +62,9 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
                   quiet: bool) -> None:
     """Run each platform's full image in the step sandbox (QEMU for other architectures) under
     strace, and write the paths it used to xarch.trace beside the recipe."""
-    from xarch.build import BuildInputs, full_tree
+    from xarch.build.packages import ensure_lock
+    from xarch.build.pipeline import BuildInputs, full_tree
     from xarch.cli import select_platforms
-    from xarch.packages import ensure_lock
     from xarch.trace import record
     from xarch.trace.apply import apply_trace, command_of, dropped_by_origin, needs_of, record_path
     from xarch.trace.closure import kept_paths

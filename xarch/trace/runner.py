@@ -26,8 +26,8 @@ from pathlib import Path, PurePosixPath
 from xarch.errors import HostError
 from xarch.oci.tree import Tree
 from xarch.platforms import Platform
-from xarch.rootfs import materialize
 from xarch.run import qemu
+from xarch.run.rootfs import materialize
 from xarch.run.sandbox import (
     DEV_PROC,
     Bind,

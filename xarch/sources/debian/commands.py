@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from xarch.oci.store import Store
 from xarch.platforms import Platform
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import LockError
 from xarch.sources.debian.lock import Lock, as_list, lock_matches, resolve_lock
-from xarch.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.debian.update import ChangeReport

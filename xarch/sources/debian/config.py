@@ -125,7 +125,7 @@ class PackageSelection(BaseModel):
     essential: bool = False
     # "reproduce": no script runs, their effects are reproduced (xarch.sources.debian.effects);
     # "run": the packages' preinst and postinst also run, in the step sandbox
-    # (xarch.sources.debian.runscripts). Not part of the lock's identity.
+    # (xarch.build.runscripts). Not part of the lock's identity.
     maintainer_scripts: Literal["reproduce", "run"] = "reproduce"
 
     @field_validator("packages")

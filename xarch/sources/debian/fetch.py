@@ -15,11 +15,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from xarch.oci.store import DigestMismatch, Store
 from xarch.progress import interactive
 from xarch.sources.debian import http
 from xarch.sources.debian.errors import FetchError
 from xarch.sources.debian.lock import LockedPackage
-from xarch.store import DigestMismatch, Store
 
 DEFAULT_JOBS = 4
 

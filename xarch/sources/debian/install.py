@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from xarch.oci.store import Store
 from xarch.oci.tree import Entry, Tree, path_bytes
 from xarch.sources.debian.accounts import DEFAULT_GROUP, shadow_gid
 from xarch.sources.debian.deb import Deb, PathFilter, read_deb, unpack
@@ -20,7 +21,6 @@ from xarch.sources.debian.dpkgdb import dpkg_order
 from xarch.sources.debian.effects import Effects, reproduce
 from xarch.sources.debian.errors import UnpackError
 from xarch.sources.debian.lock import LockedPackage
-from xarch.store import Store
 
 DPKG = "var/lib/dpkg"
 INFO_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")  # kept in info/ by dpkg

@@ -25,10 +25,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from xarch.oci.atomic import name_the_path
+from xarch.oci.store import Store
 from xarch.platforms import Platform
 from xarch.sources.debian.config import DebianSource, PackageSelection, inputs_digest
 from xarch.sources.debian.errors import LockError
-from xarch.store import Store
 
 if TYPE_CHECKING:  # the resolving machinery (HTTP, python-debian) loads only to resolve
     from xarch.sources.debian.packages import Candidate

@@ -27,9 +27,9 @@ from typing import Any
 from debian.debian_support import version_compare
 
 from xarch import platforms as platform_data
+from xarch.oci.store import Store
 from xarch.sources.debian.config import DebianSource
 from xarch.sources.debian.lock import Lock, Sources, as_list
-from xarch.store import Store
 
 
 def is_security_suite(suite: str) -> bool:

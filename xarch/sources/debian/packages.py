@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from debian.deb822 import Packages as Deb822Packages
 
+from xarch.oci.store import Store
 from xarch.sources.debian import http
 from xarch.sources.debian.errors import IndexMismatch
 from xarch.sources.debian.release import Release
-from xarch.store import Store
 
 # Preferred first: the smallest download apt would choose too.
 COMPRESSIONS: tuple[tuple[str, Callable[[bytes], bytes]], ...] = (

@@ -17,6 +17,7 @@ import click
 
 from xarch import platforms as platform_data
 from xarch.errors import BuildError, ExitCode
+from xarch.oci.store import Store
 from xarch.oci.tree import Tree
 from xarch.platforms import Platform
 from xarch.progress import Reporter
@@ -31,7 +32,6 @@ from xarch.sources.python.lock import (
     requirements_digest,
 )
 from xarch.sources.python.resolve import Target, resolve, target_for, uv_version
-from xarch.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
@@ -213,7 +213,7 @@ def with_python(
         check = kwargs.pop("check")
         recipe_path: Path = kwargs["recipe"]
         loaded = load(recipe_path)
-        from xarch.packages import cross_selections, selections
+        from xarch.build.packages import cross_selections, selections
         from xarch.sources.debian.lock import Lock
 
         debian_wanted = bool(selections(loaded) or cross_selections(loaded))

@@ -37,11 +37,11 @@ from installer.sources import WheelFile
 from installer.utils import Scheme, construct_record_file, copyfileobj_with_hashing, fix_shebang
 
 from xarch.errors import InputError, NetworkError
+from xarch.oci.store import DigestMismatch, Store
 from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.sources.debian import http
 from xarch.sources.python.config import SITE_PACKAGES, PythonSpec
 from xarch.sources.python.resolve import LockedWheel
-from xarch.store import DigestMismatch, Store
 
 JOBS = 4
 INSTALLER_NAME = b"xarch\n"  # the .dist-info/INSTALLER file (PEP 376)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from xarch.fsmeta import HardLinks, kept_xattrs
-from xarch.ignorefile import ignore_matcher, select
+from xarch.run.fsmeta import HardLinks, kept_xattrs
+from xarch.build.ignorefile import ignore_matcher, select
 from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.platforms import Platform
 from xarch.recipe import FileSpec, LoadedRecipe, format_loc, is_root
@@ -72,7 +72,7 @@ def _copy_folder(tree: Tree, source: Path, destination: str, spec: FileSpec, ori
     uid, gid = spec.owner
     tree.add(Entry(destination, "dir", 0o755, uid, gid, origin=origin))
     links = HardLinks()
-    # .xarchignore and the built-in ignores (xarch/ignorefile.py) leave out .git, caches,
+    # .xarchignore and the built-in ignores (xarch/build/ignorefile.py) leave out .git, caches,
     # editor files …; select sorts by name bytes, so the walk itself is reproducible.
     # A FIFO, socket or device that is not ignored has no bytes to put in a layer; leaving it
     # out silently would ship an image that lacks a path its recipe folder has (SpecialFileError).

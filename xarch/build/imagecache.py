@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xarch.contents import all_file_specs, expand_source
-from xarch.ignorefile import ignore_matcher, select, stage_inputs
+from xarch.build.contents import all_file_specs, expand_source
+from xarch.build.ignorefile import ignore_matcher, select, stage_inputs
 from xarch.oci.atomic import atomic_file
 from xarch.oci.compress import compressor_id
 from xarch.oci.digest import OCI_LAYER_GZIP, canonical_json, hex_of, sha256_digest
@@ -28,13 +28,13 @@ from xarch.oci.layer import Layer
 from xarch.oci.tree import path_bytes
 from xarch.platforms import Platform
 from xarch.recipe import LoadedRecipe
-from xarch.store import Store
+from xarch.oci.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
     from xarch.sources.python.lock import PythonLock
 
-FORMAT = 3  # 2: images passed the ELF check (xarch/elfcheck.py); 3: .xarchignore, stage inputs
+FORMAT = 3  # 2: images passed the ELF check (xarch/build/elfcheck.py); 3: .xarchignore, stage inputs
 
 
 def cacheable(loaded: LoadedRecipe) -> bool:
@@ -67,7 +67,7 @@ def _hash_path(hasher: hashlib._Hash, label: str, root: Path, paths: list[str] |
 def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:
     """Digest of exactly what the build of PLATFORM reads from the recipe's folder: every
     `files:` source (image and stages) minus what .xarchignore leaves out, and each stage's
-    inputs (xarch.ignorefile.stage_inputs)."""
+    inputs (xarch.build.ignorefile.stage_inputs)."""
     hasher = hashlib.sha256()
     folder = loaded.folder.resolve()
     for loc, spec in all_file_specs(loaded):

@@ -1,7 +1,7 @@
 """`xarch verify --against IMAGE`: a rebuild's whole index next to the published one.
 
-The caller rebuilds (xarch.against) and passes its index; this module reads the published
-side (a registry, an OCI layout folder or an oci-archive: xarch.imageref) and compares the
+The caller rebuilds (xarch.verify.against) and passes its index; this module reads the published
+side (a registry, an OCI layout folder or an oci-archive: xarch.registry.imageref) and compares the
 two both ways: the index digest, and every entry (platform with variant, media type, digest,
 size, annotations). An entry only one side has is named on its own row (missing, extra,
 duplicated); entries of one platform are paired exact match first, then in index order, so
@@ -22,12 +22,12 @@ from rich.console import Console
 from rich.table import Table
 
 from xarch.errors import InputError
-from xarch.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef
 from xarch.oci.digest import platform_name
 from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials
 from xarch.registry.client import Settings
 from xarch.registry.errors import LayoutError
+from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef
 from xarch.registry.layout_source import layout_folder, read_layout
 from xarch.registry.mediatypes import media_type_of
 from xarch.registry.pull import fetch_image
@@ -148,7 +148,7 @@ class AgainstRow:
 @dataclass
 class AgainstReport:
     against: str  # what the user gave
-    kind: str = ""  # what it was taken for (xarch.imageref)
+    kind: str = ""  # what it was taken for (xarch.registry.imageref)
     rows: list[AgainstRow] = field(default_factory=list)
 
     @property

@@ -2,7 +2,7 @@
 
 The rebuild happens in this process under the recipe's own conditions and lock
 (`--locked`: a published image is only checked against the inputs it was built from);
-xarch.registry.against reads the published side and compares the whole index.
+xarch.verify.published reads the published side and compares the whole index.
 """
 
 from __future__ import annotations
@@ -12,27 +12,27 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from xarch import platforms as platform_data
-from xarch.build import BuildInputs, build
+from xarch.build.packages import ensure_lock
+from xarch.build.pipeline import BuildInputs, build
 from xarch.oci.digest import sha256_digest
-from xarch.packages import ensure_lock
+from xarch.oci.store import Store
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe, resolve_epoch
-from xarch.registry.against import Side, side_of_index
-from xarch.store import Store
 from xarch.summary import platform_name
+from xarch.verify.published import Side, side_of_index
 
 if TYPE_CHECKING:
-    from xarch.imageref import ImageRef
     from xarch.registry.client import Settings
+    from xarch.registry.imageref import ImageRef
 
 
 def published_strategies(ref: ImageRef, settings: Settings | None = None) -> dict[str, dict[str, str]]:
     """platform name ("arm64") → stage → the strategy the published image recorded
-    (xarch.stages.strategy_record in each config's history): a registry image, an OCI
+    (xarch.build.stages.strategy_record in each config's history): a registry image, an OCI
     layout or an oci-archive. Raises what reading REF raises (RegistryError, LayoutError)."""
-    from xarch.imageref import OCI_ARCHIVE, REGISTRY
-    from xarch.stages import parse_strategy_records
+    from xarch.build.stages import parse_strategy_records
+    from xarch.registry.imageref import OCI_ARCHIVE, REGISTRY
 
     configs: list[bytes] = []
     if ref.kind == REGISTRY:
@@ -63,7 +63,7 @@ def published_strategies(ref: ImageRef, settings: Settings | None = None) -> dic
 
 def rebuilt_side(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter: Reporter,
                  strategy: str | None = None, recorded: dict[str, dict[str, str]] | None = None) -> Side:
-    """The index of a fresh local build (no cache) of PLATFORMS, as xarch.registry.against compares it.
+    """The index of a fresh local build (no cache) of PLATFORMS, as xarch.verify.published compares it.
 
     RECORDED (published_strategies): each stage runs with the strategy the published image
     used; STRATEGY (--strategy) must then agree, else StrategyUnavailable names the stage."""

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xarch.buildopts import BuildOptions
-from xarch.contents import recipe_tree
-from xarch.elfcheck import check_image
-from xarch.imagecache import ImageCache, cache_key, cacheable
-from xarch.layering import split_layers
+from xarch.run.options import BuildOptions
+from xarch.build.contents import recipe_tree
+from xarch.build.elfcheck import check_image
+from xarch.build.imagecache import ImageCache, cache_key, cacheable
+from xarch.build.layering import split_layers
 from xarch.oci.compress import compressor_id
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.oci.image import Image, RuntimeConfig, build_image
@@ -20,13 +20,13 @@ from xarch.oci.index import build_index
 from xarch.oci.layer import Layer, write_layer
 from xarch.oci.layout import Artifact
 from xarch.oci.tree import Tree
-from xarch.packages import IMAGE_SET, add_accounts, install_set
-from xarch.placement import settle
+from xarch.build.packages import IMAGE_SET, add_accounts, install_set
+from xarch.build.placement import settle
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
-from xarch.store import Store
-from xarch.treecheck import check_extractable
+from xarch.oci.store import Store
+from xarch.build.treecheck import check_extractable
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
@@ -52,7 +52,7 @@ def runtime_config(loaded: LoadedRecipe, stage_config: dict[str, Any] | None = N
                    labels: dict[str, str] | None = None) -> RuntimeConfig:
     """The recipe's `config:`, over STAGE_CONFIG (the Dockerfile stage `config: {from:}` names);
     LABELS (--label) are added over both."""
-    from xarch.stageconfig import merged_config
+    from xarch.build.stageconfig import merged_config
 
     merged = merged_config(loaded, stage_config)
     if labels:
@@ -64,7 +64,7 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
                   workdir: Path) -> tuple[Tree, list[str]]:
     """Everything the image holds, in the order later parts may replace earlier ones:
     packages, Python wheels, accounts, the recipe's files, then what is copied out of stages; and the
-    strategy record of each stage that ran steps (xarch.stages.strategy_record)."""
+    strategy record of each stage that ran steps (xarch.build.stages.strategy_record)."""
     loaded = inputs.loaded
     tree = Tree()
     notes: list[str] = []
@@ -78,7 +78,7 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     add_accounts(tree, loaded, inputs.epoch)
     recipe_tree(loaded, platform, tree)
     if loaded.recipe.copy_:
-        from xarch.stages import StageRunner  # the execution layer loads only when a stage runs
+        from xarch.build.stages import StageRunner  # the execution layer loads only when a stage runs
 
         runner = StageRunner(loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir, reporter,
                              inputs.strategy, use_cache=inputs.use_cache,
@@ -98,7 +98,7 @@ def stage_image_config(inputs: BuildInputs, platform: Platform, reporter: Report
     name = inputs.loaded.recipe.config.from_
     if name is None:
         return None
-    from xarch.stages import StageRunner
+    from xarch.build.stages import StageRunner
 
     runner = StageRunner(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir / "config",
                          reporter, inputs.strategy, use_cache=inputs.use_cache)

@@ -15,7 +15,7 @@ from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.commands import lock_path, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.lock import DEFAULT_SET, Lock, LockedPackage, has_packages, lock_matches, mirror_of
-from xarch.store import Store
+from xarch.oci.store import Store
 
 IMAGE_SET = DEFAULT_SET
 
@@ -101,8 +101,8 @@ def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
 def _run_scripts(tree: Tree, loaded: LoadedRecipe, set_name: str, entries: list[LockedPackage],
                  platform: platform_data.Platform, epoch: int, reporter: Reporter,
                  build: platform_data.Platform | None) -> None:
-    """`maintainer_scripts: run` (xarch.sources.debian.runscripts)."""
-    from xarch.sources.debian.runscripts import run_maintainer_scripts
+    """`maintainer_scripts: run` (xarch.build.runscripts)."""
+    from xarch.build.runscripts import run_maintainer_scripts
 
     where = ("packages",) if set_name == IMAGE_SET else ("stages", set_name, "packages")
     if build is not None:

@@ -9,7 +9,7 @@ path that symlink leads to (bin/hello -> usr/bin/hello), reading absolute link t
 from the image root, never the host's. The entry moved replaces what was at its new path
 (it was added later: a recipe file over a package's). Hard-link targets are renamed with
 it. A link that leads to no folder (dangling, a loop, out of the root) moves nothing:
-xarch.treecheck.check_extractable then refuses the entry in one line.
+xarch.build.treecheck.check_extractable then refuses the entry in one line.
 
 It also refuses, in one line naming the path, a name a runtime would treat as an
 instruction rather than a file: the OCI whiteouts `.wh.NAME` and `.wh..wh..opq`
@@ -25,7 +25,7 @@ from xarch.oci.tree import Tree, path_bytes
 from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.deb import resolve
 from xarch.sources.debian.errors import UnpackError
-from xarch.treecheck import BrokenTree, origin_error
+from xarch.build.treecheck import BrokenTree, origin_error
 
 WHITEOUT_PREFIX = ".wh."
 
@@ -33,7 +33,7 @@ WHITEOUT_PREFIX = ".wh."
 def _resolved_parent(tree: Tree, path: str) -> str:
     """Where PATH lands when its folders are followed through the tree's symlinks; PATH
     itself when that does not lead to a folder of the tree (a dangling link, a loop, a
-    link out of the root): xarch.treecheck then names the entry and where it came from."""
+    link out of the root): xarch.build.treecheck then names the entry and where it came from."""
     parent, name = posixpath.split(path)
     if not parent:
         return path

@@ -16,8 +16,8 @@ import stat
 from pathlib import Path
 
 from xarch.errors import BuildError
-from xarch.fsmeta import HardLinks, kept_xattrs
 from xarch.oci.tree import Entry, Tree, normalize_path
+from xarch.run.fsmeta import HardLinks, kept_xattrs
 
 MAX_SYMLINK_HOPS = 40
 
@@ -79,7 +79,7 @@ def materialize(tree: Tree, root: Path) -> None:
 def _entry_from_disk(path: Path, image_path: str, links: HardLinks | None = None) -> Entry | None:
     """PATH as an image entry owned 0:0: its owner on disk is the build host's account.
     A file LINKS has seen under another inode path is a hard link to that path; a file
-    keeps its file capabilities (xarch.fsmeta)."""
+    keeps its file capabilities (xarch.run.fsmeta)."""
     info = path.lstat()
     mode = stat.S_IMODE(info.st_mode)
     if stat.S_ISLNK(info.st_mode):
