@@ -10,11 +10,12 @@ import yaml
 from click.testing import CliRunner
 
 from xarch import platforms
+from xarch.cli.lock import make_lock_command
 from xarch.oci.store import Store
-from xarch.sources.debian.commands import lock_path, make_lock_command, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import LockError, ResolveError
 from xarch.sources.debian.lock import Lock, lock_matches, resolve_lock
+from xarch.sources.debian.locking import lock_path, run_lock
 
 # The signed test repository and its server (fixtures with teardown).
 pytest_plugins = ["tests.support.debian_fixtures"]

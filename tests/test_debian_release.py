@@ -11,9 +11,9 @@ import pytest
 from tests.support.aptrepo import AptRepo, GpgKey, RepoServer, stored_blobs
 from xarch import platforms
 from xarch.oci.store import Store
-from xarch.sources.debian.commands import run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import IndexMismatch, ReleaseExpired, SignatureError
+from xarch.sources.debian.locking import run_lock
 from xarch.sources.debian.release import fetch_release
 
 # The signed test repository and its server (fixtures with teardown).

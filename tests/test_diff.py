@@ -183,7 +183,7 @@ def test_corrupt_blob_is_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from xarch.cli import run; from xarch.diff.commands import diff_command; " \
+    code = "import sys; from xarch.cli import run; from xarch.cli.diff import diff_command; " \
            "run(diff_command, sys.argv[1:], 'xarch diff')"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           cwd=Path(__file__).parent.parent, check=False)

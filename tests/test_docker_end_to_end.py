@@ -23,8 +23,8 @@ from tests.support.dockerd import (  # noqa: F401 (fixtures)
 )
 from tests.support.needs import not_applicable
 from xarch import platforms
+from xarch.cli.plugin import install_plugin
 from xarch.docker.load import load_image
-from xarch.docker.plugin import install_plugin
 
 REPO = Path(__file__).resolve().parent.parent
 

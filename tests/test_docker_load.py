@@ -22,7 +22,7 @@ from tests.support.dockerd import (  # noqa: F401 (fixtures)
     unique_tag,
     write_busybox_layout,
 )
-from xarch.docker.commands import load_command
+from xarch.cli.load import load_command
 from xarch.docker.load import DockerError, load_archive, load_image
 from xarch.oci.verified import BlobMismatch
 

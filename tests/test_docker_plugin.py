@@ -12,8 +12,7 @@ from click.testing import CliRunner
 
 from tests.conftest import need_tool
 from xarch import __version__
-from xarch.docker.commands import plugin_group
-from xarch.docker.plugin import docker_plugin_main, install_plugin
+from xarch.cli.plugin import docker_plugin_main, install_plugin, plugin_group
 
 
 @pytest.fixture

@@ -684,7 +684,7 @@ def test_a_lock_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
 
 def test_the_lock_of_a_recipe_folder_lives_in_that_folder(tmp_path: Path) -> None:
     """Found by the new-user attack: `xarch lock -f DIR` wrote DIR/../xarch.lock, another recipe's."""
-    from xarch.sources.debian.commands import lock_path
+    from xarch.sources.debian.locking import lock_path
 
     folder = tmp_path / "sub"
     folder.mkdir()

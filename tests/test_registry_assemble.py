@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from tests.conftest import need_tool
 from tests.support.registry import FlakyProxy, HandLayout, Registry, make_layout, registry  # noqa: F401
+from xarch.cli.assemble import assemble_command
 from xarch.oci.digest import OCI_MANIFEST, canonical_json
 from xarch.oci.index import build_index
 from xarch.registry.assemble import assemble
-from xarch.registry.commands import assemble_command
 from xarch.registry.errors import RegistryError
 from xarch.registry.push import push_layout
 

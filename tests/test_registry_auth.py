@@ -33,7 +33,7 @@ from xarch.registry.push import push_layout
 
 REPO = Path(__file__).resolve().parent.parent
 # The click command run the way the CLI runs it: XarchError -> one line on stderr, its exit code.
-CLI = ("import sys; from xarch.cli import run; from xarch.registry.commands import push_command; "
+CLI = ("import sys; from xarch.cli import run; from xarch.cli.push import push_command; "
        "run(push_command, sys.argv[1:], 'xarch push')")
 
 

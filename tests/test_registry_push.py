@@ -339,7 +339,7 @@ def test_buildx_imagetools_reads_what_xarch_pushed(registry: Registry, tmp_path:
 def test_push_command_prints_a_summary(registry: Registry, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from xarch.registry.commands import push_command
+    from xarch.cli.push import push_command
 
     layout = make_layout(tmp_path / "layout", ["amd64", "arm64"])
     args = [str(layout.path), f"{registry.host}/demo/cli", "--format", "docker", "-q"]

@@ -21,7 +21,7 @@ from xarch.registry.pull import published_digests
 from xarch.registry.push import push_layout
 
 REPO = Path(__file__).resolve().parent.parent
-PUSH = ("import sys; from xarch.cli import run; from xarch.registry.commands import push_command; "
+PUSH = ("import sys; from xarch.cli import run; from xarch.cli.push import push_command; "
         "run(push_command, sys.argv[1:], 'xarch push')")
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from xarch import platforms
-from xarch.run.commands import platforms_command
+from xarch.cli.platforms import platforms_command
 
 pytest_plugins = ["tests.support.rootfs"]
 

@@ -27,7 +27,7 @@ from tests.support.registry import Registry, _start_registry, make_layout
 from xarch.registry.client import Settings
 from xarch.registry.push import push_layout
 from xarch.registry.reference import parse_reference
-from xarch.sign.commands import sign_reproduction
+from xarch.sign.actions import sign_reproduction
 from xarch.sign.cosign import (
     ARTIFACT_SIG,
     StoredLayer,

@@ -108,7 +108,7 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
 
         material["trace"] = record_digest(loaded)  # xarch.trace decides what the image keeps
     if python is not None:  # only then: the keys of recipes without python: stay as they were
-        from xarch.sources.python.commands import cache_material
+        from xarch.build.python import cache_material
 
         material["python"] = cache_material(python, platform)
     return sha256_digest(canonical_json(material))

@@ -12,7 +12,7 @@ from xarch.errors import BuildError
 from xarch.oci.tree import Tree
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
-from xarch.sources.debian.commands import lock_path, run_lock
+from xarch.sources.debian.locking import lock_path, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.lock import DEFAULT_SET, Lock, LockedPackage, has_packages, lock_matches, mirror_of
 from xarch.oci.store import Store

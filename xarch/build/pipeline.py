@@ -72,7 +72,7 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
         assert inputs.lock is not None
         install_set(tree, loaded, inputs.lock, IMAGE_SET, platform, inputs.store, inputs.epoch, reporter)
     if inputs.python is not None:
-        from xarch.sources.python.commands import install_python
+        from xarch.build.python import install_python
 
         install_python(tree, loaded, inputs.python, inputs.lock, platform, inputs.store, reporter)
     add_accounts(tree, loaded, inputs.epoch)
@@ -86,7 +86,7 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
         notes = list(runner.used.values())
     if inputs.python is not None:
-        from xarch.sources.python.commands import check_interpreter
+        from xarch.build.python import check_interpreter
 
         check_interpreter(tree, loaded, platform)
     return tree, notes

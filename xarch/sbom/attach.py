@@ -44,7 +44,7 @@ FORMAT_OF = {media_type: fmt for fmt, media_type in MEDIA_TYPES.items()}
 
 def build_facts(loaded: LoadedRecipe, platforms: Sequence[str], epoch: int) -> BuildFacts:
     """What this build is made from: the recipe file's and the lock file's sha256 and more."""
-    from xarch.sources.debian.commands import lock_path
+    from xarch.sources.debian.locking import lock_path
 
     recipe_sha = file_sha256(loaded.path) or ""
     lock_sha = file_sha256(lock_path(loaded.path))

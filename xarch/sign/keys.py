@@ -206,9 +206,9 @@ def read_password(from_stdin: bool, path: Path) -> bytes:
     if PASSWORD_ENV in os.environ:
         return os.environ[PASSWORD_ENV].encode()
     if sys.stdin.isatty():
-        import click
+        import getpass
 
-        return str(click.prompt(f"Password for {path}", hide_input=True, err=True)).encode()
+        return getpass.getpass(f"Password for {path}: ").encode()
     raise KeyFileError(f"private key {path}: no password: set ${PASSWORD_ENV} or pass --password-stdin")
 
 

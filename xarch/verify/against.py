@@ -72,7 +72,7 @@ def rebuilt_side(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter
     lock = ensure_lock(loaded, locked=True, store=store, reporter=reporter)
     python = None
     if loaded.recipe.python is not None:
-        from xarch.sources.python.commands import ensure_python_lock
+        from xarch.build.python import ensure_python_lock
 
         python = ensure_python_lock(loaded, lock, locked=True, reporter=reporter)
     # use_cache=False: the publication is compared with a rebuild, never with a cache entry.

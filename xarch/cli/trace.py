@@ -1,4 +1,4 @@
-"""`xarch trace`: run the full image, record what it uses, and check the minimized one."""
+"""`xarch trace`: run the image's command under strace and record the paths it uses."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
     strace, and write the paths it used to xarch.trace beside the recipe."""
     from xarch.build.packages import ensure_lock
     from xarch.build.pipeline import BuildInputs, full_tree
-    from xarch.cli import select_platforms
+    from xarch.cli.options import select_platforms
     from xarch.trace import record
     from xarch.trace.apply import apply_trace, command_of, dropped_by_origin, needs_of, record_path
     from xarch.trace.closure import kept_paths
@@ -86,7 +86,7 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
     lock = ensure_lock(loaded, False, store, reporter)
     python = None
     if loaded.recipe.python is not None:
-        from xarch.sources.python.commands import ensure_python_lock
+        from xarch.build.python import ensure_python_lock
 
         python = ensure_python_lock(loaded, lock, False, reporter)
     inputs = BuildInputs(loaded, platforms, epoch, lock, None, store, python=python)

@@ -1,16 +1,10 @@
-"""Click commands of the Docker side: `xarch load` and `xarch plugin install`.
-
-The CLI adds them with `cli.add_command(load_command)` and `cli.add_command(plugin_group)`.
-"""
+"""`xarch load`: one platform's image of a layout into the local Docker daemon."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
 from xarch.docker.load import load_image
-from xarch.docker.plugin import default_plugin_dir, install_plugin
 from xarch.registry.imageref import LOCAL_KINDS, parse_image_ref
 
 
@@ -25,17 +19,3 @@ def load_command(source: str, platform: str | None, tag: str | None) -> None:
     assert ref.path is not None
     loaded = load_image(ref.path, platform=platform, tag=tag, kind=ref.kind)
     click.echo(f"loaded {loaded.tag} ({loaded.platform}) {loaded.image_id} from {ref.label}")
-
-
-@click.group("plugin")
-def plugin_group() -> None:
-    """Use xarch as a Docker CLI plugin (`docker xarch …`)."""
-
-
-@plugin_group.command("install")
-@click.option("--dir", "plugin_dir", type=click.Path(path_type=Path, file_okay=False),
-              help=f"Plugin folder (default: {default_plugin_dir()}).")
-def plugin_install_command(plugin_dir: Path | None) -> None:
-    """Install docker-xarch so that `docker xarch build …` works like `xarch build …`."""
-    target = install_plugin(plugin_dir)
-    click.echo(f"installed {target}; try: docker xarch --help")

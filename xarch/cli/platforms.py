@@ -1,4 +1,4 @@
-"""`xarch platforms`: the strategy matrix of this host; `--setup` enables QEMU emulation."""
+"""`xarch platforms`: which platforms this host can build, and how."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `xarch diff A B` command (registered on the CLI group by xarch.cli)."""
+"""`xarch diff`: two images compared down to the file."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""xarch as a Docker CLI plugin: `docker xarch build …` runs `xarch build …`.
-
-The Docker CLI finds `docker-xarch` in ~/.docker/cli-plugins, runs it with the single
-argument `docker-cli-plugin-metadata` to learn what it is, and runs a command as
-`docker-xarch xarch ARGS…` (the plugin's own name comes first).
-"""
+"""`xarch plugin`: xarch as a Docker CLI plugin (`docker xarch ...`)."""
 
 from __future__ import annotations
 
@@ -13,10 +8,14 @@ import shlex
 import sys
 from pathlib import Path
 
+import click
+
 from xarch import __version__
 from xarch.errors import XarchError
 
 PLUGIN_NAME = "xarch"
+
+
 METADATA_COMMAND = "docker-cli-plugin-metadata"
 
 
@@ -38,7 +37,7 @@ def docker_plugin_main(argv: list[str] | None = None) -> None:
         return
     if args[:1] == [PLUGIN_NAME]:
         args = args[1:]
-    from xarch.cli import cli, run  # only now: the metadata answer must stay fast
+    from xarch.cli.main import cli, run
 
     run(cli, args, prog_name=f"docker {PLUGIN_NAME}")
 
@@ -66,7 +65,7 @@ EOF
 fi
 PYTHONPATH={shlex.quote(str(package_parent))}${{PYTHONPATH:+:$PYTHONPATH}}
 export PYTHONPATH
-exec {shlex.quote(python)} -c 'from xarch.docker.plugin import docker_plugin_main; docker_plugin_main()' "$@"
+exec {shlex.quote(python)} -c 'from xarch.cli.plugin import docker_plugin_main; docker_plugin_main()' "$@"
 """
 
 
@@ -87,3 +86,17 @@ def install_plugin(plugin_dir: Path | None = None, python: str | None = None) ->
     except OSError as error:
         raise XarchError(f"cannot install the Docker plugin at {target}: {error.strerror}") from None
     return target
+
+
+@click.group("plugin")
+def plugin_group() -> None:
+    """Use xarch as a Docker CLI plugin (`docker xarch …`)."""
+
+
+@plugin_group.command("install")
+@click.option("--dir", "plugin_dir", type=click.Path(path_type=Path, file_okay=False),
+              help=f"Plugin folder (default: {default_plugin_dir()}).")
+def plugin_install_command(plugin_dir: Path | None) -> None:
+    """Install docker-xarch so that `docker xarch build …` works like `xarch build …`."""
+    target = install_plugin(plugin_dir)
+    click.echo(f"installed {target}; try: docker xarch --help")

@@ -1,0 +1,54 @@
+"""`xarch inspect`: the images of a layout or archive, what is inside one, a registry image's signatures."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from xarch.cli.options import stdout
+from xarch.errors import XarchError
+from xarch.summary import print_summary, summarize_path
+
+
+@click.command("inspect")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--insecure", is_flag=True, help="A registry image: plain HTTP / no TLS verification.")
+@click.option("--platform", help="The image of this platform (arm64), with --config, --files, --packages.")
+@click.option("--config", "view", flag_value="config", help="Print the image config.")
+@click.option("--files", "view", flag_value="files", help="List every file of the image (layers applied).")
+@click.option("--packages", "view", flag_value="packages", help="List the Debian packages the image holds.")
+def inspect_command(target: str, as_json: bool, insecure: bool, platform: str | None,
+                    view: str | None) -> None:
+    """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
+    docker-archive:FILE); with --config, --files or --packages, inside one of them; of a registry
+    image, the cosign signatures and attestations of its index and every manifest."""
+    from xarch.registry.imageref import KINDS, REGISTRY, parse_image_ref
+
+    ref = parse_image_ref(target, KINDS, "inspect")
+    if ref.kind == REGISTRY:
+        from xarch.cli.signing import print_signatures
+        from xarch.registry.client import Settings
+        from xarch.registry.reference import parse_reference
+
+        assert ref.reference is not None
+        print_signatures(parse_reference(ref.reference), Settings(insecure=insecure), as_json)
+        return
+    assert ref.path is not None
+    if view:
+        from xarch.diff.views import show
+
+        show(target, platform, view, as_json, stdout)
+        return
+    if platform:
+        raise XarchError("inspect --platform: give --config, --files or --packages as well")
+    summary = summarize_path(ref.path, ref.kind, target)
+    from xarch.cli.referrers import print_referrers, referrer_rows, rows_json
+
+    referrers = referrer_rows(ref.path, ref.kind)
+    if as_json and referrers:
+        print(json.dumps({**summary.to_json(), "referrers": rows_json(referrers)}, indent=2, sort_keys=True))
+        return
+    print_summary(summary, as_json, stdout)
+    print_referrers(referrers)

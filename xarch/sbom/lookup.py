@@ -1,0 +1,96 @@
+"""Find the attachments of an image in an OCI layout, an oci-archive or a registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xarch.errors import InputError
+from xarch.oci.artifact import PREDICATE_ANNOTATION
+from xarch.oci.digest import platform_name
+from xarch.registry.imageref import OCI_ARCHIVE, REGISTRY, ImageRef
+
+
+class NoSbom(InputError):
+    """The image has no SBOM of the asked format for the platform (exit 2)."""
+
+
+@dataclass
+class _Found:
+    rows: list[ReferrerRow]
+    payloads: dict[str, Any]  # referrer digest -> () -> bytes (fetched lazily for a registry)
+    platforms: dict[str, str]  # platform name -> manifest digest
+
+
+@contextmanager
+def _layout(ref: ImageRef) -> Iterator[Path]:
+    from xarch.registry.layout_source import layout_folder
+
+    assert ref.path is not None
+    with ExitStack() as stack:
+        yield stack.enter_context(layout_folder(ref.path)) if ref.kind == OCI_ARCHIVE else ref.path
+
+
+def _from_layout(folder: Path) -> _Found:
+    from xarch.registry.layout_source import read_layout
+    from xarch.registry.referrers import layout_attachments
+
+    image = read_layout(folder)
+    platforms = {platform_name(m.descriptor.get("platform") or {}): m.digest for m in image.manifests}
+    names = {digest: name for name, digest in platforms.items()} | {image.top_descriptor["digest"]: "index"}
+    rows, payloads = [], {}
+    for attached in layout_attachments(folder):
+        subject = names.get(attached.subject.digest, "other")
+        rows.append(ReferrerRow(subject, attached.subject.digest, attached.digest, attached.artifact_type,
+                                attached.annotations.get(PREDICATE_ANNOTATION, "")))
+        payloads[attached.digest] = (lambda data=attached.payload: data)
+    return _Found(rows, payloads, platforms)
+
+
+def _from_registry(reference: str, insecure: bool) -> _Found:
+    from xarch.registry.client import Settings
+    from xarch.registry.pull import fetch_image
+    from xarch.registry.push import make_client
+    from xarch.registry.reference import parse_reference
+    from xarch.registry.referrers import fetch_attachment, list_referrers
+
+    settings = Settings(insecure=insecure)
+    ref = parse_reference(reference)
+    pulled = fetch_image(ref, None, settings, with_configs=False)
+    platforms = {m.platform_name: m.digest for m in pulled.manifests}
+    subjects = [("index", pulled.digest)] if pulled.is_index else []
+    subjects += [(name, digest) for name, digest in platforms.items()]
+    client = make_client(ref, None, settings)
+    rows, payloads = [], {}
+    for name, digest in subjects:
+        for descriptor in list_referrers(client, ref.repository, digest).descriptors:
+            annotations = descriptor.get("annotations")
+            predicate = annotations.get(PREDICATE_ANNOTATION, "") if isinstance(annotations, dict) else ""
+            referrer = str(descriptor["digest"])
+            rows.append(ReferrerRow(name, digest, referrer, str(descriptor.get("artifactType", "")),
+                                    str(predicate)))
+            payloads[referrer] = (lambda d=descriptor: fetch_attachment(client, ref.repository, d)[1])
+    return _Found(rows, payloads, platforms)
+
+
+def find_attachments(ref: ImageRef, insecure: bool) -> _Found:
+    if ref.kind == REGISTRY:
+        assert ref.reference is not None
+        return _from_registry(ref.reference, insecure)
+    with _layout(ref) as folder:
+        found = _from_layout(folder)
+    return found
+
+
+@dataclass(frozen=True)
+class ReferrerRow:
+    """One attachment: what it is about (a platform, or "index") and what it is."""
+
+    subject: str  # "linux/amd64", or "index"
+    subject_digest: str
+    digest: str
+    artifact_type: str
+    predicate_type: str = ""
