@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Callable
 
 from benchmarks.layers import LAYER_WRITER, LAYER_WRITER_SHOWN
-from benchmarks.markdown import mb, sec
+from benchmarks.markdown import commands_block, mb, sec
 from benchmarks.measuring import (
     EPOCH,
     WORK,
@@ -118,4 +118,4 @@ def render_big(w: Callable[[str], None], big: dict) -> None:
             )
     w("")
     first = next(iter(big.values()))
-    w("Commands:\n\n```sh\n" + "\n".join(f"# {k}\n{v}" for k, v in first["commands"].items()) + "\n```\n")
+    w(commands_block(first["commands"]))

@@ -20,7 +20,7 @@ from benchmarks.images import (
     ensure_base_images,
     layout_facts,
 )
-from benchmarks.markdown import CPU_NOTE, TIME_HEADER, mb, row
+from benchmarks.markdown import CPU_NOTE, TIME_HEADER, commands_block, mb, row
 from benchmarks.measuring import (
     REPO,
     WORK,
@@ -303,7 +303,7 @@ def render_nginx(w: Callable[[str], None], nginx: dict) -> None:
         )
         + ".\n"
     )
-    w("Commands:\n\n```sh\n" + "\n".join(f"# {k}\n{v}" for k, v in nginx["commands"].items()) + "\n```\n")
+    w(commands_block(nginx["commands"]))
     w(
         "Profile of one xarch rebuild, downloads cached, --no-cache (cProfile, cumulative):\n\n```\n"
         + nginx["profile_warm"]
@@ -334,7 +334,7 @@ def render_hello(w: Callable[[str], None], hello: dict) -> None:
             f"{s[f'xarch_emulate_{kind}']['wall'] / cross:.1f}×** | | | | | | |"
         )
     w("")
-    w("Commands:\n\n```sh\n" + "\n".join(f"# {k}\n{v}" for k, v in hello["commands"].items()) + "\n```\n")
+    w(commands_block(hello["commands"]))
     if "profile" in hello:
         w(
             "Profile of one xarch cross build, downloads cached, no step cache (cProfile, cumulative):"

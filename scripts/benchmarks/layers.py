@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.markdown import mb, sec
+from benchmarks.markdown import commands_block, mb, sec
 from benchmarks.measuring import (
     EPOCH,
     WORK,
@@ -129,5 +129,5 @@ def render_layer(w: Callable[[str], None], layer: dict) -> None:
                 f"{', '.join(f'{x:.2f}' for x in st['walls'])} |"
             )
     w("")
-    w("Commands:\n\n```sh\n" + "\n".join(f"# {k}\n{v}" for k, v in layer["commands"].items()) + "\n```\n")
+    w(commands_block(layer["commands"]))
     w("Profile of the xarch layer writer (cProfile, cumulative):\n\n```\n" + layer["profile"] + "\n```\n")

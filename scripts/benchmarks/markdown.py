@@ -37,3 +37,8 @@ CPU_NOTE = (
     "Peak RSS: the summed RSS of the process tree, sampled every 0.1 s (for buildx: plus dockerd, "
     "containerd and the build containers), or ru_maxrss if larger.\n"
 )
+
+
+def commands_block(commands: dict[str, str]) -> str:
+    """The "Commands:" paragraph of a section: a sh block, each command under a comment naming it."""
+    return "Commands:\n\n```sh\n" + "\n".join(f"# {k}\n{v}" for k, v in commands.items()) + "\n```\n"

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from benchmarks.markdown import mb, sec
+from benchmarks.markdown import commands_block, mb, sec
 from benchmarks.measuring import (
     EPOCH,
     REPO,
@@ -179,5 +179,5 @@ def render_push(w: Callable[[str], None], push: dict) -> None:
         verdict = "the same as the local layout" if set(remote.values()) == {local} else f"NOT all {local}"
         listed = ", ".join(f"{k} {v[:19]}…" for k, v in remote.items())
         w(f"Index digest in the registry ({'large' if suffix else 'nginx'}): {listed}; {verdict}.\n")
-    w("Commands:\n\n```sh\n" + "\n".join(f"# {k}\n{v}" for k, v in push["commands"].items()) + "\n```\n")
+    w(commands_block(push["commands"]))
     w("Profile of one first xarch push (cProfile, cumulative):\n\n```\n" + push["profile"] + "\n```\n")

@@ -10,18 +10,28 @@ from pathlib import Path
 from benchmarks.measuring import fresh
 
 
+def made(marker: Path) -> tuple[int, int]:
+    """(files, bytes) of a tree made before: its MARKER file, written last, says so."""
+    files, size = json.loads(marker.read_text())
+    return int(files), int(size)
+
+
+def random_words(rng: random.Random) -> list[str]:
+    """5000 lowercase words of 2 to 10 letters, drawn from RNG (the same words for the same seed)."""
+    return [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10)))
+        for _ in range(5000)
+    ]
+
+
 def make_tree(root: Path, total: int = 300 * 1024 * 1024) -> tuple[int, int]:
     """A deterministic tree: about 3000 files in 60 folders, 40 % random bytes, 60 % text."""
     marker = root / ".complete"
     if marker.exists():
-        files, size = json.loads(marker.read_text())
-        return files, size
+        return made(marker)
     fresh(root)
     rng = random.Random(20241123)
-    words = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10)))
-        for _ in range(5000)
-    ]
+    words = random_words(rng)
     written = files = 0
     while written < total:
         folder = root / f"d{files % 60:02d}" / f"s{files % 7}"
@@ -53,14 +63,10 @@ def make_big_tree(root: Path, total: int, count: int) -> tuple[int, int]:
     bytes, 60 % text slices of an 8 MiB corpus; 200 folders of 13 subfolders."""
     marker = root / ".complete"
     if marker.exists():
-        files, size = json.loads(marker.read_text())
-        return files, size
+        return made(marker)
     fresh(root)
     rng = random.Random(20261201)
-    words = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10)))
-        for _ in range(5000)
-    ]
+    words = random_words(rng)
     corpus = "\n".join(" ".join(rng.choices(words, k=12)) for _ in range(110_000)).encode()[: 8 * 2**20]
     sigma = 1.2
     mu = __import__("math").log(total / count) - sigma * sigma / 2
