@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Build a fixed, generated recipe with this interpreter and write its digests as JSON.
 
-tox runs this under every CPython it finds (3.10–3.13); scripts/compare-digests then
+tox runs this under every CPython it finds (3.10–3.13); scripts/compare_digests.py then
 checks that all of them produced the same bytes. The recipe covers what tar headers
 and JSON are most likely to encode differently: long and non-ASCII names, symlinks,
 hard-to-fit paths, odd modes and owners, empty files, a multi-megabyte file.
