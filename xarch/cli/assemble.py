@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from xarch.cli.options import connection_options, credentials_from_options, parse_annotations, report
+from xarch.cli.options import Remote, json_option, parse_annotations, quiet_option, remote_options, report
 from xarch.registry.assemble import assemble
-from xarch.registry.client import Settings
 from xarch.registry.progress import progress_for
 
 
@@ -20,19 +19,19 @@ from xarch.registry.progress import progress_for
               help="Index annotation (repeatable); the recipe's `annotations.index`, for equal bytes.")
 @click.option("-f", "--file", "recipe_path", type=click.Path(path_type=Path),
               help="Take the index annotations from this recipe (as a local build does).")
-@connection_options
+@remote_options()
+@json_option
+@quiet_option
 def assemble_command(ref: str, from_refs: tuple[str, ...], annotations: tuple[str, ...],
-                     recipe_path: Path | None, insecure: bool, ca_cert: str | None, username: str | None,
-                     password_stdin: bool, as_json: bool, quiet: bool) -> None:
+                     recipe_path: Path | None, remote: Remote, as_json: bool, quiet: bool) -> None:
     """Build an OCI index from per-platform manifests already in a registry and push it as REF."""
-    credentials = credentials_from_options(username, password_stdin)
-    settings = Settings(insecure=insecure, ca_cert=ca_cert)
+    settings = remote.settings(ref, *from_refs)
     index_annotations = parse_annotations(annotations)
     if recipe_path is not None:
         from xarch.recipe import load
 
         index_annotations = {**load(recipe_path).recipe.annotations.index, **(index_annotations or {})}
-    result = assemble(ref, from_refs, credentials=credentials, settings=settings,
+    result = assemble(ref, from_refs, settings=settings,
                       annotations=index_annotations or None,
                       progress=progress_for(quiet=quiet or as_json))
     report(result, as_json, "assembled")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from xarch.cli.options import ca_cert_option, insecure_option, json_option, key_option, password_option
+from xarch.cli.options import Remote, json_option, key_option, password_option, remote_options
 from xarch.cli.signing import pinned_text
-from xarch.registry.client import Settings
 from xarch.sign.actions import registry_reference
 from xarch.sign.keys import signing_key_from
 
@@ -23,11 +22,10 @@ _MAX_STATEMENT = 4 << 20  # as the largest blob read back (xarch.sign.cosign)
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An in-toto statement (JSON) whose subject is the digest REF names.")
 @password_option
-@insecure_option
-@ca_cert_option
+@remote_options(password=False)
 @json_option
-def attest_command(ref: str, key_path: Path, statement_path: Path, password_stdin: bool, insecure: bool,
-                   ca_cert: str | None, as_json: bool) -> None:
+def attest_command(ref: str, key_path: Path, statement_path: Path, password_stdin: bool,
+                   remote: Remote, as_json: bool) -> None:
     """Attach the in-toto STATEMENT to the image REF as a signed attestation, as `cosign attest --key KEY`
     does (DSSE envelope, tag sha256-<hex>.att; `cosign verify-attestation --key` accepts it)."""
     from xarch.errors import InputError
@@ -43,7 +41,7 @@ def attest_command(ref: str, key_path: Path, statement_path: Path, password_stdi
     key = signing_key_from(key_path, password_stdin)
     try:
         pinned, predicate_type = attest_image(reference, statement, key,
-                                              Settings(insecure=insecure, ca_cert=ca_cert))
+                                              remote.settings(ref))
     except InputError as error:
         raise InputError(f"--statement {statement_path}: {error}") from None
     if as_json:

@@ -13,7 +13,14 @@ from xarch.build.contents import check_sources
 from xarch.build.outputs import OutputSpec, check_outputs, image_for, write_output
 from xarch.build.packages import ensure_lock
 from xarch.build.pipeline import BuildInputs, build
-from xarch.cli.options import choose_docker_platform, recipe_option, select_platforms, stdout
+from xarch.cli.options import (
+    Remote,
+    choose_docker_platform,
+    recipe_option,
+    remote_options,
+    select_platforms,
+    stdout,
+)
 from xarch.errors import XarchError
 from xarch.oci.layout import Artifact, write_layout
 from xarch.oci.store import Store
@@ -38,7 +45,7 @@ from xarch.summary import print_summary, summarize_artifact
               help="Also push the index to REF (host/repo:tag); repeatable.")
 @click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]",
               help="The name a docker-archive and --load carry (default: the recipe's name:tag); repeatable.")
-@click.option("--insecure", is_flag=True, help="With --push: plain HTTP / no TLS verification.")
+@remote_options(password=False)
 @click.option("--sign-key", type=click.Path(path_type=Path), metavar="KEY",
               help="With --push: sign the index and every manifest with this cosign key (docs/signing.md).")
 @click.option("--password-stdin", is_flag=True, help="With --sign-key: its password from stdin "
@@ -63,7 +70,7 @@ from xarch.summary import print_summary, summarize_artifact
               help="An image config label, over the recipe's config.labels (repeatable).")
 def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[str, ...],
                   docker_platform: str | None, as_json: bool, strategy: str | None, locked: bool,
-                  no_cache: bool, push_refs: tuple[str, ...], tags: tuple[str, ...], insecure: bool,
+                  no_cache: bool, push_refs: tuple[str, ...], tags: tuple[str, ...], remote: Remote,
                   sign_key: Path | None, password_stdin: bool, load_tag: str | None, verbose: bool,
                   show_scripts: bool, quiet: bool, sbom_formats: str | None, provenance: bool,
                   build_args: tuple[str, ...], secrets: tuple[str, ...], log_lines: int,
@@ -126,13 +133,12 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
             loaded_image = load_built_image(image_for(artifact, for_docker), name)
             reporter.info(f"loaded {for_docker.name} into Docker as {loaded_image.tag}")
     if push_refs:
-        pushed = push_artifact(artifact, push_refs, insecure, quiet or as_json)
+        pushed = push_artifact(artifact, push_refs, remote, quiet or as_json)
         if signer is not None:
             from xarch.cli.signing import sign_pushed
-            from xarch.registry.client import Settings
 
             for reference in pushed:
-                sign_pushed(reference, signer, Settings(insecure=insecure), quiet=quiet or as_json)
+                sign_pushed(reference, signer, remote.settings(reference), quiet=quiet or as_json)
     summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
     print_summary(summary, as_json, stdout)
 
@@ -158,16 +164,15 @@ def check_names(tags: Sequence[str], push_refs: Sequence[str]) -> list[str]:
     return [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest" for name in tags]
 
 
-def push_artifact(artifact: Artifact, refs: Sequence[str] | str, insecure: bool, quiet: bool) -> list[str]:
+def push_artifact(artifact: Artifact, refs: Sequence[str] | str, remote: Remote, quiet: bool) -> list[str]:
     """Push through a layout written to a temporary folder (once for every REFS): the same
     path as `xarch push`. Returns each pushed reference, pinned to the index digest."""
-    from xarch.registry.client import Settings
     from xarch.registry.progress import progress_for
     from xarch.registry.push import push_layout
 
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as tmp:
         layout = Path(tmp) / "layout"
         write_layout(artifact, layout)
-        return [push_layout(layout, ref, settings=Settings(insecure=insecure),
+        return [push_layout(layout, ref, settings=remote.settings(ref),
                             progress=progress_for(quiet=quiet)).reference
                 for ref in ([refs] if isinstance(refs, str) else refs)]

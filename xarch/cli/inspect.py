@@ -6,7 +6,7 @@ import json
 
 import click
 
-from xarch.cli.options import stdout
+from xarch.cli.options import Remote, remote_options, stdout
 from xarch.errors import XarchError
 from xarch.summary import print_summary, summarize_path
 
@@ -14,12 +14,12 @@ from xarch.summary import print_summary, summarize_path
 @click.command("inspect")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--insecure", is_flag=True, help="A registry image: plain HTTP / no TLS verification.")
+@remote_options()
 @click.option("--platform", help="The image of this platform (arm64), with --config, --files, --packages.")
 @click.option("--config", "view", flag_value="config", help="Print the image config.")
 @click.option("--files", "view", flag_value="files", help="List every file of the image (layers applied).")
 @click.option("--packages", "view", flag_value="packages", help="List the Debian packages the image holds.")
-def inspect_command(target: str, as_json: bool, insecure: bool, platform: str | None,
+def inspect_command(target: str, as_json: bool, remote: Remote, platform: str | None,
                     view: str | None) -> None:
     """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
     docker-archive:FILE); with --config, --files or --packages, inside one of them; of a registry
@@ -29,11 +29,10 @@ def inspect_command(target: str, as_json: bool, insecure: bool, platform: str | 
     ref = parse_image_ref(target, KINDS, "inspect")
     if ref.kind == REGISTRY:
         from xarch.cli.signing import print_signatures
-        from xarch.registry.client import Settings
         from xarch.registry.reference import parse_reference
 
         assert ref.reference is not None
-        print_signatures(parse_reference(ref.reference), Settings(insecure=insecure), as_json)
+        print_signatures(parse_reference(ref.reference), remote.settings(ref.reference), as_json)
         return
     assert ref.path is not None
     if view:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -14,11 +16,16 @@ from rich.console import Console
 from xarch import platforms as platform_data
 from xarch.errors import XarchError
 from xarch.recipe import DEFAULT_FILE, LoadedRecipe
-from xarch.registry.auth import Credentials
 from xarch.registry.errors import RegistryUsageError
-from xarch.registry.push import PushResult
 from xarch.smallfile import checked_ca_cert
 from xarch.units import human_size
+
+if TYPE_CHECKING:
+    from xarch.registry.auth import Credentials
+    from xarch.registry.client import Settings
+    from xarch.registry.push import PushResult
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -63,27 +70,10 @@ def choose_docker_platform(
     return platform_data.host()
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def connection_options(command: F) -> F:
-    """--insecure, --ca-cert, --username, --password-stdin, --json: shared by every registry command."""
-    for option in reversed([
-        click.option("--insecure", is_flag=True,
-                     help="Allow plain HTTP and unverified TLS (localhost gets plain HTTP without it)."),
-        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), callback=checked_ca_cert,
-                     help="PEM bundle of the CA that signed the registry's certificate."),
-        click.option("--username", "-u", help="Registry user (default: ~/.docker/config.json)."),
-        click.option("--password-stdin", is_flag=True, help="Read the password (or token) from stdin."),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
-        click.option("-q", "--quiet", is_flag=True, help="No per-blob progress."),
-    ]):
-        command = option(command)
-    return command
-
-
 def credentials_from_options(username: str | None, password_stdin: bool) -> Credentials | None:
     """Credentials typed by the user, or None to use the Docker config's."""
+    from xarch.registry.auth import Credentials
+
     if password_stdin:
         if not username:
             raise RegistryUsageError("--password-stdin needs --username")
@@ -131,17 +121,79 @@ password_option = click.option("--password-stdin", is_flag=True,
                                help="Read the key's password from stdin (default: $COSIGN_PASSWORD).")
 
 
-insecure_option = click.option("--insecure", is_flag=True, help="Plain HTTP / no TLS verification.")
-
-
-ca_cert_option = click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False),
-                              callback=checked_ca_cert,
-                              help="PEM bundle of the CA that signed the registry's certificate.")
-
-
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
 def say(message: str) -> None:
     """A progress line on stderr (stdout stays for results)."""
     click.echo(message, err=True)
+
+
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """How this command reaches registries, from the options `remote_options` adds.
+
+    Typed credentials (`-u` with `--password-stdin`) go only to the registry of the reference
+    they are given for (`settings(reference)`); any other registry gets the Docker config's.
+    """
+
+    insecure: bool = False
+    ca_cert: str | None = None
+    credentials: Credentials | None = None
+
+    def settings(self, *references: str | None, **overrides: Any) -> Settings:
+        """Client settings for REFERENCES (registry references; None for a local image).
+
+        Raises RegistryUsageError when typed credentials would have to serve two registries.
+        """
+        from xarch.registry.client import Settings
+        from xarch.registry.reference import parse_reference
+
+        host = None
+        if self.credentials is not None:
+            hosts = sorted({parse_reference(text).host for text in references if text})
+            if len(hosts) > 1:
+                raise RegistryUsageError(f"--username: {' and '.join(hosts)} are two registries; typed "
+                                         "credentials serve one (log in to the other with docker login)")
+            host = hosts[0] if hosts else None
+        return Settings(insecure=self.insecure, ca_cert=self.ca_cert, credentials=self.credentials,
+                        credentials_host=host, **overrides)
+
+
+def remote_options(password: bool = True) -> Callable[[F], F]:
+    """Add --insecure, --ca-cert and (with PASSWORD) -u/--username and --password-stdin to a command.
+
+    The command receives them as one `remote: Remote`. PASSWORD is False for commands whose
+    --password-stdin is a signing key's (build, sign, attest): those read registry credentials
+    from the Docker config (`docker login`), as buildx and cosign do.
+    """
+    options = [
+        click.option("--insecure", is_flag=True,
+                     help="Allow plain HTTP and unverified TLS (localhost gets plain HTTP without it)."),
+        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), callback=checked_ca_cert,
+                     help="PEM bundle of the CA that signed the registry's certificate."),
+    ]
+    if password:
+        options += [
+            click.option("--username", "-u", help="Registry user (default: ~/.docker/config.json)."),
+            click.option("--password-stdin", "registry_password_stdin", is_flag=True,
+                         help="Read the registry password (or token) from stdin."),
+        ]
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def with_remote(*args: Any, insecure: bool = False, ca_cert: str | None = None,
+                        username: str | None = None, registry_password_stdin: bool = False,
+                        **kwargs: Any) -> Any:
+            credentials = credentials_from_options(username, registry_password_stdin)
+            return command(*args, remote=Remote(insecure, ca_cert, credentials), **kwargs)
+
+        decorated: Any = with_remote
+        for option in reversed(options):
+            decorated = option(decorated)
+        return decorated
+
+    return decorate

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from xarch.cli.options import connection_options, credentials_from_options, report
-from xarch.registry.client import DEFAULT_CHUNK_SIZE, Settings
+from xarch.cli.options import Remote, json_option, quiet_option, remote_options, report
+from xarch.registry.client import DEFAULT_CHUNK_SIZE
 from xarch.registry.progress import progress_for
 from xarch.registry.push import push_layout
 
@@ -21,10 +21,11 @@ from xarch.registry.push import push_layout
               help="Bytes per PATCH; larger blobs are uploaded in chunks, smaller in one PUT.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1, max=16), default=3, show_default=True,
               help="Blobs uploaded at once.")
-@connection_options
+@remote_options()
+@json_option
+@quiet_option
 def push_command(layout: str, ref: str, fmt: str, mount_from: tuple[str, ...], chunk_size: int, jobs: int,
-                 insecure: bool, ca_cert: str | None, username: str | None, password_stdin: bool,
-                 as_json: bool, quiet: bool) -> None:
+                 remote: Remote, as_json: bool, quiet: bool) -> None:
     """Push LAYOUT (OCI layout folder or oci-archive, or oci:DIR, oci-archive:FILE) to REF (host/repo[:tag]).
 
     Blobs first (skipped when present, mounted with --mount-from), then each platform's
@@ -36,8 +37,7 @@ def push_command(layout: str, ref: str, fmt: str, mount_from: tuple[str, ...], c
     assert source.path is not None
     if not (quiet or as_json):
         click.echo(f"pushing {source.label}", err=True)  # which kind LAYOUT was taken for
-    credentials = credentials_from_options(username, password_stdin)
-    settings = Settings(insecure=insecure, ca_cert=ca_cert, chunk_size=chunk_size, jobs=jobs)
-    result = push_layout(source.path, ref, fmt=fmt, credentials=credentials, settings=settings,
+    settings = remote.settings(ref, chunk_size=chunk_size, jobs=jobs)
+    result = push_layout(source.path, ref, fmt=fmt, settings=settings,
                          mount_from=mount_from, progress=progress_for(quiet=quiet or as_json))
     report(result, as_json, "pushed")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from xarch.cli.options import Remote, remote_options
 from xarch.oci.artifact import IN_TOTO
 from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef, parse_image_ref
 from xarch.sbom.attach import FORMAT_OF
@@ -27,7 +28,7 @@ def referrer_rows(path: Path, kind: str) -> list[ReferrerRow]:
         reader.close()
     if not any(isinstance(entry, dict) and entry.get("artifactType") for entry in entries):
         return []
-    return find_attachments(ImageRef(kind, str(path), path), False).rows
+    return find_attachments(ImageRef(kind, str(path), path)).rows
 
 
 def print_referrers(rows: list[ReferrerRow]) -> None:
@@ -47,14 +48,14 @@ def rows_json(rows: list[ReferrerRow]) -> list[dict[str, str]]:
 @click.command("referrers")
 @click.argument("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-@click.option("--insecure", is_flag=True, help="For a registry image: plain HTTP / no TLS verification.")
-def referrers_command(image: str, as_json: bool, insecure: bool) -> None:
+@remote_options()
+def referrers_command(image: str, as_json: bool, remote: Remote) -> None:
     """List what is attached to IMAGE (registry reference, OCI layout or oci-archive): SBOMs,
     provenance, reproduction attestations, each with the manifest or index it is about."""
     import json
 
     ref = parse_image_ref(image, (OCI, OCI_ARCHIVE, REGISTRY), "IMAGE")
-    rows = find_attachments(ref, insecure).rows
+    rows = find_attachments(ref, remote.settings(ref.reference)).rows
     if as_json:
         click.echo(json.dumps(rows_json(rows), indent=2, sort_keys=True))
         return

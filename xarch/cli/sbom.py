@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from xarch import platforms as platform_data
+from xarch.cli.options import Remote, remote_options
 from xarch.errors import InputError
 from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef, parse_image_ref
 from xarch.sbom.attach import MEDIA_TYPES
@@ -37,13 +38,13 @@ def _choose_platform(platforms: dict[str, str], wanted: str | None, label: str) 
               help="SPDX 2.3 JSON or CycloneDX 1.5 JSON.")
 @click.option("--platform", "platform", help="Whose SBOM (default: the only one, else the host's).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write it to FILE instead of stdout.")
-@click.option("--insecure", is_flag=True, help="For a registry image: plain HTTP / no TLS verification.")
-def sbom_command(image: str, fmt: str, platform: str | None, output: Path | None, insecure: bool) -> None:
+@remote_options()
+def sbom_command(image: str, fmt: str, platform: str | None, output: Path | None, remote: Remote) -> None:
     """Print (or write) the SBOM attached to IMAGE (registry reference, OCI layout or oci-archive)."""
     ref = parse_image_ref(image, (OCI, OCI_ARCHIVE, REGISTRY), "IMAGE")
     if output is not None:
         check_sbom_output(output, ref)  # before anything is read or downloaded
-    found = find_attachments(ref, insecure)
+    found = find_attachments(ref, remote.settings(ref.reference))
     chosen = _choose_platform(found.platforms, platform, ref.label)
     digest = found.platforms[chosen]
     matches = sorted(row.digest for row in found.rows

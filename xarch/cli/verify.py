@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from xarch import platforms as platform_data
-from xarch.cli.options import recipe_option, select_platforms, stdout
+from xarch.cli.options import Remote, recipe_option, remote_options, select_platforms, stdout
 from xarch.errors import XarchError
 from xarch.progress import Reporter
 from xarch.recipe import load, resolve_epoch
@@ -22,7 +22,7 @@ from xarch.recipe import load, resolve_epoch
 @click.option("--against", metavar="IMAGE",
               help="Instead: rebuild once and compare the whole index with this registry image, OCI layout "
                    "or oci-archive.")
-@click.option("--insecure", is_flag=True, help="With --against REF: plain HTTP / no TLS verification.")
+@remote_options()
 @click.option("--key", "key_path", type=click.Path(path_type=Path), metavar="KEY",
               help="With --against REF: first check REF's cosign signatures with this key (cosign.pub, or "
                    "cosign.key: its public half), exit 1 when the index or a manifest is unsigned or signed "
@@ -35,7 +35,7 @@ from xarch.recipe import load, resolve_epoch
               help="With --against REF (a registry image): when the rebuild matches, attach a reproduction "
                    "attestation to it ($XARCH_BUILDER_ID names this builder).")
 def verify_command(recipe_path: Path, platform_list: str | None, variation_list: str | None,
-                   against: str | None, insecure: bool, key_path: Path | None, strategy: str | None,
+                   against: str | None, remote: Remote, key_path: Path | None, strategy: str | None,
                    as_json: bool, attest: bool = False) -> None:
     """Rebuild the recipe under varied conditions (like reprotest) and compare every digest."""
     from xarch.verify.rebuild import parse_variations, print_report, rebuild_and_compare, verdict_error
@@ -46,7 +46,6 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
         raise XarchError("--attest: needs --against REF (the published image the attestation is about)")
     if against:
         from xarch.errors import Verdict
-        from xarch.registry.client import Settings
         from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, parse_image_ref
         from xarch.verify.against import published_strategies, rebuilt_side
         from xarch.verify.published import print_against, verify_against
@@ -58,19 +57,20 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
             raise XarchError(f"--attest: {ref.label} is not a registry image; attestations are pushed "
                              "as referrers of a published index")
         reporter = Reporter(quiet=as_json)
+        settings = remote.settings(ref.reference)
         signer = None  # set when --key is a private key: it also signs what --attest attaches
         if key_path is not None:
             from xarch.sign.actions import checked_signatures
 
             # Signatures first, before any rebuild; then the digest they cover is what is compared.
             # A private key also signs what --attest attaches (xarch.sign.actions.sign_reproduction).
-            ref, signer = checked_signatures(ref, key_path, Settings(insecure=insecure), reporter)
+            ref, signer = checked_signatures(ref, key_path, settings, reporter)
         reporter.info(f"comparing with {ref.label}")
-        recorded = published_strategies(ref, Settings(insecure=insecure))
+        recorded = published_strategies(ref, settings)
         local = rebuilt_side(loaded, platforms, reporter, strategy, recorded)
         left_out = frozenset(platform_data.get(name).oci for name in loaded.recipe.platforms) \
             - frozenset(p.oci for p in platforms)
-        result = verify_against(local, ref, settings=Settings(insecure=insecure), not_rebuilt=left_out)
+        result = verify_against(local, ref, settings=settings, not_rebuilt=left_out)
         print_against(result, as_json, stdout)
         if not result.identical:
             raise Verdict(f"{against} does not match this recipe's rebuild ({len(result.differences)} "
@@ -81,13 +81,13 @@ def verify_command(recipe_path: Path, platform_list: str | None, variation_list:
 
             assert ref.reference is not None
             attached, via = push_attestation(loaded, [p.name for p in platforms], resolve_epoch(loaded)[0],
-                                             ref.reference, result, Settings(insecure=insecure))
+                                             ref.reference, result, settings)
             reporter.info(f"attached reproduction attestation {attached.digest} to {ref.reference} "
                           f"(referrers {'API' if via == 'api' else 'tag'})")
             if signer is not None:  # --key was the private key: the signed copy cosign reads
                 from xarch.sign.actions import sign_reproduction
 
-                sign_reproduction(ref.reference, attached.payload, signer, Settings(insecure=insecure),
+                sign_reproduction(ref.reference, attached.payload, signer, settings,
                                   reporter)
         return
     if key_path is not None:

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from xarch.errors import InputError, XarchError
 from xarch.oci.layout import LayoutError, LayoutReader
@@ -24,6 +24,9 @@ from xarch.registry.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 REF_NAME = "org.opencontainers.image.ref.name"
+
+if TYPE_CHECKING:
+    from xarch.registry.client import Settings
 
 
 class DiffError(InputError):
@@ -224,15 +227,14 @@ def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) ->
     return source
 
 
-def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
+def _open_registry(reference: str, label: str, settings: Settings | None) -> ImageSource:
     # Imported here: local comparisons need not load the HTTP stack.
-    from xarch.registry.client import client_settings
     from xarch.registry.pull import pull_layout
 
     # Blobs are fetched (verified) into a temporary layout; layers stay compressed on disk.
     tmp = Path(tempfile.mkdtemp(prefix="xarch-diff-"))
     try:
-        pull_layout(reference, tmp / "image", settings=client_settings(insecure=insecure))
+        pull_layout(reference, tmp / "image", settings=settings)
         source = _open_path(tmp / "image", label, "oci", verify_layers=False)  # pull_layout verified them
     except DiffError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -250,12 +252,12 @@ def _open_registry(reference: str, label: str, insecure: bool) -> ImageSource:
     return source
 
 
-def open_source(text: str, insecure: bool = False) -> ImageSource:
+def open_source(text: str, settings: Settings | None = None) -> ImageSource:
     """Open TEXT, parsed by xarch.registry.imageref: a layout folder, an oci-archive, a docker-archive (or
     `kind:PATH`), or a registry reference (`docker://REF`, `registry:REF`, host/name:tag)."""
     ref = parse_image_ref(text)
     if ref.kind == REGISTRY:
         assert ref.reference is not None
-        return _open_registry(ref.reference, text, insecure)
+        return _open_registry(ref.reference, text, settings)
     assert ref.path is not None
     return _open_path(ref.path, text, ref.kind)

@@ -137,8 +137,24 @@ class TransferStats:
 
 @dataclass
 class Settings:
+    """How to talk to registries; one value per command, shared by every client it makes.
+
+    - insecure: plain HTTP and unverified TLS (localhost gets plain HTTP without it).
+    - ca_cert: path of a PEM bundle trusted for the registry's certificate.
+    - credentials, credentials_host: credentials typed by the user (`-u`, `--password-stdin`) for
+      the registry host they were given for (host[:port] as in references); any other host gets the
+      Docker config's, so typed credentials never travel to a second registry.
+    - retries (count), backoff and max_backoff (seconds): retry budget for 5xx and dropped connections.
+    - chunk_size (bytes): the size of one PATCH of a chunked upload.
+    - timeout (seconds): connect and read timeout of one request.
+    - jobs (count): blobs uploaded at once.
+    - max_wait (seconds): how long one request may wait as Retry-After asks.
+    """
+
     insecure: bool = False
     ca_cert: str | None = None
+    credentials: Credentials | None = None
+    credentials_host: str | None = None
     retries: int = 6
     backoff: float = 0.5
     max_backoff: float = 8.0

@@ -56,6 +56,9 @@ def short(digest: str) -> str:
 def make_client(ref: Reference, credentials: Credentials | None, settings: Settings | None,
                 on_chunk: Callable[[str, int], None] | None = None) -> RegistryClient:
     """A client for REF's registry; credentials default to the Docker config's for that host."""
+    if credentials is None and settings is not None and settings.credentials is not None \
+            and settings.credentials_host == ref.host:
+        credentials = settings.credentials
     creds = credentials if credentials is not None else docker_config_credentials(ref.host)
     return RegistryClient(ref.api_host, creds, settings, on_chunk=on_chunk, journal=UploadJournal())
 

@@ -6,12 +6,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xarch.errors import InputError
 from xarch.oci.artifact import PREDICATE_ANNOTATION
 from xarch.oci.digest import platform_name
 from xarch.registry.imageref import OCI_ARCHIVE, REGISTRY, ImageRef
+
+if TYPE_CHECKING:
+    from xarch.registry.client import Settings
 
 
 class NoSbom(InputError):
@@ -50,14 +53,14 @@ def _from_layout(folder: Path) -> _Found:
     return _Found(rows, payloads, platforms)
 
 
-def _from_registry(reference: str, insecure: bool) -> _Found:
+def _from_registry(reference: str, settings: Settings | None) -> _Found:
     from xarch.registry.client import Settings
     from xarch.registry.pull import fetch_image
     from xarch.registry.push import make_client
     from xarch.registry.reference import parse_reference
     from xarch.registry.referrers import fetch_attachment, list_referrers
 
-    settings = Settings(insecure=insecure)
+    settings = settings or Settings()
     ref = parse_reference(reference)
     pulled = fetch_image(ref, None, settings, with_configs=False)
     platforms = {m.platform_name: m.digest for m in pulled.manifests}
@@ -76,10 +79,10 @@ def _from_registry(reference: str, insecure: bool) -> _Found:
     return _Found(rows, payloads, platforms)
 
 
-def find_attachments(ref: ImageRef, insecure: bool) -> _Found:
+def find_attachments(ref: ImageRef, settings: Settings | None = None) -> _Found:
     if ref.kind == REGISTRY:
         assert ref.reference is not None
-        return _from_registry(ref.reference, insecure)
+        return _from_registry(ref.reference, settings)
     with _layout(ref) as folder:
         found = _from_layout(folder)
     return found
