@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from xarch.oci.tree import Tree
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
-from xarch.sources.python.config import read_requirements
+from xarch.sources.python.config import PythonSpec, read_requirements
 from xarch.sources.python.lock import (
     PythonLock,
     compare_pins,
@@ -39,85 +40,124 @@ if TYPE_CHECKING:
 IMAGE_SET = "image"
 
 
+@dataclass(frozen=True)
+class Part:
+    """One python: section of a recipe: the image's, or a stage's (xarch/sources/python/stages.py).
+
+    DEBIAN_SET is the package set of xarch.lock its interpreter and libc come from ("image" or
+    the stage's name); LOC is where it sits in the recipe, for error lines."""
+
+    spec: PythonSpec
+    debian_set: str = IMAGE_SET
+    loc: tuple[str, ...] = ("python",)
+
+    @property
+    def field(self) -> str:
+        return ".".join(self.loc)  # python, stages.gen.python
+
+    @property
+    def root(self) -> str:
+        return "image" if self.debian_set == IMAGE_SET else "stage root"
+
+
+def image_part(loaded: LoadedRecipe) -> Part:
+    spec = loaded.recipe.python
+    assert spec is not None
+    return Part(spec)
+
+
 def lock_file(loaded: LoadedRecipe) -> Path:
     return loaded.path.resolve().parent / "xarch.lock"
 
 
-def _debian_version(lock: Lock | None, platform: str, names: Callable[[str], bool]) -> str | None:
+def _debian_version(
+    lock: Lock | None, platform: str, names: Callable[[str], bool], debian_set: str = IMAGE_SET
+) -> str | None:
     if lock is None:
         return None
-    for package in lock.packages.get(IMAGE_SET, {}).get(platform, []):
+    for package in lock.packages.get(debian_set, {}).get(platform, []):
         if names(package.name):
             return re.sub(r"^\d+:", "", package.version)  # without Debian's epoch
     return None
 
 
+def _is_python(name: str) -> bool:
+    """Debian's interpreter packages: python3, python3.11, and their -minimal forms (a stage
+    root often has only python3-minimal)."""
+    return bool(re.fullmatch(r"python3(\.\d+)?(-minimal)?", name))
+
+
 def targets(
-    loaded: LoadedRecipe, debian: Lock | None, platforms: list[Platform] | None = None
+    loaded: LoadedRecipe, debian: Lock | None, platforms: list[Platform] | None = None,
+    part: Part | None = None,
 ) -> dict[str, Target]:
-    """platform name → Target for every platform of the recipe (or PLATFORMS).
-    Raises RecipeError naming the field to add when the version or glibc cannot be known."""
-    spec = loaded.recipe.python
-    assert spec is not None
+    """platform name → Target for every platform of the recipe (or PLATFORMS), for PART (default:
+    the image's python section). Raises RecipeError naming the field to add when the version or
+    glibc cannot be known."""
+    part = part or image_part(loaded)
+    spec = part.spec
     result: dict[str, Target] = {}
     for platform in platforms or [platform_data.get(name) for name in loaded.recipe.platforms]:
         python = spec.interpreter_version()
         if python is None:
-            found = _debian_version(
-                debian,
-                platform.name,
-                lambda name: name == "python3" or bool(re.fullmatch(r"python3\.\d+", name)),
-            )
+            found = _debian_version(debian, platform.name, _is_python, part.debian_set)
             python = ".".join(found.split(".")[:2]) if found else None
         if python is None or not re.fullmatch(r"3\.\d{1,2}", python):
+            packages = "" if part.debian_set == IMAGE_SET else f" (stages.{part.debian_set}.packages)"
             raise loaded.error(
-                ("python", "interpreter"),
+                (*part.loc, "interpreter"),
                 f"cannot tell {spec.interpreter}'s Python version on "
-                f"{platform.name}: name it python3.N, give python.version, or install python3 "
-                "from sources.debian",
+                f"{platform.name}: name it python3.N, give {part.field}.version, or install python3 "
+                f"from sources.debian{packages}",
             )
         glibc = spec.glibc
         if glibc is None:
-            found = _debian_version(debian, platform.name, lambda name: name == "libc6")
+            found = _debian_version(debian, platform.name, lambda name: name == "libc6", part.debian_set)
             glibc = ".".join(re.split(r"[.-]", found)[:2]) if found else None
         if glibc is None or not re.fullmatch(r"2\.\d{1,3}", glibc):
             raise loaded.error(
-                ("python",),
-                f"cannot tell the image's glibc on {platform.name}: give "
-                'python.glibc (e.g. "2.36") or install libc6 from sources.debian',
+                part.loc,
+                f"cannot tell the {part.root}'s glibc on {platform.name}: give "
+                f'{part.field}.glibc (e.g. "2.36") or install libc6 from sources.debian',
             )
         result[platform.name] = target_for(platform, python, glibc)
     return result
 
 
-def full_version(debian: Lock | None, platform: str, version: str) -> str:
+def full_version(debian: Lock | None, platform: str, version: str, debian_set: str = IMAGE_SET) -> str:
     """3.11.2 from Debian's python3.11 package, else VERSION (for a venv's pyvenv.cfg)."""
-    found = _debian_version(debian, platform, lambda name: name == f"python{version}")
+    found = _debian_version(
+        debian, platform, lambda name: name in (f"python{version}", f"python{version}-minimal"), debian_set
+    )
     match = re.match(r"\d+\.\d+\.\d+", found or "")
     return match.group(0) if match else version
 
 
-def resolve_python(loaded: LoadedRecipe, debian: Lock | None, say: Callable[[str], None]) -> PythonLock:
-    """Resolve the recipe's python section for every platform (uv, see resolve.py)."""
-    spec = loaded.recipe.python
-    assert spec is not None
-    requirements = read_requirements(spec, loaded.folder, loaded.path)
+def resolve_python(
+    loaded: LoadedRecipe, debian: Lock | None, say: Callable[[str], None], part: Part | None = None
+) -> PythonLock:
+    """Resolve PART (default: the image's python section) for every platform (uv, see resolve.py)."""
+    part = part or image_part(loaded)
+    spec = part.spec
+    requirements = read_requirements(spec, loaded.folder, loaded.path, part.field)
     lock = PythonLock(spec.index_url, requirements_digest(requirements), uv_version())
-    for name, target in targets(loaded, debian).items():
-        say(f"python: resolving {len(requirements)} requirements for {target.describe()}")
+    for name, target in targets(loaded, debian, part=part).items():
+        say(f"{part.field}: resolving {len(requirements)} requirements for {target.describe()}")
         lock.targets[name] = target
         lock.wheels[name] = resolve(requirements, target, spec.index_url)
-        say(f"python on {name}: {len(lock.wheels[name])} wheels")
+        say(f"{part.field} on {name}: {len(lock.wheels[name])} wheels")
     return lock
 
 
-def lock_drift(loaded: LoadedRecipe, lock: PythonLock | None, debian: Lock | None) -> list[str]:
-    spec = loaded.recipe.python
-    assert spec is not None
+def lock_drift(
+    loaded: LoadedRecipe, lock: PythonLock | None, debian: Lock | None, part: Part | None = None
+) -> list[str]:
+    part = part or image_part(loaded)
     if lock is None:
-        return ["xarch.lock has no python section"]
-    requirements = read_requirements(spec, loaded.folder, loaded.path)
-    return drift(lock, requirements, spec.index_url, targets(loaded, debian))
+        return ["xarch.lock has no python section" if part.debian_set == IMAGE_SET
+                else f"xarch.lock has no python wheels for stage {part.debian_set}"]
+    requirements = read_requirements(part.spec, loaded.folder, loaded.path, part.field)
+    return drift(lock, requirements, part.spec.index_url, targets(loaded, debian, part=part))
 
 
 def ensure_python_lock(
@@ -215,6 +255,7 @@ def with_python(
         loaded = load(recipe_path)
         from xarch.packages import cross_selections, selections
         from xarch.sources.debian.lock import Lock
+        from xarch.sources.python.stages import check_stages_command, has_stage_python, lock_stages
 
         debian_wanted = bool(selections(loaded) or cross_selections(loaded))
         path = lock_file(loaded)
@@ -230,8 +271,11 @@ def with_python(
                     code = ExitCode.VERDICT
             debian = Lock.load(path) if debian_wanted else None
             code = max(code, check_command(loaded, debian))
+            if has_stage_python(loaded):
+                code = max(code, check_stages_command(loaded, debian))
             sys.exit(code)
-        if debian_wanted or loaded.recipe.python is None:
+        stage_python = has_stage_python(loaded)
+        if debian_wanted or (loaded.recipe.python is None and not stage_python):
             original(**kwargs)
         if loaded.recipe.python is not None:
             debian = Lock.load(path) if debian_wanted else None
@@ -239,6 +283,12 @@ def with_python(
             dump_section(path, lock)
             total = sum(len(wheels) for wheels in lock.wheels.values())
             click.echo(f"wrote {path} ({total} python wheel entries)", file=sys.stdout)
+        if stage_python:
+            debian = Lock.load(path) if debian_wanted else None
+            locks = lock_stages(loaded, debian, lambda message: click.echo(message, err=True))
+            total = sum(len(wheels) for lock in locks.values() for wheels in lock.wheels.values())
+            click.echo(f"wrote {path} ({total} python wheel entries of stages {', '.join(locks)})",
+                       file=sys.stdout)
 
     params = [
         *lock_command.params,
