@@ -188,7 +188,8 @@ def test_a_stage_without_its_interpreter_is_one_line(index: PackageIndex, tmp_pa
     assert result.returncode == 2
     (line,) = error_lines(result)
     assert line.startswith(f"xarch: error: {path}:")
-    assert ": stages.gen.python.interpreter: /opt/py/bin/python3.11 is not in stage gen's root for amd64" in line
+    assert (": stages.gen.python.interpreter: /opt/py/bin/python3.11 is not in stage gen's root for amd64"
+            in line)
     assert not (tmp_path / "out").exists()
 
 
@@ -348,3 +349,25 @@ def test_an_arm64_stage_step_imports_the_aarch64_wheels_under_qemu(index: Packag
     result = ok("build", "-f", str(path), "--locked", "-o", f"oci:{out}", cache=debian_cache, timeout=1800)
     assert "stage gen: emulate" in result.stderr
     assert gen_lines(out, "arm64")[0] == "tinygen 1.0 with _native.cpython-311-aarch64-linux-gnu.so"
+
+
+def test_a_stage_takes_a_requirements_file_and_a_venv_target(index: PackageIndex, tmp_path: Path) -> None:
+    path = light_recipe(tmp_path / "app", index, requirements_file="requirements.txt", target="/opt/venv")
+    data = yaml.safe_load(path.read_text())
+    del data["stages"]["gen"]["python"]["requirements"]
+    data["copy"] = [{"from": "gen:/opt/venv", "dst": "/opt/venv"}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    (path.parent / "requirements.txt").write_text("# the generator\ntinygen\n")
+    out = tmp_path / "out"
+    ok("build", "-f", str(path), "--platform", "arm64", "-o", f"oci:{out}", cache=tmp_path / "cache")
+    files = image_files(out, "arm64")
+    assert files["opt/venv/bin/python"].linkname == "/usr/bin/python3.11"
+    assert b"home = /usr/bin\n" in files["opt/venv/pyvenv.cfg"].data
+    assert "opt/venv/lib/python3.11/site-packages/tinybin/_native.cpython-311-aarch64-linux-gnu.so" in files
+
+    (path.parent / "requirements.txt").write_text("--index-url http://evil/simple\ntinygen\n")
+    result = run("lock", "-f", str(path), cache=tmp_path / "cache")
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"xarch: error: {path}: stages.gen.python.requirements_file: requirements.txt:1: only requirements "
+        "such as 'flask==3.1.*' are read, not pip options or continued lines ('--index-url http://evil/simple')"]
