@@ -193,15 +193,38 @@ def test_a_stage_without_its_interpreter_is_one_line(index: PackageIndex, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_strategy_cross_for_a_stage_with_python_is_one_line_before_any_download(index: PackageIndex,
+                                                                                tmp_path: Path) -> None:
+    if platforms.host().name != "amd64":
+        not_applicable("--strategy cross here means arm64 on an amd64 host")
+    path = light_recipe(tmp_path / "app", index)
+    data = yaml.safe_load(path.read_text())
+    data["stages"]["gen"]["steps"] = [{"run": "true"}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = run("build", "-f", str(path), "--platform", "arm64", "--strategy", "cross",
+                 "-o", f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
+    assert result.returncode == 2
+    assert error_lines(result) == ["xarch: error: stage 'gen' (arm64): its python: wheels are locked for the "
+                                   "target and a cross stage runs the build machine's python; use --strategy "
+                                   "native or emulate"]
+    assert not (path.parent / "xarch.lock").exists()  # refused before the lock and any download
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ("python_stages:\n  gen: 3\n", "python_stages.gen: not a mapping"),
+    ("python_stages: [gen]\n", "python_stages: not a mapping"),
+    ('python_stages:\n  "gen\\nxarch: error: fake": {}\n',
+     "python_stages: 'gen\\nxarch: error: fake' is not a stage name"),
+])
 def test_a_malformed_python_stages_section_of_the_lock_is_one_line(index: PackageIndex,
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, section: str,
+                                                                   message: str) -> None:
     path = light_recipe(tmp_path / "app", index)
     lock = path.parent / "xarch.lock"
-    lock.write_text("python_stages:\n  gen: 3\n")
+    lock.write_text(section)
     result = run("build", "-f", str(path), "--locked", "-o", f"oci:{tmp_path / 'out'}", cache=tmp_path / "c")
     assert result.returncode == 2
-    assert error_lines(result) == [f"xarch: error: {lock}: python_stages.gen: not a mapping; "
-                                   "run `xarch lock` again"]
+    assert error_lines(result) == [f"xarch: error: {lock}: {message}; run `xarch lock` again"]
 
 
 BAD_SECTIONS = [

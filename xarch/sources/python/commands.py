@@ -53,14 +53,17 @@ class Part:
 
     @property
     def field(self) -> str:
-        return ".".join(self.loc)  # python, stages.gen.python
+        """The section's field in error lines: `python`, `stages.gen.python`."""
+        return ".".join(self.loc)
 
     @property
     def root(self) -> str:
+        """What the wheels are installed into, in messages: `image` or `stage root`."""
         return "image" if self.debian_set == IMAGE_SET else "stage root"
 
 
 def image_part(loaded: LoadedRecipe) -> Part:
+    """The recipe's top-level python: section as a Part (the recipe must have one)."""
     spec = loaded.recipe.python
     assert spec is not None
     return Part(spec)

@@ -195,8 +195,10 @@ def load_stage_sections(path: Path) -> dict[str, PythonLock]:
         raise PythonLockError(f"{path}: {STAGES_SECTION}: not a mapping; run `xarch lock` again")
     result: dict[str, PythonLock] = {}
     for name, data in stages.items():
-        if not isinstance(name, str):
-            raise PythonLockError(f"{path}: {STAGES_SECTION}: a stage name is not text; "
+        # The recipe's rule for stage names (xarch/recipe.py): a key of another shape is no stage,
+        # and would reach error lines (a newline in it would fake a second one).
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            raise PythonLockError(f"{path}: {STAGES_SECTION}: {str(name)[:40]!r} is not a stage name; "
                                   "run `xarch lock` again")
         result[name] = PythonLock.from_data(data, str(path), f"{STAGES_SECTION}.{name}")
     return result

@@ -51,6 +51,7 @@ def stage_parts(loaded: LoadedRecipe) -> dict[str, Part]:
 
 
 def has_stage_python(loaded: LoadedRecipe) -> bool:
+    """Whether any stage of the recipe has a python: section."""
     return any(stage.python is not None for stage in loaded.recipe.stages.values())
 
 
