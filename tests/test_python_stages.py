@@ -394,3 +394,29 @@ def test_a_stage_takes_a_requirements_file_and_a_venv_target(index: PackageIndex
     assert error_lines(result) == [
         f"xarch: error: {path}: stages.gen.python.requirements_file: requirements.txt:1: only requirements "
         "such as 'flask==3.1.*' are read, not pip options or continued lines ('--index-url http://evil/simple')"]
+
+
+def test_the_debian_part_and_the_stages_section_keep_each_other(tmp_path: Path) -> None:
+    from xarch.sources.debian.lock import Lock, LockedPackage
+    from xarch.sources.python.lock import PythonLock, dump_stage_sections, load_stage_sections
+    from xarch.sources.python.resolve import LockedWheel, Target
+
+    path = tmp_path / "xarch.lock"
+    wheel = LockedWheel("tinygen", "1.0", "tinygen-1.0-py3-none-any.whl", "http://127.0.0.1:9/files/x.whl",
+                        "a" * 64, 10)
+    stages = {name: PythonLock("http://127.0.0.1:9/simple", "sha256:" + "b" * 64, "uv 0.13.9",
+                               {"amd64": Target("amd64", "x86_64", "3.11", "2.36")}, {"amd64": [wheel]})
+              for name in ("zz", "gen")}
+    dump_stage_sections(path, stages)
+    debian = Lock({"source": "sha256:1"}, {"bookworm": {"date": "x"}},
+                  {"gen": {"amd64": [LockedPackage("libc6", "2.36-9", "amd64", "pool/l.deb", 1, "c" * 64,
+                                                   "bookworm")]}})
+    debian.dump(path)  # the Debian part rewrites the file: the stages' section stays
+    assert load_stage_sections(path) == stages
+    before = path.read_bytes()
+    dump_stage_sections(path, stages)
+    assert path.read_bytes() == before
+    assert before.index(b"\npython_stages:\n  gen:") < before.index(b"\n  zz:") < before.index(b"\nreleases:")
+    assert Lock.load(path).packages == debian.packages
+    dump_stage_sections(path, {})  # no stage has python: any more: the section goes
+    assert b"python_stages" not in path.read_bytes() and Lock.load(path).packages == debian.packages
