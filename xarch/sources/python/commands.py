@@ -158,7 +158,7 @@ def lock_drift(
     part = part or image_part(loaded)
     if lock is None:
         return ["xarch.lock has no python section" if part.debian_set == IMAGE_SET
-                else f"xarch.lock has no python wheels for stage {part.debian_set}"]
+                else "xarch.lock has no python wheels for it"]
     requirements = read_requirements(part.spec, loaded.folder, loaded.path, part.field)
     return drift(lock, requirements, part.spec.index_url, targets(loaded, debian, part=part))
 
