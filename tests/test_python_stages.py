@@ -144,6 +144,10 @@ def test_locked_and_lock_check_name_the_stage_and_the_package_that_drifted(index
                                                                             tmp_path: Path) -> None:
     path = light_recipe(tmp_path / "app", index)
     cache = tmp_path / "cache"
+    result = run("build", "-f", str(path), "--locked", "-o", f"oci:{tmp_path / 'out'}", cache=cache)
+    assert result.returncode == 2
+    assert error_lines(result) == ["xarch: error: --locked: xarch.lock does not match the recipe: "
+                                   "stage gen: xarch.lock has no python wheels for it"]
     ok("lock", "-f", str(path), cache=cache)
     result = run("lock", "--check", "-f", str(path), cache=cache)
     assert result.returncode == 0, result.stdout + result.stderr
