@@ -33,7 +33,7 @@ def xarch(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
                           text=True, env=env, timeout=120)
 
 
-def test_ca_cert_reaches_a_tls_registry_from_diff_referrers_and_inspect(tls_registry: Registry,
+def test_ca_cert_reaches_a_tls_registry_from_diff_referrers_and_inspect(tls_registry: Registry,  # noqa: F811
                                                                        tmp_path: Path) -> None:
     layout = make_layout(tmp_path / "layout", ["amd64", "arm64"])
     target = f"{tls_registry.host}/secure/app:v1"
@@ -50,7 +50,7 @@ def test_ca_cert_reaches_a_tls_registry_from_diff_referrers_and_inspect(tls_regi
     assert signatures.returncode == 0, signatures.stderr
 
 
-def test_typed_credentials_reach_diff_and_referrers(auth_registry: Registry, tmp_path: Path) -> None:
+def test_typed_credentials_reach_diff_and_referrers(auth_registry: Registry, tmp_path: Path) -> None:  # noqa: F811  # noqa: F811
     layout = make_layout(tmp_path / "layout", ["amd64"])
     target = f"{auth_registry.host}/private/app:v1"
     password = f"{auth_registry.password}\n"
@@ -64,7 +64,7 @@ def test_typed_credentials_reach_diff_and_referrers(auth_registry: Registry, tmp
     assert listed.returncode == 0, listed.stderr
 
 
-def test_typed_credentials_serve_one_registry(auth_registry: Registry, registry: Registry,
+def test_typed_credentials_serve_one_registry(auth_registry: Registry, registry: Registry,  # noqa: F811
                                               tmp_path: Path) -> None:
     two = xarch("diff", f"{auth_registry.host}/a:v1", f"{registry.host}/b:v1", "-u", "alice",
                 "--password-stdin", stdin="secret\n")
@@ -73,7 +73,7 @@ def test_typed_credentials_serve_one_registry(auth_registry: Registry, registry:
     assert "secret" not in two.stderr
 
 
-def test_credentials_go_only_to_the_host_they_were_typed_for(registry: Registry, tmp_path: Path) -> None:
+def test_credentials_go_only_to_the_host_they_were_typed_for(registry: Registry, tmp_path: Path) -> None:  # noqa: F811  # noqa: F811
     alice = Credentials(username="alice", password="s3cret")
     settings = Remote(credentials=alice).settings(f"{registry.host}/private/app:v1")
     assert settings.credentials_host == registry.host

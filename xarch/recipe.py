@@ -448,14 +448,17 @@ class StageSpec(Strict):
     build_args: dict[EnvKey, Text] = Field(default_factory=dict)
     target: str | None = None
     builder: str | None = None
+    # Python dependencies locked per platform and installed into the stage root (docs/python.md).
+    python: PythonSpec | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
     def _one_kind(self) -> StageSpec:
         if self.dockerfile and (self.steps or self.packages or self.files or self.copy_
-                                or self.inputs is not None):
-            raise ValueError("a stage with a dockerfile takes no packages, files, copy, inputs or steps")
+                                or self.inputs is not None or self.python is not None):
+            raise ValueError("a stage with a dockerfile takes no packages, files, copy, inputs, python "
+                             "or steps")
         return self
 
 
@@ -709,6 +712,12 @@ def _check_stages(loaded: LoadedRecipe) -> None:
                 message = ("a cross stage runs in a root of locked Debian packages (the cross toolchain): "
                            "add sources.debian")
                 raise loaded.error(("stages", name, "cross" if stage.cross else "strategy"), message)
+    for name, stage in recipe.stages.items():
+        if stage.python is not None and (stage.cross or stage.strategy == "cross"):
+            # A cross stage's python is the build machine's; its wheels are locked for the target.
+            message = ("a cross stage runs the build machine's python, and python: wheels are the "
+                       "target's: use strategy native or emulate (cross: false) for this stage")
+            raise loaded.error(("stages", name, "python"), message)
     copies: list[tuple[tuple[str | int, ...], CopySpec]] = [
         (("copy", i, "from"), c) for i, c in enumerate(recipe.copy_)
     ]

@@ -92,7 +92,8 @@ def lock_entries(lock: Lock | None, platform: Platform) -> dict[str, list[str]]:
 
 
 def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock | None,
-              strategy: str | None, python: PythonLock | None = None) -> str:
+              strategy: str | None, python: PythonLock | None = None,
+              stage_python: dict[str, PythonLock] | None = None) -> str:
     material = {
         "format": FORMAT,
         "compressor": compressor_id(loaded.recipe.compression.level, loaded.recipe.compression.algorithm),
@@ -111,6 +112,10 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
         from xarch.build.python import cache_material
 
         material["python"] = cache_material(python, platform)
+    if stage_python:  # likewise: only recipes with a stage's python: get this part
+        from xarch.build.python_stages import cache_material as stage_material
+
+        material["stage_python"] = stage_material(stage_python, platform)
     return sha256_digest(canonical_json(material))
 
 

@@ -46,6 +46,8 @@ class BuildInputs:
     recorded: dict[str, dict[str, str]] = field(default_factory=dict)
     options: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --secret, --log-lines
     python: PythonLock | None = None  # xarch.lock's python section, when the recipe has python:
+    # stage name → its python lock (xarch.lock's python_stages), for stages with python:
+    stage_python: dict[str, PythonLock] = field(default_factory=dict)
 
 
 def runtime_config(loaded: LoadedRecipe, stage_config: dict[str, Any] | None = None,
@@ -82,7 +84,8 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
 
         runner = StageRunner(loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir, reporter,
                              inputs.strategy, use_cache=inputs.use_cache,
-                             recorded=inputs.recorded.get(platform.name), options=inputs.options)
+                             recorded=inputs.recorded.get(platform.name), options=inputs.options,
+                             python=inputs.stage_python)
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
         notes = list(runner.used.values())
     if inputs.python is not None:
@@ -109,7 +112,8 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, 
     cache, key = None, None
     if inputs.use_cache and cacheable(inputs.loaded):
         cache = ImageCache(inputs.store)
-        key = cache_key(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.strategy, inputs.python)
+        key = cache_key(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.strategy, inputs.python,
+                        inputs.stage_python)
         if inputs.options.args or inputs.options.labels:
             # --build-arg and --label values change the image; the recipe part of the key has only defaults.
             extra = {"image": key, "args": inputs.options.args, "labels": inputs.options.labels}

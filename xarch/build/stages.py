@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xarch import platforms as platform_data
 from xarch.run.options import BuildOptions, mask
@@ -35,6 +35,9 @@ from xarch.run.secretmount import secret_files
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
 from xarch.oci.store import Store
+
+if TYPE_CHECKING:
+    from xarch.sources.python.lock import PythonLock
 
 RECORD_PREFIX = "xarch stage "
 
@@ -110,7 +113,8 @@ class StageRunner:
     def __init__(self, loaded: LoadedRecipe, platform: platform_data.Platform, epoch: int,
                  lock: Lock | None, store: Store, workdir: Path, reporter: Reporter,
                  strategy_override: str | None = None, use_cache: bool = True,
-                 recorded: dict[str, str] | None = None, options: BuildOptions | None = None) -> None:
+                 recorded: dict[str, str] | None = None, options: BuildOptions | None = None,
+                 python: dict[str, PythonLock] | None = None) -> None:
         self.loaded = loaded
         self.platform = platform
         self.epoch = epoch
@@ -123,6 +127,7 @@ class StageRunner:
         # stage → what a published image recorded (verify --against): used, not chosen.
         self.recorded = recorded or {}
         self.options = options or BuildOptions()  # --build-arg, --secret, --log-lines
+        self.python = python or {}  # stage → its python lock (xarch.lock's python_stages)
         self.results: dict[str, StageResult] = {}
         self.used: dict[str, str] = {}  # stage → strategy_record text, in build order
 
@@ -183,8 +188,14 @@ class StageRunner:
                         self.reporter, build=build)
         if build is not None:
             add_cross_files(stage_tree, self.platform, self.epoch)
+        if spec.python is not None:
+            self._python(name, strategy, stage_tree)
         add_file_specs(self.loaded, stage_tree, spec.files, self.platform, ("stages", name, "files"))
         self.copy_into(stage_tree, list(spec.copy_), f"stages.{name}.copy")
+        if spec.python is not None:
+            from xarch.build.python_stages import check_stage_interpreter
+
+            check_stage_interpreter(stage_tree, self.loaded, name, self.platform)
         materialize(stage_tree, root)
         if spec.steps and not os.path.lexists(root / "bin" / "sh"):
             raise BuildError(f"stage '{name}' ({self.platform.name}, {strategy}) has no /bin/sh to run its "
@@ -205,6 +216,19 @@ class StageRunner:
                             log_lines=self.options.log_lines,
                             status=lambda text: self.reporter.step_status(f"{label} {text.split(' ', 1)[1]}"))
         return StageResult(name, root=root)
+
+    def _python(self, name: str, strategy: Strategy, stage_tree: Tree) -> None:
+        """Stage NAME's locked wheels into its tree, before files: and copy: (which may replace them)
+        and before the steps run. Their bytes are in the root's digest, so in every step's key."""
+        from xarch.build.python_stages import install_stage_python
+
+        if strategy == "cross":  # --strategy cross for another architecture: its python is the host's
+            raise cross_python_error(name, self.platform)
+        lock = self.python.get(name)
+        if lock is None:
+            raise BuildError(f"stage {name!r}: xarch.lock has no python wheels for it; run `xarch lock`")
+        install_stage_python(stage_tree, self.loaded, name, lock, self.lock, self.platform, self.store,
+                             self.reporter)
 
     def _buildx_stage(self, name: str, spec: StageSpec) -> BuildxStage:
         assert spec.dockerfile is not None
@@ -256,6 +280,12 @@ class StageRunner:
         return StageResult(name, tree=tree)
 
 
+def cross_python_error(name: str, platform: platform_data.Platform) -> BuildError:
+    """A stage with python: cannot run cross: its wheels are the target's, its python the build machine's."""
+    return BuildError(f"stage {name!r} ({platform.name}): its python: wheels are locked for the target and "
+                      "a cross stage runs the build machine's python; use --strategy native or emulate")
+
+
 def check_strategies(loaded: LoadedRecipe, platforms: tuple[platform_data.Platform, ...],
                      override: str | None, reporter: Reporter) -> None:
     """Choose each step stage's strategy for every platform and check this host can run it,
@@ -270,6 +300,8 @@ def check_strategies(loaded: LoadedRecipe, platforms: tuple[platform_data.Platfo
         for name, spec in loaded.recipe.stages.items():
             if name in used and spec.steps and not spec.dockerfile:
                 strategy, _ = runner._strategy(name, spec)
+                if spec.python is not None and strategy == "cross":
+                    raise cross_python_error(name, platform)
                 try:
                     check_strategy(platform, strategy, host)
                 except StrategyUnavailable as error:

@@ -114,8 +114,11 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         from xarch.build.python import ensure_python_lock
 
         python = ensure_python_lock(loaded, lock, locked, reporter)
+    from xarch.build.python_stages import ensure_stage_locks
+
+    stage_python = ensure_stage_locks(loaded, lock, locked, reporter)  # {} without a stage's python:
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache,
-                                 options=options, python=python), reporter)
+                                 options=options, python=python, stage_python=stage_python), reporter)
     if formats or provenance:
         from xarch.sbom.attach import attach_to
 

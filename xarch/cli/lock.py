@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from xarch.build.packages import lock_inputs
+from xarch.build.python_stages import has_stage_python, resolve_stage, stage_drift, stage_parts
 from xarch.build.python import lock_drift, lock_file, resolve_python
 from xarch.errors import ExitCode
 from xarch.recipe import LoadedRecipe, load
@@ -21,6 +22,7 @@ from xarch.sources.python.lock import (
     compare_pins,
     dump_section,
     load_section,
+    load_stage_sections,
 )
 
 
@@ -74,6 +76,8 @@ def with_python(
         recipe_path: Path = kwargs["recipe"]
         loaded = load(recipe_path)
         from xarch.build.packages import cross_selections, selections
+        from xarch.build.python_stages import has_stage_python, lock_stages
+        from xarch.sources.debian.lock import Lock
 
         debian_wanted = bool(selections(loaded) or cross_selections(loaded))
         path = lock_file(loaded)
@@ -89,8 +93,11 @@ def with_python(
                     code = ExitCode.VERDICT
             debian = Lock.load(path) if debian_wanted else None
             code = max(code, check_command(loaded, debian))
+            if has_stage_python(loaded):
+                code = max(code, check_stages_command(loaded, debian))
             sys.exit(code)
-        if debian_wanted or loaded.recipe.python is None:
+        stage_python = has_stage_python(loaded)
+        if debian_wanted or (loaded.recipe.python is None and not stage_python):
             original(**kwargs)
         if loaded.recipe.python is not None:
             debian = Lock.load(path) if debian_wanted else None
@@ -98,6 +105,12 @@ def with_python(
             dump_section(path, lock)
             total = sum(len(wheels) for wheels in lock.wheels.values())
             click.echo(f"wrote {path} ({total} python wheel entries)", file=sys.stdout)
+        if stage_python:
+            debian = Lock.load(path) if debian_wanted else None
+            locks = lock_stages(loaded, debian, lambda message: click.echo(message, err=True))
+            total = sum(len(wheels) for lock in locks.values() for wheels in lock.wheels.values())
+            click.echo(f"wrote {path} ({total} python wheel entries of stages {', '.join(locks)})",
+                       file=sys.stdout)
 
     params = [
         *lock_command.params,
@@ -146,4 +159,23 @@ def check_command(loaded: LoadedRecipe, debian: Lock | None) -> int:
         click.echo(line)
     if not lines:
         click.echo("python: every pin is what the index resolves today")
+    return ExitCode.VERDICT if lines else ExitCode.OK
+
+
+def check_stages_command(loaded: LoadedRecipe, debian: Lock | None) -> int:
+    """`xarch lock --check` for the stages: the inputs that drifted, then, for each stage, every
+    dependency whose pin the index would change (`python stage gen on amd64: jinja2 3.1.5 → 3.1.6`).
+    Writes nothing; ExitCode.VERDICT when anything drifted."""
+    if not has_stage_python(loaded):
+        return ExitCode.OK
+    locks = load_stage_sections(lock_file(loaded))
+    lines = [f"python: {line}" for line in stage_drift(loaded, locks, debian)]
+    for name in stage_parts(loaded):
+        if name in locks:
+            fresh = resolve_stage(loaded, debian, name, lambda _message: None)
+            lines += [f"python stage {name} on {line}" for line in compare_pins(locks[name], fresh)]
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        click.echo("python (stages): every pin is what the index resolves today")
     return ExitCode.VERDICT if lines else ExitCode.OK

@@ -89,7 +89,10 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
         from xarch.build.python import ensure_python_lock
 
         python = ensure_python_lock(loaded, lock, False, reporter)
-    inputs = BuildInputs(loaded, platforms, epoch, lock, None, store, python=python)
+    from xarch.build.python_stages import ensure_stage_locks
+
+    inputs = BuildInputs(loaded, platforms, epoch, lock, None, store, python=python,
+                         stage_python=ensure_stage_locks(loaded, lock, False, reporter))
     host = platform_data.host()
     config = loaded.recipe.config
     env = dict(config.env) or {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}

@@ -75,8 +75,11 @@ def rebuilt_side(loaded: LoadedRecipe, platforms: tuple[Platform, ...], reporter
         from xarch.build.python import ensure_python_lock
 
         python = ensure_python_lock(loaded, lock, locked=True, reporter=reporter)
+    from xarch.build.python_stages import ensure_stage_locks
+
+    stage_python = ensure_stage_locks(loaded, lock, locked=True, reporter=reporter)
     # use_cache=False: the publication is compared with a rebuild, never with a cache entry.
     inputs = BuildInputs(loaded, platforms, epoch, lock, strategy, store, use_cache=False,
-                         recorded=recorded or {}, python=python)
+                         recorded=recorded or {}, python=python, stage_python=stage_python)
     artifact = build(inputs, reporter)
     return side_of_index("this rebuild", sha256_digest(artifact.index_bytes), artifact.index_bytes)

@@ -46,7 +46,7 @@ NATIVE_TOOLCHAIN = frozenset({"build-essential", "gcc", "g++", "cpp"})
 Progress = Callable[[str], None]
 # Top-level sections of xarch.lock that other sources own (xarch/sources/python/lock.py):
 # read and written there, kept byte for byte here.
-OTHER_SECTIONS = ("python",)
+OTHER_SECTIONS = ("python", "python_stages")
 # One archive, or several (e.g. the main archive and debian-security); suites are unique.
 Sources = DebianSource | Sequence[DebianSource]
 # (set name, platform key, universe, recommends) -> the universe to resolve that set in: how

@@ -136,18 +136,19 @@ class PythonSpec(BaseModel):
         return match.group(1) if match else None
 
 
-def read_requirements(spec: PythonSpec, folder: Path, recipe: Path) -> list[str]:
+def read_requirements(spec: PythonSpec, folder: Path, recipe: Path, field: str = "python") -> list[str]:
     """The requirement strings: the inline list, or the file's lines (comments and blank lines
     dropped). A file may hold only PEP 508 requirements: options (`-r`, `--index-url`, `-e`,
     `--hash`) are refused, since they would let the file pick where code comes from behind the lock.
-    Raises RecipeError naming the recipe, the file and the line."""
+    FIELD is where SPEC sits in the recipe (`python`, `stages.gen.python`), for error lines.
+    Raises RecipeError naming the recipe, the field, the file and the line."""
     if spec.requirements:
         return list(spec.requirements)
     assert spec.requirements_file is not None
     from xarch.smallfile import SmallFileError, read_small
 
     path = folder / spec.requirements_file
-    where = f"{recipe}: python.requirements_file"
+    where = f"{recipe}: {field}.requirements_file"
     # A symlink out of the recipe folder would read a host file (and echo its lines in errors).
     if not path.resolve().is_relative_to(folder.resolve()):
         raise RecipeError(f"{where}: {spec.requirements_file} leads out of the recipe's folder")
