@@ -11,6 +11,7 @@ function of inputs xarch can see (a RUN step may fetch anything).
 """
 
 from __future__ import annotations
+from xarch.oci.digest import file_sha256
 
 import hashlib
 import json
@@ -41,14 +42,6 @@ def cacheable(loaded: LoadedRecipe) -> bool:
     return not any(stage.dockerfile for stage in loaded.recipe.stages.values())
 
 
-def _file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def _hash_path(hasher: hashlib._Hash, label: str, root: Path, paths: list[str] | None = None) -> None:
     """Feed ROOT (a file, or PATHS below the folder ROOT) into HASHER: names, types, link
     targets, owner-executable bits and contents, all that a build reads of it."""
@@ -61,7 +54,7 @@ def _hash_path(hasher: hashlib._Hash, label: str, root: Path, paths: list[str] |
             hasher.update(path_bytes(f"D {relative}\n"))
         elif path.is_file():
             executable = bool(path.stat().st_mode & 0o100)
-            hasher.update(path_bytes(f"F {relative} {executable} {_file_sha256(path)}\n"))
+            hasher.update(path_bytes(f"F {relative} {executable} {file_sha256(path)}\n"))
 
 
 def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from xarch.build.packages import lock_inputs
-from xarch.build.python_stages import has_stage_python, resolve_stage, stage_drift, stage_parts
 from xarch.build.python import lock_drift, lock_file, resolve_python
+from xarch.build.python_stages import has_stage_python, resolve_stage, stage_drift, stage_parts
 from xarch.errors import ExitCode
 from xarch.recipe import LoadedRecipe, load
 from xarch.sources.debian.errors import LockError

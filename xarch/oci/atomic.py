@@ -120,8 +120,10 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_file(target: Path) -> Iterator[BinaryIO]:
-    """Yield a binary file beside TARGET; on success it is renamed onto TARGET.
+def atomic_file(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file beside TARGET; on success it is renamed onto TARGET with MODE.
+
+    The one way xarch replaces a file: a reader sees the old file or the new one, never half.
 
     Leftovers of earlier killed writers to TARGET are removed first. Raises ValueError for `.`/`..`.
     """
@@ -135,7 +137,7 @@ def atomic_file(target: Path) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            os.chmod(tmp_name, 0o644)
+            os.chmod(tmp_name, mode)
             os.replace(tmp_name, target)
     except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Media types (OCI image spec v1.1).
@@ -27,6 +28,18 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of the file at PATH, read CHUNK bytes at a time (memory stays flat).
+
+    The one file hasher of xarch. Raises OSError as open() does.
+    """
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
 def hex_of(digest: str) -> str:
     algorithm, _, hexpart = digest.partition(":")
     if algorithm != "sha256" or len(hexpart) != 64:
@@ -35,7 +48,10 @@ def hex_of(digest: str) -> str:
 
 
 def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no insignificant whitespace, UTF-8: the same bytes on every Python."""
+    """Sorted keys, no insignificant whitespace, UTF-8: the same bytes on every Python.
+
+    The one canonical JSON of xarch: image configs, manifests, indexes, cache keys, lock inputs.
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

@@ -24,13 +24,10 @@ from typing import Any
 from plumbum import local
 
 from xarch.oci import store
+from xarch.oci.digest import canonical_json, file_sha256
 from xarch.oci.tree import is_utf8, path_bytes
 
 KEY_VERSION = "xarch-step-cache/2"
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def step_key(
@@ -84,16 +81,8 @@ def tree_digest(root: Path) -> str:
         elif path.is_dir():
             record = ["d", rel, oct(info.st_mode & 0o7777)]
         else:
-            record = ["f", rel, oct(info.st_mode & 0o7777), _file_sha256(path)]
+            record = ["f", rel, oct(info.st_mode & 0o7777), file_sha256(path)]
         hasher.update(canonical_json(record) + b"\n")
-    return hasher.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(store.CHUNK), b""):
-            hasher.update(chunk)
     return hasher.hexdigest()
 
 
@@ -163,7 +152,7 @@ class StepCache:
         try:
             meta = json.loads((entry / "meta.json").read_bytes())
             recorded = meta.get("changes_sha256") if isinstance(meta, dict) else None
-            intact = isinstance(recorded, str) and _file_sha256(entry / "changes.tar") == recorded
+            intact = isinstance(recorded, str) and file_sha256(entry / "changes.tar") == recorded
         except (OSError, ValueError):
             intact = False
         if not intact:
@@ -185,7 +174,7 @@ class StepCache:
             # Bytes, so a name that is not UTF-8 reaches tar as it is on disk.
             (tar << b"".join(path_bytes(path) + b"\0" for path in changed))()
             record = {**meta, "deleted": [_json_name(path) for path in deleted], "changed": len(changed),
-                      "changes_sha256": _file_sha256(tmp / "changes.tar")}
+                      "changes_sha256": file_sha256(tmp / "changes.tar")}
             (tmp / "meta.json").write_bytes(canonical_json(record))
             try:
                 os.rename(tmp, self.entry(key))

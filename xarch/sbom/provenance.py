@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from xarch import __version__
-from xarch.oci.digest import canonical_json, hex_of, sha256_digest
+from xarch.oci.digest import canonical_json, hex_of
+from xarch.oci.digest import file_sha256 as digest_of_file
 
 STATEMENT = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -42,7 +43,7 @@ def builder_id() -> str:
 def file_sha256(path: Path) -> str | None:
     """The hex sha256 of PATH's bytes, or None when it does not exist."""
     try:
-        return hex_of(sha256_digest(path.read_bytes()))
+        return digest_of_file(path)
     except FileNotFoundError:
         return None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -11,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xarch import platforms
+from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.sources.debian.hostapt import default_mirror
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -175,5 +174,4 @@ def _check_package(name: str) -> None:
 
 def inputs_digest(value: Any) -> str:
     """sha256 of canonical JSON: the lock records it to notice a changed recipe."""
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return sha256_digest(canonical_json(value))

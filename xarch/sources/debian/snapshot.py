@@ -14,16 +14,14 @@ of theirs: snapshot.debian.org serves, for any timestamp, the archive as it was 
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from xarch.oci.atomic import name_the_path
+from xarch.oci.atomic import atomic_file
 from xarch.sources.debian.config import SNAPSHOT_ROOT, DebianSource
 from xarch.sources.debian.errors import LockError
 
@@ -108,13 +106,5 @@ def rewrite(text: str, timestamp: str) -> str:
 def write_recipe(path: Path, text: str) -> None:
     """Replace PATH atomically, keeping its mode."""
     mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
-        name_the_path(error, path)
-        raise
+    with atomic_file(path, mode) as handle:
+        handle.write(text.encode("utf-8"))
