@@ -23,12 +23,12 @@ from tests.support.registry import (  # noqa: F401 (fixtures)
     TokenService,
     auth_registry,
     make_layout,
+    published_digests,
     registry,
     token_registry,
 )
 from xarch.registry.auth import Credentials, docker_config_credentials
 from xarch.registry.errors import AuthError
-from xarch.registry.pull import published_digests
 from xarch.registry.push import push_layout
 
 REPO = Path(__file__).resolve().parent.parent

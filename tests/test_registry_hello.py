@@ -13,8 +13,7 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.support.hello import HELLO, HelloBuild, hello_binaries, hello_build, run_ok  # noqa: F401
-from tests.support.registry import Registry, registry  # noqa: F401 (fixtures)
-from xarch.registry.pull import published_digests
+from tests.support.registry import Registry, published_digests, registry  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 

@@ -20,6 +20,7 @@ from tests.support.registry import (  # noqa: F401 (fixtures)
     FlakyProxy,
     Registry,
     make_layout,
+    published_digests,
     registry,
     tls_registry,
 )
@@ -27,7 +28,7 @@ from xarch.registry.client import Settings
 from xarch.registry.errors import LayoutError, RegistryError, RegistryUsageError
 from xarch.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
 from xarch.registry.progress import LineProgress, RichProgress, progress_for
-from xarch.registry.pull import fetch_image, published_digests, pull_layout
+from xarch.registry.pull import fetch_image, pull_layout
 from xarch.registry.push import push_layout
 
 MiB = 1024 * 1024

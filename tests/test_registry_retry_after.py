@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.registry import FlakyProxy, Registry, make_layout, registry  # noqa: F401 (fixtures)
+from tests.support.registry import FlakyProxy, Registry, make_layout, published_digests, registry  # noqa: F401 (fixtures)
 from xarch.registry.client import client_settings, retry_after_seconds
 from xarch.registry.errors import RegistryUnavailable
-from xarch.registry.pull import published_digests
 from xarch.registry.push import push_layout
 
 REPO = Path(__file__).resolve().parent.parent

@@ -32,6 +32,8 @@ import requests
 from tests.conftest import need_tool
 from xarch.oci.digest import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, canonical_json
 from xarch.oci.index import build_index
+from xarch.registry.auth import Credentials
+from xarch.registry.client import Settings
 
 PLATFORMS = {
     "amd64": {"architecture": "amd64", "os": "linux"},
@@ -453,3 +455,13 @@ class FlakyProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def published_digests(target: str, credentials: Credentials | None = None,
+                      settings: Settings | None = None) -> dict[str, str]:
+    """{platform name ("amd64", "arm/v7"): manifest digest} of what TARGET publishes (through
+    xarch's own verified pull, xarch.registry.pull.fetch_image)."""
+    from xarch.registry.pull import fetch_image
+
+    image = fetch_image(target, credentials, settings, with_configs=False)
+    return {manifest.platform_name: manifest.digest for manifest in image.manifests}

@@ -282,13 +282,6 @@ def gzip_bytes(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
     return compress_bytes(data, "gzip", level)
 
 
-def gunzip_bytes(data: bytes) -> bytes:
-    """Decompress any gzip (also what other tools wrote, multi-member too), for inspect and diff."""
-    import gzip  # reading is not part of the output bytes, so the stdlib is fine here
-
-    return gzip.decompress(data)
-
-
 def decompressing_reader(raw: BinaryIO, media_type: str) -> BinaryIO:
     """A reader of RAW's tar stream for a layer of MEDIA_TYPE: every gzip member (xarch writes one
     per 1 MiB; tarfile's own "r|gz" stops after the first), every zstd frame, or RAW itself."""

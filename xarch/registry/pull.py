@@ -114,13 +114,6 @@ def answer_descriptor(obj: Any, where: str) -> tuple[str, str, int]:
         raise CorruptAnswer(str(error)) from None
 
 
-def published_digests(target: str | Reference, credentials: Credentials | None = None,
-                      settings: Settings | None = None) -> dict[str, str]:
-    """{platform name ("amd64", "arm/v7"): manifest digest} of what REF publishes."""
-    image = fetch_image(target, credentials, settings, with_configs=False)
-    return {manifest.platform_name: manifest.digest for manifest in image.manifests}
-
-
 def pull_layout(target: str | Reference, destination: Path | str, credentials: Credentials | None = None,
                 settings: Settings | None = None) -> PulledImage:
     """Write REF as an OCI layout at DESTINATION (whole or not at all), every blob verified."""

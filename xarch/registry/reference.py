@@ -51,9 +51,6 @@ class Reference:
     def with_tag(self, tag: str | None) -> Reference:
         return Reference(self.host, self.repository, tag, None)
 
-    def with_digest(self, digest: str) -> Reference:
-        return Reference(self.host, self.repository, None, digest)
-
     def __str__(self) -> str:
         text = f"{self.host}/{self.repository}"
         if self.tag:

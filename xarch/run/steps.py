@@ -21,7 +21,6 @@ from xarch.run.sandbox import Bind, hand_over
 from xarch.run.secretmount import ca_env, step_secrets
 
 Strategy = Literal["native", "cross", "emulate"]
-STRATEGIES: tuple[Strategy, ...] = ("native", "cross", "emulate")
 
 # The recipe's source tree is copied here inside the stage root: /src in every strategy.
 # A copy, not a bind: a step writing into its source tree must not change the user's
