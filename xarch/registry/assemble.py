@@ -29,6 +29,10 @@ from xarch.registry.reference import Reference, parse_reference
 
 @dataclass
 class SourceManifest:
+    """One platform's manifest pulled for `assemble`: where it came from, its exact bytes, media type,
+    parsed JSON and the OCI platform ({"os", "architecture", "variant"?}) it goes under in the index.
+    """
+
     reference: Reference
     data: bytes
     media_type: str

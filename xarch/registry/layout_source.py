@@ -47,6 +47,7 @@ class Manifest:
         return media_type_of(self.json, self.descriptor.get("mediaType"))
 
     def blob_descriptors(self) -> list[dict[str, Any]]:
+        """The config descriptor, then the layer descriptors, as the manifest lists them (OCI descriptors)."""
         return [self.json["config"], *self.json.get("layers", [])]
 
 
@@ -69,6 +70,7 @@ class LayoutImage:
         return (self.top_descriptor.get("annotations") or {}).get(REF_NAME)
 
     def blob_path(self, digest: str) -> Path:
+        """Where blob DIGEST (`sha256:<hex>`) lives: blobs/<alg>/<hex> (OCI image-layout spec)."""
         algorithm, _, hex_digest = digest.partition(":")
         return self.root / "blobs" / algorithm / hex_digest
 
