@@ -47,6 +47,10 @@ class DockerUnreachable(DockerError):
 
 @dataclass(frozen=True)
 class LoadedImage:
+    """What Docker now holds: the image ID (`sha256:<hex>`), its tag (for a docker-archive loaded
+    without --tag, its own tags comma-separated) and platform (`linux/arm64`).
+    """
+
     image_id: str
     tag: str
     platform: str  # "linux/arm64"

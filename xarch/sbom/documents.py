@@ -81,6 +81,9 @@ def purl(package: PackageFact) -> str:
 
 
 def image_purl(subject: Subject) -> str:
+    """`pkg:oci/NAME@sha256:...?arch=ARCH[&variant=V]&tag=TAG` for SUBJECT (purl-spec's oci type),
+    every part percent-encoded.
+    """
     arch = subject.platform.get("architecture", "")
     variant = subject.platform.get("variant")
     tail = f"&variant={variant}" if variant else ""

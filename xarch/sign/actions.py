@@ -71,4 +71,5 @@ def sign_reproduction(reference: str, statement: bytes, signer: SigningKey, sett
 
 
 def pinned_text(ref: Reference) -> str:
+    """`host/repository@sha256:<hex>`: REF pinned to its digest, as signing messages name an image."""
     return f"{ref.host}/{ref.repository}@{ref.digest}"

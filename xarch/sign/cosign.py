@@ -103,6 +103,7 @@ class StoredLayer:
     annotations: dict[str, str]
 
     def as_descriptor(self) -> dict[str, Any]:
+        """The layer as an OCI descriptor {mediaType, size (bytes), digest, annotations?} for a manifest."""
         out: dict[str, Any] = {"mediaType": self.media_type, "size": self.size, "digest": self.digest}
         if self.annotations:
             out["annotations"] = dict(self.annotations)

@@ -61,6 +61,7 @@ class SigningKey:
         return self.key.sign(data)
 
     def public(self) -> VerifyKey:
+        """The matching public key, with the same file path (for messages)."""
         return VerifyKey(self.path, self.key.public_key())
 
 
