@@ -18,6 +18,8 @@ from xarch.errors import InputError
 
 
 class UnknownPlatform(InputError, ValueError):
+    """A platform name with no platforms/*.yaml file, or a host architecture without one (exit 2)."""
+
     pass
 
 
@@ -52,6 +54,11 @@ class ElfFacts:
 
 @dataclass(frozen=True)
 class Platform:
+    """One platforms/*.yaml: the name users type ("arm/v7"), OCI os/architecture/variant (image
+    spec, image-index.md "platform"), Debian architecture, GNU triplet, QEMU binary, `uname -m`,
+    the cross root's packages and the ELF facts that identify its binaries.
+    """
+
     name: str  # short name as users type it: "arm/v7"
     os: str
     architecture: str  # OCI architecture
@@ -103,6 +110,10 @@ def data_dir() -> Path:
 
 @cache
 def all_platforms() -> dict[str, Platform]:
+    """{name: Platform} of every platforms/*.yaml, read once (cached).
+
+    The files ship with xarch: a malformed one is a bug (KeyError), not a user error.
+    """
     result = {}
     for path in sorted(data_dir().glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
