@@ -100,7 +100,10 @@ class Platform:
 
 
 def data_dir() -> Path:
-    """platforms/ of a source checkout, else the copy shipped inside the wheel."""
+    """platforms/ of a source checkout, else the copy shipped inside the wheel.
+
+    FileNotFoundError when neither exists (a broken install).
+    """
     here = Path(__file__).resolve().parent
     for candidate in (here.parent / "platforms", here / "_platforms"):
         if candidate.is_dir():
@@ -148,7 +151,10 @@ def _elf_facts(raw: dict[str, Any]) -> ElfFacts:
 
 
 def get(name: str) -> Platform:
-    """The platform called NAME ("arm64", "linux/arm64", "linux/arm/v7", "arm-v7")."""
+    """The platform called NAME ("arm64", "linux/arm64", "linux/arm/v7", "arm-v7").
+
+    UnknownPlatform (exit 2) lists the known names when NAME is none of them.
+    """
     # Spaces only ("amd64, arm64"): a newline or tab is no part of a platform name.
     key = name.strip(" ")
     if key.startswith("linux/"):
@@ -162,7 +168,10 @@ def get(name: str) -> Platform:
 
 
 def host() -> Platform:
-    """The platform this machine runs natively."""
+    """The platform this machine runs natively.
+
+    UnknownPlatform (exit 2) when `uname -m` names a machine without a platforms/*.yaml.
+    """
     machine = host_platform.machine()
     for plat in all_platforms().values():
         if machine in (plat.uname_machine, plat.architecture):

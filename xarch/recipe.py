@@ -787,7 +787,10 @@ def _check_stages(loaded: LoadedRecipe) -> None:
 
 def stage_order(recipe: Recipe, name: str, loaded: LoadedRecipe | None = None,
                 visiting: tuple[str, ...] = ()) -> list[str]:
-    """NAME and the stages it copies from, dependencies first."""
+    """NAME and the stages it copies from, dependencies first.
+
+    A cycle of `copy: from:` raises RecipeError (exit 2), naming the stage's line when LOADED is given.
+    """
     if name in visiting:
         cycle = " → ".join((*visiting, name))
         message = f"stages copy from each other in a cycle: {cycle}"
@@ -823,6 +826,9 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
     """SOURCE_DATE_EPOCH, else the recipe's epoch, else the last git commit of its folder.
 
     Returns the epoch and where it came from, for the build log.
+
+    Seconds since 1970; RecipeError (exit 2) for a SOURCE_DATE_EPOCH that is not a whole number or past
+    8^11-1.
     """
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None and env.strip():

@@ -166,6 +166,9 @@ def tar_chunks(entries: Iterable[Entry], epoch: int) -> Iterator[bytes]:
 
     File contents are streamed from their sources, so no chunk is larger than READ_SIZE
     or an in-memory entry's data.
+
+    TarError (exit 2) when a source file changed size while being written, or for an entry type tar
+    lacks.
     """
     for entry in entries:
         if entry.type not in _TYPEFLAGS:

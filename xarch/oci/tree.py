@@ -44,7 +44,11 @@ def is_utf8(path: str) -> bool:
 
 
 def normalize_path(path: str) -> str:
-    """Image-relative form of PATH; refuses paths that climb out of the root."""
+    """Image-relative form of PATH; refuses paths that climb out of the root.
+
+    Returns the path without leading `/`, `.` parts or repeated slashes; TreeError (exit 2) for a `..`
+    part or a NUL byte.
+    """
     if "\x00" in path:
         raise TreeError(f"path contains a NUL byte: {path!r}")
     parts: list[str] = []

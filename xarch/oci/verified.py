@@ -57,7 +57,10 @@ def descriptor_fields(obj: Any, where: str) -> tuple[str, str, int]:
 
 
 def json_object(data: bytes, where: str, kinds: tuple[type, ...] = (dict,)) -> Any:
-    """DATA parsed as JSON, which must be one of KINDS (default an object); else BadDescriptor."""
+    """DATA parsed as JSON, which must be one of KINDS (default an object); else BadDescriptor.
+
+    BadDescriptor (exit 2) names WHERE.
+    """
     try:
         text = data.decode("utf-8")
         if _depth_exceeds(text, _MAX_JSON_DEPTH):

@@ -46,7 +46,10 @@ ANONYMOUS = Credentials()
 
 
 def docker_config_credentials(host: str, config_path: str | None = None) -> Credentials:
-    """Credentials for HOST from the Docker config file (and its credential helpers), or ANONYMOUS."""
+    """Credentials for HOST from the Docker config file (and its credential helpers), or ANONYMOUS.
+
+    AuthError (exit 4) when the config or its helper cannot be read.
+    """
     try:
         config = docker.auth.load_config(config_path=config_path)
         # The SDK keys Docker Hub by its legacy index URL; a reference says docker.io.

@@ -104,7 +104,10 @@ def _verify_file(root: Path, descriptor: Any, where: str) -> None:
 
 def read_layout(root: Path | str, tag: str | None = None) -> LayoutImage:
     """Parse ROOT/index.json and verify every blob of one entry: the one named TAG (annotation
-    org.opencontainers.image.ref.name) when the layout has such an entry, else the first."""
+    org.opencontainers.image.ref.name) when the layout has such an entry, else the first.
+
+    LayoutError, BadDescriptor or BlobMismatch (exit 2) name the file and the field or blob.
+    """
     root = Path(root)
     index_file = root / "index.json"
     if not (root / "oci-layout").is_file() or not index_file.is_file():
@@ -142,7 +145,10 @@ def read_layout(root: Path | str, tag: str | None = None) -> LayoutImage:
 
 @contextmanager
 def layout_folder(path: Path | str) -> Iterator[Path]:
-    """PATH when it is a layout folder; an oci-archive (a tar of one) unpacked into a temporary folder."""
+    """PATH when it is a layout folder; an oci-archive (a tar of one) unpacked into a temporary folder.
+
+    A context manager; LayoutError (exit 2) when PATH is neither, or a corrupt or unsafe archive.
+    """
     path = Path(path)
     if path.is_dir():
         yield path

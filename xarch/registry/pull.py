@@ -60,7 +60,12 @@ class PulledImage:
 
 def fetch_image(target: str | Reference, credentials: Credentials | None = None,
                 settings: Settings | None = None, with_configs: bool = True) -> PulledImage:
-    """The index (or manifest) REF names, every platform manifest under it, and their configs."""
+    """The index (or manifest) REF names, every platform manifest under it, and their configs.
+
+    GET /v2/<name>/manifests/<reference> (distribution spec "Pulling manifests"); InvalidReference (exit
+    2), RegistryError/AuthError (exit 4), CorruptAnswer (exit 4) when the answer does not match its
+    digest or is not an image.
+    """
     ref = parse_reference(target) if isinstance(target, str) else target
     client = make_client(ref, credentials, settings)
     try:

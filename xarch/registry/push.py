@@ -194,6 +194,10 @@ def push_layout(
     The tag defaults to the layout's (org.opencontainers.image.ref.name), else "latest".
 
     MOUNT_FROM names repositories on the same registry to mount blobs from before uploading.
+
+    Distribution spec "Pushing blobs" and "Pushing manifests"; RegistryUsageError (exit 2) for a bad FMT
+    or TARGET, LayoutError/BlobMismatch (exit 2) for a damaged layout, RegistryError/AuthError/
+    RegistryUnavailable (exit 4) for the registry.
     """
     if fmt not in FORMATS:
         raise RegistryUsageError(f"unknown push format {fmt!r} (choose oci or docker)")

@@ -88,7 +88,10 @@ def _hashed(name: str, data: bytes) -> FileFact:
 
 def read_image(image: Image) -> tuple[dict[str, FileFact], dict[str, bytes]]:
     """Every regular file of IMAGE as a FileFact (layers applied in order; a hard link is its
-    target's), and the bytes of the files an SBOM reads (_wanted). Layers are streamed."""
+    target's), and the bytes of the files an SBOM reads (_wanted). Layers are streamed.
+
+    SbomError (exit 2) for a layer that is not a readable tar.
+    """
     facts: dict[str, FileFact] = {}
     kept: dict[str, bytes] = {}
     for layer in image.layers:

@@ -303,7 +303,10 @@ def cyclonedx_document(facts: ImageFacts, subject: Subject) -> dict[str, Any]:
 
 
 def render(facts: ImageFacts, subject: Subject, fmt: str) -> bytes:
-    """The SBOM of SUBJECT in FMT ("spdx" or "cyclonedx") as canonical JSON bytes."""
+    """The SBOM of SUBJECT in FMT ("spdx" or "cyclonedx") as canonical JSON bytes.
+
+    SPDX 2.3 or CycloneDX 1.5 JSON; ValueError for another FMT (the CLI offers only these two).
+    """
     if fmt == "spdx":
         return canonical_json(spdx_document(facts, subject))
     if fmt == "cyclonedx":

@@ -393,7 +393,10 @@ def list_signatures(target: str | Reference, settings: Settings | None = None
 
 
 def statement_for(ref: Reference, digest: str, predicate_type: str, predicate: dict[str, Any]) -> bytes:
-    """An in-toto v1 statement about DIGEST (in REF's repository): what attest_digest signs."""
+    """An in-toto v1 statement about DIGEST (in REF's repository): what attest_digest signs.
+
+    RegistryUsageError (exit 2) without a PREDICATE_TYPE.
+    """
     if not predicate_type:
         raise RegistryUsageError("an attestation needs a predicate type")
     return canonical_json({

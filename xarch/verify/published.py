@@ -68,7 +68,10 @@ class Side:
 
 
 def side_of_index(label: str, digest: str, data: bytes) -> Side:
-    """A Side from the exact bytes DATA of an OCI index (or Docker manifest list) with DIGEST."""
+    """A Side from the exact bytes DATA of an OCI index (or Docker manifest list) with DIGEST.
+
+    InputError (exit 2) when DATA is not an image index.
+    """
     try:
         document = json_object(data, f"{label}: index {digest}")
         manifests = document.get("manifests") or []

@@ -92,7 +92,10 @@ VARIATION_NAMES = tuple(v.name for v in VARIATIONS)
 
 
 def parse_variations(text: str | None) -> tuple[str, ...]:
-    """--variations a,b,c → the names, checked; None or "all" → every variation."""
+    """--variations a,b,c → the names, checked; None or "all" → every variation.
+
+    VerifyError (exit 2) names unknown names.
+    """
     if not text or text.strip() == "all":
         return VARIATION_NAMES
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
@@ -308,7 +311,10 @@ class BuildRequest:
 
 
 def run_build(request: BuildRequest, name: str, conditions: Conditions) -> Path:
-    """Copy the source under CONDITIONS, build it in a new process, return the OCI layout it wrote."""
+    """Copy the source under CONDITIONS, build it in a new process, return the OCI layout it wrote.
+
+    BuildError (exit 2) with the build's last stderr line when it fails.
+    """
     loaded = request.loaded
     base = request.workdir / name
     source = base / conditions.folder

@@ -59,7 +59,10 @@ def fetch_wheels(
     wheels: Iterable[LockedWheel], store: Store, say: Callable[[str], None] | None = None
 ) -> None:
     """Ensure every wheel is in STORE. A download enters it only after its sha256 matched the lock
-    (Store.put_chunks hashes before the rename); a drop is retried and resumed (debian/http.py)."""
+    (Store.put_chunks hashes before the rename); a drop is retried and resumed (debian/http.py).
+
+    All failures are reported together as one WheelFetchError (exit 4), the first one's message first.
+    """
     unique = {w.sha256: w for w in wheels}
     missing = [w for sha, w in sorted(unique.items(), key=lambda kv: kv[1].name) if not store.verified(sha)]
     if not missing:

@@ -193,7 +193,10 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def load_stage_sections(path: Path) -> dict[str, PythonLock]:
-    """stage name → its python lock, from the python_stages section of PATH (checked; {} when absent)."""
+    """stage name → its python lock, from the python_stages section of PATH (checked; {} when absent).
+
+    PythonLockError (exit 2) names the field that is wrong.
+    """
     raw = _read_all(path)
     if STAGES_SECTION not in raw:
         return {}

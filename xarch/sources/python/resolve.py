@@ -215,7 +215,10 @@ def _failure(stderr: str, target: Target, index_url: str) -> Exception:
 
 def wheels_of(data: dict[str, Any], target: Target, index_url: str) -> list[LockedWheel]:
     """The best wheel of each package of a pylock.toml (PEP 751) for TARGET; the document is
-    checked as hostile input (types, URL scheme, sha256 form, file name)."""
+    checked as hostile input (types, URL scheme, sha256 form, file name).
+
+    ResolveError (exit 2) for a malformed document or a package without a fitting wheel.
+    """
     supported = {tag: rank for rank, tag in enumerate(reversed(target.supported()))}
     packages = data.get("packages")
     if not isinstance(packages, list):
