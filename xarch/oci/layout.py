@@ -140,7 +140,10 @@ class LayoutReader:
             raise LayoutError(f"{self.path}: no such file or folder")
 
     def open(self, relative: str) -> IO[bytes]:
-        """An unverified stream of file RELATIVE; use blob()/open_blob() for blobs."""
+        """An unverified stream of file RELATIVE; use blob()/open_blob() for blobs.
+
+        LayoutError (exit 2) when it is missing or unreadable.
+        """
         if self._tar is None:
             try:
                 return open(self.path / relative, "rb")
@@ -220,7 +223,10 @@ class LayoutReader:
         return stream.check.actual, stream.count
 
     def json_blob(self, digest: str, kind: Kind = "image", size: int | None = None) -> dict[str, Any]:
-        """Blob DIGEST (verified) parsed and checked to be a KIND (xarch/oci/schema.py)."""
+        """Blob DIGEST (verified) parsed and checked to be a KIND (xarch/oci/schema.py).
+
+        BlobMismatch, LayoutError or DocumentError (exit 2) name the layout and the blob.
+        """
         return dict(parse_document(self.blob(digest, size), f"{self.path}: blob {digest}", kind))
 
     def top_index(self) -> dict[str, Any]:
@@ -230,7 +236,10 @@ class LayoutReader:
         return dict(parse_document(self.read("index.json"), f"{self.path}: index.json", "index"))
 
     def document(self, relative: str, kind: Kind) -> Any:
-        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND."""
+        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND.
+
+        LayoutError or DocumentError (exit 2) name the layout and the file.
+        """
         return parse_document(self.read(relative), f"{self.path}: {relative}", kind)
 
     def close(self) -> None:

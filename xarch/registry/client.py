@@ -383,7 +383,12 @@ class RegistryClient:
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> tuple[bool, str | None]:
         """Mount DIGEST from FROM_REPOSITORY: (True, None) when mounted, else (False, the upload URL the
-        registry opened instead, if any)."""
+        registry opened instead, if any).
+
+        POST /v2/<name>/blobs/uploads/?mount=&from= (distribution spec "Mounting a blob from another
+        repository"); no pull access to the source is a plain False. Other refusals raise RegistryError
+        or AuthError (exit 4).
+        """
         self._scope(repository, push=True)
         self._scope(from_repository, push=False)
         what = f"mount {digest} from {from_repository} into {repository}"
@@ -568,7 +573,11 @@ class RegistryClient:
     # ---- manifests --------------------------------------------------------------------------
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
-        """PUT DATA exactly as given under REFERENCE (tag or digest); returns its digest."""
+        """PUT DATA exactly as given under REFERENCE (tag or digest); returns its digest.
+
+        PUT /v2/<name>/manifests/<reference> (distribution spec "Pushing manifests"). RegistryError or
+        AuthError (exit 4) when refused, or when the registry reports another Docker-Content-Digest.
+        """
         self._scope(repository, push=True)
         digest = sha256_digest(data)
         what = f"PUT manifest {repository}:{reference}"
@@ -582,7 +591,11 @@ class RegistryClient:
         return digest
 
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
-        """(exact bytes, media type, digest) of a manifest or index; verified when REFERENCE is a digest."""
+        """(exact bytes, media type, digest) of a manifest or index; verified when REFERENCE is a digest.
+
+        GET /v2/<name>/manifests/<reference> (distribution spec "Pulling manifests"). RegistryError
+        (exit 4) when not found or refused, CorruptAnswer (exit 4) when the bytes do not hash to it.
+        """
         self._scope(repository, push=False)
         what = f"GET manifest {repository}:{reference}" if not reference.startswith("sha256:") \
             else f"GET manifest {repository}@{reference}"
