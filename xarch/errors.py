@@ -19,6 +19,8 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
+    """The exit codes of every command (the table above); XarchError subclasses carry one."""
+
     OK = 0
     VERDICT = 1
     INPUT = 2

@@ -18,6 +18,8 @@ from xarch.errors import InputError
 
 
 class UnknownPlatform(InputError, ValueError):
+    """A platform name with no platforms/*.yaml file, or a host architecture without one (exit 2)."""
+
     pass
 
 
@@ -52,6 +54,11 @@ class ElfFacts:
 
 @dataclass(frozen=True)
 class Platform:
+    """One platforms/*.yaml: the name users type ("arm/v7"), OCI os/architecture/variant (image
+    spec, image-index.md "platform"), Debian architecture, GNU triplet, QEMU binary, `uname -m`,
+    the cross root's packages and the ELF facts that identify its binaries.
+    """
+
     name: str  # short name as users type it: "arm/v7"
     os: str
     architecture: str  # OCI architecture
@@ -93,7 +100,10 @@ class Platform:
 
 
 def data_dir() -> Path:
-    """platforms/ of a source checkout, else the copy shipped inside the wheel."""
+    """platforms/ of a source checkout, else the copy shipped inside the wheel.
+
+    FileNotFoundError when neither exists (a broken install).
+    """
     here = Path(__file__).resolve().parent
     for candidate in (here.parent / "platforms", here / "_platforms"):
         if candidate.is_dir():
@@ -103,6 +113,10 @@ def data_dir() -> Path:
 
 @cache
 def all_platforms() -> dict[str, Platform]:
+    """{name: Platform} of every platforms/*.yaml, read once (cached).
+
+    The files ship with xarch: a malformed one is a bug (KeyError), not a user error.
+    """
     result = {}
     for path in sorted(data_dir().glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
@@ -137,7 +151,10 @@ def _elf_facts(raw: dict[str, Any]) -> ElfFacts:
 
 
 def get(name: str) -> Platform:
-    """The platform called NAME ("arm64", "linux/arm64", "linux/arm/v7", "arm-v7")."""
+    """The platform called NAME ("arm64", "linux/arm64", "linux/arm/v7", "arm-v7").
+
+    UnknownPlatform (exit 2) lists the known names when NAME is none of them.
+    """
     # Spaces only ("amd64, arm64"): a newline or tab is no part of a platform name.
     key = name.strip(" ")
     if key.startswith("linux/"):
@@ -151,7 +168,10 @@ def get(name: str) -> Platform:
 
 
 def host() -> Platform:
-    """The platform this machine runs natively."""
+    """The platform this machine runs natively.
+
+    UnknownPlatform (exit 2) when `uname -m` names a machine without a platforms/*.yaml.
+    """
     machine = host_platform.machine()
     for plat in all_platforms().values():
         if machine in (plat.uname_machine, plat.architecture):

@@ -45,6 +45,7 @@ class _StepProgress(Progress):
 
 
 def interactive() -> bool:
+    """True when stderr is a terminal and CI is not set: bars and live output, else plain lines."""
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
@@ -60,6 +61,7 @@ class Reporter:
         self._step: TaskID | None = None
 
     def info(self, message: str) -> None:
+        """Print MESSAGE on stderr (above the bars, if any) unless quiet; never as rich markup."""
         if self.quiet:
             return
         if self._progress is not None:
@@ -68,6 +70,7 @@ class Reporter:
             self.console.print(message, markup=False)
 
     def detail(self, message: str) -> None:
+        """Print MESSAGE only with --verbose."""
         if self.verbose:
             self.info(message)
 
@@ -106,6 +109,9 @@ class Reporter:
 
     @contextmanager
     def tasks(self) -> Iterator[TaskBoard]:
+        """A TaskBoard for counted work for the duration of the `with`: bars on an interactive
+        terminal, plain lines otherwise (none when quiet).
+        """
         if self.quiet or not interactive():
             yield TaskBoard(None, self)
             return
@@ -130,6 +136,7 @@ class TaskBoard:
         self._counter = 0
 
     def add(self, description: str, total: int) -> int:
+        """A new task DESCRIPTION of TOTAL units; returns its id for advance()."""
         if self.progress is not None:
             return int(self.progress.add_task(description, total=total))
         self._counter += 1
@@ -137,6 +144,7 @@ class TaskBoard:
         return self._counter
 
     def advance(self, task: int, note: str = "") -> None:
+        """One unit of TASK done; without bars, NOTE (if any) is printed as `description: note`."""
         if self.progress is not None:
             self.progress.advance(TaskID(task))
         elif note:

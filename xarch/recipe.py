@@ -206,10 +206,19 @@ EnvKey = Annotated[str, BeforeValidator(_env_key)]
 
 
 class Strict(BaseModel):
+    """Base of every recipe model: unknown keys are refused (a typo is an error, not ignored), values
+    frozen.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ImageConfigSpec(Strict):
+    """`config:`, the image's runtime config (OCI image spec, config.md `config`): entrypoint, cmd,
+    env, user (USER[:GROUP] or UID[:GID]), workdir (absolute), exposed_ports (PORT[/tcp|udp|sctp],
+    stored as PORT/PROTO), volumes, labels, stop_signal; `from: STAGE` starts from a Dockerfile stage's.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     # A dockerfile: stage whose final image config (USER, ENV, CMD …) is the base of this one.
@@ -242,11 +251,18 @@ class ImageConfigSpec(Strict):
 
 
 class AnnotationsSpec(Strict):
+    """`annotations: {index: {...}, manifest: {...}}`: {key: value} added to the image index and to
+    every platform manifest (OCI image spec, annotations.md).
+    """
+
     index: dict[Key, Text] = Field(default_factory=dict)
     manifest: dict[Key, Text] = Field(default_factory=dict)
 
 
 def canonical_platforms(names: list[str]) -> list[str]:
+    """NAMES as platforms/*.yaml name them ("linux/arm64" -> "arm64"), in the same order;
+    UnknownPlatform (exit 2) for a name with no file.
+    """
     return [platform_data.get(name).name for name in names]
 
 
@@ -266,18 +282,28 @@ class FileSpec(Strict):
 
 
 class DirectorySpec(Strict):
+    """`directories:` entry: an empty folder at PATH with MODE (default 0755) and OWNER (uid, gid)."""
+
     path: ImagePath
     mode: Mode = 0o755
     owner: Owner = (0, 0)
 
 
 class SymlinkSpec(Strict):
+    """`symlinks:` entry: a symlink at PATH pointing at TARGET (1-4095 bytes, as PATH_MAX allows), owned by
+    OWNER.
+    """
+
     path: ImagePath
     target: Text = Field(min_length=1, max_length=4095)  # a symlink holds at most PATH_MAX - 1 bytes
     owner: Owner = (0, 0)
 
 
 class LayerSpec(Strict):
+    """`layers:` entry: a layer NAME (its history reads `xarch layer NAME`) and image globs
+    PATHS; each path goes to the first layer whose globs match it.
+    """
+
     name: str
     paths: list[str]
 
@@ -310,6 +336,8 @@ Packages = Annotated[PackageSelection, BeforeValidator(_package_selection)]
 
 
 class SourcesSpec(Strict):
+    """`sources: {debian: ...}`: the Debian archives packages come from (one mapping or a list)."""
+
     debian: list[DebianSource] = Field(default_factory=list)
 
     @field_validator("debian", mode="before")
@@ -337,6 +365,10 @@ AccountName = Annotated[str, BeforeValidator(_account_name)]
 
 
 class UserSpec(Strict):
+    """`accounts.users:` entry: a line of /etc/passwd (and a locked /etc/shadow entry). UID and GID
+    0..2^31-1 (GID defaults to UID); home, shell and gecos hold no ':' or control characters.
+    """
+
     name: AccountName
     uid: StrictInt = Field(ge=0, le=MAX_ACCOUNT_ID)
     gid: StrictInt | None = Field(default=None, ge=0, le=MAX_ACCOUNT_ID)  # default: the same number as uid
@@ -346,12 +378,16 @@ class UserSpec(Strict):
 
 
 class GroupSpec(Strict):
+    """`accounts.groups:` entry: a line of /etc/group: NAME, GID (0..2^31-1) and member user names."""
+
     name: AccountName
     gid: StrictInt = Field(ge=0, le=MAX_ACCOUNT_ID)
     members: list[AccountName] = Field(default_factory=list)
 
 
 class AccountsSpec(Strict):
+    """`accounts:`: users and groups added to the image's /etc/passwd, /etc/group and /etc/shadow."""
+
     users: list[UserSpec] = Field(default_factory=list)
     groups: list[GroupSpec] = Field(default_factory=list)
 
@@ -413,6 +449,10 @@ SecretId = Annotated[str, BeforeValidator(_secret_id)]
 
 
 class StepModel(Strict):
+    """One `steps:` entry of a stage: the shell command RUN, NETWORK access (default off), ENV
+    ({POSIX variable name: value}), SECRETS mounted at /run/secrets/ID and extra CA_CERTIFICATES.
+    """
+
     run: Text
     network: bool = False
     env: dict[StepEnvName, Text] = Field(default_factory=dict)  # also sees every `args:` entry
@@ -477,6 +517,11 @@ class TraceSpec(Strict):
 
 
 class Recipe(Strict):
+    """The whole recipe, xarch.yaml (README.md shows each key): name (an OCI distribution repository
+    name, at most 255 characters), tag, platforms (canonical names, no repeats), epoch (seconds
+    since 1970, 0..8^11-1: what ustar and RFC 3339 can hold), and what the image is made of.
+    """
+
     name: str
     tag: str = "latest"
     platforms: list[str] = Field(min_length=1)
@@ -541,6 +586,7 @@ class LoadedRecipe:
         return self.path.parent
 
     def error(self, loc: tuple[str | int, ...], message: str) -> RecipeError:
+        """A RecipeError (exit 2) `FILE:LINE: FIELD: MESSAGE` for the field at LOC (keys and indexes)."""
         return RecipeError(_format(self.path, self.positions.line_of(loc), loc, message))
 
 
@@ -741,7 +787,10 @@ def _check_stages(loaded: LoadedRecipe) -> None:
 
 def stage_order(recipe: Recipe, name: str, loaded: LoadedRecipe | None = None,
                 visiting: tuple[str, ...] = ()) -> list[str]:
-    """NAME and the stages it copies from, dependencies first."""
+    """NAME and the stages it copies from, dependencies first.
+
+    A cycle of `copy: from:` raises RecipeError (exit 2), naming the stage's line when LOADED is given.
+    """
     if name in visiting:
         cycle = " → ".join((*visiting, name))
         message = f"stages copy from each other in a cycle: {cycle}"
@@ -777,6 +826,9 @@ def resolve_epoch(loaded: LoadedRecipe) -> tuple[int, str]:
     """SOURCE_DATE_EPOCH, else the recipe's epoch, else the last git commit of its folder.
 
     Returns the epoch and where it came from, for the build log.
+
+    Seconds since 1970; RecipeError (exit 2) for a SOURCE_DATE_EPOCH that is not a whole number or past
+    8^11-1.
     """
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None and env.strip():

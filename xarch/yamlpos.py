@@ -37,6 +37,8 @@ def _line_column(text: str | bytes, offset: int) -> tuple[int, int]:
 
 @dataclass
 class PositionedYaml:
+    """A loaded YAML document: DATA (plain dicts, lists, scalars) and ROOT, the node tree holding lines."""
+
     data: Any
     root: yaml.Node | None
 

@@ -62,9 +62,13 @@ class LazyGroup(click.Group):
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, the lazy ones included, sorted (for --help), without importing any."""
         return sorted([*super().list_commands(ctx), *self.lazy])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """The command NAME, importing its module only now (None when unknown); every option and argument
+        of it made to refuse an empty value.
+        """
         if name in self.lazy:
             module_name, _, attribute = self.lazy[name][0].partition(":")
             command = getattr(importlib.import_module(module_name), attribute)
@@ -192,5 +196,8 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    """The `xarch` console script: run the command line; exit with a code of xarch/errors.py
+    (SIGTERM ends as exit 128+15 after outputs in progress are removed, never half-written).
+    """
     signal.signal(signal.SIGTERM, _terminated)
     run(cli)

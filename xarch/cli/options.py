@@ -60,6 +60,9 @@ def select_platforms(
 def choose_docker_platform(
     platforms: tuple[platform_data.Platform, ...], chosen: str | None
 ) -> platform_data.Platform:
+    """The platform `--load` gives Docker: CHOSEN (--docker-platform) when given, else the only one
+    of PLATFORMS, else the host's. XarchError (exit 2) for an unknown CHOSEN.
+    """
     if chosen:
         try:
             return platform_data.get(chosen)
@@ -88,6 +91,7 @@ def credentials_from_options(username: str | None, password_stdin: bool) -> Cred
 
 
 def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
+    """{key: value} from --annotation KEY=VALUE PAIRS; RegistryUsageError (exit 2) without a `=` or a key."""
     result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -98,6 +102,9 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def report(result: PushResult, as_json: bool, verb: str) -> None:
+    """Print what a push or assemble did on stdout: with AS_JSON one JSON object (PushResult.as_dict),
+    else `VERB reference`, each platform's manifest digest, blob counts and sizes, referrers.
+    """
     if as_json:
         click.echo(json.dumps(result.as_dict(), sort_keys=True))
         return

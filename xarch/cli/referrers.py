@@ -42,6 +42,9 @@ def print_referrers(rows: list[ReferrerRow]) -> None:
 
 
 def rows_json(rows: list[ReferrerRow]) -> list[dict[str, str]]:
+    """ROWS as `referrers --json` prints them: [{subject, subject_digest, digest, artifact_type,
+    predicate_type}].
+    """
     return [asdict(row) for row in rows]
 
 

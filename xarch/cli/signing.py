@@ -16,6 +16,9 @@ from xarch.visible import visible
 
 
 def parts_json(parts: list[SignedPart], **extra: list[Any]) -> list[dict[str, Any]]:
+    """[{name, digest, **EXTRA}] for `--json` output: one object per signed part, each EXTRA list
+    ({column: values in PARTS order}) adding one column; ValueError when lengths differ.
+    """
     rows = [{"name": p.name, "digest": p.digest} for p in parts]
     for name, values in extra.items():
         for row, value in zip(rows, values, strict=True):

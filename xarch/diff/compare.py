@@ -21,6 +21,11 @@ from xarch.diff.sources import DiffError, ImageSource, LayerRef, PlatformImage, 
 
 @dataclass(frozen=True)
 class Difference:
+    """One difference between images A and B: the platform ("" above platforms), where in the image
+    (layout, index, manifest, config, layer N), the item (a path or a field), what differs, both
+    values, the digests it changes (innermost first), and a unified diff for a small text file.
+    """
+
     platform: str  # "" when the difference is above any one platform (index, layout)
     where: str  # "layout", "index", "manifest", "config", "layer 1 (xarch layer app)"
     item: str  # a path in the layer, or a field such as "config.Env PATH" or "annotations.x"
@@ -31,6 +36,7 @@ class Difference:
     diff: str | None = None  # a unified diff of a small changed text file (xarch.diff.textdiff)
 
     def to_json(self) -> dict[str, Any]:
+        """The difference as a JSON object (`diff --json`'s differences[] entries)."""
         result = asdict(self)
         result["changes"] = list(self.changes)
         return result
@@ -38,6 +44,10 @@ class Difference:
 
 @dataclass
 class DiffResult:
+    """The diff of image A against image B (their labels): the differences in walking order,
+    {digest name: (A's digest, B's digest)}, and notes about what could not be compared.
+    """
+
     a: str
     b: str
     differences: list[Difference] = field(default_factory=list)
@@ -49,6 +59,7 @@ class DiffResult:
         return not self.differences
 
     def changed_digests(self) -> list[str]:
+        """Names of the digests that differ because of some difference, first seen first, no repeats."""
         seen: dict[str, None] = {}
         for difference in self.differences:
             for name in difference.changes:
@@ -56,6 +67,7 @@ class DiffResult:
         return list(seen)
 
     def to_json(self) -> dict[str, Any]:
+        """The result as `diff --json` prints it (a, b, identical, changed_digests, digests, ...)."""
         return {
             "a": self.a,
             "b": self.b,

@@ -43,6 +43,9 @@ class FileRecord:
     sha256: str | None  # of a regular file's content
 
     def fields(self) -> dict[str, Any]:
+        """{field name: value} as diff reports them: type, content (sha256 hex), size (bytes), mode
+        (4 octal digits), owner uid:gid, owner names, mtime (seconds), link target, xattrs.
+        """
         return {
             "type": self.type,
             "content": self.sha256,
@@ -58,6 +61,8 @@ class FileRecord:
 
 @dataclass
 class LayerFiles:
+    """The files of one layer: {path: FileRecord}, and the paths in the order the tar stores them."""
+
     files: dict[str, FileRecord]
     order: list[str]  # paths in the order the tar stores them
 

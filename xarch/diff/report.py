@@ -30,6 +30,10 @@ def _cell(text: str) -> Text:
 
 
 def print_diff(result: DiffResult, as_json: bool, console: Console) -> None:
+    """Print RESULT: with AS_JSON one JSON document on stdout, else a table of at most MAX_ROWS
+    differences on CONSOLE, text diffs of small files, notes and a summary line. Text that came
+    from the images is shown escaped (xarch.visible), never as markup.
+    """
     if as_json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
         return

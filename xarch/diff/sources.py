@@ -42,6 +42,10 @@ def platform_key(platform: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class LayerRef:
+    """One layer of a platform image: its position (0-based), blob digest and size in bytes, media
+    type, diff_id from the config (None if absent), history's created_by, and how to open the blob.
+    """
+
     position: int
     digest: str  # the blob's sha256 (for a docker-archive: of the file as stored)
     size: int
@@ -53,6 +57,10 @@ class LayerRef:
 
 @dataclass
 class PlatformImage:
+    """One platform's image as diff reads it: platform name, config digest and parsed config, layers,
+    and the manifest (None for a docker-archive, which stores none).
+    """
+
     platform: str
     config_digest: str
     config: dict[str, Any]
@@ -63,6 +71,11 @@ class PlatformImage:
 
 @dataclass
 class ImageSource:
+    """An image opened for diff: its label, kind (oci, oci-archive, docker-archive, registry), the
+    platform images, the index (digest and JSON) when there is one, and the layout's ref.name tag.
+    Use it as a context manager: close() releases the files and temporary folders it holds.
+    """
+
     label: str
     kind: str  # oci, oci-archive, docker-archive, registry
     images: list[PlatformImage] = field(default_factory=list)
@@ -72,6 +85,7 @@ class ImageSource:
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
+        """Release what opening the source took (open archives, extracted folders), last opened first."""
         for closer in reversed(self._closers):
             closer()
         self._closers.clear()

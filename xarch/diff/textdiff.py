@@ -22,7 +22,10 @@ MAX_TEXT_DIFFS = 20
 
 def contents(layer: LayerRef, wanted: set[str], limit: int | None = TEXT_LIMIT) -> dict[str, bytes]:
     """The content of each regular file of LAYER whose (relative) path is in WANTED and whose
-    size is at most LIMIT bytes (None: any size)."""
+    size is at most LIMIT bytes (None: any size).
+
+    Returns {path: bytes}. A layer that cannot be read raises DiffError (exit 2).
+    """
     found: dict[str, bytes] = {}
     with layer.open() as raw:
         head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""

@@ -47,13 +47,20 @@ class DockerUnreachable(DockerError):
 
 @dataclass(frozen=True)
 class LoadedImage:
+    """What Docker now holds: the image ID (`sha256:<hex>`), its tag (for a docker-archive loaded
+    without --tag, its own tags comma-separated) and platform (`linux/arm64`).
+    """
+
     image_id: str
     tag: str
     platform: str  # "linux/arm64"
 
 
 def docker_client() -> docker.DockerClient:
-    """A client of the daemon DOCKER_HOST (or the default socket) names, checked to answer."""
+    """A client of the daemon DOCKER_HOST (or the default socket) names, checked to answer.
+
+    DockerUnreachable (exit 3) when no engine answers.
+    """
     where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         client = docker.from_env()
@@ -67,7 +74,11 @@ def docker_client() -> docker.DockerClient:
 
 
 def load_archive(archive: Path, client: docker.DockerClient | None = None) -> str:
-    """`docker load` a docker-archive tar; returns the id ("sha256:…") of the image it held."""
+    """`docker load` a docker-archive tar; returns the id ("sha256:…") of the image it held.
+
+    The engine refusing the archive raises DockerError (exit 2); an engine that is gone,
+    DockerUnreachable (exit 3).
+    """
     archive = Path(archive)
     if not archive.is_file():
         raise DockerError(f"{archive}: no such docker-archive file")
@@ -96,6 +107,9 @@ def load_image(
     From a layout, PLATFORM picks the image (default: the host's, or the only one) and TAG
     names it in Docker (default: derived from the layout's file name). A docker-archive
     keeps its own tags and platform unless TAG is given.
+
+    Raises DockerError (exit 2) for --platform with a docker-archive, a bad TAG or a refused load;
+    BlobMismatch/LayoutError (exit 2) for a damaged input; DockerUnreachable (exit 3).
     """
     source = Path(source)
     if kind == "docker-archive" or (kind is None and source.is_file() and _is_docker_archive(source)):
@@ -131,7 +145,10 @@ def load_built_image(image: Image, tag: str, client: docker.DockerClient | None 
 
 
 def read_layout_image(layout: Path, platform: str | None) -> Image:
-    """The image for PLATFORM in an OCI layout, with its blobs checked against their digests."""
+    """The image for PLATFORM in an OCI layout, with its blobs checked against their digests.
+
+    DockerError (exit 2) when no image fits PLATFORM or the layout is damaged.
+    """
     try:
         reader = LayoutReader(layout)
     except LayoutError as error:

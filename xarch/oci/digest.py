@@ -23,6 +23,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 
 
 def sha256_digest(data: bytes) -> str:
+    """`sha256:<64 hex>` of DATA: an OCI digest (image spec, descriptor.md "Digests")."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -39,6 +40,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def hex_of(digest: str) -> str:
+    """The 64 hex digits of DIGEST (`sha256:<hex>`), as blob file names use them; ValueError otherwise."""
     algorithm, _, hexpart = digest.partition(":")
     if algorithm != "sha256" or len(hexpart) != 64:
         raise ValueError(f"not a sha256 digest: {digest!r}")
@@ -60,6 +62,10 @@ def platform_name(platform: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI content descriptor (image spec, descriptor.md): mediaType, digest (`sha256:<hex>`),
+    size in bytes, and the optional platform ({"os", "architecture", "variant"?}) and annotations.
+    """
+
     media_type: str
     digest: str
     size: int
@@ -68,9 +74,13 @@ class Descriptor:
 
     @classmethod
     def of(cls, media_type: str, data: bytes, **kwargs: Any) -> Descriptor:
+        """The descriptor of DATA: its sha256 digest and length in bytes; KWARGS set platform or
+        annotations.
+        """
         return cls(media_type, sha256_digest(data), len(data), **kwargs)
 
     def to_json(self) -> dict[str, Any]:
+        """The descriptor as OCI JSON: mediaType, digest, size, and platform/annotations when set."""
         result: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
         if self.platform:
             result["platform"] = dict(self.platform)

@@ -17,6 +17,10 @@ from xarch.oci.tar import write_tar
 
 
 def docker_archive_files(image: Image, repo_tags: list[str]) -> list[tuple[str, bytes | Path]]:
+    """[(path in the archive, bytes or the file holding them)] of IMAGE as a docker-archive tagged
+    REPO_TAGS (["name:tag"]): blobs/sha256/<hex> for the config and the layers, and manifest.json;
+    sorted by path.
+    """
     config_path = f"blobs/sha256/{hex_of(image.config_descriptor.digest)}"
     layer_paths = [f"blobs/sha256/{hex_of(layer.descriptor.digest)}" for layer in image.layers]
     manifest = [{"Config": config_path, "Layers": layer_paths, "RepoTags": list(repo_tags)}]
@@ -28,5 +32,8 @@ def docker_archive_files(image: Image, repo_tags: list[str]) -> list[tuple[str, 
 
 
 def write_docker_archive(image: Image, repo_tags: list[str], target: Path, epoch: int) -> None:
+    """Write IMAGE as a docker-archive tar at TARGET (replaced atomically), tar entry times clamped
+    to EPOCH (seconds); `docker load` accepts it. TarError (exit 2) if a layer file changes.
+    """
     with atomic_file(target) as handle:
         write_tar(layout_entries(iter(docker_archive_files(image, repo_tags))), epoch, handle)

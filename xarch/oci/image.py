@@ -32,6 +32,7 @@ class RuntimeConfig:
     stop_signal: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The image config's `config` object (OCI image spec, config.md): only the fields that are set."""
         result: dict[str, Any] = {}
         if self.user:
             result["User"] = self.user

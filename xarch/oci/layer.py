@@ -92,6 +92,9 @@ def fix_hardlinks(entries: list[Entry]) -> list[Entry]:
     "the" file, the first path by bytes becomes the regular file and the others link to
     it, so the order cannot depend on how the producer walked its input. (Links to a file
     in another layer were made copies when the layers were split.)
+
+    ValueError for a hard link to a path that is not a regular file among ENTRIES (links across layers
+    were made copies before).
     """
     by_path = {e.path: e for e in entries}
     groups: dict[str, list[str]] = {}

@@ -25,6 +25,8 @@ OCI_LAYOUT_FILE = canonical_json({"imageLayoutVersion": "1.0.0"})
 
 
 class LayoutError(InputError, ValueError):
+    """An OCI layout or oci-archive that is missing, unreadable or not a layout; names the path (exit 2)."""
+
     pass
 
 
@@ -44,6 +46,9 @@ class Artifact:
         return Descriptor.of(OCI_INDEX, self.index_bytes, annotations={REF_NAME: self.tag})
 
     def blob_sources(self) -> dict[str, bytes | Path]:
+        """{digest: bytes or the store file holding them} of every blob: each image's config and layers and
+        manifest, the index, and each attachment's blobs and manifest.
+        """
         result: dict[str, bytes | Path] = {}
         for image in self.images:
             result.update(image.blob_sources())
@@ -77,6 +82,9 @@ def write_file(path: Path, data: bytes | Path) -> None:
 
 
 def write_layout(artifact: Artifact, target: Path) -> None:
+    """Write ARTIFACT as an OCI image layout folder at TARGET (image-layout spec: oci-layout,
+    index.json, blobs/sha256/<hex>). TARGET is replaced atomically: never left half-written.
+    """
     with atomic_dir(target) as staging:
         for relative, data in artifact.layout_files():
             path = staging / relative
@@ -100,6 +108,9 @@ def layout_entries(files: Iterator[tuple[str, bytes | Path]]) -> list[Entry]:
 
 
 def write_oci_archive(artifact: Artifact, target: Path, epoch: int) -> None:
+    """Write ARTIFACT as an oci-archive (the layout's files in one deterministic tar) at TARGET,
+    replaced atomically; tar entry times clamped to EPOCH (seconds).
+    """
     with atomic_file(target) as handle:
         write_tar(layout_entries(artifact.layout_files()), epoch, handle)
 
@@ -129,7 +140,10 @@ class LayoutReader:
             raise LayoutError(f"{self.path}: no such file or folder")
 
     def open(self, relative: str) -> IO[bytes]:
-        """An unverified stream of file RELATIVE; use blob()/open_blob() for blobs."""
+        """An unverified stream of file RELATIVE; use blob()/open_blob() for blobs.
+
+        LayoutError (exit 2) when it is missing or unreadable.
+        """
         if self._tar is None:
             try:
                 return open(self.path / relative, "rb")
@@ -142,6 +156,9 @@ class LayoutReader:
         return extracted
 
     def read(self, relative: str) -> bytes:
+        """The bytes of file RELATIVE (e.g. index.json), unverified; LayoutError when missing or
+        unreadable.
+        """
         if self._tar is not None:
             member = self._members.get(relative)
             if member is None:
@@ -154,6 +171,7 @@ class LayoutReader:
                 raise LayoutError(f"{self.path}: cannot read {relative} ({first_line(error)})") from None
 
     def has(self, relative: str) -> bool:
+        """True when the layout holds the file RELATIVE."""
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
 
     @property
@@ -161,6 +179,7 @@ class LayoutReader:
         return self._tar is not None
 
     def blob_path(self, digest: str) -> str:
+        """`blobs/sha256/<hex>` of DIGEST; LayoutError when DIGEST is not `sha256:<64 hex>`."""
         try:
             return f"blobs/sha256/{hex_of(digest)}"
         except ValueError as error:
@@ -174,6 +193,9 @@ class LayoutReader:
         return VerifiedStream(self.open(path), digest, size, str(self.path))
 
     def blob(self, digest: str, size: int | None = None) -> bytes:
+        """The bytes of blob DIGEST, checked to be DIGEST (and SIZE bytes when given); BlobMismatch
+        (exit 2) when not, LayoutError when missing.
+        """
         with self.open_blob(digest, size) as stream:
             data = stream.read()
             stream.verify()
@@ -201,17 +223,27 @@ class LayoutReader:
         return stream.check.actual, stream.count
 
     def json_blob(self, digest: str, kind: Kind = "image", size: int | None = None) -> dict[str, Any]:
-        """Blob DIGEST (verified) parsed and checked to be a KIND (xarch/oci/schema.py)."""
+        """Blob DIGEST (verified) parsed and checked to be a KIND (xarch/oci/schema.py).
+
+        BlobMismatch, LayoutError or DocumentError (exit 2) name the layout and the blob.
+        """
         return dict(parse_document(self.blob(digest, size), f"{self.path}: blob {digest}", kind))
 
     def top_index(self) -> dict[str, Any]:
+        """index.json parsed and checked to be an OCI index (image-layout spec); DocumentError names the
+        field.
+        """
         return dict(parse_document(self.read("index.json"), f"{self.path}: index.json", "index"))
 
     def document(self, relative: str, kind: Kind) -> Any:
-        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND."""
+        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND.
+
+        LayoutError or DocumentError (exit 2) name the layout and the file.
+        """
         return parse_document(self.read(relative), f"{self.path}: {relative}", kind)
 
     def close(self) -> None:
+        """Close the archive, if the layout is one."""
         if self._tar is not None:
             self._tar.close()
 

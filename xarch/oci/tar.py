@@ -26,6 +26,8 @@ PAX_NAME = b"././@PaxHeader"
 
 
 class TarError(InputError, ValueError):
+    """A tree that cannot be written as a tar (an entry type tar lacks, a file changed meanwhile) (exit 2)."""
+
     pass
 
 
@@ -164,6 +166,9 @@ def tar_chunks(entries: Iterable[Entry], epoch: int) -> Iterator[bytes]:
 
     File contents are streamed from their sources, so no chunk is larger than READ_SIZE
     or an in-memory entry's data.
+
+    TarError (exit 2) when a source file changed size while being written, or for an entry type tar
+    lacks.
     """
     for entry in entries:
         if entry.type not in _TYPEFLAGS:
@@ -180,11 +185,14 @@ def tar_chunks(entries: Iterable[Entry], epoch: int) -> Iterator[bytes]:
 
 
 def sorted_entries(entries: Iterable[Entry]) -> list[Entry]:
+    """ENTRIES in the tar's order: by path_bytes (the bytes the header holds), the same on every host."""
     return sorted(entries, key=lambda e: path_bytes(e.path))
 
 
 @dataclass(frozen=True)
 class TarResult:
+    """A written tar: its `sha256:<hex>` (a layer's diff_id, OCI image spec layer.md) and size in bytes."""
+
     sha256: str  # "sha256:…" of the uncompressed tar (a layer's diff_id)
     size: int
 

@@ -44,7 +44,11 @@ def is_utf8(path: str) -> bool:
 
 
 def normalize_path(path: str) -> str:
-    """Image-relative form of PATH; refuses paths that climb out of the root."""
+    """Image-relative form of PATH; refuses paths that climb out of the root.
+
+    Returns the path without leading `/`, `.` parts or repeated slashes; TreeError (exit 2) for a `..`
+    part or a NUL byte.
+    """
     if "\x00" in path:
         raise TreeError(f"path contains a NUL byte: {path!r}")
     parts: list[str] = []
@@ -107,6 +111,7 @@ class Entry:
             return handle.read(size)
 
     def read(self) -> bytes:
+        """A regular file's whole content (from memory or its source file); b"" for other types."""
         if self.data is not None:
             return self.data
         if self.source is not None:
@@ -121,6 +126,9 @@ class Tree:
     entries: dict[str, Entry] = field(default_factory=dict)
 
     def add(self, entry: Entry) -> None:
+        """Put ENTRY at its normalized path (a hardlink's target normalized too), replacing what was
+        there; the root itself is skipped. TreeError (exit 2) for a path that climbs out of the root.
+        """
         path = normalize_path(entry.path)
         if not path:
             return  # the root itself is implied by every layer
@@ -141,6 +149,7 @@ class Tree:
             self.entries[directory] = Entry(directory, "dir", mode, uid, gid)
 
     def get(self, path: str) -> Entry | None:
+        """The entry at PATH (normalized first), or None."""
         return self.entries.get(normalize_path(path))
 
     def remove(self, path: str) -> None:

@@ -57,7 +57,10 @@ def descriptor_fields(obj: Any, where: str) -> tuple[str, str, int]:
 
 
 def json_object(data: bytes, where: str, kinds: tuple[type, ...] = (dict,)) -> Any:
-    """DATA parsed as JSON, which must be one of KINDS (default an object); else BadDescriptor."""
+    """DATA parsed as JSON, which must be one of KINDS (default an object); else BadDescriptor.
+
+    BadDescriptor (exit 2) names WHERE.
+    """
     try:
         text = data.decode("utf-8")
         if _depth_exceeds(text, _MAX_JSON_DEPTH):
@@ -98,6 +101,7 @@ class BlobCheck:
         self.finished = False
 
     def update(self, data: bytes) -> None:
+        """Hash and count DATA; ERROR at once when the count passes the descriptor's size."""
         self.hasher.update(data)
         self.count += len(data)
         if self.size is not None and self.count > self.size:
@@ -105,9 +109,13 @@ class BlobCheck:
                              f"more than the descriptor's {self.size} bytes")
 
     def remaining(self) -> int | None:
+        """Bytes still expected (may be < 0 past the end), or None when the size is not known."""
         return None if self.size is None else self.size - self.count
 
     def finish(self) -> None:
+        """At the end of the blob: ERROR when the count or the sha256 differ from the descriptor.
+        Idempotent.
+        """
         if self.finished:
             return
         self.finished = True
@@ -141,6 +149,9 @@ class VerifiedStream:
         return self.check.count
 
     def read(self, n: int | None = -1) -> bytes:
+        """Up to N bytes (N < 0 or None: all), checked on the way; ERROR when they prove not to match, or
+        when RAW cannot be read. EOF runs the final check.
+        """
         if n is None or n < 0:
             parts = []
             while piece := self.read(CHUNK):
@@ -166,9 +177,11 @@ class VerifiedStream:
         self.check.finish()
 
     def readable(self) -> bool:
+        """True: a VerifiedStream is a readable binary stream."""
         return True
 
     def close(self) -> None:
+        """Close RAW (no check: call verify() to check the whole blob)."""
         self.raw.close()
 
     def __enter__(self) -> VerifiedStream:

@@ -29,6 +29,10 @@ from xarch.registry.reference import Reference, parse_reference
 
 @dataclass
 class SourceManifest:
+    """One platform's manifest pulled for `assemble`: where it came from, its exact bytes, media type,
+    parsed JSON and the OCI platform ({"os", "architecture", "variant"?}) it goes under in the index.
+    """
+
     reference: Reference
     data: bytes
     media_type: str
@@ -41,7 +45,11 @@ class SourceManifest:
 
 
 def platform_of_config(config: dict[str, Any]) -> dict[str, str]:
-    """The index descriptor's platform, from the image config: what a local build writes too."""
+    """The index descriptor's platform, from the image config: what a local build writes too.
+
+    Returns {"architecture", "os", "variant"?}; RegistryError (exit 4) when the config lacks os or
+    architecture.
+    """
     platform = {"architecture": str(config.get("architecture", "")), "os": str(config.get("os", ""))}
     if config.get("variant"):
         platform["variant"] = str(config["variant"])
@@ -51,7 +59,11 @@ def platform_of_config(config: dict[str, Any]) -> dict[str, str]:
 
 
 def fetch_source(client: RegistryClient, ref: Reference) -> SourceManifest:
-    """The image manifest REF@sha256:… and its platform (from its config)."""
+    """The image manifest REF@sha256:… and its platform (from its config).
+
+    RegistryUsageError (exit 2) when REF names an index, not one image manifest; RegistryError (exit 4)
+    otherwise.
+    """
     assert ref.digest
     data, declared, _ = client.get_manifest(ref.repository, ref.digest)
     manifest = answer_json(data, ref, ref.digest)
@@ -76,7 +88,11 @@ def assemble(
     annotations: dict[str, str] | None = None,
     progress: BlobProgress | None = None,
 ) -> PushResult:
-    """Build an OCI index of FROM_REFS (each `host/repo@sha256:…`, in this order) and push it to TARGET."""
+    """Build an OCI index of FROM_REFS (each `host/repo@sha256:…`, in this order) and push it to TARGET.
+
+    RegistryUsageError (exit 2) for a TARGET with a digest, no FROM_REFS, one without a digest or on
+    another registry, or two of one platform; registry failures exit 4.
+    """
     ref = parse_reference(target) if isinstance(target, str) else target
     if ref.digest:
         raise RegistryUsageError(f"assemble target {ref} names a digest; give a tag")

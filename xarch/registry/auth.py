@@ -37,6 +37,7 @@ class Credentials:
         return bool(self.password or self.identity_token)
 
     def basic_header(self) -> str:
+        """The `Authorization: Basic base64(user:password)` value (RFC 7617); empty parts stay empty."""
         raw = f"{self.username or ''}:{self.password or ''}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
@@ -45,7 +46,10 @@ ANONYMOUS = Credentials()
 
 
 def docker_config_credentials(host: str, config_path: str | None = None) -> Credentials:
-    """Credentials for HOST from the Docker config file (and its credential helpers), or ANONYMOUS."""
+    """Credentials for HOST from the Docker config file (and its credential helpers), or ANONYMOUS.
+
+    AuthError (exit 4) when the config or its helper cannot be read.
+    """
     try:
         config = docker.auth.load_config(config_path=config_path)
         # The SDK keys Docker Hub by its legacy index URL; a reference says docker.io.
@@ -90,6 +94,9 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def add_scope(self, scope: str) -> None:
+        """Ask for SCOPE (`repository:<name>:pull[,push]`, distribution token spec) in the next token
+        request; thread-safe.
+        """
         with self._lock:
             self.scopes.add(scope)
 
@@ -146,6 +153,7 @@ class Authenticator:
         return str(token)
 
     def rejected_message(self) -> str:
+        """The one line for a 401 after authenticating: whose credentials failed, or how to log in."""
         if self.credentials.present:
             who = f"user {self.credentials.username!r}" if self.credentials.username else "the stored token"
             return f"{self.host} rejected the credentials of {who} (wrong user name or password?)"

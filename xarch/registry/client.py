@@ -62,6 +62,7 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 
 def origin_text(url: str) -> str:
+    """`scheme://host:port` of URL, the port explicit: the origin as one string for messages and keys."""
     scheme, host, port = origin(url)
     return f"{scheme}://{host}:{port}"
 
@@ -74,6 +75,7 @@ class OriginSession(requests.Session):
     """
 
     def should_strip_auth(self, old_url: str, new_url: str) -> bool:
+        """True when a redirect from OLD_URL to NEW_URL leaves the origin (scheme, host, port)."""
         return origin(old_url) != origin(new_url)
 
 
@@ -127,11 +129,13 @@ class TransferStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **amounts: int) -> None:
+        """Add AMOUNTS ({field name: count or bytes}) to the counters; safe across upload threads."""
         with self._lock:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
 
     def as_dict(self) -> dict[str, int]:
+        """The counters as {field name: count or bytes}, as `push --json` prints them."""
         return {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
 
 
@@ -292,6 +296,7 @@ class RegistryClient:
         return waited + delay
 
     def url(self, path_or_url: str) -> str:
+        """An absolute URL: PATH_OR_URL as is when absolute (a Location header), else joined to base_url()."""
         if path_or_url.startswith(("http://", "https://")):
             return path_or_url
         return requests.compat.urljoin(self.base_url() + "/", path_or_url.lstrip("/"))
@@ -363,6 +368,10 @@ class RegistryClient:
     # ---- blobs ------------------------------------------------------------------------------
 
     def blob_exists(self, repository: str, digest: str) -> bool:
+        """True when REPOSITORY holds blob DIGEST (HEAD /v2/<name>/blobs/<digest>, distribution spec
+        "Checking if content exists"); 404 is False. Other answers raise RegistryError or AuthError
+        (exit 4) after the retries.
+        """
         self._scope(repository, push=False)
         what = f"HEAD blob {repository}@{digest}"
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", what=what)
@@ -374,7 +383,12 @@ class RegistryClient:
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> tuple[bool, str | None]:
         """Mount DIGEST from FROM_REPOSITORY: (True, None) when mounted, else (False, the upload URL the
-        registry opened instead, if any)."""
+        registry opened instead, if any).
+
+        POST /v2/<name>/blobs/uploads/?mount=&from= (distribution spec "Mounting a blob from another
+        repository"); no pull access to the source is a plain False. Other refusals raise RegistryError
+        or AuthError (exit 4).
+        """
         self._scope(repository, push=True)
         self._scope(from_repository, push=False)
         what = f"mount {digest} from {from_repository} into {repository}"
@@ -559,7 +573,11 @@ class RegistryClient:
     # ---- manifests --------------------------------------------------------------------------
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
-        """PUT DATA exactly as given under REFERENCE (tag or digest); returns its digest."""
+        """PUT DATA exactly as given under REFERENCE (tag or digest); returns its digest.
+
+        PUT /v2/<name>/manifests/<reference> (distribution spec "Pushing manifests"). RegistryError or
+        AuthError (exit 4) when refused, or when the registry reports another Docker-Content-Digest.
+        """
         self._scope(repository, push=True)
         digest = sha256_digest(data)
         what = f"PUT manifest {repository}:{reference}"
@@ -573,7 +591,11 @@ class RegistryClient:
         return digest
 
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
-        """(exact bytes, media type, digest) of a manifest or index; verified when REFERENCE is a digest."""
+        """(exact bytes, media type, digest) of a manifest or index; verified when REFERENCE is a digest.
+
+        GET /v2/<name>/manifests/<reference> (distribution spec "Pulling manifests"). RegistryError
+        (exit 4) when not found or refused, CorruptAnswer (exit 4) when the bytes do not hash to it.
+        """
         self._scope(repository, push=False)
         what = f"GET manifest {repository}:{reference}" if not reference.startswith("sha256:") \
             else f"GET manifest {repository}@{reference}"
@@ -592,6 +614,7 @@ class RegistryClient:
         return data, media_type, digest
 
     def close(self) -> None:
+        """Close the HTTP session and its pooled connections."""
         self.session.close()
 
 
@@ -615,6 +638,9 @@ def _ssl_reason(exc: Exception) -> str:
 
 
 def client_settings(insecure: bool = False, ca_cert: str | None = None, **overrides: Any) -> Settings:
+    """A Settings with INSECURE and CA_CERT (path of a PEM bundle) and any other field set by keyword
+    (OVERRIDES: retries, timeout in seconds, chunk_size in bytes...); a wrong name raises nothing here.
+    """
     settings = Settings(insecure=insecure, ca_cert=ca_cert)
     for key, value in overrides.items():
         setattr(settings, key, value)

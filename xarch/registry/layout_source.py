@@ -47,6 +47,7 @@ class Manifest:
         return media_type_of(self.json, self.descriptor.get("mediaType"))
 
     def blob_descriptors(self) -> list[dict[str, Any]]:
+        """The config descriptor, then the layer descriptors, as the manifest lists them (OCI descriptors)."""
         return [self.json["config"], *self.json.get("layers", [])]
 
 
@@ -69,6 +70,7 @@ class LayoutImage:
         return (self.top_descriptor.get("annotations") or {}).get(REF_NAME)
 
     def blob_path(self, digest: str) -> Path:
+        """Where blob DIGEST (`sha256:<hex>`) lives: blobs/<alg>/<hex> (OCI image-layout spec)."""
         algorithm, _, hex_digest = digest.partition(":")
         return self.root / "blobs" / algorithm / hex_digest
 
@@ -102,7 +104,10 @@ def _verify_file(root: Path, descriptor: Any, where: str) -> None:
 
 def read_layout(root: Path | str, tag: str | None = None) -> LayoutImage:
     """Parse ROOT/index.json and verify every blob of one entry: the one named TAG (annotation
-    org.opencontainers.image.ref.name) when the layout has such an entry, else the first."""
+    org.opencontainers.image.ref.name) when the layout has such an entry, else the first.
+
+    LayoutError, BadDescriptor or BlobMismatch (exit 2) name the file and the field or blob.
+    """
     root = Path(root)
     index_file = root / "index.json"
     if not (root / "oci-layout").is_file() or not index_file.is_file():
@@ -140,7 +145,10 @@ def read_layout(root: Path | str, tag: str | None = None) -> LayoutImage:
 
 @contextmanager
 def layout_folder(path: Path | str) -> Iterator[Path]:
-    """PATH when it is a layout folder; an oci-archive (a tar of one) unpacked into a temporary folder."""
+    """PATH when it is a layout folder; an oci-archive (a tar of one) unpacked into a temporary folder.
+
+    A context manager; LayoutError (exit 2) when PATH is neither, or a corrupt or unsafe archive.
+    """
     path = Path(path)
     if path.is_dir():
         yield path

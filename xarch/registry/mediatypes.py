@@ -51,7 +51,10 @@ def media_type_of(manifest: dict[str, Any], fallback: str | None = None) -> str:
 
 
 def manifest_to_docker(manifest: dict[str, Any]) -> dict[str, Any]:
-    """An OCI image manifest rewritten as Docker v2 schema2 (annotations dropped: schema2 has none)."""
+    """An OCI image manifest rewritten as Docker v2 schema2 (annotations dropped: schema2 has none).
+
+    UnsupportedInDocker (exit 2) for a layer media type schema2 cannot express (zstd).
+    """
     converted: dict[str, Any] = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST}
     config = dict(manifest["config"])
     config["mediaType"] = DOCKER_CONFIG

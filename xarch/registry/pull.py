@@ -24,6 +24,10 @@ from xarch.registry.reference import Reference, parse_reference
 
 @dataclass
 class PulledManifest:
+    """One image manifest as pulled: digest, media type, exact bytes and parsed JSON, the OCI platform
+    from the index entry (None for a lone manifest), and the config blob's bytes when fetched.
+    """
+
     digest: str
     media_type: str
     data: bytes
@@ -39,6 +43,10 @@ class PulledManifest:
 
 @dataclass
 class PulledImage:
+    """What REFERENCE names on the registry: its digest, media type and exact bytes (an index or one
+    manifest), and its image manifests in index order (one for a lone manifest).
+    """
+
     reference: Reference
     digest: str
     media_type: str
@@ -52,7 +60,12 @@ class PulledImage:
 
 def fetch_image(target: str | Reference, credentials: Credentials | None = None,
                 settings: Settings | None = None, with_configs: bool = True) -> PulledImage:
-    """The index (or manifest) REF names, every platform manifest under it, and their configs."""
+    """The index (or manifest) REF names, every platform manifest under it, and their configs.
+
+    GET /v2/<name>/manifests/<reference> (distribution spec "Pulling manifests"); InvalidReference (exit
+    2), RegistryError/AuthError (exit 4), CorruptAnswer (exit 4) when the answer does not match its
+    digest or is not an image.
+    """
     ref = parse_reference(target) if isinstance(target, str) else target
     client = make_client(ref, credentials, settings)
     try:
@@ -108,6 +121,9 @@ def answer_json(data: bytes, ref: Reference, digest: str) -> dict[str, Any]:
 
 
 def answer_descriptor(obj: Any, where: str) -> tuple[str, str, int]:
+    """(mediaType, digest, size in bytes) of the OCI descriptor OBJ a registry answered (OCI image
+    spec, descriptor.md); a malformed one raises CorruptAnswer (exit 4) naming WHERE.
+    """
     try:
         return descriptor_fields(obj, where)
     except BadDescriptor as error:

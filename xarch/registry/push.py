@@ -37,6 +37,10 @@ FORMATS = ("oci", "docker")
 
 @dataclass
 class PushResult:
+    """What a push left on the registry: the reference with the pushed digest, the top media type,
+    {platform name: manifest digest}, the transfer counters and {attachment digest: "api" | "tag"}.
+    """
+
     reference: str  # host/repo:tag@digest of what the tag now names
     digest: str
     media_type: str
@@ -45,11 +49,13 @@ class PushResult:
     referrers: dict[str, str] = field(default_factory=dict)  # attachment digest -> "api" or "tag"
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as `push --json` prints it: the fields above, the counters flattened in."""
         return {"reference": self.reference, "digest": self.digest, "mediaType": self.media_type,
                 "manifests": self.manifests, "referrers": self.referrers, **self.stats.as_dict()}
 
 
 def short(digest: str) -> str:
+    """The first 12 hex digits of DIGEST (`sha256:<hex>`), as progress lines show blobs."""
     return digest.split(":", 1)[-1][:12]
 
 
@@ -188,6 +194,10 @@ def push_layout(
     The tag defaults to the layout's (org.opencontainers.image.ref.name), else "latest".
 
     MOUNT_FROM names repositories on the same registry to mount blobs from before uploading.
+
+    Distribution spec "Pushing blobs" and "Pushing manifests"; RegistryUsageError (exit 2) for a bad FMT
+    or TARGET, LayoutError/BlobMismatch (exit 2) for a damaged layout, RegistryError/AuthError/
+    RegistryUnavailable (exit 4) for the registry.
     """
     if fmt not in FORMATS:
         raise RegistryUsageError(f"unknown push format {fmt!r} (choose oci or docker)")

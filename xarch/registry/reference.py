@@ -49,6 +49,7 @@ class Reference:
         return self.digest or self.tag or "latest"
 
     def with_tag(self, tag: str | None) -> Reference:
+        """The same host and repository with TAG (None: the default `latest`) and no digest."""
         return Reference(self.host, self.repository, tag, None)
 
     def __str__(self) -> str:

@@ -143,6 +143,8 @@ def list_referrers(client: RegistryClient, repository: str, digest: str,
 
     Asks the referrers API first; a 404 there means the registry has no such endpoint
     (distribution-spec v1.1), and the referrers tag is read instead.
+
+    RegistryError (exit 4) for any other answer.
     """
     hex_of(digest)  # a malformed digest is the caller's bug, not a URL to send
     client.auth.add_scope(f"repository:{repository}:pull")

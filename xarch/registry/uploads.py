@@ -17,6 +17,11 @@ from xarch.oci.store import default_root
 
 
 class UploadJournal:
+    """Upload URLs of unfinished chunked uploads, one 0600 JSON file per (host, repository, digest)
+    under ROOT (default $XARCH_CACHE/uploads). Never raises: a cache it cannot read or write only
+    loses resumption across runs.
+    """
+
     def __init__(self, root: Path | None = None):
         self.root = root or default_root() / "uploads"
 
@@ -25,6 +30,7 @@ class UploadJournal:
         return self.root / f"{key}.json"
 
     def get(self, host: str, repository: str, digest: str) -> str | None:
+        """The upload URL remembered for the blob, or None (none, or unreadable)."""
         try:
             entry = json.loads(self._path(host, repository, digest).read_text())
         except (OSError, ValueError):
@@ -33,6 +39,7 @@ class UploadJournal:
         return url if isinstance(url, str) else None
 
     def put(self, host: str, repository: str, digest: str, url: str) -> None:
+        """Remember URL as where the blob's upload stands (atomic replace; OSError ignored)."""
         path = self._path(host, repository, digest)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,4 +53,5 @@ class UploadJournal:
             pass  # a read-only cache only costs the ability to resume across runs
 
     def drop(self, host: str, repository: str, digest: str) -> None:
+        """Forget the blob's upload (it finished, or the registry forgot it)."""
         self._path(host, repository, digest).unlink(missing_ok=True)

@@ -31,6 +31,10 @@ class SbomError(InputError):
 
 @dataclass(frozen=True)
 class FileFact:
+    """One regular file of the image: path (no leading slash), sha256 and sha1 (hex; SPDX 2.3
+    requires SHA1 per file) and size in bytes.
+    """
+
     path: str  # in the image, without a leading slash
     sha256: str  # hex
     sha1: str  # hex (SPDX 2.3 requires SHA1 for every file)
@@ -39,6 +43,11 @@ class FileFact:
 
 @dataclass
 class PackageFact:
+    """One installed Debian package as the lock pins it: name, version, architecture, the .deb's
+    sha256 and pool path, suite, source package and version, DEP-5 license short names (empty
+    when the copyright file is not machine-readable) and the image paths of the files it owns.
+    """
+
     name: str
     version: str
     architecture: str
@@ -53,10 +62,15 @@ class PackageFact:
 
 @dataclass
 class ImageFacts:
+    """What an SBOM says of one platform's image: {path: FileFact} for every regular file, and the
+    packages sorted by (name, architecture).
+    """
+
     files: dict[str, FileFact]  # path -> fact, every regular file of the image
     packages: list[PackageFact]  # sorted by (name, architecture)
 
     def owned(self) -> set[str]:
+        """Image paths of the files some package owns (the rest are the recipe's or the steps')."""
         return {path for package in self.packages for path in package.files}
 
 
@@ -74,7 +88,10 @@ def _hashed(name: str, data: bytes) -> FileFact:
 
 def read_image(image: Image) -> tuple[dict[str, FileFact], dict[str, bytes]]:
     """Every regular file of IMAGE as a FileFact (layers applied in order; a hard link is its
-    target's), and the bytes of the files an SBOM reads (_wanted). Layers are streamed."""
+    target's), and the bytes of the files an SBOM reads (_wanted). Layers are streamed.
+
+    SbomError (exit 2) for a layer that is not a readable tar.
+    """
     facts: dict[str, FileFact] = {}
     kept: dict[str, bytes] = {}
     for layer in image.layers:

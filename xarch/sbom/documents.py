@@ -81,6 +81,9 @@ def purl(package: PackageFact) -> str:
 
 
 def image_purl(subject: Subject) -> str:
+    """`pkg:oci/NAME@sha256:...?arch=ARCH[&variant=V]&tag=TAG` for SUBJECT (purl-spec's oci type),
+    every part percent-encoded.
+    """
     arch = subject.platform.get("architecture", "")
     variant = subject.platform.get("variant")
     tail = f"&variant={variant}" if variant else ""
@@ -300,7 +303,10 @@ def cyclonedx_document(facts: ImageFacts, subject: Subject) -> dict[str, Any]:
 
 
 def render(facts: ImageFacts, subject: Subject, fmt: str) -> bytes:
-    """The SBOM of SUBJECT in FMT ("spdx" or "cyclonedx") as canonical JSON bytes."""
+    """The SBOM of SUBJECT in FMT ("spdx" or "cyclonedx") as canonical JSON bytes.
+
+    SPDX 2.3 or CycloneDX 1.5 JSON; ValueError for another FMT (the CLI offers only these two).
+    """
     if fmt == "spdx":
         return canonical_json(spdx_document(facts, subject))
     if fmt == "cyclonedx":

@@ -80,6 +80,12 @@ def _from_registry(reference: str, settings: Settings | None) -> _Found:
 
 
 def find_attachments(ref: ImageRef, settings: Settings | None = None) -> _Found:
+    """Every attachment (SBOM, provenance, attestation) of the image REF names, on the index and on
+    each platform manifest: rows to list, {referrer digest: () -> payload bytes} fetched on demand,
+    and {platform name: manifest digest}. A layout or oci-archive is read through its index
+    (OCI image-layout spec); a registry through the referrers API or its tag fallback (distribution
+    spec). Raises LayoutError/ImageRefError (exit 2), RegistryError and its kin (exit 4).
+    """
     if ref.kind == REGISTRY:
         assert ref.reference is not None
         return _from_registry(ref.reference, settings)

@@ -27,7 +27,10 @@ def registry_reference(text: str, role: str) -> Reference:
 def key_for_checking(key_path: Path) -> tuple[VerifyKey, SigningKey | None]:
     """`verify --key`: a public key (cosign.pub), or a cosign private key, whose public half checks
     and which can then also sign the reproduction attestation (sign_reproduction). A private key's
-    password comes from $COSIGN_PASSWORD (or a terminal prompt), read before any rebuild."""
+    password comes from $COSIGN_PASSWORD (or a terminal prompt), read before any rebuild.
+
+    KeyFileError (exit 2) names the file when it is no key (or its password is wrong).
+    """
     from xarch.smallfile import SmallFileError, read_small
 
     try:
@@ -71,4 +74,5 @@ def sign_reproduction(reference: str, statement: bytes, signer: SigningKey, sett
 
 
 def pinned_text(ref: Reference) -> str:
+    """`host/repository@sha256:<hex>`: REF pinned to its digest, as signing messages name an image."""
     return f"{ref.host}/{ref.repository}@{ref.digest}"

@@ -103,6 +103,7 @@ class StoredLayer:
     annotations: dict[str, str]
 
     def as_descriptor(self) -> dict[str, Any]:
+        """The layer as an OCI descriptor {mediaType, size (bytes), digest, annotations?} for a manifest."""
         out: dict[str, Any] = {"mediaType": self.media_type, "size": self.size, "digest": self.digest}
         if self.annotations:
             out["annotations"] = dict(self.annotations)
@@ -392,7 +393,10 @@ def list_signatures(target: str | Reference, settings: Settings | None = None
 
 
 def statement_for(ref: Reference, digest: str, predicate_type: str, predicate: dict[str, Any]) -> bytes:
-    """An in-toto v1 statement about DIGEST (in REF's repository): what attest_digest signs."""
+    """An in-toto v1 statement about DIGEST (in REF's repository): what attest_digest signs.
+
+    RegistryUsageError (exit 2) without a PREDICATE_TYPE.
+    """
     if not predicate_type:
         raise RegistryUsageError("an attestation needs a predicate type")
     return canonical_json({

@@ -61,6 +61,7 @@ class SigningKey:
         return self.key.sign(data)
 
     def public(self) -> VerifyKey:
+        """The matching public key, with the same file path (for messages)."""
         return VerifyKey(self.path, self.key.public_key())
 
 
@@ -195,7 +196,10 @@ def load_verify_key(path: Path) -> VerifyKey:
 
 def read_password(from_stdin: bool, path: Path) -> bytes:
     """The key's password: one line of standard input with FROM_STDIN, else $COSIGN_PASSWORD (which
-    may be empty, as cosign allows), else a prompt on a terminal. Never echoed or printed."""
+    may be empty, as cosign allows), else a prompt on a terminal. Never echoed or printed.
+
+    KeyFileError (exit 2) when there is none to be had, or stdin's is implausibly long.
+    """
     if from_stdin:
         # Bounded: `--password-stdin < /dev/zero` would otherwise read until memory runs out.
         line = sys.stdin.buffer.readline(_MAX_PASSWORD + 2)

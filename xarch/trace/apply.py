@@ -32,6 +32,7 @@ def command_of(loaded: LoadedRecipe) -> list[str]:
 
 
 def record_path(loaded: LoadedRecipe) -> Path:
+    """Where the recipe's trace record lives: xarch.trace beside the recipe file."""
     return record.trace_file(loaded.path)
 
 
@@ -49,6 +50,8 @@ def record_digest(loaded: LoadedRecipe) -> str | None:
 
 @dataclass(frozen=True)
 class Minimized:
+    """What apply_trace left: the number of paths kept and the tree entries it dropped."""
+
     kept: int
     dropped: list[Entry]
 

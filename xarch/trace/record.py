@@ -78,6 +78,7 @@ class TraceRecord:
     platforms: dict[str, tuple[str, ...]]
 
     def dumps(self) -> str:
+        """xarch.trace's text: the header comment, then YAML with each platform's paths sorted."""
         data = {"version": VERSION, "platforms": {name: sorted(paths) for name, paths in
                                                    sorted(self.platforms.items())}}
         return HEADER + yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=1000,
@@ -89,6 +90,9 @@ class TraceRecord:
             handle.write(self.dumps().encode("utf-8", "surrogateescape"))
 
     def paths(self, platform: str, where: Path) -> tuple[str, ...]:
+        """PLATFORM's recorded absolute image paths; TraceFileError (exit 2) naming WHERE (the file) when
+        the platform was never traced.
+        """
         if platform not in self.platforms:
             raise TraceFileError(f"{where}: platforms.{platform}: not traced; run `xarch trace --platform "
                                  f"{platform}`")
@@ -96,6 +100,7 @@ class TraceRecord:
 
 
 def trace_file(recipe_path: Path) -> Path:
+    """xarch.trace beside RECIPE_PATH: the one trace record of a recipe."""
     return recipe_path.parent / FILE_NAME
 
 

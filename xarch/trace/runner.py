@@ -278,6 +278,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def scratch_folder() -> tempfile.TemporaryDirectory[str]:
+    """A new temporary folder (prefix xarch-trace-) for a trace run; removed when the context exits."""
     return tempfile.TemporaryDirectory(prefix="xarch-trace-")
 
 

@@ -68,7 +68,10 @@ class Side:
 
 
 def side_of_index(label: str, digest: str, data: bytes) -> Side:
-    """A Side from the exact bytes DATA of an OCI index (or Docker manifest list) with DIGEST."""
+    """A Side from the exact bytes DATA of an OCI index (or Docker manifest list) with DIGEST.
+
+    InputError (exit 2) when DATA is not an image index.
+    """
     try:
         document = json_object(data, f"{label}: index {digest}")
         manifests = document.get("manifests") or []
@@ -136,6 +139,11 @@ def _config_platform(config: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class AgainstRow:
+    """One row of `verify --against`: a platform entry (or "index"), its digest rebuilt here and the
+    published one (None when absent), the status (same, differs, missing, extra, duplicated, not
+    rebuilt, not compared), what differs, and its 0-based place in each index.
+    """
+
     platform: str  # "linux/amd64", "unknown/unknown", or "index"
     local: str | None  # digest rebuilt here
     published: str | None
@@ -147,6 +155,10 @@ class AgainstRow:
 
 @dataclass
 class AgainstReport:
+    """The comparison of a rebuild with the published image AGAINST (as typed; KIND as taken by
+    xarch.registry.imageref): one row per index entry and one for the index itself.
+    """
+
     against: str  # what the user gave
     kind: str = ""  # what it was taken for (xarch.registry.imageref)
     rows: list[AgainstRow] = field(default_factory=list)
@@ -160,6 +172,7 @@ class AgainstReport:
         return [row for row in self.rows if row.status not in ACCEPTED]
 
     def to_json(self) -> dict[str, Any]:
+        """{against, kind, identical, rows: [row fields]}, as `verify --against --json` prints it."""
         return {"against": self.against, "kind": self.kind, "identical": self.identical,
                 "rows": [asdict(r) for r in self.rows]}
 
@@ -259,6 +272,9 @@ def verify_against(local: Side, ref: ImageRef, credentials: Credentials | None =
 
 
 def print_against(report: AgainstReport, as_json: bool, console: Console) -> None:
+    """Print REPORT on CONSOLE: one JSON document with AS_JSON, else a table of the rows, the verdict
+    line, and each difference on its own line (the exit code is the caller's: 1 when not identical).
+    """
     if as_json:
         console.print_json(json.dumps(report.to_json(), sort_keys=True))
         return

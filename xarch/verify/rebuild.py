@@ -40,6 +40,8 @@ REFERENCE_ENV = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 
 class VerifyError(InputError):
+    """`verify` was asked for something it cannot do (an unknown --variations name...) (exit 2)."""
+
     pass
 
 
@@ -61,6 +63,8 @@ class Conditions:
 
 @dataclass(frozen=True)
 class Variation:
+    """One way a rebuild differs from the reference: its name (for --variations), description, Conditions."""
+
     name: str
     description: str
     conditions: Conditions
@@ -88,7 +92,10 @@ VARIATION_NAMES = tuple(v.name for v in VARIATIONS)
 
 
 def parse_variations(text: str | None) -> tuple[str, ...]:
-    """--variations a,b,c → the names, checked; None or "all" → every variation."""
+    """--variations a,b,c → the names, checked; None or "all" → every variation.
+
+    VerifyError (exit 2) names unknown names.
+    """
     if not text or text.strip() == "all":
         return VARIATION_NAMES
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
@@ -104,6 +111,11 @@ ACCEPTED = ("same", "skipped", "not applicable")
 
 @dataclass
 class VariationResult:
+    """What one variation's rebuild gave: status (same, differs, failed, skipped, not applicable), a
+    note, {digest name: digest}, the digest names that differ from the reference, the first few
+    differences (`xarch diff` JSON entries) and their total count, and the time taken in seconds.
+    """
+
     name: str
     description: str
     status: str  # same, differs, failed (could not rebuild), skipped, not applicable
@@ -117,6 +129,8 @@ class VariationResult:
 
 @dataclass
 class VerifyReport:
+    """The reference build's digests ({"index": ..., platform name: ...}) and each variation's result."""
+
     reference: dict[str, str] = field(default_factory=dict)  # {"index": …, "linux/amd64": …}
     results: list[VariationResult] = field(default_factory=list)
 
@@ -142,6 +156,7 @@ class VerifyReport:
         return result
 
     def to_json(self) -> dict[str, Any]:
+        """{identical, reference, variations: [result fields]}, as `verify --json` prints it."""
         return {
             "identical": self.identical,
             "reference": self.reference,
@@ -152,6 +167,10 @@ class VerifyReport:
 # --- the source copy ------------------------------------------------------------------------
 
 def copy_source(source: Path, target: Path, conditions: Conditions) -> None:
+    """Copy the recipe folder SOURCE to TARGET (which must not exist) as CONDITIONS say: files created
+    in reverse order, group/other bits stripped, every mtime (seconds since the epoch) set. Build
+    outputs and VCS folders (dist, .git, .tox, __pycache__) are left out; symlinks copied as links.
+    """
     files = sorted(p for p in source.rglob("*") if not _is_output(p, source))
     if conditions.reverse_creation:
         files.reverse()
@@ -280,6 +299,10 @@ def hand_over(base: Path, conditions: Conditions) -> None:
 
 @dataclass(frozen=True)
 class BuildRequest:
+    """What every build of one `verify` shares: the recipe, the platforms, SOURCE_DATE_EPOCH (seconds),
+    the work folder holding each build's copy and output, and the --strategy passed to each (None: none).
+    """
+
     loaded: LoadedRecipe
     platforms: tuple[Platform, ...]
     epoch: int
@@ -288,7 +311,10 @@ class BuildRequest:
 
 
 def run_build(request: BuildRequest, name: str, conditions: Conditions) -> Path:
-    """Copy the source under CONDITIONS, build it in a new process, return the OCI layout it wrote."""
+    """Copy the source under CONDITIONS, build it in a new process, return the OCI layout it wrote.
+
+    BuildError (exit 2) with the build's last stderr line when it fails.
+    """
     loaded = request.loaded
     base = request.workdir / name
     source = base / conditions.folder
@@ -476,6 +502,9 @@ def _short(value: Any, width: int = 40) -> str:
 
 
 def print_report(report: VerifyReport, as_json: bool, console: Console) -> None:
+    """Print REPORT on CONSOLE: one JSON document on stdout with AS_JSON, else the table of variations,
+    the reference digests, the first differences of each differing rebuild, and the verdict line.
+    """
     if as_json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True, default=str))
         return

@@ -59,7 +59,10 @@ def fetch_wheels(
     wheels: Iterable[LockedWheel], store: Store, say: Callable[[str], None] | None = None
 ) -> None:
     """Ensure every wheel is in STORE. A download enters it only after its sha256 matched the lock
-    (Store.put_chunks hashes before the rename); a drop is retried and resumed (debian/http.py)."""
+    (Store.put_chunks hashes before the rename); a drop is retried and resumed (debian/http.py).
+
+    All failures are reported together as one WheelFetchError (exit 4), the first one's message first.
+    """
     unique = {w.sha256: w for w in wheels}
     missing = [w for sha, w in sorted(unique.items(), key=lambda kv: kv[1].name) if not store.verified(sha)]
     if not missing:
@@ -167,6 +170,10 @@ class TreeDestination(WheelDestination):
         return full
 
     def write_to_tree(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> RecordEntry:
+        """Add the wheel file PATH of SCHEME (purelib, scripts...) to the tree, mode 0755 if IS_EXECUTABLE
+        else 0644; its RECORD entry (sha256, size in bytes) back. WheelInstallError (exit 2) when it
+        lies outside its scheme's folder or another wheel of the set already wrote it.
+        """
         full = self._image_path(scheme, path)
         previous = self.written.get(full)
         if previous is not None and previous != self.origin:
@@ -188,6 +195,9 @@ class TreeDestination(WheelDestination):
     def write_file(
         self, scheme: Scheme, path: str | object, stream: BinaryIO, is_executable: bool
     ) -> RecordEntry:
+        """installer's hook for one file of the wheel: as write_to_tree, a `#!python` shebang in a
+        script rewritten to the image's interpreter (PEP 427 / binary distribution format).
+        """
         name = str(path)
         if scheme == "scripts":  # `#!python` in a wheel's scripts is the image's interpreter
             with fix_shebang(stream, self.interpreter) as fixed:
@@ -195,6 +205,9 @@ class TreeDestination(WheelDestination):
         return self.write_to_tree(scheme, name, stream, is_executable)
 
     def write_script(self, name: str, module: str, attr: str, section: str) -> RecordEntry:
+        """installer's hook for a console or GUI entry point (entry_points.txt): a POSIX launcher script
+        NAME calling MODULE:ATTR with the image's interpreter, written to the scripts folder, 0755.
+        """
         script_name, data = Script(name, module, attr, section).generate(  # type: ignore[arg-type]
             self.interpreter, "posix"
         )
@@ -203,6 +216,9 @@ class TreeDestination(WheelDestination):
     def finalize_installation(
         self, scheme: Scheme, record_file_path: str, records: Iterable[tuple[Scheme, RecordEntry]]
     ) -> None:
+        """installer's last hook: write the wheel's RECORD (at RECORD_FILE_PATH in SCHEME, paths of other
+        schemes relative to it) listing RECORDS, as the Recording Installed Projects spec says.
+        """
         def prefix_for_scheme(file_scheme: str) -> str | None:
             if file_scheme == scheme:
                 return None

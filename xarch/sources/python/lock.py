@@ -43,6 +43,10 @@ class PythonLockError(InputError):
 
 @dataclass
 class PythonLock:
+    """The python section of xarch.lock: the index URL, the digest of the requirement lines, the
+    resolver (`uv X.Y.Z`), {platform name: Target} and {platform name: [LockedWheel]}.
+    """
+
     index_url: str
     requirements: str  # inputs_digest of the requirement lines
     resolver: str
@@ -50,6 +54,7 @@ class PythonLock:
     wheels: dict[str, list[LockedWheel]] = field(default_factory=dict)  # platform name → wheels
 
     def for_platform(self, platform: str) -> list[LockedWheel]:
+        """PLATFORM's locked wheels; PythonLockError (exit 2) when the lock has none for it."""
         try:
             return self.wheels[platform]
         except KeyError:
@@ -58,6 +63,7 @@ class PythonLock:
             ) from None
 
     def to_data(self) -> dict[str, Any]:
+        """The section as plain data for YAML (the shape in the module docstring), wheels sorted by name."""
         return {
             "index_url": self.index_url,
             "requirements": self.requirements,
@@ -145,6 +151,7 @@ def _wheel_from(item: Any, loc: str, bad: Any) -> LockedWheel:
 
 
 def requirements_digest(requirements: list[str]) -> str:
+    """`sha256:<hex>` of the requirement lines (canonical JSON): the lock records it to notice a change."""
     return inputs_digest(requirements)
 
 
@@ -186,7 +193,10 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def load_stage_sections(path: Path) -> dict[str, PythonLock]:
-    """stage name → its python lock, from the python_stages section of PATH (checked; {} when absent)."""
+    """stage name → its python lock, from the python_stages section of PATH (checked; {} when absent).
+
+    PythonLockError (exit 2) names the field that is wrong.
+    """
     raw = _read_all(path)
     if STAGES_SECTION not in raw:
         return {}

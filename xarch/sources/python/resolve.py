@@ -103,10 +103,14 @@ class Target:
         return [*cpython_tags(version, [self.abi], platforms), *compatible_tags(version, self.abi, platforms)]
 
     def describe(self) -> str:
+        """`arm64 (CPython 3.11, glibc 2.36: aarch64-manylinux_2_36)`: the target as messages name it."""
         return f"{self.platform} (CPython {self.python}, glibc {self.glibc}: {self.uv_platform})"
 
 
 def target_for(platform: Platform, python: str, glibc: str) -> Target:
+    """The wheel target of PLATFORM for CPython PYTHON ("3.11") on glibc GLIBC ("2.36"). NoResolver
+    (exit 2) for an architecture uv has no manylinux tags for, or a glibc below 2.17 (PEP 600).
+    """
     machine = MACHINES.get(platform.debian_arch)
     if machine is None:
         raise NoResolver(
@@ -119,6 +123,7 @@ def target_for(platform: Platform, python: str, glibc: str) -> Target:
 
 
 def uv_binary() -> str:
+    """Path of the uv executable the `uv` Python package ships; HostError (exit 3) when missing."""
     try:
         from uv import find_uv_bin
     except ImportError:
@@ -130,6 +135,9 @@ def uv_binary() -> str:
 
 
 def uv_version() -> str:
+    """`uv X.Y.Z` as `uv --version` prints it (the lock's resolver field); a placeholder when it prints
+    nothing.
+    """
     result = subprocess.run([uv_binary(), "--version"], capture_output=True, text=True, check=False)
     return result.stdout.strip() or "uv (unknown version)"
 
@@ -207,7 +215,10 @@ def _failure(stderr: str, target: Target, index_url: str) -> Exception:
 
 def wheels_of(data: dict[str, Any], target: Target, index_url: str) -> list[LockedWheel]:
     """The best wheel of each package of a pylock.toml (PEP 751) for TARGET; the document is
-    checked as hostile input (types, URL scheme, sha256 form, file name)."""
+    checked as hostile input (types, URL scheme, sha256 form, file name).
+
+    ResolveError (exit 2) for a malformed document or a package without a fitting wheel.
+    """
     supported = {tag: rank for rank, tag in enumerate(reversed(target.supported()))}
     packages = data.get("packages")
     if not isinstance(packages, list):
