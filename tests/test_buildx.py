@@ -27,8 +27,8 @@ from xarch.run.buildx import (
     INLINE_LIMIT,
     BuildxError,
     BuildxStage,
-    build_platform,
     build_stage,
+    build_with_buildx,
     tree_from_tar,
 )
 
@@ -159,7 +159,7 @@ def test_one_build_per_platform_gives_each_its_own_tree(buildx: str, per_arch_co
 def test_an_arm64_run_step_runs_under_qemu(buildx: str, busybox_arm64_image: str, qemu_aarch64: None,
                                            tmp_path: Path) -> None:
     stage = arm64_run_stage(tmp_path, busybox_arm64_image, {"GREETING": "hello"})
-    tree = build_platform(stage, "linux/arm64", tmp_path / "work", log=lambda _line: None, docker=buildx)
+    tree = build_with_buildx(stage, "linux/arm64", tmp_path / "work", log=lambda _line: None, docker=buildx)
     hello = tree.get("out/hello")
     assert hello is not None and hello.read() == b"hello from aarch64\n" and hello.mode == 0o640
     link = tree.get("out/link")
@@ -177,8 +177,8 @@ def test_an_arm64_run_step_runs_under_qemu(buildx: str, busybox_arm64_image: str
 def test_two_builds_give_identical_trees(buildx: str, busybox_arm64_image: str, qemu_aarch64: None,
                                          tmp_path: Path) -> None:
     stage = arm64_run_stage(tmp_path, busybox_arm64_image, {"GREETING": "same"}, no_cache=True)
-    first = build_platform(stage, "linux/arm64", tmp_path / "one", log=lambda _line: None, docker=buildx)
-    second = build_platform(stage, "linux/arm64", tmp_path / "two", log=lambda _line: None, docker=buildx)
+    first = build_with_buildx(stage, "linux/arm64", tmp_path / "one", log=lambda _line: None, docker=buildx)
+    second = build_with_buildx(stage, "linux/arm64", tmp_path / "two", log=lambda _line: None, docker=buildx)
     assert snapshot(first) == snapshot(second)
     assert "out/hello" in first
 
@@ -192,7 +192,7 @@ def test_a_failing_step_is_one_error_with_its_last_lines(buildx: str, busybox_ar
     (context / "Dockerfile").write_text(f"FROM {busybox_arm64_image}\nRUN echo about-to-fail && exit 3\n")
     workdir = tmp_path / "work"
     with pytest.raises(BuildxError) as caught:
-        build_platform(BuildxStage(context / "Dockerfile", context), "linux/arm64", workdir,
+        build_with_buildx(BuildxStage(context / "Dockerfile", context), "linux/arm64", workdir,
                        log=lambda _line: None, docker=buildx)
     message = str(caught.value)
     assert message.startswith("docker buildx build for linux/arm64 failed (exit 1): ")
@@ -213,7 +213,7 @@ def test_the_epoch_reaches_run_steps_that_ask_for_it(buildx: str, tmp_path: Path
         'RUN ["/bin/busybox", "sh", "-c", "echo $SOURCE_DATE_EPOCH > /epoch"]\n'
     )
     stage = BuildxStage(context / "Dockerfile", context, source_date_epoch=1_700_000_000, no_cache=True)
-    tree = build_platform(stage, "linux/amd64", tmp_path / "work", log=lambda _line: None, docker=buildx)
+    tree = build_with_buildx(stage, "linux/amd64", tmp_path / "work", log=lambda _line: None, docker=buildx)
     epoch = tree.get("epoch")
     assert epoch is not None and epoch.read() == b"1700000000\n"
 
@@ -222,7 +222,7 @@ def test_the_epoch_reaches_run_steps_that_ask_for_it(buildx: str, tmp_path: Path
 def test_an_unknown_builder_is_named(buildx: str, per_arch_context: Path, tmp_path: Path) -> None:
     stage = BuildxStage(per_arch_context / "Dockerfile", per_arch_context, builder="no-such-builder")
     with pytest.raises(BuildxError, match="no-such-builder"):
-        build_platform(stage, "linux/amd64", tmp_path / "work", log=lambda _line: None, docker=buildx)
+        build_with_buildx(stage, "linux/amd64", tmp_path / "work", log=lambda _line: None, docker=buildx)
 
 
 def arm64_run_stage(
@@ -254,7 +254,7 @@ def test_buildx_output_becomes_the_same_layer_and_runs_when_loaded(
     stage = arm64_run_stage(tmp_path, busybox_arm64_image, {"GREETING": "layered"}, no_cache=True)
     layers = []
     for run in ("one", "two"):
-        tree = build_platform(stage, "linux/arm64", tmp_path / run, log=lambda _line: None, docker=buildx)
+        tree = build_with_buildx(stage, "linux/arm64", tmp_path / run, log=lambda _line: None, docker=buildx)
         layers.append(build_layer("rootfs", tree, epoch=0, level=6))
     assert layers[0].diff_id == layers[1].diff_id
     assert layers[0].descriptor.digest == layers[1].descriptor.digest

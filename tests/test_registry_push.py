@@ -24,8 +24,9 @@ from tests.support.registry import (  # noqa: F401 (fixtures)
     registry,
     tls_registry,
 )
+from xarch.oci.layout import LayoutError
 from xarch.registry.client import Settings
-from xarch.registry.errors import LayoutError, RegistryError, RegistryUsageError
+from xarch.registry.errors import RegistryError, RegistryUsageError
 from xarch.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
 from xarch.registry.progress import LineProgress, RichProgress, progress_for
 from xarch.registry.pull import fetch_image, pull_layout

@@ -25,7 +25,7 @@ from xarch.verify.rebuild import (
     VerifyReport,
     build_env,
     copy_source,
-    hand_over,
+    hand_over_to_variation,
     judge,
     layout_digests,
     parse_variations,
@@ -87,7 +87,7 @@ def probe(tmp_path: Path, source: Path, name: str, conditions: Conditions) -> di
     copy = base / conditions.folder
     copy_source(source, copy, conditions)
     env = build_env(conditions, 1_700_000_000, base)
-    hand_over(base, conditions)
+    hand_over_to_variation(base, conditions)
     result = subprocess.run(wrap_command(conditions, [sys.executable, "-c", PROBE]), cwd=copy, env=env,
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout)  # type: ignore[no-any-return]

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from xarch.run.fsmeta import HardLinks, kept_xattrs
 from xarch.build.ignorefile import ignore_matcher, select
 from xarch.oci.tree import Entry, Tree, TreeError
 from xarch.platforms import Platform
 from xarch.recipe import FileSpec, LoadedRecipe, format_loc, is_root
+from xarch.run.fsmeta import HardLinks, kept_xattrs
 
 
 def _git_like_mode(mode: int) -> int:

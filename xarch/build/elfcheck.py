@@ -29,14 +29,14 @@ from elftools.elf.descriptions import describe_e_machine
 from elftools.elf.structs import ELFStructs
 
 from xarch import platforms as platform_data
+from xarch.build.packages import IMAGE_SET
+from xarch.build.treecheck import origin_error
 from xarch.errors import BuildError
 from xarch.oci.pathglob import matches
 from xarch.oci.tree import Tree
-from xarch.build.packages import IMAGE_SET
 from xarch.platforms import ElfKind, Platform
 from xarch.recipe import LoadedRecipe, format_loc
 from xarch.sources.debian.install import package_origin
-from xarch.build.treecheck import origin_error
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock

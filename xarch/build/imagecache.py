@@ -11,7 +11,6 @@ function of inputs xarch can see (a RUN step may fetch anything).
 """
 
 from __future__ import annotations
-from xarch.oci.digest import file_sha256
 
 import hashlib
 import json
@@ -23,13 +22,13 @@ from xarch.build.contents import all_file_specs, expand_source
 from xarch.build.ignorefile import ignore_matcher, select, stage_inputs
 from xarch.oci.atomic import atomic_file
 from xarch.oci.compress import compressor_id
-from xarch.oci.digest import OCI_LAYER_GZIP, canonical_json, hex_of, sha256_digest
+from xarch.oci.digest import OCI_LAYER_GZIP, canonical_json, file_sha256, hex_of, sha256_digest
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
+from xarch.oci.store import Store
 from xarch.oci.tree import path_bytes
 from xarch.platforms import Platform
 from xarch.recipe import LoadedRecipe
-from xarch.oci.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from xarch import platforms as platform_data
 from xarch.errors import BuildError
+from xarch.oci.store import Store
 from xarch.oci.tree import Tree
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
-from xarch.sources.debian.locking import lock_path, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.lock import DEFAULT_SET, Lock, LockedPackage, has_packages, lock_matches, mirror_of
-from xarch.oci.store import Store
+from xarch.sources.debian.locking import lock_path, run_lock
 
 IMAGE_SET = DEFAULT_SET
 

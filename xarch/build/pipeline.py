@@ -8,25 +8,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xarch.run.options import BuildOptions
 from xarch.build.contents import recipe_tree
 from xarch.build.elfcheck import check_image
 from xarch.build.imagecache import ImageCache, cache_key, cacheable
 from xarch.build.layering import split_layers
+from xarch.build.packages import IMAGE_SET, add_accounts, install_set
+from xarch.build.placement import settle
+from xarch.build.treecheck import check_extractable
 from xarch.oci.compress import compressor_id
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.oci.image import Image, RuntimeConfig, build_image
 from xarch.oci.index import build_index
 from xarch.oci.layer import Layer, write_layer
 from xarch.oci.layout import Artifact
+from xarch.oci.store import Store
 from xarch.oci.tree import Tree
-from xarch.build.packages import IMAGE_SET, add_accounts, install_set
-from xarch.build.placement import settle
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
-from xarch.oci.store import Store
-from xarch.build.treecheck import check_extractable
+from xarch.run.options import BuildOptions
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock

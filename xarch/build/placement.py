@@ -21,11 +21,11 @@ from __future__ import annotations
 import posixpath
 from dataclasses import replace
 
+from xarch.build.treecheck import BrokenTree, origin_error
 from xarch.oci.tree import Tree, path_bytes
 from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.deb import resolve
 from xarch.sources.debian.errors import UnpackError
-from xarch.build.treecheck import BrokenTree, origin_error
 
 WHITEOUT_PREFIX = ".wh."
 

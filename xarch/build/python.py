@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
 from xarch import platforms as platform_data
-from xarch.errors import BuildError, ExitCode
+from xarch.errors import BuildError
+from xarch.oci.store import Store
 from xarch.oci.tree import Tree
 from xarch.platforms import Platform
 from xarch.progress import Reporter
@@ -17,14 +18,12 @@ from xarch.recipe import LoadedRecipe
 from xarch.sources.python.config import PythonSpec, read_requirements
 from xarch.sources.python.lock import (
     PythonLock,
-    compare_pins,
     drift,
     dump_section,
     load_section,
     requirements_digest,
 )
 from xarch.sources.python.resolve import Target, resolve, target_for, uv_version
-from xarch.oci.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock

@@ -22,22 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-
-from xarch.errors import BuildError, ExitCode, NetworkError
+from xarch.build.python import Part, full_version, lock_drift, lock_file, resolve_python
+from xarch.errors import BuildError, NetworkError
+from xarch.oci.store import Store
 from xarch.oci.tree import Tree
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.lock import Lock
-from xarch.build.python import Part, full_version, lock_drift, lock_file, resolve_python
 from xarch.sources.python.lock import (
     PythonLock,
-    compare_pins,
     dump_stage_sections,
     load_stage_sections,
 )
-from xarch.sources.python.resolve import NoResolver, ResolveError
-from xarch.oci.store import Store
+from xarch.sources.python.resolve import NoResolver, WheelResolveError
 
 
 def stage_parts(loaded: LoadedRecipe) -> dict[str, Part]:
@@ -62,7 +60,7 @@ def resolve_stage(
     part = stage_parts(loaded)[name]
     try:
         return resolve_python(loaded, debian, say, part)
-    except (ResolveError, NoResolver, NetworkError) as error:
+    except (WheelResolveError, NoResolver, NetworkError) as error:
         text = str(error).removeprefix("python: ")
         raise type(error)(f"{part.field}: {text}") from None
 

@@ -89,9 +89,9 @@ def run_maintainer_scripts(tree: Tree, packages: Sequence[LockedPackage], platfo
     the number of scripts run. ScriptFailed (exit 2), SandboxUnavailable or
     EmulationUnavailable (exit 3)."""
     from xarch import platforms
-    from xarch.run.rootfs import harvest, materialize
     from xarch.run import qemu
     from xarch.run.chroot import run_in_rootfs
+    from xarch.run.rootfs import harvest, materialize
     from xarch.run.steps import fixed_env
 
     todo = calls(tree, packages)

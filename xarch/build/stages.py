@@ -19,22 +19,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xarch import platforms as platform_data
-from xarch.run.options import BuildOptions, mask
 from xarch.build.contents import add_file_specs
-from xarch.errors import BuildError, XarchError
 from xarch.build.ignorefile import copy_stage_inputs
-from xarch.oci.tree import Entry, Tree
 from xarch.build.packages import install_set
+from xarch.errors import BuildError, XarchError
+from xarch.oci.store import Store
+from xarch.oci.tree import Entry, Tree
 from xarch.progress import Reporter
 from xarch.recipe import CopySpec, LoadedRecipe, StageSpec, is_root, stage_order
-from xarch.run.rootfs import harvest, harvest_tree, materialize
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache, tree_digest
 from xarch.run.cross import add_cross_files
+from xarch.run.options import BuildOptions, mask
+from xarch.run.rootfs import harvest, harvest_tree, materialize
 from xarch.run.secretmount import secret_files
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
-from xarch.oci.store import Store
 
 if TYPE_CHECKING:
     from xarch.sources.python.lock import PythonLock

@@ -4,7 +4,7 @@ Exit codes follow xarch/errors.py: what the registry or the connection did is 4;
 user typed (a reference, an option) or gave (a layout) is 2.
 """
 
-from xarch.errors import ExitCode, InputError, NetworkError
+from xarch.errors import ExitCode, NetworkError
 
 
 class RegistryError(NetworkError):
@@ -41,6 +41,3 @@ class CorruptAnswer(RegistryError):
 
     exit_code = ExitCode.NETWORK
 
-
-class LayoutError(InputError):
-    """An OCI layout directory is missing a file or holds a blob whose digest does not match."""

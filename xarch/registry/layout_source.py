@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xarch.oci.archive import open_archive
+from xarch.oci.layout import LayoutError
 from xarch.oci.schema import parse_document
 from xarch.oci.verified import (
     BadDescriptor,
@@ -24,7 +25,6 @@ from xarch.oci.verified import (
     read_verified,
     verify_blob,
 )
-from xarch.registry.errors import LayoutError
 from xarch.registry.mediatypes import INDEXES, media_type_of
 
 REF_NAME = "org.opencontainers.image.ref.name"

@@ -36,10 +36,11 @@ from urllib.parse import quote
 
 from xarch.oci.artifact import Attachment
 from xarch.oci.digest import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json, hex_of
+from xarch.oci.layout import LayoutError
 from xarch.oci.schema import parse_document
 from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object, read_verified
 from xarch.registry.client import RegistryClient
-from xarch.registry.errors import CorruptAnswer, LayoutError, RegistryError
+from xarch.registry.errors import CorruptAnswer, RegistryError
 
 __all__ = ["Attachment", "Referrers", "fetch_attachment", "layout_attachments", "list_referrers",
            "push_attachment", "push_attachments", "referrers_tag"]

@@ -81,11 +81,11 @@ def build_stage(
             plat = platforms.get(name)
         except platforms.UnknownPlatform as error:
             raise BuildxError(str(error)) from None
-        trees[plat.name] = build_platform(stage, plat.oci, workdir / plat.slug, log=log, docker=docker)
+        trees[plat.name] = build_with_buildx(stage, plat.oci, workdir / plat.slug, log=log, docker=docker)
     return trees
 
 
-def build_platform(
+def build_with_buildx(
     stage: BuildxStage,
     oci_platform: str,
     workdir: Path,

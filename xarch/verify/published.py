@@ -23,10 +23,10 @@ from rich.table import Table
 
 from xarch.errors import InputError
 from xarch.oci.digest import platform_name
+from xarch.oci.layout import LayoutError
 from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials
 from xarch.registry.client import Settings
-from xarch.registry.errors import LayoutError
 from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef
 from xarch.registry.layout_source import layout_folder, read_layout
 from xarch.registry.mediatypes import media_type_of
@@ -44,7 +44,7 @@ COMPARED_FIELDS = ("mediaType", "digest", "size", "platform", "annotations")
 
 
 @dataclass(frozen=True)
-class Entry:
+class IndexEntry:
     """One manifest descriptor of an index: POSITION in it, its platform name, the descriptor."""
 
     position: int
@@ -64,7 +64,7 @@ class Side:
     digest: str
     is_index: bool
     document: dict[str, Any] = field(default_factory=dict)  # the index JSON ({} for a lone manifest)
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[IndexEntry] = field(default_factory=list)
 
 
 def side_of_index(label: str, digest: str, data: bytes) -> Side:
@@ -75,7 +75,7 @@ def side_of_index(label: str, digest: str, data: bytes) -> Side:
     try:
         document = json_object(data, f"{label}: index {digest}")
         manifests = document.get("manifests") or []
-        entries = [Entry(i, _platform_of(d), dict(d)) for i, d in enumerate(manifests)]
+        entries = [IndexEntry(i, _platform_of(d), dict(d)) for i, d in enumerate(manifests)]
     except (ValueError, AttributeError, TypeError):
         raise InputError(f"{label}: index {digest} is not a JSON image index") from None
     return Side(label, digest, True, document, entries)
@@ -89,7 +89,7 @@ def _platform_of(descriptor: dict[str, Any]) -> str:
 def _lone_manifest(label: str, digest: str, data: bytes, media_type: str,
                    platform: dict[str, Any]) -> Side:
     descriptor = {"mediaType": media_type, "digest": digest, "size": len(data), "platform": platform}
-    return Side(label, digest, False, {}, [Entry(0, platform_name(platform), descriptor)])
+    return Side(label, digest, False, {}, [IndexEntry(0, platform_name(platform), descriptor)])
 
 
 @contextmanager
@@ -192,8 +192,8 @@ def _fields_differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return differing
 
 
-def _pair(local: list[Entry],
-          published: list[Entry]) -> tuple[list[tuple[Entry, Entry]], list[Entry], list[Entry]]:
+def _pair(local: list[IndexEntry], published: list[IndexEntry]
+          ) -> tuple[list[tuple[IndexEntry, IndexEntry]], list[IndexEntry], list[IndexEntry]]:
     """Pairs of one platform's entries: identical descriptors first, then by position; the rest."""
     mine, theirs = list(local), list(published)
     pairs = []

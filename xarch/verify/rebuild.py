@@ -290,7 +290,7 @@ def build_env(conditions: Conditions, epoch: int, base: Path) -> dict[str, str]:
     return env
 
 
-def hand_over(base: Path, conditions: Conditions) -> None:
+def hand_over_to_variation(base: Path, conditions: Conditions) -> None:
     """Give BASE (source copy, output folder, home, cache) to the user the build runs as."""
     if conditions.user is not None:
         account = pwd.getpwnam(conditions.user)
@@ -322,7 +322,7 @@ def run_build(request: BuildRequest, name: str, conditions: Conditions) -> Path:
     env = build_env(conditions, request.epoch, base)
     (base / "out").mkdir()
     output = base / "out" / "image"
-    hand_over(base, conditions)
+    hand_over_to_variation(base, conditions)
     platforms = ",".join(p.name for p in request.platforms)
     # --no-cache: a rebuild that takes its images from a cache proves nothing.
     argv = [sys.executable, "-m", "xarch.cli", "build", "-q", "--no-cache",

@@ -69,7 +69,7 @@ GLIBC_HWCAPS = "glibc-hwcaps"
 
 
 @dataclass(frozen=True)
-class Target:
+class LinkerTarget:
     flags: int  # the cache flags of every 64-bit library (readelflib.c's file_flag)
     machine: int | None  # the only ELF machine accepted (None: any, as arm's readelflib.c)
     signed_char: bool  # `char` in _dl_cache_libcmp: signed on x86, unsigned on arm
@@ -77,9 +77,9 @@ class Target:
 
 
 TARGETS = {
-    "amd64": Target(0x0303, EM_X86_64, True,
+    "amd64": LinkerTarget(0x0303, EM_X86_64, True,
                     frozenset({"sse2", "x86_64", "avx512_1", "i586", "i686", "haswell", "xeon_phi"})),
-    "arm64": Target(0x0A03, None, False, frozenset({
+    "arm64": LinkerTarget(0x0A03, None, False, frozenset({
         "fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "atomics", "fphp", "asimdhp",
         "cpuid", "asimdrdm", "jscvt", "fcma", "lrcpc", "dcpop", "sha3", "sm3", "sm4", "asimddp", "sha512",
         "sve", "asimdfhm", "dit", "uscat", "ilrcpc", "flagm", "ssbs", "sb", "paca", "pacg"})),
@@ -140,7 +140,7 @@ def _int32(number: int) -> int:
     return (number + 2**31) % 2**32 - 2**31
 
 
-def soname_of(data: bytes, target: Target) -> str | None:
+def soname_of(data: bytes, target: LinkerTarget) -> str | None:
     """DT_SONAME of a 64-bit little-endian ELF shared object ("" when it has none), or None
     when ldconfig would skip the file (not ELF, not ET_DYN, no dynamic string table,
     truncated, another machine). A 32-bit ELF or an a.out library is LdconfigUnsupported."""
@@ -295,7 +295,7 @@ def _glob(root: _Root, pattern: str) -> list[str]:
     return sorted(matches, key=path_bytes)
 
 
-def search(root: _Root, path: str, real: str, target: Target) -> Iterator[tuple[str, str, bool]]:
+def search(root: _Root, path: str, real: str, target: LinkerTarget) -> Iterator[tuple[str, str, bool]]:
     """(soname, file name, is a link) of each library ldconfig keeps in one folder."""
     chosen: dict[str, tuple[str, bool]] = {}
     for name in sorted(root.children.get(real, []), key=path_bytes):

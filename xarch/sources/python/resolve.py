@@ -42,7 +42,7 @@ UV_LEVELS = (17, 28, *range(31, 41))
 LEGACY = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 
 
-class ResolveError(InputError):
+class WheelResolveError(InputError):
     """A requirement cannot be satisfied with wheels for a platform (exit 2)."""
 
 
@@ -153,7 +153,7 @@ def _environment() -> dict[str, str]:
 def resolve(requirements: list[str], target: Target, index_url: str) -> list[LockedWheel]:
     """One wheel per dependency of REQUIREMENTS for TARGET, sorted by name.
 
-    Raises ResolveError (exit 2, one line naming the dependency and the platform) when no
+    Raises WheelResolveError (exit 2, one line naming the dependency and the platform) when no
     wheel fits, NetworkError (exit 4) when the index cannot be reached, HostError (exit 3)
     without uv."""
     with tempfile.TemporaryDirectory(prefix="xarch-python-") as tmp:
@@ -189,7 +189,7 @@ def resolve(requirements: list[str], target: Target, index_url: str) -> list[Loc
         try:
             data = tomllib.loads(output.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ResolveError(
+            raise WheelResolveError(
                 f"python: uv wrote no readable pylock.toml for {target.platform}: {error}"
             ) from None
     return wheels_of(data, target, index_url)
@@ -202,7 +202,7 @@ def _failure(stderr: str, target: Target, index_url: str) -> Exception:
     text = text.removeprefix("error:").strip()
     missing = re.search(r"Because (\S+?)(?:[=<>!~;\[]\S*)? has no (?:usable )?wheels", text)
     if missing:
-        return ResolveError(
+        return WheelResolveError(
             f"python: {missing.group(1)} has no wheel for {target.describe()}; pin a version "
             f"that has one, or build it in a stage and copy it in (docs/python.md) [uv: {text}]"
         )
@@ -210,23 +210,23 @@ def _failure(stderr: str, target: Target, index_url: str) -> Exception:
         r"Failed to fetch|error sending request|dns error|Connection refused|timed out|status code 5", stderr
     ):
         return NetworkError(f"python: cannot reach the index {index_url} for {target.platform}: {text}")
-    return ResolveError(f"python: cannot resolve for {target.describe()}: {text}")
+    return WheelResolveError(f"python: cannot resolve for {target.describe()}: {text}")
 
 
 def wheels_of(data: dict[str, Any], target: Target, index_url: str) -> list[LockedWheel]:
     """The best wheel of each package of a pylock.toml (PEP 751) for TARGET; the document is
     checked as hostile input (types, URL scheme, sha256 form, file name).
 
-    ResolveError (exit 2) for a malformed document or a package without a fitting wheel.
+    WheelResolveError (exit 2) for a malformed document or a package without a fitting wheel.
     """
     supported = {tag: rank for rank, tag in enumerate(reversed(target.supported()))}
     packages = data.get("packages")
     if not isinstance(packages, list):
-        raise ResolveError("python: uv's pylock.toml has no [[packages]] list")
+        raise WheelResolveError("python: uv's pylock.toml has no [[packages]] list")
     result: list[LockedWheel] = []
     for package in packages:
         if not isinstance(package, dict) or not isinstance(package.get("name"), str):
-            raise ResolveError("python: uv's pylock.toml has a package without a name")
+            raise WheelResolveError("python: uv's pylock.toml has a package without a name")
         name = canonicalize_name(package["name"])
         best: tuple[int, LockedWheel] | None = None
         for wheel in package.get("wheels") or []:
@@ -234,12 +234,12 @@ def wheels_of(data: dict[str, Any], target: Target, index_url: str) -> list[Lock
             try:
                 _, _, _, tags = parse_wheel_filename(locked.filename)
             except InvalidWheelFilename as error:
-                raise ResolveError(f"python: {name}: {error}") from None
+                raise WheelResolveError(f"python: {name}: {error}") from None
             rank = max((supported.get(tag, -1) for tag in tags), default=-1)
             if rank >= 0 and (best is None or rank > best[0]):
                 best = (rank, locked)
         if best is None:
-            raise ResolveError(
+            raise WheelResolveError(
                 f"python: {name} has no wheel for {target.describe()}; pin a version that has "
                 "one, or build it in a stage and copy it in (docs/python.md)"
             )
@@ -249,18 +249,18 @@ def wheels_of(data: dict[str, Any], target: Target, index_url: str) -> list[Lock
 
 def _wheel(wheel: Any, name: str, version: str) -> LockedWheel:
     if not isinstance(wheel, dict):
-        raise ResolveError(f"python: {name}: a wheel entry is not a table")
+        raise WheelResolveError(f"python: {name}: a wheel entry is not a table")
     url = wheel.get("url")
     hashes = wheel.get("hashes")
     sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
     size = wheel.get("size")
     if not isinstance(url, str) or not re.match(r"https?://", url):
-        raise ResolveError(f"python: {name}: the index gave no http(s) URL for a wheel ({url!r})")
+        raise WheelResolveError(f"python: {name}: the index gave no http(s) URL for a wheel ({url!r})")
     if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise ResolveError(
+        raise WheelResolveError(
             f"python: {name}: the index gave no sha256 for {url} (xarch pins every wheel by it)"
         )
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-        raise ResolveError(f"python: {name}: the size of {url} is not a whole number ({size!r})")
+        raise WheelResolveError(f"python: {name}: the size of {url} is not a whole number ({size!r})")
     filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
     return LockedWheel(name, version, filename, url, sha256, size)
