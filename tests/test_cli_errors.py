@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,25 @@ def test_missing_recipe_file(tmp_path: Path) -> None:
     result = run_xarch("build", "-f", str(tmp_path / "nope.yaml"), "-o", f"oci:{tmp_path / 'out'}")
     assert result.returncode == 2
     assert_one_error_line(result.stderr, f"{tmp_path / 'nope.yaml'}: no such recipe file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_that_is_a_fifo_is_named_so(tmp_path: Path) -> None:
+    fifo = tmp_path / "xarch.yaml"
+    os.mkfifo(fifo)
+    result = run_xarch("build", "-f", str(fifo), "-o", f"oci:{tmp_path / 'out'}")
+    assert result.returncode == 2
+    assert_one_error_line(result.stderr, f"{fifo}: the recipe is not a regular file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tag_or_push_reference_given_twice_is_refused(tmp_path: Path) -> None:
+    recipe = _plain_recipe(tmp_path)
+    for option in ("-t", "--push"):
+        result = run_xarch("build", "-f", str(recipe), option, "demo:1", option, "demo:1",
+                           "-o", f"oci:{tmp_path / 'out'}")
+        assert result.returncode == 2
+        assert_one_error_line(result.stderr, f"{option} 'demo:1': given twice")
     assert not (tmp_path / "out").exists()
 
 

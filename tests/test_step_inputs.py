@@ -341,6 +341,20 @@ def test_the_documented_example_builds(tmp_path: Path, busybox_shell: None) -> N
     assert files["srv/token-length"].data.strip() == str(len(SECRET)).encode()
 
 
+def test_a_steps_escape_sequences_never_reach_the_log(tmp_path: Path, busybox_shell: None) -> None:
+    """A step is untrusted: what it prints to clear a screen, retitle a terminal or overwrite a
+    line (ESC, BEL, CR) is shown escaped, in the streamed lines and in a failure's last lines."""
+    hostile = r'printf "clear\033[2J title\033]0;pwned\007 over\rwrite\n"'
+    recipe = write_recipe(tmp_path / "src", ARGS_RECIPE.replace('echo "said $GREETING"', hostile))
+    result = xarch_ok("build", "-f", str(recipe), "-o", f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
+    assert "clear\\x1b[2J title\\x1b]0;pwned\\x07 over\\rwrite" in result.stderr, result.stderr
+    assert not any(ch in result.stderr for ch in "\x1b\x07\r")
+    failing = write_recipe(tmp_path / "bad", ARGS_RECIPE.replace('echo "said $GREETING"', hostile + "; exit 3"))
+    failed = xarch("build", "-f", str(failing), "-o", f"oci:{tmp_path / 'out2'}", cache=tmp_path / "cache")
+    assert failed.returncode == 2
+    assert "  | clear\\x1b[2J" in failed.stderr and not any(ch in failed.stderr for ch in "\x1b\x07\r")
+
+
 def test_on_a_terminal_step_output_streams_under_its_progress_line(tmp_path: Path,
                                                                    busybox_shell: None) -> None:
     """stderr on a pseudo-terminal (not CI): rich's live display, not prefixed lines."""

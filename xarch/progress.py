@@ -20,6 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from xarch.visible import visible
+
 LIVE_LINES = 12  # output lines shown under a running step on a terminal
 
 
@@ -102,6 +104,7 @@ class Reporter:
         `[PREFIX] line` otherwise."""
         if self.quiet:
             return
+        line = visible(line)  # a step is untrusted: no escape sequence of its own reaches a terminal or log
         if isinstance(self._progress, _StepProgress) and self._step is not None:
             self._progress.output.append(line)
             return

@@ -669,7 +669,9 @@ def load(path: Path | str) -> LoadedRecipe:
     if path.is_dir():
         path = path / DEFAULT_FILE
     if not path.is_file():
-        raise RecipeError(f"{path}: no such recipe file")
+        # A FIFO, socket or device is named as what it is: "no such file" would send the user looking.
+        what = "no such recipe file" if not path.exists() else "the recipe is not a regular file"
+        raise RecipeError(f"{path}: {what}")
     try:
         positions = load_yaml(path)
     except YamlPositionError as error:

@@ -157,6 +157,9 @@ def check_names(tags: Sequence[str], push_refs: Sequence[str]) -> list[str]:
     from xarch.registry.reference import parse_reference
 
     for option, names in (("-t", tags), ("--push", push_refs)):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise XarchError(f"{option} {repeated[0]!r}: given twice")
         for name in names:
             try:
                 reference = parse_reference(name)

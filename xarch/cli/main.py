@@ -15,6 +15,7 @@ import click
 
 from xarch import __version__
 from xarch.errors import ExitCode, XarchError
+from xarch.visible import visible
 
 
 class LazyGroup(click.Group):
@@ -179,7 +180,7 @@ def _fail(message: str, code: int, details: Sequence[str] = (), hint: str = "") 
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
     click.echo(one_line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     for line in details:
-        click.echo("  | " + line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+        click.echo("  | " + visible(line).encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     if hint:
         click.echo("hint: " + " ".join(hint.split()), err=True)
     sys.exit(code)
