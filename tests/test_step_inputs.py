@@ -349,7 +349,8 @@ def test_a_steps_escape_sequences_never_reach_the_log(tmp_path: Path, busybox_sh
     result = xarch_ok("build", "-f", str(recipe), "-o", f"oci:{tmp_path / 'out'}", cache=tmp_path / "cache")
     assert "clear\\x1b[2J title\\x1b]0;pwned\\x07 over\\rwrite" in result.stderr, result.stderr
     assert not any(ch in result.stderr for ch in "\x1b\x07\r")
-    failing = write_recipe(tmp_path / "bad", ARGS_RECIPE.replace('echo "said $GREETING"', hostile + "; exit 3"))
+    failing = write_recipe(tmp_path / "bad",
+                           ARGS_RECIPE.replace('echo "said $GREETING"', hostile + "; exit 3"))
     failed = xarch("build", "-f", str(failing), "-o", f"oci:{tmp_path / 'out2'}", cache=tmp_path / "cache")
     assert failed.returncode == 2
     assert "  | clear\\x1b[2J" in failed.stderr and not any(ch in failed.stderr for ch in "\x1b\x07\r")
