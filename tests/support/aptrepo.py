@@ -8,6 +8,7 @@ to build (escaping paths, device nodes) are written by `raw_deb`.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import io
 import lzma
@@ -104,13 +105,24 @@ def raw_deb(path: Path, name: str, members: list[tarfile.TarInfo], contents: dic
     return path
 
 
+def _stop_gpg_agents(homes: list[Path]) -> None:
+    """gpg starts an agent per GNUPGHOME that outlives the test run; stop each one at exit."""
+    for home in homes:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
+
+
+_HOMES: list[Path] = []
+atexit.register(_stop_gpg_agents, _HOMES)
+
+
 class GpgKey:
-    """A throwaway signing key in its own GNUPGHOME."""
+    """A throwaway signing key in its own GNUPGHOME (its gpg-agent is stopped when the tests end)."""
 
     def __init__(self, home: Path, uid: str = "xarch test archive <archive@example.invalid>",
                  expire: str = "never") -> None:
         self.home = home
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _HOMES.append(home)
         self._gpg("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", expire)
         listing = self._gpg("--with-colons", "--list-secret-keys").stdout.decode()
         fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
