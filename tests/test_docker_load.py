@@ -57,6 +57,20 @@ def test_load_picks_the_asked_platform_and_tags_it(
     assert loaded.tag == tag
 
 
+def test_load_json_names_what_docker_now_holds(
+    docker_client: docker.DockerClient, made_images: list[str], two_arch_layout: Path
+) -> None:
+    import json
+
+    tag = unique_tag()
+    made_images.append(tag)
+    result = CliRunner().invoke(load_command, [str(two_arch_layout), "--platform", "arm64", "-t", tag, "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["image_id"] == docker_client.images.get(tag).id
+    assert answer["platform"] == "linux/arm64" and answer["tag"] == tag
+
+
 def test_load_defaults_to_the_host_platform(
     docker_client: docker.DockerClient, made_images: list[str], two_arch_layout: Path
 ) -> None:

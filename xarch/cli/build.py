@@ -16,6 +16,9 @@ from xarch.build.pipeline import BuildInputs, build
 from xarch.cli.options import (
     Remote,
     choose_docker_platform,
+    json_option,
+    platforms_option,
+    quiet_option,
     recipe_option,
     remote_options,
     select_platforms,
@@ -32,11 +35,11 @@ from xarch.summary import print_summary, summarize_artifact
 
 @click.command("build")
 @recipe_option
-@click.option("--platform", "platform_list", help="Comma-separated platforms (default: the recipe's).")
+@platforms_option
 @click.option("-o", "--output", "outputs", multiple=True,
               help="oci:DIR (default dist/<name>), oci-archive:FILE or docker-archive:FILE; repeatable.")
 @click.option("--docker-platform", help="The platform a docker-archive holds (default: the host's).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON for CI.")
+@json_option
 @click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]),
               help="How stage steps run for every platform (default: each stage's own, auto).")
 @click.option("--locked", is_flag=True, help="Fail if xarch.lock is missing or does not match the recipe.")
@@ -55,7 +58,7 @@ from xarch.summary import print_summary, summarize_artifact
 @click.option("-v", "--verbose", is_flag=True, help="Say what each part of the build does.")
 @click.option("--show-scripts", is_flag=True,
               help="List the maintainer scripts not run and what xarch wrote in their place.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
+@quiet_option
 @click.option("--sbom", "sbom_formats", is_flag=False, flag_value="spdx,cyclonedx", default=None,
               metavar="[spdx,cyclonedx]", help="Attach each platform's SBOM (default: both formats).")
 @click.option("--provenance", is_flag=True, help="Attach each platform's SLSA v1 provenance.")

@@ -7,7 +7,7 @@ import sys
 import click
 from rich.console import Console
 
-from xarch.cli.options import Remote, quiet_option, remote_options
+from xarch.cli.options import Remote, json_option, quiet_option, remote_options
 from xarch.diff import diff_paths
 from xarch.diff.report import print_diff
 from xarch.errors import ExitCode
@@ -18,7 +18,7 @@ from xarch.progress import Reporter
 @click.argument("a")
 @click.argument("b")
 @click.option("--platform", help="Compare only this platform (e.g. arm64 or linux/arm64).")
-@click.option("--json", "as_json", is_flag=True, help="Print every difference as JSON.")
+@json_option
 @remote_options()
 @quiet_option
 def diff_command(a: str, b: str, platform: str | None, as_json: bool, remote: Remote, quiet: bool) -> None:

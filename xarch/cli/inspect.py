@@ -6,14 +6,14 @@ import json
 
 import click
 
-from xarch.cli.options import Remote, remote_options, stdout
+from xarch.cli.options import Remote, json_option, remote_options, stdout
 from xarch.errors import XarchError
 from xarch.summary import print_summary, summarize_path
 
 
 @click.command("inspect")
 @click.argument("target")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 @remote_options()
 @click.option("--platform", help="The image of this platform (arm64), with --config, --files, --packages.")
 @click.option("--config", "view", flag_value="config", help="Print the image config.")

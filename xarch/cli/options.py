@@ -128,7 +128,13 @@ password_option = click.option("--password-stdin", is_flag=True,
                                help="Read the key's password from stdin (default: $COSIGN_PASSWORD).")
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for CI).")
+
+
+# Commands that build take a list of the recipe's platforms (as `docker buildx build --platform`);
+# commands that read an image take one platform of it (as `docker pull --platform`).
+platforms_option = click.option("--platform", "platform_list", metavar="P1,P2",
+                                help="Comma-separated platforms of the recipe (default: all of them).")
 
 
 def say(message: str) -> None:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from xarch import platforms
+from xarch.cli.options import json_option
 from xarch.run import binfmt, qemu
 from xarch.run.matrix import PlatformRow, StrategyCheck, host_matrix
 
@@ -54,7 +55,7 @@ def setup_emulation() -> list[str]:
 
 @click.command("platforms")
 @click.option("--setup", is_flag=True, help="As root: mount binfmt_misc, register QEMU for every platform.")
-@click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
+@json_option
 def platforms_command(setup: bool, as_json: bool) -> None:
     """Each platform, which strategies (native, cross, emulate) work here now, and how to fix the rest."""
     if setup:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from xarch.cli.options import Remote, remote_options
+from xarch.cli.options import Remote, json_option, remote_options
 from xarch.oci.artifact import IN_TOTO
 from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef, parse_image_ref
 from xarch.sbom.attach import FORMAT_OF
@@ -50,7 +50,7 @@ def rows_json(rows: list[ReferrerRow]) -> list[dict[str, str]]:
 
 @click.command("referrers")
 @click.argument("image")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@json_option
 @remote_options()
 def referrers_command(image: str, as_json: bool, remote: Remote) -> None:
     """List what is attached to IMAGE (registry reference, OCI layout or oci-archive): SBOMs,

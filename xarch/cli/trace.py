@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from xarch import platforms as platform_data
+from xarch.cli.options import json_option, platforms_option, quiet_option
 from xarch.errors import BuildError, RecipeError, Verdict
 from xarch.oci.store import Store
 from xarch.oci.tree import Tree
@@ -53,11 +54,11 @@ class Result:
 @click.command("trace")
 @click.option("-f", "--file", "recipe_path", type=click.Path(path_type=Path), default=Path(DEFAULT_FILE),
               show_default=True, help="The recipe, or a folder holding xarch.yaml.")
-@click.option("--platform", "platform_list", help="Comma-separated platforms (default: the recipe's).")
+@platforms_option
 @click.option("--check", is_flag=True,
               help="Do not trace: run trace.probe against the minimized image; exit 1 if it fails.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON for CI.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
+@json_option
+@quiet_option
 def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_json: bool,
                   quiet: bool) -> None:
     """Run each platform's full image in the step sandbox (QEMU for other architectures) under

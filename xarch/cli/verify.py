@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from xarch import platforms as platform_data
-from xarch.cli.options import Remote, recipe_option, remote_options, select_platforms, stdout
+from xarch.cli.options import (
+    Remote,
+    json_option,
+    platforms_option,
+    recipe_option,
+    remote_options,
+    select_platforms,
+    stdout,
+)
 from xarch.errors import XarchError
 from xarch.progress import Reporter
 from xarch.recipe import load, resolve_epoch
@@ -15,7 +23,7 @@ from xarch.recipe import load, resolve_epoch
 
 @click.command("verify")
 @recipe_option
-@click.option("--platform", "platform_list", help="Comma-separated platforms (default: the recipe's).")
+@platforms_option
 @click.option("--variations", "variation_list",
               help="Comma-separated, default all: build_path, tz, locale, umask, hostname, user, cpus, "
                    "file_order, mtimes, cache.")
@@ -30,7 +38,7 @@ from xarch.recipe import load, resolve_epoch
 @click.option("--strategy", type=click.Choice(["auto", "native", "cross", "emulate"]), default=None,
               help="How stage steps run in every build (default: each stage's; with --against: the "
                    "strategy the published image recorded, which this must match).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 @click.option("--attest", is_flag=True,
               help="With --against REF (a registry image): when the rebuild matches, attach a reproduction "
                    "attestation to it ($XARCH_BUILDER_ID names this builder).")
