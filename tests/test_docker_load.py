@@ -64,7 +64,8 @@ def test_load_json_names_what_docker_now_holds(
 
     tag = unique_tag()
     made_images.append(tag)
-    result = CliRunner().invoke(load_command, [str(two_arch_layout), "--platform", "arm64", "-t", tag, "--json"])
+    result = CliRunner().invoke(load_command,
+                                [str(two_arch_layout), "--platform", "arm64", "-t", tag, "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert answer["image_id"] == docker_client.images.get(tag).id
