@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BuildInputs:
+    """Everything one build reads besides the host: the loaded recipe, the platforms to build (in
+    the recipe's order), the epoch (SOURCE_DATE_EPOCH, seconds), the locks, the store, and the
+    command's choices (--strategy, --no-cache, --build-arg/--secret/--label). Made once per command.
+    """
+
     loaded: LoadedRecipe
     platforms: tuple[Platform, ...]
     epoch: int
@@ -50,6 +55,40 @@ class BuildInputs:
     stage_python: dict[str, PythonLock] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PlatformBuild:
+    """One platform's build: the build's inputs, the platform, the folder its stage roots live in
+    (until every layer is written) and where it reports. Made once per platform by `build` and
+    handed whole to every part of the pipeline instead of loose parameters."""
+
+    inputs: BuildInputs
+    platform: Platform
+    workdir: Path
+    reporter: Reporter
+
+    @property
+    def loaded(self) -> LoadedRecipe:
+        return self.inputs.loaded
+
+    @property
+    def epoch(self) -> int:
+        """SOURCE_DATE_EPOCH of this build, seconds since 1970."""
+        return self.inputs.epoch
+
+    @property
+    def lock(self) -> Lock | None:
+        return self.inputs.lock
+
+    @property
+    def store(self) -> Store:
+        return self.inputs.store
+
+    @property
+    def recorded(self) -> dict[str, str]:
+        """stage → strategy the published image recorded for this platform (verify --against)."""
+        return self.inputs.recorded.get(self.platform.name, {})
+
+
 def runtime_config(loaded: LoadedRecipe, stage_config: dict[str, Any] | None = None,
                    labels: dict[str, str] | None = None) -> RuntimeConfig:
     """The recipe's `config:`, over STAGE_CONFIG (the Dockerfile stage `config: {from:}` names);
@@ -62,11 +101,11 @@ def runtime_config(loaded: LoadedRecipe, stage_config: dict[str, Any] | None = N
     return RuntimeConfig(**merged)
 
 
-def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
-                  workdir: Path) -> tuple[Tree, list[str]]:
+def platform_tree(build: PlatformBuild) -> tuple[Tree, list[str]]:
     """Everything the image holds, in the order later parts may replace earlier ones:
     packages, Python wheels, accounts, the recipe's files, then what is copied out of stages; and the
     strategy record of each stage that ran steps (xarch.build.stages.strategy_record)."""
+    inputs, platform, reporter = build.inputs, build.platform, build.reporter
     loaded = inputs.loaded
     tree = Tree()
     notes: list[str] = []
@@ -82,10 +121,7 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     if loaded.recipe.copy_:
         from xarch.build.stages import StageRunner  # the execution layer loads only when a stage runs
 
-        runner = StageRunner(loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir, reporter,
-                             inputs.strategy, use_cache=inputs.use_cache,
-                             recorded=inputs.recorded.get(platform.name), options=inputs.options,
-                             python=inputs.stage_python)
+        runner = StageRunner(build)
         runner.copy_into(tree, list(loaded.recipe.copy_), "copy")
         notes = list(runner.used.values())
     if inputs.python is not None:
@@ -95,20 +131,24 @@ def platform_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     return tree, notes
 
 
-def stage_image_config(inputs: BuildInputs, platform: Platform, reporter: Reporter,
-                       workdir: Path) -> dict[str, Any] | None:
+def stage_image_config(build: PlatformBuild) -> dict[str, Any] | None:
     """The final image config of the Dockerfile stage `config: {from: STAGE}` names (None: no from)."""
-    name = inputs.loaded.recipe.config.from_
+    name = build.loaded.recipe.config.from_
     if name is None:
         return None
     from xarch.build.stages import StageRunner
 
-    runner = StageRunner(inputs.loaded, platform, inputs.epoch, inputs.lock, inputs.store, workdir / "config",
-                         reporter, inputs.strategy, use_cache=inputs.use_cache)
-    return runner.image_config(name)
+    # Its own folder, and none of the image stages' recorded strategies or options: only the config is read.
+    inputs = replace(build.inputs, recorded={}, options=BuildOptions(), stage_python={})
+    return StageRunner(replace(build, inputs=inputs, workdir=build.workdir / "config")).image_config(name)
 
 
-def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
+def build_platform(build: PlatformBuild) -> Image:
+    """The image of one platform: from the image cache when no input changed, else built.
+
+    Raises what the parts raise: RecipeError/InputError (exit 2), BuildError (a failing step, 2),
+    HostError (a missing tool, 3), NetworkError (4)."""
+    inputs, platform, reporter = build.inputs, build.platform, build.reporter
     cache, key = None, None
     if inputs.use_cache and cacheable(inputs.loaded):
         cache = ImageCache(inputs.store)
@@ -122,26 +162,26 @@ def build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, 
         if cached is not None:
             reporter.detail(f"[{platform.name}] no input changed: image {key} from the cache")
             return cached
-    image = _build_platform(inputs, platform, reporter, workdir)
+    image = _build_platform(build)
     if cache is not None and key is not None:
         cache.put(key, image)
     return image
 
 
-def full_tree(inputs: BuildInputs, platform: Platform, reporter: Reporter,
-              workdir: Path) -> tuple[Tree, list[str]]:
+def full_tree(build: PlatformBuild) -> tuple[Tree, list[str]]:
     """platform_tree with every entry settled where the image's symlinks put it: what the image
     holds before any trace minimizes it."""
-    tree, notes = platform_tree(inputs, platform, reporter, workdir)
-    for old, new in settle(tree, inputs.loaded):
-        reporter.detail(f"[{platform.name}] /{old} is /{new} in the image (through its symlinks)")
+    tree, notes = platform_tree(build)
+    for old, new in settle(tree, build.loaded):
+        build.reporter.detail(f"[{build.platform.name}] /{old} is /{new} in the image (through its symlinks)")
     return tree, notes
 
 
-def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter, workdir: Path) -> Image:
+def _build_platform(build: PlatformBuild) -> Image:
+    inputs, platform, reporter = build.inputs, build.platform, build.reporter
     recipe = inputs.loaded.recipe
     algorithm, level = recipe.compression.algorithm, recipe.compression.level
-    tree, notes = full_tree(inputs, platform, reporter, workdir)
+    tree, notes = full_tree(build)
     if recipe.trace is not None:
         from xarch.trace.apply import apply_trace
 
@@ -172,7 +212,7 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
     return build_image(
         platform.oci_platform(),
         layers,
-        runtime_config(inputs.loaded, stage_image_config(inputs, platform, reporter, workdir),
+        runtime_config(inputs.loaded, stage_image_config(build),
                        inputs.options.labels),
         inputs.epoch,
         compressor_id(level, algorithm),
@@ -182,13 +222,17 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
 
 
 def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
+    """Build every platform of INPUTS and the OCI image index naming them (image-spec
+    image-index.md), in the recipe's platform order. Blobs go into INPUTS.store.
+
+    Raises what build_platform raises; nothing is written outside the store."""
     images: list[Image] = []
     # Stage roots live here until every layer is written (tree entries point into them).
     with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, reporter.tasks() as board:
         task = board.add(f"building {inputs.loaded.recipe.name}", len(inputs.platforms))
 
         def one(platform: Platform) -> Image:
-            image = build_platform(inputs, platform, reporter, Path(workdir) / platform.slug)
+            image = build_platform(PlatformBuild(inputs, platform, Path(workdir) / platform.slug, reporter))
             board.advance(task, f"{platform.name} done")
             return image
 

@@ -23,21 +23,19 @@ from xarch.build.contents import add_file_specs
 from xarch.build.ignorefile import copy_stage_inputs
 from xarch.build.packages import install_set
 from xarch.errors import BuildError, XarchError
-from xarch.oci.store import Store
 from xarch.oci.tree import Entry, Tree
 from xarch.progress import Reporter
 from xarch.recipe import CopySpec, LoadedRecipe, StageSpec, is_root, stage_order
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache, tree_digest
 from xarch.run.cross import add_cross_files
-from xarch.run.options import BuildOptions, mask
+from xarch.run.options import mask
 from xarch.run.rootfs import harvest, harvest_tree, materialize
 from xarch.run.secretmount import secret_files
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
-from xarch.sources.debian.lock import Lock
 
 if TYPE_CHECKING:
-    from xarch.sources.python.lock import PythonLock
+    from xarch.build.pipeline import PlatformBuild
 
 RECORD_PREFIX = "xarch stage "
 
@@ -110,24 +108,20 @@ class StageResult:
 class StageRunner:
     """Builds the stages of one recipe for one platform, each at most once."""
 
-    def __init__(self, loaded: LoadedRecipe, platform: platform_data.Platform, epoch: int,
-                 lock: Lock | None, store: Store, workdir: Path, reporter: Reporter,
-                 strategy_override: str | None = None, use_cache: bool = True,
-                 recorded: dict[str, str] | None = None, options: BuildOptions | None = None,
-                 python: dict[str, PythonLock] | None = None) -> None:
-        self.loaded = loaded
-        self.platform = platform
-        self.epoch = epoch
-        self.lock = lock
-        self.store = store
-        self.workdir = workdir
-        self.reporter = reporter
-        self.strategy_override = strategy_override
-        self.use_cache = use_cache  # False (--no-cache): steps and buildx run again
+    def __init__(self, build: PlatformBuild) -> None:
+        self.loaded = build.loaded
+        self.platform = build.platform
+        self.epoch = build.epoch
+        self.lock = build.lock
+        self.store = build.store
+        self.workdir = build.workdir
+        self.reporter = build.reporter
+        self.strategy_override = build.inputs.strategy
+        self.use_cache = build.inputs.use_cache  # False (--no-cache): steps and buildx run again
         # stage → what a published image recorded (verify --against): used, not chosen.
-        self.recorded = recorded or {}
-        self.options = options or BuildOptions()  # --build-arg, --secret, --log-lines
-        self.python = python or {}  # stage → its python lock (xarch.lock's python_stages)
+        self.recorded = build.recorded
+        self.options = build.inputs.options  # --build-arg, --secret, --log-lines
+        self.python = build.inputs.stage_python  # stage → its python lock (xarch.lock's python_stages)
         self.results: dict[str, StageResult] = {}
         self.used: dict[str, str] = {}  # stage → strategy_record text, in build order
 
@@ -291,12 +285,14 @@ def check_strategies(loaded: LoadedRecipe, platforms: tuple[platform_data.Platfo
     """Choose each step stage's strategy for every platform and check this host can run it,
     before anything is downloaded: StrategyUnavailable (exit 3) names the stage and platform.
     `cross` for the host's own architecture is `native` (see StageRunner._strategy)."""
+    from xarch.build.pipeline import BuildInputs, PlatformBuild
     from xarch.run.steps import check_strategy
 
     host = platform_data.host()
     used = {name for copy in loaded.recipe.copy_ for name in stage_order(loaded.recipe, copy.stage)}
     for platform in platforms:
-        runner = StageRunner(loaded, platform, 0, None, Store(), Path("/nonexistent"), reporter, override)
+        inputs = BuildInputs(loaded, (platform,), 0, strategy=override)
+        runner = StageRunner(PlatformBuild(inputs, platform, Path("/nonexistent"), reporter))
         for name, spec in loaded.recipe.stages.items():
             if name in used and spec.steps and not spec.dockerfile:
                 strategy, _ = runner._strategy(name, spec)

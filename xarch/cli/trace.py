@@ -64,7 +64,7 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
     """Run each platform's full image in the step sandbox (QEMU for other architectures) under
     strace, and write the paths it used to xarch.trace beside the recipe."""
     from xarch.build.packages import ensure_lock
-    from xarch.build.pipeline import BuildInputs, full_tree
+    from xarch.build.pipeline import BuildInputs, PlatformBuild, full_tree
     from xarch.cli.options import select_platforms
     from xarch.trace import record
     from xarch.trace.apply import apply_trace, command_of, dropped_by_origin, needs_of, record_path
@@ -111,7 +111,7 @@ def trace_command(recipe_path: Path, platform_list: str | None, check: bool, as_
     with tempfile.TemporaryDirectory(prefix="xarch-trace-") as scratch:
         for platform in platforms:
             workdir = Path(scratch) / platform.slug
-            tree, _ = full_tree(inputs, platform, reporter, workdir / "build")
+            tree, _ = full_tree(PlatformBuild(inputs, platform, workdir / "build", reporter))
             full_bytes, full_entries = _tree_bytes(tree), len(tree)
             if find_program(tree, command[0], env.get("PATH", EXECVP_PATH), config.workdir or "/") is None:
                 field_name = "trace.run" if spec.run else "config.entrypoint"
