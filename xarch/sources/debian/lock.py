@@ -85,7 +85,7 @@ class Lock:
     packages: dict[str, dict[str, list[LockedPackage]]] = field(default_factory=dict)  # set -> platform
 
     def entries(self, platform: str, selection: str = DEFAULT_SET) -> list[LockedPackage]:
-        """The packages SELECTION (a set name) pins on PLATFORM (a platform name); LockError
+        """The packages pinned for set SELECTION on PLATFORM (a platform name); LockError
         (exit 2) when the lock has none."""
         try:
             return self.packages[selection][platform]

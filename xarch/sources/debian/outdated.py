@@ -33,7 +33,7 @@ from xarch.sources.debian.lock import Lock, Sources, as_list
 
 
 def is_security_suite(suite: str) -> bool:
-    """Whether SUITE is one of Debian's security archive: `*-security` (Debian ≥ 11) or
+    """Whether SUITE is a suite of Debian's security archive: `*-security` (Debian ≥ 11) or
     `*/updates` (Debian ≤ 10)."""
     return suite.endswith("-security") or suite.endswith("/updates")
 
