@@ -26,9 +26,9 @@ ROOT = Path(xarch.__file__).parent
 UNDOCUMENTED_UNTIL_MERGED = (
     "build/",
     "run/",
-    "sources/debian/",
+    "sources/debian/deb.py",
+    "sources/debian/install.py",
     "oci/store.py",
-    "summary.py",
 )
 
 _Def = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef

@@ -21,11 +21,16 @@ from xarch.visible import visible
 
 
 class InspectError(InputError):
-    pass
+    """A path `inspect` cannot summarize: neither an OCI layout, an oci-archive nor a
+    docker-archive, or unreadable as one; the message names the path (exit 2)."""
 
 
 @dataclass(frozen=True)
 class ImageRow:
+    """One platform's line: PLATFORM ("linux/arm/v7"), MANIFEST_DIGEST ("sha256:…"; a
+    docker-archive has none), COMPRESSED_SIZE in bytes (the sum of its layers' descriptor
+    sizes, OCI image-spec manifest.md; a docker-archive's layer file sizes), LAYERS (a count)."""
+
     platform: str
     manifest_digest: str
     compressed_size: int
@@ -34,12 +39,18 @@ class ImageRow:
 
 @dataclass(frozen=True)
 class Summary:
+    """What `build` and `inspect` print of one image: SOURCE (as the user named it),
+    INDEX_DIGEST (of the image index, OCI image-spec image-index.md; None when index.json
+    names the manifests itself, or for a docker-archive), one ImageRow per platform in order, and KIND."""
+
     source: str
     index_digest: str | None
     images: tuple[ImageRow, ...]
     kind: str = "oci"  # oci, oci-archive or docker-archive (xarch.registry.imageref)
 
     def to_json(self) -> dict[str, Any]:
+        """The `--json` form: {source, kind, index_digest, images: [{platform, manifest_digest,
+        compressed_size, layers}]}."""
         return {"source": self.source, "kind": self.kind, "index_digest": self.index_digest,
                 "images": [asdict(row) for row in self.images]}
 
@@ -53,6 +64,8 @@ def _row(platform: dict[str, str], manifest_bytes: bytes, source: str = "") -> I
 
 
 def summarize_artifact(artifact: Artifact, source: str, kind: str = "oci") -> Summary:
+    """The summary of ARTIFACT (a build's result, in memory; nothing is read from disk),
+    labelled SOURCE and KIND. Raises DocumentError (exit 2) for a manifest that is not one."""
     rows = tuple(_row(image.platform, image.manifest_bytes) for image in artifact.images)
     return Summary(source, sha256_digest(artifact.index_bytes), rows, kind)
 
@@ -63,7 +76,9 @@ def summarize_path(path: Path, kind: str | None = None, source: str | None = Non
     KIND is what xarch.registry.imageref took PATH for (None: decide from the files); SOURCE labels it.
     Every blob the summary stands for is read and checked against its descriptor (layers are
     hashed as they stream, not kept): a corrupt image raises BlobMismatch rather than being
-    described. Anything else unreadable raises InspectError naming PATH. Both exit 2.
+    described; a malformed descriptor or JSON document raises BadDescriptor or DocumentError.
+    Anything else unreadable raises InspectError naming PATH. All exit 2. Formats: the OCI
+    image-layout spec (a folder or its tar), `docker save`'s manifest.json archive.
     """
     label = source or str(path)
     try:
@@ -135,6 +150,9 @@ def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:
 
 
 def print_summary(summary: Summary, as_json: bool, console: Console) -> None:
+    """SUMMARY as JSON on stdout (AS_JSON: Summary.to_json, keys sorted, indent 2), else as a
+    table on CONSOLE (platform, manifest digest, compressed size in human units, layers) and
+    the index digest below it. Terminal-unsafe characters in names are shown escaped (visible)."""
     if as_json:
         print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
         return

@@ -21,7 +21,8 @@ DEFAULT_GROUP = ("root:x:0:", f"shadow:x:{SHADOW_GID}:")
 
 
 def rows(tree: Tree, path: str, default: tuple[str, ...] = ()) -> list[str]:
-    """The lines of PATH in TREE (DEFAULT when the image has no such file)."""
+    """The non-blank lines of PATH in TREE (DEFAULT when the image has no such file).
+    Raises UnicodeDecodeError (a ValueError) when the file is not UTF-8."""
     entry = tree.get(path)
     if entry is None or entry.type != "file":
         return list(default)
@@ -29,17 +30,26 @@ def rows(tree: Tree, path: str, default: tuple[str, ...] = ()) -> list[str]:
 
 
 def shadow_gid(group_rows: list[str]) -> int:
+    """The gid of the `shadow` group among GROUP_ROWS (/etc/group lines `name:password:gid:members`,
+    group(5)); 0 (root) when there is none. Raises IndexError or ValueError for a `shadow`
+    row without a numeric gid field."""
     return next((int(r.split(":")[2]) for r in group_rows if r.startswith("shadow:")), 0)
 
 
 def write(tree: Tree, path: str, lines: list[str], epoch: int | None, mode: int = 0o644, gid: int = 0) -> str:
+    """Put file PATH into TREE: LINES, each ended by a newline, UTF-8; owner root:GID, MODE,
+    mtime EPOCH (seconds since 1970; None: the epoch, as Entry); missing parent folders made 0755.
+    Returns the image path "/PATH". Raises TreeError (exit 2) for a PATH that climbs out of the root."""
     tree.add_parents(path)
     tree.add(Entry(path, "file", mode, 0, gid, epoch, data="".join(f"{r}\n" for r in lines).encode("utf-8")))
     return "/" + path
 
 
 def shadow_files(tree: Tree, epoch: int) -> list[str]:
-    """What passwd's postinst leaves on a fresh install (module docstring); paths made."""
+    """What passwd's postinst leaves on a fresh install (module docstring); the image paths
+    made. EPOCH: seconds since 1970 (LASTCHANGE is its day). Raises UnicodeDecodeError (a
+    ValueError) when one of the four files is not UTF-8, and IndexError or ValueError when
+    the `shadow` row of /etc/group has no numeric gid."""
     passwd = rows(tree, "etc/passwd", (DEFAULT_PASSWD,))
     group = rows(tree, "etc/group", DEFAULT_GROUP)
     if not any(r.startswith("shadow:") for r in group):
@@ -109,7 +119,9 @@ def add_system_account(tree: Tree, words: tuple[str, ...], epoch: int | None) ->
     one with --ingroup/--gid,
     else nogroup (65534); home /nonexistent and shell /usr/sbin/nologin unless given; a
     home other than /nonexistent is made (user:group, 0755) unless --no-create-home.
-    Returns the image paths written. Raises AccountCallError for any other shape.
+    Returns the image paths written. Raises AccountCallError for any other shape, ValueError
+    for a --uid or --gid that is not a number or an /etc/passwd or /etc/group that is not
+    UTF-8 (effects.py reports both as not reproduced).
     """
     command = words[0].rsplit("/", 1)[-1]
     options: dict[str, str] = {}

@@ -43,6 +43,9 @@ class CallError(ValueError):
 
 @dataclass(frozen=True)
 class Install:
+    """`--install LINK NAME PATH PRIORITY [--slave LINK NAME PATH]...` (update-alternatives(1)):
+    absolute LINK and PATH, the highest PRIORITY wins; SLAVES as (link, name, path)."""
+
     link: str
     name: str
     path: str
@@ -52,6 +55,8 @@ class Install:
 
 @dataclass(frozen=True)
 class Remove:
+    """`--remove NAME PATH` (update-alternatives(1)): PATH is no longer a choice of group NAME."""
+
     name: str
     path: str
 
@@ -132,8 +137,9 @@ class Alternatives:
     groups: dict[str, _Group] = field(default_factory=dict)
 
     def install(self, call: Install, package: str = "") -> None:
-        """Register CALL; a group keeps the master link it was made with (dpkg renames
-        the link of an existing group; no bookworm package relies on that)."""
+        """Register CALL for PACKAGE; a group keeps the master link it was made with (dpkg
+        renames the link of an existing group; no bookworm package relies on that): CallError
+        when CALL names another link for an existing group."""
         group = self.groups.setdefault(call.name, _Group(call.name, call.link))
         if group.link != call.link:
             raise CallError(f"alternative {call.name} has link {group.link}, not {call.link}")
@@ -143,6 +149,8 @@ class Alternatives:
                                             package)
 
     def remove(self, call: Remove) -> None:
+        """Drop choice CALL.path from group CALL.name, and the group once it has no choice
+        left; a group or path that was never registered changes nothing."""
         group = self.groups.get(call.name)
         if group is not None:
             group.choices.pop(call.path, None)
@@ -150,7 +158,9 @@ class Alternatives:
                 del self.groups[call.name]
 
     def apply(self, tree: Tree, epoch: int | None) -> list[str]:
-        """Write every group's links and administrative file into TREE; the image paths made."""
+        """Write every group's links and administrative file into TREE, mtime EPOCH (seconds
+        since 1970); the image paths made. Raises TreeError (exit 2) for a group NAME whose
+        `..` climbs out of the image root."""
         made: list[str] = []
         for name in sorted(self.groups, key=lambda n: n.encode()):
             group = self.groups[name]

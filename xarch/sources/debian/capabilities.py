@@ -37,7 +37,8 @@ _OPERATION = re.compile(r"([=+-])([eip]*)")
 
 
 class CapabilityError(ValueError):
-    pass
+    """A cap_from_text(3) text or a security.capability value (struct vfs_cap_data) this
+    module cannot read; effects.py reports the setcap call as not reproduced."""
 
 
 def _bits(names: str) -> int:

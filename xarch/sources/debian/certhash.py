@@ -63,6 +63,8 @@ def subject_hash(certificate: bytes) -> str:
 
 
 def fingerprint(certificate: bytes) -> bytes:
+    """SHA-1 (20 bytes) of CERTIFICATE's DER encoding, PEM unarmoured first: how `openssl
+    rehash` tells a duplicate certificate. Raises ValueError for broken PEM armour."""
     der = pem.unarmor(certificate)[2] if pem.detect(certificate) else certificate
     return hashlib.sha1(der).digest()
 

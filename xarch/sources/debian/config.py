@@ -107,6 +107,9 @@ class DebianSource(BaseModel):
 
 
 class PlatformPackages(BaseModel):
+    """A recipe's `platforms.PLATFORM` of a package selection: ADD, names installed on that
+    platform only (`name`, `name:arch`, `name=version`); EXCLUDE, names of `packages` left out there."""
+
     model_config = ConfigDict(extra="forbid")
 
     add: list[str] = Field(default_factory=list)
@@ -149,7 +152,8 @@ class PackageSelection(BaseModel):
         return self
 
     def for_platform(self, platform_name: str) -> list[str]:
-        """The requested packages of one platform, in recipe order, without duplicates."""
+        """The requested packages of one platform, in recipe order, without duplicates.
+        Raises UnknownPlatform (exit 2) when PLATFORM_NAME names no platforms/*.yaml file."""
         extra = self._platform_entry(platform_name)
         wanted = [p for p in self.packages if extra is None or p not in extra.exclude]
         if extra is not None:
@@ -164,6 +168,8 @@ class PackageSelection(BaseModel):
         return None
 
     def identity(self) -> dict[str, Any]:
+        """The selection as JSON data for the lock's input digest, without maintainer_scripts
+        (which changes how packages are installed, not which)."""
         return self.model_dump(mode="json", exclude={"maintainer_scripts"})
 
 

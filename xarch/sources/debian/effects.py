@@ -64,10 +64,14 @@ HANDLED = frozenset({"base-files", "base-passwd", "ca-certificates", "tzdata", "
 
 @dataclass
 class Effects:
+    """What reproduce did: GENERATED, the image paths it wrote ("/etc/shadow"), and
+    NOT_REPRODUCED, (package, script, what would have run) for each effect it could not."""
+
     generated: list[str] = field(default_factory=list)  # image paths made
     not_reproduced: list[tuple[str, str, str]] = field(default_factory=list)  # (package, script, what)
 
     def packages(self) -> list[str]:
+        """The names of the packages with an effect not reproduced, sorted, each once."""
         return sorted({package for package, _, _ in self.not_reproduced})
 
     def summary(self) -> str | None:
@@ -81,7 +85,10 @@ class Effects:
 
 
 def reproduce(tree: Tree, debs: Iterable[tuple[str, Deb]], epoch: int) -> Effects:
-    """Apply the effects of the (package name, Deb) pairs' scripts to TREE (see module doc)."""
+    """Apply the effects of the (package name, Deb) pairs' scripts to TREE (see module doc),
+    mtime EPOCH (seconds since 1970). A call it cannot reproduce is recorded in
+    Effects.not_reproduced, not raised; ValueError escapes when /etc/passwd, group, shadow or
+    gshadow is not UTF-8, or /etc/group's `shadow` row has no numeric gid (accounts.py)."""
     effects = Effects()
     alternatives = Alternatives()
     names: set[str] = set()

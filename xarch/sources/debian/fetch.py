@@ -33,7 +33,12 @@ def fetch_packages(packages: Iterable[LockedPackage], base_url: str | Callable[[
     BASE_URL is the archive root (DebianSource.base_url()) or, for several archives,
     lock.mirror_of(sources), which picks it by the package's suite. The progress bar is shown
     on a terminal (xarch.progress.interactive), else one line per download goes to SAY
-    (Reporter.info fits) or to stderr.
+    (Reporter.info fits) or to stderr. Sizes are bytes; sha256 are 64 hex digits.
+
+    Raises FetchError (exit 4) when a download is larger than its locked size or its sha256
+    differs (nothing is stored), DownloadError (exit 4) when the mirror fails past the
+    retries (of several such failures the first by message, saying how many more), and
+    LockError (exit 2) when BASE_URL has no archive for a package's suite.
     """
     unique = {p.sha256: p for p in packages}
     missing = [p for sha, p in sorted(unique.items(), key=lambda kv: kv[1].name) if not store.verified(sha)]

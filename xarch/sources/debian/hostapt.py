@@ -11,7 +11,8 @@ FALLBACK_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 def host_mirrors(etc_apt: Path = Path("/etc/apt"), security: bool = False) -> list[str]:
     """URIs of enabled `deb` entries, in apt's reading order (sources.list, then the
     sources.list.d files sorted by name): Debian archives (…/debian), or with SECURITY
-    the security archives (…/debian-security). Third-party archives are skipped."""
+    the security archives (…/debian-security). Third-party archives and unreadable files
+    are skipped. Formats: sources.list(5), one-line and deb822-style."""
     uris: list[str] = []
     main_list = etc_apt / "sources.list"
     files = [main_list] if main_list.is_file() else []
@@ -29,6 +30,8 @@ def host_mirrors(etc_apt: Path = Path("/etc/apt"), security: bool = False) -> li
 
 
 def default_mirror(security: bool = False) -> str:
+    """The first archive URI of host_mirrors (with SECURITY: the first security archive), else
+    deb.debian.org's (FALLBACK_MIRROR, FALLBACK_SECURITY_MIRROR): a URL without trailing slash."""
     mirrors = host_mirrors(security=security)
     if mirrors:
         return mirrors[0]

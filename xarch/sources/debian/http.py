@@ -47,7 +47,8 @@ def session() -> requests.Session:
 
 
 def get_bytes(url: str) -> bytes:
-    """The whole body of URL (InRelease, a Packages index), with stream()'s retries and resume."""
+    """The whole body of URL (InRelease, a Packages index), with stream()'s retries and resume.
+    Raises DownloadError (exit 4) as stream() does."""
     return b"".join(stream(url))
 
 

@@ -70,6 +70,10 @@ GLIBC_HWCAPS = "glibc-hwcaps"
 
 @dataclass(frozen=True)
 class LinkerTarget:
+    """What ldconfig writes and accepts on one Debian architecture (TARGETS): the cache FLAGS
+    of each entry, the one ELF MACHINE read, the signedness of `char` in _dl_cache_libcmp,
+    the HWCAP_NAMES of subdirectories it would search (glibc 2.36 sysdeps)."""
+
     flags: int  # the cache flags of every 64-bit library (readelflib.c's file_flag)
     machine: int | None  # the only ELF machine accepted (None: any, as arm's readelflib.c)
     signed_char: bool  # `char` in _dl_cache_libcmp: signed on x86, unsigned on arm
@@ -92,6 +96,9 @@ class LdconfigUnsupported(UnpackError):
 
 @dataclass(frozen=True)
 class Library:
+    """One ld.so.cache entry (elf/cache.c's file_entry_new): SONAME, its key; PATH, its value;
+    FLAGS, LinkerTarget.flags."""
+
     soname: str
     path: str  # "/lib/x86_64-linux-gnu/libc.so.6": the folder as named, then the soname
     flags: int
@@ -233,7 +240,8 @@ class _Root:
 
 
 def directories(root: _Root) -> list[tuple[str, str]]:
-    """(path as named, real path) of every folder ldconfig searches, in its order."""
+    """(path as named, real path) of every folder ldconfig searches, in its order.
+    Raises LdconfigUnsupported for a folder with a glibc-hwcaps subdirectory."""
     found: list[tuple[str, str]] = []
     seen: set[str] = set()
 
@@ -296,7 +304,8 @@ def _glob(root: _Root, pattern: str) -> list[str]:
 
 
 def search(root: _Root, path: str, real: str, target: LinkerTarget) -> Iterator[tuple[str, str, bool]]:
-    """(soname, file name, is a link) of each library ldconfig keeps in one folder."""
+    """(soname, file name, is a link) of each library ldconfig keeps in one folder.
+    Raises LdconfigUnsupported for a hwcap or tls subdirectory, a 32-bit ELF or an a.out library."""
     chosen: dict[str, tuple[str, bool]] = {}
     for name in sorted(root.children.get(real, []), key=path_bytes):
         entry = root.tree.entries[f"{real}/{name}" if real else name]
@@ -408,7 +417,9 @@ def generator(libc_bin_version: str) -> str:
 
 
 def write_cache(tree: Tree, arch: str, libc_bin_version: str, epoch: int) -> list[str]:
-    """Make /etc/ld.so.cache (0644) and the soname links ldconfig would; the image paths made."""
+    """Make /etc/ld.so.cache (0644) and the soname links ldconfig would; the image paths made.
+    ARCH is the Debian architecture, EPOCH the mtime (seconds since 1970). Raises
+    LdconfigUnsupported (see the module doc) before TREE is changed."""
     found, made = libraries(tree, arch, epoch)
     tree.add_parents(CACHE)
     tree.add(Entry(CACHE, "file", 0o644, mtime=epoch, data=cache_bytes(found, generator(libc_bin_version))))

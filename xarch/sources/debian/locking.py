@@ -35,7 +35,9 @@ def run_lock(recipe_path: Path, source: Sources, selection: Selections,
              platforms: list[Platform], store: Store | None = None,
              say: Callable[[str], None] | None = None,
              cross: Mapping[str, PackageSelection] | None = None) -> Lock:
-    """Resolve and write xarch.lock next to RECIPE_PATH; nothing is written on error."""
+    """Resolve and write xarch.lock next to RECIPE_PATH; nothing is written on error.
+    Raises what resolve_lock raises (LockError, ResolveError: exit 2; DownloadError,
+    SignatureError, ReleaseExpired, IndexMismatch: exit 4)."""
     lock = resolve_lock(source, selection, platforms, progress=say or _stderr, store=store or Store(),
                         cross=cross)
     lock.dump(lock_path(recipe_path))
@@ -51,7 +53,8 @@ def recipe_file(recipe_path: Path) -> Path:
 def update_lock(recipe: Path, load: Callable[[Path], Loaded], names: list[str], snapshot: str | None,
                 store: Store | None = None, say: Callable[[str], None] | None = None) -> ChangeReport:
     """`xarch lock --update [NAMES] [--snapshot S]`: write the new lock (and the moved pin into the
-    recipe), return the change report. Checks NAMES and S before any download (LockError, exit 2)."""
+    recipe), return the change report. Checks NAMES and S before any download (LockError, exit 2);
+    then raises what Lock.load, latest_timestamp and resolve_lock raise (exit 2 or 4)."""
     say = say or _stderr
     from xarch.sources.debian.outdated import moved
     from xarch.sources.debian.snapshot import check_timestamp, latest_timestamp, rewrite, write_recipe

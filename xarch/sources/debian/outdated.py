@@ -33,11 +33,17 @@ from xarch.sources.debian.lock import Lock, Sources, as_list
 
 
 def is_security_suite(suite: str) -> bool:
+    """Whether SUITE is a suite of Debian's security archive: `*-security` (Debian ≥ 11) or
+    `*/updates` (Debian ≤ 10)."""
     return suite.endswith("-security") or suite.endswith("/updates")
 
 
 @dataclass
 class Outdated:
+    """One pinned package with a newer version: NAME, ARCHITECTURE, OLD (locked) and NEW
+    (dpkg's version order), the SUITE that has NEW (a security suite first), whether that is
+    a SECURITY update, and the SETS ("image", stage names) that pin it."""
+
     name: str
     architecture: str
     old: str
@@ -47,12 +53,15 @@ class Outdated:
     sets: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """This entry of `xarch outdated --json`: an object keyed by the field names."""
         return {"name": self.name, "architecture": self.architecture, "old": self.old, "new": self.new,
                 "suite": self.suite, "security": self.security, "sets": self.sets}
 
 
 @dataclass
 class OutdatedReport:
+    """What find_outdated found: PLATFORMS {platform key: [Outdated] by name}, and the SUITES read."""
+
     platforms: dict[str, list[Outdated]]  # platform key -> outdated packages, by name
     suites: list[str]  # the suites that were read
 
@@ -65,11 +74,15 @@ class OutdatedReport:
         return sum(1 for items in self.platforms.values() for item in items if item.security)
 
     def to_json(self) -> dict[str, Any]:
+        """`xarch outdated --json`: {outdated: count, security: count, suites: [suite],
+        platforms: {key: [Outdated.to_json()]}}."""
         return {"outdated": self.count, "security": self.security_count, "suites": self.suites,
                 "platforms": {key: [item.to_json() for item in items]
                               for key, items in sorted(self.platforms.items())}}
 
     def lines(self) -> list[str]:
+        """`xarch outdated`'s text: per platform key `KEY: up to date`, or `KEY:` then
+        `  NAME OLD → NEW (SUITE[, security]) [SETS]` (SETS unless only "image")."""
         out: list[str] = []
         for key, items in sorted(self.platforms.items()):
             if not items:
@@ -84,7 +97,8 @@ class OutdatedReport:
 
 
 def native_of(key: str) -> str:
-    """The Debian architecture an `all` package of platform key KEY is installed for."""
+    """The Debian architecture an `all` package of platform key KEY is installed for (a cross
+    root's: its build machine's). UnknownPlatform (exit 2) when KEY names no platform."""
     build = key.split("->", 1)[0]
     return platform_data.get(build).debian_arch
 
@@ -93,7 +107,8 @@ def find_outdated(lock: Lock, source: Sources, store: Store | None = None,
                   progress: Callable[[str], None] | None = None,
                   now: datetime | None = None) -> OutdatedReport:
     """Compare LOCK with the signed indexes of SOURCE's suites. Raises what fetching the
-    indexes raises (DownloadError, SignatureError, IndexMismatch: exit 4; LockError: 2)."""
+    indexes raises (DownloadError, SignatureError, ReleaseExpired, IndexMismatch: exit 4;
+    LockError: 2), and UnknownPlatform (exit 2) for a lock key naming no platform."""
     from xarch.sources.debian.lock import _candidates
     from xarch.sources.debian.packages import Candidate
     from xarch.sources.debian.release import fetch_release

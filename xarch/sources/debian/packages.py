@@ -53,11 +53,16 @@ class Candidate:
     installed_size: int | None = None  # KiB (Installed-Size; an estimate, Debian Policy 5.6.20)
 
     def get(self, key: str) -> str:
+        """The value of field KEY (one of RELATION_FIELDS, e.g. "Depends"); "" when absent."""
         return self.fields.get(key, "")
 
 
 def fetch_index(release: Release, component: str, arch: str, store: Store | None = None) -> bytes:
-    """The uncompressed Packages index of COMPONENT/binary-ARCH, verified against RELEASE."""
+    """The uncompressed Packages index of COMPONENT/binary-ARCH, verified against RELEASE's
+    SHA256 list (size in bytes and hash; Debian repository format) before it is decompressed;
+    STORE caches it by hash. Raises IndexMismatch (exit 4) when Release lists no such index or
+    the file differs, DownloadError (exit 4) when it cannot be fetched; a listed file that then
+    does not decompress raises the decompressor's error (lzma.LZMAError, OSError)."""
     base = f"{component}/binary-{arch}/Packages"
     for suffix, decompress in COMPRESSIONS:
         listed = release.files.get(base + suffix)
@@ -83,6 +88,9 @@ def fetch_index(release: Release, component: str, arch: str, store: Store | None
 
 
 def parse_index(data: bytes, suite: str, component: str) -> Iterable[Candidate]:
+    """The stanzas of DATA (an uncompressed Packages index, deb822) as Candidates of
+    SUITE/COMPONENT, lazily. Iterating raises IndexMismatch (exit 4) at a stanza without
+    Package, Version, Architecture, Filename, SHA256 or a numeric Size."""
     for stanza in Deb822Packages.iter_paragraphs(io.BytesIO(data), fields=FIELDS,
                                                  use_apt_pkg=False, encoding="utf-8"):
         try:

@@ -49,11 +49,15 @@ class PamConfigError(ValueError):
 
 @dataclass
 class Profile:
+    """One /usr/share/pam-configs profile as parse_pam_profile reads it: FIELDS {name: value,
+    continuation lines joined by newlines}, CONFLICTS (profile names), DISABLED (names pam_tally)."""
+
     fields: dict[str, str] = field(default_factory=dict)
     conflicts: set[str] = field(default_factory=set)
     disabled: bool = False
 
     def priority(self) -> int:
+        """The Priority field as Perl reads a number (its leading integer, else 0); higher first."""
         match = re.match(r"\s*[+-]?\d+", self.fields.get("Priority", ""))  # Perl's numeric reading
         return int(match.group()) if match else 0
 
@@ -134,7 +138,10 @@ def _block(profiles: dict[str, Profile], enabled: list[str], kind: str, uctype: 
 
 
 def common_file(template: bytes, profiles: dict[str, Profile], enabled: list[str], kind: str) -> bytes:
-    """create_from_template for one TYPE (auth, …, session-noninteractive)."""
+    """create_from_template for one TYPE (auth, …, session-noninteractive): TEMPLATE's bytes
+    with the Primary and Additional blocks of the ENABLED PROFILES filled in. Raises
+    PamConfigError when TEMPLATE lacks pam-auth-update's markers or a profile line is not
+    `control module [options]`."""
     uctype = kind[:1].upper() + kind[1:]
     prefix = kind.replace("-noninteractive", "")
     out: list[bytes] = []

@@ -25,12 +25,17 @@ from xarch.sources.debian.errors import ReleaseExpired, SignatureError
 
 @dataclass(frozen=True)
 class IndexFile:
+    """One file of Release's SHA256 field: SIZE in bytes and SHA256 (64 hex digits)."""
+
     size: int
     sha256: str
 
 
 @dataclass(frozen=True)
 class Release:
+    """What a verified dists/SUITE/InRelease says (Debian repository format: Date, Valid-Until,
+    Architectures, Components, SHA256 as FILES), who signed it and the file's sha256."""
+
     suite: str  # as the recipe names it
     url: str  # of dists/<suite>/, with a trailing slash
     date: datetime
@@ -42,6 +47,8 @@ class Release:
     files: dict[str, IndexFile] = field(default_factory=dict)  # path below dists/<suite>/
 
     def lock_record(self) -> dict[str, str]:
+        """What xarch.lock keeps of it: {date, valid_until (when set), inrelease_sha256,
+        signed_by}, dates as RFC 2822 text in UTC."""
         record = {
             "date": _rfc2822(self.date),
             "inrelease_sha256": self.inrelease_sha256,
@@ -53,7 +60,9 @@ class Release:
 
 
 def fetch_release(source: DebianSource, suite: str, now: datetime | None = None) -> Release:
-    """Download, verify and parse dists/SUITE/InRelease of SOURCE."""
+    """Download, verify and parse dists/SUITE/InRelease of SOURCE, Valid-Until judged at NOW
+    (default: the snapshot's instant, else now). Raises DownloadError, SignatureError and
+    ReleaseExpired (exit 4)."""
     url = f"{source.base_url()}/dists/{suite}/"
     raw = http.get_bytes(url + "InRelease")
     text, fingerprint = verify_inrelease(raw, source.keyring, source.fingerprints, what=url + "InRelease")
@@ -62,7 +71,8 @@ def fetch_release(source: DebianSource, suite: str, now: datetime | None = None)
 
 
 def verify_inrelease(data: bytes, keyring: Path, fingerprints: list[str], what: str) -> tuple[str, str]:
-    """The signed text of DATA and the fingerprint that signed it, or SignatureError.
+    """The signed text of DATA and the fingerprint that signed it, or SignatureError (exit 4:
+    no gpgv, no KEYRING, a bad, unknown, expired or revoked signature, a signer not in FINGERPRINTS).
 
     Only gpgv's --output (the text the signature covers) is returned: anything outside
     the signed block of the armoured file is never read.
@@ -123,6 +133,10 @@ def _trusted_signer(status: list[str], pinned: list[str], what: str) -> str:
 
 def parse_release(text: str, suite: str, url: str, fingerprint: str, inrelease_sha256: str,
                   now: datetime) -> Release:
+    """TEXT, the Release text gpgv verified, as a Release of SUITE at URL (dists/SUITE/);
+    NOW an aware datetime. Raises SignatureError (exit 4) when it is for another suite or its
+    Date or Valid-Until cannot be read, ReleaseExpired (exit 4) when Valid-Until is before NOW,
+    ValueError for a SHA256 line whose size is not a number."""
     fields = Deb822Release(text)
     names = {fields.get("Suite"), fields.get("Codename")}
     if suite not in names and suite.split("/")[0] not in names:

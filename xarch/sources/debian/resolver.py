@@ -41,6 +41,9 @@ _OPS = {
 
 
 def satisfies(version: str | None, constraint: tuple[str, str] | None) -> bool:
+    """Whether VERSION meets CONSTRAINT, (operator, version) as python-debian parses a relation
+    (Debian Policy §7.1; dpkg's version order, §5.6.12). CONSTRAINT None is always met; VERSION
+    None (an unversioned Provides) meets no other. ValueError for a malformed version."""
     if constraint is None:
         return True
     if version is None:  # an unversioned Provides never meets a versioned dependency
@@ -50,11 +53,15 @@ def satisfies(version: str | None, constraint: tuple[str, str] | None) -> bool:
 
 
 def relations(candidate: Candidate, field_name: str) -> list[list[Relation]]:
+    """CANDIDATE's relationship field FIELD_NAME ("Depends", "Provides", …; Debian Policy §7.1)
+    as python-debian parses it: AND-ed groups, each a list of OR-ed alternatives (dicts with
+    name, archqual, version, arch); [] when the field is absent."""
     text = candidate.get(field_name)
     return list(PkgRelation.parse_relations(text)) if text else []
 
 
 def describe(rel: Relation) -> str:
+    """One alternative as control files spell it, `name[:archqual] (op version)`, for messages."""
     text = rel["name"] + (f":{rel['archqual']}" if rel.get("archqual") else "")
     if rel.get("version"):
         text += f" ({rel['version'][0]} {rel['version'][1]})"
@@ -78,6 +85,9 @@ class Universe:
 
     @classmethod
     def build(cls, arch: str, candidates: Iterable[Candidate], foreign: Iterable[str] = ()) -> Universe:
+        """The universe of CANDIDATES for native ARCH and FOREIGN architectures: other
+        architectures dropped; each name's versions newest first (dpkg's order; at one version
+        a real architecture before `all`, then suite order), one per (version, architecture)."""
         universe = cls(arch, foreign=tuple(a for a in foreign if a != arch))
         usable = {arch, "all", *universe.foreign}
         for cand in candidates:
@@ -109,6 +119,8 @@ class Universe:
         return cand.name if arch == self.arch else f"{cand.name}:{arch}"
 
     def providers(self, virtual: str) -> list[tuple[Candidate, str | None]]:
+        """(candidate, provided version or None) of every candidate whose Provides names
+        VIRTUAL (Debian Policy §7.5), in name order; the index is built on the first call."""
         if self._providers is None:
             index: dict[str, list[tuple[Candidate, str | None]]] = {}
             for name in sorted(self.by_name):
@@ -127,12 +139,18 @@ class Universe:
 
 @dataclass
 class Resolution:
+    """A resolved set for native ARCH: PACKAGES {key: Candidate}, sorted by key (`name`, or
+    `name:arch` when foreign), and NEEDED_BY {key: who pulled it in, "requested" at the top}."""
+
     arch: str
     packages: dict[str, Candidate]  # key (name, or name:arch when foreign) -> chosen
     needed_by: dict[str, str]  # key -> who pulled it in ("requested" for top level)
 
 
 class Resolver:
+    """One resolution over UNIVERSE by the module's rules: RECOMMENDS follows Recommends too,
+    ESSENTIAL adds every native `Essential: yes` package. Call resolve once: it keeps its choices."""
+
     def __init__(self, universe: Universe, recommends: bool = False, essential: bool = False) -> None:
         self.universe = universe
         self.recommends = recommends
@@ -145,7 +163,12 @@ class Resolver:
                 target_arch: str | None = None) -> Resolution:
         """REQUESTED: `name[:arch|:native][=version]`, native unless qualified. TARGET (a
         cross root's stage packages): for TARGET_ARCH, except an unqualified tool (`all`,
-        `Multi-Arch: foreign` or `allowed`), which steps run, so the native one."""
+        `Multi-Arch: foreign` or `allowed`), which steps run, so the native one.
+
+        Raises ResolveError (exit 2) for a request that is not available (or names a virtual
+        package), a dependency no candidate meets, a Conflicts or Breaks between chosen
+        packages, or two architectures of one name that are not Multi-Arch: same at one version.
+        """
         for spec in self._requested(requested):
             self._choose_requested(spec, self.universe.arch, False)
         for spec in target or []:
@@ -371,11 +394,14 @@ class Resolver:
 
 def resolve(universe: Universe, requested: list[str], recommends: bool = False,
             essential: bool = False) -> Resolution:
+    """REQUESTED (`name[:arch|:native][=version]`) and what it needs, in UNIVERSE (see Resolver).
+    Raises ResolveError (exit 2) as Resolver.resolve."""
     return Resolver(universe, recommends, essential).resolve(requested)
 
 
 def resolve_cross(universe: Universe, toolchain: list[str], target: list[str], target_arch: str,
                   recommends: bool = False) -> Resolution:
     """A cross root: TOOLCHAIN for the native (build) architecture, TARGET for TARGET_ARCH
-    (a Multi-Arch: foreign one natively), dependencies followed across both."""
+    (a Multi-Arch: foreign one natively), dependencies followed across both. Raises
+    ResolveError (exit 2) as Resolver.resolve."""
     return Resolver(universe, recommends).resolve(toolchain, target, target_arch)

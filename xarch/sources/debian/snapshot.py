@@ -39,11 +39,14 @@ def listing_url(source: DebianSource) -> str:
 
 
 def timestamps_in(html: str) -> list[str]:
+    """The snapshot timestamps (YYYYMMDDTHHMMSSZ) HTML links to as folders, sorted, each once."""
     return sorted(set(_LINKED.findall(html)))
 
 
 def latest_timestamp(sources: Sequence[DebianSource], now: datetime | None = None) -> str:
-    """The newest snapshot timestamp of the SOURCES that are time-pinned (DownloadError: exit 4)."""
+    """The newest snapshot timestamp, not after NOW, of the SOURCES that are time-pinned.
+    Raises DownloadError (exit 4) when a listing cannot be fetched, LockError (exit 2) when
+    no source is time-pinned or a listing names no timestamp."""
     from xarch.sources.debian import http
 
     moment = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
@@ -67,13 +70,15 @@ def latest_timestamp(sources: Sequence[DebianSource], now: datetime | None = Non
 
 
 def check_timestamp(value: str) -> str:
+    """VALUE, when it is a snapshot timestamp like 20250520T000000Z; else LockError (exit 2)."""
     if not TIMESTAMP.match(value):
         raise LockError(f"--snapshot {value!r}: not `latest` nor a timestamp like 20250520T000000Z")
     return value
 
 
 def snapshot_nodes(text: str) -> list[yaml.ScalarNode]:
-    """The value nodes of sources.debian(.snapshot | [i].snapshot) in recipe TEXT."""
+    """The value nodes of sources.debian(.snapshot | [i].snapshot) in recipe TEXT, unset ones
+    left out. Raises yaml.YAMLError when TEXT is not YAML."""
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     debian = _child(_child(root, "sources"), "debian")
     items = debian.value if isinstance(debian, yaml.SequenceNode) else [debian]
@@ -91,7 +96,8 @@ def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
 
 
 def rewrite(text: str, timestamp: str) -> str:
-    """TEXT with every sources.debian snapshot value set to TIMESTAMP, nothing else changed."""
+    """TEXT with every sources.debian snapshot value set to TIMESTAMP, nothing else changed.
+    Raises LockError (exit 2) when TEXT sets no snapshot, yaml.YAMLError when it is not YAML."""
     nodes = snapshot_nodes(text)
     if not nodes:
         raise LockError("--snapshot: the recipe sets no sources.debian snapshot; add "
@@ -104,7 +110,8 @@ def rewrite(text: str, timestamp: str) -> str:
 
 
 def write_recipe(path: Path, text: str) -> None:
-    """Replace PATH atomically, keeping its mode."""
+    """Replace PATH atomically by TEXT (UTF-8), keeping its mode. Raises OSError when PATH
+    cannot be stat'ed or replaced."""
     mode = path.stat().st_mode & 0o7777
     with atomic_file(path, mode) as handle:
         handle.write(text.encode("utf-8"))

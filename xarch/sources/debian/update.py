@@ -144,6 +144,9 @@ def keep_unchanged(old: Lock, new: Lock) -> Lock:
 
 @dataclass
 class Change:
+    """One package that differs between two locks on a platform key: NAME, ARCHITECTURE, OLD
+    and NEW versions, and the SETS ("image", stage names) it is in."""
+
     name: str
     architecture: str
     old: str | None  # None: added
@@ -151,6 +154,7 @@ class Change:
     sets: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """This change in `xarch lock --update --json`: an object keyed by the field names."""
         return {"name": self.name, "architecture": self.architecture, "old": self.old, "new": self.new,
                 "sets": self.sets}
 
@@ -174,6 +178,9 @@ class SetSize:
         return None if self.uncertain else self.installed_new - self.installed_old
 
     def to_json(self) -> dict[str, int | None]:
+        """{installed_kib_old, installed_kib_new, installed_kib_change, download_bytes_old,
+        download_bytes_new, download_bytes_change, installed_size_unknown}; installed_kib_change
+        is None when the change is not known."""
         return {"installed_kib_old": self.installed_old, "installed_kib_new": self.installed_new,
                 "installed_kib_change": self.installed_change,
                 "download_bytes_old": self.download_old, "download_bytes_new": self.download_new,
@@ -183,6 +190,9 @@ class SetSize:
 
 @dataclass
 class PlatformChanges:
+    """The changes on one platform key: packages ADDED, REMOVED, UPGRADED and DOWNGRADED
+    (dpkg's version order), each sorted by name, and SIZES {set name: SetSize}."""
+
     added: list[Change] = field(default_factory=list)
     removed: list[Change] = field(default_factory=list)
     upgraded: list[Change] = field(default_factory=list)
@@ -196,6 +206,9 @@ class PlatformChanges:
 
 @dataclass
 class ChangeReport:
+    """What `xarch lock --update` changed: PLATFORMS {platform key: PlatformChanges}, RELEASES
+    {suite: (old Date, new Date)} whose date moved, SNAPSHOT (old, new) when the pin moved."""
+
     platforms: dict[str, PlatformChanges]
     releases: dict[str, tuple[str | None, str | None]]  # suite -> (old date, new date), when they differ
     snapshot: tuple[str | None, str | None] | None = None  # (old, new) when `--snapshot` moved it
@@ -205,6 +218,9 @@ class ChangeReport:
         return any(p.changed for p in self.platforms.values())
 
     def to_json(self) -> dict[str, Any]:
+        """`xarch lock --update --json`: {changed, snapshot: {old, new} or None, releases:
+        {suite: {old, new}}, platforms: {key: {added, removed, upgraded, downgraded: [Change],
+        sizes: {set: SetSize}}}}, each part as its to_json gives it."""
         return {
             "changed": self.changed,
             "snapshot": None if self.snapshot is None else {"old": self.snapshot[0], "new": self.snapshot[1]},
@@ -220,6 +236,9 @@ class ChangeReport:
         }
 
     def lines(self) -> list[str]:
+        """The text report: `snapshot: OLD → NEW`; per platform key `KEY: no changes` or
+        `  ~ name old → new`, `  + name new`, `  - name old` and each set's size change
+        (installed KiB, download bytes); `xarch.lock: no package changed` when nothing did."""
         out: list[str] = []
         if self.snapshot is not None:
             out.append(f"snapshot: {self.snapshot[0]} → {self.snapshot[1]}")
