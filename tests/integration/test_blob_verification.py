@@ -5,8 +5,6 @@ layouts, oci-archives, docker-archives, the content-addressed store, and a regis
 Local files: exit 2 (bad input), the line names the file and the descriptor's digest.
 A registry answering other bytes than it was asked for: exit 4 (network or registry).
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -20,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.hello import SESSION_CACHE, HelloBuild, copy_hello, hello_binaries, hello_build  # noqa: F401
+from tests.support.hello import SESSION_CACHE, HelloBuild, copy_hello
 from tests.support.inprocess import xarch_in_process
-from tests.support.registry import FlakyProxy, Registry, make_layout, registry  # noqa: F401 (fixtures)
+from tests.support.registry import FlakyProxy, Registry, make_layout
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.registry.client import Settings
 from xarch.registry.errors import CorruptAnswer

@@ -4,8 +4,6 @@ The determinism test runs the real CLI twice in different folders under a differ
 TZ, LANG, cwd, source-file creation order, mtimes and group/other permission bits, and
 compares every byte of every output.
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -19,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hello import (  # noqa: F401 (fixtures)
+from tests.support.hello import (
     HELLO,
     copy_hello,
-    hello_binaries,
     run_ok,
     run_xarch,
 )

@@ -1,7 +1,6 @@
 """`xarch build` options a buildx user expects: several -t and --push, --label, --strategy cross
 with the host's own architecture (native, decided before anything is fetched)."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import hashlib
@@ -13,13 +12,12 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
+from tests.integration.test_step_inputs import _everything as everything
+from tests.support.dockerd import unique_tag
 from tests.support.e2e import EPOCH, image_files, index_digest, xarch, xarch_ok
 from tests.support.needs import need_tool
-from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
-from tests.test_buildx import buildx  # noqa: F401 (fixture)
-from tests.test_e2e_stages import SHELL, busybox_shell, write_recipe  # noqa: F401
-from tests.test_step_inputs import _everything as everything
+from tests.support.registry import Registry
+from tests.support.stages import SHELL, write_recipe
 from xarch import platforms
 
 HOST = platforms.host().name

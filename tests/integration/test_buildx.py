@@ -1,7 +1,5 @@
 """buildx backend: Dockerfile stages built per platform by a real `docker buildx`, as Trees."""
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import hashlib
@@ -13,15 +11,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import (  # noqa: F401 (fixtures)
-    arm64_busybox,
-    busybox_arm64_image,
-    docker_client,
-    dockerd,
+from tests.support.dockerd import (
     unique_tag,
 )
-from tests.support.needs import missing, need_binfmt
+from tests.support.needs import need_binfmt, need_tool
 from xarch.oci.tree import Tree
 from xarch.run.buildx import (
     INLINE_LIMIT,
@@ -37,19 +30,6 @@ def snapshot(tree: Tree) -> list[tuple[object, ...]]:
     """Everything a layer is made of, with file contents as digests."""
     return [(e.path, e.type, oct(e.mode), e.uid, e.gid, e.linkname, hashlib.sha256(e.read()).hexdigest())
             for e in tree]
-
-
-@pytest.fixture(scope="module")
-def buildx(dockerd: docker.DockerClient) -> str:
-    """The docker client with a working buildx plugin."""
-    docker_bin = need_tool("docker")
-    try:
-        from xarch.run.buildx import find_docker
-
-        return find_docker()
-    except BuildxError as error:
-        missing(str(error))
-    return docker_bin
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ BuildKit caches RUN steps across builds, so both sides build with --no-cache: th
 really runs again every time (checked in buildx's own log).
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import json
@@ -21,16 +19,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import (  # noqa: F401 (fixtures)
-    arm64_busybox,
-    busybox_arm64_image,
-    dockerd,
-    made_images,
+from tests.support.dockerd import (
     unique_tag,
 )
 from tests.support.e2e import EPOCH, image_files, manifests, xarch, xarch_ok
-from tests.support.needs import missing, need_binfmt
+from tests.support.needs import missing, need_binfmt, need_tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.qemu]
 

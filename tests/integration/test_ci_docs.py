@@ -5,8 +5,6 @@ one job per platform of the matrix (amd64, arm64), then the final job, with a fr
 $HOME and $XARCH_CACHE per job, and only the declared artifacts passed between them. The registry
 is a real `docker-registry` with a password, reached the way the doc logs in.
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -29,9 +27,9 @@ from tests.support.ci_pipelines import (
     run_github,
     run_gitlab,
 )
-from tests.support.hello import HELLO, REPO, HelloBuild, hello_binaries, hello_build  # noqa: F401
+from tests.support.hello import HELLO, REPO, HelloBuild
 from tests.support.needs import need_tool
-from tests.support.registry import Registry, auth_registry  # noqa: F401
+from tests.support.registry import Registry
 from xarch.oci.digest import OCI_INDEX
 
 DOC = REPO / "docs" / "ci.md"
@@ -163,7 +161,7 @@ def referrer_types(registry: Registry, digest: str) -> list[str]:
 
 def test_doc_has_exactly_the_two_tested_pipelines() -> None:
     named, others = doc_blocks(DOC.read_text())
-    # The scheduled lock refresh jobs run in tests/test_ci_refresh.py.
+    # The scheduled lock refresh jobs run in tests/integration/test_ci_refresh.py.
     assert sorted(named) == sorted([GITHUB, GITLAB, ".github/workflows/refresh-lock.yml",
                                     "refresh-lock.gitlab-ci.yml"])
     assert others == [], "every code block of docs/ci.md is a tested pipeline"

@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.ci_pipelines import Runner, doc_blocks, run_github, run_gitlab
-from tests.support.fresh_archive import Archive, archive, debs, recipe_text  # noqa: F401 (fixtures)
+from tests.support.fresh_archive import Archive, recipe_text
 from tests.support.inprocess import xarch_in_process
 from xarch.sources.debian.lock import Lock
 
-# ruff: noqa: F811 (the fixtures are imported, then named as arguments)
 pytest_plugins = ["tests.support.debian_fixtures"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "ci.md"
 GITHUB = ".github/workflows/refresh-lock.yml"
 GITLAB = "refresh-lock.gitlab-ci.yml"

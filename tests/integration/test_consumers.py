@@ -1,5 +1,3 @@
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 """Real consumers read xarch's layers: multi-member gzip and multithreaded zstd (xarch/oci/compress.py).
 
 Every layer here is several 1 MiB chunks long, and the file that proves the end was read
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hello import copy_hello, hello_binaries, run_ok, run_xarch  # noqa: F401 (fixture)
+from tests.support.hello import copy_hello, run_ok, run_xarch
 from tests.support.needs import need_root, need_tool
 from xarch import platforms
 from xarch.oci.compress import CHUNK, ZSTD_MAGIC, compressor_id

@@ -5,8 +5,6 @@ update-alternatives, libcap's setcap); the whole is checked by building from the
 Debian archive and running the image in dockerd (amd64, and arm64 under QEMU).
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import io
@@ -20,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
+from tests.support.dockerd import unique_tag
 from tests.support.e2e import EPOCH, image_files, xarch_ok
 from tests.support.needs import missing, need_tool, not_applicable
 from xarch.errors import BuildError

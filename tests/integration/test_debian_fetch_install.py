@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb, stored_blobs
+from tests.support.needs import need_tool
 from xarch import platforms
 from xarch.oci.tree import Tree
 from xarch.sources.debian.config import DebianSource, PackageSelection

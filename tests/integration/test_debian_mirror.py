@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.needs import need_file
+from tests.support.needs import need_file, need_tool
 from xarch import platforms
 from xarch.oci.tree import Tree
 from xarch.sources.debian.config import DEFAULT_KEYRING, DebianSource, PackageSelection

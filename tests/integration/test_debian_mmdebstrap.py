@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, _blob, _json, manifests, xarch_ok
+from tests.support.needs import need_tool
 
 PACKAGES = ["nginx-light", "python3", "curl", "ca-certificates", "tzdata", "iputils-ping", "mawk",
             "debianutils", "openssl", "libpam-modules", "passwd", "procps", "bash", "coreutils", "perl-base"]

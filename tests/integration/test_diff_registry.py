@@ -1,6 +1,4 @@
 """`xarch diff` with a registry reference on one side: a real docker-registry on 127.0.0.1."""
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -9,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.oci_images import make_artifact, replace_entry
-from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
+from tests.support.registry import Registry
 from xarch.diff import DiffError, diff_paths
 from xarch.oci.layout import write_layout
 from xarch.registry.push import push_layout

@@ -1,7 +1,5 @@
 """`docker xarch build` gives what `xarch build` gives, and both platforms load and run in Docker."""
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import os
@@ -13,20 +11,15 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import (  # noqa: F401 (fixtures)
-    arm64_busybox,
-    docker_client,
-    dockerd,
-    made_images,
+from tests.support.dockerd import (
     unique_tag,
 )
-from tests.support.needs import not_applicable
+from tests.support.needs import need_tool, not_applicable
 from xarch import platforms
 from xarch.docker.load import load_image
 from xarch.docker.plugin import install_plugin
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 RECIPE = """\
 name: plugin-hello

@@ -1,6 +1,4 @@
 """`xarch load`: OCI layouts and docker-archives into a real dockerd through the docker SDK."""
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -13,15 +11,11 @@ import docker.errors
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import need_tool
-from tests.support.dockerd import (  # noqa: F401 (fixtures)
-    arm64_busybox,
-    docker_client,
-    dockerd,
-    made_images,
+from tests.support.dockerd import (
     unique_tag,
     write_busybox_layout,
 )
+from tests.support.needs import need_tool
 from xarch.docker.commands import load_command
 from xarch.docker.load import DockerError, load_archive, load_image
 from xarch.oci.verified import BlobMismatch

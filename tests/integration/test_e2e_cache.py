@@ -4,8 +4,6 @@ any input that changes the image misses; a corrupt cached blob is never served.
 Evidence of a hit is `-v`'s "from the cache" line; of correctness, the bytes of the output.
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import json
@@ -14,13 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.aptrepo import AptRepo, FixturePackage, RepoServer, build_deb
-from tests.support.debian_fixtures import (  # noqa: F401 (fixtures)
-    apt_repo,
-    apt_server,
-    debian_key,
-    debian_keyring,
-    fixture_debs,
-)
 from tests.support.e2e import EPOCH, image_files, layout_bytes, manifests, xarch_ok
 
 HIT = "from the cache"

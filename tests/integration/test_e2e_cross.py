@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, image_files, index_digest, xarch, xarch_ok
 from tests.support.hostpath import path_without_cross_tools
-from tests.support.needs import not_applicable
+from tests.support.needs import need_tool, not_applicable
 from xarch import platforms
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]

@@ -4,8 +4,6 @@ The archive is the hermetic signed repository of tests/support/aptrepo.py served
 127.0.0.1: no network, a few seconds per build.
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import shutil
@@ -17,14 +15,7 @@ import pytest
 import requests
 
 from tests.support.aptrepo import RepoServer
-from tests.support.debian_fixtures import (  # noqa: F401 (fixtures)
-    apt_repo,
-    apt_server,
-    debian_key,
-    debian_keyring,
-    fixture_debs,
-)
-from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
+from tests.support.dockerd import unique_tag
 from tests.support.e2e import EPOCH, REPO, image_files, layout_bytes, xarch, xarch_ok
 from tests.support.needs import need_binfmt, need_tool
 from xarch import platforms

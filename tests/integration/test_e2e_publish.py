@@ -4,8 +4,6 @@ A real docker-registry on 127.0.0.1 (tests/support/registry.py) and a real docke
 Each verification runs with its own empty XARCH_CACHE, so it is a rebuild, not a lookup.
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +16,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
+from tests.support.dockerd import unique_tag
 from tests.support.e2e import EPOCH, index_digest, manifests, xarch, xarch_ok
-from tests.support.registry import Registry, registry  # noqa: F401 (fixtures)
+from tests.support.needs import need_tool
+from tests.support.registry import Registry
 from xarch import platforms
 
 

@@ -6,32 +6,22 @@ need no archive; cross builds from locked packages are in test_e2e_cross.py; the
 and native builds of examples/hello-c use the Debian mirror and its lock, and are slow.
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, REPO, error_lines, image_files, xarch, xarch_ok
-from tests.support.needs import not_applicable
+from tests.support.needs import need_tool, not_applicable
+from tests.support.rootfs_helpers import PongServer
+from tests.support.stages import HOST, SHELL, write_recipe
 from xarch import platforms
 
-HOST = platforms.host().name
 HELLO_C = """#include <stdio.h>
 int main(void) { puts("hello from a stage"); return 0; }
-"""
-# A stage root made of one file: the host's static busybox as its shell (its applets
-# run without links: a standalone shell).
-SHELL = """    files:
-      - {src: busybox, dst: /bin/sh, mode: "0755"}
 """
 
 STAGE_RECIPE = f"""\
@@ -67,23 +57,6 @@ stages:
 copy:
   - {{from: "build:/hello", dst: /hello}}
 """
-
-
-@pytest.fixture
-def busybox_shell() -> None:
-    """The host's busybox, which every stage root here uses as its shell."""
-    need_tool("busybox")
-
-
-def write_recipe(folder: Path, text: str, **files: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "xarch.yaml").write_text(text)
-    busybox = shutil.which("busybox")
-    if busybox:
-        shutil.copy(busybox, folder / "busybox")
-    for name, content in files.items():
-        (folder / name).write_text(content)
-    return folder / "xarch.yaml"
 
 
 @pytest.fixture
@@ -152,45 +125,10 @@ copy:
     assert image_files(out, HOST)["ok"].data == b"fine\n"
 
 
-class Listener:
-    """A TCP server on 127.0.0.1 that answers every connection with 'pong'."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(b"pong\n")
-
-    def close(self) -> None:
-        # shutdown() wakes the thread blocked in accept(); close() alone does not.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
-    yield server
-    server.close()
-
-
 @pytest.mark.parametrize("network", [False, True])
 def test_a_step_reaches_the_network_only_with_network_true(tmp_path: Path, busybox_shell: None,
-                                                          listener: Listener, network: bool) -> None:
-    connect = f"nc -w 5 127.0.0.1 {listener.port} </dev/null"  # busybox's nc
+                                                          pong_server: PongServer, network: bool) -> None:
+    connect = f"nc -w 5 127.0.0.1 {pong_server.port} </dev/null"  # busybox's nc
     recipe = write_recipe(tmp_path / "src", f"""\
 name: net
 platforms: [{HOST}]

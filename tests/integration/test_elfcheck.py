@@ -5,8 +5,6 @@ arm64 busybox, the host shell copied out of a cross stage, and real Debian packa
 for amd64, arm64 and arm/v7 (the last test, against the mirror).
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import shutil
@@ -15,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb
-from tests.support.debian_fixtures import debian_key  # noqa: F401 (fixture)
-from tests.support.dockerd import arm64_busybox  # noqa: F401 (fixture)
 from tests.support.e2e import EPOCH, error_lines, image_files, xarch, xarch_ok
-from tests.support.needs import not_applicable
+from tests.support.needs import need_tool, not_applicable
 from xarch import platforms
 from xarch.elfcheck import foreign_files, mismatch, read_header
 from xarch.oci.tree import Entry, Tree

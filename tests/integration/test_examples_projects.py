@@ -7,8 +7,6 @@ once for both architectures), so the stage's pip reads nothing else; it also che
 one-line app edit rebuilds without running pip again.
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import functools
@@ -26,10 +24,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import arm64_busybox, dockerd, unique_tag  # noqa: F401 (fixtures)
+from tests.support.dockerd import unique_tag
 from tests.support.e2e import REPO, xarch_ok
-from tests.support.needs import missing, need_binfmt, not_applicable
+from tests.support.needs import missing, need_binfmt, need_tool, not_applicable
 from xarch import platforms
 
 ARCHES = ("amd64", "arm64")

@@ -5,8 +5,6 @@ and nothing written: input the checks did not foresee (nesting, a malformed lock
 that are not UTF-8, truncated archives, a full disk) included.
 """
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import hashlib
@@ -25,10 +23,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import docker_client, dockerd, made_images, unique_tag  # noqa: F401 (fixtures)
+from tests.support.dockerd import unique_tag
 from tests.support.hello import REPO, run_xarch
-from tests.support.needs import need_root
+from tests.support.needs import need_root, need_tool
 from xarch.errors import ExitCode
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry

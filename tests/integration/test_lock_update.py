@@ -14,17 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.aptrepo import AptRepo, GpgKey, RepoServer
-from tests.support.fresh_archive import Archive, archive, debs, recipe_text  # noqa: F401 (fixtures)
+from tests.support.fresh_archive import Archive, recipe_text
 from tests.support.inprocess import Outcome, xarch_in_process
+from tests.support.needs import need_tool
 from xarch.sources.debian import http
 from xarch.sources.debian.lock import Lock
 
 pytest_plugins = ["tests.support.debian_fixtures"]
-# ruff: noqa: F811 (the fixtures are imported, then named as arguments)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ One build of the example (session fixture) is written as an OCI layout folder, a
 oci-archive and a docker-archive per platform; each is checked as files and bytes, and read
 back by `xarch inspect` as a table and as JSON.
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -22,17 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.hello import (  # noqa: F401 (fixtures)
+from tests.support.hello import (
     HELLO,
     REPO,
     HelloBuild,
     copy_hello,
-    hello_binaries,
-    hello_build,
     run_ok,
     run_xarch,
 )
+from tests.support.needs import need_tool
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.compress import gunzip_bytes
 

@@ -3,8 +3,6 @@
 umoci cannot unpack a multi-platform layout ("tag is ambiguous"), so each platform is first
 taken out with `skopeo copy --override-arch`, as a user would.
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -19,18 +17,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import dockerd, made_images  # noqa: F401 (fixtures)
-from tests.support.hello import (  # noqa: F401 (fixtures)
+from tests.support.hello import (
     HELLO,
     HelloBuild,
     copy_hello,
-    hello_binaries,
-    hello_build,
     run_ok,
 )
-from tests.support.needs import need_root
-from tests.support.rootfs import arm64, arm64_emulation  # noqa: F401 (fixtures)
+from tests.support.needs import need_root, need_tool
 
 TAG = "1.0"  # examples/hello/xarch.yaml
 UNAME = {"amd64": "x86_64", "arm64": "aarch64"}

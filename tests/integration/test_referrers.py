@@ -1,6 +1,5 @@
 """Attachments in a registry: the referrers API (a minimal spec server) and the referrers tag schema
 (Debian's docker-registry 2.8, which has no API)."""
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -9,8 +8,8 @@ from pathlib import Path
 
 import requests
 
-from tests.support.referrers_server import ReferrersRegistry, referrers_registry  # noqa: F401
-from tests.support.registry import Registry, make_layout, registry  # noqa: F401
+from tests.support.referrers_server import ReferrersRegistry
+from tests.support.registry import Registry, make_layout
 from xarch.oci.artifact import IN_TOTO, SPDX_JSON, attachment
 from xarch.oci.digest import OCI_MANIFEST, Descriptor
 from xarch.registry.client import RegistryClient, Settings

@@ -1,8 +1,6 @@
 """`verify --against` compares the whole index, both ways (issue 10, item 5): the index digest and
 every entry (platform with variant, media type, digest, size, annotations); missing, extra and
 duplicated entries each get their own row; two `unknown/unknown` entries stay two rows."""
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from tests.support.registry import Registry, make_layout, registry  # noqa: F401 (fixtures)
+from tests.support.registry import Registry, make_layout
 from xarch.imageref import parse_image_ref
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.registry.against import (

@@ -2,8 +2,6 @@
 
 The assembled index must be byte-identical to the index of a local multi-arch build.
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -15,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import need_tool
-from tests.support.registry import FlakyProxy, HandLayout, Registry, make_layout, registry  # noqa: F401
+from tests.support.needs import need_tool
+from tests.support.registry import FlakyProxy, HandLayout, Registry, make_layout
 from xarch.oci.digest import OCI_MANIFEST, canonical_json
 from xarch.oci.index import build_index
 from xarch.registry.assemble import assemble

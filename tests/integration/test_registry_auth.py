@@ -2,8 +2,6 @@
 
 A wrong password must give one clear line and the secret must appear in no output or log.
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -18,20 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.registry import (  # noqa: F401 (fixtures)
+from tests.support.registry import (
     Registry,
     TokenService,
-    auth_registry,
     make_layout,
-    registry,
-    token_registry,
 )
 from xarch.registry.auth import Credentials, docker_config_credentials
 from xarch.registry.errors import AuthError
 from xarch.registry.pull import published_digests
 from xarch.registry.push import push_layout
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # The click command run the way the CLI runs it: XarchError -> one line on stderr, its exit code.
 CLI = ("import sys; from xarch.cli import run; from xarch.registry.commands import push_command; "
        "run(push_command, sys.argv[1:], 'xarch push')")

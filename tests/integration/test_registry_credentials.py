@@ -4,8 +4,6 @@ upload and blob URLs on a second origin, as registries backed by object stores d
 The second origin records what it receives and adds the registry's credentials itself when
 forwarding (it stands for a pre-signed URL), so the push works only if xarch sends nothing there.
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.registry import FlakyProxy, Registry, auth_registry, make_layout  # noqa: F401 (fixtures)
+from tests.support.registry import FlakyProxy, Registry, make_layout
 from xarch.registry.auth import Credentials
 from xarch.registry.client import client_settings, origin
 from xarch.registry.errors import AuthError

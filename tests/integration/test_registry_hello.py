@@ -1,7 +1,5 @@
 """The real pipeline end to end: `xarch build` the example, `xarch push` it, and `xarch assemble`
 per-arch builds (as a CI matrix of native runners would) into the very same index bytes."""
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -11,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.hello import HELLO, HelloBuild, hello_binaries, hello_build, run_ok  # noqa: F401
-from tests.support.registry import Registry, registry  # noqa: F401 (fixtures)
+from tests.support.hello import HELLO, HelloBuild, run_ok
+from tests.support.needs import need_tool
+from tests.support.registry import Registry
 from xarch.registry.pull import published_digests
 
 pytestmark = pytest.mark.slow

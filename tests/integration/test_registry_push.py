@@ -1,6 +1,4 @@
 """`xarch push` against the real Debian docker-registry on 127.0.0.1, read back with skopeo."""
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -14,14 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.needs import missing
-from tests.support.registry import (  # noqa: F401 (fixtures)
+from tests.support.needs import missing, need_tool
+from tests.support.registry import (
     FlakyProxy,
     Registry,
     make_layout,
-    registry,
-    tls_registry,
 )
 from xarch.registry.client import Settings
 from xarch.registry.errors import LayoutError, RegistryError, RegistryUsageError

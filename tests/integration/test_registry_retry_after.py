@@ -1,7 +1,5 @@
 """A registry's 429/503 with Retry-After (issue 11, kind 4): waited for as asked, said on stderr,
 bounded; past the bound one line and exit 4. A real registry behind a proxy that answers 429."""
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -14,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.registry import FlakyProxy, Registry, make_layout, registry  # noqa: F401 (fixtures)
+from tests.support.registry import FlakyProxy, Registry, make_layout
 from xarch.registry.client import client_settings, retry_after_seconds
 from xarch.registry.errors import RegistryUnavailable
 from xarch.registry.pull import published_digests
 from xarch.registry.push import push_layout
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PUSH = ("import sys; from xarch.cli import run; from xarch.registry.commands import push_command; "
         "run(push_command, sys.argv[1:], 'xarch push')")
 

@@ -11,8 +11,6 @@ from click.testing import CliRunner
 from xarch import platforms
 from xarch.run.commands import platforms_command
 
-pytest_plugins = ["tests.support.rootfs"]
-
 
 def matrix_json(*args: str) -> dict:
     result = CliRunner().invoke(platforms_command, ["--json", *args])

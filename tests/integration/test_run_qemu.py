@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.needs import missing, need_root
+from tests.support.needs import missing, need_root, need_tool
 from xarch import platforms
 from xarch.errors import XarchError
 from xarch.run import binfmt, qemu
 from xarch.run.cache import StepCache
 from xarch.run.chroot import rootfs_command, run_in_rootfs
 from xarch.run.steps import FIXED_PATH, StepFailed, StepSpec, run_stage_steps
-
-pytest_plugins = ["tests.support.rootfs"]
 
 AARCH64_ENTRY = """enabled
 interpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P

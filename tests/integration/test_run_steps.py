@@ -15,8 +15,6 @@ from xarch.errors import XarchError
 from xarch.run.cache import StepCache
 from xarch.run.steps import StepFailed, StepSpec, StrategyUnavailable, choose_strategy, run_stage_steps
 
-pytest_plugins = ["tests.support.rootfs"]
-
 EPOCH = 1700000000
 
 

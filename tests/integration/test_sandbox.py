@@ -20,17 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, REPO, error_lines, index_digest, manifests, xarch
-from tests.support.needs import missing, need_root
+from tests.support.needs import missing, need_root, need_tool
 from xarch import platforms
 from xarch.run import sandbox
 from xarch.run.chroot import run_in_rootfs
 from xarch.run.steps import fixed_env
 
-pytest_plugins = ["tests.support.rootfs"]
-
-ESCAPE_C = Path(__file__).parent / "support" / "escape.c"
+ESCAPE_C = Path(__file__).parents[1] / "support" / "escape.c"
 
 
 @pytest.fixture(scope="session")

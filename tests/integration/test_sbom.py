@@ -5,7 +5,6 @@ packages made here: one with a machine-readable (DEP-5) copyright file and a sou
 whose copyright file is free text. The documents are checked with the maintained validators:
 spdx-tools (validate_full_spdx_document) and cyclonedx-python-lib (its CycloneDX 1.5 JSON schema).
 """
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -29,8 +28,8 @@ from tests.support.e2e import (
     xarch_ok,
 )
 from tests.support.needs import need_tool
-from tests.support.referrers_server import ReferrersRegistry, referrers_registry  # noqa: F401
-from tests.support.registry import Registry, registry  # noqa: F401
+from tests.support.referrers_server import ReferrersRegistry
+from tests.support.registry import Registry
 from xarch.oci.artifact import CYCLONEDX_JSON, IN_TOTO, SPDX_JSON
 
 COPYRIGHT = b"""\

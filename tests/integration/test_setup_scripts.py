@@ -1,6 +1,5 @@
 """scripts/start-dockerd: leaves a running daemon alone, reports one that cannot start."""
 # The dockerd fixture is imported and then named as an argument:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -11,11 +10,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import dockerd  # noqa: F401 (fixture)
-from tests.support.needs import need_root
+from tests.support.needs import need_root, need_tool
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 @pytest.mark.parametrize("script", ["setup-host", "start-dockerd", "fresh-check"])

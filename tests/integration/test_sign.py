@@ -273,7 +273,7 @@ def test_key_passwords(registry: Registry, keys: Keys, tmp_path: Path) -> None:
                            "$COSIGN_PASSWORD or --password-stdin), or the file is damaged\n"
     assert "xyzzy" not in wrong.stdout + wrong.stderr
     env = {k: v for k, v in os.environ.items() if k != "COSIGN_PASSWORD"}
-    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    env["PYTHONPATH"] = str(Path(__file__).parents[2])
     stdin = subprocess.run([sys.executable, "-m", "xarch.cli", "sign", pushed.ref, "--key", str(keys.private),
                             "--password-stdin"], input=PASSWORD + "\n", capture_output=True, text=True,
                            env=env, timeout=120, check=False)
@@ -297,8 +297,8 @@ def test_key_passwords(registry: Registry, keys: Keys, tmp_path: Path) -> None:
 @pytest.mark.slow  # four builds and rebuilds of a small recipe
 def test_build_push_signs_and_verify_against_checks_first(registry: Registry, keys: Keys, other_keys: Keys,
                                                           tmp_path: Path) -> None:
+    from tests.integration.test_e2e_publish import MATCH, make_recipe, rows
     from tests.support.e2e import index_digest, manifests
-    from tests.test_e2e_publish import MATCH, make_recipe, rows
 
     recipe = make_recipe(tmp_path / "src")
     signed_ref, unsigned_ref = f"{registry.host}/e2e/signed:v1", f"{registry.host}/e2e/unsigned:v1"

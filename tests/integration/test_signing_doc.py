@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.hello import REPO, copy_hello, hello_binaries  # noqa: F401 (fixture)
+from tests.support.hello import REPO, copy_hello
 from tests.support.needs import need_tool
-from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
+from tests.support.registry import Registry
 
 DOC = REPO / "docs" / "signing.md"
 
@@ -40,7 +40,7 @@ def shims(folder: Path) -> Path:
     return folder
 
 
-def test_the_signing_doc_runs_as_written(registry: Registry, hello_binaries: Path,  # noqa: F811
+def test_the_signing_doc_runs_as_written(registry: Registry, hello_binaries: Path,
                                          tmp_path: Path) -> None:
     work = tmp_path / "work"
     copy_hello(work / "examples" / "hello")

@@ -1,8 +1,6 @@
 """`config: {from: STAGE}` takes a Dockerfile stage's final image config; the recipe's keys win
 (issue 13, "Dockerfile stages lose the Dockerfile's intent")."""
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import shutil
@@ -11,10 +9,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import dockerd  # noqa: F401 (fixture)
 from tests.support.e2e import EPOCH, _json, image_files, manifests, xarch, xarch_ok
-from tests.test_e2e_stages import HOST
+from tests.support.needs import need_tool
+from tests.support.stages import HOST
 from xarch.recipe import load
 from xarch.stageconfig import merged_config
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.e2e import EPOCH, xarch_ok
-from tests.support.registry import Registry, registry  # noqa: F401 (fixture)
+from tests.support.needs import need_tool
+from tests.support.registry import Registry
 from xarch import platforms
 from xarch.against import published_strategies
 from xarch.imageref import parse_image_ref
@@ -58,7 +58,7 @@ def test_a_mismatch_names_the_stage_and_both_strategies(recorded: str, override:
 
 
 def test_published_strategies_are_read_from_a_layout_an_archive_and_a_registry(
-        registry: Registry, tmp_path: Path) -> None:  # noqa: F811 (the fixture imported above)
+        registry: Registry, tmp_path: Path) -> None:
     """A stage built natively here (its root: the host's static busybox as /bin/sh)."""
     busybox = need_tool("busybox")
     host = platforms.host()

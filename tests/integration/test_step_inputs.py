@@ -6,7 +6,6 @@ looking for its bytes in the output layout (layers decompressed), the cache fold
 stdout, stderr and --json.
 """
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import gzip
@@ -25,10 +24,9 @@ import pytest
 
 from tests.support.e2e import EPOCH, error_lines, image_files, xarch, xarch_ok
 from tests.support.needs import need_tool
-from tests.test_e2e_stages import SHELL, Listener, busybox_shell, listener, write_recipe  # noqa: F401
+from tests.support.rootfs_helpers import PongServer
+from tests.support.stages import SHELL, write_recipe
 from xarch import platforms
-
-pytest_plugins = ["tests.support.rootfs"]
 
 HOST = platforms.host().name
 SECRET = "s3cr3t-Value-4f1d9c"
@@ -185,7 +183,7 @@ def test_bad_or_missing_secrets_are_one_line(tmp_path: Path, given: str, message
 
 
 def test_a_step_without_network_that_needs_it_gets_a_hint(tmp_path: Path, busybox_shell: None,
-                                                        listener: Listener) -> None:
+                                                        pong_server: PongServer) -> None:
     recipe = write_recipe(tmp_path / "src", f"""\
 name: offline
 platforms: [{HOST}]
@@ -195,7 +193,7 @@ stages:
 {SHELL}    steps:
       - run: |
           for i in $(seq 1 30); do echo "retry $i"; done
-          nc -w 5 127.0.0.1 {listener.port} </dev/null
+          nc -w 5 127.0.0.1 {pong_server.port} </dev/null
 copy:
   - {{from: "fetch:/etc", dst: /etc}}
 """)

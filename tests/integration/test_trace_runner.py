@@ -113,7 +113,7 @@ RUN = """
 import json, sys
 from pathlib import Path
 from xarch import platforms
-from tests.test_trace_runner import busybox_tree
+from tests.integration.test_trace_runner import busybox_tree
 from xarch.trace.runner import run_tree
 base = Path(sys.argv[1])
 host = platforms.host()

@@ -5,8 +5,6 @@ made from the foundation's recipe fields alone (they are pure functions of the i
 the "names the first differing blob" path is checked on two real layouts that differ in one
 layer, through the same `judge` that `rebuild_and_compare` calls.
 """
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -16,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hello import (  # noqa: F401 (fixtures)
+from tests.support.hello import (
     HELLO,
     HelloBuild,
     copy_hello,
-    hello_binaries,
-    hello_build,
     run_ok,
     run_xarch,
 )

@@ -4,8 +4,6 @@ difference is bisected, down to the variation that causes it (issue 13, "Fast ve
 The non-determinism is real: a `sitecustomize` on PYTHONPATH makes the xarch process that builds
 write $TZ into an image label, the way a careless `time.strftime` in the pipeline would."""
 
-# Fixtures are imported from tests/support and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import os
@@ -15,10 +13,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.dockerd import dockerd  # noqa: F401 (fixture)
-from tests.support.needs import need_root, not_applicable
-from tests.test_verify_variations import make_recipe
+from tests.integration.test_verify_variations import make_recipe
+from tests.support.needs import need_root, need_tool, not_applicable
 from xarch import platforms
 from xarch.progress import Reporter
 from xarch.recipe import load

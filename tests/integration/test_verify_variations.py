@@ -177,7 +177,7 @@ def test_a_real_difference_is_reported_down_to_the_file(tmp_path: Path) -> None:
 def test_verify_command_runs_every_variation(tmp_path: Path) -> None:
     recipe = make_recipe(tmp_path)
     result = subprocess.run([sys.executable, "-m", "xarch.cli", "verify", "-f", str(recipe), "--json"],
-                            capture_output=True, text=True, check=False, cwd=Path(__file__).parent.parent)
+                            capture_output=True, text=True, check=False, cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["identical"] is True
@@ -198,6 +198,6 @@ def test_without_root_hostname_and_user_are_skipped_with_a_note(tmp_path: Path) 
     result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                              "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
                              sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).parent.parent)
+                            cwd=Path(__file__).parents[2])
     assert result.stdout.splitlines() == ["needs root to set a hostname in a new UTS namespace",
                                           "needs root to run the build as another user"]

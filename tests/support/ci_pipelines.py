@@ -1,4 +1,4 @@
-"""Run the CI pipelines of docs/ci.md on this machine, as written (used by tests/test_ci_docs.py).
+"""Run the CI pipelines of docs/ci.md on this machine, as written (used by tests/integration/test_ci_docs.py).
 
 GitHub Actions and GitLab CI cannot run here, so this stands in for them just far enough to run
 their shell: jobs in dependency order, each matrix entry as its own job with a fresh checkout, a

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
+from tests.support.needs import need_tool
 from tests.support.rootfs_helpers import PongServer, busybox_rootfs, copy_rootfs, unavailable
 from xarch import platforms
 from xarch.run import binfmt, qemu

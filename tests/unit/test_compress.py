@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import need_tool
+from tests.support.needs import need_tool
 from xarch.oci.compress import (
     _LIBDEFLATE,
     CHUNK,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.aptrepo import FixturePackage, ar_archive, build_deb, raw_deb
+from tests.support.needs import need_tool
 from xarch.oci.tree import Entry, Tree
 from xarch.sources.debian.deb import PathFilter, read_ar, read_deb, unpack
 from xarch.sources.debian.errors import UnpackError

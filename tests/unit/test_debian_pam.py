@@ -5,7 +5,7 @@ runs on a fresh install) is run with a debconf database of its own, noninteracti
 root holding libpam-runtime's templates and profiles: the host's, and made-up ones that
 take the script's other paths (a second Primary module, `end` jumps, -Initial lines, a
 profile off by default, a pam_tally profile, equal priorities, interactive-only sessions).
-The port must write the same bytes. tests/test_debian_mmdebstrap.py checks the same on
+The port must write the same bytes. tests/integration/test_debian_mmdebstrap.py checks the same on
 the images of 15 common packages.
 """
 

@@ -186,7 +186,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     code = "import sys; from xarch.cli import run; from xarch.diff.commands import diff_command; " \
            "run(diff_command, sys.argv[1:], 'xarch diff')"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          cwd=Path(__file__).parent.parent, check=False)
+                          cwd=Path(__file__).parents[2], check=False)
 
 
 def test_cli_exit_codes_table_and_json(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import need_tool
+from tests.support.needs import need_tool
 from xarch import __version__
 from xarch.docker.commands import plugin_group
 from xarch.docker.plugin import docker_plugin_main, install_plugin

@@ -3,7 +3,6 @@
 Stage roots are the host's static busybox as /bin/sh, as in test_step_inputs.py.
 """
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.e2e import EPOCH, xarch_ok
-from tests.test_e2e_stages import SHELL, busybox_shell, write_recipe  # noqa: F401
+from tests.support.stages import SHELL, write_recipe
 from xarch import platforms
 from xarch.buildopts import parse_secret
 from xarch.errors import InputError

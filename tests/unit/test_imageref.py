@@ -25,7 +25,7 @@ from xarch.imageref import (
 )
 from xarch.registry.errors import InvalidReference
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def oci_archive(layout: Path, target: Path) -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.hello import HELLO
+from tests.support.needs import need_tool
 from xarch.errors import RecipeError
 from xarch.recipe import load, resolve_epoch
 from xarch.yamlpos import load as load_positions

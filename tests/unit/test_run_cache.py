@@ -11,8 +11,6 @@ from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
 from xarch.run.sandbox import host_owner
 from xarch.run.steps import StepSpec, run_stage_steps
 
-pytest_plugins = ["tests.support.rootfs"]
-
 MESSY_STEP = """
 echo kept > /kept.txt
 mkdir -p /opt/app/lib && echo data > /opt/app/lib/data && chmod 640 /opt/app/lib/data

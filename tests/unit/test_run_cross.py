@@ -1,6 +1,6 @@
 """The cross strategy's environment, CMake toolchain and Meson cross file, checked against
 Debian's own tools (dpkg-architecture, cmake). Building in a real cross root from the
-archive is tests/test_e2e_cross.py."""
+archive is tests/integration/test_e2e_cross.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
+from tests.support.needs import need_tool
 from xarch import platforms
 from xarch.run import cross
 

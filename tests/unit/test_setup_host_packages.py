@@ -19,7 +19,7 @@ import yaml
 from tests.support.needs import need_tool
 from xarch import platforms
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETUP_HOST = ROOT / "scripts" / "setup-host"
 
 
@@ -165,8 +165,8 @@ def trixie_tools() -> set[str]:
 
 
 def test_the_tools_taken_from_trixie_are_setup_hosts_and_run_here() -> None:
-    """cosign and oras (tests/test_sign.py's oracles) come from trixie as buildx does: the binary only,
-    with the Debian version it came from beside it; each runs on this bookworm libc."""
+    """cosign and oras (tests/integration/test_sign.py's oracles) come from trixie as buildx does: the
+    binary only, with the Debian version it came from beside it; each runs on this bookworm libc."""
     tools = trixie_tools()
     assert {"cosign", "oras"} <= tools <= tools_the_tests_need()
     for tool in sorted(tools):

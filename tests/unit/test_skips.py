@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 HELPER = TESTS / "support" / "needs.py"
 # pytest.skip(...), pytest.mark.skip/skipif, pytest.importorskip(...), and unittest's skips.
 SKIPPERS = {"skip", "skipif", "importorskip", "skipTest", "SkipTest", "xfail"}

@@ -6,8 +6,6 @@ Stages run natively in a root whose only file is the host's static busybox as /b
 (as in test_e2e_stages.py), so no archive is needed. A hit is `-v`'s "step 1/1: cached" line.
 """
 
-# Fixtures are imported from tests/ and then named as arguments:
-# ruff: noqa: F811
 from __future__ import annotations
 
 import json
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.e2e import EPOCH, _json, image_files, manifests, xarch, xarch_ok
-from tests.test_e2e_stages import HOST, SHELL, busybox_shell, write_recipe  # noqa: F401 (fixture)
+from tests.support.stages import HOST, SHELL, write_recipe
 from xarch.errors import InputError
 from xarch.ignorefile import ignore_matcher, inputs_matcher, select
 

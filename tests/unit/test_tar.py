@@ -23,9 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import need_tool
 from tests.support.hello import REPO
-from tests.support.needs import need_root
+from tests.support.needs import need_root, need_tool
 from xarch.oci.layer import build_layer, fix_hardlinks
 from xarch.oci.tar import BLOCK, write_tar
 from xarch.oci.tree import Entry, Tree

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tests.conftest import need_tool
 from tests.support import needs
-from tests.support.needs import need_root
+from tests.support.needs import need_root, need_tool
 from xarch.errors import BuildError, Verdict
 from xarch.recipe import load
 from xarch.verify import (
