@@ -43,7 +43,7 @@ def recipe_dir(tmp_path: Path, arm64_busybox: Path) -> Path:
     if platforms.host().name != "amd64":
         not_applicable("the host's own busybox stands in for amd64's: needs an amd64 host")
     folder = tmp_path / "recipe"
-    host_busybox = Path(shutil.which("busybox") or need_tool("busybox"))
+    host_busybox = Path(need_tool("busybox"))
     for arch, binary in (("amd64", host_busybox), ("arm64", arm64_busybox)):
         (folder / "bin" / arch).mkdir(parents=True)
         shutil.copy(binary, folder / "bin" / arch / "busybox")

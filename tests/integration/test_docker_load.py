@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,10 +24,7 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture
 def host_busybox() -> Path:
-    path = shutil.which("busybox")
-    if path is None:
-        need_tool("busybox")
-    return Path(str(path))
+    return Path(need_tool("busybox"))
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ copy:
 def write(folder: Path, recipe: str) -> Path:
     (folder / "web").mkdir(parents=True)
     (folder / "web" / "Dockerfile").write_text(DOCKERFILE)
-    shutil.copy(shutil.which("busybox") or need_tool("busybox"), folder / "web" / "busybox")
+    shutil.copy(need_tool("busybox"), folder / "web" / "busybox")
     (folder / "xarch.yaml").write_text(recipe)
     return folder / "xarch.yaml"
 

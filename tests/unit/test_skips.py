@@ -1,7 +1,9 @@
 """Every skip goes through tests/support/needs.py: XARCH_REQUIRE_TOOLS=1 fails every missing part.
 
 Two tests once called pytest.skip for a missing keyring or binfmt entry even in CI, so a fresh
-machine without them looked green. This closes the class: no skip outside the helper.
+machine without them looked green. This closes the class: no skip outside the helper, and the
+rule is written once: nothing else reads XARCH_REQUIRE_TOOLS, and the helper's functions are
+imported from it under their own names (no second home such as a conftest re-export or an alias).
 """
 
 from __future__ import annotations
@@ -33,8 +35,71 @@ def skips_outside_the_helper(folder: Path) -> list[str]:
     return found
 
 
+def _helper_names() -> set[str]:
+    tree = ast.parse(HELPER.read_text())
+    names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    return names | {target.id for node in tree.body if isinstance(node, ast.Assign)
+                    for target in node.targets if isinstance(target, ast.Name)}
+
+
+def _reads_the_variable(node: ast.AST) -> bool:
+    """os.environ["XARCH_REQUIRE_TOOLS"], os.environ.get(...), os.getenv(...)."""
+    if isinstance(node, ast.Subscript):
+        key = node.slice
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+        key = node.args[0] if node.func.attr in ("get", "getenv", "pop") else None
+    else:
+        return False
+    return isinstance(key, ast.Constant) and key.value == "XARCH_REQUIRE_TOOLS"
+
+
+def copies_of_the_rule(folder: Path) -> list[str]:
+    """`file:line: what` of every place under FOLDER but the helper that restates it."""
+    helper_names = _helper_names()
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        if path == HELPER:
+            continue
+        where = path.relative_to(folder.parent)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if _reads_the_variable(node):
+                found.append(f"{where}:{getattr(node, 'lineno', '?')}: reads XARCH_REQUIRE_TOOLS")
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            for alias in node.names:
+                if alias.name not in helper_names or not (node.module or "").startswith("tests"):
+                    continue  # (xarch.verify has a not_applicable of its own)
+                if node.module != "tests.support.needs":
+                    found.append(f"{where}:{node.lineno}: {alias.name} from {node.module}")
+                elif alias.asname not in (None, alias.name):
+                    found.append(f"{where}:{node.lineno}: {alias.name} as {alias.asname}")
+    return sorted(found)
+
+
 def test_no_test_skips_outside_tests_support_needs() -> None:
     assert skips_outside_the_helper(TESTS) == []
+
+
+def test_the_rule_is_written_only_in_tests_support_needs() -> None:
+    assert copies_of_the_rule(TESTS) == []
+
+
+def test_the_scan_finds_each_copy_of_the_rule(tmp_path: Path) -> None:
+    """The scan is not blind: a variable read, a re-export and an alias are each reported."""
+    folder = tmp_path / "tests"
+    folder.mkdir()
+    (folder / "conftest.py").write_text(
+        "import os\nfrom tests.support.needs import missing as unavailable, need_tool\n"
+        "STRICT = os.environ.get('XARCH_REQUIRE_TOOLS') == '1'\n"
+        "ALSO = os.environ['XARCH_REQUIRE_TOOLS']\n"
+    )
+    (folder / "test_x.py").write_text("from tests.conftest import need_tool\nfrom os import getenv\n")
+    assert copies_of_the_rule(folder) == [
+        "tests/conftest.py:2: missing as unavailable",
+        "tests/conftest.py:3: reads XARCH_REQUIRE_TOOLS",
+        "tests/conftest.py:4: reads XARCH_REQUIRE_TOOLS",
+        "tests/test_x.py:1: need_tool from tests.conftest",
+    ]
 
 
 def test_the_scan_finds_each_kind_of_skip(tmp_path: Path) -> None:
