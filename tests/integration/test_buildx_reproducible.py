@@ -120,7 +120,7 @@ def test_the_whole_stage_root_differs_and_diff_names_the_log(buildx: str, busybo
 
 def test_no_cache_reruns_a_dockerfile_stage(buildx: str, busybox_arm64_image: str, tmp_path: Path) -> None:
     recipe = project(tmp_path / "src", busybox_arm64_image, "/")
-    logs = []
+    logs: list[bytes | None] = []
     for flags in ([], [], ["--no-cache"]):
         out = tmp_path / f"out{len(logs)}"
         xarch_ok("build", "-f", str(recipe), *flags, "-q", "-o", f"oci:{out}", cache=tmp_path / "cache")

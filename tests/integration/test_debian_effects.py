@@ -21,6 +21,7 @@ import pytest
 from tests.support.dockerd import unique_tag
 from tests.support.e2e import EPOCH, image_files, xarch_ok
 from tests.support.needs import missing, need_tool, not_applicable
+from tests.support.trees import entry_at
 from xarch.errors import BuildError
 from xarch.oci.tree import Entry, Tree
 from xarch.placement import settle
@@ -121,11 +122,11 @@ def test_highest_priority_wins_and_ties_go_to_the_first_path() -> None:
     alts.install(Install("/usr/bin/x", "x", "/usr/bin/c-impl", 5))
     alts.install(Install("/usr/bin/x", "x", "/usr/bin/a-impl", 10))
     alts.apply(tree, EPOCH)
-    assert tree.get("etc/alternatives/x").linkname == "/usr/bin/a-impl"
-    assert tree.get("usr/bin/x").linkname == "/etc/alternatives/x"
+    assert entry_at(tree, "etc/alternatives/x").linkname == "/usr/bin/a-impl"
+    assert entry_at(tree, "usr/bin/x").linkname == "/etc/alternatives/x"
     alts.remove(Remove("x", "/usr/bin/a-impl"))
     alts.apply(tree, EPOCH)
-    assert tree.get("etc/alternatives/x").linkname == "/usr/bin/b-impl"
+    assert entry_at(tree, "etc/alternatives/x").linkname == "/usr/bin/b-impl"
 
 
 def test_links_and_records_match_dpkgs_own_update_alternatives(tmp_path: Path) -> None:
@@ -159,9 +160,10 @@ def test_links_and_records_match_dpkgs_own_update_alternatives(tmp_path: Path) -
     # dpkg's links point into its --altdir; xarch's into the image's /etc/alternatives.
     for link in ("usr/bin/awk", "usr/bin/nawk"):
         assert os.readlink(root / link) == f"{base}/etc/alternatives/{Path(link).name}"
-        assert tree.get(f"{base[1:]}/{link}").linkname == f"/etc/alternatives/{Path(link).name}"
+        assert entry_at(tree, f"{base[1:]}/{link}").linkname == f"/etc/alternatives/{Path(link).name}"
     for name in ("awk", "nawk"):
-        assert os.readlink(root / "etc/alternatives" / name) == tree.get(f"etc/alternatives/{name}").linkname
+        link = entry_at(tree, f"etc/alternatives/{name}").linkname
+        assert os.readlink(root / "etc/alternatives" / name) == link
     # gawk's choice has no man page slave: dpkg removes that link, xarch never makes it.
     assert not (root / "usr/share/man/man1/awk.1.gz").is_symlink()
     assert tree.get(f"{base[1:]}/usr/share/man/man1/awk.1.gz") is None
@@ -225,11 +227,11 @@ def test_passwd_makes_shadow_and_gshadow_root_shadow_0640() -> None:
     tree.add(Entry("etc/group", "file", 0o644, data=b"root:*:0:\nshadow:*:42:\n"))
     shadow_files(tree, EPOCH)
     day = EPOCH // 86400
-    assert tree.get("etc/shadow").read() == f"root:*:{day}:0:99999:7:::\n".encode()
-    assert tree.get("etc/gshadow").read() == b"root:*::\nshadow:*::\n"
-    assert tree.get("etc/passwd").read() == b"root:x:0:0:root:/root:/bin/bash\n"
+    assert entry_at(tree, "etc/shadow").read() == f"root:*:{day}:0:99999:7:::\n".encode()
+    assert entry_at(tree, "etc/gshadow").read() == b"root:*::\nshadow:*::\n"
+    assert entry_at(tree, "etc/passwd").read() == b"root:x:0:0:root:/root:/bin/bash\n"
     for name in ("etc/shadow", "etc/gshadow"):
-        entry = tree.get(name)
+        entry = entry_at(tree, name)
         assert (entry.mode, entry.uid, entry.gid) == (0o640, 0, 42)
 
 
@@ -249,13 +251,13 @@ def test_system_accounts_as_adduser_makes_them() -> None:
     for script in scripts:
         for command in commands(script):
             add_system_account(tree, command.words, EPOCH)
-    assert tree.get("etc/passwd").read().decode().splitlines()[2:] == [
+    assert entry_at(tree, "etc/passwd").read().decode().splitlines()[2:] == [
         "_apt:x:100:65534::/nonexistent:/usr/sbin/nologin",
         "tcpdump:x:101:100::/nonexistent:/usr/sbin/nologin",
         "redis:x:102:102::/var/lib/redis:/usr/sbin/nologin",
     ]
-    assert tree.get("etc/group").read().decode().splitlines()[3:] == ["tcpdump:x:100:", "redis:x:102:"]
-    home = tree.get("var/lib/redis")
+    assert entry_at(tree, "etc/group").read().decode().splitlines()[3:] == ["tcpdump:x:100:", "redis:x:102:"]
+    home = entry_at(tree, "var/lib/redis")
     assert (home.type, home.uid, home.gid, home.mode) == ("dir", 102, 102, 0o755)
     for bad in (("adduser", "_apt"), ("adduser", "--system", "--bogus", "x"), ("adduser", "u", "g")):
         with pytest.raises(AccountCallError):
@@ -289,8 +291,8 @@ def test_etc_shells_matches_debianutils_update_shells(tmp_path: Path) -> None:
     shutil.copy(root / "usr/share/debianutils/shells", root / "etc/shells")
     subprocess.run([tool, "--root", str(root)], check=True, capture_output=True)
     etc_shells(tree, EPOCH)
-    assert tree.get("etc/shells").read() == (root / "etc/shells").read_bytes()
-    assert tree.get("var/lib/shells.state").read() == (root / "var/lib/shells.state").read_bytes()
+    assert entry_at(tree, "etc/shells").read() == (root / "etc/shells").read_bytes()
+    assert entry_at(tree, "var/lib/shells.state").read() == (root / "var/lib/shells.state").read_bytes()
 
 
 def test_lost_effects_are_one_summary_line_and_each_is_said_with_v() -> None:
@@ -318,9 +320,9 @@ def test_lost_effects_are_one_summary_line_and_each_is_said_with_v() -> None:
         "not reproduced: nginx-common postinst: would run ln -s /a /b",
         "not reproduced: dash postinst: would run dpkg-divert --package dash --add /bin/sh",
     ]
-    assert tree.get("usr/bin/awk").linkname == "/etc/alternatives/awk"
+    assert entry_at(tree, "usr/bin/awk").linkname == "/etc/alternatives/awk"
     capability = capabilities.from_text("cap_net_raw+ep")
-    assert tree.get("usr/bin/ping").xattrs == ((capabilities.XATTR, capability),)
+    assert entry_at(tree, "usr/bin/ping").xattrs == ((capabilities.XATTR, capability),)
     assert reproduce(Tree(), [deb("quiet", b"true\n")], EPOCH).summary() is None
 
 
@@ -336,12 +338,12 @@ def test_entries_below_a_symlink_move_to_where_it_leads() -> None:
     tree.add(Entry("lib/app/same", "hardlink", 0o644, linkname="lib/app/data"))
     moved = settle(tree)
     assert ("bin/hello", "usr/bin/hello") in moved
-    assert tree.get("usr/bin/hello").read() == b"hi"
-    assert tree.get("usr/lib/app").mode == 0o700
-    assert tree.get("usr/lib/app/same").linkname == "usr/lib/app/data"
+    assert entry_at(tree, "usr/bin/hello").read() == b"hi"
+    assert entry_at(tree, "usr/lib/app").mode == 0o700
+    assert entry_at(tree, "usr/lib/app/same").linkname == "usr/lib/app/data"
     for entry in tree:
         parent = entry.path.rsplit("/", 1)[0] if "/" in entry.path else ""
-        assert parent == "" or tree.get(parent).type == "dir", entry.path
+        assert parent == "" or entry_at(tree, parent).type == "dir", entry.path
 
 
 def test_whiteout_names_are_one_line_errors_and_dangling_links_move_nothing() -> None:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb, stored_blobs
 from tests.support.needs import need_tool
+from tests.support.trees import entry_at
 from xarch import platforms
 from xarch.oci.tree import Tree
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import FetchError, LockError, UnpackError
 from xarch.sources.debian.fetch import fetch_packages
-from xarch.sources.debian.install import Group, User, install_packages, write_accounts
+from xarch.sources.debian.install import Group, InstallReport, User, install_packages, write_accounts
 from xarch.sources.debian.lock import Lock, mirror_of, resolve_lock
 from xarch.store import Store
 
@@ -84,7 +86,7 @@ def test_missing_file_on_the_mirror(apt_repo: AptRepo, debian_source: DebianSour
         fetch_packages([entry], debian_source.base_url(), debian_store, show_bar=False)
 
 
-def install(source: DebianSource, debian_store: Store, plat: str = "arm64") -> tuple[Tree, object]:
+def install(source: DebianSource, debian_store: Store, plat: str = "arm64") -> tuple[Tree, InstallReport]:
     lock = locked(source)
     fetch_packages(lock.entries(plat), source.base_url(), debian_store, show_bar=False)
     tree = Tree()
@@ -95,10 +97,11 @@ def test_install_unpacks_without_running_scripts(debian_source: DebianSource, de
     marker = Path("/tmp/xarch-fixture-postinst-ran")
     marker.unlink(missing_ok=True)
     tree, report = install(debian_source, debian_store)
-    assert tree.get("usr/bin/app").data == b"#!/bin/sh\necho app arm64\n"
-    assert tree.get("usr/bin/app").mode == 0o755
-    assert tree.get("usr/bin/app-link").type == "symlink" and tree.get("usr/bin/app-link").linkname == "app"
-    assert tree.get("usr/lib/aarch64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 arm64\n"
+    assert entry_at(tree, "usr/bin/app").data == b"#!/bin/sh\necho app arm64\n"
+    assert entry_at(tree, "usr/bin/app").mode == 0o755
+    app_link = entry_at(tree, "usr/bin/app-link")
+    assert app_link.type == "symlink" and app_link.linkname == "app"
+    assert entry_at(tree, "usr/lib/aarch64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 arm64\n"
     assert ("app", "postinst") in report.skipped and ("app", "prerm") in report.skipped
     assert ("ca-certificates", "postinst") in report.skipped
     assert not marker.exists()
@@ -106,14 +109,14 @@ def test_install_unpacks_without_running_scripts(debian_source: DebianSource, de
 
 def test_usrmerge_places_bin_in_usr(debian_source: DebianSource, debian_store: Store) -> None:
     tree, _ = install(debian_source, debian_store)
-    assert tree.get("bin").type == "symlink" and tree.get("bin").linkname == "usr/bin"
-    assert tree.get("usr/bin/app-legacy").data == b"#!/bin/sh\necho legacy\n"
+    assert entry_at(tree, "bin").type == "symlink" and entry_at(tree, "bin").linkname == "usr/bin"
+    assert entry_at(tree, "usr/bin/app-legacy").data == b"#!/bin/sh\necho legacy\n"
     assert "bin/app-legacy" not in tree.entries
 
 
 def test_dpkg_status_and_lists(debian_source: DebianSource, debian_store: Store) -> None:
     tree, _ = install(debian_source, debian_store)
-    status = tree.get("var/lib/dpkg/status").data.decode()
+    status = entry_at(tree, "var/lib/dpkg/status").read().decode()
     assert status.endswith("\n\n")  # dpkg ends every stanza, the last too, with an empty line
     stanzas = status[:-2].split("\n\n")
     names = [s.split("\n", 1)[0].removeprefix("Package: ") for s in stanzas]
@@ -123,23 +126,23 @@ def test_dpkg_status_and_lists(debian_source: DebianSource, debian_store: Store)
     conf_md5 = hashlib.md5(b"listen 8080\n").hexdigest()
     assert f"Conffiles:\n /etc/app.conf {conf_md5}\nDescription:" in app
     assert "Architecture: arm64" in app
-    listing = tree.get("var/lib/dpkg/info/app.list").data.decode().splitlines()
+    listing = entry_at(tree, "var/lib/dpkg/info/app.list").read().decode().splitlines()
     assert "/usr/bin/app" in listing and "/bin/app-legacy" in listing
     assert "var/lib/dpkg/info/libfake1:arm64.list" in tree  # Multi-Arch: same
 
 
 def test_generated_in_place_of_scripts(debian_source: DebianSource, debian_store: Store) -> None:
     tree, report = install(debian_source, debian_store)
-    bundle = tree.get("etc/ssl/certs/ca-certificates.crt").data
+    bundle = entry_at(tree, "etc/ssl/certs/ca-certificates.crt").data
     # update-ca-certificates order (sorted paths), each certificate ending in a newline.
     assert bundle == (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
                       b"-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n")
-    pem = tree.get("etc/ssl/certs/Alpha_Root.pem")
+    pem = entry_at(tree, "etc/ssl/certs/Alpha_Root.pem")
     assert pem.linkname == "/usr/share/ca-certificates/mozilla/Alpha_Root.crt"
-    assert tree.get("etc/localtime").linkname == "/usr/share/zoneinfo/Etc/UTC"
-    assert tree.get("etc/passwd").data == b"root:*:0:0:root:/root:/bin/sh\n"
+    assert entry_at(tree, "etc/localtime").linkname == "/usr/share/zoneinfo/Etc/UTC"
+    assert entry_at(tree, "etc/passwd").data == b"root:*:0:0:root:/root:/bin/sh\n"
     assert "/etc/ssl/certs/ca-certificates.crt" in report.generated
-    assert {tree.get(path).mtime for path in report.generated} == {EPOCH}
+    assert {entry_at(tree, path).mtime for path in report.generated} == {EPOCH}
     lines = report.lines()
     assert "not run: app postinst" in lines and "made by xarch: /var/lib/dpkg/status" in lines
 
@@ -159,12 +162,12 @@ def test_install_needs_the_package_in_the_store(debian_source: DebianSource, deb
 def test_write_accounts(debian_source: DebianSource, debian_store: Store) -> None:
     tree, _ = install(debian_source, debian_store)
     write_accounts(tree, [User("web", 101, 101, home="/var/www")], [Group("web", 101)], EPOCH)
-    assert tree.get("etc/passwd").data.decode().splitlines() == [
+    assert entry_at(tree, "etc/passwd").read().decode().splitlines() == [
         "root:*:0:0:root:/root:/bin/sh", "web:x:101:101::/var/www:/usr/sbin/nologin"]
-    assert tree.get("etc/group").data.decode().splitlines()[-1] == "web:x:101:"
-    shadow = tree.get("etc/shadow")
+    assert entry_at(tree, "etc/group").read().decode().splitlines()[-1] == "web:x:101:"
+    shadow = entry_at(tree, "etc/shadow")
     assert shadow.mode == 0o640 and shadow.gid == 42 and shadow.data == b"root:*:::::::\nweb:*:::::::\n"
-    home = tree.get("var/www")
+    home = entry_at(tree, "var/www")
     assert (home.type, home.uid, home.gid, home.mode) == ("dir", 101, 101, 0o755)
     with pytest.raises(UnpackError, match="id 101 of other is taken by web"):
         write_accounts(tree, [User("other", 101, 101)], [], EPOCH)
@@ -177,7 +180,7 @@ def test_write_accounts(debian_source: DebianSource, debian_store: Store) -> Non
     (lambda: User("ok", 1, 1, home="/a:b"), r"'/a:b' may not contain ':'"),
     (lambda: Group("g", -1), r"group g has id -1"),
 ])
-def test_account_fields_are_checked(make, message: str) -> None:
+def test_account_fields_are_checked(make: Callable[[], object], message: str) -> None:
     with pytest.raises(UnpackError, match=message):
         make()
 
@@ -185,7 +188,7 @@ def test_account_fields_are_checked(make, message: str) -> None:
 def test_write_accounts_without_base_passwd() -> None:
     tree = Tree()
     write_accounts(tree, [User("app", 1000, 1000)], [Group("app", 1000)])
-    assert tree.get("etc/passwd").data.decode().splitlines() == [
+    assert entry_at(tree, "etc/passwd").read().decode().splitlines() == [
         "root:x:0:0:root:/root:/bin/sh", "app:x:1000:1000::/nonexistent:/usr/sbin/nologin"]
 
 
@@ -198,7 +201,7 @@ def test_two_archives_like_main_and_security(tmp_path: Path, debian_source: Debi
     security.publish(suite="stable-security")
     server = RepoServer(security.root)
     try:
-        fixes = DebianSource(suites="stable-security", mirror=server.url, keyring=debian_keyring)
+        fixes = DebianSource(suites=["stable-security"], mirror=server.url, keyring=debian_keyring)
         lock = resolve_lock([debian_source, fixes], PackageSelection(packages=["app"]), [AMD64])
         prelib = next(p for p in lock.entries("amd64") if p.name == "prelib")
         assert (prelib.version, prelib.suite) == ("1.1", "stable-security")
@@ -207,7 +210,7 @@ def test_two_archives_like_main_and_security(tmp_path: Path, debian_source: Debi
                        say=lambda _m: None)
         tree = Tree()
         install_packages(tree, lock.entries("amd64"), debian_store, EPOCH)
-        assert tree.get("usr/share/prelib/data").data == b"fixed\n"
+        assert entry_at(tree, "usr/share/prelib/data").data == b"fixed\n"
         with pytest.raises(LockError, match="which sources.debian no longer lists"):
             mirror_of(debian_source)(prelib)
         with pytest.raises(LockError, match="suite stable is listed twice"):
@@ -234,9 +237,9 @@ def test_a_multiarch_root_has_dpkg_state_dpkg_reads(debian_source: DebianSource,
     fetch_packages(entries, debian_source.base_url(), debian_store, show_bar=False)
     tree = Tree()
     install_packages(tree, entries, debian_store, EPOCH, native="amd64")
-    assert tree.get("usr/lib/x86_64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 amd64\n"
-    assert tree.get("usr/lib/aarch64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 arm64\n"
-    assert tree.get("var/lib/dpkg/arch").data == b"amd64\narm64\n"
+    assert entry_at(tree, "usr/lib/x86_64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 amd64\n"
+    assert entry_at(tree, "usr/lib/aarch64-linux-gnu/libfake.so.1").data == b"libfake1 2.0 arm64\n"
+    assert entry_at(tree, "var/lib/dpkg/arch").data == b"amd64\narm64\n"
     admin = tmp_path / "dpkg"
     for entry in tree:
         if entry.path.startswith("var/lib/dpkg/") and entry.type == "file":

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.needs import need_file, need_tool
+from tests.support.trees import entry_at
 from xarch import platforms
 from xarch.oci.tree import Tree
 from xarch.sources.debian.config import DEFAULT_KEYRING, DebianSource, PackageSelection
@@ -24,7 +25,7 @@ def test_lock_fetch_install_from_the_real_archive(tmp_path: Path) -> None:
     need_tool("gpgv")
     need_file(DEFAULT_KEYRING, "debian-archive-keyring is not installed (a Debian host has it)")
     # The main archive plus the security archive, both read from the host's apt config.
-    sources = [DebianSource(suites="bookworm"), DebianSource(suites="bookworm-security")]
+    sources = [DebianSource(suites=["bookworm"]), DebianSource(suites=["bookworm-security"])]
     assert sources[0].mirror == default_mirror()
     selection = PackageSelection(packages=["busybox-static", "ca-certificates"])
     store = Store(tmp_path / "store")
@@ -38,8 +39,8 @@ def test_lock_fetch_install_from_the_real_archive(tmp_path: Path) -> None:
         fetch_packages(entries, mirror_of(sources), store, show_bar=False, say=lambda _m: None)
         tree = Tree()
         report = install_packages(tree, entries, store, epoch=1700000000)
-        busybox = tree.get("usr/bin/busybox")
+        busybox = entry_at(tree, "usr/bin/busybox")
         assert busybox is not None and busybox.read()[:4] == b"\x7fELF"
         assert int.from_bytes(busybox.read()[18:20], "little") == ELF_MACHINE[plat]
-        assert tree.get("etc/ssl/certs/ca-certificates.crt").read().count(b"BEGIN CERTIFICATE") > 100
+        assert entry_at(tree, "etc/ssl/certs/ca-certificates.crt").read().count(b"BEGIN CERTIFICATE") > 100
         assert ("ca-certificates", "postinst") in report.skipped

@@ -70,7 +70,7 @@ KNOWN = [
 def _entries(tar: tarfile.TarFile) -> dict[str, tuple[object, ...]]:
     kinds = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
              tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink"}
-    found = {}
+    found: dict[str, tuple[object, ...]] = {}
     for info in tar:
         name = info.name.removeprefix("./").rstrip("/") or "."
         extracted = tar.extractfile(info) if info.isfile() else None

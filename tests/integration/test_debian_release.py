@@ -79,7 +79,7 @@ def test_signed_by_an_expired_key(tmp_path: Path, apt_repo: AptRepo, apt_server:
     short_lived = GpgKey(tmp_path / "short", expire="seconds=1")
     short_lived.clearsign(apt_repo.root / "dists/stable/Release", apt_repo.root / INRELEASE)
     time.sleep(2.1)
-    source = DebianSource(suites="stable", mirror=apt_server.url,
+    source = DebianSource(suites=["stable"], mirror=apt_server.url,
                           keyring=short_lived.export(tmp_path / "short.gpg"))
     expired = r"no valid signature from the keyring \(key [0-9A-F]+ has expired\)"
     with pytest.raises(SignatureError, match=expired):
@@ -112,8 +112,8 @@ def test_snapshot_is_judged_at_its_own_time(apt_repo: AptRepo, apt_server: RepoS
     apt_repo.publish(valid_until="Sat, 01 Jan 2022 00:00:00 UTC")
     for stamp in ("20211201T000000Z", "20220102T000000Z"):
         (apt_repo.root / stamp).symlink_to(".")  # a snapshot-style URL layout
-    source = DebianSource(suites="stable", mirror=apt_server.url + "/{snapshot}", snapshot="20211201T000000Z",
-                          keyring=debian_keyring)
+    source = DebianSource(suites=["stable"], mirror=apt_server.url + "/{snapshot}",
+                          snapshot="20211201T000000Z", keyring=debian_keyring)
     assert source.base_url() == apt_server.url + "/20211201T000000Z"
     assert fetch_release(source, "stable").valid_until is not None
     later = source.model_copy(update={"snapshot": "20220102T000000Z"})
@@ -124,7 +124,7 @@ def test_snapshot_is_judged_at_its_own_time(apt_repo: AptRepo, apt_server: RepoS
 def test_release_for_another_suite(apt_repo: AptRepo, apt_server: RepoServer, debian_keyring: Path) -> None:
     # A correctly signed Release of suite "stable" served under dists/testing/.
     (apt_repo.root / "dists/testing").symlink_to("stable")
-    source = DebianSource(suites="testing", mirror=apt_server.url, keyring=debian_keyring)
+    source = DebianSource(suites=["testing"], mirror=apt_server.url, keyring=debian_keyring)
     with pytest.raises(SignatureError, match="is signed for stable, not for testing"):
         fetch_release(source, "testing")
 

@@ -298,10 +298,10 @@ def test_latest_reads_both_listing_forms_of_snapshot_debian_org() -> None:
     month = ('<a href="20091004T111800Z/">2009-10-04 11:18:00</a>\n'
              '<a href="/archive/debian/20091031T215606Z/">2009-10-31</a> <a href="../">up</a>')
     assert timestamps_in(month) == ["20091004T111800Z", "20091031T215606Z"]
-    security = DebianSource(suites="bookworm-security", mirror="http://deb.debian.org/debian-security",
+    security = DebianSource(suites=["bookworm-security"], mirror="http://deb.debian.org/debian-security",
                             snapshot="20250101T000000Z")
     assert listing_url(security) == "http://snapshot.debian.org/archive/debian-security/"
-    templated = DebianSource(suites="stable", mirror="http://host/archive/debian/{snapshot}/",
+    templated = DebianSource(suites=["stable"], mirror="http://host/archive/debian/{snapshot}/",
                              snapshot="20250101T000000Z")
     assert listing_url(templated) == "http://host/archive/debian/"
 
@@ -327,10 +327,16 @@ def test_pins_of_a_cross_root_are_per_architecture() -> None:
                                                 ("gone", "arm64"): "2.0"})
     assert [(c.version, c.architecture) for c in narrowed.by_name["libfake1"]] == [
         ("2.0", "amd64"), ("1.0", "amd64"), ("1.0", "arm64")]
-    assert narrowed.best("libfake1", "arm64").version == "1.0"
-    assert narrowed.best("libfake1", "amd64").version == "2.0"
+
+    def best(name: str, arch: str) -> str:
+        found = narrowed.best(name, arch)
+        assert found is not None, f"no {name}:{arch}"
+        return found.version
+
+    assert best("libfake1", "arm64") == "1.0"
+    assert best("libfake1", "amd64") == "2.0"
     assert [c.version for c, _ in narrowed.providers("mail-agent")] == ["1.0"]
-    assert gone == [("gone", "arm64", "2.0")] and narrowed.best("gone", "arm64").version == "3.0"
+    assert gone == [("gone", "arm64", "2.0")] and best("gone", "arm64") == "3.0"
     assert len(universe.by_name["libfake1"]) == 4  # the universe the other sets use is untouched
 
 

@@ -48,7 +48,7 @@ def test_strategies_that_do_not_work_say_why_and_how_to_fix() -> None:
 
 
 @pytest.mark.qemu
-def test_arm64_can_cross_and_emulate_here(arm64_emulation) -> None:
+def test_arm64_can_cross_and_emulate_here(arm64_emulation: platforms.Platform) -> None:
     need = strategies(matrix_json(), "linux/arm64")
     assert need["native"]["works"] is False
     assert need["emulate"]["works"] is True
@@ -56,7 +56,8 @@ def test_arm64_can_cross_and_emulate_here(arm64_emulation) -> None:
 
 
 @pytest.mark.qemu
-def test_setup_enables_emulation_for_every_foreign_platform_with_qemu(arm64_emulation) -> None:
+def test_setup_enables_emulation_for_every_foreign_platform_with_qemu(
+        arm64_emulation: platforms.Platform) -> None:
     if os.geteuid() != 0:
         result = CliRunner().invoke(platforms_command, ["--setup"])
         assert result.exit_code != 0 and "needs root" in str(result.exception)

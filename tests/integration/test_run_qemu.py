@@ -48,22 +48,23 @@ def test_register_line_from_an_update_binfmts_format_file() -> None:
     )
 
 
-def test_status_of_an_unmounted_binfmt_dir_says_so(tmp_path: Path, arm64) -> None:
+def test_status_of_an_unmounted_binfmt_dir_says_so(tmp_path: Path, arm64: platforms.Platform) -> None:
     state = binfmt.status(arm64, root=tmp_path)
     assert not state.works
     assert state.problem() == f"binfmt_misc is not mounted at {binfmt.BINFMT_DIR}"
 
 
 @pytest.mark.qemu
-def test_set_up_binfmt_reports_a_working_aarch64_entry(arm64_emulation) -> None:
+def test_set_up_binfmt_reports_a_working_aarch64_entry(arm64_emulation: platforms.Platform) -> None:
     state = binfmt.status(arm64_emulation)
-    assert state.works and state.entry is not None
-    assert Path(state.entry.interpreter).resolve() == qemu.find_qemu(arm64_emulation).resolve()
+    found = qemu.find_qemu(arm64_emulation)
+    assert state.works and state.entry is not None and found is not None
+    assert Path(state.entry.interpreter).resolve() == found.resolve()
 
 
 @pytest.mark.qemu
 def test_interpreter_is_copied_in_without_fix_binary_and_removed_after(
-    arm64_emulation, arm64_rootfs: Path, monkeypatch: pytest.MonkeyPatch
+    arm64_emulation: platforms.Platform, arm64_rootfs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Re-registering the host's entry without F would break concurrent emulation, so the
     # status is read as if F were absent; the copy itself and the step run are real.
@@ -84,7 +85,8 @@ def test_interpreter_is_copied_in_without_fix_binary_and_removed_after(
 
 
 @pytest.mark.qemu
-def test_run_binary_runs_a_static_arm64_busybox(arm64_emulation, arm64_rootfs: Path) -> None:
+def test_run_binary_runs_a_static_arm64_busybox(arm64_emulation: platforms.Platform,
+                                                arm64_rootfs: Path) -> None:
     output = qemu.run_binary(arm64_emulation, arm64_rootfs / "bin" / "busybox", ["uname", "-m"])
     assert output == "aarch64\n"
 
@@ -103,7 +105,7 @@ def test_missing_qemu_names_the_package() -> None:
 
 
 @pytest.mark.qemu
-def test_rootless_route_runs_an_emulated_step_as_an_unprivileged_user(arm64_emulation,
+def test_rootless_route_runs_an_emulated_step_as_an_unprivileged_user(arm64_emulation: platforms.Platform,
                                                                      arm64_rootfs: Path) -> None:
     """The exact command xarch runs without root, started as `nobody` (a real unprivileged user)."""
     need_root("to become another user; as non-root the default route is the rootless one")
@@ -143,7 +145,8 @@ def test_a_failed_binfmt_mount_is_one_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.qemu
-def test_interpreter_copy_refuses_a_symlink_out_of_the_rootfs(arm64_emulation, arm64_rootfs: Path,
+def test_interpreter_copy_refuses_a_symlink_out_of_the_rootfs(arm64_emulation: platforms.Platform,
+                                                              arm64_rootfs: Path,
                                                               tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     real = binfmt.status(arm64_emulation)
@@ -162,7 +165,8 @@ def test_interpreter_copy_refuses_a_symlink_out_of_the_rootfs(arm64_emulation, a
 
 
 @pytest.mark.qemu
-def test_failing_emulated_step_reports_its_exit_code_and_output(arm64_emulation, arm64_rootfs: Path,
+def test_failing_emulated_step_reports_its_exit_code_and_output(arm64_emulation: platforms.Platform,
+                                                                arm64_rootfs: Path,
                                                                 tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()

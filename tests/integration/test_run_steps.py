@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,14 @@ from tests.support.rootfs_helpers import PongServer, copy_rootfs
 from xarch import platforms
 from xarch.errors import XarchError
 from xarch.run.cache import StepCache
-from xarch.run.steps import StepFailed, StepSpec, StrategyUnavailable, choose_strategy, run_stage_steps
+from xarch.run.steps import (
+    StepFailed,
+    StepSpec,
+    Strategy,
+    StrategyUnavailable,
+    choose_strategy,
+    run_stage_steps,
+)
 
 EPOCH = 1700000000
 
@@ -31,21 +39,24 @@ def cache(tmp_path: Path) -> StepCache:
     return StepCache(tmp_path / "cache" / "steps")
 
 
-def run(steps, rootfs, platform, strategy, source, cache, **kwargs):
+def run(steps: list[StepSpec], rootfs: Path, platform: platforms.Platform, strategy: Strategy, source: Path,
+        cache: StepCache, **kwargs: Any) -> list[str]:
     lines: list[str] = []
     run_stage_steps(steps, rootfs, platform, strategy, source, EPOCH, cache, lines.append, **kwargs)
     return lines
 
 
 @pytest.mark.qemu
-def test_emulated_arm64_step_sees_aarch64(arm64_emulation, arm64_rootfs: Path, source: Path, cache) -> None:
+def test_emulated_arm64_step_sees_aarch64(arm64_emulation: platforms.Platform, arm64_rootfs: Path,
+                                          source: Path, cache: StepCache) -> None:
     run([StepSpec("uname -m > /uname.txt && cp message.txt /copied.txt")], arm64_rootfs, arm64_emulation,
         "emulate", source, cache)
     assert (arm64_rootfs / "uname.txt").read_text() == "aarch64\n"
     assert (arm64_rootfs / "copied.txt").read_text() == "hello from the source tree\n"
 
 
-def test_native_step_has_only_the_fixed_environment(host_rootfs: Path, source: Path, cache) -> None:
+def test_native_step_has_only_the_fixed_environment(host_rootfs: Path, source: Path,
+                                                    cache: StepCache) -> None:
     host = platforms.host()
     run([StepSpec("env | sort > /env.txt; umask > /umask.txt; pwd > /pwd.txt")], host_rootfs, host, "native",
         source, cache)
@@ -63,7 +74,8 @@ def test_native_step_has_only_the_fixed_environment(host_rootfs: Path, source: P
     assert (host_rootfs / "pwd.txt").read_text().strip() == "/src"
 
 
-def test_failing_step_reports_stage_step_exit_code_and_tail(host_rootfs: Path, source: Path, cache) -> None:
+def test_failing_step_reports_stage_step_exit_code_and_tail(host_rootfs: Path, source: Path,
+                                                            cache: StepCache) -> None:
     steps = [
         StepSpec("echo first > /first.txt"),
         StepSpec("for i in $(seq 1 15); do echo line$i; done\necho oops >&2\nexit 3"),
@@ -79,14 +91,15 @@ def test_failing_step_reports_stage_step_exit_code_and_tail(host_rootfs: Path, s
     assert len([p for p in cache.root.iterdir()]) == 1
 
 
-def test_a_failing_command_in_the_middle_fails_the_step(host_rootfs: Path, source: Path, cache) -> None:
+def test_a_failing_command_in_the_middle_fails_the_step(host_rootfs: Path, source: Path,
+                                                        cache: StepCache) -> None:
     with pytest.raises(StepFailed, match="exit code 1"):
         run([StepSpec("false\necho not reached > /reached.txt")], host_rootfs, platforms.host(), "native",
             source, cache)
     assert not (host_rootfs / "reached.txt").exists()
 
 
-def test_step_without_network_cannot_reach_host(host_rootfs: Path, source: Path, cache,
+def test_step_without_network_cannot_reach_host(host_rootfs: Path, source: Path, cache: StepCache,
                                                  pong_server: PongServer) -> None:
     step = StepSpec(f"nc -w 3 127.0.0.1 {pong_server.port} </dev/null > /reply.txt")
     with pytest.raises(StepFailed):
@@ -94,7 +107,7 @@ def test_step_without_network_cannot_reach_host(host_rootfs: Path, source: Path,
     assert pong_server.connections == 0
 
 
-def test_step_with_network_reaches_host(host_rootfs: Path, source: Path, cache,
+def test_step_with_network_reaches_host(host_rootfs: Path, source: Path, cache: StepCache,
                                         pong_server: PongServer) -> None:
     step = StepSpec(f"nc -w 3 127.0.0.1 {pong_server.port} </dev/null > /reply.txt", network=True)
     run([step], host_rootfs, platforms.host(), "native", source, cache)
@@ -109,7 +122,8 @@ RANDOM_STEPS = [
 ]
 
 
-def test_unchanged_rebuild_is_a_cache_hit(host_rootfs: Path, source: Path, cache, tmp_path: Path) -> None:
+def test_unchanged_rebuild_is_a_cache_hit(host_rootfs: Path, source: Path, cache: StepCache,
+                                          tmp_path: Path) -> None:
     pristine = copy_rootfs(host_rootfs, tmp_path / "pristine")
     first = run(RANDOM_STEPS, host_rootfs, platforms.host(), "native", source, cache)
     second_root = copy_rootfs(pristine, tmp_path / "second")
@@ -120,7 +134,7 @@ def test_unchanged_rebuild_is_a_cache_hit(host_rootfs: Path, source: Path, cache
     assert len([line for line in second if line.endswith(": cached")]) == 2
 
 
-def test_changed_input_reruns_its_step_and_every_later_one(host_rootfs: Path, source: Path, cache,
+def test_changed_input_reruns_its_step_and_every_later_one(host_rootfs: Path, source: Path, cache: StepCache,
                                                            tmp_path: Path) -> None:
     pristine = copy_rootfs(host_rootfs, tmp_path / "pristine")
     run(RANDOM_STEPS, host_rootfs, platforms.host(), "native", source, cache)
@@ -132,7 +146,7 @@ def test_changed_input_reruns_its_step_and_every_later_one(host_rootfs: Path, so
     assert not any(line.endswith(": cached") for line in second)
 
 
-def test_changed_later_step_keeps_earlier_hits(host_rootfs: Path, source: Path, cache,
+def test_changed_later_step_keeps_earlier_hits(host_rootfs: Path, source: Path, cache: StepCache,
                                                tmp_path: Path) -> None:
     pristine = copy_rootfs(host_rootfs, tmp_path / "pristine")
     run(RANDOM_STEPS, host_rootfs, platforms.host(), "native", source, cache)
@@ -144,7 +158,8 @@ def test_changed_later_step_keeps_earlier_hits(host_rootfs: Path, source: Path, 
     assert not (second_root / "random.txt").exists()
 
 
-def test_native_strategy_refuses_a_foreign_platform(host_rootfs: Path, source: Path, cache, arm64) -> None:
+def test_native_strategy_refuses_a_foreign_platform(host_rootfs: Path, source: Path, cache: StepCache,
+                                                    arm64: platforms.Platform) -> None:
     with pytest.raises(StrategyUnavailable, match="native cannot build arm64"):
         run([StepSpec("true")], host_rootfs, arm64, "native", source, cache)
 
@@ -165,7 +180,7 @@ def test_choose_strategy_depends_on_the_host_architecture_only(host_name: str, t
 
 
 def test_cross_on_a_host_without_locked_cross_roots_names_the_fix(host_rootfs: Path, source: Path,
-                                                                   cache) -> None:
+                                                                   cache: StepCache) -> None:
     ghost = platforms.Platform(
         name="ghost", os="linux", architecture="ghost", variant=None, debian_arch="ghost",
         triplet="ghost-linux-gnu", qemu="ghost-nonexistent", uname_machine="ghost",
@@ -177,13 +192,13 @@ def test_cross_on_a_host_without_locked_cross_roots_names_the_fix(host_rootfs: P
                                  "locked for amd64, arm64 hosts, not ghost (use strategy emulate)")
 
 
-def test_step_sees_a_fixed_hostname_not_the_hosts(host_rootfs: Path, source: Path, cache) -> None:
+def test_step_sees_a_fixed_hostname_not_the_hosts(host_rootfs: Path, source: Path, cache: StepCache) -> None:
     run([StepSpec("hostname > /hostname.txt")], host_rootfs, platforms.host(), "native", source, cache)
     assert (host_rootfs / "hostname.txt").read_text() == "xarch\n"
 
 
 def test_network_step_gets_the_host_resolver_only_while_it_runs(host_rootfs: Path, source: Path,
-                                                                cache) -> None:
+                                                                cache: StepCache) -> None:
     need_file("/etc/resolv.conf", "a network step gets the host's resolver")
     (host_rootfs / "etc").mkdir()
     run([StepSpec("cat /etc/resolv.conf > /seen.txt", network=True)], host_rootfs, platforms.host(), "native",

@@ -21,9 +21,10 @@ AMD64, ARM64 = platforms.get("amd64"), platforms.get("arm64")
 
 
 def test_records_round_trip_through_the_history() -> None:
-    history = [{"created_by": strategy_record("build", "cross", "amd64"), "empty_layer": True},
-               {"created_by": strategy_record("check", "emulate", None), "empty_layer": True},
-               {"created_by": "xarch layer main", "comment": "gzip"}]
+    history: list[dict[str, object]] = [
+        {"created_by": strategy_record("build", "cross", "amd64"), "empty_layer": True},
+        {"created_by": strategy_record("check", "emulate", None), "empty_layer": True},
+        {"created_by": "xarch layer main", "comment": "gzip"}]
     assert parse_strategy_records(history) == {"build": "cross on amd64", "check": "emulate"}
     assert history[0]["created_by"] == "xarch stage build: cross on amd64"
 

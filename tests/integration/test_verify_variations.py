@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -82,7 +83,7 @@ print(json.dumps({
 """
 
 
-def probe(tmp_path: Path, source: Path, name: str, conditions: Conditions) -> dict:  # type: ignore[type-arg]
+def probe(tmp_path: Path, source: Path, name: str, conditions: Conditions) -> dict[str, Any]:
     base = tmp_path / "work" / name
     copy = base / conditions.folder
     copy_source(source, copy, conditions)
@@ -90,7 +91,8 @@ def probe(tmp_path: Path, source: Path, name: str, conditions: Conditions) -> di
     hand_over(base, conditions)
     result = subprocess.run(wrap_command(conditions, [sys.executable, "-c", PROBE]), cwd=copy, env=env,
                             capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    probed: dict[str, Any] = json.loads(result.stdout)
+    return probed
 
 
 def test_each_variation_changes_what_it_says(tmp_path: Path) -> None:

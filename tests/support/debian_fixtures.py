@@ -54,7 +54,7 @@ def debian_keyring(tmp_path: Path, debian_key: GpgKey) -> Path:
 
 @pytest.fixture
 def debian_source(apt_server: RepoServer, debian_keyring: Path) -> DebianSource:
-    return DebianSource(suites="stable", mirror=apt_server.url, keyring=debian_keyring)
+    return DebianSource(suites=["stable"], mirror=apt_server.url, keyring=debian_keyring)
 
 
 @pytest.fixture

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from xarch.sources.debian.config import DebianSource, PackageSelection
+from xarch.sources.debian.config import DebianSource, PackageSelection, PlatformPackages
 from xarch.sources.debian.hostapt import FALLBACK_MIRROR, default_mirror, host_mirrors
 
 
 def test_suites_one_or_many_and_defaults() -> None:
-    source = DebianSource(suites="bookworm", mirror="http://deb.debian.org/debian/")
+    # One suite may be written as a string (the recipe allows it); it is read as a list.
+    source = DebianSource.model_validate({"suites": "bookworm", "mirror": "http://deb.debian.org/debian/"})
     assert source.suites == ["bookworm"] and source.components == ["main"]
     assert source.mirror == "http://deb.debian.org/debian"
     assert str(source.keyring) == "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -20,17 +21,17 @@ def test_suites_one_or_many_and_defaults() -> None:
 
 
 def test_default_mirrors_follow_the_host() -> None:
-    assert DebianSource(suites="bookworm").mirror == default_mirror()
-    assert DebianSource(suites="bookworm-security").mirror == default_mirror(security=True)
+    assert DebianSource(suites=["bookworm"]).mirror == default_mirror()
+    assert DebianSource(suites=["bookworm-security"]).mirror == default_mirror(security=True)
     assert default_mirror(security=True).endswith("/debian-security")
 
 
 def test_snapshot_urls() -> None:
-    plain = DebianSource(suites="bookworm", snapshot="20250520T000000Z")
+    plain = DebianSource(suites=["bookworm"], snapshot="20250520T000000Z")
     assert plain.base_url() == "http://snapshot.debian.org/archive/debian/20250520T000000Z"
-    security = DebianSource(suites="bookworm-security", snapshot="20250520T000000Z")
+    security = DebianSource(suites=["bookworm-security"], snapshot="20250520T000000Z")
     assert security.base_url() == "http://snapshot.debian.org/archive/debian-security/20250520T000000Z"
-    templated = DebianSource(suites="bookworm", mirror="https://mirror.example/snap/{snapshot}/debian",
+    templated = DebianSource(suites=["bookworm"], mirror="https://mirror.example/snap/{snapshot}/debian",
                              snapshot="20250520T000000Z")
     assert templated.base_url() == "https://mirror.example/snap/20250520T000000Z/debian"
 
@@ -49,12 +50,12 @@ def test_bad_sources(fields: dict, message: str) -> None:
 
 def test_fingerprints_are_normalised() -> None:
     spaced = "4cb5 0190 207b 4758 a3f7  3a79 6ed0 e7b8 2643 e131"
-    source = DebianSource(suites="bookworm", fingerprints=[spaced])
+    source = DebianSource(suites=["bookworm"], fingerprints=[spaced])
     assert source.fingerprints == ["4CB50190207B4758A3F73A796ED0E7B82643E131"]
 
 
 def test_selection_per_platform() -> None:
-    arm64 = {"add": ["qemu-guest-agent"], "exclude": ["curl"]}
+    arm64 = PlatformPackages(add=["qemu-guest-agent"], exclude=["curl"])
     selection = PackageSelection(packages=["nginx-light", "curl"], platforms={"linux/arm64": arm64})
     assert selection.for_platform("amd64") == ["nginx-light", "curl"]
     assert selection.for_platform("arm64") == ["nginx-light", "qemu-guest-agent"]

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.aptrepo import FixturePackage, ar_archive, build_deb, raw_deb
 from tests.support.needs import need_tool
+from tests.support.trees import entry_at
 from xarch.oci.tree import Entry, Tree
 from xarch.sources.debian.deb import PathFilter, read_ar, read_deb, unpack
 from xarch.sources.debian.errors import UnpackError
@@ -45,8 +46,8 @@ def test_dpkg_deb_built_packages_in_every_compression(tmp_path: Path, compressio
     assert deb.control["Package"] == "demo" and deb.scripts == ["postinst"]
     tree = Tree()
     unpacked = unpack(deb, tree)
-    assert tree.get("usr/bin/demo").data == b"demo\n" and tree.get("usr/bin/demo").mode == 0o755
-    assert tree.get("usr/bin/demo2").linkname == "demo"
+    assert entry_at(tree, "usr/bin/demo").data == b"demo\n" and entry_at(tree, "usr/bin/demo").mode == 0o755
+    assert entry_at(tree, "usr/bin/demo2").linkname == "demo"
     assert "usr/bin/demo" in unpacked.paths
 
 
@@ -68,7 +69,7 @@ def test_bz2_data_member(tmp_path: Path) -> None:
                           ("data.tar.bz2", data)]))
     tree = Tree()
     unpack(read_deb(path), tree)
-    assert tree.get("usr/share/doc/x").data == b"bz\n"
+    assert entry_at(tree, "usr/share/doc/x").data == b"bz\n"
 
 
 @pytest.mark.parametrize("members, message", [
@@ -100,8 +101,9 @@ def test_symlinks_are_stored_not_followed(tmp_path: Path) -> None:
                            member("./usr/up", tarfile.SYMTYPE, "../../../../root")))
     tree = Tree()
     unpack(deb, tree)
-    assert tree.get("etc/evil").type == "symlink" and tree.get("etc/evil").linkname == "/etc/shadow"
-    assert tree.get("usr/up").linkname == "../../../../root"
+    evil = entry_at(tree, "etc/evil")
+    assert evil.type == "symlink" and evil.linkname == "/etc/shadow"
+    assert entry_at(tree, "usr/up").linkname == "../../../../root"
 
 
 def test_relative_directory_links_inside_the_root_are_followed(tmp_path: Path) -> None:
@@ -112,8 +114,9 @@ def test_relative_directory_links_inside_the_root_are_followed(tmp_path: Path) -
                            member("./lib64/ld.so", mode=0o755),
                            contents={"./usr/share/doc/alias/README": b"r\n", "./lib64/ld.so": b"ld\n"}))
     unpack(deb, tree)
-    assert tree.get("usr/share/doc/real/README").data == b"r\n"
-    assert tree.get("lib64").linkname == "usr/lib64" and tree.get("usr/lib64/ld.so").data == b"ld\n"
+    assert entry_at(tree, "usr/share/doc/real/README").data == b"r\n"
+    assert entry_at(tree, "lib64").linkname == "usr/lib64"
+    assert entry_at(tree, "usr/lib64/ld.so").data == b"ld\n"
 
 
 def test_absolute_links_resolve_inside_the_image(tmp_path: Path) -> None:
@@ -123,8 +126,8 @@ def test_absolute_links_resolve_inside_the_image(tmp_path: Path) -> None:
     deb = read_deb(hostile(tmp_path, member("./var/run", tarfile.DIRTYPE, mode=0o755),
                            member("./var/run/app/pid"), contents={"./var/run/app/pid": b"1\n"}))
     unpack(deb, tree)
-    assert tree.get("var/run").type == "symlink"  # a directory does not replace the link
-    assert tree.get("run/app/pid").data == b"1\n"
+    assert entry_at(tree, "var/run").type == "symlink"  # a directory does not replace the link
+    assert entry_at(tree, "run/app/pid").data == b"1\n"
 
 
 def test_hard_links_point_at_the_placed_file(tmp_path: Path) -> None:
@@ -133,7 +136,7 @@ def test_hard_links_point_at_the_placed_file(tmp_path: Path) -> None:
                            contents={"./bin/perl": b"p\n"}))
     tree = Tree()
     unpack(deb, tree)
-    link = tree.get("usr/bin/perl5")
+    link = entry_at(tree, "usr/bin/perl5")
     assert link.type == "hardlink" and link.linkname == "usr/bin/perl"
 
 

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from xarch import platforms
-from xarch.sources.debian.commands import lock_path, make_lock_command, run_lock
+from xarch.sources.debian.commands import Loaded, lock_path, make_lock_command, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.errors import LockError, ResolveError
 from xarch.sources.debian.lock import Lock, lock_matches, resolve_lock
@@ -99,7 +99,7 @@ def test_lock_command(tmp_path: Path, debian_source: DebianSource, monkeypatch: 
     recipe.write_text("# loaded by the test's loader\n")
     seen: list[Path] = []
 
-    def load(path: Path):  # the CLI's recipe loader stands here
+    def load(path: Path) -> Loaded:  # the CLI's recipe loader stands here
         seen.append(path)
         return debian_source, SELECTION, [AMD64, ARM64], {}
 

@@ -101,7 +101,7 @@ def test_pam_auth_update_writes_what_the_real_script_writes(tmp_path: Path) -> N
     assert sorted(made) == sorted(expected)
     for path in made:
         assert tree.entries[path.lstrip("/")].data == (root / path.lstrip("/")).read_bytes(), path
-    auth = tree.entries["etc/pam.d/common-auth"].data
+    auth = tree.entries["etc/pam.d/common-auth"].read()
     assert b"auth\t[success=2 default=ignore]\tpam_krb5.so minimum_uid=1000\n" in auth  # Initial, end -> 2
     assert b"pam_off.so" not in auth and b"pam_tally" not in auth
 

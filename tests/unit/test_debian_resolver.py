@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from xarch import platforms
-from xarch.sources.debian.config import DebianSource, PackageSelection
+from xarch.sources.debian.config import DebianSource, PackageSelection, PlatformPackages
 from xarch.sources.debian.errors import ResolveError
 from xarch.sources.debian.lock import resolve_lock
 
@@ -15,7 +17,8 @@ pytest_plugins = ["tests.support.debian_fixtures"]
 AMD64, ARM64 = platforms.get("amd64"), platforms.get("arm64")
 
 
-def lock_names(source: DebianSource, packages: list[str], plat=AMD64, **options) -> dict[str, str]:
+def lock_names(source: DebianSource, packages: list[str], plat: platforms.Platform = AMD64,
+               **options: Any) -> dict[str, str]:
     lock = resolve_lock(source, PackageSelection(packages=packages, **options), [plat])
     return {p.name: p.version for p in lock.entries(plat.name)}
 
@@ -60,7 +63,7 @@ def test_essential_only_when_asked(debian_source: DebianSource) -> None:
 
 def test_per_platform_additions_and_exclusions(debian_source: DebianSource) -> None:
     selection = PackageSelection(packages=["prelib", "plain"],
-                                 platforms={"arm64": {"add": ["armonly"], "exclude": ["plain"]}})
+                                 platforms={"arm64": PlatformPackages(add=["armonly"], exclude=["plain"])})
     lock = resolve_lock(debian_source, selection, [AMD64, ARM64])
     assert [p.name for p in lock.entries("amd64")] == ["plain", "prelib"]
     arm = [(p.name, p.architecture) for p in lock.entries("arm64")]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.oci_images import EPOCH, PLATFORMS, Change, base_entries, make_artifact, replace_entry
 from xarch.diff import DiffError, diff_paths
+from xarch.diff.compare import Difference, DiffResult
 from xarch.oci.compress import compressor_id
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import RuntimeConfig, build_image
@@ -32,7 +33,7 @@ def layout(tmp_path: Path, name: str, **kwargs: object) -> str:
 FULL_CHAIN = ("layer 1 of linux/amd64", "config of linux/amd64", "manifest of linux/amd64", "index")
 
 
-def only(result, platform: str = AMD64):  # type: ignore[no-untyped-def]
+def only(result: DiffResult, platform: str = AMD64) -> list[Difference]:
     return [d for d in result.differences if d.platform == platform]
 
 

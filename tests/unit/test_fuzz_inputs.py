@@ -363,8 +363,8 @@ def damage_layout(root: Path, data: st.DataObject) -> str:
             raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
         path.write_bytes(bytes(raw))
     elif action == "truncate":
-        raw = path.read_bytes()
-        path.write_bytes(raw[: data.draw(st.integers(0, max(0, len(raw) - 1)))])
+        whole = path.read_bytes()
+        path.write_bytes(whole[: data.draw(st.integers(0, max(0, len(whole) - 1)))])
     elif action == "drop blob" or action == "drop file":
         path.unlink()
     elif action == "extra":

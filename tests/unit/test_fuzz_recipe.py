@@ -232,7 +232,9 @@ def _mutate(document: Any, data: st.DataObject) -> Any:
     every = _all_paths(document)
     leaves = [p for p in every if p and not isinstance(_at(document, p), (dict, list))]
     # Mostly a leaf (a value a field can hold), else any node (a whole list or mapping, the root).
-    path = data.draw(st.sampled_from(leaves if leaves and data.draw(st.integers(0, 3)) else every))
+    pick_a_leaf: int = data.draw(st.integers(0, 3))
+    pool = leaves if leaves and pick_a_leaf else every
+    path = data.draw(st.sampled_from(pool))
     action = data.draw(
         st.sampled_from(["same type"] * 5 + ["replace", "delete", "unknown key", "wrap", "nest", "empty"])
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from tests.support.rootfs_helpers import copy_rootfs
 from xarch import platforms
@@ -85,8 +86,9 @@ def test_a_damaged_entry_is_dropped_and_never_replayed(host_rootfs: Path, tmp_pa
 
 
 def test_keys_change_with_every_input() -> None:
-    base = dict(inputs={"lock": "a"}, source_digest="s", step="make", network=False, previous=None,
-                platform="linux/arm64", strategy="cross", env={"SOURCE_DATE_EPOCH": "0"})
+    base: dict[str, Any] = dict(inputs={"lock": "a"}, source_digest="s", step="make", network=False,
+                                previous=None, platform="linux/arm64", strategy="cross",
+                                env={"SOURCE_DATE_EPOCH": "0"})
     key = step_key(**base)
     variations = [("inputs", {"lock": "b"}), ("source_digest", "t"), ("step", "make all"), ("network", True),
                   ("previous", "p"), ("platform", "linux/amd64"), ("strategy", "emulate"),

@@ -44,6 +44,7 @@ def _helper_names() -> set[str]:
 
 def _reads_the_variable(node: ast.AST) -> bool:
     """os.environ["XARCH_REQUIRE_TOOLS"], os.environ.get(...), os.getenv(...)."""
+    key: ast.expr | None
     if isinstance(node, ast.Subscript):
         key = node.slice
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:

@@ -11,6 +11,7 @@ import contextlib
 import glob
 import io
 import os
+import random
 import re
 import shutil
 import stat
@@ -104,7 +105,8 @@ tar_settings = settings.get_profile("xarch-tar")
 @tar_settings
 @given(entries=trees(), order=st.randoms(use_true_random=False),
        late=st.lists(st.integers(EPOCH, 2**33), min_size=40, max_size=40))
-def test_same_bytes_for_any_insertion_order_and_late_mtimes(entries: list[Entry], order, late) -> None:
+def test_same_bytes_for_any_insertion_order_and_late_mtimes(entries: list[Entry], order: random.Random,
+                                                          late: list[int]) -> None:
     reference = tar_bytes(entries)
     shuffled = list(entries)
     order.shuffle(shuffled)
@@ -132,7 +134,7 @@ def _expected(entries: list[Entry]) -> dict[str, Entry]:
 @tar_settings
 @given(entries=trees(),
        mtimes=st.lists(st.one_of(st.none(), st.integers(-5, 2**34)), min_size=20, max_size=20))
-def test_python_tarfile_reads_back_the_tree(entries: list[Entry], mtimes) -> None:
+def test_python_tarfile_reads_back_the_tree(entries: list[Entry], mtimes: list[int]) -> None:
     entries = [replace(e, mtime=mtimes[i % len(mtimes)]) for i, e in enumerate(entries)]
     expected = _expected(entries)
     data = tar_bytes(entries)
