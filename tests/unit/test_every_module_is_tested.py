@@ -19,11 +19,10 @@ NOT_YET = {
     # being moved into xarch/cli/ and xarch/build/ (issue 15):
     "xarch.cli_lazy", "xarch.outputs", "xarch.packages",
     "diff.commands", "diff.layers", "diff.sources",
-    "oci.archive", "registry.uploads", "run.matrix",
     "sbom.attach", "sbom.commands", "sbom.reproduce",
     "sources.debian.outdated", "sources.debian.runscripts",
     "sources.python.commands", "sources.python.install",
-    "trace.apply", "trace.closure", "trace.commands",
+    "trace.apply", "trace.commands",
     "run.buildx_config",
 }
 
