@@ -22,7 +22,7 @@ NOT_YET = {
     "sbom.attach", "sbom.commands", "sbom.reproduce",
     "sources.debian.outdated", "sources.debian.runscripts",
     "sources.python.commands", "sources.python.install",
-    "trace.apply", "trace.commands",
+    "trace.commands",
     "run.buildx_config",
 }
 
