@@ -20,7 +20,6 @@ NOT_YET = {
     "xarch.cli_lazy", "xarch.outputs", "xarch.packages",
     "diff.commands",
     "sbom.attach", "sbom.commands", "sbom.reproduce",
-    "sources.debian.outdated", "sources.debian.runscripts",
     "sources.python.commands", "sources.python.install",
     "trace.commands",
     "run.buildx_config",
