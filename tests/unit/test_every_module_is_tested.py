@@ -20,7 +20,7 @@ NOT_YET = {
     "xarch.cli_lazy", "xarch.outputs", "xarch.packages",
     "diff.commands",
     "sbom.attach", "sbom.commands", "sbom.reproduce",
-    "sources.python.commands", "sources.python.install",
+    "sources.python.commands",
     "trace.commands",
     "run.buildx_config",
 }
