@@ -1,10 +1,11 @@
-"""Every module of xarch/ is imported by some test file (issue 15: a module no test imports is a
-module nobody checks). The modules are read from the file tree when the test runs, so a module
-that is added, moved or renamed is checked under its new name without editing this file.
+"""Every module of xarch/ is imported by some test file, and by a unit test (issue 15: a module no
+test imports is a module nobody checks; one only integration tests import is checked only where
+dockerd, registries and QEMU are). The modules are read from the file tree when the test runs, so
+a module that is added, moved or renamed is checked under its new name without editing this file.
 
-NOT_YET lists the modules still without a test, each by the end of its dotted name. It may only
-shrink: an entry whose module is now imported, or that names no module (moved, renamed, removed),
-fails too, so the list never hides a module it no longer describes.
+The lists below name the modules still without such a test, each by the end of its dotted name.
+They may only shrink: an entry whose module is now imported, or that names no module (moved,
+renamed, removed), fails too, so a list never hides a module it no longer describes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Without a test file that imports them yet (tests/integration/ ones count too).
-NOT_YET = {
-    # being moved into xarch/cli/ and xarch/build/ (issue 15):
-    "xarch.cli_lazy", "xarch.outputs", "xarch.packages",
+# Being moved into xarch/cli/, xarch/build/ and xarch/verify/ (issue 15): exempt until the move
+# is done, wherever they land (matched by their package and file name, not a fixed path).
+MOVING_FROM = {"xarch", "xarch.cli", "xarch.build", "xarch.verify"}
+MOVING = {"build", "contents", "packages", "stages", "rootfs", "layering", "imagecache", "outputs",
+          "verify", "against", "cli", "cli_lazy", "main", "lazy"}
+
+# Imported by no test file at all.
+NOT_YET: set[str] = set()
+
+# Imported by integration tests only (they run with dockerd, a registry, QEMU or servers).
+NOT_YET_IN_UNIT = {
+    "xarch.elfcheck", "xarch.oci.atomic", "xarch.placement", "xarch.progress", "xarch.stageconfig",
+    "registry.assemble", "registry.auth", "registry.client", "registry.commands", "registry.progress",
+    "registry.pull", "registry.referrers",
+    "run.binfmt", "run.buildx", "run.buildx_config", "run.commands", "run.qemu",
+    "xarch.sign", "sign.commands", "sign.cosign", "sign.keys",
+    "debian.accounts", "debian.alternatives", "debian.certhash", "debian.effects", "debian.fetch",
+    "debian.http", "debian.install", "debian.ldconfig", "debian.release", "debian.scripts",
+    "debian.snapshot", "debian.update",
+    "python.lock", "trace.syscalls",
 }
 
 
@@ -29,6 +46,11 @@ def modules(package: Path) -> list[str]:
         parts = path.relative_to(package.parent).with_suffix("").parts
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
+
+
+def moving(name: str) -> bool:
+    parent, _, stem = name.rpartition(".")
+    return parent in MOVING_FROM and stem in MOVING
 
 
 def imported_by(test_files: list[Path]) -> set[str]:
@@ -49,22 +71,22 @@ def matching(entry: str, names: list[str]) -> list[str]:
     return [name for name in names if name == entry or name.endswith(f".{entry}")]
 
 
-def problems(package: Path, tests: Path, not_yet: set[str]) -> list[str]:
+def problems(package: Path, tests: Path, not_yet: set[str], what: str = "test file") -> list[str]:
     """What is wrong with PACKAGE's modules and the test files under TESTS, given NOT_YET."""
-    names = modules(package)
+    names = [name for name in modules(package) if not moving(name)]
     seen = imported_by(sorted(tests.rglob("test_*.py")))
     untested = {name for name in names if name not in seen}
     found = []
     for entry in sorted(not_yet):
         hits = matching(entry, names)
         if len(hits) != 1:
-            found.append(f"NOT_YET entry {entry!r} names {len(hits)} modules ({', '.join(hits)}): "
+            found.append(f"list entry {entry!r} names {len(hits)} modules ({', '.join(hits)}): "
                          "make it name one")
         elif hits[0] not in untested:
-            found.append(f"{hits[0]} is imported by a test now: remove {entry!r} from NOT_YET")
+            found.append(f"{hits[0]} is imported by a {what} now: remove {entry!r} from the list")
     listed = {hit for entry in not_yet for hit in matching(entry, names)}
-    found += [f"{name} ({package.name}/{name.partition('.')[2].replace('.', '/') or '__init__'}…) "
-              "is imported by no test file: write a unit test for it" for name in sorted(untested - listed)]
+    found += [f"{name} is imported by no {what}: write a unit test for it"
+              for name in sorted(untested - listed)]
     return sorted(found)
 
 
@@ -72,8 +94,12 @@ def test_every_module_is_imported_by_a_test() -> None:
     assert problems(REPO / "xarch", REPO / "tests", NOT_YET) == []
 
 
+def test_every_module_is_imported_by_a_unit_test() -> None:
+    assert problems(REPO / "xarch", REPO / "tests" / "unit", NOT_YET | NOT_YET_IN_UNIT, "unit test") == []
+
+
 def test_the_check_sees_untested_moved_and_stale_modules(tmp_path: Path) -> None:
-    """Not blind: an untested module, a package, a NOT_YET entry that is tested or names nothing."""
+    """Not blind: an untested module, a package, a list entry that is tested or names nothing."""
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)
     for name in ("__init__.py", "a.py", "b.py", "c.py", "sub/__init__.py", "sub/d.py"):
@@ -84,8 +110,15 @@ def test_the_check_sees_untested_moved_and_stale_modules(tmp_path: Path) -> None
     (tests / "helper.py").write_text("import pkg.b\n")  # not a test file: does not count
     (tests / "test_c.py").write_text("from pkg import c\n")
     assert problems(package, tmp_path / "tests", {"a", "moved"}) == [
-        "NOT_YET entry 'moved' names 0 modules (): make it name one",
-        "pkg.a is imported by a test now: remove 'a' from NOT_YET",
-        "pkg.b (pkg/b…) is imported by no test file: write a unit test for it",
+        "list entry 'moved' names 0 modules (): make it name one",
+        "pkg.a is imported by a test file now: remove 'a' from the list",
+        "pkg.b is imported by no test file: write a unit test for it",
     ]
     assert sorted(modules(package)) == ["pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.sub", "pkg.sub.d"]
+
+
+def test_only_the_modules_being_moved_are_exempt() -> None:
+    assert moving("xarch.build") and moving("xarch.build.stages") and moving("xarch.cli_lazy")
+    assert moving("xarch.verify") and moving("xarch.verify.against")
+    assert not moving("xarch.registry.against") and not moving("xarch.sbom.contents")
+    assert not moving("xarch.sources.debian.packages")
