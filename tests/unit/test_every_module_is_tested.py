@@ -31,9 +31,9 @@ NOT_YET_IN_UNIT = {
     "registry.pull", "registry.referrers",
     "run.binfmt", "run.buildx", "run.buildx_config", "run.commands", "run.qemu",
     "xarch.sign", "sign.commands", "sign.cosign", "sign.keys",
-    "debian.accounts", "debian.alternatives", "debian.effects", "debian.fetch",
+    "debian.accounts", "debian.effects", "debian.fetch",
     "debian.http", "debian.install", "debian.ldconfig", "debian.release", "debian.scripts",
-    "debian.snapshot", "debian.update",
+    "debian.update",
     "python.lock",
 }
 
