@@ -30,7 +30,7 @@ NOT_YET_IN_UNIT = {
     "registry.assemble", "registry.client", "registry.commands", "registry.progress",
     "registry.pull", "registry.referrers",
     "run.binfmt", "run.buildx", "run.buildx_config", "run.commands", "run.qemu",
-    "xarch.sign", "sign.commands", "sign.cosign", "sign.keys",
+    "sign.commands", "sign.cosign",
     "debian.effects", "debian.fetch",
     "debian.http", "debian.install", "debian.ldconfig", "debian.release", "debian.scripts",
     "debian.update",
