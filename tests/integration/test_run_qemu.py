@@ -18,41 +18,6 @@ from xarch.run.cache import StepCache
 from xarch.run.chroot import rootfs_command, run_in_rootfs
 from xarch.run.steps import FIXED_PATH, StepFailed, StepSpec, run_stage_steps
 
-AARCH64_ENTRY = """enabled
-interpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P
-flags: POCF
-offset 0
-magic 7f454c460201010000000000000000000200b700
-mask ffffffffffffff00fffffffffffffffffeffffff
-"""
-
-
-def test_parse_entry_reads_interpreter_and_flags() -> None:
-    entry = binfmt.parse_entry("qemu-aarch64", AARCH64_ENTRY)
-    interpreter = "/usr/libexec/qemu-binfmt/aarch64-binfmt-P"
-    assert entry == binfmt.BinfmtEntry("qemu-aarch64", True, interpreter, "POCF")
-    assert entry.fix_binary
-    text = AARCH64_ENTRY.replace("enabled", "disabled").replace("POCF", "P")
-    disabled = binfmt.parse_entry("qemu-arm", text)
-    assert not disabled.enabled and not disabled.fix_binary
-
-
-def test_register_line_from_an_update_binfmts_format_file() -> None:
-    fields = {
-        "package": "qemu-user-static", "interpreter": "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
-        "magic": r"\x7f\x45\x4c\x46", "offset": "0", "mask": r"\xff\xff\xff\xff", "credentials": "no",
-        "fix_binary": "yes", "preserve": "yes",
-    }
-    assert binfmt.register_line("qemu-aarch64", fields) == (
-        r":qemu-aarch64:M:0:\x7f\x45\x4c\x46:\xff\xff\xff\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:FP"
-    )
-
-
-def test_status_of_an_unmounted_binfmt_dir_says_so(tmp_path: Path, arm64: platforms.Platform) -> None:
-    state = binfmt.status(arm64, root=tmp_path)
-    assert not state.works
-    assert state.problem() == f"binfmt_misc is not mounted at {binfmt.BINFMT_DIR}"
-
 
 @pytest.mark.qemu
 def test_set_up_binfmt_reports_a_working_aarch64_entry(arm64_emulation: platforms.Platform) -> None:
