@@ -32,7 +32,7 @@ NOT_YET_IN_UNIT = {
     "run.buildx", "run.buildx_config", "run.commands",
     "sign.commands", "sign.cosign",
     "debian.effects", "debian.fetch",
-    "debian.http", "debian.install", "debian.ldconfig", "debian.release", "debian.scripts",
+    "debian.http", "debian.ldconfig", "debian.scripts",
     "debian.update",
     "python.lock",
 }
