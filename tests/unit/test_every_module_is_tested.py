@@ -34,7 +34,6 @@ NOT_YET_IN_UNIT = {
     "debian.effects", "debian.fetch",
     "debian.http", "debian.ldconfig",
     "debian.update",
-    "python.lock",
 }
 
 
