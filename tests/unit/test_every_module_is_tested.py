@@ -31,7 +31,7 @@ NOT_YET_IN_UNIT = {
     "run.buildx", "run.buildx_config", "run.commands",
     "sign.commands", "sign.cosign",
     "debian.effects", "debian.fetch",
-    "debian.http", "debian.ldconfig",
+    "debian.http",
     "debian.update",
 }
 
