@@ -28,7 +28,7 @@ NOT_YET: set[str] = set()
 NOT_YET_IN_UNIT = {
     "registry.assemble", "registry.client", "registry.commands",
     "registry.pull", "registry.referrers",
-    "run.buildx", "run.buildx_config", "run.commands",
+    "run.buildx_config", "run.commands",
     "sign.commands", "sign.cosign",
     "debian.effects", "debian.fetch",
     "debian.http",
