@@ -9,9 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support.dockerd import (
-    unique_tag,
-)
+from tests.support.dockerd import unique_tag
 from tests.support.needs import need_binfmt, need_tool
 from xarch.oci.tree import Tree
 from xarch.run.buildx import (

@@ -19,9 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support.dockerd import (
-    unique_tag,
-)
+from tests.support.dockerd import unique_tag
 from tests.support.e2e import EPOCH, image_files, manifests, xarch, xarch_ok
 from tests.support.needs import missing, need_binfmt, need_tool
 

@@ -11,9 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support.dockerd import (
-    unique_tag,
-)
+from tests.support.dockerd import unique_tag
 from tests.support.needs import need_tool, not_applicable
 from xarch import platforms
 from xarch.docker.load import load_image
