@@ -280,11 +280,6 @@ def stored_blobs(store: Store) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
-def have_tools() -> list[str]:
-    return [tool for tool in ("dpkg-deb", "apt-ftparchive", "gpg", "gpgv") if shutil.which(tool) is None]
-
-
-
 def _lib(name: str, version: str, arch: str) -> FixturePackage:
     triplet = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}[arch]
     return FixturePackage(name, version, arch, {"Multi-Arch": "same"},

@@ -1,4 +1,4 @@
-"""Run the CI pipelines of docs/ci.md on this machine, as written (used by tests/test_ci_docs.py).
+"""Run the CI pipelines of docs/ci.md on this machine, as written (used by tests/integration/test_ci_docs.py).
 
 GitHub Actions and GitLab CI cannot run here, so this stands in for them just far enough to run
 their shell: jobs in dependency order, each matrix entry as its own job with a fresh checkout, a
@@ -427,10 +427,11 @@ def run_gitlab(pipeline_text: str, runner: Runner, source: str = "push") -> list
                 run.steps.append(runner.shell(run, "script", "\n".join(kept), env))
                 paths = _artifact_paths(name, job.get("artifacts"))
                 for path in paths:
-                    source = run.workdir / path
-                    if not source.exists():
+                    # (not `source`: that is the pipeline's trigger, read by every later job's rules)
+                    made = run.workdir / path
+                    if not made.exists():
                         raise PipelineError(f"{run.label}: artifact path {path!r} was not created")
-                    _copy_into(source, run.workdir.parent / "artifacts" / path)
+                    _copy_into(made, run.workdir.parent / "artifacts" / path)
                 finished_here.append((run, paths))
         earlier += finished_here
     return runner.runs

@@ -1,6 +1,6 @@
 """pytest fixtures around tests/support/aptrepo.py: a signed repository served on 127.0.0.1.
 
-Test modules import the fixtures they use by name (pytest finds imported fixtures).
+tests/conftest.py registers them; a test names the ones it uses as arguments.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.aptrepo import AptRepo, GpgKey, RepoServer, build_deb, fixture_packages
+from tests.support.needs import need_tool
 from xarch.oci.store import Store
 from xarch.sources.debian.config import DebianSource
 
@@ -54,7 +54,7 @@ def debian_keyring(tmp_path: Path, debian_key: GpgKey) -> Path:
 
 @pytest.fixture
 def debian_source(apt_server: RepoServer, debian_keyring: Path) -> DebianSource:
-    return DebianSource(suites="stable", mirror=apt_server.url, keyring=debian_keyring)
+    return DebianSource(suites=["stable"], mirror=apt_server.url, keyring=debian_keyring)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Fixtures for tests that talk to a real dockerd.
 
-Import them into a test module (`from tests.support.dockerd import dockerd, docker_client`).
+tests/conftest.py registers them; a test names them as arguments (`dockerd`, `docker_client`, …).
 Without a daemon the tests skip, or fail under XARCH_REQUIRE_TOOLS=1 (CI), where
 scripts/setup-host has started one.
 """
@@ -21,6 +21,7 @@ import docker.errors
 import pytest
 
 from tests.support.needs import missing, need_tool
+from xarch.run.buildx import BuildxError, find_docker
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,16 @@ def dockerd() -> Iterator[docker.DockerClient]:
 def docker_client(dockerd: docker.DockerClient) -> docker.DockerClient:
     """The daemon's docker SDK client (shared by the session)."""
     return dockerd
+
+
+@pytest.fixture(scope="module")
+def buildx(dockerd: docker.DockerClient) -> str:
+    """The docker client with a working buildx plugin."""
+    need_tool("docker")
+    try:
+        return find_docker()
+    except BuildxError as error:
+        missing(str(error))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """A signed archive whose packages the lock-freshness tests make outdated: version 1 of every
 package first; newer versions in the main suite and a fix in a separate security archive
-(suite stable-security) published when a test asks (tests/test_lock_update.py,
-tests/test_ci_refresh.py)."""
+(suite stable-security) published when a test asks (tests/integration/test_lock_update.py,
+tests/integration/test_ci_refresh.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
 from tests.support.aptrepo import AptRepo, FixturePackage, GpgKey, RepoServer, build_deb
+from tests.support.needs import need_tool
 
 
 def _lib(version: str, arch: str, kib: int) -> FixturePackage:

@@ -1,6 +1,6 @@
 """The bundled example (examples/hello), its busybox binaries, and the real CLI in a subprocess.
 
-Import the fixtures into a test module (`from tests.support.hello import hello_binaries, …`).
+tests/conftest.py registers the fixtures; a test names them as arguments (`hello_binaries`, …).
 The example is built once per session (`hello_build`); tests that change a recipe copy it
 into a tmp folder with `copy_hello`.
 """
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.needs import missing
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello"
@@ -63,9 +65,9 @@ def run_ok(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def hello_binaries() -> Path:
     """examples/hello/bin/<arch>/busybox for amd64 and arm64, fetched by the example's script."""
-    missing = [arch for arch in ARCHES if not (HELLO / "bin" / arch / "busybox").is_file()]
-    if missing:
-        result = subprocess.run([str(HELLO / "fetch-busybox"), *missing], capture_output=True, text=True,
+    absent = [arch for arch in ARCHES if not (HELLO / "bin" / arch / "busybox").is_file()]
+    if absent:
+        result = subprocess.run([str(HELLO / "fetch-busybox"), *absent], capture_output=True, text=True,
                                 check=False, timeout=600)
         if result.returncode != 0:
             missing(f"examples/hello/fetch-busybox failed: {result.stderr.strip()[-500:]}")

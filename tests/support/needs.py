@@ -8,7 +8,7 @@ Two kinds, kept apart:
 - `not_applicable(why)`: the test cannot mean anything on this host whatever is installed (e.g. a
   test of emulating arm64 on an arm64 host). It always skips. Keep these rare.
 
-tests/test_skips.py fails when any test skips (pytest.skip, skipif, importorskip) outside this
+tests/unit/test_skips.py fails when any test skips (pytest.skip, skipif, importorskip) outside this
 module, so every skip is one of the two kinds above.
 """
 

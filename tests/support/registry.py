@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import need_tool
+from tests.support.needs import need_tool
 from xarch.oci.digest import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, canonical_json
 from xarch.oci.index import build_index
 from xarch.registry.auth import Credentials

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
-from tests.support.rootfs_helpers import PongServer, busybox_rootfs, copy_rootfs, unavailable
+from tests.support.needs import missing, need_tool
+from tests.support.rootfs_helpers import PongServer, busybox_rootfs, copy_rootfs
 from xarch import platforms
 from xarch.run import binfmt, qemu
 
@@ -28,7 +28,7 @@ def arm64_emulation(arm64: platforms.Platform) -> platforms.Platform:
         binfmt.ensure_binfmt([arm64], setup=True)
     problem = qemu.emulation_problem(arm64)
     if problem:
-        unavailable(f"arm64 emulation unavailable: {problem.why} (fix: {problem.fix})")
+        missing(f"arm64 emulation unavailable: {problem.why} (fix: {problem.fix})")
     return arm64
 
 
@@ -45,7 +45,7 @@ def arm64_busybox_pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     debs = sorted(download.glob("busybox-static_*_arm64.deb"))
     if fetched.returncode != 0 or not debs:
         reason = fetched.stderr.strip().splitlines()[-1] if fetched.stderr.strip() else "no .deb downloaded"
-        unavailable(
+        missing(
             "cannot download busybox-static:arm64 (fix: dpkg --add-architecture arm64 && apt-get update): "
             + reason
         )
@@ -65,7 +65,7 @@ def host_rootfs(tmp_path: Path) -> Path:
     busybox = need_tool("busybox")
     completed = subprocess.run([need_tool("file"), "-L", busybox], capture_output=True, text=True)
     if "statically linked" not in completed.stdout and "static-pie" not in completed.stdout:
-        unavailable(f"{busybox} is not static (apt-get install busybox-static)")
+        missing(f"{busybox} is not static (apt-get install busybox-static)")
     return busybox_rootfs(tmp_path / "host-root", Path(busybox))
 
 

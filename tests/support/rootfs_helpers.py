@@ -8,10 +8,6 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.support.needs import missing as unavailable  # skip, or fail under XARCH_REQUIRE_TOOLS=1
-
-__all__ = ["unavailable"]
-
 
 def busybox_rootfs(target: Path, busybox: Path) -> Path:
     """A rootfs of one static busybox with /bin/sh -> busybox (its applets found through sh)."""

@@ -21,13 +21,13 @@ independent members is 18 bytes a chunk plus the 32 KiB window lost at each boun
 about 0.1–0.2 % of output at 1 MiB chunks (215.2 MB against 214.9 MB for the
 300 MB tree of BENCHMARKS.md). Every gzip reader that matters reads multi-member
 gzip: Go's compress/gzip (docker, containerd, skopeo, podman, umoci) reads "multistream"
-by default, GNU gzip, zlib's gzread and Python's gzip too; tests/test_consumers.py loads
+by default, GNU gzip, zlib's gzread and Python's gzip too; tests/integration/test_consumers.py loads
 such layers with the tools present.
 
 zstd is one frame compressed by libzstd's own worker threads (ZSTD_c_nbWorkers ≥ 1): its
 multithreaded mode cuts the input into jobs by a rule of the level and the pinned version,
 never of the worker count or of how the input is fed, so the bytes are the same for 1 or 64
-workers (tests/test_compress.py; only nbWorkers=0, never used here, gives other bytes). So
+workers (tests/unit/test_compress.py; only nbWorkers=0, never used here, gives other bytes). So
 zstd needs no chunking of ours, and its window spans the whole stream. (Checked with libzstd
 1.5.7: `threads=1, 2, 4, 8` give identical bytes for any split of the input.)
 
@@ -35,7 +35,7 @@ libdeflate is called through ctypes from the same shared object the `deflate` wh
 (its libdeflate_* symbols are exported): ctypes releases the GIL during a foreign call,
 which `deflate.deflate_compress` 0.9.0 does not, so the thread pool really runs on every
 core. The output is the same libdeflate's and is checked against `deflate.deflate_compress`
-in tests/test_compress.py; if the symbols cannot be found, the wheel's own (serial) function
+in tests/unit/test_compress.py; if the symbols cannot be found, the wheel's own (serial) function
 is used, which gives the same bytes more slowly.
 """
 

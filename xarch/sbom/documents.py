@@ -4,7 +4,7 @@ Written as plain dicts and xarch's canonical JSON rather than through spdx-tools
 cyclonedx-python-lib's serializers: the bytes must be a function of the image and its lock only,
 and those serializers change their output (field order, indentation, the tool entries they add,
 random serial numbers) between releases. Both libraries validate the output in the tests
-(tests/test_sbom.py: spdx-tools' validate_full_spdx_document, cyclonedx's JSON schema validator).
+(tests/integration/test_sbom.py: spdx-tools' validate_full_spdx_document, cyclonedx's JSON schema validator).
 
 Reproducibility: `created`/`timestamp` is the build's epoch; packages are sorted by name and
 architecture, files by path; the SPDX namespace and the CycloneDX serial number are derived from

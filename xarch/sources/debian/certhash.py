@@ -14,7 +14,7 @@ four bytes, read little-endian, of the SHA-1 of the name's canonical encoding
 
 asn1crypto (pure Python, maintained) reads and writes the DER; the canonical form is
 OpenSSL's own rule, hand-written because no library exposes it (pyca/cryptography does
-not). Checked against `openssl x509 -subject_hash` in tests/test_debian_effects.py.
+not). Checked against `openssl x509 -subject_hash` in tests/integration/test_debian_effects.py.
 """
 
 from __future__ import annotations

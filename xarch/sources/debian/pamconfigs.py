@@ -22,7 +22,7 @@ it cannot run against an image root without the image's debconf):
 - /var/lib/pam/TYPE records the blocks (write_profiles), /var/lib/pam/seen every
   profile name.
 
-Checked against mmdebstrap (which runs the real script) in tests/test_debian_mmdebstrap.py.
+Checked against mmdebstrap (which runs the real script) in tests/integration/test_debian_mmdebstrap.py.
 """
 
 from __future__ import annotations

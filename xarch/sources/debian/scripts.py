@@ -7,7 +7,7 @@ most bookworm packages call update-alternatives and setcap:
     update-alternatives --install /usr/bin/awk awk /usr/bin/mawk 5 \\
         --slave /usr/bin/nawk nawk /usr/bin/mawk
 
-Rules (each tested in tests/test_debian_effects.py):
+Rules (each tested in tests/integration/test_debian_effects.py):
 - a backslash-newline joins lines; `#` starts a comment (shlex's rules);
 - `;`, `&&`, `||`, `|`, `(`, `)`, `then`, `do`, `else`, `!` and newlines end or open a
   command, so `if cond; then cmd; fi` and `cmd || true` yield `cmd`;

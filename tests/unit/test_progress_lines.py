@@ -1,0 +1,50 @@
+"""Progress where nobody watches a terminal (xarch/progress.py, xarch/registry/progress.py): plain
+lines on stderr in CI and pipes, nothing but errors when quiet, `[platform] line` for step output,
+one line per finished blob for a push or pull."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from xarch.progress import Reporter
+from xarch.registry.progress import LineProgress, QuietProgress, progress_for
+
+
+def test_plain_lines_in_ci(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "1")
+    reporter = Reporter(verbose=False)
+    reporter.info("[amd64] not markup")
+    reporter.detail("only with -v")
+    reporter.step_status("build step 1/1: running (native)")
+    reporter.step_output("arm64", "compiling [x]")
+    with reporter.tasks() as board:
+        task = board.add("layers", 2)
+        board.advance(task, "base")
+    err = capsys.readouterr().err
+    assert "[amd64] not markup\n" in err and "only with -v" not in err
+    assert "build step 1/1: running (native)\n" in err and "[arm64] compiling [x]\n" in err
+    assert "layers: base\n" in err
+
+
+def test_quiet_keeps_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    reporter = Reporter(quiet=True, verbose=True, show_scripts=True)
+    reporter.info("a")
+    reporter.detail("b")
+    reporter.scripts("c")
+    reporter.step_status("d")
+    reporter.step_output("p", "e")
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_pipe_gets_one_line_per_finished_blob() -> None:
+    stream = io.StringIO()
+    progress = progress_for(stream)
+    assert isinstance(progress, LineProgress)
+    progress.start("sha256:abc", 100)
+    progress.advance("sha256:abc", 50)
+    progress.finish("sha256:abc", "pushed")
+    progress.close()
+    assert stream.getvalue() == "sha256:abc: pushed\n"
+    assert isinstance(progress_for(stream, quiet=True), QuietProgress)
