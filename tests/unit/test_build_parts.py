@@ -89,8 +89,8 @@ def test_output_specs_parse_and_refuse() -> None:
 def test_strategy_records_round_trip() -> None:
     history: list[dict[str, object]] = [
         {"created_by": strategy_record("build", "cross", "amd64"), "empty_layer": True},
-               {"created_by": strategy_record("gen", "emulate", None), "empty_layer": True},
-               {"created_by": "something else"}]
+        {"created_by": strategy_record("gen", "emulate", None), "empty_layer": True},
+        {"created_by": "something else"}]
     assert parse_strategy_records(history) == {"build": "cross on amd64", "gen": "emulate"}
 
 
