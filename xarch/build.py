@@ -25,6 +25,7 @@ from xarch.placement import settle
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
+from xarch.run.overlay import stage_mounts
 from xarch.store import Store
 from xarch.treecheck import check_extractable
 
@@ -179,8 +180,10 @@ def _build_platform(inputs: BuildInputs, platform: Platform, reporter: Reporter,
 
 def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
     images: list[Image] = []
-    # Stage roots live here until every layer is written (tree entries point into them).
-    with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, reporter.tasks() as board:
+    # Stage roots live here until every layer is written (tree entries point into them); they may
+    # be overlay mounts (xarch.run.overlay), unmounted before the folder goes.
+    with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, stage_mounts(), \
+            reporter.tasks() as board:
         task = board.add(f"building {inputs.loaded.recipe.name}", len(inputs.platforms))
 
         def one(platform: Platform) -> Image:

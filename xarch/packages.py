@@ -7,6 +7,8 @@ image's own packages, and one per stage that has packages; a stage that may cros
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from xarch import platforms as platform_data
 from xarch.errors import BuildError
 from xarch.oci.tree import Tree
@@ -16,6 +18,9 @@ from xarch.sources.debian.commands import lock_path, run_lock
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.lock import DEFAULT_SET, Lock, LockedPackage, has_packages, lock_matches, mirror_of
 from xarch.store import Store
+
+if TYPE_CHECKING:
+    from xarch.pkgtrees import PackageTrees
 
 IMAGE_SET = DEFAULT_SET
 
@@ -69,6 +74,19 @@ def ensure_lock(loaded: LoadedRecipe, locked: bool, store: Store, reporter: Repo
     return lock
 
 
+def package_trees(store: Store) -> PackageTrees:
+    """The cache of unpacked package trees in STORE, its files owned by the host id a step's uid 0
+    is (xarch.run.sandbox.host_owner), so a stage root's overlay shows them as the step's own."""
+    from xarch.pkgtrees import PackageTrees
+    from xarch.run.sandbox import SandboxUnavailable, host_owner
+
+    try:
+        owner = host_owner()
+    except SandboxUnavailable:  # a bad XARCH_SANDBOX_ID: an image without steps needs none
+        owner = None
+    return PackageTrees(store, owner)
+
+
 def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
                 platform: platform_data.Platform, store: Store, epoch: int, reporter: Reporter,
                 build: platform_data.Platform | None = None) -> None:
@@ -85,7 +103,7 @@ def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
         entries = lock.cross_entries(platform.name, build.name, set_name)
     fetch_packages(entries, mirror_of(sources(loaded)), store, say=reporter.info)
     native = build.debian_arch if build is not None else platform.debian_arch
-    report = install_packages(tree, entries, store, epoch, native=native)
+    report = install_packages(tree, entries, store, epoch, native=native, trees=package_trees(store))
     reporter.detail(f"[{platform.name}] {set_name}: {len(report.installed)} packages unpacked")
     for line in report.lines():
         reporter.scripts(f"[{platform.name}] {set_name}: {line}")

@@ -12,6 +12,7 @@ import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from xarch.oci.tree import Entry, Tree, path_bytes
 from xarch.sources.debian.accounts import DEFAULT_GROUP, shadow_gid
@@ -21,6 +22,9 @@ from xarch.sources.debian.effects import Effects, reproduce
 from xarch.sources.debian.errors import UnpackError
 from xarch.sources.debian.lock import LockedPackage
 from xarch.store import Store
+
+if TYPE_CHECKING:
+    from xarch.pkgtrees import PackageTrees
 
 DPKG = "var/lib/dpkg"
 INFO_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")  # kept in info/ by dpkg
@@ -95,13 +99,15 @@ class InstallReport:
 
 def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store: Store, epoch: int,
                      merged_usr: bool = True, path_filter: PathFilter | None = None,
-                     native: str | None = None) -> InstallReport:
+                     native: str | None = None, trees: PackageTrees | None = None) -> InstallReport:
     """Unpack every package (in lock order) into TREE and write what their scripts would have.
 
     The .debs must be in STORE already (fetch_packages); they were verified on entry.
     PATH_FILTER drops paths as dpkg's --path-exclude does (docs, man pages, locales).
     NATIVE: dpkg's native architecture of the root; packages of any other architecture
     (a multiarch root) are listed in /var/lib/dpkg/arch as dpkg --add-architecture does.
+    TREES: the cache of unpacked package trees (xarch.pkgtrees): each data.tar is decompressed
+    once, and TREE's files name their cached bytes by path; without it they are read into memory.
     """
     report = InstallReport()
     debs: list[tuple[LockedPackage, Deb, list[str]]] = []
@@ -115,8 +121,9 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
         if control.get("Package") != pkg.name or control.get("Version") != pkg.version:
             raise UnpackError(f"{deb.what}: control says {control.get('Package')} {control.get('Version')}, "
                               f"the lock {pkg.name} {pkg.version}")
+        cached = trees.get(pkg.sha256, deb) if trees is not None else None
         unpacked = unpack(deb, tree, merged_usr=merged_usr, path_filter=path_filter,
-                          origin=package_origin(pkg))
+                          origin=package_origin(pkg), unpacked=cached)
         debs.append((pkg, deb, unpacked.paths))
         report.installed.append(pkg.label)
         report.skipped += [(pkg.name, script) for script in deb.scripts]

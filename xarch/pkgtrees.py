@@ -1,0 +1,229 @@
+"""Unpacked package trees: each .deb's data.tar is decompressed once, into a content-addressed cache.
+
+Layout: <store root>/trees/ (mode 0700) / <key>/ {manifest.json, data/<n>}. KEY is the sha256
+of UNPACKER_VERSION, the .deb's sha256 (the .deb itself entered the store only after its
+sha256 matched the lock) and the host uid that owns the files. manifest.json lists every
+data.tar member in order (name, tar type, mode, owner, mtime, link target; for a regular file
+its size, sha256 and data file), so `xarch.sources.debian.deb.unpack` places the members
+exactly as from the tar, with each file's bytes named by path instead of held in memory.
+
+An entry is written in a temporary folder (`.tmp-*`) and renamed into place whole: a build
+killed half-way leaves a `.tmp-*` folder that nothing reads (the next build removes it once
+its writer is gone), never a half entry. Each data file is checked when its sha256 is
+computed on entry; on every use the manifest must parse and name this key, and every data
+file must still have its recorded size, mtime, owner and mode (a stat each, not a re-read of
+~250 MB per build); an entry that fails is deleted and unpacked again, never served.
+
+Data files are read-only for the build: stage roots hard-link them only below a read-only
+overlayfs lower layer (xarch.run.overlay), so no step, replay or tool ever opens one for
+writing. The folder is 0700, so no other host account (the sandbox id included) can reach it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xarch.store import Store
+
+if TYPE_CHECKING:
+    from xarch.oci.tree import Tree
+    from xarch.sources.debian.deb import Deb
+
+# Changes whenever what an entry holds or how it is read changes: old entries are then unused.
+UNPACKER_VERSION = "xarch-pkgtree/1"
+MANIFEST = "manifest.json"
+
+# Every data file the cache has vouched for in this process (path → sha256), so a stage root's
+# digest (tree_digest) needs no re-read of the files.
+_KNOWN: dict[Path, str] = {}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One data.tar member: INFO as tarfile read it; DATA the cached bytes of a regular file."""
+
+    info: tarfile.TarInfo
+    data: Path | None = None
+
+
+@dataclass(frozen=True)
+class PackageTree:
+    key: str
+    folder: Path
+    members: tuple[Member, ...]
+
+
+def tree_key(deb_sha256: str, owner: int) -> str:
+    """The cache key of the unpacked tree of the .deb whose sha256 is DEB_SHA256, owned by OWNER."""
+    material = f"{UNPACKER_VERSION}\0{deb_sha256}\0{owner}"
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def known_sha256(path: Path) -> str | None:
+    """The sha256 of a data file this process got from the cache, or None for any other path."""
+    return _KNOWN.get(path)
+
+
+class PackageTrees:
+    """The cache of unpacked package trees in STORE, files owned by host uid OWNER."""
+
+    def __init__(self, store: Store, owner: int | None = None) -> None:
+        self.root = store.root / "trees"
+        self.owner = os.geteuid() if owner is None else owner
+
+    def folder(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, deb_sha256: str, deb: Deb) -> PackageTree:
+        """The unpacked tree of DEB (whose .deb has sha256 DEB_SHA256): from the cache when its
+        entry is whole, else unpacked now (UnpackError for an unreadable data.tar)."""
+        key = tree_key(deb_sha256, self.owner)
+        found = self._load(key)
+        if found is None:
+            self._write(key, deb)
+            found = self._load(key)
+            if found is None:
+                raise OSError(f"{self.folder(key)}: the package tree just written does not read back")
+        return found
+
+    def _load(self, key: str) -> PackageTree | None:
+        folder = self.folder(key)
+        try:
+            record = json.loads((folder / MANIFEST).read_bytes())
+            if record.get("version") != UNPACKER_VERSION or record.get("key") != key:
+                raise ValueError("another key or unpacker version")
+            members = []
+            for item in record["members"]:
+                info = tarfile.TarInfo(item["name"])
+                info.type = item["type"].encode("latin-1")
+                info.mode, info.uid, info.gid = item["mode"], item["uid"], item["gid"]
+                info.mtime = item["mtime"]
+                info.linkname = item["linkname"]
+                data = None
+                if "data" in item:
+                    info.size = item["size"]
+                    data = folder / "data" / item["data"]
+                    state = os.lstat(data)
+                    if (state.st_size != info.size or state.st_mtime_ns != info.mtime * 1_000_000_000
+                            or state.st_uid != self.owner or state.st_mode & 0o7777 != info.mode & 0o7777
+                            or not os.path.isfile(data)):
+                        raise ValueError(f"{data} changed since it was unpacked")
+                    _KNOWN[data] = item["sha256"]
+                members.append(Member(info, data))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self._discard(folder)  # damaged: unpacked again, never served
+            return None
+        return PackageTree(key, folder, tuple(members))
+
+    def _discard(self, folder: Path) -> None:
+        try:
+            dead = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-dead-"))
+            os.rename(folder, dead / "entry")
+        except OSError:
+            return
+        shutil.rmtree(dead, ignore_errors=True)
+
+    def _write(self, key: str, deb: Deb) -> None:
+        from xarch.sources.debian.deb import open_data
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # no other account, the sandbox id included, may reach a file here
+        self._remove_leftovers()
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{os.getpid()}-"))
+        try:
+            (tmp / "data").mkdir()
+            items: list[dict[str, object]] = []
+            with open_data(deb) as tar:
+                for info in tar:
+                    item: dict[str, object] = {
+                        "name": info.name, "type": info.type.decode("latin-1"), "mode": info.mode,
+                        "uid": info.uid, "gid": info.gid, "mtime": int(info.mtime), "linkname": info.linkname,
+                    }
+                    if info.isfile():
+                        extracted = tar.extractfile(info)
+                        data = extracted.read() if extracted else b""
+                        name = str(len(items))
+                        self._data_file(tmp / "data" / name, data, info.mode & 0o7777, int(info.mtime))
+                        item.update(size=len(data), data=name, sha256=hashlib.sha256(data).hexdigest())
+                    items.append(item)
+            record = {"version": UNPACKER_VERSION, "key": key, "deb": deb.what, "members": items}
+            with (tmp / MANIFEST).open("wb") as handle:
+                handle.write(json.dumps(record, ensure_ascii=True, separators=(",", ":")).encode())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o755)
+            try:
+                os.rename(tmp, self.folder(key))  # whole or not at all
+            except OSError:
+                if not (self.folder(key) / MANIFEST).is_file():
+                    raise  # else another build put the same tree first
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _data_file(self, path: Path, data: bytes, mode: int, mtime: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with io.FileIO(fd, "wb", closefd=False) as handle:
+                handle.write(data)
+            if self.owner != os.geteuid():
+                os.fchown(fd, self.owner, self.owner)  # before the mode: chown clears set-id bits
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(mtime * 1_000_000_000, mtime * 1_000_000_000))
+        finally:
+            os.close(fd)
+
+    def _remove_leftovers(self) -> None:
+        """`.tmp-PID-*` folders of writers that are gone (a killed build's half entries)."""
+        for leftover in self.root.glob(".tmp-*"):
+            parts = leftover.name.split("-")
+            pid = parts[1] if len(parts) > 2 else ""
+            if pid == "dead" or (pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def tree_digest(tree: Tree) -> str:
+    """sha256 over every entry of TREE (path, type, mode, link target, content sha256) in path
+    order: what a stage root materialized from TREE holds, without reading files the cache
+    vouched for. Owners and mtimes are left out, as a stage root on disk has neither."""
+    hasher = hashlib.sha256()
+    for entry in tree:
+        content = ""
+        if entry.type == "file":
+            if entry.data is not None:
+                content = hashlib.sha256(entry.data).hexdigest()
+            else:
+                assert entry.source is not None
+                content = known_sha256(entry.source) or _file_sha256(entry.source)
+        record = [entry.path, entry.type, entry.mode, entry.linkname, content]
+        hasher.update(json.dumps(record, ensure_ascii=True).encode() + b"\n")
+    return hasher.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
