@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 UNPACKER_VERSION = "xarch-pkgtree/1"
 MANIFEST = "manifest.json"
 
-# Every data file the cache has vouched for in this process (path → sha256), so a stage root's
-# digest (tree_digest) needs no re-read of the files.
-_KNOWN: dict[Path, str] = {}
+# Every data file the cache has vouched for in this process (path → (sha256, inode)), so a stage
+# root's digest (tree_digest) needs no re-read of the files.
+_KNOWN: dict[Path, tuple[str, int]] = {}
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,8 @@ def tree_key(deb_sha256: str, owner: int) -> str:
 
 def known_sha256(path: Path) -> str | None:
     """The sha256 of a data file this process got from the cache, or None for any other path."""
-    return _KNOWN.get(path)
+    known = _KNOWN.get(path)
+    return known[0] if known else None
 
 
 class PackageTrees:
@@ -98,7 +99,16 @@ class PackageTrees:
     def _load(self, key: str) -> PackageTree | None:
         folder = self.folder(key)
         try:
-            record = json.loads((folder / MANIFEST).read_bytes())
+            raw = (folder / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            if folder.exists():
+                self._discard(folder)  # a folder without its manifest is no entry
+            return None
+        except OSError:
+            self._discard(folder)
+            return None
+        try:
+            record = json.loads(raw)
             if record.get("version") != UNPACKER_VERSION or record.get("key") != key:
                 raise ValueError("another key or unpacker version")
             members = []
@@ -117,10 +127,8 @@ class PackageTrees:
                             or state.st_uid != self.owner or state.st_mode & 0o7777 != info.mode & 0o7777
                             or not os.path.isfile(data)):
                         raise ValueError(f"{data} changed since it was unpacked")
-                    _KNOWN[data] = item["sha256"]
+                    _KNOWN[data] = (item["sha256"], state.st_ino)
                 members.append(Member(info, data))
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self._discard(folder)  # damaged: unpacked again, never served
             return None
@@ -218,6 +226,18 @@ def tree_digest(tree: Tree) -> str:
                 content = known_sha256(entry.source) or _file_sha256(entry.source)
         record = [entry.path, entry.type, entry.mode, entry.linkname, content]
         hasher.update(json.dumps(record, ensure_ascii=True).encode() + b"\n")
+    return hasher.hexdigest()
+
+
+def farm_key(tree: Tree, owner: int) -> str:
+    """The key of a stage root's farm (xarch.run.overlay) made of TREE for OWNER: TREE's digest and
+    the inode of every cached file it links, so a package tree unpacked again (its old entry
+    found damaged and discarded) never leaves a farm linking the damaged bytes in use."""
+    hasher = hashlib.sha256(f"xarch-farm/1\0{tree_digest(tree)}\0{owner}\n".encode())
+    for entry in tree:
+        known = _KNOWN.get(entry.source) if entry.type == "file" and entry.source is not None else None
+        if known is not None:
+            hasher.update(f"{known[1]}\n".encode())
     return hasher.hexdigest()
 
 

@@ -51,8 +51,8 @@ def resolve_in_root(root: Path, relative: str, follow_last: bool = False) -> Pat
     return root.joinpath(*current)
 
 
-def materialize(tree: Tree, root: Path, farm_owner: int | None = None) -> None:
-    """Write every entry of TREE under ROOT (which must exist).
+def materialize(tree: Tree, root: Path, farm_owner: int | None = None, make_root: bool = False) -> None:
+    """Write every entry of TREE under ROOT (which must exist, unless MAKE_ROOT).
 
     FARM_OWNER (a host uid): ROOT is an overlayfs lower layer (xarch.run.overlay), never
     written after this. A file whose bytes are in the cache of unpacked package trees, with
@@ -62,6 +62,10 @@ def materialize(tree: Tree, root: Path, farm_owner: int | None = None) -> None:
     """
     from xarch.pkgtrees import known_sha256
 
+    if make_root:
+        root.mkdir(mode=0o755)
+        if farm_owner is not None:
+            os.lchown(root, farm_owner, farm_owner)
     deferred_dirs: list[tuple[Path, Entry]] = []
     real_dirs = {""}  # tree paths made here as folders: their children need no symlink walk
     for entry in tree:  # sorted by path: parents before children
@@ -101,6 +105,17 @@ def materialize(tree: Tree, root: Path, farm_owner: int | None = None) -> None:
         if farm_owner is not None:
             os.lchown(target, farm_owner, farm_owner)
         os.chmod(target, entry.mode)
+
+
+def hand_over_all(root: Path, owner: int) -> None:
+    """Make OWNER own everything under ROOT (a farm being made: the cached files it links are
+    OWNER's already, see materialize)."""
+    for folder, dirs, files in os.walk(root):
+        for name in (".", *dirs, *files):
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if info.st_uid != owner or info.st_gid != owner:
+                os.lchown(path, owner, owner)
 
 
 def _linkable(source: Path, mode: int, owner: int) -> bool:

@@ -13,7 +13,6 @@ may instead name a Dockerfile, which docker buildx builds one platform at a time
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,13 +28,14 @@ from xarch.packages import install_set
 from xarch.pkgtrees import tree_digest
 from xarch.progress import Reporter
 from xarch.recipe import CopySpec, LoadedRecipe, StageSpec, is_root, stage_order
-from xarch.rootfs import harvest, harvest_tree, materialize
+from xarch.rootfs import harvest, harvest_tree
 from xarch.run.buildx import BuildxStage, build_stage
 from xarch.run.cache import StepCache
 from xarch.run.cross import add_cross_files
 from xarch.run.secretmount import secret_files
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
+from xarch.stageroot import assemble
 from xarch.store import Store
 
 RECORD_PREFIX = "xarch stage "
@@ -187,7 +187,7 @@ class StageRunner:
             add_cross_files(stage_tree, self.platform, self.epoch)
         add_file_specs(self.loaded, stage_tree, spec.files, self.platform, ("stages", name, "files"))
         self.copy_into(stage_tree, list(spec.copy_), f"stages.{name}.copy")
-        self._assemble(stage_tree, base, root)
+        assemble(stage_tree, self.store, base, root)
         if spec.steps and not os.path.lexists(root / "bin" / "sh"):
             raise BuildError(f"stage '{name}' ({self.platform.name}, {strategy}) has no /bin/sh to run its "
                              f"steps: add a shell package (e.g. dash) to stages.{name}.packages")
@@ -208,32 +208,6 @@ class StageRunner:
                             log_lines=self.options.log_lines,
                             status=lambda text: self.reporter.step_status(f"{label} {text.split(' ', 1)[1]}"))
         return StageResult(name, root=root)
-
-    def _assemble(self, stage_tree: Tree, base: Path, root: Path) -> None:
-        """Make ROOT hold STAGE_TREE: an overlay mount of a hard-link farm of the cached package
-        files when this process may mount (xarch.run.overlay), else every file written."""
-        from xarch.pkgtrees import PackageTrees
-        from xarch.run import overlay
-        from xarch.run.sandbox import host_owner
-
-        if overlay.available():
-            trees = PackageTrees(self.store, host_owner())
-            trees.root.mkdir(parents=True, exist_ok=True)
-            os.chmod(trees.root, 0o700)
-            # In the cache folder: hard links need its file system, and no other account enters it.
-            farm = Path(tempfile.mkdtemp(dir=trees.root, prefix=f".tmp-{os.getpid()}-farm-"))
-            overlay.keep_farm(farm)
-            lower = farm / "root"
-            lower.mkdir()
-            upper, work = base / "upper", base / "work"
-            upper.mkdir()
-            work.mkdir()
-            materialize(stage_tree, lower, farm_owner=trees.owner)
-            os.lchown(upper, trees.owner, trees.owner)
-            os.chmod(upper, 0o755)
-            if overlay.mount(lower, upper, work, root):
-                return
-        materialize(stage_tree, root)
 
     def _buildx_stage(self, name: str, spec: StageSpec) -> BuildxStage:
         assert spec.dockerfile is not None

@@ -111,12 +111,14 @@ class Snapshot:
     @classmethod
     def of(cls, root: Path) -> Snapshot:
         stamps: dict[str, Stamp] = {}
-        for directory, dirnames, filenames in os.walk(root):
+        top = os.fspath(root)
+        skip = len(top) + 1
+        for directory, dirnames, filenames in os.walk(top):
+            # os.walk's folders all start with TOP + "/": slicing is os.path.relpath without its cost.
+            prefix = directory[skip:] + "/" if directory != top else ""
             for name in dirnames + filenames:
-                path = os.path.join(directory, name)
-                info = os.lstat(path)
-                stamp = (stat.S_IFMT(info.st_mode), info.st_ino, info.st_ctime_ns)
-                stamps[os.path.relpath(path, root)] = stamp
+                info = os.lstat(os.path.join(directory, name))
+                stamps[prefix + name] = (stat.S_IFMT(info.st_mode), info.st_ino, info.st_ctime_ns)
         return cls(stamps)
 
     def changes(self, after: Snapshot) -> tuple[list[str], list[str]]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +41,7 @@ MNT_DETACH = 2
 
 _private = False
 _mounted: list[Path] = []
-_farms: list[Path] = []
+_uppers: dict[Path, Path] = {}  # mount point → its upper folder
 
 
 def _libc() -> ctypes.CDLL:
@@ -88,27 +87,29 @@ def mount(lower: Path, upper: Path, work: Path, target: Path) -> bool:
     if _libc().mount(b"overlay", str(target).encode(), b"overlay", 0, options.encode()) != 0:
         return False
     _mounted.append(target)
+    _uppers[target] = upper
     return True
 
 
-def keep_farm(farm: Path) -> None:
-    """Remove FARM (a lower folder) when stage_mounts ends, after its mounts are gone."""
-    _farms.append(farm)
+def upper_of(root: Path) -> Path | None:
+    """The upper folder of the overlay mounted at ROOT by this process, or None: everything in ROOT
+    that is not the farm's (which is already the sandbox id's) is there."""
+    return _uppers.get(root)
 
 
 def unmount_all() -> None:
-    """Detach every overlay this process mounted (newest first), then remove their farms."""
+    """Detach every overlay this process mounted, newest first."""
     libc = _libc()
     while _mounted:
-        libc.umount2(str(_mounted.pop()).encode(), MNT_DETACH)
-    while _farms:
-        shutil.rmtree(_farms.pop(), ignore_errors=True)
+        target = _mounted.pop()
+        _uppers.pop(target, None)
+        libc.umount2(str(target).encode(), MNT_DETACH)
 
 
 @contextmanager
 def stage_mounts() -> Iterator[None]:
     """For one build: a private mount namespace when root (see enter_private_mounts), and every
-    stage root's overlay unmounted and its farm removed at the end, before the build folder is."""
+    stage root's overlay unmounted at the end, before the build folder is removed."""
     enter_private_mounts()
     try:
         yield
