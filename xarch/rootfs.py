@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import stat
 from pathlib import Path
 
@@ -93,7 +94,10 @@ def materialize(tree: Tree, root: Path, farm_owner: int | None = None, make_root
             os.link(entry.source, target)
             continue
         else:
-            target.write_bytes(entry.read())
+            if entry.data is None and entry.source is not None:
+                shutil.copyfile(entry.source, target)  # in the kernel (copy_file_range), a reflink if it can
+            else:
+                target.write_bytes(entry.read())
             if farm_owner is not None:
                 os.lchown(target, farm_owner, farm_owner)  # before the mode: chown clears set-id bits
             os.chmod(target, entry.mode)
