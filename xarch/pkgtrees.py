@@ -25,9 +25,12 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
+import stat
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,12 +42,12 @@ if TYPE_CHECKING:
     from xarch.sources.debian.deb import Deb
 
 # Changes whenever what an entry holds or how it is read changes: old entries are then unused.
-UNPACKER_VERSION = "xarch-pkgtree/1"
+UNPACKER_VERSION = "xarch-pkgtree/2"
 MANIFEST = "manifest.json"
 
-# Every data file the cache has vouched for in this process (path → (sha256, inode)), so a stage
-# root's digest (tree_digest) needs no re-read of the files.
-_KNOWN: dict[Path, tuple[str, int]] = {}
+# Every data file the cache has vouched for in this process (path → (sha256, its entry's
+# generation)), so a stage root's digest (tree_digest) needs no re-read of the files.
+_KNOWN: dict[Path, tuple[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,12 @@ class Member:
 
 @dataclass(frozen=True)
 class PackageTree:
+    """One cached entry: its data.tar MEMBERS in order and the .deb's CONTROL_FILES (name → bytes)."""
+
     key: str
     folder: Path
     members: tuple[Member, ...]
+    control_files: dict[str, bytes]
 
 
 def tree_key(deb_sha256: str, owner: int) -> str:
@@ -84,13 +90,14 @@ class PackageTrees:
     def folder(self, key: str) -> Path:
         return self.root / key
 
-    def get(self, deb_sha256: str, deb: Deb) -> PackageTree:
-        """The unpacked tree of DEB (whose .deb has sha256 DEB_SHA256): from the cache when its
-        entry is whole, else unpacked now (UnpackError for an unreadable data.tar)."""
+    def get(self, deb_sha256: str, deb: Deb | Callable[[], Deb]) -> PackageTree:
+        """The unpacked tree of the .deb whose sha256 is DEB_SHA256: from the cache when its entry
+        is whole, else unpacked now from DEB (read_deb's result, or a callable giving it, called
+        only then; UnpackError for an unreadable .deb)."""
         key = tree_key(deb_sha256, self.owner)
         found = self._load(key)
         if found is None:
-            self._write(key, deb)
+            self._write(key, deb if not callable(deb) else deb())
             found = self._load(key)
             if found is None:
                 raise OSError(f"{self.folder(key)}: the package tree just written does not read back")
@@ -112,6 +119,8 @@ class PackageTrees:
             if record.get("version") != UNPACKER_VERSION or record.get("key") != key:
                 raise ValueError("another key or unpacker version")
             members = []
+            generation = str(record["generation"])
+            data_folder = os.path.join(folder, "data")
             for item in record["members"]:
                 info = tarfile.TarInfo(item["name"])
                 info.type = item["type"].encode("latin-1")
@@ -121,18 +130,20 @@ class PackageTrees:
                 data = None
                 if "data" in item:
                     info.size = item["size"]
-                    data = folder / "data" / item["data"]
-                    state = os.lstat(data)
-                    if (state.st_size != info.size or state.st_mtime_ns != info.mtime * 1_000_000_000
-                            or state.st_uid != self.owner or state.st_mode & 0o7777 != info.mode & 0o7777
-                            or not os.path.isfile(data)):
-                        raise ValueError(f"{data} changed since it was unpacked")
-                    _KNOWN[data] = (item["sha256"], state.st_ino)
+                    name = os.path.join(data_folder, item["data"])
+                    state = os.lstat(name)
+                    if (not stat.S_ISREG(state.st_mode) or state.st_size != info.size
+                            or state.st_mtime_ns != info.mtime * 1_000_000_000 or state.st_uid != self.owner
+                            or stat.S_IMODE(state.st_mode) != info.mode & 0o7777):
+                        raise ValueError(f"{name} changed since it was unpacked")
+                    data = Path(name)
+                    _KNOWN[data] = (item["sha256"], generation)
                 members.append(Member(info, data))
+            control = {name: bytes.fromhex(value) for name, value in record["control"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self._discard(folder)  # damaged: unpacked again, never served
             return None
-        return PackageTree(key, folder, tuple(members))
+        return PackageTree(key, folder, tuple(members), control)
 
     def _discard(self, folder: Path) -> None:
         try:
@@ -165,7 +176,11 @@ class PackageTrees:
                         self._data_file(tmp / "data" / name, data, info.mode & 0o7777, int(info.mtime))
                         item.update(size=len(data), data=name, sha256=hashlib.sha256(data).hexdigest())
                     items.append(item)
-            record = {"version": UNPACKER_VERSION, "key": key, "deb": deb.what, "members": items}
+            # A fresh value per write: a farm names the generations it links (farm_key), and an
+            # entry unpacked again after damage gets new files (inode numbers are reused).
+            record = {"version": UNPACKER_VERSION, "key": key, "deb": deb.what, "members": items,
+                      "generation": secrets.token_hex(16),
+                      "control": {name: data.hex() for name, data in deb.control_files.items()}}
             with (tmp / MANIFEST).open("wb") as handle:
                 handle.write(json.dumps(record, ensure_ascii=True, separators=(",", ":")).encode())
                 handle.flush()
@@ -231,8 +246,8 @@ def tree_digest(tree: Tree) -> str:
 
 def farm_key(tree: Tree, owner: int) -> str:
     """The key of a stage root's farm (xarch.run.overlay) made of TREE for OWNER: TREE's digest and
-    the inode of every cached file it links, so a package tree unpacked again (its old entry
-    found damaged and discarded) never leaves a farm linking the damaged bytes in use."""
+    the generation of every cached entry it links, so a package tree unpacked again (its old
+    entry found damaged and discarded) never leaves a farm linking the damaged bytes in use."""
     hasher = hashlib.sha256(f"xarch-farm/1\0{tree_digest(tree)}\0{owner}\n".encode())
     for entry in tree:
         known = _KNOWN.get(entry.source) if entry.type == "file" and entry.source is not None else None

@@ -12,6 +12,7 @@ import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from xarch.oci.tree import Entry, Tree, path_bytes
@@ -116,12 +117,18 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
     for pkg in locked_entries:
         if not store.has(pkg.sha256):
             raise UnpackError(f"{pkg.label} is not in the store {store.root}; fetch it first")
-        deb = read_deb(store.path(pkg.sha256), what=f"{pkg.name}_{pkg.version}_{pkg.architecture}.deb")
+        what = f"{pkg.name}_{pkg.version}_{pkg.architecture}.deb"
+        cached = None
+        if trees is not None:
+            # The .deb is read only when its tree is not cached yet; the entry keeps its control files.
+            cached = trees.get(pkg.sha256, partial(read_deb, store.path(pkg.sha256), what))
+            deb = Deb(what, dict(cached.control_files), "", b"")
+        else:
+            deb = read_deb(store.path(pkg.sha256), what=what)
         control = deb.control
         if control.get("Package") != pkg.name or control.get("Version") != pkg.version:
             raise UnpackError(f"{deb.what}: control says {control.get('Package')} {control.get('Version')}, "
                               f"the lock {pkg.name} {pkg.version}")
-        cached = trees.get(pkg.sha256, deb) if trees is not None else None
         unpacked = unpack(deb, tree, merged_usr=merged_usr, path_filter=path_filter,
                           origin=package_origin(pkg), unpacked=cached)
         debs.append((pkg, deb, unpacked.paths))
