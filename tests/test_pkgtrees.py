@@ -247,3 +247,53 @@ def test_a_farm_is_reused_and_changes_with_a_reunpacked_tree(tmp_path: Path, mou
         handle.write(b"damage")
     # Unpacked again (new inodes): a farm linking the damaged bytes is never used again.
     assert farm_key(_install(store, pkg, trees), trees.owner) != key
+
+
+REWRITE = """
+echo new >> /etc/tool.conf
+rm /usr/bin/tool
+rm -r /usr/share/tool && mkdir -p /usr/share/tool && echo fresh > /usr/share/tool/only
+chmod 0600 /usr/share/tool/only
+mkdir -p /out && echo made > /out/file
+"""
+
+
+def test_a_step_on_an_overlay_root_is_cached_and_replayed_to_the_same_root(
+        tmp_path: Path, mounts: None) -> None:
+    from xarch import platforms
+    from xarch.run.cache import StepCache
+    from xarch.run.cache import tree_digest as disk_digest
+    from xarch.run.steps import StepSpec, run_stage_steps
+
+    busybox = need_tool("busybox")
+    store = Store(tmp_path / "store")
+    pkg = _locked(store, _deb(tmp_path))
+    trees = PackageTrees(store, sandbox.host_owner())
+    tree = _install(store, pkg, trees)
+    tree.add(Entry("usr/bin/sh", "file", 0o755, source=Path(busybox)))
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "input").write_text("in\n")
+    cache = StepCache(tmp_path / "steps")
+    roots = []
+    said: list[list[str]] = []
+    for run in ("ran", "replayed"):
+        base = tmp_path / run
+        (base / "root").mkdir(parents=True)
+        assemble(tree, store, base, base / "root")
+        assert overlay.upper_of(base / "root") is not None
+        lines: list[str] = []
+        run_stage_steps([StepSpec(REWRITE)], base / "root", platforms.host(), "native", source, EPOCH, cache,
+                        lines.append, inputs={"root": tree_digest(tree)},
+                        status=lambda text, lines=lines: lines.append(text))
+        said.append(lines)
+        roots.append(base / "root")
+    assert any("running" in line for line in said[0]) and any("cached" in line for line in said[1]), said
+    ran, replayed = roots
+    assert disk_digest(ran) == disk_digest(replayed)
+    for root in roots:
+        assert not os.path.lexists(root / "usr/bin/tool")
+        assert sorted(os.listdir(root / "usr/share/tool")) == ["only"]  # the lower folder's files are gone
+        assert (root / "etc/tool.conf").read_bytes() == CONF + b"new\n"
+        assert (root / "usr/share/tool/only").stat().st_mode & 0o777 == 0o600
+        assert (root / "out/file").read_text() == "made\n"

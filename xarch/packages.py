@@ -7,6 +7,7 @@ image's own packages, and one per stage that has packages; a stage that may cros
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from xarch import platforms as platform_data
@@ -89,11 +90,13 @@ def package_trees(store: Store) -> PackageTrees:
 
 def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
                 platform: platform_data.Platform, store: Store, epoch: int, reporter: Reporter,
-                build: platform_data.Platform | None = None) -> None:
+                build: platform_data.Platform | None = None,
+                fetch_say: Callable[[str], None] | None = None) -> None:
     """Fetch (verified) and unpack one package set of PLATFORM into TREE; no scripts run.
 
     With BUILD: the set's cross root for PLATFORM built on BUILD (both architectures'
-    packages; dpkg's database names BUILD's architecture native)."""
+    packages; dpkg's database names BUILD's architecture native). FETCH_SAY: where download
+    lines go (default REPORTER.info)."""
     from xarch.sources.debian.fetch import fetch_packages
     from xarch.sources.debian.install import install_packages
 
@@ -101,7 +104,7 @@ def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
         entries = lock.entries(platform.name, set_name)
     else:
         entries = lock.cross_entries(platform.name, build.name, set_name)
-    fetch_packages(entries, mirror_of(sources(loaded)), store, say=reporter.info)
+    fetch_packages(entries, mirror_of(sources(loaded)), store, say=fetch_say or reporter.info)
     native = build.debian_arch if build is not None else platform.debian_arch
     report = install_packages(tree, entries, store, epoch, native=native, trees=package_trees(store))
     reporter.detail(f"[{platform.name}] {set_name}: {len(report.installed)} packages unpacked")

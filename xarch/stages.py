@@ -35,7 +35,7 @@ from xarch.run.cross import add_cross_files
 from xarch.run.secretmount import secret_files
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.lock import Lock
-from xarch.stageroot import assemble
+from xarch.stageroot import Recorder, assemble, load_record, mount_farm, record_key, save_record
 from xarch.store import Store
 
 RECORD_PREFIX = "xarch stage "
@@ -177,17 +177,29 @@ class StageRunner:
         base = self.workdir / f"{self.platform.slug}-{name}"
         root = base / "root"
         root.mkdir(parents=True)
-        stage_tree = Tree()
-        if spec.packages is not None or build is not None:
-            assert self.lock is not None
-            # cross: the host's architecture runs the tools, the target's packages sit beside them.
-            install_set(stage_tree, self.loaded, self.lock, name, self.platform, self.store, self.epoch,
-                        self.reporter, build=build)
-        if build is not None:
-            add_cross_files(stage_tree, self.platform, self.epoch)
-        add_file_specs(self.loaded, stage_tree, spec.files, self.platform, ("stages", name, "files"))
-        self.copy_into(stage_tree, list(spec.copy_), f"stages.{name}.copy")
-        assemble(stage_tree, self.store, base, root)
+        key = self._root_key(name, spec, build)
+        record = load_record(self.store, key) if key is not None else None
+        if record is not None and mount_farm(self.store, record.farm, base, root):
+            for method, line in record.said:  # what making this root said, said again
+                getattr(self.reporter, method)(line)
+            root_digest = record.digest
+        else:
+            recorder = Recorder(self.reporter)
+            stage_tree = Tree()
+            if spec.packages is not None or build is not None:
+                assert self.lock is not None
+                # cross: the host's architecture runs the tools, the target's packages sit beside them.
+                install_set(stage_tree, self.loaded, self.lock, name, self.platform, self.store, self.epoch,
+                            recorder, build=build, fetch_say=self.reporter.info)  # type: ignore[arg-type]
+            if build is not None:
+                add_cross_files(stage_tree, self.platform, self.epoch)
+            add_file_specs(self.loaded, stage_tree, spec.files, self.platform, ("stages", name, "files"))
+            self.copy_into(stage_tree, list(spec.copy_), f"stages.{name}.copy")
+            lower = assemble(stage_tree, self.store, base, root)
+            # The root's digest from its tree: cached package files are not read again (xarch.pkgtrees).
+            root_digest = tree_digest(stage_tree)
+            if key is not None and lower is not None:
+                save_record(self.store, key, stage_tree, lower, recorder.said)
         if spec.steps and not os.path.lexists(root / "bin" / "sh"):
             raise BuildError(f"stage '{name}' ({self.platform.name}, {strategy}) has no /bin/sh to run its "
                              f"steps: add a shell package (e.g. dash) to stages.{name}.packages")
@@ -195,8 +207,7 @@ class StageRunner:
             source = base / "src"
             # Only what the stage declares it reads (its inputs) is in /src and in the key.
             copy_stage_inputs(self.loaded, name, spec, source)
-            # The root's digest from its tree: cached package files are not read again (xarch.pkgtrees).
-            inputs = {"root": tree_digest(stage_tree)}
+            inputs = {"root": root_digest}
             steps = [StepSpec(step.run, step.network, tuple(step.env.items()), tuple(step.secrets),
                               tuple(step.ca_certificates), f"stages.{name}.steps[{index}]")
                      for index, step in enumerate(spec.steps)]
@@ -208,6 +219,28 @@ class StageRunner:
                             log_lines=self.options.log_lines,
                             status=lambda text: self.reporter.step_status(f"{label} {text.split(' ', 1)[1]}"))
         return StageResult(name, root=root)
+
+    def _root_key(self, name: str, spec: StageSpec, build: platform_data.Platform | None) -> str | None:
+        """The key of stage NAME's root record (xarch.stageroot) when its root is made of locked
+        packages alone and may be an overlay; else None (the root is made every time)."""
+        from xarch.packages import selections
+        from xarch.run import overlay
+        from xarch.run.sandbox import host_owner
+
+        selection = selections(self.loaded).get(name)
+        if (not overlay.available() or spec.files or spec.copy_ or self.lock is None
+                or (spec.packages is None and build is None)
+                or (selection is not None and selection.maintainer_scripts == "run")):
+            return None
+        if build is None:
+            entries = self.lock.entries(self.platform.name, name)
+        else:
+            entries = self.lock.cross_entries(self.platform.name, build.name, name)
+        return record_key({
+            "stage": name, "selection": repr(selection), "platform": repr(self.platform),
+            "build": repr(build), "epoch": self.epoch, "owner": host_owner(),
+            "packages": [[p.name, p.version, p.architecture, p.sha256] for p in entries],
+        })
 
     def _buildx_stage(self, name: str, spec: StageSpec) -> BuildxStage:
         assert spec.dockerfile is not None

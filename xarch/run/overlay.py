@@ -83,7 +83,10 @@ def mount(lower: Path, upper: Path, work: Path, target: Path) -> bool:
     False (nothing mounted) when it cannot be (then the caller writes TARGET itself)."""
     if not available() or not all(_usable_path(p) for p in (lower, upper, work, target)):
         return False
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    # redirect_dir=off: renaming a lower folder fails with EXDEV (mv then copies), so every
+    # change of the root is in the upper folder as itself (xarch.run.cache.Snapshot walks only
+    # that); metacopy=off: a chmod copies the data up too.
+    options = f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir=off,metacopy=off"
     if _libc().mount(b"overlay", str(target).encode(), b"overlay", 0, options.encode()) != 0:
         return False
     _mounted.append(target)
