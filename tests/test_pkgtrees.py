@@ -297,3 +297,27 @@ def test_a_step_on_an_overlay_root_is_cached_and_replayed_to_the_same_root(
         assert (root / "etc/tool.conf").read_bytes() == CONF + b"new\n"
         assert (root / "usr/share/tool/only").stat().st_mode & 0o777 == 0o600
         assert (root / "out/file").read_text() == "made\n"
+
+
+def test_a_root_record_is_served_only_while_every_file_its_farm_links_is_whole(
+        tmp_path: Path, mounts: None) -> None:
+    from xarch.stageroot import load_record, record_key, save_record
+
+    store = Store(tmp_path / "store")
+    pkg = _locked(store, _deb(tmp_path))
+    trees = PackageTrees(store, sandbox.host_owner())
+    tree = _install(store, pkg, trees)
+    base = tmp_path / "stage"
+    (base / "root").mkdir(parents=True)
+    lower = assemble(tree, store, base, base / "root")
+    assert lower is not None
+    key = record_key({"packages": [pkg.sha256]})
+    assert record_key({"packages": [pkg.sha256 + "0"]}) != key
+    save_record(store, key, tree, lower, [("detail", "1 package unpacked")])
+    record = load_record(store, key)
+    assert record is not None and record.farm == lower and record.digest == tree_digest(tree)
+    assert record.said == (("detail", "1 package unpacked"),)
+    with (lower / "etc/tool.conf").open("ab") as handle:  # the cached bytes themselves, damaged
+        handle.write(b"damage\n")
+    assert load_record(store, key) is None
+    assert load_record(store, key) is None  # and the record is gone, not served later

@@ -16,14 +16,19 @@ A stage root used to be written file by file from .debs decompressed again on ev
 The mounts live in a private mount namespace of the xarch process (enter_private_mounts):
 they vanish with it, even after SIGKILL, and no other process on the host sees them.
 
-Why not the other choices (measured on examples/hello-c, arm64 cross root, 6,844 entries):
-hard links straight into the stage root would let a step's `echo >> /etc/x`, chmod or
-truncate reach the cache unless the files were owned by an id the step cannot write, which
-makes every in-place write of a package file fail (`cp conf /etc/app.conf` over a packaged
-file), a change of what steps may do; reflinks need btrfs/XFS (not ext4, this machine's)
-and still cost one copy_file_range per file. Without root (no overlayfs mount outside a user
-namespace) the stage root is written from the cached files by copying them: no lzma, the
-same bytes.
+Measured on examples/hello-c's arm64 cross root (10,731 entries, 9,265 files, 406 MB; a
+2-core machine under load, best of 3): its tree from the .debs 9.4 s (lzma), from the cache
+0.30 s; the root written file by file 2.35 s from memory, 10.6 s copying the cached files
+(what a build without root does), a farm of hard links 0.41 s (once per distinct root:
+xarch.stageroot keeps it), the overlay mount of a kept farm 0.005 s.
+
+Why not the other choices: hard links straight into the stage root would let a step's
+`echo >> /etc/x`, chmod or truncate reach the cache unless the files were owned by an id the
+step cannot write, which makes every in-place write of a package file fail (`cp conf
+/etc/app.conf` over a packaged file), a change of what steps may do; reflinks need btrfs/XFS
+(not ext4, this machine's) and still cost a copy of metadata per file. Without root (no
+overlayfs mount outside a user namespace) the stage root is written from the cached files by
+copying them: no lzma, the same bytes.
 """
 
 from __future__ import annotations
