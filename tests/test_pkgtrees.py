@@ -160,6 +160,17 @@ def mounts() -> Iterator[None]:
         yield
 
 
+def _shell_tree(tmp_path: Path) -> tuple[Store, LockedPackage, PackageTrees, Tree]:
+    """The fixture package, owned as steps need it, with the host's busybox as /bin/sh."""
+    busybox = need_tool("busybox")
+    store = Store(tmp_path / "store")
+    pkg = _locked(store, _deb(tmp_path))
+    trees = PackageTrees(store, sandbox.host_owner())
+    tree = _install(store, pkg, trees)
+    tree.add(Entry("usr/bin/sh", "file", 0o755, source=Path(busybox)))
+    return store, pkg, trees, tree
+
+
 HOSTILE = """
 echo hacked >> /etc/tool.conf
 printf 'x' > /usr/bin/tool
@@ -174,12 +185,7 @@ cat /etc/tool.conf
 
 def test_a_hostile_step_never_changes_the_cache_it_still_writes_its_root(
         tmp_path: Path, mounts: None) -> None:
-    busybox = need_tool("busybox")
-    store = Store(tmp_path / "store")
-    pkg = _locked(store, _deb(tmp_path))
-    trees = PackageTrees(store, sandbox.host_owner())
-    tree = _install(store, pkg, trees)
-    tree.add(Entry("usr/bin/sh", "file", 0o755, source=Path(busybox)))
+    store, pkg, trees, tree = _shell_tree(tmp_path)
     entry = trees.get(pkg.sha256, read_deb(store.path(pkg.sha256)))
     before = _data_files(entry.folder)
     base = tmp_path / "stage"
@@ -265,12 +271,7 @@ def test_a_step_on_an_overlay_root_is_cached_and_replayed_to_the_same_root(
     from xarch.run.cache import tree_digest as disk_digest
     from xarch.run.steps import StepSpec, run_stage_steps
 
-    busybox = need_tool("busybox")
-    store = Store(tmp_path / "store")
-    pkg = _locked(store, _deb(tmp_path))
-    trees = PackageTrees(store, sandbox.host_owner())
-    tree = _install(store, pkg, trees)
-    tree.add(Entry("usr/bin/sh", "file", 0o755, source=Path(busybox)))
+    store, pkg, trees, tree = _shell_tree(tmp_path)
     source = tmp_path / "src"
     source.mkdir()
     (source / "input").write_text("in\n")

@@ -116,18 +116,7 @@ class Snapshot:
         from xarch.run.overlay import upper_of
 
         upper = upper_of(Path(root))
-        if upper is not None:
-            return cls(_upper_stamps(upper))
-        stamps: dict[str, Stamp] = {}
-        top = os.fspath(root)
-        skip = len(top) + 1
-        for directory, dirnames, filenames in os.walk(top):
-            # os.walk's folders all start with TOP + "/": slicing is os.path.relpath without its cost.
-            prefix = directory[skip:] + "/" if directory != top else ""
-            for name in dirnames + filenames:
-                info = os.lstat(os.path.join(directory, name))
-                stamps[prefix + name] = (stat.S_IFMT(info.st_mode), info.st_ino, info.st_ctime_ns)
-        return cls(stamps)
+        return cls(_stamps(upper, overlay=True) if upper is not None else _stamps(root, overlay=False))
 
     def changes(self, after: Snapshot) -> tuple[list[str], list[str]]:
         """(changed or added paths, deleted paths) from self to AFTER, sorted.
@@ -150,19 +139,21 @@ WHITEOUT = -1
 OPAQUE_DIR = -2
 
 
-def _upper_stamps(upper: Path) -> dict[str, Stamp]:
+def _stamps(root: Path, overlay: bool) -> dict[str, Stamp]:
+    """The stamp of every entry below ROOT; OVERLAY: ROOT is an overlay's upper folder."""
     stamps: dict[str, Stamp] = {}
-    top = os.fspath(upper)
+    top = os.fspath(root)
     skip = len(top) + 1
     for directory, dirnames, filenames in os.walk(top):
+        # os.walk's folders all start with TOP + "/": slicing is os.path.relpath without its cost.
         prefix = directory[skip:] + "/" if directory != top else ""
         for name in dirnames + filenames:
             path = os.path.join(directory, name)
             info = os.lstat(path)
             kind = stat.S_IFMT(info.st_mode)
-            if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+            if overlay and stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
                 kind = WHITEOUT
-            elif stat.S_ISDIR(info.st_mode) and _opaque(path):
+            elif overlay and stat.S_ISDIR(info.st_mode) and _opaque(path):
                 kind = OPAQUE_DIR
             stamps[prefix + name] = (kind, info.st_ino, info.st_ctime_ns)
     return stamps
