@@ -10,6 +10,7 @@ steps left them.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import shutil
@@ -90,8 +91,7 @@ def materialize(tree: Tree, root: Path, farm_owner: int | None = None, make_root
             os.link(resolve_in_root(root, entry.linkname), target)
             continue
         elif farm_owner is not None and entry.source is not None and known_sha256(entry.source) is not None \
-                and _linkable(entry.source, entry.mode, farm_owner):
-            os.link(entry.source, target)
+                and _linkable(entry.source, entry.mode, farm_owner) and _linked(entry.source, target):
             continue
         else:
             if entry.data is None and entry.source is not None:
@@ -120,6 +120,18 @@ def hand_over_all(root: Path, owner: int) -> None:
             info = os.lstat(path)
             if info.st_uid != owner or info.st_gid != owner:
                 os.lchown(path, owner, owner)
+
+
+def _linked(source: Path, target: Path) -> bool:
+    """Hard-link TARGET to SOURCE; False when the file system refuses (too many links, another
+    file system): then the bytes are copied."""
+    try:
+        os.link(source, target)
+    except OSError as error:
+        if error.errno in (errno.EMLINK, errno.EXDEV, errno.EPERM):
+            return False
+        raise
+    return True
 
 
 def _linkable(source: Path, mode: int, owner: int) -> bool:
