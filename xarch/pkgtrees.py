@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xarch.store import Store
+from xarch.store import Store, file_sha256
 
 if TYPE_CHECKING:
     from xarch.oci.tree import Tree
@@ -238,7 +238,7 @@ def tree_digest(tree: Tree) -> str:
                 content = hashlib.sha256(entry.data).hexdigest()
             else:
                 assert entry.source is not None
-                content = known_sha256(entry.source) or _file_sha256(entry.source)
+                content = known_sha256(entry.source) or file_sha256(entry.source)
         record = [entry.path, entry.type, entry.mode, entry.linkname, content]
         hasher.update(json.dumps(record, ensure_ascii=True).encode() + b"\n")
     return hasher.hexdigest()
@@ -253,12 +253,4 @@ def farm_key(tree: Tree, owner: int) -> str:
         known = _KNOWN.get(entry.source) if entry.type == "file" and entry.source is not None else None
         if known is not None:
             hasher.update(f"{known[1]}\n".encode())
-    return hasher.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(chunk)
     return hasher.hexdigest()

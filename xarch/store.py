@@ -26,6 +26,15 @@ class DigestMismatch(InputError, ValueError):
     """Content whose sha256 is not the one it was asked to have."""
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of the file at PATH, read in CHUNK pieces (OSError when unreadable)."""
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
 def default_root() -> Path:
     explicit = os.environ.get("XARCH_CACHE")
     if explicit:
