@@ -7,6 +7,9 @@ image's own packages, and one per stage that has packages; a stage that may cros
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from xarch import platforms as platform_data
 from xarch.errors import BuildError
 from xarch.oci.store import Store
@@ -16,6 +19,9 @@ from xarch.recipe import LoadedRecipe
 from xarch.sources.debian.config import DebianSource, PackageSelection
 from xarch.sources.debian.lock import DEFAULT_SET, Lock, LockedPackage, has_packages, lock_matches, mirror_of
 from xarch.sources.debian.locking import lock_path, run_lock
+
+if TYPE_CHECKING:
+    from xarch.sources.debian.pkgtrees import PackageTrees
 
 IMAGE_SET = DEFAULT_SET
 
@@ -69,13 +75,28 @@ def ensure_lock(loaded: LoadedRecipe, locked: bool, store: Store, reporter: Repo
     return lock
 
 
+def package_trees(store: Store) -> PackageTrees:
+    """The cache of unpacked package trees in STORE, its files owned by the host id a step's uid 0
+    is (xarch.run.sandbox.host_owner), so a stage root's overlay shows them as the step's own."""
+    from xarch.run.sandbox import SandboxUnavailable, host_owner
+    from xarch.sources.debian.pkgtrees import PackageTrees
+
+    try:
+        owner = host_owner()
+    except SandboxUnavailable:  # a bad XARCH_SANDBOX_ID: an image without steps needs none
+        owner = None
+    return PackageTrees(store, owner)
+
+
 def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
                 platform: platform_data.Platform, store: Store, epoch: int, reporter: Reporter,
-                build: platform_data.Platform | None = None) -> None:
+                build: platform_data.Platform | None = None,
+                fetch_say: Callable[[str], None] | None = None) -> None:
     """Fetch (verified) and unpack one package set of PLATFORM into TREE; no scripts run.
 
     With BUILD: the set's cross root for PLATFORM built on BUILD (both architectures'
-    packages; dpkg's database names BUILD's architecture native)."""
+    packages; dpkg's database names BUILD's architecture native). FETCH_SAY: where download
+    lines go (default REPORTER.info)."""
     from xarch.sources.debian.fetch import fetch_packages
     from xarch.sources.debian.install import install_packages
 
@@ -83,9 +104,9 @@ def install_set(tree: Tree, loaded: LoadedRecipe, lock: Lock, set_name: str,
         entries = lock.entries(platform.name, set_name)
     else:
         entries = lock.cross_entries(platform.name, build.name, set_name)
-    fetch_packages(entries, mirror_of(sources(loaded)), store, say=reporter.info)
+    fetch_packages(entries, mirror_of(sources(loaded)), store, say=fetch_say or reporter.info)
     native = build.debian_arch if build is not None else platform.debian_arch
-    report = install_packages(tree, entries, store, epoch, native=native)
+    report = install_packages(tree, entries, store, epoch, native=native, trees=package_trees(store))
     reporter.detail(f"[{platform.name}] {set_name}: {len(report.installed)} packages unpacked")
     for line in report.lines():
         reporter.scripts(f"[{platform.name}] {set_name}: {line}")

@@ -27,6 +27,7 @@ from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe
 from xarch.run.options import BuildOptions
+from xarch.run.overlay import stage_mounts
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
@@ -227,8 +228,10 @@ def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
 
     Raises what build_platform raises; nothing is written outside the store."""
     images: list[Image] = []
-    # Stage roots live here until every layer is written (tree entries point into them).
-    with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, reporter.tasks() as board:
+    # Stage roots live here until every layer is written (tree entries point into them); they may
+    # be overlay mounts (xarch.run.overlay), unmounted before the folder goes.
+    with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, stage_mounts(), \
+            reporter.tasks() as board:
         task = board.add(f"building {inputs.loaded.recipe.name}", len(inputs.platforms))
 
         def one(platform: Platform) -> Image:

@@ -27,12 +27,14 @@ from xarch.oci.tree import Entry, Tree
 from xarch.progress import Reporter
 from xarch.recipe import CopySpec, LoadedRecipe, StageSpec, is_root, stage_order
 from xarch.run.buildx import BuildxStage, build_stage
-from xarch.run.cache import StepCache, tree_digest
+from xarch.run.cache import StepCache
 from xarch.run.cross import add_cross_files
 from xarch.run.options import mask
-from xarch.run.rootfs import harvest, harvest_tree, materialize
+from xarch.run.rootfs import harvest, harvest_tree
 from xarch.run.secretmount import secret_files
+from xarch.run.stageroot import Recorder, assemble, load_record, mount_farm, record_key, save_record
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
+from xarch.sources.debian.pkgtrees import tree_digest
 
 if TYPE_CHECKING:
     from xarch.build.pipeline import PlatformBuild
@@ -174,23 +176,35 @@ class StageRunner:
         base = self.workdir / f"{self.platform.slug}-{name}"
         root = base / "root"
         root.mkdir(parents=True)
-        stage_tree = Tree()
-        if spec.packages is not None or build is not None:
-            assert self.lock is not None
-            # cross: the host's architecture runs the tools, the target's packages sit beside them.
-            install_set(stage_tree, self.loaded, self.lock, name, self.platform, self.store, self.epoch,
-                        self.reporter, build=build)
-        if build is not None:
-            add_cross_files(stage_tree, self.platform, self.epoch)
-        if spec.python is not None:
-            self._python(name, strategy, stage_tree)
-        add_file_specs(self.loaded, stage_tree, spec.files, self.platform, ("stages", name, "files"))
-        self.copy_into(stage_tree, list(spec.copy_), f"stages.{name}.copy")
-        if spec.python is not None:
-            from xarch.build.python_stages import check_stage_interpreter
+        key = self._root_key(name, spec, build)
+        record = load_record(self.store, key) if key is not None else None
+        if record is not None and mount_farm(self.store, record.farm, base, root):
+            for method, line in record.said:  # what making this root said, said again
+                getattr(self.reporter, method)(line)
+            root_digest = record.digest
+        else:
+            recorder = Recorder(self.reporter)
+            stage_tree = Tree()
+            if spec.packages is not None or build is not None:
+                assert self.lock is not None
+                # cross: the host's architecture runs the tools, the target's packages sit beside them.
+                install_set(stage_tree, self.loaded, self.lock, name, self.platform, self.store, self.epoch,
+                            recorder, build=build, fetch_say=self.reporter.info)  # type: ignore[arg-type]
+            if build is not None:
+                add_cross_files(stage_tree, self.platform, self.epoch)
+            if spec.python is not None:
+                self._python(name, strategy, stage_tree)
+            add_file_specs(self.loaded, stage_tree, spec.files, self.platform, ("stages", name, "files"))
+            self.copy_into(stage_tree, list(spec.copy_), f"stages.{name}.copy")
+            if spec.python is not None:
+                from xarch.build.python_stages import check_stage_interpreter
 
-            check_stage_interpreter(stage_tree, self.loaded, name, self.platform)
-        materialize(stage_tree, root)
+                check_stage_interpreter(stage_tree, self.loaded, name, self.platform)
+            lower = assemble(stage_tree, self.store, base, root)
+            # The root's digest from its tree: cached package files are not read again (pkgtrees).
+            root_digest = tree_digest(stage_tree)
+            if key is not None and lower is not None:
+                save_record(self.store, key, stage_tree, lower, recorder.said)
         if spec.steps and not os.path.lexists(root / "bin" / "sh"):
             raise BuildError(f"stage '{name}' ({self.platform.name}, {strategy}) has no /bin/sh to run its "
                              f"steps: add a shell package (e.g. dash) to stages.{name}.packages")
@@ -198,7 +212,7 @@ class StageRunner:
             source = base / "src"
             # Only what the stage declares it reads (its inputs) is in /src and in the key.
             copy_stage_inputs(self.loaded, name, spec, source)
-            inputs = {"root": tree_digest(root)}
+            inputs = {"root": root_digest}
             steps = [StepSpec(step.run, step.network, tuple(step.env.items()), tuple(step.secrets),
                               tuple(step.ca_certificates), f"stages.{name}.steps[{index}]")
                      for index, step in enumerate(spec.steps)]
@@ -223,6 +237,29 @@ class StageRunner:
             raise BuildError(f"stage {name!r}: xarch.lock has no python wheels for it; run `xarch lock`")
         install_stage_python(stage_tree, self.loaded, name, lock, self.lock, self.platform, self.store,
                              self.reporter)
+
+    def _root_key(self, name: str, spec: StageSpec, build: platform_data.Platform | None) -> str | None:
+        """The key of stage NAME's root record (xarch.run.stageroot) when its root is made of locked
+        packages alone (no files:, copy: or python:) and may be an overlay; else None (the root is
+        made every time)."""
+        from xarch.build.packages import selections
+        from xarch.run import overlay
+        from xarch.run.sandbox import host_owner
+
+        selection = selections(self.loaded).get(name)
+        if (not overlay.available() or spec.files or spec.copy_ or spec.python is not None
+                or self.lock is None or (spec.packages is None and build is None)
+                or (selection is not None and selection.maintainer_scripts == "run")):
+            return None
+        if build is None:
+            entries = self.lock.entries(self.platform.name, name)
+        else:
+            entries = self.lock.cross_entries(self.platform.name, build.name, name)
+        return record_key({
+            "stage": name, "selection": repr(selection), "platform": repr(self.platform),
+            "build": repr(build), "epoch": self.epoch, "owner": host_owner(),
+            "packages": [[p.name, p.version, p.architecture, p.sha256] for p in entries],
+        })
 
     def _buildx_stage(self, name: str, spec: StageSpec) -> BuildxStage:
         assert spec.dockerfile is not None

@@ -99,14 +99,13 @@ class Snapshot:
 
     @classmethod
     def of(cls, root: Path) -> Snapshot:
-        stamps: dict[str, Stamp] = {}
-        for directory, dirnames, filenames in os.walk(root):
-            for name in dirnames + filenames:
-                path = os.path.join(directory, name)
-                info = os.lstat(path)
-                stamp = (stat.S_IFMT(info.st_mode), info.st_ino, info.st_ctime_ns)
-                stamps[os.path.relpath(path, root)] = stamp
-        return cls(stamps)
+        """The stamps under ROOT. An overlay stage root (xarch.run.overlay) changes only in its
+        upper folder, so only that is walked: a whiteout (a deleted path) and an opaque folder
+        (one made anew over a lower folder) get stamp types of their own (see changes)."""
+        from xarch.run.overlay import upper_of
+
+        upper = upper_of(Path(root))
+        return cls(_stamps(upper, overlay=True) if upper is not None else _stamps(root, overlay=False))
 
     def changes(self, after: Snapshot) -> tuple[list[str], list[str]]:
         """(changed or added paths, deleted paths) from self to AFTER, sorted.
@@ -114,11 +113,46 @@ class Snapshot:
         An entry whose type changed is both deleted and added, so that replaying
         removes the old one (a directory cannot be overwritten by a file) first.
         """
-        changed = sorted(p for p, s in after.stamps.items() if self.stamps.get(p) != s)
-        deleted = sorted(
-            p for p, s in self.stamps.items() if p not in after.stamps or after.stamps[p][0] != s[0]
-        )
-        return changed, deleted
+        changed = sorted(p for p, s in after.stamps.items() if self.stamps.get(p) != s and s[0] != WHITEOUT)
+        deleted = {p for p, s in self.stamps.items() if p not in after.stamps or after.stamps[p][0] != s[0]}
+        # Overlay roots: a new whiteout is a deleted path; a folder that became opaque was deleted
+        # too, so the replay removes the old folder (and all below it) before making the new one.
+        deleted |= {p for p, s in after.stamps.items()
+                    if s[0] in (WHITEOUT, OPAQUE_DIR) and self.stamps.get(p, (0,))[0] != s[0]}
+        return changed, sorted(deleted)
+
+
+# Stamp types of an overlay's upper folder beside S_IFMT's: a whiteout (a character device 0/0
+# hides a lower path) and an opaque folder (it hides everything of the lower folder below it).
+WHITEOUT = -1
+OPAQUE_DIR = -2
+
+
+def _stamps(root: Path, overlay: bool) -> dict[str, Stamp]:
+    """The stamp of every entry below ROOT; OVERLAY: ROOT is an overlay's upper folder."""
+    stamps: dict[str, Stamp] = {}
+    top = os.fspath(root)
+    skip = len(top) + 1
+    for directory, dirnames, filenames in os.walk(top):
+        # os.walk's folders all start with TOP + "/": slicing is os.path.relpath without its cost.
+        prefix = directory[skip:] + "/" if directory != top else ""
+        for name in dirnames + filenames:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            kind = stat.S_IFMT(info.st_mode)
+            if overlay and stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+                kind = WHITEOUT
+            elif overlay and stat.S_ISDIR(info.st_mode) and _opaque(path):
+                kind = OPAQUE_DIR
+            stamps[prefix + name] = (kind, info.st_ino, info.st_ctime_ns)
+    return stamps
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 _TAR_OPTIONS = ("--numeric-owner", "--xattrs", "--xattrs-include=*", "--format=posix")

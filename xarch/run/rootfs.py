@@ -10,8 +10,10 @@ steps left them.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
+import shutil
 import stat
 from pathlib import Path
 
@@ -51,14 +53,34 @@ def resolve_in_root(root: Path, relative: str, follow_last: bool = False) -> Pat
     return root.joinpath(*current)
 
 
-def materialize(tree: Tree, root: Path) -> None:
-    """Write every entry of TREE under ROOT (which must exist)."""
+def materialize(tree: Tree, root: Path, farm_owner: int | None = None, make_root: bool = False) -> None:
+    """Write every entry of TREE under ROOT (which must exist, unless MAKE_ROOT).
+
+    FARM_OWNER (a host uid): ROOT is an overlayfs lower layer (xarch.run.overlay), never
+    written after this. A file whose bytes are in the cache of unpacked package trees, with
+    the entry's mode and owned by FARM_OWNER, becomes a hard link to them (no data copied);
+    everything else made here is handed to FARM_OWNER, so the step may write it (through
+    the overlay's copy-up).
+    """
+    from xarch.sources.debian.pkgtrees import known_sha256
+
+    if make_root:
+        root.mkdir(mode=0o755)
+        if farm_owner is not None:
+            os.lchown(root, farm_owner, farm_owner)
     deferred_dirs: list[tuple[Path, Entry]] = []
+    real_dirs = {""}  # tree paths made here as folders: their children need no symlink walk
     for entry in tree:  # sorted by path: parents before children
-        target = resolve_in_root(root, entry.path)
+        parent = posixpath.dirname(entry.path)
+        if parent in real_dirs:
+            target = root / entry.path
+        else:
+            target = resolve_in_root(root, entry.path)
         if entry.type == "dir":
             target.mkdir(parents=True, exist_ok=True)
             deferred_dirs.append((target, entry))
+            if target == root / entry.path:
+                real_dirs.add(entry.path)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if os.path.lexists(target):
@@ -68,12 +90,53 @@ def materialize(tree: Tree, root: Path) -> None:
         elif entry.type == "hardlink":
             os.link(resolve_in_root(root, entry.linkname), target)
             continue
+        elif farm_owner is not None and entry.source is not None and known_sha256(entry.source) is not None \
+                and _linkable(entry.source, entry.mode, farm_owner) and _linked(entry.source, target):
+            continue
         else:
-            target.write_bytes(entry.read())
+            if entry.data is None and entry.source is not None:
+                shutil.copyfile(entry.source, target)  # in the kernel (copy_file_range), a reflink if it can
+            else:
+                target.write_bytes(entry.read())
+            if farm_owner is not None:
+                os.lchown(target, farm_owner, farm_owner)  # before the mode: chown clears set-id bits
             os.chmod(target, entry.mode)
+            continue
+        if farm_owner is not None:
+            os.lchown(target, farm_owner, farm_owner)
     # Folders last: a read-only folder mode must not stop its own children being written.
     for target, entry in reversed(deferred_dirs):
+        if farm_owner is not None:
+            os.lchown(target, farm_owner, farm_owner)
         os.chmod(target, entry.mode)
+
+
+def hand_over_all(root: Path, owner: int) -> None:
+    """Make OWNER own everything under ROOT (a farm being made: the cached files it links are
+    OWNER's already, see materialize)."""
+    for folder, dirs, files in os.walk(root):
+        for name in (".", *dirs, *files):
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if info.st_uid != owner or info.st_gid != owner:
+                os.lchown(path, owner, owner)
+
+
+def _linked(source: Path, target: Path) -> bool:
+    """Hard-link TARGET to SOURCE; False when the file system refuses (too many links, another
+    file system): then the bytes are copied."""
+    try:
+        os.link(source, target)
+    except OSError as error:
+        if error.errno in (errno.EMLINK, errno.EXDEV, errno.EPERM):
+            return False
+        raise
+    return True
+
+
+def _linkable(source: Path, mode: int, owner: int) -> bool:
+    info = os.lstat(source)
+    return stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == mode and info.st_uid == owner
 
 
 def _entry_from_disk(path: Path, image_path: str, links: HardLinks | None = None) -> Entry | None:

@@ -166,11 +166,20 @@ def hand_over(root: Path) -> None:
     """
     if not is_root():
         return
+    from xarch.run.overlay import upper_of
+
     owner = sandbox_id()
-    for folder, dirs, files in os.walk(root):
+    # An overlay stage root's lower layer is the sandbox id's already (xarch.run.overlay): only
+    # what was written since, all in the upper folder, needs a look (through the mount point).
+    upper = upper_of(Path(root))
+    top = os.fspath(upper if upper is not None else root)
+    for folder, dirs, files in os.walk(top):
         for name in (".", *dirs, *files):
-            path = os.path.join(folder, name)
-            info = os.lstat(path)
+            path = os.path.join(os.fspath(root), os.path.relpath(os.path.join(folder, name), top))
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue  # an overlay whiteout: the path is deleted in ROOT
             if info.st_uid != owner or info.st_gid != owner:
                 os.lchown(path, owner, owner)
 

@@ -14,11 +14,15 @@ import tarfile
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from debian.deb822 import Deb822
 
 from xarch.oci.tree import Entry, Tree, TreeError, normalize_path
 from xarch.sources.debian.errors import UnpackError
+
+if TYPE_CHECKING:
+    from xarch.sources.debian.pkgtrees import PackageTree
 
 AR_MAGIC = b"!<arch>\n"
 AR_HEADER = 60
@@ -143,29 +147,48 @@ class Unpacked:
     paths: list[str] = field(default_factory=list)  # as the package names them, for .list
 
 
+def open_data(deb: Deb) -> tarfile.TarFile:
+    """DEB's data.tar, decompressed (UnpackError when it cannot be read)."""
+    return _open_tar(deb.data_name, deb.data_blob, deb.what)
+
+
 def unpack(deb: Deb, tree: Tree, merged_usr: bool = True, path_filter: PathFilter | None = None,
-           origin: str = "") -> Unpacked:
+           origin: str = "", unpacked: PackageTree | None = None) -> Unpacked:
     """Add DEB's data.tar to TREE (later packages replace earlier files, as with dpkg).
 
     ORIGIN labels the regular files for error messages (e.g. "package busybox 1.35 (arm64)").
+    UNPACKED: DEB's data.tar from the cache of unpacked trees (sources/debian/pkgtrees.py): the same members
+    placed the same way, each file's bytes named by its cached path (Entry.source) instead of
+    decompressed again.
     """
     result = Unpacked()
-    with _open_tar(deb.data_name, deb.data_blob, deb.what) as tar:
+    if unpacked is not None:
+        for member in unpacked.members:
+            _unpack_one(deb, tree, member.info, member.data, merged_usr, path_filter, origin, result)
+        return result
+    with open_data(deb) as tar:
         for info in tar:
-            try:
-                package_path = normalize_path(info.name)
-            except TreeError:
-                message = f"{deb.what}: member {info.name!r} escapes the image root; refused"
-                raise UnpackError(message) from None
-            if not package_path or (path_filter is not None and not path_filter.keeps(package_path)):
-                continue
-            result.paths.append(package_path)
-            _place(deb, tree, tar, info, package_path, merged_usr, path_filter, origin)
+            _unpack_one(deb, tree, info, tar, merged_usr, path_filter, origin, result)
     return result
 
 
-def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, path: str,
+def _unpack_one(deb: Deb, tree: Tree, info: tarfile.TarInfo, content: tarfile.TarFile | Path | None,
+                merged_usr: bool, path_filter: PathFilter | None, origin: str, result: Unpacked) -> None:
+    try:
+        package_path = normalize_path(info.name)
+    except TreeError:
+        message = f"{deb.what}: member {info.name!r} escapes the image root; refused"
+        raise UnpackError(message) from None
+    if not package_path or (path_filter is not None and not path_filter.keeps(package_path)):
+        return
+    result.paths.append(package_path)
+    _place(deb, tree, content, info, package_path, merged_usr, path_filter, origin)
+
+
+def _place(deb: Deb, tree: Tree, content: tarfile.TarFile | Path | None, info: tarfile.TarInfo, path: str,
            merged_usr: bool, path_filter: PathFilter | None = None, origin: str = "") -> None:
+    """Place one member; a regular file's bytes come from CONTENT: the open data.tar, or the
+    member's file in the cache of unpacked trees."""
     what = f"{deb.what}: {path}"
     if info.ischr() or info.isblk() or info.isfifo():
         # Refused, not dropped: Debian policy forbids them in packages, so one is a sign of
@@ -216,9 +239,13 @@ def _place(deb: Deb, tree: Tree, tar: tarfile.TarFile, info: tarfile.TarInfo, pa
             link_target = original.linkname
         tree.add(Entry(target, "hardlink", mode, uid, gid, mtime, linkname=link_target, origin=origin))
     elif info.isfile():
-        extracted = tar.extractfile(info)
-        data = extracted.read() if extracted else b""
-        tree.add(Entry(target, "file", mode, uid, gid, mtime, data=data, origin=origin))
+        if isinstance(content, Path):
+            tree.add(Entry(target, "file", mode, uid, gid, mtime, source=content, origin=origin))
+        else:
+            assert content is not None
+            extracted = content.extractfile(info)
+            data = extracted.read() if extracted else b""
+            tree.add(Entry(target, "file", mode, uid, gid, mtime, data=data, origin=origin))
     else:
         raise UnpackError(f"{what}: unsupported tar member type {info.type!r}")
 

@@ -12,6 +12,8 @@ import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
 
 from xarch.oci.store import Store
 from xarch.oci.tree import Entry, Tree, path_bytes
@@ -21,6 +23,9 @@ from xarch.sources.debian.dpkgdb import dpkg_order
 from xarch.sources.debian.effects import Effects, reproduce
 from xarch.sources.debian.errors import UnpackError
 from xarch.sources.debian.lock import LockedPackage
+
+if TYPE_CHECKING:
+    from xarch.sources.debian.pkgtrees import PackageTrees
 
 DPKG = "var/lib/dpkg"
 INFO_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")  # kept in info/ by dpkg
@@ -95,13 +100,15 @@ class InstallReport:
 
 def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store: Store, epoch: int,
                      merged_usr: bool = True, path_filter: PathFilter | None = None,
-                     native: str | None = None) -> InstallReport:
+                     native: str | None = None, trees: PackageTrees | None = None) -> InstallReport:
     """Unpack every package (in lock order) into TREE and write what their scripts would have.
 
     The .debs must be in STORE already (fetch_packages); they were verified on entry.
     PATH_FILTER drops paths as dpkg's --path-exclude does (docs, man pages, locales).
     NATIVE: dpkg's native architecture of the root; packages of any other architecture
     (a multiarch root) are listed in /var/lib/dpkg/arch as dpkg --add-architecture does.
+    TREES: the cache of unpacked package trees (xarch.sources.debian.pkgtrees): each data.tar is decompressed
+    once, and TREE's files name their cached bytes by path; without it they are read into memory.
     """
     report = InstallReport()
     debs: list[tuple[LockedPackage, Deb, list[str]]] = []
@@ -110,13 +117,20 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
     for pkg in locked_entries:
         if not store.has(pkg.sha256):
             raise UnpackError(f"{pkg.label} is not in the store {store.root}; fetch it first")
-        deb = read_deb(store.path(pkg.sha256), what=f"{pkg.name}_{pkg.version}_{pkg.architecture}.deb")
+        what = f"{pkg.name}_{pkg.version}_{pkg.architecture}.deb"
+        cached = None
+        if trees is not None:
+            # The .deb is read only when its tree is not cached yet; the entry keeps its control files.
+            cached = trees.get(pkg.sha256, partial(read_deb, store.path(pkg.sha256), what))
+            deb = Deb(what, dict(cached.control_files), "", b"")
+        else:
+            deb = read_deb(store.path(pkg.sha256), what=what)
         control = deb.control
         if control.get("Package") != pkg.name or control.get("Version") != pkg.version:
             raise UnpackError(f"{deb.what}: control says {control.get('Package')} {control.get('Version')}, "
                               f"the lock {pkg.name} {pkg.version}")
         unpacked = unpack(deb, tree, merged_usr=merged_usr, path_filter=path_filter,
-                          origin=package_origin(pkg))
+                          origin=package_origin(pkg), unpacked=cached)
         debs.append((pkg, deb, unpacked.paths))
         report.installed.append(pkg.label)
         report.skipped += [(pkg.name, script) for script in deb.scripts]
