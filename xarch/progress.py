@@ -1,4 +1,8 @@
-"""Progress for long work: rich bars on a terminal, plain lines in CI and pipes.
+"""Progress for long work: rich bars on a terminal, plain lines in CI and pipes; the one reporter.
+
+Every command reports through a Reporter: what a build does (info/detail), counted tasks
+(`tasks()`), a step's output, and bytes moved to and from registries (`transfers()`, which the
+registry code sees as xarch.registry.progress.BlobProgress).
 
 Build steps: on a terminal (and not CI) the running step has a line of its own with the last
 LIVE_LINES lines of its output under it (rich's live display), and one line stays when it
@@ -14,10 +18,21 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import IO
 
 from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.text import Text
 
 from xarch.visible import visible
@@ -46,19 +61,23 @@ class _StepProgress(Progress):
                        overflow="ellipsis")
 
 
-def interactive() -> bool:
-    """True when stderr is a terminal and CI is not set: bars and live output, else plain lines."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
+def interactive(stream: IO[str] | None = None) -> bool:
+    """True when STREAM (stderr) is a terminal and CI is not set: bars and live output, else lines."""
+    return (stream or sys.stderr).isatty() and not os.environ.get("CI")
 
 
 class Reporter:
     """Where build steps say what they do; quiet=True keeps only errors."""
 
-    def __init__(self, quiet: bool = False, verbose: bool = False, show_scripts: bool = False) -> None:
+    def __init__(self, quiet: bool = False, verbose: bool = False, show_scripts: bool = False,
+                 stream: IO[str] | None = None) -> None:
         self.quiet = quiet
         self.verbose = verbose
         self.show_scripts = show_scripts  # --show-scripts: maintainer scripts not run, what xarch made
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.stream = stream  # None: stderr
+        # emoji=False: `:name:` in a file name or digest label is text, never an emoji.
+        self.console = Console(file=stream, stderr=stream is None, highlight=False, soft_wrap=True,
+                               emoji=False)
         self._progress: Progress | None = None
         self._step: TaskID | None = None
 
@@ -110,12 +129,18 @@ class Reporter:
             return
         self.console.print(f"[{prefix}] {line}", markup=False, highlight=False)
 
+    def transfers(self) -> TransferBoard:
+        """Byte progress of blobs sent or fetched (xarch.registry.progress.BlobProgress): a bar per
+        blob (bytes, speed) on an interactive terminal, one `LABEL: NOTE` line per finished blob
+        otherwise, nothing when quiet. Call close() when the transfer ends."""
+        return TransferBoard(self)
+
     @contextmanager
     def tasks(self) -> Iterator[TaskBoard]:
         """A TaskBoard for counted work for the duration of the `with`: bars on an interactive
         terminal, plain lines otherwise (none when quiet).
         """
-        if self.quiet or not interactive():
+        if self.quiet or not interactive(self.stream):
             yield TaskBoard(None, self)
             return
         columns = (TextColumn("{task.description}"), BarColumn(), _CountColumn(),
@@ -152,3 +177,41 @@ class TaskBoard:
             self.progress.advance(TaskID(task))
         elif note:
             self.reporter.info(f"{self._names.get(task, '')}: {note}")
+
+
+class TransferBoard:
+    """Bytes moved per blob, shown the way the Reporter shows everything (see Reporter.transfers)."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.bars: Progress | None = None
+        if not reporter.quiet and interactive(reporter.stream):
+            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), console=reporter.console, transient=False)
+            self.bars.start()
+        self.tasks: dict[str, TaskID] = {}
+
+    def start(self, label: str, total: int) -> None:
+        """A blob LABEL of TOTAL bytes starts: a bar on a terminal, nothing on a line display."""
+        if self.bars is not None:
+            self.tasks[label] = self.bars.add_task(label, total=total)
+
+    def advance(self, label: str, amount: int) -> None:
+        """AMOUNT more bytes of LABEL moved (a label never started is ignored)."""
+        if self.bars is not None and label in self.tasks:
+            self.bars.advance(self.tasks[label], amount)
+
+    def finish(self, label: str, note: str) -> None:
+        """LABEL is done; NOTE says how ("sent 3 MB", "already there, skipped")."""
+        if self.bars is None:
+            self.reporter.info(f"{label}: {note}")
+            return
+        task = self.tasks.get(label)
+        if task is None:
+            task = self.tasks[label] = self.bars.add_task(label, total=1)
+        self.bars.update(task, description=f"{label} {note}", completed=self.bars.tasks[task].total)
+
+    def close(self) -> None:
+        """Stop the live display, leaving the finished bars on screen."""
+        if self.bars is not None:
+            self.bars.stop()

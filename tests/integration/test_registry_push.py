@@ -20,10 +20,11 @@ from tests.support.registry import (
     published_digests,
 )
 from xarch.oci.layout import LayoutError
+from xarch.progress import TransferBoard
 from xarch.registry.client import Settings
 from xarch.registry.errors import RegistryError, RegistryUsageError
 from xarch.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
-from xarch.registry.progress import LineProgress, RichProgress, progress_for
+from xarch.registry.progress import progress_for
 from xarch.registry.pull import fetch_image, pull_layout
 from xarch.registry.push import push_layout
 
@@ -41,7 +42,7 @@ def test_push_two_platforms_skopeo_reads_exact_index(registry: Registry, tmp_pat
     layout = make_layout(tmp_path / "layout", ["amd64", "arm64"], tag="v1")
     lines = tmp_path / "progress.txt"
     with lines.open("w") as stream:
-        result = push_layout(layout.path, f"{registry.host}/demo/app", progress=LineProgress(stream))
+        result = push_layout(layout.path, f"{registry.host}/demo/app", progress=progress_for(stream))
 
     assert skopeo_raw(f"{registry.host}/demo/app:v1") == layout.index_bytes  # the layout's tag is used
     for name, manifest in layout.manifests.items():
@@ -302,7 +303,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(registry: Registry,
     layout = make_layout(tmp_path / "layout", ["amd64"], big_layer=2 * MiB)
     terminal = _Terminal()
     progress = progress_for(terminal)
-    assert isinstance(progress, RichProgress)
+    assert isinstance(progress, TransferBoard) and progress.bars is not None
     push_layout(layout.path, f"{registry.host}/demo/bar:v1", settings=Settings(chunk_size=MiB),
                 progress=progress)
     assert "sent 2.1 MB" in terminal.getvalue() and "━" in terminal.getvalue()

@@ -8,8 +8,8 @@ import io
 
 import pytest
 
-from xarch.progress import Reporter
-from xarch.registry.progress import LineProgress, QuietProgress, progress_for
+from xarch.progress import Reporter, TransferBoard
+from xarch.registry.progress import QuietProgress, progress_for
 
 
 def test_plain_lines_in_ci(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,10 +41,34 @@ def test_quiet_keeps_nothing(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_pipe_gets_one_line_per_finished_blob() -> None:
     stream = io.StringIO()
     progress = progress_for(stream)
-    assert isinstance(progress, LineProgress)
+    assert isinstance(progress, TransferBoard) and progress.bars is None  # the one reporter, as lines
     progress.start("sha256:abc", 100)
     progress.advance("sha256:abc", 50)
     progress.finish("sha256:abc", "pushed")
     progress.close()
     assert stream.getvalue() == "sha256:abc: pushed\n"
     assert isinstance(progress_for(stream, quiet=True), QuietProgress)
+
+
+def test_a_terminal_gets_a_bar_per_blob(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    stream = Terminal()
+    progress = progress_for(stream)
+    assert isinstance(progress, TransferBoard) and progress.bars is not None
+    progress.start("sha256:abc", 100)
+    progress.advance("sha256:abc", 100)
+    progress.finish("sha256:abc", "sent 100 B")
+    progress.close()
+    assert "sha256:abc sent 100 B" in stream.getvalue() and "━" in stream.getvalue()
+
+
+def test_text_is_printed_as_it_is_never_as_markup_or_emoji() -> None:
+    """A file name, tag or digest label may hold `:name:` or `[tag]`: rich must not turn them into
+    an emoji or a style."""
+    stream = io.StringIO()
+    Reporter(stream=stream).info("etc/a:smile:b [bold]x[/bold] sha256:abc:")
+    assert stream.getvalue() == "etc/a:smile:b [bold]x[/bold] sha256:abc:\n"

@@ -30,7 +30,7 @@ def diff_command(a: str, b: str, platform: str | None, as_json: bool, remote: Re
     """
     reporter = Reporter(quiet=quiet or as_json)
     result = diff_paths(a, b, platform, remote.settings(*_registry_refs(a, b)), reporter.info)
-    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty(),
+    console = Console(highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty(),
                       width=None if sys.stdout.isatty() else 200)
     print_diff(result, as_json, console)
     if not result.identical:

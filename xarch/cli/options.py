@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 # A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+# emoji=False: text from images and registries (`:name:` in a tag or path) is printed as it is.
+stdout = Console(highlight=False, emoji=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 recipe_option = click.option(

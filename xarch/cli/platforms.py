@@ -66,7 +66,7 @@ def platforms_command(setup: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"host": host.oci, "platforms": [row.to_json() for row in rows]}, indent=2))
         return
-    console = Console()
+    console = Console(emoji=False)
     console.print(_table(rows, host.name))
     for line in _fixes(rows):
         console.print(line, highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from xarch.errors import InputError
 from xarch.oci.digest import platform_name
@@ -31,6 +32,7 @@ from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef
 from xarch.registry.layout_source import layout_folder, read_layout
 from xarch.registry.mediatypes import media_type_of
 from xarch.registry.pull import fetch_image
+from xarch.visible import visible
 
 INDEX = "index"
 SAME, DIFFERS = "same", "differs"
@@ -278,13 +280,15 @@ def print_against(report: AgainstReport, as_json: bool, console: Console) -> Non
     if as_json:
         console.print_json(json.dumps(report.to_json(), sort_keys=True))
         return
-    table = Table(title=f"xarch verify --against {report.against} ({report.kind})", title_justify="left")
+    table = Table(title=Text(visible(f"xarch verify --against {report.against} ({report.kind})")),
+                  title_justify="left")
     # Four columns: two full digests fit a 200-column pipe; each difference's detail follows below.
     for column in ("platform", "rebuilt here", "published", "result"):
         table.add_column(column, overflow="fold")
     for row in report.rows:
         outcome = row.status if row.status in ACCEPTED else row.status.upper()
-        table.add_row(row.platform, row.local or "-", row.published or "-", outcome)
+        table.add_row(*(Text(visible(cell)) for cell in (row.platform, row.local or "-", row.published or "-",
+                                                           outcome)))
     console.print(table)
     if report.identical:
         console.print("the published image is what this recipe builds", highlight=False)
@@ -292,5 +296,5 @@ def print_against(report: AgainstReport, as_json: bool, console: Console) -> Non
     console.print(f"does NOT match: {len(report.differences)} difference(s)", highlight=False)
     for row in report.differences:  # each on its own line, whatever the table's width
         where = row.platform if row.platform == INDEX else f"{row.platform} entry"
-        console.print(f"  {row.status.upper()}: {where} {row.published or row.local} {row.detail}".rstrip(),
-                      highlight=False)
+        line = f"  {row.status.upper()}: {where} {row.published or row.local} {row.detail}".rstrip()
+        console.print(visible(line), highlight=False, markup=False)

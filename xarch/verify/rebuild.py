@@ -25,6 +25,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from xarch.errors import BuildError, InputError, Verdict, XarchError
 from xarch.oci.layout import LayoutReader
@@ -32,6 +33,7 @@ from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe, resolve_epoch
 from xarch.summary import platform_name
+from xarch.visible import visible
 
 TOP_DIFFERENCES = 5
 OTHER_HOSTNAME = "xarch-verify-elsewhere"
@@ -515,7 +517,9 @@ def print_report(report: VerifyReport, as_json: bool, console: Console) -> None:
     for result in report.results:
         outcome = result.status if result.status in ACCEPTED else result.status.upper()
         detail = ", ".join(result.changed) if result.changed else result.note
-        table.add_row(result.name, result.description, outcome, detail or "-")
+        # Text cells: a difference's detail holds file names from the images, never rich markup.
+        cells = (result.name, result.description, outcome, detail or "-")
+        table.add_row(*(Text(visible(cell)) for cell in cells))
     console.print(table)
     for key, digest in report.reference.items():
         console.print(f"reference {key}: {digest}", highlight=False)

@@ -56,7 +56,7 @@ def _download_all(missing: list[LockedPackage], base_url: Callable[[LockedPackag
     total = sum(p.size for p in missing)
     bar: AbstractContextManager[Progress | None] = (
         Progress(TextColumn("fetching .debs"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                 console=Console(stderr=True), transient=True)
+                 console=Console(stderr=True, emoji=False), transient=True)
         if show_bar else nullcontext(None)
     )
     with bar as progress:
