@@ -126,7 +126,7 @@ def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], plat
     Modes as git stores them unless the spec gives one, mtimes dropped, owners from the spec;
     folders walked by `select` (.xarchignore applies). Raises RecipeError (exit 2) for a bad
     source (expand_source), a FIFO/socket/device in a folder, a file copied to `/`, or a
-    destination the tree refuses (TreeError)."""
+    destination the tree refuses (TreeError); InputError (exit 2) for a bad .xarchignore."""
     for index, spec in enumerate(specs):
         if spec.platforms is not None and platform.name not in spec.platforms:
             continue
@@ -163,7 +163,7 @@ def _field(loaded: LoadedRecipe, loc: Loc) -> Iterator[None]:
 def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = None) -> Tree:
     """Add the recipe's own contents for PLATFORM to TREE (a new one by default): `directories:`,
     `files:` (add_file_specs), then `symlinks:`; returns TREE. Raises RecipeError (exit 2)
-    naming file:line and field for a path or entry the tree refuses."""
+    naming file:line and field for a path or entry the tree refuses, else as add_file_specs."""
     recipe = loaded.recipe
     tree = tree if tree is not None else Tree()
     for index, directory in enumerate(recipe.directories):

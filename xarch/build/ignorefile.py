@@ -169,7 +169,7 @@ def _read_ignore_file(path: Path) -> str | None:
 
 def inputs_matcher(patterns: Sequence[str], where: str) -> Matcher:
     """A stage's `inputs:` globs (same syntax as `.xarchignore`, relative to its `source:`);
-    raises InputError (exit 2) naming WHERE:index for a bad pattern."""
+    raises InputError (exit 2) naming WHERE:N (the Nth pattern) for a bad one."""
     return _matcher(list(patterns), where)
 
 

@@ -51,7 +51,7 @@ def split_layers(tree: Tree, specs: list[LayerSpec]) -> list[tuple[str, list[Ent
     SPECS (the recipe's `layers:`): first matching glob wins (xarch/oci/pathglob.py), the last
     layer takes the rest; none: split by origin into DEFAULT_KINDS, or one "main" layer. Each
     layer gets its entries' parent folders; a hard link into another layer becomes a copy of
-    its file. Raises nothing (the recipe checks the globs)."""
+    its file. Raises nothing (every glob compiles)."""
     if specs:
         assigned: list[dict[str, Entry]] = [{} for _ in specs]
         for entry in tree:
