@@ -38,7 +38,7 @@ class PlatformRow:
 def check_platform(platform: Platform, host: Platform) -> PlatformRow:
     """Which strategies can run PLATFORM's steps on HOST now: native only for the host's own
     platform; cross needs cross data (cross.toolchain_problem) and the sandbox; emulate needs
-    qemu-user-static with a binfmt_misc entry and the sandbox. Only reads; raises nothing
+    qemu-user-static with a binfmt_misc entry and the sandbox. Only reads; raises no XarchError
     (OSError from an unreadable /proc/sys/fs/binfmt_misc file propagates)."""
     isolation = isolation_problem()
     checks: list[StrategyCheck] = []
