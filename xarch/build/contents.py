@@ -30,7 +30,11 @@ Loc = tuple[str | int, ...]
 
 
 def expand_source(loaded: LoadedRecipe, loc: Loc, spec: FileSpec, platform: Platform) -> Path:
-    """The source path of the file spec at LOC for PLATFORM, checked to exist in the recipe folder."""
+    """The source path of the file spec at LOC for PLATFORM, checked to exist in the recipe folder.
+
+    `{name}` placeholders in `src` are PLATFORM's (str.format_map). Raises RecipeError (exit 2)
+    naming file:line and `src` for an unknown or bad placeholder, a path outside the recipe
+    folder, a missing source, or one that is neither a regular file nor a folder."""
     src_loc = (*loc, "src")
     try:
         relative = spec.src.format_map(platform.placeholders())
@@ -53,6 +57,8 @@ def expand_source(loaded: LoadedRecipe, loc: Loc, spec: FileSpec, platform: Plat
 
 
 def all_file_specs(loaded: LoadedRecipe) -> list[tuple[Loc, FileSpec]]:
+    """Every `files:` entry of the recipe, the image's then each stage's in recipe order, as
+    (location in the recipe, e.g. ("stages", "build", "files", 0), spec). Raises nothing."""
     specs: list[tuple[Loc, FileSpec]] = [(("files", i), f) for i, f in enumerate(loaded.recipe.files)]
     for name, stage in loaded.recipe.stages.items():
         specs += [(("stages", name, "files", i), f) for i, f in enumerate(stage.files)]
@@ -60,7 +66,9 @@ def all_file_specs(loaded: LoadedRecipe) -> list[tuple[Loc, FileSpec]]:
 
 
 def check_sources(loaded: LoadedRecipe, platforms: tuple[Platform, ...]) -> None:
-    """Check every platform's sources exist before the build begins (and says so)."""
+    """Check every platform's sources exist before the build begins (and says so).
+
+    Raises RecipeError (exit 2) for the first bad source, as expand_source."""
     for platform in platforms:
         for loc, spec in all_file_specs(loaded):
             if spec.platforms is None or platform.name in spec.platforms:
@@ -113,7 +121,12 @@ def _kind(mode: int) -> str:
 
 def add_file_specs(loaded: LoadedRecipe, tree: Tree, specs: list[FileSpec], platform: Platform,
                    loc: Loc) -> None:
-    """Copy the files and folders SPECS name (at LOC in the recipe) into TREE for PLATFORM."""
+    """Copy the files and folders SPECS name (at LOC in the recipe) into TREE for PLATFORM.
+
+    Modes as git stores them unless the spec gives one, mtimes dropped, owners from the spec;
+    folders walked by `select` (.xarchignore applies). Raises RecipeError (exit 2) for a bad
+    source (expand_source), a FIFO/socket/device in a folder, a file copied to `/`, or a
+    destination the tree refuses (TreeError); InputError (exit 2) for a bad .xarchignore."""
     for index, spec in enumerate(specs):
         if spec.platforms is not None and platform.name not in spec.platforms:
             continue
@@ -148,7 +161,9 @@ def _field(loaded: LoadedRecipe, loc: Loc) -> Iterator[None]:
 
 
 def recipe_tree(loaded: LoadedRecipe, platform: Platform, tree: Tree | None = None) -> Tree:
-    """Add the recipe's own contents for PLATFORM to TREE (a new one by default)."""
+    """Add the recipe's own contents for PLATFORM to TREE (a new one by default): `directories:`,
+    `files:` (add_file_specs), then `symlinks:`; returns TREE. Raises RecipeError (exit 2)
+    naming file:line and field for a path or entry the tree refuses, else as add_file_specs."""
     recipe = loaded.recipe
     tree = tree if tree is not None else Tree()
     for index, directory in enumerate(recipe.directories):

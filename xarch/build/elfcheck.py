@@ -72,7 +72,8 @@ def _structs(elf_class: int, data: int) -> ELFStructs:
 
 def read_header(head: bytes) -> ElfHeader | None:
     """The ELF header at the start of HEAD (its first 64 bytes suffice); None when HEAD is not
-    ELF, or too short or malformed to be loaded as code."""
+    ELF, or too short or malformed to be loaded as code. Follows the System V gABI "ELF
+    Header" (e_ident EI_CLASS/EI_DATA/EI_OSABI, e_type, e_machine, e_flags); raises nothing."""
     if not head.startswith(ELF_MAGIC) or len(head) < 6 or head[4] not in (1, 2) or head[5] not in (1, 2):
         return None  # EI_CLASS and EI_DATA must be 1 or 2 (ELFCLASS32/64, ELFDATA2LSB/MSB)
     try:
@@ -85,7 +86,8 @@ def read_header(head: bytes) -> ElfHeader | None:
 
 
 def describe(kind: ElfKind) -> str:
-    """"linux/amd64 code (Advanced Micro Devices X86-64, 64-bit little-endian)"."""
+    """"linux/amd64 code (Advanced Micro Devices X86-64, 64-bit little-endian)": the platform
+    whose `elf:` facts match KIND (else "code for …"), e_machine named by pyelftools. Raises nothing."""
     machine = describe_e_machine(kind.machine)
     if machine.startswith("<unknown"):
         machine = kind.machine
@@ -95,7 +97,11 @@ def describe(kind: ElfKind) -> str:
 
 
 def mismatch(header: ElfHeader, platform: Platform) -> str | None:
-    """Why code with HEADER cannot be part of PLATFORM's image, or None when it can."""
+    """Why code with HEADER cannot be part of PLATFORM's image, or None when it can.
+
+    Checks, in order, (e_machine, EI_CLASS, EI_DATA) against the platform's kind and `also`,
+    EI_OSABI against its `osabi`, e_flags against its `refuse_flags`; ET_CORE/ET_NONE and a
+    platform without `elf:` facts always pass. Raises nothing."""
     facts = platform.elf
     if facts is None or header.type in ("ET_CORE", "ET_NONE"):  # a core dump, no file type: not code
         return None
@@ -112,6 +118,9 @@ def mismatch(header: ElfHeader, platform: Platform) -> str | None:
 
 @dataclass(frozen=True)
 class Finding:
+    """One ELF file a platform cannot run: image path, origin (e.g. "copy[0]", a package's
+    origin, "" when unknown) and the reason (mismatch's text)."""
+
     path: str  # image path, no leading "/"
     origin: str
     reason: str
@@ -122,7 +131,8 @@ def foreign_files(tree: Tree, platform: Platform, allowed: Iterable[str] = (),
     """Every regular file of TREE that is ELF code PLATFORM cannot run, in path order.
 
     ALLOWED: image-path globs (layers' syntax) never checked; EXEMPT_ORIGINS: entry origins
-    never checked (the files of `Architecture: all` packages).
+    never checked (the files of `Architecture: all` packages). Reads the first 64 bytes
+    (HEADER_SIZE) of each regular file; raises OSError only if a file source cannot be read.
     """
     patterns = list(allowed)
     found = []
@@ -144,6 +154,8 @@ def check_image(loaded: LoadedRecipe, tree: Tree, platform: Platform, lock: Lock
 
         xarch.yaml:31: copy[0]: /usr/lib/x.so (from build:/out) is linux/amd64 code (…),
         the image is linux/arm64 (…); if deliberate, add the path to foreign_code
+
+    ForeignCode is a BuildError (exit 2); LOCK's `Architecture: all` packages are exempt.
     """
     recipe = loaded.recipe
     packages = lock.entries(platform.name, IMAGE_SET) if lock and recipe.packages is not None else []

@@ -64,7 +64,8 @@ def _anchored(line: str) -> str | None:
 
 
 def compile_patterns(lines: Iterable[str], where: str) -> pathspec.PathSpec:
-    """Compile `.dockerignore`-style LINES; InputError names WHERE (file:line) for a bad one."""
+    """Compile `.dockerignore`-style LINES (module docstring) into one anchored gitignore
+    PathSpec; raises InputError (exit 2) naming WHERE:line for a NUL byte or a bad pattern."""
     patterns: list[str] = []
     for number, line in enumerate(lines, start=1):
         if "\x00" in line:
@@ -88,6 +89,8 @@ class Matcher:
     negates: bool
 
     def matches(self, relative: str) -> bool:
+        """Whether RELATIVE (POSIX, below the recipe folder; a folder ends in "/") is matched,
+        gitignore-style: the last matching pattern wins, `!` re-includes. Raises nothing."""
         return bool(self.spec.match_file(relative))
 
 
@@ -165,7 +168,8 @@ def _read_ignore_file(path: Path) -> str | None:
 
 
 def inputs_matcher(patterns: Sequence[str], where: str) -> Matcher:
-    """A stage's `inputs:` globs (same syntax as `.xarchignore`, relative to its `source:`)."""
+    """A stage's `inputs:` globs (same syntax as `.xarchignore`, relative to its `source:`);
+    raises InputError (exit 2) naming WHERE:N (the Nth pattern) for a bad one."""
     return _matcher(list(patterns), where)
 
 
@@ -178,7 +182,8 @@ def select(folder: Path, start: Path, ignore: Matcher, inputs: Matcher | None = 
     INPUTS is given and does not match it relative to START. A folder is kept when it is kept
     itself or holds a kept path. FIFOs, sockets and devices are never source: SPECIAL (relative
     path, st_mode) is called for each one IGNORE does not match (`files:` refuses them), else they
-    are left out. START must lie within FOLDER."""
+    are left out. START must lie within FOLDER (else ValueError, a bug); OSError from the walk
+    propagates; SPECIAL's own exception too."""
     prefix = start.relative_to(folder).as_posix()
     prefix = "" if prefix == "." else prefix + "/"
     order: list[str] = []  # every candidate, in walk order
@@ -217,7 +222,9 @@ def _mark_parents(relative: str, marked: set[str]) -> None:
 
 
 def copy_selected(start: Path, paths: Sequence[str], target: Path) -> None:
-    """Copy PATHS (select's answer for START) to TARGET: files with their mode bits, symlinks as links."""
+    """Copy PATHS (select's answer for START) to TARGET: files with their mode bits, symlinks as links.
+
+    TARGET and missing parents are created; OSError (e.g. ENOSPC, an existing path) propagates."""
     target.mkdir(parents=True, exist_ok=True)
     for relative in paths:
         source, destination = start / relative, target / relative
@@ -236,7 +243,9 @@ def stage_inputs(loaded: LoadedRecipe, name: str, spec: StageSpec) -> tuple[Path
 
     Default (no `inputs:`): everything in `source:` (the recipe folder unless set) that neither
     `.xarchignore` nor the built-in ignores leave out, without the recipe and its lock. With
-    `inputs:`: only the paths its globs match (relative to `source:`), still minus the ignored."""
+    `inputs:`: only the paths its globs match (relative to `source:`), still minus the ignored.
+    Raises RecipeError (exit 2) for a `source:` outside the recipe folder or missing, InputError
+    (exit 2) for a bad `.xarchignore` or `inputs:` pattern."""
     folder = loaded.folder.resolve()
     start = (loaded.folder / spec.source).resolve()
     if start != folder and folder not in start.parents:
@@ -250,6 +259,7 @@ def stage_inputs(loaded: LoadedRecipe, name: str, spec: StageSpec) -> tuple[Path
 
 
 def copy_stage_inputs(loaded: LoadedRecipe, name: str, spec: StageSpec, target: Path) -> None:
-    """Copy what stage NAME reads (stage_inputs) to TARGET, which becomes its /src."""
+    """Copy what stage NAME reads (stage_inputs) to TARGET, which becomes its /src; raises as
+    stage_inputs and copy_selected."""
     start, paths = stage_inputs(loaded, name, spec)
     copy_selected(start, paths, target)

@@ -46,6 +46,12 @@ def origin_kind(entry: Entry) -> int | None:
 
 
 def split_layers(tree: Tree, specs: list[LayerSpec]) -> list[tuple[str, list[Entry]]]:
+    """TREE as [(layer name, entries)] in layer order, empty layers left out (module docstring).
+
+    SPECS (the recipe's `layers:`): first matching glob wins (xarch/oci/pathglob.py), the last
+    layer takes the rest; none: split by origin into DEFAULT_KINDS, or one "main" layer. Each
+    layer gets its entries' parent folders; a hard link into another layer becomes a copy of
+    its file. Raises nothing (every glob compiles)."""
     if specs:
         assigned: list[dict[str, Entry]] = [{} for _ in specs]
         for entry in tree:

@@ -28,12 +28,16 @@ class OutputError(InputError):
 
 @dataclass(frozen=True)
 class OutputSpec:
+    """One `--output KIND:PATH` (KIND in KINDS), parsed; str() gives it back as typed."""
+
     kind: str
     path: Path
     text: str = field(default="", compare=False)  # as the user typed it (Path drops a trailing /.)
 
     @classmethod
     def parse(cls, text: str) -> OutputSpec:
+        """`oci:DIR`, `oci-archive:FILE` or `docker-archive:FILE` (split at the first ":"); raises
+        OutputError (exit 2) for an unknown kind or an empty path. The path is not checked here."""
         kind, sep, path = text.partition(":")
         if not sep or kind not in KINDS or not path:
             expected = "oci:DIR, oci-archive:FILE or docker-archive:FILE"
@@ -99,7 +103,8 @@ def _is_layout(folder: Path) -> bool:
 def check_outputs(specs: list[OutputSpec], built: tuple[Platform, ...], docker_platform: Platform,
                   recipe: Path | None = None) -> None:
     """Refuse, before anything is built or written, outputs the build cannot fill or that would
-    destroy data (check_target; RECIPE is the recipe file)."""
+    destroy data (check_target; RECIPE is the recipe file). Raises OutputError (exit 2), also
+    when a docker-archive is asked for and DOCKER_PLATFORM is not among BUILT."""
     for spec in specs:
         check_target(spec, recipe)
     wants_docker = any(spec.kind == "docker-archive" for spec in specs)
@@ -110,6 +115,8 @@ def check_outputs(specs: list[OutputSpec], built: tuple[Platform, ...], docker_p
 
 
 def image_for(artifact: Artifact, platform: Platform) -> Image:
+    """The image of ARTIFACT whose OCI platform (image-index `platform` object) is PLATFORM's;
+    raises OutputError (exit 2) naming the built platforms when there is none."""
     for image in artifact.images:
         if image.platform == platform.oci_platform():
             return image

@@ -51,8 +51,8 @@ def settle(tree: Tree, loaded: LoadedRecipe | None = None) -> list[tuple[str, st
     """Move every entry of TREE whose folders pass through a symlink to a folder of the
     tree to where that link leads; the (old, new) paths moved, in path order.
 
-    Raises BrokenTree (one line, naming the recipe item when LOADED is given) for a
-    whiteout name.
+    Raises BrokenTree (exit 2; one line, naming the recipe item when LOADED is given) for a
+    whiteout name (`.wh.` prefix, OCI image spec "Whiteouts" in layer.md).
     """
     moved: list[tuple[str, str]] = []
     for path in sorted(tree.entries, key=path_bytes):

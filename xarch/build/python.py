@@ -62,6 +62,8 @@ def image_part(loaded: LoadedRecipe) -> Part:
 
 
 def lock_file(loaded: LoadedRecipe) -> Path:
+    """The recipe's lock: `xarch.lock` beside the recipe file (absolute; may not exist yet);
+    raises nothing."""
     return loaded.path.resolve().parent / "xarch.lock"
 
 
@@ -131,7 +133,10 @@ def full_version(debian: Lock | None, platform: str, version: str, debian_set: s
 def resolve_python(
     loaded: LoadedRecipe, debian: Lock | None, say: Callable[[str], None], part: Part | None = None
 ) -> PythonLock:
-    """Resolve PART (default: the image's python section) for every platform (uv, see resolve.py)."""
+    """Resolve PART (default: the image's python section) for every platform (uv, see resolve.py).
+
+    Raises RecipeError (exit 2) for bad requirements or an unknown Python/glibc version,
+    WheelResolveError (exit 2) when no wheel fits, NetworkError (exit 4), HostError (exit 3) without uv."""
     part = part or image_part(loaded)
     spec = part.spec
     requirements = read_requirements(spec, loaded.folder, loaded.path, part.field)
@@ -147,6 +152,9 @@ def resolve_python(
 def lock_drift(
     loaded: LoadedRecipe, lock: PythonLock | None, debian: Lock | None, part: Part | None = None
 ) -> list[str]:
+    """Why LOCK (its python section, or a stage's wheels) no longer fits PART, one phrase each
+    (xarch/sources/python/lock.py drift); [] when current. Raises RecipeError (exit 2) for bad
+    requirements or an unknown Python/glibc version (targets)."""
     part = part or image_part(loaded)
     if lock is None:
         return ["xarch.lock has no python section" if part.debian_set == IMAGE_SET
@@ -158,7 +166,10 @@ def lock_drift(
 def ensure_python_lock(
     loaded: LoadedRecipe, debian: Lock | None, locked: bool, reporter: Reporter
 ) -> PythonLock | None:
-    """The python section to build from: resolved when missing or stale, unless LOCKED."""
+    """The python section to build from: resolved when missing or stale (and written to
+    xarch.lock), unless LOCKED; None when the recipe has no python section. Raises BuildError
+    (exit 2) for a stale lock under --locked, PythonLockError (exit 2) for a malformed one, else
+    as resolve_python."""
     if loaded.recipe.python is None:
         return None
     path = lock_file(loaded)
@@ -183,7 +194,10 @@ def install_python(
     store: Store,
     reporter: Reporter,
 ) -> None:
-    """Fetch (verified) and install PLATFORM's wheels into TREE; nothing of them runs."""
+    """Fetch (verified) and install PLATFORM's wheels into TREE; nothing of them runs.
+
+    Raises WheelFetchError (exit 4) when a wheel cannot be fetched or its sha256 differs from
+    the lock, WheelInstallError (exit 2) for a malformed wheel (PyPA RECORD, wheel spec)."""
     from xarch.sources.python.install import fetch_wheels, install_wheels
 
     spec = loaded.recipe.python
@@ -198,7 +212,8 @@ def install_python(
 
 
 def check_interpreter(tree: Tree, loaded: LoadedRecipe, platform: Platform) -> None:
-    """The interpreter the scripts name is in the finished tree (from packages, files or a copy)."""
+    """The interpreter the scripts name is in the finished tree (from packages, files or a copy);
+    else RecipeError (exit 2) naming `python.interpreter`."""
     spec = loaded.recipe.python
     assert spec is not None
     if spec.interpreter not in tree:

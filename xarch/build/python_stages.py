@@ -56,7 +56,9 @@ def resolve_stage(
     loaded: LoadedRecipe, debian: Lock | None, name: str, say: Callable[[str], None]
 ) -> PythonLock:
     """Resolve stage NAME's python section for every platform. The resolver's errors keep their
-    class (exit code) and name the stage's field: `stages.gen.python: onlyamd has no wheel for arm64 …`."""
+    class (exit code) and name the stage's field: `stages.gen.python: onlyamd has no wheel for arm64 …`:
+    WheelResolveError and NoResolver (exit 2), HostError without uv (exit 3), NetworkError
+    (exit 4); RecipeError (exit 2) for bad requirements or an unknown Python/glibc version."""
     part = stage_parts(loaded)[name]
     try:
         return resolve_python(loaded, debian, say, part)
@@ -67,7 +69,8 @@ def resolve_stage(
 
 def stage_drift(loaded: LoadedRecipe, locks: dict[str, PythonLock], debian: Lock | None) -> list[str]:
     """What differs between LOCKS (xarch.lock's python_stages) and the recipe, one phrase each,
-    each naming its stage (`stage gen: python requirements changed`)."""
+    each naming its stage (`stage gen: python requirements changed`); [] when current. Raises
+    RecipeError (exit 2) as lock_drift."""
     found: list[str] = []
     parts = stage_parts(loaded)
     for name, part in parts.items():
@@ -80,7 +83,8 @@ def stage_drift(loaded: LoadedRecipe, locks: dict[str, PythonLock], debian: Lock
 def lock_stages(
     loaded: LoadedRecipe, debian: Lock | None, say: Callable[[str], None]
 ) -> dict[str, PythonLock]:
-    """Resolve every stage's python section and write xarch.lock's python_stages section."""
+    """Resolve every stage's python section and write xarch.lock's python_stages section (other
+    sections kept); stage name → lock. Raises as resolve_stage; OSError when the lock cannot be written."""
     locks = {name: resolve_stage(loaded, debian, name, say) for name in stage_parts(loaded)}
     dump_stage_sections(lock_file(loaded), locks)
     return locks
@@ -114,7 +118,10 @@ def install_stage_python(
     store: Store,
     reporter: Reporter,
 ) -> None:
-    """Fetch (sha256 checked) and install stage NAME's wheels for PLATFORM into the stage's TREE."""
+    """Fetch (sha256 checked) and install stage NAME's wheels for PLATFORM into the stage's TREE.
+
+    Raises WheelFetchError (exit 4) for a wheel not fetched or not matching the lock's sha256,
+    WheelInstallError (exit 2) for a malformed wheel (PyPA RECORD, wheel spec)."""
     from xarch.sources.python.install import fetch_wheels, install_wheels
 
     part = stage_parts(loaded)[name]
@@ -127,7 +134,8 @@ def install_stage_python(
 
 
 def check_stage_interpreter(tree: Tree, loaded: LoadedRecipe, name: str, platform: Platform) -> None:
-    """The interpreter stage NAME's scripts name is in its root (from its packages, files or copy)."""
+    """The interpreter stage NAME's scripts name is in its root (from its packages, files or copy);
+    else RecipeError (exit 2) naming `stages.NAME.python.interpreter`."""
     part = stage_parts(loaded)[name]
     if part.spec.interpreter not in tree:
         raise loaded.error(

@@ -51,7 +51,8 @@ class ScriptFailed(BuildError):
 
 def calls(tree: Tree, packages: Sequence[LockedPackage]) -> list[tuple[str, str, str, list[str]]]:
     """(package, architecture, script path, arguments) in the order dpkg runs them on a
-    fresh install; the scripts are those kept in /var/lib/dpkg/info (install.py)."""
+    fresh install (Debian Policy 6.5: `preinst install`, then `postinst configure ""`);
+    the scripts are those kept in /var/lib/dpkg/info (install.py). Raises nothing."""
     found = []
     for script, args in (("preinst", ["install"]), ("postinst", ["configure", ""])):
         for pkg in packages:
@@ -63,7 +64,10 @@ def calls(tree: Tree, packages: Sequence[LockedPackage]) -> list[tuple[str, str,
 
 
 def shell_text(tree: Tree, packages: Sequence[LockedPackage]) -> str:
-    """The shell text that runs every script (see module doc); the first failure ends it."""
+    """The shell text that runs every script (see module doc); the first failure ends it.
+
+    Sets the DPKG_* variables dpkg exports to maintainer scripts (dpkg(1), ENVIRONMENT)
+    and a noninteractive debconf. Raises nothing."""
     dpkg = next((p.version for p in packages if p.name == "dpkg"), "")
     lines = [
         "set -e",
@@ -86,8 +90,9 @@ def shell_text(tree: Tree, packages: Sequence[LockedPackage]) -> str:
 def run_maintainer_scripts(tree: Tree, packages: Sequence[LockedPackage], platform: Platform, epoch: int,
                            log: Callable[[str], None]) -> int:
     """Run the scripts of PACKAGES (already in TREE) and take their changes back into TREE;
-    the number of scripts run. ScriptFailed (exit 2), SandboxUnavailable or
-    EmulationUnavailable (exit 3)."""
+    the number of scripts run. EPOCH (seconds since 1970) is SOURCE_DATE_EPOCH and every
+    changed entry's mtime. Raises ScriptFailed (exit 2) with the script's last output lines,
+    BuildError (exit 2) without /bin/sh, SandboxUnavailable or EmulationUnavailable (exit 3)."""
     from xarch import platforms
     from xarch.run import qemu
     from xarch.run.chroot import run_in_rootfs

@@ -43,7 +43,9 @@ def _text(value: Any, what: str) -> str | None:
 
 def merged_config(loaded: LoadedRecipe, base: dict[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments for xarch.oci.image.RuntimeConfig: the recipe's `config:` over BASE
-    (a Docker image Config object; None or {}: the recipe's alone)."""
+    (a Docker image Config object; None or {}: the recipe's alone). Merge rules: module doc,
+    following Dockerfile semantics (ENTRYPOINT resets CMD) and the OCI image-spec config fields.
+    Raises BuildError (exit 2) naming the field when BASE holds a value of the wrong JSON type."""
     spec = loaded.recipe.config
     base = base or {}
     where = f"config.from ({spec.from_})"

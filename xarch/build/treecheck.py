@@ -21,7 +21,8 @@ class BrokenTree(BuildError):
 
 
 def recipe_locs(loaded: LoadedRecipe) -> dict[str, tuple[str | int, ...]]:
-    """Entry origins that are recipe items ("files[0]", "copy[2]") → their place in the recipe."""
+    """Entry origins that are recipe items ("files[0]", "copy[2]") → their place in the recipe
+    (keys and indexes, as LoadedRecipe.error takes them). Raises nothing."""
     recipe = loaded.recipe
     counts = {"files": len(recipe.files), "directories": len(recipe.directories),
               "symlinks": len(recipe.symlinks), "copy": len(recipe.copy_)}
@@ -31,7 +32,8 @@ def recipe_locs(loaded: LoadedRecipe) -> dict[str, tuple[str | int, ...]]:
 
 def origin_error(loaded: LoadedRecipe, origin: str, message: str) -> str:
     """MESSAGE prefixed with where ORIGIN is: "xarch.yaml:12: copy[0]: …" for a recipe item,
-    "xarch.yaml:7: packages: package busybox 1.35 (arm64): …" for a package's file."""
+    "xarch.yaml:7: packages: package busybox 1.35 (arm64): …" for a package's file. Returns the
+    text for the caller's error; raises nothing."""
     loc = recipe_locs(loaded).get(origin)
     if loc is not None:
         return format_error(loaded.path, loaded.positions.line_of(loc), loc, message)
@@ -47,7 +49,8 @@ def _describe(entry: Entry) -> str:
 
 
 def check_extractable(loaded: LoadedRecipe, tree: Tree) -> None:
-    """BrokenTree for the first entry below a non-folder, or hard link to a non-file, in TREE."""
+    """Raise BrokenTree (exit 2) for the first entry of TREE (path order) below a non-folder, or
+    hard link to a non-file, naming the recipe field it came from (origin_error)."""
     entries = tree.entries
     for entry in tree:
         parent = posixpath.dirname(entry.path)

@@ -31,6 +31,10 @@ class BinfmtError(HostError):
 
 @dataclass(frozen=True)
 class BinfmtEntry:
+    """One registered binfmt_misc entry as /proc/sys/fs/binfmt_misc/<name> shows it: name
+    ("qemu-aarch64"), enabled, interpreter path and flags letters ("OCF"; kernel docs
+    admin-guide/binfmt-misc.rst)."""
+
     name: str
     enabled: bool
     interpreter: str
@@ -68,15 +72,20 @@ class BinfmtStatus:
 
 
 def entry_name(platform: Platform) -> str:
+    """The binfmt_misc entry name qemu-user-static registers for PLATFORM: "qemu-" + its
+    `qemu:` CPU name ("qemu-aarch64"), as Debian's /usr/share/binfmts files name it."""
     return f"qemu-{platform.qemu}"
 
 
 def is_mounted(root: Path = BINFMT_DIR) -> bool:
+    """Whether the binfmt_misc file system is mounted at ROOT: its `status` and `register`
+    control files exist. Raises nothing."""
     return (root / "status").exists() and (root / "register").exists()
 
 
 def parse_entry(name: str, text: str) -> BinfmtEntry:
-    """Parse one /proc/sys/fs/binfmt_misc/<name> file."""
+    """Parse one /proc/sys/fs/binfmt_misc/<name> file: first line "enabled"/"disabled", then
+    `interpreter PATH` and `flags: LETTERS` lines (other lines ignored). Raises nothing."""
     lines = text.splitlines()
     enabled = bool(lines) and lines[0].strip() == "enabled"
     interpreter = ""
@@ -90,6 +99,8 @@ def parse_entry(name: str, text: str) -> BinfmtEntry:
 
 
 def read_entry(name: str, root: Path = BINFMT_DIR) -> BinfmtEntry | None:
+    """Entry NAME under ROOT (parse_entry), or None when it is not registered. OSError other
+    than a missing file (e.g. EACCES) propagates."""
     try:
         return parse_entry(name, (root / name).read_text())
     except FileNotFoundError:
@@ -97,6 +108,9 @@ def read_entry(name: str, root: Path = BINFMT_DIR) -> BinfmtEntry | None:
 
 
 def status(platform: Platform, root: Path = BINFMT_DIR) -> BinfmtStatus:
+    """What the kernel does now with PLATFORM's ELF binaries: ROOT mounted, its `status` file
+    "enabled", and PLATFORM's entry (entry_name). Read only; OSError from an unreadable file
+    propagates."""
     name = entry_name(platform)
     if not is_mounted(root):
         return BinfmtStatus(name=name, mounted=False, globally_enabled=False, entry=None)
@@ -125,6 +139,8 @@ def _write(path: Path, text: str, what: str) -> None:
 
 
 def mount(root: Path = BINFMT_DIR) -> None:
+    """`mount -t binfmt_misc binfmt_misc ROOT`. Raises BinfmtError (exit 3) when not root or
+    when mount fails (its last stderr line)."""
     _require_root("mounting binfmt_misc")
     _run(local["mount"]["-t", "binfmt_misc", "binfmt_misc", str(root)], f"mounting binfmt_misc at {root}")
 
@@ -141,7 +157,9 @@ def register_line(name: str, fields: dict[str, str]) -> str:
     """The line written to binfmt_misc/register for an update-binfmts format file.
 
     Written by hand only for hosts without update-binfmts (binfmt-support): the kernel's
-    register syntax is `:name:type:offset:magic:mask:interpreter:flags`.
+    register syntax is `:name:type:offset:magic:mask:interpreter:flags` (kernel docs
+    admin-guide/binfmt-misc.rst). FIELDS: the format file's `key value` lines (update-binfmts(8));
+    raises BinfmtError (exit 3) when a field holds the ':' separator, KeyError without `interpreter`.
     """
     flags = "F" if fields.get("fix_binary") == "yes" else ""
     flags += "P" if fields.get("preserve") == "yes" else ""
@@ -157,12 +175,16 @@ def register_line(name: str, fields: dict[str, str]) -> str:
 
 
 def format_file(platform: Platform) -> Path:
-    """qemu-user-static's update-binfmts description of the entry (magic, mask, interpreter, flags)."""
+    """qemu-user-static's update-binfmts description of the entry (magic, mask, interpreter, flags):
+    /usr/share/binfmts/qemu-<cpu>; the path only, it may not exist. Raises nothing."""
     return BINFMTS_FORMATS_DIR / entry_name(platform)
 
 
 def enable(platform: Platform, root: Path = BINFMT_DIR) -> None:
-    """Register and enable qemu-<name>: through update-binfmts when present, else directly."""
+    """Register and enable qemu-<name>: through update-binfmts when present, else directly.
+
+    An entry already registered is re-enabled by writing "1" to it. Raises BinfmtError (exit 3)
+    when not root, without qemu-user-static's format file, or when a write or update-binfmts fails."""
     _require_root("registering binfmt_misc entries")
     name = entry_name(platform)
     description = format_file(platform)
@@ -184,7 +206,8 @@ def ensure_binfmt(
 ) -> dict[str, BinfmtStatus]:
     """Status of each platform's entry; with SETUP, first mount, enable and register what is missing.
 
-    Returns the status per platform name after any set-up.
+    Returns the status per platform name after any set-up. Raises BinfmtError (exit 3) when
+    set-up is needed and fails (mount, enable); without SETUP only reads (OSError propagates).
     """
     if setup:
         if not is_mounted(root):

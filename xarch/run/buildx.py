@@ -72,6 +72,8 @@ def build_stage(
 
     WORKDIR keeps the content of large files, which the returned trees reference: it must
     live as long as they do. Platforms are built in turn; the first failure stops the rest.
+    Raises BuildxError (exit 2) for an unknown platform, a missing Dockerfile or context, or a
+    failed build; BuildxMissing (exit 3) without docker, buildx or a Docker engine.
     """
     docker = docker or find_docker()
     _check_stage(stage)
@@ -93,7 +95,9 @@ def build_with_buildx(
     log: Callable[[str], None] | None = None,
     docker: str | None = None,
 ) -> Tree:
-    """One `docker buildx build --platform OCI_PLATFORM --output type=tar`, as a Tree."""
+    """One `docker buildx build --platform OCI_PLATFORM --output type=tar`, as a Tree (tree_from_tar;
+    large files kept under WORKDIR/content). Raises BuildxError (exit 2) when the build fails or
+    writes no tar, BuildxMissing (exit 3) without docker/buildx or an engine."""
     docker = docker or find_docker()
     workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="buildx-", dir=workdir) as scratch:
@@ -105,7 +109,8 @@ def build_with_buildx(
 
 
 def find_docker() -> str:
-    """The docker client, checked to have the buildx plugin."""
+    """The docker client's path (first `docker` on PATH), checked to have the buildx plugin
+    (`docker buildx version` exits 0); else BuildxMissing (exit 3)."""
     docker = shutil.which("docker")
     if docker is None:
         raise BuildxMissing("docker is not installed (scripts/setup-host installs docker.io)")
@@ -117,6 +122,10 @@ def find_docker() -> str:
 
 
 def buildx_command(docker: str, stage: BuildxStage, oci_platform: str, dest: Path) -> list[str]:
+    """The argv of `docker buildx build` for STAGE on OCI_PLATFORM ("linux/arm64"), exporting the
+    final stage's filesystem as a tar at DEST (buildx `--output type=tar,dest=`), without
+    provenance; build args and secrets sorted by key, SOURCE_DATE_EPOCH added as a build arg
+    unless STAGE sets it (BuildKit's reproducible-builds convention). Raises nothing."""
     command = [docker, "buildx", "build"]
     if stage.builder:
         command += ["--builder", stage.builder]
@@ -144,7 +153,9 @@ def buildx_command(docker: str, stage: BuildxStage, oci_platform: str, dest: Pat
 
 
 def run_buildx(command: list[str], oci_platform: str, log: Callable[[str], None] | None) -> None:
-    """Run buildx, passing its output through; on failure raise one error with its last lines."""
+    """Run buildx, passing its output through (to LOG, prefixed "[OCI_PLATFORM] ", else stderr);
+    on failure raise one error with its last lines (up to ERROR_TAIL_LINES): BuildxError (exit 2),
+    or BuildxMissing (exit 3) when no Docker engine answers."""
     if _stderr_is_tty() and log is None:
         # buildx draws its own live progress on a terminal, and shows its error there.
         result = subprocess.run(command, stdin=subprocess.DEVNULL)
@@ -173,7 +184,9 @@ def tree_from_tar(tar_path: Path, content_dir: Path) -> Tree:
     """The filesystem in a buildx tar as a Tree: modes, owners and link targets kept;
     mtimes, owner names, device nodes, FIFOs and xattrs dropped.
 
-    Large files are copied to CONTENT_DIR under their sha256 and referenced from there.
+    Files over INLINE_LIMIT (64 KiB) are copied to CONTENT_DIR under their sha256 and
+    referenced from there. Raises BuildxError (exit 2) for a tar Python's tarfile cannot read
+    or an entry the Tree refuses; OSError when CONTENT_DIR cannot be written.
     """
     tree = Tree()
     try:

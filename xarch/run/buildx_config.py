@@ -22,7 +22,8 @@ from xarch.run.buildx import BuildxError, BuildxStage, buildx_command, find_dock
 
 
 def builder_driver(docker: str, builder: str | None) -> str:
-    """The driver of BUILDER (None: the current one): "docker", "docker-container", "remote", …"""
+    """The driver of BUILDER (None: the current one): "docker", "docker-container", "remote", …,
+    from the `Driver:` line of `docker buildx inspect`; BuildxError (exit 2) when it has none."""
     command = [docker, "buildx", "inspect", *([builder] if builder else [])]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     for line in result.stdout.splitlines():
@@ -42,7 +43,10 @@ def stage_config(stage: BuildxStage, oci_platform: str, workdir: Path, *,
                  log: Callable[[str], None] | None = None, docker: str | None = None) -> dict[str, Any]:
     """The `config` object (Docker/OCI image config: User, Env, Entrypoint, Cmd, WorkingDir,
     ExposedPorts, Labels, StopSignal, Volumes) of STAGE's final image for OCI_PLATFORM.
-    Raises BuildxError when buildx fails or answers something that is not an image config."""
+    The `docker` driver cannot export OCI, so there the image is loaded and `docker image
+    inspect`ed (then removed if untagged); other drivers export `type=oci`. {} when the image has
+    no config. Raises BuildxError (exit 2) when buildx fails or answers something that is not an
+    image config, BuildxMissing (exit 3) without docker/buildx or an engine."""
     docker = docker or find_docker()
     stage = replace(stage, no_cache=False)  # the steps just ran: every one is a cache hit
     workdir.mkdir(parents=True, exist_ok=True)

@@ -43,12 +43,15 @@ IsolationUnavailable = SandboxUnavailable
 
 @dataclass(frozen=True)
 class RunResult:
+    """How a step ended: the sandbox command's exit code (0: success) and the last lines of its
+    merged stdout+stderr (TAIL_LINES = 10), decoded as UTF-8 with replacement characters."""
+
     exit_code: int
     tail: tuple[str, ...]  # the last TAIL_LINES lines of stdout+stderr
 
 
 def isolation_problem() -> str | None:
-    """Why steps cannot be sandboxed here (one line with the fix), or None."""
+    """Why steps cannot be sandboxed here (one line with the fix), or None; raises nothing."""
     return sandbox_problem()
 
 
@@ -133,6 +136,8 @@ def rootfs_command(
 
     ROOTLESS and STAGING: see sandbox.bwrap_argv (as root a STAGING folder is required).
     ENV: the step's whole environment, set by bwrap inside the sandbox (--clearenv, --setenv).
+    Creates /proc, /dev and /tmp (1777) in ROOTFS when missing. Raises RecipeError (exit 2)
+    when ROOTFS has no /bin/sh.
     """
     rootfs = _prepare_root(rootfs)
     settings = ["--clearenv"]
@@ -152,7 +157,9 @@ def run_in_rootfs(
 
     The step runs in the sandbox (xarch.run.sandbox) as uid 0 of a user namespace; ROOTFS
     is first handed to the host id that maps to it. Returns the exit code and the output's
-    tail; raises SandboxUnavailable (a HostError, exit 3) when this host cannot sandbox.
+    tail; raises SandboxUnavailable (a HostError, exit 3) when this host cannot sandbox,
+    RecipeError (exit 2) when ROOTFS has no /bin/sh, BuildError (exit 2) when a bind's mount
+    point in ROOTFS is not a folder.
     BINDS (secrets, xarch.run.secretmount) are mounted after the root; their mount points
     exist only while the step runs.
     """

@@ -32,13 +32,17 @@ _MULTIARCH = {"i386": "i386-linux-gnu"}
 
 @dataclass(frozen=True)
 class ToolchainProblem:
+    """Why the cross strategy cannot serve a platform (one phrase), and the fix to print after
+    it ("use strategy emulate"; "" when there is none to suggest)."""
+
     why: str
     fix: str = ""
 
 
 def toolchain_problem(platform: Platform, build: Platform | None = None) -> ToolchainProblem | None:
     """Why a cross root cannot exist for PLATFORM (built on BUILD), or None. Only data is
-    consulted: the toolchain is fetched from the archive by `xarch lock`, never the host's."""
+    consulted: the toolchain is fetched from the archive by `xarch lock`, never the host's.
+    Raises nothing."""
     from xarch.sources.debian.lock import BUILD_PLATFORMS
 
     if not platform.cross_root_packages:
@@ -52,16 +56,21 @@ def toolchain_problem(platform: Platform, build: Platform | None = None) -> Tool
 
 
 def multiarch(platform: Platform) -> str:
-    """Debian's multiarch tuple (i386 says i386-linux-gnu where the GNU triplet is i686-…)."""
+    """Debian's multiarch tuple (i386 says i386-linux-gnu where the GNU triplet is i686-…), as
+    `dpkg-architecture -qDEB_HOST_MULTIARCH` prints it. Raises nothing."""
     return _MULTIARCH.get(platform.debian_arch, platform.triplet)
 
 
 def gnu_cpu(platform: Platform) -> str:
+    """The CPU part of PLATFORM's GNU triplet ("aarch64" of aarch64-linux-gnu), as
+    `dpkg-architecture -qDEB_HOST_GNU_CPU` prints it. Raises nothing."""
     return platform.triplet.split("-", 1)[0]
 
 
 def toolchain_env(platform: Platform, build: Platform) -> dict[str, str]:
-    """The variables a cross step for PLATFORM runs with, in a root of BUILD's architecture."""
+    """The variables a cross step for PLATFORM runs with, in a root of BUILD's architecture:
+    CC, CXX, … as TRIPLET-tool; DEB_{BUILD,HOST}_{ARCH,GNU_CPU,GNU_TYPE,GNU_SYSTEM,MULTIARCH} as
+    dpkg-architecture(1) sets them; CMAKE_TOOLCHAIN_FILE and MESON_CROSS_FILE. Raises nothing."""
     triplet = platform.triplet
     tools = {
         "CC": "gcc", "CXX": "g++", "CPP": "cpp", "AR": "ar", "AS": "as", "LD": "ld", "NM": "nm",
@@ -84,7 +93,8 @@ def toolchain_env(platform: Platform, build: Platform) -> dict[str, str]:
 
 def cross_files(platform: Platform) -> dict[str, bytes]:
     """Path in the root → bytes: the CMake toolchain file (what debhelper passes with -D) and
-    the Meson cross file (what debcrossgen writes) for PLATFORM."""
+    the Meson cross file (what debcrossgen writes) for PLATFORM; UTF-8 text, paths without a
+    leading "/". Meson's cpu_family/endian from its reference tables. Raises nothing."""
     triplet, cpu = platform.triplet, gnu_cpu(platform)
     family, endian = _MESON.get(platform.debian_arch, (cpu, "little"))
     cmake = (
@@ -115,6 +125,8 @@ def cross_files(platform: Platform) -> dict[str, bytes]:
 
 
 def add_cross_files(tree: Tree, platform: Platform, epoch: int) -> None:
+    """Put cross_files(PLATFORM) into TREE under /usr/share/xarch/cross, mode 0644, owner 0:0,
+    mtime EPOCH (seconds since 1970), parent folders made. Raises nothing for a well-formed TREE."""
     for path, data in cross_files(platform).items():
         tree.add_parents(path)
         tree.add(Entry(path, "file", 0o644, 0, 0, epoch, data=data))

@@ -12,6 +12,9 @@ from xarch.run.chroot import isolation_problem
 
 @dataclass(frozen=True)
 class StrategyCheck:
+    """One strategy ("native", "cross", "emulate") for one platform: works (True/False, None
+    when not applicable), why not (one phrase) and the fix to suggest ("" when none)."""
+
     strategy: str
     works: bool | None  # None: not applicable (cross or emulation of the host's own arch)
     why: str = ""
@@ -20,15 +23,23 @@ class StrategyCheck:
 
 @dataclass(frozen=True)
 class PlatformRow:
+    """One platform's line of `xarch platforms`: its name ("arm64"), OCI platform
+    ("linux/arm64") and the checks of native, cross and emulate, in that order."""
+
     platform: str
     oci: str
     checks: tuple[StrategyCheck, ...]
 
     def to_json(self) -> dict[str, object]:
+        """{"platform", "oci", "strategies": [StrategyCheck as a dict]}, the `--json` shape."""
         return {"platform": self.platform, "oci": self.oci, "strategies": [asdict(c) for c in self.checks]}
 
 
 def check_platform(platform: Platform, host: Platform) -> PlatformRow:
+    """Which strategies can run PLATFORM's steps on HOST now: native only for the host's own
+    platform; cross needs cross data (cross.toolchain_problem) and the sandbox; emulate needs
+    qemu-user-static with a binfmt_misc entry and the sandbox. Only reads; raises no XarchError
+    (OSError from an unreadable /proc/sys/fs/binfmt_misc file propagates)."""
     isolation = isolation_problem()
     checks: list[StrategyCheck] = []
     if platform.name == host.name:
@@ -57,7 +68,8 @@ def check_platform(platform: Platform, host: Platform) -> PlatformRow:
 
 
 def host_matrix(host: Platform | None = None) -> list[PlatformRow]:
-    """One row per platform in platforms/, in name order."""
+    """One row per platform in platforms/, in name order, checked against HOST (default: this
+    machine, platforms.host()); raises as check_platform."""
     host = host or platforms.host()
     rows = [check_platform(plat, host) for plat in platforms.all_platforms().values()]
     return sorted(rows, key=lambda row: row.platform)

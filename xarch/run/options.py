@@ -44,14 +44,17 @@ class Secret:
     origin: str  # "file /path" or "env VAR": what an error may name
 
     def masks(self) -> list[str]:
-        """The strings to hide in output: the whole value and each of its lines."""
+        """The strings to hide in output: the whole value and each of its lines (UTF-8, invalid
+        bytes replaced, stripped), those of at least MIN_MASKED (3) characters, longest first."""
         text = self.value.decode("utf-8", "replace")
         candidates = {text.strip(), *(line.strip() for line in text.splitlines())}
         return sorted((c for c in candidates if len(c) >= MIN_MASKED), key=len, reverse=True)
 
 
 def parse_build_arg(text: str) -> tuple[str, str]:
-    """`NAME=VALUE` (VALUE may be empty and may hold '='); InputError names a bad one."""
+    """`NAME=VALUE` (VALUE may be empty and may hold '=') as (NAME, VALUE), as buildx's
+    --build-arg; InputError (exit 2) for a missing '=', a NAME that is not a POSIX shell
+    variable name, or a NUL byte in VALUE."""
     name, sep, value = text.partition("=")
     if not sep:
         raise InputError(f"--build-arg {text!r}: must be NAME=VALUE")
@@ -63,8 +66,9 @@ def parse_build_arg(text: str) -> tuple[str, str]:
 
 
 def parse_secret(text: str, environ: dict[str, str] | None = None) -> Secret:
-    """One --secret in buildx's CSV syntax; reads the value now. InputError is one line
-    naming the field, never the value."""
+    """One --secret in buildx's CSV syntax; reads the value now (from ENVIRON, default
+    os.environ, or a regular file of at most MAX_SECRET = 500 KiB, BuildKit's limit).
+    InputError (exit 2) is one line naming the field, never the value."""
     environ = dict(os.environ) if environ is None else environ
     try:
         fields = next(csv.reader([text]))
@@ -136,6 +140,8 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)  # --label: image config labels over the recipe's
 
     def masks(self) -> list[str]:
+        """Every secret's masks (Secret.masks), without repeats, longest first, so that mask()
+        hides a whole value before any shorter line of it. Raises nothing."""
         return sorted({m for s in self.secrets.values() for m in s.masks()}, key=len, reverse=True)
 
 
@@ -143,7 +149,9 @@ def resolve(loaded: object, build_args: tuple[str, ...] = (), secrets: tuple[str
             log_lines: int = DEFAULT_LOG_LINES, environ: dict[str, str] | None = None) -> BuildOptions:
     """Check --build-arg and --secret against LOADED (a recipe.LoadedRecipe) before anything
     is fetched: an undeclared argument, a secret given twice, a step listing a secret that was
-    not given, or a CA secret that holds no PEM certificate are one-line errors."""
+    not given, or a CA secret that holds no PEM certificate are one-line errors: InputError
+    (exit 2) for the command line (also --log-lines < 1), RecipeError (exit 2, file:line:
+    field) for a step's `secrets:`/`ca_certificates:` entry."""
     from xarch.recipe import LoadedRecipe
 
     assert isinstance(loaded, LoadedRecipe)
@@ -180,7 +188,8 @@ def resolve(loaded: object, build_args: tuple[str, ...] = (), secrets: tuple[str
 
 
 def parse_labels(texts: tuple[str, ...]) -> dict[str, str]:
-    """--label KEY=VALUE items as a mapping (a later KEY wins, as with docker build)."""
+    """--label KEY=VALUE items as a mapping (a later KEY wins, as with docker build); InputError
+    (exit 2) for a missing '=', an empty KEY or a control character (below 0x20, 0x7F)."""
     labels: dict[str, str] = {}
     for text in texts:
         key, sep, value = text.partition("=")
@@ -191,7 +200,7 @@ def parse_labels(texts: tuple[str, ...]) -> dict[str, str]:
 
 
 def mask(line: str, masks: list[str]) -> str:
-    """LINE with every secret string in MASKS (longest first) replaced by ***."""
+    """LINE with every secret string in MASKS (longest first) replaced by ***; raises nothing."""
     for secret in masks:
         if secret in line:
             line = line.replace(secret, "***")

@@ -24,21 +24,29 @@ class EmulationUnavailable(HostError):
 
 @dataclass(frozen=True)
 class Problem:
+    """Why a platform cannot be emulated now (one phrase) and the command that fixes it ("" when
+    no command does)."""
+
     why: str
     fix: str
 
 
 def binary_name(platform: Platform) -> str:
+    """The statically linked QEMU user-mode binary Debian's qemu-user-static ships for PLATFORM:
+    "qemu-" + its `qemu:` CPU name + "-static" ("qemu-aarch64-static"). Raises nothing."""
     return f"qemu-{platform.qemu}-static"
 
 
 def find_qemu(platform: Platform) -> Path | None:
+    """Where binary_name(PLATFORM) is on PATH (shutil.which), or None. Raises nothing."""
     found = shutil.which(binary_name(platform))
     return Path(found) if found else None
 
 
 def emulation_problem(platform: Platform) -> Problem | None:
-    """Why steps of PLATFORM cannot run under QEMU now, or None when they can."""
+    """Why steps of PLATFORM cannot run under QEMU now, or None when they can: the QEMU binary
+    on PATH and a mounted, enabled binfmt_misc entry for it (binfmt.status). Only reads; OSError
+    from an unreadable binfmt_misc file propagates."""
     if find_qemu(platform) is None:
         return Problem(
             f"{binary_name(platform)} is not installed", "apt-get install qemu-user-static binfmt-support"
@@ -54,6 +62,8 @@ def emulation_problem(platform: Platform) -> Problem | None:
 
 
 def require_emulation(platform: Platform) -> binfmt.BinfmtStatus:
+    """PLATFORM's binfmt_misc state when emulation works now; else EmulationUnavailable
+    (exit 3) with emulation_problem's reason and fix."""
     problem = emulation_problem(platform)
     if problem:
         raise EmulationUnavailable(f"cannot emulate {platform.name}: {problem.why} (fix: {problem.fix})")
@@ -66,7 +76,9 @@ def interpreter_inside(platform: Platform, rootfs: Path) -> Iterator[None]:
 
     Without the F (fix-binary) flag the kernel opens the interpreter by path at each exec,
     after the chroot: it must then exist inside the rootfs. It is copied in at the same
-    path and removed afterwards, so it never reaches a stage's output or an image.
+    path and removed afterwards, so it never reaches a stage's output or an image (kernel
+    docs admin-guide/binfmt-misc.rst, flag F). Raises EmulationUnavailable (exit 3) when
+    emulation does not work or the path leads out of ROOTFS through a symlink.
     """
     state = require_emulation(platform)
     assert state.entry is not None
@@ -110,13 +122,15 @@ def run_emulated(
     log: Log,
     binds: Sequence[Bind] = (),
 ) -> RunResult:
-    """Run shell text STEP in ROOTFS (of PLATFORM's architecture) under QEMU via binfmt_misc."""
+    """Run shell text STEP in ROOTFS (of PLATFORM's architecture) under QEMU via binfmt_misc, in
+    the sandbox as run_in_rootfs; its exit code and output tail. Raises EmulationUnavailable or
+    SandboxUnavailable (exit 3); RecipeError or BuildError (exit 2) as run_in_rootfs."""
     with interpreter_inside(platform, rootfs):
         return run_in_rootfs(rootfs, step, env, cwd=cwd, network=network, log=log, binds=binds)
 
 
 class EmulatedRunFailed(BuildError):
-    """A binary run under qemu-user exited non-zero."""
+    """A binary run under qemu-user exited non-zero (exit 2)."""
 
 
 def run_binary(
@@ -125,7 +139,8 @@ def run_binary(
     """Run one PLATFORM binary on the host under qemu-user directly; its stdout.
 
     A dynamic binary finds its loader and libraries under SYSROOT (qemu's -L), e.g.
-    /usr/aarch64-linux-gnu for Debian's cross libc.
+    /usr/aarch64-linux-gnu for Debian's cross libc. Raises EmulationUnavailable (exit 3)
+    without the QEMU binary, EmulatedRunFailed (exit 2) with its last stderr line on a non-zero exit.
     """
     qemu = find_qemu(platform)
     if qemu is None:

@@ -49,7 +49,9 @@ class StepMounts:
 
 
 def ca_env() -> dict[str, str]:
-    """The environment of a step with ca_certificates (fixed paths: the key does not see the CAs)."""
+    """The environment of a step with ca_certificates (fixed paths: the key does not see the CAs):
+    BUNDLE_VARIABLES → /run/secrets/.xarch-ca-bundle.pem, NODE_EXTRA_CA_CERTS → the extra CAs
+    alone. Raises nothing."""
     env = {name: str(SECRETS_DIR / CA_BUNDLE) for name in BUNDLE_VARIABLES}
     env["NODE_EXTRA_CA_CERTS"] = str(SECRETS_DIR / EXTRA_CA)
     return env
@@ -85,7 +87,10 @@ def _system_bundle(rootfs: Path) -> bytes | None:
 @contextmanager
 def step_secrets(rootfs: Path, secrets: Mapping[str, Secret], ids: Sequence[str],
                  ca_ids: Sequence[str]) -> Iterator[StepMounts]:
-    """The mounts of a step listing secrets IDS and CA secrets CA_IDS (all in SECRETS)."""
+    """The mounts of a step listing secrets IDS and CA secrets CA_IDS (all in SECRETS): files of
+    mode 0400 in a RAM folder (/dev/shm when writable), bound read-only at /run/secrets, and the
+    CA bundle (module doc); the folder is removed on exit. KeyError for an id not in SECRETS (the
+    caller checks first); OSError when the folder cannot be written."""
     if not ids and not ca_ids:
         yield StepMounts()
         return
@@ -120,7 +125,9 @@ def step_secrets(rootfs: Path, secrets: Mapping[str, Secret], ids: Sequence[str]
 @contextmanager
 def mount_points(rootfs: Path, binds: Sequence[Bind]) -> Iterator[None]:
     """Create the folders BINDS need in ROOTFS (never through a symlink), and remove those
-    that are still empty afterwards: an empty /run/secrets must not reach a stage's output."""
+    that are still empty afterwards: an empty /run/secrets must not reach a stage's output.
+    Only folder binds get a mount point (a file bind's target exists). Raises BuildError
+    (exit 2) when a path on the way is a symlink or not a folder."""
     created: list[Path] = []
     try:
         for bind in binds:
@@ -146,7 +153,8 @@ def mount_points(rootfs: Path, binds: Sequence[Bind]) -> Iterator[None]:
 @contextmanager
 def secret_files(secrets: Mapping[str, Secret]) -> Iterator[dict[str, Path]]:
     """Each secret in a file of its own (RAM, mode 0400, the caller's), for `docker buildx build
-    --secret id=ID,src=FILE`; removed when the context ends."""
+    --secret id=ID,src=FILE`; yields id → path, removed when the context ends. OSError when the
+    RAM folder cannot be written."""
     if not secrets:
         yield {}
         return

@@ -30,15 +30,19 @@ FIXED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class StepFailed(BuildError):
-    """A build step exited non-zero: the message says which; `details` holds its last output lines."""
+    """A build step exited non-zero (exit 2): the message says which; `details` holds its last
+    output lines."""
 
 
 class StrategyUnavailable(HostError):
-    """No strategy can run a stage's steps for a platform on this host."""
+    """No strategy can run a stage's steps for a platform on this host (exit 3)."""
 
 
 @dataclass(frozen=True)
 class StepSpec:
+    """One `run:` step of a stage as the runner takes it (the recipe's StepModel, flattened):
+    its shell text, whether it gets the network, its own env, and the secret ids it mounts."""
+
     run: str  # shell text, run by the stage's /bin/sh with `-e`
     network: bool = False
     env: tuple[tuple[str, str], ...] = ()  # the step's `env:`, over the build arguments
@@ -58,13 +62,16 @@ OFFLINE_PATTERNS = (
 
 
 def looks_offline(lines: Sequence[str]) -> bool:
-    """Whether a failed step's output reads like a missing network (name resolution, refused)."""
+    """Whether a failed step's output reads like a missing network (name resolution, refused):
+    any of OFFLINE_PATTERNS in LINES, case-insensitively. Raises nothing."""
     text = "\n".join(lines).lower()
     return any(pattern in text for pattern in OFFLINE_PATTERNS)
 
 
 def fixed_env(platform: Platform, epoch: int) -> dict[str, str]:
-    """Everything a step sees in its environment; nothing comes from the host's."""
+    """Everything a step sees in its environment; nothing comes from the host's: BuildKit's
+    TARGET* platform variables, SOURCE_DATE_EPOCH = EPOCH (seconds since 1970, per
+    reproducible-builds.org), C.UTF-8, TZ=UTC, HOME=/root and a fixed PATH. Raises nothing."""
     return {
         "TARGETARCH": platform.architecture,
         "TARGETPLATFORM": platform.oci,
@@ -82,7 +89,9 @@ def fixed_env(platform: Platform, epoch: int) -> dict[str, str]:
 def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -> tuple[Strategy, str]:
     """`strategy: auto`: native when PLATFORM is the host's, else cross when the stage says
     `cross: true`, else emulate. Only the host's architecture counts, never its installed
-    tools (a cross root brings its own), so every host of one architecture chooses alike."""
+    tools (a cross root brings its own), so every host of one architecture chooses alike.
+    Returns (strategy, why). Raises IsolationUnavailable (SandboxUnavailable, exit 3) when this
+    host cannot sandbox steps at all."""
     isolation = isolation_problem()
     if isolation:
         raise IsolationUnavailable(f"no way to run build steps on this host: {isolation}")
@@ -94,6 +103,8 @@ def choose_strategy(platform: Platform, stage_can_cross: bool, host: Platform) -
 
 
 def place_source(source_dir: Path, rootfs: Path) -> None:
+    """Copy SOURCE_DIR to ROOTFS/src (replacing what is there; symlinks kept as links), or
+    make an empty /src when SOURCE_DIR does not exist. OSError (e.g. ENOSPC) propagates."""
     target = rootfs / SOURCE_DIR_IN_ROOT
     if os.path.lexists(target):
         shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
@@ -121,7 +132,9 @@ def _run_one(
 
 
 def check_strategy(platform: Platform, strategy: Strategy, host: Platform) -> None:
-    """StrategyUnavailable (or EmulationUnavailable) when STRATEGY cannot build PLATFORM on HOST."""
+    """Raise StrategyUnavailable (or EmulationUnavailable), both exit 3, when STRATEGY cannot build
+    PLATFORM on HOST: native for a foreign platform, cross when cross.toolchain_problem names
+    one, emulate without qemu-user-static and a binfmt_misc entry."""
     if strategy == "native" and platform.name != host.name:
         raise StrategyUnavailable(
             f"strategy native cannot build {platform.name} on a {host.name} host (use cross or emulate)"
@@ -169,6 +182,8 @@ def run_stage_steps(
     key. SECRETS (id → Secret) are mounted for the steps that list them and are in no key;
     every secret string is replaced by *** in what reaches LOG and the failure's details.
     STATUS gets "step N/M: running|cached|done" lines (default: LOG).
+    Also raises BuildError (exit 2) for a step listing a secret not in SECRETS,
+    StrategyUnavailable/EmulationUnavailable/SandboxUnavailable (exit 3) as check_strategy.
     """
     from xarch import platforms
 
