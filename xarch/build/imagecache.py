@@ -38,6 +38,8 @@ FORMAT = 3  # 2: images passed the ELF check (xarch/build/elfcheck.py); 3: .xarc
 
 
 def cacheable(loaded: LoadedRecipe) -> bool:
+    """Whether a finished image of LOADED may come from the image cache: not when a stage is a
+    Dockerfile (buildx's own inputs are not all known to xarch)."""
     return not any(stage.dockerfile for stage in loaded.recipe.stages.values())
 
 
@@ -86,6 +88,9 @@ def lock_entries(lock: Lock | None, platform: Platform) -> dict[str, list[str]]:
 def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock | None,
               strategy: str | None, python: PythonLock | None = None,
               stage_python: dict[str, PythonLock] | None = None) -> str:
+    """The image cache key (`sha256:<hex>`) of PLATFORM's image: the recipe, the compressor, the
+    locked packages and wheels, the strategy, EPOCH (seconds) and every file the build reads
+    (sources_digest); any change gives another key."""
     material = {
         "format": FORMAT,
         "compressor": compressor_id(loaded.recipe.compression.level, loaded.recipe.compression.algorithm),
@@ -112,6 +117,9 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
 
 
 class ImageCache:
+    """Finished images by cache key: `<store>/images/<hex>.json` names the blobs (in the store) of
+    one platform's image. An entry whose blobs are missing or corrupt is rebuilt, never served."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self.directory = store.root / "images"
@@ -145,6 +153,7 @@ class ImageCache:
         return data
 
     def put(self, key: str, image: Image) -> None:
+        """Remember IMAGE under KEY (its blobs are already in the store); written atomically."""
         for data in (image.config_bytes, image.manifest_bytes):
             if not self.store.verified(hashlib.sha256(data).hexdigest()):
                 self.store.put_bytes(data)

@@ -27,6 +27,8 @@ IMAGE_SET = DEFAULT_SET
 
 
 def selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
+    """{package set: PackageSelection} of the recipe: `image` (IMAGE_SET) for its packages:, and one
+    set per stage with packages:, as `xarch lock` pins them."""
     recipe = loaded.recipe
     result = {IMAGE_SET: recipe.packages} if recipe.packages is not None else {}
     for name, stage in recipe.stages.items():
@@ -42,6 +44,7 @@ def cross_selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
 
 
 def sources(loaded: LoadedRecipe) -> list[DebianSource]:
+    """The recipe's Debian sources (sources.debian), in the recipe's order."""
     return list(loaded.recipe.sources.debian)
 
 
@@ -136,6 +139,9 @@ def _run_scripts(tree: Tree, loaded: LoadedRecipe, set_name: str, entries: list[
 
 
 def add_accounts(tree: Tree, loaded: LoadedRecipe, epoch: int) -> None:
+    """Write the recipe's accounts: (users, groups) into TREE's /etc/passwd, group, shadow and
+    gshadow (timestamps from EPOCH, seconds). Raises RecipeError (exit 2) naming the account
+    field when a name or id clashes (xarch.sources.debian.install.AccountError)."""
     accounts = loaded.recipe.accounts
     if not accounts.users and not accounts.groups:
         return

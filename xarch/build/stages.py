@@ -92,6 +92,9 @@ class StageResult:
     tree: Tree | None = None
 
     def take(self, copy: CopySpec, what: str) -> list[Entry]:
+        """The entries COPY (`copy: {from: STAGE:PATH, dst:}`) takes out of this stage, placed at
+        its dst, owned and moded as COPY says (default 0:0). Raises RecipeError (exit 2, WHAT names
+        the field) when the path is not in the stage."""
         if self.root is not None:
             entries = harvest(self.root, copy.path, copy.dst, what)
         else:
@@ -128,6 +131,8 @@ class StageRunner:
         self.used: dict[str, str] = {}  # stage → strategy_record text, in build order
 
     def copy_into(self, tree: Tree, copies: list[CopySpec], where: str) -> None:
+        """Build the stages COPIES name (and the stages those need, each once), then add what each
+        copy takes into TREE; WHERE names the recipe field in errors (`copy`, `stages.X.copy`)."""
         for index, copy in enumerate(copies):
             for name in stage_order(self.loaded.recipe, copy.stage):
                 self.build(name)
@@ -144,6 +149,8 @@ class StageRunner:
                 tree.add(replace(entry, origin=f"{where}[{index}]"))
 
     def build(self, name: str) -> StageResult:
+        """Stage NAME's result, built once per runner: buildx for a Dockerfile stage, else its root
+        and steps. Raises BuildError (a failing step, exit 2) and HostError (exit 3)."""
         if name not in self.results:
             spec = self.loaded.recipe.stages[name]
             if spec.dockerfile:

@@ -27,6 +27,7 @@ class DigestMismatch(InputError, ValueError):
 
 
 def default_root() -> Path:
+    """The cache folder: $XARCH_CACHE, else $XDG_CACHE_HOME/xarch, else ~/.cache/xarch."""
     explicit = os.environ.get("XARCH_CACHE")
     if explicit:
         return Path(explicit)
@@ -36,13 +37,18 @@ def default_root() -> Path:
 
 
 class Store:
+    """The content-addressed store: `<root>/sha256/<hex>` holds blobs and downloads whose sha256
+    is their name, written atomically and checked when read (read, verified)."""
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else default_root()
 
     def path(self, sha256: str) -> Path:
+        """Where the blob of SHA256 (64 hex digits) lives; it may not exist."""
         return self.root / "sha256" / sha256
 
     def has(self, sha256: str) -> bool:
+        """Whether a file is stored under SHA256 (not checked: use verified or read for that)."""
         return self.path(sha256).is_file()
 
     def verified(self, sha256: str) -> bool:
@@ -100,7 +106,10 @@ class Store:
             raise
 
     def put_bytes(self, data: bytes, expected_sha256: str | None = None, what: str = "blob") -> str:
+        """Store DATA (checked against EXPECTED_SHA256 when given); its sha256 in hex. Raises
+        DigestMismatch (exit 2, naming WHAT) on a different digest; nothing is stored then."""
         return self.put_chunks([data], expected_sha256, what)
 
     def put_stream(self, stream: BinaryIO, expected_sha256: str | None = None, what: str = "blob") -> str:
+        """Store what STREAM holds, read CHUNK bytes at a time (memory stays flat); as put_bytes."""
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), expected_sha256, what)

@@ -167,13 +167,18 @@ def _delete(root: Path, relative: str) -> None:
 
 
 class StepCache:
+    """Finished build steps by key (xarch.run.cache.step_key): `<root>/<key>/` holds the changes a
+    step made to its root (changes.tar) and meta.json; default root `<store>/steps`."""
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else store.default_root() / "steps"
 
     def entry(self, key: str) -> Path:
+        """The folder of step KEY's entry; it may not exist."""
         return self.root / key
 
     def has(self, key: str) -> bool:
+        """Whether step KEY has an entry (its meta.json exists; `usable` also checks it is whole)."""
         return (self.entry(key) / "meta.json").is_file()
 
     def usable(self, key: str) -> bool:

@@ -154,6 +154,8 @@ def sandbox_problem() -> str | None:
 
 
 def require_sandbox() -> None:
+    """Raise SandboxUnavailable (exit 3) naming what is missing when steps cannot run in the
+    sandbox here (user and mount namespaces, bubblewrap); return otherwise."""
     problem = sandbox_problem()
     if problem:
         raise SandboxUnavailable(problem)
@@ -195,6 +197,8 @@ class Bind:
     staged: bool = True
 
     def argv(self, source: str | None = None) -> list[str]:
+        """bubblewrap's arguments for this mount (`--bind`/`--ro-bind SOURCE TARGET`); SOURCE
+        overrides the host path (a staged copy)."""
         return ["--ro-bind" if self.read_only else "--bind", source or str(self.source), str(self.target)]
 
 

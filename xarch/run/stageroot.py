@@ -116,12 +116,15 @@ class Recorder:
         getattr(self.reporter, method)(message)
 
     def info(self, message: str) -> None:
+        """Pass MESSAGE on as the Reporter's info line, and keep it."""
         self._say("info", message)
 
     def detail(self, message: str) -> None:
+        """Pass MESSAGE on as the Reporter's detail line (-v), and keep it."""
         self._say("detail", message)
 
     def scripts(self, message: str) -> None:
+        """Pass MESSAGE on as the Reporter's scripts line (--show-scripts), and keep it."""
         self._say("scripts", message)
 
 

@@ -107,6 +107,9 @@ class Deb:
 
 
 def read_deb(path: Path, what: str | None = None) -> Deb:
+    """Parse the .deb at PATH (deb(5): an ar archive with debian-binary 2.0, control.tar.* and
+    data.tar.*); WHAT names it in errors (default: the file name). Raises UnpackError (exit 2)
+    when it is not such an archive."""
     what = what or path.name
     members = read_ar(path.read_bytes(), what)
     if members.get("debian-binary", b"").strip() != b"2.0":
@@ -136,6 +139,7 @@ class PathFilter:
     include: tuple[str, ...] = ()
 
     def keeps(self, path: str) -> bool:
+        """Whether PATH (no leading /) is unpacked: not matched by an exclude, or matched by an include."""
         rooted = "/" + path
         if not any(fnmatchcase(rooted, pattern) for pattern in self.exclude):
             return True
@@ -144,6 +148,8 @@ class PathFilter:
 
 @dataclass
 class Unpacked:
+    """What unpacking one .deb added: its paths as the package names them (for dpkg's .list file)."""
+
     paths: list[str] = field(default_factory=list)  # as the package names them, for .list
 
 

@@ -59,6 +59,9 @@ def _check_account(kind: str, name: str, number: int, *fields: str) -> None:
 
 @dataclass(frozen=True)
 class User:
+    """One account of /etc/passwd (passwd(5)): NAME, UID, GID, HOME, SHELL, GECOS; checked when made
+    (AccountError for a name or field passwd cannot hold)."""
+
     name: str
     uid: int
     gid: int
@@ -73,6 +76,8 @@ class User:
 
 @dataclass(frozen=True)
 class Group:
+    """One group of /etc/group (group(5)): NAME, GID and MEMBERS; checked when made."""
+
     name: str
     gid: int
     members: tuple[str, ...] = ()
@@ -83,6 +88,9 @@ class Group:
 
 @dataclass
 class InstallReport:
+    """What installing packages left to say: packages installed ("name version (arch)"),
+    maintainer scripts not run, files xarch wrote in their place, and their effects not reproduced."""
+
     installed: list[str] = field(default_factory=list)  # "name version (arch)"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (package, maintainer script)
     generated: list[str] = field(default_factory=list)  # paths xarch made in the scripts' place
