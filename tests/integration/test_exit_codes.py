@@ -558,7 +558,7 @@ def test_names_a_stage_writes_that_are_not_utf8_reach_the_layer_byte_exact(tmp_p
 
 
 def test_the_step_cache_keeps_names_that_are_not_utf8(tmp_path: Path) -> None:
-    from xarch.run.cache import Snapshot, StepCache, tree_digest
+    from xarch.run.cache import Snapshot, StepCache, folder_digest
 
     need_tool("tar")
     root = tmp_path / "root"
@@ -573,7 +573,7 @@ def test_the_step_cache_keeps_names_that_are_not_utf8(tmp_path: Path) -> None:
     cache.replay("k", copy)  # onto the root as it was before the step
     assert sorted(os.listdir(bytes(copy / "out"))) == sorted([b"caf\xe9", b"l\xff"])
     assert not (copy / os.fsdecode(b"gone-\xfe")).exists()
-    assert tree_digest(copy) == tree_digest(root)
+    assert folder_digest(copy) == folder_digest(root)
 
 
 def test_a_full_cache_disk_is_one_line_naming_the_cache(project: Path, small_disk: Path,

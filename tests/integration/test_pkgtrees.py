@@ -21,7 +21,7 @@ from xarch.oci.store import Store
 from xarch.oci.tree import Entry, Tree
 from xarch.run import overlay, sandbox
 from xarch.run.chroot import run_in_rootfs
-from xarch.run.stageroot import assemble
+from xarch.run.stageroot import assemble_root
 from xarch.sources.debian.deb import read_deb
 from xarch.sources.debian.install import install_packages
 from xarch.sources.debian.lock import LockedPackage
@@ -191,7 +191,7 @@ def test_a_hostile_step_never_changes_the_cache_it_still_writes_its_root(
     base = tmp_path / "stage"
     root = base / "root"
     root.mkdir(parents=True)
-    assemble(tree, store, base, root)
+    assemble_root(tree, store, base, root)
     # No data copied: the root's package files are the cache's inodes, below the overlay.
     conf = next(m.data for m in entry.members if m.data is not None and m.info.name.endswith("tool.conf"))
     assert conf is not None
@@ -210,7 +210,7 @@ def test_a_hostile_step_never_changes_the_cache_it_still_writes_its_root(
     # The next stage root over the same farm starts clean.
     again = tmp_path / "again"
     (again / "root").mkdir(parents=True)
-    assemble(tree, store, again, again / "root")
+    assemble_root(tree, store, again, again / "root")
     assert (again / "root/etc/tool.conf").read_bytes() == CONF
     assert (again / "root/usr/share/tool/data").read_bytes() == b"x" * 5000
 
@@ -268,7 +268,7 @@ def test_a_step_on_an_overlay_root_is_cached_and_replayed_to_the_same_root(
         tmp_path: Path, mounts: None) -> None:
     from xarch import platforms
     from xarch.run.cache import StepCache
-    from xarch.run.cache import tree_digest as disk_digest
+    from xarch.run.cache import folder_digest as disk_digest
     from xarch.run.steps import StepSpec, run_stage_steps
 
     store, pkg, trees, tree = _shell_tree(tmp_path)
@@ -281,7 +281,7 @@ def test_a_step_on_an_overlay_root_is_cached_and_replayed_to_the_same_root(
     for run in ("ran", "replayed"):
         base = tmp_path / run
         (base / "root").mkdir(parents=True)
-        assemble(tree, store, base, base / "root")
+        assemble_root(tree, store, base, base / "root")
         assert overlay.upper_of(base / "root") is not None
         lines: list[str] = []
         run_stage_steps([StepSpec(REWRITE)], base / "root", platforms.host(), "native", source, EPOCH, cache,
@@ -310,7 +310,7 @@ def test_a_root_record_is_served_only_while_every_file_its_farm_links_is_whole(
     tree = _install(store, pkg, trees)
     base = tmp_path / "stage"
     (base / "root").mkdir(parents=True)
-    lower = assemble(tree, store, base, base / "root")
+    lower = assemble_root(tree, store, base, base / "root")
     assert lower is not None
     key = record_key({"packages": [pkg.sha256]})
     assert record_key({"packages": [pkg.sha256 + "0"]}) != key

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.support.rootfs_helpers import copy_rootfs
 from xarch import platforms
-from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
+from xarch.run.cache import Snapshot, StepCache, folder_digest, step_key
 from xarch.run.sandbox import host_owner
 from xarch.run.steps import StepSpec, run_stage_steps
 
@@ -51,7 +51,7 @@ def test_replayed_steps_rebuild_the_same_tree(host_rootfs: Path, tmp_path: Path)
     lines: list[str] = []
     run_stage_steps(steps, replayed, host, "native", source, 0, cache, lines.append)
     assert lines == ["build step 1/2: cached", "build step 2/2: cached"]
-    assert tree_digest(replayed) == tree_digest(host_rootfs)
+    assert folder_digest(replayed) == folder_digest(host_rootfs)
     assert _owners(replayed) == _owners(host_rootfs)
     assert (replayed / "same.txt").read_text() == "same-size-a\n"
     # Written in place: the owner stays the sandbox's (hand_over gave it the whole root).

@@ -110,9 +110,9 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
 
         material["python"] = cache_material(python, platform)
     if stage_python:  # likewise: only recipes with a stage's python: get this part
-        from xarch.build.python_stages import cache_material as stage_material
+        from xarch.build.python_stages import stage_cache_material
 
-        material["stage_python"] = stage_material(stage_python, platform)
+        material["stage_python"] = stage_cache_material(stage_python, platform)
     return sha256_digest(canonical_json(material))
 
 

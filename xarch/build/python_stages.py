@@ -145,7 +145,7 @@ def check_stage_interpreter(tree: Tree, loaded: LoadedRecipe, name: str, platfor
         )
 
 
-def cache_material(locks: dict[str, PythonLock], platform: Platform) -> dict[str, str]:
+def stage_cache_material(locks: dict[str, PythonLock], platform: Platform) -> dict[str, str]:
     """What the image cache key needs of the stages' wheels for PLATFORM (stage → digest)."""
     from xarch.sources.python.install import wheels_digest
 

@@ -32,7 +32,7 @@ from xarch.run.cross import add_cross_files
 from xarch.run.options import mask
 from xarch.run.rootfs import harvest, harvest_tree
 from xarch.run.secretmount import secret_files
-from xarch.run.stageroot import Recorder, assemble, load_record, mount_farm, record_key, save_record
+from xarch.run.stageroot import Recorder, assemble_root, load_record, mount_farm, record_key, save_record
 from xarch.run.steps import StepSpec, Strategy, StrategyUnavailable, choose_strategy, run_stage_steps
 from xarch.sources.debian.pkgtrees import tree_digest
 
@@ -207,7 +207,7 @@ class StageRunner:
                 from xarch.build.python_stages import check_stage_interpreter
 
                 check_stage_interpreter(stage_tree, self.loaded, name, self.platform)
-            lower = assemble(stage_tree, self.store, base, root)
+            lower = assemble_root(stage_tree, self.store, base, root)
             # The root's digest from its tree: cached package files are not read again (pkgtrees).
             root_digest = tree_digest(stage_tree)
             if key is not None and lower is not None:

@@ -91,7 +91,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         signer = signing_key_from(sign_key, password_stdin)
     loaded = load(recipe_path)
     options = replace(resolve(loaded, build_args, secrets, log_lines), labels=parse_labels(labels))
-    repo_tags = check_names(tags, push_refs) or [f"{loaded.recipe.name}:{loaded.recipe.tag}"]
+    repo_tags = check_image_names(tags, push_refs) or [f"{loaded.recipe.name}:{loaded.recipe.tag}"]
     store = Store()
     specs = [OutputSpec.parse(o) for o in outputs] or [OutputSpec("oci", Path("dist") / loaded.recipe.name)]
     platforms = select_platforms(loaded, platform_list)
@@ -155,7 +155,7 @@ def _sbom_formats(text: str | None) -> tuple[str, ...]:
     return parse_formats(text) if text is not None else ()
 
 
-def check_names(tags: Sequence[str], push_refs: Sequence[str]) -> list[str]:
+def check_image_names(tags: Sequence[str], push_refs: Sequence[str]) -> list[str]:
     """Check every -t and --push reference before the build (one line naming a bad one); the tags."""
     from xarch.registry.reference import parse_reference
 

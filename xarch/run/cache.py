@@ -68,7 +68,7 @@ def _name_of(json_name: str | list[str]) -> str:
     return bytes.fromhex(json_name[1]).decode("utf-8", "surrogateescape")
 
 
-def tree_digest(root: Path) -> str:
+def folder_digest(root: Path) -> str:
     """sha256 over the paths, kinds, modes and contents of the files under ROOT, in a fixed order."""
     hasher = hashlib.sha256()
     if not root.exists():

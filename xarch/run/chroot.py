@@ -26,9 +26,9 @@ from xarch.run.sandbox import (
     SandboxUnavailable,
     bwrap_argv,
     hand_over,
-    is_root,
     new_staging,
     require_sandbox,
+    running_as_root,
     sandbox_problem,
 )
 
@@ -118,7 +118,7 @@ def _resolver(rootfs: Path, network: bool) -> list[str]:
 @contextmanager
 def _staging(rootless: bool | None = None) -> Iterator[Path | None]:
     """A staging folder for a root sandbox's binds (see sandbox.bwrap_argv), removed after."""
-    if rootless if rootless is not None else not is_root():
+    if rootless if rootless is not None else not running_as_root():
         yield None
         return
     staging = new_staging()

@@ -73,9 +73,9 @@ def enter_private_mounts() -> bool:
 
 def available() -> bool:
     """Whether stage roots may be overlay mounts now (root, in a private mount namespace)."""
-    from xarch.run.sandbox import is_root
+    from xarch.run.sandbox import running_as_root
 
-    return _private and is_root()
+    return _private and running_as_root()
 
 
 def _usable_path(path: Path) -> bool:

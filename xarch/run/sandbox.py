@@ -80,7 +80,7 @@ def _mapped(ident: int) -> bool:
     return False
 
 
-def is_root() -> bool:
+def running_as_root() -> bool:
     """Whether steps take the root route (drop to SANDBOX_ID first).
 
     uid 0 in a user namespace that does not map SANDBOX_ID (a rootless container) is
@@ -101,7 +101,7 @@ def sandbox_id() -> int:
 
 def host_owner() -> int:
     """Who owns a stage root on disk while steps run: SANDBOX_ID as root, else the caller."""
-    return sandbox_id() if is_root() else os.geteuid()
+    return sandbox_id() if running_as_root() else os.geteuid()
 
 
 def _bwrap() -> str | None:
@@ -139,7 +139,7 @@ def sandbox_problem() -> str | None:
         return "bubblewrap (bwrap) is not installed (fix: apt-get install bubblewrap)"
     if shutil.which("setpriv") is None:
         return "setpriv is not installed (fix: apt-get install util-linux)"
-    if is_root():
+    if running_as_root():
         try:
             account = pwd.getpwuid(sandbox_id()).pw_name
         except KeyError:
@@ -147,7 +147,7 @@ def sandbox_problem() -> str | None:
         if account:
             return (f"the sandbox id {sandbox_id()} is account {account}'s uid "
                     "(fix: set XARCH_SANDBOX_ID to an unused uid)")
-    why = _probe(not is_root())
+    why = _probe(not running_as_root())
     if why:
         return f"bwrap cannot create a user namespace here ({why}) (fix: {_userns_fix()})"
     return None
@@ -166,7 +166,7 @@ def hand_over(root: Path) -> None:
 
     Without root every file is the caller's already, which the step sees as its own.
     """
-    if not is_root():
+    if not running_as_root():
         return
     from xarch.run.overlay import upper_of
 
@@ -250,7 +250,7 @@ def bwrap_argv(
     """
     if rootless is None:
         require_sandbox()
-        rootless = not is_root()
+        rootless = not running_as_root()
     bwrap = _bwrap()
     if bwrap is None:
         raise SandboxUnavailable(sandbox_problem() or "bubblewrap is not installed")

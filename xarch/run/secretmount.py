@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from xarch.errors import BuildError
 from xarch.run.options import Secret
-from xarch.run.sandbox import Bind, host_owner, is_root
+from xarch.run.sandbox import Bind, host_owner, running_as_root
 
 SECRETS_DIR = PurePosixPath("/run/secrets")
 CA_BUNDLE = ".xarch-ca-bundle.pem"
@@ -111,7 +111,7 @@ def step_secrets(rootfs: Path, secrets: Mapping[str, Secret], ids: Sequence[str]
                 # Not staged: the folder is one the sandbox id may enter (see sandbox.Bind).
                 binds.append(Bind(folder / CA_BUNDLE, SYSTEM_BUNDLE, read_only=True, staged=False))
         folder.chmod(0o500)
-        if is_root():
+        if running_as_root():
             owner = host_owner()
             for path in (*folder.iterdir(), folder):
                 os.lchown(path, owner, owner)

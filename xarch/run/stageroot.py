@@ -27,7 +27,7 @@ from xarch.run.rootfs import hand_over_all, materialize
 from xarch.sources.debian.pkgtrees import PackageTrees, farm_key, tree_digest
 
 
-def assemble(tree: Tree, store: Store, base: Path, root: Path) -> Path | None:
+def assemble_root(tree: Tree, store: Store, base: Path, root: Path) -> Path | None:
     """Make ROOT (an empty folder) hold TREE; BASE (ROOT's parent, the stage's build folder)
     holds the overlay's upper and work folders when ROOT is a mount. Returns the farm
     mounted, or None when every file was written instead."""

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from xarch.errors import BuildError, HostError
 from xarch.platforms import Platform
 from xarch.run import cross, qemu
-from xarch.run.cache import Snapshot, StepCache, step_key, tree_digest
+from xarch.run.cache import Snapshot, StepCache, folder_digest, step_key
 from xarch.run.chroot import IsolationUnavailable, RunResult, isolation_problem, run_in_rootfs
 from xarch.run.options import DEFAULT_LOG_LINES, Secret, mask
 from xarch.run.sandbox import Bind, hand_over
@@ -202,7 +202,7 @@ def run_stage_steps(
             where = step.where or f"stages.{stage}.steps[{number - 1}]"
             raise BuildError(f"{where} lists secret {missing[0]!r}, which this command was not given "
                              f"(xarch build --secret id={missing[0]},src=FILE)")
-    source_digest = tree_digest(source_dir)
+    source_digest = folder_digest(source_dir)
     place_source(source_dir, rootfs)
     hand_over(rootfs)  # before the first snapshot: the owner change is not a step's doing
     previous: str | None = None

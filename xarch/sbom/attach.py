@@ -29,8 +29,8 @@ from xarch.sbom.provenance import (
     SLSA_PROVENANCE,
     BuildFacts,
     Dependency,
-    file_sha256,
     provenance_statement,
+    sha256_or_none,
 )
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ def build_facts(loaded: LoadedRecipe, platforms: Sequence[str], epoch: int) -> B
     """What this build is made from: the recipe file's and the lock file's sha256 and more."""
     from xarch.sources.debian.locking import lock_path
 
-    recipe_sha = file_sha256(loaded.path) or ""
-    lock_sha = file_sha256(lock_path(loaded.path))
+    recipe_sha = sha256_or_none(loaded.path) or ""
+    lock_sha = sha256_or_none(lock_path(loaded.path))
     return BuildFacts(loaded.path.name, recipe_sha, lock_sha, loaded.recipe.name, loaded.recipe.tag,
                       tuple(platforms), epoch)
 
@@ -85,7 +85,7 @@ def _dependencies(lock: Lock | None, platform: str) -> list[Dependency]:
             for dep, sets in found.values()]
 
 
-def subject_of(image: Image) -> Descriptor:
+def manifest_subject(image: Image) -> Descriptor:
     """The descriptor an attachment's `subject` names: the platform manifest (no platform field)."""
     return Descriptor.of(OCI_MANIFEST, image.manifest_bytes)
 
@@ -100,7 +100,7 @@ def build_attachments(images: Sequence[Image], loaded: LoadedRecipe, lock: Lock 
     created = {CREATED: rfc3339(epoch)}
     result: list[Attachment] = []
     for image, name in zip(images, names, strict=True):
-        subject = subject_of(image)
+        subject = manifest_subject(image)
         if sbom_formats:
             contents = image_facts(image, _image_entries(loaded, lock, name))
             about = Subject(loaded.recipe.name, loaded.recipe.tag, dict(image.platform), subject.digest,

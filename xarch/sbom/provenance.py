@@ -40,7 +40,7 @@ def builder_id() -> str:
     return os.environ.get("XARCH_BUILDER_ID", "").strip() or BUILDER_LOCAL
 
 
-def file_sha256(path: Path) -> str | None:
+def sha256_or_none(path: Path) -> str | None:
     """The hex sha256 of PATH's bytes, or None when it does not exist."""
     try:
         return digest_of_file(path)

@@ -33,9 +33,9 @@ from xarch.run.sandbox import (
     Bind,
     bwrap_argv,
     hand_over,
-    is_root,
     new_staging,
     require_sandbox,
+    running_as_root,
     sandbox_id,
 )
 
@@ -151,7 +151,7 @@ def run_tree(tree: Tree, platform: Platform, host: Platform, command: Sequence[s
     with ExitStack() as stack:
         if platform.name != host.name:
             stack.enter_context(qemu.interpreter_inside(platform, root))
-        staging = None if not is_root() else new_staging()
+        staging = None if not running_as_root() else new_staging()
         if staging is not None:
             stack.callback(shutil.rmtree, staging, True)
         # The command sees the image's environment only; the host tools before it get a fixed PATH.
@@ -164,7 +164,7 @@ def run_tree(tree: Tree, platform: Platform, host: Platform, command: Sequence[s
             argv = [strace, "-f", "-qq", "-xx", "-s", "4096", "--pidns-translation", "-o", str(trace),
                     "-e", "trace=%file,%process,fchdir", "--", *argv]
         log.touch(mode=0o600)
-        if is_root():
+        if running_as_root():
             # As runc does for a container's stdio: the command may reopen /dev/stdout (nginx does).
             os.chown(log, sandbox_id(), sandbox_id())
         with log.open("wb") as output:
@@ -221,7 +221,7 @@ def _entering(nsenter: str, target: int) -> Iterator[tuple[list[str], tuple[int,
     map --uid when it mounts /dev, and from which entering the network namespace is refused.
     """
     net = f"/proc/{target}/ns/net"
-    if is_root():
+    if running_as_root():
         yield [nsenter, f"--net={net}"], ()
         return
     try:
@@ -275,11 +275,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-def scratch_folder() -> tempfile.TemporaryDirectory[str]:
-    """A new temporary folder (prefix xarch-trace-) for a trace run; removed when the context exits."""
-    return tempfile.TemporaryDirectory(prefix="xarch-trace-")
 
 
 def find_program(tree: Tree, program: str, path_env: str, workdir: str) -> str | None:
