@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from xarch.errors import InputError
 from xarch.oci.atomic import name_the_path
-from xarch.oci.digest import hex_of
+from xarch.oci.digest import file_sha256, hex_of
 from xarch.oci.verified import BlobMismatch, read_verified
 
 CHUNK = 1 << 20
@@ -55,14 +55,11 @@ class Store:
         """True when the store holds SHA256 with exactly those bytes. A file that has changed since
         it entered (disk fault, a hand edit) is deleted, so the caller fetches or rebuilds it."""
         path = self.path(sha256)
-        hasher = hashlib.sha256()
         try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    hasher.update(chunk)
+            actual = file_sha256(path, CHUNK)
         except FileNotFoundError:
             return False
-        if hasher.hexdigest() == sha256:
+        if actual == sha256:
             return True
         path.unlink(missing_ok=True)
         return False

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xarch.oci.digest import file_sha256
+from xarch.oci.digest import canonical_json, file_sha256
 from xarch.oci.store import Store
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ def tree_digest(tree: Tree) -> str:
                 assert entry.source is not None
                 content = known_sha256(entry.source) or file_sha256(entry.source)
         record = [entry.path, entry.type, entry.mode, entry.linkname, content]
-        hasher.update(json.dumps(record, ensure_ascii=True).encode() + b"\n")
+        hasher.update(canonical_json(record) + b"\n")
     return hasher.hexdigest()
 
 
