@@ -196,3 +196,20 @@ def test_a_corrupt_layout_blob_is_refused_when_it_must_be_sent(registry: Registr
     with pytest.raises(LayoutError, match="bytes, its descriptor says"):
         push_layout(layout.path, f"{registry.host}/demo/app:v3")
     assert requests_since(registry, before) == []
+
+
+def test_push_command_does_not_load_the_recipe_model() -> None:
+    """`xarch push` starts without xarch.recipe (pydantic models of the recipe: ~0.1 s of start-up)."""
+    import subprocess
+    import sys
+
+    from tests.support.e2e import REPO
+    from xarch.cli.options import DEFAULT_FILE
+    from xarch.recipe import DEFAULT_FILE as RECIPE_DEFAULT
+
+    assert DEFAULT_FILE == RECIPE_DEFAULT
+    probe = ("import sys, xarch.cli.main, xarch.cli.push; "
+             "print(sorted(m for m in sys.modules if m in ('xarch.recipe', 'xarch.platforms')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
