@@ -19,8 +19,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from tests.support.e2e import EPOCH, index_digest
+from tests.support.e2e import index_digest
 from tests.support.registry import Registry, make_layout, registry  # noqa: F401 (fixtures)
+from tests.test_e2e_publish import make_recipe
 from xarch.registry.errors import LayoutError
 from xarch.registry.push import push_layout
 
@@ -42,22 +43,6 @@ def served_index(registry: Registry, repository: str, tag: str) -> bytes:
                             headers={"Accept": "application/vnd.oci.image.index.v1+json"})
     response.raise_for_status()
     return response.content
-
-
-def make_recipe(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "data.txt").write_text("pushed from the store\n")
-    (folder / "xarch.yaml").write_text(f"""\
-name: push-store
-tag: v1
-platforms: [amd64, arm64]
-epoch: {EPOCH}
-files:
-  - {{src: data.txt, dst: /data.txt, mode: "0644"}}
-config:
-  cmd: ["/data.txt"]
-""")
-    return folder / "xarch.yaml"
 
 
 def test_build_push_writes_no_layout_and_an_unchanged_repush_sends_nothing(
@@ -90,7 +75,7 @@ def test_build_push_writes_no_layout_and_an_unchanged_repush_sends_nothing(
 
     monkeypatch.setattr(tempfile, "TemporaryDirectory", recording_tempdir)
 
-    recipe = make_recipe(tmp_path / "src")
+    recipe = make_recipe(tmp_path / "src", "pushed from the store\n")
     out = tmp_path / "out"
     ref = f"{registry.host}/store/app:v1"
     args = ["build", "-f", str(recipe), "-q", "-o", f"oci:{out}", "--push", ref, "--insecure"]
