@@ -104,8 +104,11 @@ def verify_file(root: Path, descriptor: Any, where: str) -> None:
 def _check_size(root: Path, descriptor: Any, where: str) -> None:
     """The blob file of DESCRIPTOR exists and has its size: a stat, no read."""
     path, digest, size = _blob_file(root, descriptor, where)
-    if path.stat().st_size != size:
-        raise LayoutError(f"{root}: blob {digest} is {path.stat().st_size} bytes, its descriptor says {size}")
+    actual = path.stat().st_size
+    if actual != size:  # worded as xarch.oci.verified.BlobCheck words it once it has read the file
+        detail = f"more than the descriptor's {size} bytes" if actual > size \
+            else f"{actual} bytes, the descriptor says {size}"
+        raise LayoutError(f"{root}: blob {digest} does not match its digest or size: {detail}")
 
 
 def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = True) -> LayoutImage:

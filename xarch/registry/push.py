@@ -217,7 +217,8 @@ def push_layout(
 
     ref = _target(target, fmt)
     with layout_folder(layout) as folder:
-        source = LayoutSource(folder, ref.tag)
+        # An oci-archive was read whole to unpack it: its blobs are hashed now, before any request.
+        source = LayoutSource(folder, ref.tag, hash_all=folder != Path(layout))
         source.label = str(layout)  # an oci-archive is named, not its scratch folder
         return push_source(source, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
 
