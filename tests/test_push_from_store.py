@@ -198,3 +198,33 @@ def test_push_command_does_not_load_the_recipe_model() -> None:
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_an_unchanged_repush_with_attachments_writes_nothing(registry: Registry, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from xarch.cli.main import cli
+    from xarch.registry.referrers import referrers_tag
+
+    monkeypatch.setenv("XARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    recipe = make_recipe(tmp_path / "src", "with an SBOM\n")
+    out = tmp_path / "out"
+    args = ["build", "-f", str(recipe), "-q", "-o", f"oci:{out}", "--sbom", "spdx",
+            "--push", f"{registry.host}/store/sbom:v1"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, (first.output, first.exception)
+    top = json.loads((out / "index.json").read_text())["manifests"]
+    attached = [entry for entry in top if entry.get("artifactType")]
+    assert attached  # one SBOM per platform
+    blobs = out / "blobs" / "sha256"
+    subjects = {json.loads((blobs / a["digest"].split(":")[1]).read_bytes())["subject"]["digest"]
+                for a in attached}
+    for subject in subjects:  # docker-registry 2.8 lists referrers under the fallback tag
+        tag = json.loads(served_index(registry, "store/sbom", referrers_tag(subject)))
+        assert {d["digest"] for d in tag["manifests"]} & {a["digest"] for a in attached}
+
+    before = mark(registry)
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, (again.output, again.exception)
+    asked = requests_since(registry, before)
+    assert {method for method, _, _ in asked} <= {"GET", "HEAD"}, asked
