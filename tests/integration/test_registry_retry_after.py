@@ -56,7 +56,8 @@ def test_503_with_an_http_date_is_waited_for(registry: Registry, tmp_path: Path,
     with FlakyProxy(registry.host, failures=1, status=503, retry_after=date, method=method) as proxy:
         started = time.monotonic()
         if method == "PUT":
-            push_layout(layout.path, f"{proxy.host}/demo/app:v1")
+            # A new tag for the pushed index: its PUT is the one write an unchanged re-push makes.
+            push_layout(layout.path, f"{proxy.host}/demo/app:v2")
         else:
             published_digests(f"{proxy.host}/demo/app:v1")
         assert 1.5 <= time.monotonic() - started < 10

@@ -8,7 +8,7 @@ digests, huge and negative sizes, deep nesting) — then, half the time, re-hash
 the edit so the damage reaches the parsers behind the digest checks. Every reader then runs on it:
 
 - `xarch inspect X` and `xarch diff GOOD X` (in this process, through `xarch.cli.run`);
-- the readers behind `push` (layout_folder + read_layout), `load` (read_layout_image) and
+- the readers behind `push` (layout_folder + LayoutSource), `load` (read_layout_image) and
   `verify --against` (published_side), called as those commands call them.
 
 Each either works or fails with an XarchError whose text is one line (the CLI: one
@@ -40,9 +40,10 @@ from xarch.docker.load import read_layout_image
 from xarch.errors import XarchError
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.registry.imageref import parse_image_ref
-from xarch.registry.layout_source import layout_folder, read_layout
+from xarch.registry.layout_source import layout_folder
 from xarch.registry.mediatypes import UnsupportedInDocker, platform_name
 from xarch.registry.push import _config_platform, _prepare
+from xarch.registry.push_source import LayoutSource
 from xarch.verify.published import published_side
 
 RECIPE = """\
@@ -445,17 +446,20 @@ def check_reader(name: str, call: Callable[[], object]) -> None:
 
 
 def push_reader(path: Path) -> None:
-    """What `xarch push` does before it opens a connection: read and verify, then prepare the bytes
-    to send in both formats (docker: converted media types), as _push_folder does."""
+    """What `xarch push` does with a layout the registry has nothing of: read it as push_layout does,
+    prepare the bytes to send in both formats (docker: converted media types), and verify every blob
+    (each would be sent)."""
     with layout_folder(path) as folder:
-        image = read_layout(folder)
+        source = LayoutSource(folder, hash_all=folder != path)
         for fmt in ("oci", "docker"):
             try:
-                manifests, _ = _prepare(image, fmt)
+                manifests, _ = _prepare(source.image, fmt)
             except UnsupportedInDocker:
                 continue  # push turns this into a RegistryError naming the layout
             for i, manifest in enumerate(manifests):
-                platform_name(manifest.platform or _config_platform(image, i))
+                platform_name(manifest.platform or _config_platform(source, i))
+        for blob in source.image.unique_blobs():
+            source.verify(blob)
 
 
 @pytest.mark.timeout(900)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from xarch.cli.options import (
     stdout,
 )
 from xarch.errors import XarchError
-from xarch.oci.layout import Artifact, write_layout
+from xarch.oci.layout import Artifact
 from xarch.oci.store import Store
 from xarch.progress import Reporter
 from xarch.recipe import load, resolve_epoch
@@ -174,14 +173,14 @@ def check_image_names(tags: Sequence[str], push_refs: Sequence[str]) -> list[str
 
 
 def push_artifact(artifact: Artifact, refs: Sequence[str] | str, remote: Remote, quiet: bool) -> list[str]:
-    """Push through a layout written to a temporary folder (once for every REFS): the same
-    path as `xarch push`. Returns each pushed reference, pinned to the index digest."""
+    """Push ARTIFACT to each of REFS from where the build left it (blobs in the store and in memory,
+    not hashed again), through the same code as `xarch push`. Returns each pushed reference,
+    pinned to the index digest."""
     from xarch.registry.progress import progress_for
-    from xarch.registry.push import push_layout
+    from xarch.registry.push import push_source
+    from xarch.registry.push_source import ArtifactSource
 
-    with tempfile.TemporaryDirectory(prefix="xarch-push-") as tmp:
-        layout = Path(tmp) / "layout"
-        write_layout(artifact, layout)
-        return [push_layout(layout, ref, settings=remote.settings(ref),
-                            progress=progress_for(quiet=quiet)).reference
-                for ref in ([refs] if isinstance(refs, str) else refs)]
+    source = ArtifactSource(artifact)
+    return [push_source(source, ref, settings=remote.settings(ref),
+                        progress=progress_for(quiet=quiet)).reference
+            for ref in ([refs] if isinstance(refs, str) else refs)]

@@ -13,19 +13,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.console import Console
 
-from xarch import platforms as platform_data
 from xarch.errors import XarchError
-from xarch.recipe import DEFAULT_FILE, LoadedRecipe
 from xarch.registry.errors import RegistryUsageError
 from xarch.smallfile import checked_ca_cert
 from xarch.units import human_size
 
 if TYPE_CHECKING:
+    from xarch import platforms as platform_data
+    from xarch.recipe import LoadedRecipe
     from xarch.registry.auth import Credentials
     from xarch.registry.client import Settings
     from xarch.registry.push import PushResult
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# xarch.recipe.DEFAULT_FILE (tests/test_push_from_store.py checks they agree), not imported: the
+# recipe model costs 0.1 s of start-up that commands without a recipe (push, inspect) need not pay.
+DEFAULT_FILE = "xarch.yaml"
 
 # A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
 # emoji=False: text from images and registries (`:name:` in a tag or path) is printed as it is.
@@ -42,6 +46,8 @@ def select_platforms(
     loaded: LoadedRecipe, requested: str | None
 ) -> tuple[platform_data.Platform, ...]:
     """The recipe's platforms, or those of --platform, in the recipe's order."""
+    from xarch import platforms as platform_data  # here: commands without a recipe need not load it
+
     names = loaded.recipe.platforms
     if not requested:
         return tuple(platform_data.get(name) for name in names)
@@ -64,6 +70,8 @@ def choose_docker_platform(
     """The platform `--load` gives Docker: CHOSEN (--docker-platform) when given, else the only one
     of PLATFORMS, else the host's. XarchError (exit 2) for an unknown CHOSEN.
     """
+    from xarch import platforms as platform_data
+
     if chosen:
         try:
             return platform_data.get(chosen)

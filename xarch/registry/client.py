@@ -23,6 +23,7 @@ if the registry forgot the upload, that blob alone starts again.
 from __future__ import annotations
 
 import email.utils
+import io
 import os
 import sys
 import threading
@@ -421,9 +422,10 @@ class RegistryClient:
             raise self._fail(response, what)
         return self.url(response.headers["Location"])
 
-    def upload_blob(self, repository: str, digest: str, path: Path, size: int,
+    def upload_blob(self, repository: str, digest: str, path: Path | bytes, size: int,
                     progress: BlobProgress | None = None, upload_url: str | None = None) -> None:
-        """Upload the blob at PATH: one PUT when it fits in a chunk, else PATCH chunks with resume."""
+        """Upload the blob at PATH (a file, or the bytes themselves: a config built in memory): one PUT
+        when it fits in a chunk, else PATCH chunks with resume."""
         progress = progress or QuietProgress()
         if size <= self.settings.chunk_size:
             self._upload_monolithic(repository, digest, path, size, progress, upload_url)
@@ -431,9 +433,9 @@ class RegistryClient:
             self._upload_chunked(repository, digest, path, size, progress, upload_url)
         self.stats.add(blobs_sent=1)
 
-    def _upload_monolithic(self, repository: str, digest: str, path: Path, size: int,
+    def _upload_monolithic(self, repository: str, digest: str, path: Path | bytes, size: int,
                            progress: BlobProgress, upload_url: str | None) -> None:
-        data = path.read_bytes()
+        data = path if isinstance(path, bytes) else path.read_bytes()
         what = f"upload {digest} to {repository}"
         for restart in range(2):
             location = upload_url if (upload_url and restart == 0) else self._start_upload(repository)
@@ -451,7 +453,7 @@ class RegistryClient:
             self.stats.add(restarted_uploads=1)
         raise self._fail(response, what)
 
-    def _upload_chunked(self, repository: str, digest: str, path: Path, size: int,
+    def _upload_chunked(self, repository: str, digest: str, path: Path | bytes, size: int,
                         progress: BlobProgress, upload_url: str | None) -> None:
         what = f"upload {digest} to {repository}"
         offset = 0
@@ -464,7 +466,7 @@ class RegistryClient:
         else:
             location = upload_url or self._start_upload(repository)
         failures, waited = 0, 0.0
-        with path.open("rb") as blob:
+        with io.BytesIO(path) if isinstance(path, bytes) else path.open("rb") as blob:
             while offset < size:
                 blob.seek(offset)
                 chunk = blob.read(self.settings.chunk_size)
@@ -589,6 +591,25 @@ class RegistryClient:
         if answered and answered != digest:
             raise RegistryError(f"{self.host}: {what}: registry stored digest {answered}, expected {digest}")
         return digest
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest REFERENCE (tag or digest) names in REPOSITORY, from a HEAD (no body moves); None
+        when the registry has no such manifest. A digest reference answered 200 names exactly those
+        bytes: the registry checked them against the digest when they were PUT."""
+        self._scope(repository, push=False)
+        what = f"HEAD manifest {repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+        # Every manifest type accepted: a registry that thinks the client cannot read an index
+        # answers for one platform's manifest instead (distribution does this for a tag).
+        response = self.request("HEAD", f"/v2/{repository}/manifests/{reference}",
+                                headers={"Accept": MANIFEST_ACCEPT}, what=what)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._fail(response, what)
+        if reference.startswith("sha256:"):
+            return reference
+        answered = response.headers.get("Docker-Content-Digest")
+        return answered if answered else self.get_manifest(repository, reference)[2]
 
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         """(exact bytes, media type, digest) of a manifest or index; verified when REFERENCE is a digest.

@@ -1,4 +1,5 @@
-"""Push an OCI layout to a registry: blobs, then each platform manifest by digest, the index, the tag.
+"""Push an OCI layout, or a build's Artifact from the store, to a registry: blobs, then each
+platform manifest by digest, the index, the tag (push_source; push_layout for a layout).
 
 The order matters: a registry accepts a manifest only once its blobs exist, and an index
 only once its manifests do, so a push cut off midway never leaves a tag naming something
@@ -11,13 +12,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials, docker_config_credentials
 from xarch.registry.client import RegistryClient, Settings, TransferStats
 from xarch.registry.errors import RegistryUsageError
-from xarch.registry.layout_source import LayoutImage, layout_folder, read_layout
+from xarch.registry.layout_source import LayoutImage, layout_folder
 from xarch.registry.mediatypes import (
     UnsupportedInDocker,
     canonical_json,
@@ -28,11 +29,14 @@ from xarch.registry.mediatypes import (
     sha256_digest,
 )
 from xarch.registry.progress import BlobProgress, QuietProgress
+from xarch.registry.push_source import PushSource
 from xarch.registry.reference import Reference, parse_reference
 from xarch.registry.uploads import UploadJournal
 from xarch.units import human_size
 
 FORMATS = ("oci", "docker")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -69,22 +73,51 @@ def make_client(ref: Reference, credentials: Credentials | None, settings: Setti
     return RegistryClient(ref.api_host, creds, settings, on_chunk=on_chunk, journal=UploadJournal())
 
 
+def concurrently(client: RegistryClient, work: Callable[[T], R], items: Sequence[T],
+                 prefix: str = "xarch-push") -> list[R]:
+    """WORK(item) for every item, `settings.jobs` at a time; results in ITEMS' order. The first
+    failure ends the lot: items not yet started are cancelled and the error is raised."""
+    jobs = max(1, client.settings.jobs)
+    if jobs == 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=prefix)
+    try:
+        futures = [pool.submit(work, item) for item in items]
+        for future in as_completed(futures):
+            future.result()  # the first failure, as soon as it happens
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str, Any]],
-               path_of: Callable[[str], Path], progress: BlobProgress,
-               mount_from: Sequence[str] = ()) -> None:
+               path_of: Callable[[str], Path | bytes], progress: BlobProgress,
+               mount_from: Sequence[str] = (),
+               verify: Callable[[dict[str, Any]], None] | None = None) -> None:
     """Make every blob in BLOBS present in REPOSITORY: skip, mount, or upload, in that order of preference.
 
-    The cheap questions (HEAD, mount) go one by one; uploads run `settings.jobs` at a time.
+    PATH_OF(digest) gives the file (or bytes) to upload. VERIFY(descriptor), when given, is called
+    for every blob the registry lacks before the first one is sent, so a corrupt input ends the
+    push having written nothing; a blob the registry has is neither read nor verified (see
+    xarch.registry.push_source). HEADs, verification and uploads run `settings.jobs` at a time:
+    on a re-push the HEADs are all the work, and one after another each costs a round trip.
     """
     stats = client.stats
+    labels = {d["digest"]: f"{short(d['digest'])} ({human_size(int(d['size']))})" for d in blobs}
+    present = concurrently(client, lambda d: client.blob_exists(repository, d["digest"]), blobs, "xarch-head")
+    missing = []
+    for descriptor, there in zip(blobs, present, strict=True):
+        if there:
+            stats.add(blobs_skipped=1, bytes_skipped=int(descriptor["size"]))
+            progress.finish(labels[descriptor["digest"]], "already there, skipped")
+        else:
+            missing.append(descriptor)
+    if verify is not None:
+        concurrently(client, verify, missing, "xarch-verify")
     uploads: list[tuple[dict[str, Any], str | None, str]] = []
-    for descriptor in blobs:
+    for descriptor in missing:
         digest, size = descriptor["digest"], int(descriptor["size"])
-        label = f"{short(digest)} ({human_size(size)})"
-        if client.blob_exists(repository, digest):
-            stats.add(blobs_skipped=1, bytes_skipped=size)
-            progress.finish(label, "already there, skipped")
-            continue
+        label = labels[digest]
         upload_url = None
         mounted_from = None
         for source in mount_from:
@@ -112,17 +145,7 @@ def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str
                            upload_url=upload_url)
         progress.finish(label, f"sent {human_size(size)}")
 
-    jobs = max(1, client.settings.jobs)
-    if jobs == 1 or len(uploads) <= 1:
-        for item in uploads:
-            upload(item)
-        return
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="xarch-upload")
-    try:
-        for future in as_completed([pool.submit(upload, item) for item in uploads]):
-            future.result()  # the first failure ends the push; blobs not yet started are cancelled
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    concurrently(client, upload, uploads, "xarch-upload")
 
 
 class _LabelledProgress:
@@ -192,47 +215,91 @@ def push_layout(
     """Push the OCI layout (folder or oci-archive) LAYOUT to TARGET (`host/repo[:tag]`).
 
     The tag defaults to the layout's (org.opencontainers.image.ref.name), else "latest".
-
     MOUNT_FROM names repositories on the same registry to mount blobs from before uploading.
+    The layout is checked as it is read (LayoutError, BlobMismatch: exit 2); a blob is hashed
+    only when it is sent (xarch.registry.push_source). See push_source for the rest.
 
     Distribution spec "Pushing blobs" and "Pushing manifests"; RegistryUsageError (exit 2) for a bad FMT
-    or TARGET, LayoutError/BlobMismatch (exit 2) for a damaged layout, RegistryError/AuthError/
-    RegistryUnavailable (exit 4) for the registry.
+    or TARGET, RegistryError/AuthError/RegistryUnavailable (exit 4) for the registry.
     """
+    from xarch.registry.push_source import LayoutSource
+
+    ref = _target(target, fmt)
+    with layout_folder(layout) as folder:
+        # An oci-archive was read whole to unpack it: its blobs are hashed now, before any request.
+        source = LayoutSource(folder, ref.tag, hash_all=folder != Path(layout))
+        source.label = str(layout)  # an oci-archive is named, not its scratch folder
+        return push_source(source, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
+
+
+def _target(target: str | Reference, fmt: str) -> Reference:
     if fmt not in FORMATS:
         raise RegistryUsageError(f"unknown push format {fmt!r} (choose oci or docker)")
     ref = parse_reference(target) if isinstance(target, str) else target
     if ref.digest:
         raise RegistryUsageError(
             f"push target {ref} names a digest; give a tag (digests follow from the bytes)")
-    with layout_folder(layout) as folder:
-        return _push_folder(folder, layout, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
+    return ref
 
 
-def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, credentials: Credentials | None,
-                 settings: Settings | None, mount_from: Sequence[str], progress: BlobProgress | None,
-                 on_chunk: Callable[[str, int], None] | None) -> PushResult:
-    image = read_layout(folder, ref.tag)
+def push_source(source: PushSource, target: str | Reference, fmt: str = "oci",
+                credentials: Credentials | None = None, settings: Settings | None = None,
+                mount_from: Sequence[str] = (), progress: BlobProgress | None = None,
+                on_chunk: Callable[[str, int], None] | None = None) -> PushResult:
+    """Push SOURCE (a layout or a build's Artifact, xarch.registry.push_source) to TARGET.
+
+    An unchanged re-push asks, and sends, as little as it can:
+
+    1. HEAD the top (the index, or the one manifest) by digest. When the registry has it, it has
+       everything under it (a registry accepts an index only once its manifests exist, and a
+       manifest only once its blobs do): only the tag is checked, and PUT if it names something else.
+    2. Otherwise HEAD each platform manifest by digest; an image the registry has is skipped whole.
+    3. The blobs of the other images: HEAD, verify, mount or upload (push_blobs, `settings.jobs`
+       at a time); then the missing manifests by digest, the index by digest, the tag.
+
+    The tag is written last, so a push cut off midway never leaves it naming something incomplete.
+    With fmt "oci", the source's attachments about what was pushed follow (as referrers).
+    RegistryUsageError for a bad target or format; RegistryError/AuthError (exit 4) from the registry.
+    """
+    ref = _target(target, fmt)
+    image = source.image
     tag = ref.tag or image.tag or "latest"
     try:
         manifests, index = _prepare(image, fmt)
     except UnsupportedInDocker as exc:
-        raise RegistryUsageError(f"{layout}: {exc}") from None
+        raise RegistryUsageError(f"{source.label}: {exc}") from None
+    top = index or manifests[0]
     progress = progress or QuietProgress()
     client = make_client(ref, credentials, settings, on_chunk)
+    repository = ref.repository
     try:
-        push_blobs(client, ref.repository, image.unique_blobs(), lambda d: image.blob_path(d), progress,
-                   mount_from)
-        for prepared in manifests:
-            client.put_manifest(ref.repository, prepared.digest, prepared.data, prepared.media_type)
-        top = index or manifests[0]
-        if index is not None:
-            client.put_manifest(ref.repository, index.digest, index.data, index.media_type)
-        client.put_manifest(ref.repository, tag, top.data, top.media_type)
+        if client.manifest_digest(repository, top.digest) is not None:
+            _skipped(client, image.unique_blobs(), progress)
+            if client.manifest_digest(repository, tag) != top.digest:
+                client.put_manifest(repository, tag, top.data, top.media_type)
+        else:
+            asked = manifests if index is not None else []  # a lone manifest was the top, asked above
+            there = concurrently(client, lambda m: client.manifest_digest(repository, m.digest) is not None,
+                                 asked, "xarch-head")
+            present = {m.digest for m, yes in zip(asked, there, strict=True) if yes}
+            wanted: dict[str, dict[str, Any]] = {}
+            for manifest, prepared in zip(image.manifests, manifests, strict=True):
+                if prepared.digest not in present:
+                    for descriptor in manifest.blob_descriptors():
+                        wanted.setdefault(descriptor["digest"], descriptor)
+            _skipped(client, [d for d in image.unique_blobs() if d["digest"] not in wanted], progress)
+            push_blobs(client, repository, list(wanted.values()), source.blob, progress, mount_from,
+                       verify=source.verify)
+            for prepared in manifests:
+                if prepared.digest not in present:
+                    client.put_manifest(repository, prepared.digest, prepared.data, prepared.media_type)
+            if index is not None:
+                client.put_manifest(repository, index.digest, index.data, index.media_type)
+            client.put_manifest(repository, tag, top.data, top.media_type)
         referrers = {}
         if fmt == "oci":  # --format docker changes the manifests' digests: their attachments would dangle
             pushed = {m.digest for m in manifests} | {top.digest}
-            referrers = _push_attachments(client, ref.repository, folder, pushed)
+            referrers = _push_attachments(client, repository, source, pushed)
     finally:
         progress.close()
         client.close()
@@ -240,25 +307,47 @@ def _push_folder(folder: Path, layout: Path | str, ref: Reference, fmt: str, cre
         reference=f"{ref.with_tag(tag)}@{top.digest}",
         digest=top.digest,
         media_type=top.media_type,
-        manifests={platform_name(m.platform or _config_platform(image, i)): m.digest
+        manifests={platform_name(m.platform or _config_platform(source, i)): m.digest
                    for i, m in enumerate(manifests)},
         stats=client.stats,
         referrers=referrers,
     )
 
 
-def _push_attachments(client: RegistryClient, repository: str, folder: Path,
+def _skipped(client: RegistryClient, blobs: Sequence[dict[str, Any]], progress: BlobProgress) -> None:
+    """Count and show BLOBS as skipped: the registry has them under a manifest it already holds."""
+    client.stats.add(blobs_skipped=len(blobs), bytes_skipped=sum(int(d["size"]) for d in blobs))
+    for descriptor in blobs:
+        progress.finish(f"{short(descriptor['digest'])} ({human_size(int(descriptor['size']))})",
+                        "already there, skipped")
+
+
+def _push_attachments(client: RegistryClient, repository: str, source: PushSource,
                       pushed: set[str]) -> dict[str, str]:
-    """The layout's attachments (SBOMs, provenance) whose subject was just pushed, as referrers:
-    attachment digest -> "api" or "tag" (xarch.registry.referrers.push_attachment)."""
-    from xarch.registry.referrers import layout_attachments, push_attachment
+    """The source's attachments (SBOMs, provenance) whose subject was just pushed, as referrers:
+    attachment digest -> "api" or "tag" (xarch.registry.referrers.push_attachment). One the
+    registry already has and lists as a referrer of its subject is not sent again."""
+    from xarch.registry.referrers import list_referrers, push_attachment
 
-    return {attached.digest: push_attachment(client, repository, attached)
-            for attached in layout_attachments(folder) if attached.subject.digest in pushed}
+    listed: dict[str, dict[str, str]] = {}  # subject digest -> {referrer digest: "api" or "tag"}
+    result = {}
+    for attached in source.attachments():
+        subject = attached.subject.digest
+        if subject not in pushed:
+            continue
+        if client.manifest_digest(repository, attached.digest) is not None:
+            if subject not in listed:
+                found = list_referrers(client, repository, subject)
+                listed[subject] = {str(d.get("digest")): found.via for d in found.descriptors}
+            if attached.digest in listed[subject]:
+                result[attached.digest] = listed[subject][attached.digest]
+                continue
+        result[attached.digest] = push_attachment(client, repository, attached)
+    return result
 
 
-def _config_platform(image: LayoutImage, position: int) -> dict[str, Any]:
+def _config_platform(source: PushSource, position: int) -> dict[str, Any]:
     """A single-manifest layout has no platform in a descriptor: read it from the image config."""
-    config = image.manifests[position].json["config"]
-    where = f"{image.root}: config {config['digest']}"
-    return dict(json_object(image.blob_path(config["digest"]).read_bytes(), where))
+    config = source.image.manifests[position].json["config"]
+    where = f"{source.label}: config {config['digest']}"
+    return dict(json_object(source.read(config), where))

@@ -27,7 +27,6 @@ manifest or blob does not match its digest, or a referrers answer is not an inde
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,13 +60,9 @@ class Referrers:
 
 
 def _upload(client: RegistryClient, repository: str, blobs: dict[str, bytes]) -> None:
-    with tempfile.TemporaryDirectory(prefix="xarch-attach-") as scratch:
-        for digest, data in sorted(blobs.items()):
-            if client.blob_exists(repository, digest):
-                continue
-            path = Path(scratch) / hex_of(digest)
-            path.write_bytes(data)
-            client.upload_blob(repository, digest, path, len(data))
+    for digest, data in sorted(blobs.items()):
+        if not client.blob_exists(repository, digest):
+            client.upload_blob(repository, digest, data, len(data))  # small: sent from memory
 
 
 def _put(client: RegistryClient, repository: str, reference: str, data: bytes,
