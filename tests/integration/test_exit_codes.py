@@ -138,7 +138,6 @@ CLASSES = [
     ("xarch.registry.errors", "AuthError", ExitCode.NETWORK),
     ("xarch.registry.errors", "InvalidReference", ExitCode.INPUT),
     ("xarch.registry.errors", "RegistryUsageError", ExitCode.INPUT),
-    ("xarch.registry.errors", "LayoutError", ExitCode.INPUT),
     ("xarch.sources.debian.errors", "FetchError", ExitCode.NETWORK),
     ("xarch.sources.debian.errors", "SignatureError", ExitCode.NETWORK),
     ("xarch.sources.debian.errors", "LockError", ExitCode.INPUT),
