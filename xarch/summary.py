@@ -13,7 +13,7 @@ from rich.text import Text
 
 from xarch.errors import InputError
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, platform_name, sha256_digest
-from xarch.oci.layout import Artifact, LayoutError, LayoutReader
+from xarch.oci.layout import Artifact, LayoutError, LayoutReader, image_entry
 from xarch.oci.schema import parse_document
 from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 from xarch.units import human_size
@@ -117,18 +117,15 @@ def _layout_row(reader: LayoutReader, source: str, descriptor: Any) -> ImageRow:
 
 
 def _summarize_layout(reader: LayoutReader, source: str) -> Summary:
-    top = reader.top_index()
-    descriptors = top.get("manifests") or []
-    if not isinstance(descriptors, list) or not descriptors:
-        raise InspectError(f"{source}: index.json names no image")
-    media_type, digest, size = descriptor_fields(descriptors[0], f"{source}: index.json")
+    entry = image_entry(reader.top_index(), f"{source}: index.json")
+    media_type, digest, size = descriptor_fields(entry, f"{source}: index.json")
     if media_type in (OCI_INDEX, DOCKER_MANIFEST_LIST):
         index = json_object(reader.blob(digest, size), f"{source}: index {digest}")
         manifests = index.get("manifests") or []
         if not isinstance(manifests, list):
             raise BadDescriptor(f"{source}: index {digest}: manifests is not a JSON array")
         return Summary(source, digest, tuple(_layout_row(reader, source, d) for d in manifests))
-    return Summary(source, None, tuple(_layout_row(reader, source, d) for d in descriptors))
+    return Summary(source, None, (_layout_row(reader, source, entry),))
 
 
 def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from xarch.errors import InputError, XarchError
-from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.layout import LayoutError, LayoutReader, image_entry
 from xarch.oci.schema import parse_document
 from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 from xarch.registry.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
@@ -130,10 +130,11 @@ def _open_layout(files: LayoutReader, source: ImageSource, verify_layers: bool) 
     label = source.label
     # The top index is checked against its schema first, as every other reader does.
     top = parse_document(files.read("index.json"), f"{label}: index.json", "index")
-    descriptors = top.get("manifests") or []
-    if not isinstance(descriptors, list) or not descriptors:
-        raise DiffError(f"{label}: index.json names no image")
-    first = descriptors[0]
+    try:
+        first = image_entry(top, f"{label}: index.json")
+    except LayoutError as error:
+        raise DiffError(str(error)) from None
+    descriptors: Any = [first]
     media_type, digest, size = descriptor_fields(first, f"{label}: index.json")
     annotations = first.get("annotations") or {}
     source.tag = annotations.get(REF_NAME) if isinstance(annotations, dict) else None

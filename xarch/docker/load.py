@@ -25,7 +25,7 @@ from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, platfo
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
-from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.layout import LayoutError, LayoutReader, image_entry
 from xarch.oci.schema import DocumentError, Kind, parse_document
 from xarch.oci.verified import descriptor_fields
 from xarch.registry.errors import InvalidReference
@@ -154,7 +154,9 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
     except LayoutError as error:
         raise DockerError(str(error)) from None
     try:
-        manifests = _image_manifests(reader, reader.top_index(), depth=0)
+        top = reader.top_index()
+        entry = image_entry(top, f"{layout}: index.json")  # the one entry every layout reader takes
+        manifests = _image_manifests(reader, {"manifests": [entry]}, depth=0)
         chosen = _choose(layout, manifests, platform)
         manifest_bytes = reader.blob(chosen.digest, chosen.size)
         manifest = _json(manifest_bytes, layout, chosen.digest, "image")

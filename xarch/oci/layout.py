@@ -30,6 +30,40 @@ class LayoutError(InputError, ValueError):
     pass
 
 
+# The media types an index.json entry may have to be the image itself (an OCI index or manifest,
+# or their Docker forms, as `docker save` 25+ and skopeo write them).
+IMAGE_ENTRY_TYPES = (
+    OCI_INDEX,
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+
+def image_entry(top: dict[str, Any], where: str, tag: str | None = None) -> dict[str, Any]:
+    """The one entry of a layout's index.json (TOP, already schema-checked) that is the image,
+    for every reader of layouts (inspect, diff, load, push, verify): the entry named TAG
+    (org.opencontainers.image.ref.name) when TAG is given and an entry has it; else the first
+    entry that is an index or image manifest and no artifact (an SBOM or attestation listed beside
+    it has an artifactType, xarch.oci.artifact). Image-layout spec, "index.json": entries are
+    found by their ref.name.
+
+    Raises LayoutError (exit 2, naming WHERE) when none fits.
+    """
+    entries = top.get("manifests") or []
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise LayoutError(f"{where}: manifests is not a list of descriptors")
+    if tag is not None:
+        for entry in entries:
+            annotations = entry.get("annotations")
+            if isinstance(annotations, dict) and annotations.get(REF_NAME) == tag:
+                return entry
+    for entry in entries:
+        if entry.get("mediaType") in IMAGE_ENTRY_TYPES and not entry.get("artifactType"):
+            return entry
+    raise LayoutError(f"{where}: names no image (no index or image manifest among its entries)")
+
+
 @dataclass(frozen=True)
 class Artifact:
     """What a build produces: one image per platform and the index that names them."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xarch.oci.archive import open_archive
-from xarch.oci.layout import LayoutError
+from xarch.oci.layout import LayoutError, image_entry
 from xarch.oci.schema import parse_document
 from xarch.oci.verified import (
     BadDescriptor,
@@ -114,8 +114,8 @@ def _check_size(root: Path, descriptor: Any, where: str) -> None:
 
 
 def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = True) -> LayoutImage:
-    """Parse ROOT/index.json and verify one entry: the one named TAG (annotation
-    org.opencontainers.image.ref.name) when the layout has such an entry, else the first.
+    """Parse ROOT/index.json and verify its image entry (xarch.oci.layout.image_entry: the one
+    named TAG when an entry has that ref.name, else the first index or manifest that is no artifact).
 
     The index and the manifests are always read and hashed. Configs and layers are hashed too,
     unless HASH_BLOBS is False: then each is only checked to exist with its descriptor's size, and
@@ -133,8 +133,7 @@ def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = Tru
         raise LayoutError(f"{index_file}: lists no image")
     for entry in entries:
         descriptor_fields(entry, str(index_file))
-    named = [e for e in entries if tag and (e.get("annotations") or {}).get(REF_NAME) == tag]
-    top_descriptor = named[0] if named else entries[0]
+    top_descriptor = image_entry({"manifests": entries}, str(index_file), tag)
     top_data = _read_verified(root, top_descriptor, str(index_file))
     top_where = f"{root}: {top_descriptor['digest']}"
     image = LayoutImage(root, top_descriptor, top_data, json_object(top_data, top_where))

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from xarch.errors import BuildError, InputError, Verdict, XarchError
-from xarch.oci.layout import LayoutReader
+from xarch.oci.layout import LayoutReader, image_entry
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe, resolve_epoch
@@ -343,7 +343,7 @@ def layout_digests(path: Path) -> dict[str, str]:
     """{"index": digest, "linux/amd64": manifest digest, …} of the layout at PATH."""
     reader = LayoutReader(path)
     try:
-        top = reader.top_index()["manifests"][0]
+        top = image_entry(reader.top_index(), f"{path}: index.json")
         result = {"index": top["digest"]}
         for descriptor in reader.json_blob(top["digest"])["manifests"]:
             result[platform_name(descriptor["platform"])] = descriptor["digest"]
