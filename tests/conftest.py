@@ -26,7 +26,7 @@ pytest_plugins = [
 
 TESTS = Path(__file__).resolve().parent
 FOLDERS = ("unit", "integration")
-# A unit test never needs these (tox's tests-py310 runs `-m "not docker and not qemu and not slow"`).
+# A unit test never needs these (tox's tests-py310 runs tests/unit alone, under the oldest CPython).
 NOT_UNIT = ("docker", "qemu", "slow")
 
 
