@@ -61,6 +61,18 @@ class Reference:
         return text
 
 
+def _check_host(text: str, host: str) -> None:
+    """InvalidReference naming TEXT when HOST's port is outside 1..65535 or its name breaks DNS's
+    limits (labels of at most 63 bytes, 253 in all; RFC 1035), which the HTTP client would only
+    refuse later, with a message that names neither."""
+    name, _, port = host.rpartition(":") if not host.endswith("]") and ":" in host else (host, "", "")
+    if port and not 1 <= int(port) <= 65535:
+        raise InvalidReference(f"image reference {text!r}: registry port {port} is not in 1..65535")
+    if not name.startswith("[") and (len(name) > 253 or any(len(label) > 63 for label in name.split("."))):
+        raise InvalidReference(f"image reference {text[:100]!r}...: registry host is longer than DNS "
+                               "allows (63 characters a label, 253 in all)")
+
+
 def parse_reference(text: str) -> Reference:
     """Parse TEXT; raise InvalidReference naming it when it is not a valid reference."""
     rest = text.strip()
@@ -77,6 +89,7 @@ def parse_reference(text: str) -> Reference:
     if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
         if not _HOST_RE.match(first):
             raise InvalidReference(f"image reference {text!r}: bad registry host {first!r}")
+        _check_host(text, first)
         host, rest = first, remainder
     tag = None
     last_slash = rest.rfind("/")

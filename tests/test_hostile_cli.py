@@ -1,0 +1,41 @@
+"""Hostile values typed on the command line: one escaped error line, a documented exit code.
+
+Each case is the real CLI in a subprocess (`python -m xarch.cli`); none needs a registry, because
+every one of them must be refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def xarch(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "xarch.cli", *args], input=stdin, capture_output=True,
+                          text=True, env=env, timeout=120, cwd=cwd)
+
+
+def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The single stderr line of a failure with exit CODE (no traceback)."""
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("reference", "words"), [
+    ("127.0.0.1:99999/app:1", "port 99999 is not in 1..65535"),
+    ("127.0.0.1:0/app:1", "port 0 is not in 1..65535"),
+    ("a" * 64 + ".example/app:1", "longer than DNS allows"),
+])
+def test_a_registry_host_no_client_can_reach_is_a_bad_reference(reference: str, words: str) -> None:
+    line = one_line(xarch("referrers", reference), 2)
+    assert words in line and "internal error" not in line
