@@ -39,3 +39,13 @@ def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
 def test_a_registry_host_no_client_can_reach_is_a_bad_reference(reference: str, words: str) -> None:
     line = one_line(xarch("referrers", reference), 2)
     assert words in line and "internal error" not in line
+
+
+def test_control_characters_in_a_value_are_shown_escaped(tmp_path: Path) -> None:
+    # A --platform (or any value) quoted back in an error must not reach the terminal raw.
+    for args in (["inspect", "no\x1b[2Jsuch\x07"], ["referrers", "127.0.0.1:5000/app:\x1b[31m"],
+                 ["build", "--strategy", "\x1b[2J"]):
+        result = xarch(*args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "\x1b" not in result.stderr and "\x07" not in result.stderr, result.stderr
+        assert "\\x1b" in result.stderr
