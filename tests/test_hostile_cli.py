@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.registry import Registry, tls_registry  # noqa: F401 (fixture)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -49,3 +51,22 @@ def test_control_characters_in_a_value_are_shown_escaped(tmp_path: Path) -> None
         assert result.returncode == 2, result.stderr
         assert "\x1b" not in result.stderr and "\x07" not in result.stderr, result.stderr
         assert "\\x1b" in result.stderr
+
+
+@pytest.mark.parametrize("content", ["", "not a certificate\n",
+                                     "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"])
+def test_a_ca_cert_without_a_certificate_is_bad_input_naming_the_file(tmp_path: Path, content: str) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(content)
+    line = one_line(xarch("referrers", "127.0.0.1:1/app:1", "--ca-cert", str(bundle)), 2)
+    assert f"--ca-cert {bundle}: holds no PEM certificate" in line
+
+
+def test_a_ca_cert_that_does_not_sign_the_registry_is_named_not_asked_for(
+        tls_registry: Registry, tmp_path: Path) -> None:  # noqa: F811
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(tmp_path / "other.key"), "-out", str(other), "-days", "1", "-subj", "/CN=other"],
+                   check=True, capture_output=True)
+    line = one_line(xarch("referrers", f"{tls_registry.host}/app:1", "--ca-cert", str(other)), 4)
+    assert f"--ca-cert {other} does not hold the CA" in line and "pass --ca-cert" not in line

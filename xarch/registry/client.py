@@ -262,10 +262,13 @@ class RegistryClient:
                 except _TRANSIENT:
                     plain_may_recover = True
             if isinstance(error, requests.exceptions.SSLError) and not plain_may_recover:
+                # With --ca-cert given, "pass --ca-cert" would send the user round in a circle.
+                fix = (f"--ca-cert {self.settings.ca_cert} does not hold the CA that signed its certificate"
+                       if self.settings.ca_cert else
+                       "pass --ca-cert FILE or set REQUESTS_CA_BUNDLE for a private CA")
                 raise RegistryError(
-                    f"TLS to {self.host} failed ({_ssl_reason(error)}): pass --ca-cert FILE or set "
-                    "REQUESTS_CA_BUNDLE for a private CA, or --insecure to skip verification"
-                ) from None
+                    f"TLS to {self.host} failed ({_ssl_reason(error)}): {fix}, or --insecure to skip "
+                    "verification") from None
             if attempt < self.settings.retries:
                 self._sleep(attempt)
             attempt += 1
