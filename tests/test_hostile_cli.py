@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.registry import Registry, tls_registry  # noqa: F401 (fixture)
+from tests.support.registry import Registry, make_layout, registry, tls_registry  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,3 +70,13 @@ def test_a_ca_cert_that_does_not_sign_the_registry_is_named_not_asked_for(
                    check=True, capture_output=True)
     line = one_line(xarch("referrers", f"{tls_registry.host}/app:1", "--ca-cert", str(other)), 4)
     assert f"--ca-cert {other} does not hold the CA" in line and "pass --ca-cert" not in line
+
+
+@pytest.mark.parametrize("source", ["BAD", "team/app&from=other", "app:push", "/app"])
+def test_a_mount_from_that_is_no_repository_name_is_refused_before_the_push(
+        registry: Registry, tmp_path: Path, source: str) -> None:  # noqa: F811
+    layout = make_layout(tmp_path / "layout", ["amd64"])
+    pushed = xarch("push", str(layout.path), f"{registry.host}/app:1", "--mount-from", source, "-q")
+    line = one_line(pushed, 2)
+    assert f"--mount-from {source!r}: not a repository name" in line
+    assert not list((registry.workdir / "storage").rglob("_manifests"))  # nothing reached it

@@ -28,7 +28,7 @@ from xarch.registry.mediatypes import (
     sha256_digest,
 )
 from xarch.registry.progress import BlobProgress, QuietProgress
-from xarch.registry.reference import Reference, parse_reference
+from xarch.registry.reference import Reference, check_repository, parse_reference
 from xarch.registry.uploads import UploadJournal
 from xarch.units import human_size
 
@@ -205,6 +205,8 @@ def push_layout(
     if ref.digest:
         raise RegistryUsageError(
             f"push target {ref} names a digest; give a tag (digests follow from the bytes)")
+    for source in mount_from:  # it goes into a URL query and a token scope: a name, nothing else
+        check_repository(source, "--mount-from")
     with layout_folder(layout) as folder:
         return _push_folder(folder, layout, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
 

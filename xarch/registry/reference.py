@@ -61,6 +61,15 @@ class Reference:
         return text
 
 
+def check_repository(name: str, what: str) -> str:
+    """NAME when it is a repository name (`team/app`: lowercase components joined by `/`, as in the
+    distribution spec); else InvalidReference (exit 2) naming WHAT (e.g. `--mount-from`) and NAME."""
+    if not _REPO_RE.match(name):
+        raise InvalidReference(f"{what} {name!r}: not a repository name (lowercase letters, digits, . _ -, "
+                               "components joined by /)")
+    return name
+
+
 def _check_host(text: str, host: str) -> None:
     """InvalidReference naming TEXT when HOST's port is outside 1..65535 or its name breaks DNS's
     limits (labels of at most 63 bytes, 253 in all; RFC 1035), which the HTTP client would only
