@@ -80,3 +80,11 @@ def test_a_mount_from_that_is_no_repository_name_is_refused_before_the_push(
     line = one_line(pushed, 2)
     assert f"--mount-from {source!r}: not a repository name" in line
     assert not list((registry.workdir / "storage").rglob("_manifests"))  # nothing reached it
+
+
+def test_build_refuses_a_password_stdin_no_key_reads(tmp_path: Path) -> None:
+    # Refused before the recipe is even read: the folder holds none.
+    line = one_line(xarch("build", "--password-stdin", "-o", f"oci:{tmp_path / 'out'}", stdin="hunter2\n",
+                          cwd=tmp_path), 2)
+    assert "--password-stdin is --sign-key's password and needs --sign-key" in line
+    assert "hunter2" not in line and not (tmp_path / "out").exists()
