@@ -88,3 +88,11 @@ def test_build_refuses_a_password_stdin_no_key_reads(tmp_path: Path) -> None:
                           cwd=tmp_path), 2)
     assert "--password-stdin is --sign-key's password and needs --sign-key" in line
     assert "hunter2" not in line and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pair", ["k\x1b[2J=v", "a\nb=v", "=v", "novalue"])
+def test_assemble_refuses_an_annotation_key_a_recipe_would_refuse(registry: Registry, pair: str) -> None:  # noqa: F811
+    digest = "sha256:" + "ab" * 32
+    line = one_line(xarch("assemble", f"{registry.host}/app:1", "--from", f"{registry.host}/app@{digest}",
+                          "--annotation", pair), 2)
+    assert "--annotation" in line and "expected KEY=VALUE" in line and "\x1b" not in line

@@ -91,12 +91,15 @@ def credentials_from_options(username: str | None, password_stdin: bool) -> Cred
 
 
 def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
-    """{key: value} from --annotation KEY=VALUE PAIRS; RegistryUsageError (exit 2) without a `=` or a key."""
+    """{key: value} from --annotation KEY=VALUE PAIRS; RegistryUsageError (exit 2) without a `=`, a key,
+    or with a control character in the key (the rule of a recipe's annotation keys; values may hold
+    any, as the recipe's may, so that assemble can match a local build's bytes)."""
     result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise RegistryUsageError(f"--annotation {pair!r}: expected KEY=VALUE")
+        if not sep or not key or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+            raise RegistryUsageError(f"--annotation {pair!r}: expected KEY=VALUE, a key without "
+                                     "control characters")
         result[key] = value
     return result
 
