@@ -96,3 +96,12 @@ def test_assemble_refuses_an_annotation_key_a_recipe_would_refuse(registry: Regi
     line = one_line(xarch("assemble", f"{registry.host}/app:1", "--from", f"{registry.host}/app@{digest}",
                           "--annotation", pair), 2)
     assert "--annotation" in line and "expected KEY=VALUE" in line and "\x1b" not in line
+
+
+def test_inspect_refuses_views_it_would_ignore(tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "layout", ["amd64"])
+    both = one_line(xarch("inspect", str(layout.path), "--platform", "amd64", "--config", "--files"), 2)
+    assert "--config and --files are separate views" in both
+    # A registry image's files are not read by inspect: refused before any request (port 1 is closed).
+    remote = one_line(xarch("inspect", "127.0.0.1:1/app:1", "--files"), 2)
+    assert "--files reads a local layout or archive" in remote
