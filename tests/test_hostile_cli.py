@@ -6,9 +6,12 @@ every one of them must be refused before anything is sent.
 
 from __future__ import annotations
 
+import http.server
 import os
+import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,70 @@ def test_inspect_refuses_views_it_would_ignore(tmp_path: Path) -> None:
     # A registry image's files are not read by inspect: refused before any request (port 1 is closed).
     remote = one_line(xarch("inspect", "127.0.0.1:1/app:1", "--files"), 2)
     assert "--files reads a local layout or archive" in remote
+
+
+class _HostileRegistry(http.server.BaseHTTPRequestHandler):
+    """Answers /v2/… with a Bearer challenge whose realm and token body the test chooses."""
+
+    realm = ""
+    token_body = b""
+    token_requests: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path.startswith("/token"):
+            type(self).token_requests.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(self.token_body)))
+            self.end_headers()
+            self.wfile.write(self.token_body)
+            return
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", f'Bearer realm="{self.realm}",service="x"')
+        self.send_header("Docker-Distribution-Api-Version", "registry/2.0")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(handler: type[http.server.BaseHTTPRequestHandler], tls: tuple[Path, Path] | None = None) -> tuple[
+        http.server.ThreadingHTTPServer, str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"token": {"a": 1}}'])
+def test_a_token_service_answering_garbage_is_a_registry_error(body: bytes) -> None:
+    handler = type("Garbage", (_HostileRegistry,), {"token_body": body, "token_requests": []})
+    server, host = _serve(handler)
+    handler.realm = f"http://{host}/token"
+    try:
+        line = one_line(xarch("referrers", f"{host}/app:1"), 4)
+    finally:
+        server.shutdown()
+    assert f"token service of {host} answered without a token" in line
+
+
+def test_credentials_typed_for_https_never_go_to_a_plain_http_realm(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    handler = type("Downgrade", (_HostileRegistry,), {"token_body": b'{"token": "t"}', "token_requests": []})
+    plain, plain_host = _serve(handler)
+    handler.realm = f"http://{plain_host}/token"
+    secure, host = _serve(handler, (cert, key))
+    try:
+        line = one_line(xarch("referrers", f"{host}/app:1", "--ca-cert", str(cert), "-u", "bob",
+                              "--password-stdin", stdin="hunter2\n"), 4)
+    finally:
+        plain.shutdown()
+        secure.shutdown()
+    assert "credentials are not sent to it" in line and "hunter2" not in line
+    assert handler.token_requests == []

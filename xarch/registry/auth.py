@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 
 import docker.auth
@@ -116,14 +117,19 @@ class Authenticator:
         elif scheme == "bearer":
             if "scope" in params:
                 self.scopes.update(params["scope"].split(" "))
-            self.header = "Bearer " + self._fetch_token(params)
+            self.header = "Bearer " + self._fetch_token(params, response.url)
         else:
             raise AuthError(f"{self.host} answered 401 with an unsupported challenge {scheme or '(none)'!r}")
 
-    def _fetch_token(self, params: dict[str, str]) -> str:
+    def _fetch_token(self, params: dict[str, str], challenged_url: str) -> str:
         realm = params.get("realm")
         if not realm:
             raise AuthError(f"{self.host} sent a Bearer challenge without a realm")
+        # The registry names the realm: credentials it asks for over HTTPS never go out in clear text.
+        if (self.credentials.present and urllib.parse.urlsplit(challenged_url).scheme == "https"
+                and urllib.parse.urlsplit(realm).scheme != "https"):
+            raise AuthError(f"{self.host} (HTTPS) names a token service that is not HTTPS ({realm!r}); "
+                            "credentials are not sent to it")
         query: list[tuple[str, str]] = [("scope", scope) for scope in sorted(self.scopes)]
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
@@ -146,9 +152,12 @@ class Authenticator:
             raise AuthError(self.rejected_message())
         if reply.status_code != 200:
             raise RegistryError(f"token service of {self.host} answered HTTP {reply.status_code}")
-        body = reply.json()
-        token = body.get("token") or body.get("access_token")
-        if not token:
+        try:  # the token service is the registry's choice, and hostile input like any answer
+            body = reply.json()
+        except ValueError:
+            body = None
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+        if not token or not isinstance(token, str):
             raise RegistryError(f"token service of {self.host} answered without a token")
         return str(token)
 
