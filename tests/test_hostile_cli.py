@@ -175,3 +175,21 @@ def test_credentials_typed_for_https_never_go_to_a_plain_http_realm(tmp_path: Pa
         secure.shutdown()
     assert "credentials are not sent to it" in line and "hunter2" not in line
     assert handler.token_requests == []
+
+
+@pytest.mark.parametrize(("reference", "words"), [
+    ("bob:s3cret@127.0.0.1:1/app:1", "credentials do not go in a reference"),
+    ("https://bob:s3cret@127.0.0.1:1/app:1", "no https://"),
+    ("http://127.0.0.1:1/app:1", "no http://"),
+])
+def test_a_url_for_a_reference_is_refused_and_its_password_never_printed(tmp_path: Path, reference: str,
+                                                                         words: str) -> None:
+    layout = make_layout(tmp_path / "layout", ["amd64"])
+    line = one_line(xarch("push", str(layout.path), reference, "-q"), 2)
+    assert words in line and "s3cret" not in line
+
+
+def test_push_takes_docker_colon_slash_slash_as_diff_does(registry: Registry, tmp_path: Path) -> None:  # noqa: F811
+    layout = make_layout(tmp_path / "layout", ["amd64"])
+    pushed = xarch("push", str(layout.path), f"docker://{registry.host}/app:1", "-q")
+    assert pushed.returncode == 0, pushed.stderr

@@ -61,6 +61,11 @@ class Reference:
         return text
 
 
+def _redacted(text: str) -> str:
+    """TEXT with the user-information part of a URL-like `[scheme://]user:password@host/…` hidden."""
+    return re.sub(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?)[^/@]*@", r"\1***@", text)
+
+
 def check_repository(name: str, what: str) -> str:
     """NAME when it is a repository name (`team/app`: lowercase components joined by `/`, as in the
     distribution spec); else InvalidReference (exit 2) naming WHAT (e.g. `--mount-from`) and NAME."""
@@ -87,6 +92,16 @@ def parse_reference(text: str) -> Reference:
     rest = text.strip()
     if not rest:
         raise InvalidReference("empty image reference")
+    scheme, sep, after = rest.partition("://")
+    if scheme == "docker":  # skopeo's transport prefix, which diff and inspect take too
+        scheme, sep, rest = "", "", after
+    if sep and "/" not in scheme:
+        raise InvalidReference(f"image reference {_redacted(text)!r}: no {scheme}:// (write host/name:tag; "
+                               "plain HTTP is chosen by --insecure or for localhost)")
+    if "/" in rest and "@" in rest.split("/", 1)[0]:  # a digest never holds a `/`
+        # user:password@host as in a URL: never echo it, never send it.
+        raise InvalidReference(f"image reference {_redacted(text)!r}: credentials do not go in a reference "
+                               "(use -u with --password-stdin, or docker login)")
     digest = None
     if "@" in rest:
         rest, digest = rest.split("@", 1)
