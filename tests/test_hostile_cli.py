@@ -193,3 +193,25 @@ def test_push_takes_docker_colon_slash_slash_as_diff_does(registry: Registry, tm
     layout = make_layout(tmp_path / "layout", ["amd64"])
     pushed = xarch("push", str(layout.path), f"docker://{registry.host}/app:1", "-q")
     assert pushed.returncode == 0, pushed.stderr
+
+
+RECIPE_WITH_SNAPSHOT = """\
+name: snap
+platforms: [amd64]
+epoch: 1700000000
+sources:
+  debian:
+    suites: [bookworm]
+    snapshot: {snapshot}
+packages: [base-files]
+"""
+
+
+@pytest.mark.parametrize("stamp", ["20251399T000000Z", "20250230T000000Z", "20250101T250000Z"])
+def test_a_snapshot_that_is_no_real_instant_is_refused_before_a_download(tmp_path: Path, stamp: str) -> None:
+    (tmp_path / "xarch.yaml").write_text(RECIPE_WITH_SNAPSHOT.format(snapshot=stamp))
+    line = one_line(xarch("lock", "-f", str(tmp_path)), 2)
+    assert f"sources.debian[0].snapshot: '{stamp}' is not a snapshot timestamp" in line
+    assert not (tmp_path / "xarch.lock").exists()
+    line = one_line(xarch("outdated", "-f", str(REPO / "examples" / "nginx"), "--snapshot", stamp), 2)
+    assert f"--snapshot '{stamp}': not `latest` nor a timestamp" in line
