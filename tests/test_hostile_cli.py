@@ -215,3 +215,11 @@ def test_a_snapshot_that_is_no_real_instant_is_refused_before_a_download(tmp_pat
     assert not (tmp_path / "xarch.lock").exists()
     line = one_line(xarch("outdated", "-f", str(REPO / "examples" / "nginx"), "--snapshot", stamp), 2)
     assert f"--snapshot '{stamp}': not `latest` nor a timestamp" in line
+
+
+@pytest.mark.parametrize("extra", [["--update"], ["--snapshot", "latest"], ["--update", "nginx-light"]])
+def test_lock_check_refuses_the_options_that_move_pins(tmp_path: Path, extra: list[str]) -> None:
+    (tmp_path / "xarch.yaml").write_text(RECIPE_WITH_SNAPSHOT.format(snapshot="20250520T000000Z"))
+    line = one_line(xarch("lock", "-f", str(tmp_path), "--check", *extra), 2)
+    assert "--check writes nothing and takes no" in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["xarch.yaml"]
