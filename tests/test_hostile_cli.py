@@ -223,3 +223,12 @@ def test_lock_check_refuses_the_options_that_move_pins(tmp_path: Path, extra: li
     line = one_line(xarch("lock", "-f", str(tmp_path), "--check", *extra), 2)
     assert "--check writes nothing and takes no" in line
     assert sorted(path.name for path in tmp_path.iterdir()) == ["xarch.yaml"]
+
+
+def test_a_name_longer_than_docker_takes_is_refused_before_the_build(tmp_path: Path) -> None:
+    name = "a" * 256
+    line = one_line(xarch("build", "-f", str(REPO / "examples" / "hello-c"), "-t", f"{name}:1",
+                          "-o", f"oci:{tmp_path / 'out'}"), 2)
+    assert "the name is 256 characters, more than the 255" in line and not (tmp_path / "out").exists()
+    line = one_line(xarch("push", str(tmp_path), f"127.0.0.1:1/{'b' * 250}:1", "-q"), 2)
+    assert "the name is 262 characters" in line

@@ -126,6 +126,10 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReference(
             f"image reference {text!r}: bad repository name {rest!r} (lowercase letters, digits, . _ -)"
         )
+    named = rest if host == DOCKER_HUB else f"{host}/{rest}"
+    if len(named) > 255:  # distribution/reference's NameTotalLengthMax: docker and registries refuse more
+        raise InvalidReference(f"image reference {text[:60]!r}...: the name is {len(named)} characters, "
+                               "more than the 255 a registry or docker takes")
     if host in (DOCKER_HUB, "index.docker.io"):
         host = DOCKER_HUB
         if "/" not in rest:
