@@ -232,3 +232,10 @@ def test_a_name_longer_than_docker_takes_is_refused_before_the_build(tmp_path: P
     assert "the name is 256 characters, more than the 255" in line and not (tmp_path / "out").exists()
     line = one_line(xarch("push", str(tmp_path), f"127.0.0.1:1/{'b' * 250}:1", "-q"), 2)
     assert "the name is 262 characters" in line
+
+
+def test_referrers_says_when_nothing_is_attached(tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "layout", ["amd64"])
+    listed = xarch("referrers", str(layout.path))
+    assert listed.returncode == 0 and listed.stdout == ""
+    assert "nothing attached" in listed.stderr
