@@ -239,3 +239,18 @@ def test_referrers_says_when_nothing_is_attached(tmp_path: Path) -> None:
     listed = xarch("referrers", str(layout.path))
     assert listed.returncode == 0 and listed.stdout == ""
     assert "nothing attached" in listed.stderr
+
+
+@pytest.mark.parametrize(("config", "code", "words"), [
+    ('{"auths": {"127.0.0.1:1": {"auth": "!!!notbase64"}}}', 2, "is not base64 of USER:PASSWORD"),
+    ('{"auths": {"127.0.0.1:1": {"auth": "bm9jb2xvbg=="}}}', 2, "is not base64 of USER:PASSWORD"),
+    ('{"credsStore": "xarch-test-absent"}', 4, "docker-credential-xarch-test-absent not installed"),
+])
+def test_a_broken_docker_config_is_one_line_naming_the_registry(tmp_path: Path, config: str, code: int,
+                                                                  words: str) -> None:
+    (tmp_path / "config.json").write_text(config)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DOCKER_CONFIG": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "xarch.cli", "referrers", "127.0.0.1:1/app:1"],
+                            capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    line = one_line(result, code)
+    assert words in line and "127.0.0.1:1" in line

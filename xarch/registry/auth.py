@@ -14,13 +14,14 @@ import base64
 import re
 import threading
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 
 import docker.auth
 import docker.errors
 import requests
 
-from xarch.registry.errors import AuthError, RegistryError
+from xarch.registry.errors import AuthError, RegistryError, RegistryUsageError
 from xarch.registry.reference import DOCKER_HUB
 
 
@@ -49,16 +50,24 @@ ANONYMOUS = Credentials()
 def docker_config_credentials(host: str, config_path: str | None = None) -> Credentials:
     """Credentials for HOST from the Docker config file (and its credential helpers), or ANONYMOUS.
 
-    AuthError (exit 4) when the config or its helper cannot be read.
+    AuthError (exit 4) when its credential helper fails; RegistryUsageError (exit 2) when the
+    config's `auth` for HOST is not base64 of USER:PASSWORD.
     """
-    try:
-        config = docker.auth.load_config(config_path=config_path)
-        # The SDK keys Docker Hub by its legacy index URL; a reference says docker.io.
-        entry = config.resolve_authconfig(None if host == DOCKER_HUB else host)
-    except docker.errors.DockerException as exc:
-        # A broken credential helper: say which host, not what the helper printed (it may echo secrets).
-        reason = type(exc).__name__
-        raise AuthError(f"cannot read credentials for {host} from the Docker config: {reason}") from None
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            config = docker.auth.load_config(config_path=config_path)
+            # The SDK keys Docker Hub by its legacy index URL; a reference says docker.io.
+            entry = config.resolve_authconfig(None if host == DOCKER_HUB else host)
+        except docker.errors.DockerException as exc:
+            # A broken credential helper: say which host, not what the helper printed (it may echo
+            # secrets); the SDK's own warning names a helper that is not installed, and nothing else.
+            missing = [str(w.message) for w in warned if "not installed" in str(w.message)]
+            reason = missing[0] if missing else type(exc).__name__
+            raise AuthError(f"cannot read credentials for {host} from the Docker config: {reason}") from None
+        except ValueError:  # binascii.Error included: an `auth` that is not base64 of user:password
+            raise RegistryUsageError(f"the Docker config's `auth` entry for {host} is not base64 of "
+                                     "USER:PASSWORD; run `docker login` again") from None
     if not entry:
         return ANONYMOUS
     lowered = {key.lower(): value for key, value in entry.items()}
