@@ -6,6 +6,7 @@ every one of them must be refused before anything is sent.
 
 from __future__ import annotations
 
+import base64
 import http.server
 import os
 import ssl
@@ -254,3 +255,27 @@ def test_a_broken_docker_config_is_one_line_naming_the_registry(tmp_path: Path, 
                             capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
     line = one_line(result, code)
     assert words in line and "127.0.0.1:1" in line
+
+
+def test_a_password_beyond_latin_1_reaches_the_token_service_as_utf_8() -> None:
+    handler = type("Utf8", (_HostileRegistry,), {"token_body": b'{"token": "t"}', "token_requests": []})
+    server, host = _serve(handler)
+    handler.realm = f"http://{host}/token"
+    try:
+        line = one_line(xarch("referrers", f"{host}/app:1", "-u", "bob", "--password-stdin",
+                              stdin="pässwörd€\n"), 4)
+    finally:
+        server.shutdown()
+    assert "rejected" in line and "pässwörd€" not in line  # the fake registry takes no token
+    assert handler.token_requests[0] == "Basic " + base64.b64encode("bob:pässwörd€".encode()).decode()
+
+
+@pytest.mark.parametrize(("stdin", "words"), [(b"\xff\xfe\n", "is not UTF-8"),
+                                              (b"x" * (65 * 1024), "longer than 65536 bytes")])
+def test_a_registry_password_on_stdin_is_bounded_and_utf_8(stdin: bytes, words: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "xarch.cli", "referrers", "127.0.0.1:1/app:1", "-u", "bob",
+                             "--password-stdin"], input=stdin, capture_output=True, env=env, timeout=120)
+    line = one_line(subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(),
+                                                result.stderr.decode()), 2)
+    assert "--password-stdin: " in line and words in line

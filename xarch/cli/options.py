@@ -73,6 +73,10 @@ def choose_docker_platform(
     return platform_data.host()
 
 
+# Registry tokens are long (a cloud provider's JWT runs to a few KiB) but not this long.
+MAX_REGISTRY_PASSWORD = 64 * 1024  # bytes
+
+
 def credentials_from_options(username: str | None, password_stdin: bool) -> Credentials | None:
     """Credentials typed by the user, or None to use the Docker config's."""
     from xarch.registry.auth import Credentials
@@ -80,7 +84,15 @@ def credentials_from_options(username: str | None, password_stdin: bool) -> Cred
     if password_stdin:
         if not username:
             raise RegistryUsageError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
+        # Bounded, as a signing key's is: `--password-stdin < /dev/zero` would read until memory runs out.
+        line = sys.stdin.buffer.readline(MAX_REGISTRY_PASSWORD + 2)
+        if len(line.rstrip(b"\r\n")) > MAX_REGISTRY_PASSWORD:
+            raise RegistryUsageError(f"--password-stdin: the first line of standard input is longer than "
+                                     f"{MAX_REGISTRY_PASSWORD} bytes (is it the right input?)")
+        try:
+            password = line.rstrip(b"\r\n").decode("utf-8")
+        except UnicodeDecodeError:
+            raise RegistryUsageError("--password-stdin: the password is not UTF-8") from None
         if not password:
             raise RegistryUsageError("--password-stdin: standard input held no password")
         return Credentials(username=username, password=password)
