@@ -279,3 +279,15 @@ def test_a_registry_password_on_stdin_is_bounded_and_utf_8(stdin: bytes, words: 
     line = one_line(subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(),
                                                 result.stderr.decode()), 2)
     assert "--password-stdin: " in line and words in line
+
+
+@pytest.mark.parametrize(("first", "second"), [("oci-archive:x.tar", "docker-archive:x.tar"),
+                                               ("oci:out", "oci-archive:out/x.tar")])
+def test_two_outputs_at_one_path_are_refused_before_the_build(tmp_path: Path, first: str,
+                                                              second: str) -> None:
+    kind_a, _, name_a = first.partition(":")
+    kind_b, _, name_b = second.partition(":")
+    line = one_line(xarch("build", "-f", str(REPO / "examples" / "hello-c"), "-q",
+                          "-o", f"{kind_a}:{tmp_path / name_a}", "-o", f"{kind_b}:{tmp_path / name_b}"), 2)
+    assert "the same path, or one inside the other" in line
+    assert list(tmp_path.iterdir()) == []
