@@ -291,3 +291,14 @@ def test_two_outputs_at_one_path_are_refused_before_the_build(tmp_path: Path, fi
                           "-o", f"{kind_a}:{tmp_path / name_a}", "-o", f"{kind_b}:{tmp_path / name_b}"), 2)
     assert "the same path, or one inside the other" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_paths_in_progress_and_result_lines_are_shown_escaped(tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "lay\x1b[31mout\nx", ["amd64"])
+    compared = xarch("diff", str(layout.path), str(layout.path))
+    assert compared.returncode == 0, compared.stderr
+    pushed = xarch("push", str(layout.path), "127.0.0.1:1/app:1", "--mount-from", "BAD")
+    assert pushed.returncode == 2
+    for text in (compared.stdout, compared.stderr, pushed.stderr):
+        assert "\x1b" not in text and "out\nx" not in text, text
+    assert "lay\\x1b[31mout\\nx" in compared.stdout and "lay\\x1b[31mout\\nx" in pushed.stderr

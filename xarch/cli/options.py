@@ -19,6 +19,7 @@ from xarch.recipe import DEFAULT_FILE, LoadedRecipe
 from xarch.registry.errors import RegistryUsageError
 from xarch.smallfile import checked_ca_cert
 from xarch.units import human_size
+from xarch.visible import visible
 
 if TYPE_CHECKING:
     from xarch.registry.auth import Credentials
@@ -147,8 +148,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 
 
 def say(message: str) -> None:
-    """A progress line on stderr (stdout stays for results)."""
-    click.echo(message, err=True)
+    """A progress line on stderr (stdout stays for results), control characters escaped (xarch.visible)."""
+    click.echo(visible(message), err=True)
 
 
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")
