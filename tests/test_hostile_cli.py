@@ -302,3 +302,40 @@ def test_paths_in_progress_and_result_lines_are_shown_escaped(tmp_path: Path) ->
     for text in (compared.stdout, compared.stderr, pushed.stderr):
         assert "\x1b" not in text and "out\nx" not in text, text
     assert "lay\\x1b[31mout\\nx" in compared.stdout and "lay\\x1b[31mout\\nx" in pushed.stderr
+
+
+class _EndlessManifest(http.server.BaseHTTPRequestHandler):
+    """A registry whose manifest answer claims a terabyte and never ends."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/v2/":
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        self.send_header("Content-Length", str(10**12))
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b" " * 65536)
+        except OSError:
+            return
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_endless_manifest_is_a_registry_error_not_a_memory_error() -> None:
+    server, host = _serve(_EndlessManifest)
+    try:
+        # 1 GiB of address space: an unbounded read ends as MemoryError (exit 70) long before the answer does.
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        result = subprocess.run(["sh", "-c", 'ulimit -v 1048576 && exec "$0" -m xarch.cli inspect "$1"',
+                                 sys.executable, f"{host}/app:1"], capture_output=True, text=True, env=env,
+                                timeout=120)
+    finally:
+        server.shutdown()
+    line = one_line(result, 4)
+    assert "larger than 4194304 bytes" in line

@@ -531,13 +531,24 @@ class RegistryClient:
         """A small blob (a config), verified against DIGEST (and SIZE when given); CorruptAnswer if not."""
         self._scope(repository, push=False)
         what = f"GET blob {repository}@{digest}"
-        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", what=what)
-        if response.status_code != 200:
-            raise self._fail(response, what)
+        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", stream=True, what=what)
+        try:
+            if response.status_code != 200:
+                raise self._fail(response, what)
+            # Read no further than the descriptor's size (else MAX_SMALL_BLOB_BYTES): an endless answer
+            # is a wrong blob, not a MemoryError.
+            limit = min(size, MAX_SMALL_BLOB_BYTES) if size is not None else MAX_SMALL_BLOB_BYTES
+            body = bytearray()
+            for piece in response.iter_content(1 << 16):
+                body += piece
+                if len(body) > limit:
+                    raise CorruptAnswer(f"{self.host}: {what}: the answer is longer than {limit} bytes")
+        finally:
+            response.close()
         check = BlobCheck(digest, size, f"{self.host}: {what}", CorruptAnswer)
-        check.update(response.content)
+        check.update(bytes(body))
         check.finish()
-        return response.content
+        return bytes(body)
 
     def download_blob(self, repository: str, digest: str, destination: Path, size: int | None = None) -> None:
         """Stream a blob to DESTINATION, verified against DIGEST (and SIZE when given: a longer answer
@@ -603,12 +614,23 @@ class RegistryClient:
         what = f"GET manifest {repository}:{reference}" if not reference.startswith("sha256:") \
             else f"GET manifest {repository}@{reference}"
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}",
-                                headers={"Accept": MANIFEST_ACCEPT}, what=what)
-        if response.status_code == 404:
-            raise RegistryError(f"{self.host}: {what}: not found")
-        if response.status_code != 200:
-            raise self._fail(response, what)
-        data = response.content
+                                headers={"Accept": MANIFEST_ACCEPT}, stream=True, what=what)
+        try:
+            if response.status_code == 404:
+                raise RegistryError(f"{self.host}: {what}: not found")
+            if response.status_code != 200:
+                raise self._fail(response, what)
+            # Streamed and bounded: a registry that answers with an endless body would otherwise be
+            # read until memory runs out (MemoryError, exit 70).
+            body = bytearray()
+            for piece in response.iter_content(1 << 16):
+                body += piece
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise CorruptAnswer(f"{self.host}: {what}: the manifest is larger than "
+                                        f"{MAX_MANIFEST_BYTES} bytes, the registry's own limit")
+        finally:
+            response.close()
+        data = bytes(body)
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:
             raise CorruptAnswer(f"{self.host}: {what}: content does not match the digest "
@@ -619,6 +641,12 @@ class RegistryClient:
     def close(self) -> None:
         """Close the HTTP session and its pooled connections."""
         self.session.close()
+
+
+# distribution's registry refuses manifests above 4 MiB (maxManifestBodySize); none can be larger.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# get_blob without a size (the few small blobs read whole: configs, SBOMs, signatures).
+MAX_SMALL_BLOB_BYTES = 256 * 1024 * 1024
 
 
 def _transient_of(response: requests.Response, what: str) -> _Transient:
