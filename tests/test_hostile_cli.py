@@ -50,7 +50,7 @@ def test_a_registry_host_no_client_can_reach_is_a_bad_reference(reference: str, 
 def test_control_characters_in_a_value_are_shown_escaped(tmp_path: Path) -> None:
     # A --platform (or any value) quoted back in an error must not reach the terminal raw.
     for args in (["inspect", "no\x1b[2Jsuch\x07"], ["referrers", "127.0.0.1:5000/app:\x1b[31m"],
-                 ["build", "--strategy", "\x1b[2J"]):
+                 ["build", "--strategy", "\x1b[2J"], ["inspect", "--bogus\x1b[2J", "x"]):
         result = xarch(*args, cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert "\x1b" not in result.stderr and "\x07" not in result.stderr, result.stderr
@@ -339,3 +339,4 @@ def test_an_endless_manifest_is_a_registry_error_not_a_memory_error() -> None:
         server.shutdown()
     line = one_line(result, 4)
     assert "larger than 4194304 bytes" in line
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import io
 import os
 import signal
 import sys
@@ -139,9 +140,11 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
     except (click.exceptions.Abort, KeyboardInterrupt):
         _fail("xarch: interrupted", 130)
     except click.ClickException as error:
-        # Click quotes the value it refused as typed: escape its control characters too.
-        error.message = visible(error.message)
-        error.show()
+        # Click quotes the value it refused as typed: its text is shown with control characters escaped.
+        shown = io.StringIO()
+        error.show(file=shown)
+        for line in shown.getvalue().splitlines():
+            click.echo(visible(line), err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)

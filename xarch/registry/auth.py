@@ -153,7 +153,8 @@ class Authenticator:
                 # As bytes: requests encodes str parts as Latin-1, which a password with `€` breaks;
                 # UTF-8 as in basic_header (RFC 7617 charset=UTF-8).
                 user, secret = self.credentials.username or "", self.credentials.password or ""
-                auth = (user.encode(), secret.encode()) if self.credentials.present else None
+                auth = requests.auth.HTTPBasicAuth(user.encode(), secret.encode()) \
+                    if self.credentials.present else None
                 reply = self.session.get(realm, params=query, auth=auth, timeout=60,
                                          verify=self.session.verify)
         except requests.RequestException as exc:
