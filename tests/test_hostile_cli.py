@@ -340,3 +340,30 @@ def test_an_endless_manifest_is_a_registry_error_not_a_memory_error() -> None:
     line = one_line(result, 4)
     assert "larger than 4194304 bytes" in line
 
+
+class _OddErrorBody(http.server.BaseHTTPRequestHandler):
+    """A registry that refuses with a JSON error body of the wrong shape."""
+
+    body = b""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        status, body = (200, b"") if self.path == "/v2/" else (403, self.body)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("body", [b"[1]", b'"denied"', b'{"errors": 3}',
+                                  b'{"errors": [{"code": "\\u001b[2J"}]}'])
+def test_an_error_body_of_the_wrong_shape_is_still_one_registry_line(body: bytes) -> None:
+    server, host = _serve(type("Odd", (_OddErrorBody,), {"body": body}))
+    try:
+        line = one_line(xarch("inspect", f"{host}/app:1"), 4)
+    finally:
+        server.shutdown()
+    assert "access denied" in line and "\x1b" not in line

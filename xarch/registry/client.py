@@ -42,6 +42,7 @@ from xarch.registry.errors import AuthError, CorruptAnswer, RegistryError, Regis
 from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.uploads import UploadJournal
+from xarch.visible import visible
 
 # 429: a rate limit (Docker Hub) is worth a few patient retries too.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -172,13 +173,15 @@ class Settings:
 def _registry_error_text(response: requests.Response) -> str:
     """`CODE: message` from the registry's JSON error body, else the HTTP reason."""
     try:
-        errors = response.json().get("errors") or []
-        parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip()
-                 for e in errors if isinstance(e, dict)]
-        if parts:
-            return "; ".join(parts)
+        body = response.json()
     except ValueError:
-        pass
+        body = None
+    # The body is the registry's: a list, a string or `{"errors": 3}` is no reason, not a crash.
+    errors = body.get("errors") if isinstance(body, dict) else None
+    parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip()
+             for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    if parts:
+        return visible("; ".join(str(part) for part in parts))
     return response.reason or "no reason given"
 
 
@@ -538,17 +541,14 @@ class RegistryClient:
             # Read no further than the descriptor's size (else MAX_SMALL_BLOB_BYTES): an endless answer
             # is a wrong blob, not a MemoryError.
             limit = min(size, MAX_SMALL_BLOB_BYTES) if size is not None else MAX_SMALL_BLOB_BYTES
-            body = bytearray()
-            for piece in response.iter_content(1 << 16):
-                body += piece
-                if len(body) > limit:
-                    raise CorruptAnswer(f"{self.host}: {what}: the answer is longer than {limit} bytes")
+            data = bounded_body(response, limit,
+                                f"{self.host}: {what}: the answer is longer than {limit} bytes")
         finally:
             response.close()
         check = BlobCheck(digest, size, f"{self.host}: {what}", CorruptAnswer)
-        check.update(bytes(body))
+        check.update(data)
         check.finish()
-        return bytes(body)
+        return data
 
     def download_blob(self, repository: str, digest: str, destination: Path, size: int | None = None) -> None:
         """Stream a blob to DESTINATION, verified against DIGEST (and SIZE when given: a longer answer
@@ -622,15 +622,10 @@ class RegistryClient:
                 raise self._fail(response, what)
             # Streamed and bounded: a registry that answers with an endless body would otherwise be
             # read until memory runs out (MemoryError, exit 70).
-            body = bytearray()
-            for piece in response.iter_content(1 << 16):
-                body += piece
-                if len(body) > MAX_MANIFEST_BYTES:
-                    raise CorruptAnswer(f"{self.host}: {what}: the manifest is larger than "
-                                        f"{MAX_MANIFEST_BYTES} bytes, the registry's own limit")
+            data = bounded_body(response, MAX_MANIFEST_BYTES, f"{self.host}: {what}: the manifest is larger "
+                                f"than {MAX_MANIFEST_BYTES} bytes, the registry's own limit")
         finally:
             response.close()
-        data = bytes(body)
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:
             raise CorruptAnswer(f"{self.host}: {what}: content does not match the digest "
@@ -647,6 +642,17 @@ class RegistryClient:
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # get_blob without a size (the few small blobs read whole: configs, SBOMs, signatures).
 MAX_SMALL_BLOB_BYTES = 256 * 1024 * 1024
+
+
+def bounded_body(response: requests.Response, limit: int, too_long: str) -> bytes:
+    """The body of the streamed RESPONSE (`stream=True`), at most LIMIT bytes; CorruptAnswer (exit 4)
+    with the message TOO_LONG when the registry sends more (an endless answer is then no MemoryError)."""
+    body = bytearray()
+    for piece in response.iter_content(1 << 16):
+        body += piece
+        if len(body) > limit:
+            raise CorruptAnswer(too_long)
+    return bytes(body)
 
 
 def _transient_of(response: requests.Response, what: str) -> _Transient:
