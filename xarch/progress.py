@@ -85,6 +85,9 @@ class Reporter:
         """Print MESSAGE on stderr (above the bars, if any) unless quiet; never as rich markup."""
         if self.quiet:
             return
+        # Messages name paths, tags and references the user or an image gave: no escape sequence
+        # of theirs reaches the terminal (the message's own line breaks stay).
+        message = "\n".join(visible(line) for line in message.split("\n"))
         if self._progress is not None:
             self._progress.console.print(message, markup=False)
         else:

@@ -9,6 +9,7 @@ words the caller puts after its own name for the file.
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 from pathlib import Path
 
@@ -56,12 +57,20 @@ MAX_CA_BUNDLE = 16 * 1024 * 1024  # bytes; Debian's whole ca-certificates.crt is
 
 def checked_ca_cert(_context: object, parameter: object, value: str | None) -> str | None:
     """A click callback for `--ca-cert FILE`: FILE must be a regular file (requests/OpenSSL would
-    block on a FIFO for ever, and read a device until memory runs out). InputError names it."""
+    block on a FIFO for ever, and read a device until memory runs out) holding at least one PEM
+    certificate OpenSSL loads. InputError (exit 2) names it."""
     if value is not None:
         try:
-            read_small(value, MAX_CA_BUNDLE)
+            data = read_small(value, MAX_CA_BUNDLE)
         except SmallFileError as error:
             raise InputError(f"--ca-cert {value}: {error}") from None
+        # Checked here, as requests will load it: else garbage (a key, an empty file) surfaces as a
+        # "TLS handshake failed, pass --ca-cert" network error (exit 4) that hides the wrong file.
+        try:
+            ssl.create_default_context().load_verify_locations(cadata=data.decode("latin-1"))
+        except (ssl.SSLError, ValueError):
+            raise InputError(f"--ca-cert {value}: holds no PEM certificate "
+                             "(-----BEGIN CERTIFICATE-----)") from None
     return value
 
 

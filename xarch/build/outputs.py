@@ -107,6 +107,14 @@ def check_outputs(specs: list[OutputSpec], built: tuple[Platform, ...], docker_p
     when a docker-archive is asked for and DOCKER_PLATFORM is not among BUILT."""
     for spec in specs:
         check_target(spec, recipe)
+    # Two outputs at one path (or one inside the other): the second rename would silently replace
+    # the first, e.g. `-o oci-archive:x.tar -o docker-archive:x.tar` left only one archive.
+    for index, spec in enumerate(specs):
+        for other in specs[:index]:
+            here, there = _location(spec.path), _location(other.path)
+            if _is_within(here, there) or _is_within(there, here):
+                raise OutputError(f"--output {other} and --output {spec}: the same path, or one inside "
+                                  "the other; give each output a place of its own")
     wants_docker = any(spec.kind == "docker-archive" for spec in specs)
     if wants_docker and docker_platform.name not in [p.name for p in built]:
         names = ", ".join(p.name for p in built)

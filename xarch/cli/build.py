@@ -88,6 +88,9 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         from xarch.sign.keys import signing_key_from
 
         signer = signing_key_from(sign_key, password_stdin)
+    elif password_stdin:  # else a password meant for a registry login would be read by no one
+        raise XarchError("--password-stdin is --sign-key's password and needs --sign-key (build takes "
+                         "registry credentials from `docker login`)")
     loaded = load(recipe_path)
     options = replace(resolve(loaded, build_args, secrets, log_lines), labels=parse_labels(labels))
     repo_tags = check_image_names(tags, push_refs) or [f"{loaded.recipe.name}:{loaded.recipe.tag}"]

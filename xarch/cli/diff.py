@@ -22,7 +22,8 @@ from xarch.progress import Reporter
 @remote_options()
 @quiet_option
 def diff_command(a: str, b: str, platform: str | None, as_json: bool, remote: Remote, quiet: bool) -> None:
-    """Compare two images down to the file: exit 0 when identical, 1 when they differ, 2 on trouble.
+    """Compare two images down to the file: exit 0 when identical, 1 when they differ, 2 on bad input,
+    4 when a registry fails.
 
     A and B are each an OCI layout folder, an oci-archive, a docker-archive (or
     oci:DIR, oci-archive:FILE, docker-archive:FILE), or a registry reference

@@ -16,17 +16,26 @@ from xarch.summary import print_summary, summarize_path
 @json_option
 @remote_options()
 @click.option("--platform", help="The image of this platform (arm64), with --config, --files, --packages.")
-@click.option("--config", "view", flag_value="config", help="Print the image config.")
-@click.option("--files", "view", flag_value="files", help="List every file of the image (layers applied).")
-@click.option("--packages", "view", flag_value="packages", help="List the Debian packages the image holds.")
+@click.option("--config", "config_view", is_flag=True, help="Print the image config.")
+@click.option("--files", "files_view", is_flag=True, help="List every file of the image (layers applied).")
+@click.option("--packages", "packages_view", is_flag=True, help="List the Debian packages the image holds.")
 def inspect_command(target: str, as_json: bool, remote: Remote, platform: str | None,
-                    view: str | None) -> None:
+                    config_view: bool, files_view: bool, packages_view: bool) -> None:
     """Show the images of an OCI layout, oci-archive or docker-archive (or oci:DIR, oci-archive:FILE,
     docker-archive:FILE); with --config, --files or --packages, inside one of them; of a registry
     image, the cosign signatures and attestations of its index and every manifest."""
     from xarch.registry.imageref import KINDS, REGISTRY, parse_image_ref
 
+    # Separate flags, so that two views given together are refused rather than the last one winning.
+    views = [name for name, on in (("config", config_view), ("files", files_view),
+                                   ("packages", packages_view)) if on]
+    if len(views) > 1:
+        raise XarchError(f"inspect: --{' and --'.join(views)} are separate views: give one")
+    view = views[0] if views else None
     ref = parse_image_ref(target, KINDS, "inspect")
+    if ref.kind == REGISTRY and (view or platform):
+        raise XarchError(f"inspect {target}: --{view or 'platform'} reads a local layout or archive; "
+                         "for a registry image inspect lists its signatures (`xarch diff` reads its files)")
     if ref.kind == REGISTRY:
         from xarch.cli.signing import print_signatures
         from xarch.registry.reference import parse_reference

@@ -73,6 +73,11 @@ def with_python(
 
     def callback(**kwargs: Any) -> None:
         check = kwargs.pop("check")
+        given = {"--update": kwargs["update"], "--snapshot": kwargs["snapshot"], "--json": kwargs["as_json"],
+                 "PKG": kwargs["names"]}
+        moving = [option for option, value in given.items() if value]
+        if check and moving:  # --check writes nothing; it must not be read as "check, then update"
+            raise LockError(f"--check writes nothing and takes no {' or '.join(moving)}")
         recipe_path: Path = kwargs["recipe"]
         loaded = load(recipe_path)
         from xarch.build.packages import cross_selections, selections

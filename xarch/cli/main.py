@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import io
 import os
 import signal
 import sys
@@ -139,7 +140,11 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
     except (click.exceptions.Abort, KeyboardInterrupt):
         _fail("xarch: interrupted", 130)
     except click.ClickException as error:
-        error.show()
+        # Click quotes the value it refused as typed: its text is shown with control characters escaped.
+        shown = io.StringIO()
+        error.show(file=shown)
+        for line in shown.getvalue().splitlines():
+            click.echo(visible(line), err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
@@ -177,12 +182,14 @@ def _os_error_text(error: OSError) -> str:
 def _fail(message: str, code: int, details: Sequence[str] = (), hint: str = "") -> NoReturn:
     """Print MESSAGE as exactly one line (a file name may hold a newline or bytes that are not UTF-8),
     then DETAILS (a failed step's last output lines), each indented as quoted context."""
-    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    # Messages quote what the user or an image gave (a --platform, a tag, a path): a control
+    # character in it is shown escaped, never sent to the terminal (xarch.visible).
+    one_line = " ".join(visible(part.strip()) for part in message.splitlines() if part.strip())
     click.echo(one_line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     for line in details:
         click.echo("  | " + visible(line).encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     if hint:
-        click.echo("hint: " + " ".join(hint.split()), err=True)
+        click.echo("hint: " + visible(" ".join(hint.split())), err=True)
     sys.exit(code)
 
 

@@ -17,6 +17,7 @@ from xarch.errors import XarchError
 from xarch.registry.errors import RegistryUsageError
 from xarch.smallfile import checked_ca_cert
 from xarch.units import human_size
+from xarch.visible import visible
 
 if TYPE_CHECKING:
     from xarch import platforms as platform_data
@@ -82,6 +83,10 @@ def choose_docker_platform(
     return platform_data.host()
 
 
+# Registry tokens are long (a cloud provider's JWT runs to a few KiB) but not this long.
+MAX_REGISTRY_PASSWORD = 64 * 1024  # bytes
+
+
 def credentials_from_options(username: str | None, password_stdin: bool) -> Credentials | None:
     """Credentials typed by the user, or None to use the Docker config's."""
     from xarch.registry.auth import Credentials
@@ -89,7 +94,15 @@ def credentials_from_options(username: str | None, password_stdin: bool) -> Cred
     if password_stdin:
         if not username:
             raise RegistryUsageError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
+        # Bounded, as a signing key's is: `--password-stdin < /dev/zero` would read until memory runs out.
+        line = sys.stdin.buffer.readline(MAX_REGISTRY_PASSWORD + 2)
+        if len(line.rstrip(b"\r\n")) > MAX_REGISTRY_PASSWORD:
+            raise RegistryUsageError(f"--password-stdin: the first line of standard input is longer than "
+                                     f"{MAX_REGISTRY_PASSWORD} bytes (is it the right input?)")
+        try:
+            password = line.rstrip(b"\r\n").decode("utf-8")
+        except UnicodeDecodeError:
+            raise RegistryUsageError("--password-stdin: the password is not UTF-8") from None
         if not password:
             raise RegistryUsageError("--password-stdin: standard input held no password")
         return Credentials(username=username, password=password)
@@ -100,12 +113,15 @@ def credentials_from_options(username: str | None, password_stdin: bool) -> Cred
 
 
 def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
-    """{key: value} from --annotation KEY=VALUE PAIRS; RegistryUsageError (exit 2) without a `=` or a key."""
+    """{key: value} from --annotation KEY=VALUE PAIRS; RegistryUsageError (exit 2) without a `=`, a key,
+    or with a control character in the key (the rule of a recipe's annotation keys; values may hold
+    any, as the recipe's may, so that assemble can match a local build's bytes)."""
     result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise RegistryUsageError(f"--annotation {pair!r}: expected KEY=VALUE")
+        if not sep or not key or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+            raise RegistryUsageError(f"--annotation {pair!r}: expected KEY=VALUE, a key without "
+                                     "control characters")
         result[key] = value
     return result
 
@@ -147,8 +163,8 @@ platforms_option = click.option("--platform", "platform_list", metavar="P1,P2",
 
 
 def say(message: str) -> None:
-    """A progress line on stderr (stdout stays for results)."""
-    click.echo(message, err=True)
+    """A progress line on stderr (stdout stays for results), control characters escaped (xarch.visible)."""
+    click.echo(visible(message), err=True)
 
 
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing but the result.")

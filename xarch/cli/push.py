@@ -8,6 +8,7 @@ from xarch.cli.options import Remote, json_option, quiet_option, remote_options,
 from xarch.registry.client import DEFAULT_CHUNK_SIZE
 from xarch.registry.progress import progress_for
 from xarch.registry.push import push_layout
+from xarch.visible import visible
 
 
 @click.command("push")
@@ -36,7 +37,7 @@ def push_command(layout: str, ref: str, fmt: str, mount_from: tuple[str, ...], c
     source = parse_image_ref(layout, (OCI, OCI_ARCHIVE), "push")
     assert source.path is not None
     if not (quiet or as_json):
-        click.echo(f"pushing {source.label}", err=True)  # which kind LAYOUT was taken for
+        click.echo(visible(f"pushing {source.label}"), err=True)  # which kind LAYOUT was taken for
     settings = remote.settings(ref, chunk_size=chunk_size, jobs=jobs)
     result = push_layout(source.path, ref, fmt=fmt, settings=settings,
                          mount_from=mount_from, progress=progress_for(quiet=quiet or as_json))

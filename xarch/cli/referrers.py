@@ -62,4 +62,6 @@ def referrers_command(image: str, as_json: bool, remote: Remote) -> None:
     if as_json:
         click.echo(json.dumps(rows_json(rows), indent=2, sort_keys=True))
         return
+    if not rows:  # on stderr, so stdout stays empty for scripts, but a person is not left guessing
+        click.echo(visible(f"{image}: nothing attached (no SBOM, provenance or attestation)"), err=True)
     print_referrers(rows)

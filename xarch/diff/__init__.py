@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from xarch.diff.compare import Difference, DiffResult, compare
 from xarch.diff.sources import DiffError, ImageSource, open_source
+from xarch.visible import visible
 
 if TYPE_CHECKING:
     from xarch.registry.client import Settings
@@ -22,5 +23,6 @@ def diff_paths(a: str, b: str, platform: str | None = None, settings: Settings |
     Raises DiffError (exit 2, or the registry's 4) when either side cannot be read.
     """
     with open_source(a, settings) as source_a, open_source(b, settings) as source_b:
-        progress(f"A: {source_a.kind} {a}; B: {source_b.kind} {b}")  # which kind each argument was taken for
+        # which kind each argument was taken for; one line, however A and B are named
+        progress(visible(f"A: {source_a.kind} {a}; B: {source_b.kind} {b}"))
         return compare(source_a, source_b, platform, progress)

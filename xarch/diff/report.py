@@ -38,11 +38,11 @@ def print_diff(result: DiffResult, as_json: bool, console: Console) -> None:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
         return
     if result.identical:
-        console.print(f"identical: {result.a} and {result.b}", markup=False, highlight=False)
+        console.print(visible(f"identical: {result.a} and {result.b}"), markup=False, highlight=False)
         for note in result.notes:
             console.print(visible(f"note: {note}"), markup=False, highlight=False)
         return
-    table = Table(title=Text(f"A: {result.a}\nB: {result.b}"), title_justify="left")
+    table = Table(title=Text(f"A: {visible(result.a)}\nB: {visible(result.b)}"), title_justify="left")
     for column in ("platform", "where", "item", "what", "A", "B", "changes digest of"):
         table.add_column(column, overflow="fold")
     for difference in result.differences[:MAX_ROWS]:

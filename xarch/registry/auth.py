@@ -13,13 +13,15 @@ from __future__ import annotations
 import base64
 import re
 import threading
+import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 
 import docker.auth
 import docker.errors
 import requests
 
-from xarch.registry.errors import AuthError, RegistryError
+from xarch.registry.errors import AuthError, RegistryError, RegistryUsageError
 from xarch.registry.reference import DOCKER_HUB
 
 
@@ -48,16 +50,24 @@ ANONYMOUS = Credentials()
 def docker_config_credentials(host: str, config_path: str | None = None) -> Credentials:
     """Credentials for HOST from the Docker config file (and its credential helpers), or ANONYMOUS.
 
-    AuthError (exit 4) when the config or its helper cannot be read.
+    AuthError (exit 4) when its credential helper fails; RegistryUsageError (exit 2) when the
+    config's `auth` for HOST is not base64 of USER:PASSWORD.
     """
-    try:
-        config = docker.auth.load_config(config_path=config_path)
-        # The SDK keys Docker Hub by its legacy index URL; a reference says docker.io.
-        entry = config.resolve_authconfig(None if host == DOCKER_HUB else host)
-    except docker.errors.DockerException as exc:
-        # A broken credential helper: say which host, not what the helper printed (it may echo secrets).
-        reason = type(exc).__name__
-        raise AuthError(f"cannot read credentials for {host} from the Docker config: {reason}") from None
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            config = docker.auth.load_config(config_path=config_path)
+            # The SDK keys Docker Hub by its legacy index URL; a reference says docker.io.
+            entry = config.resolve_authconfig(None if host == DOCKER_HUB else host)
+        except docker.errors.DockerException as exc:
+            # A broken credential helper: say which host, not what the helper printed (it may echo
+            # secrets); the SDK's own warning names a helper that is not installed, and nothing else.
+            missing = [str(w.message) for w in warned if "not installed" in str(w.message)]
+            reason = missing[0] if missing else type(exc).__name__
+            raise AuthError(f"cannot read credentials for {host} from the Docker config: {reason}") from None
+        except ValueError:  # binascii.Error included: an `auth` that is not base64 of user:password
+            raise RegistryUsageError(f"the Docker config's `auth` entry for {host} is not base64 of "
+                                     "USER:PASSWORD; run `docker login` again") from None
     if not entry:
         return ANONYMOUS
     lowered = {key.lower(): value for key, value in entry.items()}
@@ -116,14 +126,19 @@ class Authenticator:
         elif scheme == "bearer":
             if "scope" in params:
                 self.scopes.update(params["scope"].split(" "))
-            self.header = "Bearer " + self._fetch_token(params)
+            self.header = "Bearer " + self._fetch_token(params, response.url)
         else:
             raise AuthError(f"{self.host} answered 401 with an unsupported challenge {scheme or '(none)'!r}")
 
-    def _fetch_token(self, params: dict[str, str]) -> str:
+    def _fetch_token(self, params: dict[str, str], challenged_url: str) -> str:
         realm = params.get("realm")
         if not realm:
             raise AuthError(f"{self.host} sent a Bearer challenge without a realm")
+        # The registry names the realm: credentials it asks for over HTTPS never go out in clear text.
+        if (self.credentials.present and urllib.parse.urlsplit(challenged_url).scheme == "https"
+                and urllib.parse.urlsplit(realm).scheme != "https"):
+            raise AuthError(f"{self.host} (HTTPS) names a token service that is not HTTPS ({realm!r}); "
+                            "credentials are not sent to it")
         query: list[tuple[str, str]] = [("scope", scope) for scope in sorted(self.scopes)]
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
@@ -135,7 +150,10 @@ class Authenticator:
                             client_id="xarch")
                 reply = self.session.post(realm, data=form, timeout=60, verify=self.session.verify)
             else:
-                auth = (self.credentials.username or "", self.credentials.password or "") \
+                # As bytes: requests encodes str parts as Latin-1, which a password with `€` breaks;
+                # UTF-8 as in basic_header (RFC 7617 charset=UTF-8).
+                user, secret = self.credentials.username or "", self.credentials.password or ""
+                auth = requests.auth.HTTPBasicAuth(user.encode(), secret.encode()) \
                     if self.credentials.present else None
                 reply = self.session.get(realm, params=query, auth=auth, timeout=60,
                                          verify=self.session.verify)
@@ -146,9 +164,12 @@ class Authenticator:
             raise AuthError(self.rejected_message())
         if reply.status_code != 200:
             raise RegistryError(f"token service of {self.host} answered HTTP {reply.status_code}")
-        body = reply.json()
-        token = body.get("token") or body.get("access_token")
-        if not token:
+        try:  # the token service is the registry's choice, and hostile input like any answer
+            body = reply.json()
+        except ValueError:
+            body = None
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+        if not token or not isinstance(token, str):
             raise RegistryError(f"token service of {self.host} answered without a token")
         return str(token)
 

@@ -43,6 +43,7 @@ from xarch.registry.errors import AuthError, CorruptAnswer, RegistryError, Regis
 from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.uploads import UploadJournal
+from xarch.visible import visible
 
 # 429: a rate limit (Docker Hub) is worth a few patient retries too.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -173,13 +174,15 @@ class Settings:
 def _registry_error_text(response: requests.Response) -> str:
     """`CODE: message` from the registry's JSON error body, else the HTTP reason."""
     try:
-        errors = response.json().get("errors") or []
-        parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip()
-                 for e in errors if isinstance(e, dict)]
-        if parts:
-            return "; ".join(parts)
+        body = response.json()
     except ValueError:
-        pass
+        body = None
+    # The body is the registry's: a list, a string or `{"errors": 3}` is no reason, not a crash.
+    errors = body.get("errors") if isinstance(body, dict) else None
+    parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip()
+             for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    if parts:
+        return visible("; ".join(str(part) for part in parts))
     return response.reason or "no reason given"
 
 
@@ -263,10 +266,13 @@ class RegistryClient:
                 except _TRANSIENT:
                     plain_may_recover = True
             if isinstance(error, requests.exceptions.SSLError) and not plain_may_recover:
+                # With --ca-cert given, "pass --ca-cert" would send the user round in a circle.
+                fix = (f"--ca-cert {self.settings.ca_cert} does not hold the CA that signed its certificate"
+                       if self.settings.ca_cert else
+                       "pass --ca-cert FILE or set REQUESTS_CA_BUNDLE for a private CA")
                 raise RegistryError(
-                    f"TLS to {self.host} failed ({_ssl_reason(error)}): pass --ca-cert FILE or set "
-                    "REQUESTS_CA_BUNDLE for a private CA, or --insecure to skip verification"
-                ) from None
+                    f"TLS to {self.host} failed ({_ssl_reason(error)}): {fix}, or --insecure to skip "
+                    "verification") from None
             if attempt < self.settings.retries:
                 self._sleep(attempt)
             attempt += 1
@@ -530,13 +536,21 @@ class RegistryClient:
         """A small blob (a config), verified against DIGEST (and SIZE when given); CorruptAnswer if not."""
         self._scope(repository, push=False)
         what = f"GET blob {repository}@{digest}"
-        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", what=what)
-        if response.status_code != 200:
-            raise self._fail(response, what)
+        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", stream=True, what=what)
+        try:
+            if response.status_code != 200:
+                raise self._fail(response, what)
+            # Read no further than the descriptor's size (else MAX_SMALL_BLOB_BYTES): an endless answer
+            # is a wrong blob, not a MemoryError.
+            limit = min(size, MAX_SMALL_BLOB_BYTES) if size is not None else MAX_SMALL_BLOB_BYTES
+            data = bounded_body(response, limit,
+                                f"{self.host}: {what}: the answer is longer than {limit} bytes")
+        finally:
+            response.close()
         check = BlobCheck(digest, size, f"{self.host}: {what}", CorruptAnswer)
-        check.update(response.content)
+        check.update(data)
         check.finish()
-        return response.content
+        return data
 
     def download_blob(self, repository: str, digest: str, destination: Path, size: int | None = None) -> None:
         """Stream a blob to DESTINATION, verified against DIGEST (and SIZE when given: a longer answer
@@ -621,12 +635,18 @@ class RegistryClient:
         what = f"GET manifest {repository}:{reference}" if not reference.startswith("sha256:") \
             else f"GET manifest {repository}@{reference}"
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}",
-                                headers={"Accept": MANIFEST_ACCEPT}, what=what)
-        if response.status_code == 404:
-            raise RegistryError(f"{self.host}: {what}: not found")
-        if response.status_code != 200:
-            raise self._fail(response, what)
-        data = response.content
+                                headers={"Accept": MANIFEST_ACCEPT}, stream=True, what=what)
+        try:
+            if response.status_code == 404:
+                raise RegistryError(f"{self.host}: {what}: not found")
+            if response.status_code != 200:
+                raise self._fail(response, what)
+            # Streamed and bounded: a registry that answers with an endless body would otherwise be
+            # read until memory runs out (MemoryError, exit 70).
+            data = bounded_body(response, MAX_MANIFEST_BYTES, f"{self.host}: {what}: the manifest is larger "
+                                f"than {MAX_MANIFEST_BYTES} bytes, the registry's own limit")
+        finally:
+            response.close()
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:
             raise CorruptAnswer(f"{self.host}: {what}: content does not match the digest "
@@ -637,6 +657,23 @@ class RegistryClient:
     def close(self) -> None:
         """Close the HTTP session and its pooled connections."""
         self.session.close()
+
+
+# distribution's registry refuses manifests above 4 MiB (maxManifestBodySize); none can be larger.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# get_blob without a size (the few small blobs read whole: configs, SBOMs, signatures).
+MAX_SMALL_BLOB_BYTES = 256 * 1024 * 1024
+
+
+def bounded_body(response: requests.Response, limit: int, too_long: str) -> bytes:
+    """The body of the streamed RESPONSE (`stream=True`), at most LIMIT bytes; CorruptAnswer (exit 4)
+    with the message TOO_LONG when the registry sends more (an endless answer is then no MemoryError)."""
+    body = bytearray()
+    for piece in response.iter_content(1 << 16):
+        body += piece
+        if len(body) > limit:
+            raise CorruptAnswer(too_long)
+    return bytes(body)
 
 
 def _transient_of(response: requests.Response, what: str) -> _Transient:

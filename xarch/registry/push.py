@@ -30,7 +30,7 @@ from xarch.registry.mediatypes import (
 )
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.push_source import PushSource
-from xarch.registry.reference import Reference, parse_reference
+from xarch.registry.reference import Reference, check_repository, parse_reference
 from xarch.registry.uploads import UploadJournal
 from xarch.units import human_size
 
@@ -262,6 +262,8 @@ def push_source(source: PushSource, target: str | Reference, fmt: str = "oci",
     RegistryUsageError for a bad target or format; RegistryError/AuthError (exit 4) from the registry.
     """
     ref = _target(target, fmt)
+    for name in mount_from:  # it goes into a URL query and a token scope: a name, nothing else
+        check_repository(name, "--mount-from")
     image = source.image
     tag = ref.tag or image.tag or "latest"
     try:

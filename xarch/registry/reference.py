@@ -61,11 +61,47 @@ class Reference:
         return text
 
 
+def _redacted(text: str) -> str:
+    """TEXT with the user-information part of a URL-like `[scheme://]user:password@host/…` hidden."""
+    return re.sub(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?)[^/@]*@", r"\1***@", text)
+
+
+def check_repository(name: str, what: str) -> str:
+    """NAME when it is a repository name (`team/app`: lowercase components joined by `/`, as in the
+    distribution spec); else InvalidReference (exit 2) naming WHAT (e.g. `--mount-from`) and NAME."""
+    if not _REPO_RE.match(name):
+        raise InvalidReference(f"{what} {name!r}: not a repository name (lowercase letters, digits, . _ -, "
+                               "components joined by /)")
+    return name
+
+
+def _check_host(text: str, host: str) -> None:
+    """InvalidReference naming TEXT when HOST's port is outside 1..65535 or its name breaks DNS's
+    limits (labels of at most 63 bytes, 253 in all; RFC 1035), which the HTTP client would only
+    refuse later, with a message that names neither."""
+    name, _, port = host.rpartition(":") if not host.endswith("]") and ":" in host else (host, "", "")
+    if port and not 1 <= int(port) <= 65535:
+        raise InvalidReference(f"image reference {text!r}: registry port {port} is not in 1..65535")
+    if not name.startswith("[") and (len(name) > 253 or any(len(label) > 63 for label in name.split("."))):
+        raise InvalidReference(f"image reference {text[:100]!r}...: registry host is longer than DNS "
+                               "allows (63 characters a label, 253 in all)")
+
+
 def parse_reference(text: str) -> Reference:
     """Parse TEXT; raise InvalidReference naming it when it is not a valid reference."""
     rest = text.strip()
     if not rest:
         raise InvalidReference("empty image reference")
+    scheme, sep, after = rest.partition("://")
+    if scheme == "docker":  # skopeo's transport prefix, which diff and inspect take too
+        scheme, sep, rest = "", "", after
+    if sep and "/" not in scheme:
+        raise InvalidReference(f"image reference {_redacted(text)!r}: no {scheme}:// (write host/name:tag; "
+                               "plain HTTP is chosen by --insecure or for localhost)")
+    if "/" in rest and "@" in rest.split("/", 1)[0]:  # a digest never holds a `/`
+        # user:password@host as in a URL: never echo it, never send it.
+        raise InvalidReference(f"image reference {_redacted(text)!r}: credentials do not go in a reference "
+                               "(use -u with --password-stdin, or docker login)")
     digest = None
     if "@" in rest:
         rest, digest = rest.split("@", 1)
@@ -77,6 +113,7 @@ def parse_reference(text: str) -> Reference:
     if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
         if not _HOST_RE.match(first):
             raise InvalidReference(f"image reference {text!r}: bad registry host {first!r}")
+        _check_host(text, first)
         host, rest = first, remainder
     tag = None
     last_slash = rest.rfind("/")
@@ -89,6 +126,10 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReference(
             f"image reference {text!r}: bad repository name {rest!r} (lowercase letters, digits, . _ -)"
         )
+    named = rest if host == DOCKER_HUB else f"{host}/{rest}"
+    if len(named) > 255:  # distribution/reference's NameTotalLengthMax: docker and registries refuse more
+        raise InvalidReference(f"image reference {text[:60]!r}...: the name is {len(named)} characters, "
+                               "more than the 255 a registry or docker takes")
     if host in (DOCKER_HUB, "index.docker.io"):
         host = DOCKER_HUB
         if "/" not in rest:

@@ -38,7 +38,7 @@ from xarch.oci.digest import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
 from xarch.oci.layout import LayoutError
 from xarch.oci.schema import parse_document
 from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object, read_verified
-from xarch.registry.client import RegistryClient
+from xarch.registry.client import MAX_MANIFEST_BYTES, RegistryClient, bounded_body
 from xarch.registry.errors import CorruptAnswer, RegistryError
 
 __all__ = ["Attachment", "Referrers", "fetch_attachment", "layout_attachments", "list_referrers",
@@ -91,8 +91,13 @@ def push_attachment(client: RegistryClient, repository: str, attachment: Attachm
 
 
 def _get(client: RegistryClient, path: str, accept: str, what: str) -> tuple[int, bytes, dict[str, str]]:
-    response = client.request("GET", path, headers={"Accept": accept}, what=what)
-    return response.status_code, response.content, dict(response.headers)
+    response = client.request("GET", path, headers={"Accept": accept}, stream=True, what=what)
+    try:  # an index of referrers is a manifest: the registry's own 4 MiB bound holds
+        body = bounded_body(response, MAX_MANIFEST_BYTES, f"{client.host}: {what}: the answer is larger than "
+                            f"{MAX_MANIFEST_BYTES} bytes")
+    finally:
+        response.close()
+    return response.status_code, body, dict(response.headers)
 
 
 def _index_manifests(data: bytes, where: str) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,18 @@ from xarch.sources.debian.hostapt import default_mirror
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 SNAPSHOT_ROOT = "http://snapshot.debian.org/archive"
 _SNAPSHOT_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
+
+
+def is_snapshot_timestamp(value: str) -> bool:
+    """True when VALUE is YYYYMMDDTHHMMSSZ and a real UTC instant (no month 13, no 25 o'clock: the
+    pattern alone let those reach the archive's date arithmetic, an internal error)."""
+    if not _SNAPSHOT_RE.match(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return False
+    return True
 # name, an optional architecture qualifier (:native, :arm64; what a cross root installs
 # it for), an optional =version.
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
@@ -64,7 +77,7 @@ class DebianSource(BaseModel):
     @field_validator("snapshot")
     @classmethod
     def _snapshot_format(cls, value: str | None) -> str | None:
-        if value is not None and not _SNAPSHOT_RE.match(value):
+        if value is not None and not is_snapshot_timestamp(value):
             raise ValueError(f"{value!r} is not a snapshot timestamp like 20250520T000000Z")
         return value
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from xarch.oci.atomic import atomic_file
-from xarch.sources.debian.config import SNAPSHOT_ROOT, DebianSource
+from xarch.sources.debian.config import SNAPSHOT_ROOT, DebianSource, is_snapshot_timestamp
 from xarch.sources.debian.errors import LockError
 
 TIMESTAMP = re.compile(r"^\d{8}T\d{6}Z$")
@@ -71,7 +71,7 @@ def latest_timestamp(sources: Sequence[DebianSource], now: datetime | None = Non
 
 def check_timestamp(value: str) -> str:
     """VALUE, when it is a snapshot timestamp like 20250520T000000Z; else LockError (exit 2)."""
-    if not TIMESTAMP.match(value):
+    if not is_snapshot_timestamp(value):
         raise LockError(f"--snapshot {value!r}: not `latest` nor a timestamp like 20250520T000000Z")
     return value
 
