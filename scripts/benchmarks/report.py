@@ -79,7 +79,11 @@ def versions() -> dict[str, str]:
             return "not installed"
 
     def deb(package: str) -> str:
-        return first_line(["dpkg-query", "-W", "-f", "${Version}", package])
+        # dpkg-query says "no packages found" on stderr for a package that is not installed
+        query = ["dpkg-query", "-W", "-f", "${Version}", package]
+        if subprocess.run(query, capture_output=True).returncode:
+            return "not installed"
+        return first_line(query)
 
     commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     return {
