@@ -96,4 +96,4 @@ def test_results_stored_before_the_edit_rows_render_without_them() -> None:
         data["hello-c"]["stats"].pop(label, None)
     text = render(data)
     assert "## A C program compiled for arm64" in text
-    assert "hello-c one-line edit" not in text and ", edit (one-line" not in text
+    assert "| hello-c one-line edit" not in text and ", edit (one-line" not in text  # no row
