@@ -6,6 +6,7 @@ Each against docker buildx with QEMU for arm64, run in alternation in the same l
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -141,19 +142,27 @@ def case_hello_c(runs: int) -> dict[str, object]:
             "xarch_cross_compile",
             "xarch_emulate_compile",
             "buildx_compile",
+            "xarch_cross_edit",
+            "xarch_emulate_edit",
         )
     }
     commands: dict[str, str] = {}
     tag = "xarch-bench/hello-buildx:arm64"
+    # The edit rows (issue 14): a copy of the example (the checkout's is never edited), one
+    # cache per strategy kept warm by every run, hello.c one comment line longer each run.
+    edit_copy = fresh(WORK / "hello-edit") / "hello-c"
+    shutil.copytree(REPO / "examples/hello-c", edit_copy)
+    edit_caches = {s: WORK / f"cache-hello-edit-{s}" for s in ("cross", "emulate")}
+    for edit_cache in edit_caches.values():
+        shutil.rmtree(edit_cache, ignore_errors=True)
 
-    def xarch_run(strategy: str, cache: Path, label: str) -> None:
-        output = fresh(WORK / "out-hello") / strategy
-        cmd = [
+    def xarch_cmd(strategy: str, recipe_file: Path, output: Path) -> list[str]:
+        return [
             *XARCH,
             "build",
             "-q",
             "-f",
-            str(recipe),
+            str(recipe_file),
             "--platform",
             "arm64",
             "--strategy",
@@ -161,6 +170,9 @@ def case_hello_c(runs: int) -> dict[str, object]:
             "-o",
             f"oci:{output}",
         ]
+
+    def xarch_run(strategy: str, cache: Path, label: str) -> None:
+        cmd = xarch_cmd(strategy, recipe, fresh(WORK / "out-hello") / strategy)
         samples[label].append(measure(cmd, env={"XARCH_CACHE": str(cache)}))
         prefix = (
             "$(mktemp -d)" if label.endswith("cold") else "<a new folder holding only sha256/ of a cold run>"
@@ -176,6 +188,14 @@ def case_hello_c(runs: int) -> dict[str, object]:
                 # keep the downloads of both strategies (emulate needs more packages)
                 (downloads / "sha256").mkdir(parents=True, exist_ok=True)
                 run(["cp", "-al", "--no-clobber", f"{cache}/sha256/.", f"{downloads}/sha256/"])
+            if number == 0:
+                # the edit rows' cache: this cold run's downloads, then one unmeasured build of the
+                # copy (package trees unpacked, step run); every edit run after it reuses the cache
+                edit_cache = fresh(edit_caches[strategy])
+                run(["cp", "-al", f"{cache}/sha256", f"{edit_cache}/sha256"])
+                output = fresh(WORK / "out-hello") / "edit-warm-up"
+                cmd = xarch_cmd(strategy, edit_copy / "xarch.yaml", output)
+                run(cmd, env={**os.environ, "XARCH_CACHE": str(edit_cache)})
         buildx_prune()
         docker_rmi(tag)
         cmd = buildx_cmd(context, "arm64", tag, "--no-cache")
@@ -190,6 +210,18 @@ def case_hello_c(runs: int) -> dict[str, object]:
         cmd = buildx_cmd(context, "arm64", tag, "--build-arg", f"BUST={bust}")
         samples["buildx_compile"].append(measure(cmd, docker=True))
         commands["buildx_compile"] = shown(cmd).replace(bust, "$(date +%s%N)")
+        # the edit: one comment line more in the copy's hello.c, rebuilt with the warm cache
+        for strategy in ("cross", "emulate"):
+            with (edit_copy / "hello.c").open("a") as source:
+                source.write(f"/* edit {number} {strategy} {time.time_ns()} */\n")
+            cmd = xarch_cmd(strategy, edit_copy / "xarch.yaml", fresh(WORK / "out-hello") / strategy)
+            samples[f"xarch_{strategy}_edit"].append(
+                measure(cmd, env={"XARCH_CACHE": str(edit_caches[strategy])})
+            )
+            commands[f"xarch_{strategy}_edit"] = (
+                f"echo '/* edit N */' >>{edit_copy}/hello.c && "
+                f"XARCH_CACHE=<downloads of a cold run + one build of the copy> {shown(cmd)}"
+            )
     log("hello-c: profiling one xarch cross build (downloads cached, no step cache)")
     cache = fresh(WORK / "cache-hello-compile")
     run(["cp", "-al", f"{downloads}/sha256", f"{cache}/sha256"])
@@ -319,7 +351,11 @@ def render_hello(w: Callable[[str], None], hello: dict) -> None:
         "arm64 root of the locked packages), buildx after `docker buildx prune -af` with `--no-cache` "
         "(apt-get install gcc libc6-dev under QEMU, then the compile under QEMU). *Compile*: the "
         "downloads cached but no step cache (xarch), the apt layer cached and the compile step forced "
-        "with a new `--build-arg BUST` (buildx).\n"
+        "with a new `--build-arg BUST` (buildx). *Edit* (xarch only; issue 14's case): a copy of "
+        "the example built once, then each run one comment line appended to its `hello.c` and the "
+        "image built again with that warm `XARCH_CACHE` (package trees and the unchanged steps' "
+        "inputs cached, the compile step re-run); its anchor is buildx's *compile* row, measured in "
+        "the same loop.\n"
     )
     w("```Dockerfile\n" + hello["dockerfile"] + "```\n")
     w(TIME_HEADER)
@@ -332,6 +368,15 @@ def render_hello(w: Callable[[str], None], hello: dict) -> None:
             f"| **buildx / xarch cross; emulate / cross ({kind})** | "
             f"**{s[f'buildx_{kind}']['wall'] / cross:.1f}×; "
             f"{s[f'xarch_emulate_{kind}']['wall'] / cross:.1f}×** | | | | | | |"
+        )
+    if "xarch_cross_edit" in s:  # results stored before the edit rows existed have none
+        for strategy in ("cross", "emulate"):
+            name = f"xarch --strategy {strategy}, edit (one-line edit of hello.c, warm cache)"
+            row(w, name, s[f"xarch_{strategy}_edit"])
+        w(
+            f"| **buildx / xarch (edit): buildx compile / xarch cross edit; / emulate edit** | "
+            f"**{s['buildx_compile']['wall'] / s['xarch_cross_edit']['wall']:.1f}×; "
+            f"{s['buildx_compile']['wall'] / s['xarch_emulate_edit']['wall']:.1f}×** | | | | | | |"
         )
     w("")
     w(commands_block(hello["commands"]))

@@ -79,7 +79,11 @@ def versions() -> dict[str, str]:
             return "not installed"
 
     def deb(package: str) -> str:
-        return first_line(["dpkg-query", "-W", "-f", "${Version}", package])
+        # dpkg-query says "no packages found" on stderr for a package that is not installed
+        query = ["dpkg-query", "-W", "-f", "${Version}", package]
+        if subprocess.run(query, capture_output=True).returncode:
+            return "not installed"
+        return first_line(query)
 
     commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     return {
@@ -205,6 +209,18 @@ def render(data: dict[str, Any]) -> str:
                 f"{worst:.2f}× (worst platform)",
                 ", ".join(f"{a}: {mb(x[a]['compressed'])} vs {mb(bx[a]['compressed'])}" for a in x),
                 worst <= 0.2,
+            )
+        )
+    if hello and "xarch_cross_edit" in hello["stats"]:
+        s = hello["stats"]
+        edit, anchor = s["xarch_cross_edit"]["wall"], s["buildx_compile"]["wall"]
+        targets.append(
+            (
+                "hello-c one-line edit rebuild ≤ 0.6 s and ≥ 2× faster than buildx's cached compile",
+                f"{sec(edit)}, {anchor / edit:.1f}×",
+                f"xarch cross arm64 {sec(edit)} (emulate {sec(s['xarch_emulate_edit']['wall'])}) "
+                f"vs buildx compile {sec(anchor)}",
+                edit <= 0.6 and anchor / edit >= 2,
             )
         )
     if noop:
@@ -348,15 +364,24 @@ Rerun `scripts/bench --case …` after a change.
   for plain HTTP. That puts the re-push at ~start-up (~0.15 s): still above a Go binary's 0.03 s, which
   CPython cannot match, so this target stays NOT met for tiny pushes unless the target is restated
   for images where transfer time dominates.
-- **The C program, compile only** (no target, but a loss to note): with only the downloads cached,
-  `xarch build --strategy cross` takes ~5.7 s against buildx's ~1.3 s with its apt layer cached,
-  although the compile step itself is 0.15 s (table above). The time goes to making the build stage's
-  root again: xz-decompressing the data.tar of gcc, binutils, libc6-dev… (~2.7 s in
-  `_lzma.LZMADecompressor.decompress`) and writing ~3400 files (`rootfs.materialize`, ~2.5 s). Plan
-  (xarch/build/stages.py, xarch/run/rootfs.py): cache the materialized stage root keyed by the digest of its
-  locked package set and platform, and give each step a copy-on-write view of it (overlayfs in the
-  step's mount namespace, or hard links for read-only paths), so a changed source re-runs only the
-  step: expected < 1 s for cross, and emulate stays ~10× slower than cross in the step alone.
+- **hello-c one-line edit rebuild ≤ 0.6 s and ≥ 2× buildx's cached compile: ≥ 2× met, 0.6 s
+  NOT met** (run of 2026-12-01 06:07 UTC, load average ~3.5: cross 0.68 s median, walls 0.61–1.21,
+  against buildx's 1.56 s; emulate 1.78 s). By hand on a quieter machine (load ~0.8, the same warm
+  cache): 0.65–0.77 s through the bench's launcher (`python -m benchmarks.run_xarch`), 0.61–0.62 s
+  through the installed `xarch`. The compile step itself takes 0.1 s; about half the rest is the
+  interpreter and imports (`xarch.cli.build` pulls in the whole build pipeline, `xarch.build.contents`
+  alone ~0.2 s under cProfile), then ~0.2 s making the stage root (stages.build). Plan: lazy imports
+  on the build path (the same work as the warm no-op plan above) would bring it under 0.5 s.
+- **The C program, compile only** (no target, but a loss to note). Before the package-tree cache,
+  with only the downloads cached, `xarch build --strategy cross` took ~5.7 s against buildx's
+  ~1.3 s with its apt layer cached, although the compile step itself is 0.15 s (table above): the
+  time went to making the build stage's root again, xz-decompressing the data.tar of gcc,
+  binutils, libc6-dev… (~2.7 s in `_lzma.LZMADecompressor.decompress`) and writing ~3400 files
+  (`rootfs.materialize`, ~2.5 s). That plan is done (each .deb unpacked once into a cache of
+  package trees; stage roots are overlayfs over a hard-link farm of it), and the edit rows above
+  show it. The compile row still starts from a cache holding only downloads, so each run now also
+  fills the package-tree cache: 10.1 s cross / 7.97 s emulate in the 2026-12-01 06:07 run (load
+  ~3.5; not compared with the old code under the same load).
 - **Layer writing** (issue 14, the streaming engine). Before: the writer held the whole tar and the
   blob in memory (989 MB peak RSS for the 318 MB layer; 1.5 GB for the 978 MiB tree, issue 14) and
   compressed on one core. Now a layer streams tar → sha256 (diff_id) → fixed 1 MiB chunks compressed

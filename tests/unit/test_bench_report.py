@@ -69,3 +69,31 @@ def test_bad_options_exit_2(args: list[str]) -> None:
     result = subprocess.run([*BENCH, *args], capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def edit_stats(wall: float) -> dict[str, object]:
+    return {"runs": 3, "wall": wall, "walls": [wall] * 3, "cpu": 0.4, "daemon_cpu": 0.0,
+            "total_cpu": 0.4, "peak_rss_mb": 60.0}
+
+
+@pytest.mark.parametrize(("cross", "status"), [(0.5, "| met |"), (0.7, "| **NOT met** |")])
+def test_the_hello_c_edit_rows_and_their_target(cross: float, status: str) -> None:
+    data, _ = read_report(REPO / "BENCHMARKS.md")
+    stats = data["hello-c"]["stats"]
+    stats["buildx_compile"] = edit_stats(1.25)
+    stats["xarch_cross_edit"] = edit_stats(cross)
+    stats["xarch_emulate_edit"] = edit_stats(2.5)
+    text = render(data)
+    target = next(line for line in text.splitlines() if line.startswith("| hello-c one-line edit"))
+    assert f"| {cross:.2f} s, {1.25 / cross:.1f}× |" in target and target.endswith(status)
+    assert f"| xarch --strategy cross, edit (one-line edit of hello.c, warm cache) | {cross:.2f} s |" in text
+    assert f"**{1.25 / cross:.1f}×; 0.5×**" in text  # buildx compile / cross edit; / emulate edit
+
+
+def test_results_stored_before_the_edit_rows_render_without_them() -> None:
+    data, _ = read_report(REPO / "BENCHMARKS.md")
+    for label in ("xarch_cross_edit", "xarch_emulate_edit"):
+        data["hello-c"]["stats"].pop(label, None)
+    text = render(data)
+    assert "## A C program compiled for arm64" in text
+    assert "| hello-c one-line edit" not in text and ", edit (one-line" not in text  # no row
