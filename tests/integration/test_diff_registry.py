@@ -33,3 +33,14 @@ def test_missing_tag_is_one_clear_error(registry: Registry, tmp_path: Path) -> N
     with pytest.raises(DiffError) as caught:
         diff_paths(f"registry:{registry.host}/demo/none:nope", str(tmp_path / "a"))
     assert "demo/none" in str(caught.value)
+
+
+def test_a_layout_and_the_image_it_was_pushed_as_under_another_tag_are_identical(
+        registry: Registry, tmp_path: Path) -> None:
+    """A new user's first round trip: push a layout (tag "1.0") as "release", diff the two. The tag
+    names the image and is in no digest, so it is no difference (a layout against a layout still
+    compares tags)."""
+    write_layout(make_artifact(), tmp_path / "a")
+    push_layout(tmp_path / "a", f"{registry.host}/demo/diff:release")
+    result = diff_paths(f"{registry.host}/demo/diff:release", str(tmp_path / "a"))
+    assert result.identical, result.differences

@@ -266,3 +266,11 @@ def test_inspect_of_a_layout_with_a_corrupt_blob(tmp_path: Path) -> None:
     result = run_xarch("inspect", str(layout))
     assert result.returncode == 2
     assert_one_error_line(result.stderr, "does not match its digest")
+
+
+def test_push_names_a_bad_reference_before_it_says_anything(tmp_path: Path) -> None:
+    (tmp_path / "layout").mkdir()
+    for ref in ("127.0.0.1:5000/app@sha256:" + "a" * 64, "Bad/Name:1"):
+        result = run_xarch("push", str(tmp_path / "layout"), ref)
+        assert result.returncode == 2 and "pushing" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -7,7 +7,7 @@ import click
 from xarch.cli.options import Remote, json_option, quiet_option, remote_options, report
 from xarch.registry.client import DEFAULT_CHUNK_SIZE
 from xarch.registry.progress import progress_for
-from xarch.registry.push import push_layout
+from xarch.registry.push import push_layout, push_target
 from xarch.visible import visible
 
 
@@ -36,9 +36,10 @@ def push_command(layout: str, ref: str, fmt: str, mount_from: tuple[str, ...], c
 
     source = parse_image_ref(layout, (OCI, OCI_ARCHIVE), "push")
     assert source.path is not None
+    target = push_target(ref, fmt)  # a bad REF is one line before anything is said or read
+    settings = remote.settings(str(target), chunk_size=chunk_size, jobs=jobs)
     if not (quiet or as_json):
         click.echo(visible(f"pushing {source.label}"), err=True)  # which kind LAYOUT was taken for
-    settings = remote.settings(ref, chunk_size=chunk_size, jobs=jobs)
-    result = push_layout(source.path, ref, fmt=fmt, settings=settings,
+    result = push_layout(source.path, target, fmt=fmt, settings=settings,
                          mount_from=mount_from, progress=progress_for(quiet=quiet or as_json))
     report(result, as_json, "pushed")

@@ -126,8 +126,10 @@ class _Comparer:
     def run(self, wanted: str | None) -> DiffResult:
         a, b = self.a, self.b
         self.result.digests["index"] = (a.index_digest, b.index_digest)
-        # A docker-archive has RepoTags instead of a layout tag.
-        if a.tag != b.tag and "docker-archive" not in (a.kind, b.kind):
+        # A docker-archive has RepoTags instead of a layout tag, and a registry image is named by the
+        # reference it was pulled by: neither tag is part of the image, so only layouts compare tags.
+        kinds = {a.kind, b.kind}
+        if a.tag != b.tag and not kinds & {"docker-archive", "registry"}:
             self.add("", "layout", "index.json ref.name (tag)", "value", a.tag, b.tag, ())
         if a.index is not None and b.index is not None and a.index_digest != b.index_digest:
             self.compare_index(a.index, b.index)

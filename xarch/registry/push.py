@@ -224,7 +224,7 @@ def push_layout(
     """
     from xarch.registry.push_source import LayoutSource
 
-    ref = _target(target, fmt)
+    ref = push_target(target, fmt)
     with layout_folder(layout) as folder:
         # An oci-archive was read whole to unpack it: its blobs are hashed now, before any request.
         source = LayoutSource(folder, ref.tag, hash_all=folder != Path(layout))
@@ -232,7 +232,9 @@ def push_layout(
         return push_source(source, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
 
 
-def _target(target: str | Reference, fmt: str) -> Reference:
+def push_target(target: str | Reference, fmt: str) -> Reference:
+    """TARGET as a reference a push may write: a tag, no digest; FMT oci or docker.
+    RegistryUsageError (exit 2) otherwise, before anything is read or sent."""
     if fmt not in FORMATS:
         raise RegistryUsageError(f"unknown push format {fmt!r} (choose oci or docker)")
     ref = parse_reference(target) if isinstance(target, str) else target
@@ -261,7 +263,7 @@ def push_source(source: PushSource, target: str | Reference, fmt: str = "oci",
     With fmt "oci", the source's attachments about what was pushed follow (as referrers).
     RegistryUsageError for a bad target or format; RegistryError/AuthError (exit 4) from the registry.
     """
-    ref = _target(target, fmt)
+    ref = push_target(target, fmt)
     for name in mount_from:  # it goes into a URL query and a token scope: a name, nothing else
         check_repository(name, "--mount-from")
     image = source.image
