@@ -87,3 +87,23 @@ def test_remote_options_fold_into_one_value() -> None:
     assert CliRunner().invoke(show, ["--insecure"]).output == "True None None\n"
     refused = CliRunner().invoke(show, ["-u", "alice"])
     assert refused.exit_code != 0 and "--password-stdin" in str(refused.exception)
+
+
+def test_conflicting_or_unused_registry_options_are_refused() -> None:
+    from click.testing import CliRunner
+
+    from xarch.registry.errors import RegistryUsageError
+
+    @click.command()
+    @remote_options()
+    def show(remote: Remote) -> None:
+        remote.settings(None)  # a local image: no registry
+
+    runner = CliRunner()
+    import certifi  # a real PEM bundle, as --ca-cert takes
+
+    both = runner.invoke(show, ["--insecure", "--ca-cert", certifi.where()])
+    assert isinstance(both.exception, RegistryUsageError) and "give one" in str(both.exception)
+    unused = runner.invoke(show, ["-u", "alice", "--password-stdin"], input="secret\n")
+    assert isinstance(unused.exception, RegistryUsageError)
+    assert "no registry reference" in str(unused.exception)

@@ -185,7 +185,7 @@ class Remote:
     def settings(self, *references: str | None, **overrides: Any) -> Settings:
         """Client settings for REFERENCES (registry references; None for a local image).
 
-        Raises RegistryUsageError when typed credentials would have to serve two registries.
+        Raises RegistryUsageError (exit 2) when typed credentials would serve two registries, or none.
         """
         from xarch.registry.client import Settings
         from xarch.registry.reference import parse_reference
@@ -196,7 +196,9 @@ class Remote:
             if len(hosts) > 1:
                 raise RegistryUsageError(f"--username: {' and '.join(hosts)} are two registries; typed "
                                          "credentials serve one (log in to the other with docker login)")
-            host = hosts[0] if hosts else None
+            if not hosts:  # a password read for nothing is a mistake, not a default
+                raise RegistryUsageError("--username: no registry reference here to use it for")
+            host = hosts[0]
         return Settings(insecure=self.insecure, ca_cert=self.ca_cert, credentials=self.credentials,
                         credentials_host=host, **overrides)
 
@@ -226,6 +228,9 @@ def remote_options(password: bool = True) -> Callable[[F], F]:
         def with_remote(*args: Any, insecure: bool = False, ca_cert: str | None = None,
                         username: str | None = None, registry_password_stdin: bool = False,
                         **kwargs: Any) -> Any:
+            if insecure and ca_cert:  # one would silently win over the other
+                raise RegistryUsageError("--insecure and --ca-cert: give one (--insecure skips the "
+                                         "verification --ca-cert is for)")
             credentials = credentials_from_options(username, registry_password_stdin)
             return command(*args, remote=Remote(insecure, ca_cert, credentials), **kwargs)
 
