@@ -259,6 +259,23 @@ def test_a_broken_docker_config_is_one_line_naming_the_registry(tmp_path: Path, 
     assert words in line and "127.0.0.1:1" in line
 
 
+@pytest.mark.parametrize("kind", ["not-json", "fifo", "folder"])
+def test_a_docker_config_the_sdk_would_ignore_is_one_line_naming_it(tmp_path: Path, kind: str) -> None:
+    """The docker SDK reads these as "no config": the command would run without the user's login."""
+    config = tmp_path / "config.json"
+    if kind == "not-json":
+        config.write_text('{"auths": ')
+    elif kind == "fifo":
+        os.mkfifo(config)
+    else:
+        config.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DOCKER_CONFIG": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "xarch.cli", "referrers", "127.0.0.1:1/app:1"],
+                            capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    line = one_line(result, 2)
+    assert f"Docker config {config}" in line
+
+
 def test_a_password_beyond_latin_1_reaches_the_token_service_as_utf_8() -> None:
     handler: Any = type("Utf8", (_HostileRegistry,), {"token_body": b'{"token": "t"}', "token_requests": []})
     server, host = _serve(handler)

@@ -53,6 +53,7 @@ def docker_config_credentials(host: str, config_path: str | None = None) -> Cred
     AuthError (exit 4) when its credential helper fails; RegistryUsageError (exit 2) when the
     config's `auth` for HOST is not base64 of USER:PASSWORD.
     """
+    _check_config_file(config_path)
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         try:
@@ -76,6 +77,28 @@ def docker_config_credentials(host: str, config_path: str | None = None) -> Cred
         password=lowered.get("password") or None,
         identity_token=lowered.get("identitytoken") or None,
     )
+
+
+def _check_config_file(config_path: str | None) -> None:
+    """The docker SDK reads a Docker config that is a FIFO, a folder or broken JSON as "no config",
+    so a command would quietly run without the credentials the user logged in with: such a file is
+    one line naming it (RegistryUsageError, exit 2) instead. Bounded read: 4 MiB."""
+    import json
+
+    from docker.utils.config import find_config_file
+
+    from xarch.smallfile import SmallFileError, read_small
+
+    found = find_config_file(config_path)
+    if found is None:
+        return
+    try:
+        json.loads(read_small(found, 4 << 20))
+    except SmallFileError as error:
+        raise RegistryUsageError(f"Docker config {found}: {error}") from None
+    except ValueError:
+        raise RegistryUsageError(f"Docker config {found}: not JSON; fix it or run `docker login` again") \
+            from None
 
 
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
