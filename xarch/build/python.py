@@ -163,6 +163,15 @@ def lock_drift(
     return drift(lock, requirements, part.spec.index_url, targets(loaded, debian, part=part))
 
 
+def refuse_or_say_drift(path: Path, differences: list[str], locked: bool, reporter: Reporter,
+                        what: str) -> None:
+    """A python section of PATH (xarch.lock) drifted from the recipe by DIFFERENCES: BuildError
+    (exit 2) under --locked (LOCKED), else say that WHAT is resolved again."""
+    if locked:
+        raise BuildError(f"--locked: {path.name} does not match the recipe: {'; '.join(differences)}")
+    reporter.info(f"{path.name}: {'; '.join(differences)}: resolving {what}")
+
+
 def ensure_python_lock(
     loaded: LoadedRecipe, debian: Lock | None, locked: bool, reporter: Reporter
 ) -> PythonLock | None:
@@ -177,9 +186,7 @@ def ensure_python_lock(
     differences = lock_drift(loaded, current, debian)
     if not differences:
         return current
-    if locked:
-        raise BuildError(f"--locked: {path.name} does not match the recipe: {'; '.join(differences)}")
-    reporter.info(f"{path.name}: {'; '.join(differences)}: resolving the python dependencies")
+    refuse_or_say_drift(path, differences, locked, reporter, "the python dependencies")
     lock = resolve_python(loaded, debian, reporter.detail)
     dump_section(path, lock)
     return lock

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from xarch.build.python import Part, full_version, lock_drift, lock_file, resolve_python
-from xarch.errors import BuildError, NetworkError
+from xarch.build.python import Part, full_version, lock_drift, lock_file, refuse_or_say_drift, resolve_python
+from xarch.errors import NetworkError
 from xarch.oci.store import Store
 from xarch.oci.tree import Tree
 from xarch.platforms import Platform
@@ -102,9 +102,7 @@ def ensure_stage_locks(
     differences = stage_drift(loaded, current, debian)
     if not differences:
         return current
-    if locked:
-        raise BuildError(f"--locked: {path.name} does not match the recipe: {'; '.join(differences)}")
-    reporter.info(f"{path.name}: {'; '.join(differences)}: resolving the stages' python dependencies")
+    refuse_or_say_drift(path, differences, locked, reporter, "the stages' python dependencies")
     return lock_stages(loaded, debian, reporter.detail)
 
 
