@@ -4,13 +4,16 @@ and a real sandboxed step that attacks the cached files through its root."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,7 @@ from xarch.run.stageroot import assemble_root
 from xarch.sources.debian.deb import read_deb
 from xarch.sources.debian.install import install_packages
 from xarch.sources.debian.lock import LockedPackage
-from xarch.sources.debian.pkgtrees import MANIFEST, PackageTrees, farm_key, tree_digest, tree_key
+from xarch.sources.debian.pkgtrees import MANIFEST, PackageTree, PackageTrees, farm_key, tree_digest, tree_key
 
 EPOCH = 1700000000
 TOOL = b"#!/bin/sh\necho tool\n"
@@ -322,3 +325,196 @@ def test_a_root_record_is_served_only_while_every_file_its_farm_links_is_whole(
         handle.write(b"damage\n")
     assert load_record(store, key) is None
     assert load_record(store, key) is None  # and the record is gone, not served later
+
+
+NOBODY = 65534
+PR_SET_DUMPABLE = 4
+
+
+def _as_nobody(check: Callable[[Path], None], folder: Path) -> None:
+    """Run CHECK(FOLDER) in a forked child of this test that drops root for nobody (65534, no
+    groups, no capabilities): a real unprivileged process, with no interpreter to start (this
+    one's files may lie under /root). A failure of CHECK fails the test with its traceback."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            # A change of ids makes a process undumpable (its /proc files root's): a process that
+            # nobody starts is dumpable, and needs that to write its own /proc/self/uid_map.
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+            tempfile.tempdir = str(folder)
+            check(folder)
+            code = 0
+        except BaseException:
+            os.write(write, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, said or f"the child ended with {status}"
+
+
+@pytest.fixture
+def nobody_folder() -> Iterator[Path]:
+    """A folder of nobody's below /var/tmp (pytest's own folders are root's only)."""
+    need_root("to become nobody")
+    need_tool("bwrap")
+    top = Path(tempfile.mkdtemp(prefix="xarch-rootless-", dir="/var/tmp"))
+    try:
+        top.chmod(0o755)
+        folder = top / "nobody"
+        folder.mkdir()
+        os.chown(folder, NOBODY, NOBODY)
+        yield folder
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _rootless_shell_tree(folder: Path, deb: Path) -> tuple[Store, PackageTrees, Tree, PackageTree]:
+    store = Store(folder / "store")
+    pkg = _locked(store, deb)
+    trees = PackageTrees(store, sandbox.host_owner())
+    tree = _install(store, pkg, trees)
+    tree.add(Entry("usr/bin/sh", "file", 0o755, source=Path(need_tool("busybox"))))
+    return store, trees, tree, trees.get(pkg.sha256, read_deb(store.path(pkg.sha256)))
+
+
+def test_without_root_the_root_is_an_overlay_in_a_user_namespace_a_hostile_step_cannot_pass(
+    nobody_folder: Path,
+) -> None:
+    """The same attack as as root, by nobody: xarch enters a user namespace of its own that maps
+    nobody to itself, the stage root is an overlay of a farm of the cache's own inodes, and every
+    write of the step copies up."""
+    deb = _deb(nobody_folder.parent)
+
+    def check(folder: Path) -> None:
+        assert not sandbox.running_as_root()
+        store, trees, tree, entry = _rootless_shell_tree(folder, deb)
+        before = _data_files(entry.folder)
+        overlay.allow_user_namespace()
+        with overlay.stage_mounts():
+            assert overlay.available(), "nobody could not mount an overlay in a user namespace"
+            assert overlay.opaque_xattr() == "user.overlay.opaque"
+            # Owners as on the host: nobody is mapped to itself, in this namespace.
+            assert Path("/proc/self/uid_map").read_text().split() == [str(NOBODY), str(NOBODY), "1"]
+            base = folder / "stage"
+            (base / "root").mkdir(parents=True)
+            assert assemble_root(tree, store, base, base / "root") is not None
+            root = base / "root"
+            conf = next(
+                m.data for m in entry.members if m.data is not None and m.info.name.endswith("tool.conf")
+            )
+            assert conf is not None and (root / "etc/tool.conf").stat().st_ino == conf.stat().st_ino
+            lines: list[str] = []
+            result = run_in_rootfs(root, HOSTILE, {"PATH": "/usr/bin:/bin"}, log=lines.append)
+            assert result.exit_code == 0, lines
+            assert (root / "etc/tool.conf").read_bytes() == CONF + b"hacked\n"
+            assert (root / "usr/bin/tool").read_bytes() == b"x"
+            assert (root / "etc/tool.conf").stat().st_mode & 0o7777 == 0o4777
+            assert (root / "usr/share/tool/data").read_bytes() == b"through-a-link\n"
+            assert (base / "upper/etc/tool.conf").read_bytes() == CONF + b"hacked\n"
+            assert _data_files(entry.folder) == before
+            again = folder / "again"
+            (again / "root").mkdir(parents=True)
+            assemble_root(tree, store, again, again / "root")
+            assert (again / "root/etc/tool.conf").read_bytes() == CONF
+            assert (again / "root/usr/share/tool/data").read_bytes() == b"x" * 5000
+        assert not os.path.ismount(root) and (root / "etc").exists() is False
+
+    _as_nobody(check, nobody_folder)
+
+
+def test_without_root_a_step_on_an_overlay_root_is_cached_and_replayed_to_the_same_root(
+    nobody_folder: Path,
+) -> None:
+    """REWRITE makes a folder anew over a lower one: in a user namespace overlayfs marks it opaque
+    with user.overlay.opaque, which the step cache must see as a deleted folder to replay it."""
+    deb = _deb(nobody_folder.parent)
+
+    def check(folder: Path) -> None:
+        from xarch import platforms
+        from xarch.run.cache import StepCache
+        from xarch.run.cache import folder_digest as disk_digest
+        from xarch.run.steps import StepSpec, run_stage_steps
+
+        store, trees, tree, _ = _rootless_shell_tree(folder, deb)
+        source = folder / "src"
+        source.mkdir()
+        (source / "input").write_text("in\n")
+        cache = StepCache(folder / "steps")
+        overlay.allow_user_namespace()
+        with overlay.stage_mounts():
+            assert overlay.available()
+            said: list[list[str]] = []
+            roots = []
+            for run in ("ran", "replayed"):
+                base = folder / run
+                (base / "root").mkdir(parents=True)
+                assert assemble_root(tree, store, base, base / "root") is not None
+                lines: list[str] = []
+                run_stage_steps(
+                    [StepSpec(REWRITE)],
+                    base / "root",
+                    platforms.host(),
+                    "native",
+                    source,
+                    EPOCH,
+                    cache,
+                    lines.append,
+                    inputs={"root": tree_digest(tree)},
+                    status=lines.append,
+                )
+                said.append(lines)
+                roots.append(base / "root")
+            assert any("running" in line for line in said[0]) and any("cached" in line for line in said[1])
+            assert disk_digest(roots[0]) == disk_digest(roots[1])
+            for root in roots:
+                assert not os.path.lexists(root / "usr/bin/tool")
+                assert sorted(os.listdir(root / "usr/share/tool")) == ["only"]
+                assert (root / "etc/tool.conf").read_bytes() == CONF + b"new\n"
+                assert (root / "out/file").read_text() == "made\n"
+
+    _as_nobody(check, nobody_folder)
+
+
+def test_without_root_and_no_user_namespace_the_root_is_copied_as_before(nobody_folder: Path) -> None:
+    """A process with a second thread cannot enter a user namespace (unshare refuses): the stage
+    root is written from the cached files, as before, and the step runs the same."""
+    deb = _deb(nobody_folder.parent)
+
+    def check(folder: Path) -> None:
+        store, trees, tree, entry = _rootless_shell_tree(folder, deb)
+        before = _data_files(entry.folder)
+        overlay.allow_user_namespace()
+        stop = threading.Event()
+        other = threading.Thread(target=stop.wait)
+        other.start()
+        try:
+            with overlay.stage_mounts():
+                assert not overlay.available()
+                base = folder / "stage"
+                (base / "root").mkdir(parents=True)
+                assert assemble_root(tree, store, base, base / "root") is None
+                root = base / "root"
+                conf = next(
+                    m.data for m in entry.members if m.data is not None and m.info.name.endswith("tool.conf")
+                )
+                assert conf is not None and (root / "etc/tool.conf").stat().st_ino != conf.stat().st_ino
+                lines: list[str] = []
+                result = run_in_rootfs(root, HOSTILE, {"PATH": "/usr/bin:/bin"}, log=lines.append)
+                assert result.exit_code == 0, lines
+                assert (root / "etc/tool.conf").read_bytes() == CONF + b"hacked\n"
+                assert _data_files(entry.folder) == before
+        finally:
+            stop.set()
+            other.join()
+        assert Path("/proc/self/uid_map").read_text().split() == ["0", "0", "4294967295"]
+
+    _as_nobody(check, nobody_folder)

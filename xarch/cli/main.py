@@ -208,4 +208,7 @@ def main() -> None:
     (SIGTERM ends as exit 128+15 after outputs in progress are removed, never half-written).
     """
     signal.signal(signal.SIGTERM, _terminated)
+    from xarch.run.overlay import allow_user_namespace
+
+    allow_user_namespace()  # a short-lived process: without root, stage roots may be overlays too
     run(cli)

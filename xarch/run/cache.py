@@ -149,8 +149,10 @@ def _stamps(root: Path, overlay: bool) -> dict[str, Stamp]:
 
 
 def _opaque(path: str) -> bool:
+    from xarch.run.overlay import opaque_xattr
+
     try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+        return os.getxattr(path, opaque_xattr(), follow_symlinks=False) == b"y"
     except OSError:
         return False
 

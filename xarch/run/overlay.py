@@ -35,16 +35,24 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 MS_PRIVATE = 1 << 18
 MS_REC = 16384
 MNT_DETACH = 2
 
-_private = False
+# The euid that entered the private mount namespace (a forked child that changed ids is not in
+# one of its own: it enters anew), or None.
+_private: int | None = None
+_userns = False  # in a user namespace of our own: overlayfs keeps its marks in user.overlay.* xattrs
+_user_namespace_allowed = False
 _mounted: list[Path] = []
 _uppers: dict[Path, Path] = {}  # mount point → its upper folder
 
@@ -53,29 +61,123 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
+def allow_user_namespace() -> None:
+    """Let enter_private_mounts move this process, when it is not root, into a user namespace of
+    its own for good (the `xarch` command calls it first). A process that goes on after a build
+    (a test run, a program using xarch as a library) is never moved unless it asks: it would
+    see every host file of another account as owned by 65534 from then on."""
+    global _user_namespace_allowed
+    _user_namespace_allowed = True
+
+
 def enter_private_mounts() -> bool:
-    """As root: move this process into a mount namespace of its own, with private propagation,
-    so overlay mounts never reach the host's and die with the process. True when it is in one.
-    Call it before threads start (a thread made earlier keeps the old namespace)."""
-    global _private
-    if _private:
+    """Move this process into a mount namespace of its own, with private propagation, so overlay
+    mounts never reach the host's and die with the process. True when it is in one.
+
+    As root that is all. Without root (allowed by allow_user_namespace) the process first enters
+    a user namespace of its own that maps only its uid and gid, each to itself, so files keep
+    their owners and steps their ids; it goes there only when a child process showed that
+    overlayfs mounts there (Linux 5.11 or later, user namespaces allowed), and never while it
+    holds capabilities on the host (`verify`'s `user` variation reads /root with
+    CAP_DAC_READ_SEARCH, which a user namespace would take away). Call it before threads
+    start: unshare(CLONE_NEWUSER) refuses a process with threads (then False: roots are copied).
+    """
+    global _private, _userns
+    if _private == os.geteuid():
         return True
-    if os.geteuid() != 0:
-        return False
-    libc = _libc()
-    if libc.unshare(CLONE_NEWNS) != 0:
-        return False
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False  # propagation not private: never mount here (it could reach the host)
-    _private = True
+    from xarch.run.sandbox import running_as_root
+
+    if os.geteuid() == 0 and running_as_root():
+        if not _unshare(CLONE_NEWNS):
+            return False
+        _userns = False
+    else:
+        if not _user_namespace_allowed or threading.active_count() > 1 or _holds_capabilities():
+            return False
+        if not _overlay_works_in_a_child() or not _enter_user_namespace():
+            return False
+        _userns = True
+    _private = os.geteuid()
     return True
 
 
-def available() -> bool:
-    """Whether stage roots may be overlay mounts now (root, in a private mount namespace)."""
-    from xarch.run.sandbox import running_as_root
+def _unshare(flags: int) -> bool:
+    """unshare(FLAGS), then make every mount private (never mount where it could reach the host)."""
+    libc = _libc()
+    if libc.unshare(flags) != 0:
+        return False
+    return libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
 
-    return _private and running_as_root()
+
+def _enter_user_namespace() -> bool:
+    """Enter a user and a mount namespace mapping this process's uid and gid to themselves."""
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc().unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
+        return False
+    try:
+        Path("/proc/self/setgroups").write_text("deny")  # required before an unprivileged gid_map
+        Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1\n")
+        Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1\n")
+    except OSError:
+        return False
+    return _libc().mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
+
+
+def _holds_capabilities() -> bool:
+    """Whether this process has an effective capability (it would lose it in a user namespace)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16) != 0
+    except (OSError, ValueError):
+        pass
+    return True
+
+
+def _overlay_works_in_a_child() -> bool:
+    """Whether a forked child can enter a user namespace and mount an overlay with a copy-up in a
+    temporary folder (one fork, a few ms). This process is not changed whatever the answer."""
+    try:
+        top = Path(tempfile.mkdtemp(prefix="xarch-overlay-probe-"))
+    except OSError:
+        return False
+    try:
+        for name in ("lower", "upper", "work", "merged"):
+            (top / name).mkdir()
+        (top / "lower" / "file").write_bytes(b"lower")
+        pid = os.fork()
+        if pid == 0:  # the child: only system calls, then _exit (no Python clean-up runs twice)
+            code = 1
+            try:
+                if _enter_user_namespace() and _mount_overlay(
+                    top / "lower", top / "upper", top / "work", top / "merged", userns=True
+                ):
+                    with open(top / "merged" / "file", "ab") as handle:
+                        handle.write(b"+upper")
+                    code = 0 if (top / "lower" / "file").read_bytes() == b"lower" else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0 and (top / "upper" / "file").is_file()
+    except OSError:
+        return False
+    finally:
+        work = top / "work" / "work"  # made by overlayfs with mode 000
+        if work.is_dir():
+            work.rmdir()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def available() -> bool:
+    """Whether stage roots may be overlay mounts now (in a private mount namespace, as root or in
+    a user namespace of this process's own: see enter_private_mounts)."""
+    return _private is not None and _private == os.geteuid()
+
+
+def opaque_xattr() -> str:
+    """The xattr by which overlayfs marks a folder of the upper layer opaque in this process's
+    mounts: trusted.overlay.opaque as root, user.overlay.opaque in a user namespace."""
+    return "user.overlay.opaque" if _userns else "trusted.overlay.opaque"
 
 
 def _usable_path(path: Path) -> bool:
@@ -88,15 +190,25 @@ def mount(lower: Path, upper: Path, work: Path, target: Path) -> bool:
     False (nothing mounted) when it cannot be (then the caller writes TARGET itself)."""
     if not available() or not all(_usable_path(p) for p in (lower, upper, work, target)):
         return False
-    # redirect_dir=off: renaming a lower folder fails with EXDEV (mv then copies), so every
-    # change of the root is in the upper folder as itself (xarch.run.cache.Snapshot walks only
-    # that); metacopy=off: a chmod copies the data up too.
-    options = f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir=off,metacopy=off"
-    if _libc().mount(b"overlay", str(target).encode(), b"overlay", 0, options.encode()) != 0:
+    if not _mount_overlay(lower, upper, work, target, userns=_userns):
         return False
     _mounted.append(target)
     _uppers[target] = upper
     return True
+
+
+def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path, userns: bool) -> bool:
+    # Redirects off: renaming a lower folder fails with EXDEV (mv then copies), so every
+    # change of the root is in the upper folder as itself (xarch.run.cache.Snapshot walks only
+    # that); metacopy=off: a chmod copies the data up too. In a user namespace overlayfs keeps
+    # its marks in user.* xattrs (userxattr), which allows redirect_dir=nofollow only (off
+    # would still follow redirects: the kernel refuses that with userxattr).
+    if userns:
+        marks = "redirect_dir=nofollow,metacopy=off,userxattr"
+    else:
+        marks = "redirect_dir=off,metacopy=off"
+    options = f"lowerdir={lower},upperdir={upper},workdir={work},{marks}"
+    return _libc().mount(b"overlay", str(target).encode(), b"overlay", 0, options.encode()) == 0
 
 
 def upper_of(root: Path) -> Path | None:
@@ -116,8 +228,8 @@ def unmount_all() -> None:
 
 @contextmanager
 def stage_mounts() -> Iterator[None]:
-    """For one build: a private mount namespace when root (see enter_private_mounts), and every
-    stage root's overlay unmounted at the end, before the build folder is removed."""
+    """For one build: a private mount namespace (see enter_private_mounts), and every stage root's
+    overlay unmounted at the end, before the build folder is removed."""
     enter_private_mounts()
     try:
         yield

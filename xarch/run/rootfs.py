@@ -64,10 +64,14 @@ def materialize(tree: Tree, root: Path, farm_owner: int | None = None, make_root
     """
     from xarch.sources.debian.pkgtrees import known_sha256
 
+    if farm_owner == os.geteuid():
+        chown_to = None  # without root: what this process makes is its own already (steps' uid 0)
+    else:
+        chown_to = farm_owner
     if make_root:
         root.mkdir(mode=0o755)
-        if farm_owner is not None:
-            os.lchown(root, farm_owner, farm_owner)
+        if chown_to is not None:
+            os.lchown(root, chown_to, chown_to)
     deferred_dirs: list[tuple[Path, Entry]] = []
     real_dirs = {""}  # tree paths made here as folders: their children need no symlink walk
     for entry in tree:  # sorted by path: parents before children
@@ -98,22 +102,25 @@ def materialize(tree: Tree, root: Path, farm_owner: int | None = None, make_root
                 shutil.copyfile(entry.source, target)  # in the kernel (copy_file_range), a reflink if it can
             else:
                 target.write_bytes(entry.read())
-            if farm_owner is not None:
-                os.lchown(target, farm_owner, farm_owner)  # before the mode: chown clears set-id bits
+            if chown_to is not None:
+                os.lchown(target, chown_to, chown_to)  # before the mode: chown clears set-id bits
             os.chmod(target, entry.mode)
             continue
-        if farm_owner is not None:
-            os.lchown(target, farm_owner, farm_owner)
+        if chown_to is not None:
+            os.lchown(target, chown_to, chown_to)
     # Folders last: a read-only folder mode must not stop its own children being written.
     for target, entry in reversed(deferred_dirs):
-        if farm_owner is not None:
-            os.lchown(target, farm_owner, farm_owner)
+        if chown_to is not None:
+            os.lchown(target, chown_to, chown_to)
         os.chmod(target, entry.mode)
 
 
 def hand_over_all(root: Path, owner: int) -> None:
     """Make OWNER own everything under ROOT (a farm being made: the cached files it links are
-    OWNER's already, see materialize)."""
+    OWNER's already, see materialize). Nothing to do when OWNER is this process's uid (no root):
+    then everything is its own already, with its own gid (which a user namespace maps alone)."""
+    if owner == os.geteuid():
+        return
     for folder, dirs, files in os.walk(root):
         for name in (".", *dirs, *files):
             path = os.path.join(folder, name)

@@ -186,6 +186,7 @@ def mount_farm(store: Store, farm_root: Path, base: Path, root: Path) -> bool:
     upper, work = base / "upper", base / "work"
     upper.mkdir(exist_ok=True)
     work.mkdir(exist_ok=True)
-    os.lchown(upper, owner, owner)  # the root folder the step sees: its own
+    if owner != os.geteuid():
+        os.lchown(upper, owner, owner)  # the root folder the step sees: its own
     os.chmod(upper, 0o755)
     return overlay.mount(farm_root, upper, work, root)
