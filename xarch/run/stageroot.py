@@ -1,10 +1,11 @@
 """A stage root on disk, assembled from its tree without copying cached package files.
 
-`assemble` makes the folder a step sees as `/`: when xarch may mount (root, in its private
-mount namespace: xarch.run.overlay), an overlayfs mount whose read-only lower layer is a
-*farm* (the tree's folders, symlinks and small files, and a hard link to the cached bytes of
-every package file: xarch.sources.debian.pkgtrees), and whose upper layer, in the build's folder, takes every
-write. Otherwise every file is written (xarch.run.rootfs.materialize), from the cached bytes.
+`assemble` makes the folder a step sees as `/`: when xarch may mount (in its private mount
+namespace, as root or in a user namespace of its own without root: xarch.run.overlay), an
+overlayfs mount whose read-only lower layer is a *farm* (the tree's folders, symlinks and small
+files, and a hard link to the cached bytes of every package file: xarch.sources.debian.pkgtrees),
+and whose upper layer, in the build's folder, takes every write. Otherwise every file is written
+(xarch.run.rootfs.materialize), from the cached bytes.
 """
 
 from __future__ import annotations
