@@ -4,7 +4,6 @@ and a real sandboxed step that attacks the cached files through its root."""
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
@@ -12,14 +11,14 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.aptrepo import FixturePackage, build_deb
 from tests.support.needs import need_root, need_tool
+from tests.support.nobody import NOBODY, as_nobody
 from xarch.oci.store import Store
 from xarch.oci.tree import Entry, Tree
 from xarch.run import overlay, sandbox
@@ -327,40 +326,6 @@ def test_a_root_record_is_served_only_while_every_file_its_farm_links_is_whole(
     assert load_record(store, key) is None  # and the record is gone, not served later
 
 
-NOBODY = 65534
-PR_SET_DUMPABLE = 4
-
-
-def _as_nobody(check: Callable[[Path], None], folder: Path) -> None:
-    """Run CHECK(FOLDER) in a forked child of this test that drops root for nobody (65534, no
-    groups, no capabilities): a real unprivileged process, with no interpreter to start (this
-    one's files may lie under /root). A failure of CHECK fails the test with its traceback."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-            # A change of ids makes a process undumpable (its /proc files root's): a process that
-            # nobody starts is dumpable, and needs that to write its own /proc/self/uid_map.
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-            tempfile.tempdir = str(folder)
-            check(folder)
-            code = 0
-        except BaseException:
-            os.write(write, traceback.format_exc().encode())
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        said = pipe.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, said or f"the child ended with {status}"
-
-
 @pytest.fixture
 def nobody_folder() -> Iterator[Path]:
     """A folder of nobody's below /var/tmp (pytest's own folders are root's only)."""
@@ -428,7 +393,7 @@ def test_without_root_the_root_is_an_overlay_in_a_user_namespace_a_hostile_step_
             assert (again / "root/usr/share/tool/data").read_bytes() == b"x" * 5000
         assert not os.path.ismount(root) and (root / "etc").exists() is False
 
-    _as_nobody(check, nobody_folder)
+    as_nobody(check, nobody_folder)
 
 
 def test_without_root_a_step_on_an_overlay_root_is_cached_and_replayed_to_the_same_root(
@@ -481,7 +446,7 @@ def test_without_root_a_step_on_an_overlay_root_is_cached_and_replayed_to_the_sa
                 assert (root / "etc/tool.conf").read_bytes() == CONF + b"new\n"
                 assert (root / "out/file").read_text() == "made\n"
 
-    _as_nobody(check, nobody_folder)
+    as_nobody(check, nobody_folder)
 
 
 def test_without_root_and_no_user_namespace_the_root_is_copied_as_before(nobody_folder: Path) -> None:
@@ -517,4 +482,4 @@ def test_without_root_and_no_user_namespace_the_root_is_copied_as_before(nobody_
             other.join()
         assert Path("/proc/self/uid_map").read_text().split() == ["0", "0", "4294967295"]
 
-    _as_nobody(check, nobody_folder)
+    as_nobody(check, nobody_folder)

@@ -7,6 +7,7 @@ so only the sandbox (not file permissions) stands between the step and them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import secrets
@@ -22,6 +23,7 @@ import pytest
 
 from tests.support.e2e import EPOCH, REPO, error_lines, index_digest, manifests, xarch
 from tests.support.needs import missing, need_root, need_tool
+from tests.support.nobody import NOBODY, as_nobody
 from xarch import platforms
 from xarch.run import sandbox
 from xarch.run.chroot import run_in_rootfs
@@ -198,6 +200,59 @@ def test_root_and_an_unprivileged_account_build_the_same_digest() -> None:
         owners = _owners(base / "root-out")
         assert owners["a"] == (0, 0) and owners["d/b"] == (0, 0), owners
         assert _owners(nobody / "out") == owners
+        assert index_digest(nobody / "out") == index_digest(base / "root-out")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# What a build imports of the standard library after start-up (found with sys.modules at exit).
+STDLIB_A_BUILD_IMPORTS = (
+    "colorsys", "concurrent.futures", "concurrent.futures.thread", "contextvars", "difflib", "encodings.idna",
+    "fractions", "http.cookiejar", "http.cookies", "importlib.readers", "mimetypes", "mmap", "pdb",
+    "stringprep", "sysconfig", "tomllib", "zoneinfo",
+)
+
+
+def test_the_command_without_root_builds_on_an_overlay_in_a_user_namespace_of_its_own() -> None:
+    """`xarch build` (its main()) by nobody with no capability at all, unlike the build above (which
+    keeps one, so its roots are copied): the command enters a user namespace mapping nobody to
+    itself, its stage root is an overlay of a farm, and the image is the root build's, byte for byte."""
+    need_root("to run one of the two builds as another account")
+    busybox = need_tool("busybox")
+    need_tool("bwrap")
+    base = Path(tempfile.mkdtemp(prefix="xarch-owners-", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        recipe = base / "recipe" / "xarch.yaml"
+        recipe.parent.mkdir()
+        recipe.write_text(STAGE_RECIPE)
+        shutil.copy2(busybox, recipe.parent / "busybox")
+        nobody = base / "nobody"
+        nobody.mkdir()
+        os.chown(nobody, NOBODY, NOBODY)
+        as_root = _build(recipe, base / "root-out", base / "root-cache", as_nobody=False)
+        assert as_root.returncode == 0, as_root.stderr
+
+        def check(folder: Path) -> None:
+            from xarch.cli.main import main
+            from xarch.run import overlay
+
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+            os.environ.update(XARCH_CACHE=str(folder / "cache"), HOME=str(folder / "cache"))
+            os.chdir("/")
+            sys.argv = ["xarch", "build", "-q", "-f", str(recipe), "-o", f"oci:{folder / 'out'}"]
+            try:
+                main()
+            except SystemExit as end:
+                assert end.code in (0, None), f"xarch build exited {end.code}"
+            assert overlay.available() and overlay.opaque_xattr() == "user.overlay.opaque"
+            assert Path("/proc/self/uid_map").read_text().split() == [str(NOBODY), str(NOBODY), "1"]
+            assert list((folder / "cache" / "trees").glob("farm-*/root/bin/sh")), "no farm was made"
+
+        for name in STDLIB_A_BUILD_IMPORTS:  # nobody cannot read this Python's own files under /root
+            importlib.import_module(name)
+        as_nobody(check, nobody)
+        assert _owners(nobody / "out") == _owners(base / "root-out")
         assert index_digest(nobody / "out") == index_digest(base / "root-out")
     finally:
         shutil.rmtree(base, ignore_errors=True)
