@@ -110,9 +110,13 @@ def enter_private_mounts() -> bool:
     global _private, _userns
     if _private == os.geteuid():
         return True
-    from xarch.run.sandbox import running_as_root
+    from xarch.run.sandbox import SandboxUnavailable, running_as_root
 
-    if os.geteuid() == 0 and running_as_root():
+    try:
+        as_root = running_as_root()
+    except SandboxUnavailable:
+        return False  # a bad XARCH_SANDBOX_ID: roots are copied, and a step says why it cannot run
+    if as_root:
         if not _unshare(CLONE_NEWNS):
             return False
         _userns = False
