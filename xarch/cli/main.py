@@ -157,8 +157,8 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
     except OSError as error:
         _debug_traceback()
         code = ExitCode.HOST if error.errno in _HOST_ERRNOS else ExitCode.INPUT
-        if error.filename == "stdout" and isinstance(getattr(getattr(sys.stdout, "buffer", None), "raw", None),
-                                                     _Stdout):
+        raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
+        if error.filename == "stdout" and isinstance(raw, _Stdout):
             # What stdout still holds would fail again at exit, with a traceback: let it go nowhere.
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         _fail(f"xarch: error: {_os_error_text(error)}", code)
