@@ -718,3 +718,15 @@ def test_a_lock_that_is_not_a_regular_file_is_one_line(project: Path, tmp_path: 
                        cache=tmp_path / "cache", timeout=60)
     one_error_line(result, ExitCode.INPUT, f"{lock}: ", "not a regular file")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args", [["inspect", "{layout}"], ["inspect", "--json", "{layout}"],
+                                  ["diff", "-q", "{layout}", "{layout}"]], ids=["table", "json", "diff"])
+def test_a_full_stdout_is_one_line_naming_stdout(images: Path, args: list[str]) -> None:
+    """`xarch inspect > /dev/full`: a write error names no file, so without care the line would say
+    only "No space left on device" (or Python's flush at exit would print a traceback, exit 120)."""
+    command = [sys.executable, "-m", "xarch.cli", *(a.format(layout=images / "layout") for a in args)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, env=env, check=False)
+    one_error_line(result, ExitCode.HOST, "stdout: No space left on device")

@@ -157,6 +157,10 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
     except OSError as error:
         _debug_traceback()
         code = ExitCode.HOST if error.errno in _HOST_ERRNOS else ExitCode.INPUT
+        raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
+        if error.filename == "stdout" and isinstance(raw, _Stdout):
+            # What stdout still holds would fail again at exit, with a traceback: let it go nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         _fail(f"xarch: error: {_os_error_text(error)}", code)
     except RecursionError as error:
         # A reader that recursed on nested input the checks did not bound; exit 2 (the input), not 70.
@@ -211,4 +215,49 @@ def main() -> None:
     from xarch.run.overlay import allow_user_namespace
 
     allow_user_namespace()  # a short-lived process: without root, stage roots may be overlays too
-    run(cli)
+    _name_stdout()
+    try:
+        run(cli)
+    finally:
+        _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    """Flush what stdout still holds now, where a failure can be one line and an exit code, not a
+    traceback printed by the interpreter's flush at exit (exit 120)."""
+    try:
+        sys.stdout.flush()
+    except OSError as error:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        _fail(f"xarch: error: {_os_error_text(error)}",
+              ExitCode.HOST if error.errno in _HOST_ERRNOS else ExitCode.INPUT)
+    except ValueError:  # stdout was closed: nothing is held
+        pass
+
+
+class _Stdout(io.FileIO):
+    """File descriptor 1 whose write errors name it: an OSError of a write carries no file name,
+    so `xarch inspect --json > /dev/full` would say only "No space left on device"."""
+
+    def write(self, data: Any) -> int:
+        try:
+            return super().write(data)
+        except OSError as error:
+            error.filename = "stdout"
+            raise
+
+
+def _name_stdout() -> None:
+    """Put _Stdout under sys.stdout, keeping its encoding, error handler and buffering."""
+    old = sys.stdout
+    if old is None or not isinstance(old, io.TextIOWrapper):
+        return
+    try:
+        if old.fileno() != 1:
+            return
+    except (OSError, ValueError):
+        return
+    old.flush()
+    raw = _Stdout(1, "wb", closefd=False)
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=old.encoding, errors=old.errors,
+                                  line_buffering=old.line_buffering, write_through=old.write_through)

@@ -80,7 +80,8 @@ class Effects:
         if not names:
             return None
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-        return (f"{len(names)} package{'s' if len(names) != 1 else ''} have maintainer-script effects "
+        have = "packages have" if len(names) != 1 else "package has"
+        return (f"{len(names)} {have} maintainer-script effects "
                 f"xarch does not reproduce: {shown}; see --show-scripts")
 
 
