@@ -89,9 +89,9 @@ MAX_REGISTRY_PASSWORD = 64 * 1024  # bytes
 
 def credentials_from_options(username: str | None, password_stdin: bool) -> Credentials | None:
     """Credentials typed by the user, or None to use the Docker config's."""
-    from xarch.registry.auth import Credentials
-
     if password_stdin:
+        from xarch.registry.auth import Credentials  # here: it imports the docker SDK and requests
+
         if not username:
             raise RegistryUsageError("--password-stdin needs --username")
         # Bounded, as a signing key's is: `--password-stdin < /dev/zero` would read until memory runs out.
