@@ -13,10 +13,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xarch import platforms as platform_data
+from xarch.oci import schema
 from xarch.yamlpos import load as load_positions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,6 +103,24 @@ def test_listing_the_commands_or_loading_build_loads_no_recipe(tmp_path: Path) -
     assert sorted(loaded & heavy) == []
 
 
+def test_the_push_command_loads_no_docker_sdk_pydantic_or_rich(tmp_path: Path) -> None:
+    # A re-push is start-up and two HEADs: its command, the layout's documents and the Docker
+    # config lookup (none here) must not bring the docker SDK, pydantic or rich back.
+    code = ("import json, sys; from xarch.cli.main import cli; import click; "
+            "cli.get_command(click.Context(cli), 'push'); "
+            "from xarch.registry.auth import docker_config_credentials as c; c('127.0.0.1:5000'); "
+            "from xarch.oci.schema import parse_document as p; "
+            f"p({json.dumps(json.dumps(GOOD['manifest']))}.encode(), 'x', 'image'); "
+            "print(json.dumps(sorted(sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    env.pop("DOCKER_CONFIG", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                            check=True)
+    loaded = set(json.loads(result.stdout))
+    assert {"xarch.cli.push", "xarch.registry.push", "requests"} <= loaded
+    assert sorted(loaded & {"docker", "pydantic", "rich", "rich.console", "yaml"}) == []
+
+
 def test_libyaml_and_pure_python_read_every_platform_file_alike() -> None:
     # platforms.all_platforms reads the shipped files with libyaml's loader when PyYAML has it.
     for path in sorted(platform_data.data_dir().glob("*.yaml")):
@@ -121,3 +144,56 @@ def test_the_recipe_data_is_what_safe_load_gives(tmp_path: Path) -> None:
         assert positions.data == yaml.safe_load(text)
     merged = load_positions(tmp_path / "1.yaml")
     assert merged.line_of(("files", 0, "src")) == 3
+
+
+_DIGEST = "sha256:" + "ab" * 32
+_DESCRIPTOR = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _DIGEST, "size": 7,
+               "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"},
+               "annotations": {"org.opencontainers.image.ref.name": "1.0"}}
+GOOD = {
+    "index": {"schemaVersion": 2, "manifests": [_DESCRIPTOR, {**_DESCRIPTOR, "platform": None}]},
+    "manifest": {"schemaVersion": 2, "config": {**_DESCRIPTOR, "size": 0}, "layers": [_DESCRIPTOR]},
+    "config": {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [_DIGEST]},
+               "history": [{"created_by": "xarch"}], "config": {"Env": ["A=b"]}},
+    "docker-manifest": [{"Config": "c.json", "Layers": ["l.tar"], "RepoTags": ["a:b"]}, {"Config": "d",
+                                                                                          "Layers": []}],
+}
+_ODD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
+                        st.sampled_from(["", "x", _DIGEST, _DIGEST + "\n", _DIGEST.upper(), "sha512:00"]),
+                        st.just([]), st.just({}), st.just(["x"]), st.just([1]), st.just({"a": 1}))
+
+
+def _mutated(value: Any, data: st.DataObject, depth: int = 0) -> Any:
+    """VALUE with one part, somewhere inside, replaced by an odd value or deleted."""
+    inside = isinstance(value, (dict, list)) and value and depth < 6
+    if not inside or data.draw(st.integers(0, 3)) == 0:
+        return data.draw(_ODD_VALUES)
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    key = data.draw(st.sampled_from(sorted(copy) if isinstance(copy, dict) else list(range(len(copy)))))
+    if isinstance(copy, dict) and data.draw(st.booleans()):
+        del copy[key]
+    else:
+        copy[key] = _mutated(copy[key], data, depth + 1)
+    return copy
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(GOOD)), st.data())
+def test_the_quick_shape_check_accepts_only_what_pydantic_accepts(kind: str, data: st.DataObject) -> None:
+    from pydantic import ValidationError
+
+    document = _mutated(GOOD[kind], data)
+    if schema._well_formed(kind, document):
+        try:
+            schema._checks()[kind].validate_python(document)
+        except ValidationError as error:
+            raise AssertionError(f"{kind} {document!r} passed the quick check: {error}") from None
+
+
+def test_good_documents_need_no_pydantic() -> None:
+    for kind, document in GOOD.items():
+        assert schema._well_formed(kind, document), kind
+        assert schema.parse_document(json.dumps(document).encode(), "x", kind) == document  # type: ignore[arg-type]
+    with pytest.raises(schema.DocumentError, match=r"x: not an image index \(manifests\[0\]\.size: "):
+        bad = {"manifests": [{**_DESCRIPTOR, "size": True}]}
+        schema.parse_document(json.dumps(bad).encode(), "x", "index")
