@@ -86,6 +86,9 @@ def test_a_cached_build_loads_none_of_the_heavy_modules(tmp_path: Path) -> None:
     # The first build misses the image cache: it really checks ELF files and writes layers, so
     # the listing does see modules of the build path (this test can fail).
     assert {"xarch.build.elfcheck", "xarch.build.layering", "elftools"} <= first
+    # A build that unpacks no package reads no Debian control file: python-debian stays unloaded.
+    unused = {"debian", "debian.deb822", "docker", "requests", "xarch.sources.debian.install"}
+    assert sorted(first & unused) == []
     second = modules_after(tmp_path, *args, f"oci:{tmp_path / 'two'}", cache=cache)
     assert "xarch.build.imagecache" in second
     assert sorted(set(NOT_ON_A_CACHED_BUILD) & second) == []
