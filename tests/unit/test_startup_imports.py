@@ -163,7 +163,8 @@ GOOD = {
 }
 _ODD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
                         st.sampled_from(["", "x", _DIGEST, _DIGEST + "\n", _DIGEST.upper(), "sha512:00"]),
-                        st.just([]), st.just({}), st.just(["x"]), st.just([1]), st.just({"a": 1}))
+                        st.just([]), st.just({}), st.just(["x"]), st.just([1]), st.just({"a": 1}),
+                        st.just(2**70), st.just(-(2**70)))
 
 
 def _mutated(value: Any, data: st.DataObject, depth: int = 0) -> Any:
