@@ -29,11 +29,24 @@ REPO = Path(__file__).resolve().parents[2]
 # Modules an image-cache hit must not load: each is needed only to talk to a registry or dockerd,
 # to check ELF files, to read Debian metadata or Python requirements, or to draw progress bars.
 NOT_ON_A_CACHED_BUILD = (
-    "docker", "requests", "urllib3", "ssl", "elftools", "debian", "debian.deb822", "packaging",
+    "docker",
+    "requests",
+    "urllib3",
+    "ssl",
+    "elftools",
+    "debian",
+    "debian.deb822",
+    "packaging",
     "rich.progress",
-    "xarch.build.elfcheck", "xarch.build.layering", "xarch.sources.debian.install",
-    "xarch.sources.debian.deb", "xarch.registry.auth", "xarch.registry.client", "xarch.sbom.attach",
-    "xarch.build.python", "xarch.build.stages",
+    "xarch.build.elfcheck",
+    "xarch.build.layering",
+    "xarch.sources.debian.install",
+    "xarch.sources.debian.deb",
+    "xarch.registry.auth",
+    "xarch.registry.client",
+    "xarch.sbom.attach",
+    "xarch.build.python",
+    "xarch.build.stages",
 )
 
 # Runs the command line in this interpreter, then writes the names of every loaded module.
@@ -54,8 +67,14 @@ def modules_after(tmp_path: Path, *args: str, cache: Path) -> set[str]:
     """The modules loaded by `xarch ARGS` in a fresh interpreter (asserting it succeeded)."""
     listing = tmp_path / "modules.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "XARCH_CACHE": str(cache)}
-    result = subprocess.run([sys.executable, "-c", RUN_AND_LIST, str(listing), *args], env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST, str(listing), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(listing.read_text())
     assert found["code"] in (0, None), result.stderr
@@ -73,8 +92,9 @@ def write_recipe(folder: Path) -> Path:
         "name: startup\nplatforms: [amd64, arm64]\nepoch: 1700000000\n"
         "sources:\n  debian:\n    suites: [bookworm]\n"
         "files:\n  - {src: app.conf, dst: /etc/app.conf}\n  - {src: site, dst: /srv/www}\n"
-        "directories:\n  - {path: /tmp, mode: \"1777\"}\n"
-        "config:\n  entrypoint: [/bin/app]\n")
+        'directories:\n  - {path: /tmp, mode: "1777"}\n'
+        "config:\n  entrypoint: [/bin/app]\n"
+    )
     return recipe
 
 
@@ -96,10 +116,18 @@ def test_a_cached_build_loads_none_of_the_heavy_modules(tmp_path: Path) -> None:
 
 
 def test_listing_the_commands_or_loading_build_loads_no_recipe(tmp_path: Path) -> None:
-    code = ("import json, sys; from xarch.cli.main import cli; import click; "
-            "cli.get_command(click.Context(cli), 'build'); print(json.dumps(sorted(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                            capture_output=True, text=True, timeout=60, check=True)
+    code = (
+        "import json, sys; from xarch.cli.main import cli; import click; "
+        "cli.get_command(click.Context(cli), 'build'); print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     loaded = set(json.loads(result.stdout))
     assert "xarch.cli.build" in loaded
     heavy = {"pydantic", "xarch.recipe", "xarch.build.pipeline", "docker", "rich.progress"}
@@ -109,16 +137,19 @@ def test_listing_the_commands_or_loading_build_loads_no_recipe(tmp_path: Path) -
 def test_the_push_command_loads_no_docker_sdk_pydantic_or_rich(tmp_path: Path) -> None:
     # A re-push is start-up and two HEADs: its command, the layout's documents and the Docker
     # config lookup (none here) must not bring the docker SDK, pydantic or rich back.
-    code = ("import json, sys; from xarch.cli.main import cli; import click; "
-            "cli.get_command(click.Context(cli), 'push'); "
-            "from xarch.registry.auth import docker_config_credentials as c; c('127.0.0.1:5000'); "
-            "from xarch.oci.schema import parse_document as p; "
-            f"p({json.dumps(json.dumps(GOOD['manifest']))}.encode(), 'x', 'image'); "
-            "print(json.dumps(sorted(sys.modules)))")
+    code = (
+        "import json, sys; from xarch.cli.main import cli; import click; "
+        "cli.get_command(click.Context(cli), 'push'); "
+        "from xarch.registry.auth import docker_config_credentials as c; c('127.0.0.1:5000'); "
+        "from xarch.oci.schema import parse_document as p; "
+        f"p({json.dumps(json.dumps(GOOD['manifest']))}.encode(), 'x', 'image'); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
     env.pop("DOCKER_CONFIG", None)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     loaded = set(json.loads(result.stdout))
     assert {"xarch.cli.push", "xarch.registry.push", "requests"} <= loaded
     assert sorted(loaded & {"docker", "pydantic", "rich", "rich.console", "yaml"}) == []
@@ -150,21 +181,42 @@ def test_the_recipe_data_is_what_safe_load_gives(tmp_path: Path) -> None:
 
 
 _DIGEST = "sha256:" + "ab" * 32
-_DESCRIPTOR = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _DIGEST, "size": 7,
-               "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"},
-               "annotations": {"org.opencontainers.image.ref.name": "1.0"}}
+_DESCRIPTOR = {
+    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "digest": _DIGEST,
+    "size": 7,
+    "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"},
+    "annotations": {"org.opencontainers.image.ref.name": "1.0"},
+}
 GOOD = {
     "index": {"schemaVersion": 2, "manifests": [_DESCRIPTOR, {**_DESCRIPTOR, "platform": None}]},
     "manifest": {"schemaVersion": 2, "config": {**_DESCRIPTOR, "size": 0}, "layers": [_DESCRIPTOR]},
-    "config": {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [_DIGEST]},
-               "history": [{"created_by": "xarch"}], "config": {"Env": ["A=b"]}},
-    "docker-manifest": [{"Config": "c.json", "Layers": ["l.tar"], "RepoTags": ["a:b"]}, {"Config": "d",
-                                                                                          "Layers": []}],
+    "config": {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [_DIGEST]},
+        "history": [{"created_by": "xarch"}],
+        "config": {"Env": ["A=b"]},
+    },
+    "docker-manifest": [
+        {"Config": "c.json", "Layers": ["l.tar"], "RepoTags": ["a:b"]},
+        {"Config": "d", "Layers": []},
+    ],
 }
-_ODD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
-                        st.sampled_from(["", "x", _DIGEST, _DIGEST + "\n", _DIGEST.upper(), "sha512:00"]),
-                        st.just([]), st.just({}), st.just(["x"]), st.just([1]), st.just({"a": 1}),
-                        st.just(2**70), st.just(-(2**70)))
+_ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False),
+    st.sampled_from(["", "x", _DIGEST, _DIGEST + "\n", _DIGEST.upper(), "sha512:00"]),
+    st.just([]),
+    st.just({}),
+    st.just(["x"]),
+    st.just([1]),
+    st.just({"a": 1}),
+    st.just(2**70),
+    st.just(-(2**70)),
+)
 
 
 def _mutated(value: Any, data: st.DataObject, depth: int = 0) -> Any:

@@ -97,19 +97,30 @@ def _texts(value: Any) -> bool:
 
 
 def _platform(value: Any) -> bool:
-    return (type(value) is dict and _text(value.get("architecture")) and _text(value.get("os"))
-            and _optional_text(value.get("variant")))
+    return (
+        type(value) is dict
+        and _text(value.get("architecture"))
+        and _text(value.get("os"))
+        and _optional_text(value.get("variant"))
+    )
 
 
 def _descriptor(value: Any) -> bool:
     if type(value) is not dict:
         return False
     digest, size, annotations = value.get("digest"), value.get("size"), value.get("annotations")
-    return (_text(value.get("mediaType")) and type(digest) is str
-            and _SHA256_DIGEST.fullmatch(digest) is not None and type(size) is int and size >= 0
-            and (value.get("platform") is None or _platform(value["platform"]))
-            and (annotations is None or (type(annotations) is dict
-                                         and all(type(item) is str for item in annotations.values()))))
+    return (
+        _text(value.get("mediaType"))
+        and type(digest) is str
+        and _SHA256_DIGEST.fullmatch(digest) is not None
+        and type(size) is int
+        and size >= 0
+        and (value.get("platform") is None or _platform(value["platform"]))
+        and (
+            annotations is None
+            or (type(annotations) is dict and all(type(item) is str for item in annotations.values()))
+        )
+    )
 
 
 def _descriptors(value: Any) -> bool:
@@ -117,19 +128,25 @@ def _descriptors(value: Any) -> bool:
 
 
 def _config(value: Any) -> bool:
-    if type(value) is not dict or not all(_optional_text(value.get(key)) for key in ("architecture", "os",
-                                                                                        "variant")):
+    if type(value) is not dict or not all(
+        _optional_text(value.get(key)) for key in ("architecture", "os", "variant")
+    ):
         return False
     rootfs, history = value.get("rootfs"), value.get("history")
-    if rootfs is not None and not (type(rootfs) is dict and ("diff_ids" not in rootfs
-                                                             or _texts(rootfs["diff_ids"]))):
+    if rootfs is not None and not (
+        type(rootfs) is dict and ("diff_ids" not in rootfs or _texts(rootfs["diff_ids"]))
+    ):
         return False
     return history is None or (type(history) is list and all(type(item) is dict for item in history))
 
 
 def _docker_item(value: Any) -> bool:
-    return (type(value) is dict and _text(value.get("Config")) and _texts(value.get("Layers"))
-            and (value.get("RepoTags") is None or _texts(value["RepoTags"])))
+    return (
+        type(value) is dict
+        and _text(value.get("Config"))
+        and _texts(value.get("Layers"))
+        and (value.get("RepoTags") is None or _texts(value["RepoTags"]))
+    )
 
 
 def _well_formed(kind: str, value: Any) -> bool:

@@ -61,8 +61,10 @@ def _deb822_uris(text: str) -> list[str]:
     if paragraphs is None:  # an OpenPGP armor line: python-debian's parser, which strips it
         from debian.deb822 import Deb822
 
-        paragraphs = [{key.lower(): value for key, value in para.items()}
-                      for para in Deb822.iter_paragraphs(text.splitlines(keepends=True))]
+        paragraphs = [
+            {key.lower(): value for key, value in para.items()}
+            for para in Deb822.iter_paragraphs(text.splitlines(keepends=True))
+        ]
     for para in paragraphs:
         if "deb" not in para.get("types", "").split() or para.get("enabled", "yes").lower() == "no":
             continue
@@ -84,8 +86,11 @@ def _plain_paragraphs(text: str) -> list[dict[str, str]] | None:
     Here, not python-debian itself: importing debian.deb822 cost every `xarch build` ~20 ms for
     the few lines of /etc/apt/sources.list.d (tests/unit/test_debian_config.py compares the two).
     """
-    lines = [raw.strip(b"\r\n") for raw in (line.encode() for line in text.splitlines(keepends=True))
-             if not raw.startswith(b"#")]
+    lines = [
+        raw.strip(b"\r\n")
+        for raw in (line.encode() for line in text.splitlines(keepends=True))
+        if not raw.startswith(b"#")
+    ]
     if any(line.startswith(b"-") for line in lines):
         return None
     paragraphs: list[dict[str, str]] = []
