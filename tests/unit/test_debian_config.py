@@ -5,13 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from debian.deb822 import Deb822
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from xarch.sources.debian.config import DebianSource, PackageSelection, PlatformPackages
-from xarch.sources.debian.hostapt import FALLBACK_MIRROR, _deb822_uris, default_mirror, host_mirrors
+from xarch.sources.debian.hostapt import FALLBACK_MIRROR, default_mirror, host_mirrors
 
 
 def test_suites_one_or_many_and_defaults() -> None:
@@ -93,43 +90,3 @@ def test_host_mirrors_from_both_formats(tmp_path: Path) -> None:
     assert host_mirrors(tmp_path, security=True) == ["http://deb.debian.org/debian-security"]
     assert host_mirrors(tmp_path / "missing") == []
     assert FALLBACK_MIRROR == "http://deb.debian.org/debian"
-
-
-def _python_debian_uris(text: str) -> list[str]:
-    """What hostapt read with python-debian before it had its own parser (the reference)."""
-    uris = []
-    for para in Deb822.iter_paragraphs(text.splitlines(keepends=True)):
-        if "deb" not in para.get("Types", "").split() or para.get("Enabled", "yes").lower() == "no":
-            continue
-        uris += para.get("URIs", "").split()
-    return uris
-
-
-_LINES = ["Types: deb", "types:deb deb-src", "TYPES:  deb-src", "URIs: http://a.example/debian",
-          "uris: http://b.example/debian  http://c.example/debian ", " http://d.example/debian",
-          "\thttp://e.example/debian", "  ", "\t", "", "# URIs: http://f.example/debian", " # x",
-          "Enabled: no", "Enabled: NO", "enabled: yes", "garbage", "Key:", ":x", "Suites: bookworm",
-          "\u00a0", "URIs:\x0bhttp://g.example/debian", "-----BEGIN PGP SIGNED MESSAGE-----",
-          "Hash: SHA256", "-----BEGIN PGP SIGNATURE-----", "-----END PGP SIGNATURE-----", "- x"]
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(_LINES), st.sampled_from(["\n", "\r\n", "\r"])), max_size=14))
-def test_the_sources_reader_reads_as_python_debian_does(lines: list[tuple[str, str]]) -> None:
-    text = "".join(line + end for line, end in lines)
-    assert _deb822_uris(text) == _python_debian_uris(text)
-
-
-def test_the_sources_reader_cases_python_debian_decides() -> None:
-    # A paragraph without a field ends the file; a continuation line extends URIs; `#` only in
-    # column 0 is a comment; OpenPGP armor is stripped (through python-debian itself).
-    cases = {
-        "garbage\n\nTypes: deb\nURIs: http://x.example/debian\n": [],
-        "Types: deb\nURIs: http://x.example/debian\n http://y.example/debian\n":
-            ["http://x.example/debian", "http://y.example/debian"],
-        "Types: deb\n# Enabled: no\nURIs: http://x.example/debian\n": ["http://x.example/debian"],
-        "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nTypes: deb\nURIs: http://x.example/debian\n"
-        "-----BEGIN PGP SIGNATURE-----\nabc\n-----END PGP SIGNATURE-----\n": ["http://x.example/debian"],
-    }
-    for text, expected in cases.items():
-        assert _deb822_uris(text) == _python_debian_uris(text) == expected, text

@@ -11,9 +11,9 @@ and Docker's `docker save` manifest.json; fields xarch does not read are allowed
 from __future__ import annotations
 
 import json
-import re
-from functools import cache
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from xarch.errors import InputError
 
@@ -24,142 +24,58 @@ class DocumentError(InputError):
     """An image's JSON document is not JSON or not of its kind's shape (exit 2)."""
 
 
-@cache
-def _checks() -> dict[str, Any]:
-    """The pydantic checks of each kind (strict; unknown fields allowed), made on first use: a
-    document of the right shape never needs them (see _well_formed), so reading one costs no
-    pydantic import. They decide, and word the error, whenever _well_formed is not sure."""
-    from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-
-    class _Open(BaseModel):
-        model_config = ConfigDict(extra="allow", strict=True)
-
-    class _Platform(_Open):
-        architecture: str
-        os: str
-        variant: str | None = None
-
-    class _Descriptor(_Open):
-        mediaType: str  # noqa: N815 - the spec's field name (REQUIRED in descriptor.md)
-        # xarch addresses blobs as blobs/sha256/<hex>: other algorithms are refused here, by name.
-        digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-        size: int = Field(ge=0)
-        platform: _Platform | None = None
-        annotations: dict[str, str] | None = None
-
-    class _Index(_Open):
-        manifests: list[_Descriptor]
-
-    class _Manifest(_Open):
-        config: _Descriptor
-        layers: list[_Descriptor]
-
-    class _RootFs(_Open):
-        diff_ids: list[str] = Field(default_factory=list)
-
-    class _Config(_Open):
-        architecture: str | None = None
-        os: str | None = None
-        variant: str | None = None
-        rootfs: _RootFs | None = None
-        history: list[dict[str, Any]] | None = None
-
-    class _DockerItem(_Open):
-        Config: str
-        Layers: list[str]
-        RepoTags: list[str] | None = None
-
-    return {
-        "index": TypeAdapter(_Index),
-        "manifest": TypeAdapter(_Manifest),
-        "config": TypeAdapter(_Config),
-        "docker-manifest": TypeAdapter(list[_DockerItem]),
-    }
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
-# The shapes above, checked by hand for the common case: True only when pydantic would accept
-# VALUE too (tests/unit/test_startup_imports.py checks that on generated documents); anything
-# unusual (a missing or wrongly typed field, a bool for an int, a digest with a newline) is False
-# and goes to pydantic, which decides and words the error.
-_SHA256_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+class _Platform(_Open):
+    architecture: str
+    os: str
+    variant: str | None = None
 
 
-def _text(value: Any) -> bool:
-    return type(value) is str
+class _Descriptor(_Open):
+    mediaType: str  # noqa: N815 - the spec's field name (REQUIRED in descriptor.md)
+    # xarch addresses blobs as blobs/sha256/<hex>: other algorithms are refused here, by name.
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    platform: _Platform | None = None
+    annotations: dict[str, str] | None = None
 
 
-def _optional_text(value: Any) -> bool:
-    return value is None or type(value) is str
+class _Index(_Open):
+    manifests: list[_Descriptor]
 
 
-def _texts(value: Any) -> bool:
-    return type(value) is list and all(type(item) is str for item in value)
+class _Manifest(_Open):
+    config: _Descriptor
+    layers: list[_Descriptor]
 
 
-def _platform(value: Any) -> bool:
-    return (
-        type(value) is dict
-        and _text(value.get("architecture"))
-        and _text(value.get("os"))
-        and _optional_text(value.get("variant"))
-    )
+class _RootFs(_Open):
+    diff_ids: list[str] = Field(default_factory=list)
 
 
-def _descriptor(value: Any) -> bool:
-    if type(value) is not dict:
-        return False
-    digest, size, annotations = value.get("digest"), value.get("size"), value.get("annotations")
-    return (
-        _text(value.get("mediaType"))
-        and type(digest) is str
-        and _SHA256_DIGEST.fullmatch(digest) is not None
-        and type(size) is int
-        and size >= 0
-        and (value.get("platform") is None or _platform(value["platform"]))
-        and (
-            annotations is None
-            or (type(annotations) is dict and all(type(item) is str for item in annotations.values()))
-        )
-    )
+class _Config(_Open):
+    architecture: str | None = None
+    os: str | None = None
+    variant: str | None = None
+    rootfs: _RootFs | None = None
+    history: list[dict[str, Any]] | None = None
 
 
-def _descriptors(value: Any) -> bool:
-    return type(value) is list and all(_descriptor(item) for item in value)
+class _DockerItem(_Open):
+    Config: str
+    Layers: list[str]
+    RepoTags: list[str] | None = None
 
 
-def _config(value: Any) -> bool:
-    if type(value) is not dict or not all(
-        _optional_text(value.get(key)) for key in ("architecture", "os", "variant")
-    ):
-        return False
-    rootfs, history = value.get("rootfs"), value.get("history")
-    if rootfs is not None and not (
-        type(rootfs) is dict and ("diff_ids" not in rootfs or _texts(rootfs["diff_ids"]))
-    ):
-        return False
-    return history is None or (type(history) is list and all(type(item) is dict for item in history))
-
-
-def _docker_item(value: Any) -> bool:
-    return (
-        type(value) is dict
-        and _text(value.get("Config"))
-        and _texts(value.get("Layers"))
-        and (value.get("RepoTags") is None or _texts(value["RepoTags"]))
-    )
-
-
-def _well_formed(kind: str, value: Any) -> bool:
-    """Whether VALUE is surely a KIND (no pydantic needed); False: ask pydantic."""
-    if kind == "index":
-        return type(value) is dict and _descriptors(value.get("manifests"))
-    if kind == "manifest":
-        return type(value) is dict and _descriptor(value.get("config")) and _descriptors(value.get("layers"))
-    if kind == "config":
-        return _config(value)
-    if kind == "docker-manifest":
-        return type(value) is list and all(_docker_item(item) for item in value)
-    return False
+_CHECKS: dict[str, TypeAdapter[Any]] = {
+    "index": TypeAdapter(_Index),
+    "manifest": TypeAdapter(_Manifest),
+    "config": TypeAdapter(_Config),
+    "docker-manifest": TypeAdapter(list[_DockerItem]),
+}
 
 
 def parse_document(data: bytes, where: str, kind: Kind) -> Any:
@@ -174,12 +90,8 @@ def parse_document(data: bytes, where: str, kind: Kind) -> Any:
         raise DocumentError(f"{where}: not JSON ({error})") from None
     if kind == "image":
         kind = "index" if isinstance(value, dict) and "manifests" in value else "manifest"
-    if _well_formed(kind, value):
-        return value
-    from pydantic import ValidationError
-
     try:
-        _checks()[kind].validate_python(value)
+        _CHECKS[kind].validate_python(value)
     except ValidationError as error:
         first = error.errors()[0]
         field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
@@ -56,67 +55,14 @@ def _one_line_uris(text: str) -> list[str]:
 
 
 def _deb822_uris(text: str) -> list[str]:
+    from debian.deb822 import Deb822  # here, not at the top: `xarch build` should start fast
+
     uris = []
-    paragraphs = _plain_paragraphs(text)
-    if paragraphs is None:  # an OpenPGP armor line: python-debian's parser, which strips it
-        from debian.deb822 import Deb822
-
-        paragraphs = [
-            {key.lower(): value for key, value in para.items()}
-            for para in Deb822.iter_paragraphs(text.splitlines(keepends=True))
-        ]
-    for para in paragraphs:
-        if "deb" not in para.get("types", "").split() or para.get("enabled", "yes").lower() == "no":
+    for para in Deb822.iter_paragraphs(text.splitlines(keepends=True)):
+        if "deb" not in para.get("Types", "").split() or para.get("Enabled", "yes").lower() == "no":
             continue
-        uris += para.get("uris", "").split()
+        uris += para.get("URIs", "").split()
     return uris
-
-
-# python-debian's Deb822._new_field_re: `Key: value`, the value without surrounding white space.
-_FIELD = re.compile(r"^(?P<key>[^: \t\n\r\f\v]+)\s*:\s*(?P<data>(?:\S+(\s+\S+)*)?)\s*$")
-
-
-def _plain_paragraphs(text: str) -> list[dict[str, str]] | None:
-    """TEXT's paragraphs as {lower-case field: value}, exactly as python-debian's
-    `Deb822.iter_paragraphs(text.splitlines(keepends=True))` reads them (its internal parser, step
-    by step: `#` lines dropped, blank or white-space lines end a paragraph, a line starting with
-    white space continues the field before it, other lines ignored, an empty paragraph ends the
-    file); None when a line starts with `-` (OpenPGP armor, which only python-debian strips).
-
-    Here, not python-debian itself: importing debian.deb822 cost every `xarch build` ~20 ms for
-    the few lines of /etc/apt/sources.list.d (tests/unit/test_debian_config.py compares the two).
-    """
-    lines = [
-        raw.strip(b"\r\n")
-        for raw in (line.encode() for line in text.splitlines(keepends=True))
-        if not raw.startswith(b"#")
-    ]
-    if any(line.startswith(b"-") for line in lines):
-        return None
-    paragraphs: list[dict[str, str]] = []
-    index = 0
-    while True:
-        while index < len(lines) and (not lines[index] or lines[index].isspace()):
-            index += 1
-        if index == len(lines):
-            return paragraphs
-        para: dict[str, str] = {}
-        key, content = None, ""
-        while index < len(lines) and lines[index] and not lines[index].isspace():
-            line = lines[index].decode()
-            index += 1
-            match = _FIELD.match(line)
-            if match:
-                if key:
-                    para[key.lower()] = content
-                key, content = match.group("key"), match.group("data")
-            elif line[0].isspace() and not line.isspace():
-                content += "\n" + line
-        if key:
-            para[key.lower()] = content
-        if not para:
-            return paragraphs  # python-debian stops at the first paragraph without a field
-        paragraphs.append(para)
 
 
 def _is_archive(uri: str, tail: str) -> bool:
