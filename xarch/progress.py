@@ -18,47 +18,48 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO
-
-from rich.console import Console, RenderableType
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
+from functools import cache, cached_property
+from typing import IO, TYPE_CHECKING, Any
 
 from xarch.visible import visible
+
+# rich loads when something is shown (a quiet build shows nothing until its summary): its
+# progress module alone costs a cached build ~10 ms of start-up (tests/unit/test_startup_imports.py).
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 LIVE_LINES = 12  # output lines shown under a running step on a terminal
 
 
-class _CountColumn(ProgressColumn):
-    """done/total, or nothing for a task without a total (a running step)."""
+@cache
+def _step_progress() -> tuple[type[Any], type[Any]]:
+    """rich's Progress with the running step's last output lines under the bars, and the
+    done/total column; made on first use, as rich is imported only then."""
+    from rich.console import RenderableType
+    from rich.progress import Progress, ProgressColumn, Task
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        return Text("" if task.total is None else f"{task.completed:g}/{task.total:g}")
+    class _CountColumn(ProgressColumn):
+        """done/total, or nothing for a task without a total (a running step)."""
 
+        def render(self, task: Task) -> Text:
+            return Text("" if task.total is None else f"{task.completed:g}/{task.total:g}")
 
-class _StepProgress(Progress):
-    """rich's Progress with the running step's last output lines under the bars."""
+    class _StepProgress(Progress):
+        """rich's Progress with the running step's last output lines under the bars."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        self.output: deque[str] = deque(maxlen=LIVE_LINES)  # first: Progress may render while it starts
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.output: deque[str] = deque(maxlen=LIVE_LINES)  # first: Progress may render while it starts
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    def get_renderables(self) -> Iterable[RenderableType]:
-        yield self.make_tasks_table(self.tasks)
-        if self.output:
-            yield Text("\n".join("  " + line for line in self.output), style="dim", no_wrap=True,
-                       overflow="ellipsis")
+        def get_renderables(self) -> Iterable[RenderableType]:
+            yield self.make_tasks_table(self.tasks)
+            if self.output:
+                yield Text("\n".join("  " + line for line in self.output), style="dim", no_wrap=True,
+                           overflow="ellipsis")
+
+    return _StepProgress, _CountColumn
 
 
 def interactive(stream: IO[str] | None = None) -> bool:
@@ -75,11 +76,17 @@ class Reporter:
         self.verbose = verbose
         self.show_scripts = show_scripts  # --show-scripts: maintainer scripts not run, what xarch made
         self.stream = stream  # None: stderr
-        # emoji=False: `:name:` in a file name or digest label is text, never an emoji.
-        self.console = Console(file=stream, stderr=stream is None, highlight=False, soft_wrap=True,
-                               emoji=False)
         self._progress: Progress | None = None
         self._step: TaskID | None = None
+
+    @cached_property
+    def console(self) -> Console:
+        """The rich Console on STREAM (stderr), made on first use."""
+        from rich.console import Console
+
+        # emoji=False: `:name:` in a file name or digest label is text, never an emoji.
+        return Console(file=self.stream, stderr=self.stream is None, highlight=False, soft_wrap=True,
+                       emoji=False)
 
     def info(self, message: str) -> None:
         """Print MESSAGE on stderr (above the bars, if any) unless quiet; never as rich markup."""
@@ -114,9 +121,11 @@ class Reporter:
         if self._step is not None:
             progress.remove_task(self._step)
             self._step = None
-        if isinstance(progress, _StepProgress):
+        if isinstance(progress, _step_progress()[0]):
             progress.output.clear()
         if message.endswith(")") and ": running (" in message:
+            from rich.markup import escape
+
             self._step = progress.add_task(escape(message), total=None)  # "[amd64]" is not markup
         else:
             self.info(message)
@@ -127,8 +136,9 @@ class Reporter:
         if self.quiet:
             return
         line = visible(line)  # a step is untrusted: no escape sequence of its own reaches a terminal or log
-        if isinstance(self._progress, _StepProgress) and self._step is not None:
-            self._progress.output.append(line)
+        progress: Any = self._progress
+        if progress is not None and isinstance(progress, _step_progress()[0]) and self._step is not None:
+            progress.output.append(line)
             return
         self.console.print(f"[{prefix}] {line}", markup=False, highlight=False)
 
@@ -146,9 +156,11 @@ class Reporter:
         if self.quiet or not interactive(self.stream):
             yield TaskBoard(None, self)
             return
-        columns = (TextColumn("{task.description}"), BarColumn(), _CountColumn(),
-                   TimeElapsedColumn())
-        with _StepProgress(*columns, console=self.console, transient=True) as progress:
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+
+        step_progress, count_column = _step_progress()
+        columns = (TextColumn("{task.description}"), BarColumn(), count_column(), TimeElapsedColumn())
+        with step_progress(*columns, console=self.console, transient=True) as progress:
             self._progress = progress
             try:
                 yield TaskBoard(progress, self)
@@ -177,6 +189,8 @@ class TaskBoard:
     def advance(self, task: int, note: str = "") -> None:
         """One unit of TASK done; without bars, NOTE (if any) is printed as `description: note`."""
         if self.progress is not None:
+            from rich.progress import TaskID
+
             self.progress.advance(TaskID(task))
         elif note:
             self.reporter.info(f"{self._names.get(task, '')}: {note}")
@@ -189,6 +203,8 @@ class TransferBoard:
         self.reporter = reporter
         self.bars: Progress | None = None
         if not reporter.quiet and interactive(reporter.stream):
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
             self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), console=reporter.console, transient=False)
             self.bars.start()

@@ -9,7 +9,6 @@ words the caller puts after its own name for the file.
 from __future__ import annotations
 
 import os
-import ssl
 import stat
 from pathlib import Path
 
@@ -66,6 +65,8 @@ def checked_ca_cert(_context: object, parameter: object, value: str | None) -> s
             raise InputError(f"--ca-cert {value}: {error}") from None
         # Checked here, as requests will load it: else garbage (a key, an empty file) surfaces as a
         # "TLS handshake failed, pass --ca-cert" network error (exit 4) that hides the wrong file.
+        import ssl  # here: only --ca-cert needs it, and importing it costs every command start-up
+
         try:
             ssl.create_default_context().load_verify_locations(cadata=data.decode("latin-1"))
         except (ssl.SSLError, ValueError):

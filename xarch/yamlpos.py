@@ -122,6 +122,36 @@ def _refuse_duplicate_keys(node: yaml.Node | None, seen_nodes: set[int] | None =
             _refuse_duplicate_keys(item, seen_nodes)
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _has_merge_key(node: yaml.Node | None, seen: set[int]) -> bool:
+    if node is None or id(node) in seen:
+        return False
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        return any(key.tag == _MERGE or _has_merge_key(value, seen) for key, value in node.value)
+    if isinstance(node, yaml.SequenceNode):
+        return any(_has_merge_key(item, seen) for item in node.value)
+    return False
+
+
+def _construct(root: yaml.Node | None, text: str) -> Any:
+    """What yaml.safe_load(TEXT) gives, built from ROOT, the node tree of TEXT already composed
+    (safe_load is compose, then construct_document): the file is parsed once, not twice. A `<<`
+    merge key is flattened in place by the constructor, which would move the lines ROOT keeps:
+    such a document is parsed again instead."""
+    if root is None:
+        return None
+    if _has_merge_key(root, set()):
+        return yaml.safe_load(text)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def load(path: Path) -> PositionedYaml:
     """Parse PATH; YamlPositionError (with line and column) when it is not UTF-8 or not valid
     YAML, e.g. holds a character YAML 1.1 refuses (NUL and other C0 controls but tab, CR, LF)."""
@@ -139,7 +169,7 @@ def load(path: Path) -> PositionedYaml:
             raise YamlPositionError(None, f"aliases expand to more than {MAX_EXPANDED_NODES} values")
         _refuse_deep_nesting(root)
         _refuse_duplicate_keys(root)
-        data = yaml.safe_load(text)
+        data = _construct(root, text)
     except yaml.reader.ReaderError as error:
         # PyYAML's reader refuses the character before any mark exists; its position
         # counts characters of TEXT.

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.trees import entry_at
 from xarch.oci.tree import Entry, Tree
-from xarch.registry.auth import ANONYMOUS, docker_config_credentials, parse_challenge
+from xarch.registry.auth import ANONYMOUS, docker_config_credentials, find_config_file, parse_challenge
 from xarch.sources.debian.accounts import AccountCallError, add_system_account, shadow_files
 
 EPOCH = 1_700_000_000  # day 19675
@@ -75,3 +75,33 @@ def test_credentials_come_from_the_docker_config(tmp_path: Path) -> None:
 def test_another_adduser_shape_is_refused(words: tuple[str, ...]) -> None:
     with pytest.raises(AccountCallError):
         add_system_account(tree_with({"etc/passwd": "", "etc/group": ""}), words, EPOCH)
+
+
+def test_the_docker_config_is_found_where_the_docker_sdk_looks(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # xarch looks for the file itself (no SDK import when there is none): same order as the SDK's.
+    from docker.utils.config import find_config_file as sdk_find
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    monkeypatch.setenv("HOME", str(home))
+    given = tmp_path / "given.json"
+    files = [home / ".dockercfg", home / ".docker" / "config.json", elsewhere / "config.json", given]
+    for environment in (None, str(elsewhere)):
+        if environment is None:
+            monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+        else:
+            monkeypatch.setenv("DOCKER_CONFIG", environment)
+        for made in range(len(files) + 1):
+            for path in files:
+                path.unlink(missing_ok=True)
+            for path in files[:made]:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("{}")
+            for config_path in (None, str(given)):
+                found = find_config_file(config_path)
+                assert found == sdk_find(config_path), (environment, made, config_path)
+    for path in files:
+        path.unlink(missing_ok=True)
+    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+    assert find_config_file() is None
+    assert docker_config_credentials("registry.example") == ANONYMOUS

@@ -96,6 +96,18 @@ def test_compressor_is_recorded_with_its_pinned_version() -> None:
     assert compressor_id(3, "zstd") == "zstd (libzstd 1.5.7 via zstandard==0.25.0) level 3, one MT frame"
 
 
+def test_the_recorded_versions_are_the_installed_distributions() -> None:
+    # compressor_id reads the modules' own __version__ (start-up: no importlib.metadata); it must be
+    # what the installed distribution says, or images would record a version that is not installed.
+    from importlib.metadata import version
+
+    import deflate
+    import zstandard
+
+    assert deflate.__version__ == version("deflate")
+    assert zstandard.__version__ == version("zstandard")
+
+
 def big_input() -> bytes:
     """2.5 MiB, text and random-looking bytes, the same on every host (three chunks)."""
     text = b"".join(b"line %d of the layer, some words repeat\n" % i for i in range(40_000))

@@ -36,7 +36,7 @@ from xarch.oci.pathglob import matches
 from xarch.oci.tree import Tree
 from xarch.platforms import ElfKind, Platform
 from xarch.recipe import LoadedRecipe, format_loc
-from xarch.sources.debian.install import package_origin
+from xarch.sources.debian.lock import package_origin  # not .install: the installer is not needed here
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock

@@ -8,28 +8,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xarch.build.contents import recipe_tree
-from xarch.build.elfcheck import check_image
 from xarch.build.imagecache import ImageCache, cache_key, cacheable
-from xarch.build.layering import split_layers
-from xarch.build.packages import IMAGE_SET, add_accounts, install_set
-from xarch.build.placement import settle
-from xarch.build.treecheck import check_extractable
-from xarch.oci.compress import compressor_id
 from xarch.oci.digest import canonical_json, sha256_digest
-from xarch.oci.image import Image, RuntimeConfig, build_image
 from xarch.oci.index import build_index
-from xarch.oci.layer import Layer, write_layer
 from xarch.oci.layout import Artifact
 from xarch.oci.store import Store
-from xarch.oci.tree import Tree
-from xarch.platforms import Platform
-from xarch.progress import Reporter
-from xarch.recipe import LoadedRecipe
 from xarch.run.options import BuildOptions
 from xarch.run.overlay import stage_mounts
 
+# What only an image that is built (not taken from the image cache) needs — the package
+# installer, the ELF check (elftools), layering and the layer writer — is imported where it runs:
+# an unchanged rebuild loads none of it (tests/unit/test_startup_imports.py).
 if TYPE_CHECKING:
+    from xarch.oci.image import Image, RuntimeConfig
+    from xarch.oci.layer import Layer
+    from xarch.oci.tree import Tree
+    from xarch.platforms import Platform
+    from xarch.progress import Reporter
+    from xarch.recipe import LoadedRecipe
     from xarch.sources.debian.lock import Lock
     from xarch.sources.python.lock import PythonLock
 
@@ -95,6 +91,7 @@ def runtime_config(loaded: LoadedRecipe, stage_config: dict[str, Any] | None = N
     """The recipe's `config:`, over STAGE_CONFIG (the Dockerfile stage `config: {from:}` names);
     LABELS (--label) are added over both."""
     from xarch.build.stageconfig import merged_config
+    from xarch.oci.image import RuntimeConfig
 
     merged = merged_config(loaded, stage_config)
     if labels:
@@ -106,6 +103,10 @@ def platform_tree(build: PlatformBuild) -> tuple[Tree, list[str]]:
     """Everything the image holds, in the order later parts may replace earlier ones:
     packages, Python wheels, accounts, the recipe's files, then what is copied out of stages; and the
     strategy record of each stage that ran steps (xarch.build.stages.strategy_record)."""
+    from xarch.build.contents import recipe_tree
+    from xarch.build.packages import IMAGE_SET, add_accounts, install_set
+    from xarch.oci.tree import Tree
+
     inputs, platform, reporter = build.inputs, build.platform, build.reporter
     loaded = inputs.loaded
     tree = Tree()
@@ -172,6 +173,8 @@ def build_platform(build: PlatformBuild) -> Image:
 def full_tree(build: PlatformBuild) -> tuple[Tree, list[str]]:
     """platform_tree with every entry settled where the image's symlinks put it: what the image
     holds before any trace minimizes it."""
+    from xarch.build.placement import settle
+
     tree, notes = platform_tree(build)
     for old, new in settle(tree, build.loaded):
         build.reporter.detail(f"[{build.platform.name}] /{old} is /{new} in the image (through its symlinks)")
@@ -179,6 +182,13 @@ def full_tree(build: PlatformBuild) -> tuple[Tree, list[str]]:
 
 
 def _build_platform(build: PlatformBuild) -> Image:
+    from xarch.build.elfcheck import check_image
+    from xarch.build.layering import split_layers
+    from xarch.build.treecheck import check_extractable
+    from xarch.oci.compress import compressor_id
+    from xarch.oci.image import build_image
+    from xarch.oci.layer import write_layer
+
     inputs, platform, reporter = build.inputs, build.platform, build.reporter
     recipe = inputs.loaded.recipe
     algorithm, level = recipe.compression.algorithm, recipe.compression.level

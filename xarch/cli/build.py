@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from xarch.build.contents import check_sources
-from xarch.build.outputs import OutputSpec, check_outputs, image_for, write_output
-from xarch.build.packages import ensure_lock
-from xarch.build.pipeline import BuildInputs, build
 from xarch.cli.options import (
     Remote,
     choose_docker_platform,
@@ -24,12 +21,14 @@ from xarch.cli.options import (
     stdout,
 )
 from xarch.errors import XarchError
-from xarch.oci.layout import Artifact
-from xarch.oci.store import Store
-from xarch.progress import Reporter
-from xarch.recipe import load, resolve_epoch
 from xarch.run.options import DEFAULT_LOG_LINES
-from xarch.summary import print_summary, summarize_artifact
+
+if TYPE_CHECKING:
+    from xarch.oci.layout import Artifact
+
+# The build's modules are imported inside build_command, in the order its work needs them: the
+# command table (and `--help`) pays for none, and a cached build for none it does not run
+# (tests/unit/test_startup_imports.py).
 
 
 @click.command("build")
@@ -78,7 +77,15 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
                   build_args: tuple[str, ...], secrets: tuple[str, ...], log_lines: int,
                   labels: tuple[str, ...]) -> None:
     """Build the recipe for every platform into one OCI image index."""
+    from xarch.build.contents import check_sources
+    from xarch.build.outputs import OutputSpec, check_outputs, image_for, write_output
+    from xarch.build.packages import ensure_lock
+    from xarch.build.pipeline import BuildInputs, build
+    from xarch.oci.store import Store
+    from xarch.progress import Reporter
+    from xarch.recipe import load, resolve_epoch
     from xarch.run.options import parse_labels, resolve
+    from xarch.summary import print_summary, summarize_artifact
 
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose, show_scripts=show_scripts)
     signer = None
@@ -119,9 +126,11 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         from xarch.build.python import ensure_python_lock
 
         python = ensure_python_lock(loaded, lock, locked, reporter)
-    from xarch.build.python_stages import ensure_stage_locks
+    stage_python = {}  # without a stage's python: (its modules load only for a recipe that has one)
+    if any(stage.python is not None for stage in loaded.recipe.stages.values()):
+        from xarch.build.python_stages import ensure_stage_locks
 
-    stage_python = ensure_stage_locks(loaded, lock, locked, reporter)  # {} without a stage's python:
+        stage_python = ensure_stage_locks(loaded, lock, locked, reporter)
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache,
                                  options=options, python=python, stage_python=stage_python), reporter)
     if formats or provenance:
@@ -152,9 +161,11 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
 
 
 def _sbom_formats(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
     from xarch.sbom.attach import parse_formats
 
-    return parse_formats(text) if text is not None else ()
+    return parse_formats(text)
 
 
 def check_image_names(tags: Sequence[str], push_refs: Sequence[str]) -> list[str]:

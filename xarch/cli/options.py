@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from xarch.errors import XarchError
 from xarch.registry.errors import RegistryUsageError
@@ -32,9 +31,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 # recipe model costs 0.1 s of start-up that commands without a recipe (push, inspect) need not pay.
 DEFAULT_FILE = "xarch.yaml"
 
-# A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
-# emoji=False: text from images and registries (`:name:` in a tag or path) is printed as it is.
-stdout = Console(highlight=False, emoji=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    stdout: Console
+
+
+def __getattr__(name: str) -> Any:
+    """`stdout`, the rich Console results are printed on, made when a command first imports it
+    (PEP 562): commands that print no table (push) do not load rich."""
+    if name != "stdout":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    # A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
+    # emoji=False: text from images and registries (`:name:` in a tag or path) is printed as it is.
+    width = None if sys.stdout.isatty() else 200
+    console = Console(highlight=False, emoji=False, soft_wrap=True, width=width)
+    globals()["stdout"] = console
+    return console
 
 
 recipe_option = click.option(
@@ -89,9 +104,9 @@ MAX_REGISTRY_PASSWORD = 64 * 1024  # bytes
 
 def credentials_from_options(username: str | None, password_stdin: bool) -> Credentials | None:
     """Credentials typed by the user, or None to use the Docker config's."""
-    from xarch.registry.auth import Credentials
-
     if password_stdin:
+        from xarch.registry.auth import Credentials  # here: it imports the docker SDK and requests
+
         if not username:
             raise RegistryUsageError("--password-stdin needs --username")
         # Bounded, as a signing key's is: `--password-stdin < /dev/zero` would read until memory runs out.

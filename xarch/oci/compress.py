@@ -48,7 +48,6 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from importlib.metadata import version
 from typing import BinaryIO
 
 import deflate
@@ -77,8 +76,10 @@ def compressor_id(level: int, algorithm: str = "gzip") -> str:
         import zstandard
 
         libzstd = ".".join(map(str, zstandard.ZSTD_VERSION))
-        return f"zstd (libzstd {libzstd} via zstandard=={version('zstandard')}) level {level}, one MT frame"
-    return f"gzip (libdeflate via deflate=={version('deflate')}) level {level}, 1 MiB members"
+        return f"zstd (libzstd {libzstd} via zstandard=={zstandard.__version__}) level {level}, one MT frame"
+    # The module's own version, which is its distribution's (tests/unit/test_compress.py checks):
+    # importlib.metadata would cost every build's start-up ~15 ms to say the same.
+    return f"gzip (libdeflate via deflate=={deflate.__version__}) level {level}, 1 MiB members"
 
 
 class _Libdeflate:

@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from xarch.errors import InputError
 from xarch.oci.archive import open_archive, read_member
@@ -16,10 +16,12 @@ from xarch.oci.artifact import Attachment
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of
 from xarch.oci.image import Image
-from xarch.oci.schema import Kind, parse_document
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
 from xarch.oci.verified import SHA256, VerifiedStream, first_line
+
+if TYPE_CHECKING:  # the schema (pydantic) loads when a document is read: writing a layout needs none
+    from xarch.oci.schema import Kind
 
 OCI_LAYOUT_FILE = canonical_json({"imageLayoutVersion": "1.0.0"})
 
@@ -261,12 +263,16 @@ class LayoutReader:
 
         BlobMismatch, LayoutError or DocumentError (exit 2) name the layout and the blob.
         """
+        from xarch.oci.schema import parse_document
+
         return dict(parse_document(self.blob(digest, size), f"{self.path}: blob {digest}", kind))
 
     def top_index(self) -> dict[str, Any]:
         """index.json parsed and checked to be an OCI index (image-layout spec); DocumentError names the
         field.
         """
+        from xarch.oci.schema import parse_document
+
         return dict(parse_document(self.read("index.json"), f"{self.path}: index.json", "index"))
 
     def document(self, relative: str, kind: Kind) -> Any:
@@ -274,6 +280,8 @@ class LayoutReader:
 
         LayoutError or DocumentError (exit 2) name the layout and the file.
         """
+        from xarch.oci.schema import parse_document
+
         return parse_document(self.read(relative), f"{self.path}: {relative}", kind)
 
     def close(self) -> None:

@@ -11,14 +11,13 @@ leaves it to dockerd, and it is a handful of lines on the same requests.Session.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import threading
 import urllib.parse
 import warnings
 from dataclasses import dataclass, field
 
-import docker.auth
-import docker.errors
 import requests
 
 from xarch.registry.errors import AuthError, RegistryError, RegistryUsageError
@@ -53,7 +52,15 @@ def docker_config_credentials(host: str, config_path: str | None = None) -> Cred
     AuthError (exit 4) when its credential helper fails; RegistryUsageError (exit 2) when the
     config's `auth` for HOST is not base64 of USER:PASSWORD.
     """
-    _check_config_file(config_path)
+    found = find_config_file(config_path)
+    if found is None:
+        # No config: the SDK would read an empty one and find nothing. Not importing it keeps ~0.1 s
+        # of start-up off every push (tests/unit/test_accounts_and_auth.py compares the search).
+        return ANONYMOUS
+    _check_config_file(found)
+    import docker.auth
+    import docker.errors
+
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         try:
@@ -79,19 +86,26 @@ def docker_config_credentials(host: str, config_path: str | None = None) -> Cred
     )
 
 
-def _check_config_file(config_path: str | None) -> None:
-    """The docker SDK reads a Docker config that is a FIFO, a folder or broken JSON as "no config",
-    so a command would quietly run without the credentials the user logged in with: such a file is
-    one line naming it (RegistryUsageError, exit 2) instead. Bounded read: 4 MiB."""
-    import json
+def find_config_file(config_path: str | None = None) -> str | None:
+    """The Docker config file the docker SDK reads (docker.utils.config.find_config_file, the Docker
+    CLI's order): CONFIG_PATH, $DOCKER_CONFIG/config.json, ~/.docker/config.json, then the legacy
+    ~/.dockercfg; the first that exists, else None. Here so that finding none imports no SDK."""
+    from_environment = os.environ.get("DOCKER_CONFIG")
+    home = os.path.expanduser("~")
+    paths = [config_path, os.path.join(from_environment, "config.json") if from_environment else None,
+             os.path.join(home, ".docker", "config.json"), os.path.join(home, ".dockercfg")]
+    return next((path for path in paths if path and os.path.exists(path)), None)
 
-    from docker.utils.config import find_config_file
+
+def _check_config_file(found: str) -> None:
+    """The docker SDK reads a Docker config that is a FIFO, a folder or broken JSON as "no config",
+    so a command would quietly run without the credentials the user logged in with: such a file
+    (FOUND, see find_config_file) is one line naming it (RegistryUsageError, exit 2) instead.
+    Bounded read: 4 MiB."""
+    import json
 
     from xarch.smallfile import SmallFileError, read_small
 
-    found = find_config_file(config_path)
-    if found is None:
-        return
     try:
         json.loads(read_small(found, 4 << 20))
     except SmallFileError as error:

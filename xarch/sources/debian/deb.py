@@ -16,12 +16,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from debian.deb822 import Deb822
-
 from xarch.oci.tree import Entry, Tree, TreeError, normalize_path
 from xarch.sources.debian.errors import UnpackError
 
 if TYPE_CHECKING:
+    from debian.deb822 import Deb822
+
     from xarch.sources.debian.pkgtrees import PackageTree
 
 AR_MAGIC = b"!<arch>\n"
@@ -94,6 +94,10 @@ class Deb:
 
     @property
     def control(self) -> Deb822:
+        # python-debian loads here, when a package is read: `resolve` (the image's symlinks, which
+        # every build settles) must not cost its import.
+        from debian.deb822 import Deb822
+
         return Deb822(self.control_files["control"].decode("utf-8"))
 
     @property

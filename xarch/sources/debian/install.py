@@ -22,7 +22,7 @@ from xarch.sources.debian.deb import Deb, PathFilter, read_deb, unpack
 from xarch.sources.debian.dpkgdb import dpkg_order
 from xarch.sources.debian.effects import Effects, reproduce
 from xarch.sources.debian.errors import UnpackError
-from xarch.sources.debian.lock import LockedPackage
+from xarch.sources.debian.lock import LockedPackage, package_origin
 
 if TYPE_CHECKING:
     from xarch.sources.debian.pkgtrees import PackageTrees
@@ -157,11 +157,6 @@ def install_packages(tree: Tree, locked_entries: Iterable[LockedPackage], store:
     report.effects = reproduce(tree, ((pkg.name, deb) for pkg, deb, _ in debs), epoch)
     report.generated += report.effects.generated
     return report
-
-
-def package_origin(pkg: LockedPackage) -> str:
-    """How the files of PKG are labelled in a Tree: "package busybox 1:1.35.0-4 (arm64)"."""
-    return f"package {pkg.label}"
 
 
 def _usrmerge_links(tree: Tree) -> None:

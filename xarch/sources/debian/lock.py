@@ -74,6 +74,11 @@ class LockedPackage:
         return f"{self.name} {self.version} ({self.architecture})"
 
 
+def package_origin(pkg: LockedPackage) -> str:
+    """How the files of PKG are labelled in a Tree: "package busybox 1:1.35.0-4 (arm64)"."""
+    return f"package {pkg.label}"
+
+
 @dataclass
 class Lock:
     """xarch.lock in memory: INPUTS {part: sha256 digest of what the lock was made from},
@@ -140,9 +145,7 @@ class Lock:
         not YAML, of another LOCK_VERSION, has no Debian part, or has a wrong field."""
         path = Path(path)
         try:
-            # The C loader when PyYAML has it: a lock of a few hundred packages loads 10× faster.
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            raw = yaml.load(_read_lock(path), Loader=loader)  # noqa: S506 (a safe loader)
+            raw = _parsed_lock(path)
         except FileNotFoundError:
             raise LockError(f"{path} does not exist; run `xarch lock`") from None
         except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as exc:
@@ -171,8 +174,7 @@ class Lock:
 def _other_sections(path: Path) -> dict[str, Any]:
     """The OTHER_SECTIONS of the lock at PATH as they are (none when it is absent or unreadable)."""
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        raw = yaml.load(_read_lock(path), Loader=loader)  # noqa: S506 (a safe loader)
+        raw = _parsed_lock(path)
     except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError):
         return {}
     return {key: raw[key] for key in OTHER_SECTIONS if isinstance(raw, dict) and key in raw}
@@ -181,8 +183,7 @@ def _other_sections(path: Path) -> dict[str, Any]:
 def has_packages(path: Path) -> bool:
     """Whether the lock at PATH has a Debian part (a lock may hold only another source's section)."""
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        raw = yaml.load(_read_lock(path), Loader=loader)  # noqa: S506 (a safe loader)
+        raw = _parsed_lock(path)
     except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError):
         return True  # Lock.load names the problem
     return not isinstance(raw, dict) or any(key not in OTHER_SECTIONS for key in raw)
@@ -431,6 +432,25 @@ def lock_matches(lock: Lock, source: Sources,
 
 # A lock of every package of a large image is a few MB; past this it is not a lock.
 MAX_LOCK_BYTES = 64 << 20
+
+
+# path → (text, parsed YAML): a build asks has_packages, then Lock.load, of one file, and parsing a
+# lock of a few hundred packages is what costs (reading it again, to compare, does not).
+_PARSED: dict[str, tuple[str, Any]] = {}
+
+
+def _parsed_lock(path: Path) -> Any:
+    """The lock at PATH parsed as YAML (the C loader when PyYAML has it: a lock of a few hundred
+    packages loads 10× faster). The file is read every time; the same text is parsed once per
+    process. Callers must not change what it returns. Raises as _read_lock and yaml.load."""
+    text = _read_lock(path)
+    cached = _PARSED.get(str(path))
+    if cached is not None and cached[0] == text:
+        return cached[1]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    raw = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
+    _PARSED[str(path)] = (text, raw)
+    return raw
 
 
 def _read_lock(path: Path) -> str:

@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xarch.errors import RecipeError
@@ -31,6 +30,9 @@ _INTERPRETER_VERSION_RE = re.compile(r"python(3\.\d{1,2})$")
 def _requirement(value: Any) -> Any:
     if not isinstance(value, str):
         return value
+    # Here: only a recipe with python: requirements needs packaging, not every recipe's start-up.
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         parsed = Requirement(value)
     except InvalidRequirement as error:
