@@ -209,6 +209,11 @@ class LayoutReader:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
 
     @property
+    def label(self) -> str:
+        """The layout's path, as every message names it (xarch.oci.model.BlobSource)."""
+        return str(self.path)
+
+    @property
     def is_archive(self) -> bool:
         return self._tar is not None
 
@@ -234,6 +239,10 @@ class LayoutReader:
             data = stream.read()
             stream.verify()
         return data
+
+    def read_manifest(self, digest: str, size: int | None = None) -> bytes:
+        """The bytes of manifest or index DIGEST: a blob like any other in a layout (see blob)."""
+        return self.blob(digest, size)
 
     def verify_blob(self, digest: str, size: int | None = None) -> None:
         """Hash blob DIGEST (a layer, say) without keeping it; BlobMismatch when it differs."""
