@@ -177,6 +177,14 @@ class Image:
     def digest(self) -> str | None:
         return self.descriptor.digest if self.descriptor else None
 
+    def verify(self) -> None:
+        """Read the config and hash every layer blob against its descriptor, keeping nothing but the
+        config; BlobMismatch/LayoutError (exit 2) on the first that differs or is missing."""
+        self.config_bytes()
+        for descriptor in self.layer_descriptors:
+            with self.source.open_blob(descriptor.digest, descriptor.size) as stream:
+                stream.verify()
+
     def config_bytes(self) -> bytes:
         """The config blob, read (verified) once."""
         if self._config_bytes is None:
