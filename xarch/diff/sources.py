@@ -16,14 +16,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from xarch.errors import InputError, XarchError
-from xarch.oci.layout import LayoutError, LayoutReader, image_entry
-from xarch.oci.schema import parse_document
-from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
+from xarch.oci.digest import REF_NAME
+from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.model import DockerArchiveSource, Image, ImageIndex, images_of, layout_top
 from xarch.registry.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
-
-INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-               "application/vnd.docker.distribution.manifest.list.v2+json")
-REF_NAME = "org.opencontainers.image.ref.name"
 
 if TYPE_CHECKING:
     from xarch.registry.client import Settings
@@ -43,7 +39,8 @@ def platform_key(platform: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class LayerRef:
     """One layer of a platform image: its position (0-based), blob digest and size in bytes, media
-    type, diff_id from the config (None if absent), history's created_by, and how to open the blob.
+    type, diff_id from the config (None if absent), history's created_by, and how to open the blob
+    and its uncompressed tar (xarch.oci.model.Layer).
     """
 
     position: int
@@ -52,7 +49,8 @@ class LayerRef:
     media_type: str
     diff_id: str | None  # from the config's rootfs, when it has one for this position
     name: str  # history created_by of this layer ("" when there is none)
-    open: Callable[[], IO[bytes]]
+    open: Callable[[], IO[bytes]]  # the blob, checked against its descriptor as it streams
+    open_tar: Callable[[], IO[bytes]]  # the uncompressed tar, checked against diff_id and descriptor
 
 
 @dataclass
@@ -97,114 +95,29 @@ class ImageSource:
         self.close()
 
 
-def _json(data: bytes, what: str, kinds: tuple[type, ...] = (dict,)) -> Any:
-    return json_object(data, what, kinds)
-
-
-def _layer_names(config: dict[str, Any], where: str) -> list[str]:
-    """created_by of each history entry that has a layer (empty_layer entries have none)."""
-    history = config.get("history") or []
-    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-        raise BadDescriptor(f"{where}: history is not a list of JSON objects")
-    return [str(h.get("created_by", "")) for h in history if not h.get("empty_layer")]
-
-
-def _layers(config: dict[str, Any], blobs: list[tuple[str, int, str]],
-            opener: Callable[[int], Callable[[], IO[bytes]]], where: str) -> list[LayerRef]:
-    """The layers of an image, named from CONFIG (parsed JSON, its types checked here; the OCI image
-    spec's config.md: rootfs.diff_ids a list of digests, history a list of objects)."""
-    rootfs = config.get("rootfs") or {}
-    diff_ids = rootfs.get("diff_ids") or [] if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
-        raise BadDescriptor(f"{where}: rootfs.diff_ids is not a list of digests")
-    names = _layer_names(config, where)
-    return [
-        LayerRef(position, digest, size, media_type,
-                 diff_ids[position] if position < len(diff_ids) else None,
-                 names[position] if position < len(names) else "", opener(position))
-        for position, (digest, size, media_type) in enumerate(blobs)
-    ]
+def _platform_image(image: Image, verify_layers: bool) -> PlatformImage:
+    """IMAGE (of the read model) as diff compares it; VERIFY_LAYERS hashes its layers now (layers that
+    compare equal by digest are never streamed otherwise)."""
+    if verify_layers and image.descriptor is not None:  # a docker-archive's were hashed when opened
+        image.verify()
+    layers = [LayerRef(layer.position, layer.digest, layer.size, layer.descriptor.media_type, layer.diff_id,
+                       layer.name, layer.open, layer.open_uncompressed)  # type: ignore[arg-type]
+              for layer in image.layers()]  # (a VerifiedStream reads as an IO[bytes])
+    return PlatformImage(platform_key(image.platform), image.config_descriptor.digest, image.config(), layers,
+                         image.digest, image.manifest if image.descriptor else None)
 
 
 def _open_layout(files: LayoutReader, source: ImageSource, verify_layers: bool) -> None:
-    label = source.label
-    # The top index is checked against its schema first, as every other reader does.
-    top = parse_document(files.read("index.json"), f"{label}: index.json", "index")
-    try:
-        first = image_entry(top, f"{label}: index.json")
-    except LayoutError as error:
-        raise DiffError(str(error)) from None
-    descriptors: Any = [first]
-    media_type, digest, size = descriptor_fields(first, f"{label}: index.json")
-    annotations = first.get("annotations") or {}
-    source.tag = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
-    if media_type in INDEX_TYPES:
-        source.index_digest = digest
-        source.index = _json(files.blob(digest, size), f"{label}: index {digest}")
-        descriptors = source.index.get("manifests") or []
-        if not isinstance(descriptors, list):
-            raise BadDescriptor(f"{label}: index {digest}: manifests is not a JSON array")
-    for descriptor in descriptors:
-        _, digest, size = descriptor_fields(descriptor, f"{label}: index")
-        manifest = _json(files.blob(digest, size), f"{label}: manifest {digest}")
-        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-            raise DiffError(f"{label}: nested index {digest} is not supported")
-        where = f"{label}: manifest {digest}"
-        _, config_digest, config_size = descriptor_fields(manifest.get("config"), where)
-        config = _json(files.blob(config_digest, config_size), f"{label}: config {config_digest}")
-        platform = descriptor.get("platform") or config
-        if not isinstance(platform, dict):
-            raise BadDescriptor(f"{label}: descriptor {digest} has a platform that is not a JSON object")
-        layer_list = manifest.get("layers") or []
-        if not isinstance(layer_list, list):
-            raise BadDescriptor(f"{label}: manifest {digest}: layers is not a JSON array")
-        layer_blobs = []
-        for layer in layer_list:
-            layer_type, layer_digest, layer_size = descriptor_fields(layer, f"{label}: manifest {digest}")
-            if verify_layers:  # layers that compare equal by digest are never streamed otherwise
-                files.verify_blob(layer_digest, layer_size)
-            layer_blobs.append((layer_digest, layer_size, layer_type))
-        config_where = f"{label}: config {config_digest}"
-        layers = _layers(config, layer_blobs, _blob_opener(files, layer_blobs), config_where)
-        source.images.append(PlatformImage(platform_key(platform), config_digest, config, layers,
-                                           digest, manifest))
-
-
-Opener = Callable[[int], Callable[[], IO[bytes]]]
-
-
-def _blob_opener(files: LayoutReader, blobs: list[tuple[str, int, str]]) -> Opener:
-    """Position -> opener of that layer's blob, verified as it streams (digest and size)."""
-    def opener(position: int) -> Callable[[], IO[bytes]]:
-        digest, size, _ = blobs[position]
-        return lambda: files.open_blob(digest, size)  # type: ignore[return-value]
-    return opener
-
-
-def _file_opener(files: LayoutReader, paths: list[str]) -> Opener:
-    return lambda position: (lambda: files.open(paths[position]))
+    top = layout_top(files)
+    annotations = top.descriptor.annotations if top.descriptor else {}
+    source.tag = annotations.get(REF_NAME)
+    if isinstance(top, ImageIndex):
+        source.index_digest, source.index = top.digest, top.index
+    source.images.extend(_platform_image(image, verify_layers) for image in images_of(top))
 
 
 def _open_docker_archive(files: LayoutReader, source: ImageSource) -> None:
-    items = _json(files.read("manifest.json"), f"{source.label}: manifest.json", (list,))
-    if not items:
-        raise DiffError(f"{source.label}: manifest.json names no image")
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("Layers", []), list):
-            raise BadDescriptor(f"{source.label}: manifest.json: an entry without Config and Layers")
-        config_digest, _ = files.docker_file(item.get("Config"))
-        config_data = files.read(item["Config"])
-        config = _json(config_data, f"{source.label}: {item['Config']}")
-        rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
-        diff_ids: list[Any] = rootfs["diff_ids"] if isinstance(rootfs.get("diff_ids"), list) else []
-        paths = list(item.get("Layers") or [])
-        # A docker-archive names layers by path; its layers' digests are those of the stored files.
-        layer_blobs = []
-        for n, path in enumerate(paths):
-            digest, size = files.docker_file(path, diff_ids[n] if n < len(diff_ids) else None)
-            layer_blobs.append((digest, size, ""))
-        layers = _layers(config, layer_blobs, _file_opener(files, paths), f"{source.label}: {item['Config']}")
-        source.images.append(PlatformImage(platform_key(config), config_digest, config, layers))
+    source.images.extend(_platform_image(image, False) for image in DockerArchiveSource(files).images())
 
 
 def _labelled(label: str, error: Exception) -> str:

@@ -107,30 +107,49 @@ class Layer:
             stream.verify()
 
     def open_uncompressed(self) -> VerifiedStream:
-        """The layer's tar (gzip or zstd undone, by the blob's first bytes), verified against the diff_id
-        at its end (when there is one); the compressed bytes are verified on the way."""
+        """The layer's tar (gzip or zstd undone, told by the blob's first bytes), checked against the
+        diff_id (when the config has one) and the compressed blob against its descriptor, both at the
+        tar's EOF or on verify(). A blob that does not decompress raises BlobMismatch naming it."""
         raw = self.open()
         head = raw.read(4)
         compressed: IO[bytes] = io.BufferedReader(_Prefixed(head, raw), CHUNK)
-        tar: IO[bytes]
+        tar: IO[bytes] = compressed
         if head[:2] == b"\x1f\x8b":
             import gzip
 
             tar = gzip.GzipFile(fileobj=compressed, mode="rb")  # type: ignore[assignment]
-        elif head == _ZSTD_MAGIC:
-            import zstandard
+        elif head == _ZSTD_MAGIC:  # every frame: xarch writes one per 1 MiB chunk (xarch.oci.compress)
+            tar = io.BufferedReader(_Zstd(compressed), CHUNK)
+        diff_id = self.diff_id if self.diff_id and SHA256.fullmatch(self.diff_id) else None
+        where = f"{self.source.label}: layer {self.position} ({self.descriptor.digest}) uncompressed"
+        return _LayerTar(tar, raw, diff_id, where)
 
-            tar = zstandard.ZstdDecompressor().stream_reader(compressed, read_across_frames=True)
-        else:
-            tar = compressed
-        where = f"{self.source.label}: layer {self.descriptor.digest}"
-        return VerifiedStream(
-            tar, self.diff_id if self.diff_id and SHA256.fullmatch(self.diff_id) else None, None, where
-        )
+
+class _LayerTar(VerifiedStream):
+    """A layer's tar, checked against the diff_id; at its end the compressed BLOB is read to its end
+    and checked too (trailing bytes after the compressed data count as a mismatch)."""
+
+    def __init__(self, tar: IO[bytes], blob: VerifiedStream, diff_id: str | None, where: str) -> None:
+        super().__init__(tar, diff_id, None, where)
+        self.blob = blob
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = super().read(n)
+        if not data and n != 0:
+            self.blob.verify()
+        return data
+
+    def verify(self) -> None:
+        super().verify()
+        self.blob.verify()
+
+    def close(self) -> None:
+        super().close()
+        self.blob.close()
 
 
 class _Prefixed(io.RawIOBase):
-    """HEAD, then the rest of STREAM: a stream whose first bytes were read to tell its compression."""
+    """HEAD, then the rest of STREAM: a blob whose first bytes were read to tell its compression."""
 
     def __init__(self, head: bytes, stream: VerifiedStream) -> None:
         self.head, self.stream = head, stream
@@ -144,8 +163,29 @@ class _Prefixed(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+
+class _Zstd(io.RawIOBase):
+    """A zstd stream undone, its errors as OSError (which VerifiedStream reports as one line)."""
+
+    def __init__(self, compressed: IO[bytes]) -> None:
+        import zstandard
+
+        self.error = zstandard.ZstdError
+        self.reader = zstandard.ZstdDecompressor().stream_reader(compressed, read_across_frames=True)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self.reader.read(len(buffer))
+        except self.error as error:
+            raise OSError(f"zstd: {error}") from None
+        buffer[: len(data)] = data
+        return len(data)
+
     def close(self) -> None:
-        self.stream.close()
+        self.reader.close()
         super().close()
 
 
@@ -271,7 +311,7 @@ def open_descriptor(source: BlobSource, descriptor: Descriptor) -> ImageIndex | 
     data = source.read_manifest(descriptor.digest, descriptor.size)
     where = f"{source.label}: manifest {descriptor.digest}"
     parsed = _document(data, where, "image")
-    if "manifests" in parsed or descriptor.media_type in INDEX_TYPES:
+    if "manifests" in parsed or (parsed.get("mediaType") or descriptor.media_type) in INDEX_TYPES:
         return ImageIndex(
             source, descriptor, data, _document(data, f"{source.label}: index {descriptor.digest}", "index")
         )
