@@ -101,6 +101,13 @@ class Layer:
         """The compressed blob as stored, verified as it streams (digest and size)."""
         return self.source.open_blob(self.descriptor.digest, self.descriptor.size)
 
+    def read(self) -> bytes:
+        """The whole compressed blob in memory, verified (small layers; streams are for the rest)."""
+        with self.open() as stream:
+            data = stream.read()
+            stream.verify()
+        return data
+
     def verify(self) -> None:
         """Hash the whole blob without keeping it; BlobMismatch (exit 2) when it differs."""
         with self.open() as stream:
