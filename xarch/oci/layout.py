@@ -16,7 +16,7 @@ from xarch.oci.artifact import Attachment
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of
 from xarch.oci.image import Image
-from xarch.oci.schema import Kind, parse_document
+from xarch.oci.schema import parse_document
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
 from xarch.oci.verified import SHA256, VerifiedStream, first_line
@@ -265,25 +265,11 @@ class LayoutReader:
             stream.verify()
         return stream.check.actual, stream.count
 
-    def json_blob(self, digest: str, kind: Kind = "image", size: int | None = None) -> dict[str, Any]:
-        """Blob DIGEST (verified) parsed and checked to be a KIND (xarch/oci/schema.py).
-
-        BlobMismatch, LayoutError or DocumentError (exit 2) name the layout and the blob.
-        """
-        return dict(parse_document(self.blob(digest, size), f"{self.path}: blob {digest}", kind))
-
     def top_index(self) -> dict[str, Any]:
         """index.json parsed and checked to be an OCI index (image-layout spec); DocumentError names the
         field.
         """
         return dict(parse_document(self.read("index.json"), f"{self.path}: index.json", "index"))
-
-    def document(self, relative: str, kind: Kind) -> Any:
-        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND.
-
-        LayoutError or DocumentError (exit 2) name the layout and the file.
-        """
-        return parse_document(self.read(relative), f"{self.path}: {relative}", kind)
 
     def close(self) -> None:
         """Close the archive, if the layout is one."""
