@@ -185,3 +185,29 @@ def test_the_build_missing_a_blob_is_named() -> None:
     memory = MemorySource({}, "the build")
     with pytest.raises(LayoutError, match="the build: blob sha256:0+ is missing"):
         memory.open_blob("sha256:" + "0" * 64)
+
+
+def test_a_registry_answer_is_read_as_its_descriptor_says() -> None:
+    """The registry source (xarch.registry.source) serves a manifest it already holds without a request,
+    and a manifest whose length is not its descriptor's size is the registry's fault (exit 4)."""
+    from xarch.oci.digest import Descriptor
+    from xarch.oci.model import open_descriptor
+    from xarch.registry.client import RegistryClient
+    from xarch.registry.errors import CorruptAnswer
+    from xarch.registry.reference import parse_reference
+    from xarch.registry.source import RegistrySource
+
+    built = ARTIFACT.images[0]
+    ref = parse_reference("localhost:1/demo/app:v1")
+    source = RegistrySource(
+        RegistryClient(ref.api_host), ref, {built.manifest_descriptor.digest: built.manifest_bytes}
+    )
+    image = open_descriptor(source, built.manifest_descriptor)
+    assert isinstance(image, Image) and image.config_descriptor == built.config_descriptor
+    assert source.label == "localhost:1/demo/app:v1"
+    wrong = Descriptor(built.manifest_descriptor.media_type, built.manifest_descriptor.digest, 3)
+    with pytest.raises(
+        CorruptAnswer, match=r"localhost:1/demo/app:v1: manifest sha256:\w+ is \d+ bytes"
+    ) as caught:
+        open_descriptor(source, wrong)
+    assert caught.value.exit_code == 4
