@@ -2,14 +2,13 @@
 
 Every kind becomes the same `ImageSource`: the index (when there is one), and per platform
 the manifest, the config and the layers, each layer opened as a stream only when its files
-are compared. Small JSON blobs are checked against their digests when read; layer blobs are
-checked while they stream (see xarch.diff.layers).
+are compared. All of them are read through the read model (xarch.oci.model; a registry through
+xarch.registry.source, streamed, nothing written to disk): small JSON blobs are checked
+against their digests when read; layer blobs are checked while they stream (see xarch.diff.layers).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from xarch.errors import InputError, XarchError
 from xarch.oci.digest import REF_NAME
 from xarch.oci.layout import LayoutError, LayoutReader
 from xarch.oci.model import DockerArchiveSource, Image, ImageIndex, images_of, layout_top
+from xarch.oci.schema import DocumentError
+from xarch.oci.verified import BadDescriptor
 from xarch.registry.imageref import DOCKER_ARCHIVE, REGISTRY, parse_image_ref
 
 if TYPE_CHECKING:
@@ -95,10 +96,10 @@ class ImageSource:
         self.close()
 
 
-def _platform_image(image: Image, verify_layers: bool) -> PlatformImage:
-    """IMAGE (of the read model) as diff compares it; VERIFY_LAYERS hashes its layers now (layers that
-    compare equal by digest are never streamed otherwise)."""
-    if verify_layers and image.descriptor is not None:  # a docker-archive's were hashed when opened
+def _platform_image(image: Image) -> PlatformImage:
+    """IMAGE (of the read model) as diff compares it, its layers hashed now: layers that compare equal
+    by digest are never streamed otherwise, and a blob that is not its digest is never "identical"."""
+    if image.descriptor is not None:  # a docker-archive's were hashed when opened
         image.verify()
     layers = [LayerRef(layer.position, layer.digest, layer.size, layer.descriptor.media_type, layer.diff_id,
                        layer.name, layer.open, layer.open_uncompressed)  # type: ignore[arg-type]
@@ -107,17 +108,21 @@ def _platform_image(image: Image, verify_layers: bool) -> PlatformImage:
                          image.digest, image.manifest if image.descriptor else None)
 
 
-def _open_layout(files: LayoutReader, source: ImageSource, verify_layers: bool) -> None:
+def _open_layout(files: LayoutReader, source: ImageSource) -> None:
     top = layout_top(files)
     annotations = top.descriptor.annotations if top.descriptor else {}
     source.tag = annotations.get(REF_NAME)
+    _add_images(source, top)
+
+
+def _add_images(source: ImageSource, top: ImageIndex | Image) -> None:
     if isinstance(top, ImageIndex):
         source.index_digest, source.index = top.digest, top.index
-    source.images.extend(_platform_image(image, verify_layers) for image in images_of(top))
+    source.images.extend(_platform_image(image) for image in images_of(top))
 
 
 def _open_docker_archive(files: LayoutReader, source: ImageSource) -> None:
-    source.images.extend(_platform_image(image, False) for image in DockerArchiveSource(files).images())
+    source.images.extend(_platform_image(image) for image in DockerArchiveSource(files).images())
 
 
 def _labelled(label: str, error: Exception) -> str:
@@ -126,10 +131,10 @@ def _labelled(label: str, error: Exception) -> str:
     return message if message.startswith(f"{label}:") else f"{label}: {message}"
 
 
-def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) -> ImageSource:
+def _open_path(path: Path, label: str, kind: str) -> ImageSource:
     """Open PATH as KIND (oci, oci-archive, docker-archive), as xarch.registry.imageref decided it. Every
-    blob is checked against its descriptor; VERIFY_LAYERS False skips hashing the layers up front
-    (a registry pull verified them already)."""
+    blob is checked against its descriptor, layers too (hashed up front: those that compare equal by
+    digest are never streamed)."""
     try:
         files = LayoutReader(path)
     except LayoutError as error:
@@ -141,7 +146,7 @@ def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) ->
         # Docker 25+ `docker save` writes both index.json and manifest.json: the index says more,
         # unless docker-archive: asked for the other view.
         if files.has("index.json") and kind != DOCKER_ARCHIVE:
-            _open_layout(files, source, verify_layers)
+            _open_layout(files, source)
         elif files.has("manifest.json") and is_archive:
             _open_docker_archive(files, source)
         else:
@@ -156,27 +161,32 @@ def _open_path(path: Path, label: str, kind: str, verify_layers: bool = True) ->
 
 
 def _open_registry(reference: str, label: str, settings: Settings | None) -> ImageSource:
+    """A registry image read in place (xarch.registry.source): its manifests, configs and layer blobs
+    streamed and checked, none written to disk; a layer is streamed again when its files are compared."""
     # Imported here: local comparisons need not load the HTTP stack.
-    from xarch.registry.pull import pull_layout
+    from xarch.registry.errors import CorruptAnswer
+    from xarch.registry.pull import open_published
+    from xarch.registry.push import make_client
+    from xarch.registry.reference import parse_reference
 
-    # Blobs are fetched (verified) into a temporary layout; layers stay compressed on disk.
-    tmp = Path(tempfile.mkdtemp(prefix="xarch-diff-"))
+    source = ImageSource(label, "registry")
     try:
-        pull_layout(reference, tmp / "image", settings=settings)
-        source = _open_path(tmp / "image", label, "oci", verify_layers=False)  # pull_layout verified them
-    except DiffError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        ref = parse_reference(reference)
+        client = make_client(ref, None, settings)
+        source._closers.append(client.close)
+        top, _ = open_published(ref, client)
+        source.tag = ref.tag
+        _add_images(source, top)  # every layer streamed and checked once, nothing written to disk
     except XarchError as error:  # never 1, which means "they differ": the registry's own code (2 or 4)
-        shutil.rmtree(tmp, ignore_errors=True)
-        wrapped = DiffError(f"{label}: {error}")
-        wrapped.exit_code = error.exit_code  # an unreachable registry stays exit 4
+        source.close()
+        wrapped = DiffError(_labelled(label, error))
+        # A document the registry answered that is no image is the registry's fault, as in fetch_image.
+        bad_answer = isinstance(error, (BadDescriptor, DocumentError, LayoutError))
+        wrapped.exit_code = CorruptAnswer.exit_code if bad_answer else error.exit_code
         raise wrapped from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        source.close()
         raise
-    source.kind = "registry"
-    source._closers.insert(0, lambda: shutil.rmtree(tmp, ignore_errors=True))
     return source
 
 

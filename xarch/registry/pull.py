@@ -18,7 +18,7 @@ from xarch.oci.model import Image, ImageIndex, open_descriptor
 from xarch.oci.schema import DocumentError
 from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 from xarch.registry.auth import Credentials
-from xarch.registry.client import Settings
+from xarch.registry.client import RegistryClient, Settings
 from xarch.registry.errors import CorruptAnswer
 from xarch.registry.mediatypes import INDEXES, media_type_of, platform_name
 from xarch.registry.push import make_client
@@ -74,12 +74,11 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
     ref = parse_reference(target) if isinstance(target, str) else target
     client = make_client(ref, credentials, settings)
     try:
-        data, declared, digest = client.get_manifest(ref.repository, ref.target)
-        media_type = media_type_of(answer_json(data, ref, digest), declared or None)
-        source = RegistrySource(client, ref, {digest: data})
-        image = PulledImage(ref, digest, media_type, data)
+        top, media_type = open_published(ref, client)
+        assert top.descriptor is not None
+        data = top.data if isinstance(top, ImageIndex) else top.manifest_bytes
+        image = PulledImage(ref, top.descriptor.digest, media_type, data or b"")
         try:
-            top = open_descriptor(source, Descriptor(media_type, digest, len(data)))
             entries: list[tuple[Descriptor | None, Image]]
             if isinstance(top, ImageIndex):
                 entries = [(descriptor, top.image(descriptor)) for descriptor in top.manifests()]
@@ -99,6 +98,22 @@ def fetch_image(target: str | Reference, credentials: Credentials | None = None,
         return image
     finally:
         client.close()
+
+
+def open_published(ref: Reference, client: RegistryClient) -> tuple[ImageIndex | Image, str]:
+    """The index or manifest REF names, opened in the read model over the registry CLIENT talks to
+    (xarch.registry.source.RegistrySource: what lies under it is fetched when asked for), and its media
+    type (the document's own, else the registry's Content-Type). RegistryError/CorruptAnswer (exit 4)
+    name the reference.
+    """
+    data, declared, digest = client.get_manifest(ref.repository, ref.target)
+    media_type = media_type_of(answer_json(data, ref, digest), declared or None)
+    try:
+        source = RegistrySource(client, ref, {digest: data})
+        top = open_descriptor(source, Descriptor(media_type, digest, len(data)))
+    except (BadDescriptor, DocumentError, LayoutError) as error:
+        raise CorruptAnswer(str(error)) from None
+    return top, media_type
 
 
 def answer_json(data: bytes, ref: Reference, digest: str) -> dict[str, Any]:
