@@ -216,9 +216,9 @@ def push_attachments(client: RegistryClient, repository: str, attachments: Seque
 
 
 def layout_attachments(root: Path) -> list[Attachment]:
-    """The attachments an OCI layout folder lists in its index.json (entries with an `artifactType`
-    whose manifest has a `subject`), in that order, every blob read and verified by the layout reader
-    (xarch.oci.layout.LayoutReader; LayoutError, exit 2, naming the layout)."""
+    """The attachments an OCI layout folder or oci-archive lists in its index.json (entries with an
+    `artifactType` whose manifest has a `subject`), in that order, every blob read and verified by the
+    layout reader (xarch.oci.layout.LayoutReader; LayoutError, exit 2, naming the layout)."""
     reader = LayoutReader(root)
     try:
         return _attachments(reader)
