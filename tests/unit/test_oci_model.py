@@ -4,6 +4,7 @@ an oci-archive, a docker-archive and a build's blobs, every byte checked against
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from xarch.oci.model import (
     DockerArchiveSource,
     Image,
     ImageIndex,
+    Layer,
     MemorySource,
     images_of,
     layout_top,
 )
 from xarch.oci.schema import DocumentError
+from xarch.oci.tree import Entry
 from xarch.oci.verified import BlobMismatch
 
 ARTIFACT = make_artifact()
@@ -211,3 +214,62 @@ def test_a_registry_answer_is_read_as_its_descriptor_says() -> None:
     ) as caught:
         open_descriptor(source, wrong)
     assert caught.value.exit_code == 4
+
+
+def _memory_layer(blob: bytes, diff_id: str | None) -> Layer:
+    from xarch.oci.digest import OCI_LAYER_GZIP, Descriptor, sha256_digest
+
+    descriptor = Descriptor(OCI_LAYER_GZIP, sha256_digest(blob), len(blob))
+    return Layer(MemorySource({descriptor.digest: blob}), descriptor, diff_id)
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "zstd"])
+def test_a_layer_is_undone_by_its_first_bytes_and_checked_against_its_diff_id(algorithm: str) -> None:
+    from xarch.oci.layer import build_layer
+
+    built = build_layer(
+        "x",
+        [Entry("etc", "dir", 0o755), Entry("etc/a", "file", 0o644, data=b"a\n" * 9000)],
+        EPOCH,
+        3,
+        algorithm,
+    )
+    assert built.data is not None
+    with _memory_layer(built.data, built.diff_id).open_uncompressed() as tar:
+        assert "sha256:" + hashlib.sha256(tar.read()).hexdigest() == built.diff_id
+    with pytest.raises(BlobMismatch, match="uncompressed: blob sha256:0{64} does not match its digest"):
+        _memory_layer(built.data, "sha256:" + "0" * 64).open_uncompressed().verify()
+
+
+def test_an_uncompressed_layer_is_its_own_tar() -> None:
+    tar = b"not really a tar, but bytes with a diff_id"
+    digest = "sha256:" + hashlib.sha256(tar).hexdigest()
+    with _memory_layer(tar, digest).open_uncompressed() as stream:
+        assert stream.read() == tar
+
+
+def test_bytes_after_the_gzip_data_are_refused() -> None:
+    from xarch.oci.layer import build_layer
+
+    built = build_layer("x", [Entry("a", "file", 0o644, data=b"a")], EPOCH, 3)
+    assert built.data is not None
+    with pytest.raises(BlobMismatch, match="cannot be read"):
+        _memory_layer(built.data + b"junk", built.diff_id).open_uncompressed().verify()
+
+
+def test_a_docker_archive_naming_a_file_it_lacks_is_one_error(tmp_path: Path) -> None:
+    import tarfile
+
+    with tarfile.open(tmp_path / "d.tar", "w") as archive:
+        data = json.dumps([{"Config": "c.json", "Layers": ["l.tar"], "RepoTags": []}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    reader = LayoutReader(tmp_path / "d.tar")
+    try:
+        with pytest.raises(
+            LayoutError, match="manifest.json names 'c.json', which the archive does not hold"
+        ):
+            DockerArchiveSource(reader).images()
+    finally:
+        reader.close()
