@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,11 +213,13 @@ def _default_tag(source: Path) -> str:
 def _is_docker_archive(path: Path) -> bool:
     """A tar with manifest.json at its top and no OCI index.json: what `docker save` writes."""
     try:
-        with tarfile.open(path) as tar:
-            names = {m.name.lstrip("./") for m in tar.getmembers()}
-    except tarfile.TarError:
+        reader = LayoutReader(path)
+    except InputError:  # not a tar (ArchiveError), or index.json without oci-layout (LayoutError)
         return False
-    return "manifest.json" in names and "index.json" not in names
+    try:
+        return reader.has("manifest.json") and not reader.has("index.json")
+    finally:
+        reader.close()
 
 
 def _first_line(error: BaseException) -> str:

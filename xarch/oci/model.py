@@ -12,7 +12,8 @@ read the image of a layout (its index.json entry chosen by xarch.oci.layout.imag
 Hostile input: a descriptor's fields are checked before use; a manifest or index larger than
 MAX_MANIFEST_BYTES (a config larger than MAX_CONFIG_BYTES) is refused before a byte is read; every
 byte read is checked against its descriptor; JSON documents are checked against their shape
-(xarch.oci.schema). Errors are one line naming the source and the blob (all exit 2).
+(xarch.oci.schema). Errors are one line naming the source and the blob (exit 2; what a registry
+answered, exit 4).
 """
 
 from __future__ import annotations
