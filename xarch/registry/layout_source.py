@@ -125,19 +125,21 @@ def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = Tru
     """
     root = Path(root)
     reader = LayoutReader(root)
-    if reader.is_archive:
+    try:
+        if reader.is_archive:
+            raise LayoutError(f"{root}: not an OCI layout folder (layout_folder unpacks an oci-archive)")
+        top = layout_top(reader, tag)
+        if isinstance(top, ImageIndex):
+            entries = top.index.get("manifests") or []  # the index's own descriptors, every field kept
+            image = LayoutImage(root, top.descriptor.to_json(), top.data, top.index)
+            images = list(top.images())
+            if not images:
+                raise LayoutError(f"{root}: index {top.digest} lists no image")
+        else:
+            entries, images = [top.descriptor.to_json() if top.descriptor else {}], [top]
+            image = LayoutImage(root, entries[0], top.manifest_bytes or b"", top.manifest)
+    finally:
         reader.close()
-        raise LayoutError(f"{root}: not an OCI layout folder (layout_folder unpacks an oci-archive first)")
-    top = layout_top(reader, tag)
-    if isinstance(top, ImageIndex):
-        entries = top.index.get("manifests") or []  # the index's own descriptors, every field kept
-        image = LayoutImage(root, top.descriptor.to_json(), top.data, top.index)
-        images = list(top.images())
-        if not images:
-            raise LayoutError(f"{root}: index {top.digest} lists no image")
-    else:
-        entries, images = [top.descriptor.to_json() if top.descriptor else {}], [top]
-        image = LayoutImage(root, entries[0], top.manifest_bytes or b"", top.manifest)
     for entry, read in zip(entries, images, strict=True):
         image.manifests.append(Manifest(entry, read.manifest_bytes or b"", read.manifest))
     for blob in image.unique_blobs():
