@@ -12,10 +12,11 @@ from rich.table import Table
 from rich.text import Text
 
 from xarch.errors import InputError
-from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, platform_name, sha256_digest
-from xarch.oci.layout import Artifact, LayoutError, LayoutReader, image_entry
+from xarch.oci.digest import platform_name, sha256_digest
+from xarch.oci.layout import Artifact, LayoutError, LayoutReader
+from xarch.oci.model import DockerArchiveSource, ImageIndex, images_of, layout_top
+from xarch.oci.model import Image as ModelImage
 from xarch.oci.schema import parse_document
-from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 from xarch.units import human_size
 from xarch.visible import visible
 
@@ -96,54 +97,25 @@ def summarize_path(path: Path, kind: str | None = None, source: str | None = Non
         raise InspectError(f"{path}: cannot read: {error}") from None
 
 
-def _layout_row(reader: LayoutReader, source: str, descriptor: Any) -> ImageRow:
-    _, digest, size = descriptor_fields(descriptor, f"{source}: index")
-    platform = descriptor.get("platform") or {}
-    if not isinstance(platform, dict):
-        raise BadDescriptor(f"{source}: descriptor {digest} has a platform that is not a JSON object")
-    where = f"{source}: manifest {digest}"
-    manifest = json_object(reader.blob(digest, size), where)
-    _, config_digest, config_size = descriptor_fields(manifest.get("config"), f"{where}: config")
-    reader.verify_blob(config_digest, config_size)
-    layers = manifest.get("layers") or []
-    if not isinstance(layers, list):
-        raise BadDescriptor(f"{where}: layers is not a JSON array")
-    total = 0
-    for layer in layers:
-        _, layer_digest, layer_size = descriptor_fields(layer, f"{where}: layer")
-        reader.verify_blob(layer_digest, layer_size)
-        total += layer_size
-    return ImageRow(platform_name(platform), digest, total, len(layers))
+def _image_row(image: ModelImage) -> ImageRow:
+    """IMAGE's row, its config and layers hashed against their descriptors (not kept)."""
+    if image.descriptor is None:  # a docker-archive, whose files were hashed when it was opened
+        platform, digest = image.platform, "(docker-archive: no manifest)"
+    else:
+        platform, digest = image.descriptor.platform or {}, image.descriptor.digest
+        image.verify()
+    return ImageRow(platform_name(platform), digest, sum(d.size for d in image.layer_descriptors),
+                    len(image.layer_descriptors))
 
 
 def _summarize_layout(reader: LayoutReader, source: str) -> Summary:
-    entry = image_entry(reader.top_index(), f"{source}: index.json")
-    media_type, digest, size = descriptor_fields(entry, f"{source}: index.json")
-    if media_type in (OCI_INDEX, DOCKER_MANIFEST_LIST):
-        index = json_object(reader.blob(digest, size), f"{source}: index {digest}")
-        manifests = index.get("manifests") or []
-        if not isinstance(manifests, list):
-            raise BadDescriptor(f"{source}: index {digest}: manifests is not a JSON array")
-        return Summary(source, digest, tuple(_layout_row(reader, source, d) for d in manifests))
-    return Summary(source, None, (_layout_row(reader, source, entry),))
+    top = layout_top(reader)
+    index_digest = top.digest if isinstance(top, ImageIndex) else None
+    return Summary(source, index_digest, tuple(_image_row(image) for image in images_of(top)))
 
 
 def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:
-    rows = []
-    items = json_object(reader.read("manifest.json"), f"{source}: manifest.json", (list,))
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("Layers", []), list):
-            raise BadDescriptor(f"{source}: manifest.json: an entry without Config and Layers")
-        reader.docker_file(item.get("Config"))
-        config = json_object(reader.read(item["Config"]), f"{source}: {item['Config']}")
-        platform = {key: config[key] for key in ("os", "architecture", "variant") if config.get(key)}
-        rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
-        diff_ids: list[Any] = rootfs["diff_ids"] if isinstance(rootfs.get("diff_ids"), list) else []
-        sizes = [reader.docker_file(layer, diff_ids[n] if n < len(diff_ids) else None)[1]
-                 for n, layer in enumerate(item.get("Layers") or [])]
-        no_manifest = "(docker-archive: no manifest)"
-        rows.append(ImageRow(platform_name(platform), no_manifest, sum(sizes), len(sizes)))
-    return Summary(source, None, tuple(rows))
+    return Summary(source, None, tuple(_image_row(image) for image in DockerArchiveSource(reader).images()))
 
 
 def print_summary(summary: Summary, as_json: bool, console: Console) -> None:

@@ -268,9 +268,10 @@ def test_a_registry_serving_a_longer_config_is_cut_off_at_the_descriptors_size(
     config = json.loads(layout.manifests["amd64"])["config"]
     stored = registry_blob(registry, config["digest"])
     stored.write_bytes(stored.read_bytes() + b" ")
-    # Read no further than the descriptor's size: the answer is refused as soon as it passes it.
-    with pytest.raises(CorruptAnswer, match=f"blob verify/image@{config['digest']}: "
-                                            f"the answer is longer than {config['size']} bytes"):
+    # Read no further than the descriptor's size: the answer is refused as soon as it passes it
+    # (the read model streams it through xarch.oci.verified, which words it so).
+    with pytest.raises(CorruptAnswer, match=f"blob verify/image@{config['digest']}: .*"
+                                            f"more than the descriptor's {config['size']} bytes"):
         fetch_image(ref, settings=Settings(insecure=True))
 
 

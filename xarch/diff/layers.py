@@ -1,24 +1,19 @@
 """Stream one layer blob into per-file records, never unpacking it to disk.
 
-The blob is read once: its bytes are hashed (to check the blob digest), decompressed and
-hashed again (to check the diff_id), and walked by `tarfile` in stream mode while each
-regular file's content is hashed. gzip is opened explicitly rather than with mode "r|gz"
-so the decompressed stream can be hashed on its way into tarfile.
+The blob is read once, through the read model (xarch.oci.model.Layer.open_uncompressed): its
+bytes are checked against the blob digest, decompressed and checked against the diff_id, and
+walked by `tarfile` in stream mode while each regular file's content is hashed.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import tarfile
 from dataclasses import dataclass
-from typing import IO, Any
-
-import zstandard
+from typing import Any
 
 from xarch.diff.sources import DiffError, LayerRef
 
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
           tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink", tarfile.CHRTYPE: "char device",
           tarfile.BLKTYPE: "block device",
@@ -67,72 +62,26 @@ class LayerFiles:
     order: list[str]  # paths in the order the tar stores them
 
 
-class _HashingReader:
-    """A read-only stream that hashes what passes through it."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.hasher.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.hasher.hexdigest()
-
-
 def _normal(name: str) -> str:
     return name.removeprefix("./").rstrip("/") or "."
 
 
 def read_layer(layer: LayerRef, label: str) -> LayerFiles:
-    """Every entry of LAYER by path; raises DiffError when the blob or diff_id does not match."""
+    """Every entry of LAYER by path. The tar streams once through xarch.oci.model's checks: the blob
+    against its digest and size, the tar (to its last padding byte) against the diff_id, so a mismatch
+    raises BlobMismatch; a tar that cannot be read raises DiffError (both exit 2)."""
     where = f"{label}: layer {layer.position} ({layer.digest})"
-    with layer.open() as raw_handle:
-        blob = _HashingReader(raw_handle)
-        head = blob.raw.peek(4)[:4] if hasattr(blob.raw, "peek") else b""
-        zstd = head == ZSTD_MAGIC or "zstd" in layer.media_type
-        gz = not zstd and ("gzip" in layer.media_type or head[:2] == b"\x1f\x8b")
-        if not head and not layer.media_type:
-            gz = _sniff_gzip(layer)
-        decompressed: Any = None
-        if zstd:  # every frame, as xarch writes one per 1 MiB chunk (xarch/oci/compress.py)
-            decompressed = zstandard.ZstdDecompressor().stream_reader(
-                blob, read_across_frames=True, closefd=False)  # type: ignore[arg-type]
-        elif gz:
-            decompressed = gzip.GzipFile(fileobj=blob, mode="rb")  # type: ignore[call-overload]
-        tar_stream = _HashingReader(decompressed) if decompressed else blob
-        result = LayerFiles({}, [])
+    result = LayerFiles({}, [])
+    with layer.open_tar() as tar_stream:
         try:
-            with tarfile.open(fileobj=tar_stream, mode="r|") as archive:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=tar_stream, mode="r|") as archive:
                 for member in archive:
                     result.files[_normal(member.name)] = _record(member, archive)
                     result.order.append(_normal(member.name))
-            tar_stream.drain()  # the zero blocks and padding after the last entry are part of the diff_id
-            blob.drain()
-        except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as error:
+        except (tarfile.TarError, OSError, EOFError) as error:
             raise DiffError(f"{where}: unreadable layer ({error})") from None
-    if blob.digest != layer.digest:
-        raise DiffError(f"{where}: blob does not match its digest (got {blob.digest})")
-    diff_id = tar_stream.digest
-    if layer.diff_id and diff_id != layer.diff_id:
-        raise DiffError(f"{where}: uncompressed content {diff_id} does not match the config's diff_id "
-                        f"{layer.diff_id}")
+        tar_stream.verify()  # type: ignore[attr-defined]  # the zero blocks after the last entry count too
     return result
-
-
-def _sniff_gzip(layer: LayerRef) -> bool:
-    with layer.open() as handle:
-        return handle.read(2) == b"\x1f\x8b"
 
 
 def _record(member: tarfile.TarInfo, archive: tarfile.TarFile) -> FileRecord:

@@ -9,10 +9,8 @@ layers are streamed once more for these files only (the first pass keeps digests
 from __future__ import annotations
 
 import difflib
-import gzip
 import tarfile
 from collections.abc import Iterable
-from typing import IO
 
 from xarch.diff.sources import DiffError, LayerRef
 
@@ -27,11 +25,7 @@ def contents(layer: LayerRef, wanted: set[str], limit: int | None = TEXT_LIMIT) 
     Returns {path: bytes}. A layer that cannot be read raises DiffError (exit 2).
     """
     found: dict[str, bytes] = {}
-    with layer.open() as raw:
-        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-        stream: IO[bytes] = raw
-        if head == b"\x1f\x8b" or "gzip" in layer.media_type:
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+    with layer.open_tar() as stream:
         try:
             with tarfile.open(fileobj=stream, mode="r|") as archive:
                 for member in archive:

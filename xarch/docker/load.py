@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
 
 from xarch import platforms
 from xarch.errors import ExitCode, InputError
-from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, platform_name
+from xarch.oci import model
+from xarch.oci.digest import Descriptor, platform_name
 from xarch.oci.dockerarchive import write_docker_archive
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
-from xarch.oci.layout import LayoutError, LayoutReader, image_entry
-from xarch.oci.schema import DocumentError, Kind, parse_document
-from xarch.oci.verified import descriptor_fields
+from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.model import layout_top
+from xarch.oci.schema import DocumentError
 from xarch.registry.errors import InvalidReference
 from xarch.registry.reference import parse_reference
 from xarch.summary import summarize_path
-
-_INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 
 
 class DockerError(InputError):
@@ -145,67 +142,37 @@ def load_built_image(image: Image, tag: str, client: docker.DockerClient | None 
 
 
 def read_layout_image(layout: Path, platform: str | None) -> Image:
-    """The image for PLATFORM in an OCI layout, with its blobs checked against their digests.
+    """The image for PLATFORM in an OCI layout (read through xarch.oci.model), with its blobs checked
+    against their descriptors.
 
-    DockerError (exit 2) when no image fits PLATFORM or the layout is damaged.
+    DockerError (exit 2) when no image fits PLATFORM or the layout is damaged; BlobMismatch (exit 2)
+    when a blob differs from its descriptor.
     """
     try:
         reader = LayoutReader(layout)
     except LayoutError as error:
         raise DockerError(str(error)) from None
     try:
-        top = reader.top_index()
-        entry = image_entry(top, f"{layout}: index.json")  # the one entry every layout reader takes
-        manifests = _image_manifests(reader, {"manifests": [entry]}, depth=0)
-        chosen = _choose(layout, manifests, platform)
-        manifest_bytes = reader.blob(chosen.digest, chosen.size)
-        manifest = _json(manifest_bytes, layout, chosen.digest, "image")
-        where = f"{layout}: {chosen.digest}"
-        _, config_digest, config_size = descriptor_fields(manifest.get("config"), where)
-        config_bytes = reader.blob(config_digest, config_size)
-        config = _json(config_bytes, layout, config_digest, "config")
-        rootfs = config.get("rootfs")
-        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-        layer_list = manifest.get("layers")
-        if not isinstance(diff_ids, list) or not isinstance(layer_list, list) \
-                or len(diff_ids) != len(layer_list):
-            raise DockerError(f"{layout}: image {chosen.digest}: its manifest's layers and its config's "
+        top = layout_top(reader)  # the one entry every layout reader takes
+        if isinstance(top, model.ImageIndex):
+            image = top.image(_choose(layout, top.manifests(), platform))
+        else:
+            image = top
+        config = image.config()
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        if len(diff_ids) != len(image.layer_descriptors):
+            raise DockerError(f"{layout}: image {image.digest}: its manifest's layers and its config's "
                               "rootfs.diff_ids do not pair up")
-        layers = []
-        for i, (desc, diff_id) in enumerate(zip(layer_list, diff_ids, strict=True)):
-            _, layer_digest, layer_size = descriptor_fields(desc, f"{layout}: {chosen.digest}")
-            if not isinstance(diff_id, str):
-                raise DockerError(f"{layout}: config {config_digest}: diff_id {i} is not a string")
-            # Sizes and entry counts are unknown here and not needed to write the archive.
-            layers.append(Layer(name=f"layer{i}", diff_id=diff_id, blob=reader.blob(layer_digest, layer_size),
-                                uncompressed_size=0, entry_count=0))
-    except LayoutError as error:
+        # Sizes and entry counts are unknown here and not needed to write the archive.
+        layers = tuple(Layer(name=f"layer{layer.position}", diff_id=str(layer.diff_id), blob=layer.read(),
+                             uncompressed_size=0, entry_count=0) for layer in image.layers())
+        manifest_bytes = image.manifest_bytes or b""
+        config_bytes = image.config_bytes()
+    except (LayoutError, DocumentError) as error:
         raise DockerError(f"{layout}: not a readable OCI layout ({error})") from None
     finally:
         reader.close()
-    plat = chosen.platform or {"os": str(config.get("os", "linux")),
-                               "architecture": str(config.get("architecture"))}
-    return Image(dict(plat), config_bytes, manifest_bytes, tuple(layers))
-
-
-def _image_manifests(reader: LayoutReader, index: dict[str, Any], depth: int) -> list[Descriptor]:
-    """Image manifest descriptors of an index, following nested indexes (xarch writes one)."""
-    if depth > 4:
-        raise DockerError(f"{reader.path}: indexes nested too deep")
-    result = []
-    raws = index.get("manifests") or []
-    if not isinstance(raws, list):
-        raise DockerError(f"{reader.path}: an index's manifests is not a JSON array")
-    for raw in raws:
-        if depth == 0 and isinstance(raw, dict) and raw.get("artifactType"):
-            continue  # an SBOM or attestation listed beside the image (xarch.oci.artifact), not an image
-        desc = Descriptor.from_json(raw, str(reader.path))
-        if desc.media_type in _INDEX_TYPES:
-            nested = _json(reader.blob(desc.digest, desc.size), reader.path, desc.digest, "index")
-            result.extend(_image_manifests(reader, nested, depth + 1))
-        else:
-            result.append(desc)
-    return result
+    return Image({"os": "linux", **image.platform}, config_bytes, manifest_bytes, layers)
 
 
 def _choose(layout: Path, manifests: list[Descriptor], platform: str | None) -> Descriptor:
@@ -223,13 +190,6 @@ def _choose(layout: Path, manifests: list[Descriptor], platform: str | None) -> 
     have = ", ".join(platform_name(d.platform) if d.platform else "unknown" for d in manifests)
     raise DockerError(f"{layout}: no image for {wanted.oci} (the layout has: {have}); "
                       "choose one with --platform")
-
-
-def _json(data: bytes, where: Path, digest: str, kind: Kind) -> dict[str, Any]:
-    try:
-        return dict(parse_document(data, f"{where}: blob {digest}", kind))
-    except DocumentError as error:
-        raise DockerError(str(error)) from None
 
 
 def _docker_tag(tag: str) -> str:
@@ -253,11 +213,13 @@ def _default_tag(source: Path) -> str:
 def _is_docker_archive(path: Path) -> bool:
     """A tar with manifest.json at its top and no OCI index.json: what `docker save` writes."""
     try:
-        with tarfile.open(path) as tar:
-            names = {m.name.lstrip("./") for m in tar.getmembers()}
-    except tarfile.TarError:
+        reader = LayoutReader(path)
+    except InputError:  # not a tar (ArchiveError), or index.json without oci-layout (LayoutError)
         return False
-    return "manifest.json" in names and "index.json" not in names
+    try:
+        return reader.has("manifest.json") and not reader.has("index.json")
+    finally:
+        reader.close()
 
 
 def _first_line(error: BaseException) -> str:

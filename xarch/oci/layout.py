@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from xarch.errors import InputError
 from xarch.oci.archive import open_archive, read_member
@@ -19,9 +19,6 @@ from xarch.oci.image import Image
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
 from xarch.oci.verified import SHA256, VerifiedStream, first_line
-
-if TYPE_CHECKING:  # the schema (pydantic) loads when a document is read: writing a layout needs none
-    from xarch.oci.schema import Kind
 
 OCI_LAYOUT_FILE = canonical_json({"imageLayoutVersion": "1.0.0"})
 
@@ -211,6 +208,11 @@ class LayoutReader:
         return (self.path / relative).is_file() if self._tar is None else relative in self._members
 
     @property
+    def label(self) -> str:
+        """The layout's path, as every message names it (xarch.oci.model.BlobSource)."""
+        return str(self.path)
+
+    @property
     def is_archive(self) -> bool:
         return self._tar is not None
 
@@ -237,6 +239,10 @@ class LayoutReader:
             stream.verify()
         return data
 
+    def read_manifest(self, digest: str, size: int | None = None) -> bytes:
+        """The bytes of manifest or index DIGEST: a blob like any other in a layout (see blob)."""
+        return self.blob(digest, size)
+
     def verify_blob(self, digest: str, size: int | None = None) -> None:
         """Hash blob DIGEST (a layer, say) without keeping it; BlobMismatch when it differs."""
         with self.open_blob(digest, size) as stream:
@@ -258,15 +264,6 @@ class LayoutReader:
             stream.verify()
         return stream.check.actual, stream.count
 
-    def json_blob(self, digest: str, kind: Kind = "image", size: int | None = None) -> dict[str, Any]:
-        """Blob DIGEST (verified) parsed and checked to be a KIND (xarch/oci/schema.py).
-
-        BlobMismatch, LayoutError or DocumentError (exit 2) name the layout and the blob.
-        """
-        from xarch.oci.schema import parse_document
-
-        return dict(parse_document(self.blob(digest, size), f"{self.path}: blob {digest}", kind))
-
     def top_index(self) -> dict[str, Any]:
         """index.json parsed and checked to be an OCI index (image-layout spec); DocumentError names the
         field.
@@ -274,15 +271,6 @@ class LayoutReader:
         from xarch.oci.schema import parse_document
 
         return dict(parse_document(self.read("index.json"), f"{self.path}: index.json", "index"))
-
-    def document(self, relative: str, kind: Kind) -> Any:
-        """The file RELATIVE (e.g. a docker-archive's manifest.json) parsed and checked to be a KIND.
-
-        LayoutError or DocumentError (exit 2) name the layout and the file.
-        """
-        from xarch.oci.schema import parse_document
-
-        return parse_document(self.read(relative), f"{self.path}: {relative}", kind)
 
     def close(self) -> None:
         """Close the archive, if the layout is one."""

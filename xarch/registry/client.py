@@ -37,7 +37,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 
-from xarch.oci.verified import BlobCheck
+from xarch.oci.verified import BlobCheck, VerifiedStream
 from xarch.registry.auth import ANONYMOUS, Authenticator, Credentials
 from xarch.registry.errors import AuthError, CorruptAnswer, RegistryError, RegistryUnavailable
 from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
@@ -552,6 +552,19 @@ class RegistryClient:
         check.finish()
         return data
 
+    def open_blob(self, repository: str, digest: str, size: int | None = None) -> VerifiedStream:
+        """A stream of blob DIGEST as the registry answers it, checked as it is read (never more than
+        SIZE bytes; the sha256 at EOF): CorruptAnswer (exit 4) when it differs or the connection drops.
+        Opened on demand, for xarch.registry.source (the read model's registry source)."""
+        self._scope(repository, push=False)
+        what = f"GET blob {repository}@{digest}"
+        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", stream=True, what=what)
+        if response.status_code != 200:
+            response.close()
+            raise self._fail(response, what)
+        body = io.BufferedReader(_ResponseReader(response))
+        return VerifiedStream(body, digest, size, f"{self.host}: {what}", CorruptAnswer)
+
     def download_blob(self, repository: str, digest: str, destination: Path, size: int | None = None) -> None:
         """Stream a blob to DESTINATION, verified against DIGEST (and SIZE when given: a longer answer
         is cut off there); a partial or wrong download never lands there (CorruptAnswer, exit 4)."""
@@ -663,6 +676,29 @@ class RegistryClient:
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # get_blob without a size (the few small blobs read whole: configs, SBOMs, signatures).
 MAX_SMALL_BLOB_BYTES = 256 * 1024 * 1024
+
+
+class _ResponseReader(io.RawIOBase):
+    """The body of RESPONSE as a binary stream; a dropped connection is an OSError (VerifiedStream
+    reports it as one line)."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self.response.raw.read(len(buffer), decode_content=True)
+        except (urllib3.exceptions.HTTPError, requests.RequestException) as error:
+            raise OSError(f"connection dropped: {error}") from None
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.response.close()
+        super().close()
 
 
 def bounded_body(response: requests.Response, limit: int, too_long: str) -> bytes:

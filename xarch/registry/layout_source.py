@@ -15,16 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from xarch.oci.archive import open_archive
-from xarch.oci.layout import LayoutError, image_entry
-from xarch.oci.schema import parse_document
-from xarch.oci.verified import (
-    BadDescriptor,
-    descriptor_fields,
-    first_line,
-    json_object,
-    read_verified,
-    verify_blob,
-)
+from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.model import ImageIndex, layout_top
+from xarch.oci.verified import BlobMismatch, descriptor_fields, first_line
 from xarch.registry.mediatypes import INDEXES, media_type_of
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -91,16 +84,23 @@ def _blob_file(root: Path, descriptor: Any, where: str) -> tuple[Path, str, int]
     return path, digest, size
 
 
-def _read_verified(root: Path, descriptor: Any, where: str) -> bytes:
-    path, digest, size = _blob_file(root, descriptor, where)
-    return read_verified(path.open("rb"), digest, size, str(root), LayoutError)
-
-
 def verify_file(root: Path, descriptor: Any, where: str) -> None:
-    """Hash the (possibly large) blob file of DESCRIPTOR in pieces; the registry checks too, but only
-    after the upload. LayoutError when it is missing, BlobMismatch (exit 2) when it differs."""
-    path, digest, size = _blob_file(root, descriptor, where)
-    verify_blob(path.open("rb"), digest, size, str(root), LayoutError)
+    """Hash the (possibly large) blob file of DESCRIPTOR in pieces (xarch.oci.layout.LayoutReader); the
+    registry checks too, but only after the upload. LayoutError (exit 2) when it is missing or differs."""
+    _, digest, size = _blob_file(root, descriptor, where)
+    try:
+        LayoutReader(root).verify_blob(digest, size)
+    except BlobMismatch as error:  # a push refuses a broken layout as a LayoutError, whatever is wrong in it
+        raise LayoutError(str(error)) from None
+
+
+def read_file(root: Path, descriptor: Any, where: str) -> bytes:
+    """The bytes of the (small) blob file of DESCRIPTOR, checked as verify_file checks it."""
+    _, digest, size = _blob_file(root, descriptor, where)
+    try:
+        return LayoutReader(root).blob(digest, size)
+    except BlobMismatch as error:
+        raise LayoutError(str(error)) from None
 
 
 def _check_size(root: Path, descriptor: Any, where: str) -> None:
@@ -114,44 +114,34 @@ def _check_size(root: Path, descriptor: Any, where: str) -> None:
 
 
 def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = True) -> LayoutImage:
-    """Parse ROOT/index.json and verify its image entry (xarch.oci.layout.image_entry: the one
-    named TAG when an entry has that ref.name, else the first index or manifest that is no artifact).
+    """The image of the layout folder ROOT, read through the read model (xarch.oci.model.layout_top: the
+    index.json entry named TAG, else the first index or manifest that is no artifact).
 
     The index and the manifests are always read and hashed. Configs and layers are hashed too,
     unless HASH_BLOBS is False: then each is only checked to exist with its descriptor's size, and
     whoever sends one hashes it first (verify_file), so a push reads only what it sends.
 
-    LayoutError, BadDescriptor or BlobMismatch (exit 2) name the file and the field or blob.
+    LayoutError, BadDescriptor, DocumentError or BlobMismatch (exit 2) name the file and the field or blob.
     """
     root = Path(root)
-    index_file = root / "index.json"
-    if not (root / "oci-layout").is_file() or not index_file.is_file():
-        raise LayoutError(f"{root}: not an OCI layout (oci-layout and index.json expected)")
-    # The top index is checked against its schema first, as every other reader does.
-    entries = parse_document(index_file.read_bytes(), str(index_file), "index").get("manifests") or []
-    if not isinstance(entries, list) or not entries:
-        raise LayoutError(f"{index_file}: lists no image")
-    for entry in entries:
-        descriptor_fields(entry, str(index_file))
-    top_descriptor = image_entry({"manifests": entries}, str(index_file), tag)
-    top_data = _read_verified(root, top_descriptor, str(index_file))
-    top_where = f"{root}: {top_descriptor['digest']}"
-    image = LayoutImage(root, top_descriptor, top_data, json_object(top_data, top_where))
-    descriptors = image.top_json.get("manifests", []) if image.is_index else [top_descriptor]
-    if not isinstance(descriptors, list):
-        raise BadDescriptor(f"{top_where}: manifests is not a JSON array")
-    for descriptor in descriptors:
-        data = top_data if descriptor is top_descriptor else _read_verified(root, descriptor, top_where)
-        where = f"{root}: {descriptor['digest']}"
-        manifest = json_object(data, where)
-        if media_type_of(manifest, descriptor.get("mediaType")) in INDEXES:
-            raise LayoutError(f"{root}: nested index {descriptor['digest']} is not supported")
-        layers = manifest.get("layers", [])
-        if not isinstance(layers, list):
-            raise BadDescriptor(f"{where}: layers is not a JSON array")
-        for blob in [manifest.get("config"), *layers]:
-            descriptor_fields(blob, where)
-        image.manifests.append(Manifest(descriptor, data, manifest))
+    reader = LayoutReader(root)
+    try:
+        if reader.is_archive:
+            raise LayoutError(f"{root}: not an OCI layout folder (layout_folder unpacks an oci-archive)")
+        top = layout_top(reader, tag)
+        if isinstance(top, ImageIndex):
+            entries = top.index.get("manifests") or []  # the index's own descriptors, every field kept
+            image = LayoutImage(root, top.descriptor.to_json(), top.data, top.index)
+            images = list(top.images())
+            if not images:
+                raise LayoutError(f"{root}: index {top.digest} lists no image")
+        else:
+            entries, images = [top.descriptor.to_json() if top.descriptor else {}], [top]
+            image = LayoutImage(root, entries[0], top.manifest_bytes or b"", top.manifest)
+    finally:
+        reader.close()
+    for entry, read in zip(entries, images, strict=True):
+        image.manifests.append(Manifest(entry, read.manifest_bytes or b"", read.manifest))
     for blob in image.unique_blobs():
         (verify_file if hash_blobs else _check_size)(root, blob, str(root))
     return image

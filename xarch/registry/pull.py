@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from xarch.oci.atomic import atomic_dir
-from xarch.oci.digest import OCI_INDEX, REF_NAME, canonical_json, hex_of
+from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of
+from xarch.oci.layout import LayoutError
+from xarch.oci.model import Image, ImageIndex, open_descriptor
+from xarch.oci.schema import DocumentError
 from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object
 from xarch.registry.auth import Credentials
-from xarch.registry.client import Settings
-from xarch.registry.errors import CorruptAnswer, RegistryError
+from xarch.registry.client import RegistryClient, Settings
+from xarch.registry.errors import CorruptAnswer
 from xarch.registry.mediatypes import INDEXES, media_type_of, platform_name
 from xarch.registry.push import make_client
 from xarch.registry.reference import Reference, parse_reference
+from xarch.registry.source import RegistrySource
 
 
 @dataclass
@@ -60,56 +64,56 @@ class PulledImage:
 
 def fetch_image(target: str | Reference, credentials: Credentials | None = None,
                 settings: Settings | None = None, with_configs: bool = True) -> PulledImage:
-    """The index (or manifest) REF names, every platform manifest under it, and their configs.
+    """The index (or manifest) REF names, every platform manifest under it, and their configs, read
+    through the read model (xarch.oci.model over xarch.registry.source.RegistrySource).
 
     GET /v2/<name>/manifests/<reference> (distribution spec "Pulling manifests"); InvalidReference (exit
-    2), RegistryError/AuthError (exit 4), CorruptAnswer (exit 4) when the answer does not match its
-    digest or is not an image.
+    2), RegistryError/AuthError (exit 4), CorruptAnswer (exit 4) when an answer does not match its
+    descriptor or is not an image (the message names the reference and the digest).
     """
     ref = parse_reference(target) if isinstance(target, str) else target
     client = make_client(ref, credentials, settings)
     try:
-        data, declared, digest = client.get_manifest(ref.repository, ref.target)
-        top = answer_json(data, ref, digest)
-        media_type = media_type_of(top, declared or None)
-        image = PulledImage(ref, digest, media_type, data)
-        if image.is_index:
-            listed = top.get("manifests") or []
-            if not isinstance(listed, list):
-                raise CorruptAnswer(f"{ref}: index {digest}: manifests is not a JSON array")
-            entries = []
-            for item in listed:
-                _, entry_digest, entry_size = answer_descriptor(item, f"{ref}: index {digest}")
-                platform = item.get("platform")
-                entries.append((entry_digest, entry_size, platform if isinstance(platform, dict) else None))
-        else:
-            entries = [(digest, len(data), None)]
-        for entry_digest, entry_size, platform in entries:
-            if entry_digest == digest:
-                manifest_data, manifest_type = data, media_type
+        top, media_type = open_published(ref, client)
+        assert top.descriptor is not None
+        data = top.data if isinstance(top, ImageIndex) else top.manifest_bytes
+        image = PulledImage(ref, top.descriptor.digest, media_type, data or b"")
+        try:
+            entries: list[tuple[Descriptor | None, Image]]
+            if isinstance(top, ImageIndex):
+                entries = [(descriptor, top.image(descriptor)) for descriptor in top.manifests()]
             else:
-                manifest_data, declared_type, _ = client.get_manifest(ref.repository, entry_digest)
-                manifest_type = media_type_of(answer_json(manifest_data, ref, entry_digest),
-                                              declared_type or None)
-            if len(manifest_data) != entry_size:
-                raise CorruptAnswer(f"{ref}: manifest {entry_digest} is {len(manifest_data)} bytes, its "
-                                    f"descriptor says {entry_size}")
-            parsed = answer_json(manifest_data, ref, entry_digest)
-            if manifest_type in INDEXES:
-                raise RegistryError(f"{ref}: nested index {entry_digest} is not supported")
-            layers = parsed.get("layers", [])
-            if not isinstance(layers, list):
-                raise CorruptAnswer(f"{ref}: manifest {entry_digest}: layers is not a JSON array")
-            for blob in [parsed.get("config"), *layers]:
-                answer_descriptor(blob, f"{ref}: manifest {entry_digest}")
-            pulled = PulledManifest(entry_digest, manifest_type, manifest_data, parsed, platform)
-            if with_configs or platform is None:
-                config = parsed["config"]
-                pulled.config_data = client.get_blob(ref.repository, config["digest"], config["size"])
-            image.manifests.append(pulled)
+                entries = [(None, top)]
+            for descriptor, read in entries:
+                assert read.descriptor is not None and read.manifest_bytes is not None
+                pulled = PulledManifest(read.descriptor.digest,
+                                        media_type_of(read.manifest, read.descriptor.media_type or None),
+                                        read.manifest_bytes, read.manifest,
+                                        descriptor.platform if descriptor else None)
+                if with_configs or pulled.platform is None:
+                    pulled.config_data = read.config_bytes()
+                image.manifests.append(pulled)
+        except (BadDescriptor, DocumentError, LayoutError) as error:  # a bad answer is the registry's fault
+            raise CorruptAnswer(str(error)) from None
         return image
     finally:
         client.close()
+
+
+def open_published(ref: Reference, client: RegistryClient) -> tuple[ImageIndex | Image, str]:
+    """The index or manifest REF names, opened in the read model over the registry CLIENT talks to
+    (xarch.registry.source.RegistrySource: what lies under it is fetched when asked for), and its media
+    type (the document's own, else the registry's Content-Type). RegistryError/CorruptAnswer (exit 4)
+    name the reference.
+    """
+    data, declared, digest = client.get_manifest(ref.repository, ref.target)
+    media_type = media_type_of(answer_json(data, ref, digest), declared or None)
+    try:
+        source = RegistrySource(client, ref, {digest: data})
+        top = open_descriptor(source, Descriptor(media_type, digest, len(data)))
+    except (BadDescriptor, DocumentError, LayoutError) as error:
+        raise CorruptAnswer(str(error)) from None
+    return top, media_type
 
 
 def answer_json(data: bytes, ref: Reference, digest: str) -> dict[str, Any]:

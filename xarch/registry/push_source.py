@@ -24,9 +24,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xarch.oci.layout import LayoutError
-from xarch.oci.verified import descriptor_fields, read_verified
-from xarch.registry.layout_source import LayoutImage, Manifest, read_layout, verify_file
+from xarch.registry.layout_source import LayoutImage, Manifest, read_file, read_layout, verify_file
 
 if TYPE_CHECKING:  # `xarch push` need not import the build's side
     from xarch.oci.artifact import Attachment
@@ -82,8 +80,7 @@ class LayoutSource(PushSource):
 
     def read(self, descriptor: dict[str, Any]) -> bytes:
         """The blob's bytes, read and checked against DESCRIPTOR (LayoutError, exit 2)."""
-        _, digest, size = descriptor_fields(descriptor, self.label)
-        return read_verified(self.blob(digest).open("rb"), digest, size, self.label, LayoutError)
+        return read_file(self.folder, descriptor, self.label)
 
     def attachments(self) -> list[Attachment]:
         """The artifact manifests the layout's index.json lists beside the image, verified."""

@@ -35,9 +35,8 @@ from urllib.parse import quote
 
 from xarch.oci.artifact import Attachment
 from xarch.oci.digest import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json, hex_of
-from xarch.oci.layout import LayoutError
-from xarch.oci.schema import parse_document
-from xarch.oci.verified import BadDescriptor, descriptor_fields, json_object, read_verified
+from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.verified import BadDescriptor, BlobMismatch, descriptor_fields, json_object
 from xarch.registry.client import MAX_MANIFEST_BYTES, RegistryClient, bounded_body
 from xarch.registry.errors import CorruptAnswer, RegistryError
 
@@ -217,17 +216,27 @@ def push_attachments(client: RegistryClient, repository: str, attachments: Seque
 
 
 def layout_attachments(root: Path) -> list[Attachment]:
-    """The attachments an OCI layout folder lists in its index.json (entries with an `artifactType`
-    whose manifest has a `subject`), in that order, every blob read and verified (LayoutError /
-    BlobMismatch, exit 2, naming the layout)."""
-    index_file = root / "index.json"
-    entries = parse_document(index_file.read_bytes(), str(index_file), "index").get("manifests") or []
+    """The attachments an OCI layout folder or oci-archive lists in its index.json (entries with an
+    `artifactType` whose manifest has a `subject`), in that order, every blob read and verified by the
+    layout reader (xarch.oci.layout.LayoutReader; LayoutError, exit 2, naming the layout)."""
+    reader = LayoutReader(root)
+    try:
+        return _attachments(reader)
+    except BlobMismatch as error:  # a broken layout fails as a LayoutError, as in push_source
+        raise LayoutError(str(error)) from None
+    finally:
+        reader.close()
+
+
+def _attachments(reader: LayoutReader) -> list[Attachment]:
+    root = reader.label
+    entries = reader.top_index().get("manifests") or []
     found = []
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict) or not entry.get("artifactType"):
             continue
-        _, digest, size = descriptor_fields(entry, str(index_file))
-        data = _layout_blob(root, digest, size)
+        _, digest, size = descriptor_fields(entry, f"{root}: index.json")
+        data = reader.blob(digest, size)
         where = f"{root}: {digest}"
         manifest = json_object(data, where)
         subject = manifest.get("subject")
@@ -238,15 +247,8 @@ def layout_attachments(root: Path) -> list[Attachment]:
         layers = manifest.get("layers") if isinstance(manifest.get("layers"), list) else []
         for blob in [manifest.get("config"), *layers]:
             _, blob_digest, blob_size = descriptor_fields(blob, where)
-            blobs[blob_digest] = _layout_blob(root, blob_digest, blob_size)
+            blobs[blob_digest] = reader.blob(blob_digest, blob_size)
         annotations = manifest.get("annotations") if isinstance(manifest.get("annotations"), dict) else {}
         about = Descriptor(media_type, subject_digest, subject_size)
         found.append(Attachment(data, str(entry["artifactType"]), about, blobs, dict(annotations)))
     return found
-
-
-def _layout_blob(root: Path, digest: str, size: int) -> bytes:
-    path = root / "blobs" / "sha256" / hex_of(digest)
-    if not path.is_file():
-        raise LayoutError(f"{root}: blob {digest} is missing from blobs/")
-    return read_verified(path.open("rb"), digest, size, str(root), LayoutError)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from xarch.errors import InputError
 from xarch.oci.artifact import PREDICATE_ANNOTATION
 from xarch.oci.digest import platform_name
-from xarch.registry.imageref import OCI_ARCHIVE, REGISTRY, ImageRef
+from xarch.registry.imageref import REGISTRY, ImageRef
 
 if TYPE_CHECKING:
     from xarch.registry.client import Settings
@@ -28,24 +26,23 @@ class _Found:
     platforms: dict[str, str]  # platform name -> manifest digest
 
 
-@contextmanager
-def _layout(ref: ImageRef) -> Iterator[Path]:
-    from xarch.registry.layout_source import layout_folder
-
-    assert ref.path is not None
-    with ExitStack() as stack:
-        yield stack.enter_context(layout_folder(ref.path)) if ref.kind == OCI_ARCHIVE else ref.path
-
-
-def _from_layout(folder: Path) -> _Found:
-    from xarch.registry.layout_source import read_layout
+def _from_layout(path: Path) -> _Found:
+    """The attachments of the layout folder or oci-archive at PATH, read in place (xarch.oci.model)."""
+    from xarch.oci.layout import LayoutReader
+    from xarch.oci.model import ImageIndex, images_of, layout_top
     from xarch.registry.referrers import layout_attachments
 
-    image = read_layout(folder)
-    platforms = {platform_name(m.descriptor.get("platform") or {}): m.digest for m in image.manifests}
-    names = {digest: name for name, digest in platforms.items()} | {image.top_descriptor["digest"]: "index"}
+    reader = LayoutReader(path)
+    try:
+        top = layout_top(reader)
+        platforms = {platform_name(image.descriptor.platform or {}): image.descriptor.digest
+                     for image in images_of(top) if image.descriptor is not None}
+        top_digest = top.digest if isinstance(top, ImageIndex) else next(iter(platforms.values()), "")
+    finally:
+        reader.close()
+    names = {digest: name for name, digest in platforms.items()} | {top_digest: "index"}
     rows, payloads = [], {}
-    for attached in layout_attachments(folder):
+    for attached in layout_attachments(path):
         subject = names.get(attached.subject.digest, "other")
         rows.append(ReferrerRow(subject, attached.subject.digest, attached.digest, attached.artifact_type,
                                 attached.annotations.get(PREDICATE_ANNOTATION, "")))
@@ -89,9 +86,8 @@ def find_attachments(ref: ImageRef, settings: Settings | None = None) -> _Found:
     if ref.kind == REGISTRY:
         assert ref.reference is not None
         return _from_registry(ref.reference, settings)
-    with _layout(ref) as folder:
-        found = _from_layout(folder)
-    return found
+    assert ref.path is not None
+    return _from_layout(ref.path)
 
 
 @dataclass(frozen=True)

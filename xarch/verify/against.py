@@ -8,7 +8,6 @@ xarch.verify.published reads the published side and compares the whole index.
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from xarch import platforms as platform_data
@@ -32,7 +31,7 @@ def published_strategies(ref: ImageRef, settings: Settings | None = None) -> dic
     (xarch.build.stages.strategy_record in each config's history): a registry image, an OCI
     layout or an oci-archive. Raises what reading REF raises (RegistryError, LayoutError)."""
     from xarch.build.stages import parse_strategy_records
-    from xarch.registry.imageref import OCI_ARCHIVE, REGISTRY
+    from xarch.registry.imageref import REGISTRY
 
     configs: list[bytes] = []
     if ref.kind == REGISTRY:
@@ -42,12 +41,14 @@ def published_strategies(ref: ImageRef, settings: Settings | None = None) -> dic
         pulled = fetch_image(ref.reference, None, settings)
         configs = [m.config_data for m in pulled.manifests if m.config_data]
     elif ref.path is not None:
-        from xarch.registry.layout_source import layout_folder, read_layout
+        from xarch.oci.layout import LayoutReader
+        from xarch.oci.model import images_of, layout_top
 
-        with ExitStack() as stack:
-            folder = stack.enter_context(layout_folder(ref.path)) if ref.kind == OCI_ARCHIVE else ref.path
-            image = read_layout(folder)
-            configs = [image.blob_path(m.json["config"]["digest"]).read_bytes() for m in image.manifests]
+        reader = LayoutReader(ref.path)  # a folder or an oci-archive, read in place
+        try:
+            configs = [image.config_bytes() for image in images_of(layout_top(reader))]
+        finally:
+            reader.close()
     found: dict[str, dict[str, str]] = {}
     for data in configs:
         config = json.loads(data)

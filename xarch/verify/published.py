@@ -13,8 +13,6 @@ the index itself cannot be compared, and the report says so).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,12 +22,12 @@ from rich.text import Text
 
 from xarch.errors import InputError
 from xarch.oci.digest import platform_name
-from xarch.oci.layout import LayoutError
+from xarch.oci.layout import LayoutReader
+from xarch.oci.model import ImageIndex, images_of, layout_top
 from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials
 from xarch.registry.client import Settings
 from xarch.registry.imageref import OCI, OCI_ARCHIVE, REGISTRY, ImageRef
-from xarch.registry.layout_source import layout_folder, read_layout
 from xarch.registry.mediatypes import media_type_of
 from xarch.registry.pull import fetch_image
 from xarch.visible import visible
@@ -94,16 +92,6 @@ def _lone_manifest(label: str, digest: str, data: bytes, media_type: str,
     return Side(label, digest, False, {}, [IndexEntry(0, platform_name(platform), descriptor)])
 
 
-@contextmanager
-def _layout_dir(ref: ImageRef) -> Iterator[Any]:
-    assert ref.path is not None
-    if ref.kind == OCI_ARCHIVE:
-        with layout_folder(ref.path) as folder:
-            yield folder
-    else:
-        yield ref.path
-
-
 def published_side(ref: ImageRef, credentials: Credentials | None = None,
                    settings: Settings | None = None) -> Side:
     """The Side of REF: a registry image, an OCI layout folder or an oci-archive (every blob read is
@@ -119,20 +107,22 @@ def published_side(ref: ImageRef, credentials: Credentials | None = None,
     if ref.kind not in (OCI, OCI_ARCHIVE):
         raise InputError(f"--against {ref}: is a {ref.kind}, which holds no manifest or index to compare; "
                          "give an OCI layout, an oci-archive or a registry image")
-    with _layout_dir(ref) as folder:
-        image = read_layout(folder)
-        if image.is_index:
-            return side_of_index(ref.label, str(image.top_descriptor["digest"]), image.top_data)
-        [manifest] = image.manifests
-        config_digest = manifest.json["config"]["digest"]
-        try:  # read_layout checked the config's digest and size; here it must be a JSON object
-            where = f"{ref}: config {config_digest}"
-            config = json_object(image.blob_path(config_digest).read_bytes(), where)
-        except OSError:
-            raise LayoutError(f"{ref}: config {config_digest} of {manifest.digest} is unreadable") from None
-        return _lone_manifest(ref.label, manifest.digest, manifest.data,
-                              media_type_of(manifest.json, manifest.descriptor.get("mediaType")),
+    assert ref.path is not None
+    reader = LayoutReader(ref.path)  # a folder or an oci-archive, read in place
+    try:
+        top = layout_top(reader)
+        for image in images_of(top):
+            image.verify()  # every blob of the published side checked, as a push would check it
+        if isinstance(top, ImageIndex):
+            return side_of_index(ref.label, top.digest, top.data)
+        # A lone manifest: its platform is the config's, which must be a JSON object.
+        config = json_object(top.config_bytes(), f"{ref}: config {top.config_descriptor.digest}")
+        assert top.descriptor is not None and top.manifest_bytes is not None
+        return _lone_manifest(ref.label, top.descriptor.digest, top.manifest_bytes,
+                              media_type_of(top.manifest, top.descriptor.media_type or None),
                               _config_platform(config))
+    finally:
+        reader.close()
 
 
 def _config_platform(config: dict[str, Any]) -> dict[str, Any]:

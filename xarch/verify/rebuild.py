@@ -28,7 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from xarch.errors import BuildError, InputError, Verdict, XarchError
-from xarch.oci.layout import LayoutReader, image_entry
+from xarch.oci.layout import LayoutError, LayoutReader
+from xarch.oci.model import ImageIndex, layout_top
 from xarch.platforms import Platform
 from xarch.progress import Reporter
 from xarch.recipe import LoadedRecipe, resolve_epoch
@@ -343,10 +344,12 @@ def layout_digests(path: Path) -> dict[str, str]:
     """{"index": digest, "linux/amd64": manifest digest, …} of the layout at PATH."""
     reader = LayoutReader(path)
     try:
-        top = image_entry(reader.top_index(), f"{path}: index.json")
-        result = {"index": top["digest"]}
-        for descriptor in reader.json_blob(top["digest"])["manifests"]:
-            result[platform_name(descriptor["platform"])] = descriptor["digest"]
+        top = layout_top(reader)
+        if not isinstance(top, ImageIndex):
+            raise LayoutError(f"{path}: names a lone manifest, not an image index")
+        result = {"index": top.digest}
+        for descriptor in top.manifests():
+            result[platform_name(descriptor.platform or {})] = descriptor.digest
         return result
     finally:
         reader.close()
