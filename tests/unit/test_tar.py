@@ -424,3 +424,70 @@ def test_a_failing_source_leaves_nothing_in_the_store(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_layer("l", entries, EPOCH, store, "gzip", 6, workers=2)
     assert list((tmp_path / "store" / "sha256").iterdir()) == []
+
+
+@tar_settings
+@given(entries=trees(), size=st.integers(0, 2**34),
+       mtimes=st.lists(st.one_of(st.none(), st.integers(-5, 2**34)), min_size=14, max_size=14))
+def test_the_packed_header_is_the_general_encoders(entries: list[Entry], mtimes: list[int | None],
+                                                   size: int) -> None:
+    """_pack_header (one plain ustar block, written into the chunk) gives entry_headers' bytes
+    whenever it applies; where it does not (a PAX record, a name split into ustar's prefix) it
+    writes nothing and tar_chunks uses entry_headers."""
+    from xarch.oci.tar import _pack_header, entry_headers
+
+    for index, entry in enumerate(entries):
+        entry = replace(entry, mtime=mtimes[index % len(mtimes)])
+        into = bytearray(b"\xff" * 3 * BLOCK)
+        expected = entry_headers(entry, EPOCH, size)
+        if _pack_header(entry, EPOCH, size, into, BLOCK):
+            assert bytes(into[BLOCK : 2 * BLOCK]) == expected
+            assert into[:BLOCK] == into[2 * BLOCK :] == b"\xff" * BLOCK
+        else:
+            assert into == b"\xff" * 3 * BLOCK
+
+
+@tar_settings
+@given(entries=trees(), blocks=st.integers(1, 9))
+def test_chunks_are_exactly_the_chunk_size_and_the_bytes_do_not_depend_on_it(entries: list[Entry],
+                                                                             blocks: int) -> None:
+    from xarch.oci.tar import tar_chunks
+
+    ordered = fix_hardlinks(entries)
+    chunks = list(tar_chunks(ordered, EPOCH, blocks * BLOCK))
+    assert all(len(chunk) == blocks * BLOCK for chunk in chunks[:-1])
+    assert 0 < len(chunks[-1]) <= blocks * BLOCK
+    assert b"".join(chunks) == b"".join(tar_chunks(ordered, EPOCH)) == tar_bytes(entries)
+
+
+def test_a_source_that_shrinks_while_read_is_an_error_naming_it(tmp_path: Path) -> None:
+    from xarch.oci.tar import TarError, tar_chunks
+
+    source = tmp_path / "log"
+    source.write_bytes(b"x" * 4096)
+    chunks = tar_chunks([Entry("var/log", "file", 0o644, source=source)], EPOCH, 2 * BLOCK)
+    assert next(chunks) == next(iter(tar_chunks([Entry("var/log", "file", 0o644, data=b"x" * 4096)], EPOCH,
+                                                2 * BLOCK)))
+    with source.open("r+b") as handle:
+        handle.truncate(600)
+    with pytest.raises(TarError, match=f"^var/log: {re.escape(str(source))} shrank while it was written"):
+        list(chunks)
+
+
+def test_a_source_that_grows_while_read_is_cut_at_its_size_when_opened(tmp_path: Path) -> None:
+    from xarch.oci.tar import tar_chunks
+
+    source = tmp_path / "log"
+    source.write_bytes(b"x" * 4096)
+    chunks = tar_chunks([Entry("var/log", "file", 0o644, source=source)], EPOCH, 2 * BLOCK)
+    first = next(chunks)
+    with source.open("ab") as handle:
+        handle.write(b"y" * 5000)
+    assert first + b"".join(chunks) == tar_bytes([Entry("var/log", "file", 0o644, data=b"x" * 4096)])
+
+
+def test_a_source_that_is_a_folder_is_an_os_error_naming_it(tmp_path: Path) -> None:
+    from xarch.oci.tar import tar_chunks
+
+    with pytest.raises(IsADirectoryError, match=re.escape(str(tmp_path))):
+        list(tar_chunks([Entry("etc", "file", 0o644, source=tmp_path)], EPOCH))

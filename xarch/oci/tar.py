@@ -10,8 +10,11 @@ at the end and no record padding.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -138,50 +141,158 @@ def entry_headers(entry: Entry, epoch: int, size: int) -> bytes:
     return out
 
 
-READ_SIZE = 1 << 20  # a file on disk is read in pieces of this size: memory does not grow with it
+READ_SIZE = 1 << 20  # the tar stream is handed on in chunks of this size: memory does not grow with a file
+
+# The fixed part of a ustar header after the link name: magic and version, empty uname and
+# gname, devmajor and devminor 0, an empty prefix and the 12 unused bytes (what _header writes).
+_USTAR_TAIL = b"ustar\x0000" + b"\x00" * 64 + _octal(0, 8) * 2 + b"\x00" * 167
+# The checksum (POSIX ustar: the sum of the header's bytes, its own field counted as 8 spaces)
+# of everything but the name, the five numeric fields, the typeflag and the link name.
+_FIXED_SUM = 8 * ord(" ") + sum(_USTAR_TAIL)
+_HEADER_LAYOUT = struct.Struct("100s48s8s1s100s255s")  # name, mode..mtime, checksum, type, link, tail
+assert _HEADER_LAYOUT.size == BLOCK
+_FAST_TYPES = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5"}
+_ZEROS = memoryview(bytes(2 * BLOCK))
 
 
-def _source_pieces(entry: Entry, epoch: int) -> Iterator[bytes]:
-    """Header and content of a file entry whose bytes are on disk, read piece by piece.
+def _pack_header(entry: Entry, epoch: int, size: int, into: bytearray, at: int) -> bool:
+    """Write ENTRY's ustar header into INTO[AT:AT+512] when one plain header holds it (no PAX
+    record needed, name within 100 bytes); False, writing nothing, otherwise.
 
-    The size in the header is the file's size when opened; a file that shrinks while it is
-    read is an error (TarError), one that grows is cut at that size.
+    The same bytes as entry_headers, built with one format and one struct call, and the checksum
+    summed over the variable fields only.
     """
-    assert entry.source is not None
-    with open(entry.source, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        yield entry_headers(entry, epoch, size)
-        left = size
-        while left:
-            piece = handle.read(min(READ_SIZE, left))
-            if not piece:
-                raise TarError(f"{entry.path}: {entry.source} shrank while it was written to the layer")
-            left -= len(piece)
-            yield piece
-    yield _padding(size)
+    if entry.xattrs or size > 0o77777777777:
+        return False
+    uid, gid = entry.uid, entry.gid
+    if uid > 0o7777777 or gid > 0o7777777:
+        return False
+    typeflag = _FAST_TYPES[entry.type]
+    name = entry.path.encode("utf-8", "surrogateescape")
+    if typeflag == b"5":
+        name += b"/"
+    if len(name) > 100:
+        return False
+    if typeflag == b"1" or typeflag == b"2":
+        linkname = entry.linkname.encode("utf-8", "surrogateescape")
+        if len(linkname) > 100:
+            return False
+    else:
+        linkname = b""
+    mtime = epoch if entry.mtime is None else max(0, min(int(entry.mtime), epoch))
+    if mtime > 0o77777777777:
+        return False
+    numbers = b"%07o\x00%07o\x00%07o\x00%011o\x00%011o\x00" % (entry.mode & 0o7777, uid, gid, size, mtime)
+    checksum = _FIXED_SUM + sum(name) + sum(numbers) + typeflag[0] + sum(linkname)
+    checksum_field = b"%06o\x00 " % checksum
+    _HEADER_LAYOUT.pack_into(into, at, name, numbers, checksum_field, typeflag, linkname, _USTAR_TAIL)
+    return True
 
 
-def tar_chunks(entries: Iterable[Entry], epoch: int) -> Iterator[bytes]:
-    """The tar stream of ENTRIES (already in the order to write) as a series of chunks.
+class _Chunker:
+    """Cuts the tar stream into chunks of exactly SIZE bytes (a multiple of BLOCK; the last chunk
+    shorter) in one reused buffer that headers are packed and file contents read straight into."""
 
-    File contents are streamed from their sources, so no chunk is larger than READ_SIZE
-    or an in-memory entry's data.
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.buffer = bytearray(size)
+        self.view = memoryview(self.buffer)
+        self.at = 0
 
-    TarError (exit 2) when a source file changed size while being written, or for an entry type tar
-    lacks.
+    def put(self, data: bytes | memoryview) -> Iterator[bytes]:
+        """Append DATA; yield every chunk it fills."""
+        data = memoryview(data)
+        while data:
+            take = min(len(data), self.size - self.at)
+            self.view[self.at : self.at + take] = data[:take]
+            self.at += take
+            data = data[take:]
+            if self.at == self.size:
+                yield self.take()
+
+    def take(self) -> bytes:
+        """The bytes held (a full chunk or the last one); the buffer starts again empty."""
+        chunk = bytes(self.view[: self.at])
+        self.at = 0
+        return chunk
+
+    def pad(self, size: int) -> Iterator[bytes]:
+        """Zeros up to the block after SIZE content bytes; yield the chunk they fill, if they do.
+        (Padding never crosses a chunk's end: chunks are whole blocks.)"""
+        padding = -size % BLOCK
+        if padding:
+            self.view[self.at : self.at + padding] = _ZEROS[:padding]
+            self.at += padding
+            if self.at == self.size:
+                yield self.take()
+
+    def header(self, entry: Entry, epoch: int, size: int) -> Iterator[bytes]:
+        """ENTRY's header block(s); a chunk boundary always falls between blocks."""
+        if _pack_header(entry, epoch, size, self.buffer, self.at):
+            self.at += BLOCK
+            if self.at == self.size:
+                yield self.take()
+        else:
+            yield from self.put(entry_headers(entry, epoch, size))
+
+    def source(self, entry: Entry, epoch: int) -> Iterator[bytes]:
+        """Header and content of a file entry whose bytes are on disk, read into the buffer.
+
+        The size in the header is the file's size when opened; a file that shrinks while it is
+        read is an error (TarError), one that grows is cut at that size.
+        """
+        assert entry.source is not None
+        source = os.fspath(entry.source)
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            status = os.fstat(fd)
+            if stat.S_ISDIR(status.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
+            size = status.st_size
+            yield from self.header(entry, epoch, size)
+            left = size
+            while left:
+                at = self.at
+                got = os.readv(fd, [self.view[at : at + min(left, self.size - at)]])
+                if not got:
+                    raise TarError(f"{entry.path}: {entry.source} shrank while it was written to the layer")
+                left -= got
+                self.at = at + got
+                if self.at == self.size:
+                    yield self.take()
+        finally:
+            os.close(fd)
+        yield from self.pad(size)
+
+
+def tar_chunks(entries: Iterable[Entry], epoch: int, size: int = READ_SIZE) -> Iterator[bytes]:
+    """The tar stream of ENTRIES (already in the order to write) in chunks of exactly SIZE bytes
+    (a positive multiple of BLOCK; default READ_SIZE, the gzip chunk of xarch.oci.compress, which
+    then takes them as they are), the last one shorter.
+
+    File contents are read from their sources straight into the chunk, so memory is a chunk
+    plus the largest in-memory entry's data, whatever the sizes of the files.
+
+    TarError (exit 2) when a source file shrank while being written, or for an entry type tar
+    lacks; OSError when a source cannot be opened or read.
     """
+    if size <= 0 or size % BLOCK:
+        raise ValueError(f"tar chunk size must be a positive multiple of {BLOCK}, not {size}")
+    chunker = _Chunker(size)
     for entry in entries:
         if entry.type not in _TYPEFLAGS:
             raise TarError(f"{entry.path}: cannot write a {entry.type} entry")
         if entry.type == "file" and entry.data is None and entry.source is not None:
-            yield from _source_pieces(entry, epoch)
+            yield from chunker.source(entry, epoch)
             continue
         data = entry.read() if entry.type == "file" else b""
-        yield entry_headers(entry, epoch, len(data))
+        yield from chunker.header(entry, epoch, len(data))
         if data:
-            yield data
-            yield _padding(len(data))
-    yield b"\x00" * (2 * BLOCK)
+            yield from chunker.put(data)
+            yield from chunker.pad(len(data))
+    yield from chunker.put(_ZEROS)
+    if chunker.at:
+        yield chunker.take()
 
 
 def sorted_entries(entries: Iterable[Entry]) -> list[Entry]:
