@@ -730,3 +730,29 @@ def test_a_full_stdout_is_one_line_naming_stdout(images: Path, args: list[str]) 
     with open("/dev/full", "w") as full:
         result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, env=env, check=False)
     one_error_line(result, ExitCode.HOST, "stdout: No space left on device")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["inspect", "--json", "{layout}"],
+                                  ["diff", "-q", "{layout}", "{layout}"]], ids=["help", "inspect", "diff"])
+def test_a_closed_stdout_is_one_line_exit_2(images: Path, args: list[str]) -> None:
+    """`xarch inspect >&-`: Python starts with sys.stdout None; the result cannot be printed."""
+    command = [sys.executable, "-m", "xarch.cli", *(a.format(layout=images / "layout") for a in args)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            check=False, preexec_fn=lambda: os.close(1))
+    one_error_line(result, ExitCode.INPUT, "stdout: Bad file descriptor")
+
+
+@pytest.mark.parametrize("args", [["inspect", "--files", "--platform", "amd64", "{layout}"],
+                                  ["diff", "-q", "{layout}", "{layout}"]], ids=["inspect", "diff"])
+def test_a_reader_that_goes_away_ends_as_sigpipe_not_a_verdict(images: Path, args: list[str]) -> None:
+    """`xarch inspect … | head -1`: 141 as a shell reports SIGPIPE, silently; rich's own handler
+    exited 1, which is the code of a negative verdict."""
+    command = [sys.executable, "-m", "xarch.cli", *(a.format(layout=images / "layout") for a in args)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the command prints anything: its first write meets a closed pipe
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "error" not in stderr, stderr

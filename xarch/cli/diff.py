@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 
-from xarch.cli.options import Remote, json_option, quiet_option, remote_options
+from xarch.cli.options import Remote, json_option, quiet_option, remote_options, results_console
 from xarch.diff import diff_paths
 from xarch.diff.report import print_diff
 from xarch.errors import ExitCode
@@ -31,8 +30,7 @@ def diff_command(a: str, b: str, platform: str | None, as_json: bool, remote: Re
     """
     reporter = Reporter(quiet=quiet or as_json)
     result = diff_paths(a, b, platform, remote.settings(*_registry_refs(a, b)), reporter.info)
-    console = Console(highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty(),
-                      width=None if sys.stdout.isatty() else 200)
+    console = results_console(soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200)
     print_diff(result, as_json, console)
     if not result.identical:
         sys.exit(ExitCode.VERDICT)

@@ -158,7 +158,7 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
         _debug_traceback()
         code = ExitCode.HOST if error.errno in _HOST_ERRNOS else ExitCode.INPUT
         raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
-        if error.filename == "stdout" and isinstance(raw, _Stdout):
+        if error.filename == "stdout" and isinstance(raw, (_Stdout, _ClosedStdout)):
             # What stdout still holds would fail again at exit, with a traceback: let it go nowhere.
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         _fail(f"xarch: error: {_os_error_text(error)}", code)
@@ -247,10 +247,43 @@ class _Stdout(io.FileIO):
             raise
 
 
+class _ClosedStdout(io.RawIOBase):
+    """Stdout when the command was started without one: the first write fails as writing to a
+    closed descriptor does (EBADF), naming stdout, so the command ends with one line and exit 2;
+    later writes (the flushes on the way out) are dropped, so that line is said once."""
+
+    failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.failed:
+            return len(data)
+        self.failed = True
+        raise OSError(errno.EBADF, "Bad file descriptor (stdout is closed)", "stdout")
+
+    def fileno(self) -> int:
+        return 1  # /dev/null (see _name_stdout): rich and the SIGPIPE handling may ask
+
+
 def _name_stdout() -> None:
-    """Put _Stdout under sys.stdout, keeping its encoding, error handler and buffering."""
+    """Put _Stdout under sys.stdout, keeping its encoding, error handler and buffering; or, when the
+    command was started with stdout closed (`xarch inspect … >&-`, where Python leaves sys.stdout
+    None), _ClosedStdout, with /dev/null holding descriptor 1 so that no file xarch opens later
+    can take that number and receive what is printed."""
     old = sys.stdout
-    if old is None or not isinstance(old, io.TextIOWrapper):
+    if old is None:
+        try:
+            os.fstat(1)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != 1:
+                os.dup2(null, 1)
+                os.close(null)
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedStdout()), encoding="utf-8")
+        return
+    if not isinstance(old, io.TextIOWrapper):
         return
     try:
         if old.fileno() != 1:

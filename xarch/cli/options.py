@@ -42,14 +42,28 @@ def __getattr__(name: str) -> Any:
     (PEP 562): commands that print no table (push) do not load rich."""
     if name != "stdout":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from rich.console import Console
-
     # A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
-    # emoji=False: text from images and registries (`:name:` in a tag or path) is printed as it is.
     width = None if sys.stdout.isatty() else 200
-    console = Console(highlight=False, emoji=False, soft_wrap=True, width=width)
+    console = results_console(soft_wrap=True, width=width)
     globals()["stdout"] = console
     return console
+
+
+def results_console(**options: Any) -> Any:
+    """A rich Console on stdout for a command's results (OPTIONS: Console's keyword arguments).
+
+    emoji=False and highlight=False: text from images and registries (`:name:` in a tag or
+    path) is printed as it is. A reader that goes away (`xarch inspect … | head -1`) raises
+    BrokenPipeError, which xarch.cli.main ends as a shell reports SIGPIPE (141): rich's own
+    handler exits 1, which xarch's exit codes reserve for a negative verdict.
+    """
+    from rich.console import Console
+
+    class _ResultsConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return _ResultsConsole(**{"highlight": False, "emoji": False, **options})
 
 
 recipe_option = click.option(

@@ -6,11 +6,10 @@ import json
 import os
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from xarch import platforms
-from xarch.cli.options import json_option
+from xarch.cli.options import json_option, results_console
 from xarch.run import binfmt, qemu
 from xarch.run.matrix import PlatformRow, StrategyCheck, host_matrix
 
@@ -66,7 +65,7 @@ def platforms_command(setup: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"host": host.oci, "platforms": [row.to_json() for row in rows]}, indent=2))
         return
-    console = Console(emoji=False)
+    console = results_console()
     console.print(_table(rows, host.name))
     for line in _fixes(rows):
         console.print(line, highlight=False, soft_wrap=True)
