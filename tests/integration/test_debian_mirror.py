@@ -26,7 +26,7 @@ def test_lock_fetch_install_from_the_real_archive(tmp_path: Path) -> None:
     need_file(DEFAULT_KEYRING, "debian-archive-keyring is not installed (a Debian host has it)")
     # The main archive plus the security archive, both read from the host's apt config.
     sources = [DebianSource(suites=["bookworm"]), DebianSource(suites=["bookworm-security"])]
-    assert sources[0].mirror == default_mirror()
+    assert sources[0].mirror_url() == default_mirror()
     selection = PackageSelection(packages=["busybox-static", "ca-certificates"])
     store = Store(tmp_path / "store")
     lock = resolve_lock(sources, selection, [platforms.get("amd64"), platforms.get("arm64")], store=store)

@@ -21,8 +21,10 @@ def test_suites_one_or_many_and_defaults() -> None:
 
 
 def test_default_mirrors_follow_the_host() -> None:
-    assert DebianSource(suites=["bookworm"]).mirror == default_mirror()
-    assert DebianSource(suites=["bookworm-security"]).mirror == default_mirror(security=True)
+    # Looked up when a URL is first needed (mirror_url), not when the recipe is read.
+    assert DebianSource(suites=["bookworm"]).mirror == ""
+    assert DebianSource(suites=["bookworm"]).mirror_url() == default_mirror()
+    assert DebianSource(suites=["bookworm-security"]).mirror_url() == default_mirror(security=True)
     assert default_mirror(security=True).endswith("/debian-security")
 
 

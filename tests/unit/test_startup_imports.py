@@ -29,7 +29,8 @@ NOT_ON_A_CACHED_BUILD = (
     "urllib3",
     "ssl",
     "elftools",
-    # python-debian may load: it reads the host's deb822 apt sources for a recipe without a mirror.
+    # The host's apt sources (python-debian's deb822 reader) are read only for a URL to download from.
+    "debian.deb822",
     "packaging",
     "rich.progress",
     "xarch.build.elfcheck",

@@ -41,8 +41,8 @@ class DebianSource(BaseModel):
     suites: list[str]
     components: list[str] = Field(default_factory=lambda: ["main"])
     # The mirror is transport only (the signature vouches for the content), so it is
-    # left out of the lock's input hash: the same lock works from any mirror. Default:
-    # the host's apt mirror (its security mirror when every suite is a -security one).
+    # left out of the lock's input hash: the same lock works from any mirror. Empty: the
+    # host's apt mirror, looked up when first needed (mirror_url).
     mirror: str = ""
     # A snapshot.debian.org-style timestamp (20250520T000000Z). When set, the archive is
     # read at that instant: `{snapshot}` in `mirror` is replaced by it, otherwise
@@ -51,13 +51,6 @@ class DebianSource(BaseModel):
     keyring: Path = DEFAULT_KEYRING
     # Full fingerprints (primary or signing subkey); when given, only they may sign.
     fingerprints: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _default_mirror(self) -> DebianSource:
-        if not self.mirror:
-            security = all(suite.endswith("-security") for suite in self.suites)
-            self.mirror = default_mirror(security=security)
-        return self
 
     @field_validator("suites", mode="before")
     @classmethod
@@ -99,14 +92,24 @@ class DebianSource(BaseModel):
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
 
+    def mirror_url(self) -> str:
+        """The recipe's mirror, else the host's apt mirror (its security mirror when every suite is
+        a -security one: xarch.sources.debian.hostapt.default_mirror). Read when a URL is first
+        needed, not when the recipe is read: a build whose packages are all cached never parses
+        the host's apt sources (python-debian's deb822 reader, ~40 ms to import)."""
+        if self.mirror:
+            return self.mirror
+        return default_mirror(security=all(suite.endswith("-security") for suite in self.suites))
+
     def base_url(self) -> str:
         """The archive root to fetch dists/ and pool/ from."""
+        mirror = self.mirror_url()
         if self.snapshot is None:
-            return self.mirror.replace("{snapshot}", "").rstrip("/")
-        if "{snapshot}" in self.mirror:
-            return self.mirror.replace("{snapshot}", self.snapshot).rstrip("/")
+            return mirror.replace("{snapshot}", "").rstrip("/")
+        if "{snapshot}" in mirror:
+            return mirror.replace("{snapshot}", self.snapshot).rstrip("/")
         # snapshot.debian.org names archives like the mirror's last folder: debian, debian-security.
-        archive = self.mirror.rstrip("/").rsplit("/", 1)[-1] or "debian"
+        archive = mirror.rstrip("/").rsplit("/", 1)[-1] or "debian"
         return f"{SNAPSHOT_ROOT}/{archive}/{self.snapshot}"
 
     def identity(self) -> dict[str, Any]:

@@ -258,8 +258,8 @@ def as_list(source: Sources) -> list[DebianSource]:
         for suite in item.suites:
             if suite in seen:
                 raise LockError(f"sources.debian: suite {suite} is listed twice "
-                                f"({seen[suite]} and {item.mirror})")
-            seen[suite] = item.mirror
+                                f"({seen[suite]} and {item.mirror or 'the host mirror'})")
+            seen[suite] = item.mirror or "the host mirror"
     return sources
 
 

@@ -32,9 +32,10 @@ _MONTH = re.compile(r"year=(\d{4})(?:;|&amp;|&)month=(\d{1,2})")
 
 def listing_url(source: DebianSource) -> str:
     """The folder whose listing names SOURCE's snapshot timestamps (with a trailing slash)."""
-    if "{snapshot}" in source.mirror:
-        return source.mirror.split("{snapshot}", 1)[0].rstrip("/") + "/"
-    archive = source.mirror.rstrip("/").rsplit("/", 1)[-1] or "debian"
+    mirror = source.mirror_url()
+    if "{snapshot}" in mirror:
+        return mirror.split("{snapshot}", 1)[0].rstrip("/") + "/"
+    archive = mirror.rstrip("/").rsplit("/", 1)[-1] or "debian"
     return f"{SNAPSHOT_ROOT}/{archive}/"
 
 
