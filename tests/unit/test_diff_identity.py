@@ -177,6 +177,20 @@ def test_descriptor_fields_beyond_media_type_are_compared(pair: tuple[Layout, La
     assert (difference.platform, difference.item, difference.b) == (AMD64, "manifests[].extra", 1)
 
 
+@pytest.mark.parametrize("missing_in", ["a", "b"])
+def test_an_index_entry_without_its_platform_is_paired_by_digest(
+    pair: tuple[Layout, Layout], missing_in: str
+) -> None:
+    a, b = pair
+    altered = a if missing_in == "a" else b
+    index = altered.index()
+    platform = index["manifests"][0].pop("platform")
+    altered.set_index(json.dumps(index).encode())
+    [difference] = diff_paths(str(a.path), str(b.path)).differences
+    assert (difference.platform, difference.item) == (AMD64, "manifests[].platform")
+    assert (difference.a, difference.b) == ((None, platform) if missing_in == "a" else (platform, None))
+
+
 def test_a_platform_listed_twice_is_a_difference(pair: tuple[Layout, Layout]) -> None:
     a, b = pair
     index = b.index()

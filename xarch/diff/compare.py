@@ -201,11 +201,16 @@ class _Comparer:
         if sorted(order_a) == sorted(order_b) and order_a != order_b:
             self.add("", "index", "manifests", "platform order", order_a, order_b, ("index",))
         descriptors_b = {_descriptor_platform(d): d for d in index_b.get("manifests") or []}
+        by_digest_b = {d.get("digest"): d for d in index_b.get("manifests") or []}
         for descriptor_a in index_a.get("manifests") or []:
             descriptor_b = descriptors_b.get(_descriptor_platform(descriptor_a))
+            if descriptor_b is None:  # an entry without a platform is paired by the manifest it names
+                candidate = by_digest_b.get(descriptor_a.get("digest"))
+                if candidate is not None and not (descriptor_a.get("platform") and candidate.get("platform")):
+                    descriptor_b = candidate
             if descriptor_b is None:
                 continue
-            platform = _descriptor_platform(descriptor_a)
+            platform = _descriptor_platform(descriptor_a if descriptor_a.get("platform") else descriptor_b)
             self.compare_mapping(platform, "index", "manifests[].annotations",
                                  descriptor_a.get("annotations") or {}, descriptor_b.get("annotations") or {},
                                  ("index",))
