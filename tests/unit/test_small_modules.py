@@ -100,7 +100,7 @@ def test_the_table_escapes_markup_shortens_values_and_shows_text_diffs() -> None
     assert "[red]x[/red]" in text  # printed as written, not read as rich markup
     assert "v" * (MAX_VALUE - 1) + "…" in text and "v" * MAX_VALUE not in text
     assert "linux/amd64 layer 1: /[red]x[/red]\n-old\n+new\n" in text
-    assert text.endswith("1 differences; digests that differ: layer 1, manifest, index\n")
+    assert text.endswith("1 difference; digests that differ: layer 1, manifest, index\n")
 
 
 def test_a_long_result_is_cut_and_says_how_much_more(capsys: pytest.CaptureFixture[str]) -> None:

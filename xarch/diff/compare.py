@@ -5,6 +5,13 @@ config and layer blobs are named by the manifest, the manifest by the index. So 
 difference changes layer N of P, the config of P, the manifest of P and the index; an
 index annotation changes the index alone; the layout's tag (index.json) changes none.
 Blobs with equal digests are not opened: equal digests mean equal bytes.
+
+Two images are identical only when their digests are: the index's, or with --platform each
+compared platform's manifest (a docker-archive, which stores neither: its config and layers). A
+digest that differs although no field, file or layer explains it is reported as a difference of
+the document's bytes alone (whitespace, key order, a duplicate key), never dropped. A layer said
+to be recompressed only (equal diff_ids) is read through both sides' tars first, each checked
+against its diff_id.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from typing import Any
 from xarch import platforms
 from xarch.diff.layers import FileRecord, LayerFiles, read_layer
 from xarch.diff.sources import DiffError, ImageSource, LayerRef, PlatformImage, platform_key
+from xarch.errors import XarchError
+from xarch.oci.verified import BlobMismatch
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class DiffResult:
 
     @property
     def identical(self) -> bool:
+        """No difference: the compare walk reports every digest that differs (see _Comparer.explain)."""
         return not self.differences
 
     def changed_digests(self) -> list[str]:
@@ -141,6 +151,7 @@ class _Comparer:
         if wanted and not images_a and not images_b:
             names_a, names_b = (", ".join(i.platform for i in s.images) for s in (a, b))
             raise DiffError(f"--platform {wanted}: neither image has it (A: {names_a}; B: {names_b})")
+        self.compare_counts(a, b, wanted)
         for key in list(images_a) + [k for k in images_b if k not in images_a]:
             image_a, image_b = images_a.get(key), images_b.get(key)
             if image_a is None or image_b is None:
@@ -151,7 +162,33 @@ class _Comparer:
                          ("index",) if self.has_index else ())
                 continue
             self.compare_image(image_a, image_b)
+        if not wanted:  # with --platform, the platforms' manifests are the identity, not the index
+            self.explain("", "index", "index", a.index_digest, b.index_digest, ("index",))
         return self.result
+
+    def explain(self, platform: str, where: str, name: str, digest_a: str | None, digest_b: str | None,
+                changes: tuple[str, ...]) -> None:
+        """When DIGEST_A and DIGEST_B (of digest NAME) differ and no difference found so far changes NAME,
+        report that the document differs in its bytes only: no digest difference goes unreported."""
+        if digest_a is None or digest_b is None or digest_a == digest_b:
+            return
+        if any(name in difference.changes for difference in self.result.differences):
+            return
+        self.add(platform, where, "(document bytes)", "differs in its bytes only", digest_a, digest_b,
+                 changes)
+        self.result.notes.append(f"{name} differs in its bytes only: {digest_a} and {digest_b} "
+                                 "(every field compared is equal)")
+
+    def compare_counts(self, a: ImageSource, b: ImageSource, wanted: str | None) -> None:
+        """Report a platform listed more times in one image than in the other (an index entry or a
+        docker-archive's manifest.json entry repeated): the platform pairing below sees one of each."""
+        counts_a, counts_b = _counts(a.images, wanted), _counts(b.images, wanted)
+        for key in list(counts_a) + [k for k in counts_b if k not in counts_a]:
+            count_a, count_b = counts_a.get(key, 0), counts_b.get(key, 0)
+            if count_a and count_b and count_a != count_b:
+                where = "index" if self.has_index else "manifest.json"
+                self.add(key, where, "platform entries", "count", count_a, count_b,
+                         ("index",) if self.has_index else ())
 
     def compare_index(self, index_a: dict[str, Any], index_b: dict[str, Any]) -> None:
         self.compare_mapping("", "index", "annotations", index_a.get("annotations") or {},
@@ -164,15 +201,21 @@ class _Comparer:
         if sorted(order_a) == sorted(order_b) and order_a != order_b:
             self.add("", "index", "manifests", "platform order", order_a, order_b, ("index",))
         descriptors_b = {_descriptor_platform(d): d for d in index_b.get("manifests") or []}
+        by_digest_b = {d.get("digest"): d for d in index_b.get("manifests") or []}
         for descriptor_a in index_a.get("manifests") or []:
             descriptor_b = descriptors_b.get(_descriptor_platform(descriptor_a))
+            if descriptor_b is None:  # an entry without a platform is paired by the manifest it names
+                candidate = by_digest_b.get(descriptor_a.get("digest"))
+                if candidate is not None and not (descriptor_a.get("platform") and candidate.get("platform")):
+                    descriptor_b = candidate
             if descriptor_b is None:
                 continue
-            platform = _descriptor_platform(descriptor_a)
+            platform = _descriptor_platform(descriptor_a if descriptor_a.get("platform") else descriptor_b)
             self.compare_mapping(platform, "index", "manifests[].annotations",
                                  descriptor_a.get("annotations") or {}, descriptor_b.get("annotations") or {},
                                  ("index",))
-            for key in ("mediaType", "platform", "artifactType"):
+            for key in _descriptor_keys(descriptor_a, descriptor_b, ("mediaType", "platform", "artifactType"),
+                                        ("annotations",)):
                 if descriptor_a.get(key) != descriptor_b.get(key):
                     self.add(platform, "index", f"manifests[].{key}", "value", descriptor_a.get(key),
                              descriptor_b.get(key), ("index",))
@@ -200,8 +243,12 @@ class _Comparer:
         if a.manifest is not None and b.manifest is not None:
             self.compare_manifest(platform, a.manifest, b.manifest)
         if a.config_digest != b.config_digest:
-            self.compare_config(platform, a.config, b.config)
+            self.compare_config(platform, a.config, b.config, a.layers, b.layers)
         self.compare_layers(platform, a.layers, b.layers)
+        self.explain(platform, "config", f"config of {platform}", a.config_digest, b.config_digest,
+                     self.chain("config", platform))
+        self.explain(platform, "manifest", f"manifest of {platform}", a.manifest_digest, b.manifest_digest,
+                     self.chain("manifest", platform))
 
     def compare_manifest(self, platform: str, a: dict[str, Any], b: dict[str, Any]) -> None:
         changes = self.chain("manifest", platform)
@@ -210,17 +257,19 @@ class _Comparer:
         for key in sorted((set(a) | set(b)) - {"annotations", "config", "layers"}):
             if a.get(key) != b.get(key):
                 self.add(platform, "manifest", key, "value", a.get(key), b.get(key), changes)
-        if a["config"].get("mediaType") != b["config"].get("mediaType"):
-            self.add(platform, "manifest", "config.mediaType", "value", a["config"].get("mediaType"),
-                     b["config"].get("mediaType"), changes)
+        for key in _descriptor_keys(a["config"], b["config"], ("mediaType",)):
+            if a["config"].get(key) != b["config"].get(key):
+                self.add(platform, "manifest", f"config.{key}", "value", a["config"].get(key),
+                         b["config"].get(key), changes)
         pairs = zip(a.get("layers") or [], b.get("layers") or [], strict=False)
         for n, (layer_a, layer_b) in enumerate(pairs):
-            for key in ("mediaType", "annotations"):
+            for key in _descriptor_keys(layer_a, layer_b, ("mediaType", "annotations")):
                 if layer_a.get(key) != layer_b.get(key):
                     self.add(platform, "manifest", f"layers[{n}].{key}", "value", layer_a.get(key),
                              layer_b.get(key), changes)
 
-    def compare_config(self, platform: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+    def compare_config(self, platform: str, a: dict[str, Any], b: dict[str, Any],
+                       layers_a: list[LayerRef], layers_b: list[LayerRef]) -> None:
         changes = self.chain("config", platform)
         for key in sorted(set(a) | set(b)):
             value_a, value_b = a.get(key), b.get(key)
@@ -240,6 +289,9 @@ class _Comparer:
                 rest_b = {k: v for k, v in value_b.items() if k != "diff_ids"}
                 if rest_a != rest_b:
                     self.add(platform, "config", "rootfs", "value", rest_a, rest_b, changes)
+                diff_ids_a, diff_ids_b = value_a.get("diff_ids"), value_b.get("diff_ids")
+                if not _diff_ids_explained(diff_ids_a, diff_ids_b, layers_a, layers_b):
+                    self.add(platform, "config", "rootfs.diff_ids", "value", diff_ids_a, diff_ids_b, changes)
             else:
                 self.add(platform, "config", key, "value", value_a, value_b, changes)
 
@@ -271,10 +323,27 @@ class _Comparer:
             where = _layer_label(layer_b)
             number = layer_b.position
             if layer_a.diff_id and layer_a.diff_id == layer_b.diff_id:
+                self.check_same_content(platform, layer_a, layer_b)
                 self.add(platform, where, "(compressed bytes)", "compression only, same content",
                          layer_a.digest, layer_b.digest, self.chain("layer", platform, number, config=False))
                 continue
             self.compare_files(platform, where, number, layer_a, layer_b)
+
+    def check_same_content(self, platform: str, layer_a: LayerRef, layer_b: LayerRef) -> None:
+        """Read both layers' tars through the read model, each checked against the diff_id both configs
+        give, before saying "same content"; DiffError (exit 2) naming the side, platform and layer when
+        one is not (a corrupt or foreign compression, bytes after its end)."""
+        self.progress(f"checking {platform} layer {layer_b.position}: {_mb(layer_a.size)} and "
+                      f"{_mb(layer_b.size)} hold the same tar (streamed)")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [(side, label, pool.submit(_read_tar, layer))
+                       for side, label, layer in (("A", self.a.label, layer_a), ("B", self.b.label, layer_b))]
+            for side, label, future in futures:
+                try:
+                    future.result()
+                except XarchError as error:
+                    message = str(error) if str(error).startswith(f"{label}:") else f"{label}: {error}"
+                    raise DiffError(f"{side} ({platform}): {message}") from None
 
     def compare_files(self, platform: str, where: str, number: int, layer_a: LayerRef,
                       layer_b: LayerRef) -> None:
@@ -325,6 +394,57 @@ class _Comparer:
             if difference.item in data_a and difference.item in data_b:
                 text = unified(difference.item, data_a[difference.item], data_b[difference.item])
                 self.result.differences[i] = replace(difference, diff=text)
+
+
+_MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
+
+
+def _read_tar(layer: LayerRef) -> None:
+    """Stream LAYER's uncompressed tar to its end, checked against its diff_id and blob digest, after
+    checking that its first bytes are the compression its media type names (+gzip, +zstd, or a plain
+    tar; an empty media type, a docker-archive's, says nothing). Raises BlobMismatch (exit 2)."""
+    with layer.open() as blob:
+        head = blob.read(4)
+    named = next((kind for kind in _MAGIC if layer.media_type.endswith(kind)), None)
+    found = next((kind for kind, magic in _MAGIC.items() if head.startswith(magic)), None)
+    plain = layer.media_type.endswith("tar")
+    if (named or plain) and named != found:
+        raise BlobMismatch(f"layer {layer.position} ({layer.digest}): its media type {layer.media_type} "
+                           f"says {named or 'an uncompressed tar'}, its bytes are "
+                           f"{found or 'neither gzip nor zstd'}")
+    with layer.open_tar() as stream:
+        while stream.read(1 << 20):
+            pass
+        stream.verify()  # type: ignore[attr-defined]  # a VerifiedStream
+
+
+def _counts(images: list[PlatformImage], wanted: str | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for image in images:
+        if not wanted or platform_matches(image.platform, wanted):
+            counts[_match_key(image.platform)] = counts.get(_match_key(image.platform), 0) + 1
+    return counts
+
+
+def _descriptor_keys(a: dict[str, Any], b: dict[str, Any], first: tuple[str, ...],
+                     skip: tuple[str, ...] = ()) -> list[str]:
+    """FIRST, then every other key of descriptors A and B sorted, but digest, size and SKIP (compared
+    apart: the digest and size by what they name)."""
+    rest = sorted((set(a) | set(b)) - set(first) - {"digest", "size"} - set(skip))
+    return list(first) + rest
+
+
+def _diff_ids_explained(a: Any, b: Any, layers_a: list[LayerRef], layers_b: list[LayerRef]) -> bool:
+    """Whether diff_ids lists A and B differ only where the layers at those positions differ too (their
+    compare reports it); a diff_id changed over an equal layer, or a count unlike the layers', is not."""
+    if not isinstance(a, list) or not isinstance(b, list):
+        return a == b
+    if len(a) != len(layers_a) or len(b) != len(layers_b):
+        return a == b
+    for n in range(min(len(a), len(b))):
+        if a[n] != b[n] and layers_a[n].digest == layers_b[n].digest:
+            return False
+    return True
 
 
 def _select(images: list[PlatformImage], wanted: str | None) -> dict[str, PlatformImage]:

@@ -60,5 +60,6 @@ def print_diff(result: DiffResult, as_json: bool, console: Console) -> None:
     for note in result.notes:
         console.print(visible(f"note: {note}"), markup=False, highlight=False)
     changed = result.changed_digests()
-    console.print(f"{len(result.differences)} differences; digests that differ: "
+    count = len(result.differences)
+    console.print(f"{count} difference{'' if count == 1 else 's'}; digests that differ: "
                   f"{', '.join(changed) or 'none'}", markup=False, highlight=False)
