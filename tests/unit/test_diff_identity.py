@@ -208,6 +208,22 @@ def test_a_platform_listed_twice_is_a_difference(pair: tuple[Layout, Layout]) ->
     )
 
 
+def test_inspect_of_a_platform_listed_twice_says_so_and_names_both(pair: tuple[Layout, Layout]) -> None:
+    """`--platform amd64` cannot choose between two amd64 entries: the line says that, not "choose
+    one with --platform" over a count that disagrees with the list it prints."""
+    from xarch.diff.sources import open_source
+    from xarch.diff.views import choose
+    from xarch.errors import InputError
+
+    _, b = pair
+    index = b.index()
+    index["manifests"].append(index["manifests"][0])
+    b.set_index(json.dumps(index).encode())
+    digest = r"sha256:[0-9a-f]{64}"
+    with pytest.raises(InputError, match=rf"holds 2 images for amd64 \({digest}, {digest}\); an index should name"):
+        choose(open_source(str(b.path)), "amd64")
+
+
 def test_a_docker_archive_holding_its_image_twice_is_not_identical(tmp_path: Path) -> None:
     write_docker_archive(make_artifact().images[0], ["t:1"], tmp_path / "one.tar", EPOCH)
     members: list[tuple[tarfile.TarInfo, bytes]] = []

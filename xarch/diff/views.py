@@ -34,6 +34,11 @@ def choose(source: ImageSource, platform: str | None) -> PlatformImage:
     there = ", ".join(image.platform for image in source.images)
     if not found:
         raise InputError(f"{source.label}: no image for {platform} (platforms: {there})")
+    if len(found) > 1 and platform:
+        # Two index entries for one platform: which one is meant cannot be chosen by platform.
+        digests = ", ".join(image.manifest_digest or image.config_digest for image in found)
+        raise InputError(f"{source.label} holds {len(found)} images for {platform} ({digests}); "
+                         "an index should name each platform once")
     if len(found) > 1:
         raise InputError(f"{source.label} holds {len(found)} images ({there}): choose one with --platform")
     return found[0]
