@@ -582,6 +582,17 @@ def test_diff_of_a_config_whose_runtime_config_is_a_list_reports_it(good: Good, 
     assert "config" in outcome.stdout
 
 
+def test_load_refuses_an_image_whose_config_runs_another_platform_than_its_index_entry(
+    good: Good, tmp_path: Path
+) -> None:
+    # The index said linux/amd64, the config s390x: `load --platform amd64` loaded it, and docker
+    # then reported s390x.
+    layout = _copy_with_config(good, tmp_path, lambda c: c.update(architecture="s390x"))
+    with pytest.raises(XarchError, match="the index says architecture 'amd64', its config says 's390x'"):
+        read_layout_image(layout, "amd64")
+    read_layout_image(good.layout, "amd64")  # the same image unaltered loads
+
+
 def test_verify_against_a_layout_whose_config_is_not_an_object_is_one_line(
     good: Good, tmp_path: Path
 ) -> None:

@@ -159,6 +159,12 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
         else:
             image = top
         config = image.config()
+        # The index entry's platform is what --platform chose; docker runs what the config says.
+        for field in ("os", "architecture", "variant"):
+            said, runs = (image.platform or {}).get(field), config.get(field)
+            if said and runs is not None and said != runs:
+                raise DockerError(f"{layout}: image {image.digest}: the index says {field} {said!r}, "
+                                  f"its config says {runs!r}; docker would run the config's")
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         if len(diff_ids) != len(image.layer_descriptors):
             raise DockerError(f"{layout}: image {image.digest}: its manifest's layers and its config's "
