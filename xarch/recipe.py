@@ -659,6 +659,10 @@ def _clean_message(error: Any) -> str:
         return f"unknown field (fields: {', '.join(fields)})" if fields else "unknown field"
     if error["type"] == "missing":
         return "is required"
+    if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        # Pydantic's "a valid dictionary or instance of ImageConfigSpec" names a class of ours.
+        given = error.get("input")
+        return "should be a mapping of fields" + ("" if given is None else f", not {given!r}")
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

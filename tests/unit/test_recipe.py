@@ -118,6 +118,20 @@ def test_error_names_file_line_and_field(tmp_path: Path, text: str, line: int, f
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(("text", "field", "says"), [
+    ("name: a\nplatforms: [amd64]\nconfig:\n", "config", "should be a mapping of fields"),
+    ("name: a\nplatforms: [amd64]\nconfig: 5\n", "config", "should be a mapping of fields, not 5"),
+    ("name: a\nplatforms: [amd64]\nstages:\n  a: [1]\n", "stages.a",
+     "should be a mapping of fields, not [1]"),
+])
+def test_a_section_that_is_not_a_mapping_is_worded_without_class_names(tmp_path: Path, text: str, field: str,
+                                                                        says: str) -> None:
+    # Pydantic's own words were "Input should be a valid dictionary or instance of ImageConfigSpec".
+    with pytest.raises(RecipeError) as caught:
+        load(write(tmp_path, text))
+    assert str(caught.value).endswith(f" {field}: {says}"), str(caught.value)
+
+
 def test_yaml_positions_of_nested_fields(tmp_path: Path) -> None:
     positions = load_positions(write(tmp_path, FULL))
     assert positions.line_of(("files", 1, "owner")) == 25
