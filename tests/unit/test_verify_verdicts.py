@@ -73,3 +73,13 @@ def test_user_variation_of_a_dockerfile_stage_without_the_socket_is_not_applicab
     shutil.rmtree(tmp_path / "app")
     (tmp_path / "xarch.yaml").write_text("name: d\nplatforms: [amd64]\nepoch: 1\n")
     assert not_applicable(user, load(tmp_path / "xarch.yaml")) is None  # no dockerfile stage: applies
+
+
+def test_the_changed_digests_column_of_a_same_row_says_none_before_its_note() -> None:
+    # It read "built with build_path+tz+… at once" under "digests that changed" on rows that were the same.
+    console = Console(record=True, width=200)
+    print_report(report_of("same", "failed"), False, console)
+    lines = [line for line in console.export_text().splitlines() if line.count("│") >= 4]
+    rows = {line.split("│")[1].strip(): line for line in lines}
+    assert "none (note 0)" in rows["v0"]
+    assert "note 1" in rows["v1"] and "none" not in rows["v1"]

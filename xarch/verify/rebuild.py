@@ -520,6 +520,8 @@ def print_report(report: VerifyReport, as_json: bool, console: Console) -> None:
     for result in report.results:
         outcome = result.status if result.status in ACCEPTED else result.status.upper()
         detail = ", ".join(result.changed) if result.changed else result.note
+        if result.status == "same":  # a note (how the result was reached) is not a changed digest
+            detail = "none" + (f" ({result.note})" if result.note else "")
         # Text cells: a difference's detail holds file names from the images, never rich markup.
         cells = (result.name, result.description, outcome, detail or "-")
         table.add_row(*(Text(visible(cell)) for cell in cells))
