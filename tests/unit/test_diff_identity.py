@@ -336,3 +336,31 @@ def test_a_corrupt_layer_with_the_same_diff_id_is_an_input_error(
     # The other way round, the corrupt side is named A.
     with pytest.raises(DiffError, match=rf"^A \({AMD64}\): {b.path}: "):
         diff_paths(str(b.path), str(a.path))
+
+
+def test_a_whiteout_never_hides_a_file_of_its_own_layer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OCI image spec, layer.md: whiteouts apply to the layers below only. A layer whose tar holds
+    etc/a before etc/.wh.a (and opq/keep before opq/.wh..wh..opq) still shows etc/a and opq/keep."""
+    from rich.console import Console
+
+    from xarch.diff.views import show
+
+    layout = Layout(tmp_path / "a")
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind in (("etc", tarfile.DIRTYPE), ("etc/a", tarfile.REGTYPE),
+                           ("etc/.wh.a", tarfile.REGTYPE), ("opq", tarfile.DIRTYPE),
+                           ("opq/keep", tarfile.REGTYPE), ("opq/.wh..wh..opq", tarfile.REGTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            tar.addfile(info, io.BytesIO(b""))
+    layout.set_layer(0, gzip.compress(raw.getvalue(), mtime=0))
+    config = json.loads(layout.blob(layout.manifest()["config"]["digest"]).read_bytes())
+    config["rootfs"]["diff_ids"][0] = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
+    layout.set_config(json.dumps(config).encode())
+    show(str(layout.path), "amd64", "files", True, Console())
+    paths = {entry["path"] for entry in json.loads(capsys.readouterr().out)["files"]}
+    assert {"/etc/a", "/opq/keep"} <= paths
+    assert not any(".wh." in path for path in paths)

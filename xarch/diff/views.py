@@ -49,18 +49,22 @@ def file_list(image: PlatformImage, label: str) -> list[dict[str, Any]]:
     merged: dict[str, dict[str, Any]] = {}
     for layer in image.layers:
         files = read_layer(layer, label)
+        # Whiteouts hide what the layers below hold, never their own layer's files (OCI image spec,
+        # layer.md "Whiteouts"): all of this layer's are applied before any of its entries is added.
+        kept = []
         for path in files.order:
             name = path.rsplit("/", 1)[-1]
             folder = path.rsplit("/", 1)[0] if "/" in path else ""
             if name == OPAQUE:
                 for known in [p for p in merged if p.startswith(folder + "/")]:
                     del merged[known]
-                continue
-            if name.startswith(WHITEOUT):
+            elif name.startswith(WHITEOUT):
                 gone = (folder + "/" if folder else "") + name[len(WHITEOUT):]
                 for known in [p for p in merged if p == gone or p.startswith(gone + "/")]:
                     del merged[known]
-                continue
+            else:
+                kept.append(path)
+        for path in kept:
             record = files.files[path]
             merged[path] = {"path": "/" + path if path != "." else "/", "type": record.type,
                             "mode": f"{record.mode:04o}", "owner": f"{record.uid}:{record.gid}",
