@@ -25,6 +25,7 @@ from xarch.oci.layout import MAX_DOCUMENT_BYTES, LayoutError, LayoutReader, writ
 from xarch.oci.model import images_of, layout_top
 from xarch.oci.schema import DocumentError, parse_document
 from xarch.oci.verified import BadDescriptor, json_object
+from xarch.registry.layout_source import layout_folder, read_layout
 from xarch.summary import summarize_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -351,3 +352,26 @@ def test_a_number_of_thousands_of_digits_is_worded_plainly() -> None:
         parse_document(data, "x", "index")
     assert str(caught.value) == "x: a number of 5000 digits, more than 100"
     assert "set_int_max_str_digits" not in str(caught.value)
+
+
+def test_push_names_a_fifo_blob_and_a_symlink_member_as_the_reader_does(tmp_path: Path, layout: Path) -> None:
+    digest = first_layer()
+    name = f"blobs/sha256/{digest.removeprefix('sha256:')}"
+    blob(layout, digest).unlink()
+    os.mkfifo(blob(layout, digest))
+    with pytest.raises(
+        LayoutError, match=rf"^{layout}: blob {digest} is a FIFO, not a regular file \({name}\)$"
+    ):
+        read_layout(layout)
+    source = tmp_path / "src.tar"
+    write_oci_archive(ARTIFACT, source, EPOCH)
+    target = tmp_path / "hostile.tar"
+    with tarfile.open(source) as original, tarfile.open(target, "w") as out:
+        for info in original:
+            if info.name == name:
+                out.addfile(member(name, kind=tarfile.SYMTYPE, link="/etc/passwd")[0])
+            else:
+                out.addfile(info, original.extractfile(info) if info.isfile() else None)
+    with pytest.raises(LayoutError, match=rf"^{target}: blob {digest} is a symlink \(to '/etc/passwd'\)"):
+        with layout_folder(target):
+            pass
