@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.oci_images import EPOCH, make_artifact
+from xarch.docker.load import DockerError, read_layout_image
 from xarch.errors import InputError
 from xarch.oci.archive import ArchiveError, open_archive
 from xarch.oci.dockerarchive import write_docker_archive
@@ -375,3 +376,13 @@ def test_push_names_a_fifo_blob_and_a_symlink_member_as_the_reader_does(tmp_path
     with pytest.raises(LayoutError, match=rf"^{target}: blob {digest} is a symlink \(to '/etc/passwd'\)"):
         with layout_folder(target):
             pass
+
+
+def test_load_names_the_layout_once(layout: Path) -> None:
+    digest = first_layer()
+    blob(layout, digest).unlink()
+    os.mkfifo(blob(layout, digest))
+    with pytest.raises(DockerError) as caught:
+        read_layout_image(layout, None)
+    assert str(caught.value).startswith(f"{layout}: blob {digest} is a FIFO, not a regular file")
+    assert str(caught.value).count(str(layout)) == 1
