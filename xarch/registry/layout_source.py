@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xarch.oci.archive import member_kind, member_name, open_archive
+from xarch.oci.archive import ArchiveError, member_kind, member_name, open_archive
 from xarch.oci.layout import LayoutError, LayoutReader
 from xarch.oci.model import ImageIndex, layout_top
 from xarch.oci.verified import BlobMismatch, descriptor_fields, first_line
@@ -163,7 +163,10 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
     if not path.is_file():
         raise LayoutError(f"{path}: no such OCI layout folder or oci-archive")
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as scratch:
-        archive, _ = open_archive(path)  # a file that is not a tar, or is cut short: one line
+        try:  # a file that is not a tar, cut short, or with unsafe or duplicated members: one line
+            archive, _ = open_archive(path)
+        except ArchiveError as error:  # push refuses a broken layout as a LayoutError, whatever is wrong
+            raise LayoutError(str(error)) from None
         try:
             with archive:
                 members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
