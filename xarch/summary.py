@@ -93,8 +93,9 @@ def summarize_path(path: Path, kind: str | None = None, source: str | None = Non
             raise InspectError(f"{path}: neither an OCI layout nor a docker-archive")
         finally:
             reader.close()
-    except LayoutError as error:
-        raise InspectError(f"{path}: cannot read: {error}") from None
+    except LayoutError as error:  # it names the layout already: named once, not twice
+        text = str(error)
+        raise InspectError(text if text.startswith(str(path)) else f"{path}: cannot read: {text}") from None
 
 
 def _image_row(image: ModelImage) -> ImageRow:

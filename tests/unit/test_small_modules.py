@@ -65,7 +65,7 @@ def test_a_good_manifest_and_index_parse_to_their_json() -> None:
      "blob: not an image index (manifests[0].size: "),
     (json.dumps([{"Config": "c.json"}]).encode(), "docker-manifest",
      "blob: not a docker-archive manifest.json ([0].Layers: Field required)"),
-    (b"[" * 100_000 + b"]" * 100_000, "index", "blob: not JSON ("),
+    (b"[" * 100_000 + b"]" * 100_000, "index", "blob: JSON nested deeper than 64 levels"),
 ])
 def test_a_document_of_the_wrong_shape_is_one_error_naming_the_field(document: bytes, kind: Kind,
                                                                      message: str) -> None:

@@ -175,7 +175,9 @@ def read_layout_image(layout: Path, platform: str | None) -> Image:
         manifest_bytes = image.manifest_bytes or b""
         config_bytes = image.config_bytes()
     except (LayoutError, DocumentError) as error:
-        raise DockerError(f"{layout}: not a readable OCI layout ({error})") from None
+        text = str(error)  # names the layout already, as every reader's error does: named once
+        named = text if text.startswith(str(layout)) else f"{layout}: not a readable OCI layout ({text})"
+        raise DockerError(named) from None
     finally:
         reader.close()
     return Image({"os": "linux", **image.platform}, config_bytes, manifest_bytes, layers)

@@ -32,7 +32,7 @@ def open_archive(path: Path) -> tuple[tarfile.TarFile, dict[str, tarfile.TarInfo
     except OSError as error:
         raise ArchiveError(f"{path}: cannot read ({error.strerror or error})") from None
     try:
-        members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+        every = tar.getmembers()
         ended = _has_end_marker(tar)
     except (tarfile.TarError, EOFError, OSError) as error:
         tar.close()
@@ -40,7 +40,51 @@ def open_archive(path: Path) -> tuple[tarfile.TarFile, dict[str, tarfile.TarInfo
     if not ended:
         tar.close()
         raise ArchiveError(f"{path}: truncated tar archive (it ends without the end-of-archive blocks)")
-    return tar, members
+    try:
+        _check_names(path, every)
+    except ArchiveError:
+        tar.close()
+        raise
+    return tar, {member_name(m): m for m in every if m.isfile()}
+
+
+def member_name(member: tarfile.TarInfo) -> str:
+    """MEMBER's name as readers look it up: leading "./" dropped (`./index.json` is `index.json`)."""
+    name = member.name
+    while name.startswith("./"):
+        name = name[2:]
+    return name.rstrip("/")
+
+
+def _check_names(path: Path, members: list[tarfile.TarInfo]) -> None:
+    """ArchiveError for a member that could land outside the folder it is unpacked into (an
+    absolute name, a `..` part), or a name held by two members: a reader would take the last,
+    `tar -x` would overwrite, and what the archive means would depend on who reads it.
+    Two folder entries of one name are harmless and allowed."""
+    seen: dict[str, tarfile.TarInfo] = {}
+    for member in members:
+        if member.name.startswith("/") or ".." in member.name.split("/"):
+            raise ArchiveError(f"{path}: unsafe member {member.name!r} in the archive")
+        name = member_name(member)
+        earlier = seen.get(name)
+        if earlier is not None and not (earlier.isdir() and member.isdir()):
+            raise ArchiveError(f"{path}: member {name!r} appears twice in the archive")
+        seen[name] = member
+
+
+def member_kind(member: tarfile.TarInfo) -> str:
+    """What MEMBER is, in words ("a symlink", "a FIFO"...), for a message that needs a regular file."""
+    if member.issym():
+        return f"a symlink (to {member.linkname!r})"
+    if member.islnk():
+        return f"a hard link (to {member.linkname!r})"
+    if member.isdir():
+        return "a folder"
+    if member.isfifo():
+        return "a FIFO"
+    if member.ischr() or member.isblk():
+        return "a device"
+    return "an unknown kind of member"
 
 
 def _has_end_marker(tar: tarfile.TarFile) -> bool:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
 import shutil
+import stat
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -11,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from xarch.errors import InputError
-from xarch.oci.archive import open_archive, read_member
+from xarch.oci.archive import member_kind, member_name, open_archive, read_member
 from xarch.oci.artifact import Attachment
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of
@@ -148,64 +152,154 @@ def write_oci_archive(artifact: Artifact, target: Path, epoch: int) -> None:
         write_tar(layout_entries(artifact.layout_files()), epoch, handle)
 
 
+# index.json, oci-layout and a docker-archive's manifest.json are read whole into memory and
+# parsed: bounded like a manifest (xarch.oci.model.MAX_MANIFEST_BYTES, the distribution
+# registry's own limit), so a huge or sparse file is refused before a byte is read. xarch's own
+# index.json lists one index and its attachments: a few KiB.
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 class LayoutReader:
     """Read blobs and the top index of an OCI layout folder or oci-archive tar.
 
     Every blob is read through xarch.oci.verified: bytes that do not match the digest (and,
     when the caller passes it, the size) of their descriptor raise BlobMismatch (exit 2).
-    Unreadable or malformed files raise LayoutError naming the layout and the file.
+    Only regular files are read (a FIFO, folder, device, symlink loop or, in an archive, a
+    symlink or hard-link member is named for what it is); documents read whole (index.json,
+    oci-layout, manifest.json) are bounded by MAX_DOCUMENT_BYTES; oci-layout must be the
+    image-layout spec's `{"imageLayoutVersion": "1.0.0"}`. Unreadable or malformed files raise
+    LayoutError naming the layout and the file.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, tarfile.TarInfo] = {}
+        self._others: dict[str, tarfile.TarInfo] = {}
         if self.path.is_dir():
-            missing = [name for name in ("oci-layout", "index.json") if not (self.path / name).is_file()]
+            missing = [name for name in ("oci-layout", "index.json") if not self.has(name)]
             if missing:
                 # image-layout spec: both MUST exist; every reader (push too) asks for both.
                 raise LayoutError(f"{self.path}: not an OCI layout (no {' and no '.join(missing)})")
         elif self.path.is_file():
             self._tar, self._members = open_archive(self.path)
+            self._others = {member_name(m): m for m in self._tar.getmembers() if not m.isfile()}
             if "index.json" in self._members and "oci-layout" not in self._members:
                 raise LayoutError(f"{self.path}: not an oci-archive (index.json but no oci-layout)")
         else:
             raise LayoutError(f"{self.path}: no such file or folder")
+        if self.has("oci-layout"):
+            self._check_oci_layout()
 
-    def open(self, relative: str) -> IO[bytes]:
-        """An unverified stream of file RELATIVE; use blob()/open_blob() for blobs.
+    def _check_oci_layout(self) -> None:
+        # image-layout spec, "oci-layout file": a JSON object whose imageLayoutVersion is "1.0.0"
+        # (the one version there is); anything else is not a layout xarch knows how to read.
+        data = self.read("oci-layout")
+        try:
+            version = json.loads(data).get("imageLayoutVersion")
+        except (ValueError, RecursionError, AttributeError):
+            version = None
+            shown = "not a JSON object"
+        else:
+            shown = f"imageLayoutVersion {version!r}"[:100]
+        if version != "1.0.0":
+            raise LayoutError(f'{self.path}: oci-layout: {shown}, not {{"imageLayoutVersion": "1.0.0"}}')
 
-        LayoutError (exit 2) when it is missing or unreadable.
-        """
-        if self._tar is None:
-            try:
-                return open(self.path / relative, "rb")
-            except OSError as error:
-                raise LayoutError(f"{self.path}: cannot read {relative} ({error.strerror})") from None
+    def _not_regular(self, relative: str, what: str, kind: str) -> LayoutError:
+        where = f" ({relative})" if what != relative else ""
+        return LayoutError(f"{self.path}: {what} is {kind}, not a regular file{where}")
+
+    def _missing(self, relative: str, what: str) -> LayoutError:
+        where = f" ({relative})" if what != relative else ""
+        return LayoutError(f"{self.path}: {what} is missing{where}")
+
+    def _open_file(self, relative: str, what: str) -> IO[bytes]:
+        """The regular file RELATIVE of a layout folder, opened without blocking (a FIFO is refused,
+        never waited on) and checked to be a regular file once open."""
+        path = self.path / relative
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise self._not_regular(relative, what, "a symlink loop") from None
+            if error.errno == errno.ENOENT:
+                if path.is_symlink():
+                    raise self._not_regular(relative, what, "a dangling symlink") from None
+                raise self._missing(relative, what) from None
+            raise LayoutError(f"{self.path}: cannot read {relative} ({error.strerror})") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            kind = _file_kind(mode)
+            if path.is_symlink():
+                kind += f" (a symlink to {os.readlink(path)!r})"
+            raise self._not_regular(relative, what, kind)
+        return os.fdopen(fd, "rb")
+
+    def _member(self, relative: str, what: str) -> tarfile.TarInfo:
         member = self._members.get(relative)
-        extracted = self._tar.extractfile(member) if member else None
+        if member is None:
+            other = self._others.get(relative)
+            if other is not None:
+                raise self._not_regular(relative, what, member_kind(other))
+            raise self._missing(relative, what)
+        return member
+
+    def open(self, relative: str, what: str | None = None) -> IO[bytes]:
+        """An unverified stream of the regular file RELATIVE; use blob()/open_blob() for blobs.
+
+        LayoutError (exit 2, naming WHAT, default RELATIVE) when it is missing, unreadable or not
+        a regular file.
+        """
+        what = what or relative
+        if self._tar is None:
+            return self._open_file(relative, what)
+        extracted = self._tar.extractfile(self._member(relative, what))
         if extracted is None:
-            raise LayoutError(f"{self.path}: {relative} is missing")
+            raise self._missing(relative, what)
         return extracted
 
-    def read(self, relative: str) -> bytes:
-        """The bytes of file RELATIVE (e.g. index.json), unverified; LayoutError when missing or
-        unreadable.
+    def read(self, relative: str, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+        """The bytes of file RELATIVE (e.g. index.json), unverified; LayoutError when missing,
+        unreadable, not a regular file, or more than LIMIT bytes (refused before reading).
         """
         if self._tar is not None:
-            member = self._members.get(relative)
-            if member is None:
-                raise LayoutError(f"{self.path}: {relative} is missing")
+            member = self._member(relative, relative)
+            self._check_limit(relative, member.size, limit)
             return read_member(self._tar, member, self.path)  # one line for an archive cut short
         with self.open(relative) as handle:
+            self._check_limit(relative, os.fstat(handle.fileno()).st_size, limit)
             try:
-                return handle.read()
+                data = handle.read(limit + 1)
             except (OSError, EOFError, tarfile.TarError, zlib.error) as error:
                 raise LayoutError(f"{self.path}: cannot read {relative} ({first_line(error)})") from None
+            self._check_limit(relative, len(data), limit)  # a file that grew, or lied about its size
+            return data
+
+    def _check_limit(self, relative: str, size: int, limit: int) -> None:
+        if size > limit:
+            raise LayoutError(
+                f"{self.path}: {relative} is {size} bytes, more than the {limit} a document may have"
+            )
 
     def has(self, relative: str) -> bool:
-        """True when the layout holds the file RELATIVE."""
-        return (self.path / relative).is_file() if self._tar is None else relative in self._members
+        """True when the layout holds something named RELATIVE (reading it says when that is not a
+        regular file)."""
+        if self._tar is None:
+            return os.path.lexists(self.path / relative)
+        return relative in self._members or relative in self._others
 
     @property
     def label(self) -> str:
@@ -226,9 +320,7 @@ class LayoutReader:
     def open_blob(self, digest: str, size: int | None = None) -> VerifiedStream:
         """A stream of blob DIGEST that raises BlobMismatch once it proves not DIGEST of SIZE bytes."""
         path = self.blob_path(digest)
-        if not self.has(path):
-            raise LayoutError(f"{self.path}: blob {digest} is missing ({path})")
-        return VerifiedStream(self.open(path), digest, size, str(self.path))
+        return VerifiedStream(self.open(path, f"blob {digest}"), digest, size, str(self.path))
 
     def blob(self, digest: str, size: int | None = None) -> bytes:
         """The bytes of blob DIGEST, checked to be DIGEST (and SIZE bytes when given); BlobMismatch
@@ -276,4 +368,3 @@ class LayoutReader:
         """Close the archive, if the layout is one."""
         if self._tar is not None:
             self._tar.close()
-

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, platform_name
-from xarch.oci.layout import LayoutError, LayoutReader, image_entry
+from xarch.oci.layout import IMAGE_ENTRY_TYPES, MAX_DOCUMENT_BYTES, LayoutError, LayoutReader, image_entry
 from xarch.oci.verified import CHUNK, SHA256, BadDescriptor, VerifiedStream
 
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the distribution registry's own limit for a manifest
+MAX_MANIFEST_BYTES = MAX_DOCUMENT_BYTES  # 4 MiB: the distribution registry's own limit for a manifest
 MAX_CONFIG_BYTES = 256 * 1024 * 1024  # as xarch.registry.client reads a small blob
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -319,11 +319,35 @@ def open_descriptor(source: BlobSource, descriptor: Descriptor) -> ImageIndex | 
     data = source.read_manifest(descriptor.digest, descriptor.size)
     where = f"{source.label}: manifest {descriptor.digest}"
     parsed = _document(data, where, "image")
-    if "manifests" in parsed or (parsed.get("mediaType") or descriptor.media_type) in INDEX_TYPES:
+    _check_media_type(parsed, descriptor, where)
+    if "manifests" in parsed:
         return ImageIndex(
             source, descriptor, data, _document(data, f"{source.label}: index {descriptor.digest}", "index")
         )
     return Image(source, descriptor, data, parsed)
+
+
+def _check_media_type(document: dict[str, Any], descriptor: Descriptor, where: str) -> None:
+    """LayoutError unless DOCUMENT is what its DESCRIPTOR says: its own mediaType (when present) is the
+    descriptor's (when it has one), an OCI or Docker v2 index or image manifest (anything else, a
+    schema1 manifest or text/plain, no registry takes as an image), and an index exactly when it
+    has `manifests` (OCI image spec, descriptor.md and image-index.md)."""
+    own = document.get("mediaType")
+    if own is not None and not isinstance(own, str):
+        raise LayoutError(f"{where}: mediaType is not a string")
+    declared = descriptor.media_type
+    if own and declared and own != declared:
+        raise LayoutError(f"{where}: its mediaType {own!r} differs from its descriptor's {declared!r}")
+    media_type = own or declared
+    if not media_type:
+        return
+    if media_type not in IMAGE_ENTRY_TYPES:
+        raise LayoutError(
+            f"{where}: mediaType {media_type!r} is not an OCI or Docker v2 image index or manifest"
+        )
+    if (media_type in INDEX_TYPES) != ("manifests" in document):
+        shape = "an index" if "manifests" in document else "a manifest"
+        raise LayoutError(f"{where}: mediaType {media_type!r} names what is {shape}")
 
 
 def images_of(top: ImageIndex | Image) -> list[Image]:
@@ -398,7 +422,7 @@ class DockerArchiveSource:
             config_path = item["Config"]
             config_digest, config_size = self.reader.docker_file(config_path)
             self.paths[config_digest] = config_path
-            config_bytes = self.reader.read(config_path)
+            config_bytes = self.reader.read(config_path, MAX_CONFIG_BYTES)
             config = _document(config_bytes, f"{self.label}: {config_path}", "config")
             diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
             layers = []

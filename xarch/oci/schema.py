@@ -10,12 +10,12 @@ and Docker's `docker save` manifest.json; fields xarch does not read are allowed
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from xarch.errors import InputError
+from xarch.oci.verified import parse_json
 
 Kind = Literal["index", "manifest", "image", "config", "docker-manifest"]
 
@@ -84,10 +84,7 @@ def parse_document(data: bytes, where: str, kind: Kind) -> Any:
     KIND "image" is an index when the document has "manifests", else a manifest.
     Raises DocumentError naming WHERE and the first wrong field.
     """
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, deep nesting
-        raise DocumentError(f"{where}: not JSON ({error})") from None
+    value = parse_json(data, where, DocumentError)  # one wording for bad JSON, deep nesting, huge numbers
     if kind == "image":
         kind = "index" if isinstance(value, dict) and "manifests" in value else "manifest"
     try:

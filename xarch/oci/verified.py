@@ -61,17 +61,45 @@ def json_object(data: bytes, where: str, kinds: tuple[type, ...] = (dict,)) -> A
 
     BadDescriptor (exit 2) names WHERE.
     """
-    try:
-        text = data.decode("utf-8")
-        if _depth_exceeds(text, _MAX_JSON_DEPTH):
-            raise BadDescriptor(f"{where}: JSON nested deeper than {_MAX_JSON_DEPTH} levels")
-        value = json.loads(text)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise BadDescriptor(f"{where}: not JSON ({first_line(error)})") from None
+    value = parse_json(data, where, BadDescriptor)
     if not isinstance(value, kinds):
         wanted = " or ".join("a JSON object" if k is dict else "a JSON array" for k in kinds)
         raise BadDescriptor(f"{where}: {_kind(value)} where {wanted} was expected")
     return value
+
+
+# No number in an image document needs more digits (a size fits in 20); past Python's own limit
+# (4300) json would word it as advice to call sys.set_int_max_str_digits().
+_MAX_NUMBER_DIGITS = 100
+
+
+class _TooLong(ValueError):
+    pass
+
+
+def _whole_number(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _MAX_NUMBER_DIGITS:
+        raise _TooLong(f"a number of {digits} digits, more than {_MAX_NUMBER_DIGITS}")
+    return int(text)
+
+
+def parse_json(data: bytes | str, where: str, error: type[XarchError] = BadDescriptor) -> Any:
+    """DATA (UTF-8) parsed as JSON, for every reader of an image's documents; ERROR naming WHERE, worded
+    plainly, when it is not JSON, is nested deeper than 64 levels, or has a number of more than 100 digits.
+    """
+    try:
+        text = data if isinstance(data, str) else data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{where}: not JSON (not UTF-8: {exc.reason} at byte {exc.start})") from None
+    if _depth_exceeds(text, _MAX_JSON_DEPTH):
+        raise error(f"{where}: JSON nested deeper than {_MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_int=_whole_number)
+    except _TooLong as exc:
+        raise error(f"{where}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{where}: not JSON ({first_line(exc)})") from None
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:

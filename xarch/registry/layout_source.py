@@ -5,6 +5,7 @@ Only reading, and only what a push needs; the writer lives in xarch.oci.layout.
 
 from __future__ import annotations
 
+import os
 import tarfile
 import tempfile
 import zlib
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xarch.oci.archive import open_archive
+from xarch.oci.archive import ArchiveError, member_kind, member_name, open_archive
 from xarch.oci.layout import LayoutError, LayoutReader
 from xarch.oci.model import ImageIndex, layout_top
 from xarch.oci.verified import BlobMismatch, descriptor_fields, first_line
@@ -80,6 +81,8 @@ def _blob_file(root: Path, descriptor: Any, where: str) -> tuple[Path, str, int]
     _, digest, size = descriptor_fields(descriptor, where)
     path = root / "blobs" / "sha256" / digest.removeprefix("sha256:")
     if not path.is_file():
+        if os.path.lexists(path):  # a FIFO, folder, device, symlink loop: the reader names what it is
+            LayoutReader(root).open_blob(digest).close()
         raise LayoutError(f"{root}: blob {digest} is missing from blobs/")
     return path, digest, size
 
@@ -160,10 +163,19 @@ def layout_folder(path: Path | str) -> Iterator[Path]:
     if not path.is_file():
         raise LayoutError(f"{path}: no such OCI layout folder or oci-archive")
     with tempfile.TemporaryDirectory(prefix="xarch-push-") as scratch:
-        archive, _ = open_archive(path)  # a file that is not a tar, or is cut short: one line
+        try:  # a file that is not a tar, cut short, or with unsafe or duplicated members: one line
+            archive, _ = open_archive(path)
+        except ArchiveError as error:  # push refuses a broken layout as a LayoutError, whatever is wrong
+            raise LayoutError(str(error)) from None
         try:
             with archive:
                 members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
+                for member in archive.getmembers():
+                    name = member_name(member)
+                    if name.startswith("blobs/") and not (member.isfile() or member.isdir()):
+                        # worded as xarch.oci.layout.LayoutReader words it for every other command
+                        what = f"blob sha256:{name.rsplit('/', 1)[-1]} is {member_kind(member)}"
+                        raise LayoutError(f"{path}: {what}, not a regular file ({name})")
                 for member in members:
                     # Only plain files and folders, and only inside the scratch folder.
                     if member.name.startswith("/") or ".." in Path(member.name).parts:
