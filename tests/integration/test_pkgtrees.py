@@ -185,6 +185,21 @@ cat /etc/tool.conf
 """
 
 
+def attack(root: Path, entry: PackageTree) -> None:
+    """Run HOSTILE in ROOT, a stage root assembled over ENTRY's cached files (checked: the root's
+    package files are the cache's inodes, no data copied), and check that the step did what it
+    asked in its own root (copy-up)."""
+    conf = next(m.data for m in entry.members if m.data is not None and m.info.name.endswith("tool.conf"))
+    assert conf is not None and (root / "etc/tool.conf").stat().st_ino == conf.stat().st_ino
+    lines: list[str] = []
+    result = run_in_rootfs(root, HOSTILE, {"PATH": "/usr/bin:/bin"}, log=lines.append)
+    assert result.exit_code == 0, lines
+    assert (root / "etc/tool.conf").read_bytes() == CONF + b"hacked\n"
+    assert (root / "usr/bin/tool").read_bytes() == b"x"
+    assert (root / "etc/tool.conf").stat().st_mode & 0o7777 == 0o4777
+    assert (root / "usr/share/tool/data").read_bytes() == b"through-a-link\n"
+
+
 def test_a_hostile_step_never_changes_the_cache_it_still_writes_its_root(
         tmp_path: Path, mounts: None) -> None:
     store, pkg, trees, tree = _shell_tree(tmp_path)
@@ -194,18 +209,7 @@ def test_a_hostile_step_never_changes_the_cache_it_still_writes_its_root(
     root = base / "root"
     root.mkdir(parents=True)
     assemble_root(tree, store, base, root)
-    # No data copied: the root's package files are the cache's inodes, below the overlay.
-    conf = next(m.data for m in entry.members if m.data is not None and m.info.name.endswith("tool.conf"))
-    assert conf is not None
-    assert (root / "etc/tool.conf").stat().st_ino == conf.stat().st_ino
-    lines: list[str] = []
-    result = run_in_rootfs(root, HOSTILE, {"PATH": "/usr/bin:/bin"}, log=lines.append)
-    assert result.exit_code == 0, lines
-    # The step did what it asked in its own root (copy-up) ...
-    assert (root / "etc/tool.conf").read_bytes() == CONF + b"hacked\n"
-    assert (root / "usr/bin/tool").read_bytes() == b"x"
-    assert (root / "etc/tool.conf").stat().st_mode & 0o7777 == 0o4777
-    assert (root / "usr/share/tool/data").read_bytes() == b"through-a-link\n"
+    attack(root, entry)
     # ... and not one byte, mode, owner or size of the cache changed.
     assert _data_files(entry.folder) == before
     assert trees.get(pkg.sha256, read_deb(store.path(pkg.sha256))).folder == entry.folder
@@ -373,17 +377,7 @@ def test_without_root_the_root_is_an_overlay_in_a_user_namespace_a_hostile_step_
             (base / "root").mkdir(parents=True)
             assert assemble_root(tree, store, base, base / "root") is not None
             root = base / "root"
-            conf = next(
-                m.data for m in entry.members if m.data is not None and m.info.name.endswith("tool.conf")
-            )
-            assert conf is not None and (root / "etc/tool.conf").stat().st_ino == conf.stat().st_ino
-            lines: list[str] = []
-            result = run_in_rootfs(root, HOSTILE, {"PATH": "/usr/bin:/bin"}, log=lines.append)
-            assert result.exit_code == 0, lines
-            assert (root / "etc/tool.conf").read_bytes() == CONF + b"hacked\n"
-            assert (root / "usr/bin/tool").read_bytes() == b"x"
-            assert (root / "etc/tool.conf").stat().st_mode & 0o7777 == 0o4777
-            assert (root / "usr/share/tool/data").read_bytes() == b"through-a-link\n"
+            attack(root, entry)
             assert (base / "upper/etc/tool.conf").read_bytes() == CONF + b"hacked\n"
             assert _data_files(entry.folder) == before
             again = folder / "again"
