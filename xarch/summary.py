@@ -16,7 +16,6 @@ from xarch.oci.digest import platform_name, sha256_digest
 from xarch.oci.layout import Artifact, LayoutError, LayoutReader
 from xarch.oci.model import DockerArchiveSource, ImageIndex, images_of, layout_top
 from xarch.oci.model import Image as ModelImage
-from xarch.oci.schema import parse_document
 from xarch.units import human_size
 from xarch.visible import visible
 
@@ -57,6 +56,8 @@ class Summary:
 
 
 def _row(platform: dict[str, str], manifest_bytes: bytes, source: str = "") -> ImageRow:
+    from xarch.oci.schema import parse_document  # pydantic: only for manifests read from elsewhere
+
     where = f"{source}: manifest {sha256_digest(manifest_bytes)}" if source else "manifest"
     manifest = parse_document(manifest_bytes, where, "manifest")
     layers = manifest.get("layers", [])
@@ -66,8 +67,11 @@ def _row(platform: dict[str, str], manifest_bytes: bytes, source: str = "") -> I
 
 def summarize_artifact(artifact: Artifact, source: str, kind: str = "oci") -> Summary:
     """The summary of ARTIFACT (a build's result, in memory; nothing is read from disk),
-    labelled SOURCE and KIND. Raises DocumentError (exit 2) for a manifest that is not one."""
-    rows = tuple(_row(image.platform, image.manifest_bytes) for image in artifact.images)
+    labelled SOURCE and KIND. Its manifests are the ones xarch wrote for exactly these layers, so
+    they are not parsed again (no schema, no pydantic on the way out of a build)."""
+    rows = tuple(ImageRow(platform_name(image.platform), sha256_digest(image.manifest_bytes),
+                          sum(layer.size for layer in image.layers), len(image.layers))
+                 for image in artifact.images)
     return Summary(source, sha256_digest(artifact.index_bytes), rows, kind)
 
 
