@@ -157,7 +157,8 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
     except OSError as error:
         _debug_traceback()
         code = ExitCode.HOST if error.errno in _HOST_ERRNOS else ExitCode.INPUT
-        raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
+        held = getattr(sys.stdout, "buffer", None)
+        raw = getattr(held, "raw", held)  # unbuffered (python -u): the buffer is the raw file
         if error.filename == "stdout" and isinstance(raw, (_Stdout, _ClosedStdout)):
             # What stdout still holds would fail again at exit, with a traceback: let it go nowhere.
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
@@ -292,5 +293,7 @@ def _name_stdout() -> None:
         return
     old.flush()
     raw = _Stdout(1, "wb", closefd=False)
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=old.encoding, errors=old.errors,
+    # `python -u` / PYTHONUNBUFFERED leave stdout unbuffered (its buffer is the FileIO itself): kept so.
+    layer: Any = raw if isinstance(old.buffer, io.FileIO) else io.BufferedWriter(raw)
+    sys.stdout = io.TextIOWrapper(layer, encoding=old.encoding, errors=old.errors,
                                   line_buffering=old.line_buffering, write_through=old.write_through)
