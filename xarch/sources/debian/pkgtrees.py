@@ -30,6 +30,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,10 @@ MANIFEST = "manifest.json"
 # Every data file the cache has vouched for in this process (path → (sha256, its entry's
 # generation)), so a stage root's digest (tree_digest) needs no re-read of the files.
 _KNOWN: dict[Path, tuple[str, str]] = {}
+# One lock per entry folder: the platforms of a build run in threads and often need the same
+# .deb (Architecture: all), and one thread's check-discard-write must not meet another's.
+_ENTRY_LOCKS: dict[str, threading.Lock] = {}
+_ENTRY_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,15 @@ class PackageTrees:
         is whole, else unpacked now from DEB (read_deb's result, or a callable giving it, called
         only then; UnpackError for an unreadable .deb)."""
         key = tree_key(deb_sha256, self.owner)
-        found = self._load(key)
-        if found is None:
-            self._write(key, deb if not callable(deb) else deb())
+        with _ENTRY_LOCKS_GUARD:
+            lock = _ENTRY_LOCKS.setdefault(str(self.folder(key)), threading.Lock())
+        with lock:
             found = self._load(key)
             if found is None:
-                raise OSError(f"{self.folder(key)}: the package tree just written does not read back")
+                self._write(key, deb if not callable(deb) else deb())
+                found = self._load(key)
+                if found is None:
+                    raise OSError(f"{self.folder(key)}: the package tree just written does not read back")
         return found
 
     def _load(self, key: str) -> PackageTree | None:
