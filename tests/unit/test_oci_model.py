@@ -217,9 +217,12 @@ def test_a_registry_answer_is_read_as_its_descriptor_says() -> None:
 
 
 def _memory_layer(blob: bytes, diff_id: str | None) -> Layer:
-    from xarch.oci.digest import OCI_LAYER_GZIP, Descriptor, sha256_digest
+    from xarch.oci.digest import OCI_LAYER_GZIP, OCI_LAYER_ZSTD, Descriptor, sha256_digest
 
-    descriptor = Descriptor(OCI_LAYER_GZIP, sha256_digest(blob), len(blob))
+    # The media type the blob's bytes are (the model refuses a layer whose bytes are not its type).
+    media_type = {b"\x1f\x8b": OCI_LAYER_GZIP, b"\x28\xb5": OCI_LAYER_ZSTD}.get(
+        blob[:2], "application/vnd.oci.image.layer.v1.tar")
+    descriptor = Descriptor(media_type, sha256_digest(blob), len(blob))
     return Layer(MemorySource({descriptor.digest: blob}), descriptor, diff_id)
 
 

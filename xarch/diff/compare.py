@@ -25,7 +25,6 @@ from xarch import platforms
 from xarch.diff.layers import FileRecord, LayerFiles, read_layer
 from xarch.diff.sources import DiffError, ImageSource, LayerRef, PlatformImage, platform_key
 from xarch.errors import XarchError
-from xarch.oci.verified import BlobMismatch
 
 
 @dataclass(frozen=True)
@@ -396,22 +395,10 @@ class _Comparer:
                 self.result.differences[i] = replace(difference, diff=text)
 
 
-_MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
-
-
 def _read_tar(layer: LayerRef) -> None:
-    """Stream LAYER's uncompressed tar to its end, checked against its diff_id and blob digest, after
-    checking that its first bytes are the compression its media type names (+gzip, +zstd, or a plain
-    tar; an empty media type, a docker-archive's, says nothing). Raises BlobMismatch (exit 2)."""
-    with layer.open() as blob:
-        head = blob.read(4)
-    named = next((kind for kind in _MAGIC if layer.media_type.endswith(kind)), None)
-    found = next((kind for kind, magic in _MAGIC.items() if head.startswith(magic)), None)
-    plain = layer.media_type.endswith("tar")
-    if (named or plain) and named != found:
-        raise BlobMismatch(f"layer {layer.position} ({layer.digest}): its media type {layer.media_type} "
-                           f"says {named or 'an uncompressed tar'}, its bytes are "
-                           f"{found or 'neither gzip nor zstd'}")
+    """Stream LAYER's uncompressed tar to its end, checked (xarch.oci.model.Layer.open_uncompressed)
+    for the compression its media type names, its diff_id and its blob digest. Raises BlobMismatch
+    (exit 2)."""
     with layer.open_tar() as stream:
         while stream.read(1 << 20):
             pass

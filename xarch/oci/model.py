@@ -25,7 +25,7 @@ from typing import IO, Any, Protocol
 
 from xarch.oci.digest import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, platform_name
 from xarch.oci.layout import IMAGE_ENTRY_TYPES, MAX_DOCUMENT_BYTES, LayoutError, LayoutReader, image_entry
-from xarch.oci.verified import CHUNK, SHA256, BadDescriptor, VerifiedStream
+from xarch.oci.verified import CHUNK, SHA256, BadDescriptor, BlobMismatch, VerifiedStream
 
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 MAX_MANIFEST_BYTES = MAX_DOCUMENT_BYTES  # 4 MiB: the distribution registry's own limit for a manifest
@@ -120,6 +120,8 @@ class Layer:
         tar's EOF or on verify(). A blob that does not decompress raises BlobMismatch naming it."""
         raw = self.open()
         head = raw.read(4)
+        _check_compression(self.descriptor.media_type, head,
+                           f"{self.source.label}: layer {self.position} ({self.descriptor.digest})")
         compressed: IO[bytes] = io.BufferedReader(_Prefixed(head, raw), CHUNK)
         tar: IO[bytes] = compressed
         if head[:2] == b"\x1f\x8b":
@@ -131,6 +133,20 @@ class Layer:
         diff_id = self.diff_id if self.diff_id and SHA256.fullmatch(self.diff_id) else None
         where = f"{self.source.label}: layer {self.position} ({self.descriptor.digest}) uncompressed"
         return _LayerTar(tar, raw, diff_id, where)
+
+
+_MAGIC = {"gzip": b"\x1f\x8b", "zstd": _ZSTD_MAGIC}
+
+
+def _check_compression(media_type: str, head: bytes, where: str) -> None:
+    """BlobMismatch (exit 2) unless HEAD, a layer blob's first bytes, is the compression MEDIA_TYPE
+    names (+gzip, +zstd, or a plain tar); an empty or foreign media type (a docker-archive's) says
+    nothing. A consumer decompresses by the media type, so zstd bytes under +gzip must not pass."""
+    named = next((kind for kind in _MAGIC if media_type.endswith(kind)), None)
+    found = next((kind for kind, magic in _MAGIC.items() if head.startswith(magic)), None)
+    if (named or media_type.endswith("tar")) and named != found:
+        raise BlobMismatch(f"{where}: its media type {media_type} says {named or 'an uncompressed tar'}, "
+                           f"its bytes are {found or 'neither gzip nor zstd'}")
 
 
 class _LayerTar(VerifiedStream):
