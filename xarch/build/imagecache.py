@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 from xarch.build.contents import all_file_specs, expand_source
 from xarch.build.ignorefile import ignore_matcher, select, stage_inputs
+from xarch.build.imagerecord import image_from_record, image_record, store_image
 from xarch.oci.atomic import atomic_file
 from xarch.oci.compress import compressor_id
-from xarch.oci.digest import OCI_LAYER_GZIP, canonical_json, file_sha256, hex_of, sha256_digest
+from xarch.oci.digest import canonical_json, file_sha256, hex_of, sha256_digest
 from xarch.oci.image import Image
-from xarch.oci.layer import Layer
 from xarch.oci.store import Store
 from xarch.oci.tree import path_bytes
 from xarch.platforms import Platform
@@ -130,48 +130,13 @@ class ImageCache:
     def get(self, key: str) -> Image | None:
         """The cached image, or None when absent or when any blob is missing or corrupt."""
         try:
-            record = json.loads(self._entry(key).read_text())
-            layers = []
-            for item in record["layers"]:
-                # Checked by streaming it through sha256 (a corrupt blob is deleted), then named by
-                # path: a layer is never read into memory.
-                if not self.store.verified(hex_of(item["digest"])):
-                    raise ValueError(f"cached blob {item['digest']} is missing or corrupt")
-                layers.append(Layer(item["name"], item["diff_id"], None, item["uncompressed_size"],
-                                    item["entry_count"], path=self.store.path(hex_of(item["digest"])),
-                                    digest=item["digest"], media_type=item.get("media_type", OCI_LAYER_GZIP)))
-            config = self._blob(record["config"])
-            manifest = self._blob(record["manifest"])
-            return Image(dict(record["platform"]), config, manifest, tuple(layers))
-        except (OSError, ValueError, KeyError, TypeError):
+            return image_from_record(self.store, json.loads(self._entry(key).read_text()))
+        except (OSError, ValueError):
             return None  # a damaged entry is rebuilt (and rewritten), never served
 
-    def _blob(self, digest: str) -> bytes:
-        data = self.store.read(digest)  # checked against DIGEST; a corrupt blob is deleted
-        if data is None:
-            raise ValueError(f"cached blob {digest} is missing or corrupt")
-        return data
-
     def put(self, key: str, image: Image) -> None:
-        """Remember IMAGE under KEY (its blobs are already in the store); written atomically."""
-        for data in (image.config_bytes, image.manifest_bytes):
-            if not self.store.verified(hashlib.sha256(data).hexdigest()):
-                self.store.put_bytes(data)
-        for layer in image.layers:
-            if layer.path is not None and layer.path == self.store.path(hex_of(layer.digest)):
-                continue  # written into this store by write_layer
-            with layer.open() as stream:
-                self.store.put_stream(stream, hex_of(layer.digest), f"layer {layer.name}")
-        record = {
-            "platform": image.platform,
-            "config": image.config_descriptor.digest,
-            "manifest": sha256_digest(image.manifest_bytes),
-            "layers": [
-                {"name": layer.name, "digest": layer.descriptor.digest, "diff_id": layer.diff_id,
-                 "media_type": layer.media_type,
-                 "uncompressed_size": layer.uncompressed_size, "entry_count": layer.entry_count}
-                for layer in image.layers
-            ],
-        }
+        """Remember IMAGE under KEY (its blobs put into the store); written atomically."""
+        store_image(self.store, image)
+        record = image_record(image)
         with atomic_file(self._entry(key)) as handle:
             handle.write(canonical_json(record))

@@ -42,7 +42,8 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 def hex_of(digest: str) -> str:
     """The 64 hex digits of DIGEST (`sha256:<hex>`), as blob file names use them; ValueError otherwise."""
     algorithm, _, hexpart = digest.partition(":")
-    if algorithm != "sha256" or len(hexpart) != 64:
+    # The OCI image spec's sha256 encoding, [a-f0-9]{64}: the name can never step out of a folder.
+    if algorithm != "sha256" or len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
         raise ValueError(f"not a sha256 digest: {digest!r}")
     return hexpart
 
