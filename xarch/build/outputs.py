@@ -11,13 +11,15 @@ import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xarch.errors import ExitCode, InputError
 from xarch.oci.digest import platform_name
-from xarch.oci.dockerarchive import write_docker_archive
-from xarch.oci.image import Image
 from xarch.oci.layout import Artifact, write_layout, write_oci_archive
-from xarch.platforms import Platform
+
+if TYPE_CHECKING:  # not loaded by a build replayed from its record (xarch.cli.replay)
+    from xarch.oci.image import Image
+    from xarch.platforms import Platform
 
 KINDS = ("oci", "oci-archive", "docker-archive")
 
@@ -105,6 +107,16 @@ def check_outputs(specs: list[OutputSpec], built: tuple[Platform, ...], docker_p
     """Refuse, before anything is built or written, outputs the build cannot fill or that would
     destroy data (check_target; RECIPE is the recipe file). Raises OutputError (exit 2), also
     when a docker-archive is asked for and DOCKER_PLATFORM is not among BUILT."""
+    check_targets(specs, recipe)
+    wants_docker = any(spec.kind == "docker-archive" for spec in specs)
+    if wants_docker and docker_platform.name not in [p.name for p in built]:
+        names = ", ".join(p.name for p in built)
+        raise OutputError(f"docker-archive: platform {docker_platform.name} is not built (built: {names}); "
+                          "choose one with --docker-platform")
+
+
+def check_targets(specs: list[OutputSpec], recipe: Path | None = None) -> None:
+    """check_target for each of SPECS, and no two at one path (or one inside the other)."""
     for spec in specs:
         check_target(spec, recipe)
     # Two outputs at one path (or one inside the other): the second rename would silently replace
@@ -115,11 +127,6 @@ def check_outputs(specs: list[OutputSpec], built: tuple[Platform, ...], docker_p
             if _is_within(here, there) or _is_within(there, here):
                 raise OutputError(f"--output {other} and --output {spec}: the same path, or one inside "
                                   "the other; give each output a place of its own")
-    wants_docker = any(spec.kind == "docker-archive" for spec in specs)
-    if wants_docker and docker_platform.name not in [p.name for p in built]:
-        names = ", ".join(p.name for p in built)
-        raise OutputError(f"docker-archive: platform {docker_platform.name} is not built (built: {names}); "
-                          "choose one with --docker-platform")
 
 
 def image_for(artifact: Artifact, platform: Platform) -> Image:
@@ -133,12 +140,13 @@ def image_for(artifact: Artifact, platform: Platform) -> Image:
 
 
 def write_output(
-    artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str | list[str], docker_platform: Platform,
-    recipe: Path | None = None,
+    artifact: Artifact, spec: OutputSpec, epoch: int, repo_tag: str | list[str],
+    docker_platform: Platform | None, recipe: Path | None = None,
 ) -> None:
     """Write SPEC whole or not at all (xarch/oci/atomic.py), checked again (check_target) since the
     folder may have changed during the build; OutputError naming it when the disk fills up or the
-    folder is not writable (exit 3 for a full disk, else 2)."""
+    folder is not writable (exit 3 for a full disk, else 2). DOCKER_PLATFORM is needed for a
+    docker-archive only."""
     check_target(spec, recipe)
     try:
         if spec.kind == "oci":
@@ -146,6 +154,10 @@ def write_output(
         elif spec.kind == "oci-archive":
             write_oci_archive(artifact, spec.path, epoch)
         else:
+            if docker_platform is None:
+                raise OutputError(f"--output {spec}: no platform chosen for the docker-archive")
+            from xarch.oci.dockerarchive import write_docker_archive
+
             tags = [repo_tag] if isinstance(repo_tag, str) else list(repo_tag)  # -t, repeatable
             write_docker_archive(image_for(artifact, docker_platform), tags, spec.path, epoch)
     except OSError as error:

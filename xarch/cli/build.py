@@ -143,6 +143,11 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         if artifact.attachments and spec.kind == "docker-archive":
             reporter.info(f"{spec}: a docker-archive has no place for SBOMs or provenance "
                           "(use oci: or --push)")
+    from xarch.build.imagecache import cacheable
+    from xarch.cli.replay import finish
+
+    # When this command line may be replayed, remember what the build read (xarch.build.record).
+    finish(artifact, outputs, loaded.path, epoch, str(Path("dist") / loaded.recipe.name), cacheable(loaded))
     if load_tag is not None:
         from xarch.docker.load import load_built_image
 

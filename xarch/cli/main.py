@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import io
@@ -9,7 +10,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -132,8 +133,16 @@ def run(command: click.Command, args: list[str] | None = None, prog_name: str = 
     is out of space). Anything else is a bug: one line naming it, exit 70, and the
     traceback only with XARCH_DEBUG=1.
     """
-    try:
+    with failures():
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
+
+
+@contextlib.contextmanager
+def failures() -> Iterator[None]:
+    """The one way a command's failure ends (see run): for click's commands and for a build
+    replayed from its record (xarch.cli.replay) alike."""
+    try:
+        yield
     except XarchError as error:
         _debug_traceback()
         _fail(f"xarch: error: {error}", error.exit_code, error.details, error.hint)
@@ -218,6 +227,12 @@ def main() -> None:
     allow_user_namespace()  # a short-lived process: without root, stage roots may be overlays too
     _name_stdout()
     try:
+        if sys.argv[1:2] == ["build"]:
+            with failures():
+                from xarch.cli.replay import replay
+
+                if replay(sys.argv[1:]):  # an unchanged plain build: from its record, the recipe unread
+                    return
         run(cli)
     finally:
         _flush_stdout()

@@ -1,0 +1,263 @@
+"""End to end: build records (xarch.build.record, xarch.cli.replay). An unchanged plain build is
+replayed from its record, byte for byte what the build wrote; every kind of change to what the
+build read makes the next build a real one; a record or blob that was tampered with is never served.
+
+Real `xarch build` processes on real files. Evidence of a replay is its stderr line; of
+correctness, the output's bytes compared with a build that had no record to use (--no-cache).
+Files written less than 2 s before a build keep it from being recorded (their times could hide a
+change during it), so the projects are made once, then the module waits that long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.e2e import EPOCH, index_digest, xarch, xarch_ok
+
+REPLAYED = "no input changed since the last build"
+NAMES = ("unchanged", "recipe", "source", "mode", "new_file", "symlink", "env", "options", "blob",
+         "record", "epoch_git", "during", "archive", "ignore", "outputs")
+
+
+def make_project(folder: Path) -> None:
+    (folder / "site" / "deep").mkdir(parents=True)
+    (folder / "site" / "index.html").write_text("<p>one</p>\n")
+    (folder / "site" / "deep" / "a.txt").write_text("a\n")
+    (folder / "site" / "link").symlink_to("index.html")
+    (folder / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (folder / "xarch.yaml").write_text(f"""\
+name: record-e2e
+platforms: [amd64, arm64]
+epoch: {EPOCH}
+files:
+  - {{src: run.sh, dst: /run.sh}}
+  - {{src: site, dst: /srv/site}}
+""")
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("records")
+    made = {}
+    for name in NAMES:
+        folder = root / name
+        folder.mkdir()
+        make_project(folder)
+        made[name] = folder
+    time.sleep(2.2)  # past the "changed just before the build" window of every file made above
+    return made
+
+
+class Run:
+    """Builds of one project into numbered outputs beside it, with its own cache."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.cache = folder.parent / f"{folder.name}-cache"
+        self.count = 0
+
+    def build(self, *flags: str, env: dict[str, str] | None = None,
+              out: Path | None = None) -> tuple[Path, str]:
+        self.count += 1
+        out = out or self.folder.parent / f"{self.folder.name}-out{self.count}"
+        result = xarch_ok("build", "-f", str(self.folder / "xarch.yaml"), *flags, "-o", f"oci:{out}",
+                          cache=self.cache, extra_env=env)
+        return out, result.stderr
+
+    def recorded(self, *flags: str, env: dict[str, str] | None = None) -> Path:
+        """Build until the record exists (the first build records), then check that the next is replayed."""
+        first, err = self.build(*flags, env=env)
+        assert REPLAYED not in err
+        second, err = self.build(*flags, env=env)
+        assert REPLAYED in err, err
+        assert tree_bytes(first) == tree_bytes(second)
+        return second
+
+    def reference(self) -> str:
+        """The index digest of a build that uses no record and no cache."""
+        out = self.folder.parent / f"{self.folder.name}-reference{self.count}"
+        self.count += 1
+        xarch_ok("build", "-f", str(self.folder / "xarch.yaml"), "--no-cache", "-o", f"oci:{out}",
+                 cache=self.folder.parent / f"{self.folder.name}-nocache{self.count}")
+        return index_digest(out)
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def run(projects: dict[str, Path], request: pytest.FixtureRequest) -> Iterator[Run]:
+    name = request.node.originalname.removeprefix("test_")
+    yield Run(projects[name])
+
+
+def test_unchanged(run: Run) -> None:
+    replayed = run.recorded()
+    out, err = run.build()
+    assert REPLAYED in err
+    assert index_digest(out) == index_digest(replayed) == run.reference()
+    assert (out / "oci-layout").is_file()
+
+
+def expect_rebuild(run: Run, before: Path, changed: bool = True, **kwargs: object) -> Path:
+    """The next build is a real one; its digest differs from BEFORE's when CHANGED."""
+    out, err = run.build(**kwargs)  # type: ignore[arg-type]
+    assert REPLAYED not in err, f"replayed a build whose inputs changed:\n{err}"
+    assert (index_digest(out) != index_digest(before)) == changed
+    return out
+
+
+def test_recipe(run: Run) -> None:
+    before = run.recorded()
+    recipe = run.folder / "xarch.yaml"
+    recipe.write_text(recipe.read_text().replace("/run.sh}", "/bin/run.sh}"))
+    after = expect_rebuild(run, before)
+    assert index_digest(after) == run.reference()
+
+
+def test_source(run: Run) -> None:
+    before = run.recorded()
+    (run.folder / "site" / "deep" / "a.txt").write_text("b\n")  # same size, other bytes
+    expect_rebuild(run, before)
+
+
+def test_mode(run: Run) -> None:
+    before = run.recorded()
+    (run.folder / "run.sh").chmod(0o755)  # the image's mode follows the owner's executable bit
+    expect_rebuild(run, before)
+
+
+def test_new_file(run: Run) -> None:
+    before = run.recorded()
+    (run.folder / "site" / "deep" / "b.txt").write_text("new\n")
+    expect_rebuild(run, before)
+
+
+def test_symlink(run: Run) -> None:
+    before = run.recorded()
+    link = run.folder / "site" / "link"
+    link.unlink()
+    link.symlink_to("deep/a.txt")  # only the link's target changes: no file is opened differently
+    expect_rebuild(run, before)
+
+
+def test_env(run: Run) -> None:
+    before = run.recorded()
+    # SOURCE_DATE_EPOCH overrides the recipe's epoch: another image, and another record key.
+    expect_rebuild(run, before, env={"SOURCE_DATE_EPOCH": str(EPOCH + 1)})
+
+
+def test_options(run: Run) -> None:
+    """Another command line is another record; -v and --no-cache are never replayed."""
+    before = run.recorded()
+    out, err = run.build("--label", "a=b")
+    assert REPLAYED not in err
+    assert index_digest(out) != index_digest(before)
+    _, err = run.build("--platform", "arm64")
+    assert REPLAYED not in err
+    for flag in ("-v", "--no-cache"):
+        for _ in range(2):
+            _, err = run.build(flag)
+            assert REPLAYED not in err
+
+
+def test_blob(run: Run) -> None:
+    before = run.recorded()
+    store = run.cache / "sha256"
+    for blob in store.iterdir():
+        if blob.stat().st_size > 200:  # layers, not the JSON documents
+            data = bytearray(blob.read_bytes())
+            data[len(data) // 2] ^= 1
+            blob.write_bytes(bytes(data))
+    out, err = run.build()
+    assert REPLAYED not in err, "a record whose blobs are corrupt was replayed"
+    assert index_digest(out) == index_digest(before)
+
+
+def test_record(run: Run) -> None:
+    before = run.recorded()
+    (record,) = (run.cache / "records").iterdir()
+    data = json.loads(record.read_bytes())
+    data["files"] = {}  # a record that claims the build read nothing
+    data["folders"] = {}
+    data["index"] = "sha256:" + "0" * 64
+    record.write_text(json.dumps(data))
+    out, err = run.build()
+    assert REPLAYED not in err
+    assert index_digest(out) == index_digest(before)
+    record.write_text('{"format": 1, "files": {"/etc/passwd": [1, "../../x"]}}')
+    out, err = run.build()
+    assert REPLAYED not in err and index_digest(out) == index_digest(before)
+
+
+def test_epoch_git(run: Run) -> None:
+    """A build that ran a program (git, for the epoch of a recipe that has none) is not recorded."""
+    recipe = run.folder / "xarch.yaml"
+    recipe.write_text(recipe.read_text().replace(f"epoch: {EPOCH}\n", ""))
+    time.sleep(2.2)
+    for _ in range(3):
+        _, err = run.build()
+        assert REPLAYED not in err
+
+
+def test_during(run: Run) -> None:
+    """A file changed just before a build keeps it from being recorded: a change during the build
+    could leave the same times. The next build, later, records."""
+    (run.folder / "site" / "index.html").write_text("<p>two</p>\n")
+    _, err = run.build()
+    _, err = run.build()
+    assert REPLAYED not in err, "recorded a build whose inputs had changed within the clock's resolution"
+    time.sleep(2.2)
+    run.recorded()
+
+
+def test_archive(run: Run) -> None:
+    """oci-archive outputs are replayed too; docker-archive ones never are."""
+    tar = run.folder.parent / "archive.tar"
+    for _ in range(2):
+        result = xarch_ok("build", "-f", str(run.folder / "xarch.yaml"), "-o", f"oci-archive:{tar}",
+                          cache=run.cache)
+    assert REPLAYED in result.stderr
+    first = tar.read_bytes()
+    result = xarch_ok("build", "-f", str(run.folder / "xarch.yaml"), "-o", f"oci-archive:{tar}",
+                      cache=run.cache)
+    assert REPLAYED in result.stderr and tar.read_bytes() == first
+    docker = run.folder.parent / "docker.tar"
+    for _ in range(3):
+        result = xarch_ok("build", "-f", str(run.folder / "xarch.yaml"), "-o", f"docker-archive:{docker}",
+                          "--docker-platform", "amd64", cache=run.cache)
+        assert REPLAYED not in result.stderr
+
+
+def test_ignore(run: Run) -> None:
+    """A file that appears where the build only looked for it (.xarchignore) is a change."""
+    before = run.recorded()
+    (run.folder / ".xarchignore").write_text("site/deep\n")
+    expect_rebuild(run, before)
+
+
+def test_outputs(run: Run) -> None:
+    """A replay checks its outputs as a build does: never over the recipe, never over a folder that
+    is not a layout; and a failed replay writes nothing."""
+    run.recorded()
+    result = xarch("build", "-f", str(run.folder / "xarch.yaml"), "-o", f"oci:{run.folder}", cache=run.cache)
+    assert result.returncode == 2 and "recipe" in result.stderr, result.stderr
+    busy = run.folder.parent / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine\n")
+    result = xarch("build", "-f", str(run.folder / "xarch.yaml"), "-o", f"oci:{busy}", cache=run.cache)
+    assert result.returncode == 2 and "not an OCI layout" in result.stderr
+    assert (busy / "keep.txt").read_text() == "mine\n" and len(list(busy.iterdir())) == 1
+    shutil.rmtree(busy)
+    out, err = run.build(out=busy)
+    assert REPLAYED in err and (busy / "index.json").is_file()
+    assert os.listdir(busy) != []

@@ -1,0 +1,223 @@
+"""Build records, part by part: the hand-written reading of `xarch build`'s command line agrees
+with click's; the audit-hook recorder sees reads, listings, writes and programs as they happen;
+a record that is malformed or hostile is refused. The whole path, with real builds, is
+tests/integration/test_build_record.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from xarch.build import record
+from xarch.build.imagerecord import image_from_record, image_record, store_image
+from xarch.build.record import BuildRecord, Recorder, RecordError, RecordStore, Witness, listing_digest
+from xarch.cli.build import build_command
+from xarch.cli.replay import NOT_REPLAYED, REPLAYED, parse
+from xarch.oci.image import Image
+from xarch.oci.layer import Layer
+from xarch.oci.store import Store
+
+
+def test_every_build_option_is_placed() -> None:
+    """An option added to build_command must be declared replayed (with its arity) or not."""
+    options = {}
+    for param in build_command.params:
+        for name in param.opts:
+            options[name] = not getattr(param, "is_flag", False)
+    assert set(options) == set(REPLAYED) | NOT_REPLAYED
+    assert not set(REPLAYED) & NOT_REPLAYED
+    for name, takes_value in REPLAYED.items():
+        assert options[name] == takes_value, name
+
+
+@pytest.mark.parametrize("argv", [
+    ["inspect", "x"], ["build", "--push", "r/x"], ["build", "-v"], ["build", "--no-cache"],
+    ["build", "-o", "docker-archive:x.tar"], ["build", "-o", "tar:x"], ["build", "-qv"], ["build", "-ox"],
+    ["build", "--json=1"], ["build", "-f"], ["build", "--", "-f"], ["build", "extra"], ["build", "--load"],
+    ["build", "--sbom"], ["build", "--file"], ["build", "--help"], ["build", "--secret", "id=a,src=b"],
+])
+def test_not_replayable(argv: list[str]) -> None:
+    assert parse(argv) is None
+
+
+def test_parse_keeps_all_but_output_paths() -> None:
+    request = parse(["build", "--platform=arm64", "-f", "r.yaml", "-o", "oci:a", "--output=oci-archive:b.tar",
+                     "--label", "-o", "-q", "--json"])
+    assert request is not None
+    # `--label -o`: "-o" is the label's value (as click reads it), not an output
+    assert request.key_argv == ["build", "--platform", "arm64", "-f", "r.yaml", "-o", "oci", "-o",
+                                "oci-archive", "--label", "-o", "-q", "--json"]
+    assert request.outputs == ["oci:a", "oci-archive:b.tar"]
+    assert request.quiet and request.as_json
+
+
+def test_click_reads_the_same_outputs() -> None:
+    """Where parse says a token is an output, click says so too (the record is made only then)."""
+    argv = ["build", "--label", "-o", "--platform", "-o", "-o", "oci:x", "-t", "--json"]
+    request = parse(argv)
+    assert request is not None
+    context = build_command.make_context("build", argv[1:], resilient_parsing=True)
+    assert list(context.params["outputs"]) == request.outputs == ["oci:x"]
+    assert context.params["labels"] == ("-o",) and context.params["platform_list"] == "-o"
+
+
+Start = Callable[[], Recorder]
+
+
+@pytest.fixture
+def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
+    """Start recording (after the test made its inputs), with the racy window off: files made by
+    the test are not "just changed" (tests/integration covers the window itself)."""
+    monkeypatch.setattr(record, "_RACY_NS", -10**12)
+    started: list[Recorder] = []
+
+    def begin() -> Recorder:
+        started.append(Recorder.start(tmp_path / "cache"))
+        return started[-1]
+
+    yield begin
+    for recorder in started:
+        recorder.stop()
+
+
+def test_recorder_sees_reads_listings_and_creations(tmp_path: Path, start: Start) -> None:
+    (tmp_path / "in").mkdir()
+    source = tmp_path / "in" / "a.txt"
+    source.write_text("a")
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "c").write_text("c")
+    recorder = start()
+    (tmp_path / "in").mkdir(exist_ok=True)  # an existing folder: not made by the build
+    source.read_text()
+    os.listdir(listed)
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / "b.txt").write_text("b")
+    (made / "b.txt").read_text()  # the build's own file: not an input
+    (tmp_path / "cache" / "c").read_text()  # the cache: not an input
+    (tmp_path / "missing").exists()
+    witness = recorder.witness([])
+    assert list(witness.files) == [str(source)]
+    assert witness.files[str(source)][1] == "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+    assert set(witness.folders) == {str(tmp_path / "in"), str(listed)}
+
+
+def test_read_then_written_is_not_recorded(tmp_path: Path, start: Start) -> None:
+    lock = tmp_path / "xarch.lock"
+    lock.write_text("old")
+    recorder = start()
+    lock.read_text()
+    lock.write_text("new")
+    with pytest.raises(RecordError, match="read and written"):
+        recorder.witness([])
+
+
+def test_a_program_blinds_the_recorder(tmp_path: Path, start: Start) -> None:
+    recorder = start()
+    subprocess.run(["true"], check=True)
+    with pytest.raises(RecordError, match="subprocess"):
+        recorder.witness([])
+
+
+def test_changed_during_the_build(tmp_path: Path, start: Start) -> None:
+    source = tmp_path / "a.txt"
+    source.write_text("one")
+    recorder = start()
+    source.read_text()
+    with open(os.open(source, os.O_WRONLY | os.O_APPEND), "a", closefd=True) as handle:  # seen as a write...
+        handle.write(", two")
+    recorder.written.clear()  # ...which this test forgets: only the stat can tell
+    with pytest.raises(RecordError, match="changed during the build"):
+        recorder.witness([])
+
+
+def test_just_changed_is_not_recorded(tmp_path: Path) -> None:
+    source = tmp_path / "a.txt"
+    source.write_text("one")
+    started = Recorder.start(tmp_path / "cache")
+    try:
+        source.read_text()
+        with pytest.raises(RecordError, match="just before the build"):
+            started.witness([])
+    finally:
+        started.stop()
+
+
+def test_outputs_are_not_inputs(tmp_path: Path, start: Start) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.json").write_text("{}")
+    recorder = start()
+    (out / "index.json").read_text()
+    os.listdir(tmp_path)  # writing an output lists its parent
+    assert recorder.witness([out]) == Witness({}, {})
+
+
+def test_listing_digest(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "link").symlink_to("f")
+    first = listing_digest(str(tmp_path))
+    (tmp_path / "link").unlink()
+    (tmp_path / "link").symlink_to("g")
+    second = listing_digest(str(tmp_path))
+    (tmp_path / "f").chmod(0o755)
+    third = listing_digest(str(tmp_path))
+    assert len({first, second, third}) == 3
+    assert listing_digest(str(tmp_path / "nothing")) == "absent"
+
+
+def good_record() -> dict[str, object]:
+    return {"format": 1, "files": {"/a": [33188, "0" * 64]}, "folders": {"/": "1" * 64},
+            "index": "sha256:" + "2" * 64, "images": [], "tag": "latest", "default_output": "dist/x",
+            "recipe": "/r/xarch.yaml", "epoch": 1}
+
+
+@pytest.mark.parametrize("change", [
+    {"format": 2}, {"files": []}, {"files": {"/a": "x"}}, {"folders": {"/": 3}}, {"index": "sha256:../../x"},
+    {"index": "sha256:" + "A" * 64}, {"images": {}}, {"tag": 1}, {"epoch": True}, {"epoch": "1"},
+    {"recipe": None},
+])
+def test_hostile_records_are_refused(change: dict[str, object]) -> None:
+    BuildRecord.from_json(json.dumps(good_record()).encode())
+    with pytest.raises(RecordError):
+        BuildRecord.from_json(json.dumps({**good_record(), **change}).encode())
+    for data in (b"", b"[]", b"null", b"{", b"\xff", b'{"format": 1}'):
+        with pytest.raises(RecordError):
+            BuildRecord.from_json(data)
+
+
+def test_record_store_keys(tmp_path: Path) -> None:
+    records = RecordStore(Store(tmp_path))
+    with pytest.raises(ValueError):
+        records.get("../../etc/passwd")
+    assert records.get("a" * 64) is None
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / ("b" * 64 + ".json")).write_bytes(b"\0" * 100)
+    assert records.get("b" * 64) is None
+
+
+def test_image_records_round_trip_and_refuse_corrupt_blobs(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    layer = Layer("app", "sha256:" + "3" * 64, b"not really gzip")
+    image = Image({"architecture": "arm64", "os": "linux"}, b'{"config": 1}', b'{"manifest": 1}', (layer,))
+    store_image(store, image)
+    record_ = json.loads(json.dumps(image_record(image)))
+    again = image_from_record(store, record_)
+    assert again.blobs() == image.blobs() and again.platform == image.platform
+    blob = store.path(layer.digest.partition(":")[2])
+    blob.write_bytes(b"not really gzjp")  # same size, one byte off
+    with pytest.raises(RecordError, match="missing or corrupt"):
+        image_from_record(store, record_)
+    assert not blob.exists()  # a corrupt blob leaves the store, so the next build writes it again
+    hostile: object
+    for hostile in ({}, [], {"layers": [{"digest": "sha256:../../../etc/passwd"}]}, {"layers": None}):
+        with pytest.raises(RecordError):
+            image_from_record(store, hostile)

@@ -1,0 +1,380 @@
+"""Build records: a finished `xarch build` remembered by the bytes of everything it read.
+
+The image cache (xarch.build.imagecache) saves the work of a build whose inputs did not change,
+but finding that out still means loading and validating the recipe and the lock: most of an
+unchanged rebuild's time. A build record sits one level above it, as ninja's deps log and
+Bazel's action cache do. While a build runs, a PEP 578 audit hook (Recorder) notes every file
+Python opens for reading and every folder it lists. When the build succeeds, the record keeps
+the sha256 and mode of each such file, the listing (names, modes, link targets) of each such
+folder and of every folder holding such a file, and the images the build made. Its key is the
+command line (outputs aside), the working folder, the environment, xarch's code, the
+interpreter and the host. The next build with that key replays the record when every file and
+listing is as recorded: the images come from the store, checked, without loading the recipe.
+
+What keeps a replay equal to a build (each rule drops the record, never guesses):
+- a build that ran a program (a step, `git` for the epoch) or changed folder records nothing:
+  the hook cannot see what a program reads;
+- a file that changed while the build ran (its stat differs from when it was opened), that the
+  build wrote, or that is gone, records nothing;
+- left out as inputs: the cache (content-addressed, checked when read), what the build itself
+  created (its temporary folders), the outputs, xarch's code and the interpreter's libraries
+  (both in the key), /proc, /sys and /dev;
+- only plain builds are recorded (see xarch.cli.replay): no push, load, signing, SBOM,
+  provenance, secret, --no-cache, -v, docker-archive output or Dockerfile stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+import sysconfig
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xarch.build.imagerecord import RecordError  # one error for image and build records
+from xarch.oci.digest import canonical_json, file_sha256, hex_of
+from xarch.oci.store import Store
+
+FORMAT = 1
+# Environment variables that say where a shell is, not what a build reads.
+_VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES"})
+_RACY_NS = 2_000_000_000  # a file changed this close before the build began is not recorded
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+# Audit events (CPython's audit events table) that create a path: the index of the new path.
+_CREATE_EVENTS = {"os.mkdir": 0, "tempfile.mkdtemp": 0, "tempfile.mkstemp": 0, "os.rename": 1,
+                  "os.symlink": 1, "os.link": 1, "shutil.copyfile": 1, "shutil.copytree": 1, "shutil.move": 1}
+# Events after which the hook cannot know what was read.
+_BLIND_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+                           "os.fork", "os.forkpty", "os.chdir", "os.fchdir", "os.chroot"})
+
+
+def _stat_sig(path: str) -> tuple[int, ...] | None:
+    """What tells a changed file from an unchanged one between two moments of one build."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+
+class Recorder:
+    """The audit hook of one build process: files opened for reading (with their stat then),
+    folders listed, paths the build created or wrote, and whether it went blind (see the module).
+
+    One per process (audit hooks cannot be removed): `Recorder.start()` installs it, and it
+    records until `stop()`. Paths are absolute, as text (os.fsdecode)."""
+
+    _current: Recorder | None = None
+    _installed = False
+
+    def __init__(self, skip: Iterable[str]) -> None:
+        self.skip = tuple(skip)
+        self.start_ns = time.time_ns()
+        # path → its stat when first opened or listed (None: not there); the folder holding an
+        # opened file is stat'ed then too (it is an input when that file is)
+        self.opened: dict[str, tuple[int, ...] | None] = {}
+        self.listed: dict[str, tuple[int, ...] | None] = {}
+        self.parents: dict[str, tuple[int, ...] | None] = {}
+        self.created: set[str] = set()
+        self.written: set[str] = set()
+        self.blind = ""
+
+    @classmethod
+    def start(cls, store_root: Path) -> Recorder:
+        """Begin recording this process's reads; STORE_ROOT (the cache) is not an input."""
+        here = Path(__file__).resolve().parent.parent  # xarch/
+        skip = {os.path.abspath(store_root), str(store_root.resolve()), str(here),
+                str(here.parent / "platforms"), "/proc", "/sys", "/dev"}
+        skip.update(value for name, value in sysconfig.get_paths().items()
+                    if name in ("stdlib", "platstdlib", "purelib", "platlib"))
+        recorder = cls(f"{path.rstrip('/')}/" for path in skip)
+        cls._current = recorder
+        if not cls._installed:
+            sys.addaudithook(cls._hook)
+            cls._installed = True
+        return recorder
+
+    def stop(self) -> None:
+        if Recorder._current is self:
+            Recorder._current = None
+
+    @staticmethod
+    def _hook(event: str, args: tuple[Any, ...]) -> None:
+        recorder = Recorder._current
+        if recorder is None:
+            return
+        try:
+            recorder._note(event, args)
+        except Exception as error:  # a hook that raises would fail the build's own call
+            recorder.blind = f"audit hook: {type(error).__name__}"
+
+    def _absolute(self, path: Any) -> str | None:
+        if isinstance(path, int) or path is None:
+            return None
+        text = os.path.abspath(os.fsdecode(path))
+        return None if (text + "/").startswith(self.skip) else text
+
+    def _note(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == "open":
+            path, _, flags = args
+            flags = flags or 0
+            if isinstance(path, int):
+                return  # an open descriptor: its file was opened (and seen) before
+            text = self._absolute(path)
+            if text is None:
+                return
+            if flags & _WRITE_FLAGS:
+                self._made(text)
+            elif text not in self.opened:
+                self.opened[text] = _stat_sig(text)
+                folder = os.path.dirname(text)
+                if folder not in self.parents:
+                    self.parents[folder] = _stat_sig(folder)
+        elif event in ("os.listdir", "os.scandir"):
+            path = args[0] if args else None
+            if isinstance(path, int):
+                # By descriptor: shutil.rmtree deleting what the build made (xarch lists its inputs by
+                # path; a deleted input is caught as gone when the record is made).
+                return
+            text = self._absolute("." if path is None else path)
+            if text is not None and text not in self.listed:
+                self.listed[text] = _stat_sig(text)
+        elif event in _CREATE_EVENTS:
+            text = self._absolute(args[_CREATE_EVENTS[event]])
+            if text is not None:
+                self._made(text)
+        elif event in _BLIND_EVENTS:
+            self.blind = event
+
+    def _made(self, path: str) -> None:
+        """PATH is about to be created or written (the hook runs before the call)."""
+        if os.path.lexists(path):
+            self.written.add(path)  # an existing path: `mkdir(exist_ok=True)`, or its bytes replaced
+        else:
+            self.created.add(path)  # new: made by this build, never an input
+
+    def _made_here(self, path: str) -> bool:
+        """Whether PATH, or a folder above it, was created or written by this build."""
+        current = path
+        while True:
+            if current in self.created:
+                return True
+            parent = os.path.dirname(current)
+            if parent == current:
+                return False
+            current = parent
+
+    def witness(self, outputs: Iterable[Path]) -> Witness:
+        """What the build read, as it is now: raises RecordError (the build is not recorded)
+        when the build went blind, or a file it read changed since, was written by it, or is gone."""
+        self.stop()
+        if self.blind:
+            raise RecordError(f"not recorded: {self.blind}")
+        out = tuple(f"{os.path.abspath(path)}/" for path in outputs)
+        # Writing an output lists the folder it goes into (leftovers of killed writers): that
+        # folder is an input only when the build read a file in it or listed it otherwise.
+        beside_out = {os.path.dirname(os.path.abspath(path)) for path in outputs}
+        files: dict[str, list[Any]] = {}
+        folders = {path: then for path, then in self.listed.items() if path not in beside_out}
+        for path, then in sorted(self.opened.items()):
+            if (path + "/").startswith(out) or self._made_here(path):
+                continue
+            if then is None:
+                continue  # opening failed (a probe for a file that is not there): its folder says
+            if stat.S_ISDIR(then[5]):
+                continue  # a folder opened to fsync or delete it: nothing was read
+            if path in self.written:
+                raise RecordError(f"not recorded: {path} was read and written by the build")
+            self._unchanged(path, then)
+            files[path] = file_witness(path)
+            folder = os.path.dirname(path)
+            folders.setdefault(folder, self.parents[folder])
+        listings = {}
+        for folder, then in sorted(folders.items()):
+            if (folder + "/").startswith(out) or self._made_here(folder):
+                continue
+            self._unchanged(folder, then)
+            listings[folder] = listing_digest(folder)
+        return Witness(files, listings)
+
+    def _unchanged(self, path: str, then: tuple[int, ...] | None) -> None:
+        """RecordError when PATH's stat differs from THEN, or when PATH changed so shortly before
+        the build began that a change during it could leave the same times: file times come from
+        a clock that ticks in milliseconds (the "racily clean" files of git's index)."""
+        now = _stat_sig(path)
+        if now != then:
+            raise RecordError(f"not recorded: {path} changed during the build")
+        if now is not None and max(now[3], now[4]) >= self.start_ns - _RACY_NS:
+            raise RecordError(f"not recorded: {path} changed just before the build")
+
+
+def file_witness(path: str) -> list[Any]:
+    """[st_mode, sha256 hex] of the file PATH (symlinks followed); RecordError when not a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise RecordError(f"{path}: not a regular file")
+        return [mode, file_sha256(Path(path))]
+    except OSError as error:
+        raise RecordError(f"{path}: {error.strerror}") from None
+
+
+def listing_digest(folder: str) -> str:
+    """sha256 hex of FOLDER's entries: every name (bytes), its lstat mode and, for a symbolic
+    link, its target; sorted. "absent" when there is no such folder (a build may look for one:
+    the import system does); RecordError when FOLDER cannot be listed otherwise."""
+    hasher = hashlib.sha256()
+    try:
+        with os.scandir(os.fsencode(folder)) as entries:
+            rows = []
+            for entry in entries:
+                mode = entry.stat(follow_symlinks=False).st_mode
+                target = os.readlink(entry.path) if stat.S_ISLNK(mode) else b""
+                rows.append((entry.name, mode, target))
+    except (FileNotFoundError, NotADirectoryError):
+        return "absent"
+    except OSError as error:
+        raise RecordError(f"{folder}: {error.strerror}") from None
+    for name, mode, target in sorted(rows):
+        hasher.update(b"%s\0%o\0%s\0" % (name, mode, target))
+    return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class Witness:
+    """The inputs of a build as they were when it finished: {path: [st_mode, sha256 hex]} of every
+    file read, {folder: listing_digest} of every folder listed or holding such a file."""
+
+    files: dict[str, list[Any]] = field(default_factory=dict)
+    folders: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise RecordError naming the first input that is not as recorded."""
+        for folder, digest in self.folders.items():
+            if listing_digest(folder) != digest:
+                raise RecordError(f"{folder}: its entries changed")
+        for path, recorded in self.files.items():
+            if file_witness(path) != recorded:
+                raise RecordError(f"{path}: changed")
+
+
+def code_fingerprint() -> list[Any]:
+    """What identifies this xarch and interpreter: every file of the xarch package and of its
+    platform data (relative path, size, mtime in ns), the interpreter's version and executable,
+    and the mtime of each library folder (it changes when a package is installed or removed)."""
+    here = Path(__file__).resolve().parent.parent
+    rows: list[Any] = [sys.version, sys.executable]
+    # xarch/ holds _platforms/ in a wheel; a source checkout has platforms/ beside it.
+    for root in (here, here.parent / "platforms"):
+        if not root.is_dir():
+            continue
+        stack = [str(root)]
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.name == "__pycache__":
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                        rows.append([os.path.relpath(entry.path, root), st.st_size, st.st_mtime_ns])
+    for name, value in sorted(sysconfig.get_paths().items()):
+        if name in ("purelib", "platlib"):
+            try:
+                rows.append([name, os.stat(value).st_mtime_ns])
+            except OSError:
+                rows.append([name, None])
+    return sorted(rows, key=repr)
+
+
+def record_key(argv: list[str]) -> str:
+    """The key (sha256 hex) of a build started as ARGV (its output paths taken out by the caller),
+    here: with this working folder, environment, user, host, xarch code and interpreter."""
+    env = {name: value for name, value in os.environ.items() if name not in _VOLATILE_ENV}
+    material = {"format": FORMAT, "argv": argv, "cwd": os.getcwd(), "env": env, "euid": os.geteuid(),
+                "machine": os.uname().machine, "code": code_fingerprint()}
+    return hashlib.sha256(canonical_json(material)).hexdigest()
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """A finished build: its inputs (Witness) and result: the index digest, the images' records
+    (xarch.build.imagerecord), the index's ref name (tag), the recipe's default output, the
+    recipe file (outputs must not replace it) and the epoch (oci-archive entry times, seconds)."""
+
+    witness: Witness
+    index: str
+    images: list[dict[str, Any]]
+    tag: str
+    default_output: str
+    recipe: str
+    epoch: int
+
+    def to_json(self) -> bytes:
+        return canonical_json({"format": FORMAT, "files": self.witness.files, "folders": self.witness.folders,
+                               "index": self.index, "images": self.images, "tag": self.tag,
+                               "default_output": self.default_output, "recipe": self.recipe,
+                               "epoch": self.epoch})
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BuildRecord:
+        """Parse DATA; RecordError for anything but a record of this FORMAT."""
+        try:
+            raw = json.loads(data)
+            if raw["format"] != FORMAT:
+                raise RecordError("another format")
+            files, folders = raw["files"], raw["folders"]
+            if not (isinstance(files, dict) and isinstance(folders, dict)
+                    and all(isinstance(v, list) and len(v) == 2 for v in files.values())
+                    and all(isinstance(v, str) for v in folders.values())):
+                raise RecordError("malformed inputs")
+            hex_of(raw["index"])
+            if not (isinstance(raw["images"], list) and isinstance(raw["tag"], str)
+                    and isinstance(raw["default_output"], str) and isinstance(raw["recipe"], str)
+                    and type(raw["epoch"]) is int):
+                raise RecordError("malformed result")
+            return cls(Witness(files, folders), raw["index"], raw["images"], raw["tag"],
+                       raw["default_output"], raw["recipe"], raw["epoch"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise RecordError(f"malformed record: {error}") from None
+
+
+class RecordStore:
+    """Build records by key in the cache: `<store>/records/<key>.json`, written atomically."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.directory = store.root / "records"
+
+    def _path(self, key: str) -> Path:
+        hex_of(f"sha256:{key}")  # a key is a sha256: never a path of its own
+        return self.directory / f"{key}.json"
+
+    def get(self, key: str) -> BuildRecord | None:
+        """The record under KEY, or None (absent, unreadable or malformed; capped at 64 MiB)."""
+        try:
+            with self._path(key).open("rb") as handle:
+                data = handle.read(64 << 20)
+            return BuildRecord.from_json(data)
+        except (OSError, RecordError):
+            return None
+
+    def put(self, key: str, record: BuildRecord) -> None:
+        """Store RECORD under KEY; its index bytes must already be in the store."""
+        from xarch.oci.atomic import atomic_file
+
+        with atomic_file(self._path(key)) as handle:
+            handle.write(record.to_json())
+
+    def index_bytes(self, record: BuildRecord) -> bytes:
+        """The index RECORD names, from the store, checked; RecordError when missing or corrupt."""
+        from xarch.build.imagerecord import read_blob
+
+        return read_blob(self.store, record.index)

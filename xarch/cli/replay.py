@@ -1,0 +1,187 @@
+"""`xarch build` answered from a build record (xarch.build.record) when nothing it read changed.
+
+`xarch build` with nothing changed spends most of its time loading the recipe's schema, the
+lock and the command table, only to find every image in the image cache. `main` asks `replay`
+first: when the command line is a plain build (only the options below) and its record's inputs
+are all as recorded, the recorded images are written to the outputs and summarized as a build
+would, and the recipe is never loaded. Otherwise `begin` starts recording, and the full build
+calls `finish` when it has written its outputs.
+
+The command line is read here by hand, without click: loading click's command table is part of
+the cost this saves. It accepts only the options in REPLAYED, in the forms `--name value`,
+`--name=value` and `-x value`; anything else runs the full build.
+tests/unit/test_build_record.py checks this table against build_command's options, so an option
+added there must be placed here (replayed, or not) before the tests pass.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xarch.build.outputs import OutputSpec
+    from xarch.build.record import Recorder
+    from xarch.oci.layout import Artifact
+
+# option → takes a value. What these do is all in the images and the outputs.
+REPLAYED = {"-f": True, "--file": True, "--platform": True, "-o": True, "--output": True, "--strategy": True,
+            "-t": True, "--tag": True, "--build-arg": True, "--label": True, "--log-lines": True,
+            "--docker-platform": True, "--json": False, "--locked": False, "-q": False, "--quiet": False}
+# What these do is more than writing outputs (a push, a load, a signature, attachments), or they
+# ask for the full build (--no-cache) or for what only a build says (-v, --show-scripts), or read
+# what no record may hold (--secret).
+NOT_REPLAYED = frozenset({"--no-cache", "--push", "--insecure", "--ca-cert", "--sign-key",
+                          "--password-stdin", "--load", "-v", "--verbose", "--show-scripts", "--sbom",
+                          "--provenance", "--secret"})
+REPLAYED_KINDS = ("oci", "oci-archive")
+
+
+@dataclass
+class Request:
+    """A replayable `xarch build` command line: KEY_ARGV (with each output's path left out, its kind
+    kept), the outputs as typed, and --json / -q."""
+
+    key_argv: list[str] = field(default_factory=lambda: ["build"])
+    outputs: list[str] = field(default_factory=list)
+    as_json: bool = False
+    quiet: bool = False
+
+
+def parse(argv: list[str]) -> Request | None:
+    """The Request of ARGV (the arguments after `xarch`), or None when it is not a plain build."""
+    if not argv or argv[0] != "build":
+        return None
+    request = Request()
+    tokens = iter(argv[1:])
+    for token in tokens:
+        name, equals, attached = token.partition("=") if token.startswith("--") else (token, "", "")
+        takes_value = REPLAYED.get(name)
+        if takes_value is None or (equals and not takes_value):
+            return None
+        if not takes_value:
+            request.key_argv.append(name)
+            request.as_json |= name == "--json"
+            request.quiet |= name in ("-q", "--quiet")
+            continue
+        value = attached if equals else next(tokens, None)
+        if value is None:
+            return None
+        if name in ("-o", "--output"):
+            kind = value.partition(":")[0]
+            if kind not in REPLAYED_KINDS:
+                return None
+            request.outputs.append(value)
+            request.key_argv += ["-o", kind]
+        else:
+            request.key_argv += [name, value]
+    return request
+
+
+@dataclass
+class _Pending:
+    request: Request
+    recorder: Recorder
+    key: str
+    store_root: Path
+
+
+_pending: _Pending | None = None
+
+
+def replay(argv: list[str]) -> bool:
+    """Do what `xarch build ARGV` would from its build record, when ARGV is a plain build and
+    every input is as recorded: write the outputs, report, print the summary. True when done.
+
+    False when the full build must run; then this process records what it reads (begin), for
+    `finish`. Until the first output is written nothing is raised: any doubt means the full build.
+    """
+    request = parse(argv)
+    if request is None:
+        return False
+    from xarch.build.record import RecordError, RecordStore, record_key
+    from xarch.oci.store import Store
+
+    store = Store()
+    try:
+        key = record_key(request.key_argv)
+        records = RecordStore(store)
+        record = records.get(key)
+        if record is None:
+            raise RecordError("no record")
+        from xarch.build.imagerecord import image_from_record
+        from xarch.build.outputs import OutputSpec, check_targets
+        from xarch.oci.layout import Artifact
+
+        record.witness.check()
+        artifact = Artifact(records.index_bytes(record), tuple(image_from_record(store, item)
+                                                                 for item in record.images), record.tag)
+        specs = ([OutputSpec.parse(text) for text in request.outputs]
+                 or [OutputSpec("oci", Path(record.default_output))])
+        recipe = Path(record.recipe)
+        check_targets(specs, recipe)
+    except Exception:  # noqa: BLE001 - a record that does not apply, for any reason: build
+        _begin(request, store.root)
+        return False
+    _write(artifact, specs, record.epoch, recipe, request)
+    return True
+
+
+def _begin(request: Request, store_root: Path) -> None:
+    global _pending
+    from xarch.build.record import Recorder, record_key
+
+    try:
+        key = record_key(request.key_argv)
+    except OSError:
+        return
+    _pending = _Pending(request, Recorder.start(store_root), key, store_root)
+
+
+def _write(artifact: Artifact, specs: list[OutputSpec], epoch: int, recipe: Path, request: Request) -> None:
+    from xarch.build.outputs import write_output
+    from xarch.cli.options import stdout
+    from xarch.progress import Reporter
+    from xarch.summary import print_summary, summarize_artifact
+
+    reporter = Reporter(quiet=request.quiet or request.as_json)
+    reporter.info("no input changed since the last build: its images, from the cache")
+    for spec in specs:
+        write_output(artifact, spec, epoch, [], None, recipe)
+        reporter.info(f"wrote {spec}")
+    print_summary(summarize_artifact(artifact, str(specs[0]), specs[0].kind), request.as_json, stdout)
+
+
+def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: int, default_output: str,
+           cacheable: bool) -> None:
+    """Record the build that just wrote ARTIFACT to OUTPUTS (as click read them), when `replay`
+    began recording and the build may be replayed: CACHEABLE (no Dockerfile stage), no attachments,
+    and OUTPUTS the ones `parse` read. Recording that fails leaves no record; never an error."""
+    global _pending
+    pending, _pending = _pending, None
+    if pending is None:
+        return
+    pending.recorder.stop()
+    if not cacheable or artifact.attachments or list(outputs) != pending.request.outputs:
+        return
+    from xarch.build.imagerecord import image_record
+    from xarch.build.outputs import OutputSpec
+    from xarch.build.record import BuildRecord, RecordError, RecordStore
+    from xarch.oci.digest import sha256_digest
+    from xarch.oci.store import Store
+
+    paths = [OutputSpec.parse(text).path for text in outputs] or [Path(default_output)]
+    try:
+        witness = pending.recorder.witness(paths)
+        records = RecordStore(Store(pending.store_root))
+        records.store.put_bytes(artifact.index_bytes)
+        record = BuildRecord(witness, sha256_digest(artifact.index_bytes),
+                             [image_record(image) for image in artifact.images], artifact.tag,
+                             default_output, str(recipe.absolute()), epoch)
+        records.put(pending.key, record)
+    except (RecordError, OSError) as error:
+        if os.environ.get("XARCH_DEBUG") == "1":
+            print(f"xarch: build not recorded: {error}", file=sys.stderr)
