@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -144,3 +145,23 @@ def test_the_image_cache_keys_a_platforms_cross_roots_too() -> None:
                                    cross_key("arm64", "amd64"): [pkg("gcc-x86-64-linux-gnu", "arm64", "c")]}})
     assert lock_entries(lock, ARM64) == {"build arm64": ["a" * 64], "build amd64->arm64": ["b" * 64]}
     assert lock_entries(lock, AMD64) == {"build arm64->amd64": ["c" * 64]}
+
+
+def test_parsed_lock_is_kept_as_json_and_checked(tmp_path: Path) -> None:
+    """The YAML of a lock is parsed once per content: later builds read the JSON kept under its
+    sha256; an entry that is damaged is parsed again and replaced; YAML that JSON cannot hold
+    the same (a date) is never kept."""
+    from xarch.sources.debian import lock as lock_module
+
+    parsed = tmp_path / "cache" / "parsed"
+    text = "version: 1\npackages:\n  image:\n    amd64: [{name: a, size: 3}]\n"
+    first = lock_module._parsed_yaml(text, parsed)
+    (entry,) = parsed.iterdir()
+    assert json.loads(entry.read_bytes()) == first == yaml.safe_load(text)
+    entry.write_bytes(b'{"version": 1, "packages": ')  # a write cut short
+    assert lock_module._parsed_yaml(text, parsed) == first
+    assert json.loads(entry.read_bytes()) == first
+    dated = "version: 1\nwhen: 2024-01-02\n"
+    assert lock_module._parsed_yaml(dated, parsed) == yaml.safe_load(dated)
+    assert len(list(parsed.iterdir())) == 1
+    assert lock_module._parsed_yaml(text, None) == first  # without a cache folder: parsed, nothing kept

@@ -61,7 +61,8 @@ def ensure_lock(loaded: LoadedRecipe, locked: bool, store: Store, reporter: Repo
     if not wanted and not cross:
         return None
     path = lock_path(loaded.path)
-    if not path.exists() or not has_packages(path):  # a lock may hold only the python section
+    # A lock may hold only the python section; its parse is kept in the cache (and taken by Lock.load).
+    if not path.exists() or not has_packages(path, store.root / "parsed"):
         if locked:
             raise BuildError(f"--locked: {path} does not exist; run `xarch lock`")
         reporter.info(f"no {path.name} yet: resolving packages and creating it")

@@ -101,6 +101,7 @@ class Recorder:
         return recorder
 
     def stop(self) -> None:
+        """Stop recording (the hook stays installed and does nothing until the next start)."""
         if Recorder._current is self:
             Recorder._current = None
 
@@ -318,6 +319,7 @@ class BuildRecord:
     epoch: int
 
     def to_json(self) -> bytes:
+        """The record as canonical JSON (xarch.oci.digest.canonical_json), with its FORMAT."""
         return canonical_json({"format": FORMAT, "files": self.witness.files, "folders": self.witness.folders,
                                "index": self.index, "images": self.images, "tag": self.tag,
                                "default_output": self.default_output, "recipe": self.recipe,

@@ -222,9 +222,6 @@ def main() -> None:
     (SIGTERM ends as exit 128+15 after outputs in progress are removed, never half-written).
     """
     signal.signal(signal.SIGTERM, _terminated)
-    from xarch.run.overlay import allow_user_namespace
-
-    allow_user_namespace()  # a short-lived process: without root, stage roots may be overlays too
     _name_stdout()
     try:
         if sys.argv[1:2] == ["build"]:
@@ -233,6 +230,9 @@ def main() -> None:
 
                 if replay(sys.argv[1:]):  # an unchanged plain build: from its record, the recipe unread
                     return
+        from xarch.run.overlay import allow_user_namespace
+
+        allow_user_namespace()  # a short-lived process: without root, stage roots may be overlays too
         run(cli)
     finally:
         _flush_stdout()

@@ -106,6 +106,7 @@ def replay(argv: list[str]) -> bool:
     from xarch.oci.store import Store
 
     store = Store()
+    key = ""
     try:
         key = record_key(request.key_argv)
         records = RecordStore(store)
@@ -124,20 +125,17 @@ def replay(argv: list[str]) -> bool:
         recipe = Path(record.recipe)
         check_targets(specs, recipe)
     except Exception:  # noqa: BLE001 - a record that does not apply, for any reason: build
-        _begin(request, store.root)
+        if key:  # else the key itself could not be made (xarch's files unreadable): no record
+            _begin(request, key, store.root)
         return False
     _write(artifact, specs, record.epoch, recipe, request)
     return True
 
 
-def _begin(request: Request, store_root: Path) -> None:
+def _begin(request: Request, key: str, store_root: Path) -> None:
     global _pending
-    from xarch.build.record import Recorder, record_key
+    from xarch.build.record import Recorder
 
-    try:
-        key = record_key(request.key_argv)
-    except OSError:
-        return
     _pending = _Pending(request, Recorder.start(store_root), key, store_root)
 
 

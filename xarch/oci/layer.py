@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from xarch.oci.compress import DEFAULT_LEVEL, compressed_stream
 from xarch.oci.digest import OCI_LAYER_GZIP, OCI_LAYER_ZSTD, Descriptor, sha256_digest
 from xarch.oci.tar import sorted_entries, tar_chunks
 from xarch.oci.tree import Entry, path_bytes
@@ -138,14 +137,18 @@ class _Counted:
 
 
 def write_layer(name: str, entries: Iterable[Entry], epoch: int, store: Store, algorithm: str = "gzip",
-                level: int = DEFAULT_LEVEL, workers: int | None = None) -> Layer:
+                level: int | None = None, workers: int | None = None) -> Layer:
     """Write the layer of ENTRIES into STORE, streaming; return it with its blob's path.
 
     Memory: the entry list plus a few MiB of chunks in flight (xarch.oci.compress), whatever
-    the size of the files. ALGORITHM "gzip" (libdeflate level 1..12) or "zstd" (level 1..19);
-    ValueError otherwise. Errors reading a source (OSError, TarError) propagate and leave
+    the size of the files. ALGORITHM "gzip" (libdeflate level 1..12, default 6) or "zstd" (level
+    1..19); ValueError otherwise. Errors reading a source (OSError, TarError) propagate and leave
     nothing in the store.
     """
+    # Loaded here: reading a layer (a build replayed from its record) needs no compressor.
+    from xarch.oci.compress import DEFAULT_LEVEL, compressed_stream
+
+    level = DEFAULT_LEVEL if level is None else level
     ordered = sorted_entries(fix_hardlinks(list(entries)))
     tar = _Counted(tar_chunks(ordered, epoch))
     hexdigest = store.put_chunks(compressed_stream(tar, algorithm, level, workers), None, f"layer {name}")
@@ -157,6 +160,8 @@ def build_layer(name: str, entries: Iterable[Entry], epoch: int, level: int,
                 algorithm: str = "gzip") -> Layer:
     """The layer of ENTRIES with its blob in memory (the same bytes as write_layer's): for small
     layers and tests; builds use write_layer."""
+    from xarch.oci.compress import compressed_stream
+
     ordered = sorted_entries(fix_hardlinks(list(entries)))
     tar = _Counted(tar_chunks(ordered, epoch))
     blob = b"".join(compressed_stream(tar, algorithm, level))
