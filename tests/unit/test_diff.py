@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,17 @@ def test_docker_save_style_archives_with_uncompressed_layers(tmp_path: Path) -> 
     assert (difference.platform, difference.where, difference.item, difference.field) == (
         AMD64, "layer 0 (COPY . /)", "var/log/apt/history.log", "content")
     assert difference.changes == ("layer 0 of linux/amd64", "config of linux/amd64")
+
+
+def test_json_keeps_the_bytes_of_names_that_are_not_utf8() -> None:
+    """xarch.jsonbytes: readable text with U+FFFD, and the exact bytes beside it under KEY_base64."""
+    import base64 as b64
+
+    from xarch.jsonbytes import exact
+
+    name = os.fsdecode(b"/srv/caf\xe9")
+    out = exact({"path": name, "link": "", "list": [name], "n": 1, name: "key"})
+    assert out["path"] == "/srv/caf\ufffd" and b64.b64decode(out["path_base64"]) == b"/srv/caf\xe9"
+    assert out["list"] == ["/srv/caf\ufffd"] and "link_base64" not in out and out["n"] == 1
+    assert out["/srv/caf\ufffd"] == "key"
+    json.dumps(out).encode("utf-8")  # every string is Unicode now

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from xarch.diff.compare import DiffResult
+from xarch.jsonbytes import exact
 from xarch.visible import visible
 
 MAX_ROWS = 200  # a table longer than this helps nobody; --json has every difference
@@ -35,7 +36,7 @@ def print_diff(result: DiffResult, as_json: bool, console: Console) -> None:
     from the images is shown escaped (xarch.visible), never as markup.
     """
     if as_json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
+        print(json.dumps(exact(result.to_json()), indent=2, sort_keys=True, default=str))
         return
     if result.identical:
         console.print(visible(f"identical: {result.a} and {result.b}"), markup=False, highlight=False)

@@ -20,6 +20,7 @@ from xarch.diff.layers import read_layer
 from xarch.diff.sources import ImageSource, PlatformImage, open_source
 from xarch.diff.textdiff import contents
 from xarch.errors import InputError
+from xarch.jsonbytes import exact
 from xarch.visible import visible
 
 STATUS = "var/lib/dpkg/status"
@@ -110,7 +111,7 @@ def show(target: str, platform: str | None, view: str, as_json: bool, console: C
         if view == "files":
             files = file_list(image, source.label)
             if as_json:
-                print(json.dumps({"platform": image.platform, "files": files}, indent=2))
+                print(json.dumps(exact({"platform": image.platform, "files": files}), indent=2))
                 return
             for entry in files:
                 link = f" -> {visible(entry['link'])}" if entry["link"] else ""
