@@ -70,6 +70,7 @@ def case_nginx(runs: int) -> dict[str, object]:
             "xarch_cold",
             "xarch_rebuild",
             "xarch_warm",
+            "xarch_warm_unrecorded",
             "buildx_amd64_cold",
             "buildx_arm64_cold",
             "buildx_amd64_warm",
@@ -91,6 +92,10 @@ def case_nginx(runs: int) -> dict[str, object]:
         if number == 0:
             shutil.rmtree(warm_cache, ignore_errors=True)
             shutil.copytree(cold_cache, warm_cache)
+            # One unmeasured warm build with this cache: the cold run's record is keyed by its own
+            # XARCH_CACHE, so this one records the build under the warm cache's key.
+            prime = [*XARCH, "build", "-q", "-f", str(recipe), "-o", f"oci:{out_root / 'warm-prime'}"]
+            measure(prime, env={"XARCH_CACHE": str(warm_cache)})
         # xarch rebuild: downloads cached, every image built again (--no-cache skips the image cache).
         output = out_root / f"rebuild-{number}"
         cmd = [*XARCH, "build", "-q", "--no-cache", "-f", str(recipe), "-o", f"oci:{output}"]
@@ -101,6 +106,12 @@ def case_nginx(runs: int) -> dict[str, object]:
         cmd = [*XARCH, "build", "-q", "-f", str(recipe), "-o", f"oci:{output}"]
         samples["xarch_warm"].append(measure(cmd, env={"XARCH_CACHE": str(warm_cache)}))
         commands["xarch warm"] = f"XARCH_CACHE=<cache of a cold run> {shown(cmd)}"
+        # the same without its build record (removed first): the image cache alone, the recipe loaded
+        shutil.rmtree(warm_cache / "records", ignore_errors=True)
+        output = out_root / f"warm-unrecorded-{number}"
+        cmd = [*XARCH, "build", "-q", "-f", str(recipe), "-o", f"oci:{output}"]
+        samples["xarch_warm_unrecorded"].append(measure(cmd, env={"XARCH_CACHE": str(warm_cache)}))
+        commands["xarch warm, no build record"] = f"rm -r <cache>/records; XARCH_CACHE=<…> {shown(cmd)}"
         for arch in ("amd64", "arm64"):
             # buildx cold: no build cache, --no-cache, the result image removed; then warm: its cache.
             tag = f"xarch-bench/nginx-buildx:{arch}"
@@ -264,7 +275,9 @@ def render_nginx(w: Callable[[str], None], nginx: dict) -> None:
     w(
         "*Cold*: xarch with an empty `XARCH_CACHE`; buildx after `docker buildx prune -af` with "
         "`--no-cache` (apt downloads everything again inside the build). *Warm*: the same build again with "
-        "every cache of the cold run: xarch's image cache hits, buildx's build cache hits every step. "
+        "every cache of the cold run: xarch's build record is replayed (nothing it read changed; "
+        "docs/design.md, \"Caches\"), buildx's build cache hits every step; *warm without its build "
+        "record*: the record removed first, so the recipe and lock are loaded and the image cache hits. "
         "*Rebuild* (xarch only): the download cache of a cold run but `--no-cache`, so every package is "
         "unpacked and every layer written and compressed again — the cost of a real change.\n"
     )
@@ -273,6 +286,8 @@ def render_nginx(w: Callable[[str], None], nginx: dict) -> None:
         if kind == "warm" and "xarch_rebuild" in s:
             row(w, "xarch, amd64+arm64, rebuild (downloads cached, --no-cache)", s["xarch_rebuild"])
         row(w, f"xarch, amd64+arm64, {kind}", s[f"xarch_{kind}"])
+        if kind == "warm" and "xarch_warm_unrecorded" in s:
+            row(w, "xarch, amd64+arm64, warm without its build record", s["xarch_warm_unrecorded"])
         for arch in ("amd64", "arm64"):
             row(w, f"buildx linux/{arch}, {kind}", s[f"buildx_{arch}_{kind}"])
         both = s[f"buildx_amd64_{kind}"]["wall"] + s[f"buildx_arm64_{kind}"]["wall"]
