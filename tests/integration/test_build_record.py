@@ -106,6 +106,15 @@ def test_unchanged(run: Run) -> None:
     assert REPLAYED in err
     assert index_digest(out) == index_digest(replayed) == run.reference()
     assert (out / "oci-layout").is_file()
+    # what a replay prints is what the build printed (the summary of the same images)
+    same = run.folder.parent / "unchanged-json"
+    printed = [xarch_ok("build", "-f", str(run.folder / "xarch.yaml"), "--json", "-o", f"oci:{same}",
+                        cache=run.cache) for _ in range(2)]
+    assert REPLAYED not in printed[0].stderr and REPLAYED not in printed[1].stderr  # --json: quiet
+    assert printed[0].stdout == printed[1].stdout and json.loads(printed[1].stdout)["images"]
+    replay_again = xarch_ok("build", "-f", str(run.folder / "xarch.yaml"), "--json", "-o", f"oci:{same}",
+                            "--platform", "amd64,arm64", cache=run.cache)
+    assert json.loads(replay_again.stdout)["index_digest"] == json.loads(printed[0].stdout)["index_digest"]
 
 
 def expect_rebuild(run: Run, before: Path, changed: bool = True, **kwargs: object) -> Path:
