@@ -42,13 +42,15 @@ is used, which gives the same bytes more slowly.
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import queue
 import struct
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 import deflate
 
@@ -286,12 +288,60 @@ def gzip_bytes(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
 def decompressing_reader(raw: BinaryIO, media_type: str) -> BinaryIO:
     """A reader of RAW's tar stream for a layer of MEDIA_TYPE: every gzip member (xarch writes one
     per 1 MiB; tarfile's own "r|gz" stops after the first), every zstd frame, or RAW itself."""
-    import gzip  # reading is not part of the output bytes, so the stdlib is fine here
-
     if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
         import zstandard
 
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
     if media_type.endswith("gzip") or "tar.gzip" in media_type:
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return io.BufferedReader(GzipMembers(raw), CHUNK)
     return raw
+
+
+class GzipMembers(io.RawIOBase):
+    """A gzip stream of one or more members undone (RFC 1952; xarch writes one per 1 MiB chunk), its
+    errors as OSError. Unlike Python's gzip module, which skips zero bytes after the last member,
+    any byte after it is an error: Go's compress/gzip, which containerd and dockerd read layers
+    with, refuses them ("gzip: invalid header"), so such a layer is no image's."""
+
+    def __init__(self, compressed: IO[bytes]) -> None:
+        self.compressed = compressed
+        self.inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around deflate
+        self.input = b""
+
+    def readable(self) -> bool:
+        """True: a stream to read from."""
+        return True
+
+    def _more(self) -> bytes:
+        return self.compressed.read(CHUNK)
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill BUFFER with the next uncompressed bytes; 0 at the end. OSError for a corrupt,
+        cut-short or padded stream."""
+        try:
+            while True:
+                if self.inflate.eof:
+                    rest = self.inflate.unused_data + self.input
+                    while len(rest) < 2:
+                        more = self._more()
+                        if not more:
+                            break
+                        rest += more
+                    if not rest:
+                        return 0  # the end of the last member and of the blob
+                    if not rest.startswith(b"\x1f\x8b"):
+                        raise OSError(f"gzip: {len(rest)}+ bytes after the last member (consumers "
+                                      "such as containerd refuse the layer)")
+                    self.inflate, self.input = zlib.decompressobj(wbits=31), rest
+                if not self.input:
+                    self.input = self._more()
+                    if not self.input:
+                        raise OSError("gzip: the blob ends inside a member (cut short)")
+                data = self.inflate.decompress(self.input, len(buffer))
+                self.input = self.inflate.unconsumed_tail
+                if data:
+                    buffer[: len(data)] = data
+                    return len(data)
+        except zlib.error as error:
+            raise OSError(f"gzip: {error}") from None
+

@@ -125,9 +125,9 @@ class Layer:
         compressed: IO[bytes] = io.BufferedReader(_Prefixed(head, raw), CHUNK)
         tar: IO[bytes] = compressed
         if head[:2] == b"\x1f\x8b":
-            import gzip
+            from xarch.oci.compress import GzipMembers  # not loaded by readers of other blobs
 
-            tar = gzip.GzipFile(fileobj=compressed, mode="rb")  # type: ignore[assignment]
+            tar = io.BufferedReader(GzipMembers(compressed), CHUNK)
         elif head == _ZSTD_MAGIC:  # every frame: xarch writes one per 1 MiB chunk (xarch.oci.compress)
             tar = io.BufferedReader(_Zstd(compressed), CHUNK)
         diff_id = self.diff_id if self.diff_id and SHA256.fullmatch(self.diff_id) else None
