@@ -48,7 +48,7 @@ def test_build_push_writes_no_layout_and_an_unchanged_repush_sends_nothing(
         registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from xarch.cli.main import cli
+    from xarch.cli.group import cli
 
     monkeypatch.setenv("XARCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
@@ -201,7 +201,7 @@ def test_push_command_does_not_load_the_recipe_model() -> None:
 
 def test_an_unchanged_repush_with_attachments_writes_nothing(registry: Registry, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from xarch.cli.main import cli
+    from xarch.cli.group import cli
     from xarch.registry.referrers import referrers_tag
 
     monkeypatch.setenv("XARCH_CACHE", str(tmp_path / "cache"))

@@ -13,7 +13,8 @@ import io
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
-from xarch.cli.main import cli, run
+from xarch.cli.group import cli
+from xarch.cli.main import run
 from xarch.errors import ExitCode
 
 # Exit codes of a handled outcome; 70 (internal error) is a bug, never an answer.

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.hello import run_xarch
-from xarch.cli.main import cli
+from xarch.cli.group import cli
 
 
 def _commands(group: click.Group, ctx: click.Context, prefix: tuple[str, ...] = ()

@@ -1,4 +1,4 @@
-"""The command table of xarch/cli/main.py: every entry loads, and `xarch --help` imports no command."""
+"""The command table of xarch/cli/group.py: every entry loads, and `xarch --help` imports no command."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 
 from xarch.cli import (  # every command module, imported as a user's command loads it
     assemble,
@@ -27,7 +28,7 @@ from xarch.cli import (  # every command module, imported as a user's command lo
     verify,
     verify_signature,
 )
-from xarch.cli.main import LazyGroup, cli
+from xarch.cli.group import LazyGroup, cli
 from xarch.cli.options import Remote, json_option, platforms_option, quiet_option, remote_options
 
 MODULES = (assemble, attest, build, diff, inspect, load, lock, outdated, platforms, plugin, push, referrers,
@@ -52,8 +53,8 @@ def test_help_lists_every_command_without_importing_any() -> None:
     *help_lines, modules = result.stdout.strip().splitlines()
     # xarch.run.overlay (stdlib only) holds the flag main() sets so that the command, and only it,
     # may enter a user namespace for stage roots without root.
-    assert eval(modules) == ["xarch.cli", "xarch.cli.main", "xarch.errors", "xarch.run",  # noqa: S307 (our output)
-                             "xarch.run.overlay", "xarch.visible"]
+    assert eval(modules) == ["xarch.cli", "xarch.cli.group", "xarch.cli.main", "xarch.errors",  # noqa: S307
+                             "xarch.run", "xarch.run.overlay", "xarch.visible"]
     listed = "\n".join(help_lines)
     for name in LazyGroup.lazy:
         assert f"  {name} " in listed, name
@@ -110,3 +111,36 @@ def test_conflicting_or_unused_registry_options_are_refused() -> None:
     unused = runner.invoke(show, ["-u", "alice", "--password-stdin"], input="secret\n")
     assert isinstance(unused.exception, RegistryUsageError)
     assert "no registry reference" in str(unused.exception)
+
+
+def test_results_console_and_replay_load_no_click() -> None:
+    """A build replayed from its record prints through xarch.cli.console and never loads click."""
+    code = ("import sys; import xarch.cli, xarch.cli.replay, xarch.cli.console as c; "
+            "from xarch.summary import print_summary; s = c.stdout; "
+            "print(type(s).__name__, s._highlight, 'click' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["_ResultsConsole", "False", "False"]
+
+
+def test_a_results_console_says_a_closed_pipe_as_broken_pipe() -> None:
+    """rich's own handling would exit 1 (a negative verdict in xarch's codes); xarch.cli.main ends
+    BrokenPipeError as SIGPIPE (141)."""
+    from xarch.cli.console import results_console
+
+    console = results_console()
+    with pytest.raises(BrokenPipeError):
+        console.on_broken_pipe()
+
+
+def test_failures_end_as_the_exit_code_table_says(capsys: pytest.CaptureFixture[str]) -> None:
+    """xarch.cli.main.failures: click's usage error as click says it (exit 2), a bug as one line
+    (exit 70), with or without click loaded."""
+    from xarch.cli.main import failures
+
+    for error, code, words in ((click.UsageError("no such option: --bogus"), 2, "no such option"),
+                               (click.exceptions.Abort(), 130, "interrupted"),
+                               (ValueError("boom"), 70, "internal error: ValueError: boom")):
+        with pytest.raises(SystemExit) as exit_, failures():
+            raise error
+        assert exit_.value.code == code
+        assert words in capsys.readouterr().err

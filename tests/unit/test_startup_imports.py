@@ -47,7 +47,8 @@ NOT_ON_A_CACHED_BUILD = (
 # Runs the command line in this interpreter, then writes the names of every loaded module.
 RUN_AND_LIST = """
 import json, sys
-from xarch.cli.main import cli, run
+from xarch.cli.group import cli
+from xarch.cli.main import run
 code = 0
 try:
     run(cli, sys.argv[2:])
@@ -111,7 +112,7 @@ def test_a_cached_build_loads_none_of_the_heavy_modules(tmp_path: Path) -> None:
 
 def test_listing_the_commands_or_loading_build_loads_no_recipe(tmp_path: Path) -> None:
     code = (
-        "import json, sys; from xarch.cli.main import cli; import click; "
+        "import json, sys; from xarch.cli.group import cli; import click; "
         "cli.get_command(click.Context(cli), 'build'); print(json.dumps(sorted(sys.modules)))"
     )
     result = subprocess.run(
@@ -133,7 +134,7 @@ def test_the_push_command_loads_no_docker_sdk_or_rich(tmp_path: Path) -> None:
     # config lookup (none here) must not bring the docker SDK or rich back (pydantic checks the
     # documents: one validator, the library's).
     code = (
-        "import json, sys; from xarch.cli.main import cli; import click; "
+        "import json, sys; from xarch.cli.group import cli; import click; "
         "cli.get_command(click.Context(cli), 'push'); "
         "from xarch.registry.auth import docker_config_credentials as c; c('127.0.0.1:5000'); "
         "from xarch.oci.schema import parse_document as p; "

@@ -267,10 +267,12 @@ class Witness:
 
 def code_fingerprint() -> list[Any]:
     """What identifies this xarch and interpreter: every file of the xarch package and of its
-    platform data (relative path, size, mtime in ns), the interpreter's version and executable,
-    and the mtime of each library folder (it changes when a package is installed or removed)."""
+    platform data (relative path, size, mtime in ns), the interpreter's version, executable and
+    prefix, and each library folder with its mtime (it changes when a package is installed or
+    removed)."""
     here = Path(__file__).resolve().parent.parent
-    rows: list[Any] = [sys.version, sys.executable]
+    # The interpreter by what it is (`python` and `python3` of one venv are one), the venv by its prefix.
+    rows: list[Any] = [sys.version, os.path.realpath(sys.executable), sys.prefix]
     # xarch/ holds _platforms/ in a wheel; a source checkout has platforms/ beside it.
     for root in (here, here.parent / "platforms"):
         if not root.is_dir():
@@ -289,9 +291,9 @@ def code_fingerprint() -> list[Any]:
     for name, value in sorted(sysconfig.get_paths().items()):
         if name in ("purelib", "platlib"):
             try:
-                rows.append([name, os.stat(value).st_mtime_ns])
+                rows.append([name, value, os.stat(value).st_mtime_ns])
             except OSError:
-                rows.append([name, None])
+                rows.append([name, value, None])
     return sorted(rows, key=repr)
 
 

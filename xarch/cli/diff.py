@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from xarch.cli.options import Remote, json_option, quiet_option, remote_options, results_console
+from xarch.cli.console import results_console
+from xarch.cli.options import Remote, json_option, quiet_option, remote_options
 from xarch.diff import diff_paths
 from xarch.diff.report import print_diff
 from xarch.errors import ExitCode

@@ -1,128 +1,35 @@
-"""The `xarch` command group: a lazy command table, and one way every failure ends (xarch/errors.py)."""
+"""The `xarch` console script, and one way every failure ends (xarch/errors.py).
+
+click is loaded only when a command line is read by it (xarch.cli.group): a build replayed from its
+record (xarch.cli.replay) never loads it, nor does a failure it ends.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import io
 import os
 import signal
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import click
-
-from xarch import __version__
 from xarch.errors import ExitCode, XarchError
 from xarch.visible import visible
 
-
-class LazyGroup(click.Group):
-    """Commands from other packages load only when run (or listed): startup stays fast.
-
-    The pattern click's documentation gives for lazily loaded subcommands.
-    """
-
-    # name: (module:attribute, the one line `xarch --help` lists, so listing imports no command)
-    lazy: dict[str, tuple[str, str]] = {
-        "build": ("xarch.cli.build:build_command",
-                  "Build the recipe for every platform into one OCI image index."),
-        "inspect": ("xarch.cli.inspect:inspect_command",
-                    "Show the images of a layout or archive, or a registry image's signatures."),
-        "verify": ("xarch.cli.verify:verify_command",
-                   "Rebuild under varied conditions, or against a published image; compare digests."),
-        "lock": ("xarch.cli.lock:lock_command",
-                 "Resolve and pin every package for every platform into xarch.lock."),
-        "outdated": ("xarch.cli.outdated:outdated_command",
-                     "List locked packages with a newer version in their archives (exit 1 if any)."),
-        "push": ("xarch.cli.push:push_command",
-                 "Push an OCI layout or oci-archive to a registry reference."),
-        "assemble": ("xarch.cli.assemble:assemble_command",
-                     "Build an index from per-platform manifests already in a registry; push it."),
-        "load": ("xarch.cli.load:load_command",
-                 "Load one platform of a layout or archive into the local Docker engine."),
-        "plugin": ("xarch.cli.plugin:plugin_group",
-                   "Use xarch as a Docker CLI plugin (`docker xarch ...`)."),
-        "platforms": ("xarch.cli.platforms:platforms_command",
-                      "Which strategies (native, cross, emulate) work here for each platform."),
-        "diff": ("xarch.cli.diff:diff_command",
-                 "Compare two images down to the file (exit 1 when they differ)."),
-        "trace": ("xarch.cli.trace:trace_command",
-                  "Run the image under strace and record the paths it uses in xarch.trace."),
-        "sbom": ("xarch.cli.sbom:sbom_command",
-                 "Print (or write) the SBOM attached to an image."),
-        "referrers": ("xarch.cli.referrers:referrers_command",
-                      "List what is attached to an image: SBOMs, provenance, attestations."),
-        "sign": ("xarch.cli.sign:sign_command",
-                 "Sign a pushed index and every platform manifest, as cosign does."),
-        "verify-signature": ("xarch.cli.verify_signature:verify_signature_command",
-                             "Check that an index and every manifest carry a cosign signature by KEY."),
-        "attest": ("xarch.cli.attest:attest_command",
-                   "Attach a signed in-toto statement to a registry image, as cosign does."),
-    }
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        """Every command name, the lazy ones included, sorted (for --help), without importing any."""
-        return sorted([*super().list_commands(ctx), *self.lazy])
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        """The command NAME, importing its module only now (None when unknown); every option and argument
-        of it made to refuse an empty value.
-        """
-        if name in self.lazy:
-            module_name, _, attribute = self.lazy[name][0].partition(":")
-            command = getattr(importlib.import_module(module_name), attribute)
-            assert isinstance(command, click.Command)
-        else:
-            command = super().get_command(ctx, name)
-        if command is not None:
-            refuse_empty_values(command)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The command list from the table: `xarch --help` stays fast and imports no command."""
-        rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+if TYPE_CHECKING:
+    import click
 
 
-def refuse_empty_values(command: click.Command) -> None:
-    """Make every option and argument of COMMAND (and of its subcommands) refuse "".
+def __getattr__(name: str) -> Any:
+    """`cli`, the command group (xarch.cli.group), loaded with click when first asked for (PEP 562)."""
+    if name != "cli":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from xarch.cli.group import cli
 
-    An empty value is a mistake, never a request for the default: `--platform ""` built every
-    platform, `--against ""` ran a plain verify and `-f ""` read ./xarch.yaml (click turns "" into
-    the path "."). One check, on the raw value before click converts it, for every parameter, so
-    an option added later cannot forget it. Click reports it as a usage error, exit 2.
-    """
-    for param in command.params:
-        if isinstance(param, click.Option) and param.flag_value == "":
-            continue  # `--load` alone means "" (its default name): bare and empty are one to click
-        if not getattr(param, "refuses_empty", False):
-            # Set on the instance: click has no hook that sees raw values for all parameters.
-            param.process_value = _refusing_empty(param, param.process_value)  # type: ignore[method-assign]
-            param.refuses_empty = True  # type: ignore[attr-defined]
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            refuse_empty_values(sub)
-
-
-def _refusing_empty(param: click.Parameter, process: Any) -> Any:
-    def process_value(ctx: click.Context, value: Any) -> Any:
-        values = value if isinstance(value, (tuple, list)) else (value,)
-        if any(isinstance(item, str) and not item.strip() for item in values):
-            raise click.BadParameter("must not be empty", ctx=ctx, param=param)
-        return process(ctx, value)
-
-    return process_value
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="xarch")
-def cli() -> None:
-    """Reproducible, minimal, multi-architecture container images from one recipe."""
+    return cli
 
 
 def run(command: click.Command, args: list[str] | None = None, prog_name: str = "xarch") -> None:
@@ -146,17 +53,8 @@ def failures() -> Iterator[None]:
     except XarchError as error:
         _debug_traceback()
         _fail(f"xarch: error: {error}", error.exit_code, error.details, error.hint)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         _fail("xarch: interrupted", 130)
-    except click.ClickException as error:
-        # Click quotes the value it refused as typed: its text is shown with control characters escaped.
-        shown = io.StringIO()
-        error.show(file=shown)
-        for line in shown.getvalue().splitlines():
-            click.echo(visible(line), err=True)
-        sys.exit(error.exit_code)
-    except click.exceptions.Exit as exit_:
-        sys.exit(exit_.exit_code)
     except BrokenPipeError:
         # The reader went away (`xarch diff … | head`): exit as a shell reports SIGPIPE, with
         # stdout pointed at /dev/null so flushing it at exit cannot fail again (the recipe of
@@ -177,9 +75,30 @@ def failures() -> Iterator[None]:
         _debug_traceback()
         _fail(f"xarch: error: input nested too deeply to process ({error})", ExitCode.INPUT)
     except Exception as error:
+        _click_ending(error)  # returns only when ERROR is not click's
         _debug_traceback()
         _fail(f"xarch: internal error: {type(error).__name__}: {error} "
               "(this is a bug; XARCH_DEBUG=1 shows the traceback)", ExitCode.INTERNAL)
+
+
+def _click_ending(error: Exception) -> None:
+    """End as click's own exceptions ask: Abort as an interrupt (130), a usage error with click's
+    text (exit 2), Exit with its code. Returns when ERROR is none of them (or click is not loaded,
+    so ERROR cannot be one)."""
+    click_module = sys.modules.get("click")
+    if click_module is None:
+        return
+    if isinstance(error, click_module.exceptions.Abort):
+        _fail("xarch: interrupted", 130)
+    if isinstance(error, click_module.ClickException):
+        # Click quotes the value it refused as typed: its text is shown with control characters escaped.
+        shown = io.StringIO()
+        error.show(file=shown)
+        for line in shown.getvalue().splitlines():
+            _say(visible(line))
+        sys.exit(error.exit_code)
+    if isinstance(error, click_module.exceptions.Exit):
+        sys.exit(error.exit_code)
 
 
 # A full disk or quota is the host's, not the input's.
@@ -199,12 +118,24 @@ def _fail(message: str, code: int, details: Sequence[str] = (), hint: str = "") 
     # Messages quote what the user or an image gave (a --platform, a tag, a path): a control
     # character in it is shown escaped, never sent to the terminal (xarch.visible).
     one_line = " ".join(visible(part.strip()) for part in message.splitlines() if part.strip())
-    click.echo(one_line.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+    _say(one_line.encode("utf-8", "backslashreplace").decode("utf-8"))
     for line in details:
-        click.echo("  | " + visible(line).encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+        _say("  | " + visible(line).encode("utf-8", "backslashreplace").decode("utf-8"))
     if hint:
-        click.echo("hint: " + visible(" ".join(hint.split())), err=True)
+        _say("hint: " + visible(" ".join(hint.split())))
     sys.exit(code)
+
+
+def _say(line: str) -> None:
+    """LINE on stderr, flushed (as click.echo(err=True) did); nothing when stderr is gone."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _debug_traceback() -> None:
@@ -230,6 +161,7 @@ def main() -> None:
 
                 if replay(sys.argv[1:]):  # an unchanged plain build: from its record, the recipe unread
                     return
+        from xarch.cli.group import cli
         from xarch.run.overlay import allow_user_namespace
 
         allow_user_namespace()  # a short-lived process: without root, stage roots may be overlays too

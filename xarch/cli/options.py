@@ -38,32 +38,13 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """`stdout`, the rich Console results are printed on, made when a command first imports it
-    (PEP 562): commands that print no table (push) do not load rich."""
+    """`stdout`, the rich Console results are printed on (xarch.cli.console), made when a command
+    first imports it (PEP 562): commands that print no table (push) do not load rich."""
     if name != "stdout":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # A pipe gets a wide table rather than rich's 80 columns, so digests are never cut.
-    width = None if sys.stdout.isatty() else 200
-    console = results_console(soft_wrap=True, width=width)
-    globals()["stdout"] = console
-    return console
+    from xarch.cli import console
 
-
-def results_console(**options: Any) -> Any:
-    """A rich Console on stdout for a command's results (OPTIONS: Console's keyword arguments).
-
-    emoji=False and highlight=False: text from images and registries (`:name:` in a tag or
-    path) is printed as it is. A reader that goes away (`xarch inspect … | head -1`) raises
-    BrokenPipeError, which xarch.cli.main ends as a shell reports SIGPIPE (141): rich's own
-    handler exits 1, which xarch's exit codes reserve for a negative verdict.
-    """
-    from rich.console import Console
-
-    class _ResultsConsole(Console):
-        def on_broken_pipe(self) -> None:
-            raise BrokenPipeError
-
-    return _ResultsConsole(**{"highlight": False, "emoji": False, **options})
+    return console.stdout
 
 
 recipe_option = click.option(

@@ -9,7 +9,8 @@ import click
 from rich.table import Table
 
 from xarch import platforms
-from xarch.cli.options import json_option, results_console
+from xarch.cli.console import results_console
+from xarch.cli.options import json_option
 from xarch.run import binfmt, qemu
 from xarch.run.matrix import PlatformRow, StrategyCheck, host_matrix
 

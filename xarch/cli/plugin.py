@@ -37,7 +37,8 @@ def docker_plugin_main(argv: list[str] | None = None) -> None:
         return
     if args[:1] == [PLUGIN_NAME]:
         args = args[1:]
-    from xarch.cli.main import cli, run
+    from xarch.cli.group import cli
+    from xarch.cli.main import run
 
     run(cli, args, prog_name=f"docker {PLUGIN_NAME}")
 

@@ -141,7 +141,7 @@ def _begin(request: Request, key: str, store_root: Path) -> None:
 
 def _write(artifact: Artifact, specs: list[OutputSpec], epoch: int, recipe: Path, request: Request) -> None:
     from xarch.build.outputs import write_output
-    from xarch.cli.options import stdout
+    from xarch.cli.console import stdout
     from xarch.progress import Reporter
     from xarch.summary import print_summary, summarize_artifact
 
