@@ -13,17 +13,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.e2e import EPOCH, index_digest, xarch, xarch_ok
+from tests.support.e2e import EPOCH, REPO, index_digest, xarch, xarch_ok
 
 REPLAYED = "no input changed since the last build"
 NAMES = ("unchanged", "recipe", "source", "mode", "new_file", "symlink", "env", "options", "blob",
-         "record", "epoch_git", "during", "archive", "ignore", "outputs")
+         "record", "epoch_git", "during", "archive", "ignore", "outputs", "hard_link", "capability",
+         "linked_recipe", "output_in_source", "cache_around", "pseudo", "odd_names")
 
 
 def make_project(folder: Path) -> None:
@@ -270,3 +273,114 @@ def test_outputs(run: Run) -> None:
     out, err = run.build(out=busy)
     assert REPLAYED in err and (busy / "index.json").is_file()
     assert os.listdir(busy) != []
+
+
+def test_hard_link(run: Run) -> None:
+    """Two equal files made one (a hardlink entry in the layer): not the bytes, not the modes."""
+    (run.folder / "site" / "copy.html").write_text("<p>one</p>\n")
+    time.sleep(2.2)
+    before = run.recorded()
+    copy = run.folder / "site" / "copy.html"
+    copy.unlink()
+    os.link(run.folder / "site" / "index.html", copy)
+    time.sleep(2.2)
+    after = expect_rebuild(run, before)
+    assert index_digest(after) == run.reference()
+    shutil.rmtree(run.cache / "records")  # the image cache alone must see it too
+    again, err = run.build()
+    assert index_digest(again) == index_digest(after)
+
+
+def test_capability(run: Run) -> None:
+    """security.capability is kept in the image (xarch.run.fsmeta): setting it is a change."""
+    from tests.support.needs import need_tool
+
+    setcap = need_tool("setcap")
+    before = run.recorded()
+    subprocess.run([setcap, "cap_net_bind_service=+ep", str(run.folder / "run.sh")], check=True)
+    time.sleep(2.2)
+    after = expect_rebuild(run, before)
+    assert index_digest(after) == run.reference()
+    shutil.rmtree(run.cache / "records")  # the image cache alone must see it too
+    subprocess.run([setcap, "-r", str(run.folder / "run.sh")], check=True)
+    time.sleep(2.2)
+    again, _ = run.build()
+    assert index_digest(again) == index_digest(before)
+
+
+def test_linked_recipe(run: Run) -> None:
+    """`-f current/xarch.yaml` with current -> v1, then -> v2: another recipe folder, another build."""
+    v1, v2 = run.folder / "v1", run.folder / "v2"
+    v1.mkdir()
+    make_project(v1)
+    shutil.copytree(v1, v2, symlinks=True)
+    (v2 / "site" / "index.html").write_text("<p>CHANGED</p>\n")
+    (run.folder / "current").symlink_to("v1")
+    time.sleep(2.2)
+    linked = Run(run.folder / "current")
+    linked.cache = run.cache
+    before = linked.recorded()
+    (run.folder / "current").unlink()
+    (run.folder / "current").symlink_to("v2")
+    time.sleep(2.2)
+    after = expect_rebuild(linked, before)
+    assert index_digest(after) == linked.reference()
+
+
+def test_output_in_source(run: Run) -> None:
+    """An output inside a folder the recipe copies is no source (never_source): a build that
+    writes one there is not recorded, and a record made elsewhere is not replayed for it."""
+    (run.folder / "site" / "stale").mkdir()
+    (run.folder / "site" / "stale" / "x.txt").write_text("x\n")
+    time.sleep(2.2)
+    before = run.recorded()  # site/stale is a source here
+    inside = run.folder / "site" / "stale"
+    shutil.rmtree(inside)
+    time.sleep(2.2)
+    out, err = run.build(out=inside)  # a new output where a source folder was
+    assert REPLAYED not in err
+    assert index_digest(out) != index_digest(before)
+    for _ in range(2):
+        _, err = run.build(out=inside)
+        assert REPLAYED not in err, "recorded a build whose output lies in a source folder"
+
+
+def test_cache_around(run: Run) -> None:
+    """A recipe folder inside XARCH_CACHE: what is read below the cache is not watched, so never recorded."""
+    inside = Run(run.folder)
+    inside.cache = run.folder  # XARCH_CACHE=$PWD
+    for _ in range(3):
+        _, err = inside.build()
+        assert REPLAYED not in err
+    (run.folder / "site" / "index.html").write_text("<p>edited</p>\n")
+    out, err = inside.build()
+    assert REPLAYED not in err
+
+
+def test_pseudo(run: Run) -> None:
+    """A recipe read from /dev/stdin (or any file below /dev, /proc, /sys) is never recorded."""
+    recipe = run.folder.parent / "pseudo.yaml"
+    recipe.write_text("name: pseudo\nplatforms: [amd64]\nepoch: 1\n"
+                      "directories: [{path: /data, mode: '0755'}]\n")
+    time.sleep(2.2)
+    for _ in range(3):
+        with recipe.open() as stdin:  # `xarch build -f /dev/stdin < pseudo.yaml`
+            result = subprocess.run([sys.executable, "-m", "xarch.cli", "build", "-f", "/dev/stdin", "-o",
+                                     f"oci:{run.folder.parent / 'pseudo-out'}"], stdin=stdin, text=True,
+                                    capture_output=True, env={**os.environ, "XARCH_CACHE": str(run.cache),
+                                                              "PYTHONPATH": str(REPO)}, cwd=REPO, check=False)
+        assert result.returncode == 0, result.stderr
+        assert REPLAYED not in result.stderr
+
+
+def test_odd_names(run: Run) -> None:
+    """A source named with bytes that are not UTF-8, and such an environment value: recorded and
+    replayed like any other, never an error."""
+    odd = os.fsdecode(b"caf\xe9.txt")
+    (run.folder / "site" / odd).write_text("odd\n")
+    time.sleep(2.2)
+    env = {"XARCH_TEST_ODD": os.fsdecode(b"v\xff")}
+    first, err = run.build(env=env)
+    second, err = run.build(env=env)
+    assert REPLAYED in err
+    assert index_digest(first) == index_digest(second) == run.reference()

@@ -29,12 +29,15 @@ from xarch.oci.store import Store
 from xarch.oci.tree import path_bytes
 from xarch.platforms import Platform
 from xarch.recipe import LoadedRecipe
+from xarch.run.fsmeta import HardLinks, kept_xattrs
 
 if TYPE_CHECKING:
     from xarch.sources.debian.lock import Lock
     from xarch.sources.python.lock import PythonLock
 
-FORMAT = 3  # 2: images passed the ELF check (xarch/build/elfcheck.py); 3: .xarchignore, stage inputs
+# 2: images passed the ELF check (xarch/build/elfcheck.py); 3: .xarchignore, stage inputs;
+# 4: sources' hard links and kept extended attributes (they change the image, not a file's bytes)
+FORMAT = 4
 
 
 def cacheable(loaded: LoadedRecipe) -> bool:
@@ -45,8 +48,11 @@ def cacheable(loaded: LoadedRecipe) -> bool:
 
 def _hash_path(hasher: hashlib._Hash, label: str, root: Path, paths: list[str] | None = None) -> None:
     """Feed ROOT (a file, or PATHS below the folder ROOT) into HASHER: names, types, link
-    targets, owner-executable bits and contents, all that a build reads of it."""
+    targets, owner-executable bits, contents, the extended attributes an image keeps (file
+    capabilities) and which files are hard links of one another: all that a build reads of it
+    (xarch.build.contents)."""
     hasher.update(f"{label}\n".encode())
+    links = HardLinks()
     for relative in [".", *(paths or [])]:
         path = root / relative if relative != "." else root
         if path.is_symlink():
@@ -54,8 +60,11 @@ def _hash_path(hasher: hashlib._Hash, label: str, root: Path, paths: list[str] |
         elif path.is_dir():
             hasher.update(path_bytes(f"D {relative}\n"))
         elif path.is_file():
-            executable = bool(path.stat().st_mode & 0o100)
-            hasher.update(path_bytes(f"F {relative} {executable} {file_sha256(path)}\n"))
+            info = path.stat()
+            executable = bool(info.st_mode & 0o100)
+            first = links.seen(info, relative)
+            hasher.update(path_bytes(f"F {relative} {executable} {file_sha256(path)} {first!r} "
+                                     f"{[(name, value.hex()) for name, value in kept_xattrs(path)]!r}\n"))
 
 
 def sources_digest(loaded: LoadedRecipe, platform: Platform) -> str:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from xarch.build.imagerecord import RecordError  # one error for image and build records
-from xarch.oci.digest import canonical_json, file_sha256, hex_of
+from xarch.oci.digest import file_sha256, hex_of
 from xarch.oci.store import Store
 
 FORMAT = 1
@@ -49,6 +49,11 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Audit events (CPython's audit events table) that create a path: the index of the new path.
 _CREATE_EVENTS = {"os.mkdir": 0, "tempfile.mkdtemp": 0, "tempfile.mkstemp": 0, "os.rename": 1,
                   "os.symlink": 1, "os.link": 1, "shutil.copyfile": 1, "shutil.copytree": 1, "shutil.move": 1}
+# The files of /dev, /proc and /sys a build reads that hold no input of it (`/dev/null`; the
+# user namespace map, read to tell root from not). Any other read there (`-f /dev/stdin`, a
+# project in /dev/shm, `/proc/self/cwd/…`) keeps the build from being recorded.
+_PSEUDO = ("/dev/", "/proc/", "/sys/")
+_HARMLESS = frozenset({"/dev/null", "/proc/self/uid_map", "/proc/self/gid_map"})
 # Events after which the hook cannot know what was read.
 _BLIND_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
                            "os.fork", "os.forkpty", "os.chdir", "os.fchdir", "os.chroot"})
@@ -83,21 +88,41 @@ class Recorder:
         self.parents: dict[str, tuple[int, ...] | None] = {}
         self.created: set[str] = set()
         self.written: set[str] = set()
+        # path as given → os.path.realpath of it (Path.resolve): a symlink on the way changes it
+        self.resolved: dict[str, str] = {}
         self.blind = ""
 
     @classmethod
     def start(cls, store_root: Path) -> Recorder:
         """Begin recording this process's reads; STORE_ROOT (the cache) is not an input."""
         here = Path(__file__).resolve().parent.parent  # xarch/
-        skip = {os.path.abspath(store_root), str(store_root.resolve()), str(here),
-                str(here.parent / "platforms"), "/proc", "/sys", "/dev"}
+        skip = {os.path.abspath(store_root), os.path.realpath(store_root), str(here),
+                str(here.parent / "platforms")}
         skip.update(value for name, value in sysconfig.get_paths().items()
                     if name in ("stdlib", "platstdlib", "purelib", "platlib"))
         recorder = cls(f"{path.rstrip('/')}/" for path in skip)
-        cls._current = recorder
         if not cls._installed:
             sys.addaudithook(cls._hook)
+            # Path.resolve and os.path.realpath follow symlinks with lstat and readlink, which raise
+            # no audit event: a source reached through `current -> v1` would be witnessed as
+            # v1/… only. Every resolution made while recording is kept, and checked again.
+            real = os.path.realpath
+
+            def realpath(path: Any, *args: Any, **kwargs: Any) -> Any:
+                result = real(path, *args, **kwargs)
+                current = cls._current
+                if current is not None:
+                    current._resolving(path, result)
+                return result
+
+            os.path.realpath = realpath  # type: ignore[assignment]
+            import pathlib
+
+            accessor = getattr(pathlib, "_NormalAccessor", None)  # CPython 3.10 bound realpath early
+            if accessor is not None:
+                accessor.realpath = staticmethod(realpath)
             cls._installed = True
+        cls._current = recorder
         return recorder
 
     def stop(self) -> None:
@@ -119,7 +144,17 @@ class Recorder:
         if isinstance(path, int) or path is None:
             return None
         text = os.path.abspath(os.fsdecode(path))
-        return None if (text + "/").startswith(self.skip) else text
+        if text.startswith(_PSEUDO) and text not in _HARMLESS:
+            self.blind = f"read {text}"  # what it holds is no file the record could check again
+        return None if (text + "/").startswith(self.skip) or text in _HARMLESS else text
+
+    def _resolving(self, path: Any, result: Any) -> None:
+        try:
+            given = os.path.abspath(os.fsdecode(path))
+            if not (given + "/").startswith(self.skip):
+                self.resolved.setdefault(given, os.fsdecode(result))
+        except Exception as error:  # never fail the build's own call
+            self.blind = f"realpath: {type(error).__name__}"
 
     def _note(self, event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
@@ -172,17 +207,16 @@ class Recorder:
             current = parent
 
     def witness(self, outputs: Iterable[Path]) -> Witness:
-        """What the build read, as it is now: raises RecordError (the build is not recorded)
-        when the build went blind, or a file it read changed since, was written by it, or is gone."""
+        """What the build read, as it is now (call it before the outputs are written: writing one
+        lists the folder it goes into): raises RecordError (the build is not recorded) when the
+        build went blind, or a file it read changed since, was written by it, or is gone, or an
+        output lies in a folder the build walked (which files are sources then depends on it)."""
         self.stop()
         if self.blind:
             raise RecordError(f"not recorded: {self.blind}")
         out = tuple(f"{os.path.abspath(path)}/" for path in outputs)
-        # Writing an output lists the folder it goes into (leftovers of killed writers): that
-        # folder is an input only when the build read a file in it or listed it otherwise.
-        beside_out = {os.path.dirname(os.path.abspath(path)) for path in outputs}
         files: dict[str, list[Any]] = {}
-        folders = {path: then for path, then in self.listed.items() if path not in beside_out}
+        folders = dict(self.listed)
         for path, then in sorted(self.opened.items()):
             if (path + "/").startswith(out) or self._made_here(path):
                 continue
@@ -202,7 +236,14 @@ class Recorder:
                 continue
             self._unchanged(folder, then)
             listings[folder] = listing_digest(folder)
-        return Witness(files, listings)
+        walked = sorted(folder for folder in self.listed if folder in listings)
+        witness = Witness(files, listings, {given: real for given, real in sorted(self.resolved.items())
+                                            if not self._made_here(given)}, walked)
+        witness.check_resolved()  # as they are now: a link changed during the build is caught
+        crossing = witness.walked_into(outputs)
+        if crossing:
+            raise RecordError(f"not recorded: the output {crossing} is in a folder the build walked")
+        return witness
 
     def _unchanged(self, path: str, then: tuple[int, ...] | None) -> None:
         """RecordError when PATH's stat differs from THEN, or when PATH changed so shortly before
@@ -216,12 +257,24 @@ class Recorder:
 
 
 def file_witness(path: str) -> list[Any]:
-    """[st_mode, sha256 hex] of the file PATH (symlinks followed); RecordError when not a regular file."""
+    """[st_mode, sha256 hex, [st_dev, st_ino, st_nlink], [[xattr name, value hex]…]] of the file
+    PATH (symlinks followed): what an image takes from a file (bytes, mode, hard links, file
+    capabilities). RecordError when it is not a regular file."""
     try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
             raise RecordError(f"{path}: not a regular file")
-        return [mode, file_sha256(Path(path))]
+        attributes: list[list[Any]] = []
+        try:
+            names = sorted(os.listxattr(path))
+        except OSError:  # a file system without extended attributes
+            names = []
+        for name in names:
+            try:
+                attributes.append([name, os.getxattr(path, name).hex()])
+            except OSError:
+                attributes.append([name, None])
+        return [info.st_mode, file_sha256(Path(path)), [info.st_dev, info.st_ino, info.st_nlink], attributes]
     except OSError as error:
         raise RecordError(f"{path}: {error.strerror}") from None
 
@@ -249,20 +302,42 @@ def listing_digest(folder: str) -> str:
 
 @dataclass(frozen=True)
 class Witness:
-    """The inputs of a build as they were when it finished: {path: [st_mode, sha256 hex]} of every
-    file read, {folder: listing_digest} of every folder listed or holding such a file."""
+    """The inputs of a build as they were when it finished: {path: file_witness} of every file
+    read, {folder: listing_digest} of every folder listed or holding such a file, {path as given:
+    its real path} of every path resolved, and the folders the build walked (listed)."""
 
     files: dict[str, list[Any]] = field(default_factory=dict)
     folders: dict[str, str] = field(default_factory=dict)
+    resolved: dict[str, str] = field(default_factory=dict)
+    walked: list[str] = field(default_factory=list)
+
+    def check_resolved(self) -> None:
+        """Raise RecordError naming the first path resolved that now leads elsewhere."""
+        for given, real in self.resolved.items():
+            if os.path.realpath(given) != real:
+                raise RecordError(f"{given}: now leads to another path")
 
     def check(self) -> None:
         """Raise RecordError naming the first input that is not as recorded."""
+        self.check_resolved()
         for folder, digest in self.folders.items():
             if listing_digest(folder) != digest:
                 raise RecordError(f"{folder}: its entries changed")
         for path, recorded in self.files.items():
             if file_witness(path) != recorded:
                 raise RecordError(f"{path}: changed")
+
+    def walked_into(self, outputs: Iterable[Path]) -> str:
+        """The first of OUTPUTS that lies in (or is) a folder the build walked, as given; "" when
+        none: an output or the cache inside a source folder is no source (never_source), so the
+        files a build takes depend on where its outputs go."""
+        real_walked = [os.path.realpath(folder) for folder in self.walked]
+        for output in outputs:
+            where = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(output))),
+                                 os.path.basename(os.path.abspath(output)))
+            if any(where == folder or where.startswith(folder.rstrip("/") + "/") for folder in real_walked):
+                return str(output)
+        return ""
 
 
 def code_fingerprint() -> list[Any]:
@@ -303,7 +378,13 @@ def record_key(argv: list[str]) -> str:
     env = {name: value for name, value in os.environ.items() if name not in _VOLATILE_ENV}
     material = {"format": FORMAT, "argv": argv, "cwd": os.getcwd(), "env": env, "euid": os.geteuid(),
                 "machine": os.uname().machine, "code": code_fingerprint()}
-    return hashlib.sha256(canonical_json(material)).hexdigest()
+    return hashlib.sha256(_json_bytes(material)).hexdigest()
+
+
+def _json_bytes(value: Any) -> bytes:
+    """VALUE as sorted, compact JSON in ASCII: a name that is not UTF-8 (a lone surrogate of
+    surrogateescape, in a path, the environment or the command line) is kept as its escape."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -321,11 +402,12 @@ class BuildRecord:
     epoch: int
 
     def to_json(self) -> bytes:
-        """The record as canonical JSON (xarch.oci.digest.canonical_json), with its FORMAT."""
-        return canonical_json({"format": FORMAT, "files": self.witness.files, "folders": self.witness.folders,
-                               "index": self.index, "images": self.images, "tag": self.tag,
-                               "default_output": self.default_output, "recipe": self.recipe,
-                               "epoch": self.epoch})
+        """The record as sorted, compact ASCII JSON, with its FORMAT."""
+        return _json_bytes({"format": FORMAT, "files": self.witness.files, "folders": self.witness.folders,
+                            "resolved": self.witness.resolved, "walked": self.witness.walked,
+                            "index": self.index, "images": self.images, "tag": self.tag,
+                            "default_output": self.default_output, "recipe": self.recipe,
+                            "epoch": self.epoch})
 
     @classmethod
     def from_json(cls, data: bytes) -> BuildRecord:
@@ -334,17 +416,22 @@ class BuildRecord:
             raw = json.loads(data)
             if raw["format"] != FORMAT:
                 raise RecordError("another format")
-            files, folders = raw["files"], raw["folders"]
-            if not (isinstance(files, dict) and isinstance(folders, dict)
-                    and all(isinstance(v, list) and len(v) == 2 for v in files.values())
-                    and all(isinstance(v, str) for v in folders.values())):
+            files, folders, resolved, walked = raw["files"], raw["folders"], raw["resolved"], raw["walked"]
+            if not (isinstance(files, dict) and isinstance(folders, dict) and isinstance(resolved, dict)
+                    and isinstance(walked, list)
+                    and all(isinstance(v, list) and len(v) == 4 for v in files.values())
+                    and all(isinstance(v, str) for v in [*folders.values(), *resolved.values(), *walked])
+                    and all(folder in folders for folder in walked)):
                 raise RecordError("malformed inputs")
             hex_of(raw["index"])
+            default = Path(raw["default_output"]) if isinstance(raw["default_output"], str) else Path("/")
             if not (isinstance(raw["images"], list) and isinstance(raw["tag"], str)
-                    and isinstance(raw["default_output"], str) and isinstance(raw["recipe"], str)
+                    and len(default.parts) == 2 and default.parts[0] == "dist"
+                    and default.parts[1] not in (".", "..")
+                    and isinstance(raw["recipe"], str) and raw["recipe"] in files
                     and type(raw["epoch"]) is int):
                 raise RecordError("malformed result")
-            return cls(Witness(files, folders), raw["index"], raw["images"], raw["tag"],
+            return cls(Witness(files, folders, resolved, walked), raw["index"], raw["images"], raw["tag"],
                        raw["default_output"], raw["recipe"], raw["epoch"])
         except (ValueError, KeyError, TypeError) as error:
             raise RecordError(f"malformed record: {error}") from None
@@ -363,11 +450,12 @@ class RecordStore:
 
     def get(self, key: str) -> BuildRecord | None:
         """The record under KEY, or None (absent, unreadable or malformed; capped at 64 MiB)."""
+        from xarch.smallfile import SmallFileError, read_small
+
         try:
-            with self._path(key).open("rb") as handle:
-                data = handle.read(64 << 20)
-            return BuildRecord.from_json(data)
-        except (OSError, RecordError):
+            # read_small: a FIFO or device put there is refused, never waited on
+            return BuildRecord.from_json(read_small(self._path(key), 64 << 20))
+        except (OSError, SmallFileError, RecordError):
             return None
 
     def put(self, key: str, record: BuildRecord) -> None:

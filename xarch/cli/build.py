@@ -137,17 +137,18 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         from xarch.sbom.attach import attach_to
 
         artifact = attach_to(artifact, loaded, lock, epoch, formats, provenance)
+    from xarch.build.imagecache import cacheable
+    from xarch.cli.replay import finish
+
+    # When this command line may be replayed, remember what the build read (xarch.build.record);
+    # before the outputs are written, whose writing reads nothing that is an input.
+    finish(artifact, outputs, loaded.path, epoch, str(Path("dist") / loaded.recipe.name), cacheable(loaded))
     for spec in specs:
         write_output(artifact, spec, epoch, repo_tags, for_docker, loaded.path)
         reporter.info(f"wrote {spec}")
         if artifact.attachments and spec.kind == "docker-archive":
             reporter.info(f"{spec}: a docker-archive has no place for SBOMs or provenance "
                           "(use oci: or --push)")
-    from xarch.build.imagecache import cacheable
-    from xarch.cli.replay import finish
-
-    # When this command line may be replayed, remember what the build read (xarch.build.record).
-    finish(artifact, outputs, loaded.path, epoch, str(Path("dist") / loaded.recipe.name), cacheable(loaded))
     if load_tag is not None:
         from xarch.docker.load import load_built_image
 

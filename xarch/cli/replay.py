@@ -10,7 +10,7 @@ calls `finish` when it has written its outputs.
 The command line is read here by hand, without click: loading click's command table is part of
 the cost this saves. It accepts only the options in REPLAYED, in the forms `--name value`,
 `--name=value` and `-x value`; anything else runs the full build.
-tests/unit/test_build_record.py checks this table against build_command's options, so an option
+tests/unit/test_build_record_parts.py checks this table against build_command's options, so an option
 added there must be placed here (replayed, or not) before the tests pass.
 """
 
@@ -120,8 +120,11 @@ def replay(argv: list[str]) -> bool:
         record.witness.check()
         artifact = Artifact(records.index_bytes(record), tuple(image_from_record(store, item)
                                                                  for item in record.images), record.tag)
+        _check_index(artifact)
         specs = ([OutputSpec.parse(text) for text in request.outputs]
                  or [OutputSpec("oci", Path(record.default_output))])
+        if record.witness.walked_into(spec.path for spec in specs):
+            raise RecordError("an output in a folder the build walked: which files are sources depends on it")
         recipe = Path(record.recipe)
         check_targets(specs, recipe)
     except Exception:  # noqa: BLE001 - a record that does not apply, for any reason: build
@@ -130,6 +133,21 @@ def replay(argv: list[str]) -> bool:
         return False
     _write(artifact, specs, record.epoch, recipe, request)
     return True
+
+
+def _check_index(artifact: Artifact) -> None:
+    """RecordError unless ARTIFACT's index names exactly its images' manifests, in order (a record
+    put together from two builds must not write a layout whose index and blobs disagree)."""
+    import json
+
+    from xarch.build.record import RecordError
+    from xarch.oci.digest import sha256_digest
+
+    entries = json.loads(artifact.index_bytes)["manifests"]
+    named = [(entry.get("digest"), entry.get("size")) for entry in entries]
+    held = [(sha256_digest(image.manifest_bytes), len(image.manifest_bytes)) for image in artifact.images]
+    if named != held:
+        raise RecordError("the index names other manifests than the record's images")
 
 
 def _begin(request: Request, key: str, store_root: Path) -> None:
@@ -155,9 +173,10 @@ def _write(artifact: Artifact, specs: list[OutputSpec], epoch: int, recipe: Path
 
 def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: int, default_output: str,
            cacheable: bool) -> None:
-    """Record the build that just wrote ARTIFACT to OUTPUTS (as click read them), when `replay`
-    began recording and the build may be replayed: CACHEABLE (no Dockerfile stage), no attachments,
-    and OUTPUTS the ones `parse` read. Recording that fails leaves no record; never an error."""
+    """Record the build that made ARTIFACT for OUTPUTS (as click read them; call it before they are
+    written), when `replay` began recording and the build may be replayed: CACHEABLE (no Dockerfile
+    stage), no attachments, and OUTPUTS the ones `parse` read. Recording that fails leaves no
+    record; never an error."""
     global _pending
     pending, _pending = _pending, None
     if pending is None:
@@ -174,12 +193,20 @@ def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: in
     paths = [OutputSpec.parse(text).path for text in outputs] or [Path(default_output)]
     try:
         witness = pending.recorder.witness(paths)
+        cache = os.path.realpath(pending.store_root) + "/"
+        if any((os.path.realpath(path) + "/").startswith(cache) for path in (recipe, os.getcwd())):
+            # what is read below the cache is not recorded (the store is checked when read)
+            raise RecordError("not recorded: the recipe or the working folder is inside the cache")
+        opened = [name for name in (os.path.abspath(recipe), os.path.realpath(recipe))
+                  if name in witness.files]
+        if not opened:
+            raise RecordError("not recorded: the recipe was not read as a file")
         records = RecordStore(Store(pending.store_root))
         records.store.put_bytes(artifact.index_bytes)
         record = BuildRecord(witness, sha256_digest(artifact.index_bytes),
                              [image_record(image) for image in artifact.images], artifact.tag,
-                             default_output, str(recipe.absolute()), epoch)
+                             default_output, opened[0], epoch)
         records.put(pending.key, record)
-    except (RecordError, OSError) as error:
+    except (RecordError, OSError, ValueError) as error:
         if os.environ.get("XARCH_DEBUG") == "1":
             print(f"xarch: build not recorded: {error}", file=sys.stderr)

@@ -157,8 +157,81 @@ def test_outputs_are_not_inputs(tmp_path: Path, start: Start) -> None:
     (out / "index.json").write_text("{}")
     recorder = start()
     (out / "index.json").read_text()
-    os.listdir(tmp_path)  # writing an output lists its parent
     assert recorder.witness([out]) == Witness({}, {})
+
+
+def test_an_output_in_a_folder_the_build_walked_is_not_recorded(tmp_path: Path, start: Start) -> None:
+    """never_source leaves outputs out of a source folder, so what a build takes depends on them."""
+    (tmp_path / "site").mkdir()
+    recorder = start()
+    os.listdir(tmp_path / "site")
+    with pytest.raises(RecordError, match="in a folder the build walked"):
+        recorder.witness([tmp_path / "site" / "out"])
+    assert Witness(walked=[str(tmp_path / "site")]).walked_into([tmp_path / "site" / "x" / "y"])
+    assert not Witness(walked=[str(tmp_path / "site")]).walked_into([tmp_path / "site2"])
+
+
+def test_pseudo_files_blind_the_recorder(tmp_path: Path, start: Start) -> None:
+    """What /proc, /sys or /dev hold is no file a record can check again (a recipe from
+    /dev/stdin, a project in /dev/shm); /dev/null is nothing."""
+    recorder = start()
+    Path("/dev/null").read_bytes()
+    assert not recorder.blind
+    Path("/proc/self/status").read_bytes()
+    with pytest.raises(RecordError, match="/proc/self/status"):
+        recorder.witness([])
+
+
+def test_paths_resolved_through_a_symlink_are_checked_again(tmp_path: Path, start: Start) -> None:
+    """Path.resolve follows links without an audit event: its answers are witnessed (also on 3.10,
+    whose pathlib bound os.path.realpath early)."""
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.txt").write_text("same")
+    (tmp_path / "current").symlink_to("v1")
+    recorder = start()
+    source = (tmp_path / "current" / "a.txt").resolve()
+    source.read_text()
+    witness = recorder.witness([])
+    assert witness.resolved[str(tmp_path / "current" / "a.txt")] == str(tmp_path / "v1" / "a.txt")
+    witness.check()
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to("v2")  # the same bytes, another file: another build
+    with pytest.raises(RecordError, match="now leads to another path"):
+        witness.check()
+
+
+def test_hard_links_and_capabilities_are_witnessed(tmp_path: Path) -> None:
+    """Both change an image (a hardlink entry, security.capability) without changing bytes or modes."""
+    a, c = tmp_path / "a", tmp_path / "c"
+    a.write_text("x")
+    c.write_text("x")
+    before = record.file_witness(str(c))
+    c.unlink()
+    os.link(a, c)
+    assert record.file_witness(str(c)) != before
+    linked = record.file_witness(str(a))
+    try:
+        os.setxattr(a, "user.xarch-test", b"1")
+    except OSError:
+        return  # a file system without user xattrs: the capability test is tests/integration's
+    assert record.file_witness(str(a)) != linked
+
+
+def test_names_that_are_not_utf8_make_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value that is not UTF-8 (environment, command line) is kept as its escape, never an error."""
+    monkeypatch.setenv("XARCH_TEST_VALUE", os.fsdecode(b"v\xff"))
+    key = record.record_key(["build", "-f", os.fsdecode(b"r\xe9.yaml")])
+    assert len(key) == 64
+    monkeypatch.setenv("XARCH_TEST_VALUE", os.fsdecode(b"v\xfe"))
+    assert record.record_key(["build", "-f", os.fsdecode(b"r\xe9.yaml")]) != key
+
+
+def test_a_record_that_is_a_fifo_is_not_waited_on(tmp_path: Path) -> None:
+    records = RecordStore(Store(tmp_path))
+    (tmp_path / "records").mkdir()
+    os.mkfifo(tmp_path / "records" / ("c" * 64 + ".json"))
+    assert records.get("c" * 64) is None
 
 
 def test_listing_digest(tmp_path: Path) -> None:
@@ -175,13 +248,16 @@ def test_listing_digest(tmp_path: Path) -> None:
 
 
 def good_record() -> dict[str, object]:
-    return {"format": 1, "files": {"/a": [33188, "0" * 64]}, "folders": {"/": "1" * 64},
-            "index": "sha256:" + "2" * 64, "images": [], "tag": "latest", "default_output": "dist/x",
-            "recipe": "/r/xarch.yaml", "epoch": 1}
+    return {"format": 1, "files": {"/r/xarch.yaml": [33188, "0" * 64, [1, 2, 1], []]},
+            "folders": {"/r": "1" * 64}, "resolved": {}, "walked": ["/r"], "index": "sha256:" + "2" * 64,
+            "images": [], "tag": "latest", "default_output": "dist/x", "recipe": "/r/xarch.yaml", "epoch": 1}
 
 
 @pytest.mark.parametrize("change", [
-    {"format": 2}, {"files": []}, {"files": {"/a": "x"}}, {"folders": {"/": 3}}, {"index": "sha256:../../x"},
+    {"format": 2}, {"files": []}, {"files": {"/r/xarch.yaml": "x"}}, {"folders": {"/": 3}},
+    {"index": "sha256:../../x"}, {"recipe": "/etc/passwd"}, {"default_output": "/tmp/victim"},
+    {"default_output": "dist/../../x"}, {"default_output": "dist"}, {"walked": ["/elsewhere"]},
+    {"resolved": []},
     {"index": "sha256:" + "A" * 64}, {"images": {}}, {"tag": 1}, {"epoch": True}, {"epoch": "1"},
     {"recipe": None},
 ])
