@@ -297,3 +297,21 @@ def test_image_records_round_trip_and_refuse_corrupt_blobs(tmp_path: Path) -> No
     for hostile in ({}, [], {"layers": [{"digest": "sha256:../../../etc/passwd"}]}, {"layers": None}):
         with pytest.raises(RecordError):
             image_from_record(store, hostile)
+
+
+def test_cache_entries_that_are_fifos_are_not_waited_on(tmp_path: Path) -> None:
+    """An image cache entry or a kept parse that is a FIFO is damaged, not a reason to hang."""
+    from xarch.build.imagecache import ImageCache
+    from xarch.sources.debian.lock import _parsed_yaml
+
+    cache = ImageCache(Store(tmp_path))
+    cache.directory.mkdir(parents=True)
+    os.mkfifo(cache.directory / ("d" * 64 + ".json"))
+    assert cache.get("sha256:" + "d" * 64) is None
+    parsed = tmp_path / "parsed"
+    parsed.mkdir()
+    text = "version: 1\n"
+    import hashlib
+
+    os.mkfifo(parsed / f"{hashlib.sha256(text.encode()).hexdigest()}.json")
+    assert _parsed_yaml(text, parsed) == {"version": 1}

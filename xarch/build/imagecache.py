@@ -138,9 +138,12 @@ class ImageCache:
 
     def get(self, key: str) -> Image | None:
         """The cached image, or None when absent or when any blob is missing or corrupt."""
+        from xarch.smallfile import SmallFileError, read_small
+
         try:
-            return image_from_record(self.store, json.loads(self._entry(key).read_text()))
-        except (OSError, ValueError):
+            # read_small: a FIFO or device in its place is refused, never waited on
+            return image_from_record(self.store, json.loads(read_small(self._entry(key), 16 << 20)))
+        except (OSError, ValueError, SmallFileError):
             return None  # a damaged entry is rebuilt (and rewritten), never served
 
     def put(self, key: str, image: Image) -> None:

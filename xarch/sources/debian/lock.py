@@ -469,10 +469,11 @@ def _parsed_yaml(text: str, parsed: Path | None) -> Any:
     if parsed is None:
         return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
     entry = parsed / f"{hashlib.sha256(text.encode('utf-8')).hexdigest()}.json"
+    from xarch.smallfile import SmallFileError, read_small
+
     try:
-        with entry.open("rb") as handle:
-            return json.loads(handle.read(MAX_LOCK_BYTES * 2))
-    except (OSError, ValueError, RecursionError):
+        return json.loads(read_small(entry, MAX_LOCK_BYTES * 2))  # a FIFO there is not waited on
+    except (OSError, ValueError, RecursionError, SmallFileError):
         pass  # absent or damaged: parsed again, and written again
     raw = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
     try:
