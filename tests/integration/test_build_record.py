@@ -26,7 +26,8 @@ from tests.support.e2e import EPOCH, REPO, index_digest, xarch, xarch_ok
 REPLAYED = "no input changed since the last build"
 NAMES = ("unchanged", "recipe", "source", "mode", "new_file", "symlink", "env", "options", "blob",
          "record", "epoch_git", "during", "archive", "ignore", "outputs", "hard_link", "capability",
-         "linked_recipe", "output_in_source", "cache_around", "pseudo", "odd_names")
+         "linked_recipe", "output_in_source", "cache_around", "pseudo", "odd_names", "output_over_source",
+         "source_in_cache", "tmpdir_in_source", "default_output")
 
 
 def make_project(folder: Path) -> None:
@@ -384,3 +385,60 @@ def test_odd_names(run: Run) -> None:
     second, err = run.build(env=env)
     assert REPLAYED in err
     assert index_digest(first) == index_digest(second) == run.reference()
+
+
+def test_output_over_source(run: Run) -> None:
+    """`-o oci-archive:data.tar` of a recipe that copies data.tar: the output replaces what the
+    build read, so such a build is never recorded, and never replayed."""
+    (run.folder / "data.tar").write_text("hello\n")
+    recipe = run.folder / "xarch.yaml"
+    recipe.write_text(recipe.read_text() + "  - {src: data.tar, dst: /data.tar}\n")
+    time.sleep(2.2)
+    digests = []
+    for _ in range(3):
+        result = xarch_ok("build", "-f", str(recipe), "-o", f"oci-archive:{run.folder / 'data.tar'}",
+                          "--json", cache=run.cache)
+        assert REPLAYED not in result.stderr
+        digests.append(json.loads(result.stdout)["index_digest"])
+    assert len(set(digests)) == 3  # each build copies the archive the one before wrote
+
+
+def test_source_in_cache(run: Run) -> None:
+    """A file in XARCH_CACHE outside xarch's own folders of it is read like any other source."""
+    (run.folder / "cache").mkdir()
+    (run.folder / "cache" / "conf.txt").write_text("v1\n")
+    recipe = run.folder / "xarch.yaml"
+    recipe.write_text(recipe.read_text() + "  - {src: cache/conf.txt, dst: /etc/conf.txt}\n")
+    time.sleep(2.2)
+    inside = Run(run.folder)
+    inside.cache = run.folder / "cache"
+    inside.build()  # fills the cache: its folders are new, so not recorded
+    time.sleep(2.2)
+    before = inside.recorded()
+    (run.folder / "cache" / "conf.txt").write_text("v2-changed\n")
+    time.sleep(2.2)
+    after = expect_rebuild(inside, before)
+    assert index_digest(after) == inside.reference()
+
+
+def test_tmpdir_in_source(run: Run) -> None:
+    """TMPDIR inside a folder the recipe copies: the build's own temporary folder is no source."""
+    env = {"TMPDIR": str(run.folder / "site")}
+    digests = set()
+    for _ in range(2):
+        out, _ = run.build("--no-cache", env=env)
+        digests.add(index_digest(out))
+    assert len(digests) == 1 and digests == {run.reference()}
+
+
+def test_default_output(run: Run) -> None:
+    """`cd project && python -m xarch.cli build`: the default output (dist/NAME) lies under the
+    working folder, which the import system lists (sys.path[0]); that listing is not the build's."""
+    for attempt in range(3):
+        if attempt == 1:
+            time.sleep(2.2)  # the first build made dist/ in the project folder: not recorded then
+        result = subprocess.run([sys.executable, "-m", "xarch.cli", "build"], cwd=run.folder, text=True,
+                                capture_output=True, env={**os.environ, "XARCH_CACHE": str(run.cache),
+                                                          "PYTHONPATH": str(REPO)}, check=False)
+        assert result.returncode == 0, result.stderr
+        assert (REPLAYED in result.stderr) == (attempt == 2), (attempt, result.stderr)

@@ -6,9 +6,11 @@ tests/integration/test_build_record.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -92,8 +94,8 @@ def test_recorder_sees_reads_listings_and_creations(tmp_path: Path, start: Start
     source.write_text("a")
     listed = tmp_path / "listed"
     listed.mkdir()
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "c").write_text("c")
+    (tmp_path / "cache" / "sha256").mkdir(parents=True)
+    (tmp_path / "cache" / "sha256" / "c").write_text("c")
     recorder = start()
     (tmp_path / "in").mkdir(exist_ok=True)  # an existing folder: not made by the build
     source.read_text()
@@ -102,7 +104,7 @@ def test_recorder_sees_reads_listings_and_creations(tmp_path: Path, start: Start
     made.mkdir()
     (made / "b.txt").write_text("b")
     (made / "b.txt").read_text()  # the build's own file: not an input
-    (tmp_path / "cache" / "c").read_text()  # the cache: not an input
+    (tmp_path / "cache" / "sha256" / "c").read_text()  # the cache's own folders: not an input
     (tmp_path / "missing").exists()
     witness = recorder.witness([])
     assert list(witness.files) == [str(source)]
@@ -151,13 +153,51 @@ def test_just_changed_is_not_recorded(tmp_path: Path) -> None:
         started.stop()
 
 
-def test_outputs_are_not_inputs(tmp_path: Path, start: Start) -> None:
+def test_an_output_that_holds_an_input_is_not_recorded(tmp_path: Path, start: Start) -> None:
+    """Writing the output replaces what the build read (`-o oci-archive:data.tar` of a recipe
+    copying data.tar): such a build is not recorded, and no record replays for such an output."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "index.json").write_text("{}")
     recorder = start()
     (out / "index.json").read_text()
-    assert recorder.witness([out]) == Witness({}, {})
+    with pytest.raises(RecordError, match="holds what the build read"):
+        recorder.witness([out])
+    witness = Witness(files={str(tmp_path / "data.tar"): []})
+    assert witness.overlaps([tmp_path / "data.tar"]) and not witness.overlaps([tmp_path / "other.tar"])
+
+
+def test_code_and_the_import_system_are_not_inputs(tmp_path: Path, start: Start) -> None:
+    """What the interpreter runs (io.open_code) and the folders it searches for modules are its
+    own, in the key; a file under XARCH_CACHE outside xarch's own folders is an input."""
+    package = tmp_path / "lib"
+    package.mkdir()
+    (package / "recordtestmodule.py").write_text("VALUE = 1\n")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "conf.txt").write_text("v1")
+    recorder = start()
+    sys.path.insert(0, str(package))
+    try:
+        import recordtestmodule  # noqa: F401
+    finally:
+        sys.path.remove(str(package))
+    (tmp_path / "cache" / "conf.txt").read_text()
+    witness = recorder.witness([])
+    assert list(witness.files) == [str(tmp_path / "cache" / "conf.txt")]
+    assert str(package) not in witness.folders
+
+
+def test_a_file_unlike_its_first_read_is_not_recorded(tmp_path: Path, start: Start) -> None:
+    """A write through a shared memory mapping can leave a file's times as they were: the bytes
+    hashed when the build first opened it must be the bytes at the end."""
+    source = tmp_path / "a.txt"
+    source.write_text("one")
+    recorder = start()
+    source.read_text()
+    assert recorder.first[str(source)] == hashlib.sha256(b"one").hexdigest()
+    recorder.first[str(source)] = hashlib.sha256(b"two").hexdigest()  # as if the bytes changed under it
+    with pytest.raises(RecordError, match="not what the build first read"):
+        recorder.witness([])
 
 
 def test_an_output_in_a_folder_the_build_walked_is_not_recorded(tmp_path: Path, start: Start) -> None:
@@ -167,8 +207,8 @@ def test_an_output_in_a_folder_the_build_walked_is_not_recorded(tmp_path: Path, 
     os.listdir(tmp_path / "site")
     with pytest.raises(RecordError, match="in a folder the build walked"):
         recorder.witness([tmp_path / "site" / "out"])
-    assert Witness(walked=[str(tmp_path / "site")]).walked_into([tmp_path / "site" / "x" / "y"])
-    assert not Witness(walked=[str(tmp_path / "site")]).walked_into([tmp_path / "site2"])
+    assert Witness(walked=[str(tmp_path / "site")]).overlaps([tmp_path / "site" / "x" / "y"])
+    assert not Witness(walked=[str(tmp_path / "site")]).overlaps([tmp_path / "site2"])
 
 
 def test_pseudo_files_blind_the_recorder(tmp_path: Path, start: Start) -> None:

@@ -112,6 +112,12 @@ def never_source(paths: Iterable[Path]) -> None:
                    for path in (Path(os.path.abspath(p)) for p in paths)]
 
 
+def never_source_also(path: Path) -> None:
+    """Add PATH (the build's own temporary folder, made once it runs: TMPDIR may lie in the recipe
+    folder) to what never_source left out."""
+    _WRITTEN.append(path.resolve())
+
+
 def _literal(relative: str) -> str:
     """RELATIVE (POSIX, below the folder) as an anchored gitignore pattern matching it alone."""
     escaped = "".join("\\" + c if c in "\\*?[" else c for c in relative)

@@ -242,6 +242,9 @@ def build(inputs: BuildInputs, reporter: Reporter) -> Artifact:
     # be overlay mounts (xarch.run.overlay), unmounted before the folder goes.
     with tempfile.TemporaryDirectory(prefix="xarch-build-") as workdir, stage_mounts(), \
             reporter.tasks() as board:
+        from xarch.build.ignorefile import never_source_also
+
+        never_source_also(Path(workdir))  # a TMPDIR inside a source folder puts no stage root in the image
         task = board.add(f"building {inputs.loaded.recipe.name}", len(inputs.platforms))
 
         def one(platform: Platform) -> Image:

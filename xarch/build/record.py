@@ -31,10 +31,12 @@ import os
 import stat
 import sys
 import sysconfig
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from xarch.build.imagerecord import RecordError  # one error for image and build records
@@ -49,6 +51,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Audit events (CPython's audit events table) that create a path: the index of the new path.
 _CREATE_EVENTS = {"os.mkdir": 0, "tempfile.mkdtemp": 0, "tempfile.mkstemp": 0, "os.rename": 1,
                   "os.symlink": 1, "os.link": 1, "shutil.copyfile": 1, "shutil.copytree": 1, "shutil.move": 1}
+# The folders of XARCH_CACHE xarch writes (xarch.oci.store and the caches beside it): content-
+# addressed or keyed by what they hold, and checked when read; never a build's input.
+CACHE_PARTS = ("sha256", "images", "parsed", "records", "steps", "trees", "uploads")
 # The files of /dev, /proc and /sys a build reads that hold no input of it (`/dev/null`; the
 # user namespace map, read to tell root from not). Any other read there (`-f /dev/stdin`, a
 # project in /dev/shm, `/proc/self/cwd/…`) keeps the build from being recorded.
@@ -57,6 +62,20 @@ _HARMLESS = frozenset({"/dev/null", "/proc/self/uid_map", "/proc/self/gid_map"})
 # Events after which the hook cannot know what was read.
 _BLIND_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
                            "os.fork", "os.forkpty", "os.chdir", "os.fchdir", "os.chroot"})
+
+
+def _by_the_import_system() -> bool:
+    """Whether the read or listing being audited is the import system's (a module or its bytecode
+    read, a folder of sys.path searched, entry points looked up): the interpreter's, in the key,
+    not the build's. io.open_code raises the same event as open(), so the caller tells."""
+    frame: FrameType | None = sys._getframe(3)  # past this function, _note and _hook
+    for _ in range(12):
+        if frame is None:
+            return False
+        if str(frame.f_globals.get("__name__", "")).startswith(("importlib", "zipimport")):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _stat_sig(path: str) -> tuple[int, ...] | None:
@@ -90,16 +109,21 @@ class Recorder:
         self.written: set[str] = set()
         # path as given → os.path.realpath of it (Path.resolve): a symlink on the way changes it
         self.resolved: dict[str, str] = {}
+        # path → sha256 of its bytes when first opened: a file changed during the build without
+        # its times changing (a write through a shared memory mapping) differs at the end
+        self.first: dict[str, str | None] = {}
+        self.inside = threading.local()  # set while the hook reads a file itself
         self.blind = ""
 
     @classmethod
     def start(cls, store_root: Path) -> Recorder:
         """Begin recording this process's reads; STORE_ROOT (the cache) is not an input."""
         here = Path(__file__).resolve().parent.parent  # xarch/
-        skip = {os.path.abspath(store_root), os.path.realpath(store_root), str(here),
-                str(here.parent / "platforms")}
-        skip.update(value for name, value in sysconfig.get_paths().items()
-                    if name in ("stdlib", "platstdlib", "purelib", "platlib"))
+        # The cache's own folders only: a user's file that lies elsewhere in XARCH_CACHE is read
+        # like any other. Code the interpreter runs is opened with io.open_code (see _note).
+        skip = {str(here), str(here.parent / "platforms")}
+        for root in {os.path.abspath(store_root), os.path.realpath(store_root)}:
+            skip.update(os.path.join(root, part) for part in CACHE_PARTS)
         recorder = cls(f"{path.rstrip('/')}/" for path in skip)
         if not cls._installed:
             sys.addaudithook(cls._hook)
@@ -159,19 +183,27 @@ class Recorder:
     def _note(self, event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
             path, _, flags = args
-            flags = flags or 0
-            if isinstance(path, int):
-                return  # an open descriptor: its file was opened (and seen) before
+            if isinstance(path, int) or getattr(self.inside, "busy", False):
+                return  # an open descriptor (its file was seen when opened), or the hook's own read
             text = self._absolute(path)
             if text is None:
                 return
-            if flags & _WRITE_FLAGS:
+            if (flags or 0) & _WRITE_FLAGS:
                 self._made(text)
-            elif text not in self.opened:
-                self.opened[text] = _stat_sig(text)
+            elif text not in self.opened and not _by_the_import_system():
+                # (modules and their bytecode are the interpreter's: in the key, not inputs)
+                self.opened[text] = then = _stat_sig(text)
                 folder = os.path.dirname(text)
                 if folder not in self.parents:
                     self.parents[folder] = _stat_sig(folder)
+                if then is not None and stat.S_ISREG(then[5]) and not self._made_here(text):
+                    self.inside.busy = True
+                    try:
+                        self.first[text] = file_sha256(Path(text))
+                    except OSError:
+                        self.first[text] = None
+                    finally:
+                        self.inside.busy = False
         elif event in ("os.listdir", "os.scandir"):
             path = args[0] if args else None
             if isinstance(path, int):
@@ -179,7 +211,7 @@ class Recorder:
                 # path; a deleted input is caught as gone when the record is made).
                 return
             text = self._absolute("." if path is None else path)
-            if text is not None and text not in self.listed:
+            if text is not None and text not in self.listed and not _by_the_import_system():
                 self.listed[text] = _stat_sig(text)
         elif event in _CREATE_EVENTS:
             text = self._absolute(args[_CREATE_EVENTS[event]])
@@ -214,11 +246,12 @@ class Recorder:
         self.stop()
         if self.blind:
             raise RecordError(f"not recorded: {self.blind}")
+        outputs = list(outputs)
         out = tuple(f"{os.path.abspath(path)}/" for path in outputs)
         files: dict[str, list[Any]] = {}
-        folders = dict(self.listed)
+        folders = {path: then for path, then in self.listed.items() if not (path + "/").startswith(out)}
         for path, then in sorted(self.opened.items()):
-            if (path + "/").startswith(out) or self._made_here(path):
+            if self._made_here(path):
                 continue
             if then is None:
                 continue  # opening failed (a probe for a file that is not there): its folder says
@@ -228,21 +261,24 @@ class Recorder:
                 raise RecordError(f"not recorded: {path} was read and written by the build")
             self._unchanged(path, then)
             files[path] = file_witness(path)
+            if files[path][1] != self.first.get(path):
+                raise RecordError(f"not recorded: {path} is not what the build first read")
             folder = os.path.dirname(path)
             folders.setdefault(folder, self.parents[folder])
         listings = {}
         for folder, then in sorted(folders.items()):
-            if (folder + "/").startswith(out) or self._made_here(folder):
+            if self._made_here(folder):
                 continue
             self._unchanged(folder, then)
             listings[folder] = listing_digest(folder)
         walked = sorted(folder for folder in self.listed if folder in listings)
-        witness = Witness(files, listings, {given: real for given, real in sorted(self.resolved.items())
-                                            if not self._made_here(given)}, walked)
+        resolved = {given: real for given, real in sorted(self.resolved.items())
+                    if not self._made_here(given) and not (given + "/").startswith(out)}
+        witness = Witness(files, listings, resolved, walked)
         witness.check_resolved()  # as they are now: a link changed during the build is caught
-        crossing = witness.walked_into(outputs)
+        crossing = witness.overlaps(outputs)
         if crossing:
-            raise RecordError(f"not recorded: the output {crossing} is in a folder the build walked")
+            raise RecordError(f"not recorded: {crossing}")
         return witness
 
     def _unchanged(self, path: str, then: tuple[int, ...] | None) -> None:
@@ -274,7 +310,12 @@ def file_witness(path: str) -> list[Any]:
                 attributes.append([name, os.getxattr(path, name).hex()])
             except OSError:
                 attributes.append([name, None])
-        return [info.st_mode, file_sha256(Path(path)), [info.st_dev, info.st_ino, info.st_nlink], attributes]
+        digest = file_sha256(Path(path))
+        after = os.stat(path)
+        if (after.st_mtime_ns, after.st_ctime_ns, after.st_size, after.st_ino) != (
+                info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino):
+            raise RecordError(f"{path}: changed while it was hashed")
+        return [info.st_mode, digest, [info.st_dev, info.st_ino, info.st_nlink], attributes]
     except OSError as error:
         raise RecordError(f"{path}: {error.strerror}") from None
 
@@ -327,16 +368,24 @@ class Witness:
             if file_witness(path) != recorded:
                 raise RecordError(f"{path}: changed")
 
-    def walked_into(self, outputs: Iterable[Path]) -> str:
-        """The first of OUTPUTS that lies in (or is) a folder the build walked, as given; "" when
-        none: an output or the cache inside a source folder is no source (never_source), so the
-        files a build takes depend on where its outputs go."""
+    def overlaps(self, outputs: Iterable[Path]) -> str:
+        """Why OUTPUTS and this build's inputs meet, or "" when they do not: an output that lies in
+        (or is) a folder the build walked (an output inside a source folder is no source,
+        never_source, so the files a build takes depend on where its outputs go), or an input
+        file or folder that lies in (or is) an output (writing it replaces what was read)."""
+
+        def inside(path: str, folder: str) -> bool:
+            return path == folder or path.startswith(folder.rstrip("/") + "/")
+
         real_walked = [os.path.realpath(folder) for folder in self.walked]
+        real_inputs = [os.path.realpath(path) for path in [*self.files, *self.folders]]
         for output in outputs:
             where = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(output))),
                                  os.path.basename(os.path.abspath(output)))
-            if any(where == folder or where.startswith(folder.rstrip("/") + "/") for folder in real_walked):
-                return str(output)
+            if any(inside(where, folder) for folder in real_walked):
+                return f"the output {output} is in a folder the build walked"
+            if any(inside(path, where) for path in real_inputs):
+                return f"the output {output} holds what the build read"
         return ""
 
 

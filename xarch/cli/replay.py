@@ -120,11 +120,12 @@ def replay(argv: list[str]) -> bool:
         record.witness.check()
         artifact = Artifact(records.index_bytes(record), tuple(image_from_record(store, item)
                                                                  for item in record.images), record.tag)
-        _check_index(artifact)
+        _check_result(artifact, record.epoch)
         specs = ([OutputSpec.parse(text) for text in request.outputs]
                  or [OutputSpec("oci", Path(record.default_output))])
-        if record.witness.walked_into(spec.path for spec in specs):
-            raise RecordError("an output in a folder the build walked: which files are sources depends on it")
+        overlap = record.witness.overlaps(spec.path for spec in specs)
+        if overlap:
+            raise RecordError(overlap)
         recipe = Path(record.recipe)
         check_targets(specs, recipe)
     except Exception:  # noqa: BLE001 - a record that does not apply, for any reason: build
@@ -135,13 +136,18 @@ def replay(argv: list[str]) -> bool:
     return True
 
 
-def _check_index(artifact: Artifact) -> None:
-    """RecordError unless ARTIFACT's index names exactly its images' manifests, in order (a record
-    put together from two builds must not write a layout whose index and blobs disagree)."""
+def _check_result(artifact: Artifact, epoch: int) -> None:
+    """RecordError unless ARTIFACT's index names exactly its images' manifests, in order, and each
+    image was made at EPOCH (its config's `created`): a record put together from two builds must
+    not write a layout whose index and blobs, or whose archive times and images, disagree."""
     import json
 
     from xarch.build.record import RecordError
     from xarch.oci.digest import sha256_digest
+    from xarch.oci.image import rfc3339
+
+    if any(json.loads(image.config_bytes).get("created") != rfc3339(epoch) for image in artifact.images):
+        raise RecordError("an image was not made at the record's epoch")
 
     entries = json.loads(artifact.index_bytes)["manifests"]
     named = [(entry.get("digest"), entry.get("size")) for entry in entries]
@@ -154,6 +160,12 @@ def _begin(request: Request, key: str, store_root: Path) -> None:
     global _pending
     from xarch.build.record import Recorder
 
+    try:
+        # Made before the build reads anything: making it later would change the listing of the
+        # cache folder, an input when a source lies in it (beside xarch's own folders).
+        (store_root / "records").mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
     _pending = _Pending(request, Recorder.start(store_root), key, store_root)
 
 
