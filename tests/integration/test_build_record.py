@@ -119,6 +119,19 @@ def test_unchanged(run: Run) -> None:
     replay_again = xarch_ok("build", "-f", str(run.folder / "xarch.yaml"), "--json", "-o", f"oci:{same}",
                             "--platform", "amd64,arm64", cache=run.cache)
     assert json.loads(replay_again.stdout)["index_digest"] == json.loads(printed[0].stdout)["index_digest"]
+    # what a replay loads: none of the recipe's schema, the YAML parser or click (its whole point)
+    listing = run.folder.parent / "unchanged-modules.txt"
+    argv = ["xarch", "build", "-f", str(run.folder / "xarch.yaml"), "--json", "-o", f"oci:{same}"]
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: open({str(listing)!r}, 'w').write(' '.join(sorted(sys.modules))))\n"
+            f"sys.argv = {argv!r}\nfrom xarch.cli import main\nmain()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "XARCH_CACHE": str(run.cache), "PYTHONPATH": str(REPO)},
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = {name.split(".")[0] for name in listing.read_text().split()}
+    assert loaded.isdisjoint({"pydantic", "click", "yaml", "requests", "docker"}), sorted(loaded)
+    assert "xarch" in loaded
 
 
 def expect_rebuild(run: Run, before: Path, changed: bool = True, **kwargs: object) -> Path:
