@@ -332,79 +332,30 @@ def render(data: dict[str, Any]) -> str:
 
 PLANS = """## Where targets are missed: where the time goes, and a plan
 
-Written from the profiles above; the numbers quoted are from the run of 2026-11-23 10:17 UTC.
-Rerun `scripts/bench --case …` after a change.
+Written on 2026-12-01 (evening) from the runs above; rerun `scripts/bench --case …` after a change.
+Compare rows of one run: this machine's speed drifts through the day.
 
-- **nginx warm, ≥10× buildx: NOT met (about 3.3×).** Both tools hit their caches, so this is
-  start-up against start-up: buildx's warm builds take about 0.5 s + 0.5 s, xarch's cached build
-  0.3 s, of which about 0.2 s is the interpreter and imports (`xarch --version` alone: 0.22 s;
-  `import xarch.cli` 180 ms: pydantic + pydantic_core + annotated_types ~45 ms, xarch.recipe 18 ms,
-  xarch.sources.debian 17 ms, rich 16 ms, yaml 8 ms, asyncio 8 ms pulled in by a dependency), then
-  the recipe's pydantic validation (~45 ms) and reading the host's apt sources through python-debian
-  (`hostapt.host_mirrors`, ~35 ms, mostly importing `debian.deb822`) although the image cache hits.
-  Plan, in the lead's files: (1) `cli.py` registers commands lazily (import a command's module when
-  it runs), so `build` never imports the registry/docker/rich code and `push` never imports
-  pydantic/recipe/debian; (2) look the image cache up before resolving the default mirror (or read
-  `/etc/apt/sources.list.d/*.sources` with a 10-line parser only when no mirror is in the recipe or
-  the lock); (3) create the progress/rich console only on a terminal. That should bring a cached
-  build to 0.10–0.15 s: ≥10× needs 0.10 s against buildx's 1.0 s, which is near CPython's own
-  start-up plus click (~50 ms), so expect ~7–10× unless the cached path avoids click and pydantic
-  entirely (a fast path in `xarch/cli.py` that checks the image cache before importing the rest).
-- **push, no slower than skopeo: NOT met** (nginx 30 MB: first push 0.43 s vs 0.17 s, re-push 0.33 s
-  vs 0.03 s; large 430 MB: first push 1.48 s vs 1.35 s, re-push 0.56 s vs 0.03 s). On the small image
-  the push is fixed costs: ~0.2 s interpreter + imports (requests, ssl — `set_default_verify_paths`
-  16 ms even for plain HTTP — click, rich), ~25 ms of regex compilation, then sequential HEADs before
-  the (already concurrent) uploads; skopeo is a Go binary that starts in ~10 ms. On the large image the
-  first push is within 10 % of skopeo (uploads dominate; xarch uses less CPU than skopeo). The
-  re-push is where xarch loses most: it sha256-verifies every local blob before asking the registry
-  (412 `hash.update` calls, 0.2 s for 430 MB), while skopeo answers from its blob-info cache and a few
-  HEADs. Plan (xarch/registry/push.py, xarch/cli.py): (1) HEAD the index by digest first and stop when
-  the registry already has it — the re-push becomes one request; (2) otherwise HEAD blobs concurrently
-  and hash only the blobs that are uploaded, while streaming them; (3) lazy imports and no SSL context
-  for plain HTTP. That puts the re-push at ~start-up (~0.15 s): still above a Go binary's 0.03 s, which
-  CPython cannot match, so this target stays NOT met for tiny pushes unless the target is restated
-  for images where transfer time dominates.
-- **hello-c one-line edit rebuild ≤ 0.6 s and ≥ 2× buildx's cached compile: ≥ 2× met, 0.6 s
-  NOT met** (run of 2026-12-01 06:07 UTC, load average ~3.5: cross 0.68 s median, walls 0.61–1.21,
-  against buildx's 1.56 s; emulate 1.78 s). By hand on a quieter machine (load ~0.8, the same warm
-  cache): 0.65–0.77 s through the bench's launcher (`python -m benchmarks.run_xarch`), 0.61–0.62 s
-  through the installed `xarch`. The compile step itself takes 0.1 s; about half the rest is the
-  interpreter and imports (`xarch.cli.build` pulls in the whole build pipeline, `xarch.build.contents`
-  alone ~0.2 s under cProfile), then ~0.2 s making the stage root (stages.build). Plan: lazy imports
-  on the build path (the same work as the warm no-op plan above) would bring it under 0.5 s.
-- **The C program, compile only** (no target, but a loss to note). Before the package-tree cache,
-  with only the downloads cached, `xarch build --strategy cross` took ~5.7 s against buildx's
-  ~1.3 s with its apt layer cached, although the compile step itself is 0.15 s (table above): the
-  time went to making the build stage's root again, xz-decompressing the data.tar of gcc,
-  binutils, libc6-dev… (~2.7 s in `_lzma.LZMADecompressor.decompress`) and writing ~3400 files
-  (`rootfs.materialize`, ~2.5 s). That plan is done (each .deb unpacked once into a cache of
-  package trees; stage roots are overlayfs over a hard-link farm of it), and the edit rows above
-  show it. The compile row still starts from a cache holding only downloads, so each run now also
-  fills the package-tree cache: 10.1 s cross / 7.97 s emulate in the 2026-12-01 06:07 run (load
-  ~3.5; not compared with the old code under the same load).
-- **Layer writing** (issue 14, the streaming engine). Before: the writer held the whole tar and the
-  blob in memory (989 MB peak RSS for the 318 MB layer; 1.5 GB for the 978 MiB tree, issue 14) and
-  compressed on one core. Now a layer streams tar → sha256 (diff_id) → fixed 1 MiB chunks compressed
-  in a thread pool (libdeflate through ctypes, which releases the GIL; `deflate.deflate_compress`
-  0.9.0 holds it) → sha256 → a file in the store, and outputs copy or stream that file. **Memory: met**
-  (run of 2026-12-01 02:22 UTC): `xarch build` peaks at 122 MB for the 978 MiB / 63k-file tree and
-  93 MB for the 5 GiB tree; the layer writer at ~50 MB for the 300 MB tree. **Throughput ≥ 1.5× pigz:
-  NOT shown.** xarch needs ~1.6–1.7× less CPU than `tar | pigz` at level 6 (5 GiB tree: 85 s against
-  145 s; 978 MiB: 22 s against 33 s), but the 2 cores were shared with other work (load average 6–20),
-  and under that load wall time follows how many runnable threads a tool has more than its CPU
-  need: xarch was 0.66–0.72× pigz's wall on the large trees and 0.83–1.07× on the 300 MB tree. On an
-  idle 2-core machine the CPU ratio would predict ~1.6×; rerun `scripts/bench --case layer,big` on a
-  quiet machine to measure it. Compression itself is libdeflate's speed (measured: 1 MiB chunks
-  through ctypes cost the same CPU as one whole-buffer call); the serial rest is per file (tar
-  headers, stat, open), now in its own thread beside the blob hash and write. One A/B in a quieter
-  minute (2026-12-01 02:53 UTC, load average ~2–3), the layer writer alone on the 978 MiB tree,
-  `/usr/bin/time`: before (build_layer of af07a9b) 26.0 s wall, 22.5 s CPU, 3.2 GB peak RSS; after
-  (write_layer) 19.4 s, 18.7 s CPU, 97 MB; `tar | pigz -6` 18.4 s, 30.4 s CPU, 4 MB. Even then
-  two threads hashing with sha256 (no GIL) ran only 1.1× faster than one: the second core was
-  mostly taken by other work, so the wall ratio against pigz reflects sharing, not the writer.
-  (The zstd row of the 300 MB table was measured with one frame per 1 MiB chunk; zstd layers are
-  now one frame from libzstd's own threads.)
-- **Met**: nginx cold ≥10× buildx (about 21×, 46× in CPU: no QEMU, no maintainer scripts, packages unpacked
-  in Python), image size (0.13× of the Debian-based buildx image: no apt, dpkg, perl-base, docs of
-  the base system), and the warm no-op rebuild (~0.30 s, thanks to the lead's image cache).
+- **nginx warm ≥10× buildx (≤ 0.15 s): NOT met, 7.5× (0.23 s).** An unchanged build is now
+  replayed from its build record (docs/design.md, "Caches"): no recipe, lock, pydantic, YAML or
+  click is loaded. Measured by hand on the no-op (cProfile and `-X importtime`), the 0.2 s is
+  CPython's start-up (~20 ms), imports (~130 ms: rich for the summary table ~45 ms, the record and
+  store code ~35 ms, the layout writer and the OCI image types ~30 ms), checking the 29.5 MB of
+  layers against their digests (~35 ms: the same check a warm build has always made before it
+  writes a blob it did not just make) and writing the layout (~20 ms). What is left to take:
+  rich for the table (print the same table without it: not done, a second renderer of one
+  table is two to keep equal), and the blob check (it cannot go: it is what makes a damaged
+  cache rebuild instead of ship). Without its record the same build takes 0.60 s.
+- **hello-c one-line edit ≤ 0.6 s: NOT met** (table above; ≥ 2× buildx: met). An edit is a
+  real build: the recipe's pydantic models (~0.12 s), the stage-root record check (~9,000 lstat,
+  ~0.1 s), the compile step (~0.12 s) and the layer remain; the lock's YAML is now parsed once per
+  content and kept as JSON (~40 ms less). Plan: the recipe validated once per content as well
+  (a cache of the validated recipe needs pydantic's models anyway to use it: not done).
+- **re-push ≤ 3× skopeo: NOT met.** An unchanged re-push asks the registry one HEAD and sends
+  nothing; the 0.5–0.6 s are start-up: requests, pydantic for the OCI documents, click. A Go
+  binary starts in ~10 ms. Plan: a re-push answered from a record, as builds are (the layout's
+  bytes, the registry, its answer): not done.
+- **Layer writing ≥ 1.5× pigz: met on the 300 MB and 978 MiB trees (1.52×, run of 2026-12-01
+  12:25 UTC); the 5 GiB row is still the run at load 15–20 (0.66×), not measured again.**
+- **Met**: nginx cold ≥10× buildx, image size, the warm no-op < 0.5 s (0.21 s replayed), memory
+  of large trees (≤ 122 MB).
 """
