@@ -13,32 +13,25 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-
-def has_raw_bytes(text: str) -> bool:
-    """Whether TEXT holds a byte that was not UTF-8 (a lone surrogate from surrogateescape)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+from xarch.oci.tree import is_utf8, path_bytes
 
 
 def readable(text: str) -> str:
     """TEXT with every byte that was not UTF-8 shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return path_bytes(text).decode("utf-8", "replace")
 
 
 def exact(value: Any) -> Any:
     """VALUE (dicts, lists, tuples, strings, numbers…) ready for json.dumps: every string holding
     bytes that were not UTF-8 made readable; in a dict, its exact bytes also under KEY_base64."""
     if isinstance(value, str):
-        return readable(value) if has_raw_bytes(value) else value
+        return value if is_utf8(value) else readable(value)
     if isinstance(value, dict):
         result: dict[Any, Any] = {}
         for key, item in value.items():
             result[exact(key)] = exact(item)
-            if isinstance(item, str) and has_raw_bytes(item):
-                result[f"{key}_base64"] = base64.b64encode(item.encode("utf-8", "surrogateescape")).decode()
+            if isinstance(item, str) and not is_utf8(item):
+                result[f"{key}_base64"] = base64.b64encode(path_bytes(item)).decode()
         return result
     if isinstance(value, (list, tuple)):
         return [exact(item) for item in value]
