@@ -6,6 +6,7 @@ Stage roots are the host's static busybox as /bin/sh, as in test_step_inputs.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from tests.support.e2e import EPOCH, xarch_ok
 from tests.support.stages import SHELL, write_recipe
 from xarch import platforms
 from xarch.errors import InputError
-from xarch.run.options import parse_secret
+from xarch.run.options import parse_build_arg, parse_labels, parse_secret
 
 HOST = platforms.host().name
 
@@ -58,3 +59,15 @@ def test_a_mistyped_secret_is_one_line_without_its_text(given: str, message: str
         parse_secret(given, environ={})
     assert message in str(caught.value)
     assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("parse, text", [
+    (parse_build_arg, "GREETING=\udcff"), (lambda text: parse_labels((text,)), "k=\udcff"),
+    (lambda text: parse_labels((text,)), "\udce9=v"),
+])
+def test_option_values_that_are_not_utf8_are_one_line(parse: Any, text: str) -> None:
+    """Bytes that are not UTF-8 on the command line (PEP 383 surrogates) are refused where they are
+    read, exit 2: an image config is JSON, UTF-8 only (they reached canonical_json: exit 70)."""
+    with pytest.raises(InputError, match="not UTF-8 text") as caught:
+        parse(text)
+    assert caught.value.exit_code == 2

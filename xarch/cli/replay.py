@@ -101,6 +101,8 @@ def replay(argv: list[str]) -> bool:
     """
     request = parse(argv)
     if request is None:
+        _debug("not replayed or recorded: the command line asks for more than a plain build "
+               "(xarch.cli.replay.NOT_REPLAYED) or has an option this reading does not know")
         return False
     from xarch.build.record import RecordError, RecordStore, record_key
     from xarch.oci.store import Store
@@ -128,7 +130,8 @@ def replay(argv: list[str]) -> bool:
             raise RecordError(overlap)
         recipe = Path(record.recipe)
         check_targets(specs, recipe)
-    except Exception:  # noqa: BLE001 - a record that does not apply, for any reason: build
+    except Exception as error:  # noqa: BLE001 - a record that does not apply, for any reason: build
+        _debug(f"not replayed: {error}")
         if key:  # else the key itself could not be made (xarch's files unreadable): no record
             _begin(request, key, store.root)
         return False
@@ -164,7 +167,8 @@ def _begin(request: Request, key: str, store_root: Path) -> None:
         # Made before the build reads anything: making it later would change the listing of the
         # cache folder, an input when a source lies in it (beside xarch's own folders).
         (store_root / "records").mkdir(parents=True, exist_ok=True)
-    except OSError:
+    except OSError as error:
+        _debug(f"not recorded: {store_root / 'records'}: {error.strerror or error}")
         return
     _pending = _Pending(request, Recorder.start(store_root), key, store_root)
 
@@ -195,6 +199,7 @@ def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: in
         return
     pending.recorder.stop()
     if not cacheable or artifact.attachments or list(outputs) != pending.request.outputs:
+        _debug("not recorded: a Dockerfile stage, attachments, or outputs read otherwise than by click")
         return
     from xarch.build.imagerecord import image_record
     from xarch.build.outputs import OutputSpec
@@ -220,5 +225,10 @@ def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: in
                              default_output, opened[0], epoch)
         records.put(pending.key, record)
     except (RecordError, OSError, ValueError) as error:
-        if os.environ.get("XARCH_DEBUG") == "1":
-            print(f"xarch: build not recorded: {error}", file=sys.stderr)
+        _debug(str(error) if str(error).startswith("not recorded") else f"not recorded: {error}")
+
+
+def _debug(message: str) -> None:
+    """MESSAGE on stderr with XARCH_DEBUG=1: why a build was not replayed, or not recorded."""
+    if os.environ.get("XARCH_DEBUG") == "1":
+        print(f"xarch: build record: {message}", file=sys.stderr)

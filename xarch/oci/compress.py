@@ -300,8 +300,9 @@ def decompressing_reader(raw: BinaryIO, media_type: str) -> BinaryIO:
 class GzipMembers(io.RawIOBase):
     """A gzip stream of one or more members undone (RFC 1952; xarch writes one per 1 MiB chunk), its
     errors as OSError. Unlike Python's gzip module, which skips zero bytes after the last member,
-    any byte after it is an error: Go's compress/gzip, which containerd and dockerd read layers
-    with, refuses them ("gzip: invalid header"), so such a layer is no image's."""
+    any byte after it is an error: Go's compress/gzip refuses them ("gzip: invalid header"), and
+    containerd and dockerd read layers with it unless unpigz is installed (which, like GNU gzip,
+    warns and goes on): such a layer is not one every consumer reads."""
 
     def __init__(self, compressed: IO[bytes]) -> None:
         self.compressed = compressed
@@ -330,8 +331,8 @@ class GzipMembers(io.RawIOBase):
                     if not rest:
                         return 0  # the end of the last member and of the blob
                     if not rest.startswith(b"\x1f\x8b"):
-                        raise OSError(f"gzip: {len(rest)}+ bytes after the last member (consumers "
-                                      "such as containerd refuse the layer)")
+                        raise OSError(f"gzip: {len(rest)}+ bytes after the last member (Go's gzip "
+                                      "reader refuses the layer)")
                     self.inflate, self.input = zlib.decompressobj(wbits=31), rest
                 if not self.input:
                     self.input = self._more()

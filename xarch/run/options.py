@@ -62,7 +62,20 @@ def parse_build_arg(text: str) -> tuple[str, str]:
         raise InputError(f"--build-arg {text!r}: {name!r} is not a variable name (letters, digits, _)")
     if "\x00" in value:
         raise InputError(f"--build-arg {name}: the value holds a NUL byte")
+    if not _utf8(value):
+        raise InputError(f"--build-arg {name}: the value is not UTF-8 text (an image's config holds "
+                         "UTF-8 only)")
     return name, value
+
+
+def _utf8(text: str) -> bool:
+    """Whether TEXT (from the command line: bytes that are not UTF-8 arrive as lone surrogates,
+    PEP 383) is UTF-8 text, as JSON and an image config must be."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_secret(text: str, environ: dict[str, str] | None = None) -> Secret:
@@ -189,12 +202,15 @@ def resolve(loaded: object, build_args: tuple[str, ...] = (), secrets: tuple[str
 
 def parse_labels(texts: tuple[str, ...]) -> dict[str, str]:
     """--label KEY=VALUE items as a mapping (a later KEY wins, as with docker build); InputError
-    (exit 2) for a missing '=', an empty KEY or a control character (below 0x20, 0x7F)."""
+    (exit 2) for a missing '=', an empty KEY, a control character (below 0x20, 0x7F) or bytes
+    that are not UTF-8."""
     labels: dict[str, str] = {}
     for text in texts:
         key, sep, value = text.partition("=")
         if not sep or not key.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key + value):
             raise InputError(f"--label {text!r}: must be KEY=VALUE, without control characters")
+        if not _utf8(text):
+            raise InputError(f"--label {text!r}: is not UTF-8 text (an image's config holds UTF-8 only)")
         labels[key] = value
     return labels
 
