@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xarch.errors import InputError
+from xarch.oci.tree import is_utf8
 
 # A POSIX shell variable name (what `env` and /bin/sh pass on unchanged).
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -62,20 +63,11 @@ def parse_build_arg(text: str) -> tuple[str, str]:
         raise InputError(f"--build-arg {text!r}: {name!r} is not a variable name (letters, digits, _)")
     if "\x00" in value:
         raise InputError(f"--build-arg {name}: the value holds a NUL byte")
-    if not _utf8(value):
+    if not is_utf8(value):  # the command line gives bytes that are not UTF-8 as surrogates
         raise InputError(f"--build-arg {name}: the value is not UTF-8 text (an image's config holds "
                          "UTF-8 only)")
     return name, value
 
-
-def _utf8(text: str) -> bool:
-    """Whether TEXT (from the command line: bytes that are not UTF-8 arrive as lone surrogates,
-    PEP 383) is UTF-8 text, as JSON and an image config must be."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def parse_secret(text: str, environ: dict[str, str] | None = None) -> Secret:
@@ -209,7 +201,7 @@ def parse_labels(texts: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = text.partition("=")
         if not sep or not key.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key + value):
             raise InputError(f"--label {text!r}: must be KEY=VALUE, without control characters")
-        if not _utf8(text):
+        if not is_utf8(text):
             raise InputError(f"--label {text!r}: is not UTF-8 text (an image's config holds UTF-8 only)")
         labels[key] = value
     return labels
