@@ -93,6 +93,24 @@ def test_anonymous_push_to_protected_registry_says_how_to_log_in(auth_registry: 
         push_layout(layout.path, f"{auth_registry.host}/private/app:v1")
 
 
+@pytest.mark.parametrize("entry", ["machine 127.0.0.1", "default"])
+def test_a_netrc_file_sends_no_credentials(auth_registry: Registry, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch, entry: str) -> None:
+    # requests sends ~/.netrc's login to any host it names, or to every host for `default`, unless
+    # told otherwise: over plain HTTP, to a registry nobody gave those credentials to. Registry
+    # credentials come from the command line or the Docker config only, as for docker and crane.
+    netrc = tmp_path / ".netrc"
+    netrc.write_text(f"{entry} login alice password {auth_registry.password}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # an empty Docker config
+    layout = make_layout(tmp_path / "layout", ["amd64"])
+    with pytest.raises(AuthError, match="requires a login"):
+        push_layout(layout.path, f"{auth_registry.host}/private/app:v1")
+    assert '"PUT /v2/' not in auth_registry.log.read_text()
+
+
 def test_docker_config_auths_entry(auth_registry: Registry, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     token = base64.b64encode(f"alice:{auth_registry.password}".encode()).decode()

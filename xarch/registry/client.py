@@ -44,6 +44,7 @@ from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.uploads import UploadJournal
 from xarch.visible import visible
+from xarch.websession import without_netrc
 
 # 429: a rate limit (Docker Hub) is worth a few patient retries too.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -211,7 +212,7 @@ class RegistryClient:
         self.stats = stats or TransferStats()
         # Called after each chunk the registry accepted: (digest, offset). Tests cut uploads here.
         self.on_chunk = on_chunk
-        self.session = OriginSession()
+        self.session = without_netrc(OriginSession())
         self.session.headers["User-Agent"] = "xarch"
         if self.settings.insecure:
             self.session.verify = False

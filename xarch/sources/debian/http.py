@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import requests
 
 from xarch.sources.debian.errors import DownloadError
+from xarch.websession import without_netrc
 
 TIMEOUT = (15, 120)  # connect, read (seconds)
 RETRIES = 4  # after the first attempt; with BACKOFF 0.5 s the waits are 0.5, 1, 2, 4 s
@@ -38,7 +39,7 @@ def session() -> requests.Session:
     """One session per thread: requests.Session is not documented as thread-safe."""
     current = getattr(_local, "session", None)
     if current is None:
-        current = requests.Session()
+        current = without_netrc(requests.Session())
         # identity: Range and Content-Length then count the file's own bytes, not a gzip
         # transfer encoding of them (mirrors serve .deb, .xz and InRelease as they are).
         current.headers.update({"User-Agent": "xarch", "Accept-Encoding": "identity"})
