@@ -85,13 +85,21 @@ def versions() -> dict[str, str]:
             return "not installed"
         return first_line(query)
 
+    def dockerd() -> str:
+        # The daemon answers with its version when it runs; else the installed binary says its own.
+        running = first_line(["docker", "version", "--format", "{{.Server.Version}}"])
+        if running[:1].isdigit():
+            return running
+        installed = first_line(["dockerd", "--version"])
+        return installed if installed == "not installed" else f"{installed} (not running)"
+
     commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     return {
         "xarch": f"{first_line([*XARCH, '--version'])} (git {commit})",
         "python": sys.version.split()[0],
         "deflate (libdeflate)": package_version("deflate"),
         "docker client": first_line(["docker", "version", "--format", "{{.Client.Version}}"]),
-        "dockerd": first_line(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "dockerd": dockerd(),
         "buildx": first_line(["docker", "buildx", "version"]),
         "containerd": deb("containerd"),
         "runc": deb("runc"),
