@@ -1,4 +1,4 @@
-"""End to end: build records (xarch.build.record, xarch.cli.replay). An unchanged plain build is
+"""End to end: build records (xarch.records, xarch.cli.replay). An unchanged plain build is
 replayed from its record, byte for byte what the build wrote; every kind of change to what the
 build read makes the next build a real one; a record or blob that was tampered with is never served.
 

@@ -9,7 +9,6 @@ is read from the registry's own access log, not from xarch's counters alone.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,21 +19,9 @@ from click.testing import CliRunner
 
 from tests.integration.test_e2e_publish import make_recipe
 from tests.support.e2e import index_digest
-from tests.support.registry import Registry, make_layout
+from tests.support.registry import Registry, make_layout, mark, requests_since
 from xarch.oci.layout import LayoutError
 from xarch.registry.push import push_layout
-
-ACCESS = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (/v2/[^ ]*) HTTP/1\.1" (\d+)')
-
-
-def requests_since(registry: Registry, mark: int) -> list[tuple[str, str, int]]:
-    """(method, path, status) of every request the registry logged after byte MARK of its log."""
-    text = registry.log.read_bytes()[mark:].decode(errors="replace")
-    return [(m[1], m[2], int(m[3])) for m in ACCESS.finditer(text)]
-
-
-def mark(registry: Registry) -> int:
-    return registry.log.stat().st_size
 
 
 def served_index(registry: Registry, repository: str, tag: str) -> bytes:

@@ -13,6 +13,7 @@ import http.server
 import io
 import json
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -291,6 +292,10 @@ class HandLayout:
     def blob_bytes(self) -> int:
         return sum(self.blob_sizes.values())
 
+    @property
+    def index_digest(self) -> str:
+        return Descriptor.of("", self.index_bytes).digest
+
 
 def make_layout(path: Path, platforms: list[str], *, tag: str = "v1", seed: int = 1,
                 big_layer: int = 0, shared_layer: bool = True) -> HandLayout:
@@ -465,3 +470,18 @@ def published_digests(target: str, credentials: Credentials | None = None,
 
     image = fetch_image(target, credentials, settings, with_configs=False)
     return {manifest.platform_name: manifest.digest for manifest in image.manifests}
+
+
+# One access-log line of docker-registry: method, path, status.
+ACCESS = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (/v2/[^ ]*) HTTP/1\.1" (\d+)')
+
+
+def requests_since(registry: Registry, mark: int) -> list[tuple[str, str, int]]:
+    """(method, path, status) of every request the registry logged after byte MARK of its log."""
+    text = registry.log.read_bytes()[mark:].decode(errors="replace")
+    return [(m[1], m[2], int(m[3])) for m in ACCESS.finditer(text)]
+
+
+def mark(registry: Registry) -> int:
+    """Where REGISTRY's log ends now: requests_since(registry, mark(registry)) are the ones after."""
+    return registry.log.stat().st_size

@@ -16,26 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from xarch.build import record
+from tests.support.replay_tables import assert_every_option_is_placed
+from xarch import records as record
 from xarch.build.imagerecord import image_from_record, image_record, store_image
-from xarch.build.record import BuildRecord, Recorder, RecordError, RecordStore, Witness, listing_digest
 from xarch.cli.build import build_command
 from xarch.cli.replay import NOT_REPLAYED, REPLAYED, parse
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.oci.store import Store
+from xarch.records import BuildRecord, Recorder, RecordError, RecordStore, Witness, listing_digest
 
 
 def test_every_build_option_is_placed() -> None:
     """An option added to build_command must be declared replayed (with its arity) or not."""
-    options = {}
-    for param in build_command.params:
-        for name in param.opts:
-            options[name] = not getattr(param, "is_flag", False)
-    assert set(options) == set(REPLAYED) | NOT_REPLAYED
-    assert not set(REPLAYED) & NOT_REPLAYED
-    for name, takes_value in REPLAYED.items():
-        assert options[name] == takes_value, name
+    assert_every_option_is_placed(build_command, REPLAYED, NOT_REPLAYED)
 
 
 @pytest.mark.parametrize("argv", [
@@ -268,7 +262,7 @@ def test_names_that_are_not_utf8_make_a_key(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_a_record_that_is_a_fifo_is_not_waited_on(tmp_path: Path) -> None:
-    records = RecordStore(Store(tmp_path))
+    records = RecordStore(Store(tmp_path), BuildRecord.from_json)
     (tmp_path / "records").mkdir()
     os.mkfifo(tmp_path / "records" / ("c" * 64 + ".json"))
     assert records.get("c" * 64) is None
@@ -311,7 +305,7 @@ def test_hostile_records_are_refused(change: dict[str, object]) -> None:
 
 
 def test_record_store_keys(tmp_path: Path) -> None:
-    records = RecordStore(Store(tmp_path))
+    records = RecordStore(Store(tmp_path), BuildRecord.from_json)
     with pytest.raises(ValueError):
         records.get("../../etc/passwd")
     assert records.get("a" * 64) is None

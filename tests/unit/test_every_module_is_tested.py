@@ -25,7 +25,6 @@ NOT_YET_IN_UNIT = {
     "run.buildx_config",
     "sign.cosign",
     "debian.effects", "debian.fetch",
-    "debian.http",
     "debian.update",
 }
 

@@ -11,6 +11,7 @@ import requests
 
 from xarch.registry.client import RegistryClient
 from xarch.sources.debian import http
+from xarch.websession import without_netrc
 
 
 @pytest.mark.parametrize("entry", ["machine deb.example", "default"])
@@ -38,3 +39,14 @@ def test_a_request_s_own_auth_still_goes(tmp_path: Path, monkeypatch: pytest.Mon
     prepared = client.session.prepare_request(
         requests.Request("GET", "https://auth.example/token", auth=("bob", "pw")))
     assert prepared.headers["Authorization"].startswith("Basic ")
+
+
+def test_without_netrc_keeps_the_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("default login alice password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    session = requests.Session()
+    assert without_netrc(session) is session
+    prepared = session.prepare_request(requests.Request("GET", "http://any.example/"))
+    assert "Authorization" not in prepared.headers

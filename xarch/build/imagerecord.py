@@ -1,6 +1,6 @@
 """One platform's finished image as a small JSON record naming its blobs in the store.
 
-Shared by the image cache (xarch.build.imagecache) and build records (xarch.build.record), so
+Shared by the image cache (xarch.build.imagecache) and build records (xarch.records), so
 both write and read images the one same way. Light on purpose: a build record is read before the
 recipe's schema (pydantic) loads.
 """
@@ -13,12 +13,7 @@ from xarch.oci.digest import OCI_LAYER_GZIP, hex_of, sha256_digest
 from xarch.oci.image import Image
 from xarch.oci.layer import Layer
 from xarch.oci.store import Store
-
-
-class RecordError(ValueError):
-    """A record that cannot be used: an image record whose blobs the store does not hold intact,
-    or a build record (xarch.build.record) that is malformed or whose inputs changed. Never shown
-    to users: the build runs instead."""
+from xarch.records import RecordError  # one error for image and build records
 
 
 def image_record(image: Image) -> dict[str, Any]:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from xarch.cli.options import Remote, json_option, parse_annotations, quiet_option, remote_options, report
+from xarch.cli.options import Remote, json_option, parse_annotations, quiet_option, remote_options
 from xarch.registry.assemble import assemble
 from xarch.registry.progress import progress_for
+from xarch.registry.result import print_result
 
 
 @click.command("assemble")
@@ -34,4 +35,4 @@ def assemble_command(ref: str, from_refs: tuple[str, ...], annotations: tuple[st
     result = assemble(ref, from_refs, settings=settings,
                       annotations=index_annotations or None,
                       progress=progress_for(quiet=quiet or as_json))
-    report(result, as_json, "assembled")
+    print_result(result, as_json, "assembled")

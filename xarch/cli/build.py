@@ -140,7 +140,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
     from xarch.build.imagecache import cacheable
     from xarch.cli.replay import finish
 
-    # When this command line may be replayed, remember what the build read (xarch.build.record);
+    # When this command line may be replayed, remember what the build read (xarch.records);
     # before the outputs are written, whose writing reads nothing that is an input.
     finish(artifact, outputs, loaded.path, epoch, str(Path("dist") / loaded.recipe.name), cacheable(loaded))
     for spec in specs:

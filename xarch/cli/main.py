@@ -161,6 +161,12 @@ def main() -> None:
 
                 if replay(sys.argv[1:]):  # an unchanged plain build: from its record, the recipe unread
                     return
+        elif sys.argv[1:2] == ["push"]:
+            with failures():
+                from xarch.cli.pushreplay import replay as replay_push
+
+                if replay_push(sys.argv[1:]):  # an unchanged re-push: two HEADs, the layout unread
+                    return
         from xarch.cli.group import cli
         from xarch.run.overlay import allow_user_namespace
 

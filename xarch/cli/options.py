@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ import click
 from xarch.errors import XarchError
 from xarch.registry.errors import RegistryUsageError
 from xarch.smallfile import checked_ca_cert
-from xarch.units import human_size
 from xarch.visible import visible
 
 if TYPE_CHECKING:
@@ -23,7 +21,6 @@ if TYPE_CHECKING:
     from xarch.recipe import LoadedRecipe
     from xarch.registry.auth import Credentials
     from xarch.registry.client import Settings
-    from xarch.registry.push import PushResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -134,25 +131,6 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
                                      "control characters")
         result[key] = value
     return result
-
-
-def report(result: PushResult, as_json: bool, verb: str) -> None:
-    """Print what a push or assemble did on stdout: with AS_JSON one JSON object (PushResult.as_dict),
-    else `VERB reference`, each platform's manifest digest, blob counts and sizes, referrers.
-    """
-    if as_json:
-        click.echo(json.dumps(result.as_dict(), sort_keys=True))
-        return
-    stats = result.stats
-    click.echo(f"{verb} {result.reference}")
-    for name, digest in result.manifests.items():
-        click.echo(f"  {name:<10} {digest}")
-    click.echo(f"  blobs: {stats.blobs_sent} sent ({human_size(stats.bytes_sent)}), "
-               f"{stats.blobs_skipped} already there ({human_size(stats.bytes_skipped)}), "
-               f"{stats.blobs_mounted} mounted ({human_size(stats.bytes_mounted)})")
-    if result.referrers:
-        how = "the referrers API" if set(result.referrers.values()) == {"api"} else "the referrers tag"
-        click.echo(f"  referrers: {len(result.referrers)} attached (SBOMs, provenance) through {how}")
 
 
 key_option = click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from xarch.cli.options import Remote, json_option, quiet_option, remote_options, report
+from xarch.cli.options import Remote, json_option, quiet_option, remote_options
 from xarch.registry.client import DEFAULT_CHUNK_SIZE
 from xarch.registry.progress import progress_for
 from xarch.registry.push import push_layout, push_target
+from xarch.registry.result import print_result
 from xarch.visible import visible
 
 
@@ -42,4 +43,7 @@ def push_command(layout: str, ref: str, fmt: str, mount_from: tuple[str, ...], c
         click.echo(visible(f"pushing {source.label}"), err=True)  # which kind LAYOUT was taken for
     result = push_layout(source.path, target, fmt=fmt, settings=settings,
                          mount_from=mount_from, progress=progress_for(quiet=quiet or as_json))
-    report(result, as_json, "pushed")
+    from xarch.cli.pushreplay import finish
+
+    finish(result)  # a push record, when this push may be replayed (xarch.cli.pushreplay)
+    print_result(result, as_json, "pushed")

@@ -1,4 +1,4 @@
-"""`xarch build` answered from a build record (xarch.build.record) when nothing it read changed.
+"""`xarch build` answered from a build record (xarch.records) when nothing it read changed.
 
 `xarch build` with nothing changed spends most of its time loading the recipe's schema, the
 lock and the command table, only to find every image in the image cache. `main` asks `replay`
@@ -17,15 +17,14 @@ added there must be placed here (replayed, or not) before the tests pass.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from xarch.build.outputs import OutputSpec
-    from xarch.build.record import Recorder
     from xarch.oci.layout import Artifact
+    from xarch.records import Recording
 
 # option → takes a value. What these do is all in the images and the outputs.
 REPLAYED = {"-f": True, "--file": True, "--platform": True, "-o": True, "--output": True, "--strategy": True,
@@ -81,15 +80,7 @@ def parse(argv: list[str]) -> Request | None:
     return request
 
 
-@dataclass
-class _Pending:
-    request: Request
-    recorder: Recorder
-    key: str
-    store_root: Path
-
-
-_pending: _Pending | None = None
+_pending: Recording[Request] | None = None
 
 
 def replay(argv: list[str]) -> bool:
@@ -104,23 +95,23 @@ def replay(argv: list[str]) -> bool:
         _debug("not replayed or recorded: the command line asks for more than a plain build "
                "(xarch.cli.replay.NOT_REPLAYED) or has an option this reading does not know")
         return False
-    from xarch.build.record import RecordError, RecordStore, record_key
     from xarch.oci.store import Store
+    from xarch.records import BuildRecord, RecordError, RecordStore, record_key
 
     store = Store()
     key = ""
     try:
         key = record_key(request.key_argv)
-        records = RecordStore(store)
+        records = RecordStore(store, BuildRecord.from_json)
         record = records.get(key)
         if record is None:
             raise RecordError("no record")
-        from xarch.build.imagerecord import image_from_record
+        from xarch.build.imagerecord import image_from_record, read_blob
         from xarch.build.outputs import OutputSpec, check_targets
         from xarch.oci.layout import Artifact
 
         record.witness.check()
-        artifact = Artifact(records.index_bytes(record), tuple(image_from_record(store, item)
+        artifact = Artifact(read_blob(store, record.index), tuple(image_from_record(store, item)
                                                                  for item in record.images), record.tag)
         _check_result(artifact, record.epoch)
         specs = ([OutputSpec.parse(text) for text in request.outputs]
@@ -145,9 +136,9 @@ def _check_result(artifact: Artifact, epoch: int) -> None:
     not write a layout whose index and blobs, or whose archive times and images, disagree."""
     import json
 
-    from xarch.build.record import RecordError
     from xarch.oci.digest import sha256_digest
     from xarch.oci.image import rfc3339
+    from xarch.records import RecordError
 
     if any(json.loads(image.config_bytes).get("created") != rfc3339(epoch) for image in artifact.images):
         raise RecordError("an image was not made at the record's epoch")
@@ -161,16 +152,9 @@ def _check_result(artifact: Artifact, epoch: int) -> None:
 
 def _begin(request: Request, key: str, store_root: Path) -> None:
     global _pending
-    from xarch.build.record import Recorder
+    from xarch.records import Recording
 
-    try:
-        # Made before the build reads anything: making it later would change the listing of the
-        # cache folder, an input when a source lies in it (beside xarch's own folders).
-        (store_root / "records").mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        _debug(f"not recorded: {store_root / 'records'}: {error.strerror or error}")
-        return
-    _pending = _Pending(request, Recorder.start(store_root), key, store_root)
+    _pending = Recording.begin(request, key, store_root, "build record")
 
 
 def _write(artifact: Artifact, specs: list[OutputSpec], epoch: int, recipe: Path, request: Request) -> None:
@@ -203,9 +187,9 @@ def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: in
         return
     from xarch.build.imagerecord import image_record
     from xarch.build.outputs import OutputSpec
-    from xarch.build.record import BuildRecord, RecordError, RecordStore
     from xarch.oci.digest import sha256_digest
     from xarch.oci.store import Store
+    from xarch.records import BuildRecord, RecordError, RecordStore
 
     paths = [OutputSpec.parse(text).path for text in outputs] or [Path(default_output)]
     try:
@@ -218,7 +202,7 @@ def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: in
                   if name in witness.files]
         if not opened:
             raise RecordError("not recorded: the recipe was not read as a file")
-        records = RecordStore(Store(pending.store_root))
+        records = RecordStore(Store(pending.store_root), BuildRecord.from_json)
         records.store.put_bytes(artifact.index_bytes)
         record = BuildRecord(witness, sha256_digest(artifact.index_bytes),
                              [image_record(image) for image in artifact.images], artifact.tag,
@@ -229,6 +213,6 @@ def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: in
 
 
 def _debug(message: str) -> None:
-    """MESSAGE on stderr with XARCH_DEBUG=1: why a build was not replayed, or not recorded."""
-    if os.environ.get("XARCH_DEBUG") == "1":
-        print(f"xarch: build record: {message}", file=sys.stderr)
+    from xarch.records import say_why
+
+    say_why("build record", message)

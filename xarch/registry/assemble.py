@@ -23,8 +23,9 @@ from xarch.registry.errors import RegistryError, RegistryUsageError
 from xarch.registry.mediatypes import IMAGE_MANIFESTS, OCI_INDEX, media_type_of, platform_name
 from xarch.registry.progress import BlobProgress, QuietProgress
 from xarch.registry.pull import answer_descriptor, answer_json
-from xarch.registry.push import PushResult, make_client, push_blobs
+from xarch.registry.push import make_client, push_blobs
 from xarch.registry.reference import Reference, parse_reference
+from xarch.registry.result import PushResult
 
 
 @dataclass

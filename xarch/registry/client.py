@@ -26,7 +26,6 @@ import email.utils
 import io
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from xarch.registry.auth import ANONYMOUS, Authenticator, Credentials
 from xarch.registry.errors import AuthError, CorruptAnswer, RegistryError, RegistryUnavailable
 from xarch.registry.mediatypes import MANIFEST_ACCEPT, sha256_digest
 from xarch.registry.progress import BlobProgress, QuietProgress
+from xarch.registry.result import TransferStats
 from xarch.registry.uploads import UploadJournal
 from xarch.visible import visible
 from xarch.websession import without_netrc
@@ -113,33 +113,6 @@ def _max_wait_from_env() -> float:
         return max(0.0, float(os.environ.get("XARCH_REGISTRY_MAX_WAIT", "60")))
     except ValueError:
         return 60.0
-
-
-@dataclass
-class TransferStats:
-    """What a push moved: the summary users see and tests assert on."""
-
-    bytes_sent: int = 0
-    bytes_skipped: int = 0
-    bytes_mounted: int = 0
-    blobs_sent: int = 0
-    blobs_skipped: int = 0
-    blobs_mounted: int = 0
-    retries: int = 0
-    resumed_uploads: int = 0
-    restarted_uploads: int = 0
-    # Uploads run in parallel threads; `+=` on a shared counter is not atomic.
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **amounts: int) -> None:
-        """Add AMOUNTS ({field name: count or bytes}) to the counters; safe across upload threads."""
-        with self._lock:
-            for name, amount in amounts.items():
-                setattr(self, name, getattr(self, name) + amount)
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as {field name: count or bytes}, as `push --json` prints them."""
-        return {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
 
 
 @dataclass

@@ -3,7 +3,13 @@ xarch.progress.Reporter.transfers (bars on a terminal, lines otherwise) or Quiet
 
 from __future__ import annotations
 
-from typing import IO, Protocol
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Protocol
+
+from xarch.units import human_size
+
+if TYPE_CHECKING:
+    from xarch.registry.result import TransferStats
 
 
 class BlobProgress(Protocol):
@@ -52,3 +58,22 @@ def progress_for(stream: IO[str] | None = None, quiet: bool = False) -> BlobProg
     from xarch.progress import Reporter
 
     return Reporter(stream=stream).transfers()
+
+
+def short(digest: str) -> str:
+    """The first 12 hex digits of DIGEST (`sha256:<hex>`), as progress lines show blobs."""
+    return digest.split(":", 1)[-1][:12]
+
+
+def blob_label(digest: str, size: int) -> str:
+    """How progress names a blob: `<12 hex digits> (<size>)`."""
+    return f"{short(digest)} ({human_size(size)})"
+
+
+def show_skipped(stats: TransferStats, blobs: Sequence[tuple[str, int]], progress: BlobProgress) -> None:
+    """Count and show BLOBS ((digest, size in bytes)) as skipped: the registry has them under a
+    manifest it already holds. A push and a push replayed from its record (xarch.cli.pushreplay)
+    both say it this way."""
+    stats.add(blobs_skipped=len(blobs), bytes_skipped=sum(size for _, size in blobs))
+    for digest, size in blobs:
+        progress.finish(blob_label(digest, size), "already there, skipped")

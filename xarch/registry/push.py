@@ -8,15 +8,15 @@ incomplete.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials, docker_config_credentials
-from xarch.registry.client import RegistryClient, Settings, TransferStats
+from xarch.registry.client import RegistryClient, Settings
 from xarch.registry.errors import RegistryUsageError
 from xarch.registry.layout_source import LayoutImage, layout_folder
 from xarch.registry.mediatypes import (
@@ -28,39 +28,16 @@ from xarch.registry.mediatypes import (
     platform_name,
     sha256_digest,
 )
-from xarch.registry.progress import BlobProgress, QuietProgress
+from xarch.registry.progress import BlobProgress, QuietProgress, blob_label, show_skipped
 from xarch.registry.push_source import PushSource
 from xarch.registry.reference import Reference, check_repository, parse_reference
+from xarch.registry.result import PushResult
 from xarch.registry.uploads import UploadJournal
 from xarch.units import human_size
 
 FORMATS = ("oci", "docker")
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass
-class PushResult:
-    """What a push left on the registry: the reference with the pushed digest, the top media type,
-    {platform name: manifest digest}, the transfer counters and {attachment digest: "api" | "tag"}.
-    """
-
-    reference: str  # host/repo:tag@digest of what the tag now names
-    digest: str
-    media_type: str
-    manifests: dict[str, str] = field(default_factory=dict)  # platform name -> manifest digest
-    stats: TransferStats = field(default_factory=TransferStats)
-    referrers: dict[str, str] = field(default_factory=dict)  # attachment digest -> "api" or "tag"
-
-    def as_dict(self) -> dict[str, Any]:
-        """The result as `push --json` prints it: the fields above, the counters flattened in."""
-        return {"reference": self.reference, "digest": self.digest, "mediaType": self.media_type,
-                "manifests": self.manifests, "referrers": self.referrers, **self.stats.as_dict()}
-
-
-def short(digest: str) -> str:
-    """The first 12 hex digits of DIGEST (`sha256:<hex>`), as progress lines show blobs."""
-    return digest.split(":", 1)[-1][:12]
 
 
 def make_client(ref: Reference, credentials: Credentials | None, settings: Settings | None,
@@ -103,13 +80,12 @@ def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str
     on a re-push the HEADs are all the work, and one after another each costs a round trip.
     """
     stats = client.stats
-    labels = {d["digest"]: f"{short(d['digest'])} ({human_size(int(d['size']))})" for d in blobs}
+    labels = {d["digest"]: blob_label(d["digest"], int(d["size"])) for d in blobs}
     present = concurrently(client, lambda d: client.blob_exists(repository, d["digest"]), blobs, "xarch-head")
     missing = []
     for descriptor, there in zip(blobs, present, strict=True):
         if there:
-            stats.add(blobs_skipped=1, bytes_skipped=int(descriptor["size"]))
-            progress.finish(labels[descriptor["digest"]], "already there, skipped")
+            show_skipped(stats, _sizes([descriptor]), progress)
         else:
             missing.append(descriptor)
     if verify is not None:
@@ -278,7 +254,7 @@ def push_source(source: PushSource, target: str | Reference, fmt: str = "oci",
     repository = ref.repository
     try:
         if client.manifest_digest(repository, top.digest) is not None:
-            _skipped(client, image.unique_blobs(), progress)
+            show_skipped(client.stats, _sizes(image.unique_blobs()), progress)
             if client.manifest_digest(repository, tag) != top.digest:
                 client.put_manifest(repository, tag, top.data, top.media_type)
         else:
@@ -291,7 +267,8 @@ def push_source(source: PushSource, target: str | Reference, fmt: str = "oci",
                 if prepared.digest not in present:
                     for descriptor in manifest.blob_descriptors():
                         wanted.setdefault(descriptor["digest"], descriptor)
-            _skipped(client, [d for d in image.unique_blobs() if d["digest"] not in wanted], progress)
+            show_skipped(client.stats, _sizes(d for d in image.unique_blobs() if d["digest"] not in wanted),
+                         progress)
             push_blobs(client, repository, list(wanted.values()), source.blob, progress, mount_from,
                        verify=source.verify)
             for prepared in manifests:
@@ -315,15 +292,15 @@ def push_source(source: PushSource, target: str | Reference, fmt: str = "oci",
                    for i, m in enumerate(manifests)},
         stats=client.stats,
         referrers=referrers,
+        origin=client.base_url(),
+        authenticated=client.auth.header is not None,
+        blobs=_sizes(image.unique_blobs()),
     )
 
 
-def _skipped(client: RegistryClient, blobs: Sequence[dict[str, Any]], progress: BlobProgress) -> None:
-    """Count and show BLOBS as skipped: the registry has them under a manifest it already holds."""
-    client.stats.add(blobs_skipped=len(blobs), bytes_skipped=sum(int(d["size"]) for d in blobs))
-    for descriptor in blobs:
-        progress.finish(f"{short(descriptor['digest'])} ({human_size(int(descriptor['size']))})",
-                        "already there, skipped")
+def _sizes(descriptors: Iterable[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(digest, size in bytes) of each of DESCRIPTORS."""
+    return [(str(d["digest"]), int(d["size"])) for d in descriptors]
 
 
 def _push_attachments(client: RegistryClient, repository: str, source: PushSource,

@@ -1,4 +1,5 @@
-"""Build records: a finished `xarch build` remembered by the bytes of everything it read.
+"""Build records: a finished `xarch build` remembered by the bytes of everything it read (and the
+parts push records share: the Recorder, the Witness, the key and the store of records).
 
 The image cache (xarch.build.imagecache) saves the work of a build whose inputs did not change,
 but finding that out still means loading and validating the recipe and the lock: most of an
@@ -33,17 +34,20 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from xarch.build.imagerecord import RecordError  # one error for image and build records
 from xarch.oci.digest import file_sha256, hex_of
-from xarch.oci.store import Store
+
+if TYPE_CHECKING:
+    from xarch.oci.store import Store
 
 FORMAT = 1
+R = TypeVar("R")
+Q = TypeVar("Q")
 # Environment variables that say where a shell is, not what a build reads.
 _VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES"})
 _RACY_NS = 2_000_000_000  # a file changed this close before the build began is not recorded
@@ -62,6 +66,12 @@ _HARMLESS = frozenset({"/dev/null", "/proc/self/uid_map", "/proc/self/gid_map"})
 # Events after which the hook cannot know what was read.
 _BLIND_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
                            "os.fork", "os.forkpty", "os.chdir", "os.fchdir", "os.chroot"})
+
+
+class RecordError(ValueError):
+    """A record that cannot be used: an image record (xarch.build.imagerecord) whose blobs the store
+    does not hold intact, or a build or push record that is malformed or whose inputs changed.
+    Never shown to users: the build or push runs instead."""
 
 
 def _by_the_import_system() -> bool:
@@ -118,7 +128,7 @@ class Recorder:
     @classmethod
     def start(cls, store_root: Path) -> Recorder:
         """Begin recording this process's reads; STORE_ROOT (the cache) is not an input."""
-        here = Path(__file__).resolve().parent.parent  # xarch/
+        here = Path(__file__).resolve().parent  # xarch/
         # The cache's own folders only: a user's file that lies elsewhere in XARCH_CACHE is read
         # like any other. Code the interpreter runs is opened with io.open_code (see _note).
         skip = {str(here), str(here.parent / "platforms")}
@@ -368,6 +378,24 @@ class Witness:
             if file_witness(path) != recorded:
                 raise RecordError(f"{path}: changed")
 
+    def fields(self) -> dict[str, Any]:
+        """The witness as a record's JSON holds it: files, folders, resolved, walked."""
+        return {"files": self.files, "folders": self.folders, "resolved": self.resolved,
+                "walked": self.walked}
+
+    @classmethod
+    def from_fields(cls, raw: dict[str, Any]) -> Witness:
+        """The witness in RAW (a record's parsed JSON, see fields); RecordError when malformed."""
+        files, folders = raw.get("files"), raw.get("folders")
+        resolved, walked = raw.get("resolved"), raw.get("walked")
+        if not (isinstance(files, dict) and isinstance(folders, dict) and isinstance(resolved, dict)
+                and isinstance(walked, list)
+                and all(isinstance(v, list) and len(v) == 4 for v in files.values())
+                and all(isinstance(v, str) for v in [*folders.values(), *resolved.values(), *walked])
+                and all(folder in folders for folder in walked)):
+            raise RecordError("malformed inputs")
+        return cls(files, folders, resolved, walked)
+
     def overlaps(self, outputs: Iterable[Path]) -> str:
         """Why OUTPUTS and this build's inputs meet, or "" when they do not: an output that lies in
         (or is) a folder the build walked (an output inside a source folder is no source,
@@ -394,7 +422,7 @@ def code_fingerprint() -> list[Any]:
     platform data (relative path, size, mtime in ns), the interpreter's version, executable and
     prefix, and each library folder with its mtime (it changes when a package is installed or
     removed)."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parent  # xarch/
     # The interpreter by what it is (`python` and `python3` of one venv are one), the venv by its prefix.
     rows: list[Any] = [sys.version, os.path.realpath(sys.executable), sys.prefix]
     # xarch/ holds _platforms/ in a wheel; a source checkout has platforms/ beside it.
@@ -427,10 +455,10 @@ def record_key(argv: list[str]) -> str:
     env = {name: value for name, value in os.environ.items() if name not in _VOLATILE_ENV}
     material = {"format": FORMAT, "argv": argv, "cwd": os.getcwd(), "env": env, "euid": os.geteuid(),
                 "machine": os.uname().machine, "code": code_fingerprint()}
-    return hashlib.sha256(_json_bytes(material)).hexdigest()
+    return hashlib.sha256(record_json(material)).hexdigest()
 
 
-def _json_bytes(value: Any) -> bytes:
+def record_json(value: Any) -> bytes:
     """VALUE as sorted, compact JSON in ASCII: a name that is not UTF-8 (a lone surrogate of
     surrogateescape, in a path, the environment or the command line) is kept as its escape."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
@@ -452,11 +480,9 @@ class BuildRecord:
 
     def to_json(self) -> bytes:
         """The record as sorted, compact ASCII JSON, with its FORMAT."""
-        return _json_bytes({"format": FORMAT, "files": self.witness.files, "folders": self.witness.folders,
-                            "resolved": self.witness.resolved, "walked": self.witness.walked,
-                            "index": self.index, "images": self.images, "tag": self.tag,
-                            "default_output": self.default_output, "recipe": self.recipe,
-                            "epoch": self.epoch})
+        return record_json({"format": FORMAT, **self.witness.fields(), "index": self.index,
+                            "images": self.images, "tag": self.tag, "default_output": self.default_output,
+                            "recipe": self.recipe, "epoch": self.epoch})
 
     @classmethod
     def from_json(cls, data: bytes) -> BuildRecord:
@@ -465,57 +491,80 @@ class BuildRecord:
             raw = json.loads(data)
             if raw["format"] != FORMAT:
                 raise RecordError("another format")
-            files, folders, resolved, walked = raw["files"], raw["folders"], raw["resolved"], raw["walked"]
-            if not (isinstance(files, dict) and isinstance(folders, dict) and isinstance(resolved, dict)
-                    and isinstance(walked, list)
-                    and all(isinstance(v, list) and len(v) == 4 for v in files.values())
-                    and all(isinstance(v, str) for v in [*folders.values(), *resolved.values(), *walked])
-                    and all(folder in folders for folder in walked)):
-                raise RecordError("malformed inputs")
+            witness = Witness.from_fields(raw)
             hex_of(raw["index"])
             default = Path(raw["default_output"]) if isinstance(raw["default_output"], str) else Path("/")
             if not (isinstance(raw["images"], list) and isinstance(raw["tag"], str)
                     and len(default.parts) == 2 and default.parts[0] == "dist"
                     and default.parts[1] not in (".", "..")
-                    and isinstance(raw["recipe"], str) and raw["recipe"] in files
+                    and isinstance(raw["recipe"], str) and raw["recipe"] in witness.files
                     and type(raw["epoch"]) is int):
                 raise RecordError("malformed result")
-            return cls(Witness(files, folders, resolved, walked), raw["index"], raw["images"], raw["tag"],
+            return cls(witness, raw["index"], raw["images"], raw["tag"],
                        raw["default_output"], raw["recipe"], raw["epoch"])
         except (ValueError, KeyError, TypeError) as error:
             raise RecordError(f"malformed record: {error}") from None
 
 
-class RecordStore:
-    """Build records by key in the cache: `<store>/records/<key>.json`, written atomically."""
+class RecordStore(Generic[R]):
+    """Records by key in the cache: `<store>/records/<key>.json`, written atomically. READER
+    parses one (BuildRecord.from_json; a push record's, xarch.registry.pushrecord), raising
+    RecordError for what is not one of its kind."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, reader: Callable[[bytes], R]) -> None:
         self.store = store
+        self.reader = reader
         self.directory = store.root / "records"
 
     def _path(self, key: str) -> Path:
         hex_of(f"sha256:{key}")  # a key is a sha256: never a path of its own
         return self.directory / f"{key}.json"
 
-    def get(self, key: str) -> BuildRecord | None:
+    def get(self, key: str) -> R | None:
         """The record under KEY, or None (absent, unreadable or malformed; capped at 64 MiB)."""
         from xarch.smallfile import SmallFileError, read_small
 
         try:
             # read_small: a FIFO or device put there is refused, never waited on
-            return BuildRecord.from_json(read_small(self._path(key), 64 << 20))
+            return self.reader(read_small(self._path(key), 64 << 20))
         except (OSError, SmallFileError, RecordError):
             return None
 
-    def put(self, key: str, record: BuildRecord) -> None:
-        """Store RECORD under KEY; its index bytes must already be in the store."""
+    def put(self, key: str, record: BuildRecord | Any) -> None:
+        """Store RECORD (anything with to_json) under KEY; a build record's index bytes must
+        already be in the store."""
         from xarch.oci.atomic import atomic_file
 
         with atomic_file(self._path(key)) as handle:
             handle.write(record.to_json())
 
-    def index_bytes(self, record: BuildRecord) -> bytes:
-        """The index RECORD names, from the store, checked; RecordError when missing or corrupt."""
-        from xarch.build.imagerecord import read_blob
 
-        return read_blob(self.store, record.index)
+@dataclass
+class Recording(Generic[Q]):
+    """A command being recorded for replay (xarch.cli.replay, xarch.cli.pushreplay): its REQUEST
+    (the command line as read by hand), the RECORDER, the record's KEY and the cache's root."""
+
+    request: Q
+    recorder: Recorder
+    key: str
+    store_root: Path
+
+    @classmethod
+    def begin(cls, request: Q, key: str, store_root: Path, kind: str) -> Recording[Q] | None:
+        """Start recording this process for REQUEST under KEY; None (said with XARCH_DEBUG=1, as
+        KIND: "build record", "push record") when the cache's records folder cannot be made."""
+        try:
+            # Made before the command reads anything: making it later would change the listing of
+            # the cache folder, an input when a source lies in it (beside xarch's own folders).
+            (store_root / "records").mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            say_why(kind, f"not recorded: {store_root / 'records'}: {error.strerror or error}")
+            return None
+        return cls(request, Recorder.start(store_root), key, store_root)
+
+
+def say_why(kind: str, message: str) -> None:
+    """MESSAGE on stderr with XARCH_DEBUG=1: why a command was not replayed, or not recorded, as
+    `xarch: KIND: MESSAGE`."""
+    if os.environ.get("XARCH_DEBUG") == "1":
+        print(f"xarch: {kind}: {message}", file=sys.stderr)

@@ -1,0 +1,114 @@
+"""Parts of push records (xarch.cli.pushreplay, xarch.registry.pushrecord): the command line read
+without click, the record's checks, the environment. The whole path runs against a real registry
+in tests/integration/test_push_record.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.replay_tables import assert_every_option_is_placed
+from xarch.cli.push import push_command
+from xarch.cli.pushreplay import NOT_REPLAYED, REPLAYED, parse
+from xarch.records import RecordError, Witness
+from xarch.registry.pushrecord import PushRecord, mismatch, proxied
+
+TOP = "sha256:" + "a" * 64
+AMD = "sha256:" + "b" * 64
+BLOB = "sha256:" + "c" * 64
+
+
+def test_every_push_option_is_placed() -> None:
+    """An option added to push_command must be declared replayed (with its arity) or not."""
+    assert_every_option_is_placed(push_command, REPLAYED, NOT_REPLAYED)
+
+
+@pytest.mark.parametrize("argv", [
+    ["build", "x", "r/x"], ["push", "x"], ["push", "x", "r/x", "extra"],
+    ["push", "x", "r/x", "--mount-from", "a"],
+    ["push", "x", "r/x", "--ca-cert", "c.pem"], ["push", "x", "r/x", "-u", "bob"], ["push", "--", "x", "r/x"],
+    ["push", "x", "r/x", "-qj", "3"], ["push", "x", "r/x", "--json=1"], ["push", "x", "r/x", "--format"],
+    ["push", "x", "r/x", "--password-stdin"], ["push", "x", "r/x", "--help"], ["push", "x", "r/x", "-j3"],
+])
+def test_not_replayable(argv: list[str]) -> None:
+    assert parse(argv) is None
+
+
+def test_parse_reads_what_changes_how_it_is_asked_and_said() -> None:
+    request = parse(["push", "--format=docker", "lay", "-j", "4", "h/r:t", "--insecure", "-q", "--json",
+                     "--chunk-size", "9000000", "--format", "oci"])
+    assert request is not None
+    assert (request.layout, request.ref, request.insecure, request.quiet, request.as_json) == \
+        ("lay", "h/r:t", True, True, True)
+    assert not request.docker_format  # the last --format counts, as with click
+    assert request.argv[0] == "push" and "9000000" in request.argv
+
+
+def record(**changes: object) -> PushRecord:
+    files = {"/l/blobs/sha256/" + d[7:]: [0o100644, d[7:], [1, 2, 1], []] for d in (TOP, AMD)}
+    raw = {"format": 1, "kind": "push", "files": files, "folders": {"/l": "x"}, "resolved": {}, "walked": [],
+           "origin": "http://127.0.0.1:5000", "repository": "team/app", "tag": "v1", "digest": TOP,
+           "media_type": "application/vnd.oci.image.index.v1+json",
+           "reference": f"127.0.0.1:5000/team/app:v1@{TOP}", "manifests": {"linux/amd64": AMD},
+           "blobs": [[BLOB, 10]], **changes}
+    return PushRecord.from_json(json.dumps(raw).encode())
+
+
+def test_a_record_round_trips() -> None:
+    made = record()
+    assert PushRecord.from_json(made.to_json()) == made
+    assert isinstance(made.witness, Witness)
+
+
+@pytest.mark.parametrize("changes", [
+    {"kind": "build"}, {"format": 0}, {"origin": "ftp://127.0.0.1:5000"}, {"origin": "http://a b"},
+    {"repository": "Team/App"}, {"repository": "../x"}, {"tag": "v1/../x"}, {"tag": ""},
+    {"digest": "sha256:x"},
+    {"reference": f"127.0.0.1:5000/team/app:v1@{AMD}"}, {"reference": "a\x1b[2J@" + TOP},
+    {"manifests": {"linux/amd64": "sha256:../../x"}}, {"manifests": []}, {"blobs": [["sha256:x", 1]]},
+    {"blobs": [[BLOB, -1]]}, {"blobs": [[BLOB, True]]}, {"media_type": "a\nb"}, {"files": []},
+    {"walked": ["/elsewhere"]},
+])
+def test_a_malformed_record_is_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(RecordError):
+        record(**changes)
+
+
+def test_a_record_speaks_only_for_its_own_reference_and_files() -> None:
+    made = record()
+    assert mismatch(made, "127.0.0.1:5000/team/app:v1", True) == ""
+    assert mismatch(made, "127.0.0.1:5000/team/app", True) == ""  # the layout's tag, as a push takes it
+    assert "registry" in mismatch(made, "127.0.0.1:5001/team/app:v1", True)
+    assert "repository" in mismatch(made, "127.0.0.1:5000/team/other:v1", True)
+    assert "tag" in mismatch(made, "127.0.0.1:5000/team/app:v2", True)
+    forged = record(manifests={"linux/amd64": BLOB})  # a digest no file read holds
+    assert "digests" in mismatch(forged, "127.0.0.1:5000/team/app:v1", True)
+    assert mismatch(forged, "127.0.0.1:5000/team/app:v1", False) == ""  # --format docker, oci-archive
+
+
+@pytest.mark.parametrize(("name", "origin", "routed"), [
+    ("HTTP_PROXY", "http://h:5000", True), ("http_proxy", "http://h:5000", True),
+    ("ALL_PROXY", "https://h", True), ("HTTPS_PROXY", "https://h", True),
+    ("HTTPS_PROXY", "http://h:5000", False), ("HTTP_PROXY", "https://h", False),
+    ("NO_PROXY", "http://h", False),
+])
+def test_a_proxy_for_the_scheme_is_named(monkeypatch: pytest.MonkeyPatch, name: str, origin: str,
+                                         routed: bool) -> None:
+    for other in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(name, "http://proxy:3128")
+    assert bool(proxied(origin)) is routed
+    assert (name in proxied(origin)) is routed
+
+
+def test_the_record_file_is_the_key_s_only(tmp_path: Path) -> None:
+    from xarch.oci.store import Store
+    from xarch.records import RecordStore
+
+    records = RecordStore(Store(tmp_path), PushRecord.from_json)
+    records.put("d" * 64, record())
+    assert records.get("d" * 64) == record()
+    with pytest.raises(ValueError):
+        records.get("../../etc/passwd")
