@@ -38,12 +38,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from xarch.oci.digest import file_sha256, hex_of
-
-if TYPE_CHECKING:
-    from xarch.oci.store import Store
 
 FORMAT = 1
 R = TypeVar("R")
@@ -507,14 +504,13 @@ class BuildRecord:
 
 
 class RecordStore(Generic[R]):
-    """Records by key in the cache: `<store>/records/<key>.json`, written atomically. READER
+    """Records by key in the cache: `<ROOT>/records/<key>.json`, written atomically. READER
     parses one (BuildRecord.from_json; a push record's, xarch.registry.pushrecord), raising
     RecordError for what is not one of its kind."""
 
-    def __init__(self, store: Store, reader: Callable[[bytes], R]) -> None:
-        self.store = store
+    def __init__(self, root: Path, reader: Callable[[bytes], R]) -> None:
         self.reader = reader
-        self.directory = store.root / "records"
+        self.directory = root / "records"
 
     def _path(self, key: str) -> Path:
         hex_of(f"sha256:{key}")  # a key is a sha256: never a path of its own
@@ -532,7 +528,7 @@ class RecordStore(Generic[R]):
 
     def put(self, key: str, record: BuildRecord | Any) -> None:
         """Store RECORD (anything with to_json) under KEY; a build record's index bytes must
-        already be in the store."""
+        already be in the store of the same cache."""
         from xarch.oci.atomic import atomic_file
 
         with atomic_file(self._path(key)) as handle:

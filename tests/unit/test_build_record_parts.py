@@ -262,7 +262,7 @@ def test_names_that_are_not_utf8_make_a_key(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_a_record_that_is_a_fifo_is_not_waited_on(tmp_path: Path) -> None:
-    records = RecordStore(Store(tmp_path), BuildRecord.from_json)
+    records = RecordStore(tmp_path, BuildRecord.from_json)
     (tmp_path / "records").mkdir()
     os.mkfifo(tmp_path / "records" / ("c" * 64 + ".json"))
     assert records.get("c" * 64) is None
@@ -305,7 +305,7 @@ def test_hostile_records_are_refused(change: dict[str, object]) -> None:
 
 
 def test_record_store_keys(tmp_path: Path) -> None:
-    records = RecordStore(Store(tmp_path), BuildRecord.from_json)
+    records = RecordStore(tmp_path, BuildRecord.from_json)
     with pytest.raises(ValueError):
         records.get("../../etc/passwd")
     assert records.get("a" * 64) is None

@@ -104,10 +104,9 @@ def test_a_proxy_for_the_scheme_is_named(monkeypatch: pytest.MonkeyPatch, name: 
 
 
 def test_the_record_file_is_the_key_s_only(tmp_path: Path) -> None:
-    from xarch.oci.store import Store
     from xarch.records import RecordStore
 
-    records = RecordStore(Store(tmp_path), PushRecord.from_json)
+    records = RecordStore(tmp_path, PushRecord.from_json)
     records.put("d" * 64, record())
     assert records.get("d" * 64) == record()
     with pytest.raises(ValueError):

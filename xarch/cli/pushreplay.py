@@ -93,15 +93,15 @@ def replay(argv: list[str]) -> bool:
         _debug("not replayed or recorded: the command line asks for more than a plain push "
                "(xarch.cli.pushreplay.NOT_REPLAYED) or has an option this reading does not know")
         return False
-    from xarch.oci.store import Store
+    from xarch.cachedir import default_root
     from xarch.records import RecordError, RecordStore, record_key
     from xarch.registry.pushrecord import PushRecord, mismatch, proxied, registry_still_has
 
-    store = Store()
+    root = default_root()
     key = ""
     try:
         key = record_key(request.argv)
-        record = RecordStore(store, PushRecord.from_json).get(key)
+        record = RecordStore(root, PushRecord.from_json).get(key)
         if record is None:
             raise RecordError("no record")
         from xarch.registry.imageref import OCI, OCI_ARCHIVE, parse_image_ref
@@ -118,7 +118,7 @@ def replay(argv: list[str]) -> bool:
     except Exception as error:  # noqa: BLE001 - a record that does not apply, for any reason: push
         _debug(f"not replayed: {error}")
         if key:
-            _begin(request, key, store.root)
+            _begin(request, key, root)
         return False
     _report(record, label, request)
     return True
@@ -161,7 +161,6 @@ def finish(result: PushResult) -> None:
     if pending is None:
         return
     pending.recorder.stop()
-    from xarch.oci.store import Store
     from xarch.records import RecordError, RecordStore
     from xarch.registry.pushrecord import PushRecord, mismatch, proxied
     from xarch.registry.reference import parse_reference
@@ -191,7 +190,7 @@ def finish(result: PushResult) -> None:
                        source.kind == OCI and not request.docker_format)
         if why:
             raise RecordError(f"not recorded: {why}")
-        RecordStore(Store(pending.store_root), PushRecord.from_json).put(pending.key, record)
+        RecordStore(pending.store_root, PushRecord.from_json).put(pending.key, record)
     except (RecordError, OSError, ValueError) as error:
         _debug(str(error) if str(error).startswith("not recorded") else f"not recorded: {error}")
     except Exception as error:  # noqa: BLE001 - an odd reference or record: no record, never an error

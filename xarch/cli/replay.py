@@ -102,7 +102,7 @@ def replay(argv: list[str]) -> bool:
     key = ""
     try:
         key = record_key(request.key_argv)
-        records = RecordStore(store, BuildRecord.from_json)
+        records = RecordStore(store.root, BuildRecord.from_json)
         record = records.get(key)
         if record is None:
             raise RecordError("no record")
@@ -202,8 +202,8 @@ def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: in
                   if name in witness.files]
         if not opened:
             raise RecordError("not recorded: the recipe was not read as a file")
-        records = RecordStore(Store(pending.store_root), BuildRecord.from_json)
-        records.store.put_bytes(artifact.index_bytes)
+        Store(pending.store_root).put_bytes(artifact.index_bytes)
+        records = RecordStore(pending.store_root, BuildRecord.from_json)
         record = BuildRecord(witness, sha256_digest(artifact.index_bytes),
                              [image_record(image) for image in artifact.images], artifact.tag,
                              default_output, opened[0], epoch)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from xarch.cachedir import default_root
 from xarch.errors import InputError
 from xarch.oci.atomic import name_the_path
 from xarch.oci.digest import file_sha256, hex_of
@@ -24,16 +25,6 @@ CHUNK = 1 << 20
 
 class DigestMismatch(InputError, ValueError):
     """Content whose sha256 is not the one it was asked to have."""
-
-
-def default_root() -> Path:
-    """The cache folder: $XARCH_CACHE, else $XDG_CACHE_HOME/xarch, else ~/.cache/xarch."""
-    explicit = os.environ.get("XARCH_CACHE")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "xarch"
 
 
 class Store:
