@@ -98,7 +98,19 @@ class Reporter:
         if self._progress is not None:
             self._progress.console.print(message, markup=False)
         else:
-            self.console.print(message, markup=False)
+            self._line(message)
+
+    def _line(self, text: str) -> None:
+        """TEXT (made visible) as lines on STREAM: through rich on a terminal, written as it is to a
+        pipe or CI log, where rich would print the same characters and only cost its loading."""
+        if interactive(self.stream):
+            self.console.print(text, markup=False, highlight=False)
+            return
+        stream = self.stream or sys.stderr
+        if stream is None:  # started without stderr: nothing to show it on
+            return
+        stream.write(text + "\n")
+        stream.flush()
 
     def detail(self, message: str) -> None:
         """Print MESSAGE only with --verbose."""
@@ -140,7 +152,7 @@ class Reporter:
         if progress is not None and isinstance(progress, _step_progress()[0]) and self._step is not None:
             progress.output.append(line)
             return
-        self.console.print(f"[{prefix}] {line}", markup=False, highlight=False)
+        self._line(f"[{prefix}] {line}")
 
     def transfers(self) -> TransferBoard:
         """Byte progress of blobs sent or fetched (xarch.registry.progress.BlobProgress): a bar per

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from xarch.errors import InputError
 from xarch.oci.digest import platform_name, sha256_digest
@@ -18,6 +14,9 @@ from xarch.oci.model import DockerArchiveSource, ImageIndex, images_of, layout_t
 from xarch.oci.model import Image as ModelImage
 from xarch.units import human_size
 from xarch.visible import visible
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class InspectError(InputError):
@@ -123,22 +122,41 @@ def _summarize_docker_archive(reader: LayoutReader, source: str) -> Summary:
     return Summary(source, None, tuple(_image_row(image) for image in DockerArchiveSource(reader).images()))
 
 
-def print_summary(summary: Summary, as_json: bool, console: Console) -> None:
-    """SUMMARY as JSON on stdout (AS_JSON: Summary.to_json, keys sorted, indent 2), else as a
-    table on CONSOLE (platform, manifest digest, compressed size in human units, layers) and
-    the index digest below it. Terminal-unsafe characters in names are shown escaped (visible)."""
+def print_summary(summary: Summary, as_json: bool, console: Console | None) -> None:
+    """SUMMARY as JSON on stdout (AS_JSON: Summary.to_json, keys sorted, indent 2); else, on a
+    terminal (CONSOLE, rich), a table (platform, manifest digest, compressed size in human units,
+    layers); else (CONSOLE None: a pipe, a CI log) the same columns as plain aligned lines, as
+    `docker images` prints them; then the index digest. Terminal-unsafe characters in names are
+    shown escaped (visible)."""
     if as_json:
         print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
         return
+    title = visible(f"{summary.source} ({summary.kind})")
+    rows = [(visible(row.platform), row.manifest_digest, human_size(row.compressed_size), str(row.layers))
+            for row in summary.images]
+    index = f"index digest: {summary.index_digest}" if summary.index_digest else ""
+    if console is None:
+        print("\n".join([title, *_aligned([("PLATFORM", "MANIFEST DIGEST", "COMPRESSED", "LAYERS"), *rows]),
+                         *filter(None, [index])]))
+        return
+    from rich.table import Table
+    from rich.text import Text
+
     # Text, not str: rich would read `[…]` in a path or an index's platform fields as markup.
-    table = Table(title=Text(visible(f"{summary.source} ({summary.kind})")), title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     table.add_column("platform")
     table.add_column("manifest digest", no_wrap=True)
     table.add_column("compressed", justify="right")
     table.add_column("layers", justify="right")
-    for row in summary.images:
-        table.add_row(Text(visible(row.platform)), row.manifest_digest, human_size(row.compressed_size),
-                      str(row.layers))
+    for platform, digest, size, layers in rows:
+        table.add_row(Text(platform), digest, size, layers)
     console.print(table)
-    if summary.index_digest:
-        console.print(f"index digest: {summary.index_digest}", markup=False, highlight=False)
+    if index:
+        console.print(index, markup=False, highlight=False)
+
+
+def _aligned(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    """ROWS as lines of columns three spaces apart, the last two (sizes, counts) right-aligned."""
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    return [f"{a:<{widths[0]}}   {b:<{widths[1]}}   {c:>{widths[2]}}   {d:>{widths[3]}}"
+            for a, b, c, d in rows]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.e2e import xarch
+from tests.support.e2e import modules_loaded, xarch
 from tests.support.registry import HandLayout, Registry, make_layout, mark, requests_since
 
 REPLAYED = "no input changed since the last push"
@@ -79,6 +79,9 @@ def test_an_unchanged_re_push_is_two_heads_and_says_what_a_push_says(
     plain_full = ok(push(layout.path, ref, cache=cache, env={"XARCH_TEST_KEY": "1"}))
     assert plain.stdout == plain_full.stdout and plain.stdout.startswith(f"pushed {ref}@{digest}\n")
     assert REPLAYED in plain.stderr and REPLAYED not in plain_full.stderr
+    # what a replay loads: no HTTP stack but http.client, no pydantic, click or rich (its whole point)
+    loaded = modules_loaded(["push", str(layout.path), ref], cache, tmp_path / "modules.txt")
+    assert loaded.isdisjoint({"requests", "urllib3", "pydantic", "click", "rich", "docker"}), sorted(loaded)
     assert [line for line in plain.stderr.splitlines() if REPLAYED not in line] == \
         plain_full.stderr.splitlines()
 

@@ -95,3 +95,15 @@ def layout_bytes(layout: Path) -> dict[str, bytes]:
     """Every file of a layout by relative path: two byte-identical outputs compare equal."""
     files = sorted(p for p in layout.rglob("*") if p.is_file())
     return {p.relative_to(layout).as_posix(): p.read_bytes() for p in files}
+
+
+def modules_loaded(args: list[str], cache: Path, listing: Path) -> set[str]:
+    """The top-level names of every module `xarch ARGS` loaded (stdout a pipe), from the process itself."""
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: open({str(listing)!r}, 'w').write(' '.join(sorted(sys.modules))))\n"
+            f"sys.argv = {['xarch', *args]!r}\nfrom xarch.cli import main\nmain()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "XARCH_CACHE": str(cache), "PYTHONPATH": str(REPO)},
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    return {name.split(".")[0] for name in listing.read_text().split()}

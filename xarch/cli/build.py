@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from xarch.cli.console import terminal
 from xarch.cli.options import (
     Remote,
     choose_docker_platform,
@@ -18,7 +19,6 @@ from xarch.cli.options import (
     recipe_option,
     remote_options,
     select_platforms,
-    stdout,
 )
 from xarch.errors import XarchError
 from xarch.run.options import DEFAULT_LOG_LINES
@@ -163,7 +163,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
             for reference in pushed:
                 sign_pushed(reference, signer, remote.settings(reference), quiet=quiet or as_json)
     summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
-    print_summary(summary, as_json, stdout)
+    print_summary(summary, as_json, terminal())
 
 
 def _sbom_formats(text: str | None) -> tuple[str, ...]:

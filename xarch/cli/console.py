@@ -42,3 +42,15 @@ def results_console(**options: Any) -> Any:
             raise BrokenPipeError
 
     return _ResultsConsole(**{"highlight": False, "emoji": False, **options})
+
+
+def terminal() -> Any:
+    """The rich Console of results (`stdout`) when stdout is a terminal; None for a pipe or a file
+    (a CI log), where commands print plain lines (xarch.summary.print_summary) and rich is
+    never loaded."""
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):  # closed, or replaced by something without isatty
+        return None
+    return __getattr__("stdout")

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from xarch.cli.console import terminal
 from xarch.cli.options import Remote, json_option, remote_options, stdout
 from xarch.errors import XarchError
 from xarch.summary import print_summary, summarize_path
@@ -58,5 +59,5 @@ def inspect_command(target: str, as_json: bool, remote: Remote, platform: str | 
     if as_json and referrers:
         print(json.dumps({**summary.to_json(), "referrers": rows_json(referrers)}, indent=2, sort_keys=True))
         return
-    print_summary(summary, as_json, stdout)
+    print_summary(summary, as_json, terminal())
     print_referrers(referrers)

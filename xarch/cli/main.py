@@ -12,7 +12,6 @@ import io
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -140,6 +139,8 @@ def _say(line: str) -> None:
 
 def _debug_traceback() -> None:
     if os.environ.get("XARCH_DEBUG") == "1":
+        import traceback  # only here: every command would pay for loading it
+
         traceback.print_exc()
 
 

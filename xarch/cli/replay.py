@@ -106,13 +106,13 @@ def replay(argv: list[str]) -> bool:
         record = records.get(key)
         if record is None:
             raise RecordError("no record")
-        from xarch.build.imagerecord import image_from_record, read_blob
+        from xarch.build.imagerecord import images_from_records, read_blob
         from xarch.build.outputs import OutputSpec, check_targets
         from xarch.oci.layout import Artifact
 
         record.witness.check()
-        artifact = Artifact(read_blob(store, record.index), tuple(image_from_record(store, item)
-                                                                 for item in record.images), record.tag)
+        images = images_from_records(store, record.images)
+        artifact = Artifact(read_blob(store, record.index), images, record.tag)
         _check_result(artifact, record.epoch)
         specs = ([OutputSpec.parse(text) for text in request.outputs]
                  or [OutputSpec("oci", Path(record.default_output))])
@@ -159,7 +159,7 @@ def _begin(request: Request, key: str, store_root: Path) -> None:
 
 def _write(artifact: Artifact, specs: list[OutputSpec], epoch: int, recipe: Path, request: Request) -> None:
     from xarch.build.outputs import write_output
-    from xarch.cli.console import stdout
+    from xarch.cli.console import terminal
     from xarch.progress import Reporter
     from xarch.summary import print_summary, summarize_artifact
 
@@ -168,7 +168,8 @@ def _write(artifact: Artifact, specs: list[OutputSpec], epoch: int, recipe: Path
     for spec in specs:
         write_output(artifact, spec, epoch, [], None, recipe)
         reporter.info(f"wrote {spec}")
-    print_summary(summarize_artifact(artifact, str(specs[0]), specs[0].kind), request.as_json, stdout)
+    summary = summarize_artifact(artifact, str(specs[0]), specs[0].kind)
+    print_summary(summary, request.as_json, terminal())
 
 
 def finish(artifact: Artifact, outputs: tuple[str, ...], recipe: Path, epoch: int, default_output: str,
