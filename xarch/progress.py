@@ -64,7 +64,8 @@ def _step_progress() -> tuple[type[Any], type[Any]]:
 
 def interactive(stream: IO[str] | None = None) -> bool:
     """True when STREAM (stderr) is a terminal and CI is not set: bars and live output, else lines."""
-    return (stream or sys.stderr).isatty() and not os.environ.get("CI")
+    target = stream or sys.stderr
+    return target is not None and target.isatty() and not os.environ.get("CI")  # None: no stderr
 
 
 class Reporter:

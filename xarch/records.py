@@ -265,11 +265,11 @@ class Recorder:
             if stat.S_ISDIR(then[5]):
                 continue  # a folder opened to fsync or delete it: nothing was read
             if path in self.written:
-                raise RecordError(f"not recorded: {path} was read and written by the build")
+                raise RecordError(f"not recorded: {path} was read and written by the command")
             self._unchanged(path, then)
             files[path] = file_witness(path)
             if files[path][1] != self.first.get(path):
-                raise RecordError(f"not recorded: {path} is not what the build first read")
+                raise RecordError(f"not recorded: {path} is not what the command first read")
             folder = os.path.dirname(path)
             folders.setdefault(folder, self.parents[folder])
         listings = {}
@@ -294,9 +294,9 @@ class Recorder:
         a clock that ticks in milliseconds (the "racily clean" files of git's index)."""
         now = _stat_sig(path)
         if now != then:
-            raise RecordError(f"not recorded: {path} changed during the build")
+            raise RecordError(f"not recorded: {path} changed while the command ran")
         if now is not None and max(now[3], now[4]) >= self.start_ns - _RACY_NS:
-            raise RecordError(f"not recorded: {path} changed just before the build")
+            raise RecordError(f"not recorded: {path} changed just before the command began")
 
 
 def file_witness(path: str) -> list[Any]:
@@ -531,7 +531,12 @@ class RecordStore(Generic[R]):
         already be in the store of the same cache."""
         from xarch.oci.atomic import atomic_file
 
-        with atomic_file(self._path(key)) as handle:
+        # The user's own (0600, in a 0700 folder, as Docker's config is): a record holds the
+        # sha256 of what the command read, and a push reads the Docker config, credentials and all.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.directory.stat().st_mode & 0o077:
+            self.directory.chmod(0o700)
+        with atomic_file(self._path(key), mode=0o600) as handle:
             handle.write(record.to_json())
 
 
@@ -552,7 +557,8 @@ class Recording(Generic[Q]):
         try:
             # Made before the command reads anything: making it later would change the listing of
             # the cache folder, an input when a source lies in it (beside xarch's own folders).
-            (store_root / "records").mkdir(parents=True, exist_ok=True)
+            store_root.mkdir(parents=True, exist_ok=True)
+            (store_root / "records").mkdir(mode=0o700, exist_ok=True)
         except OSError as error:
             say_why(kind, f"not recorded: {store_root / 'records'}: {error.strerror or error}")
             return None
@@ -562,5 +568,5 @@ class Recording(Generic[Q]):
 def say_why(kind: str, message: str) -> None:
     """MESSAGE on stderr with XARCH_DEBUG=1: why a command was not replayed, or not recorded, as
     `xarch: KIND: MESSAGE`."""
-    if os.environ.get("XARCH_DEBUG") == "1":
+    if os.environ.get("XARCH_DEBUG") == "1" and sys.stderr is not None:  # None: started without one
         print(f"xarch: {kind}: {message}", file=sys.stderr)

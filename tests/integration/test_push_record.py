@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,11 +22,12 @@ import pytest
 import requests
 
 from tests.support.e2e import modules_loaded, xarch
+from tests.support.needs import missing
 from tests.support.registry import HandLayout, Registry, make_layout, mark, requests_since
 
 REPLAYED = "no input changed since the last push"
 NAMES = ("same", "same_b", "moved", "moved_other", "lost", "changed", "changed_new", "auth", "proxy", "tls",
-         "tampered", "archive", "docker")
+         "tampered", "archive", "docker", "truncated", "config", "scheme")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,9 @@ def test_an_unchanged_re_push_is_two_heads_and_says_what_a_push_says(
     before = mark(registry)
     again = ok(push(layout.path, ref, "--json", cache=cache))
     digest = json.loads(first.stdout)["digest"]
-    assert requests_since(registry, before) == [("HEAD", f"/v2/team/same/manifests/{digest}", 200),
+    # (before them the full push's own first question, /v2/: HTTPS refused, then plain HTTP)
+    assert requests_since(registry, before) == [("GET", "/v2/", 200),
+                                                ("HEAD", f"/v2/team/same/manifests/{digest}", 200),
                                                 ("HEAD", "/v2/team/same/manifests/v1", 200)]
     # A full re-push (another environment is another record's key) says the same, byte for byte.
     full = ok(push(layout.path, ref, "--json", cache=cache, env={"XARCH_TEST_KEY": "1"}))
@@ -207,4 +211,76 @@ def test_an_oci_archive_and_the_docker_format_are_replayed(registry: Registry, l
         ok(push(source, ref, *flags, cache=cache))
         replayed = ok(push(source, ref, *flags, cache=cache))
         assert REPLAYED in replayed.stderr
-        assert [method for method, _, _ in requests_since(registry, before)][-2:] == ["HEAD", "HEAD"]
+        assert [method for method, _, _ in requests_since(registry, before)][-3:] == ["GET", "HEAD", "HEAD"]
+
+
+def test_a_layer_cut_short_after_a_re_push_fails_as_the_full_push_does(
+        registry: Registry, layouts: dict[str, HandLayout], tmp_path: Path) -> None:
+    # A re-push reads no layer (it checks each file's size): its record holds none of their bytes,
+    # and a replay checks their sizes as the re-push would.
+    layout, cache = layouts["truncated"], tmp_path / "cache"
+    ref = f"{registry.host}/team/truncated:v1"
+    ok(push(layout.path, ref, cache=cache, env={"XARCH_TEST_KEY": "1"}))  # uploads, under another key
+    ok(push(layout.path, ref, cache=cache))  # a re-push: recorded
+    assert REPLAYED in ok(push(layout.path, ref, cache=cache)).stderr
+    # Neither record (the uploading push's, the re-push's) holds a layer's bytes; both are the user's.
+    assert (cache / "records").stat().st_mode & 0o777 == 0o700
+    layer = max(layout.blob_sizes, key=lambda digest: layout.blob_sizes[digest])
+    for record_file in (cache / "records").glob("*.json"):
+        assert record_file.stat().st_mode & 0o777 == 0o600
+        assert not [path for path in json.loads(record_file.read_text())["files"] if path.endswith(layer[7:])]
+    blob = layout.path / "blobs" / "sha256" / layer[7:]
+    blob.write_bytes(blob.read_bytes()[:10])
+    refused = push(layout.path, ref, cache=cache)
+    full = push(layout.path, ref, cache=cache, env={"XARCH_TEST_KEY": "2"})
+    assert refused.returncode == full.returncode == 2, refused.stderr
+    assert REPLAYED not in refused.stderr and "does not match its digest or size" in refused.stderr
+
+
+def test_a_docker_config_that_appears_is_read_by_the_next_push(
+        registry: Registry, layouts: dict[str, HandLayout], tmp_path: Path) -> None:
+    # Looking for the Docker config leaves no audit event where there is none: the places it is
+    # looked for are part of the record.
+    config, cache = tmp_path / "docker", tmp_path / "cache"
+    config.mkdir()
+    env = {"DOCKER_CONFIG": str(config)}
+    ref = f"{registry.host}/team/config:v1"
+    ok(push(layouts["config"].path, ref, cache=cache, env=env))
+    assert REPLAYED in ok(push(layouts["config"].path, ref, cache=cache, env=env)).stderr
+    (config / "config.json").write_text("{not json")
+    refused = push(layouts["config"].path, ref, cache=cache, env=env)
+    assert refused.returncode == 2 and REPLAYED not in refused.stderr, refused.stderr
+
+
+def test_a_registry_that_now_answers_https_is_pushed_to(layouts: dict[str, HandLayout],
+                                                     tmp_path: Path) -> None:
+    # The full push tries https://localhost (port 443) before http://localhost (port 80): a record of
+    # a plain-HTTP push must not answer for a host that speaks HTTPS now.
+    for port in (80, 443):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                missing(f"port {port} of 127.0.0.1 is taken by another program")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    env, cache = {"REQUESTS_CA_BUNDLE": str(cert)}, tmp_path / "cache"
+    ref = "localhost/team/scheme:v1"
+    plain = Registry(tmp_path / "plain", 80)
+    plain.workdir.mkdir()
+    plain.write_config(None, None)
+    plain.start()
+    try:
+        ok(push(layouts["scheme"].path, ref, cache=cache, env=env))
+        assert REPLAYED in ok(push(layouts["scheme"].path, ref, cache=cache, env=env)).stderr
+    finally:
+        plain.stop()
+    tls = Registry(tmp_path / "tls", 443, tls_cert=cert)
+    tls.workdir.mkdir()
+    tls.write_config(None, key)
+    tls.start()
+    try:
+        again = ok(push(layouts["scheme"].path, ref, "--json", cache=cache, env=env))
+        assert json.loads(again.stdout)["bytes_sent"] == layouts["scheme"].blob_bytes
+    finally:
+        tls.stop()

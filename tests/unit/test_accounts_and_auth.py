@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.trees import entry_at
 from xarch.oci.tree import Entry, Tree
-from xarch.registry.auth import ANONYMOUS, docker_config_credentials, find_config_file, parse_challenge
+from xarch.registry.auth import ANONYMOUS, docker_config_credentials, parse_challenge
+from xarch.registry.dockerconfig import config_candidates, find_config_file
 from xarch.sources.debian.accounts import AccountCallError, add_system_account, shadow_files
 
 EPOCH = 1_700_000_000  # day 19675
@@ -100,6 +101,8 @@ def test_the_docker_config_is_found_where_the_docker_sdk_looks(tmp_path: Path,
             for config_path in (None, str(given)):
                 found = find_config_file(config_path)
                 assert found == sdk_find(config_path), (environment, made, config_path)
+                # every place the SDK may take a file from is one a push record checks
+                assert found is None or found in config_candidates(config_path)
     for path in files:
         path.unlink(missing_ok=True)
     monkeypatch.delenv("DOCKER_CONFIG", raising=False)

@@ -131,7 +131,7 @@ def test_changed_during_the_build(tmp_path: Path, start: Start) -> None:
     with open(os.open(source, os.O_WRONLY | os.O_APPEND), "a", closefd=True) as handle:  # seen as a write...
         handle.write(", two")
     recorder.written.clear()  # ...which this test forgets: only the stat can tell
-    with pytest.raises(RecordError, match="changed during the build"):
+    with pytest.raises(RecordError, match="changed while the command ran"):
         recorder.witness([])
 
 
@@ -141,7 +141,7 @@ def test_just_changed_is_not_recorded(tmp_path: Path) -> None:
     started = Recorder.start(tmp_path / "cache")
     try:
         source.read_text()
-        with pytest.raises(RecordError, match="just before the build"):
+        with pytest.raises(RecordError, match="just before the command began"):
             started.witness([])
     finally:
         started.stop()
@@ -190,7 +190,7 @@ def test_a_file_unlike_its_first_read_is_not_recorded(tmp_path: Path, start: Sta
     source.read_text()
     assert recorder.first[str(source)] == hashlib.sha256(b"one").hexdigest()
     recorder.first[str(source)] = hashlib.sha256(b"two").hexdigest()  # as if the bytes changed under it
-    with pytest.raises(RecordError, match="not what the build first read"):
+    with pytest.raises(RecordError, match="not what the command first read"):
         recorder.witness([])
 
 

@@ -52,7 +52,7 @@ def record(**changes: object) -> PushRecord:
            "origin": "http://127.0.0.1:5000", "repository": "team/app", "tag": "v1", "digest": TOP,
            "media_type": "application/vnd.oci.image.index.v1+json",
            "reference": f"127.0.0.1:5000/team/app:v1@{TOP}", "manifests": {"linux/amd64": AMD},
-           "blobs": [[BLOB, 10]], **changes}
+           "blobs": [[BLOB, 10]], "config_probe": [["/root/.docker/config.json", False]], **changes}
     return PushRecord.from_json(json.dumps(raw).encode())
 
 
@@ -69,7 +69,7 @@ def test_a_record_round_trips() -> None:
     {"reference": f"127.0.0.1:5000/team/app:v1@{AMD}"}, {"reference": "a\x1b[2J@" + TOP},
     {"manifests": {"linux/amd64": "sha256:../../x"}}, {"manifests": []}, {"blobs": [["sha256:x", 1]]},
     {"blobs": [[BLOB, -1]]}, {"blobs": [[BLOB, True]]}, {"media_type": "a\nb"}, {"files": []},
-    {"walked": ["/elsewhere"]},
+    {"walked": ["/elsewhere"]}, {"config_probe": [["/x", "no"]]}, {"config_probe": {}},
 ])
 def test_a_malformed_record_is_refused(changes: dict[str, object]) -> None:
     with pytest.raises(RecordError):

@@ -166,7 +166,7 @@ def main() -> None:
             with failures():
                 from xarch.cli.pushreplay import replay as replay_push
 
-                if replay_push(sys.argv[1:]):  # an unchanged re-push: two HEADs, the layout unread
+                if replay_push(sys.argv[1:]):  # an unchanged re-push: three requests, no layer read
                     return
         from xarch.cli.group import cli
         from xarch.run.overlay import allow_user_namespace

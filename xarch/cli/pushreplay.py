@@ -2,8 +2,9 @@
 and the registry still holds what it pushed.
 
 `main` asks `replay` first, before click loads: when the command line is a plain push (only the
-options in REPLAYED) and its record's inputs are all as recorded, two HEADs ask the registry
-whether it holds the top manifest and whether the tag names it. When it does, the push is done:
+options in REPLAYED) and its record's inputs are all as recorded, the registry is asked what the
+full push asks first (its scheme, /v2/), whether it holds the top manifest and whether the tag
+names it (xarch.registry.pushrecord.registry_still_has). When it does, the push is done:
 the same lines are printed as a full re-push prints (every blob already there), and requests,
 pydantic and click are never loaded. Otherwise `begin` starts recording, and the full push calls
 `finish` with its result.
@@ -48,6 +49,7 @@ class PushRequest:
     as_json: bool = False
     quiet: bool = False
     docker_format: bool = False  # --format docker: manifests rewritten, not the layout's files
+    config_probe: list[list[object]] | None = None  # where the Docker config was, when recording began
 
 
 def parse(argv: list[str]) -> PushRequest | None:
@@ -95,7 +97,14 @@ def replay(argv: list[str]) -> bool:
         return False
     from xarch.cachedir import default_root
     from xarch.records import RecordError, RecordStore, record_key
-    from xarch.registry.pushrecord import PushRecord, mismatch, proxied, registry_still_has
+    from xarch.registry.pushrecord import (
+        PushRecord,
+        blob_files_differ,
+        config_probe,
+        mismatch,
+        proxied,
+        registry_still_has,
+    )
 
     root = default_root()
     key = ""
@@ -107,9 +116,12 @@ def replay(argv: list[str]) -> bool:
         from xarch.registry.imageref import OCI, OCI_ARCHIVE, parse_image_ref
 
         source = parse_image_ref(request.layout, (OCI, OCI_ARCHIVE), "push")
-        why = mismatch(record, request.ref, source.kind == OCI and not request.docker_format)
-        if why or proxied(record.origin):
-            raise RecordError(why or proxied(record.origin))
+        why = (mismatch(record, request.ref, source.kind == OCI and not request.docker_format)
+               or proxied(record.origin)
+               or ("the Docker config is found elsewhere" if config_probe() != record.config_probe else "")
+               or (blob_files_differ(Path(str(source.path)), record) if source.kind == OCI else ""))
+        if why:
+            raise RecordError(why)
         record.witness.check()
         label = source.label
         why = registry_still_has(record, request.insecure)
@@ -131,7 +143,7 @@ def _report(record: PushRecord, label: str, request: PushRequest) -> None:
     from xarch.visible import visible
 
     quiet = request.quiet or request.as_json
-    if not quiet:
+    if not quiet and sys.stderr is not None:  # None: started without stderr (print would use stdout)
         print(visible(f"pushing {label}"), file=sys.stderr)
         print(f"no input changed since the last push, and the registry still holds it ({REPLAYED_NOTE})",
               file=sys.stderr, flush=True)
@@ -148,6 +160,9 @@ def _report(record: PushRecord, label: str, request: PushRequest) -> None:
 def _begin(request: PushRequest, key: str, store_root: Path) -> None:
     global _pending
     from xarch.records import Recording
+    from xarch.registry.pushrecord import config_probe
+
+    request.config_probe = config_probe()
 
     _pending = Recording.begin(request, key, store_root, "push record")
 
@@ -162,10 +177,13 @@ def finish(result: PushResult) -> None:
         return
     pending.recorder.stop()
     from xarch.records import RecordError, RecordStore
-    from xarch.registry.pushrecord import PushRecord, mismatch, proxied
+    from xarch.registry.pushrecord import PushRecord, config_probe, mismatch, proxied, without_layers
     from xarch.registry.reference import parse_reference
 
     try:
+        probe = config_probe()  # an existence test leaves no audit event: compared with the start's
+        if probe != pending.request.config_probe:
+            raise RecordError("not recorded: the Docker config appeared or went during the push")
         if result.authenticated or result.referrers or not result.origin:
             raise RecordError("not recorded: credentials were sent, or attachments pushed")
         routed = proxied(result.origin)
@@ -180,10 +198,12 @@ def finish(result: PushResult) -> None:
             # what is read below the cache is not witnessed (xarch.records.CACHE_PARTS)
             raise RecordError("not recorded: the layout or the working folder is inside the cache")
         witness = pending.recorder.witness([])
+        blobs = [[digest, size] for digest, size in result.blobs]
+        if source.kind == OCI:
+            witness = without_layers(Path(str(layout)), witness, blobs)
         pushed = parse_reference(result.reference)
         record = PushRecord(witness, result.origin, pushed.repository, pushed.tag or "latest", result.digest,
-                            result.media_type, result.reference, dict(result.manifests),
-                            [[digest, size] for digest, size in result.blobs])
+                            result.media_type, result.reference, dict(result.manifests), blobs, probe)
         # what could not be read back, or would not be replayed, is not written
         request = pending.request
         why = mismatch(PushRecord.from_json(record.to_json()), request.ref,

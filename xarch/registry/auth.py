@@ -11,7 +11,6 @@ leaves it to dockerd, and it is a handful of lines on the same requests.Session.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import threading
 import urllib.parse
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from xarch.registry.dockerconfig import find_config_file
 from xarch.registry.errors import AuthError, RegistryError, RegistryUsageError
 from xarch.registry.reference import DOCKER_HUB
 
@@ -84,17 +84,6 @@ def docker_config_credentials(host: str, config_path: str | None = None) -> Cred
         password=lowered.get("password") or None,
         identity_token=lowered.get("identitytoken") or None,
     )
-
-
-def find_config_file(config_path: str | None = None) -> str | None:
-    """The Docker config file the docker SDK reads (docker.utils.config.find_config_file, the Docker
-    CLI's order): CONFIG_PATH, $DOCKER_CONFIG/config.json, ~/.docker/config.json, then the legacy
-    ~/.dockercfg; the first that exists, else None. Here so that finding none imports no SDK."""
-    from_environment = os.environ.get("DOCKER_CONFIG")
-    home = os.path.expanduser("~")
-    paths = [config_path, os.path.join(from_environment, "config.json") if from_environment else None,
-             os.path.join(home, ".docker", "config.json"), os.path.join(home, ".dockercfg")]
-    return next((path for path in paths if path and os.path.exists(path)), None)
 
 
 def _check_config_file(found: str) -> None:

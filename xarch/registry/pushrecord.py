@@ -1,14 +1,15 @@
-"""Push records: a finished `xarch push` remembered by the bytes of what it read, and the two
-questions that tell whether pushing it again would change anything on the registry.
+"""Push records: a finished `xarch push` remembered by what it read, and the questions that tell
+whether pushing it again would change anything on the registry.
 
 A re-push of an unchanged layout asks the registry two things (xarch.registry.push.push_source):
 does it hold the top manifest by digest, and does the tag name it. Finding that out the full
 way costs loading requests, pydantic and click, and reading and checking the layout: about
 0.4 s, where skopeo takes 0.07 s. A push record (kept beside build records, xarch.records)
-holds the inputs the push read (its Witness: the layout's index.json and manifests, the Docker
-config), where its requests went and what it printed. xarch.cli.pushreplay replays it when every
-input is unchanged and the registry answers both questions as the record expects, over
-http.client; any other answer runs the full push.
+holds the inputs the push read (its Witness: the layout's index.json, manifests and configs),
+the size of each layer file, where the Docker config is looked for, where its requests went and
+what it printed. xarch.cli.pushreplay replays it when all of that is unchanged and the registry
+answers as the record expects, over http.client (registry_still_has: the scheme the full push
+would choose, /v2/, both questions); any other answer runs the full push.
 
 Replayed only when nothing could differ from the full path's requests: no credentials were sent
 (an anonymous registry; a challenge or a 401 means the full push), no proxy from the environment
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from xarch.errors import XarchError
@@ -38,7 +41,9 @@ class PushRecord:
     """A finished push: its inputs (Witness); ORIGIN (`http://host[:port]` or `https://…`, where
     its requests went); the repository and the TAG it wrote; the top's DIGEST and MEDIA_TYPE;
     the REFERENCE and MANIFESTS ({platform name: digest}) it printed; BLOBS, [digest, size] of every
-    config and layer under the top, once each, in order (a re-push reports them as already there)."""
+    config and layer under the top, once each, in order (a re-push reports them as already there);
+    CONFIG_PROBE, [path, whether it exists] of each place the Docker config is looked for
+    (xarch.registry.dockerconfig: a config that appears changes who the push speaks as)."""
 
     witness: Witness
     origin: str
@@ -49,13 +54,15 @@ class PushRecord:
     reference: str
     manifests: dict[str, str] = field(default_factory=dict)
     blobs: list[list[Any]] = field(default_factory=list)
+    config_probe: list[list[Any]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         """The record as sorted, compact ASCII JSON, with its FORMAT and KIND."""
         return record_json({"format": FORMAT, "kind": KIND, **self.witness.fields(), "origin": self.origin,
                             "repository": self.repository, "tag": self.tag, "digest": self.digest,
                             "media_type": self.media_type, "reference": self.reference,
-                            "manifests": self.manifests, "blobs": self.blobs})
+                            "manifests": self.manifests, "blobs": self.blobs,
+                            "config_probe": self.config_probe})
 
     @classmethod
     def from_json(cls, data: bytes) -> PushRecord:
@@ -72,7 +79,7 @@ class PushRecord:
             # One parse checks host, repository, tag and digest alike (a bad one: InvalidReference).
             ref = parse_reference(f"{host}/{raw['repository']}:{raw['tag']}@{raw['digest']}")
             hex_of(raw["digest"])
-            manifests, blobs = raw["manifests"], raw["blobs"]
+            manifests, blobs, probe = raw["manifests"], raw["blobs"], raw["config_probe"]
             if not (scheme in ("http", "https") and ref.repository == raw["repository"]
                     and raw["reference"].endswith("@" + raw["digest"])
                     and isinstance(raw["media_type"], str) and raw["media_type"].isascii()
@@ -81,11 +88,14 @@ class PushRecord:
                     and all(isinstance(v, str) and hex_of(v) for v in manifests.values())
                     and isinstance(blobs, list)
                     and all(isinstance(b, list) and len(b) == 2 and hex_of(b[0]) and type(b[1]) is int
-                            and b[1] >= 0 for b in blobs)):
+                            and b[1] >= 0 for b in blobs)
+                    and isinstance(probe, list)
+                    and all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
+                            and type(p[1]) is bool for p in probe)):
                 raise RecordError("malformed result")
             parse_reference(raw["reference"])  # what is printed is a reference, nothing else
             return cls(witness, raw["origin"], raw["repository"], raw["tag"], raw["digest"],
-                       raw["media_type"], raw["reference"], manifests, blobs)
+                       raw["media_type"], raw["reference"], manifests, blobs, probe)
         except (ValueError, KeyError, TypeError, AttributeError, XarchError) as error:
             # (XarchError: InvalidReference from parse_reference)
             raise RecordError(f"malformed record: {error}") from None
@@ -111,6 +121,66 @@ def mismatch(record: PushRecord, ref_text: str, files_hold_digests: bool) -> str
     return ""
 
 
+def config_probe() -> list[list[Any]]:
+    """[path, whether it exists] of each place the Docker config is looked for, in order. An
+    existence test raises no audit event: a config that was absent is not in a Witness."""
+    from xarch.registry.dockerconfig import config_candidates
+
+    return [[path, os.path.exists(path)] for path in config_candidates()]
+
+
+def layout_blobs(layout: Path, witness: Witness, blobs: list[list[Any]]) -> tuple[set[str], dict[str, int]]:
+    """(the digests of the layers, {digest: size} of every config and layer) that the manifests of
+    the folder LAYOUT name, found among the files WITNESS holds: its files under blobs/sha256/ that
+    are not BLOBS (configs and layers) are the push's index and manifests, in either --format.
+    RecordError when one of them is no JSON object."""
+    folder = os.path.join(os.path.abspath(layout), "blobs", "sha256") + "/"
+    named = {hex_of(str(digest)) for digest, _ in blobs}
+    layers: set[str] = set()
+    sizes: dict[str, int] = {}
+    for path in witness.files:
+        if not path.startswith(folder) or path[len(folder):] in named:
+            continue
+        try:
+            document = json.loads(Path(path).read_bytes())
+            if not isinstance(document, dict) or "config" not in document:
+                continue  # an index
+            for item in [document["config"], *document.get("layers", [])]:
+                sizes[str(item["digest"])] = int(item["size"])
+            layers.update(str(item["digest"]) for item in document.get("layers", []))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            raise RecordError(f"{path}: {error}") from None
+    return layers, sizes
+
+
+def without_layers(layout: Path, witness: Witness, blobs: list[list[Any]]) -> Witness:
+    """WITNESS without the layer files of the folder LAYOUT: a push that sent a layer read it, but a
+    re-push only checks its size (xarch.registry.layout_source), and so does a replay
+    (blob_files_differ). Hashing them again at each replay would cost more than the push saves."""
+    layers, _ = layout_blobs(layout, witness, blobs)
+    folder = os.path.join(os.path.abspath(layout), "blobs", "sha256")
+    dropped = {os.path.join(folder, hex_of(digest)) for digest in layers}
+    return Witness({path: value for path, value in witness.files.items() if path not in dropped},
+                   witness.folders, witness.resolved, witness.walked)
+
+
+def blob_files_differ(layout: Path, record: PushRecord) -> str:
+    """Why the folder LAYOUT's config and layer files are not what RECORD's push found, or "": its
+    BLOBS must be exactly those its manifests name, each a regular file of its descriptor's size
+    (all a re-push checks of a blob it does not send)."""
+    try:
+        _, sizes = layout_blobs(layout, record.witness, record.blobs)
+        if sizes != {str(digest): size for digest, size in record.blobs}:
+            return "its blobs are not those of its manifests"
+        for digest, size in sizes.items():
+            state = os.stat(layout / "blobs" / "sha256" / hex_of(digest))
+            if not stat.S_ISREG(state.st_mode) or state.st_size != size:
+                return f"blob {digest} is not a file of {size} bytes"
+    except (OSError, ValueError, RecordError) as error:
+        return f"{type(error).__name__}: {error}"
+    return ""
+
+
 def proxied(origin: str) -> str:
     """Why requests would send a request to ORIGIN (`scheme://host`) through a proxy (the variable
     that says so), or "" when it goes straight there: a replay asks only where the push went."""
@@ -133,37 +203,51 @@ def _ca_bundle() -> str:
 
 
 def registry_still_has(record: PushRecord, insecure: bool, timeout: float = 30.0) -> str:
-    """Ask RECORD's registry, as the full push would (HEAD, the same Accept and User-Agent, no
-    credentials), whether it holds the top by digest and whether the tag names it: "" when both,
-    else why not (any answer but the expected ones, or no answer). INSECURE: --insecure (TLS not
-    verified); otherwise TLS is verified against the bundle requests would use (_ca_bundle).
+    """Ask RECORD's registry what the full push asks first (xarch.registry.client, _probe and
+    manifest_digest), in the same way (the same Accept and User-Agent, no credentials): "" when
+    it still speaks the recorded scheme, holds the top by digest and the tag names it; else why
+    not (any other answer, or none). INSECURE: --insecure (TLS not verified); otherwise TLS is
+    verified against the bundle requests would use (_ca_bundle).
 
-    Distribution spec "Checking if content exists in the registry"; one connection, kept alive.
+    The full push tries HTTPS first and speaks plain HTTP only when that fails (and the host
+    allows it): a record of a plain-HTTP push is replayed only when HTTPS still fails there, and
+    `/v2/` still answers as a registry. Distribution spec "Checking if content exists".
     """
     import http.client
+    import ssl
 
     from xarch.registry.mediatypes import MANIFEST_ACCEPT
 
     scheme, _, host = record.origin.partition("://")
-    connection: http.client.HTTPConnection
-    if scheme == "https":
-        import ssl
-
-        if insecure:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        else:
-            bundle = _ca_bundle()  # a folder of hashed certificates, as requests allows, or a file
-            if os.path.isdir(bundle):
-                context = ssl.create_default_context(capath=bundle)
-            else:
-                context = ssl.create_default_context(cafile=bundle)
-        connection = http.client.HTTPSConnection(host, timeout=timeout, context=context)
+    if insecure:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     else:
-        connection = http.client.HTTPConnection(host, timeout=timeout)
+        bundle = _ca_bundle()  # a folder of hashed certificates, as requests allows, or a file
+        if os.path.isdir(bundle):
+            context = ssl.create_default_context(capath=bundle)
+        else:
+            context = ssl.create_default_context(cafile=bundle)
     headers = {"Accept": MANIFEST_ACCEPT, "User-Agent": "xarch"}
+    https = http.client.HTTPSConnection(host, timeout=timeout, context=context)
+    connection: http.client.HTTPConnection = https
     try:
+        if scheme == "http":
+            try:
+                https.request("GET", "/v2/", headers={"User-Agent": "xarch"})
+                https.getresponse().read()
+                return f"{host} now answers HTTPS"  # where the full push would go instead
+            except (OSError, http.client.HTTPException):
+                pass  # as the full push: plain HTTP when HTTPS fails
+            finally:
+                https.close()
+            connection = http.client.HTTPConnection(host, timeout=timeout)
+            connection.request("GET", "/v2/", headers={"User-Agent": "xarch"})
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status != 200:  # 401: it asks for credentials now; else no registry
+                return f"GET /v2/: HTTP {answer.status}"
         for reference, names in ((record.digest, None), (record.tag, record.digest)):
             connection.request("HEAD", f"/v2/{record.repository}/manifests/{reference}", headers=headers)
             response = connection.getresponse()
