@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xarch.errors import InputError
-from xarch.oci.archive import ArchiveError, open_archive
 
 OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, REGISTRY = "oci", "oci-archive", "docker-archive", "registry"
 KINDS = (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, REGISTRY)
@@ -111,8 +110,10 @@ def _archive_kind(path: Path, role: str, text: str) -> str:
     """oci-archive or docker-archive, from the names in the tar at PATH.
 
     Read through the one archive opener (xarch/oci/archive.py), so a cut or foreign file
-    is worded the same whichever command meets it.
+    is worded the same whichever command meets it (loaded here: a folder needs no tar reader).
     """
+    from xarch.oci.archive import ArchiveError, open_archive
+
     try:
         archive, members = open_archive(path)
     except ArchiveError as error:

@@ -219,10 +219,13 @@ def registry_still_has(record: PushRecord, insecure: bool, timeout: float = 30.0
     from xarch.registry.mediatypes import MANIFEST_ACCEPT
 
     scheme, _, host = record.origin.partition("://")
-    if insecure:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    if insecure or scheme == "http":
+        # For the plain-HTTP record, whether the host speaks TLS at all: if it does, the full push
+        # is left to choose (and verify); no CA bundle needs loading to find out.
+        context = unverified
     else:
         bundle = _ca_bundle()  # a folder of hashed certificates, as requests allows, or a file
         if os.path.isdir(bundle):
@@ -237,7 +240,7 @@ def registry_still_has(record: PushRecord, insecure: bool, timeout: float = 30.0
             try:
                 https.request("GET", "/v2/", headers={"User-Agent": "xarch"})
                 https.getresponse().read()
-                return f"{host} now answers HTTPS"  # where the full push would go instead
+                return f"{host} now answers HTTPS"  # the full push may go there instead
             except (OSError, http.client.HTTPException):
                 pass  # as the full push: plain HTTP when HTTPS fails
             finally:
