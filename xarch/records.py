@@ -48,6 +48,10 @@ Q = TypeVar("Q")
 # Environment variables that say where a shell is, not what a build reads.
 _VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES"})
 _RACY_NS = 2_000_000_000  # a file changed this close before the build began is not recorded
+# A command that reads more than this is not recorded: its replay would hash all of it again, as
+# much as a build answered by the image cache hashes anyway, and recording it would hash it twice
+# more (when first opened, and for the witness). Content-addressed inputs (defer_hashing) aside.
+MAX_HASHED_BYTES = 256 << 20
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Audit events (CPython's audit events table) that create a path: the index of the new path.
 _CREATE_EVENTS = {"os.mkdir": 0, "tempfile.mkdtemp": 0, "tempfile.mkstemp": 0, "os.rename": 1,
@@ -121,6 +125,10 @@ class Recorder:
         self.first: dict[str, str | None] = {}
         self.inside = threading.local()  # set while the hook reads a file itself
         self.blind = ""
+        # Paths (and folders, ending in "/") whose files are not hashed when first opened: a push's
+        # layout blobs and archive (see defer_hashing).
+        self.deferred: tuple[str, ...] = ()
+        self.hashed_bytes = 0  # bytes of the files hashed when first opened (MAX_HASHED_BYTES)
 
     @classmethod
     def start(cls, store_root: Path) -> Recorder:
@@ -203,7 +211,13 @@ class Recorder:
                 folder = os.path.dirname(text)
                 if folder not in self.parents:
                     self.parents[folder] = _stat_sig(folder)
-                if then is not None and stat.S_ISREG(then[5]) and not self._made_here(text):
+                if then is not None and stat.S_ISREG(then[5]) and not self._made_here(text) \
+                        and not self._is_deferred(text):
+                    self.hashed_bytes += then[2]
+                    if self.hashed_bytes > MAX_HASHED_BYTES:
+                        self.blind = f"it read more than {MAX_HASHED_BYTES >> 20} MiB"
+                        self.stop()  # nothing more to note: no record will be made
+                        return
                     self.inside.busy = True
                     try:
                         self.first[text] = file_sha256(Path(text))
@@ -227,6 +241,18 @@ class Recorder:
         elif event in _BLIND_EVENTS:
             self.blind = event
 
+    def defer_hashing(self, paths: Iterable[str]) -> None:
+        """Hash the files at PATHS (a file, or a folder given with a trailing "/") only when the
+        witness is made, not when first opened as well. For content-addressed inputs only (a
+        layout's blobs, whose names are their sha256, and the archive holding them): a change to
+        one during the command that leaves its times alone still shows, as a name that is not the
+        sha256 of its bytes (xarch.registry.pushrecord.mismatch). A push reads hundreds of MB of
+        layers; hashing them twice more would cost more than a replay saves."""
+        self.deferred = tuple(paths)
+
+    def _is_deferred(self, path: str) -> bool:
+        return any(path == item or (item.endswith("/") and path.startswith(item)) for item in self.deferred)
+
     def _made(self, path: str) -> None:
         """PATH is about to be created or written (the hook runs before the call)."""
         if os.path.lexists(path):
@@ -245,11 +271,16 @@ class Recorder:
                 return False
             current = parent
 
-    def witness(self, outputs: Iterable[Path]) -> Witness:
+    def opened_files(self) -> list[str]:
+        """Every path opened for reading so far (absolute, as text), in the order first opened."""
+        return list(self.opened)
+
+    def witness(self, outputs: Iterable[Path], leave_out: Iterable[str] = ()) -> Witness:
         """What the build read, as it is now (call it before the outputs are written: writing one
         lists the folder it goes into): raises RecordError (the build is not recorded) when the
         build went blind, or a file it read changed since, was written by it, or is gone, or an
-        output lies in a folder the build walked (which files are sources then depends on it)."""
+        output lies in a folder the build walked (which files are sources then depends on it).
+        LEAVE_OUT: files read that the caller witnesses otherwise (a push's layers, by size)."""
         self.stop()
         if self.blind:
             raise RecordError(f"not recorded: {self.blind}")
@@ -257,8 +288,9 @@ class Recorder:
         out = tuple(f"{os.path.abspath(path)}/" for path in outputs)
         files: dict[str, list[Any]] = {}
         folders = {path: then for path, then in self.listed.items() if not (path + "/").startswith(out)}
+        left_out = set(leave_out)
         for path, then in sorted(self.opened.items()):
-            if self._made_here(path):
+            if self._made_here(path) or path in left_out:
                 continue
             if then is None:
                 continue  # opening failed (a probe for a file that is not there): its folder says
@@ -268,7 +300,7 @@ class Recorder:
                 raise RecordError(f"not recorded: {path} was read and written by the command")
             self._unchanged(path, then)
             files[path] = file_witness(path)
-            if files[path][1] != self.first.get(path):
+            if files[path][1] != self.first.get(path) and not self._is_deferred(path):
                 raise RecordError(f"not recorded: {path} is not what the command first read")
             folder = os.path.dirname(path)
             folders.setdefault(folder, self.parents[folder])

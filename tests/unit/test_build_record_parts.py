@@ -123,6 +123,37 @@ def test_a_program_blinds_the_recorder(tmp_path: Path, start: Start) -> None:
         recorder.witness([])
 
 
+def test_reading_more_than_the_limit_records_nothing_and_hashes_no_more(
+        tmp_path: Path, start: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(record, "MAX_HASHED_BYTES", 10)
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.write_bytes(b"12345")
+    big.write_bytes(b"1234567890")
+    recorder = start()
+    small.read_bytes()
+    big.read_bytes()
+    assert str(big) not in recorder.first and record.Recorder._current is None  # stopped, not hashed
+    with pytest.raises(RecordError, match="read more than"):
+        recorder.witness([])
+
+
+def test_deferred_content_addressed_files_are_hashed_once(tmp_path: Path, start: Start) -> None:
+    blobs = tmp_path / "layout" / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    data = b"layer"
+    blob = blobs / hashlib.sha256(data).hexdigest()
+    blob.write_bytes(data)
+    recorder = start()
+    recorder.defer_hashing([str(blobs) + "/"])
+    blob.read_bytes()
+    assert str(blob) in recorder.opened and str(blob) not in recorder.first
+    assert recorder.witness([]).files[str(blob)][1] == blob.name
+    recorder = start()
+    recorder.defer_hashing([str(blobs) + "/"])
+    blob.read_bytes()
+    assert recorder.witness([], leave_out=[str(blob)]).files == {}
+
+
 def test_changed_during_the_build(tmp_path: Path, start: Start) -> None:
     source = tmp_path / "a.txt"
     source.write_text("one")

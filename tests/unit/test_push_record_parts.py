@@ -111,3 +111,15 @@ def test_the_record_file_is_the_key_s_only(tmp_path: Path) -> None:
     assert records.get("d" * 64) == record()
     with pytest.raises(ValueError):
         records.get("../../etc/passwd")
+
+
+def test_a_blob_whose_bytes_are_not_its_name_is_never_replayed() -> None:
+    # Blobs are hashed once, when the record is made (Recorder.defer_hashing): a change during the
+    # push that left the file's times alone shows as a name that is not the sha256 of its bytes.
+    made = record()
+    config = "/l/blobs/sha256/" + "e" * 64
+    forged = PushRecord(Witness({**made.witness.files, config: [0o100644, "f" * 64, [1, 3, 1], []]},
+                                made.witness.folders), made.origin, made.repository, made.tag, made.digest,
+                        made.media_type, made.reference, made.manifests, made.blobs, made.config_probe)
+    assert "does not hold the blob its name says" in mismatch(forged, "127.0.0.1:5000/team/app:v1", True)
+    assert "does not hold" in mismatch(forged, "127.0.0.1:5000/team/app:v1", False)  # archives, docker too

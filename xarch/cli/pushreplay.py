@@ -163,8 +163,21 @@ def _begin(request: PushRequest, key: str, store_root: Path) -> None:
     from xarch.registry.pushrecord import config_probe
 
     request.config_probe = config_probe()
-
     _pending = Recording.begin(request, key, store_root, "push record")
+    if _pending is None:
+        return
+    from xarch.registry.imageref import OCI, OCI_ARCHIVE, parse_image_ref
+    from xarch.registry.pushrecord import blob_folder
+
+    try:
+        source = parse_image_ref(request.layout, (OCI, OCI_ARCHIVE), "push")
+    except Exception:  # noqa: BLE001 - the full push says what is wrong with LAYOUT
+        return
+    layout = str(source.path)
+    # content-addressed inputs: hashed once, when the record is made (Recorder.defer_hashing)
+    _pending.recorder.defer_hashing(
+        [blob_folder(Path(layout)), blob_folder(Path(os.path.realpath(layout)))] if source.kind == OCI
+        else [os.path.abspath(layout), os.path.realpath(layout)])
 
 
 def finish(result: PushResult) -> None:
@@ -177,7 +190,7 @@ def finish(result: PushResult) -> None:
         return
     pending.recorder.stop()
     from xarch.records import RecordError, RecordStore
-    from xarch.registry.pushrecord import PushRecord, config_probe, mismatch, proxied, without_layers
+    from xarch.registry.pushrecord import PushRecord, config_probe, layer_files, mismatch, proxied
     from xarch.registry.reference import parse_reference
 
     try:
@@ -197,10 +210,10 @@ def finish(result: PushResult) -> None:
         if any((os.path.realpath(path) + "/").startswith(cache) for path in (str(layout), os.getcwd())):
             # what is read below the cache is not witnessed (xarch.records.CACHE_PARTS)
             raise RecordError("not recorded: the layout or the working folder is inside the cache")
-        witness = pending.recorder.witness([])
         blobs = [[digest, size] for digest, size in result.blobs]
-        if source.kind == OCI:
-            witness = without_layers(Path(str(layout)), witness, blobs)
+        left_out = (layer_files(Path(str(layout)), pending.recorder.opened_files(), blobs)
+                    if source.kind == OCI else set())
+        witness = pending.recorder.witness([], left_out)
         pushed = parse_reference(result.reference)
         record = PushRecord(witness, result.origin, pushed.repository, pushed.tag or "latest", result.digest,
                             result.media_type, result.reference, dict(result.manifests), blobs, probe)
