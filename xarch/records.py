@@ -554,7 +554,13 @@ class RecordStore(Generic[R]):
 
         try:
             # read_small: a FIFO or device put there is refused, never waited on
-            return self.reader(read_small(self._path(key), 64 << 20))
+            state = os.lstat(self._path(key))
+            if not stat.S_ISREG(state.st_mode):  # a symlink put there: never followed, never chmod'ed
+                return None
+            record = self.reader(read_small(self._path(key), 64 << 20))
+            if state.st_mode & 0o077:  # made readable by others since: the user's own again
+                os.chmod(self._path(key), 0o600)
+            return record
         except (OSError, SmallFileError, RecordError):
             return None
 

@@ -144,7 +144,7 @@ def print_summary(summary: Summary, as_json: bool, console: Console | None) -> N
 
     # Text, not str: rich would read `[…]` in a path or an index's platform fields as markup.
     table = Table(title=Text(title), title_justify="left")
-    table.add_column("platform")
+    table.add_column("platform", no_wrap=True, overflow="ellipsis")  # one row per platform, always
     table.add_column("manifest digest", no_wrap=True)
     table.add_column("compressed", justify="right")
     table.add_column("layers", justify="right")

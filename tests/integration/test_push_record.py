@@ -184,7 +184,8 @@ def test_a_tampered_record_is_never_replayed(registry: Registry, layouts: dict[s
     other = layouts["same"].index_digest  # a digest this push never read
     for change in ({"origin": "http://127.0.0.1:9"}, {"repository": "team/other"},
                    {"reference": original["reference"].replace("tampered", "other")},
-                   {"manifests": {**original["manifests"], "linux/amd64": other}},
+                   {"manifests": [[name, other if name == "linux/amd64" else digest]
+                                  for name, digest in original["manifests"]]},
                    {"digest": other, "reference": original["reference"].split("@")[0] + "@" + other},
                    {"blobs": [["sha256:../../x", 1]]}, {"kind": "build"}):
         record_file.write_text(json.dumps({**original, **change}))
@@ -192,7 +193,7 @@ def test_a_tampered_record_is_never_replayed(registry: Registry, layouts: dict[s
         assert REPLAYED not in result.stderr, change
         assert result.stdout.splitlines()[:3] == [
             f"pushed {ref}@{layout.index_digest}",
-            *(f"  {name:<10} {digest}" for name, digest in original["manifests"].items())], change
+            *(f"  {name:<10} {digest}" for name, digest in original["manifests"])], change
 
 
 def test_an_oci_archive_and_the_docker_format_are_replayed(registry: Registry, layouts: dict[str, HandLayout],
@@ -284,3 +285,14 @@ def test_a_registry_that_now_answers_https_is_pushed_to(layouts: dict[str, HandL
         assert json.loads(again.stdout)["bytes_sent"] == layouts["scheme"].blob_bytes
     finally:
         tls.stop()
+
+
+def test_platforms_are_printed_in_the_layout_s_order(registry: Registry, tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "order", ["arm64", "amd64"])
+    time.sleep(2.2)
+    cache, ref = tmp_path / "cache", f"{registry.host}/team/order:v1"
+    ok(push(layout.path, ref, cache=cache))
+    replayed = ok(push(layout.path, ref, cache=cache))
+    full = ok(push(layout.path, ref, cache=cache, env={"XARCH_TEST_KEY": "1"}))
+    assert REPLAYED in replayed.stderr and replayed.stdout == full.stdout
+    assert replayed.stdout.index("linux/arm64") < replayed.stdout.index("linux/amd64")

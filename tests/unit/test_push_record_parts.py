@@ -51,7 +51,7 @@ def record(**changes: object) -> PushRecord:
     raw = {"format": 1, "kind": "push", "files": files, "folders": {"/l": "x"}, "resolved": {}, "walked": [],
            "origin": "http://127.0.0.1:5000", "repository": "team/app", "tag": "v1", "digest": TOP,
            "media_type": "application/vnd.oci.image.index.v1+json",
-           "reference": f"127.0.0.1:5000/team/app:v1@{TOP}", "manifests": {"linux/amd64": AMD},
+           "reference": f"127.0.0.1:5000/team/app:v1@{TOP}", "manifests": [["linux/amd64", AMD]],
            "blobs": [[BLOB, 10]], "config_probe": [["/root/.docker/config.json", False]], **changes}
     return PushRecord.from_json(json.dumps(raw).encode())
 
@@ -67,7 +67,8 @@ def test_a_record_round_trips() -> None:
     {"repository": "Team/App"}, {"repository": "../x"}, {"tag": "v1/../x"}, {"tag": ""},
     {"digest": "sha256:x"},
     {"reference": f"127.0.0.1:5000/team/app:v1@{AMD}"}, {"reference": "a\x1b[2J@" + TOP},
-    {"manifests": {"linux/amd64": "sha256:../../x"}}, {"manifests": []}, {"blobs": [["sha256:x", 1]]},
+    {"manifests": [["linux/amd64", "sha256:../../x"]]}, {"manifests": {}}, {"manifests": [[1, AMD]]},
+    {"blobs": [["sha256:x", 1]]},
     {"blobs": [[BLOB, -1]]}, {"blobs": [[BLOB, True]]}, {"media_type": "a\nb"}, {"files": []},
     {"walked": ["/elsewhere"]}, {"config_probe": [["/x", "no"]]}, {"config_probe": {}},
 ])
@@ -83,7 +84,7 @@ def test_a_record_speaks_only_for_its_own_reference_and_files() -> None:
     assert "registry" in mismatch(made, "127.0.0.1:5001/team/app:v1", True)
     assert "repository" in mismatch(made, "127.0.0.1:5000/team/other:v1", True)
     assert "tag" in mismatch(made, "127.0.0.1:5000/team/app:v2", True)
-    forged = record(manifests={"linux/amd64": BLOB})  # a digest no file read holds
+    forged = record(manifests=[["linux/amd64", BLOB]])  # a digest no file read holds
     assert "digests" in mismatch(forged, "127.0.0.1:5000/team/app:v1", True)
     assert mismatch(forged, "127.0.0.1:5000/team/app:v1", False) == ""  # --format docker, oci-archive
 
@@ -91,7 +92,8 @@ def test_a_record_speaks_only_for_its_own_reference_and_files() -> None:
 @pytest.mark.parametrize(("name", "origin", "routed"), [
     ("HTTP_PROXY", "http://h:5000", True), ("http_proxy", "http://h:5000", True),
     ("ALL_PROXY", "https://h", True), ("HTTPS_PROXY", "https://h", True),
-    ("HTTPS_PROXY", "http://h:5000", False), ("HTTP_PROXY", "https://h", False),
+    ("HTTPS_PROXY", "http://h:5000", True),  # the full push asks HTTPS first, through it
+    ("HTTP_PROXY", "https://h", False),
     ("NO_PROXY", "http://h", False),
 ])
 def test_a_proxy_for_the_scheme_is_named(monkeypatch: pytest.MonkeyPatch, name: str, origin: str,
@@ -123,3 +125,38 @@ def test_a_blob_whose_bytes_are_not_its_name_is_never_replayed() -> None:
                         made.media_type, made.reference, made.manifests, made.blobs, made.config_probe)
     assert "does not hold the blob its name says" in mismatch(forged, "127.0.0.1:5000/team/app:v1", True)
     assert "does not hold" in mismatch(forged, "127.0.0.1:5000/team/app:v1", False)  # archives, docker too
+
+
+def test_the_printed_order_of_platforms_is_kept() -> None:
+    # A full push prints the platforms in the layout's order; sorted JSON keys would reorder them.
+    made = record(manifests=[["linux/arm64", AMD], ["linux/amd64", TOP]])
+    assert list(PushRecord.from_json(made.to_json()).manifests) == ["linux/arm64", "linux/amd64"]
+
+
+def test_a_record_file_is_the_user_s_own_and_never_a_symlink(tmp_path: Path) -> None:
+    from xarch.records import RecordStore
+
+    records = RecordStore(tmp_path, PushRecord.from_json)
+    records.put("d" * 64, record())
+    path = tmp_path / "records" / ("d" * 64 + ".json")
+    path.chmod(0o644)
+    assert records.get("d" * 64) == record() and path.stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "other.json"
+    other.write_bytes(path.read_bytes())
+    other.chmod(0o644)
+    path.unlink()
+    path.symlink_to(other)
+    assert records.get("d" * 64) is None and other.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_config_also_listed_as_a_layer_stays_witnessed_by_its_bytes(tmp_path: Path) -> None:
+    from xarch.registry.pushrecord import blob_folder, layer_files
+
+    folder = tmp_path / "blobs" / "sha256"
+    folder.mkdir(parents=True)
+    config, layer = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    manifest = {"config": {"digest": config, "size": 3},
+                "layers": [{"digest": config, "size": 3}, {"digest": layer, "size": 5}]}
+    (folder / ("3" * 64)).write_text(json.dumps(manifest))
+    paths = [blob_folder(tmp_path) + "3" * 64]
+    assert layer_files(tmp_path, paths, [[config, 3], [layer, 5]]) == {blob_folder(tmp_path) + "2" * 64}

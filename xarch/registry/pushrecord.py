@@ -32,9 +32,10 @@ from xarch.oci.digest import hex_of
 from xarch.records import FORMAT, RecordError, Witness, record_json
 
 KIND = "push"
-# The environment variables that make requests send a request of SCHEME through a proxy
-# (urllib.request.getproxies_environment, as requests.utils.get_environ_proxies reads them).
-_PROXY_ENV = {"http": ("http_proxy", "all_proxy"), "https": ("https_proxy", "all_proxy")}
+# The environment variables that make requests send a push's requests through a proxy, by the
+# scheme of its record's origin (urllib.request.getproxies_environment, as requests reads them).
+# The full push of a plain-HTTP record asks HTTPS first (through https_proxy): both count there.
+_PROXY_ENV = {"http": ("http_proxy", "https_proxy", "all_proxy"), "https": ("https_proxy", "all_proxy")}
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,9 @@ class PushRecord:
         return record_json({"format": FORMAT, "kind": KIND, **self.witness.fields(), "origin": self.origin,
                             "repository": self.repository, "tag": self.tag, "digest": self.digest,
                             "media_type": self.media_type, "reference": self.reference,
-                            "manifests": self.manifests, "blobs": self.blobs,
+                            # pairs, in the push's order: sorted keys would reorder the lines printed
+                            "manifests": [[name, digest] for name, digest in self.manifests.items()],
+                            "blobs": self.blobs,
                             "config_probe": self.config_probe})
 
     @classmethod
@@ -80,7 +83,11 @@ class PushRecord:
             # One parse checks host, repository, tag and digest alike (a bad one: InvalidReference).
             ref = parse_reference(f"{host}/{raw['repository']}:{raw['tag']}@{raw['digest']}")
             hex_of(raw["digest"])
-            manifests, blobs, probe = raw["manifests"], raw["blobs"], raw["config_probe"]
+            pairs, blobs, probe = raw["manifests"], raw["blobs"], raw["config_probe"]
+            if not (isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2
+                                                    and isinstance(p[0], str) for p in pairs)):
+                raise RecordError("malformed result")
+            manifests = {str(name): digest for name, digest in pairs}
             if not (scheme in ("http", "https") and ref.repository == raw["repository"]
                     and raw["reference"].endswith("@" + raw["digest"])
                     and isinstance(raw["media_type"], str) and raw["media_type"].isascii()
@@ -138,13 +145,14 @@ def config_probe() -> list[list[Any]]:
 
 def layout_blobs(layout: Path, paths: Iterable[str],
                  blobs: list[list[Any]]) -> tuple[set[str], dict[str, int]]:
-    """(the digests of the layers, {digest: size} of every config and layer) that the manifests of
-    the folder LAYOUT name, found among PATHS (files the push read): those under blobs/sha256/
-    that are not BLOBS (configs and layers) are its index and manifests, in either --format.
-    RecordError when one of them is no JSON object."""
+    """(the digests of the layers that are no config, {digest: size} of every config and layer)
+    that the manifests of the folder LAYOUT name, found among PATHS (files the push read): those
+    under blobs/sha256/ that are not BLOBS (configs and layers) are its index and manifests, in
+    either --format. RecordError when one of them is no JSON object."""
     folder = blob_folder(layout)
     named = {hex_of(str(digest)) for digest, _ in blobs}
     layers: set[str] = set()
+    configs: set[str] = set()
     sizes: dict[str, int] = {}
     for path in paths:
         if not path.startswith(folder) or path[len(folder):] in named:
@@ -156,9 +164,12 @@ def layout_blobs(layout: Path, paths: Iterable[str],
             for item in [document["config"], *document.get("layers", [])]:
                 sizes[str(item["digest"])] = int(item["size"])
             layers.update(str(item["digest"]) for item in document.get("layers", []))
+            configs.add(str(document["config"]["digest"]))
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
             raise RecordError(f"{path}: {error}") from None
-    return layers, sizes
+    # A blob that is one manifest's config is read (and checked) by the push, whatever else names
+    # it as a layer: it stays witnessed by its bytes.
+    return layers - configs, sizes
 
 
 def blob_folder(layout: Path) -> str:
