@@ -51,3 +51,18 @@ def test_only_the_traced_command_and_its_children_count() -> None:
     ]
     used = paths_used(lines, starts=lambda path: path == "/bin/sh")
     assert used.paths == {"/bin/sh", "/etc/profile"} and used.executed == {"/bin/sh"}
+
+
+def test_a_child_that_runs_before_its_parent_s_fork_returns_is_inside_with_its_folder() -> None:
+    # strace -f may print a new child's calls before its parent's clone returns (a loaded CI
+    # machine does): a server's child serving a page must count, from the folder it inherited.
+    lines = [
+        f"7 execve({x('/bin/busybox')}, [{x('httpd')}], 0x1 /* 1 var */) = 0",
+        f"7 chdir({x('/www')}) = 0",
+        "7 clone(child_stack=NULL, flags=CLONE_CHILD_SETTID|SIGCHLD <unfinished ...>",
+        f"8 openat(AT_FDCWD, {x('index.html')}, O_RDONLY) = 3",
+        "7 <... clone resumed>) = 2 /* 8 in strace's PID NS */",
+        f"9 openat(AT_FDCWD, {x('/etc/not-ours')}, O_RDONLY) = 3",  # no child of the command's
+    ]
+    used = paths_used(lines, starts=lambda path: path == "/bin/busybox")
+    assert used.paths == {"/bin/busybox", "/www", "/www/index.html"}

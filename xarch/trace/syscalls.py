@@ -110,11 +110,25 @@ def paths_used(lines: Iterable[str], starts: Callable[[str], bool] | None = None
     used = Used()
     processes: dict[int, _Process] = {}
     inside: set[int] = set()
+    calls = list(_calls(lines))
+    # strace -f may print a new child's calls before its parent's fork returns (the child ran
+    # first): who forked whom is read first, so a child is inside, with its parent's folder and
+    # descriptors, from its first line.
+    parent_of: dict[int, int] = {}
+    for pid, name, _, result in calls:
+        if name in _FORK and result.isascii() and result.isdigit() and int(result) > 0:
+            parent_of.setdefault(int(result), pid)
 
     def process(pid: int) -> _Process:
-        return processes.setdefault(pid, _Process())
+        state = processes.get(pid)
+        if state is None:
+            parent = processes.get(parent_of.get(pid, -1))
+            state = processes[pid] = _Process(parent.cwd, dict(parent.fds)) if parent else _Process()
+            if parent_of.get(pid) in inside:
+                inside.add(pid)
+        return state
 
-    for pid, name, arguments, result in _calls(lines):
+    for pid, name, arguments, result in calls:
         state = process(pid)
         if name in _FORK:
             if result.isascii() and result.isdigit() and int(result) > 0:
