@@ -9,6 +9,9 @@ functions) are imported from tests/support/ as usual. Every skip goes through te
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,26 @@ TESTS = Path(__file__).resolve().parent
 FOLDERS = ("unit", "integration")
 # A unit test never needs these (tox's tests-py310 runs tests/unit alone, under the oldest CPython).
 NOT_UNIT = ("docker", "qemu", "slow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests that load a recipe in-process (xarch.recipecache keeps it in the cache) get a cache
+    of the session's own, unless XARCH_CACHE is set: a test never writes the user's cache."""
+    if "XARCH_CACHE" not in os.environ:
+        os.environ["XARCH_CACHE"] = tempfile.mkdtemp(prefix="xarch-test-cache-")
+        config.stash[_OWN_CACHE] = os.environ["XARCH_CACHE"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's own cache (pytest_configure)."""
+    own = config.stash.get(_OWN_CACHE, None)
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
+        if os.environ.get("XARCH_CACHE") == own:
+            del os.environ["XARCH_CACHE"]
+
+
+_OWN_CACHE = pytest.StashKey[str]()
 
 
 def folder_problem(relative: Path, markers: set[str]) -> str | None:

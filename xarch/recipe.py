@@ -210,7 +210,9 @@ class Strict(BaseModel):
     frozen.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when first used; a recipe kept by
+    # xarch.recipecache is never validated again, so its validators are never built.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ImageConfigSpec(Strict):
@@ -585,6 +587,17 @@ class LoadedRecipe:
     def folder(self) -> Path:
         return self.path.parent
 
+    def as_json(self) -> Any:
+        """The recipe as JSON data, keys as the YAML spells them: what pydantic's
+        `model_dump(mode="json", by_alias=True)` gives, without building its serializers when
+        xarch.recipecache.plain knows every value (it does for every recipe it keeps)."""
+        from xarch.recipecache import Unkept, plain
+
+        try:
+            return plain(self.recipe)
+        except Unkept:
+            return self.recipe.model_dump(mode="json", by_alias=True)
+
     def error(self, loc: tuple[str | int, ...], message: str) -> RecipeError:
         """A RecipeError (exit 2) `FILE:LINE: FIELD: MESSAGE` for the field at LOC (keys and indexes)."""
         return RecipeError(_format(self.path, self.positions.line_of(loc), loc, message))
@@ -690,14 +703,7 @@ def load(path: Path | str) -> LoadedRecipe:
         # YAML's "\udcff" escape makes a lone surrogate: no file, tar header or JSON can hold it.
         message = "not valid Unicode text (a lone surrogate)"
         raise RecipeError(_format(path, positions.line_of(bad), bad, message))
-    try:
-        recipe = Recipe.model_validate(positions.data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        loc = tuple(part for part in first["loc"] if not (isinstance(part, str) and "[" in part))
-        # Pydantic adds the type name of a union branch to loc; drop such entries.
-        loc = _strip_union_branches(loc, positions)
-        raise RecipeError(_format(path, positions.line_of(loc), loc, _clean_message(first))) from None
+    recipe = _validated(positions, path)
     loaded = LoadedRecipe(path, recipe, positions)
     for source in recipe.sources.debian:
         if not source.keyring.is_absolute():
@@ -706,6 +712,28 @@ def load(path: Path | str) -> LoadedRecipe:
     _check_unique_paths(loaded)
     _check_stages(loaded)
     return loaded
+
+
+def _validated(positions: PositionedYaml, path: Path) -> Recipe:
+    """The Recipe of POSITIONS (the file at PATH), validated, or as validated before
+    (xarch.recipecache); RecipeError naming file, line and field."""
+    from xarch import recipecache
+    from xarch.cachedir import default_root
+
+    entry = recipecache.entry_path(default_root(), recipecache.cache_key(positions.sha256))
+    kept = recipecache.get(entry, Recipe)
+    if kept is not None:
+        return kept
+    try:
+        recipe = Recipe.model_validate(positions.data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = tuple(part for part in first["loc"] if not (isinstance(part, str) and "[" in part))
+        # Pydantic adds the type name of a union branch to loc; drop such entries.
+        loc = _strip_union_branches(loc, positions)
+        raise RecipeError(_format(path, positions.line_of(loc), loc, _clean_message(first))) from None
+    recipecache.put(entry, recipe)
+    return recipe
 
 
 def _unencodable(data: Any) -> tuple[str | int, ...] | None:

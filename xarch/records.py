@@ -26,6 +26,7 @@ What keeps a replay equal to a build (each rule drops the record, never guesses)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -446,6 +447,7 @@ class Witness:
         return ""
 
 
+@functools.cache  # read once: a build's record key and its recipe's cache key both use it
 def code_fingerprint() -> list[Any]:
     """What identifies this xarch and interpreter: every file of the xarch package and of its
     platform data (relative path, size, mtime in ns), the interpreter's version, executable and

@@ -8,6 +8,8 @@ this module refuses them instead.
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +39,12 @@ def _line_column(text: str | bytes, offset: int) -> tuple[int, int]:
 
 @dataclass
 class PositionedYaml:
-    """A loaded YAML document: DATA (plain dicts, lists, scalars) and ROOT, the node tree holding lines."""
+    """A loaded YAML document: DATA (plain dicts, lists, scalars), ROOT, the node tree holding lines,
+    and SHA256, the hex digest of the file's bytes (what DATA was made from)."""
 
     data: Any
     root: yaml.Node | None
+    sha256: str = ""
 
     def line_of(self, loc: Sequence[str | int]) -> int | None:
         """1-based line of the field at LOC, or of its nearest existing parent."""
@@ -191,4 +195,4 @@ def load(path: Path) -> PositionedYaml:
                                 mark.column + 1 if mark else None) from None
     except yaml.YAMLError as error:
         raise YamlPositionError(None, f"invalid YAML: {error}") from None
-    return PositionedYaml(data, root)
+    return PositionedYaml(data, root, hashlib.sha256(raw).hexdigest())

@@ -80,6 +80,7 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Good:
     (root / "src" / "etc" / "motd").write_text("hello\n" * 100)
     (root / "src" / "xarch.yaml").write_text(RECIPE)
     made = Good(root / "layout", root / "image.oci.tar", root / "image.docker.tar")
+    before = os.environ.get("XARCH_CACHE")
     os.environ["XARCH_CACHE"] = str(root / "cache")  # restored below; the build must not use ~/.cache
     try:
         outcome = xarch_in_process(
@@ -97,7 +98,10 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Good:
             "amd64",
         )
     finally:
-        del os.environ["XARCH_CACHE"]
+        if before is None:
+            del os.environ["XARCH_CACHE"]
+        else:
+            os.environ["XARCH_CACHE"] = before
     assert outcome.code == 0, outcome
     return made
 

@@ -103,7 +103,7 @@ def cache_key(loaded: LoadedRecipe, platform: Platform, epoch: int, lock: Lock |
     material = {
         "format": FORMAT,
         "compressor": compressor_id(loaded.recipe.compression.level, loaded.recipe.compression.algorithm),
-        "recipe": loaded.recipe.model_dump(mode="json", by_alias=True),
+        "recipe": loaded.as_json(),
         "epoch": epoch,
         "platform": platform.name,
         "lock": lock_entries(lock, platform),

@@ -15,7 +15,8 @@ from xarch.oci.pathglob import matches
 from xarch.oci.tree import Entry, Tree
 from xarch.recipe import LayerSpec
 
-DEFAULT_LAYER = LayerSpec(name="main", paths=["**"])
+# model_construct: literal values of xarch's own need no check (nor a validator built at import)
+DEFAULT_LAYER = LayerSpec.model_construct(name="main", paths=["**"])
 
 
 def _layer_of(path: str, specs: list[LayerSpec]) -> int:
@@ -71,7 +72,7 @@ def split_layers(tree: Tree, specs: list[LayerSpec]) -> list[tuple[str, list[Ent
         if sum(1 for members in assigned if members) <= 1:
             specs, assigned = [DEFAULT_LAYER], [{entry.path: entry for entry in tree}]
         else:
-            specs = [LayerSpec(name=name, paths=[]) for name in DEFAULT_KINDS]
+            specs = [LayerSpec.model_construct(name=name, paths=[]) for name in DEFAULT_KINDS]
     for members in assigned:
         for path in list(members):
             parent = posixpath.dirname(path)

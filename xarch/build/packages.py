@@ -39,7 +39,7 @@ def selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
 
 def cross_selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
     """The stages that may cross-build, and their packages (for the target architecture)."""
-    return {name: stage.packages or PackageSelection() for name, stage in loaded.recipe.stages.items()
+    return {name: stage.packages or PackageSelection.model_construct() for name, stage in loaded.recipe.stages.items()
             if (stage.cross or stage.strategy == "cross") and stage.steps and not stage.dockerfile}
 
 
@@ -68,7 +68,7 @@ def ensure_lock(loaded: LoadedRecipe, locked: bool, store: Store, reporter: Repo
         reporter.info(f"no {path.name} yet: resolving packages and creating it")
         return run_lock(loaded.path, source_list, wanted, platforms, store=store, say=reporter.detail,
                         cross=cross)
-    lock = Lock.load(path)
+    lock = Lock.load(path, store.root / "parsed")
     differences = lock_matches(lock, source_list, wanted, platforms, cross)
     if differences:
         if locked:

@@ -144,10 +144,15 @@ def load_record(store: Store, key: str) -> RootRecord | None:
         farm_root = Path(value["farm"])
         if farm_root.parent.parent != store.root / "trees" or not farm_root.is_dir():
             raise ValueError("no farm")
-        for name, size, mtime_ns in value["linked"]:
-            state = os.lstat(os.path.join(farm_root, name))
-            if state.st_size != size or state.st_mtime_ns != mtime_ns:
-                raise ValueError(f"{name} changed")
+        folder = os.open(farm_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name, size, mtime_ns in value["linked"]:
+                # relative to the farm's fd: no path joined per file (~9,000 for a C toolchain)
+                state = os.lstat(name, dir_fd=folder)
+                if state.st_size != size or state.st_mtime_ns != mtime_ns:
+                    raise ValueError(f"{name} changed")
+        finally:
+            os.close(folder)
         return RootRecord(str(value["digest"]), farm_root,
                           tuple((str(m), str(line)) for m, line in value["said"]))
     except FileNotFoundError:

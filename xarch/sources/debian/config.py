@@ -36,7 +36,7 @@ _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]
 class DebianSource(BaseModel):
     """Where packages come from and which keys may sign the archive."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     suites: list[str]
     components: list[str] = Field(default_factory=lambda: ["main"])
@@ -126,7 +126,7 @@ class PlatformPackages(BaseModel):
     """A recipe's `platforms.PLATFORM` of a package selection: ADD, names installed on that
     platform only (`name`, `name:arch`, `name=version`); EXCLUDE, names of `packages` left out there."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     add: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
@@ -135,7 +135,7 @@ class PlatformPackages(BaseModel):
 class PackageSelection(BaseModel):
     """Which packages an image (or a stage) gets; `name`, `name:arch` or `name=version`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     packages: list[str] = Field(default_factory=list)
     platforms: dict[str, PlatformPackages] = Field(default_factory=dict)
@@ -186,7 +186,10 @@ class PackageSelection(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The selection as JSON data for the lock's input digest, without maintainer_scripts
         (which changes how packages are installed, not which)."""
-        return self.model_dump(mode="json", exclude={"maintainer_scripts"})
+        from xarch.recipecache import plain
+
+        # plain: as model_dump(mode="json"), without building a serializer at each build
+        return {name: value for name, value in plain(self, by_alias=False).items() if name != "maintainer_scripts"}
 
 
 def _check_package(name: str) -> None:

@@ -13,6 +13,7 @@ packages for the target (see resolver.resolve_cross).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -139,10 +140,12 @@ class Lock:
             handle.write(text.encode("utf-8"))
 
     @classmethod
-    def load(cls, path: Path) -> Lock:
+    def load(cls, path: Path, parsed: Path | None = None) -> Lock:
         """The lock at PATH (a regular file of at most MAX_LOCK_BYTES), checked against its
         schema. Raises LockError (exit 2, one line naming PATH) when it is missing, unreadable,
-        not YAML, of another LOCK_VERSION, has no Debian part, or has a wrong field."""
+        not YAML, of another LOCK_VERSION, has no Debian part, or has a wrong field.
+        PARSED: the cache's folder of parses (as for has_packages), where a lock whose bytes passed
+        the check is noted (_checked_note), so that the next build does not check it again."""
         path = Path(path)
         try:
             raw = _parsed_lock(path)
@@ -158,17 +161,22 @@ class Lock:
             raise LockError(f"{path} has no Debian packages yet; run `xarch lock`")
         if raw.get("version") != LOCK_VERSION:
             raise LockError(f"{path}: lock version {raw.get('version')!r}, this xarch reads {LOCK_VERSION}")
-        try:
-            data = _LockFile.model_validate(raw)
-        except ValidationError as exc:
-            problem = _schema_problem(raw, exc)
-            raise LockError(f"{path}: malformed lock: {problem}; run `xarch lock` again") from None
+        note = _checked_note(path, parsed)
+        if note is None or not note.is_file():
+            try:
+                _LockFile.model_validate(raw)
+            except ValidationError as exc:
+                problem = _schema_problem(raw, exc)
+                raise LockError(f"{path}: malformed lock: {problem}; run `xarch lock` again") from None
+            if note is not None:
+                _write_note(note)
+        # Strict (no value is converted): what passed the check is the data, as the file holds it.
         packages = {
-            name: {plat: [LockedPackage(**entry.model_dump()) for entry in entries]
-                   for plat, entries in per.items()}
-            for name, per in data.packages.items()
+            name: {plat: [LockedPackage(**entry) for entry in entries] for plat, entries in per.items()}
+            for name, per in raw["packages"].items()
         }
-        return cls(inputs=data.inputs, releases=data.releases, packages=packages)
+        return cls(inputs=dict(raw["inputs"]), releases={k: dict(v) for k, v in raw["releases"].items()},
+                   packages=packages)
 
 
 def _other_sections(path: Path) -> dict[str, Any]:
@@ -178,6 +186,29 @@ def _other_sections(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError):
         return {}
     return {key: raw[key] for key in OTHER_SECTIONS if isinstance(raw, dict) and key in raw}
+
+
+def _checked_note(path: Path, parsed: Path | None) -> Path | None:
+    """Where the note that the lock at PATH, with the bytes it has now (read by _parsed_lock),
+    passed _LockFile's check with this xarch and interpreter is kept in PARSED; None without
+    PARSED. Building pydantic's validator costs a build ~25 ms; the check itself, far less."""
+    cached = _PARSED.get(str(path))
+    if parsed is None or cached is None:
+        return None
+    from xarch.records import code_fingerprint, record_json
+
+    material = {"format": "xarch-lock-checked/1", "lock": hashlib.sha256(cached[0].encode()).hexdigest(),
+                "code": code_fingerprint()}
+    return parsed / f"lock-checked-{hashlib.sha256(record_json(material)).hexdigest()}"
+
+
+def _write_note(note: Path) -> None:
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(note, mode=0o600):
+            pass
+    except OSError:
+        pass  # a cache that cannot be written: the lock is checked at each build, as before
 
 
 def has_packages(path: Path, parsed: Path | None = None) -> bool:
@@ -194,7 +225,8 @@ def has_packages(path: Path, parsed: Path | None = None) -> bool:
 class _LockedEntry(BaseModel):
     """The schema of one package of xarch.lock (what `Lock.dumps` writes), checked on load."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # defer_build: the validator is built at the first check, not at import (_checked_note)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     name: str
     version: str
@@ -207,7 +239,7 @@ class _LockedEntry(BaseModel):
 
 
 class _LockFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     version: int
     inputs: dict[str, str]
@@ -460,10 +492,7 @@ def _parsed_yaml(text: str, parsed: Path | None) -> Any:
     sha256 (`<hex>.json`): PyYAML's constructor is Python even over libyaml (~40 ms for a lock of
     300 packages here), json's is C (~1 ms). Kept only when the JSON reads back equal to what
     PyYAML gave (no dates, no keys that are not strings). Raises as yaml.load."""
-    import hashlib
     import json
-
-    from xarch.oci.atomic import atomic_file
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     if parsed is None:

@@ -57,7 +57,7 @@ def _image_path(value: str, example: str) -> str:
 class PythonSpec(BaseModel):
     """What to install from the index, for which interpreter, and where."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     requirements: list[str] = Field(default_factory=list)
     requirements_file: str | None = None
