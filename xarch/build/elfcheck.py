@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 from elftools.common.exceptions import ELFError
 from elftools.construct import ConstructError
-from elftools.elf.descriptions import describe_e_machine
 from elftools.elf.structs import ELFStructs
 
 from xarch import platforms as platform_data
@@ -88,6 +87,9 @@ def read_header(head: bytes) -> ElfHeader | None:
 def describe(kind: ElfKind) -> str:
     """"linux/amd64 code (Advanced Micro Devices X86-64, 64-bit little-endian)": the platform
     whose `elf:` facts match KIND (else "code for …"), e_machine named by pyelftools. Raises nothing."""
+    # Loaded here, when a name is needed (a mismatch): ~7 ms of every build with ELF files.
+    from elftools.elf.descriptions import describe_e_machine
+
     machine = describe_e_machine(kind.machine)
     if machine.startswith("<unknown"):
         machine = kind.machine
@@ -105,14 +107,18 @@ def mismatch(header: ElfHeader, platform: Platform) -> str | None:
     facts = platform.elf
     if facts is None or header.type in ("ET_CORE", "ET_NONE"):  # a core dump, no file type: not code
         return None
-    image = f"the image is {platform.oci} ({describe(facts.kind).split('(', 1)[1]}"
+    wanted = facts.kind
+
+    def image() -> str:  # named only for a reason given: most files have none
+        return f"the image is {platform.oci} ({describe(wanted).split('(', 1)[1]}"
+
     if header.kind != facts.kind and header.kind not in facts.also:
-        return f"is {describe(header.kind)}, {image}"
+        return f"is {describe(header.kind)}, {image()}"
     if header.osabi not in facts.osabi:
-        return f"is {header.osabi} code (not Linux's: {', '.join(facts.osabi)}), {image}"
+        return f"is {header.osabi} code (not Linux's: {', '.join(facts.osabi)}), {image()}"
     for rule in facts.refuse_flags:
         if header.flags & rule.mask == rule.value:
-            return f"uses {rule.means} (e_flags {header.flags:#x}), {image}"
+            return f"uses {rule.means} (e_flags {header.flags:#x}), {image()}"
     return None
 
 

@@ -165,7 +165,9 @@ def run_in_rootfs(
     """
     from xarch.run.secretmount import mount_points
 
-    require_sandbox()
+    # bwrap's trial run (sandbox._probe, a process of its own) only when the step fails (below):
+    # a host that cannot sandbox fails every step before it starts, and says so as before.
+    require_sandbox(probe=False)
     rootfs = _prepare_root(rootfs)
     resolv = rootfs / "etc" / "resolv.conf"
     # An empty mount point for the host's resolver, removed after: it must not ship.
@@ -178,8 +180,11 @@ def run_in_rootfs(
             hand_over(rootfs)
             with _staging() as staging:
                 command = rootfs_command(rootfs, step, cwd=cwd, network=network, staging=staging, binds=binds,
-                                         env=env)
-                return _stream(command, HOST_ENV, log)
+                                         env=env, rootless=not running_as_root())
+                result = _stream(command, HOST_ENV, log)
+        if result.exit_code != 0:
+            require_sandbox()  # bwrap could not start here: the host's fault (exit 3), not the step's
+        return result
     finally:
         if make_mountpoint:
             resolv.unlink(missing_ok=True)

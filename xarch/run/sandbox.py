@@ -133,8 +133,9 @@ def _probe(rootless: bool) -> str | None:
     return (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
 
 
-def sandbox_problem() -> str | None:
-    """Why steps cannot be sandboxed on this host (one line with the fix), or None."""
+def sandbox_problem(probe: bool = True) -> str | None:
+    """Why steps cannot be sandboxed on this host (one line with the fix), or None. Without
+    PROBE, only what needs no trial run of bwrap (installed tools, the sandbox id) is checked."""
     if _bwrap() is None:
         return "bubblewrap (bwrap) is not installed (fix: apt-get install bubblewrap)"
     if shutil.which("setpriv") is None:
@@ -147,16 +148,17 @@ def sandbox_problem() -> str | None:
         if account:
             return (f"the sandbox id {sandbox_id()} is account {account}'s uid "
                     "(fix: set XARCH_SANDBOX_ID to an unused uid)")
-    why = _probe(not running_as_root())
+    why = _probe(not running_as_root()) if probe else None
     if why:
         return f"bwrap cannot create a user namespace here ({why}) (fix: {_userns_fix()})"
     return None
 
 
-def require_sandbox() -> None:
+def require_sandbox(probe: bool = True) -> None:
     """Raise SandboxUnavailable (exit 3) naming what is missing when steps cannot run in the
-    sandbox here (user and mount namespaces, bubblewrap); return otherwise."""
-    problem = sandbox_problem()
+    sandbox here (user and mount namespaces, bubblewrap); return otherwise. PROBE: as for
+    sandbox_problem."""
+    problem = sandbox_problem(probe)
     if problem:
         raise SandboxUnavailable(problem)
 
