@@ -9,7 +9,6 @@ this module refuses them instead.
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path

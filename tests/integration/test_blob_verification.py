@@ -151,7 +151,7 @@ def flipped_oci_archive(hello_build: HelloBuild, tmp_path: Path) -> tuple[Path, 
     return archive, layer
 
 
-@pytest.mark.parametrize("command", ["inspect", "diff", "load", "push"])
+@pytest.mark.parametrize("command", ["inspect", "diff", "load"])
 def test_an_oci_archive_with_a_flipped_layer_byte_is_refused(
         command: str, hello_build: HelloBuild, flipped_oci_archive: tuple[Path, str]) -> None:
     archive, layer = flipped_oci_archive
@@ -159,12 +159,21 @@ def test_an_oci_archive_with_a_flipped_layer_byte_is_refused(
         "inspect": ["inspect", str(archive)],
         "diff": ["diff", str(hello_build.oci_archive), str(archive)],
         "load": ["load", str(archive), "--platform", "amd64", "-t", "xarch-never-loaded:1"],
-        # Refused while reading the layout: the registry address is never contacted.
-        "push": ["push", str(archive), "127.0.0.1:9/never/pushed:1", "-q"],
     }[command]
     outcome = xarch_in_process(*args)
     assert outcome.code == INPUT, outcome
     outcome.one_error_line(layer)
+
+
+def test_push_refuses_an_oci_archive_with_a_flipped_layer_byte_before_writing(
+        registry: Registry, flipped_oci_archive: tuple[Path, str]) -> None:
+    """The archive is read in place, as a layout folder is: the registry is asked which blobs it
+    lacks, each of those is hashed before the first is sent, and nothing is written."""
+    archive, layer = flipped_oci_archive
+    outcome = xarch_in_process("push", str(archive), f"{registry.host}/never/pushed:1", "-q")
+    assert outcome.code == INPUT, outcome
+    outcome.one_error_line(layer)
+    assert not re.search(r'"(POST|PUT|PATCH|DELETE) /v2/never/pushed', registry.log.read_text())
 
 
 @pytest.mark.parametrize("command", ["inspect", "diff", "load"])

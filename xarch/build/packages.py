@@ -39,7 +39,8 @@ def selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
 
 def cross_selections(loaded: LoadedRecipe) -> dict[str, PackageSelection]:
     """The stages that may cross-build, and their packages (for the target architecture)."""
-    return {name: stage.packages or PackageSelection.model_construct() for name, stage in loaded.recipe.stages.items()
+    return {name: stage.packages or PackageSelection.model_construct()
+            for name, stage in loaded.recipe.stages.items()
             if (stage.cross or stage.strategy == "cross") and stage.steps and not stage.dockerfile}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from xarch.oci.archive import member_kind, member_name, open_archive, read_membe
 from xarch.oci.artifact import Attachment
 from xarch.oci.atomic import atomic_dir, atomic_file
 from xarch.oci.digest import OCI_INDEX, REF_NAME, Descriptor, canonical_json, hex_of
+from xarch.oci.filerange import FileRange
 from xarch.oci.image import Image
 from xarch.oci.tar import write_tar
 from xarch.oci.tree import Entry
@@ -334,6 +336,26 @@ class LayoutReader:
     def read_manifest(self, digest: str, size: int | None = None) -> bytes:
         """The bytes of manifest or index DIGEST: a blob like any other in a layout (see blob)."""
         return self.blob(digest, size)
+
+    def blob_range(self, digest: str) -> FileRange | None:
+        """Where the bytes of blob DIGEST lie in an uncompressed oci-archive, to be read in place
+        (xarch.oci.filerange); None for a layout folder, a compressed tar or a sparse member, whose
+        bytes are not one run of the file. LayoutError when it is missing or not a regular file."""
+        if self._tar is None or not isinstance(self._tar.fileobj, io.BufferedReader):
+            return None
+        member = self._member(self.blob_path(digest), f"blob {digest}")
+        if member.sparse is not None or member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            return None
+        return FileRange(self.path, member.offset_data, member.size)
+
+    def blob_size(self, digest: str) -> int:
+        """The size in bytes of blob DIGEST as the layout holds it (a stat, or its member's header),
+        not read; LayoutError when it is missing or not a regular file."""
+        path = self.blob_path(digest)
+        if self._tar is not None:
+            return self._member(path, f"blob {digest}").size
+        with self._open_file(path, f"blob {digest}") as handle:
+            return os.fstat(handle.fileno()).st_size
 
     def verify_blob(self, digest: str, size: int | None = None) -> None:
         """Hash blob DIGEST (a layer, say) without keeping it; BlobMismatch when it differs."""

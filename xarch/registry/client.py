@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -45,6 +45,9 @@ from xarch.registry.result import TransferStats
 from xarch.registry.uploads import UploadJournal
 from xarch.visible import visible
 from xarch.websession import without_netrc
+
+if TYPE_CHECKING:
+    from xarch.oci.filerange import FileRange
 
 # 429: a rate limit (Docker Hub) is worth a few patient retries too.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -402,9 +405,10 @@ class RegistryClient:
             raise self._fail(response, what)
         return self.url(response.headers["Location"])
 
-    def upload_blob(self, repository: str, digest: str, path: Path | bytes, size: int,
+    def upload_blob(self, repository: str, digest: str, path: Path | FileRange | bytes, size: int,
                     progress: BlobProgress | None = None, upload_url: str | None = None) -> None:
-        """Upload the blob at PATH (a file, or the bytes themselves: a config built in memory): one PUT
+        """Upload the blob at PATH (a file, a range of one: xarch.oci.filerange, or the bytes themselves: a
+        config built in memory): one PUT
         when it fits in a chunk, else PATCH chunks with resume."""
         progress = progress or QuietProgress()
         if size <= self.settings.chunk_size:
@@ -413,7 +417,7 @@ class RegistryClient:
             self._upload_chunked(repository, digest, path, size, progress, upload_url)
         self.stats.add(blobs_sent=1)
 
-    def _upload_monolithic(self, repository: str, digest: str, path: Path | bytes, size: int,
+    def _upload_monolithic(self, repository: str, digest: str, path: Path | FileRange | bytes, size: int,
                            progress: BlobProgress, upload_url: str | None) -> None:
         data = path if isinstance(path, bytes) else path.read_bytes()
         what = f"upload {digest} to {repository}"
@@ -433,7 +437,7 @@ class RegistryClient:
             self.stats.add(restarted_uploads=1)
         raise self._fail(response, what)
 
-    def _upload_chunked(self, repository: str, digest: str, path: Path | bytes, size: int,
+    def _upload_chunked(self, repository: str, digest: str, path: Path | FileRange | bytes, size: int,
                         progress: BlobProgress, upload_url: str | None) -> None:
         what = f"upload {digest} to {repository}"
         offset = 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xarch.oci.archive import ArchiveError, member_kind, member_name, open_archive
+from xarch.oci.filerange import FileRange
 from xarch.oci.layout import LayoutError, LayoutReader
 from xarch.oci.model import ImageIndex, layout_top
 from xarch.oci.verified import BlobMismatch, descriptor_fields, first_line
@@ -45,15 +46,22 @@ class Manifest:
         return [self.json["config"], *self.json.get("layers", [])]
 
 
+class NotInPlace(LayoutError):
+    """An oci-archive whose blobs cannot all be read where they lie (a compressed tar, a sparse
+    member): a push unpacks it instead (layout_folder)."""
+
+
 @dataclass
 class LayoutImage:
-    """The top of a layout (an index, or a single manifest) and the manifests under it."""
+    """The top of a layout (an index, or a single manifest) and the manifests under it; for an
+    oci-archive read in place, where each config and layer lies in it (RANGES, by digest)."""
 
     root: Path
     top_descriptor: dict[str, Any]
     top_data: bytes
     top_json: dict[str, Any]
     manifests: list[Manifest] = field(default_factory=list)
+    ranges: dict[str, FileRange] = field(default_factory=dict)
 
     @property
     def is_index(self) -> bool:
@@ -88,26 +96,39 @@ def _blob_file(root: Path, descriptor: Any, where: str) -> tuple[Path, str, int]
 
 
 def verify_file(root: Path, descriptor: Any, where: str) -> None:
-    """Hash the (possibly large) blob file of DESCRIPTOR in pieces (xarch.oci.layout.LayoutReader); the
-    registry checks too, but only after the upload. LayoutError (exit 2) when it is missing or differs."""
-    _, digest, size = _blob_file(root, descriptor, where)
-    try:
-        LayoutReader(root).verify_blob(digest, size)
-    except BlobMismatch as error:  # a push refuses a broken layout as a LayoutError, whatever is wrong in it
-        raise LayoutError(str(error)) from None
+    """Hash the (possibly large) blob of DESCRIPTOR in the layout folder or oci-archive ROOT in pieces
+    (xarch.oci.layout.LayoutReader); the registry checks too, but only after the upload. LayoutError
+    (exit 2) when it is missing or differs."""
+    _read_blob(root, descriptor, where, keep=False)
 
 
 def read_file(root: Path, descriptor: Any, where: str) -> bytes:
-    """The bytes of the (small) blob file of DESCRIPTOR, checked as verify_file checks it."""
-    _, digest, size = _blob_file(root, descriptor, where)
+    """The bytes of the (small) blob of DESCRIPTOR, checked as verify_file checks it."""
+    return _read_blob(root, descriptor, where, keep=True)
+
+
+def _read_blob(root: Path, descriptor: Any, where: str, keep: bool) -> bytes:
+    if root.is_file():  # an oci-archive read in place: the reader names what is missing or odd
+        _, digest, size = descriptor_fields(descriptor, where)
+    else:
+        _, digest, size = _blob_file(root, descriptor, where)
+    reader = LayoutReader(root)
     try:
-        return LayoutReader(root).blob(digest, size)
-    except BlobMismatch as error:
+        if keep:
+            return reader.blob(digest, size)
+        reader.verify_blob(digest, size)
+        return b""
+    except BlobMismatch as error:  # a push refuses a broken layout as a LayoutError, whatever is wrong in it
         raise LayoutError(str(error)) from None
+    finally:
+        reader.close()
 
 
 def _check_size(root: Path, descriptor: Any, where: str) -> None:
-    """The blob file of DESCRIPTOR exists and has its size: a stat, no read."""
+    """The blob file of DESCRIPTOR exists and has its size: a stat, no read (an oci-archive's
+    members were checked by read_layout)."""
+    if root.is_file():
+        return
     path, digest, size = _blob_file(root, descriptor, where)
     actual = path.stat().st_size
     if actual != size:  # worded as xarch.oci.verified.BlobCheck words it once it has read the file
@@ -117,8 +138,10 @@ def _check_size(root: Path, descriptor: Any, where: str) -> None:
 
 
 def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = True) -> LayoutImage:
-    """The image of the layout folder ROOT, read through the read model (xarch.oci.model.layout_top: the
-    index.json entry named TAG, else the first index or manifest that is no artifact).
+    """The image of the layout folder or oci-archive ROOT, read through the read model
+    (xarch.oci.model.layout_top: the index.json entry named TAG, else the first index or manifest
+    that is no artifact). An oci-archive is read in place: each config and layer must lie in one
+    run of the file (LayoutImage.ranges), else NotInPlace.
 
     The index and the manifests are always read and hashed. Configs and layers are hashed too,
     unless HASH_BLOBS is False: then each is only checked to exist with its descriptor's size, and
@@ -129,8 +152,6 @@ def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = Tru
     root = Path(root)
     reader = LayoutReader(root)
     try:
-        if reader.is_archive:
-            raise LayoutError(f"{root}: not an OCI layout folder (layout_folder unpacks an oci-archive)")
         top = layout_top(reader, tag)
         if isinstance(top, ImageIndex):
             entries = top.index.get("manifests") or []  # the index's own descriptors, every field kept
@@ -141,13 +162,31 @@ def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = Tru
         else:
             entries, images = [top.descriptor.to_json() if top.descriptor else {}], [top]
             image = LayoutImage(root, entries[0], top.manifest_bytes or b"", top.manifest)
+        for entry, read in zip(entries, images, strict=True):
+            image.manifests.append(Manifest(entry, read.manifest_bytes or b"", read.manifest))
+        if reader.is_archive:
+            for blob in image.unique_blobs():
+                _, digest, size = descriptor_fields(blob, str(root))
+                _check_member(reader, digest, size)
+                span = reader.blob_range(digest)
+                if span is None:
+                    raise NotInPlace(f"{root}: blob {digest} is not one run of the file (a compressed tar "
+                                     "or a sparse member)")
+                image.ranges[digest] = span
     finally:
         reader.close()
-    for entry, read in zip(entries, images, strict=True):
-        image.manifests.append(Manifest(entry, read.manifest_bytes or b"", read.manifest))
     for blob in image.unique_blobs():
         (verify_file if hash_blobs else _check_size)(root, blob, str(root))
     return image
+
+
+def _check_member(reader: LayoutReader, digest: str, size: int) -> None:
+    """Blob DIGEST of an oci-archive is a regular member of SIZE bytes: its header, no read."""
+    actual = reader.blob_size(digest)
+    if actual != size:  # as _check_size words it for a folder
+        detail = f"more than the descriptor's {size} bytes" if actual > size \
+            else f"{actual} bytes, the descriptor says {size}"
+        raise LayoutError(f"{reader.path}: blob {digest} does not match its digest or size: {detail}")
 
 
 @contextmanager

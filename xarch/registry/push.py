@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from xarch.oci.archive import ArchiveError
+from xarch.oci.layout import LayoutError
 from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials, docker_config_credentials
 from xarch.registry.client import RegistryClient, Settings
@@ -34,6 +36,9 @@ from xarch.registry.reference import Reference, check_repository, parse_referenc
 from xarch.registry.result import PushResult
 from xarch.registry.uploads import UploadJournal
 from xarch.units import human_size
+
+if TYPE_CHECKING:
+    from xarch.oci.filerange import FileRange
 
 FORMATS = ("oci", "docker")
 T = TypeVar("T")
@@ -68,7 +73,7 @@ def concurrently(client: RegistryClient, work: Callable[[T], R], items: Sequence
 
 
 def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str, Any]],
-               path_of: Callable[[str], Path | bytes], progress: BlobProgress,
+               path_of: Callable[[str], Path | FileRange | bytes], progress: BlobProgress,
                mount_from: Sequence[str] = (),
                verify: Callable[[dict[str, Any]], None] | None = None) -> None:
     """Make every blob in BLOBS present in REPOSITORY: skip, mount, or upload, in that order of preference.
@@ -198,9 +203,21 @@ def push_layout(
     Distribution spec "Pushing blobs" and "Pushing manifests"; RegistryUsageError (exit 2) for a bad FMT
     or TARGET, RegistryError/AuthError/RegistryUnavailable (exit 4) for the registry.
     """
+    from xarch.registry.layout_source import NotInPlace
     from xarch.registry.push_source import LayoutSource
 
     ref = push_target(target, fmt)
+    if Path(layout).is_file():
+        # An uncompressed oci-archive is read in place: each blob is sent from where it lies in the
+        # tar, hashed only when sent, as a layout folder's are. Others are unpacked first.
+        try:
+            source = LayoutSource(Path(layout), ref.tag)
+        except NotInPlace:
+            pass
+        except ArchiveError as error:  # push refuses a broken layout as a LayoutError, whatever is wrong
+            raise LayoutError(str(error)) from None
+        else:
+            return push_source(source, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
     with layout_folder(layout) as folder:
         # An oci-archive was read whole to unpack it: its blobs are hashed now, before any request.
         source = LayoutSource(folder, ref.tag, hash_all=folder != Path(layout))

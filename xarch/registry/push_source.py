@@ -4,7 +4,7 @@ xarch.registry.push has one code path for both; a source answers four questions:
 
 - `image`: the top (an index, or one manifest) and the manifests under it, as exact bytes that
   have been checked against their digests (a LayoutImage);
-- `blob(digest)`: the file holding a config or layer, or its bytes;
+- `blob(digest)`: the file holding a config or layer, where it lies in an oci-archive, or its bytes;
 - `verify(descriptor)`: called for every blob before it is uploaded (never for one the registry
   already has); raises when the bytes are not the descriptor's;
 - `attachments()`: the SBOMs and provenance that go with the image (xarch.oci.artifact).
@@ -28,6 +28,7 @@ from xarch.registry.layout_source import LayoutImage, Manifest, read_file, read_
 
 if TYPE_CHECKING:  # `xarch push` need not import the build's side
     from xarch.oci.artifact import Attachment
+    from xarch.oci.filerange import FileRange
     from xarch.oci.layout import Artifact
 
 
@@ -37,8 +38,9 @@ class PushSource:
     image: LayoutImage
     label: str  # names the source in error messages: the layout's path, or "the build"
 
-    def blob(self, digest: str) -> Path | bytes:
-        """The file holding blob DIGEST (a config or layer of `image`), or its bytes."""
+    def blob(self, digest: str) -> Path | FileRange | bytes:
+        """The file holding blob DIGEST (a config or layer of `image`), the range of a file it
+        lies in, or its bytes."""
         raise NotImplementedError
 
     def verify(self, descriptor: dict[str, Any]) -> None:
@@ -55,11 +57,13 @@ class PushSource:
 
 
 class LayoutSource(PushSource):
-    """An OCI layout folder: the entry named TAG (else the first).
+    """An OCI layout folder, or an uncompressed oci-archive read in place (its blobs sent from
+    where they lie in it): the entry named TAG (else the first).
 
     With HASH_ALL False, configs and layers are only stat()ed here and hashed when sent (see the
     module docstring). With HASH_ALL True every blob is hashed now, before the registry is asked
-    anything: for an oci-archive, whose every byte was just read to unpack it anyway.
+    anything: for an oci-archive unpacked first (layout_folder), whose every byte was just read.
+    NotInPlace (a LayoutError) for an oci-archive whose blobs are not each one run of the file.
     """
 
     def __init__(self, folder: Path, tag: str | None = None, hash_all: bool = False) -> None:
@@ -68,8 +72,10 @@ class LayoutSource(PushSource):
         self.hashed = hash_all
         self.image = read_layout(folder, tag, hash_blobs=hash_all)
 
-    def blob(self, digest: str) -> Path:
-        """The layout's file of blob DIGEST (blobs/sha256/<hex>)."""
+    def blob(self, digest: str) -> Path | FileRange:
+        """The layout's file of blob DIGEST (blobs/sha256/<hex>), or where it lies in the archive."""
+        if digest in self.image.ranges:
+            return self.image.ranges[digest]
         return self.image.blob_path(digest)
 
     def verify(self, descriptor: dict[str, Any]) -> None:

@@ -189,7 +189,8 @@ class PackageSelection(BaseModel):
         from xarch.recipecache import plain
 
         # plain: as model_dump(mode="json"), without building a serializer at each build
-        return {name: value for name, value in plain(self, by_alias=False).items() if name != "maintainer_scripts"}
+        data = plain(self, by_alias=False)
+        return {name: value for name, value in data.items() if name != "maintainer_scripts"}
 
 
 def _check_package(name: str) -> None:
