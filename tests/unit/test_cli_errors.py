@@ -274,3 +274,20 @@ def test_push_names_a_bad_reference_before_it_says_anything(tmp_path: Path) -> N
         result = run_xarch("push", str(tmp_path / "layout"), ref)
         assert result.returncode == 2 and "pushing" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_ctrl_c_while_click_loads_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """KeyboardInterrupt raised by the import of click (a stand-in `click` package first on the
+    path): `xarch: interrupted`, exit 130, no traceback, as for Ctrl-C anywhere later."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake" / "click"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(repo)])}
+    result = subprocess.run([sys.executable, "-m", "xarch.cli", "--help"], env=env, capture_output=True,
+                            text=True, check=False, timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "xarch: interrupted\n"

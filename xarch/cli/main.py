@@ -168,8 +168,9 @@ def main() -> None:
 
                 if replay_push(sys.argv[1:]):  # an unchanged re-push: three requests, no layer read
                     return
-        from xarch.cli.group import cli
-        from xarch.run.overlay import allow_user_namespace
+        with failures():  # Ctrl-C while click loads: "xarch: interrupted", exit 130, no traceback
+            from xarch.cli.group import cli
+            from xarch.run.overlay import allow_user_namespace
 
         allow_user_namespace()  # a short-lived process: without root, stage roots may be overlays too
         run(cli)
