@@ -720,10 +720,12 @@ def _validated(positions: PositionedYaml, path: Path) -> Recipe:
     from xarch import recipecache
     from xarch.cachedir import default_root
 
-    entry = recipecache.entry_path(default_root(), recipecache.cache_key(positions.sha256))
-    kept = recipecache.get(entry, Recipe)
-    if kept is not None:
-        return kept
+    entry = None
+    if positions.sha256:  # the bytes the data was parsed from are known: the cache may answer
+        entry = recipecache.entry_path(default_root(), recipecache.cache_key(positions.sha256))
+        kept = recipecache.get(entry, Recipe)
+        if kept is not None:
+            return kept
     try:
         recipe = Recipe.model_validate(positions.data)
     except ValidationError as error:
@@ -732,7 +734,8 @@ def _validated(positions: PositionedYaml, path: Path) -> Recipe:
         # Pydantic adds the type name of a union branch to loc; drop such entries.
         loc = _strip_union_branches(loc, positions)
         raise RecipeError(_format(path, positions.line_of(loc), loc, _clean_message(first))) from None
-    recipecache.put(entry, recipe)
+    if entry is not None:
+        recipecache.put(entry, recipe)
     return recipe
 
 
