@@ -169,7 +169,9 @@ def load(path: Path) -> PositionedYaml:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         # Alias expansion first: the other walks visit a shared node once per use.
         if root is not None and _expanded_size(root, {}) > MAX_EXPANDED_NODES:
-            raise YamlPositionError(None, f"aliases expand to more than {MAX_EXPANDED_NODES} values")
+            # Said for a large document without aliases too: it holds that many values itself.
+            raise YamlPositionError(None, f"holds more than {MAX_EXPANDED_NODES} values "
+                                          "(an alias counts once per use)")
         _refuse_deep_nesting(root)
         _refuse_duplicate_keys(root)
         data = _construct(root, text)

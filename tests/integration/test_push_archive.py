@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.needs import need_tool
 from tests.support.registry import Registry, make_layout
+from xarch.oci import layout as layout_module
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.oci.layout import LayoutError, LayoutReader
 from xarch.registry import push as push_module
@@ -53,12 +54,22 @@ def test_an_oci_archive_pushes_in_place_the_bytes_its_folder_pushes(
     layout = make_layout(tmp_path / "layout", ["amd64", "arm64"], big_layer=3 * MiB + 123)
     archive = archive_of(layout.path, tmp_path / "image.tar")
     no_unpacking(monkeypatch)
+    opened: list[Path] = []
+    open_archive = layout_module.open_archive
+
+    def opening(path: Path) -> Any:
+        opened.append(path)
+        return open_archive(path)
+
+    monkeypatch.setattr(layout_module, "open_archive", opening)
     chunks: list[int] = []
     result = push_layout(archive, f"{registry.host}/demo/tar", settings=Settings(chunk_size=MiB),
                          on_chunk=lambda _digest, offset: chunks.append(offset))
     assert skopeo_raw(f"{registry.host}/demo/tar:v1") == layout.index_bytes
     assert result.stats.bytes_sent == layout.blob_bytes
     assert len([c for c in chunks if c % MiB == 0]) >= 3  # the big layers went in chunks
+    # Its headers read twice (the image, its attachments), not again for each of its 7 blobs.
+    assert opened == [archive, archive]
     for name, manifest in layout.manifests.items():
         assert skopeo_raw(f"{registry.host}/demo/tar@{result.manifests[f'linux/{name}']}") == manifest
 
@@ -77,11 +88,20 @@ def test_an_oci_archive_pushes_in_place_the_bytes_its_folder_pushes(
 
 def test_a_compressed_oci_archive_is_unpacked_and_pushes_the_same_bytes(registry: Registry,
                                                                          tmp_path: Path) -> None:
+    """Unpacked to a scratch folder first; an error about it names the archive, not that folder."""
     layout = make_layout(tmp_path / "layout", ["amd64"])
     archive = archive_of(layout.path, tmp_path / "image.tar.gz", gzip=True)
     result = push_layout(archive, f"{registry.host}/demo/targz")
     assert skopeo_raw(f"{registry.host}/demo/targz:v1") == layout.index_bytes
     assert result.stats.bytes_sent == layout.blob_bytes
+    victim = min(layout.blob_sizes)
+    blob = layout.path / "blobs" / "sha256" / victim.removeprefix("sha256:")
+    blob.write_bytes(blob.read_bytes()[:-1] + b"!")
+    broken = archive_of(layout.path, tmp_path / "broken.tar.gz", gzip=True)
+    with pytest.raises(LayoutError) as caught:
+        push_layout(broken, f"{registry.host}/demo/targz-broken")
+    assert str(caught.value).startswith(f"{broken}: blob {victim} does not match"), caught.value
+    assert "xarch-push-" not in str(caught.value)
 
 
 def one_image_layout(folder: Path, layer: bytes, sparse_layer: bool) -> tuple[bytes, str]:

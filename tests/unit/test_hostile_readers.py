@@ -162,7 +162,8 @@ def test_inspect_of_a_huge_index_json_is_exit_2_under_a_memory_limit(layout: Pat
 
 
 @pytest.mark.parametrize("first", [True, False])
-@pytest.mark.parametrize("name", ["index.json", "./index.json"])
+@pytest.mark.parametrize("name", ["index.json", "./index.json", ".//index.json", "index.json/",
+                                  "././/index.json"])
 def test_an_archive_with_a_duplicated_member_is_refused_whichever_comes_first(
     tmp_path: Path, name: str, first: bool
 ) -> None:
@@ -173,9 +174,12 @@ def test_an_archive_with_a_duplicated_member_is_refused_whichever_comes_first(
         LayoutReader(target)
 
 
-def test_a_duplicated_layer_member_is_refused(tmp_path: Path) -> None:
-    name = f"blobs/sha256/{first_layer().removeprefix('sha256:')}"
-    target = archive_with(tmp_path, [member(name, b"not the layer")], first=True)
+@pytest.mark.parametrize("spelling", ["blobs/sha256/{hex}", "blobs//sha256/{hex}", "./blobs/./sha256//{hex}"])
+def test_a_duplicated_layer_member_is_refused(tmp_path: Path, spelling: str) -> None:
+    """Another spelling of one path (`//`, `./`) is the same member, as `tar -x` places it: an
+    oci-archive read in place and one unpacked first must never mean two images."""
+    name = spelling.format(hex=first_layer().removeprefix("sha256:"))
+    target = archive_with(tmp_path, [member(name, b"not the layer")], first=False)
     with pytest.raises(ArchiveError, match="appears twice"):
         LayoutReader(target)
 

@@ -260,3 +260,21 @@ def test_a_lock_checked_once_is_not_checked_again(tmp_path: Path, monkeypatch: p
     with pytest.raises(LockError, match="malformed lock"):
         Lock.load(path, parsed)
     assert list(parsed.glob("lock-checked-*")) == [note]
+
+
+def test_a_lock_note_speaks_for_the_data_used_not_the_file_s_name(tmp_path: Path) -> None:
+    """A build reads the lock through the cache's parse of it (parsed/<sha256 of the text>.json):
+    a parse changed there is other data, with no note, so it is checked (and refused) again."""
+    path, parsed = tmp_path / "xarch.lock", tmp_path / "cache" / "parsed"
+    path.write_text(LOCK)
+    assert lock_module.has_packages(path, parsed)
+    Lock.load(path, parsed)
+    (entry,) = (p for p in parsed.glob("*.json"))
+    data = json.loads(entry.read_bytes())
+    data["packages"]["image"]["amd64"][0].update(size="ten", bogus=1)
+    entry.write_text(json.dumps(data))
+    lock_module._PARSED.clear()  # a new process: the parse comes from the cache
+    assert lock_module.has_packages(path, parsed)
+    with pytest.raises(LockError, match="malformed lock"):
+        Lock.load(path, parsed)
+

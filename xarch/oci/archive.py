@@ -49,11 +49,10 @@ def open_archive(path: Path) -> tuple[tarfile.TarFile, dict[str, tarfile.TarInfo
 
 
 def member_name(member: tarfile.TarInfo) -> str:
-    """MEMBER's name as readers look it up: leading "./" dropped (`./index.json` is `index.json`)."""
-    name = member.name
-    while name.startswith("./"):
-        name = name[2:]
-    return name.rstrip("/")
+    """MEMBER's name as readers look it up, as `tar -x` would place it: empty and "." parts
+    dropped (`./index.json`, `.//index.json` and `index.json/` are `index.json`;
+    `blobs//sha256/x` is `blobs/sha256/x`), so two spellings of one path are one name."""
+    return "/".join(part for part in member.name.split("/") if part not in ("", "."))
 
 
 def _check_names(path: Path, members: list[tarfile.TarInfo]) -> None:

@@ -19,7 +19,7 @@ from xarch.oci.archive import ArchiveError, member_kind, member_name, open_archi
 from xarch.oci.filerange import FileRange
 from xarch.oci.layout import LayoutError, LayoutReader
 from xarch.oci.model import ImageIndex, layout_top
-from xarch.oci.verified import BlobMismatch, descriptor_fields, first_line
+from xarch.oci.verified import BlobMismatch, VerifiedStream, descriptor_fields, first_line
 from xarch.registry.mediatypes import INDEXES, media_type_of
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -96,39 +96,44 @@ def _blob_file(root: Path, descriptor: Any, where: str) -> tuple[Path, str, int]
 
 
 def verify_file(root: Path, descriptor: Any, where: str) -> None:
-    """Hash the (possibly large) blob of DESCRIPTOR in the layout folder or oci-archive ROOT in pieces
-    (xarch.oci.layout.LayoutReader); the registry checks too, but only after the upload. LayoutError
-    (exit 2) when it is missing or differs."""
-    _read_blob(root, descriptor, where, keep=False)
+    """Hash the (possibly large) blob file of DESCRIPTOR in pieces (xarch.oci.layout.LayoutReader); the
+    registry checks too, but only after the upload. LayoutError (exit 2) when it is missing or differs."""
+    _, digest, size = _blob_file(root, descriptor, where)
+    try:
+        LayoutReader(root).verify_blob(digest, size)
+    except BlobMismatch as error:  # a push refuses a broken layout as a LayoutError, whatever is wrong in it
+        raise LayoutError(str(error)) from None
 
 
 def read_file(root: Path, descriptor: Any, where: str) -> bytes:
-    """The bytes of the (small) blob of DESCRIPTOR, checked as verify_file checks it."""
-    return _read_blob(root, descriptor, where, keep=True)
-
-
-def _read_blob(root: Path, descriptor: Any, where: str, keep: bool) -> bytes:
-    if root.is_file():  # an oci-archive read in place: the reader names what is missing or odd
-        _, digest, size = descriptor_fields(descriptor, where)
-    else:
-        _, digest, size = _blob_file(root, descriptor, where)
-    reader = LayoutReader(root)
+    """The bytes of the (small) blob file of DESCRIPTOR, checked as verify_file checks it."""
+    _, digest, size = _blob_file(root, descriptor, where)
     try:
-        if keep:
-            return reader.blob(digest, size)
-        reader.verify_blob(digest, size)
-        return b""
+        return LayoutReader(root).blob(digest, size)
+    except BlobMismatch as error:
+        raise LayoutError(str(error)) from None
+
+
+def read_range(span: FileRange, descriptor: Any, where: str, keep: bool = True) -> bytes:
+    """The bytes of the blob of DESCRIPTOR where it lies in an oci-archive (SPAN), checked against
+    its digest and size as verify_file checks a file (with KEEP False: only checked, b"").
+    Each call opens the file on its own: verifications run on several threads at once, and no
+    tar headers are read again. LayoutError (exit 2) when it differs; RangeError when cut short."""
+    _, digest, size = descriptor_fields(descriptor, where)
+    try:
+        with VerifiedStream(span.open(), digest, size, str(span.path)) as stream:  # type: ignore[arg-type]
+            if not keep:
+                stream.verify()
+                return b""
+            data = stream.read()
+            stream.verify()
+            return data
     except BlobMismatch as error:  # a push refuses a broken layout as a LayoutError, whatever is wrong in it
         raise LayoutError(str(error)) from None
-    finally:
-        reader.close()
 
 
 def _check_size(root: Path, descriptor: Any, where: str) -> None:
-    """The blob file of DESCRIPTOR exists and has its size: a stat, no read (an oci-archive's
-    members were checked by read_layout)."""
-    if root.is_file():
-        return
+    """The blob file of DESCRIPTOR exists and has its size: a stat, no read."""
     path, digest, size = _blob_file(root, descriptor, where)
     actual = path.stat().st_size
     if actual != size:  # worded as xarch.oci.verified.BlobCheck words it once it has read the file
@@ -176,7 +181,12 @@ def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = Tru
     finally:
         reader.close()
     for blob in image.unique_blobs():
-        (verify_file if hash_blobs else _check_size)(root, blob, str(root))
+        span = image.ranges.get(str(blob["digest"]))
+        if span is not None:
+            if hash_blobs:
+                read_range(span, blob, str(root), keep=False)
+        else:
+            (verify_file if hash_blobs else _check_size)(root, blob, str(root))
     return image
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from xarch.errors import XarchError
 from xarch.oci.archive import ArchiveError
 from xarch.oci.layout import LayoutError
 from xarch.oci.verified import json_object
@@ -220,7 +221,12 @@ def push_layout(
             return push_source(source, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
     with layout_folder(layout) as folder:
         # An oci-archive was read whole to unpack it: its blobs are hashed now, before any request.
-        source = LayoutSource(folder, ref.tag, hash_all=folder != Path(layout))
+        try:
+            source = LayoutSource(folder, ref.tag, hash_all=folder != Path(layout))
+        except XarchError as error:
+            if folder != Path(layout):  # the scratch folder means nothing to the user: name the archive
+                error.args = (str(error).replace(str(folder), str(layout)), *error.args[1:])
+            raise
         source.label = str(layout)  # an oci-archive is named, not its scratch folder
         return push_source(source, ref, fmt, credentials, settings, mount_from, progress, on_chunk)
 

@@ -24,7 +24,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xarch.registry.layout_source import LayoutImage, Manifest, read_file, read_layout, verify_file
+from xarch.registry.layout_source import (
+    LayoutImage,
+    Manifest,
+    read_file,
+    read_layout,
+    read_range,
+    verify_file,
+)
 
 if TYPE_CHECKING:  # `xarch push` need not import the build's side
     from xarch.oci.artifact import Attachment
@@ -79,13 +86,21 @@ class LayoutSource(PushSource):
         return self.image.blob_path(digest)
 
     def verify(self, descriptor: dict[str, Any]) -> None:
-        """Hash the blob file against DESCRIPTOR unless the whole layout was hashed when read;
-        LayoutError/BlobMismatch (exit 2) on a mismatch."""
-        if not self.hashed:
+        """Hash the blob file (or its range of the archive) against DESCRIPTOR unless the whole
+        layout was hashed when read; LayoutError/BlobMismatch (exit 2) on a mismatch."""
+        if self.hashed:
+            return
+        span = self.image.ranges.get(str(descriptor["digest"]))
+        if span is not None:
+            read_range(span, descriptor, self.label, keep=False)
+        else:
             verify_file(self.folder, descriptor, self.label)
 
     def read(self, descriptor: dict[str, Any]) -> bytes:
         """The blob's bytes, read and checked against DESCRIPTOR (LayoutError, exit 2)."""
+        span = self.image.ranges.get(str(descriptor["digest"]))
+        if span is not None:
+            return read_range(span, descriptor, self.label)
         return read_file(self.folder, descriptor, self.label)
 
     def attachments(self) -> list[Attachment]:

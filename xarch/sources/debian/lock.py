@@ -161,7 +161,7 @@ class Lock:
             raise LockError(f"{path} has no Debian packages yet; run `xarch lock`")
         if raw.get("version") != LOCK_VERSION:
             raise LockError(f"{path}: lock version {raw.get('version')!r}, this xarch reads {LOCK_VERSION}")
-        note = _checked_note(path, parsed)
+        note = _checked_note(raw, parsed)
         if note is None or not note.is_file():
             try:
                 _LockFile.model_validate(raw)
@@ -188,16 +188,22 @@ def _other_sections(path: Path) -> dict[str, Any]:
     return {key: raw[key] for key in OTHER_SECTIONS if isinstance(raw, dict) and key in raw}
 
 
-def _checked_note(path: Path, parsed: Path | None) -> Path | None:
-    """Where the note that the lock at PATH, with the bytes it has now (read by _parsed_lock),
-    passed _LockFile's check with this xarch and interpreter is kept in PARSED; None without
-    PARSED. Building pydantic's validator costs a build ~25 ms; the check itself, far less."""
-    cached = _PARSED.get(str(path))
-    if parsed is None or cached is None:
+def _checked_note(raw: Any, parsed: Path | None) -> Path | None:
+    """Where the note that RAW (a lock's data, as parsed: from the file, or from the cache's
+    parse of it) passed _LockFile's check with this xarch and interpreter is kept in PARSED; None
+    without PARSED, or for data JSON cannot hold. Keyed by the data itself, so that what is
+    noted is what is used. Building pydantic's validator costs a build ~25 ms; this, ~2 ms."""
+    if parsed is None:
         return None
+    import json
+
     from xarch.records import code_fingerprint, record_json
 
-    material = {"format": "xarch-lock-checked/1", "lock": hashlib.sha256(cached[0].encode()).hexdigest(),
+    try:
+        data = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None  # a date, a key that is no string: checked at each load
+    material = {"format": "xarch-lock-checked/2", "data": hashlib.sha256(data.encode()).hexdigest(),
                 "code": code_fingerprint()}
     return parsed / f"lock-checked-{hashlib.sha256(record_json(material)).hexdigest()}"
 
