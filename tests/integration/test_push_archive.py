@@ -186,3 +186,40 @@ def test_an_oci_archive_with_a_flipped_layer_byte_sends_no_manifest(registry: Re
     assert big in str(caught.value) and "\n" not in str(caught.value)
     assert not re.search(r'"(POST|PUT|PATCH|DELETE) /v2/demo/flipped', registry.log.read_text())
     assert json.loads((layout.path / "index.json").read_bytes())  # the folder itself is untouched
+
+
+@pytest.mark.parametrize("kind", ["folder", "archive"])
+def test_a_blob_changed_after_its_check_is_the_input_s_fault(
+        registry: Registry, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """A layer's bytes change between its check and its upload: the registry refuses the upload
+    (DIGEST_INVALID); the push checks the blob again and ends with exit 2 naming it, not with the
+    registry's answer (exit 4). No manifest or tag is written."""
+    from xarch.registry.push_source import LayoutSource
+
+    layout = make_layout(tmp_path / "layout", ["amd64"], big_layer=MiB)
+    source = layout.path if kind == "folder" else archive_of(layout.path, tmp_path / "image.tar")
+    big = max(layout.blob_sizes, key=lambda d: layout.blob_sizes[d])
+    check = LayoutSource.verify
+    flipped: list[str] = []
+
+    def check_then_change(self: LayoutSource, descriptor: dict[str, Any]) -> None:
+        check(self, descriptor)
+        if descriptor["digest"] == big and not flipped:
+            flipped.append(big)
+            if kind == "folder":
+                path, offset = layout.path / "blobs" / "sha256" / big.removeprefix("sha256:"), 1000
+            else:
+                with tarfile.open(source) as opened:
+                    path = source
+                    offset = opened.getmember(f"blobs/sha256/{big[7:]}").offset_data + 1000
+            data = bytearray(path.read_bytes())
+            data[offset] ^= 1
+            path.write_bytes(bytes(data))
+
+    monkeypatch.setattr(LayoutSource, "verify", check_then_change)
+    with pytest.raises(LayoutError) as caught:
+        push_layout(source, f"{registry.host}/demo/changed-{kind}")
+    assert flipped == [big]
+    assert big in str(caught.value) and "does not match" in str(caught.value), caught.value
+    assert not re.search(r'"PUT /v2/demo/changed-[a-z]+/manifests', registry.log.read_text())

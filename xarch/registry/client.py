@@ -344,7 +344,9 @@ class RegistryClient:
         if response.status_code == 403:
             return AuthError(f"{self.host}: {what}: access denied ({_registry_error_text(response)})")
         reason = _registry_error_text(response)
-        return RegistryError(f"{self.host}: {what}: HTTP {response.status_code} {reason}")
+        error = RegistryError(f"{self.host}: {what}: HTTP {response.status_code} {reason}")
+        error.status = response.status_code
+        return error
 
     def _scope(self, repository: str, push: bool) -> None:
         self.auth.add_scope(f"repository:{repository}:{'pull,push' if push else 'pull'}")

@@ -8,7 +8,10 @@ from xarch.errors import ExitCode, NetworkError
 
 
 class RegistryError(NetworkError):
-    """A registry refused or failed a request; the message names the reference and the step (exit 4)."""
+    """A registry refused or failed a request; the message names the reference and the step (exit 4).
+    STATUS: the HTTP status of the answer that ended it, when there was one."""
+
+    status: int | None = None
 
 
 class RegistryUnavailable(RegistryError):

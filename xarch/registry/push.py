@@ -20,7 +20,7 @@ from xarch.oci.layout import LayoutError
 from xarch.oci.verified import json_object
 from xarch.registry.auth import Credentials, docker_config_credentials
 from xarch.registry.client import RegistryClient, Settings
-from xarch.registry.errors import RegistryUsageError
+from xarch.registry.errors import RegistryError, RegistryUsageError
 from xarch.registry.layout_source import LayoutImage, layout_folder
 from xarch.registry.mediatypes import (
     UnsupportedInDocker,
@@ -123,8 +123,15 @@ def push_blobs(client: RegistryClient, repository: str, blobs: Sequence[dict[str
         descriptor, upload_url, label = item
         digest, size = descriptor["digest"], int(descriptor["size"])
         progress.start(label, size)
-        client.upload_blob(repository, digest, path_of(digest), size, _LabelledProgress(progress, label),
-                           upload_url=upload_url)
+        try:
+            client.upload_blob(repository, digest, path_of(digest), size, _LabelledProgress(progress, label),
+                               upload_url=upload_url)
+        except RegistryError as error:
+            if error.status == 400 and verify is not None:
+                # Refused as malformed (DIGEST_INVALID): a file that changed since it was checked is
+                # the input's fault (exit 2, naming it), not the registry's.
+                verify(descriptor)
+            raise
         progress.finish(label, f"sent {human_size(size)}")
 
     concurrently(client, upload, uploads, "xarch-upload")
