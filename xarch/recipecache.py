@@ -110,7 +110,7 @@ def decode(data: Any, allowed: dict[str, type[BaseModel]]) -> Any:
         fields, given = body["fields"], body["set"]
         if model is None or type(fields) is not dict or set(fields) != set(model.model_fields):
             raise Unkept("not a model of the recipe, or not all of its fields")
-        if type(given) is not list or not set(given) <= set(fields) or any(type(n) is not str for n in given):
+        if type(given) is not list or any(type(n) is not str for n in given) or not set(given) <= set(fields):
             raise Unkept("a field set that is not the model's")
         values = {name: decode(value, allowed) for name, value in fields.items()}
         return model.model_construct(_fields_set=set(given), **values)
