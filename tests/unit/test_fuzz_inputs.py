@@ -40,7 +40,7 @@ from xarch.docker.load import read_layout_image
 from xarch.errors import XarchError
 from xarch.oci.digest import canonical_json, sha256_digest
 from xarch.registry.imageref import parse_image_ref
-from xarch.registry.layout_source import layout_folder
+from xarch.registry.layout_source import NotInPlace, layout_folder
 from xarch.registry.mediatypes import UnsupportedInDocker, platform_name
 from xarch.registry.push import _config_platform, _prepare
 from xarch.registry.push_source import LayoutSource
@@ -450,20 +450,35 @@ def check_reader(name: str, call: Callable[[], object]) -> None:
 
 
 def push_reader(path: Path) -> None:
-    """What `xarch push` does with a layout the registry has nothing of: read it as push_layout does,
-    prepare the bytes to send in both formats (docker: converted media types), and verify every blob
-    (each would be sent)."""
+    """What `xarch push` does with a layout the registry has nothing of: read it as push_layout does
+    (an uncompressed oci-archive in place, another one unpacked first), prepare the bytes to send
+    in both formats (docker: converted media types), and verify every blob (each would be sent)."""
+    if path.is_file():
+        try:
+            in_place = LayoutSource(path)
+        except NotInPlace:
+            pass
+        else:
+            send_all(in_place)
+            return
     with layout_folder(path) as folder:
-        source = LayoutSource(folder, hash_all=folder != path)
-        for fmt in ("oci", "docker"):
-            try:
-                manifests, _ = _prepare(source.image, fmt)
-            except UnsupportedInDocker:
-                continue  # push turns this into a RegistryError naming the layout
-            for i, manifest in enumerate(manifests):
-                platform_name(manifest.platform or _config_platform(source, i))
-        for blob in source.image.unique_blobs():
-            source.verify(blob)
+        send_all(LayoutSource(folder, hash_all=folder != path))
+
+
+def send_all(source: LayoutSource) -> None:
+    """What a push reads of SOURCE before and while it sends everything (see push_reader)."""
+    for fmt in ("oci", "docker"):
+        try:
+            manifests, _ = _prepare(source.image, fmt)
+        except UnsupportedInDocker:
+            continue  # push turns this into a RegistryError naming the layout
+        for i, manifest in enumerate(manifests):
+            platform_name(manifest.platform or _config_platform(source, i))
+    for blob in source.image.unique_blobs():
+        source.verify(blob)
+        span = source.blob(str(blob["digest"]))
+        if not isinstance(span, Path):
+            span.read_bytes()  # what an upload reads of a blob in place
 
 
 @pytest.mark.timeout(900)
