@@ -223,3 +223,28 @@ def test_a_blob_changed_after_its_check_is_the_input_s_fault(
     assert flipped == [big]
     assert big in str(caught.value) and "does not match" in str(caught.value), caught.value
     assert not re.search(r'"PUT /v2/demo/changed-[a-z]+/manifests', registry.log.read_text())
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["folder", "archive"])
+def test_a_blob_cut_short_during_a_chunked_upload_is_one_line_not_a_hang(
+        registry: Registry, tmp_path: Path, kind: str) -> None:
+    """The big layer's file is cut in half after its first chunk was sent: the push stops with
+    exit 2 naming the file (it sent empty chunks for ever before), and no manifest is written."""
+    from xarch.errors import InputError
+
+    layout = make_layout(tmp_path / "layout", ["amd64"], big_layer=4 * MiB)
+    source = layout.path if kind == "folder" else archive_of(layout.path, tmp_path / "image.tar")
+    big = max(layout.blob_sizes, key=lambda d: layout.blob_sizes[d])
+    victim = layout.path / "blobs" / "sha256" / big.removeprefix("sha256:") if kind == "folder" else source
+
+    def cut(digest: str, offset: int) -> None:
+        if digest == big and offset == MiB:
+            with victim.open("r+b") as handle:
+                handle.truncate(victim.stat().st_size - 3 * MiB)
+
+    with pytest.raises(InputError) as caught:
+        push_layout(source, f"{registry.host}/demo/cut-{kind}", settings=Settings(chunk_size=MiB, jobs=1),
+                    on_chunk=cut)
+    assert str(victim) in str(caught.value) and "\n" not in str(caught.value), caught.value
+    assert not re.search(r'"PUT /v2/demo/cut-[a-z]+/manifests', registry.log.read_text())

@@ -184,6 +184,61 @@ def test_a_duplicated_layer_member_is_refused(tmp_path: Path, spelling: str) -> 
         LayoutReader(target)
 
 
+def test_a_member_below_a_symlink_or_file_is_refused(tmp_path: Path) -> None:
+    """`d -> .` then `d/index.json`: `tar -x` writes the second index through the link over the
+    first, a reader by name keeps both apart. Either way the archive means two things."""
+    target = archive_with(tmp_path, [member("d", kind=tarfile.SYMTYPE, link="."),
+                                     member("d/index.json", b"{}")])
+    with pytest.raises(ArchiveError, match=r"member 'd/index.json' lies below 'd', which is a symlink"):
+        open_archive(target)
+    (tmp_path / "two").mkdir()
+    target = archive_with(tmp_path / "two", [member("f", b"a file"), member("f/index.json", b"{}")])
+    says = r"member 'f/index.json' lies below 'f', which is a regular file, not a folder"
+    with pytest.raises(ArchiveError, match=says):
+        LayoutReader(target)
+
+
+def _raw_member(name: str, data: bytes, headers: bytes) -> bytes:
+    """HEADERS (raw pax or GNU long-name blocks) then a ustar member NAME holding DATA."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return headers + info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict") + data + \
+        b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+
+
+def _pax(values: dict[str, str]) -> bytes:
+    return tarfile.TarInfo._create_pax_generic_header(values, tarfile.XHDTYPE, "utf-8")  # type: ignore[attr-defined]
+
+
+def _longname(name: str) -> bytes:
+    return tarfile.TarInfo._create_gnu_long_header(  # type: ignore[attr-defined]
+        name, tarfile.GNUTYPE_LONGNAME, "utf-8", "strict")
+
+
+@pytest.mark.parametrize("headers, says", [
+    # GNU tar takes the pax path, Python's tarfile the GNU long name that came first.
+    (_longname("foo.json") + _pax({"path": "index.json"}), "is also named 'index.json' (pax path)"),
+    # GNU tar takes GNU.sparse.name, Python's tarfile the pax path.
+    (_pax({"GNU.sparse.name": "index.json", "path": "foo.json"}), "(pax GNU.sparse.name)"),
+    # GNU tar cuts a name at its NUL, Python's tarfile keeps the NUL.
+    (_pax({"path": "index.json\0x"}), "holds a NUL byte in its name"),
+], ids=["longname-and-pax-path", "sparse-name-and-path", "nul-in-path"])
+def test_a_member_tar_programs_name_differently_is_refused(tmp_path: Path, headers: bytes, says: str) -> None:
+    """The same member header read as `index.json` by GNU tar and as another name by Python:
+    a second index that only `tar -x` (and a push of the unpacked folder) would see."""
+    source = tmp_path / "src.tar"
+    write_oci_archive(ARTIFACT, source, EPOCH)
+    good = source.read_bytes()
+    with tarfile.open(source) as opened:
+        end = opened.offset  # where the end-of-archive blocks begin
+    target = tmp_path / "hostile.tar"
+    target.write_bytes(good[:end] + _raw_member("foo.json", b"{}", headers) + b"\0" * (2 * tarfile.BLOCKSIZE))
+    with pytest.raises(ArchiveError, match=re.escape(says)) as caught:
+        open_archive(target)
+    assert "tar programs read it as different files" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "./x/../index.json"])
 def test_an_unsafe_member_is_refused_with_push_wording(tmp_path: Path, name: str) -> None:
     target = archive_with(tmp_path, [member(name)])

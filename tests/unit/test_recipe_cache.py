@@ -321,3 +321,17 @@ def test_any_change_to_an_entry_gives_a_recipe_or_none_never_an_error(tmp_path: 
         entry.write_text(json.dumps(data))
         kept = recipecache.get(entry, Recipe)
         assert kept is None or type(kept) is Recipe
+
+
+def test_a_lock_note_is_never_shared_by_data_json_writes_alike(tmp_path: Path) -> None:
+    """`"true":` (text) and `true:` (a boolean key) write the same JSON: the good lock's note must
+    not let the bad one through unchecked (it is refused, as without any note)."""
+    parsed = tmp_path / "cache" / "parsed"
+    good, bad = tmp_path / "good" / "xarch.lock", tmp_path / "bad" / "xarch.lock"
+    for path, key in ((good, '"true"'), (bad, "true")):
+        path.parent.mkdir()
+        path.write_text(LOCK.replace("  image:", f"  {key}:"))
+    Lock.load(good, parsed)
+    assert list(parsed.glob("lock-checked-*"))
+    with pytest.raises(LockError, match="malformed lock"):
+        Lock.load(bad, parsed)

@@ -57,18 +57,47 @@ def member_name(member: tarfile.TarInfo) -> str:
 
 def _check_names(path: Path, members: list[tarfile.TarInfo]) -> None:
     """ArchiveError for a member that could land outside the folder it is unpacked into (an
-    absolute name, a `..` part), or a name held by two members: a reader would take the last,
-    `tar -x` would overwrite, and what the archive means would depend on who reads it.
-    Two folder entries of one name are harmless and allowed."""
+    absolute name, a `..` part), or whose name tar programs read differently (_ambiguous), or a
+    name held by two members: a reader would take the last, `tar -x` would overwrite, and what the
+    archive means would depend on who reads it. Two folder entries of one name are harmless and
+    allowed. A member below another that is no folder (`d/index.json` after a symlink `d -> .`)
+    is refused too: `tar -x` writes through the link, a reader by name does not."""
     seen: dict[str, tarfile.TarInfo] = {}
     for member in members:
         if member.name.startswith("/") or ".." in member.name.split("/"):
             raise ArchiveError(f"{path}: unsafe member {member.name!r} in the archive")
+        ambiguous = _ambiguous(member)
+        if ambiguous:
+            raise ArchiveError(f"{path}: member {member.name!r} {ambiguous}: tar programs read it "
+                               "as different files")
         name = member_name(member)
         earlier = seen.get(name)
         if earlier is not None and not (earlier.isdir() and member.isdir()):
             raise ArchiveError(f"{path}: member {name!r} appears twice in the archive")
         seen[name] = member
+    for name in seen:
+        parts = name.split("/")
+        for end in range(1, len(parts)):
+            above = seen.get("/".join(parts[:end]))
+            if above is not None and not above.isdir():
+                raise ArchiveError(f"{path}: member {name!r} lies below {above.name!r}, which is "
+                                   f"{member_kind(above)}, not a folder")
+
+
+def _ambiguous(member: tarfile.TarInfo) -> str:
+    """Why MEMBER's headers name it in more than one way, or "". Python's tarfile and GNU tar
+    disagree on which name wins when a GNU long name and a pax `path`, or a pax `path` and
+    `GNU.sparse.name`, both name it, and on a NUL inside a name (GNU tar cuts the name there):
+    such a member would be one file to xarch and another to `tar -x`, skopeo or Docker."""
+    if "\0" in member.name or "\0" in member.linkname:
+        return "holds a NUL byte in its name"
+    headers = member.pax_headers
+    for keyword in ("path", "GNU.sparse.name"):
+        if keyword in headers and headers[keyword] != member.name:
+            return f"is also named {headers[keyword]!r} (pax {keyword})"
+    if "linkpath" in headers and headers["linkpath"] != member.linkname:
+        return f"links also to {headers['linkpath']!r} (pax linkpath)"
+    return ""
 
 
 def member_kind(member: tarfile.TarInfo) -> str:
@@ -83,6 +112,8 @@ def member_kind(member: tarfile.TarInfo) -> str:
         return "a FIFO"
     if member.ischr() or member.isblk():
         return "a device"
+    if member.isfile():
+        return "a regular file"
     return "an unknown kind of member"
 
 

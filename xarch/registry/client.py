@@ -30,12 +30,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
 
+from xarch.errors import InputError
+from xarch.oci.filerange import FileRange
 from xarch.oci.verified import BlobCheck, VerifiedStream
 from xarch.registry.auth import ANONYMOUS, Authenticator, Credentials
 from xarch.registry.errors import AuthError, CorruptAnswer, RegistryError, RegistryUnavailable
@@ -45,9 +47,6 @@ from xarch.registry.result import TransferStats
 from xarch.registry.uploads import UploadJournal
 from xarch.visible import visible
 from xarch.websession import without_netrc
-
-if TYPE_CHECKING:
-    from xarch.oci.filerange import FileRange
 
 # 429: a rate limit (Docker Hub) is worth a few patient retries too.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -161,6 +160,14 @@ def _registry_error_text(response: requests.Response) -> str:
     if parts:
         return visible("; ".join(str(part) for part in parts))
     return response.reason or "no reason given"
+
+
+def _changed(path: Path | FileRange | bytes, length: int, size: int) -> InputError:
+    """The error for a blob source that holds LENGTH bytes where the blob has SIZE: a file cut short
+    (or grown) since the push checked it. Its fault, not the registry's (exit 2)."""
+    name = path.path if isinstance(path, FileRange) else "a blob" if isinstance(path, bytes) else path
+    return InputError(f"{name}: holds {length} bytes where the blob has {size} (it changed while it "
+                      "was pushed)")
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -422,6 +429,8 @@ class RegistryClient:
     def _upload_monolithic(self, repository: str, digest: str, path: Path | FileRange | bytes, size: int,
                            progress: BlobProgress, upload_url: str | None) -> None:
         data = path if isinstance(path, bytes) else path.read_bytes()
+        if len(data) != size:
+            raise _changed(path, len(data), size)
         what = f"upload {digest} to {repository}"
         for restart in range(2):
             location = upload_url if (upload_url and restart == 0) else self._start_upload(repository)
@@ -455,7 +464,9 @@ class RegistryClient:
         with io.BytesIO(path) if isinstance(path, bytes) else path.open("rb") as blob:
             while offset < size:
                 blob.seek(offset)
-                chunk = blob.read(self.settings.chunk_size)
+                chunk = blob.read(min(self.settings.chunk_size, size - offset))
+                if not chunk:  # the file ends before the blob does: it changed since it was checked
+                    raise _changed(path, offset, size)
                 headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
                            "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
                 try:

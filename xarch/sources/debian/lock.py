@@ -199,13 +199,29 @@ def _checked_note(raw: Any, parsed: Path | None) -> Path | None:
 
     from xarch.records import code_fingerprint, record_json
 
+    if not _string_keys(raw):
+        return None  # JSON writes `true:` and `"true":` alike: such data is checked at each load
     try:
         data = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
-        return None  # a date, a key that is no string: checked at each load
+        return None  # a date, a value JSON cannot hold: checked at each load
     material = {"format": "xarch-lock-checked/2", "data": hashlib.sha256(data.encode()).hexdigest(),
                 "code": code_fingerprint()}
     return parsed / f"lock-checked-{hashlib.sha256(record_json(material)).hexdigest()}"
+
+
+def _string_keys(value: Any) -> bool:
+    """Whether every mapping in VALUE (nested lists and mappings) has only text keys."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _write_note(note: Path) -> None:
