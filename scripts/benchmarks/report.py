@@ -350,13 +350,23 @@ Compare rows of one run: this machine's speed drifts through the day.
   and image types), checking the 29.5 MB of layers against their digests (~15 ms on two cores:
   the check stays, it is what makes a damaged cache rebuild instead of ship), writing the layout
   (~15 ms, a kernel copy). By hand on a quiet machine: 0.12–0.16 s.
-- **hello-c one-line edit ≤ 0.6 s: NOT met** (0.87 s median at load 1.2–1.6; 0.56 s in one of the
-  three runs; 0.59–0.85 s by hand on a quiet machine; ≥ 2× buildx: met). An edit is a real build:
-  the recipe's 24 pydantic models (~0.15 s of class construction at import), the stage-root
-  record check (~9,000 lstat), the compile step (~0.12 s) and the layer. Plan: pydantic's
-  `defer_build` with a validated-recipe cache keyed by the recipe's bytes (not done: every model
-  would have to be built from the cache without validation, which pydantic does not do for
-  nested models).
+- **hello-c one-line edit ≤ 0.6 s: NOT met** (0.83 s median of 9 edits, 0.73–1.36 s, measured
+  at 20:58 when the whole machine ran ~20 % slower than at 17:58: buildx's cold build took 80.9 s
+  there, 58.9 s before; ≥ 2× buildx: met, 3.7×). By hand, alternating with the code before this
+  session's changes: 0.62–0.79 s median against 0.73–0.93 s (`/usr/bin/time`, 7–9 runs each;
+  CPU 0.62 s against 0.73 s). Done since the last report: the recipe's and the lock's pydantic
+  models defer their validators and a recipe validated once is kept by its bytes (no validator
+  or serializer is built on an unchanged recipe: ~0.1 s); the stage-root record's ~9,000 lstat
+  run relative to the farm's fd (~40 → ~25 ms); bwrap's trial run happens only after a failing
+  step; pyelftools' descriptions load only to name a refused file. What is left (py-spy, three
+  edits): imports ~0.33 s of CPU (pydantic's own import ~60–80 ms, plumbum ~40 ms with the
+  `urllib.request` and `uname -p` it loads and runs, PyYAML, click, pathspec, pyelftools ~20 ms
+  each, xarch's 79 modules), the compile step ~0.11 s (gcc ~0.09 s of it), the stage-root check
+  ~25 ms, the layer and the output ~40 ms. Reaching 0.6 s on this machine in its slower hours
+  needs the imports below ~0.2 s: the libraries' own import times (plumbum, the owner's choice
+  for driving tools; pydantic and click, the project's for recipes and the command line) do not
+  leave room for that. A next step, not taken: check the stage root's files on a thread while
+  the step runs (~25 ms), keeping the step's result only once the check passed.
 - **Push no slower than skopeo (first push of nginx; re-push): NOT met**; the re-push is within
   3× skopeo's time (issue 14's target: met). An unchanged re-push is answered from a push record
   (docs/design.md, "Push records"): three small requests over http.client, no requests, pydantic
