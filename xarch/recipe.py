@@ -578,10 +578,22 @@ class Recipe(Strict):
 class LoadedRecipe:
     """A validated recipe, with where it came from (for paths and error lines)."""
 
-    def __init__(self, path: Path, recipe: Recipe, positions: PositionedYaml) -> None:
+    def __init__(self, path: Path, recipe: Recipe, positions: PositionedYaml,
+                 unkept: tuple[Path, bytes] | None = None) -> None:
         self.path = path
         self.recipe = recipe
         self.positions = positions
+        self._unkept = unkept  # (cache entry, its bytes) of a recipe validated now: see keep
+
+    def keep(self) -> None:
+        """Keep the recipe, as validated, in the cache (xarch.recipecache), when it was validated
+        by this load. A build calls it once it has built: a command that fails early, or that
+        only reads the recipe, leaves the cache as it was."""
+        if self._unkept is not None:
+            from xarch import recipecache
+
+            recipecache.write(*self._unkept)
+            self._unkept = None
 
     @property
     def folder(self) -> Path:
@@ -703,8 +715,8 @@ def load(path: Path | str) -> LoadedRecipe:
         # YAML's "\udcff" escape makes a lone surrogate: no file, tar header or JSON can hold it.
         message = "not valid Unicode text (a lone surrogate)"
         raise RecipeError(_format(path, positions.line_of(bad), bad, message))
-    recipe = _validated(positions, path)
-    loaded = LoadedRecipe(path, recipe, positions)
+    recipe, unkept = _validated(positions, path)
+    loaded = LoadedRecipe(path, recipe, positions, unkept)
     for source in recipe.sources.debian:
         if not source.keyring.is_absolute():
             source.keyring = loaded.folder / source.keyring  # relative to the recipe, not the cwd
@@ -714,9 +726,11 @@ def load(path: Path | str) -> LoadedRecipe:
     return loaded
 
 
-def _validated(positions: PositionedYaml, path: Path) -> Recipe:
+def _validated(positions: PositionedYaml, path: Path) -> tuple[Recipe, tuple[Path, bytes] | None]:
     """The Recipe of POSITIONS (the file at PATH), validated, or as validated before
-    (xarch.recipecache); RecipeError naming file, line and field."""
+    (xarch.recipecache); with the cache entry to keep it under, and its bytes, when validated now
+    (taken before load changes the recipe: a keyring made the folder's). RecipeError naming
+    file, line and field."""
     from xarch import recipecache
     from xarch.cachedir import default_root
 
@@ -725,7 +739,7 @@ def _validated(positions: PositionedYaml, path: Path) -> Recipe:
         entry = recipecache.entry_path(default_root(), recipecache.cache_key(positions.sha256))
         kept = recipecache.get(entry, Recipe)
         if kept is not None:
-            return kept
+            return kept, None
     try:
         recipe = Recipe.model_validate(positions.data)
     except ValidationError as error:
@@ -734,9 +748,8 @@ def _validated(positions: PositionedYaml, path: Path) -> Recipe:
         # Pydantic adds the type name of a union branch to loc; drop such entries.
         loc = _strip_union_branches(loc, positions)
         raise RecipeError(_format(path, positions.line_of(loc), loc, _clean_message(first))) from None
-    if entry is not None:
-        recipecache.put(entry, recipe)
-    return recipe
+    data = recipecache.entry_bytes(recipe) if entry is not None else None
+    return recipe, (entry, data) if entry is not None and data is not None else None
 
 
 def _unencodable(data: Any) -> tuple[str | int, ...] | None:

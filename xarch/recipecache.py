@@ -191,19 +191,33 @@ def get(path: Path, root: type[BaseModel]) -> Any | None:
         return None
 
 
-def put(path: Path, recipe: BaseModel) -> None:
-    """Keep RECIPE (a validated model) at PATH, atomically, 0600; nothing when one of its values
-    is not kept (Unkept), when `plain` would dump it otherwise than pydantic does, or when the
-    cache cannot be written."""
-    from xarch.oci.atomic import atomic_file
-
+def entry_bytes(recipe: BaseModel) -> bytes | None:
+    """The entry that keeps RECIPE (a validated model, as validation gave it), or None when one of
+    its values is not kept (Unkept) or `plain` would dump it otherwise than pydantic does."""
     try:
         if plain(recipe) != recipe.model_dump(mode="json", by_alias=True):
             raise Unkept("a value plain() gives otherwise than pydantic")  # a type it does not know
-        data = json.dumps({"format": FORMAT, "recipe": encode(recipe, models(type(recipe)))},
+        return json.dumps({"format": FORMAT, "recipe": encode(recipe, models(type(recipe)))},
                           ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    except (Unkept, RecursionError):
+        return None
+
+
+def write(path: Path, data: bytes) -> None:
+    """Write entry DATA (entry_bytes) at PATH, atomically, 0600; nothing when the cache cannot be
+    written."""
+    from xarch.oci.atomic import atomic_file
+
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, mode=0o600) as handle:
             handle.write(data)
-    except (Unkept, OSError, RecursionError):
+    except OSError:
         pass
+
+
+def put(path: Path, recipe: BaseModel) -> None:
+    """Keep RECIPE at PATH now (entry_bytes, then write)."""
+    data = entry_bytes(recipe)
+    if data is not None:
+        write(path, data)

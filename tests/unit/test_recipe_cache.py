@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from xarch import recipecache
 from xarch.errors import RecipeError
-from xarch.recipe import Recipe, load
+from xarch.recipe import LoadedRecipe, Recipe, load
 from xarch.sources.debian import lock as lock_module
 from xarch.sources.debian.errors import LockError
 from xarch.sources.debian.lock import Lock
@@ -91,6 +91,13 @@ def recipe_file(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def built(path: Path) -> LoadedRecipe:
+    """PATH loaded as a build loads it: kept in the cache once the build has built (keep)."""
+    loaded = load(path)
+    loaded.keep()
+    return loaded
+
+
 def entries(cache: Path) -> list[Path]:
     return sorted((cache / "parsed").glob("recipe-*.json"))
 
@@ -107,7 +114,7 @@ def test_a_kept_recipe_is_what_validation_gives(tmp_path: Path, cache: Path, pat
     to the first in every value, type and fields set; plain() dumps both as pydantic does."""
     if path is None:
         path = recipe_file(tmp_path, EVERY_KIND)
-    first = load(path)
+    first = built(path)
     (entry,) = entries(cache)
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
     kept = recipecache.get(entry, Recipe)
@@ -124,7 +131,7 @@ def test_a_kept_recipe_is_what_validation_gives(tmp_path: Path, cache: Path, pat
 def test_a_kept_recipe_is_not_validated_again(tmp_path: Path, cache: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     path = recipe_file(tmp_path, EVERY_KIND)
-    first = load(path)
+    first = built(path)
 
     def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("validated again")
@@ -143,8 +150,19 @@ def test_a_relative_keyring_is_the_folder_s_of_each_recipe(tmp_path: Path, cache
     for folder in (one, two):
         folder.mkdir()
         recipe_file(folder, EVERY_KIND)
-    assert load(one / "xarch.yaml").recipe.sources.debian[0].keyring == one / "keys/archive.gpg"
-    assert load(two / "xarch.yaml").recipe.sources.debian[0].keyring == two / "keys/archive.gpg"
+    assert built(one / "xarch.yaml").recipe.sources.debian[0].keyring == one / "keys/archive.gpg"
+    assert built(two / "xarch.yaml").recipe.sources.debian[0].keyring == two / "keys/archive.gpg"
+    assert len(entries(cache)) == 1
+
+
+def test_a_recipe_only_read_is_not_kept(tmp_path: Path, cache: Path) -> None:
+    """`load` alone writes nothing: a command that fails before its build (a strategy this host
+    cannot run, a verify refused) or only reads the recipe leaves the cache as it was."""
+    loaded = load(recipe_file(tmp_path, EVERY_KIND))
+    assert not cache.exists()
+    loaded.keep()
+    assert len(entries(cache)) == 1
+    loaded.keep()  # once
     assert len(entries(cache)) == 1
 
 
@@ -176,7 +194,7 @@ DAMAGED = {
 @pytest.mark.parametrize("damage", DAMAGED, ids=list(DAMAGED))
 def test_a_damaged_entry_is_validated_again_and_replaced(tmp_path: Path, cache: Path, damage: str) -> None:
     path = recipe_file(tmp_path, EVERY_KIND)
-    first = load(path)
+    first = built(path)
     (entry,) = entries(cache)
     good = entry.read_bytes()
     data = json.loads(good)
@@ -194,13 +212,13 @@ def test_a_damaged_entry_is_validated_again_and_replaced(tmp_path: Path, cache: 
         value = json.dumps(data).encode()
     assert isinstance(value, bytes)
     entry.write_bytes(value)
-    assert shape(load(path).recipe) == shape(first.recipe)
+    assert shape(built(path).recipe) == shape(first.recipe)
     assert entry.read_bytes() == good  # validated, and kept again
 
 
 def test_a_symlink_or_fifo_in_place_of_an_entry_is_never_read(tmp_path: Path, cache: Path) -> None:
     path = recipe_file(tmp_path, EVERY_KIND)
-    first = load(path)
+    first = built(path)
     (entry,) = entries(cache)
     target = tmp_path / "elsewhere.json"
     target.write_bytes(entry.read_bytes())
@@ -290,7 +308,7 @@ def test_any_change_to_an_entry_gives_a_recipe_or_none_never_an_error(tmp_path: 
     says None (the recipe is validated again); nothing else escapes it."""
     import random
 
-    load(recipe_file(tmp_path, EVERY_KIND))
+    built(recipe_file(tmp_path, EVERY_KIND))
     (entry,) = entries(cache)
     good = json.loads(entry.read_bytes())
     rng = random.Random(14)

@@ -133,6 +133,7 @@ def build_command(recipe_path: Path, platform_list: str | None, outputs: tuple[s
         stage_python = ensure_stage_locks(loaded, lock, locked, reporter)
     artifact = build(BuildInputs(loaded, platforms, epoch, lock, strategy, store, not no_cache,
                                  options=options, python=python, stage_python=stage_python), reporter)
+    loaded.keep()  # the recipe, as validated, for the next build (xarch.recipecache)
     if formats or provenance:
         from xarch.sbom.attach import attach_to
 
