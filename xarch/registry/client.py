@@ -416,9 +416,9 @@ class RegistryClient:
 
     def upload_blob(self, repository: str, digest: str, path: Path | FileRange | bytes, size: int,
                     progress: BlobProgress | None = None, upload_url: str | None = None) -> None:
-        """Upload the blob at PATH (a file, a range of one: xarch.oci.filerange, or the bytes themselves: a
-        config built in memory): one PUT
-        when it fits in a chunk, else PATCH chunks with resume."""
+        """Upload the blob at PATH (a file, a range of one: xarch.oci.filerange, or the bytes
+        themselves: a config built in memory): one PUT when it fits in a chunk, else PATCH chunks
+        with resume. InputError (exit 2) when the file holds other than SIZE bytes by then."""
         progress = progress or QuietProgress()
         if size <= self.settings.chunk_size:
             self._upload_monolithic(repository, digest, path, size, progress, upload_url)
