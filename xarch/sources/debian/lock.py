@@ -144,7 +144,7 @@ class Lock:
         """The lock at PATH (a regular file of at most MAX_LOCK_BYTES), checked against its
         schema. Raises LockError (exit 2, one line naming PATH) when it is missing, unreadable,
         not YAML, of another LOCK_VERSION, has no Debian part, or has a wrong field.
-        PARSED: the cache's folder of parses (as for has_packages), where a lock whose bytes passed
+        PARSED: the cache's folder of parses (as for has_packages), where lock data that passed
         the check is noted (_checked_note), so that the next build does not check it again."""
         path = Path(path)
         try:
