@@ -135,11 +135,16 @@ def read_range(span: FileRange, descriptor: Any, where: str, keep: bool = True) 
 def _check_size(root: Path, descriptor: Any, where: str) -> None:
     """The blob file of DESCRIPTOR exists and has its size: a stat, no read."""
     path, digest, size = _blob_file(root, descriptor, where)
-    actual = path.stat().st_size
-    if actual != size:  # worded as xarch.oci.verified.BlobCheck words it once it has read the file
+    _same_size(root, digest, path.stat().st_size, size)
+
+
+def _same_size(layout: Path, digest: str, actual: int, size: int) -> None:
+    """LayoutError unless blob DIGEST of LAYOUT holds SIZE bytes (ACTUAL, from a stat or a tar
+    header), worded as xarch.oci.verified.BlobCheck words it once it has read the blob."""
+    if actual != size:
         detail = f"more than the descriptor's {size} bytes" if actual > size \
             else f"{actual} bytes, the descriptor says {size}"
-        raise LayoutError(f"{root}: blob {digest} does not match its digest or size: {detail}")
+        raise LayoutError(f"{layout}: blob {digest} does not match its digest or size: {detail}")
 
 
 def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = True) -> LayoutImage:
@@ -192,11 +197,7 @@ def read_layout(root: Path | str, tag: str | None = None, hash_blobs: bool = Tru
 
 def _check_member(reader: LayoutReader, digest: str, size: int) -> None:
     """Blob DIGEST of an oci-archive is a regular member of SIZE bytes: its header, no read."""
-    actual = reader.blob_size(digest)
-    if actual != size:  # as _check_size words it for a folder
-        detail = f"more than the descriptor's {size} bytes" if actual > size \
-            else f"{actual} bytes, the descriptor says {size}"
-        raise LayoutError(f"{reader.path}: blob {digest} does not match its digest or size: {detail}")
+    _same_size(reader.path, digest, reader.blob_size(digest), size)
 
 
 @contextmanager
