@@ -214,10 +214,3 @@ def write(path: Path, data: bytes) -> None:
             handle.write(data)
     except OSError:
         pass
-
-
-def put(path: Path, recipe: BaseModel) -> None:
-    """Keep RECIPE at PATH now (entry_bytes, then write)."""
-    data = entry_bytes(recipe)
-    if data is not None:
-        write(path, data)
