@@ -59,7 +59,7 @@ _CREATE_EVENTS = {"os.mkdir": 0, "tempfile.mkdtemp": 0, "tempfile.mkstemp": 0, "
                   "os.symlink": 1, "os.link": 1, "shutil.copyfile": 1, "shutil.copytree": 1, "shutil.move": 1}
 # The folders of XARCH_CACHE xarch writes (xarch.oci.store and the caches beside it): content-
 # addressed or keyed by what they hold, and checked when read; never a build's input.
-CACHE_PARTS = ("sha256", "images", "parsed", "records", "steps", "trees", "uploads")
+CACHE_PARTS = ("sha256", "images", "parsed", "records", "server", "steps", "trees", "uploads")
 # The files of /dev, /proc and /sys a build reads that hold no input of it (`/dev/null`; the
 # user namespace map, read to tell root from not). Any other read there (`-f /dev/stdin`, a
 # project in /dev/shm, `/proc/self/cwd/…`) keeps the build from being recorded.

@@ -5,11 +5,13 @@ Each against docker buildx with QEMU for arm64, run in alternation in the same l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks.images import (
@@ -58,6 +60,31 @@ STEP_STRATEGIES = [
 ]
 
 
+@contextlib.contextmanager
+def build_server(cache: Path, log_path: Path, expected: int) -> Iterator[None]:
+    """`xarch serve` for CACHE while the block runs, started as the measured clients are (same
+    launcher, folder and environment: it serves only a client like itself). Raises RuntimeError
+    unless it served EXPECTED commands: a served row must never time commands it did not serve."""
+    with log_path.open("w") as log_file:
+        server = subprocess.Popen([*XARCH, "serve", "--idle", "600"], cwd=REPO, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=log_file,
+                                  env={**os.environ, "XARCH_CACHE": str(cache)})
+    deadline = time.monotonic() + 120
+    while "serving" not in log_path.read_text():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"xarch serve did not start:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    served = log_path.read_text().count("xarch serve: pid ")
+    if served != expected:
+        raise RuntimeError(f"xarch serve served {served} of {expected} commands:\n{log_path.read_text()}")
+
+
 def case_nginx(runs: int) -> dict[str, object]:
     ensure_base_images()
     context = context_dir("nginx", NGINX_DOCKERFILE)
@@ -70,6 +97,7 @@ def case_nginx(runs: int) -> dict[str, object]:
             "xarch_cold",
             "xarch_rebuild",
             "xarch_warm",
+            "xarch_warm_served",
             "xarch_warm_unrecorded",
             "buildx_amd64_cold",
             "buildx_arm64_cold",
@@ -106,6 +134,13 @@ def case_nginx(runs: int) -> dict[str, object]:
         cmd = [*XARCH, "build", "-q", "-f", str(recipe), "-o", f"oci:{output}"]
         samples["xarch_warm"].append(measure(cmd, env={"XARCH_CACHE": str(warm_cache)}))
         commands["xarch warm"] = f"XARCH_CACHE=<cache of a cold run> {shown(cmd)}"
+        # the same, handed to a build server (`xarch serve`, started before and not timed)
+        output = out_root / f"warm-served-{number}"
+        cmd = [*XARCH, "build", "-q", "-f", str(recipe), "-o", f"oci:{output}"]
+        with build_server(warm_cache, WORK / "serve-nginx.log", expected=1):
+            samples["xarch_warm_served"].append(measure(cmd, env={"XARCH_CACHE": str(warm_cache)}))
+        commands["xarch warm, served"] = (f"XARCH_CACHE=<cache of a cold run> xarch serve & "
+                                          f"XARCH_CACHE=<…> {shown(cmd)}")
         # the same without its build record (removed first): the image cache alone, the recipe loaded
         shutil.rmtree(warm_cache / "records", ignore_errors=True)
         output = out_root / f"warm-unrecorded-{number}"
@@ -158,6 +193,7 @@ def case_hello_c(runs: int) -> dict[str, object]:
             "buildx_compile",
             "xarch_cross_edit",
             "xarch_emulate_edit",
+            "xarch_cross_edit_served",
         )
     }
     commands: dict[str, str] = {}
@@ -239,6 +275,18 @@ def case_hello_c(runs: int) -> dict[str, object]:
                 f"echo '/* edit N */' >>{edit_copy}/hello.c && "
                 f"XARCH_CACHE=<downloads of a cold run + one build of the copy> {shown(cmd)}"
             )
+        # the cross edit again, handed to a build server (`xarch serve`, started before, not timed)
+        with build_server(edit_caches["cross"], WORK / "serve-hello.log", expected=EDITS_PER_RUN):
+            for edit in range(EDITS_PER_RUN):
+                with (edit_copy / "hello.c").open("a") as source:
+                    source.write(f"/* served edit {number} {edit} {time.time_ns()} */\n")
+                cmd = xarch_cmd("cross", edit_copy / "xarch.yaml", fresh(WORK / "out-hello") / "cross")
+                samples["xarch_cross_edit_served"].append(
+                    measure(cmd, env={"XARCH_CACHE": str(edit_caches["cross"])})
+                )
+        commands["xarch_cross_edit_served"] = (
+            "XARCH_CACHE=<the same> xarch serve & " + commands["xarch_cross_edit"]
+        )
     log("hello-c: profiling one xarch cross build (downloads cached, no step cache)")
     cache = fresh(WORK / "cache-hello-compile")
     run(["cp", "-al", f"{downloads}/sha256", f"{cache}/sha256"])
@@ -292,6 +340,8 @@ def render_nginx(w: Callable[[str], None], nginx: dict) -> None:
         if kind == "warm" and "xarch_rebuild" in s:
             row(w, "xarch, amd64+arm64, rebuild (downloads cached, --no-cache)", s["xarch_rebuild"])
         row(w, f"xarch, amd64+arm64, {kind}", s[f"xarch_{kind}"])
+        if kind == "warm" and "xarch_warm_served" in s:
+            row(w, "xarch, amd64+arm64, warm, served by `xarch serve`", s["xarch_warm_served"])
         if kind == "warm" and "xarch_warm_unrecorded" in s:
             row(w, "xarch, amd64+arm64, warm without its build record", s["xarch_warm_unrecorded"])
         for arch in ("amd64", "arm64"):
@@ -394,6 +444,8 @@ def render_hello(w: Callable[[str], None], hello: dict) -> None:
         for strategy in ("cross", "emulate"):
             name = f"xarch --strategy {strategy}, edit (one-line edit of hello.c, warm cache)"
             row(w, name, s[f"xarch_{strategy}_edit"])
+        if "xarch_cross_edit_served" in s:
+            row(w, "xarch --strategy cross, edit, served by `xarch serve`", s["xarch_cross_edit_served"])
         w(
             f"| **buildx / xarch (edit): buildx compile / xarch cross edit; / emulate edit** | "
             f"**{s['buildx_compile']['wall'] / s['xarch_cross_edit']['wall']:.1f}×; "

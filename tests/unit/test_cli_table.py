@@ -22,6 +22,7 @@ from xarch.cli import (  # every command module, imported as a user's command lo
     push,
     referrers,
     sbom,
+    serve,
     sign,
     signing,
     trace,
@@ -32,7 +33,7 @@ from xarch.cli.group import LazyGroup, cli
 from xarch.cli.options import Remote, json_option, platforms_option, quiet_option, remote_options
 
 MODULES = (assemble, attest, build, diff, inspect, load, lock, outdated, platforms, plugin, push, referrers,
-           sbom, sign, signing, trace, verify, verify_signature)
+           sbom, serve, sign, signing, trace, verify, verify_signature)
 
 
 def test_every_table_entry_is_a_command_of_that_name() -> None:

@@ -46,6 +46,8 @@ class LazyGroup(click.Group):
                  "Compare two images down to the file (exit 1 when they differ)."),
         "trace": ("xarch.cli.trace:trace_command",
                   "Run the image under strace and record the paths it uses in xarch.trace."),
+        "serve": ("xarch.cli.serve:serve_command",
+                  "Keep xarch loaded so that builds and pushes start at once (a build server)."),
         "sbom": ("xarch.cli.sbom:sbom_command",
                  "Print (or write) the SBOM attached to an image."),
         "referrers": ("xarch.cli.referrers:referrers_command",

@@ -153,6 +153,13 @@ def main() -> None:
     """The `xarch` console script: run the command line; exit with a code of xarch/errors.py
     (SIGTERM ends as exit 128+15 after outputs in progress are removed, never half-written).
     """
+    if sys.argv[1:2] in (["build"], ["push"]):  # the commands a build server runs (xarch.server.client)
+        with failures():  # Ctrl-C before the server has the command: "xarch: interrupted", exit 130
+            from xarch.server.client import delegate
+
+            served = delegate(sys.argv)  # `xarch serve` is running: the command runs there
+        if served is not None:
+            sys.exit(served)
     signal.signal(signal.SIGTERM, _terminated)
     _name_stdout()
     try:

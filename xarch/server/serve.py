@@ -1,0 +1,405 @@
+"""The build server: load xarch once, then fork for each client (xarch.server).
+
+Three processes per command, each forked from the one before, so that nothing a command does can
+reach the server or the next command:
+
+- the server accepts a connection and forks a relay; it loads nothing more, runs nothing, and keeps
+  no state but its socket, so every command starts from the same loaded modules;
+- the relay checks the client (same user, same `facts`, xarch's code unchanged since the server
+  started), forks the command's process, passes on the client's signals, and sends its exit code;
+- the command's process takes the client's standard streams, working folder, environment,
+  umask and signal dispositions, leads a session of its own (no controlling terminal: it cannot
+  prompt on the server's), and runs `xarch.cli.main.main` as the client would have.
+
+A relay whose client goes away sends the command's process group SIGTERM, which removes what it
+was writing (xarch.cli.main), as a closed terminal's SIGHUP would end a local command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import io
+import os
+import pkgutil
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from xarch.errors import HostError, InputError
+from xarch.server.context import SOCKET_NAME, differences, facts, private_folder, server_folder
+from xarch.server.wire import WireError, address, receive, send
+from xarch.visible import visible
+
+DEFAULT_IDLE = 900  # seconds without a command after which the server exits
+_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
+_GRACE = 10.0  # seconds a command has to end after SIGTERM from a relay whose client went away
+
+
+class ServerError(HostError):
+    """The server cannot start here: its folder is not private, or another server holds it (exit 3)."""
+
+
+def preload() -> list[str]:
+    """Import every module of xarch (not this package's server side) and the libraries they import,
+    so that no command the server forks loads one again. Returns the modules that failed to
+    import, as "name: error" (a module whose library is missing fails the same way in a client)."""
+    import xarch
+
+    failed = []
+    for module in pkgutil.walk_packages(xarch.__path__, "xarch."):
+        if module.name.startswith("xarch.server") or module.name.endswith(".__main__"):
+            continue  # (a __main__ module runs the command line when imported)
+        try:
+            importlib.import_module(module.name)
+        except Exception as error:  # reported, not fatal: a command needing it fails as it would locally
+            failed.append(f"{module.name}: {type(error).__name__}: {error}")
+    return failed
+
+
+@contextlib.contextmanager
+def listening(cache_root: Path) -> Iterator[socket.socket]:
+    """The server's socket, bound in CACHE_ROOT/server (made 0700 when missing), removed on exit.
+    Raises ServerError when the folder is another user's or open to others, or a live server
+    holds it; a socket left by a server that died is replaced."""
+    folder = server_folder(cache_root)
+    with contextlib.suppress(OSError):  # a folder that cannot be made is refused just below
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
+    folder_fd = private_folder(folder)
+    if folder_fd is None:
+        raise ServerError(f"{folder}: not a folder of this user's that only it may enter (mode 0700); "
+                          "the server will not listen there")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    path = address(folder_fd, SOCKET_NAME)  # (O_PATH descriptors serve as dir_fd too, open(2))
+    try:
+        try:
+            sock.bind(path)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise ServerError(f"{folder / SOCKET_NAME}: cannot listen there: {error.strerror}") from None
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+                if probe.connect_ex(path) == 0:
+                    raise ServerError(f"{folder / SOCKET_NAME}: another xarch server is running for "
+                                      "this cache (`xarch serve --stop` stops it)") from None
+            os.unlink(SOCKET_NAME, dir_fd=folder_fd)  # left by a server that died
+            sock.bind(path)
+        sock.listen(16)
+        bound = os.stat(path).st_ino
+        owner = os.getpid()
+        try:
+            yield sock
+        finally:
+            # Only the server removes it, and only its own (not one a later server bound there).
+            if os.getpid() == owner:
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_ino == bound:
+                        os.unlink(SOCKET_NAME, dir_fd=folder_fd)
+    finally:
+        sock.close()
+        os.close(folder_fd)
+
+
+def serve(cache_root: Path, idle: float, log: TextIO, entry: Callable[[], None]) -> None:
+    """Serve commands for CACHE_ROOT's clients until IDLE seconds pass without one, or SIGTERM,
+    SIGINT or `xarch serve --stop`: each runs ENTRY (the console script's main, which reads
+    sys.argv) in a process of its own. Writes one line per command (and per refusal) to LOG.
+    Raises ServerError (see `listening`)."""
+    with listening(cache_root) as sock:
+        failed = preload()
+        from xarch.records import code_fingerprint
+
+        code = code_fingerprint()
+        os.chdir("/")  # hold no folder of the caller's (each command gets its client's)
+        if threading.active_count() != 1:  # a fork copies one thread: the others' locks would stay held
+            raise ServerError("loading xarch started threads; the server cannot fork safely")
+        for line in failed:
+            print(f"xarch serve: not loaded: {line}", file=log)
+        print(f"xarch serve: serving `xarch build` and `xarch push` for {cache_root} (pid {os.getpid()}; "
+              f"exits after {idle:g} s without a command)", file=log, flush=True)
+        stopping = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, stop)
+        relays: set[int] = set()
+        last = time.monotonic()
+        while not stopping:
+            try:
+                readable, _, _ = select.select([sock], [], [], 1.0)
+            except InterruptedError:
+                readable = []
+            if readable:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    conn = None
+                if conn is not None:
+                    log.flush()
+                    pid = os.fork()
+                    if pid == 0:
+                        _relay(conn, sock, code, log, entry)
+                    conn.close()
+                    relays.add(pid)
+            while relays:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                relays.discard(pid)
+            if relays or readable:
+                last = time.monotonic()
+            elif time.monotonic() - last > idle:
+                print(f"xarch serve: no command for {idle:g} s; exiting", file=log, flush=True)
+                break
+
+
+def _relay(conn: socket.socket, listener: socket.socket, code: Any, log: TextIO,
+           entry: Callable[[], None]) -> NoReturn:
+    """One client's relay (see the module); never returns."""
+    try:
+        listener.close()
+        os.setpgid(0, 0)  # a Ctrl-C in the server's terminal does not reach commands in flight
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        _serve_one(conn, code, log, entry)
+    except BaseException as error:  # a relay never unwinds into the server's loop
+        with contextlib.suppress(Exception):
+            print(f"xarch serve: relay failed: {type(error).__name__}: {error}", file=log, flush=True)
+    finally:
+        os._exit(0)
+
+
+def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], None]) -> None:
+    _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                    struct.calcsize("3i")))
+    if uid != os.geteuid():
+        return
+    try:
+        message, fds = receive(conn)
+    except WireError as error:
+        print(f"xarch serve: refused: {error}", file=log, flush=True)
+        return
+    if message is None:
+        return
+    if message.get("stop") is True and not fds:
+        print("xarch serve: stopped by `xarch serve --stop`", file=log, flush=True)
+        os.kill(os.getppid(), signal.SIGTERM)
+        send(conn, {"stopping": True})
+        return
+    try:
+        reason = _refusal(message, fds, code)
+        if reason:
+            print(f"xarch serve: refused: {reason}", file=log, flush=True)
+            send(conn, {"refused": reason})
+            if reason.startswith("xarch's code"):
+                os.kill(os.getppid(), signal.SIGTERM)  # stale: the next command runs in its client
+            return
+        carried = message["carried"]
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_r)
+            _command(carried, fds, ready_w, entry)
+        os.close(ready_w)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    os.read(ready_r, 1)  # the command leads its own process group now: signals can reach it
+    os.close(ready_r)
+    print(f"xarch serve: pid {pid}: {visible(' '.join(carried['argv'][1:3]))} …", file=log, flush=True)
+    send(conn, {"running": pid})
+    _watch(conn, pid)
+
+
+def _refusal(message: dict[str, Any], fds: list[int], code: Any) -> str:
+    """Why this client's command is not served here ("" when it is)."""
+    carried = message.get("carried")
+    if len(fds) != 4 or not isinstance(carried, dict):
+        return "not a command request"
+    argv, env = carried.get("argv"), carried.get("env")
+    if not (isinstance(argv, list) and len(argv) >= 2 and all(isinstance(a, str) for a in argv)
+            and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) and "=" not in k
+                                              and "\0" not in k + v and k for k, v in env.items())
+            and all(isinstance(carried.get(key), int) for key in ("umask", "ignored", "blocked"))):
+        return "not a command request"
+    theirs = message.get("facts")
+    differ = differences(facts(), theirs if isinstance(theirs, dict) else {})
+    if differ:
+        return f"the client's process differs from the server's in: {', '.join(differ)}"
+    from xarch.records import code_fingerprint
+
+    if code_fingerprint.__wrapped__() != code:
+        return "xarch's code or the interpreter's libraries changed since the server started"
+    return ""
+
+
+def _watch(conn: socket.socket, pid: int) -> None:
+    """Pass the client's signals to the command's process group until it ends; send its exit code."""
+    pidfd = os.pidfd_open(pid)
+    deadline = None
+    while True:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        watched: list[Any] = [pidfd, conn] if deadline is None else [pidfd]
+        readable, _, _ = select.select(watched, [], [], timeout)
+        if pidfd in readable:
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            with contextlib.suppress(OSError):
+                send(conn, {"exit": code if code >= 0 else 128 - code})
+            os.close(pidfd)
+            return
+        if not readable:  # the grace period after SIGTERM is over
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            deadline = None
+            continue
+        try:
+            message, fds = receive(conn)
+        except WireError:
+            continue
+        except OSError:
+            message, fds = None, []
+        for fd in fds:
+            os.close(fd)
+        if message is None:  # the client went away: end the command, as a closed terminal would
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + _GRACE
+        elif message.get("signal") in _SIGNALS:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, message["signal"])
+
+
+def _command(carried: dict[str, Any], fds: list[int], ready: int, entry: Callable[[], None]) -> NoReturn:
+    """The command's process (see the module); never returns."""
+    status = 70
+    try:
+        os.setsid()
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        os.fchdir(fds[3])
+        # Every other descriptor is the server's or the relay's (the socket, the server's folder,
+        # the received ones, now duplicated): none is the command's to hold.
+        os.closerange(3, ready)
+        os.closerange(ready + 1, os.sysconf("SC_OPEN_MAX"))
+        os.umask(carried["umask"])
+        os.environ.clear()
+        os.environ.update(carried["env"])
+        _forget_environment()
+        _set_signals(carried["ignored"], carried["blocked"])
+        sys.argv = list(carried["argv"])
+        sys.stdin, sys.stdout, sys.stderr = _streams()
+        os.write(ready, b"1")
+        os.close(ready)
+        status = _main(entry)
+    except BaseException as error:
+        with contextlib.suppress(Exception):
+            print(f"xarch: internal error: served command failed to start: {type(error).__name__}: "
+                  f"{error} (this is a bug; XARCH_SERVER=off runs commands without the server)",
+                  file=sys.stderr)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status)
+
+
+def _main(entry: Callable[[], None]) -> int:
+    """Run ENTRY as the interpreter runs a script, and its exit code (SystemExit's rules)."""
+    from xarch.server import client
+
+    client.inside_server = True
+    try:
+        entry()
+        status: Any = 0
+    except SystemExit as exit_:
+        status = exit_.code
+    # What the interpreter does at exit, which os._exit skips: its exit functions (weakref.finalize
+    # among them), then SystemExit's rules for the code.
+    import atexit
+
+    atexit._run_exitfuncs()  # the interpreter's own exit step; no public name exists for it
+    if status is None:
+        return 0
+    if isinstance(status, int):
+        return status & 0xFF
+    print(status, file=sys.stderr)
+    return 1
+
+
+def _forget_environment() -> None:
+    """Drop what loaded modules read from the server's environment and kept: plumbum's copy of it
+    (commands it runs get that copy), tempfile's folder ($TMPDIR), the C library's time zone ($TZ)."""
+    import tempfile
+
+    tempfile.tempdir = None
+    time.tzset()
+    machines = sys.modules.get("plumbum.machines.local")
+    if machines is not None:
+        machines.local.env.clear()
+        machines.local.env.update(dict(os.environ))
+
+
+def _set_signals(ignored: int, blocked: int) -> None:
+    """The client's dispositions: what it ignored stays ignored (and so for the steps it starts);
+    SIGINT raises KeyboardInterrupt; every other signal's action is the default."""
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP) or signum >= 64:
+            continue
+        if ignored & (1 << (signum - 1)):
+            signal.signal(signum, signal.SIG_IGN)
+        elif signum == signal.SIGINT:
+            signal.signal(signum, signal.default_int_handler)
+        else:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, {signum for signum in signal.valid_signals()
+                                                 if signum < 64 and blocked & (1 << (signum - 1))})
+
+
+def _streams() -> tuple[TextIO, TextIO, TextIO]:
+    """sys.stdin, sys.stdout and sys.stderr over descriptors 0-2, made as the interpreter makes
+    them at start-up: the server's encodings (the locale and flags are the client's too, as
+    `facts` checked), stdout line-buffered on a terminal, stderr always line-buffered."""
+    def text(fd: int, mode: str, like: Any, line_buffering: bool) -> TextIO:
+        raw = io.FileIO(fd, mode, closefd=False)
+        buffered: Any = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+        return io.TextIOWrapper(buffered, encoding=like.encoding, errors=like.errors,
+                                line_buffering=line_buffering)
+
+    return (text(0, "r", sys.__stdin__ or sys.stdin, False),
+            text(1, "w", sys.__stdout__ or sys.stdout, os.isatty(1)),
+            text(2, "w", sys.__stderr__ or sys.stderr, True))
+
+
+def stop_server(cache_root: Path) -> bool:
+    """Ask CACHE_ROOT's server to exit; False when none is running there. Raises InputError for a
+    folder that is not private (see `listening`)."""
+    folder = server_folder(cache_root)
+    folder_fd = private_folder(folder)
+    if folder_fd is None:
+        if folder.exists():
+            raise InputError(f"{folder}: not a folder of this user's that only it may enter (mode 0700)")
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
+            try:
+                sock.connect(address(folder_fd, SOCKET_NAME))
+            except OSError:
+                return False
+            send(sock, {"stop": True})
+            reply, _ = receive(sock)
+            return bool(reply and reply.get("stopping"))
+    finally:
+        os.close(folder_fd)
