@@ -5,13 +5,11 @@ Each against docker buildx with QEMU for arm64, run in alternation in the same l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.images import (
@@ -29,6 +27,7 @@ from benchmarks.measuring import (
     WORK,
     XARCH,
     Sample,
+    build_server,
     fresh,
     loadavg,
     log,
@@ -58,31 +57,6 @@ STEP_STRATEGIES = [
     ("hello.c", 0.16, 0.15, 1.49),
     ("big.c (400 functions, -O2)", 2.00, 1.66, 19.5),
 ]
-
-
-@contextlib.contextmanager
-def build_server(cache: Path, log_path: Path, expected: int) -> Iterator[None]:
-    """`xarch serve` for CACHE while the block runs, started as the measured clients are (same
-    launcher, folder and environment: it serves only a client like itself). Raises RuntimeError
-    unless it served EXPECTED commands: a served row must never time commands it did not serve."""
-    with log_path.open("w") as log_file:
-        server = subprocess.Popen([*XARCH, "serve", "--idle", "600"], cwd=REPO, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=log_file,
-                                  env={**os.environ, "XARCH_CACHE": str(cache)})
-    deadline = time.monotonic() + 120
-    while "serving" not in log_path.read_text():
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"xarch serve did not start:\n{log_path.read_text()}")
-        time.sleep(0.1)
-    try:
-        yield
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-    served = log_path.read_text().count("xarch serve: pid ")
-    if served != expected:
-        raise RuntimeError(f"xarch serve served {served} of {expected} commands:\n{log_path.read_text()}")
 
 
 def case_nginx(runs: int) -> dict[str, object]:

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,3 +237,29 @@ def fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+@contextlib.contextmanager
+def build_server(cache: Path | None, log_path: Path, expected: int) -> Iterator[None]:
+    """`xarch serve` for CACHE while the block runs, started as the measured clients are (same
+    launcher, folder and environment: it serves only a client like itself). Raises RuntimeError
+    unless it served EXPECTED commands: a served row must never time commands it did not serve.
+    CACHE None: the measured commands' own ($XARCH_CACHE, else the default)."""
+    env = {**os.environ} if cache is None else {**os.environ, "XARCH_CACHE": str(cache)}
+    with log_path.open("w") as log_file:
+        server = subprocess.Popen([*XARCH, "serve", "--idle", "600"], cwd=REPO, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=log_file, env=env)
+    deadline = time.monotonic() + 120
+    while "serving" not in log_path.read_text():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"xarch serve did not start:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    served = log_path.read_text().count("xarch serve: pid ")
+    if served != expected:
+        raise RuntimeError(f"xarch serve served {served} of {expected} commands:\n{log_path.read_text()}")

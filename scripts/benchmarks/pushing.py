@@ -19,6 +19,7 @@ from benchmarks.measuring import (
     WORK,
     XARCH,
     Sample,
+    build_server,
     fresh,
     loadavg,
     log,
@@ -113,16 +114,20 @@ def case_push(runs: int) -> dict[str, object]:
         image_runs = runs if image == "nginx" else max(3, runs // 2)
         for number in range(image_runs):
             log(f"push {image} run {number + 1}/{image_runs} (load {loadavg()})")
-            for tool in ("xarch", "skopeo"):
+            # xarch-served: the same push handed to a build server (`xarch serve`, started first, not timed)
+            for tool in ("xarch", "xarch-served", "skopeo") if image == "nginx" else ("xarch", "skopeo"):
                 with registry(fresh(WORK / "registry" / tool)) as address:
                     ref = f"{address}/{tool}/{image}:{tag}"
-                    if tool == "xarch":
+                    if tool.startswith("xarch"):
                         cmd = [*XARCH, "push", "-q", str(layout), ref, "--insecure"]
                     else:
                         cmd = ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false",
                                f"oci:{layout}:{tag}", f"docker://{ref}"]  # fmt: skip
-                    samples.setdefault(f"{tool}_first{suffix}", []).append(measure(cmd))
-                    samples.setdefault(f"{tool}_again{suffix}", []).append(measure(cmd))
+                    serving = (build_server(None, WORK / "serve-push.log", 2) if tool == "xarch-served"
+                               else contextlib.nullcontext())
+                    with serving:
+                        samples.setdefault(f"{tool}_first{suffix}", []).append(measure(cmd))
+                        samples.setdefault(f"{tool}_again{suffix}", []).append(measure(cmd))
                     digests[f"{tool}{suffix}"] = remote_digest(address, f"{tool}/{image}", tag)
                     shown_commands[f"{tool}{suffix}"] = shown(cmd).replace(address, "127.0.0.1:PORT")
     log("push: profiling one first xarch push")
@@ -156,7 +161,9 @@ def render_push(w: Callable[[str], None], push: dict) -> None:
     for key, label in (
         ("xarch_first", "nginx: xarch push, first"),
         ("skopeo_first", "nginx: skopeo copy --all, first"),
+        ("xarch-served_first", "nginx: xarch push, first, served by `xarch serve`"),
         ("xarch_again", "nginx: xarch push, re-push"),
+        ("xarch-served_again", "nginx: xarch push, re-push, served by `xarch serve`"),
         ("skopeo_again", "nginx: skopeo copy --all, re-push"),
         ("xarch_first_large", "large: xarch push, first"),
         ("skopeo_first_large", "large: skopeo copy --all, first"),

@@ -27,6 +27,7 @@ from tests.support.e2e import EPOCH, REPO, image_files, index_digest
 from tests.support.needs import need_root, need_tool
 from tests.support.nobody import as_nobody
 from tests.support.stages import HOST, SHELL, write_recipe
+from xarch.server.serve import HANDSHAKE
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +45,12 @@ def _env(cache: Path, pythonpath: Path = REPO, **extra: str) -> dict[str, str]:
 class Server:
     """A real `xarch serve` process and its log."""
 
-    def __init__(self, cache: Path, log: Path, *args: str, pythonpath: Path = REPO, **extra: str) -> None:
+    def __init__(self, cache: Path, log: Path, *args: str, pythonpath: Path = REPO, shell: str = "",
+                 **extra: str) -> None:
         self.cache, self.log_path = cache, log
-        self.process = subprocess.Popen([*LAUNCH, "serve", *args], env=_env(cache, pythonpath, **extra),
+        # SHELL: a redirection the server starts with (`<&-`: no stdin)
+        command = ["sh", "-c", f'exec "$@" {shell}', "sh", *LAUNCH, "serve", *args]
+        self.process = subprocess.Popen(command, env=_env(cache, pythonpath, **extra),
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=log.open("w"), cwd="/")
         deadline = time.monotonic() + 60
@@ -259,7 +263,111 @@ def test_a_client_with_other_limits_runs_the_command_itself(server: Server, cach
     assert "refused: the client's process differs from the server's in: limits" in server.log()
 
 
+def test_a_client_without_stdin_or_stdout_runs_the_command_itself(server: Server, cache: Path,
+                                                                    project: Path) -> None:
+    for closed, code in (("<&-", 0), (">&-", 2)):
+        result = subprocess.run(["sh", "-c", f'exec "$@" {closed}', "sh", *LAUNCH, "build", "-o", "oci:out"],
+                                cwd=project, env=_env(cache), capture_output=True, text=True, timeout=300,
+                                check=False)
+        local = subprocess.run(["sh", "-c", f'exec "$@" {closed}', "sh", *LAUNCH, "build", "-o", "oci:local"],
+                               cwd=project, env=_env(cache, XARCH_SERVER="off"), capture_output=True,
+                               text=True, timeout=300, check=False)
+        assert (result.returncode, result.stderr.splitlines()[-1:]) == \
+            (code, local.stderr.replace("oci:local", "oci:out").splitlines()[-1:])
+    assert server.served() == []
+    assert "internal error" not in server.log()
+
+
+def test_a_server_without_stdin_or_stdout_serves(cache: Path, tmp_path: Path, project: Path) -> None:
+    running = Server(cache, tmp_path / "serve.log", shell="<&- >&-")
+    try:
+        served = client(cache, "build", "-o", "oci:out", cwd=project)
+        assert served.returncode == 0, served.stderr
+        assert len(running.served()) == 1
+    finally:
+        running.stop()
+
+
+def test_a_server_whose_log_fails_runs_each_command_once(cache: Path, tmp_path: Path, project: Path) -> None:
+    server = subprocess.Popen([*LAUNCH, "serve"], env=_env(cache), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert server.stderr is not None
+        assert "serving" in server.stderr.readline()
+        server.stderr.close()  # every later log line fails (EPIPE)
+        built = client(cache, "build", "-o", "oci:out", "--build-arg", "NONE=1", cwd=project)
+        # once: served or not, the one error line is said once (a second run would say it again)
+        assert built.stderr.count("xarch: error:") == 1, built.stderr
+        built = client(cache, "build", "-o", "oci:out", cwd=project)
+        assert built.returncode == 0 and built.stderr.count("wrote oci:out") == 1, built.stderr
+        stop = subprocess.run([*LAUNCH, "serve", "--stop"], env=_env(cache), capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert "stopped" in stop.stderr  # and --stop works, whatever the log does
+        server.wait(timeout=30)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_client_that_leaves_before_go_runs_nothing(server: Server, cache: Path, project: Path) -> None:
+    # A client like the server's clients (same launcher) that sends a real request, then leaves:
+    # once it has the answer ("ready"), or without reading it; it never says "go".
+    leave = """
+import os, socket, sys
+from xarch.server import context, wire
+name, mode = sys.argv[1:]
+sys.argv = ["xarch", "build", "-o", "oci:" + name]
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+sock.connect(os.environ["XARCH_CACHE"] + "/server/socket")
+cwd = os.open(".", os.O_PATH)
+wire.send(sock, {"facts": context.facts(), "carried": context.carried()})
+if mode == "answer":
+    print(wire.receive(sock)[0])
+"""
+    answers = []
+    for name, mode in (("answered", "answer"), ("unread", "")):
+        left = subprocess.run([sys.executable, "-c", leave, name, mode], cwd=project, env=_env(cache),
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert left.returncode == 0, left.stderr
+        answers.append(left.stdout)
+    assert "'ready'" in answers[0]  # it was taken, then left without "go"
+    time.sleep(HANDSHAKE + 2)  # past the relay's wait for "go"
+    assert not (project / "answered").exists() and not (project / "unread").exists()
+    assert server.served() == []
+
+
+def test_a_stopped_server_does_not_hold_a_client(server: Server, cache: Path, project: Path) -> None:
+    server.process.send_signal(signal.SIGSTOP)  # e.g. Ctrl-Z in its terminal
+    try:
+        started = time.monotonic()
+        built = client(cache, "build", "-o", "oci:out", cwd=project)
+        assert built.returncode == 0, built.stderr
+        assert time.monotonic() - started < 30
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    time.sleep(3)  # the server now reads that client's request: it must not run it
+    assert server.served() == []
+    assert built.stderr.count("wrote oci:out") == 1
+
+
+def test_stop_then_start_again(server: Server, cache: Path, tmp_path: Path) -> None:
+    stop = subprocess.run([*LAUNCH, "serve", "--stop"], env=_env(cache), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert stop.returncode == 0 and "stopped" in stop.stderr
+    again = Server(cache, tmp_path / "again.log")  # at once: the socket is gone when --stop returns
+    again.stop()
+
+
+def test_the_log_names_the_command_not_its_arguments(server: Server, cache: Path, project: Path) -> None:
+    built = client(cache, "build", "-o", "oci:out", "--label", "token=s3cr3t", cwd=project)
+    assert built.returncode == 0, built.stderr
+    assert "s3cr3t" not in server.log()
+    assert server.log().splitlines()[-1].endswith(": build")
+
+
 @pytest.mark.parametrize("prefix, fact", [
+    (("chrt", "--idle", "0"), "scheduling"),  # the scheduling policy
+    (("ionice", "-c", "3"), "scheduling"),  # the I/O priority
     # LD_PRELOAD, the way faketime (reprotest's time variation) fakes the clock: here a library
     # every process maps anyway, so that nothing but the variable differs
     (("env", "LD_PRELOAD=libc.so.6"), "start_env"),
@@ -352,6 +460,15 @@ def test_an_idle_server_exits(cache: Path, tmp_path: Path) -> None:
         assert not (cache / "server" / "socket").exists()
     finally:
         running.stop()
+
+
+def test_a_folder_where_the_socket_goes_is_one_line(cache: Path) -> None:
+    (cache / "server" / "socket").mkdir(parents=True)
+    (cache / "server").chmod(0o700)
+    refused = subprocess.run([*LAUNCH, "serve"], env=_env(cache), capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert refused.returncode == 3
+    assert refused.stderr == f"xarch: error: {cache}/server/socket: cannot listen there: Is a directory\n"
 
 
 def test_a_folder_others_may_enter_is_not_used(cache: Path, tmp_path: Path, project: Path) -> None:

@@ -128,28 +128,36 @@ def test_one_socket_per_folder_and_a_dead_servers_socket_is_replaced(tmp_path: P
         assert sock.getsockname()  # listening again
 
 
-@pytest.mark.parametrize("request_, fds, reason", [
-    ({}, 4, "not a command request"),
-    ({"carried": {"argv": ["x"], "env": {}, "umask": 0, "ignored": 0, "blocked": 0}}, 4, "not a command"),
-    ({"carried": {"argv": ["x", "build"], "env": {"": "v"}, "umask": 0, "ignored": 0, "blocked": 0}}, 4,
-     "not a command"),
-    ({"carried": {"argv": ["x", "build"], "env": {"A": "v\0"}, "umask": 0, "ignored": 0, "blocked": 0}}, 4,
-     "not a command"),
-    ({"carried": {"argv": ["x", "build"], "env": {}, "umask": "0", "ignored": 0, "blocked": 0}}, 4,
-     "not a command"),
-    ({"carried": {"argv": ["x", "build"], "env": {}, "umask": 0, "ignored": 0, "blocked": 0}}, 3,
-     "not a command"),
-    ({"carried": {"argv": ["x", "build"], "env": {}, "umask": 0, "ignored": 0, "blocked": 0},
-      "facts": "all"}, 4, "differs from the server's in: cgroup, ids"),
+GOOD = {"argv": ["x", "build"], "env": {"A": "1"}, "umask": 0o22, "ignored": 0, "blocked": 0,
+        "streams": [["utf-8", "strict", False]] * 2 + [["utf-8", "backslashreplace", False]]}
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({}, "not a command request"),
+    ({"carried": {**GOOD, "streams": [["utf-8", "strict", False]] * 2}}, "not a command"),
+    ({"carried": {**GOOD, "streams": [["utf-8", "strict"]] * 3}}, "not a command"),
+    ({"carried": {**GOOD, "streams": [["utf-8", "strict", 0]] * 3}}, "not a command"),
+    ({"carried": {**GOOD, "streams": [["no-such-codec", "strict", False]] * 3}}, "not a command"),
+    ({"carried": {**GOOD, "streams": [["utf-8", "no-such-handler", False]] * 3}}, "not a command"),
+    ({"carried": {**GOOD, "streams": None}}, "not a command"),
+    ({"carried": {**GOOD, "argv": ["x"]}}, "not a command"),
+    ({"carried": {**GOOD, "env": {"": "v"}}}, "not a command"),
+    ({"carried": {**GOOD, "env": {"A=B": "v"}}}, "not a command"),
+    ({"carried": {**GOOD, "env": {"A": "v\0"}}}, "not a command"),
+    ({"carried": {**GOOD, "umask": "0"}}, "not a command"),
+    ({"carried": {**GOOD, "ignored": None}}, "not a command"),
+    ({"carried": GOOD, "facts": "all"}, "differs from the server's in: cgroup, ids"),
 ])
-def test_a_request_that_is_not_a_served_command_is_refused(request_: dict, fds: int, reason: str) -> None:
-    assert reason in serve._refusal(request_, [0] * fds, code=None)
+def test_a_request_that_is_not_a_served_command_is_refused(request_: dict, reason: str) -> None:
+    from xarch.records import code_fingerprint
+
+    assert reason in serve._refusal(request_, code_fingerprint())
 
 
 def test_a_request_like_this_process_is_served_unless_the_code_changed() -> None:
     from xarch.records import code_fingerprint
 
-    request_ = {"carried": {"argv": ["x", "build"], "env": {"A": "1"}, "umask": 0o22, "ignored": 0,
-                            "blocked": 0}, "facts": json.loads(json.dumps(context.facts()))}
-    assert serve._refusal(request_, [0] * 4, code_fingerprint()) == ""
-    assert serve._refusal(request_, [0] * 4, ["other"]).startswith("xarch's code")
+    request_ = {"carried": GOOD, "facts": json.loads(json.dumps(context.facts()))}
+    assert serve._refusal(request_, code_fingerprint()) == ""
+    assert serve._refusal(request_, ["other"]).startswith("xarch's code")
+    assert serve._refusal({}, ["other"]).startswith("xarch's code")  # whatever the request holds

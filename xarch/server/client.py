@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xarch.cachedir import default_root
 
@@ -30,8 +30,9 @@ inside_server = False
 def delegate(argv: list[str]) -> int | None:
     """Run ARGV (sys.argv) in the build server and return its exit code, or None when no server
     takes it: none is running, it is not this user's, it refused this process (xarch.server.context),
-    or the command is not one it serves. Once the server has started the command, the answer is
-    its exit code (70 if the server went away before the command ended)."""
+    it did not answer within HANDSHAKE seconds (stopped, say), or the command is not one it
+    serves. Once the server has started the command, the answer is its exit code (70 if the
+    server went away before the command ended)."""
     if inside_server or os.environ.get("XARCH_SERVER") == "off" \
             or argv[1:2] not in ([name] for name in SERVED):
         return None
@@ -42,11 +43,23 @@ def delegate(argv: list[str]) -> int | None:
         os.lstat(folder / "socket")
     except OSError:
         return None  # the common case costs this lstat only: nothing more is loaded
+    try:
+        for fd in (0, 1, 2):
+            # Before any descriptor is opened here: a closed stream's number would be taken by it
+            # and passed on as that stream. A closed one cannot be passed: the command runs here.
+            os.fstat(fd)
+    except OSError:
+        return None
+    if sys.stdin is None or sys.stdout is None or sys.stderr is None:
+        return None  # started with one closed (its number reused since): the command runs here
     sock = _connect(folder)
     if sock is None:
         return None
     with sock:
         return _run(sock)
+
+
+HANDSHAKE = 5.0  # seconds a server has to take or refuse a command before the client runs it itself
 
 
 def _connect(folder: Path) -> socket.socket | None:
@@ -60,6 +73,7 @@ def _connect(folder: Path) -> socket.socket | None:
     if folder_fd is None:
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    sock.settimeout(HANDSHAKE)  # a stopped server's full backlog blocks connect(2)
     try:
         sock.connect(address(folder_fd, SOCKET_NAME))
         _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
@@ -76,29 +90,48 @@ def _connect(folder: Path) -> socket.socket | None:
 
 
 def _run(sock: socket.socket) -> int | None:
+    """The request, then: None when refused, unanswered or not started; else the command's exit code.
+
+    The streams and working folder are sent only once the server said "ready": a request left
+    unread in a stopped server's queue holds no descriptor of this process (a pipe it held open
+    would keep `xarch build | tee` waiting). The command starts only after the server said
+    "running": before that, nothing ran, and the command runs here instead (never twice)."""
     from xarch.server.context import carried, facts
     from xarch.server.wire import receive, send
 
     try:
+        send(sock, {"facts": facts(), "carried": carried()})
+        if _answer(sock, receive) != "ready":  # within HANDSHAKE seconds (the socket's timeout)
+            return None  # refused (or stopping)
+        sock.settimeout(None)  # the server is awake: from here it answers, or ends the connection
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return None  # a removed working folder: the command here says so as it always does
+        return None  # unanswered in time, gone, or the working folder removed: run it here
     try:
-        for fd in (0, 1, 2):
-            os.fstat(fd)  # a closed standard stream cannot be passed on
-        send(sock, {"facts": facts(), "carried": carried()}, [0, 1, 2, cwd])
-        reply, _ = receive(sock)
+        send(sock, {"go": True}, [0, 1, 2, cwd])
+        if _answer(sock, receive) != "running":
+            return None
     except OSError:
         return None
     finally:
         os.close(cwd)
-    if reply is None or not isinstance(reply.get("running"), int):
-        return None  # refused (or stopping): nothing was started
+    _forward_signals(sock)
     return _wait(sock)
 
 
-def _wait(sock: socket.socket) -> int:
-    from xarch.server.wire import WireError, receive, send
+def _answer(sock: socket.socket, receive: Any) -> str | None:
+    """The server's next answer: "ready", "running", "refused" (None at the end of the connection)."""
+    reply, fds = receive(sock)
+    for fd in fds:
+        os.close(fd)
+    if reply is None:
+        return None
+    return next((key for key in ("ready", "running", "refused") if key in reply), "refused")
+
+
+def _forward_signals(sock: socket.socket) -> None:
+    """Pass FORWARDED signals (those this process does not ignore) to the command from now on."""
+    from xarch.server.wire import send
 
     def forward(signum: int, frame: object) -> None:
         try:
@@ -109,6 +142,11 @@ def _wait(sock: socket.socket) -> int:
     for signum in FORWARDED:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # what this process ignores, so does the command
             signal.signal(signum, forward)
+
+
+def _wait(sock: socket.socket) -> int:
+    from xarch.server.wire import WireError, receive
+
     while True:
         try:
             message, fds = receive(sock)

@@ -11,6 +11,7 @@ before the command starts (xarch.server.serve).
 
 from __future__ import annotations
 
+import io
 import os
 import resource
 import stat
@@ -28,7 +29,7 @@ _NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
 # of faketime, as reprotest's time variation uses), glibc's, and the interpreter's. A served command
 # runs in a process started with the server's, so these must be equal; the rest of the
 # environment is the client's, carried over.
-_START_ENV = ("LD_", "GLIBC_", "MALLOC_", "PYTHON", "FAKETIME", "LOCPATH", "GCONV_PATH")
+_START_ENV = ("LD_", "GLIBC_", "MALLOC_", "OPENSSL_", "PYTHON", "FAKETIME", "LOCPATH", "GCONV_PATH")
 
 
 def server_folder(cache_root: Path) -> Path:
@@ -63,6 +64,8 @@ def facts() -> dict[str, Any]:
               for name in sorted(dir(resource)) if name.startswith("RLIMIT_")}
     import locale  # noqa: PLC0415 (only here: a client that finds no server never needs it)
 
+    root = os.stat("/")
+
     return {
         "ids": [list(os.getresuid()), list(os.getresgid()), sorted(os.getgroups())],
         "namespaces": namespaces,
@@ -73,11 +76,42 @@ def facts() -> dict[str, Any]:
         "limits": limits,
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "personality": _read("/proc/self/personality"),  # setarch: linux32, uname -r, no ASLR
+        "root": [root.st_dev, root.st_ino, _root_mounts()],  # chroot, even onto a bind mount of /
+        "scheduling": [os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, _io_priority()],
         "start_env": {name: value for name, value in sorted(os.environ.items())
                       if name.startswith(_START_ENV)},
         "python": [sys.version, os.path.realpath(sys.executable), sys.prefix, list(sys.path),
-                   list(sys.flags), sys.getfilesystemencoding(), locale.setlocale(locale.LC_CTYPE)],
+                   list(sys.flags), sys.warnoptions, sorted(map(str, sys._xoptions.items())),
+                   sys.getfilesystemencoding(), locale.setlocale(locale.LC_CTYPE)],
     }
+
+
+def _root_mounts() -> list[list[str]]:
+    """The mounts this process sees at "/" (mount ID, device, root within it; proc(5) mountinfo):
+    a chroot into a bind mount of / has the same inode as / but another mount."""
+    rows = []
+    for line in (_read("/proc/self/mountinfo") or "").splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == "/":
+            rows.append([fields[0], fields[2], fields[3]])
+    return rows
+
+
+# ioprio_get(2) has no Python binding: its syscall number per machine (Linux's syscall tables;
+# asm-generic's for aarch64 and riscv64). Elsewhere the priority is None on both sides alike.
+_IOPRIO_GET = {"x86_64": 252, "aarch64": 31, "riscv64": 31, "ppc64le": 274, "s390x": 283}
+
+
+def _io_priority() -> int | None:
+    """ioprio_get(IOPRIO_WHO_PROCESS, 0): this process's I/O class and level (ionice)."""
+    number = _IOPRIO_GET.get(os.uname().machine)
+    if number is None:
+        return None
+    import ctypes  # noqa: PLC0415 (only here: see facts)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    value = libc.syscall(number, 1, 0)
+    return None if value < 0 else int(value)
 
 
 def differences(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
@@ -89,7 +123,8 @@ def differences(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
 def carried() -> dict[str, Any]:
     """What the served command takes from this (the client's) process, besides its standard
     streams and working folder (passed as descriptors): argv, environment, umask, and the signal
-    dispositions and mask, as /proc/self/status's SigIgn and SigBlk bit masks."""
+    dispositions and mask, as /proc/self/status's SigIgn and SigBlk bit masks, and the encoding,
+    error handler and buffering of its stdin, stdout and stderr (which must not be None)."""
     umask = os.umask(0o22)
     os.umask(umask)
     masks = {}
@@ -97,7 +132,10 @@ def carried() -> dict[str, Any]:
         key, _, value = line.partition(":")
         if key in ("SigIgn", "SigBlk"):
             masks[key] = int(value.strip(), 16)
-    return {"argv": list(sys.argv), "env": dict(os.environ), "umask": umask,
+    # [encoding, error handler, unbuffered (python -u, PYTHONUNBUFFERED: no buffer under the text)]
+    streams = [[stream.encoding, stream.errors, isinstance(getattr(stream, "buffer", None), io.FileIO)]
+               for stream in (sys.stdin, sys.stdout, sys.stderr)]
+    return {"argv": list(sys.argv), "env": dict(os.environ), "umask": umask, "streams": streams,
             "ignored": masks.get("SigIgn", 0), "blocked": masks.get("SigBlk", 0)}
 
 

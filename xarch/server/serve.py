@@ -17,6 +17,7 @@ was writing (xarch.cli.main), as a closed terminal's SIGHUP would end a local co
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import importlib
@@ -90,8 +91,11 @@ def listening(cache_root: Path) -> Iterator[socket.socket]:
                 if probe.connect_ex(path) == 0:
                     raise ServerError(f"{folder / SOCKET_NAME}: another xarch server is running for "
                                       "this cache (`xarch serve --stop` stops it)") from None
-            os.unlink(SOCKET_NAME, dir_fd=folder_fd)  # left by a server that died
-            sock.bind(path)
+            try:
+                os.unlink(SOCKET_NAME, dir_fd=folder_fd)  # left by a server that died
+                sock.bind(path)
+            except OSError as again:
+                raise ServerError(f"{folder / SOCKET_NAME}: cannot listen there: {again.strerror}") from None
         sock.listen(16)
         bound = os.stat(path).st_ino
         owner = os.getpid()
@@ -108,6 +112,13 @@ def listening(cache_root: Path) -> Iterator[socket.socket]:
         os.close(folder_fd)
 
 
+def _say(log: TextIO, line: str) -> None:
+    """One line to the server's log; a log that cannot be written (a closed pipe, a full disk)
+    never stops the server or a relay (what they do next must happen whatever the log does)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"xarch serve: {line}", file=log, flush=True)
+
+
 def serve(cache_root: Path, idle: float, log: TextIO, entry: Callable[[], None]) -> None:
     """Serve commands for CACHE_ROOT's clients until IDLE seconds pass without one, or SIGTERM,
     SIGINT or `xarch serve --stop`: each runs ENTRY (the console script's main, which reads
@@ -122,34 +133,49 @@ def serve(cache_root: Path, idle: float, log: TextIO, entry: Callable[[], None])
         if threading.active_count() != 1:  # a fork copies one thread: the others' locks would stay held
             raise ServerError("loading xarch started threads; the server cannot fork safely")
         for line in failed:
-            print(f"xarch serve: not loaded: {line}", file=log)
-        print(f"xarch serve: serving `xarch build` and `xarch push` for {cache_root} (pid {os.getpid()}; "
-              f"exits after {idle:g} s without a command)", file=log, flush=True)
-        stopping = False
+            _say(log, f"not loaded: {line}")
+        _say(log, f"serving `xarch build` and `xarch push` for {cache_root} (pid {os.getpid()}; "
+                  f"exits after {idle:g} s without a command)")
+        server = os.getpid()
+        _loop(sock, idle, log, lambda conn: _relay(conn, code, log, entry, server))
 
-        def stop(signum: int, frame: object) -> None:
-            nonlocal stopping
-            stopping = True
 
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, stop)
-        relays: set[int] = set()
-        last = time.monotonic()
+def _loop(sock: socket.socket, idle: float, log: TextIO, relay: Callable[[socket.socket], NoReturn]) -> None:
+    """Accept and fork RELAY per connection until idle or told to stop; reap relays."""
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    # A signal wakes select at once through this pipe (PEP 475 would resume the wait otherwise),
+    # so that `xarch serve --stop` returns when the socket is gone, not a second later.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    relays: set[int] = set()
+    last = time.monotonic()
+    try:
         while not stopping:
-            try:
-                readable, _, _ = select.select([sock], [], [], 1.0)
-            except InterruptedError:
-                readable = []
-            if readable:
+            watched: list[Any] = [sock, wake_r]
+            readable, _, _ = select.select(watched, [], [], 1.0)
+            if wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 512)
+            if sock in readable and not stopping:
                 try:
                     conn, _ = sock.accept()
                 except OSError:
                     conn = None
                 if conn is not None:
-                    log.flush()
                     pid = os.fork()
                     if pid == 0:
-                        _relay(conn, sock, code, log, entry)
+                        signal.set_wakeup_fd(-1)
+                        os.close(wake_r)
+                        os.close(wake_w)
+                        sock.close()
+                        relay(conn)
                     conn.close()
                     relays.add(pid)
             while relays:
@@ -157,95 +183,175 @@ def serve(cache_root: Path, idle: float, log: TextIO, entry: Callable[[], None])
                 if pid == 0:
                     break
                 relays.discard(pid)
-            if relays or readable:
+            if relays or sock in readable:
                 last = time.monotonic()
             elif time.monotonic() - last > idle:
-                print(f"xarch serve: no command for {idle:g} s; exiting", file=log, flush=True)
+                _say(log, f"no command for {idle:g} s; exiting")
                 break
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
 
 
-def _relay(conn: socket.socket, listener: socket.socket, code: Any, log: TextIO,
-           entry: Callable[[], None]) -> NoReturn:
+def _relay(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], None],
+           server_pid: int) -> NoReturn:
     """One client's relay (see the module); never returns."""
     try:
-        listener.close()
+        if os.getppid() != server_pid:
+            os._exit(0)  # the server died as it forked this: serve nothing
+        server = os.pidfd_open(server_pid)  # a handle on it no later process can take
         os.setpgid(0, 0)  # a Ctrl-C in the server's terminal does not reach commands in flight
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
-        _serve_one(conn, code, log, entry)
+        _serve_one(conn, code, log, entry, server)
     except BaseException as error:  # a relay never unwinds into the server's loop
-        with contextlib.suppress(Exception):
-            print(f"xarch serve: relay failed: {type(error).__name__}: {error}", file=log, flush=True)
+        _say(log, f"relay failed: {type(error).__name__}: {error}")
     finally:
         os._exit(0)
 
 
-def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], None]) -> None:
+def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], None], server: int) -> None:
     _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                     struct.calcsize("3i")))
     if uid != os.geteuid():
         return
+    conn.settimeout(HANDSHAKE)  # a client that says nothing does not hold a relay
     try:
         message, fds = receive(conn)
     except WireError as error:
-        print(f"xarch serve: refused: {error}", file=log, flush=True)
+        _say(log, f"refused: {error}")
+        return
+    except OSError:
         return
     if message is None:
         return
     if message.get("stop") is True and not fds:
-        print("xarch serve: stopped by `xarch serve --stop`", file=log, flush=True)
-        os.kill(os.getppid(), signal.SIGTERM)
-        send(conn, {"stopping": True})
+        signal.pidfd_send_signal(server, signal.SIGTERM)  # before anything that could fail
+        _say(log, "stopped by `xarch serve --stop`")
+        with contextlib.suppress(OSError):
+            send(conn, {"stopping": True})
+        return
+    _close(fds)
+    reason = _refusal(message, code)
+    if reason:
+        if reason.startswith("xarch's code"):
+            signal.pidfd_send_signal(server, signal.SIGTERM)  # stale: the next command runs in its client
+        _say(log, f"refused: {reason}")
+        with contextlib.suppress(OSError):
+            send(conn, {"refused": reason})
+        return
+    carried = message["carried"]
+    try:
+        send(conn, {"ready": True})
+        conn.settimeout(HANDSHAKE)
+        go, fds = receive(conn)
+    except OSError:
+        return  # gone, or no "go" in time: nothing is started
+    if go is None or go.get("go") is not True or len(fds) != 4:
+        _close(fds)
         return
     try:
-        reason = _refusal(message, fds, code)
-        if reason:
-            print(f"xarch serve: refused: {reason}", file=log, flush=True)
-            send(conn, {"refused": reason})
-            if reason.startswith("xarch's code"):
-                os.kill(os.getppid(), signal.SIGTERM)  # stale: the next command runs in its client
-            return
-        carried = message["carried"]
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)  # command → relay: it leads its process group
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)  # relay → command: start (the client has its pid)
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
-            _command(carried, fds, ready_w, entry)
+            os.close(go_w)
+            _command(carried, fds, ready_w, go_r, entry)
         os.close(ready_w)
+        os.close(go_r)
     finally:
-        for fd in fds:
-            os.close(fd)
-    os.read(ready_r, 1)  # the command leads its own process group now: signals can reach it
-    os.close(ready_r)
-    print(f"xarch serve: pid {pid}: {visible(' '.join(carried['argv'][1:3]))} …", file=log, flush=True)
-    send(conn, {"running": pid})
-    _watch(conn, pid)
+        _close(fds)
+    started = False
+    try:
+        os.read(ready_r, 1)  # signals to its process group reach it from now on
+        os.close(ready_r)
+        send(conn, {"running": pid})
+        os.write(go_w, b"1")
+        started = True
+    except OSError:
+        pass  # the client is gone: it never heard "running", and nothing ran
+    finally:
+        os.close(go_w)  # without "1" the command's process exits before running anything
+    if not started:
+        os.waitpid(pid, 0)
+        return
+    conn.settimeout(None)
+    _say(log, f"pid {pid}: {visible(carried['argv'][1])}")  # the command's name only: no argument
+    try:
+        _watch(conn, pid)
+    except BaseException:
+        # The relay cannot pass on the client's signals or the exit code any more: the command
+        # ends, as it would if its client went away.
+        _end(pid)
+        raise
 
 
-def _refusal(message: dict[str, Any], fds: list[int], code: Any) -> str:
-    """Why this client's command is not served here ("" when it is)."""
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+HANDSHAKE = 5.0  # seconds a client has to say "go" after "ready" (its own wait: xarch.server.client)
+
+
+def _end(pid: int) -> None:
+    """SIGTERM to the command's process group, SIGKILL after _GRACE seconds; then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _GRACE
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def _refusal(message: dict[str, Any], code: Any) -> str:
+    """Why this client's command is not served here ("" when it is). Stale code first: a client of
+    newer code may send what this server cannot read, and a stale server should stop."""
+    from xarch.records import code_fingerprint
+
+    if code_fingerprint.__wrapped__() != code:
+        return "xarch's code or the interpreter's libraries changed since the server started"
     carried = message.get("carried")
-    if len(fds) != 4 or not isinstance(carried, dict):
+    if not isinstance(carried, dict):
         return "not a command request"
-    argv, env = carried.get("argv"), carried.get("env")
+    argv, env, streams = carried.get("argv"), carried.get("env"), carried.get("streams")
     if not (isinstance(argv, list) and len(argv) >= 2 and all(isinstance(a, str) for a in argv)
             and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) and "=" not in k
                                               and "\0" not in k + v and k for k, v in env.items())
-            and all(isinstance(carried.get(key), int) for key in ("umask", "ignored", "blocked"))):
+            and all(isinstance(carried.get(key), int) for key in ("umask", "ignored", "blocked"))
+            and isinstance(streams, list) and len(streams) == 3 and all(_stream_kind(s) for s in streams)):
         return "not a command request"
     theirs = message.get("facts")
     differ = differences(facts(), theirs if isinstance(theirs, dict) else {})
     if differ:
         return f"the client's process differs from the server's in: {', '.join(differ)}"
-    from xarch.records import code_fingerprint
-
-    if code_fingerprint.__wrapped__() != code:
-        return "xarch's code or the interpreter's libraries changed since the server started"
     return ""
 
 
+def _stream_kind(value: Any) -> bool:
+    """Whether VALUE is [encoding, error handler, unbuffered] with an encoding and handler that Python
+    knows (codecs' registry)."""
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+            and isinstance(value[1], str) and isinstance(value[2], bool)):
+        return False
+    try:
+        codecs.lookup(value[0])
+        codecs.lookup_error(value[1])
+    except LookupError:
+        return False
+    return True
+
+
 def _watch(conn: socket.socket, pid: int) -> None:
-    """Pass the client's signals to the command's process group until it ends; send its exit code."""
+    """Pass the client's signals to the command's process group until it ends; send its exit code.
+    A client that goes away ends the command (SIGTERM, then SIGKILL after _GRACE seconds)."""
     pidfd = os.pidfd_open(pid)
     deadline = None
     while True:
@@ -281,27 +387,29 @@ def _watch(conn: socket.socket, pid: int) -> None:
                 os.killpg(pid, message["signal"])
 
 
-def _command(carried: dict[str, Any], fds: list[int], ready: int, entry: Callable[[], None]) -> NoReturn:
+def _command(carried: dict[str, Any], fds: list[int], ready: int, go: int,
+             entry: Callable[[], None]) -> NoReturn:
     """The command's process (see the module); never returns."""
     status = 70
     try:
         os.setsid()
+        os.write(ready, b"1")
+        os.close(ready)
+        if os.read(go, 1) != b"1":
+            os._exit(0)  # the client did not say "go": it runs the command itself, or not at all
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
         os.fchdir(fds[3])
         # Every other descriptor is the server's or the relay's (the socket, the server's folder,
         # the received ones, now duplicated): none is the command's to hold.
-        os.closerange(3, ready)
-        os.closerange(ready + 1, os.sysconf("SC_OPEN_MAX"))
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.umask(carried["umask"])
         os.environ.clear()
         os.environ.update(carried["env"])
         _forget_environment()
         _set_signals(carried["ignored"], carried["blocked"])
         sys.argv = list(carried["argv"])
-        sys.stdin, sys.stdout, sys.stderr = _streams()
-        os.write(ready, b"1")
-        os.close(ready)
+        sys.stdin, sys.stdout, sys.stderr = _streams(carried["streams"])
         status = _main(entry)
     except BaseException as error:
         with contextlib.suppress(Exception):
@@ -368,19 +476,23 @@ def _set_signals(ignored: int, blocked: int) -> None:
                                                  if signum < 64 and blocked & (1 << (signum - 1))})
 
 
-def _streams() -> tuple[TextIO, TextIO, TextIO]:
-    """sys.stdin, sys.stdout and sys.stderr over descriptors 0-2, made as the interpreter makes
-    them at start-up: the server's encodings (the locale and flags are the client's too, as
-    `facts` checked), stdout line-buffered on a terminal, stderr always line-buffered."""
-    def text(fd: int, mode: str, like: Any, line_buffering: bool) -> TextIO:
-        raw = io.FileIO(fd, mode, closefd=False)
-        buffered: Any = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
-        return io.TextIOWrapper(buffered, encoding=like.encoding, errors=like.errors,
-                                line_buffering=line_buffering)
+def _streams(kinds: list[list[Any]]) -> tuple[TextIO, TextIO, TextIO]:
+    """sys.stdin, sys.stdout and sys.stderr over descriptors 0-2, made as the interpreter made the
+    client's at start-up (CPython's create_stdio): KINDS' encodings and error handlers; an
+    unbuffered stream (python -u) writes through; else stdout is line-buffered on a terminal and
+    stderr always."""
+    def text(fd: int, kind: list[Any]) -> TextIO:
+        encoding, errors, unbuffered = kind
+        raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
+        if fd == 0:
+            layer: Any = io.BufferedReader(raw)
+        else:
+            layer = raw if unbuffered else io.BufferedWriter(raw)
+        return io.TextIOWrapper(layer, encoding=encoding, errors=errors,
+                                line_buffering=not unbuffered and fd != 0 and (fd == 2 or raw.isatty()),
+                                write_through=bool(unbuffered) and fd != 0)
 
-    return (text(0, "r", sys.__stdin__ or sys.stdin, False),
-            text(1, "w", sys.__stdout__ or sys.stdout, os.isatty(1)),
-            text(2, "w", sys.__stderr__ or sys.stderr, True))
+    return text(0, kinds[0]), text(1, kinds[1]), text(2, kinds[2])
 
 
 def stop_server(cache_root: Path) -> bool:
@@ -400,6 +512,16 @@ def stop_server(cache_root: Path) -> bool:
                 return False
             send(sock, {"stop": True})
             reply, _ = receive(sock)
-            return bool(reply and reply.get("stopping"))
+            if not (reply and reply.get("stopping")):
+                return False
+        # Said when the socket is gone: `xarch serve --stop; xarch serve` starts the next one.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.stat(SOCKET_NAME, dir_fd=folder_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                break
+            time.sleep(0.02)
+        return True
     finally:
         os.close(folder_fd)

@@ -2,11 +2,16 @@
 SOCK_SEQPACKET Unix socket (packets keep their bounds, and file descriptors travel with the
 packet that names them, unix(7) SCM_RIGHTS).
 
-client → relay   {"facts": …, "carried": …} with fds [stdin, stdout, stderr, working folder]
-relay → client   {"refused": REASON} | {"running": PID}
+client → relay   {"facts": …, "carried": …}
+relay → client   {"refused": REASON} | {"ready": true}
+client → relay   {"go": true} with fds [stdin, stdout, stderr, working folder]
+relay → client   {"running": PID}               (then, and only then, the command starts)
 client → relay   {"signal": N}                  (any number, while running)
 relay → client   {"exit": CODE}                 (the command's; 128+N when killed by signal N)
 client → relay   {"stop": true}                 (xarch serve --stop; the server exits)
+
+Descriptors travel only after "ready", so a request left unread (a stopped server) holds none of
+the client's; and a client that never hears "running" knows that nothing ran.
 """
 
 from __future__ import annotations
