@@ -208,6 +208,16 @@ def render(data: dict[str, Any]) -> str:
                     ratio >= 10,
                 )
             )
+        if "xarch_warm_served" in s:
+            local, served = s["xarch_warm"]["wall"], s["xarch_warm_served"]["wall"]
+            targets.append(
+                (
+                    "nginx amd64+arm64, warm: ≤ 0.15 s",
+                    f"{sec(local)}; served {sec(served)}",
+                    f"xarch {sec(local)}; with `xarch serve` running {sec(served)}",
+                    served <= 0.15,
+                )
+            )
         x = nginx["xarch"][0]["platforms"]
         bx = {arch: nginx["buildx"][arch][0] for arch in ("amd64", "arm64")}
         worst = max(x[a]["compressed"] / bx[a]["compressed"] for a in ("amd64", "arm64"))
@@ -228,6 +238,17 @@ def render(data: dict[str, Any]) -> str:
                 f"{sec(edit)}, {anchor / edit:.1f}×",
                 f"xarch cross arm64 {sec(edit)} (emulate {sec(s['xarch_emulate_edit']['wall'])}) "
                 f"vs buildx compile {sec(anchor)}",
+                edit <= 0.6 and anchor / edit >= 2,
+            )
+        )
+    if hello and "xarch_cross_edit_served" in hello["stats"]:
+        s = hello["stats"]
+        edit, anchor = s["xarch_cross_edit_served"]["wall"], s["buildx_compile"]["wall"]
+        targets.append(
+            (
+                "the same, with `xarch serve` running (docs/server.md)",
+                f"{sec(edit)}, {anchor / edit:.1f}×",
+                f"xarch cross arm64, served, {sec(edit)} vs buildx compile {sec(anchor)}",
                 edit <= 0.6 and anchor / edit >= 2,
             )
         )
