@@ -47,7 +47,8 @@ FORMAT = 1
 R = TypeVar("R")
 Q = TypeVar("Q")
 # Environment variables that say where a shell is, not what a build reads.
-_VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES"})
+# XARCH_SERVER: whether a build server may run the command (xarch.server), never what it builds.
+_VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "XARCH_SERVER"})
 _RACY_NS = 2_000_000_000  # a file changed this close before the build began is not recorded
 # A command that reads more than this is not recorded: its replay would hash all of it again, as
 # much as a build answered by the image cache hashes anyway, and recording it would hash it twice

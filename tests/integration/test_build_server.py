@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,6 +164,125 @@ def test_a_served_step_runs_sandboxed_with_the_clients_tools(cache: Path, tmp_pa
         assert index_digest(tmp_path / "served") == index_digest(tmp_path / "local")
     finally:
         running.stop()
+
+
+SLOW_RECIPE = f"""\
+name: served-slow
+platforms: [{HOST}]
+epoch: {EPOCH}
+stages:
+  build:
+{SHELL}    steps:
+      - secrets: [tok]
+        run: |
+          mkdir -p /out
+          wc -c < /run/secrets/tok > /out/length
+          sleep "$(cat /run/secrets/tok)"
+copy:
+  - {{from: "build:/out/length", dst: /length}}
+"""
+
+
+def _slow(tmp_path: Path, seconds: int) -> tuple[Path, int]:
+    """The slow recipe, and a descriptor open on its secret (SECONDS to sleep): (recipe, fd)."""
+    recipe = write_recipe(tmp_path / "slow", SLOW_RECIPE)
+    (tmp_path / "tok").write_text(str(seconds))
+    return recipe, os.open(tmp_path / "tok", os.O_RDONLY)
+
+
+def test_a_descriptor_the_client_inherited_is_the_commands(server: Server, cache: Path, tmp_path: Path,
+                                                         busybox_shell: None) -> None:
+    # `--secret id=tok,src=<(pass show tok)` names /dev/fd/N: N must be open in the command too
+    recipe, fd = _slow(tmp_path, 0)
+    try:
+        built = subprocess.run([*LAUNCH, "build", "-f", str(recipe), "-o", "oci:out", "--secret",
+                                f"id=tok,src=/dev/fd/{fd}"], cwd=tmp_path, env=_env(cache), pass_fds=(fd,),
+                               capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        os.close(fd)
+    assert built.returncode == 0, built.stderr
+    assert len(server.served()) == 1
+    assert image_files(tmp_path / "out", HOST)["length"].data == b"1\n"
+
+
+def _slow_build(server: Server, cache: Path, tmp_path: Path,
+                **popen: Any) -> tuple[subprocess.Popen[str], int]:
+    """A served build whose step sleeps 60 s, once its step runs: (client, command's pid)."""
+    recipe, fd = _slow(tmp_path, 60)
+    before = len(server.served())
+    command = [*LAUNCH, "build", "-f", str(recipe), "-o", "oci:out", "--no-cache", "--secret",
+               f"id=tok,src=/dev/fd/{fd}"]
+    building = subprocess.Popen(command, cwd=tmp_path, env=_env(cache), pass_fds=(fd,),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    os.close(fd)
+    deadline = time.monotonic() + 60
+    while len(server.served()) == before:
+        assert time.monotonic() < deadline and building.poll() is None, server.log()
+        time.sleep(0.05)
+    time.sleep(2)  # into the step
+    return building, server.served()[-1]
+
+
+def test_sigterm_ends_a_served_build_even_when_the_client_ignored_it(
+        server: Server, cache: Path, tmp_path: Path, busybox_shell: None) -> None:
+    # xarch takes SIGTERM whatever its parent ignored (`trap '' TERM`): served, so does its client
+    building, pid = _slow_build(server, cache, tmp_path,
+                                preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    building.send_signal(signal.SIGTERM)
+    _, stderr = building.communicate(timeout=30)
+    assert building.returncode == 143, stderr
+    assert _gone(pid)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_command_ended_by_a_signal_ends_its_client_by_it(server: Server, cache: Path, tmp_path: Path,
+                                                            busybox_shell: None) -> None:
+    building, pid = _slow_build(server, cache, tmp_path)
+    building.send_signal(signal.SIGHUP)  # a closed terminal: the command dies by it, and so does the client
+    building.communicate(timeout=30)
+    assert building.returncode == -signal.SIGHUP
+    assert _gone(pid)
+
+
+def test_a_command_whose_relay_dies_ends(server: Server, cache: Path, tmp_path: Path,
+                                        busybox_shell: None) -> None:
+    building, pid = _slow_build(server, cache, tmp_path)
+    relay = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+    os.kill(relay, signal.SIGKILL)
+    _, stderr = building.communicate(timeout=30)
+    assert building.returncode == 70
+    assert "the build server stopped before the command ended" in stderr
+    assert _gone(pid, 10)  # not the 60 s its step would take
+    time.sleep(1)
+    assert not (tmp_path / "out").exists()  # nothing written after its client was told it failed
+
+
+def test_a_log_nobody_reads_blocks_nothing(cache: Path, tmp_path: Path, project: Path) -> None:
+    read, write = os.pipe()
+    server = subprocess.Popen([*LAUNCH, "serve"], env=_env(cache), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=write, cwd="/")
+    os.set_blocking(write, False)
+    try:
+        deadline = time.monotonic() + 60
+        while not (cache / "server" / "socket").exists():
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.1)
+        while True:  # fill the pipe: from now on a blocking write to it would wait for ever
+            try:
+                os.write(write, b"x" * 4096)
+            except BlockingIOError:
+                break
+        started = time.monotonic()
+        built = client(cache, "build", "-o", "oci:out", cwd=project)
+        assert built.returncode == 0, built.stderr
+        assert time.monotonic() - started < HANDSHAKE  # served, not after a timeout
+        again = client(cache, "build", "-o", "oci:out", cwd=project)
+        assert again.returncode == 0, again.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        os.close(read)
+        os.close(write)
 
 
 def test_a_failing_served_command_has_its_exit_code_and_one_line(server: Server, tmp_path: Path,
@@ -348,6 +468,17 @@ def test_a_stopped_server_does_not_hold_a_client(server: Server, cache: Path, pr
     time.sleep(3)  # the server now reads that client's request: it must not run it
     assert server.served() == []
     assert built.stderr.count("wrote oci:out") == 1
+
+
+def test_stop_of_a_stopped_server_is_one_line(server: Server, cache: Path) -> None:
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        stop = subprocess.run([*LAUNCH, "serve", "--stop"], env=_env(cache), capture_output=True, text=True,
+                              timeout=60, check=False)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    assert stop.returncode == 3
+    assert stop.stderr == f"xarch: error: {cache}/server/socket: the server does not answer (stopped?)\n"
 
 
 def test_stop_then_start_again(server: Server, cache: Path, tmp_path: Path) -> None:

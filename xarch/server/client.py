@@ -52,11 +52,32 @@ def delegate(argv: list[str]) -> int | None:
         return None
     if sys.stdin is None or sys.stdout is None or sys.stderr is None:
         return None  # started with one closed (its number reused since): the command runs here
+    inherited = _inherited()  # before this opens any (`--secret src=/dev/fd/5`, `<(…)`: the command's too)
+    if inherited is None:
+        return None
     sock = _connect(folder)
     if sock is None:
         return None
     with sock:
-        return _run(sock)
+        return _run(sock, inherited)
+
+
+MAX_INHERITED = 32  # more descriptors above 2 than this: the command runs here (serve.MAX_INHERITED)
+
+
+def _inherited() -> list[int] | None:
+    """The descriptors above 2 this process holds (from its parent: nothing here has opened one
+    yet), which a command may name (/dev/fd/N); None when there are more than MAX_INHERITED."""
+    numbers = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.fstat(fd)  # (the listing's own descriptor, closed since, is not one)
+            except OSError:
+                continue
+            numbers.append(fd)
+    return sorted(numbers) if len(numbers) <= MAX_INHERITED else None
 
 
 HANDSHAKE = 5.0  # seconds a server has to take or refuse a command before the client runs it itself
@@ -89,7 +110,7 @@ def _connect(folder: Path) -> socket.socket | None:
     return sock
 
 
-def _run(sock: socket.socket) -> int | None:
+def _run(sock: socket.socket, inherited: list[int]) -> int | None:
     """The request, then: None when refused, unanswered or not started; else the command's exit code.
 
     The streams and working folder are sent only once the server said "ready": a request left
@@ -108,7 +129,7 @@ def _run(sock: socket.socket) -> int | None:
     except OSError:
         return None  # unanswered in time, gone, or the working folder removed: run it here
     try:
-        send(sock, {"go": True}, [0, 1, 2, cwd])
+        send(sock, {"go": True, "fds": inherited}, [0, 1, 2, cwd, *inherited])
         if _answer(sock, receive) != "running":
             return None
     except OSError:
@@ -140,7 +161,9 @@ def _forward_signals(sock: socket.socket) -> None:
             pass
 
     for signum in FORWARDED:
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # what this process ignores, so does the command
+        # What this process ignores, so does the command; but SIGTERM, which xarch's own handler
+        # takes whatever the parent ignored (xarch.cli.main).
+        if signum == signal.SIGTERM or signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, forward)
 
 
@@ -162,4 +185,19 @@ def _wait(sock: socket.socket) -> int:
             return 70
         code = message.get("exit")
         if isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 255:
+            signum = message.get("signal")
+            if isinstance(signum, int) and code == 128 + signum and signum in signal.valid_signals():
+                _end_by(signum)  # as the command ended: a shell, or a parent's waitpid, sees the same
             return code
+
+
+def _end_by(signum: int) -> None:
+    """End this process by signal SIGNUM, with its default action; returns if that does not end it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        os.kill(os.getpid(), signum)
+    except (OSError, ValueError):
+        pass

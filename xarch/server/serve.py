@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import fcntl
 import importlib
 import io
 import os
@@ -33,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeGuard
 
 from xarch.errors import HostError, InputError
 from xarch.server.context import SOCKET_NAME, differences, facts, private_folder, server_folder
@@ -112,18 +113,41 @@ def listening(cache_root: Path) -> Iterator[socket.socket]:
         os.close(folder_fd)
 
 
-def _say(log: TextIO, line: str) -> None:
-    """One line to the server's log; a log that cannot be written (a closed pipe, a full disk)
-    never stops the server or a relay (what they do next must happen whatever the log does)."""
-    with contextlib.suppress(OSError, ValueError):
-        print(f"xarch serve: {line}", file=log, flush=True)
+class Log:
+    """The server's log: one line at a time to LOG's file, never blocking and never failing.
+
+    A log that cannot take a line now (a pipe nobody reads, a terminal paused with Ctrl-S, a
+    full disk, a closed pipe) loses that line: the server and its relays go on whatever the log
+    does. The file is opened again through /proc (a file description of its own, so that
+    O_NONBLOCK touches no other process's; O_APPEND, so a regular file is not overwritten);
+    a log that cannot be (a socket) is written to as it is."""
+
+    def __init__(self, log: TextIO) -> None:
+        self.stream = log
+        self.fd: int | None = None
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self.fd = os.open(f"/proc/self/fd/{log.fileno()}",
+                              os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def say(self, line: str) -> None:
+        """Write "xarch serve: LINE" now, or drop it."""
+        text = f"xarch serve: {line}\n"
+        if self.fd is None:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.write(text)
+                self.stream.flush()
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.fd, text.encode("utf-8", "backslashreplace"))
 
 
-def serve(cache_root: Path, idle: float, log: TextIO, entry: Callable[[], None]) -> None:
+def serve(cache_root: Path, idle: float, log_stream: TextIO, entry: Callable[[], None]) -> None:
     """Serve commands for CACHE_ROOT's clients until IDLE seconds pass without one, or SIGTERM,
     SIGINT or `xarch serve --stop`: each runs ENTRY (the console script's main, which reads
-    sys.argv) in a process of its own. Writes one line per command (and per refusal) to LOG.
+    sys.argv) in a process of its own. Writes one line per command (and per refusal) to LOG_STREAM
+    (see Log).
     Raises ServerError (see `listening`)."""
+    log = Log(log_stream)
     with listening(cache_root) as sock:
         failed = preload()
         from xarch.records import code_fingerprint
@@ -132,15 +156,18 @@ def serve(cache_root: Path, idle: float, log: TextIO, entry: Callable[[], None])
         os.chdir("/")  # hold no folder of the caller's (each command gets its client's)
         if threading.active_count() != 1:  # a fork copies one thread: the others' locks would stay held
             raise ServerError("loading xarch started threads; the server cannot fork safely")
+        # A server run in the background of a terminal with `stty tostop` would be stopped by its
+        # first log line (and every relay with it): such writes go ahead instead (tty(4)).
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
         for line in failed:
-            _say(log, f"not loaded: {line}")
-        _say(log, f"serving `xarch build` and `xarch push` for {cache_root} (pid {os.getpid()}; "
+            log.say(f"not loaded: {line}")
+        log.say(f"serving `xarch build` and `xarch push` for {cache_root} (pid {os.getpid()}; "
                   f"exits after {idle:g} s without a command)")
         server = os.getpid()
         _loop(sock, idle, log, lambda conn: _relay(conn, code, log, entry, server))
 
 
-def _loop(sock: socket.socket, idle: float, log: TextIO, relay: Callable[[socket.socket], NoReturn]) -> None:
+def _loop(sock: socket.socket, idle: float, log: Log, relay: Callable[[socket.socket], NoReturn]) -> None:
     """Accept and fork RELAY per connection until idle or told to stop; reap relays."""
     stopping = False
 
@@ -186,7 +213,7 @@ def _loop(sock: socket.socket, idle: float, log: TextIO, relay: Callable[[socket
             if relays or sock in readable:
                 last = time.monotonic()
             elif time.monotonic() - last > idle:
-                _say(log, f"no command for {idle:g} s; exiting")
+                log.say(f"no command for {idle:g} s; exiting")
                 break
     finally:
         signal.set_wakeup_fd(-1)
@@ -194,7 +221,7 @@ def _loop(sock: socket.socket, idle: float, log: TextIO, relay: Callable[[socket
         os.close(wake_w)
 
 
-def _relay(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], None],
+def _relay(conn: socket.socket, code: Any, log: Log, entry: Callable[[], None],
            server_pid: int) -> NoReturn:
     """One client's relay (see the module); never returns."""
     try:
@@ -206,12 +233,12 @@ def _relay(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], None
             signal.signal(signum, signal.SIG_DFL)
         _serve_one(conn, code, log, entry, server)
     except BaseException as error:  # a relay never unwinds into the server's loop
-        _say(log, f"relay failed: {type(error).__name__}: {error}")
+        log.say(f"relay failed: {type(error).__name__}: {error}")
     finally:
         os._exit(0)
 
 
-def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], None], server: int) -> None:
+def _serve_one(conn: socket.socket, code: Any, log: Log, entry: Callable[[], None], server: int) -> None:
     _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                     struct.calcsize("3i")))
     if uid != os.geteuid():
@@ -220,7 +247,7 @@ def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], 
     try:
         message, fds = receive(conn)
     except WireError as error:
-        _say(log, f"refused: {error}")
+        log.say(f"refused: {error}")
         return
     except OSError:
         return
@@ -228,7 +255,7 @@ def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], 
         return
     if message.get("stop") is True and not fds:
         signal.pidfd_send_signal(server, signal.SIGTERM)  # before anything that could fail
-        _say(log, "stopped by `xarch serve --stop`")
+        log.say("stopped by `xarch serve --stop`")
         with contextlib.suppress(OSError):
             send(conn, {"stopping": True})
         return
@@ -237,7 +264,7 @@ def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], 
     if reason:
         if reason.startswith("xarch's code"):
             signal.pidfd_send_signal(server, signal.SIGTERM)  # stale: the next command runs in its client
-        _say(log, f"refused: {reason}")
+        log.say(f"refused: {reason}")
         with contextlib.suppress(OSError):
             send(conn, {"refused": reason})
         return
@@ -248,24 +275,28 @@ def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], 
         go, fds = receive(conn)
     except OSError:
         return  # gone, or no "go" in time: nothing is started
-    if go is None or go.get("go") is not True or len(fds) != 4:
+    listed = go.get("fds") if go is not None else None
+    numbers: list[int] = listed if _fd_numbers(listed) else []
+    if go is None or go.get("go") is not True or numbers != listed or len(fds) != 4 + len(numbers):
         _close(fds)
         return
     try:
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)  # command → relay: it leads its process group
         go_r, go_w = os.pipe2(os.O_CLOEXEC)  # relay → command: start (the client has its pid)
+        relay = os.getpid()
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
             os.close(go_w)
-            _command(carried, fds, ready_w, go_r, entry)
+            _command(carried, fds, [0, 1, 2, *numbers], ready_w, go_r, relay, entry)
         os.close(ready_w)
         os.close(go_r)
     finally:
         _close(fds)
     started = False
     try:
-        os.read(ready_r, 1)  # signals to its process group reach it from now on
+        if os.read(ready_r, 1) != b"1":  # signals to its process group reach it from now on
+            raise OSError("the command's process ended before it began")  # nothing ran: the client runs it
         os.close(ready_r)
         send(conn, {"running": pid})
         os.write(go_w, b"1")
@@ -278,7 +309,7 @@ def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], 
         os.waitpid(pid, 0)
         return
     conn.settimeout(None)
-    _say(log, f"pid {pid}: {visible(carried['argv'][1])}")  # the command's name only: no argument
+    log.say(f"pid {pid}: {visible(carried['argv'][1])}")  # the command's name only: no argument
     try:
         _watch(conn, pid)
     except BaseException:
@@ -291,6 +322,15 @@ def _serve_one(conn: socket.socket, code: Any, log: TextIO, entry: Callable[[], 
 def _close(fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
+
+
+MAX_INHERITED = 32  # descriptors above 2 a client may pass on (wire.MAX_FDS leaves room for them)
+
+
+def _fd_numbers(value: Any) -> TypeGuard[list[int]]:
+    """Whether VALUE lists the client's inherited descriptor numbers: distinct ints above 2."""
+    return (isinstance(value, list) and len(value) <= MAX_INHERITED and len(set(value)) == len(value)
+            and all(isinstance(n, int) and not isinstance(n, bool) and 2 < n < 1 << 20 for n in value))
 
 
 HANDSHAKE = 5.0  # seconds a client has to say "go" after "ready" (its own wait: xarch.server.client)
@@ -362,7 +402,9 @@ def _watch(conn: socket.socket, pid: int) -> None:
             _, status = os.waitpid(pid, 0)
             code = os.waitstatus_to_exitcode(status)
             with contextlib.suppress(OSError):
-                send(conn, {"exit": code if code >= 0 else 128 - code})
+                # ended by signal N: the client ends by it too (a shell tells that from exit 128+N)
+                ended = {"exit": code} if code >= 0 else {"exit": 128 - code, "signal": -code}
+                send(conn, ended)
             os.close(pidfd)
             return
         if not readable:  # the grace period after SIGTERM is over
@@ -387,22 +429,24 @@ def _watch(conn: socket.socket, pid: int) -> None:
                 os.killpg(pid, message["signal"])
 
 
-def _command(carried: dict[str, Any], fds: list[int], ready: int, go: int,
-             entry: Callable[[], None]) -> NoReturn:
-    """The command's process (see the module); never returns."""
+def _command(carried: dict[str, Any], fds: list[int], targets: list[int], ready: int, go: int,
+             relay: int, entry: Callable[[], None]) -> NoReturn:
+    """The command's process (see the module); never returns. FDS are the received descriptors
+    (stdin, stdout, stderr, the working folder, then the client's others), TARGETS the numbers
+    they had in the client (the working folder's aside)."""
     status = 70
     try:
+        # Ended with its relay (SIGTERM, then the cleanup xarch does on it): a command whose
+        # relay is gone can no longer pass on its exit code, nor get its client's signals.
+        _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != relay:
+            os._exit(0)  # it died already
         os.setsid()
         os.write(ready, b"1")
         os.close(ready)
         if os.read(go, 1) != b"1":
             os._exit(0)  # the client did not say "go": it runs the command itself, or not at all
-        for target, fd in enumerate(fds[:3]):
-            os.dup2(fd, target)
-        os.fchdir(fds[3])
-        # Every other descriptor is the server's or the relay's (the socket, the server's folder,
-        # the received ones, now duplicated): none is the command's to hold.
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        _place(fds[:3] + fds[4:], targets, fds[3])
         os.umask(carried["umask"])
         os.environ.clear()
         os.environ.update(carried["env"])
@@ -410,6 +454,10 @@ def _command(carried: dict[str, Any], fds: list[int], ready: int, go: int,
         _set_signals(carried["ignored"], carried["blocked"])
         sys.argv = list(carried["argv"])
         sys.stdin, sys.stdout, sys.stderr = _streams(carried["streams"])
+        # What Python started with, as the client's were (shutil.get_terminal_size reads these)
+        streams = (sys.stdin, sys.stdout, sys.stderr)
+        for name, stream in zip(("__stdin__", "__stdout__", "__stderr__"), streams, strict=True):
+            setattr(sys, name, stream)
         status = _main(entry)
     except BaseException as error:
         with contextlib.suppress(Exception):
@@ -421,6 +469,32 @@ def _command(carried: dict[str, Any], fds: list[int], ready: int, go: int,
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(status)
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _place(received: list[int], targets: list[int], cwd: int) -> None:
+    """Give each RECEIVED descriptor its number in the client (TARGETS), enter the working folder
+    CWD, and close every other descriptor (the server's and the relay's: its socket and folder)."""
+    os.fchdir(cwd)
+    base = max(targets) + 1
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in received]  # out of the targets' way
+    keep = set(moved)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    for fd, target in zip(moved, targets, strict=True):
+        os.dup2(fd, target)  # inheritable, as the client's were
+        os.close(fd)
 
 
 def _main(entry: Callable[[], None]) -> int:
@@ -496,8 +570,9 @@ def _streams(kinds: list[list[Any]]) -> tuple[TextIO, TextIO, TextIO]:
 
 
 def stop_server(cache_root: Path) -> bool:
-    """Ask CACHE_ROOT's server to exit; False when none is running there. Raises InputError for a
-    folder that is not private (see `listening`)."""
+    """Ask CACHE_ROOT's server to exit, and wait until its socket is gone; False when none is running
+    there. Raises InputError for a folder that is not private (see `listening`), ServerError
+    (exit 3) when the server does not answer within HANDSHAKE seconds."""
     folder = server_folder(cache_root)
     folder_fd = private_folder(folder)
     if folder_fd is None:
@@ -506,12 +581,18 @@ def stop_server(cache_root: Path) -> bool:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(HANDSHAKE)
             try:
                 sock.connect(address(folder_fd, SOCKET_NAME))
+            except TimeoutError:
+                raise ServerError(f"{folder / SOCKET_NAME}: the server does not answer (stopped?)") from None
             except OSError:
                 return False
-            send(sock, {"stop": True})
-            reply, _ = receive(sock)
+            try:
+                send(sock, {"stop": True})
+                reply, _ = receive(sock)
+            except TimeoutError:
+                raise ServerError(f"{folder / SOCKET_NAME}: the server does not answer (stopped?)") from None
             if not (reply and reply.get("stopping")):
                 return False
         # Said when the socket is gone: `xarch serve --stop; xarch serve` starts the next one.

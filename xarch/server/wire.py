@@ -4,7 +4,7 @@ packet that names them, unix(7) SCM_RIGHTS).
 
 client → relay   {"facts": …, "carried": …}
 relay → client   {"refused": REASON} | {"ready": true}
-client → relay   {"go": true} with fds [stdin, stdout, stderr, working folder]
+client → relay   {"go": true, "fds": [N…]} with fds [stdin, stdout, stderr, working folder, N…]
 relay → client   {"running": PID}               (then, and only then, the command starts)
 client → relay   {"signal": N}                  (any number, while running)
 relay → client   {"exit": CODE}                 (the command's; 128+N when killed by signal N)
@@ -22,7 +22,7 @@ import socket
 from typing import Any
 
 MAX_MESSAGE = 1 << 20  # 1 MiB: an environment larger than this is not served
-MAX_FDS = 4
+MAX_FDS = 36  # stdin, stdout, stderr, the working folder, and up to 32 more (serve.MAX_INHERITED)
 
 
 class WireError(OSError):
