@@ -360,40 +360,26 @@ def render(data: dict[str, Any]) -> str:
 
 PLANS = """## Where targets are missed: where the time goes, and a plan
 
-Written on 2026-12-01 (night) from the runs above; rerun `scripts/bench --case …` after a change.
+Written on 2026-12-02 from the runs above; rerun `scripts/bench --case …` after a change.
 Compare rows of one run: this machine's speed drifts through the day.
 
-- **nginx warm: ≥10× buildx met (10.5×); ≤ 0.15 s not met (median 0.18 s of 0.13, 0.19, 0.18).**
-  An unchanged build is replayed from its build record (docs/design.md, "Caches"). In a pipe it
-  now loads no rich (the summary is plain columns there), its layers are checked on two threads,
-  and `traceback` is not loaded. What is left (cProfile, `-X importtime`, quiet machine): CPython's
-  start-up (~20 ms), imports (~55 ms: dataclasses and typing, the record, store, layout writer
-  and image types), checking the 29.5 MB of layers against their digests (~15 ms on two cores:
-  the check stays, it is what makes a damaged cache rebuild instead of ship), writing the layout
-  (~15 ms, a kernel copy). By hand on a quiet machine: 0.12–0.16 s.
-- **hello-c one-line edit ≤ 0.6 s: NOT met** (0.83 s median of 9 edits, 0.73–1.36 s, measured
-  at 20:58 when the whole machine ran ~20 % slower than at 17:58: buildx's cold build took 80.9 s
-  there, 58.9 s before; ≥ 2× buildx: met, 3.7×). By hand, alternating with the code before this
-  session's changes: 0.62–0.79 s median against 0.73–0.93 s (`/usr/bin/time`, 7–9 runs each;
-  CPU 0.62 s against 0.73 s). Done since the last report: the recipe's and the lock's pydantic
-  models defer their validators and a recipe validated once is kept by its bytes (no validator
-  or serializer is built on an unchanged recipe: ~0.1 s); the stage-root record's ~9,000 lstat
-  run relative to the farm's fd (~40 → ~25 ms); bwrap's trial run happens only after a failing
-  step; pyelftools' descriptions load only to name a refused file. What is left (py-spy, three
-  edits): imports ~0.33 s of CPU (pydantic's own import ~60–80 ms, plumbum ~40 ms with the
-  `urllib.request` and `uname -p` it loads and runs, PyYAML, click, pathspec, pyelftools ~20 ms
-  each, xarch's 79 modules), the compile step ~0.11 s (gcc ~0.09 s of it), the stage-root check
-  ~25 ms, the layer and the output ~40 ms. Reaching 0.6 s on this machine in its slower hours
-  needs the imports below ~0.2 s: the libraries' own import times (plumbum, the owner's choice
-  for driving tools; pydantic and click, the project's for recipes and the command line) do not
-  leave room for that. A next step, not taken: check the stage root's files on a thread while
-  the step runs (~25 ms), keeping the step's result only once the check passed.
-- **Push no slower than skopeo (first push of nginx; re-push): NOT met**; the re-push is within
-  3× skopeo's time (issue 14's target: met). An unchanged re-push is answered from a push record
-  (docs/design.md, "Push records"): three small requests over http.client, no requests, pydantic
-  or click. skopeo is a Go binary that starts in ~10 ms; xarch's floor is CPython's start-up and
-  the imports of the record, http.client and ssl (~0.1 s). A first push of nginx pays the full
-  start-up (requests, pydantic for the OCI documents, click: ~0.4 s).
+- **hello-c one-line edit ≤ 0.6 s: met with `xarch serve` (0.35 s, 0.29–0.37 s over 9 edits,
+  10.6× buildx's cached compile); not met without it (0.88 s, 4.1×).** Without a server, most of
+  the edit is CPython starting and importing the libraries xarch is built on (py-spy and
+  `-X importtime`, this session and the last): pydantic ~80–100 ms with its submodules, plumbum
+  ~60 ms (it loads `urllib.request` and `http.client`), click ~40 ms, PyYAML, pathspec and
+  pyelftools ~15–20 ms each, xarch's own modules ~0.1 s; the compile step is ~0.11 s and the
+  stage-root check ~25 ms. `xarch serve` (docs/server.md) keeps those modules loaded and forks a
+  process per build, as Bazel's server and Gradle's daemon do: what is left is the build itself.
+  The server is opt-in; a client unlike it (user, namespaces, limits, loader variables,
+  interpreter, code) runs the build itself, so the row without it is still the default case.
+- **nginx warm ≤ 0.15 s: met** (0.11 s replayed from the build record; 0.10 s served). This run
+  was on a quiet machine; in slower hours the local replay measured 0.16–0.20 s by hand, the
+  served one stays near 0.1 s because it does not start an interpreter.
+- **Push no slower than skopeo (first push of nginx; re-push): NOT met**, closer served. A first
+  push: 0.97 s local, 0.56 s served, skopeo 0.50 s; a re-push: 0.17 s local, 0.13 s served,
+  skopeo 0.09 s (the re-push is within issue 14's 3× of skopeo either way). skopeo is a Go binary
+  that starts in ~10 ms; a served push still starts a small Python client (~40 ms) and a fork.
 - **Met**: nginx cold ≥10× buildx, image size, the warm no-op < 0.5 s (0.14 s replayed), layer
   writing ≥ 1.5× pigz on the 300 MB, 978 MiB and 5 GiB trees (the 5 GiB row measured again on
   2026-12-01 17:02 at load ~1: 1.76×), memory of large trees (≤ 122 MB).
