@@ -168,17 +168,10 @@ def _forward_signals(sock: socket.socket) -> None:
 
 
 def _wait(sock: socket.socket) -> int:
-    from xarch.server.wire import WireError, receive
+    from xarch.server.wire import next_message
 
     while True:
-        try:
-            message, fds = receive(sock)
-        except WireError:
-            continue
-        except OSError:
-            message, fds = None, []
-        for fd in fds:
-            os.close(fd)
+        message = next_message(sock)
         if message is None:
             print("xarch: internal error: the build server stopped before the command ended",
                   file=sys.stderr)

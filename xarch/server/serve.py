@@ -38,7 +38,7 @@ from typing import Any, NoReturn, TextIO, TypeGuard
 
 from xarch.errors import HostError, InputError
 from xarch.server.context import SOCKET_NAME, differences, facts, private_folder, server_folder
-from xarch.server.wire import WireError, address, receive, send
+from xarch.server.wire import WireError, address, next_message, receive, send
 from xarch.visible import visible
 
 DEFAULT_IDLE = 900  # seconds without a command after which the server exits
@@ -412,14 +412,7 @@ def _watch(conn: socket.socket, pid: int) -> None:
                 os.killpg(pid, signal.SIGKILL)
             deadline = None
             continue
-        try:
-            message, fds = receive(conn)
-        except WireError:
-            continue
-        except OSError:
-            message, fds = None, []
-        for fd in fds:
-            os.close(fd)
+        message = next_message(conn)
         if message is None:  # the client went away: end the command, as a closed terminal would
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)

@@ -68,3 +68,17 @@ def receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
 def _close(fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
+
+
+def next_message(sock: socket.socket) -> dict[str, Any] | None:
+    """The next message, its descriptors closed (none is expected once a command runs); None at
+    the end of the connection or when reading fails. A packet that is not a message is skipped."""
+    while True:
+        try:
+            message, fds = receive(sock)
+        except WireError:
+            continue
+        except OSError:
+            return None
+        _close(fds)
+        return message
