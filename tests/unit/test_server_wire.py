@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from xarch.server import client, context, serve, wire
+from xarch.server import client, command, context, log, relay, serve, wire
 
 
 @pytest.fixture
@@ -151,13 +151,51 @@ GOOD = {"argv": ["x", "build"], "env": {"A": "1"}, "umask": 0o22, "ignored": 0, 
 def test_a_request_that_is_not_a_served_command_is_refused(request_: dict, reason: str) -> None:
     from xarch.records import code_fingerprint
 
-    assert reason in serve._refusal(request_, code_fingerprint())
+    assert reason in relay.refusal(request_, code_fingerprint())
 
 
 def test_a_request_like_this_process_is_served_unless_the_code_changed() -> None:
     from xarch.records import code_fingerprint
 
     request_ = {"carried": GOOD, "facts": json.loads(json.dumps(context.facts()))}
-    assert serve._refusal(request_, code_fingerprint()) == ""
-    assert serve._refusal(request_, ["other"]).startswith("xarch's code")
-    assert serve._refusal({}, ["other"]).startswith("xarch's code")  # whatever the request holds
+    assert relay.refusal(request_, code_fingerprint()) == ""
+    assert relay.refusal(request_, ["other"]).startswith("xarch's code")
+    assert relay.refusal({}, ["other"]).startswith("xarch's code")  # whatever the request holds
+
+
+def test_the_log_drops_a_line_it_cannot_write_now(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    try:
+        with os.fdopen(os.dup(write), "w") as stream:
+            sink = log.Log(stream)
+            sink.say("first")
+            os.set_blocking(write, False)
+            while True:  # fill the pipe
+                try:
+                    os.write(write, b"x" * 4096)
+                except BlockingIOError:
+                    break
+            sink.say("dropped, not waited for")  # returns at once
+        assert os.read(read, 64).startswith(b"xarch serve: first\n")
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_received_descriptors_take_the_clients_numbers(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    pid = os.fork()
+    if pid == 0:  # in a child: _place closes every other descriptor of the process
+        code = 1
+        try:
+            a, b = os.open(tmp_path / "a", os.O_RDONLY), os.open(tmp_path / "b", os.O_RDONLY)
+            cwd = os.open(tmp_path, os.O_PATH)
+            out = os.dup(1)
+            command._place([0, out, 2, b, a], [0, 1, 2, 7, 9], cwd)
+            ok = (os.read(7, 1), os.read(9, 1), os.getcwd()) == (b"b", b"a", str(tmp_path))
+            code = 0 if ok and sorted(map(int, os.listdir("/proc/self/fd")))[:5] == [0, 1, 2, 3, 7] else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,5 +11,6 @@ command runs with the client's working folder, environment, umask, signal dispos
 standard streams (passed as file descriptors), and its exit code is the client's.
 
 Modules: `context` (what must match, what is carried over), `wire` (the messages), `client`,
-`serve` (the server, the relay that watches one command, and the command's process).
+`serve` (the server), `relay` (one client's checks and command), `command` (the command's
+process), `log` (the server's log, never blocking).
 """
