@@ -134,7 +134,7 @@ def test_a_results_console_says_a_closed_pipe_as_broken_pipe() -> None:
 
 
 def test_failures_end_as_the_exit_code_table_says(capsys: pytest.CaptureFixture[str]) -> None:
-    """xarch.cli.main.failures: click's usage error as click says it (exit 2), a bug as one line
+    """xarch.cli.main.failures: click's usage error as one line (exit 2), a bug as one line
     (exit 70), with or without click loaded."""
     from xarch.cli.main import failures
 
@@ -145,3 +145,23 @@ def test_failures_end_as_the_exit_code_table_says(capsys: pytest.CaptureFixture[
             raise error
         assert exit_.value.code == code
         assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["build", "--nope"], "xarch build: No such option"),
+    (["push"], "xarch push: Missing argument"),
+    (["build", "--platform"], "xarch build: Option '--platform' requires an argument"),
+    (["frob"], "xarch: No such command 'frob'"),
+    (["build", "--strategy", "bogus\x1b[2J"], "xarch build: Invalid value for '--strategy'"),
+])
+def test_a_usage_error_is_one_line_naming_the_command(args: list[str], words: str) -> None:
+    """Bad arguments end as every bad input does: exactly one line on stderr, exit 2, naming the
+    command and where its usage is, with what was typed shown escaped (no terminal control reaches it)."""
+    code = "import sys; from xarch.cli import main; sys.argv[0] = 'xarch'; main()"
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xarch: error: "), result.stderr
+    assert words in lines[0] and "--help')" in lines[0] and "\x1b" not in result.stderr
+    assert result.stdout == ""

@@ -76,6 +76,7 @@ class LazyGroup(click.Group):
             command = super().get_command(ctx, name)
         if command is not None:
             refuse_empty_values(command)
+            name_usage_errors(command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -105,6 +106,34 @@ def refuse_empty_values(command: click.Command) -> None:
             refuse_empty_values(sub)
 
 
+def name_usage_errors(command: click.Command) -> None:
+    """Make every usage error of COMMAND (and of its subcommands) carry its context, so that the
+    one line it ends as (xarch.cli.main) names the command and its --help.
+
+    Click's option parser raises "Option '-o' requires an argument" and "does not take a value"
+    without one (click 8.1, parser.py); a command parses its arguments in parse_args, where the
+    context is known, so the context is attached there.
+    """
+    if not getattr(command, "names_usage_errors", False):
+        command.parse_args = _naming(command.parse_args)  # type: ignore[method-assign]
+        command.names_usage_errors = True  # type: ignore[attr-defined]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            name_usage_errors(sub)
+
+
+def _naming(parse: Any) -> Any:
+    def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return list(parse(ctx, args))
+        except click.UsageError as error:
+            if error.ctx is None:
+                error.ctx = ctx
+            raise
+
+    return parse_args
+
+
 def _refusing_empty(param: click.Parameter, process: Any) -> Any:
     def process_value(ctx: click.Context, value: Any) -> Any:
         values = value if isinstance(value, (tuple, list)) else (value,)
@@ -119,3 +148,6 @@ def _refusing_empty(param: click.Parameter, process: Any) -> Any:
 @click.version_option(__version__, prog_name="xarch")
 def cli() -> None:
     """Reproducible, minimal, multi-architecture container images from one recipe."""
+
+
+name_usage_errors(cli)  # `xarch -o`, as its commands' own (get_command)

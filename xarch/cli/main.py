@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
 def run(command: click.Command, args: list[str] | None = None, prog_name: str = "xarch") -> None:
     """Run the click command; every failure ends as one line on stderr and a code of xarch/errors.py.
 
-    XarchError: its message, its exit_code. Usage errors: click's text, exit 2. OSError
+    XarchError: its message, its exit_code. Usage errors: one line naming the command, exit 2. OSError
     (a full disk, a folder not writable): the path and the reason, exit 2 (3 when the host
     is out of space). Anything else is a bug: one line naming it, exit 70, and the
     traceback only with XARCH_DEBUG=1.
@@ -81,21 +81,22 @@ def failures() -> Iterator[None]:
 
 
 def _click_ending(error: Exception) -> None:
-    """End as click's own exceptions ask: Abort as an interrupt (130), a usage error with click's
-    text (exit 2), Exit with its code. Returns when ERROR is none of them (or click is not loaded,
-    so ERROR cannot be one)."""
+    """End as click's own exceptions ask: Abort as an interrupt (130), a usage error as one line
+    naming the command and its --help (exit 2), Exit with its code. Returns when ERROR is none of
+    them (or click is not loaded, so ERROR cannot be one)."""
     click_module = sys.modules.get("click")
     if click_module is None:
         return
     if isinstance(error, click_module.exceptions.Abort):
         _fail("xarch: interrupted", 130)
     if isinstance(error, click_module.ClickException):
-        # Click quotes the value it refused as typed: its text is shown with control characters escaped.
-        shown = io.StringIO()
-        error.show(file=shown)
-        for line in shown.getvalue().splitlines():
-            _say(visible(line))
-        sys.exit(error.exit_code)
+        # One line, as every other bad input ends (click's own text is three: usage, a hint, the error).
+        # Click quotes the value it refused as typed: _fail shows control characters escaped.
+        context = getattr(error, "ctx", None)
+        if isinstance(error, click_module.UsageError) and context is not None:
+            path = context.command_path
+            _fail(f"xarch: error: {path}: {error.format_message()} (see '{path} --help')", error.exit_code)
+        _fail(f"xarch: error: {error.format_message()}", error.exit_code)
     if isinstance(error, click_module.exceptions.Exit):
         sys.exit(error.exit_code)
 
