@@ -17,6 +17,8 @@ the error's `exit_code`. Anything else that escapes is a bug: one line naming it
 from collections.abc import Sequence
 from enum import IntEnum
 
+from xarch.visible import surrogates_escaped
+
 
 class ExitCode(IntEnum):
     """The exit codes of every command (the table above); XarchError subclasses carry one."""
@@ -47,8 +49,9 @@ class XarchError(Exception):
     def __str__(self) -> str:
         # Always one line that any terminal can print, whatever the message took in: a library's
         # multi-line text (tarfile, PyYAML), a name holding a newline or a lone surrogate (a
-        # non-UTF-8 file name, YAML's "\udcff"). Line breaks become " / ", surrogates \udcff.
-        text = super().__str__().encode("utf-8", "backslashreplace").decode("utf-8")
+        # non-UTF-8 file name, YAML's "\udcff"). Line breaks become " / "; a byte that was not UTF-8
+        # is shown as the byte (\xff), as xarch.visible shows it.
+        text = surrogates_escaped(super().__str__())
         lines = text.splitlines()
         return text if lines == [text] else " / ".join(part.strip() for part in lines if part.strip())
 

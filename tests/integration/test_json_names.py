@@ -30,6 +30,8 @@ def test_names_that_are_not_utf8_keep_their_bytes(tmp_path: Path) -> None:
     build(tmp_path / "a", "one\n", tmp_path / "out-a", tmp_path / "cache")
     build(tmp_path / "b", "two\n", tmp_path / "out-b", tmp_path / "cache")
     cache = tmp_path / "cache"
+    text = xarch_ok("inspect", str(tmp_path / "out-a"), "--files", cache=cache).stdout
+    assert "/srv/caf\\xe9.txt" in text and "\\udc" not in text  # the byte, as a terminal user says it
     listing = xarch_ok("inspect", str(tmp_path / "out-a"), "--files", "--json", cache=cache).stdout
     assert "\\udc" not in listing
     (entry,) = [f for f in json.loads(listing)["files"] if "path_base64" in f]

@@ -13,7 +13,8 @@ import pytest
 
 from tests.support.e2e import EPOCH, xarch, xarch_ok
 from xarch import platforms
-from xarch.visible import visible
+from xarch.errors import InputError
+from xarch.visible import surrogates_escaped, visible
 
 HOST = platforms.host().name
 
@@ -53,6 +54,14 @@ def test_diff_shows_markup_like_names_as_text(two_images: tuple[Path, Path], tmp
 
 def test_visible_escapes_c0_del_and_c1_only() -> None:
     assert visible("a\x1b[2Jb\nc\td\x7f\x85é[/x]") == "a\\x1b[2Jb\\nc\\td\\x7f\\x85é[/x]"
+
+
+def test_visible_shows_a_byte_that_was_not_utf8_as_that_byte() -> None:
+    # PEP 383: os.fsdecode(b"caf\xe9") is "caf\udce9"; shown as the byte, never as \udce9 or raw.
+    assert visible("caf\udce9 \udc80\udcff") == "caf\\xe9 \\x80\\xff"
+    assert visible("\ud800") == "\\ud800"  # a surrogate that no byte made: Python's own escape
+    assert surrogates_escaped("a\nb\udcff") == "a\nb\\xff"  # line breaks left to the caller
+    assert str(InputError("x\udcff.yaml: no such recipe file")) == "x\\xff.yaml: no such recipe file"
 
 
 def test_inspect_of_a_path_that_reads_like_markup(two_images: tuple[Path, Path], tmp_path: Path) -> None:
