@@ -186,6 +186,16 @@ def test_an_oserror_names_its_path_and_a_newline_in_a_message_stays_one_line(tmp
     one_error_line(newline, ExitCode.INPUT, "a name with / newline and \\xe9")  # the byte it stands for
 
 
+def test_a_working_folder_removed_is_named(project: Path, tmp_path: Path) -> None:
+    # A build started in a folder that was then removed said only "No such file or directory".
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    result = run_xarch("build", "-f", str(project / "xarch.yaml"), "-o", f"oci:{tmp_path / 'out'}",
+                       cwd=gone, preexec_fn=lambda: os.rmdir(gone))  # (run after the child's chdir)
+    one_error_line(result, ExitCode.INPUT, "the working folder: No such file or directory")
+    assert not (tmp_path / "out").exists()
+
+
 def test_usage_errors_are_2(project: Path) -> None:
     result = run_xarch("build", "-f", str(project / "xarch.yaml"), "--no-such-option")
     one_error_line(result, ExitCode.INPUT, "xarch build: ", "--no-such-option", "(see 'xarch build --help')")

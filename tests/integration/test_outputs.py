@@ -252,14 +252,20 @@ def _big_recipe(folder: Path, megabytes: int) -> Path:
     return recipe
 
 
-def _interrupt_while_writing(recipe: Path, target: Path, signal_number: int) -> tuple[int, str]:
+XARCH = ("-m", "xarch.cli")  # the `xarch` script
+DOCKER_XARCH = ("-c", "from xarch.cli.plugin import docker_plugin_main; docker_plugin_main()", "xarch")
+
+
+def _interrupt_while_writing(recipe: Path, target: Path, signal_number: int,
+                             entry: tuple[str, ...] = XARCH) -> tuple[int, str]:
     """Start a build into oci:TARGET, send SIGNAL once its staging folder holds a blob. A build
     that ends before the signal lands (a loaded machine: the poll below saw the blob late) is
     started again, with the old output put back, a few times: what is tested is the interrupted
-    build, not the race. Each try has a cache of its own, so each writes every layer."""
+    build, not the race. Each try has a cache of its own, so each writes every layer. ENTRY: the
+    interpreter's arguments that run the command line (`xarch`, or `docker xarch`)."""
     for attempt in range(5):
         cache = target.parent.parent / f"cache-{attempt}"
-        returncode, stderr = _interrupt_once(recipe, target, signal_number, cache)
+        returncode, stderr = _interrupt_once(recipe, target, signal_number, cache, entry)
         if returncode != 0:
             return returncode, stderr
         shutil.rmtree(target)
@@ -267,9 +273,10 @@ def _interrupt_while_writing(recipe: Path, target: Path, signal_number: int) -> 
     pytest.fail("the build finished before its output could be interrupted, 5 times")
 
 
-def _interrupt_once(recipe: Path, target: Path, signal_number: int, cache: Path) -> tuple[int, str]:
+def _interrupt_once(recipe: Path, target: Path, signal_number: int, cache: Path,
+                    entry: tuple[str, ...]) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "XARCH_CACHE": str(cache)}
-    process = subprocess.Popen([sys.executable, "-m", "xarch.cli", "build", "-f", str(recipe), "-q",
+    process = subprocess.Popen([sys.executable, *entry, "build", "-f", str(recipe), "-q",
                                 "-o", f"oci:{target}"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -308,10 +315,12 @@ def test_an_interrupted_build_leaves_the_old_output(tmp_path: Path, signal_name:
 
 
 @pytest.mark.slow
-def test_sigterm_cleans_up_like_sigint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry", [XARCH, DOCKER_XARCH], ids=["xarch", "docker-xarch"])
+def test_sigterm_cleans_up_like_sigint(tmp_path: Path, entry: tuple[str, ...]) -> None:
+    # `docker xarch` left its staging folders: it ran the command line without xarch's SIGTERM handler.
     recipe = _big_recipe(tmp_path / "big", 40)
     out = tmp_path / "out"
     layout, _, _, _ = _old_outputs(out)
-    returncode, stderr = _interrupt_while_writing(recipe, layout, signal.SIGTERM)
+    returncode, stderr = _interrupt_while_writing(recipe, layout, signal.SIGTERM, entry)
     assert returncode != 0 and "Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []

@@ -165,3 +165,15 @@ def test_a_usage_error_is_one_line_naming_the_command(args: list[str], words: st
     assert len(lines) == 1 and lines[0].startswith("xarch: error: "), result.stderr
     assert words in lines[0] and "--help')" in lines[0] and "\x1b" not in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args, usage", [([], "Usage: xarch [OPTIONS] COMMAND"),
+                                         (["plugin"], "Usage: xarch plugin [OPTIONS] COMMAND")])
+def test_a_group_alone_prints_its_help_as_lines(args: list[str], usage: str) -> None:
+    """`xarch` alone is a request for help, not one error line (that joined 1.8 KB of help into one)."""
+    code = "import sys; from xarch.cli import main; sys.argv[0] = 'xarch'; main()"
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and lines[0] == usage + " [ARGS]...", result.stderr
+    assert "Commands:" in lines and "xarch: error" not in result.stderr

@@ -93,6 +93,12 @@ def _click_ending(error: Exception) -> None:
         # One line, as every other bad input ends (click's own text is three: usage, a hint, the error).
         # Click quotes the value it refused as typed: _fail shows control characters escaped.
         context = getattr(error, "ctx", None)
+        help_asked = getattr(click_module.exceptions, "NoArgsIsHelpError", None)  # click ≥ 8.2
+        if help_asked is not None and isinstance(error, help_asked) and context is not None:
+            # `xarch` or `xarch plugin` alone: the help, as lines (click 8.1 printed it and exited 0).
+            for line in context.get_help().splitlines():
+                _say(visible(line))
+            sys.exit(error.exit_code)
         if isinstance(error, click_module.UsageError) and context is not None:
             path = context.command_path
             _fail(f"xarch: error: {path}: {error.format_message()} (see '{path} --help')", error.exit_code)
@@ -106,9 +112,15 @@ _HOST_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _os_error_text(error: OSError) -> str:
-    """`PATH: reason`, naming both paths of a rename or link."""
+    """`PATH: reason`, naming both paths of a rename or link; an error that names no path, met
+    while the working folder is gone (getcwd(3) fails), names the working folder."""
     reason = error.strerror or str(error)
     names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    if not names:
+        try:
+            os.getcwd()
+        except OSError:
+            names = ["the working folder"]  # removed: os.getcwd() and relative paths fail
     return f"{' -> '.join(names)}: {reason}" if names else reason
 
 
@@ -161,27 +173,34 @@ def main() -> None:
             served = delegate(sys.argv)  # `xarch serve` is running: the command runs there
         if served is not None:
             sys.exit(served)
+    command_line(sys.argv[1:])
+
+
+def command_line(args: list[str], prog_name: str = "xarch") -> None:
+    """Run ARGS (argv without the program) as the command line of PROG_NAME, in this process: the
+    `xarch` script and `docker xarch` (xarch.cli.plugin) alike, so that both remove what a
+    SIGTERM interrupts and end every failure the same way. Exits as `main` says."""
     signal.signal(signal.SIGTERM, _terminated)
     _name_stdout()
     try:
-        if sys.argv[1:2] == ["build"]:
+        if args[:1] == ["build"]:
             with failures():
                 from xarch.cli.replay import replay
 
-                if replay(sys.argv[1:]):  # an unchanged plain build: from its record, the recipe unread
+                if replay(args):  # an unchanged plain build: from its record, the recipe unread
                     return
-        elif sys.argv[1:2] == ["push"]:
+        elif args[:1] == ["push"]:
             with failures():
                 from xarch.cli.pushreplay import replay as replay_push
 
-                if replay_push(sys.argv[1:]):  # an unchanged re-push: three requests, no layer read
+                if replay_push(args):  # an unchanged re-push: three requests, no layer read
                     return
         with failures():  # Ctrl-C while click loads: "xarch: interrupted", exit 130, no traceback
             from xarch.cli.group import cli
             from xarch.run.overlay import allow_user_namespace
 
         allow_user_namespace()  # a short-lived process: without root, stage roots may be overlays too
-        run(cli)
+        run(cli, args, prog_name)
     finally:
         _flush_stdout()
 

@@ -30,17 +30,19 @@ def plugin_metadata() -> dict[str, str]:
 
 
 def docker_plugin_main(argv: list[str] | None = None) -> None:
-    """Entry point of the `docker-xarch` console script."""
+    """Entry point of the `docker-xarch` console script (the Docker CLI runs it as `docker-xarch
+    xarch ARGS…`): the plugin metadata, or the command line as `xarch` runs it
+    (xarch.cli.main.command_line)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args == [METADATA_COMMAND]:
         print(json.dumps(plugin_metadata(), indent=1))
         return
     if args[:1] == [PLUGIN_NAME]:
         args = args[1:]
-    from xarch.cli.group import cli
-    from xarch.cli.main import run
+    from xarch.cli.main import command_line
 
-    run(cli, args, prog_name=f"docker {PLUGIN_NAME}")
+    # As `xarch` runs, not handed to a build server: a served command would name itself `xarch`.
+    command_line(args, prog_name=f"docker {PLUGIN_NAME}")
 
 
 def default_plugin_dir() -> Path:
