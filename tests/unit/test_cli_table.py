@@ -177,3 +177,15 @@ def test_a_group_alone_prints_its_help_as_lines(args: list[str], usage: str) -> 
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and lines[0] == usage + " [ARGS]...", result.stderr
     assert "Commands:" in lines and "xarch: error" not in result.stderr
+
+
+def test_an_error_quoting_a_huge_argument_keeps_both_ends() -> None:
+    """A 131 KB argument was echoed whole in its error line; the line now keeps its start (what is
+    named) and its end (the reason, the --help), and says how much was left out."""
+    code = "import sys; from xarch.cli import main; sys.argv[0] = 'xarch'; main()"
+    result = subprocess.run([sys.executable, "-c", code, "build", "--strategy", "x" * 131_000],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    (line,) = result.stderr.splitlines()
+    assert result.returncode == 2 and len(line) < 2200, len(line)
+    assert line.startswith("xarch: error: xarch build: Invalid value for '--strategy'")
+    assert line.endswith("(see 'xarch build --help')") and "characters left out" in line

@@ -130,12 +130,25 @@ def _fail(message: str, code: int, details: Sequence[str] = (), hint: str = "") 
     # Messages quote what the user or an image gave (a --platform, a tag, a path): a control
     # character in it is shown escaped, never sent to the terminal (xarch.visible).
     one_line = " ".join(visible(part.strip()) for part in message.splitlines() if part.strip())
-    _say(one_line.encode("utf-8", "backslashreplace").decode("utf-8"))
+    _say(_bounded(one_line.encode("utf-8", "backslashreplace").decode("utf-8")))
     for line in details:
-        _say("  | " + visible(line).encode("utf-8", "backslashreplace").decode("utf-8"))
+        _say("  | " + _bounded(visible(line).encode("utf-8", "backslashreplace").decode("utf-8")))
     if hint:
         _say("hint: " + visible(" ".join(hint.split())))
     sys.exit(code)
+
+
+MAX_LINE = 2048  # characters of one error or detail line; a longer one keeps its two ends
+
+
+def _bounded(line: str) -> str:
+    """LINE, or its first and last MAX_LINE/2 characters around a note of how many were left out:
+    a message quoting a 100 KB argument, or a step's 1 MB line, stays a line a terminal can show,
+    and keeps what names the input (its start) and the reason (its end)."""
+    if len(line) <= MAX_LINE:
+        return line
+    half = MAX_LINE // 2
+    return f"{line[:half]} […{len(line) - 2 * half} characters left out…] {line[-half:]}"
 
 
 def _say(line: str) -> None:
