@@ -97,3 +97,13 @@ def test_results_stored_before_the_edit_rows_render_without_them() -> None:
     text = render(data)
     assert "## A C program compiled for arm64" in text
     assert "| hello-c one-line edit" not in text and ", edit (one-line" not in text  # no row
+
+
+def test_a_layer_run_without_pigz_shows_its_target_as_missed() -> None:
+    """A machine without pigz ran the layer case and the 1.5× pigz row vanished from the targets:
+    a target whose anchor did not run is shown, as not measured and not met."""
+    data, _ = read_report(REPO / "BENCHMARKS.md")
+    data["layer"]["stats"].pop("tar_pigz")
+    target = next(line for line in render(data).splitlines()
+                  if line.startswith("| layer writing (300 MB tree) ≥ 1.5×"))
+    assert "not measured: pigz was not installed" in target and target.endswith("| **NOT met** |")
