@@ -28,7 +28,7 @@ from tests.support.e2e import EPOCH, REPO, image_files, index_digest
 from tests.support.needs import need_root, need_tool
 from tests.support.nobody import as_nobody
 from tests.support.stages import HOST, SHELL, write_recipe
-from xarch.server.relay import HANDSHAKE
+from xarch.server.wire import HANDSHAKE
 
 pytestmark = pytest.mark.integration
 

@@ -65,8 +65,8 @@ class LazyGroup(click.Group):
         return sorted([*super().list_commands(ctx), *self.lazy])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        """The command NAME, importing its module only now (None when unknown); every option and argument
-        of it made to refuse an empty value.
+        """The command NAME, importing its module only now (None when unknown), prepared (`prepare`):
+        its empty values refused, its usage errors naming it.
         """
         if name in self.lazy:
             module_name, _, attribute = self.lazy[name][0].partition(":")
@@ -75,8 +75,7 @@ class LazyGroup(click.Group):
         else:
             command = super().get_command(ctx, name)
         if command is not None:
-            refuse_empty_values(command)
-            name_usage_errors(command)
+            prepare(command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -86,8 +85,19 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def prepare(command: click.Command) -> None:
+    """COMMAND and each of its subcommands, made to refuse empty values (refuse_empty_values) and
+    to name themselves in their usage errors (name_usage_errors). Each is set on the instance
+    once, so a command asked for twice is not wrapped twice."""
+    refuse_empty_values(command)
+    name_usage_errors(command)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            prepare(sub)
+
+
 def refuse_empty_values(command: click.Command) -> None:
-    """Make every option and argument of COMMAND (and of its subcommands) refuse "".
+    """Make every option and argument of COMMAND refuse "".
 
     An empty value is a mistake, never a request for the default: `--platform ""` built every
     platform, `--against ""` ran a plain verify and `-f ""` read ./xarch.yaml (click turns "" into
@@ -101,13 +111,10 @@ def refuse_empty_values(command: click.Command) -> None:
             # Set on the instance: click has no hook that sees raw values for all parameters.
             param.process_value = _refusing_empty(param, param.process_value)  # type: ignore[method-assign]
             param.refuses_empty = True  # type: ignore[attr-defined]
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            refuse_empty_values(sub)
 
 
 def name_usage_errors(command: click.Command) -> None:
-    """Make every usage error of COMMAND (and of its subcommands) carry its context, so that the
+    """Make every usage error of COMMAND carry its context, so that the
     one line it ends as (xarch.cli.main) names the command and its --help.
 
     Click's option parser raises "Option '-o' requires an argument" and "does not take a value"
@@ -117,9 +124,6 @@ def name_usage_errors(command: click.Command) -> None:
     if not getattr(command, "names_usage_errors", False):
         command.parse_args = _naming(command.parse_args)  # type: ignore[method-assign]
         command.names_usage_errors = True  # type: ignore[attr-defined]
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            name_usage_errors(sub)
 
 
 def _naming(parse: Any) -> Any:
@@ -150,4 +154,4 @@ def cli() -> None:
     """Reproducible, minimal, multi-architecture container images from one recipe."""
 
 
-name_usage_errors(cli)  # `xarch -o`, as its commands' own (get_command)
+prepare(cli)  # `xarch -o` and `xarch --bogus`, as its commands' own (get_command)

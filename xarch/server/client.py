@@ -30,7 +30,7 @@ inside_server = False
 def delegate(argv: list[str]) -> int | None:
     """Run ARGV (sys.argv) in the build server and return its exit code, or None when no server
     takes it: none is running, it is not this user's, it refused this process (xarch.server.context),
-    it did not answer within HANDSHAKE seconds (stopped, say), or the command is not one it
+    it did not answer within wire.HANDSHAKE seconds (stopped, say), or the command is not one it
     serves. Once the server has started the command, the answer is its exit code (70 if the
     server went away before the command ended)."""
     if inside_server or os.environ.get("XARCH_SERVER") == "off" \
@@ -62,12 +62,11 @@ def delegate(argv: list[str]) -> int | None:
         return _run(sock, inherited)
 
 
-MAX_INHERITED = 32  # more descriptors above 2 than this: the command runs here (serve.MAX_INHERITED)
-
-
 def _inherited() -> list[int] | None:
     """The descriptors above 2 this process holds (from its parent: nothing here has opened one
-    yet), which a command may name (/dev/fd/N); None when there are more than MAX_INHERITED."""
+    yet), which a command may name (/dev/fd/N); None when there are more than wire.MAX_INHERITED."""
+    from xarch.server.wire import MAX_INHERITED
+
     numbers = []
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -80,15 +79,12 @@ def _inherited() -> list[int] | None:
     return sorted(numbers) if len(numbers) <= MAX_INHERITED else None
 
 
-HANDSHAKE = 5.0  # seconds a server has to take or refuse a command before the client runs it itself
-
-
 def _connect(folder: Path) -> socket.socket | None:
     import socket
     import struct
 
     from xarch.server.context import SOCKET_NAME, private_folder
-    from xarch.server.wire import address
+    from xarch.server.wire import HANDSHAKE, address
 
     folder_fd = private_folder(folder)
     if folder_fd is None:
@@ -122,7 +118,7 @@ def _run(sock: socket.socket, inherited: list[int]) -> int | None:
 
     try:
         send(sock, {"facts": facts(), "carried": carried()})
-        if _answer(sock, receive) != "ready":  # within HANDSHAKE seconds (the socket's timeout)
+        if _answer(sock, receive) != "ready":  # within wire.HANDSHAKE seconds (the socket's timeout)
             return None  # refused (or stopping)
         sock.settimeout(None)  # the server is awake: from here it answers, or ends the connection
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

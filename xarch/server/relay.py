@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TypeGuard
 from xarch.server.command import run_command
 from xarch.server.context import differences, facts
 from xarch.server.log import Log
-from xarch.server.wire import WireError, next_message, receive, send
+from xarch.server.wire import HANDSHAKE, MAX_INHERITED, WireError, next_message, receive, send
 from xarch.visible import visible
 
 _SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
@@ -135,16 +135,10 @@ def _close(fds: list[int]) -> None:
         os.close(fd)
 
 
-MAX_INHERITED = 32  # descriptors above 2 a client may pass on (wire.MAX_FDS leaves room for them)
-
-
 def _fd_numbers(value: Any) -> TypeGuard[list[int]]:
     """Whether VALUE lists the client's inherited descriptor numbers: distinct ints above 2."""
     return (isinstance(value, list) and len(value) <= MAX_INHERITED and len(set(value)) == len(value)
             and all(isinstance(n, int) and not isinstance(n, bool) and 2 < n < 1 << 20 for n in value))
-
-
-HANDSHAKE = 5.0  # seconds a client has to say "go" after "ready" (its own wait: xarch.server.client)
 
 
 def _end(pid: int) -> None:

@@ -30,8 +30,8 @@ from typing import Any, NoReturn, TextIO
 from xarch.errors import HostError, InputError
 from xarch.server.context import SOCKET_NAME, private_folder, server_folder
 from xarch.server.log import Log
-from xarch.server.relay import HANDSHAKE, relay
-from xarch.server.wire import address, receive, send
+from xarch.server.relay import relay
+from xarch.server.wire import HANDSHAKE, address, receive, send
 
 DEFAULT_IDLE = 900  # seconds without a command after which the server exits
 

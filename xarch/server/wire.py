@@ -22,7 +22,10 @@ import socket
 from typing import Any
 
 MAX_MESSAGE = 1 << 20  # 1 MiB: an environment larger than this is not served
-MAX_FDS = 36  # stdin, stdout, stderr, the working folder, and up to 32 more (serve.MAX_INHERITED)
+# The protocol's limits, one definition for client and relay:
+HANDSHAKE = 5.0  # seconds each side waits for the other's next handshake message ("ready", "go")
+MAX_INHERITED = 32  # descriptors above 2 a client passes on; with more, it runs the command itself
+MAX_FDS = 4 + MAX_INHERITED  # stdin, stdout, stderr, the working folder, and the inherited ones
 
 
 class WireError(OSError):
